@@ -1,0 +1,3 @@
+from frappe_imagekit.cli import main
+
+main()

@@ -1,0 +1,96 @@
+"""The one place local processes are started.
+
+Commands are argv lists (never ``shell=True``). Secrets travel only in the child's environment,
+never in argv. Output can be streamed line by line to a callback as it arrives.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+
+LineSink = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class Completed:
+    argv: tuple[str, ...]
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def which(name: str) -> str | None:
+    return shutil.which(name)
+
+
+def child_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    env = dict(os.environ)
+    if extra:
+        env.update(extra)
+    return env
+
+
+def run(
+    argv: Sequence[str],
+    *,
+    env: Mapping[str, str] | None = None,
+    input_bytes: bytes | None = None,
+    cwd: str | None = None,
+    timeout: float | None = None,
+    on_stdout: LineSink | None = None,
+    on_stderr: LineSink | None = None,
+    on_start: Callable[[subprocess.Popen[bytes]], None] | None = None,
+) -> Completed:
+    """Run ``argv``; stream each output line to the sinks; return all output.
+
+    ``env`` entries are added to the current environment of the child only.
+    Raises ``FileNotFoundError`` when the program does not exist and
+    ``subprocess.TimeoutExpired`` after ``timeout`` seconds (the child is killed).
+    """
+    proc = subprocess.Popen(
+        list(argv),
+        stdin=subprocess.PIPE if input_bytes is not None else subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=child_env(env),
+        cwd=cwd,
+    )
+    if on_start:
+        on_start(proc)
+    out: list[str] = []
+    err: list[str] = []
+    readers = [
+        threading.Thread(target=_pump, args=(proc.stdout, out, on_stdout), daemon=True),
+        threading.Thread(target=_pump, args=(proc.stderr, err, on_stderr), daemon=True),
+    ]
+    for reader in readers:
+        reader.start()
+    try:
+        if input_bytes is not None and proc.stdin:
+            try:
+                proc.stdin.write(input_bytes)
+            finally:
+                proc.stdin.close()
+        proc.wait(timeout=timeout)
+    except BaseException:
+        proc.kill()
+        proc.wait()
+        raise
+    finally:
+        for reader in readers:
+            reader.join(timeout=5)
+    return Completed(tuple(argv), proc.returncode, "".join(out), "".join(err))
+
+
+def _pump(stream, sink: list[str], on_line: LineSink | None) -> None:
+    for raw in iter(stream.readline, b""):
+        line = raw.decode("utf-8", "replace")
+        sink.append(line)
+        if on_line:
+            on_line(line.rstrip("\n"))
+    stream.close()
