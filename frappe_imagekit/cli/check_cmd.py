@@ -1,0 +1,49 @@
+"""`imagekit check`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from frappe_imagekit.cli import output
+from frappe_imagekit.cli.main import command
+
+WORKSPACE_OPTION = typer.Option(
+    Path("."), "--workspace", "-w", help="Folder with .env, de-example.env, apps.json and builds/."
+)
+
+
+@command("check")
+def check(
+    workspace: Path = WORKSPACE_OPTION,
+    offline: bool = typer.Option(False, "--offline", help="Skip the git remote checks."),
+    strict: bool = typer.Option(False, "--strict", help="Moving branches are errors, not warnings."),
+    as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
+) -> None:
+    """Validate .env and apps.json and resolve every ref, before anything is built."""
+    from frappe_imagekit.check import run_check
+    from frappe_imagekit.workspace import Workspace
+
+    report = run_check(Workspace.at(workspace), offline=offline, strict=strict)
+    output.use_redactor(report.redactor)
+    if as_json:
+        output.print_json(report.to_dict())
+    else:
+        render_report(report)
+    if report.has_errors:
+        raise typer.Exit(1)
+
+
+def render_report(report) -> None:  # type: ignore[no-untyped-def]
+    rows = [
+        [pin.name, pin.ref, pin.ref_kind, (pin.sha or "-")[:12], pin.status]
+        for pin in report.all_pins
+    ]
+    if rows:
+        output.print_table("Apps", ["app", "ref", "kind", "sha", "status"], rows)
+    for finding in report.findings:
+        output.err(f"{finding.level}: {finding.message}")
+    errors = sum(1 for f in report.findings if f.level == "error")
+    warnings = sum(1 for f in report.findings if f.level == "warning")
+    output.out(f"{errors} error(s), {warnings} warning(s).")

@@ -1,0 +1,1 @@
+"""Commands: filled in by their issue."""

@@ -1,0 +1,101 @@
+"""The typer app and the one error handler."""
+
+from __future__ import annotations
+
+import functools
+import os
+import traceback
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import typer
+
+from frappe_imagekit import __version__
+from frappe_imagekit.cli import output
+from frappe_imagekit.errors import ExitCode, ImagekitError
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+app = typer.Typer(
+    name="imagekit",
+    help="Build, record and deploy custom Frappe/ERPNext images without leaking tokens.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+STATE = {"verbose": False}
+
+
+def _version(value: bool) -> None:
+    if value:
+        output.out(f"imagekit {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Show more detail on errors."),
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
+    ),
+) -> None:
+    STATE["verbose"] = verbose
+
+
+def handle_errors(func: F) -> F:
+    """The one handler: ImagekitError -> one red line + its exit code; anything else is a bug."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except ImagekitError as exc:
+            output.err(f"error: {exc.message}")
+            raise typer.Exit(int(exc.exit_code)) from None
+        except KeyboardInterrupt:
+            output.err("interrupted.")
+            raise typer.Exit(int(ExitCode.INTERRUPTED)) from None
+        except (typer.Exit, typer.Abort, SystemExit):
+            raise
+        except Exception as exc:  # noqa: BLE001 - the last line of defence
+            _report_bug(exc)
+            raise typer.Exit(int(ExitCode.INTERNAL)) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def command(name: str | None = None, **kwargs: Any) -> Callable[[F], F]:
+    """``@command("build")``: register a CLI command wrapped in the error handler."""
+
+    def decorate(func: F) -> F:
+        app.command(name, **kwargs)(handle_errors(func))
+        return func
+
+    return decorate
+
+
+def _report_bug(exc: BaseException) -> None:
+    output.err(
+        f"internal error ({type(exc).__name__}): this is a bug in imagekit; "
+        "run again with --verbose and report the output."
+    )
+    if STATE["verbose"] or os.environ.get("IMAGEKIT_DEBUG"):
+        # format_exception never includes local variables; the text is redacted like every line
+        output.err("".join(traceback.format_exception(exc)).rstrip())
+
+
+def _load_commands() -> None:
+    # Each module registers its commands with @command on import.
+    from frappe_imagekit.cli import (  # noqa: F401
+        build_cmd,
+        check_cmd,
+        deploy_cmd,
+        history_cmd,
+    )
+
+
+def main() -> None:
+    """Console-script entry point."""
+    _load_commands()
+    app()

@@ -1,0 +1,75 @@
+"""Everything the CLI prints goes through here, and through the redactor."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+from frappe_imagekit.redact import Redactor
+
+_redactor = Redactor()
+
+
+def use_redactor(redactor: Redactor) -> None:
+    """Make ``redactor`` the gate for every line printed from now on."""
+    global _redactor
+    _redactor = redactor
+
+
+def redactor() -> Redactor:
+    return _redactor
+
+
+def safe(text: str) -> str:
+    return _redactor.redact(text)
+
+
+def out(text: str = "") -> None:
+    """One line (or block) to stdout, redacted."""
+    sys.stdout.write(safe(text) + "\n")
+    sys.stdout.flush()
+
+
+def err(text: str) -> None:
+    """One line to stderr, redacted."""
+    sys.stderr.write(safe(text) + "\n")
+    sys.stderr.flush()
+
+
+def warn(text: str) -> None:
+    err(f"warning: {text}")
+
+
+def print_json(data: Any) -> None:
+    out(json.dumps(data, indent=2, default=str))
+
+
+def is_terminal() -> bool:
+    return sys.stdout.isatty()
+
+
+def console():
+    """A rich console writing to stdout (rich is imported only when a table is drawn)."""
+    from rich.console import Console
+
+    return Console(highlight=False, soft_wrap=True)
+
+
+def print_table(title: str | None, columns: list[str], rows: list[list[str]]) -> None:
+    """A table on a terminal, tab-separated plain lines otherwise."""
+    if not is_terminal():
+        if title:
+            out(title)
+        out("\t".join(columns))
+        for row in rows:
+            out("\t".join(row))
+        return
+    from rich.table import Table
+
+    table = Table(title=title, title_justify="left")
+    for column in columns:
+        table.add_column(column)
+    for row in rows:
+        table.add_row(*(safe(cell) for cell in row))
+    console().print(table)
