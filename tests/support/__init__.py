@@ -1,0 +1,1 @@
+"""Helpers shared by the test suite: the local base image and the Docker daemon checks."""
