@@ -22,9 +22,10 @@ IMAGE = "imagekit-test/busybox:1"
 DEFAULT_CLI = "/usr/bin/docker"
 PATH_ENV = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 REQUIRED_APPLETS = (
-    "sh cat echo base64 mkdir ls sleep rm cp mv env grep sed printf test [ true false id chmod "
-    "chown touch tar head tail wc date kill find sha256sum"
-).split()
+    *("sh", "cat", "echo", "base64", "mkdir", "ls", "sleep", "rm", "cp", "mv", "env", "grep"),
+    *("sed", "printf", "test", "[", "true", "false", "id", "chmod", "chown", "touch", "tar"),
+    *("head", "tail", "wc", "date", "kill", "find", "sha256sum"),
+)
 
 _PASSWD = (
     "root:x:0:0:root:/root:/bin/sh\n"
@@ -34,10 +35,21 @@ _PASSWD = (
 _GROUP = "root:x:0:\nfrappe:x:1000:\nnogroup:x:65534:\n"
 # (path, mode, uid) of the folders the image holds besides the applets' own.
 _DIRS = (
-    ("bin", 0o755, 0), ("sbin", 0o755, 0), ("usr", 0o755, 0), ("usr/bin", 0o755, 0),
-    ("usr/sbin", 0o755, 0), ("usr/local", 0o755, 0), ("usr/local/bin", 0o755, 0),
-    ("etc", 0o755, 0), ("root", 0o700, 0), ("home", 0o755, 0), ("home/frappe", 0o755, 1000),
-    ("tmp", 0o1777, 0), ("var", 0o755, 0), ("var/tmp", 0o1777, 0), ("opt", 0o755, 0),
+    ("bin", 0o755, 0),
+    ("sbin", 0o755, 0),
+    ("usr", 0o755, 0),
+    ("usr/bin", 0o755, 0),
+    ("usr/sbin", 0o755, 0),
+    ("usr/local", 0o755, 0),
+    ("usr/local/bin", 0o755, 0),
+    ("etc", 0o755, 0),
+    ("root", 0o700, 0),
+    ("home", 0o755, 0),
+    ("home/frappe", 0o755, 1000),
+    ("tmp", 0o1777, 0),
+    ("var", 0o755, 0),
+    ("var/tmp", 0o1777, 0),
+    ("opt", 0o755, 0),
 )
 
 

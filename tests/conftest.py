@@ -1,0 +1,165 @@
+"""Fixtures for the whole suite.
+
+- ``isolated_home`` (autouse): HOME, XDG_* and DOCKER_CONFIG point at a fresh folder per test.
+- ``docker_cli`` (session): path of a docker CLI that can build with BuildKit.
+- ``docker_daemon`` (session): the same path, after checking that the daemon answers; skips
+  without one, but fails when CI=true.
+- ``busybox_image`` (session): ``imagekit-test/busybox:1``, made if missing.
+- ``unique_name``: ``unique_name("build") -> "ik-build-1a2b3c4d"`` for images and projects.
+- ``cleanup_images``: a list; every image name appended is removed after the test.
+
+Tests under tests/integration are marked ``integration`` automatically. When CI=true, an
+integration test that skips is reported as a failure: integration tests must run in CI.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # `pytest` (not `python -m pytest`) from anywhere
+    sys.path.insert(0, str(ROOT))
+
+from tests.support import baseimage, dockerd  # noqa: E402
+
+INTEGRATION_DIR = ROOT / "tests" / "integration"
+_CI_FAILURES: list[str] = []
+_GITCONFIG = "[user]\n\tname = imagekit tests\n\temail = tests@example.invalid\n"
+
+
+def in_ci() -> bool:
+    return os.environ.get("CI", "").strip().lower() in {"true", "1", "yes"}
+
+
+def _unavailable(reason: str) -> None:
+    """Fail when CI=true, otherwise skip: integration tests must never be skipped in CI."""
+    if in_ci():
+        pytest.fail(f"CI=true but {reason}: integration tests must run in CI.", pytrace=False)
+    pytest.skip(reason)
+
+
+# ---------------------------------------------------------------- isolation
+
+
+@pytest.fixture(autouse=True)
+def isolated_home(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> Path:
+    """Point every per-user folder at a fresh folder; returns the fake HOME.
+
+    It is a sibling of ``tmp_path``, not inside it, so a test's own ``tmp_path`` stays empty
+    (a git workspace made there is not dirtied by a .gitconfig).
+    """
+    home = tmp_path_factory.mktemp("home")
+    for var, sub in (
+        ("XDG_STATE_HOME", ".local/state"),
+        ("XDG_CONFIG_HOME", ".config"),
+        ("XDG_CACHE_HOME", ".cache"),
+        ("DOCKER_CONFIG", ".docker"),
+    ):
+        (home / sub).mkdir(parents=True)
+        monkeypatch.setenv(var, str(home / sub))
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
+    (home / ".gitconfig").write_text(_GITCONFIG)
+    return home
+
+
+@pytest.fixture
+def unique_name() -> Callable[[str], str]:
+    """``unique_name("deploy") -> "ik-deploy-1a2b3c4d"``: lower-case, valid for images and
+    compose projects, unique across the engineers sharing one daemon."""
+
+    def make(prefix: str) -> str:
+        return f"ik-{prefix.lower()}-{secrets.token_hex(4)}"
+
+    return make
+
+
+# ---------------------------------------------------------------- docker
+
+
+@pytest.fixture(scope="session")
+def docker_cli() -> str:
+    """Path of a docker CLI that can build with BuildKit (``$IMAGEKIT_TEST_DOCKER`` wins)."""
+    cli = dockerd.find_buildkit_docker()
+    if cli is None:
+        _unavailable("no docker CLI that can build with BuildKit (buildx, or a CLI older than 23)")
+    return cli
+
+
+@pytest.fixture(scope="session")
+def docker_daemon(docker_cli: str) -> str:
+    """The docker CLI path, once ``docker info`` answers."""
+    problem = dockerd.daemon_problem(docker_cli)
+    if problem:
+        _unavailable(f"no Docker daemon answers ({problem})")
+    return docker_cli
+
+
+@pytest.fixture(scope="session")
+def busybox_image(docker_daemon: str) -> str:
+    """``imagekit-test/busybox:1``, the local base image (no Docker Hub here)."""
+    try:
+        return baseimage.ensure_busybox_image(docker_daemon)
+    except baseimage.BaseImageError as exc:
+        _unavailable(str(exc))
+        raise  # unreachable: _unavailable always raises
+
+
+@pytest.fixture
+def cleanup_images(docker_daemon: str) -> Iterator[list[str]]:
+    """Append image references to the list; they are removed (``rmi -f``) after the test."""
+    names: list[str] = []
+    yield names
+    for name in names:
+        dockerd.docker(docker_daemon, "rmi", "-f", name, check=False, timeout=120)
+
+
+# ---------------------------------------------------------------- CI: never skip integration
+
+
+def _in_integration_dir(nodeid: str) -> bool:
+    return INTEGRATION_DIR in (ROOT / nodeid.split("::")[0]).parents
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if INTEGRATION_DIR in Path(str(item.path)).parents:
+            item.add_marker(pytest.mark.integration)
+
+
+def _fail_in_ci(report: pytest.TestReport | pytest.CollectReport, what: str) -> None:
+    reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+    message = f"integration tests must run in CI (CI=true), but {what} skipped: {reason}"
+    report.outcome = "failed"
+    report.longrepr = message
+    _CI_FAILURES.append(message)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):
+    report = (yield).get_result()
+    skipped = report.skipped and not hasattr(report, "wasxfail")
+    if in_ci() and skipped and item.get_closest_marker("integration") is not None:
+        _fail_in_ci(report, item.nodeid)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collectreport(report: pytest.CollectReport) -> None:
+    # A module-level skip (e.g. importorskip) in tests/integration never reaches makereport.
+    if in_ci() and report.skipped and _in_integration_dir(report.nodeid):
+        _fail_in_ci(report, report.nodeid)
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
+    if _CI_FAILURES:
+        terminalreporter.section("integration tests must run in CI", sep="=", red=True, bold=True)
+        for message in _CI_FAILURES:
+            terminalreporter.write_line(message, red=True)
