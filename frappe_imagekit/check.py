@@ -1,0 +1,236 @@
+"""`imagekit check`: everything that would make a build fail or leak, before anything is built."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from frappe_imagekit import appsjson, envfile
+from frappe_imagekit.appsjson import AppEntry, InjectedApps
+from frappe_imagekit.envfile import EnvIssue, KeySpec, ParsedEnv
+from frappe_imagekit.errors import ConfigError
+from frappe_imagekit.redact import Redactor
+from frappe_imagekit.workspace import Workspace
+
+VERSION_KEY = "DE_SITE_VERSION"
+IMAGE_KEY = "IMAGE_NAME"
+FRAPPE_KEYS = ("FRAPPE_PATH", "FRAPPE_BRANCH")
+_IMAGE_NAME = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?::\d+)?(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*"
+
+
+@dataclass
+class Finding:
+    level: str  # "error" | "warning"
+    code: str
+    message: str
+
+
+@dataclass
+class CheckReport:
+    """What check found. ``env`` and ``injected`` hold secrets: never print or store them."""
+
+    findings: list[Finding] = field(default_factory=list)
+    env: dict[str, str] = field(default_factory=dict)
+    secret_keys: set[str] = field(default_factory=set)
+    redactor: Redactor = field(default_factory=Redactor)
+    frappe: Any = None  # pins.PinResult
+    apps: list[Any] = field(default_factory=list)  # pins.PinResult, in apps.json order
+    apps_json_text: str = ""
+    entries: list[AppEntry] = field(default_factory=list)
+    injected: InjectedApps | None = None
+
+    @property
+    def errors(self) -> list[Finding]:
+        return [f for f in self.findings if f.level == "error"]
+
+    @property
+    def warnings(self) -> list[Finding]:
+        return [f for f in self.findings if f.level == "warning"]
+
+    @property
+    def has_errors(self) -> bool:
+        return bool(self.errors)
+
+    @property
+    def all_pins(self) -> list[Any]:
+        return ([self.frappe] if self.frappe else []) + list(self.apps)
+
+    def add(self, issues: list[EnvIssue]) -> None:
+        self.findings.extend(Finding(i.level, i.code, self.redactor.redact(i.message)) for i in issues)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Everything check found, without a secret."""
+        data = {
+            "ok": not self.has_errors,
+            "errors": len(self.errors),
+            "warnings": len(self.warnings),
+            "findings": [vars(f) for f in self.findings],
+            "env": {k: v for k, v in self.env.items() if k not in self.secret_keys},
+            "frappe": pin_dict(self.frappe) if self.frappe else None,
+            "apps": [pin_dict(p) for p in self.apps],
+        }
+        return data
+
+
+def pin_dict(pin: Any) -> dict[str, Any]:
+    return {
+        "name": pin.name,
+        "url": appsjson.public_url(pin.url),
+        "ref": pin.ref,
+        "ref_kind": str(pin.ref_kind),
+        "sha": pin.sha,
+        "status": pin_status(pin),
+        "error": pin.error,
+    }
+
+
+def pin_status(pin: Any) -> str:
+    if pin.error:
+        return "error" if pin.error_kind != "skipped" else "skipped"
+    if not pin.sha:
+        return "skipped"
+    return "moving" if str(pin.ref_kind) == "moving-branch" else "ok"
+
+
+def run_check(
+    ws: Workspace, *, offline: bool = False, strict: bool = False, check_version_is_new: bool = True
+) -> CheckReport:
+    """Validate .env against de-example.env, apps.json, and (unless offline) every ref remotely."""
+    report = CheckReport()
+    specs, env = _load_env(ws, report)
+    report.env = env.values
+    report.secret_keys = {s.name for s in specs.values() if s.secret}
+    for key in report.secret_keys:
+        report.redactor.add(env.values.get(key, ""))
+    report.add(env.issues)
+    report.add(envfile.validate_env(env, specs))
+    report.add(_env_semantics(env.values, report.secret_keys))
+    if check_version_is_new:
+        report.add(_version_is_new(ws, env.values.get(VERSION_KEY, "")))
+    _check_apps(ws, report)
+    if not report.has_errors or _pins_still_useful(report):
+        _resolve(report, offline=offline, strict=strict)
+    return report
+
+
+def _load_env(ws: Workspace, report: CheckReport) -> tuple[dict[str, KeySpec], ParsedEnv]:
+    example_text = envfile.read_text(ws.example_file, "de-example.env")
+    env_text = envfile.read_text(ws.env_file, ".env")
+    specs = envfile.parse_example_text(example_text)
+    report.add(envfile.example_annotation_issues(example_text))
+    if not specs:
+        raise ConfigError(f"{ws.example_file} declares no keys: it is the schema for .env, fill it in.")
+    return specs, envfile.parse_env_text(env_text)
+
+
+def _env_semantics(values: dict[str, str], secret_keys: set[str]) -> list[EnvIssue]:
+    import re
+
+    from frappe_imagekit import versions
+
+    issues: list[EnvIssue] = []
+    frappe_path = values.get("FRAPPE_PATH", "")
+    secrets = [values[k] for k in secret_keys if values.get(k)]
+    if "@" in appsjson.urlsplit(frappe_path).netloc or any(s in frappe_path for s in secrets):
+        issues.append(EnvIssue("error", "env-frappe-token", (
+            ".env FRAPPE_PATH contains a credential: build args are stored in the image history "
+            "for anyone to read; point it at a public or mirrored frappe repository without a token."
+        )))
+    image = values.get(IMAGE_KEY, "")
+    if image and not re.fullmatch(_IMAGE_NAME, image):
+        issues.append(EnvIssue("error", "env-image-name", (
+            f".env {IMAGE_KEY} {image!r} is not a valid image name (lower-case, e.g. "
+            "desiredeffect/erpnext-custom, no tag): correct it."
+        )))
+    branch, python, node = (values.get(k, "") for k in ("FRAPPE_BRANCH", "PYTHON_VERSION", "NODE_VERSION"))
+    if branch and python and node:
+        warning = versions.pairing_warning(branch, python, node)
+        if warning:
+            issues.append(EnvIssue("warning", "env-pairing", warning))
+    return issues
+
+
+def _version_is_new(ws: Workspace, version: str) -> list[EnvIssue]:
+    from frappe_imagekit import manifest, versions
+
+    if not version:
+        return []
+    taken = manifest.succeeded_versions(ws)
+    if version not in taken:
+        return []
+    suggestion = versions.newest_free_after(taken, version)
+    return [EnvIssue("error", "version-taken", (
+        f"{VERSION_KEY}={version} was already built (builds/{version}.json): set "
+        f"{VERSION_KEY}={suggestion} in .env for a new build."
+    ))]
+
+
+def _check_apps(ws: Workspace, report: CheckReport) -> None:
+    report.apps_json_text = envfile.read_text(ws.apps_file, "apps.json")
+    entries, issues = appsjson.parse_apps_text(report.apps_json_text)
+    report.add(issues)
+    if issues:
+        return
+    if not entries:
+        report.add([EnvIssue("warning", "apps-empty", "apps.json lists no apps: the image will hold frappe only.")])
+    env_keys = set(report.env)
+    for entry in entries:
+        report.add(appsjson.url_issues(entry, env_keys, report.secret_keys))
+    report.add(appsjson.duplicate_and_dependency_issues(entries))
+    report.entries = entries
+    apps = [{"url": e.url, "branch": e.branch} for e in entries]
+    report.injected = appsjson.inject(apps, report.env)
+    report.redactor.add(report.injected.text, whole_document=True)
+
+
+def _pins_still_useful(report: CheckReport) -> bool:
+    # Resolve refs even when .env has errors, so one run shows every problem; skip when apps.json
+    # itself is broken or a URL is unsafe to send anywhere.
+    unsafe = {"apps-json", "apps-schema", "apps-ssh", "apps-http", "apps-raw-token", "env-frappe-token"}
+    return bool(report.entries) and not any(f.code in unsafe for f in report.errors)
+
+
+def _resolve(report: CheckReport, *, offline: bool, strict: bool) -> None:
+    from frappe_imagekit import pins
+
+    requests = []
+    frappe_path, frappe_branch = (report.env.get(k, "") for k in FRAPPE_KEYS)
+    if frappe_path and frappe_branch:
+        requests.append(pins.PinRequest("frappe", frappe_path, frappe_branch, _token_var(frappe_path)))
+    requests += [pins.PinRequest(e.name, e.url, e.branch, _token_var(e.url)) for e in report.entries]
+    if offline:
+        results = [_offline_result(pins, r) for r in requests]
+    else:
+        results = pins.resolve_pins(requests, report.env)
+    for result in results:
+        result.error = report.redactor.redact(result.error) if result.error else result.error
+    if requests and requests[0].name == "frappe" and frappe_path:
+        report.frappe, results = results[0], results[1:]
+    report.apps = results
+    for pin in report.all_pins:
+        report.add(_pin_issues(pin, strict))
+
+
+def _token_var(url: str) -> str | None:
+    found = appsjson.token_vars(url)
+    return found[0] if found else None
+
+
+def _offline_result(pins: Any, request: Any) -> Any:
+    return pins.PinResult(
+        name=request.name, url=request.url, ref=request.ref, ref_kind=pins.classify_ref(request.ref),
+        sha=None, error=None, error_kind=None, suggestions=[],
+    )
+
+
+def _pin_issues(pin: Any, strict: bool) -> list[EnvIssue]:
+    if pin.error:
+        return [EnvIssue("error", f"pin-{pin.error_kind or 'error'}", pin.error)]
+    if pin.sha and str(pin.ref_kind) == "moving-branch":
+        level = "error" if strict else "warning"
+        return [EnvIssue(level, "pin-moving", (
+            f"{pin.name} follows the moving branch {pin.ref!r} (now {pin.sha[:12]}): the same build "
+            "next week may differ; pin a release tag such as v15.17.0"
+            + (" (--strict makes this an error)." if not strict else ".")
+        ))]
+    return []

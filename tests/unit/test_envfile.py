@@ -1,0 +1,124 @@
+from frappe_imagekit import envfile
+
+EXAMPLE = """\
+# Version of the image.
+# @required
+# @pattern ^v\\d+\\.\\d+\\.\\d+$
+DE_SITE_VERSION=v1.0.0
+
+# @choices 3.11.6|3.14.2
+PYTHON_VERSION=3.11.6
+
+# GitHub token.
+# @secret
+DE_MACRS_PAT=ghp_your_token_here
+OPTIONAL=
+
+# not attached: a blank line follows
+
+PLAIN=x
+"""
+
+
+def specs():
+    return envfile.parse_example_text(EXAMPLE)
+
+
+def test_annotations_attach_to_the_key_below():
+    s = specs()
+    assert s["DE_SITE_VERSION"].required and s["DE_SITE_VERSION"].pattern == r"^v\d+\.\d+\.\d+$"
+    assert s["DE_SITE_VERSION"].description == "Version of the image."
+    assert s["DE_SITE_VERSION"].line == 4
+    assert s["PYTHON_VERSION"].choices == ["3.11.6", "3.14.2"]
+    assert s["DE_MACRS_PAT"].secret and s["DE_MACRS_PAT"].required
+    assert s["DE_MACRS_PAT"].example_value == "ghp_your_token_here"
+    assert not s["OPTIONAL"].required and s["OPTIONAL"].description == ""
+    assert s["PLAIN"].description == "" and s["PLAIN"].line == 16
+
+
+def validate(env_text):
+    return envfile.validate_env(envfile.parse_env_text(env_text), specs())
+
+
+def codes(issues):
+    return sorted(i.code for i in issues)
+
+
+GOOD = "DE_SITE_VERSION=v1.1.5\nPYTHON_VERSION=3.11.6\nDE_MACRS_PAT=ghp_real1234567890\nOPTIONAL=\nPLAIN=x\n"
+
+
+def test_valid_env_has_no_issues():
+    assert validate(GOOD) == []
+
+
+def test_missing_key_names_key_and_example_line():
+    issues = validate(GOOD.replace("PLAIN=x\n", ""))
+    assert codes(issues) == ["env-missing"]
+    assert "PLAIN" in issues[0].message and "de-example.env line 16" in issues[0].message
+
+
+def test_missing_secret_example_line_hides_placeholder():
+    issues = validate(GOOD.replace("DE_MACRS_PAT=ghp_real1234567890\n", ""))
+    assert "DE_MACRS_PAT=<secret>" in issues[0].message
+    assert "GitHub token." in issues[0].message
+
+
+def test_extra_key_is_schema_drift_warning():
+    issues = validate(GOOD + "NEW_KEY=1\n")
+    assert [(i.level, i.code) for i in issues] == [("warning", "env-drift")]
+    assert "schema drift" in issues[0].message and "NEW_KEY" in issues[0].message
+
+
+def test_pattern_and_choices():
+    issues = validate(GOOD.replace("v1.1.5", "1.1.5").replace("3.11.6", "3.9.0"))
+    assert codes(issues) == ["env-choice", "env-pattern"]
+    assert "'1.1.5'" in issues[1].message or "'1.1.5'" in issues[0].message
+
+
+def test_secret_placeholder_or_empty_is_error():
+    assert codes(validate(GOOD.replace("ghp_real1234567890", "ghp_your_token_here"))) == [
+        "env-placeholder"
+    ]
+    assert codes(validate(GOOD.replace("ghp_real1234567890", ""))) == ["env-empty"]
+    assert codes(validate(GOOD.replace("ghp_real1234567890", "changeme"))) == ["env-placeholder"]
+
+
+def test_secret_pattern_mismatch_does_not_print_value():
+    spec = envfile.KeySpec("TOKEN", 1, "x", required=True, secret=True, pattern="ghp_.*")
+    issues = envfile._value_issues(spec, "abcdSECRETVALUE")
+    assert issues and "abcdSECRETVALUE" not in issues[0].message
+
+
+def test_syntax_error_line_is_reported():
+    parsed = envfile.parse_env_text("A=1\n\nthis line is broken\nB=2\n")
+    assert parsed.values == {"A": "1", "B": "2"}
+    assert [i.code for i in parsed.issues] == ["env-syntax"]
+    assert "line 3" in parsed.issues[0].message
+
+
+def test_duplicate_key_warns_with_both_lines():
+    parsed = envfile.parse_env_text("A=1\nA=2\n")
+    assert parsed.values["A"] == "2"
+    assert "lines 1 and 2" in parsed.issues[0].message
+
+
+def test_unknown_annotation_and_bad_regex():
+    issues = envfile.example_annotation_issues("# @secrte\nA=1\n# @pattern [a-\nB=2\n")
+    assert [(i.level, i.code) for i in issues] == [
+        ("warning", "example-annotation"), ("error", "example-pattern"),
+    ]
+    assert "@secrte" in issues[0].message and "line 3" in issues[1].message
+
+
+def test_shipped_example_declares_what_imagekit_needs():
+    from tests.support.workspace import REPO_ROOT
+
+    shipped = envfile.parse_example_text((REPO_ROOT / "de-example.env").read_text())
+    for key in ("DE_SITE_VERSION", "IMAGE_NAME", "FRAPPE_PATH", "FRAPPE_BRANCH",
+                "PYTHON_VERSION", "NODE_VERSION", "DE_MACRS_PAT"):
+        assert key in shipped, key
+    assert shipped["DE_MACRS_PAT"].secret
+    import re
+
+    assert re.fullmatch(shipped["DE_SITE_VERSION"].pattern, "v1.1.5")
+    assert not re.fullmatch(shipped["DE_SITE_VERSION"].pattern, "1.1.5")
