@@ -1,0 +1,168 @@
+"""Where deploy commands run: one interface, a local and an SSH implementation.
+
+Deploy logic only talks to a ``Runner``: run an argv (streaming its output), write and read small
+files, and pipe a byte stream into a command. ``LocalRunner`` runs on this machine through
+``process``/``subprocess``; ``ssh.SSHRunner`` runs the same argv on a remote host, quoted with
+``shlex``. A ``docker_host`` makes every command talk to that Docker daemon (``DOCKER_HOST`` set
+in the command's own environment, never in the SSH environment).
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import socket
+import subprocess
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from typing import BinaryIO, Protocol
+
+from frappe_imagekit import process
+from frappe_imagekit.errors import DeployError
+from frappe_imagekit.process import Completed, LineSink
+
+ChunkSink = Callable[[int], None]
+
+
+class Runner(Protocol):
+    """Runs commands on the deploy target (this machine or an SSH host)."""
+
+    host: str  # "local" or "user@host:port"
+
+    def run(
+        self,
+        argv: Sequence[str],
+        *,
+        env: Mapping[str, str] | None = None,
+        input_bytes: bytes | None = None,
+        timeout: float | None = None,
+        on_stdout: LineSink | None = None,
+        on_stderr: LineSink | None = None,
+    ) -> Completed:
+        """Run ``argv`` on the target; stream lines to the sinks; return all output."""
+        ...
+
+    def run_stdin_stream(
+        self, argv: Sequence[str], source: BinaryIO, *, on_chunk: ChunkSink | None = None
+    ) -> Completed:
+        """Run ``argv`` on the target with ``source`` copied into its stdin, chunk by chunk."""
+        ...
+
+    def state_home(self) -> str:
+        """The target user's ``$XDG_STATE_HOME`` (default ``~/.local/state``)."""
+        ...
+
+    def close(self) -> None: ...
+
+
+def command_line(argv: Sequence[str], env: Mapping[str, str] | None = None) -> str:
+    """One shell-quoted command line; ``env`` goes in front through ``env K=V`` (not SSH env)."""
+    prefix = ["env", *(f"{key}={value}" for key, value in env.items())] if env else []
+    return shlex.join([*prefix, *argv])
+
+
+class LocalRunner:
+    """Runs on this machine."""
+
+    def __init__(self, docker_host: str | None = None) -> None:
+        self.host = "local"
+        self.base_env = {"DOCKER_HOST": docker_host} if docker_host else {}
+
+    def run(
+        self,
+        argv: Sequence[str],
+        *,
+        env: Mapping[str, str] | None = None,
+        input_bytes: bytes | None = None,
+        timeout: float | None = None,
+        on_stdout: LineSink | None = None,
+        on_stderr: LineSink | None = None,
+    ) -> Completed:
+        try:
+            return process.run(
+                argv,
+                env={**self.base_env, **(env or {})},
+                input_bytes=input_bytes,
+                timeout=timeout,
+                on_stdout=on_stdout,
+                on_stderr=on_stderr,
+            )
+        except FileNotFoundError:
+            return Completed(tuple(argv), 127, "", f"{argv[0]}: command not found\n")
+        except subprocess.TimeoutExpired:
+            raise DeployError(
+                f"`{shlex.join(argv)}` did not finish within {timeout:.0f}s; "
+                "check the target and run again."
+            ) from None
+
+    def run_stdin_stream(
+        self, argv: Sequence[str], source: BinaryIO, *, on_chunk: ChunkSink | None = None
+    ) -> Completed:
+        proc = subprocess.Popen(
+            list(argv),
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            env=process.child_env(self.base_env),
+        )
+        assert proc.stdin is not None and proc.stdout is not None
+        try:
+            copy_stream(source, proc.stdin.write, on_chunk)
+            proc.stdin.close()
+            out = proc.stdout.read().decode("utf-8", "replace")
+            proc.wait()
+        except BaseException:
+            proc.kill()
+            proc.wait()
+            raise
+        return Completed(tuple(argv), proc.returncode, out, "")
+
+    def state_home(self) -> str:
+        return os.environ.get("XDG_STATE_HOME") or os.path.expanduser("~/.local/state")
+
+    def close(self) -> None:
+        pass
+
+
+@contextmanager
+def local_stdout_stream(argv: Sequence[str], docker_host: str | None = None) -> Iterator[BinaryIO]:
+    """Start ``argv`` on this machine and yield its stdout as a byte stream (``docker save``)."""
+    env = process.child_env({"DOCKER_HOST": docker_host} if docker_host else None)
+    proc = subprocess.Popen(list(argv), stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    assert proc.stdout is not None
+    try:
+        yield proc.stdout  # type: ignore[misc]
+    except BaseException:
+        proc.kill()
+        raise
+    finally:
+        proc.stdout.close()
+        proc.wait()
+    if proc.returncode != 0:
+        message = proc.stderr.read().decode("utf-8", "replace").strip() if proc.stderr else ""
+        raise DeployError(f"`{shlex.join(argv)}` failed: {message}")
+
+
+def copy_stream(
+    source: BinaryIO, write: Callable[[bytes], object], on_chunk: ChunkSink | None
+) -> int:
+    total = 0
+    while chunk := source.read(1 << 20):
+        write(chunk)
+        total += len(chunk)
+        if on_chunk:
+            on_chunk(total)
+    return total
+
+
+def this_host() -> str:
+    return socket.gethostname()
+
+
+def require_ok(result: Completed, what: str, fix: str) -> Completed:
+    """Raise a DeployError naming ``what`` failed, its last error line, and ``fix``."""
+    if result.returncode == 0:
+        return result
+    detail = (result.stderr or result.stdout).strip().splitlines()
+    last = detail[-1] if detail else f"exit status {result.returncode}"
+    raise DeployError(f"{what} failed ({last}); {fix}")

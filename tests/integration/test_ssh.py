@@ -1,0 +1,130 @@
+"""SSHRunner against a real sshd on 127.0.0.1."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from frappe_imagekit.errors import ExitCode, RemoteError
+from frappe_imagekit.ssh import SSHRunner, parse_host, resolve_target
+from tests.support.sshd import SSHServer
+
+
+@pytest.fixture(scope="module")
+def sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SSHServer]:
+    server = SSHServer.start(tmp_path_factory.mktemp("sshd"))
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def runner(sshd: SSHServer) -> Iterator[SSHRunner]:
+    r = SSHRunner(sshd.spec, known_hosts=sshd.known_hosts, identity_file=sshd.client_key)
+    yield r
+    r.close()
+
+
+def test_runs_argv_quoted_and_returns_status(runner: SSHRunner):
+    done = runner.run(["sh", "-c", 'echo "$1"; echo oops >&2; exit 3', "sh", "a b; $(rm -rf /)"])
+    assert (done.returncode, done.stdout, done.stderr) == (3, "a b; $(rm -rf /)\n", "oops\n")
+
+
+def test_large_interleaved_output_streams_without_deadlock(runner: SSHRunner):
+    lines: list[str] = []
+    script = "i=0; while [ $i -lt 20000 ]; do echo line-$i-xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx; echo err-$i >&2; i=$((i+1)); done"
+    done = runner.run(["sh", "-c", script], on_stdout=lines.append, timeout=60)
+    assert done.returncode == 0
+    assert len(lines) == 20000 and lines[-1].startswith("line-19999-")
+    assert done.stderr.count("\n") == 20000
+
+
+def test_stdin_bytes_and_stream(runner: SSHRunner):
+    assert runner.run(["cat"], input_bytes=b"hello\n").stdout == "hello\n"
+    seen: list[int] = []
+    data = b"x" * (3 * 1024 * 1024 + 5)
+    done = runner.run_stdin_stream(["wc", "-c"], io.BytesIO(data), on_chunk=seen.append)
+    assert done.stdout.strip() == str(len(data))
+    assert seen[-1] == len(data)
+
+
+def test_docker_host_goes_into_the_command_not_ssh_env(sshd: SSHServer):
+    r = SSHRunner(
+        sshd.spec,
+        known_hosts=sshd.known_hosts,
+        identity_file=sshd.client_key,
+        docker_host="unix:///tmp/x.sock",
+    )
+    try:
+        assert r.run(["sh", "-c", 'echo "$DOCKER_HOST"']).stdout == "unix:///tmp/x.sock\n"
+    finally:
+        r.close()
+
+
+def test_unknown_host_key_is_refused_with_fingerprint(sshd: SSHServer, tmp_path: Path):
+    empty = tmp_path / "known_hosts"
+    empty.write_text("")
+    with pytest.raises(RemoteError) as info:
+        SSHRunner(sshd.spec, known_hosts=empty, identity_file=sshd.client_key)
+    message = str(info.value)
+    assert f"[127.0.0.1]:{sshd.port} is not known" in message
+    assert "SHA256:" in message and f"ssh-keyscan -p {sshd.port} 127.0.0.1" in message
+    assert info.value.exit_code == ExitCode.REMOTE
+
+
+def test_changed_host_key_is_refused(sshd: SSHServer):
+    with pytest.raises(RemoteError) as info:
+        SSHRunner(sshd.spec, known_hosts=sshd.wrong_known_hosts, identity_file=sshd.client_key)
+    assert "CHANGED" in str(info.value)
+    assert f"ssh-keygen -R '[127.0.0.1]:{sshd.port}'" in str(info.value)
+
+
+def test_wrong_user_key_is_refused(sshd: SSHServer, tmp_path: Path):
+    from tests.support.sshd import keygen
+
+    keygen(tmp_path / "stranger")
+    with pytest.raises(RemoteError, match="authentication refused"):
+        SSHRunner(sshd.spec, known_hosts=sshd.known_hosts, identity_file=tmp_path / "stranger")
+
+
+def test_ssh_config_supplies_hostname_user_port_identity(sshd: SSHServer, tmp_path: Path):
+    config = tmp_path / "config"
+    config.write_text(
+        f"Host erp-server\n  HostName 127.0.0.1\n  User root\n  Port {sshd.port}\n"
+        f"  IdentityFile {sshd.client_key}\n"
+    )
+    target = resolve_target("erp-server", config)
+    assert (target.hostname, target.user, target.port) == ("127.0.0.1", "root", sshd.port)
+    r = SSHRunner("erp-server", known_hosts=sshd.known_hosts, ssh_config=config)
+    try:
+        assert r.run(["echo", "hi"]).stdout == "hi\n"
+        assert r.state_home().endswith("/.local/state")
+    finally:
+        r.close()
+
+
+def test_keepalive_is_on(runner: SSHRunner):
+    transport = runner._client.get_transport()
+    assert transport.packetizer._Packetizer__keepalive_interval == 15
+
+
+@pytest.mark.parametrize(
+    ("spec", "expected"),
+    [
+        ("root@server", ("root", "server", None)),
+        ("server:2222", (None, "server", 2222)),
+        ("u@[::1]:2200", ("u", "::1", 2200)),
+        ("u@10.0.0.1", ("u", "10.0.0.1", None)),
+    ],
+)
+def test_parse_host(spec, expected):
+    assert parse_host(spec) == expected
+
+
+def test_unreachable_port_is_a_remote_error(sshd: SSHServer):
+    from tests.support.sshd import free_port
+
+    with pytest.raises(RemoteError, match="cannot reach"):
+        SSHRunner(f"root@127.0.0.1:{free_port()}", known_hosts=sshd.known_hosts, connect_timeout=2)
