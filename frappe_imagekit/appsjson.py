@@ -292,9 +292,9 @@ def duplicate_and_dependency_issues(entries: list[AppEntry]) -> list[EnvIssue]:
                 "bench would clone it twice and fail; keep one entry."
             )))
         seen.setdefault(identity, entry)
-    names = {entry.name for entry in entries}
+    names = {entry.name.lower() for entry in entries}
     for entry in entries:
-        for needed in REQUIRED_APPS.get(entry.name, ()):
+        for needed in REQUIRED_APPS.get(entry.name.lower(), ()):
             if needed not in names:
                 issues.append(EnvIssue("error", "apps-dependency", (
                     f"apps.json lists {entry.name} but not {needed}, which it requires: bench does not "
