@@ -1,0 +1,758 @@
+"""`imagekit build`: plan a BuildKit build from a checked workspace, run it, record a manifest.
+
+``plan_build`` runs every check, reads the Containerfile to learn how apps.json reaches the build
+(BuildKit secret or base64 build arg), and returns a ``BuildPlan`` holding everything the build
+needs (the injected apps.json is the only secret in it). ``execute_build`` guards the tag, runs
+docker, scans the image for leaks and writes the manifest; it returns the manifest dict.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from frappe_imagekit import dockercli, manifest
+from frappe_imagekit.errors import (
+    ConfigError,
+    DockerError,
+    ImagekitError,
+    LeakError,
+    TagExistsError,
+)
+from frappe_imagekit.redact import Redactor
+from frappe_imagekit.workspace import Workspace, write_text_atomic
+
+if TYPE_CHECKING:  # pragma: no cover
+    from frappe_imagekit.appsjson import InjectedApps
+    from frappe_imagekit.containerfile import Containerfile
+
+ENV_BUILD_ARGS = ("FRAPPE_PATH", "FRAPPE_BRANCH", "PYTHON_VERSION", "NODE_VERSION")
+CACHE_BUST = "CACHE_BUST"
+BASE64_ARG = "APPS_JSON_BASE64"
+LABEL_PREFIX = "org.opencontainers.image."
+APPS_LABEL = "io.imagekit.apps"
+FINGERPRINT_LABEL = "io.imagekit.fingerprint"
+_TAG_OK = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
+_MAX_FREE_VERSION_PROBES = 50
+
+
+@dataclass
+class BuildOptions:
+    containerfile: Path | None = None
+    context: Path | None = None
+    docker: str | None = None
+    no_cache: bool = False
+    pull: bool = False
+    force: bool = False
+    leak_scan: bool = True
+    dry_run: bool = False
+    progress: str = "auto"  # "auto" | "plain" | "tty"
+    strict: bool = False
+    offline: bool = False
+
+
+@dataclass
+class BuildPlan:
+    """Everything one build needs. ``injected`` and ``redactor`` are secret-bearing: never print."""
+
+    kind: str  # "build" | "rebuild"
+    rebuild_of: str | None
+    version: str
+    image_name: str
+    tag: str
+    containerfile: Containerfile
+    context: Path
+    build_args: dict[str, str]  # non-secret, CACHE_BUST included when declared
+    frappe: dict[str, Any]
+    apps: list[dict[str, Any]]  # name, url (token-free), ref, ref_kind, sha
+    apps_json_text: str  # as written: placeholders, no token
+    injected: InjectedApps  # SECRET
+    redactor: Redactor
+    docker_cli: str
+    no_cache: bool = False
+    pull: bool = False
+    force: bool = False
+    leak_scan: bool = True
+    labels: dict[str, str] = field(default_factory=dict)
+    fingerprint: str = ""
+    docker_version: str = ""
+    docker_mode: str = dockercli.BUILDKIT
+    iidfile: Path | None = None
+    containerfile_file: Path | None = None  # where docker reads the Containerfile from
+    warnings: list[str] = field(default_factory=list)
+    created: str = ""
+
+    @property
+    def ref(self) -> str:
+        return f"{self.image_name}:{self.tag}"
+
+    @property
+    def apps_json_mode(self) -> str:
+        mode = self.containerfile.apps_json_mode
+        return str(mode) if mode is not None else ""
+
+    @property
+    def cli(self) -> dockercli.DockerCli:
+        return dockercli.DockerCli(self.docker_cli, self.docker_version, self.docker_mode)
+
+    def request(self) -> dockercli.BuildRequest:
+        secret_mode = self.apps_json_mode == "secret"
+        secret_id = self.containerfile.secret_id or "apps_json"
+        return dockercli.BuildRequest(
+            cli=self.cli,
+            context=self.context,
+            containerfile=self.containerfile_file or Path(str(self.containerfile.path)),
+            tag=self.ref,
+            iidfile=self.iidfile or Path(f".{self.tag}.iid"),
+            build_args=self.build_args,
+            env_build_args=() if secret_mode else (BASE64_ARG,),
+            secrets=((secret_id, dockercli.SECRET_ENV),) if secret_mode else (),
+            labels=self.labels,
+            no_cache=self.no_cache,
+            pull=self.pull,
+        )
+
+    def command(self) -> list[str]:
+        """The docker argv (token-free: the secret travels in ``secret_env``)."""
+        return dockercli.build_command(self.request())
+
+    def secret_env(self) -> dict[str, str]:
+        """The child-only environment: BuildKit switch plus the injected apps.json (SECRET)."""
+        env = self.cli.env()
+        if self.apps_json_mode == "secret":
+            env[dockercli.SECRET_ENV] = self.injected.text
+        else:
+            env[BASE64_ARG] = self.injected.base64
+        return env
+
+    def to_dict(self) -> dict[str, Any]:
+        """The plan without secrets (for --dry-run and --json)."""
+        return {
+            "kind": self.kind,
+            "rebuild_of": self.rebuild_of,
+            "version": self.version,
+            "image": self.ref,
+            "containerfile": str(self.containerfile.path) if self.containerfile.path else None,
+            "apps_json_mode": self.apps_json_mode,
+            "context": str(self.context),
+            "docker": {
+                "cli": self.docker_cli,
+                "version": self.docker_version,
+                "builder": self.cli.builder,
+            },
+            "build_args": dict(self.build_args),
+            "fingerprint": self.fingerprint,
+            "frappe": dict(self.frappe),
+            "apps": [dict(app) for app in self.apps],
+            "labels": dict(self.labels),
+            "leak_scan": self.leak_scan,
+            "warnings": list(self.warnings),
+            "command": self.command(),
+        }
+
+
+# ---------------------------------------------------------------- pure helpers
+
+
+def fingerprint(frappe_sha: str, apps: list[dict[str, Any]]) -> str:
+    """CACHE_BUST: a hash of the resolved SHAs of frappe and every app (order-independent)."""
+    lines = [f"frappe={frappe_sha}"] + sorted(f"{app['name']}={app['sha']}" for app in apps)
+    return hashlib.sha256("\n".join(lines).encode()).hexdigest()[:16]
+
+
+def next_version(version: str, taken: set[str]) -> str:
+    """The next free version after ``version`` (bumps the last number: v1.1.5 -> v1.1.6)."""
+    from frappe_imagekit.versions import next_version as bump
+
+    return bump(version, taken)
+
+
+def select_build_args(
+    declared: dict[str, str | None], env: dict[str, str], cache_bust: str
+) -> dict[str, str]:
+    """The .env build args the Containerfile declares, plus CACHE_BUST when it declares it."""
+    args = {name: env[name] for name in ENV_BUILD_ARGS if name in declared and env.get(name)}
+    if CACHE_BUST in declared:
+        args[CACHE_BUST] = cache_bust
+    return args
+
+
+def apps_label(frappe: dict[str, Any], apps: list[dict[str, Any]]) -> str:
+    """Compact JSON for the ``io.imagekit.apps`` label: name, ref and sha of frappe and each app."""
+    entries = [{"name": a["name"], "ref": a["ref"], "sha": a["sha"]} for a in [frappe, *apps]]
+    return json.dumps(entries, separators=(",", ":"))
+
+
+def make_labels(
+    *,
+    version: str,
+    created: str,
+    revision: str | None,
+    source: str,
+    title: str,
+    description: str,
+    base_name: str,
+    frappe: dict[str, Any],
+    apps: list[dict[str, Any]],
+    fingerprint_value: str,
+) -> dict[str, str]:
+    """Every OCI key set explicitly (base-image labels are inherited otherwise), plus ours."""
+    oci = {
+        "version": version,
+        "created": created,
+        "revision": revision or "",
+        "source": source,
+        "title": title,
+        "description": description,
+        "base.name": base_name,
+    }
+    labels = {LABEL_PREFIX + key: value for key, value in oci.items()}
+    labels[APPS_LABEL] = apps_label(frappe, apps)
+    labels[FINGERPRINT_LABEL] = fingerprint_value
+    return labels
+
+
+def base_name(containerfile: Containerfile, build_args: dict[str, str]) -> str:
+    """The final stage's base image with ARG defaults substituted, following stage names."""
+    stages = containerfile.stages
+    if not stages:
+        return ""
+    by_name = {s.name.lower(): s for s in stages if s.name}
+    stage = stages[-1]
+    for _ in range(len(stages)):
+        parent = by_name.get(stage.base.lower())
+        if parent is None or parent is stage:
+            break
+        stage = parent
+    values = {k: v or "" for k, v in containerfile.global_args.items()} | build_args
+    return re.sub(r"\$\{?(\w+)\}?", lambda m: values.get(m.group(1), m.group(0)), stage.base)
+
+
+def mode_warning(containerfile: Containerfile) -> str | None:
+    if containerfile.apps_json_mode is None or str(containerfile.apps_json_mode) != "build-arg":
+        return None
+    return (
+        f"{_cf_name(containerfile)} passes apps.json as ARG {BASE64_ARG}, which stores the token "
+        "in the image history of every RUN in that stage: switch to a BuildKit secret mount "
+        "(RUN --mount=type=secret,id=apps_json,...), as imagekit's containerfiles/Containerfile "
+        "does."
+    )
+
+
+def _cf_name(containerfile: Containerfile) -> str:
+    return str(containerfile.path) if containerfile.path else "this Containerfile"
+
+
+# ---------------------------------------------------------------- planning
+
+
+def plan_build(ws: Workspace, options: BuildOptions) -> BuildPlan:
+    """Check the workspace and return the build plan; ``ConfigError`` when check finds errors."""
+    from frappe_imagekit.check import run_check
+
+    report = run_check(
+        ws, offline=options.offline, strict=options.strict, check_version_is_new=False
+    )
+    if report.has_errors:
+        first = report.errors[0].message
+        raise ConfigError(
+            f"imagekit check found {len(report.errors)} error(s), first: {first} "
+            "(run `imagekit check` for all of them and fix them before building)."
+        )
+    env = report.env
+    version = _required(env, "DE_SITE_VERSION")
+    _required(env, "IMAGE_NAME")
+    if not _TAG_OK.match(version):
+        raise ConfigError(
+            f"DE_SITE_VERSION={version!r} is not a valid docker tag: use letters, digits, '.', "
+            "'_' and '-' only (e.g. v1.1.5)."
+        )
+    containerfile = load_containerfile(ws, options.containerfile, env)
+    frappe = _pin_dict(report.frappe) if report.frappe else None
+    apps = [_pin_dict(pin) for pin in report.apps]
+    unresolved = [p["name"] for p in ([frappe] if frappe else []) + apps if not p.get("sha")]
+    if frappe is None or unresolved or report.injected is None:
+        raise ConfigError(
+            "cannot build without resolved commits (unresolved: "
+            f"{', '.join(unresolved) or 'frappe'}): run `imagekit build` without --offline "
+            "so every ref is resolved."
+        )
+    cli = dockercli.find_docker(options.docker)
+    return assemble_plan(
+        ws=ws,
+        options=options,
+        env=env,
+        containerfile=containerfile,
+        frappe=frappe,
+        apps=apps,
+        apps_json_text=report.apps_json_text,
+        injected=report.injected,
+        redactor=report.redactor,
+        cli=cli,
+        warnings=[w.message for w in report.warnings],
+    )
+
+
+def assemble_plan(
+    *,
+    ws: Workspace,
+    options: BuildOptions,
+    env: dict[str, str],
+    containerfile: Containerfile,
+    frappe: dict[str, Any],
+    apps: list[dict[str, Any]],
+    apps_json_text: str,
+    injected: InjectedApps,
+    redactor: Redactor,
+    cli: dockercli.DockerCli,
+    warnings: list[str] | None = None,
+    kind: str = "build",
+    rebuild_of: str | None = None,
+) -> BuildPlan:
+    """Build a ``BuildPlan`` from resolved parts (used by ``plan_build`` and by rebuild)."""
+    from frappe_imagekit.gitremote import workspace_commit
+
+    if containerfile.apps_json_mode is None:
+        raise ConfigError(
+            f"this Containerfile never reads apps.json ({_cf_name(containerfile)} has neither "
+            "RUN --mount=type=secret,id=apps_json nor ARG APPS_JSON_BASE64): use "
+            "imagekit's containerfiles/Containerfile or add the secret mount."
+        )
+    version, image_name = _required(env, "DE_SITE_VERSION"), _required(env, "IMAGE_NAME")
+    redactor.add(injected.text, whole_document=True)
+    redactor.add(injected.base64)
+    fp = fingerprint(frappe["sha"], apps)
+    build_args = select_build_args(containerfile.declared_args, env, fp)
+    created = datetime.now(UTC).replace(microsecond=0).isoformat()
+    commit, _dirty = workspace_commit(ws.root)
+    labels = make_labels(
+        version=version,
+        created=created,
+        revision=commit,
+        source=env.get("IMAGE_SOURCE") or frappe["url"],
+        title=image_name,
+        description=_description(frappe, apps),
+        base_name=base_name(containerfile, build_args),
+        frappe=frappe,
+        apps=apps,
+        fingerprint_value=fp,
+    )
+    notes = [
+        n for n in (cli.note, mode_warning(containerfile), _cache_bust_warning(containerfile)) if n
+    ]
+    cf_file = containerfile.path or ws.builds_dir / f".{version}.Containerfile"
+    return BuildPlan(
+        kind=kind,
+        rebuild_of=rebuild_of,
+        version=version,
+        image_name=image_name,
+        tag=version,
+        containerfile=containerfile,
+        context=(options.context or ws.root).resolve(),
+        build_args=build_args,
+        frappe=frappe,
+        apps=apps,
+        apps_json_text=apps_json_text,
+        injected=injected,
+        redactor=redactor,
+        docker_cli=cli.path,
+        no_cache=options.no_cache,
+        pull=options.pull,
+        force=options.force,
+        leak_scan=options.leak_scan,
+        labels=labels,
+        fingerprint=fp,
+        docker_version=cli.version,
+        docker_mode=cli.mode,
+        iidfile=ws.builds_dir / f".{version}.iid",
+        containerfile_file=cf_file,
+        warnings=notes + list(warnings or []),
+        created=created,
+    )
+
+
+def load_containerfile(ws: Workspace, chosen: Path | None, env: dict[str, str]) -> Containerfile:
+    """``--containerfile``, else .env CONTAINERFILE (relative to the workspace), else ours."""
+    from frappe_imagekit.containerfile import default_containerfile, parse_containerfile
+
+    if chosen is not None:
+        path = Path(chosen)
+    elif env.get("CONTAINERFILE"):
+        path = ws.root / env["CONTAINERFILE"]
+    else:
+        path = default_containerfile()
+    path = path.expanduser().resolve()
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot read the Containerfile {path} ({exc.strerror}): pass an existing file with "
+            "--containerfile or fix CONTAINERFILE in .env."
+        ) from None
+    return parse_containerfile(text, path)
+
+
+def _pin_dict(pin: Any) -> dict[str, Any]:
+    from frappe_imagekit.appsjson import public_url
+
+    kind = getattr(pin, "ref_kind", None)
+    return {
+        "name": pin.name,
+        "url": public_url(pin.url),
+        "ref": pin.ref,
+        "ref_kind": str(kind) if kind is not None else None,
+        "sha": pin.sha,
+    }
+
+
+def _required(env: dict[str, str], key: str) -> str:
+    value = (env.get(key) or "").strip()
+    if not value:
+        raise ConfigError(f"{key} is not set in .env: add it (see de-example.env).")
+    return value
+
+
+def _description(frappe: dict[str, Any], apps: list[dict[str, Any]]) -> str:
+    names = ", ".join(f"{a['name']} {a['ref']}" for a in apps) or "no apps"
+    return f"Frappe {frappe['ref']} with {names}"
+
+
+def _cache_bust_warning(containerfile: Containerfile) -> str | None:
+    if CACHE_BUST in containerfile.declared_args:
+        return None
+    return (
+        f"{_cf_name(containerfile)} does not declare ARG {CACHE_BUST}, so an app branch that moved "
+        "upstream will not rebuild bench init: add `ARG CACHE_BUST` before the bench init RUN."
+    )
+
+
+# ---------------------------------------------------------------- tag guard
+
+
+def guard_tag(ws: Workspace, plan: BuildPlan) -> str | None:
+    """Refuse a taken version (``TagExistsError``); with ``force`` return the old image id."""
+    from frappe_imagekit import dockerapi
+
+    old = dockerapi.inspect_image(plan.ref)
+    in_history = plan.version in manifest.succeeded_versions(ws)
+    if old is None and not in_history:
+        return None
+    if not plan.force:
+        where = "exists locally" if old is not None else "is in the build history"
+        free = suggest_free_version(ws, plan)
+        raise TagExistsError(
+            f"{plan.ref} {where}: set DE_SITE_VERSION={free} in .env (next free version), "
+            "or pass --force to rebuild it (the old image keeps a -replaced- tag)."
+        )
+    return old["Id"] if old is not None else None
+
+
+def suggest_free_version(ws: Workspace, plan: BuildPlan) -> str:
+    from frappe_imagekit import dockerapi
+
+    taken = manifest.succeeded_versions(ws) | {plan.version}
+    candidate = next_version(plan.version, taken)
+    for _ in range(_MAX_FREE_VERSION_PROBES):
+        if not dockerapi.image_exists(f"{plan.image_name}:{candidate}"):
+            return candidate
+        taken.add(candidate)
+        candidate = next_version(plan.version, taken)
+    return candidate
+
+
+def replaced_tag(version: str, image_id: str) -> str:
+    """``v1.1.5-replaced-0123456789ab``: where ``--force`` keeps the image it replaces."""
+    return f"{version}-replaced-{image_id.removeprefix('sha256:')[:12]}"
+
+
+# ---------------------------------------------------------------- execution
+
+
+@dataclass
+class _Run:
+    """Mutable state of one execution (for the failure record)."""
+
+    started: datetime
+    started_clock: float
+    log: list[str] = field(default_factory=list)
+    replaced: str | None = None
+    old_id: str | None = None
+    image_id: str | None = None
+    leak_scan: dict[str, Any] = field(default_factory=lambda: {"status": "skipped"})
+
+
+def execute_build(
+    ws: Workspace,
+    plan: BuildPlan,
+    on_line: Callable[[str], None] | None = None,
+    on_start: Callable[[Any], None] | None = None,
+) -> dict[str, Any]:
+    """Guard, build, scan, record. Returns the manifest written; on failure writes a failed one."""
+    run = _Run(datetime.now(UTC), time.monotonic())
+    run.old_id = guard_tag(ws, plan)
+    try:
+        _prepare_files(ws, plan)
+        if run.old_id:
+            run.replaced = _keep_old_image(plan, run.old_id)
+        run.image_id = _docker_build(plan, run, on_line, on_start)
+        run.leak_scan = _leak_scan(plan, run)
+        data = _manifest(ws, plan, run, status="succeeded", error=None)
+        _retire_previous(ws, plan, run)
+        log_name = _write_log(ws, plan, run, f"{plan.version}.log")
+        data["log_file"] = log_name
+        manifest.write_manifest(ws, data, manifest.manifest_path(ws, plan.version), plan.redactor)
+        return data
+    except BaseException as exc:
+        _record_failure(ws, plan, run, exc)
+        raise
+    finally:
+        if plan.iidfile is not None:
+            plan.iidfile.unlink(missing_ok=True)
+        if plan.containerfile.path is None and plan.containerfile_file is not None:
+            plan.containerfile_file.unlink(missing_ok=True)
+
+
+def _prepare_files(ws: Workspace, plan: BuildPlan) -> None:
+    ws.builds_dir.mkdir(parents=True, exist_ok=True)
+    if plan.iidfile is not None:
+        plan.iidfile.unlink(missing_ok=True)
+    if plan.containerfile.path is None and plan.containerfile_file is not None:
+        # A rebuild from a stored copy: docker reads it from a file next to the manifests.
+        write_text_atomic(plan.containerfile_file, plan.containerfile.text)
+
+
+def _keep_old_image(plan: BuildPlan, old_id: str) -> str:
+    from frappe_imagekit import dockerapi
+
+    tag = replaced_tag(plan.version, old_id)
+    dockerapi.tag_image(old_id, plan.image_name, tag)
+    return tag
+
+
+def _docker_build(
+    plan: BuildPlan,
+    run: _Run,
+    on_line: Callable[[str], None] | None,
+    on_start: Callable[[Any], None] | None,
+) -> str:
+    def sink(line: str) -> None:
+        safe = plan.redactor.redact(line)
+        run.log.append(safe)
+        if on_line is not None:
+            on_line(safe)
+
+    code = dockercli.run_build(plan.command(), plan.secret_env(), sink, on_start)
+    if code != 0:
+        raise DockerError(
+            f"docker build of {plan.ref} failed (exit {code}) at: {_failure_line(run.log)} "
+            f"- read the log in {plan.iidfile.parent if plan.iidfile else 'builds'}/ and fix the "
+            "Containerfile or the refs."
+        )
+    image_id = plan.iidfile.read_text().strip() if plan.iidfile and plan.iidfile.exists() else ""
+    if not image_id:
+        raise DockerError(
+            f"docker build of {plan.ref} wrote no image id: check that {plan.docker_cli} "
+            "supports --iidfile (docker 18.09+)."
+        )
+    return image_id
+
+
+def _failure_line(log: list[str]) -> str:
+    """The most telling line of a failed BuildKit log."""
+    for pattern in (r"^(ERROR|error|failed to solve)", r"(?i)error"):
+        hits = [line.strip() for line in log if re.search(pattern, line.strip())]
+        if hits:
+            return hits[-1][:300]
+    tail = [line.strip() for line in log if line.strip()]
+    return tail[-1][:300] if tail else "no output"
+
+
+def _leak_scan(plan: BuildPlan, run: _Run) -> dict[str, Any]:
+    if not plan.leak_scan:
+        return {"status": "skipped", "findings": [], "seconds": 0.0}
+    from frappe_imagekit import leakscan
+
+    result = leakscan.scan_image(plan.ref, plan.redactor)
+    findings = [plan_safe(plan, _finding_dict(f)) for f in result.findings]
+    summary = {
+        "status": "clean" if result.clean else "leak",
+        "findings": findings,
+        "seconds": round(result.seconds, 3),
+    }
+    if result.clean:
+        return summary
+    run.leak_scan = summary
+    _untag_leaky(plan, run)
+    first = findings[0]
+    raise LeakError(
+        f"the leak scan found a secret in {plan.ref} ({len(findings)} finding(s), first in "
+        f"{first.get('where')} {first.get('location')}: {first.get('detail')}); the image was "
+        "untagged: pass apps.json as a BuildKit secret and never copy it or its ARG into the final "
+        "stage."
+    )
+
+
+def _finding_dict(finding: Any) -> dict[str, Any]:
+    if hasattr(finding, "to_dict"):
+        return dict(finding.to_dict())
+    keys = ("where", "location", "form", "detail")
+    return {k: str(getattr(finding, k, "")) for k in keys}
+
+
+def plan_safe(plan: BuildPlan, data: dict[str, Any]) -> dict[str, Any]:
+    return {k: plan.redactor.redact(v) if isinstance(v, str) else v for k, v in data.items()}
+
+
+def _untag_leaky(plan: BuildPlan, run: _Run) -> None:
+    from frappe_imagekit import dockerapi
+
+    dockerapi.remove_tag(plan.ref)
+    if run.old_id and run.replaced:
+        # --force: give the version back to the image it replaced.
+        dockerapi.tag_image(run.old_id, plan.image_name, plan.tag)
+        dockerapi.remove_tag(f"{plan.image_name}:{run.replaced}")
+        run.replaced = None
+
+
+def _restore_on_failure(plan: BuildPlan, run: _Run) -> None:
+    """A failed --force build leaves the old image under its version: drop the spare tag."""
+    from frappe_imagekit import dockerapi
+
+    if not (run.old_id and run.replaced):
+        return
+    current = dockerapi.inspect_image(plan.ref)
+    if current is not None and current.get("Id") == run.old_id:
+        dockerapi.remove_tag(f"{plan.image_name}:{run.replaced}")
+        run.replaced = None
+
+
+def _manifest(
+    ws: Workspace, plan: BuildPlan, run: _Run, *, status: str, error: str | None
+) -> dict[str, Any]:
+    from frappe_imagekit.gitremote import workspace_commit
+
+    finished = datetime.now(UTC)
+    commit, dirty = workspace_commit(ws.root)
+    inspected = _inspect_safely(run.image_id) if run.image_id else None
+    cf = plan.containerfile
+    return {
+        "schema_version": manifest.SCHEMA_VERSION,
+        "kind": plan.kind,
+        "rebuild_of": plan.rebuild_of,
+        "version": plan.version,
+        "status": status,
+        "error": error,
+        "image": {
+            "name": plan.image_name,
+            "tag": plan.tag,
+            "ref": plan.ref,
+            "id": run.image_id,
+            "repo_digests": list((inspected or {}).get("RepoDigests") or []),
+            "replaced": f"{plan.image_name}:{run.replaced}" if run.replaced else None,
+        },
+        "created": run.started.isoformat(timespec="seconds"),
+        "finished": finished.isoformat(timespec="seconds"),
+        "duration_seconds": round(time.monotonic() - run.started_clock, 3),
+        "tools": {
+            "docker_client": plan.docker_version,
+            "docker_server": _server_version(),
+            "builder": plan.cli.builder,
+            "docker_cli": plan.docker_cli,
+        },
+        "containerfile": {
+            "path": str(cf.path) if cf.path else None,
+            "sha256": cf.sha256,
+            "content": cf.text,
+            "apps_json_mode": plan.apps_json_mode,
+        },
+        "build_args": dict(plan.build_args),
+        "labels": dict(plan.labels),
+        "frappe": dict(plan.frappe),
+        "apps": [dict(app) for app in plan.apps],
+        "apps_json_sha256": hashlib.sha256(plan.apps_json_text.encode()).hexdigest(),
+        "fingerprint": plan.fingerprint,
+        "workspace": {"git_commit": commit, "dirty": dirty},
+        "leak_scan": run.leak_scan,
+        "log_file": None,
+    }
+
+
+def _inspect_safely(image_id: str) -> dict[str, Any] | None:
+    from frappe_imagekit import dockerapi
+
+    try:
+        return dockerapi.inspect_image(image_id)
+    except DockerError:
+        return None
+
+
+def _server_version() -> str | None:
+    from frappe_imagekit import dockerapi
+
+    try:
+        return dockerapi.server_version()
+    except DockerError:
+        return None
+
+
+def _retire_previous(ws: Workspace, plan: BuildPlan, run: _Run) -> None:
+    """--force over a recorded version: keep the old record as ``<version>.replaced-<ts>.json``."""
+    old = manifest.manifest_path(ws, plan.version)
+    if not old.exists():
+        return
+    stamp = _stamp(run.started)
+    try:
+        data = manifest.load_manifest(old)
+    except ValueError:
+        data = None
+    if data is not None:
+        data["status"] = "replaced"
+        if run.replaced:
+            data["image"] = {
+                **data.get("image", {}),
+                "tag": run.replaced,
+                "ref": f"{plan.image_name}:{run.replaced}",
+            }
+        target = old.with_name(f"{plan.version}.replaced-{stamp}.json")
+        manifest.write_manifest(ws, data, target, plan.redactor)
+        old.unlink()
+    old_log = ws.builds_dir / f"{plan.version}.log"
+    if old_log.exists():
+        old_log.replace(old_log.with_name(f"{plan.version}.replaced-{stamp}.log"))
+
+
+def _stamp(moment: datetime) -> str:
+    return moment.strftime("%Y%m%dT%H%M%SZ")
+
+
+def _write_log(ws: Workspace, plan: BuildPlan, run: _Run, name: str) -> str:
+    text = "\n".join(run.log) + ("\n" if run.log else "")
+    write_text_atomic(ws.builds_dir / name, plan.redactor.redact(text))
+    return name
+
+
+def _record_failure(ws: Workspace, plan: BuildPlan, run: _Run, exc: BaseException) -> None:
+    """Write ``<version>.failed-<ts>.json`` (+ log); never let this hide the original error."""
+    if isinstance(exc, ImagekitError):
+        message = exc.message
+    elif isinstance(exc, KeyboardInterrupt):
+        message = "interrupted"
+    else:
+        message = f"{type(exc).__name__}: {exc}"
+    with contextlib.suppress(ImagekitError):
+        _restore_on_failure(plan, run)
+    try:
+        base = f"{plan.version}.failed-{_stamp(run.started)}"
+        data = _manifest(ws, plan, run, status="failed", error=plan.redactor.redact(message))
+        data["log_file"] = _write_log(ws, plan, run, f"{base}.log")
+        manifest.write_manifest(ws, data, ws.builds_dir / f"{base}.json", plan.redactor)
+    except (OSError, ImagekitError):
+        pass
