@@ -1,1 +1,229 @@
-"""Commands: filled in by their issue."""
+"""`imagekit history` and `imagekit rebuild`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from frappe_imagekit.cli import output
+from frappe_imagekit.cli.main import command
+from frappe_imagekit.errors import ExitCode, ImagekitError
+
+WORKSPACE_OPTION = typer.Option(
+    Path("."), "--workspace", "-w", help="Folder with .env, de-example.env, apps.json and builds/."
+)
+
+
+@command("history")
+def history(
+    version: str | None = typer.Argument(None, help="Show everything recorded for this build."),
+    diff: tuple[str, str] | None = typer.Option(
+        None, "--diff", metavar="OLD NEW", help="What changed between two builds."
+    ),
+    limit: int | None = typer.Option(None, "--limit", "-n", min=0, help="Show the newest N."),
+    offline: bool = typer.Option(
+        False, "--offline", help="--diff: do not ask remotes to count commits."
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON for scripts."),
+    workspace: Path = WORKSPACE_OPTION,
+) -> None:
+    """The build log: every build newest first, one build in full, or the diff of two."""
+    from frappe_imagekit import history as core
+    from frappe_imagekit.workspace import Workspace
+
+    ws = Workspace.at(workspace)
+    if diff and diff[0] is not None:
+        if version:
+            raise ImagekitError("give either VERSION or --diff OLD NEW, not both.", ExitCode.USAGE)
+        env = {} if offline else core.workspace_env(ws)
+        result = core.diff_builds(ws, diff[0], diff[1], offline=offline, env=env)
+        _emit(result.to_dict(), as_json, lambda: render_diff(result))
+    elif version:
+        shown = core.show_build(ws, version)
+        _emit(shown, as_json, lambda: render_show(shown))
+    else:
+        listing = core.list_builds(ws, limit=limit)
+        for broken in listing.broken:
+            output.warn(f"skipped {broken.path.name}: {broken.reason}")
+        _emit(listing.to_dict(), as_json, lambda: render_listing(listing, ws))
+
+
+def _emit(data: dict[str, Any], as_json: bool, render) -> None:  # type: ignore[no-untyped-def]
+    if as_json:
+        output.print_json(data)
+    else:
+        render()
+
+
+# -- rendering -----------------------------------------------------------------------------
+
+
+def render_listing(listing, ws) -> None:  # type: ignore[no-untyped-def]
+    from frappe_imagekit.history import pin_label
+
+    if not listing.rows:
+        output.out(f"No builds recorded in {ws.builds_dir}.")
+        return
+    joiner = "\n" if output.is_terminal() else ", "
+    rows: list[list[str]] = []
+    for row in listing.rows:
+        rows.append(_listing_cells(row, row.version, joiner, pin_label))
+        for rebuild in row.rebuilds:
+            rows.append(_listing_cells(rebuild, f"  ↳ rebuild of {row.version}", joiner, pin_label))
+    columns = ["version", "date", "status", "image", "frappe", "apps", "deployed"]
+    output.print_table("Builds (newest first)", columns, rows)
+    if listing.total > len(listing.rows):
+        output.out(f"Showing {len(listing.rows)} of {listing.total} builds (--limit).")
+
+
+def _listing_cells(row, label: str, joiner: str, pin_label) -> list[str]:  # type: ignore[no-untyped-def]
+    apps = joiner.join(f"{app.get('name')} {pin_label(app)}" for app in row.apps) or "-"
+    deployed = ", ".join(row.deployed_to)
+    if not deployed and row.deploys:
+        deployed = "was " + ", ".join(sorted({d["where"] for d in row.deploys}))
+    return [
+        label,
+        row.created[:16].replace("T", " ") or "-",
+        row.status,
+        row.short_image_id,
+        pin_label(row.frappe),
+        apps,
+        deployed or "-",
+    ]
+
+
+def render_show(shown: dict[str, Any]) -> None:
+    from frappe_imagekit.history import pin_label, short_id
+
+    m = shown["manifest"]
+    image = m.get("image") or {}
+    title = f"{m['version']}" + (f" (rebuild of {m['rebuild_of']})" if m.get("rebuild_of") else "")
+    _section(
+        f"Build {title}  [{shown['file']}]",
+        [
+            ("status", m.get("status")),
+            ("error", m.get("error")),
+            ("created", m.get("created")),
+            ("finished", m.get("finished")),
+            ("duration", f"{m['duration_seconds']:.1f} s" if m.get("duration_seconds") else None),
+        ],
+    )
+    _section(
+        "Image",
+        [
+            ("ref", image.get("ref")),
+            ("id", image.get("id")),
+            ("short id", short_id(image.get("id")) if image.get("id") else None),
+            ("old image moved to", image.get("replaced")),
+            ("digests", ", ".join(image.get("repo_digests") or []) or None),
+        ],
+    )
+    pins = [("frappe", m.get("frappe") or {})] + [(a.get("name"), a) for a in m.get("apps") or []]
+    rows = [
+        [
+            str(name),
+            str(p.get("ref") or "-"),
+            str(p.get("ref_kind") or "-"),
+            pin_label(p).split("@")[-1],
+            str(p.get("url") or "-"),
+        ]
+        for name, p in pins
+    ]
+    output.print_table("Apps", ["app", "ref", "kind", "sha", "url"], rows)
+    _section("Build args", sorted((m.get("build_args") or {}).items()))
+    cf = m.get("containerfile") or {}
+    content = cf.get("content")
+    _section(
+        "Containerfile",
+        [
+            ("path", cf.get("path")),
+            ("sha256", cf.get("sha256")),
+            ("apps.json mode", cf.get("apps_json_mode")),
+            ("stored copy", f"{len(content.splitlines())} lines" if content else "missing"),
+        ],
+    )
+    tools = m.get("tools") or {}
+    _section("Tools", sorted(tools.items()))
+    scan = m.get("leak_scan") or {}
+    _section(
+        "Leak scan",
+        [
+            ("status", scan.get("status")),
+            ("findings", str(len(scan.get("findings") or [])) if scan else None),
+            ("seconds", scan.get("seconds")),
+        ],
+    )
+    wsinfo = m.get("workspace") or {}
+    _section(
+        "Workspace", [("git commit", wsinfo.get("git_commit")), ("dirty", wsinfo.get("dirty"))]
+    )
+    _section(
+        "Fingerprint",
+        [
+            ("fingerprint", m.get("fingerprint")),
+            ("apps.json sha256", m.get("apps_json_sha256")),
+            ("log", m.get("log_file")),
+        ],
+    )
+    if shown["rebuilds"]:
+        _section(
+            "Rebuilds", [(r["file"], f"{r['status']} {r['created']}") for r in shown["rebuilds"]]
+        )
+    where = ", ".join(shown["deployed_to"]) or "not running anywhere recorded"
+    deploys = [(d["where"], d.get("finished")) for d in shown["deploys"]]
+    _section("Deploys", [("running on", where), *deploys])
+
+
+def _section(title: str, items) -> None:  # type: ignore[no-untyped-def]
+    lines = [(k, v) for k, v in items if v not in (None, "")]
+    if not lines:
+        return
+    output.out(title)
+    width = max(len(str(k)) for k, _ in lines)
+    for key, value in lines:
+        output.out(f"  {str(key).ljust(width)}  {value}")
+    output.out()
+
+
+def render_diff(diff) -> None:  # type: ignore[no-untyped-def]
+    from frappe_imagekit.history import pin_label, short_id
+
+    output.out(f"{diff.old} -> {diff.new}")
+    if diff.identical:
+        output.out("  no changes: same apps, refs, SHAs, build args and Containerfile.")
+    for app in diff.apps_added:
+        output.out(f"  + {app.get('name')} {pin_label(app)} (added)")
+    for app in diff.apps_removed:
+        output.out(f"  - {app.get('name')} {pin_label(app)} (removed)")
+    for change in diff.changes:
+        output.out(f"  ~ {change.name}: {_change_text(change)}")
+    for key, (old, new) in diff.args_changed.items():
+        output.out(f"  ~ {key}: {old or '(unset)'} -> {new or '(unset)'}")
+    if diff.containerfile_changed is None:
+        output.out("  ? Containerfile: not recorded in both manifests")
+    elif diff.containerfile_changed:
+        old, new = diff.containerfile_sha256
+        output.out(f"  ~ Containerfile changed (sha256 {old[:12]} -> {new[:12]})")
+    else:
+        output.out("  = Containerfile unchanged")
+    old_id, new_id = diff.image_ids
+    output.out(f"  image {short_id(old_id)} -> {short_id(new_id)}")
+
+
+def _change_text(change) -> str:  # type: ignore[no-untyped-def]
+    ref = (
+        change.new_ref
+        if change.old_ref == change.new_ref
+        else f"{change.old_ref} -> {change.new_ref}"
+    )
+    sha = f"{(change.old_sha or '-')[:7]} -> {(change.new_sha or '-')[:7]}"
+    if change.old_sha == change.new_sha:
+        return f"{ref} (same commit {(change.new_sha or '-')[:7]})"
+    if change.commits is not None:
+        count = change.commits
+        tail = f"{count} commit(s) ahead" if count >= 0 else f"{-count} commit(s) back"
+    else:
+        tail = change.commits_note or "commit count unknown"
+    return f"{ref}, {sha} ({tail})"

@@ -1,0 +1,431 @@
+"""The build log: list, show and diff build manifests, joined with deploy records.
+
+Core functions return data; ``cli/history_cmd.py`` renders it. A manifest that cannot be read
+(corrupt, half-written, newer schema) never stops a listing: it is returned in ``broken``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from frappe_imagekit.manifest import BrokenManifest, find_manifest, iter_manifests
+from frappe_imagekit.workspace import Workspace
+
+# Build args whose change is worth a line of its own in a diff, in display order.
+TOOLCHAIN_ARGS = ("PYTHON_VERSION", "NODE_VERSION", "FRAPPE_PATH", "FRAPPE_BRANCH")
+# Derived from the SHAs: it changes whenever a SHA does, so it adds nothing to a diff.
+_DERIVED_ARGS = frozenset({"CACHE_BUST"})
+_DEPLOY_OK = "succeeded"
+
+
+@dataclass
+class HistoryRow:
+    """One build (or rebuild) as ``imagekit history`` shows it."""
+
+    version: str
+    kind: str
+    status: str
+    created: str
+    file: str
+    image_ref: str | None
+    image_id: str | None
+    frappe: dict[str, Any] | None
+    apps: list[dict[str, Any]]
+    rebuild_of: str | None = None
+    error: str | None = None
+    deployed_to: list[str] = field(default_factory=list)  # project@host running it now
+    deploys: list[dict[str, Any]] = field(default_factory=list)  # every successful deploy
+    rebuilds: list[HistoryRow] = field(default_factory=list)
+
+    @property
+    def short_image_id(self) -> str:
+        return short_id(self.image_id)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "version": self.version,
+            "kind": self.kind,
+            "rebuild_of": self.rebuild_of,
+            "status": self.status,
+            "created": self.created,
+            "file": self.file,
+            "image": {"ref": self.image_ref, "id": self.image_id},
+            "frappe": _pin_summary(self.frappe) if self.frappe else None,
+            "apps": [_pin_summary(app) for app in self.apps],
+            "error": self.error,
+            "deployed_to": list(self.deployed_to),
+            "deploys": list(self.deploys),
+            "rebuilds": [r.to_dict() for r in self.rebuilds],
+        }
+
+
+@dataclass
+class HistoryListing:
+    rows: list[HistoryRow]
+    broken: list[BrokenManifest]
+    total: int  # top-level rows before --limit
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "builds": [row.to_dict() for row in self.rows],
+            "total": self.total,
+            "broken": [_broken_dict(b) for b in self.broken],
+        }
+
+
+@dataclass
+class PinChange:
+    """A ref and/or SHA that differs between two builds (Frappe or one app)."""
+
+    name: str
+    old_ref: str | None
+    new_ref: str | None
+    old_sha: str | None
+    new_sha: str | None
+    commits: int | None = None  # commits from old to new; negative: new is behind old
+    commits_note: str | None = None  # why ``commits`` is unknown
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+@dataclass
+class Diff:
+    old: str
+    new: str
+    apps_added: list[dict[str, Any]]
+    apps_removed: list[dict[str, Any]]
+    changes: list[PinChange]  # frappe first, then apps in the newer build's order
+    args_changed: dict[str, tuple[str | None, str | None]]
+    containerfile_changed: bool | None  # None: one of the manifests has no sha256
+    containerfile_sha256: tuple[str | None, str | None]
+    image_ids: tuple[str | None, str | None]
+
+    @property
+    def identical(self) -> bool:
+        return not (
+            self.apps_added
+            or self.apps_removed
+            or self.changes
+            or self.args_changed
+            or self.containerfile_changed
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "old": self.old,
+            "new": self.new,
+            "identical": self.identical,
+            "apps_added": [_pin_summary(a) for a in self.apps_added],
+            "apps_removed": [_pin_summary(a) for a in self.apps_removed],
+            "changes": [c.to_dict() for c in self.changes],
+            "args_changed": {k: {"old": o, "new": n} for k, (o, n) in self.args_changed.items()},
+            "containerfile": {
+                "changed": self.containerfile_changed,
+                "old_sha256": self.containerfile_sha256[0],
+                "new_sha256": self.containerfile_sha256[1],
+            },
+            "image_ids": {"old": self.image_ids[0], "new": self.image_ids[1]},
+        }
+
+
+# -- listing -----------------------------------------------------------------------------
+
+
+def list_builds(ws: Workspace, limit: int | None = None) -> HistoryListing:
+    """Every build, newest first, rebuilds nested under their original, deploys joined."""
+    rows: list[HistoryRow] = []
+    broken: list[BrokenManifest] = []
+    for path, manifest in iter_manifests(ws):
+        if isinstance(manifest, BrokenManifest):
+            broken.append(manifest)
+        else:
+            rows.append(row_from_manifest(manifest, path))
+    _join_deploys(rows, load_deploys(ws))
+    top = _nest_rebuilds(rows)
+    top.sort(key=_newest_first_key, reverse=True)
+    total = len(top)
+    if limit is not None and limit >= 0:
+        top = top[:limit]
+    return HistoryListing(rows=top, broken=broken, total=total)
+
+
+def row_from_manifest(manifest: Mapping[str, Any], path: Path) -> HistoryRow:
+    image = manifest.get("image") or {}
+    return HistoryRow(
+        version=str(manifest["version"]),
+        kind=manifest.get("kind") or "build",
+        status=manifest.get("status") or "unknown",
+        created=manifest.get("created") or "",
+        file=path.name,
+        image_ref=image.get("ref"),
+        image_id=image.get("id"),
+        frappe=manifest.get("frappe"),
+        apps=list(manifest.get("apps") or []),
+        rebuild_of=manifest.get("rebuild_of"),
+        error=manifest.get("error"),
+    )
+
+
+def _nest_rebuilds(rows: list[HistoryRow]) -> list[HistoryRow]:
+    """Put each rebuild under the successful build it reproduces; orphans stay top-level."""
+    originals = {
+        r.version: r
+        for r in rows
+        if r.kind != "rebuild" and r.status == "succeeded" and r.file == f"{r.version}.json"
+    }
+    top: list[HistoryRow] = []
+    for row in rows:
+        parent = originals.get(row.rebuild_of or "") if row.kind == "rebuild" else None
+        if parent is not None and parent is not row:
+            parent.rebuilds.append(row)
+        else:
+            top.append(row)
+    for parent in originals.values():
+        parent.rebuilds.sort(key=_newest_first_key)  # oldest rebuild first, under the original
+    return top
+
+
+def _newest_first_key(row: HistoryRow) -> tuple[str, Any, str]:
+    return (row.created, _version_key(row.version), row.file)
+
+
+# -- deploy records ------------------------------------------------------------------------
+
+
+def load_deploys(ws: Workspace) -> list[dict[str, Any]]:
+    """Readable deploy records (``deploys/*.json``), oldest first; unreadable ones are ignored."""
+    records: list[dict[str, Any]] = []
+    if not ws.deploys_dir.is_dir():
+        return records
+    for path in sorted(ws.deploys_dir.glob("*.json")):
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        if isinstance(data, dict) and data.get("version") and data.get("project"):
+            records.append(data)
+    records.sort(key=lambda d: str(d.get("finished") or d.get("started") or ""))
+    return records
+
+
+def placement(record: Mapping[str, Any]) -> str:
+    return f"{record.get('project')}@{record.get('host') or 'local'}"
+
+
+def _join_deploys(rows: list[HistoryRow], records: list[dict[str, Any]]) -> None:
+    """Fill ``deploys`` (all successful ones) and ``deployed_to`` (still running there)."""
+    current: dict[str, str] = {}  # project@host -> version of its latest successful deploy
+    by_version: dict[str, list[dict[str, Any]]] = {}
+    for record in records:
+        if record.get("result") != _DEPLOY_OK:
+            continue
+        where = placement(record)
+        current[where] = str(record["version"])
+        by_version.setdefault(str(record["version"]), []).append(
+            {"where": where, "finished": record.get("finished"), "image": record.get("image")}
+        )
+    for row in rows:
+        if row.kind == "rebuild" or row.status != "succeeded":
+            continue
+        row.deploys = by_version.get(row.version, [])
+        row.deployed_to = sorted(w for w, v in current.items() if v == row.version)
+
+
+# -- show ----------------------------------------------------------------------------------
+
+
+def show_build(ws: Workspace, version: str) -> dict[str, Any]:
+    """The manifest of ``version`` plus its rebuilds and deploys.
+
+    Returns ``{"file", "manifest", "rebuilds": [rows], "deploys": [...], "deployed_to": [...]}``.
+    Raises ``NotFoundError`` naming the nearest versions when there is no such build.
+    """
+    path = find_manifest(ws, version, include_failed=True)
+    listing = list_builds(ws)
+    row = next((r for r in listing.rows if r.file == path.name), None)
+    from frappe_imagekit.manifest import load_manifest
+
+    manifest = load_manifest(path)
+    return {
+        "file": path.name,
+        "manifest": manifest,
+        "rebuilds": [r.to_dict() for r in row.rebuilds] if row else [],
+        "deploys": row.deploys if row else [],
+        "deployed_to": row.deployed_to if row else [],
+    }
+
+
+# -- diff ----------------------------------------------------------------------------------
+
+
+def diff_builds(
+    ws: Workspace,
+    old: str,
+    new: str,
+    *,
+    offline: bool = False,
+    env: Mapping[str, str] | None = None,
+    timeout: float = 20.0,
+) -> Diff:
+    """What changed from build ``old`` to build ``new``.
+
+    Commit counts come from the remote (``gitremote.count_commits_between``) unless ``offline``;
+    ``env`` supplies the tokens for private remotes (the current ``.env``).
+    """
+    from frappe_imagekit.manifest import load_manifest
+
+    a = load_manifest(find_manifest(ws, old))
+    b = load_manifest(find_manifest(ws, new))
+    diff = compare_manifests(a, b)
+    for change in diff.changes:
+        if offline:
+            change.commits_note = "not counted (--offline)"
+        else:
+            _count_commits(change, _url_of(change.name, a, b), env or {}, timeout)
+    return diff
+
+
+def compare_manifests(a: Mapping[str, Any], b: Mapping[str, Any]) -> Diff:
+    """Pure comparison of two manifests (no remote access)."""
+    old_apps = {app["name"]: app for app in a.get("apps") or []}
+    new_apps = {app["name"]: app for app in b.get("apps") or []}
+    changes: list[PinChange] = []
+    frappe_change = _pin_change("frappe", a.get("frappe"), b.get("frappe"))
+    if frappe_change:
+        changes.append(frappe_change)
+    for name, app in new_apps.items():
+        change = _pin_change(name, old_apps.get(name), app) if name in old_apps else None
+        if change:
+            changes.append(change)
+    cf_a = (a.get("containerfile") or {}).get("sha256")
+    cf_b = (b.get("containerfile") or {}).get("sha256")
+    return Diff(
+        old=str(a.get("version")),
+        new=str(b.get("version")),
+        apps_added=[app for name, app in new_apps.items() if name not in old_apps],
+        apps_removed=[app for name, app in old_apps.items() if name not in new_apps],
+        changes=changes,
+        args_changed=_args_changed(a.get("build_args") or {}, b.get("build_args") or {}),
+        containerfile_changed=None if not (cf_a and cf_b) else cf_a != cf_b,
+        containerfile_sha256=(cf_a, cf_b),
+        image_ids=((a.get("image") or {}).get("id"), (b.get("image") or {}).get("id")),
+    )
+
+
+def _pin_change(
+    name: str, old: Mapping[str, Any] | None, new: Mapping[str, Any] | None
+) -> PinChange | None:
+    old = old or {}
+    new = new or {}
+    if old.get("ref") == new.get("ref") and old.get("sha") == new.get("sha"):
+        return None
+    return PinChange(name, old.get("ref"), new.get("ref"), old.get("sha"), new.get("sha"))
+
+
+def _args_changed(
+    old: Mapping[str, str], new: Mapping[str, str]
+) -> dict[str, tuple[str | None, str | None]]:
+    keys = [k for k in TOOLCHAIN_ARGS if k in old or k in new]
+    keys += sorted((set(old) | set(new)) - set(TOOLCHAIN_ARGS) - _DERIVED_ARGS)
+    return {k: (old.get(k), new.get(k)) for k in keys if old.get(k) != new.get(k)}
+
+
+def _url_of(name: str, a: Mapping[str, Any], b: Mapping[str, Any]) -> str | None:
+    """The newer build's URL for ``name`` (it is the one most likely to still work)."""
+    for manifest in (b, a):
+        pins = [manifest.get("frappe") or {}] if name == "frappe" else manifest.get("apps") or []
+        for pin in pins:
+            if pin.get("name", "frappe") == name and pin.get("url"):
+                return str(pin["url"])
+    return None
+
+
+def _count_commits(
+    change: PinChange, url: str | None, env: Mapping[str, str], timeout: float
+) -> None:
+    if not (change.old_sha and change.new_sha) or change.old_sha == change.new_sha:
+        return
+    if not url:
+        change.commits_note = "no URL recorded"
+        return
+    from frappe_imagekit import gitremote
+    from frappe_imagekit.errors import ImagekitError
+
+    try:
+        change.commits = gitremote.count_commits_between(
+            url, env, _token_var(url), change.old_sha, change.new_sha, timeout
+        )
+    except ImagekitError as exc:
+        change.commits_note = exc.message
+        return
+    if change.commits is None:
+        change.commits_note = "histories diverged or a commit is gone from the remote"
+
+
+def _token_var(url: str) -> str | None:
+    from frappe_imagekit.appsjson import token_vars
+
+    names = token_vars(url)
+    return names[0] if names else None
+
+
+# -- helpers -------------------------------------------------------------------------------
+
+
+def short_id(image_id: str | None) -> str:
+    if not image_id:
+        return "-"
+    return image_id.split(":", 1)[-1][:12]
+
+
+def short_sha(sha: str | None) -> str:
+    return sha[:7] if sha else "-"
+
+
+def pin_label(pin: Mapping[str, Any] | None) -> str:
+    """``v15.17.0@abc1234`` (ref and short SHA)."""
+    if not pin:
+        return "-"
+    return f"{pin.get('ref') or '?'}@{short_sha(pin.get('sha'))}"
+
+
+def _pin_summary(pin: Mapping[str, Any]) -> dict[str, Any]:
+    keys = ("name", "url", "ref", "ref_kind", "sha")
+    return {k: pin.get(k) for k in keys if k in pin or k in ("name", "ref", "sha")}
+
+
+def _broken_dict(broken: BrokenManifest) -> dict[str, str]:
+    return {"file": broken.path.name, "reason": broken.reason}
+
+
+def _version_key(version: str) -> Any:
+    from frappe_imagekit.manifest import version_sort_key
+
+    return version_sort_key(version)
+
+
+def workspace_env(ws: Workspace) -> dict[str, str]:
+    """The current ``.env`` values (tokens included: never print them); empty if there is none."""
+    if not ws.env_file.is_file():
+        return {}
+    from frappe_imagekit.envfile import parse_env_text, read_text
+
+    return parse_env_text(read_text(ws.env_file, ".env")).values
+
+
+def token_redactor(env: Mapping[str, str], manifests: list[Mapping[str, Any]]):  # type: ignore[no-untyped-def]
+    """A redactor knowing the value of every token variable the manifests' URLs reference."""
+    from frappe_imagekit.appsjson import token_vars
+    from frappe_imagekit.redact import Redactor
+
+    redactor = Redactor()
+    for manifest in manifests:
+        for pin in [manifest.get("frappe") or {}, *(manifest.get("apps") or [])]:
+            for name in token_vars(str(pin.get("url") or "")):
+                redactor.add(env.get(name, ""))
+    return redactor

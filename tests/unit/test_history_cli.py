@@ -1,0 +1,116 @@
+"""`imagekit history` through typer's CliRunner: exit codes, warnings, table and JSON."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from test_history_data import (
+    ERPNEXT,
+    app,
+    default_apps,
+    make_deploy,
+    make_manifest,
+    write,
+    write_deploy,
+)
+from typer.testing import CliRunner
+
+from frappe_imagekit.cli.main import _load_commands
+from frappe_imagekit.cli.main import app as cli_app
+
+_load_commands()
+
+
+@pytest.fixture
+def runner() -> CliRunner:
+    return CliRunner()
+
+
+@pytest.fixture
+def ws(tmp_path: Path) -> Path:
+    builds = tmp_path / "builds"
+    write(builds, make_manifest("v1.1.4", "2026-10-01T09:00:00+00:00"))
+    apps = [app("erpnext", ERPNEXT, "v15.18.0"), *default_apps()[1:]]
+    write(builds, make_manifest("v1.1.5", "2026-11-01T10:00:00+00:00", apps=apps))
+    write_deploy(tmp_path / "deploys", make_deploy("v1.1.5", "2026-11-02T10:00:00+00:00"))
+    return tmp_path
+
+
+def test_list_plain_lines_newest_first(runner: CliRunner, ws: Path) -> None:
+    result = runner.invoke(cli_app, ["history", "-w", str(ws)])
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert lines[1].split("\t") == [
+        "version",
+        "date",
+        "status",
+        "image",
+        "frappe",
+        "apps",
+        "deployed",
+    ]
+    first = lines[2].split("\t")
+    assert first[:3] == ["v1.1.5", "2026-11-01 10:00", "succeeded"]
+    assert "erpnext v15.18.0@" in first[5] and first[6] == "erp@local"
+    assert lines[3].startswith("v1.1.4\t")
+
+
+def test_list_json_and_limit(runner: CliRunner, ws: Path) -> None:
+    result = runner.invoke(cli_app, ["history", "-w", str(ws), "--json", "--limit", "1"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert [b["version"] for b in data["builds"]] == ["v1.1.5"]
+    assert data["total"] == 2 and data["broken"] == []
+    assert data["builds"][0]["deployed_to"] == ["erp@local"]
+
+
+def test_corrupt_manifest_is_warned_about_and_skipped(runner: CliRunner, ws: Path) -> None:
+    (ws / "builds" / "v1.1.3.json").write_text('{"schema_version": 1, "vers')
+    result = runner.invoke(cli_app, ["history", "-w", str(ws), "--json"])
+    assert result.exit_code == 0
+    assert "warning: skipped v1.1.3.json: not valid JSON" in result.stderr
+    data = json.loads(result.stdout)
+    assert [b["version"] for b in data["builds"]] == ["v1.1.5", "v1.1.4"]
+    assert data["broken"][0]["file"] == "v1.1.3.json"
+
+
+def test_show_one_build_grouped(runner: CliRunner, ws: Path) -> None:
+    result = runner.invoke(cli_app, ["history", "v1.1.5", "-w", str(ws)])
+    assert result.exit_code == 0, result.output
+    out = result.stdout
+    for heading in ("Build v1.1.5", "Image", "Apps", "Build args", "Containerfile", "Deploys"):
+        assert heading in out
+    assert "PYTHON_VERSION  3.11.6" in out
+    assert "running on  erp@local" in out
+
+
+def test_show_unknown_version_exit_12(runner: CliRunner, ws: Path) -> None:
+    result = runner.invoke(cli_app, ["history", "v1.1.9", "-w", str(ws)])
+    assert result.exit_code == 12
+    assert "unknown version v1.1.9" in result.stderr and "v1.1.5" in result.stderr
+
+
+def test_diff_offline(runner: CliRunner, ws: Path) -> None:
+    result = runner.invoke(
+        cli_app, ["history", "--diff", "v1.1.4", "v1.1.5", "--offline", "-w", str(ws)]
+    )
+    assert result.exit_code == 0, result.output
+    assert "v1.1.4 -> v1.1.5" in result.stdout
+    assert "~ erpnext: v15.17.0 -> v15.18.0" in result.stdout
+    assert "not counted (--offline)" in result.stdout
+    assert "= Containerfile unchanged" in result.stdout
+
+
+def test_diff_json(runner: CliRunner, ws: Path) -> None:
+    args = ["history", "--diff", "v1.1.4", "v1.1.5", "--offline", "--json", "-w", str(ws)]
+    data = json.loads(runner.invoke(cli_app, args).stdout)
+    assert data["changes"][0]["name"] == "erpnext" and data["containerfile"]["changed"] is False
+
+
+def test_version_and_diff_together_is_a_usage_error(runner: CliRunner, ws: Path) -> None:
+    result = runner.invoke(
+        cli_app, ["history", "v1.1.5", "--diff", "v1.1.4", "v1.1.5", "-w", str(ws)]
+    )
+    assert result.exit_code == 2
