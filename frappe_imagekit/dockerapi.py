@@ -1,0 +1,193 @@
+"""The only user of the docker SDK: inspect, tag, untag, history and ``docker save`` as a stream.
+
+Builds do not go through here: docker-py cannot build with BuildKit (no ``RUN --mount``, no
+secrets; docker-py #2230), so builds run the docker CLI through ``dockercli``/``process``.
+``docker`` is imported inside functions so that ``imagekit --help`` stays fast.
+
+Every SDK failure leaves this module as a ``DockerError`` with one sentence naming the problem
+and the fix.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+from frappe_imagekit.errors import DockerError
+
+if TYPE_CHECKING:  # pragma: no cover
+    import docker
+
+DEFAULT_HOST = "unix:///var/run/docker.sock"
+SAVE_CHUNK = 4 * 1024 * 1024  # big reads: per-chunk Python overhead dominates small ones
+
+_clients: dict[str, docker.DockerClient] = {}
+_lock = threading.Lock()
+
+
+def daemon_address(docker_host: str | None = None) -> str:
+    """The daemon address a client would use: the argument, ``$DOCKER_HOST``, or the socket."""
+    return docker_host or os.environ.get("DOCKER_HOST") or DEFAULT_HOST
+
+
+def _down_error(address: str) -> DockerError:
+    return DockerError(
+        f"the Docker daemon does not answer at {address}: start it "
+        "(sudo systemctl start docker) or set DOCKER_HOST"
+    )
+
+
+def client(docker_host: str | None = None) -> docker.DockerClient:
+    """A connected client (cached per address); ``DockerError`` when the daemon is down."""
+    address = daemon_address(docker_host)
+    with _lock:
+        cached = _clients.get(address)
+        if cached is not None:
+            return cached
+        made = _connect(address, explicit=docker_host is not None)
+        _clients[address] = made
+        return made
+
+
+def _connect(address: str, *, explicit: bool) -> docker.DockerClient:
+    try:
+        import docker
+    except ImportError as exc:  # pragma: no cover - a dependency of the package
+        raise DockerError(
+            "the docker Python package is not installed: pip install 'docker>=7'"
+        ) from exc
+    try:
+        made = docker.DockerClient(base_url=address) if explicit else docker.from_env()
+        made.ping()
+    except Exception as exc:  # noqa: BLE001 - any failure here means "no daemon"
+        raise _down_error(address) from exc
+    return made
+
+
+def forget_clients() -> None:
+    """Drop cached clients (tests that change ``DOCKER_HOST`` call this)."""
+    with _lock:
+        for made in _clients.values():
+            with contextlib.suppress(Exception):  # closing a dead client is best effort
+                made.close()
+        _clients.clear()
+
+
+def _api_error(action: str, exc: Exception) -> DockerError:
+    """Turn an SDK exception into one actionable sentence."""
+    import docker.errors
+
+    if isinstance(exc, docker.errors.NotFound):
+        return DockerError(
+            f"{action} failed: the image does not exist locally: build or pull it first"
+        )
+    if isinstance(exc, docker.errors.APIError):
+        reason = getattr(exc, "explanation", None) or str(exc)
+        return DockerError(f"{action} failed: the daemon said {reason!s}: fix that and retry")
+    return DockerError(
+        f"{action} failed: lost the connection to the Docker daemon at {daemon_address()} "
+        f"({type(exc).__name__}): check that it is running and retry"
+    )
+
+
+def _call(action: str, func, *args: Any, **kwargs: Any) -> Any:
+    try:
+        return func(*args, **kwargs)
+    except DockerError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - mapped to DockerError at this boundary
+        raise _api_error(action, exc) from exc
+
+
+def inspect_image(ref: str) -> dict | None:
+    """The ``docker inspect`` JSON of an image, or None when it does not exist locally."""
+    import docker.errors
+
+    api = client().api
+    try:
+        return api.inspect_image(ref)
+    except docker.errors.NotFound:
+        return None
+    except docker.errors.ImageNotFound:  # pragma: no cover - subclass of NotFound
+        return None
+    except Exception as exc:  # noqa: BLE001
+        raise _api_error(f"docker inspect {ref}", exc) from exc
+
+
+def image_exists(ref: str) -> bool:
+    return inspect_image(ref) is not None
+
+
+def tag_image(image_id_or_ref: str, repo: str, tag: str) -> None:
+    """Tag an existing image as ``repo:tag`` (moves the tag if it exists: guard before)."""
+    done = _call(
+        f"docker tag {image_id_or_ref} {repo}:{tag}", client().api.tag, image_id_or_ref, repo, tag
+    )
+    if not done:
+        raise DockerError(
+            f"docker tag {image_id_or_ref} {repo}:{tag} was refused by the daemon: "
+            "check the repository name and retry"
+        )
+
+
+def remove_tag(ref: str) -> None:
+    """Untag ``ref`` without pruning parents.
+
+    Like ``docker rmi``: when ``ref`` is the image's only tag and no container uses it,
+    the daemon deletes the image too.
+    """
+    _call(f"docker rmi {ref}", client().api.remove_image, ref, noprune=True)
+
+
+def remove_image(ref: str, *, force: bool = True) -> None:
+    """Delete an image (tests and benchmarks clean up with it); absent images are fine."""
+    import docker.errors
+
+    try:
+        client().api.remove_image(ref, force=force, noprune=False)
+    except docker.errors.NotFound:
+        return
+    except Exception as exc:  # noqa: BLE001
+        raise _api_error(f"docker rmi {ref}", exc) from exc
+
+
+def image_history(ref: str) -> list[dict]:
+    """``docker history --no-trunc`` as dicts (newest first): Id, Created, CreatedBy, Comment..."""
+    return list(_call(f"docker history {ref}", client().api.history, ref))
+
+
+def save_stream(ref: str, chunk_size: int = SAVE_CHUNK) -> Iterator[bytes]:
+    """``docker save ref`` as a stream of chunks, read straight off the daemon's socket."""
+    api = client().api
+    response = _call(f"docker save {ref}", _open_save, api, ref)
+    try:
+        raw = response.raw
+        read = raw.read
+        while True:
+            try:
+                chunk = read(chunk_size, decode_content=False)
+            except Exception as exc:  # noqa: BLE001
+                raise _api_error(f"docker save {ref}", exc) from exc
+            if not chunk:
+                return
+            yield chunk
+    finally:
+        response.close()
+
+
+def _open_save(api, ref: str):
+    response = api._get(api._url("/images/{0}/get", ref), stream=True)
+    api._raise_for_status(response)
+    # Saving a large image can pause longer than the client's read timeout.
+    sock = api._get_raw_response_socket(response)
+    api._disable_socket_timeout(sock)
+    return response
+
+
+def server_version() -> str:
+    """The daemon's version string (e.g. ``20.10.24+dfsg1``)."""
+    info = _call("docker version", client().version)
+    return str(info.get("Version", "unknown"))
