@@ -36,8 +36,10 @@ def check(
 
 
 def render_report(report) -> None:  # type: ignore[no-untyped-def]
+    from frappe_imagekit.check import pin_status
+
     rows = [
-        [pin.name, pin.ref, pin.ref_kind, (pin.sha or "-")[:12], pin.status]
+        [pin.name, pin.ref, str(pin.ref_kind), (pin.sha or "-")[:12], pin_status(pin)]
         for pin in report.all_pins
     ]
     if rows:
