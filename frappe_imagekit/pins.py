@@ -8,6 +8,7 @@ concurrently, each with its own timeout, and never raises for one bad remote.
 
 from __future__ import annotations
 
+import bisect
 import difflib
 import re
 from collections.abc import Mapping
@@ -51,30 +52,44 @@ def _as_version(ref: str) -> Version | None:
 def closest_refs(wanted: str, existing: list[str], n: int = 3) -> list[str]:
     """The ``n`` refs in ``existing`` nearest to ``wanted``.
 
-    Versions are compared by distance of major, then minor, then micro (ties: stable, newer);
+    Versions: same major first, then nearest minor, stable before pre-release, then nearest
+    in release order (so v15.99.0 suggests v15.17.0, v15.16.2);
     release lines by major; anything else by spelling (difflib).
     """
     names = list(dict.fromkeys(_short_name(ref) for ref in existing))
     if (version := _as_version(wanted)) is not None:
-        candidates = [(name, v) for name in names if (v := _as_version(name)) is not None]
+        candidates = sorted(
+            ((v, name) for name in names if (v := _as_version(name)) is not None),
+            key=lambda item: item[0],
+        )
         if candidates:
-            candidates.sort(key=lambda item: _version_distance(version, item[1]))
-            return [name for name, _ in candidates[:n]]
+            pos = bisect.bisect_left([v for v, _ in candidates], version)
+            ranked = sorted(
+                range(len(candidates)),
+                key=lambda i: _version_distance(version, candidates[i][0], i, pos),
+            )
+            return [candidates[i][1] for i in ranked[:n]]
     if (line := _RELEASE_LINE.match(wanted)) is not None:
         major = int(line.group(1))
         lines = [(name, m) for name in names if (m := _RELEASE_LINE.match(name)) is not None]
         if lines:
-            lines.sort(key=lambda item: (abs(int(item[1].group(1)) - major), -int(item[1].group(1))))
+            lines.sort(
+                key=lambda item: (abs(int(item[1].group(1)) - major), -int(item[1].group(1)))
+            )
             return [name for name, _ in lines[:n]]
     return difflib.get_close_matches(wanted, names, n=n, cutoff=0.5)
 
 
-def _version_distance(wanted: Version, other: Version) -> tuple[int | bool, ...]:
-    a = (*wanted.release, 0, 0, 0)[:3]
-    b = (*other.release, 0, 0, 0)[:3]
-    distance = tuple(abs(x - y) for x, y in zip(a, b, strict=True))
-    newer_first = tuple(-x for x in b)
-    return (*distance, other.is_prerelease, *newer_first)
+def _version_distance(
+    wanted: Version, other: Version, index: int, pos: int
+) -> tuple[int | bool, ...]:
+    """Same major first, then nearest minor, stable before pre-release, then nearest in order."""
+    a = (*wanted.release, 0, 0)[:2]
+    b = (*other.release, 0, 0)[:2]
+    major = abs(a[0] - b[0])
+    minor = abs(a[1] - b[1]) if major == 0 else 0
+    rank = pos - index if index < pos else index - pos + 1
+    return (major, minor, other.is_prerelease, rank, -index)
 
 
 def _short_name(ref: str) -> str:
@@ -139,7 +154,11 @@ def resolve_pins(
     workers = max(1, min(max_workers, len(remotes)))
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="ls-remote") as pool:
         listings = dict(
-            zip(remotes, pool.map(lambda key: _list_remote(*key, env, timeout), remotes), strict=True)
+            zip(
+                remotes,
+                pool.map(lambda key: _list_remote(*key, env, timeout), remotes),
+                strict=True,
+            )
         )
     return [_resolve_one(r, listings[(r.url, r.token_var)], redactor) for r in requests]
 
@@ -151,7 +170,9 @@ class _Listing:
     error_kind: str | None = None
 
 
-def _list_remote(url: str, token_var: str | None, env: Mapping[str, str], timeout: float) -> _Listing:
+def _list_remote(
+    url: str, token_var: str | None, env: Mapping[str, str], timeout: float
+) -> _Listing:
     from frappe_imagekit import gitremote
 
     try:
