@@ -201,7 +201,7 @@ def _resolve(report: CheckReport, *, offline: bool, strict: bool) -> None:
     if offline:
         results = [_offline_result(pins, r) for r in requests]
     else:
-        results = pins.resolve_pins(requests, report.env)
+        results = pins.resolve_pins(requests, report.env, timeout=git_timeout())
     for result in results:
         result.error = report.redactor.redact(result.error) if result.error else result.error
     if requests and requests[0].name == "frappe" and frappe_path:
@@ -209,6 +209,16 @@ def _resolve(report: CheckReport, *, offline: bool, strict: bool) -> None:
     report.apps = results
     for pin in report.all_pins:
         report.add(_pin_issues(pin, strict))
+
+
+def git_timeout() -> float:
+    """Seconds one remote may take (IMAGEKIT_GIT_TIMEOUT, default 20)."""
+    import os
+
+    try:
+        return max(1.0, float(os.environ.get("IMAGEKIT_GIT_TIMEOUT", "20")))
+    except ValueError:
+        raise ConfigError("IMAGEKIT_GIT_TIMEOUT must be a number of seconds, e.g. 20.") from None
 
 
 def _token_var(url: str) -> str | None:
