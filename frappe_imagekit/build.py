@@ -88,6 +88,7 @@ class BuildPlan:
     iidfile: Path | None = None
     containerfile_file: Path | None = None  # where docker reads the Containerfile from
     warnings: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # informational (e.g. which docker CLI)
     created: str = ""
 
     @property
@@ -147,6 +148,7 @@ class BuildPlan:
                 "cli": self.docker_cli,
                 "version": self.docker_version,
                 "builder": self.cli.builder,
+                "note": "; ".join(self.notes) or None,
             },
             "build_args": dict(self.build_args),
             "fingerprint": self.fingerprint,
@@ -345,9 +347,7 @@ def assemble_plan(
         apps=apps,
         fingerprint_value=fp,
     )
-    notes = [
-        n for n in (cli.note, mode_warning(containerfile), _cache_bust_warning(containerfile)) if n
-    ]
+    notes = [n for n in (mode_warning(containerfile), _cache_bust_warning(containerfile)) if n]
     cf_file = containerfile.path or ws.builds_dir / f".{version}.Containerfile"
     return BuildPlan(
         kind=kind,
@@ -375,6 +375,7 @@ def assemble_plan(
         iidfile=ws.builds_dir / f".{version}.iid",
         containerfile_file=cf_file,
         warnings=notes + list(warnings or []),
+        notes=[cli.note] if cli.note else [],
         created=created,
     )
 

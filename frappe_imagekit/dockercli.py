@@ -91,7 +91,7 @@ def build_command(req: BuildRequest) -> list[str]:
 
 def parse_client_version(text: str) -> tuple[str, int] | None:
     """``("20.10.24+dfsg1", 20)`` from ``docker --version`` output, or None."""
-    match = re.search(r"version (v?(\d+)\.[^\s,]+)", text)
+    match = re.search(r"Docker version (v?(\d+)\.[^\s,]+)", text)
     return (match.group(1), int(match.group(2))) if match else None
 
 

@@ -77,10 +77,12 @@ def build(
     )
     plan = plan_build(ws, options)
     output.use_redactor(plan.redactor)
+    for note in plan.notes:
+        output.err(f"note: {note}")
     for warning in plan.warnings:
         output.warn(warning)
+    guard_tag(ws, plan)  # refuse a taken version before anything else is printed or built
     if dry_run:
-        guard_tag(ws, plan)
         render_plan(plan.to_dict(), as_json)
         return
     if not as_json:

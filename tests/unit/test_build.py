@@ -1,0 +1,217 @@
+"""build.py pure parts: fingerprint, build args, labels, the plan's argv and child environment."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from frappe_imagekit import build
+from frappe_imagekit.appsjson import InjectedApps, inject
+from frappe_imagekit.build import BuildOptions, BuildPlan
+from frappe_imagekit.containerfile import parse_containerfile
+from frappe_imagekit.dockercli import BUILDKIT, DockerCli
+from frappe_imagekit.errors import ConfigError, ExitCode
+from frappe_imagekit.redact import Redactor
+from frappe_imagekit.workspace import Workspace
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "build"
+CANARY = "ghp_unitCANARY0123456789abcdef"
+FRAPPE = {"name": "frappe", "url": "https://github.com/frappe/frappe", "ref": "version-15",
+          "ref_kind": "release-line", "sha": "a" * 40}  # fmt: skip
+APPS = [
+    {"name": "erpnext", "url": "https://github.com/frappe/erpnext", "ref": "v15.17.0",
+     "ref_kind": "release-tag", "sha": "b" * 40},
+    {"name": "de_macrs", "url": "https://github.com/desiredeffect/de_macrs.git", "ref": "v0.0.4",
+     "ref_kind": "release-tag", "sha": "c" * 40},
+]  # fmt: skip
+ENV = {
+    "DE_SITE_VERSION": "v1.1.5",
+    "IMAGE_NAME": "desiredeffect/erpnext-custom",
+    "FRAPPE_PATH": "https://github.com/frappe/frappe",
+    "FRAPPE_BRANCH": "version-15",
+    "PYTHON_VERSION": "3.11.6",
+    "NODE_VERSION": "20.19.2",
+    "DE_MACRS_PAT": CANARY,
+}
+APPS_JSON = [
+    {"url": "https://github.com/frappe/erpnext", "branch": "v15.17.0"},
+    {"url": "https://${DE_MACRS_PAT}@github.com/desiredeffect/de_macrs.git", "branch": "v0.0.4"},
+]
+CLI = DockerCli("/usr/bin/docker", "20.10.24+dfsg1", BUILDKIT)
+
+
+def _containerfile(name: str):
+    path = FIXTURES / name
+    return parse_containerfile(path.read_text(), path)
+
+
+def _plan(tmp_path: Path, containerfile: str = "secret.Containerfile", **options) -> BuildPlan:
+    injected = inject(APPS_JSON, ENV)
+    return build.assemble_plan(
+        ws=Workspace.at(tmp_path),
+        options=BuildOptions(**options),
+        env=ENV,
+        containerfile=_containerfile(containerfile),
+        frappe=dict(FRAPPE),
+        apps=[dict(a) for a in APPS],
+        apps_json_text=json.dumps(APPS_JSON),
+        injected=injected,
+        redactor=Redactor([CANARY]),
+        cli=CLI,
+    )
+
+
+# ---------------------------------------------------------------- fingerprint
+
+
+def test_fingerprint_ignores_app_order_and_changes_with_any_sha() -> None:
+    first = build.fingerprint("a" * 40, APPS)
+    assert first == build.fingerprint("a" * 40, list(reversed(APPS)))
+    assert len(first) == 16 and int(first, 16) >= 0
+    moved = [APPS[0], {**APPS[1], "sha": "d" * 40}]
+    assert build.fingerprint("a" * 40, moved) != first
+    assert build.fingerprint("e" * 40, APPS) != first
+    # a ref renamed to the same commit does not bust the cache: only SHAs count
+    assert build.fingerprint("a" * 40, [{**APPS[0], "ref": "version-15"}, APPS[1]]) == first
+
+
+def test_fingerprint_changes_when_an_app_is_added() -> None:
+    extra = {"name": "hrms", "ref": "v15.13.1", "sha": "f" * 40}
+    assert build.fingerprint("a" * 40, [*APPS, extra]) != build.fingerprint("a" * 40, APPS)
+
+
+# ---------------------------------------------------------------- build args, labels
+
+
+def test_only_declared_build_args_are_passed() -> None:
+    declared = {"FRAPPE_BRANCH": None, "PYTHON_VERSION": "3.11.6", "CACHE_BUST": None, "X": None}
+    assert build.select_build_args(declared, ENV, "fp") == {
+        "FRAPPE_BRANCH": "version-15",
+        "PYTHON_VERSION": "3.11.6",
+        "CACHE_BUST": "fp",
+    }
+    assert build.select_build_args({}, ENV, "fp") == {}
+
+
+def test_labels_set_every_oci_key_and_the_apps_summary() -> None:
+    labels = build.make_labels(
+        version="v1.1.5", created="2026-11-21T05:00:00+00:00", revision=None, source="https://x",
+        title="acme/erp", description="d", base_name="python:3.11.6-slim-bookworm",
+        frappe=FRAPPE, apps=APPS, fingerprint_value="fp",
+    )  # fmt: skip
+    keys = ["version", "created", "revision", "source", "title", "description", "base.name"]
+    assert [k for k in labels if k.startswith("org.opencontainers.image.")] == [
+        f"org.opencontainers.image.{k}" for k in keys
+    ]
+    assert labels["org.opencontainers.image.revision"] == ""  # set, so the base's is not inherited
+    assert json.loads(labels["io.imagekit.apps"]) == [
+        {"name": "frappe", "ref": "version-15", "sha": "a" * 40},
+        {"name": "erpnext", "ref": "v15.17.0", "sha": "b" * 40},
+        {"name": "de_macrs", "ref": "v0.0.4", "sha": "c" * 40},
+    ]
+    assert labels["io.imagekit.fingerprint"] == "fp"
+
+
+def test_base_name_follows_stage_names_and_arg_defaults() -> None:
+    text = (
+        "ARG PYTHON_VERSION=3.11.6\nARG DEBIAN_BASE=bookworm\n"
+        "FROM python:${PYTHON_VERSION}-slim-${DEBIAN_BASE} AS base\n"
+        "FROM base AS builder\nRUN true\nFROM base AS backend\nRUN true\n"
+    )
+    cf = parse_containerfile(text)
+    assert build.base_name(cf, {}) == "python:3.11.6-slim-bookworm"
+    assert build.base_name(cf, {"PYTHON_VERSION": "3.11.9"}) == "python:3.11.9-slim-bookworm"
+
+
+def test_next_version_and_replaced_tag() -> None:
+    assert build.next_version("v1.1.5", {"v1.1.5", "v1.1.6"}) == "v1.1.7"
+    assert build.replaced_tag("v1.1.5", "sha256:0123456789abcdef0123") == (
+        "v1.1.5-replaced-0123456789ab"
+    )
+
+
+# ---------------------------------------------------------------- the plan
+
+
+def test_secret_plan_argv_is_token_free_and_the_secret_is_only_in_the_child_env(
+    tmp_path: Path,
+) -> None:
+    plan = _plan(tmp_path)
+    argv = plan.command()
+    injected = inject(APPS_JSON, ENV)
+    assert CANARY not in " ".join(argv) and injected.base64 not in " ".join(argv)
+    assert argv[argv.index("--secret") + 1] == "id=apps_json,env=IMAGEKIT_APPS_JSON"
+    assert plan.secret_env() == {"DOCKER_BUILDKIT": "1", "IMAGEKIT_APPS_JSON": injected.text}
+    assert plan.build_args == {
+        "FRAPPE_BRANCH": "version-15",
+        "FRAPPE_PATH": "https://github.com/frappe/frappe",
+        "PYTHON_VERSION": "3.11.6",
+        "CACHE_BUST": build.fingerprint("a" * 40, APPS),
+    }
+    assert "NODE_VERSION" not in plan.build_args  # not declared by this Containerfile
+    assert plan.tag == "v1.1.5" and plan.ref == "desiredeffect/erpnext-custom:v1.1.5"
+    assert plan.iidfile == tmp_path / "builds" / ".v1.1.5.iid"
+    assert plan.warnings == []
+    dumped = json.dumps(plan.to_dict())
+    assert CANARY not in dumped and injected.text not in dumped
+
+
+def test_build_arg_plan_passes_the_base64_by_name_and_warns(tmp_path: Path) -> None:
+    plan = _plan(tmp_path, "base64.Containerfile")
+    argv = plan.command()
+    assert argv[argv.index("APPS_JSON_BASE64") - 1] == "--build-arg"
+    assert "--secret" not in argv
+    assert plan.secret_env()["APPS_JSON_BASE64"] == inject(APPS_JSON, ENV).base64
+    assert len(plan.warnings) == 1
+    warning = plan.warnings[0]
+    assert "stores the token in the image history" in warning
+    assert "RUN --mount=type=secret,id=apps_json" in warning
+    assert "containerfiles/Containerfile" in warning
+
+
+def test_plan_redactor_masks_the_injected_document_and_its_base64(tmp_path: Path) -> None:
+    plan = _plan(tmp_path)
+    injected: InjectedApps = plan.injected
+    line = f"#6 RUN echo {injected.base64} && echo {injected.text}"
+    assert plan.redactor.redact(line) == "#6 RUN echo *** && echo ***"
+
+
+def test_containerfile_that_never_reads_apps_json_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as caught:
+        _plan(tmp_path, "no-apps.Containerfile")
+    assert caught.value.exit_code == ExitCode.VALIDATION
+    assert caught.value.message.startswith("this Containerfile never reads apps.json")
+    assert "RUN --mount=type=secret,id=apps_json" in caught.value.message
+
+
+def test_missing_cache_bust_is_a_warning(tmp_path: Path) -> None:
+    path = tmp_path / "Containerfile"
+    path.write_text(
+        "FROM imagekit-test/busybox:1\n"
+        "RUN --mount=type=secret,id=apps_json,target=/a.json cat /a.json >/dev/null\n"
+    )
+    plan = build.assemble_plan(
+        ws=Workspace.at(tmp_path), options=BuildOptions(), env=ENV,
+        containerfile=parse_containerfile(path.read_text(), path), frappe=FRAPPE, apps=APPS,
+        apps_json_text="[]", injected=inject(APPS_JSON, ENV), redactor=Redactor(), cli=CLI,
+    )  # fmt: skip
+    assert "CACHE_BUST" not in plan.build_args
+    assert any("does not declare ARG CACHE_BUST" in w for w in plan.warnings)
+
+
+def test_options_reach_the_argv(tmp_path: Path) -> None:
+    plan = _plan(tmp_path, no_cache=True, pull=True, context=tmp_path / "ctx")
+    argv = plan.command()
+    assert argv[-3:] == ["--no-cache", "--pull", str((tmp_path / "ctx").resolve())]
+
+
+def test_failure_line_picks_the_buildkit_error() -> None:
+    log = [
+        "#6 [2/2] RUN false",
+        "#6 ERROR: executor failed running [/bin/sh -c false]: exit code: 1",
+        "------",
+        "error: failed to solve: executor failed running [/bin/sh -c false]: exit code: 1",
+    ]
+    assert build._failure_line(log).startswith("error: failed to solve")
