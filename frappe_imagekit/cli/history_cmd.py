@@ -15,6 +15,10 @@ WORKSPACE_OPTION = typer.Option(
     Path("."), "--workspace", "-w", help="Folder with .env, de-example.env, apps.json and builds/."
 )
 
+CONTEXT_OPTION = typer.Option(
+    None, "--context", help="Build context folder (default: the workspace)."
+)
+
 
 @command("history")
 def history(
@@ -227,3 +231,98 @@ def _change_text(change) -> str:  # type: ignore[no-untyped-def]
     else:
         tail = change.commits_note or "commit count unknown"
     return f"{ref}, {sha} ({tail})"
+
+
+# -- rebuild -------------------------------------------------------------------------------
+
+
+@command("rebuild")
+def rebuild(
+    version: str = typer.Argument(..., help="The recorded version to rebuild, e.g. v1.1.5."),
+    allow_drift: bool = typer.Option(
+        False, "--allow-drift", help="Build even if a recorded ref now points elsewhere."
+    ),
+    force: bool = typer.Option(
+        False, "--force", help="Rebuild over an existing tag; the old image keeps a -replaced- tag."
+    ),
+    tag: str | None = typer.Option(None, "--tag", help="Tag the result TAG instead of VERSION."),
+    dry_run: bool = typer.Option(
+        False, "--dry-run", help="Check drift and print the plan; build nothing."
+    ),
+    docker: str | None = typer.Option(None, "--docker", help="docker CLI to build with."),
+    context: Path | None = CONTEXT_OPTION,
+    no_cache: bool = typer.Option(False, "--no-cache", help="Build every step again."),
+    no_leak_scan: bool = typer.Option(
+        False, "--no-leak-scan", help="Skip the secret scan of the rebuilt image (not advised)."
+    ),
+    progress: str = typer.Option("auto", "--progress", help="auto, plain or tty."),
+    as_json: bool = typer.Option(False, "--json", help="Print the result (or plan) as JSON."),
+    workspace: Path = WORKSPACE_OPTION,
+) -> None:
+    """Rebuild a past version from its manifest: same Containerfile, args, apps and commits."""
+    from frappe_imagekit.cli.build_cmd import progress_sink, render_plan
+    from frappe_imagekit.rebuild import RebuildOptions, execute_rebuild, plan_rebuild
+    from frappe_imagekit.workspace import Workspace
+
+    if progress not in {"auto", "plain", "tty"}:
+        raise ImagekitError(f"--progress {progress} is unknown: use auto, plain or tty.")
+    ws = Workspace.at(workspace)
+    options = RebuildOptions(
+        allow_drift=allow_drift,
+        force=force,
+        tag=tag,
+        dry_run=dry_run,
+        docker=docker,
+        context=context,
+        no_cache=no_cache,
+        leak_scan=not no_leak_scan,
+    )
+    plan = plan_rebuild(ws, version, options)
+    output.use_redactor(plan.build.redactor)
+    render_drift(plan.drift)
+    if dry_run:
+        if as_json:
+            output.print_json(plan.to_dict())
+        else:
+            render_plan(plan.build.to_dict(), False)
+        return
+    if not as_json:
+        output.out(f"Rebuilding {version} as {plan.ref} ({plan.build.cli.builder})")
+    with progress_sink(progress) as sink:
+        result = execute_rebuild(ws, plan, on_line=sink)
+    if as_json:
+        output.print_json(result.to_dict())
+    else:
+        render_rebuild(result, version)
+
+
+def render_drift(drift) -> None:  # type: ignore[no-untyped-def]
+    for pin in drift.pins:
+        if pin.status == "tag":
+            output.err(f"note: {pin.message}")
+        elif pin.status == "drift":
+            output.warn(f"{pin.message} (--allow-drift: building the current commit)")
+
+
+def render_rebuild(result, version: str) -> None:  # type: ignore[no-untyped-def]
+    data = result.manifest
+    image = data["image"]
+    output.out(f"Rebuilt {image['ref']} ({image['id']}) in {data['duration_seconds']:.1f} s")
+    if image.get("replaced"):
+        output.out(f"The image it replaced is kept as {image['replaced']}")
+    scan = data.get("leak_scan") or {}
+    output.out(f"Leak scan: {scan.get('status')}")
+    output.out(f"Manifest: builds/{result.manifest_file} (rebuild of {version})")
+    cmp = result.comparison
+    output.out(f"Compared with {version}:")
+    for label, same in (
+        ("apps", cmp.same_apps),
+        ("commit SHAs", cmp.same_shas),
+        ("Containerfile", cmp.same_containerfile),
+        ("build args", cmp.same_args),
+    ):
+        output.out(f"  {label:<14} {'same' if same else 'DIFFERENT'}")
+    for change in cmp.diff.changes:
+        output.out(f"  ~ {change.name}: {_change_text(change)}")
+    if cmp.identical:
+        output.out(f"The rebuild matches {version}.")

@@ -1,0 +1,519 @@
+"""`imagekit rebuild VERSION`: rebuild a past image from its manifest alone.
+
+Drift check first: every recorded ref (frappe and each app) is resolved again with the tokens of
+the current ``.env``. A ref that now points to another commit would build another image: when a
+tag still points to the recorded commit it is used instead (and said so); any remaining drift is
+refused unless ``allow_drift``. The build itself goes through ``build.execute_build`` with the
+stored Containerfile, the recorded build args and apps; its manifest
+(``builds/<version>.rebuild-<UTC>.json``, ``kind: rebuild``, ``rebuild_of``) never replaces the
+original, and is compared with it.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from frappe_imagekit import manifest as manifests
+from frappe_imagekit.errors import (
+    DriftError,
+    ExitCode,
+    GitError,
+    ImagekitError,
+    NotFoundError,
+    TagExistsError,
+)
+from frappe_imagekit.history import compare_manifests, workspace_env
+from frappe_imagekit.redact import Redactor
+from frappe_imagekit.workspace import Workspace
+
+if TYPE_CHECKING:  # pragma: no cover
+    from frappe_imagekit.build import BuildPlan
+    from frappe_imagekit.history import Diff
+
+_TAG_OK = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
+SAME, TAG, DRIFT = "same", "tag", "drift"
+
+
+@dataclass
+class RebuildOptions:
+    allow_drift: bool = False
+    force: bool = False
+    tag: str | None = None
+    dry_run: bool = False
+    docker: str | None = None
+    context: Path | None = None
+    no_cache: bool = False
+    leak_scan: bool = True
+    timeout: float | None = None
+
+
+# -- drift ---------------------------------------------------------------------------------
+
+
+@dataclass
+class PinDrift:
+    """One recorded pin (frappe or an app) against what its remote says today."""
+
+    name: str
+    url: str  # with ${VAR} placeholders, never a token
+    token_var: str | None
+    ref: str  # as recorded
+    ref_kind: str | None
+    recorded_sha: str
+    current_sha: str | None  # what ``ref`` resolves to now; None: the ref is gone
+    status: str = SAME  # "same" | "tag" (use_ref points to the recorded commit) | "drift"
+    use_ref: str = ""  # the ref the rebuild clones
+
+    @property
+    def message(self) -> str:
+        old = self.recorded_sha[:7]
+        if self.status == SAME:
+            return f"{self.name}: {self.ref} still at {old}"
+        if self.status == TAG:
+            return (
+                f"{self.name}: {self.ref} moved, but tag {self.use_ref} still points to {old}: "
+                f"using {self.use_ref}"
+            )
+        if self.current_sha is None:
+            return f"{self.name}: {self.ref} no longer exists on the remote (was {old})"
+        return f"{self.name}: {self.ref} moved from {old} to {self.current_sha[:7]}"
+
+    @property
+    def build_sha(self) -> str | None:
+        """The commit the rebuild will get."""
+        return self.current_sha if self.status == DRIFT else self.recorded_sha
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "ref": self.ref,
+            "use_ref": self.use_ref,
+            "status": self.status,
+            "recorded_sha": self.recorded_sha,
+            "current_sha": self.current_sha,
+            "message": self.message,
+        }
+
+
+@dataclass
+class DriftReport:
+    pins: list[PinDrift]
+
+    @property
+    def drifted(self) -> list[PinDrift]:
+        return [p for p in self.pins if p.status == DRIFT]
+
+    @property
+    def substituted(self) -> list[PinDrift]:
+        return [p for p in self.pins if p.status == TAG]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"pins": [p.to_dict() for p in self.pins], "drifted": len(self.drifted)}
+
+
+def check_drift(
+    pins: list[PinDrift], env: Mapping[str, str], *, timeout: float = 20.0
+) -> DriftReport:
+    """Resolve every pin again; mark it same, replaced by a tag, or drifted.
+
+    Raises ``GitError`` (one sentence from pins/gitremote) when a remote is gone or refuses
+    the current token: drift cannot be judged then.
+    """
+    from frappe_imagekit import pins as pinning
+
+    requests = [pinning.PinRequest(p.name, p.url, p.ref, p.token_var) for p in pins]
+    results = pinning.resolve_pins(requests, env, timeout=timeout)
+    for pin, result in zip(pins, results, strict=True):
+        if result.error and result.error_kind != "missing-ref":
+            raise GitError(f"cannot check {pin.name} for drift: {_sentence(result.error)}")
+        pin.current_sha = result.sha
+        pin.use_ref = pin.ref
+        if result.sha != pin.recorded_sha:
+            tag = _tag_at(pin, env, timeout)
+            pin.status, pin.use_ref = (TAG, tag) if tag else (DRIFT, pin.ref)
+    return DriftReport(pins)
+
+
+def _tag_at(pin: PinDrift, env: Mapping[str, str], timeout: float) -> str | None:
+    """A tag on the remote that points to the recorded commit (release tags first)."""
+    from frappe_imagekit import gitremote
+    from frappe_imagekit.pins import RefKind, classify_ref
+
+    refs = gitremote.ls_remote(pin.url, env, pin.token_var, timeout)
+    tags = [
+        name.removeprefix("refs/tags/")
+        for name, sha in refs.items()
+        if name.startswith("refs/tags/") and not name.endswith("^{}") and sha == pin.recorded_sha
+    ]
+    tags.sort(key=lambda t: (classify_ref(t) is not RefKind.RELEASE_TAG, t))
+    return tags[0] if tags else None
+
+
+def drift_error(report: DriftReport, version: str) -> DriftError:
+    moved = "; ".join(p.message for p in report.drifted)
+    return DriftError(
+        f"rebuilding {version} would not reproduce it ({moved}): pin those apps to a tag at the "
+        "recorded commit on the remote, or pass --allow-drift to build with the current commits."
+    )
+
+
+def _sentence(text: str) -> str:
+    return text.rstrip(". ")
+
+
+# -- planning ------------------------------------------------------------------------------
+
+
+@dataclass
+class RebuildPlan:
+    """What a rebuild will do. ``build`` holds the injected apps.json: never print it."""
+
+    version: str
+    original: dict[str, Any]
+    original_file: str
+    drift: DriftReport
+    build: BuildPlan
+    rebuild_id: str  # "<version>.rebuild-<UTC>": names the manifest and log
+    existing_image_id: str | None = None  # the image under the target tag (only with --force)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def ref(self) -> str:
+        return self.build.ref
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "rebuild_of": self.version,
+            "original_manifest": self.original_file,
+            "manifest": f"{self.rebuild_id}.json",
+            "image": self.ref,
+            "replaces_image": self.existing_image_id,
+            "drift": self.drift.to_dict(),
+            "notes": list(self.notes),
+            "plan": self.build.to_dict(),
+        }
+
+
+def load_original(ws: Workspace, version: str) -> tuple[Path, dict[str, Any]]:
+    """The successful build's manifest; ``NotFoundError`` when unknown or unusable for a rebuild."""
+    path = manifests.find_manifest(ws, version)
+    try:
+        data = manifests.load_manifest(path)
+    except ValueError as exc:
+        raise NotFoundError(
+            f"{path.name} cannot be read ({exc}): restore it from a backup to rebuild {version}."
+        ) from None
+    if not (data.get("containerfile") or {}).get("content"):
+        raise NotFoundError(
+            f"{path.name} has no stored copy of its Containerfile (an older or hand-edited "
+            f"manifest), so {version} cannot be rebuilt from it: build it again with "
+            "`imagekit build --containerfile PATH` instead."
+        )
+    if not data.get("frappe") or not (data["frappe"].get("sha")):
+        raise NotFoundError(
+            f"{path.name} records no frappe commit, so {version} cannot be rebuilt from it."
+        )
+    return path, data
+
+
+def recorded_pins(
+    original: Mapping[str, Any], ws: Workspace, env: Mapping[str, str]
+) -> list[PinDrift]:
+    """frappe and each app as recorded, with the ``${VAR}`` URL the current workspace uses."""
+    from frappe_imagekit.appsjson import token_vars
+
+    known = _placeholder_urls(ws, env)
+    result = []
+    for pin in [original["frappe"], *(original.get("apps") or [])]:
+        url = _with_placeholders(str(pin.get("url") or ""), known)
+        names = token_vars(url)
+        result.append(
+            PinDrift(
+                name=str(pin.get("name") or "frappe"),
+                url=url,
+                token_var=names[0] if names else None,
+                ref=str(pin["ref"]),
+                ref_kind=pin.get("ref_kind"),
+                recorded_sha=str(pin.get("sha") or ""),
+                current_sha=None,
+            )
+        )
+    return result
+
+
+def _placeholder_urls(ws: Workspace, env: Mapping[str, str]) -> dict[str, str]:
+    """repo identity -> URL with ``${VAR}`` from the current apps.json and FRAPPE_PATH.
+
+    Manifests keep URLs without their user part; the token variable comes from the workspace.
+    """
+    from frappe_imagekit.appsjson import parse_apps_text, repo_identity
+
+    urls = [env["FRAPPE_PATH"]] if env.get("FRAPPE_PATH") else []
+    if ws.apps_file.is_file():
+        entries, _issues = parse_apps_text(ws.apps_file.read_text(encoding="utf-8"))
+        urls += [entry.url for entry in entries]
+    return {repo_identity(url): url for url in urls if "${" in url}
+
+
+def _with_placeholders(url: str, known: Mapping[str, str]) -> str:
+    from frappe_imagekit.appsjson import repo_identity
+
+    if "${" in url:
+        return url
+    return known.get(repo_identity(url), url)
+
+
+def plan_rebuild(ws: Workspace, version: str, options: RebuildOptions) -> RebuildPlan:
+    """Load, drift-check and plan the rebuild of ``version`` (nothing is built)."""
+    from frappe_imagekit.check import git_timeout
+
+    if options.tag is not None and not _TAG_OK.match(options.tag):
+        raise ImagekitError(
+            f"--tag {options.tag!r} is not a valid docker tag: use letters, digits, '.', '_' "
+            "and '-' (at most 128, not starting with '.' or '-').",
+            ExitCode.USAGE,
+        )
+    path, original = load_original(ws, version)
+    env = workspace_env(ws)
+    timeout = options.timeout if options.timeout is not None else git_timeout()
+    drift = check_drift(recorded_pins(original, ws, env), env, timeout=timeout)
+    unbuildable = [p for p in drift.drifted if p.current_sha is None]
+    if unbuildable or (drift.drifted and not options.allow_drift):
+        if unbuildable and options.allow_drift:
+            raise drift_error(DriftReport(unbuildable), version)
+        raise drift_error(drift, version)
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    build_plan = _build_plan(ws, original, drift, env, options)
+    rebuild_id = f"{version}.rebuild-{stamp}"
+    plan = RebuildPlan(version, original, path.name, drift, build_plan, rebuild_id)
+    plan.notes = [p.message for p in drift.pins if p.status != SAME]
+    plan.existing_image_id = _guard_target(plan, options)
+    return plan
+
+
+def _build_plan(
+    ws: Workspace,
+    original: Mapping[str, Any],
+    drift: DriftReport,
+    env: Mapping[str, str],
+    options: RebuildOptions,
+) -> BuildPlan:
+    from frappe_imagekit import build, dockercli
+    from frappe_imagekit.appsjson import inject
+    from frappe_imagekit.containerfile import parse_containerfile
+
+    version = str(original["version"])
+    frappe, *apps = [_pin_for_build(pin) for pin in drift.pins]
+    recorded_args = dict(original.get("build_args") or {})
+    plan_env = {
+        **{k: v for k, v in recorded_args.items() if k != build.CACHE_BUST},
+        "FRAPPE_BRANCH": frappe["ref"],
+        "DE_SITE_VERSION": version,
+        "IMAGE_NAME": _image_name(original),
+    }
+    source = (original.get("labels") or {}).get(build.LABEL_PREFIX + "source")
+    if source:
+        plan_env["IMAGE_SOURCE"] = source
+    entries = [{"url": p.url, "branch": p.use_ref} for p in drift.pins[1:]]
+    plan = build.assemble_plan(
+        ws=ws,
+        options=build.BuildOptions(
+            context=options.context,
+            docker=options.docker,
+            no_cache=options.no_cache,
+            leak_scan=options.leak_scan,
+            dry_run=options.dry_run,
+        ),
+        env=plan_env,
+        containerfile=parse_containerfile(original["containerfile"]["content"], None),
+        frappe=frappe,
+        apps=apps,
+        apps_json_text=json.dumps(entries, indent=2) + "\n",
+        injected=inject(entries, env),
+        redactor=_redactor(ws, env, drift),
+        cli=dockercli.find_docker(options.docker),
+        kind="rebuild",
+        rebuild_of=version,
+    )
+    # The recorded args win over what the stored Containerfile declares; CACHE_BUST follows
+    # the SHAs that will be built (equal to the recorded one when nothing drifted).
+    args = {k: v for k, v in recorded_args.items() if k != build.CACHE_BUST}
+    if "FRAPPE_BRANCH" in args:
+        args["FRAPPE_BRANCH"] = frappe["ref"]
+    if build.CACHE_BUST in recorded_args or build.CACHE_BUST in plan.build_args:
+        args[build.CACHE_BUST] = plan.fingerprint
+    plan.build_args = args
+    plan.tag = options.tag or version
+    return plan
+
+
+def _pin_for_build(pin: PinDrift) -> dict[str, Any]:
+    from frappe_imagekit.appsjson import public_url
+    from frappe_imagekit.pins import classify_ref
+
+    kind = pin.ref_kind if pin.use_ref == pin.ref else str(classify_ref(pin.use_ref))
+    return {
+        "name": pin.name,
+        "url": public_url(pin.url),
+        "ref": pin.use_ref,
+        "ref_kind": kind,
+        "sha": pin.build_sha,
+    }
+
+
+def _image_name(original: Mapping[str, Any]) -> str:
+    image = original.get("image") or {}
+    name = image.get("name") or str(image.get("ref") or "").rpartition(":")[0]
+    if not name:
+        raise NotFoundError(
+            f"the manifest of {original.get('version')} records no image name: cannot rebuild it."
+        )
+    return str(name)
+
+
+def _redactor(ws: Workspace, env: Mapping[str, str], drift: DriftReport) -> Redactor:
+    """Knows every token the pins use and every key de-example.env marks @secret."""
+    from frappe_imagekit.envfile import parse_example_text
+
+    secret_keys = {p.token_var for p in drift.pins if p.token_var}
+    if ws.example_file.is_file():
+        specs = parse_example_text(ws.example_file.read_text(encoding="utf-8"))
+        secret_keys |= {name for name, spec in specs.items() if spec.secret}
+    return Redactor(env.get(key, "") for key in sorted(secret_keys))
+
+
+def _guard_target(plan: RebuildPlan, options: RebuildOptions) -> str | None:
+    """Refuse an existing target tag unless ``--force``; return the image id it would replace."""
+    from frappe_imagekit import dockerapi
+
+    existing = dockerapi.inspect_image(plan.ref)
+    if existing is None:
+        return None
+    short = str(existing.get("Id", "")).removeprefix("sha256:")[:12]
+    if options.force:
+        return str(existing["Id"])
+    same = existing.get("Id") == (plan.original.get("image") or {}).get("id")
+    what = "the original image" if same else f"an image ({short})"
+    raise TagExistsError(
+        f"{plan.ref} still exists ({what}), so there is nothing to rebuild: pass --tag "
+        f"{plan.version}-rebuilt to build beside it, or --force to rebuild it and keep the old "
+        f"image as {plan.build.image_name}:{_replaced_tag(plan, short)}."
+    )
+
+
+def _replaced_tag(plan: RebuildPlan, image_id: str) -> str:
+    from frappe_imagekit.build import replaced_tag
+
+    return replaced_tag(plan.build.tag, image_id)
+
+
+# -- execution -----------------------------------------------------------------------------
+
+
+@dataclass
+class Comparison:
+    """The rebuilt manifest against the original: what a rebuild promises to keep."""
+
+    same_apps: bool
+    same_shas: bool
+    same_containerfile: bool
+    same_args: bool
+    diff: Diff
+
+    @property
+    def identical(self) -> bool:
+        return self.same_apps and self.same_shas and self.same_containerfile and self.same_args
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "identical": self.identical,
+            "same_apps": self.same_apps,
+            "same_shas": self.same_shas,
+            "same_containerfile": self.same_containerfile,
+            "same_args": self.same_args,
+            "diff": self.diff.to_dict(),
+        }
+
+
+def compare_with_original(original: Mapping[str, Any], rebuilt: Mapping[str, Any]) -> Comparison:
+    diff = compare_manifests(original, rebuilt)
+    old_args = dict(original.get("build_args") or {})
+    new_args = dict(rebuilt.get("build_args") or {})
+    return Comparison(
+        same_apps=not (diff.apps_added or diff.apps_removed),
+        same_shas=all(c.old_sha == c.new_sha for c in diff.changes),
+        same_containerfile=diff.containerfile_changed is False,
+        same_args=old_args == new_args,
+        diff=diff,
+    )
+
+
+@dataclass
+class RebuildResult:
+    manifest: dict[str, Any]
+    manifest_file: str
+    comparison: Comparison
+    drift: DriftReport
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "manifest_file": self.manifest_file,
+            "manifest": self.manifest,
+            "comparison": self.comparison.to_dict(),
+            "drift": self.drift.to_dict(),
+        }
+
+
+def execute_rebuild(
+    ws: Workspace, plan: RebuildPlan, on_line: Callable[[str], None] | None = None
+) -> RebuildResult:
+    """Build, scan and record the rebuild; return its manifest compared with the original."""
+    from frappe_imagekit import build
+
+    replaced = _move_existing(plan) if plan.existing_image_id else None
+    build_plan = plan.build
+    build_plan.version = plan.rebuild_id  # names the manifest/log; never the original's file
+    try:
+        data = build.execute_build(ws, build_plan, on_line=on_line)
+    except BaseException:
+        if replaced:
+            _restore_existing(plan, replaced)
+        raise
+    finally:
+        build_plan.version = plan.version
+    data = {**data, "version": plan.version, "drift": [p.to_dict() for p in plan.drift.pins]}
+    if replaced:
+        data["image"] = {**data["image"], "replaced": f"{build_plan.image_name}:{replaced}"}
+    path = ws.builds_dir / f"{plan.rebuild_id}.json"
+    manifests.write_manifest(ws, data, path, build_plan.redactor)
+    comparison = compare_with_original(plan.original, data)
+    return RebuildResult(data, path.name, comparison, plan.drift)
+
+
+def _move_existing(plan: RebuildPlan) -> str:
+    """--force: keep the image under the target tag as ``<tag>-replaced-<id>``, free the tag."""
+    from frappe_imagekit import dockerapi
+
+    image_id = str(plan.existing_image_id)
+    tag = _replaced_tag(plan, image_id)
+    dockerapi.tag_image(image_id, plan.build.image_name, tag)
+    dockerapi.remove_tag(plan.ref)
+    return tag
+
+
+def _restore_existing(plan: RebuildPlan, replaced: str) -> None:
+    from frappe_imagekit import dockerapi
+    from frappe_imagekit.errors import ImagekitError
+
+    try:
+        if dockerapi.inspect_image(plan.ref) is None:
+            dockerapi.tag_image(str(plan.existing_image_id), plan.build.image_name, plan.build.tag)
+        dockerapi.remove_tag(f"{plan.build.image_name}:{replaced}")
+    except ImagekitError:
+        pass  # never hide the build's own error
