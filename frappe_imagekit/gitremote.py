@@ -11,6 +11,7 @@ hanging or being papered over by a stored credential.
 from __future__ import annotations
 
 import base64
+import math
 import os
 import re
 import tempfile
@@ -152,7 +153,7 @@ def _with_speed_limit(env: dict[str, str], timeout: float) -> dict[str, str]:
     """Also ask git's HTTP layer to give up on a stalled transfer (the watchdog is the backstop)."""
     env = dict(env)
     _add_config(env, "http.lowSpeedLimit", "1")
-    _add_config(env, "http.lowSpeedTime", str(max(1, int(timeout))))
+    _add_config(env, "http.lowSpeedTime", str(max(1, math.ceil(timeout))))
     return env
 
 

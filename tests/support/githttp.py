@@ -14,6 +14,7 @@ Fixtures: ``git_identity`` (autouse-able), ``git_remote``, ``git_http_server``, 
 from __future__ import annotations
 
 import base64
+import contextlib
 import os
 import socket
 import subprocess
@@ -25,6 +26,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+
+CANARY_TOKEN = "ghp_CANARY0123456789abcdefTOKEN"  # the token git_http_server accepts
 
 GIT_ENV = {
     "GIT_AUTHOR_NAME": "Imagekit Test",
@@ -128,6 +131,22 @@ def make_remote(
     return remote
 
 
+EMPTY_TREE = "4b825dc642cb6eb9a060e54bf8d69288fbee4904"
+
+
+def make_small_remote(root: Path, name: str, tag: str) -> tuple[Path, str]:
+    """A bare repo with one commit on main tagged ``tag``, built with plumbing (fast).
+
+    Returns (bare repo path, commit sha). For tests and benchmarks that need many remotes.
+    """
+    bare = root / f"{name}.git"
+    git("init", "-q", "--bare", "-b", "main", str(bare))
+    sha = git("commit-tree", EMPTY_TREE, "-m", f"{name} {tag}", cwd=bare)
+    git("update-ref", "refs/heads/main", sha, cwd=bare)
+    git("update-ref", f"refs/tags/{tag}", sha, cwd=bare)
+    return bare, sha
+
+
 class _Handler(BaseHTTPRequestHandler):
     server: GitHTTPServer._Server  # type: ignore[name-defined]
     protocol_version = "HTTP/1.1"
@@ -144,6 +163,10 @@ class _Handler(BaseHTTPRequestHandler):
     def _serve(self) -> None:
         owner: GitHTTPServer = self.server.owner
         owner.requests.append(f"{self.command} {self.path}")
+        with owner.track_in_flight():
+            self._serve_tracked(owner)
+
+    def _serve_tracked(self, owner: GitHTTPServer) -> None:
         if owner.latency:
             time.sleep(owner.latency)
         user = self._authorized(owner.tokens)
@@ -239,13 +262,30 @@ class GitHTTPServer:
         self.latency = latency
         self.requests: list[str] = []
         self.rejected = 0
+        self.max_in_flight = 0
+        self._in_flight = 0
+        self._lock = threading.Lock()
         self._httpd = self._Server(("127.0.0.1", 0), _Handler)
         self._httpd.owner = self
-        self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
+        self._thread = threading.Thread(
+            target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        )
 
     @property
     def port(self) -> int:
         return self._httpd.server_address[1]
+
+    @contextlib.contextmanager
+    def track_in_flight(self) -> Iterator[None]:
+        """Count concurrent requests (``max_in_flight`` proves clients ran in parallel)."""
+        with self._lock:
+            self._in_flight += 1
+            self.max_in_flight = max(self.max_in_flight, self._in_flight)
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._in_flight -= 1
 
     def url(self, repo: str, userinfo: str = "") -> str:
         """``http://[userinfo@]127.0.0.1:PORT/repo`` (userinfo may hold a ``${VAR}``)."""
@@ -327,7 +367,7 @@ def git_remote(tmp_path: Path) -> Remote:
 @pytest.fixture
 def git_http_server(git_remote: Remote) -> Iterator[GitHTTPServer]:
     """Serves ``git_remote``'s folder over smart HTTP; the accepted token is in ``.tokens``."""
-    with GitHTTPServer(git_remote.bare.parent, tokens=["ghp_CANARY0123456789abcdefTOKEN"]) as srv:
+    with GitHTTPServer(git_remote.bare.parent, tokens=[CANARY_TOKEN]) as srv:
         yield srv
 
 

@@ -1,0 +1,290 @@
+"""Pin resolution and git helpers against real git: file:// remotes and a smart-HTTP server."""
+
+# ruff: noqa: F811  (the fixtures imported below are used as test arguments)
+
+from __future__ import annotations
+
+import base64
+import os
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from frappe_imagekit import gitremote
+from frappe_imagekit.pins import PinRequest, RefKind, resolve_pins
+from tests.support.githttp import (
+    CANARY_TOKEN,
+    GitHTTPServer,
+    HangingServer,
+    Remote,
+    free_port,
+    git,
+    git_http_server,  # noqa: F401
+    git_remote,  # noqa: F401
+    hanging_server,  # noqa: F401
+    make_remote,
+    make_small_remote,
+)
+
+pytestmark = pytest.mark.integration
+
+TOKEN_VAR = "DE_MACRS_PAT"
+ENV = {TOKEN_VAR: CANARY_TOKEN}
+CANARY_FORMS = (CANARY_TOKEN, base64.b64encode(f"{CANARY_TOKEN}:".encode()).decode())
+
+
+def _private_url(server: GitHTTPServer) -> str:
+    return server.url("app.git", "${" + TOKEN_VAR + "}")
+
+
+def test_ls_remote_file_url_lists_heads_and_peeled_tags(git_remote: Remote) -> None:
+    refs = gitremote.ls_remote(git_remote.url, {}, None, 10.0)
+    assert refs["refs/tags/v15.16.2"] == git_remote.tags["v15.16.2"]
+    assert refs["refs/tags/v15.17.0"] == git_remote.tags["v15.17.0"]  # annotated: peeled commit
+    assert refs["refs/heads/version-15"] == git_remote.branches["version-15"]
+    assert refs["HEAD"] == git_remote.branches["main"]
+
+
+def test_resolve_tag_annotated_tag_branch_and_release_line(git_remote: Remote) -> None:
+    url = git_remote.url
+    requests = [
+        PinRequest("lightweight", url, "v15.16.2"),
+        PinRequest("annotated", url, "v15.17.0"),
+        PinRequest("moving", url, "develop"),
+        PinRequest("line", url, "version-15"),
+    ]
+    results = resolve_pins(requests, {}, timeout=10)
+    assert [r.name for r in results] == ["lightweight", "annotated", "moving", "line"]
+    assert [r.sha for r in results] == [
+        git_remote.tags["v15.16.2"],
+        git_remote.tags["v15.17.0"],
+        git_remote.branches["develop"],
+        git_remote.branches["version-15"],
+    ]
+    assert [r.ref_kind for r in results] == [
+        RefKind.RELEASE_TAG,
+        RefKind.RELEASE_TAG,
+        RefKind.MOVING,
+        RefKind.RELEASE_LINE,
+    ]
+    assert all(r.error is None and r.error_kind is None for r in results)
+    # The annotated tag resolves to the commit, not to the tag object.
+    tag_object = git("rev-parse", "v15.17.0", cwd=git_remote.bare)
+    assert tag_object != results[1].sha
+
+
+def test_missing_ref_lists_closest_tags(git_remote: Remote) -> None:
+    (result,) = resolve_pins([PinRequest("erpnext", git_remote.url, "v15.99.0")], {}, timeout=10)
+    assert result.sha is None
+    assert result.error_kind == "missing-ref"
+    assert result.suggestions == ["v15.17.0", "v15.16.2"]
+    assert result.error == (
+        f"branch or tag 'v15.99.0' does not exist in {git_remote.url}; "
+        "closest tags: v15.17.0, v15.16.2"
+    )
+
+
+def test_missing_release_line_suggests_existing_line(git_remote: Remote) -> None:
+    (result,) = resolve_pins([PinRequest("erpnext", git_remote.url, "version-16")], {}, timeout=10)
+    assert result.error_kind == "missing-ref"
+    assert result.suggestions == ["version-15"]
+    assert result.error is not None and result.error.endswith("closest branches: version-15")
+
+
+def test_right_token_over_smart_http_resolves(git_remote: Remote, git_http_server) -> None:
+    request = PinRequest("de_macrs", _private_url(git_http_server), "v15.17.0", TOKEN_VAR)
+    (result,) = resolve_pins([request], ENV, timeout=10)
+    assert result.error is None
+    assert result.sha == git_remote.tags["v15.17.0"]
+    assert git_http_server.rejected == 0
+
+
+def test_wrong_token_is_an_auth_error_naming_the_variable(
+    git_http_server,
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    wrong = "ghp_WRONGCANARY9876543210zyxwvu"
+    request = PinRequest("de_macrs", _private_url(git_http_server), "v15.17.0", TOKEN_VAR)
+    (result,) = resolve_pins([request], {TOKEN_VAR: wrong}, timeout=10)
+    assert result.sha is None
+    assert result.error_kind == "auth"
+    assert result.error == (
+        "git ls-remote failed for de_macrs: authentication refused: "
+        "is DE_MACRS_PAT expired or missing access to this repository?"
+    )
+    assert git_http_server.rejected >= 1  # a real 401 from the server
+    captured = capfd.readouterr()
+    for text in (result.error, captured.out, captured.err):
+        assert wrong not in text
+        assert CANARY_TOKEN not in text
+
+
+def test_no_token_for_private_repo_says_how_to_add_one(git_http_server) -> None:
+    url = git_http_server.url("app.git")
+    (result,) = resolve_pins([PinRequest("de_macrs", url, "v15.17.0")], {}, timeout=10)
+    assert result.error_kind == "auth"
+    assert result.error == (
+        f"git ls-remote failed for de_macrs: authentication refused by {url}: the repository "
+        "needs a token; write the URL as https://${VAR}@host/org/repo and set VAR in .env."
+    )
+
+
+def test_unset_token_variable_is_reported_without_calling_git(git_http_server) -> None:
+    request = PinRequest("de_macrs", _private_url(git_http_server), "v15.17.0", TOKEN_VAR)
+    (result,) = resolve_pins([request], {}, timeout=10)
+    assert result.error_kind == "auth"
+    assert result.error == (
+        "git ls-remote failed for de_macrs: DE_MACRS_PAT is empty or not set in .env: "
+        "set it before resolving refs."
+    )
+    assert git_http_server.requests == []
+
+
+def test_missing_repository_over_http(git_http_server) -> None:
+    url = git_http_server.url("nope.git", "${" + TOKEN_VAR + "}")
+    (result,) = resolve_pins([PinRequest("de_macrs", url, "v1.0.0", TOKEN_VAR)], ENV, timeout=10)
+    assert result.error_kind == "missing-repo"
+    assert result.error == (
+        f"git ls-remote failed for de_macrs: repository {git_http_server.url('nope.git')} not "
+        "found: check the URL, or whether DE_MACRS_PAT has access to it."
+    )
+
+
+def test_unreachable_port(tmp_path: Path) -> None:
+    url = f"http://127.0.0.1:{free_port()}/app.git"
+    (result,) = resolve_pins([PinRequest("gone", url, "v1.0.0")], {}, timeout=10)
+    assert result.error_kind == "unreachable"
+    assert result.error is not None
+    assert result.error.startswith(f"git ls-remote failed for gone: cannot reach {url} (")
+    assert result.error.endswith("): check the URL and the network.")
+
+
+def test_timeout_per_remote_does_not_hold_up_the_others(
+    git_remote: Remote,
+    hanging_server: HangingServer,
+) -> None:
+    requests = [
+        PinRequest("stuck", hanging_server.url(), "v1.0.0"),
+        PinRequest("fine", git_remote.url, "v15.17.0"),
+    ]
+    started = time.monotonic()
+    stuck, fine = resolve_pins(requests, {}, timeout=1.5)
+    elapsed = time.monotonic() - started
+    assert stuck.error_kind == "timeout"
+    assert stuck.error == (
+        f"git ls-remote failed for stuck: no answer from {hanging_server.url()} within 1.5 s: "
+        "check the network or the server."
+    )
+    assert fine.sha == git_remote.tags["v15.17.0"]
+    assert 1.4 < elapsed < 6.0
+
+
+def test_twenty_remotes_resolve_concurrently(tmp_path: Path) -> None:
+    shas = [make_small_remote(tmp_path, f"app{i}", f"v1.{i}.0")[1] for i in range(20)]
+    assert len(set(shas)) == 20
+    with GitHTTPServer(tmp_path, tokens=[CANARY_TOKEN], latency=0.05) as server:
+        requests = [
+            PinRequest(
+                f"app{i}", server.url(f"app{i}.git", "${DE_MACRS_PAT}"), f"v1.{i}.0", TOKEN_VAR
+            )
+            for i in range(20)
+        ]
+        results = resolve_pins(requests, ENV, timeout=20, max_workers=8)
+    assert [r.name for r in results] == [f"app{i}" for i in range(20)]
+    assert [r.error for r in results] == [None] * 20
+    assert [r.sha for r in results] == shas
+    assert server.max_in_flight > 1  # the server saw overlapping requests
+
+
+def test_same_remote_is_listed_once(git_remote: Remote, git_http_server) -> None:
+    url = _private_url(git_http_server)
+    requests = [
+        PinRequest(f"a{i}", url, ref, TOKEN_VAR) for i, ref in enumerate(["develop", "v15.16.2"])
+    ]
+    first, second = resolve_pins(requests, ENV, timeout=10)
+    assert (first.sha, second.sha) == (git_remote.branches["develop"], git_remote.tags["v15.16.2"])
+    assert sum("info/refs" in r for r in git_http_server.requests) == 1
+
+
+def test_token_never_in_git_argv(tmp_path: Path) -> None:
+    """Poll /proc/*/cmdline while git talks to a slow server: the canary never shows up."""
+    make_remote(tmp_path, "app")
+    seen: list[str] = []
+    done = threading.Event()
+
+    def poll() -> None:
+        while not done.is_set():
+            for entry in os.scandir("/proc"):
+                if not entry.name.isdigit():
+                    continue
+                try:
+                    with open(f"/proc/{entry.name}/cmdline", "rb") as handle:
+                        argv = handle.read().replace(b"\0", b" ").decode(errors="replace")
+                except OSError:
+                    continue
+                if "git" in argv and "127.0.0.1" in argv:
+                    seen.append(argv)
+            time.sleep(0.01)
+
+    with GitHTTPServer(tmp_path, tokens=[CANARY_TOKEN], latency=0.4) as server:
+        poller = threading.Thread(target=poll, daemon=True)
+        poller.start()
+        try:
+            refs = gitremote.ls_remote(_private_url(server), ENV, TOKEN_VAR, 15.0)
+        finally:
+            done.set()
+            poller.join(timeout=5)
+    assert "refs/tags/v15.17.0" in refs
+    assert any("ls-remote" in argv for argv in seen), "the poller never saw git running"
+    assert any("git-remote-http" in argv or "remote-http" in argv for argv in seen)
+    for argv in seen:
+        for form in CANARY_FORMS:
+            assert form not in argv
+
+
+def test_count_commits_between_over_http_and_file(git_remote: Remote, git_http_server) -> None:
+    old, new = git_remote.tags["v15.16.2"], git_remote.branches["develop"]
+    url = _private_url(git_http_server)
+    assert gitremote.count_commits_between(url, ENV, TOKEN_VAR, old, new, 15.0) == 2
+    assert gitremote.count_commits_between(url, ENV, TOKEN_VAR, new, old, 15.0) == -2
+    assert gitremote.count_commits_between(git_remote.url, {}, None, old, new, 15.0) == 2
+    assert gitremote.count_commits_between(git_remote.url, {}, None, old, old, 15.0) == 0
+
+
+def test_count_commits_between_diverged_or_unknown_is_none(git_remote: Remote) -> None:
+    develop, line = git_remote.branches["develop"], git_remote.branches["version-15"]
+    assert gitremote.count_commits_between(git_remote.url, {}, None, develop, line, 15.0) is None
+    unknown = "0123456789abcdef0123456789abcdef01234567"
+    assert gitremote.count_commits_between(git_remote.url, {}, None, unknown, line, 15.0) is None
+
+
+def test_count_commits_between_wrong_token_raises_auth(git_remote: Remote, git_http_server) -> None:
+    old, new = git_remote.tags["v15.16.2"], git_remote.branches["develop"]
+    with pytest.raises(gitremote.GitAuthError) as caught:
+        gitremote.count_commits_between(
+            _private_url(git_http_server),
+            {TOKEN_VAR: "ghp_WRONG_TOKEN_123"},
+            TOKEN_VAR,
+            old,
+            new,
+            15.0,
+        )
+    assert "is DE_MACRS_PAT expired" in caught.value.message
+    assert "ghp_WRONG_TOKEN_123" not in caught.value.message
+
+
+def test_workspace_commit_clean_dirty_and_not_a_repo(git_remote: Remote, tmp_path: Path) -> None:
+    work = git_remote.work
+    git("checkout", "-q", "main", cwd=work)
+    head = git("rev-parse", "HEAD", cwd=work)
+    (work / "untracked.env").write_text("X=1\n")
+    assert gitremote.workspace_commit(work) == (head, False)
+    (work / "history.txt").write_text("changed\n")
+    assert gitremote.workspace_commit(work) == (head, True)
+    (work / "sub").mkdir()
+    assert gitremote.workspace_commit(work / "sub") == (head, True)
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    assert gitremote.workspace_commit(plain) == (None, None)
