@@ -1,1 +1,195 @@
-"""Commands: filled in by their issue."""
+"""`imagekit deploy` and `imagekit unlock`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from frappe_imagekit.cli import output
+from frappe_imagekit.cli.main import command
+
+WORKSPACE_OPTION = typer.Option(
+    Path("."), "--workspace", "-w", help="Folder with .env, builds/ and deploys/."
+)
+HOST_OPTION = typer.Option(
+    None, "--host", help="user@server[:port]; run over SSH (default: this machine)."
+)
+KNOWN_HOSTS_OPTION = typer.Option(
+    None, "--known-hosts", help="known_hosts file (default: the system and user files)."
+)
+IDENTITY_OPTION = typer.Option(None, "--identity", "-i", help="SSH private key file.")
+SSH_CONFIG_OPTION = typer.Option(
+    None, "--ssh-config", help="ssh config file (default ~/.ssh/config)."
+)
+DOCKER_HOST_OPTION = typer.Option(
+    None, "--docker-host", help="DOCKER_HOST for the commands on the target (e.g. unix:///...)."
+)
+STATE_DIR_OPTION = typer.Option(
+    None,
+    "--state-dir",
+    help="imagekit state folder on the target (default ~/.local/state/imagekit).",
+)
+
+
+@command("deploy")
+def deploy_command(
+    project: str = typer.Option(..., "--project", "-p", help="Compose project name."),
+    compose_file: str = typer.Option(..., "--compose", "-f", help="Compose file on the target."),
+    host: str | None = HOST_OPTION,
+    version: str | None = typer.Option(
+        None, "--version", help="Tag to deploy (default: the newest successful build)."
+    ),
+    sites: str = typer.Option("all", "--sites", help="all, or site1,site2."),
+    no_backup: bool = typer.Option(False, "--no-backup", help="Skip bench backup before down."),
+    migrate_only: bool = typer.Option(
+        False, "--migrate-only", help="Only migrate the running backend (no down/up)."
+    ),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Preflight only; change nothing."),
+    force: bool = typer.Option(
+        False, "--force", help="Proceed although the containers were started by another file."
+    ),
+    lock_wait: float = typer.Option(0, "--lock-wait", help="Seconds to wait for the lock."),
+    env_file: str | None = typer.Option(None, "--env-file", help="Env file for compose (target)."),
+    image_var: str = typer.Option("CUSTOM_IMAGE", "--image-var", help="Compose variable: image."),
+    tag_var: str = typer.Option("CUSTOM_TAG", "--tag-var", help="Compose variable: tag."),
+    backend_service: str = typer.Option("backend", "--backend-service"),
+    oneshot: str = typer.Option(
+        "configurator", "--oneshot", help="Comma-separated services that must exit 0."
+    ),
+    up_timeout: float = typer.Option(120, "--up-timeout", help="Seconds for services to start."),
+    known_hosts: Path | None = KNOWN_HOSTS_OPTION,
+    identity: Path | None = IDENTITY_OPTION,
+    ssh_config: Path | None = SSH_CONFIG_OPTION,
+    docker_host: str | None = DOCKER_HOST_OPTION,
+    state_dir: str | None = STATE_DIR_OPTION,
+    as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
+    workspace: Path = WORKSPACE_OPTION,
+) -> None:
+    """Deploy an image with compose down/up (same file both ways), backup and bench migrate."""
+    from frappe_imagekit.deploy import (
+        DeployFailed,
+        DeployOptions,
+        choose_image,
+        deploy,
+        open_runner,
+    )
+    from frappe_imagekit.workspace import Workspace
+
+    ws = Workspace.at(workspace)
+    image, tag = choose_image(ws, version)
+    options = DeployOptions(
+        project=project,
+        compose_file=compose_file,
+        image=image,
+        version=tag,
+        sites=None
+        if sites.strip() == "all"
+        else [s.strip() for s in sites.split(",") if s.strip()],
+        env_file=env_file,
+        backup=not no_backup,
+        migrate_only=migrate_only,
+        dry_run=dry_run,
+        force=force,
+        lock_wait=lock_wait,
+        image_var=image_var,
+        tag_var=tag_var,
+        backend_service=backend_service,
+        oneshot_services=tuple(s.strip() for s in oneshot.split(",") if s.strip()),
+        state_dir=state_dir,
+        up_timeout=up_timeout,
+    )
+    runner = open_runner(
+        host,
+        known_hosts=_str(known_hosts),
+        identity_file=_str(identity),
+        ssh_config=_str(ssh_config),
+        docker_host=docker_host,
+    )
+    try:
+        report = deploy(runner, ws, options, on_event=output.err)
+    except DeployFailed as exc:
+        if as_json:
+            output.print_json(exc.report.to_dict())
+        raise
+    finally:
+        runner.close()
+    if as_json:
+        output.print_json(report.to_dict())
+    else:
+        render_report(report)
+    if report.exit_code:
+        raise typer.Exit(int(report.exit_code))
+
+
+@command("unlock")
+def unlock_command(
+    project: str = typer.Option(..., "--project", "-p", help="Compose project name."),
+    host: str | None = HOST_OPTION,
+    known_hosts: Path | None = KNOWN_HOSTS_OPTION,
+    identity: Path | None = IDENTITY_OPTION,
+    ssh_config: Path | None = SSH_CONFIG_OPTION,
+    state_dir: str | None = STATE_DIR_OPTION,
+) -> None:
+    """Clear a deploy lock left behind by a deploy that is gone."""
+    from frappe_imagekit.deploy import open_runner, unlock
+
+    runner = open_runner(
+        host,
+        known_hosts=_str(known_hosts),
+        identity_file=_str(identity),
+        ssh_config=_str(ssh_config),
+    )
+    try:
+        holder = unlock(runner, project, state_dir)
+    finally:
+        runner.close()
+    if holder is None:
+        output.out(f"project {project} on {runner.host} was not locked.")
+    else:
+        who = f"{holder.get('who')} on {holder.get('hostname')} (pid {holder.get('pid')})"
+        output.out(f"removed the deploy lock of {project} on {runner.host}, held by {who}.")
+
+
+def _str(path: Path | None) -> str | None:
+    return str(path) if path else None
+
+
+def render_report(report) -> None:  # type: ignore[no-untyped-def]
+    rows = [
+        [s.site, s.status, s.failure or "-", s.failed_patch or "-", s.backup or "-"]
+        for s in report.sites
+    ]
+    output.print_table(
+        f"Deploy {report.image} to {report.project} on {report.host}: {report.result}",
+        ["site", "status", "failure", "failed patch", "backup"],
+        rows,
+    )
+    for site in report.sites:
+        if site.status == "failed":
+            _render_failure(site)
+        if site.apps_not_installed:
+            output.out(
+                f"{site.site}: in the image but not installed on the site: "
+                f"{', '.join(site.apps_not_installed)} (bench --site {site.site} install-app APP)"
+            )
+    for note in report.notes:
+        output.out(f"note: {note}")
+    if report.record:
+        output.out(f"recorded in {report.record}")
+
+
+def _render_failure(site) -> None:  # type: ignore[no-untyped-def]
+    what = {
+        "patch": f"patch {site.failed_patch}",
+        "import": f"import of a patch module ({site.failed_module or 'unknown module'})",
+        "doctype": f"doctype sync ({site.doctype})",
+        "lock": "the migrate lock is held by another migrate",
+    }.get(site.failure, "migrate")
+    output.out(f"{site.site}: FAILED in {what}")
+    if site.exception:
+        output.out(f"  {site.exception}")
+    for line in site.traceback[:-1]:
+        output.out(f"    {line}")
+    for step in site.next_steps:
+        output.out(f"  next: {step}")

@@ -1,0 +1,729 @@
+"""``imagekit deploy``: preflight, lock, backup, down, up, migrate, report, record.
+
+``deploy(runner, ws, options)`` runs the whole sequence on a ``Runner`` (this machine or an SSH
+host) and returns a ``DeployReport``; it does not print. Live output (migrate lines, transfer
+progress) goes to the ``on_event`` callback. The lock is released and the record written on
+every exit, Ctrl-C and SIGTERM included.
+
+State on the target, in ``$XDG_STATE_HOME/imagekit/projects/<project>/`` (default
+``~/.local/state/...``): ``lock/`` (held during a deploy), ``compose.yaml`` + ``env`` (the exact
+files of the last ``up``), ``last-up.json`` (their original paths, hash and the image variables)
+and ``audit.log`` (one JSON line per deploy).
+"""
+
+from __future__ import annotations
+
+import getpass
+import hashlib
+import json
+import re
+import shlex
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from frappe_imagekit import compose, lock
+from frappe_imagekit.compose import ComposeCLI, Container
+from frappe_imagekit.errors import (
+    DeployError,
+    ExitCode,
+    ImagekitError,
+    NotFoundError,
+)
+from frappe_imagekit.migrate_parse import SiteResult, parse_migrate_output
+from frappe_imagekit.runner import LocalRunner, Runner, local_stdout_stream
+from frappe_imagekit.workspace import Workspace, write_json_atomic
+
+SCHEMA_VERSION = 1
+EventSink = Callable[[str], None]
+
+SUCCEEDED = "succeeded"
+FAILED = "failed"
+PATCH_FAILED = "patch-failed"
+MIGRATE_FAILED = "migrate-failed"
+INTERRUPTED = "interrupted"
+DRY_RUN = "dry-run"
+
+RESULT_EXIT_CODES = {
+    SUCCEEDED: ExitCode.OK,
+    DRY_RUN: ExitCode.OK,
+    PATCH_FAILED: ExitCode.PATCH_FAILED,
+    MIGRATE_FAILED: ExitCode.MIGRATE_FAILED,
+    FAILED: ExitCode.DEPLOY_FAILED,
+    INTERRUPTED: ExitCode.INTERRUPTED,
+}
+
+_BACKUP_LINE = re.compile(r"^Database:\s+(?P<path>\S+)", re.MULTILINE)
+_LIST_SITES = (
+    'for f in sites/*/site_config.json; do [ -f "$f" ] && basename "$(dirname "$f")"; done'
+)
+
+
+@dataclass
+class DeployOptions:
+    project: str
+    compose_file: str  # a path on the target
+    image: str  # repository, e.g. desiredeffect/erpnext-custom
+    version: str  # the tag
+    sites: list[str] | None = None  # None: every site of the bench
+    env_file: str | None = None  # a path on the target
+    backup: bool = True
+    migrate_only: bool = False
+    dry_run: bool = False
+    force: bool = False
+    lock_wait: float = 0
+    image_var: str = "CUSTOM_IMAGE"
+    tag_var: str = "CUSTOM_TAG"
+    backend_service: str = "backend"
+    oneshot_services: tuple[str, ...] = ("configurator",)
+    state_dir: str | None = None  # default: $XDG_STATE_HOME/imagekit on the target
+    down_timeout: float = 60
+    up_timeout: float = 120
+    stop_timeout: int = 10
+    send_image: bool = True  # remote target without the image: docker save | docker load
+    source_docker_host: str | None = None  # the daemon the image is sent from
+
+    @property
+    def image_ref(self) -> str:
+        return f"{self.image}:{self.version}"
+
+
+@dataclass
+class SiteReport:
+    site: str
+    status: str = "pending"  # ok | failed | pending (not migrated)
+    failed_patch: str | None = None
+    backup: str | None = None
+    failure: str | None = None
+    failed_module: str | None = None
+    doctype: str | None = None
+    exception: str | None = None
+    traceback: list[str] = field(default_factory=list)
+    next_steps: list[str] = field(default_factory=list)
+    apps_not_installed: list[str] = field(default_factory=list)
+
+
+@dataclass
+class DeployReport:
+    version: str
+    image: str
+    project: str
+    host: str
+    user: str
+    started: str
+    finished: str | None = None
+    result: str = FAILED
+    sites: list[SiteReport] = field(default_factory=list)
+    error: str | None = None
+    compose: str | None = None  # e.g. "docker-compose 1.29.2"
+    notes: list[str] = field(default_factory=list)
+    image_sent: bool = False
+    timings: dict[str, float] = field(default_factory=dict)
+    record: str | None = None
+
+    @property
+    def exit_code(self) -> ExitCode:
+        return RESULT_EXIT_CODES.get(self.result, ExitCode.DEPLOY_FAILED)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"schema_version": SCHEMA_VERSION, **asdict(self)}
+
+    def site(self, name: str) -> SiteReport:
+        for site in self.sites:
+            if site.site == name:
+                return site
+        self.sites.append(SiteReport(name))
+        return self.sites[-1]
+
+
+class DeployFailed(ImagekitError):
+    """The deploy stopped; ``report`` says how far it got (it was recorded)."""
+
+    def __init__(self, error: ImagekitError, report: DeployReport) -> None:
+        super().__init__(error.message, error.exit_code)
+        self.report = report
+
+
+# ---------------------------------------------------------------- choosing what to deploy
+
+
+def choose_image(ws: Workspace, version: str | None) -> tuple[str, str]:
+    """(image name, version): ``--version`` or the newest successful build of the workspace."""
+    from frappe_imagekit.manifest import list_manifests
+
+    manifests, _ = list_manifests(ws)
+    built = sorted(
+        (m for m in manifests if m.get("status") == "succeeded"),
+        key=lambda m: str(m.get("created", "")),
+    )
+    if version:
+        for manifest in built:
+            if manifest.get("version") == version:
+                return _name_of(manifest), version
+        return _env_image_name(ws, version), version
+    if not built:
+        raise NotFoundError(
+            f"no successful build recorded in {ws.builds_dir}; pass --version TAG to deploy one."
+        )
+    newest = built[-1]
+    return _name_of(newest), str(newest["version"])
+
+
+def _name_of(manifest: dict[str, Any]) -> str:
+    image = manifest.get("image") or {}
+    ref = str(image.get("ref") or "")
+    return image.get("name") or ref.rsplit(":", 1)[0]
+
+
+def _env_image_name(ws: Workspace, version: str) -> str:
+    from dotenv import dotenv_values
+
+    name = dotenv_values(ws.env_file).get("IMAGE_NAME") if ws.env_file.is_file() else None
+    if not name:
+        raise NotFoundError(
+            f"no build of {version} recorded and no IMAGE_NAME in {ws.env_file}; "
+            "set IMAGE_NAME there or build the image with imagekit."
+        )
+    return name
+
+
+# ---------------------------------------------------------------- paths on the target
+
+
+@dataclass(frozen=True)
+class StatePaths:
+    root: str  # .../imagekit/projects/<project>
+
+    @property
+    def lock_dir(self) -> str:
+        return f"{self.root}/lock"
+
+    @property
+    def compose_copy(self) -> str:
+        return f"{self.root}/compose.yaml"
+
+    @property
+    def env_copy(self) -> str:
+        return f"{self.root}/env"
+
+    @property
+    def last_up(self) -> str:
+        return f"{self.root}/last-up.json"
+
+    @property
+    def audit_log(self) -> str:
+        return f"{self.root}/audit.log"
+
+
+def state_paths(runner: Runner, project: str, state_dir: str | None = None) -> StatePaths:
+    base = state_dir or f"{runner.state_home()}/imagekit"
+    return StatePaths(f"{base.rstrip('/')}/projects/{project}")
+
+
+# ---------------------------------------------------------------- the sequence
+
+
+@dataclass
+class _Context:
+    runner: Runner
+    ws: Workspace
+    opts: DeployOptions
+    report: DeployReport
+    paths: StatePaths
+    emit: EventSink
+    cli: ComposeCLI | None = None
+    compose_file: str = ""  # absolute, on the target
+
+
+def deploy(
+    runner: Runner,
+    ws: Workspace,
+    opts: DeployOptions,
+    on_event: EventSink | None = None,
+) -> DeployReport:
+    """Run the deploy sequence; return the report (also recorded locally and on the target).
+
+    Failures before migrate raise ``DeployFailed`` (an ImagekitError carrying the report);
+    migrate failures are returned in the report (``result`` patch-failed / migrate-failed).
+    """
+    report = DeployReport(
+        version=opts.version,
+        image=opts.image_ref,
+        project=opts.project,
+        host=runner.host,
+        user=getpass.getuser(),
+        started=_now(),
+    )
+    ctx = _Context(runner, ws, opts, report, state_paths(runner, opts.project, opts.state_dir),
+                   on_event or (lambda _line: None))  # fmt: skip
+    try:
+        with _sigterm_as_interrupt():
+            _run(ctx)
+    except KeyboardInterrupt:
+        report.result, report.error = INTERRUPTED, "interrupted (Ctrl-C or SIGTERM)"
+        _finish(ctx)
+        raise
+    except ImagekitError as exc:
+        report.result, report.error = FAILED, exc.message
+        if not opts.dry_run:
+            _finish(ctx)
+        raise DeployFailed(exc, report) from None
+    if not opts.dry_run:
+        _finish(ctx)
+    return report
+
+
+def _run(ctx: _Context) -> None:
+    _timed(ctx, "preflight", _preflight)
+    if ctx.opts.dry_run:
+        ctx.report.result = DRY_RUN
+        return
+    details = lock.lock_details(ctx.opts.version, ctx.runner.host)
+    with lock.held(ctx.runner, ctx.paths.lock_dir, details, ctx.opts.project, ctx.opts.lock_wait):
+        if not ctx.opts.migrate_only:
+            _replace_containers(ctx)
+        _timed(ctx, "migrate", _migrate_all)
+        _check_apps(ctx)
+    sites = ctx.report.sites
+    failures = [s.failure for s in sites if s.status == "failed"]
+    if not failures:
+        ctx.report.result = SUCCEEDED
+    else:
+        ctx.report.result = PATCH_FAILED if "patch" in failures else MIGRATE_FAILED
+
+
+def _replace_containers(ctx: _Context) -> None:
+    running = compose.service_containers(compose.project_containers(ctx.runner, ctx.opts.project))
+    down_files = _down_files(ctx, running)
+    if ctx.opts.backup and running:
+        _timed(ctx, "backup", lambda c: _backup(c, running))
+    ctx.emit(f"stopping project {ctx.opts.project}")
+    _timed(ctx, "down", lambda c: _down(c, down_files, bool(running)))
+    ctx.emit(f"starting {ctx.opts.image_ref}")
+    _timed(ctx, "up", _up)
+
+
+# ---------------------------------------------------------------- preflight
+
+
+def _preflight(ctx: _Context) -> None:
+    runner, opts = ctx.runner, ctx.opts
+    ctx.cli = compose.detect_compose(runner)
+    ctx.report.compose = f"{' '.join(ctx.cli.base)} {ctx.cli.version}"
+    docker = runner.run(["docker", "version", "--format", "{{.Server.Version}}"], timeout=30)
+    if docker.returncode != 0:
+        raise DeployError(
+            f"docker does not answer on {runner.host} ({_last_line(docker)}); "
+            "start the Docker daemon there."
+        )
+    ctx.compose_file = _absolute(runner, opts.compose_file)
+    if runner.run(["test", "-f", ctx.compose_file]).returncode != 0:
+        raise NotFoundError(f"compose file {ctx.compose_file} does not exist on {runner.host}.")
+    if opts.env_file and runner.run(["test", "-f", opts.env_file]).returncode != 0:
+        raise NotFoundError(f"env file {opts.env_file} does not exist on {runner.host}.")
+    if not _image_present(runner, opts.image_ref):
+        _send_image(ctx)
+
+
+def _absolute(runner: Runner, path: str) -> str:
+    if path.startswith("/"):
+        return path
+    done = runner.run(
+        ["sh", "-c", 'cd "$(dirname "$1")" && echo "$(pwd)/$(basename "$1")"', "sh", path]
+    )
+    return done.stdout.strip() or path
+
+
+def _image_present(runner: Runner, ref: str) -> bool:
+    return runner.run(["docker", "image", "inspect", ref], timeout=60).returncode == 0
+
+
+def _send_image(ctx: _Context) -> None:
+    """Stream ``docker save`` (here) into ``docker load`` (there), before anything stops."""
+    runner, opts = ctx.runner, ctx.opts
+    if isinstance(runner, LocalRunner) and not opts.source_docker_host:
+        raise NotFoundError(
+            f"image {opts.image_ref} is not on this machine; build it first or pass --version."
+        )
+    if not opts.send_image:
+        raise NotFoundError(f"image {opts.image_ref} is not on {runner.host}; load it there first.")
+    if not _image_present(LocalRunner(opts.source_docker_host), opts.image_ref):
+        raise NotFoundError(
+            f"image {opts.image_ref} is neither on {runner.host} nor here; build it first."
+        )
+    ctx.emit(f"sending {opts.image_ref} to {runner.host} (docker save | docker load)")
+    last = [0.0]
+
+    def progress(sent: int) -> None:
+        if time.monotonic() - last[0] > 1:
+            last[0] = time.monotonic()
+            ctx.emit(f"  sent {sent / 1e6:.1f} MB")
+
+    started = time.monotonic()
+    with local_stdout_stream(["docker", "save", opts.image_ref], opts.source_docker_host) as data:
+        loaded = runner.run_stdin_stream(["docker", "load"], data, on_chunk=progress)
+    if loaded.returncode != 0 or not _image_present(runner, opts.image_ref):
+        raise DeployError(
+            f"docker load of {opts.image_ref} on {runner.host} failed ({_last_line(loaded)}); "
+            "check the disk space and docker there."
+        )
+    ctx.report.image_sent = True
+    ctx.report.timings["send_image"] = round(time.monotonic() - started, 3)
+
+
+# ---------------------------------------------------------------- compose files
+
+
+def _down_files(ctx: _Context, running: Sequence[Container]) -> dict[str, Any]:
+    """Which compose file (and env) ``down`` must use: the copy from the last ``up``."""
+    recorded = _last_up(ctx)
+    labels = sorted({c.config_files for c in running if c.config_files})
+    if recorded:
+        if labels and labels != [recorded["config_files"]] and not ctx.opts.force:
+            raise DeployError(
+                f"the running containers of {ctx.opts.project} were started with "
+                f"{' and '.join(labels)}, not with {recorded['config_files']} (the last up by "
+                "imagekit); bring them down with that file yourself, or pass --force."
+            )
+        current = _sha256_on_target(ctx.runner, recorded["config_files"])
+        if current != recorded["sha256"]:
+            ctx.report.notes.append(
+                f"{recorded['config_files']} changed since the last up; down used the copy "
+                f"from that up ({ctx.paths.compose_copy})."
+            )
+        env_file = ctx.paths.env_copy if recorded.get("env_file") else None
+        return {"files": [ctx.paths.compose_copy], "project_dir": recorded["project_dir"],
+                "env_file": env_file, "env": recorded.get("env", {})}  # fmt: skip
+    if labels and labels != [ctx.compose_file] and not ctx.opts.force:
+        raise DeployError(
+            f"the running containers of {ctx.opts.project} were started with {' and '.join(labels)}"
+            f" and imagekit has no record of that up; bring them down with that file, or pass "
+            "--force to use the config_files label."
+        )
+    files = labels[0].split(",") if labels else [ctx.compose_file]
+    return {"files": files, "project_dir": None, "env_file": ctx.opts.env_file, "env": {}}
+
+
+def _last_up(ctx: _Context) -> dict[str, Any] | None:
+    text = lock.read_file(ctx.runner, ctx.paths.last_up)
+    try:
+        return json.loads(text) if text else None
+    except json.JSONDecodeError:
+        return None
+
+
+def _sha256_on_target(runner: Runner, path: str) -> str | None:
+    content = lock.read_file(runner, path)
+    return hashlib.sha256(content.encode()).hexdigest() if content is not None else None
+
+
+def _keep_copy(ctx: _Context, env: dict[str, str]) -> None:
+    runner, paths = ctx.runner, ctx.paths
+    content = lock.read_file(runner, ctx.compose_file) or ""
+    lock.write_file(runner, paths.compose_copy, content.encode())
+    if ctx.opts.env_file:
+        lock.write_file(
+            runner, paths.env_copy, (lock.read_file(runner, ctx.opts.env_file) or "").encode()
+        )
+    record = {
+        "config_files": ctx.compose_file,
+        "sha256": hashlib.sha256(content.encode()).hexdigest(),
+        "project_dir": str(Path(ctx.compose_file).parent),
+        "env_file": ctx.opts.env_file,
+        "env": env,
+        "version": ctx.opts.version,
+        "when": _now(),
+    }
+    lock.write_file(runner, paths.last_up, json.dumps(record, indent=2).encode())
+
+
+# ---------------------------------------------------------------- backup, down, up
+
+
+def _backend(ctx: _Context, containers: Sequence[Container] | None = None) -> Container:
+    if containers is None:
+        containers = compose.project_containers(ctx.runner, ctx.opts.project)
+    for container in compose.service_containers(containers):
+        if container.service == ctx.opts.backend_service and container.state == "running":
+            return container
+    raise DeployError(
+        f"no running {ctx.opts.backend_service} container in project {ctx.opts.project}; "
+        "start the project (imagekit deploy without --migrate-only) or pass --backend-service."
+    )
+
+
+def _exec(ctx: _Context, container: Container, argv: Sequence[str], **kwargs: Any):  # type: ignore[no-untyped-def]
+    return ctx.runner.run(["docker", "exec", container.id, *argv], **kwargs)
+
+
+def _sites(ctx: _Context, backend: Container) -> list[str]:
+    if ctx.opts.sites:
+        return list(ctx.opts.sites)
+    done = _exec(ctx, backend, ["sh", "-c", _LIST_SITES], timeout=60)
+    sites = sorted(done.stdout.split())
+    if not sites:
+        raise DeployError(
+            f"no site found in {ctx.opts.backend_service} (sites/*/site_config.json); "
+            "pass --sites site1,site2."
+        )
+    return sites
+
+
+def _backup(ctx: _Context, running: Sequence[Container]) -> None:
+    try:
+        backend = _backend(ctx, running)
+    except DeployError:
+        ctx.report.notes.append("no running backend before the deploy: no backup taken.")
+        return
+    for site in _sites(ctx, backend):
+        ctx.emit(f"backing up {site}")
+        done = _exec(ctx, backend, ["bench", "--site", site, "backup"], timeout=3600)
+        match = _BACKUP_LINE.search(done.stdout)
+        if done.returncode != 0 or not match:
+            raise DeployError(
+                f"backup of {site} failed ({_last_line(done)}); nothing was stopped: fix it, "
+                "or deploy with --no-backup."
+            )
+        ctx.report.site(site).backup = _site_path(match["path"])
+
+
+def _site_path(path: str) -> str:
+    """bench prints backup paths relative to sites/; make them bench-relative."""
+    return path if path.startswith("/") else "sites/" + path.removeprefix("./")
+
+
+def _down(ctx: _Context, files: dict[str, Any], anything: bool) -> None:
+    if not anything and not compose.project_containers(ctx.runner, ctx.opts.project):
+        return
+    assert ctx.cli is not None
+    argv = compose.compose_argv(
+        ctx.cli,
+        ctx.opts.project,
+        files["files"],
+        *compose.down_args(ctx.cli, ctx.opts.stop_timeout),
+        project_dir=files["project_dir"],
+        env_file=files["env_file"],
+    )
+    done = ctx.runner.run(argv, env=files["env"] or None, timeout=ctx.opts.down_timeout + 30)
+    if done.returncode != 0:
+        raise DeployError(
+            f"compose down failed ({_last_line(done)}); "
+            f"run `{shlex.join(argv)}` by hand to see why."
+        )
+    compose.wait_gone(ctx.runner, ctx.opts.project, ctx.opts.down_timeout)
+
+
+def _up(ctx: _Context) -> None:
+    assert ctx.cli is not None
+    opts = ctx.opts
+    env = {opts.image_var: opts.image, opts.tag_var: opts.version, "PULL_POLICY": "never"}
+    argv = compose.compose_argv(
+        ctx.cli, opts.project, [ctx.compose_file], *compose.up_args(ctx.cli),
+        env_file=opts.env_file,
+    )  # fmt: skip
+    done = ctx.runner.run(argv, env=env, timeout=opts.up_timeout + 60)
+    _keep_copy(ctx, env)  # even a failed up may have started containers with this file
+    if done.returncode != 0:
+        raise DeployError(
+            f"compose up failed: {_last_line(done)}; "
+            "fix the compose file or the image and deploy again."
+        )
+    compose.wait_services(ctx.runner, opts.project, opts.oneshot_services, opts.up_timeout)
+
+
+# ---------------------------------------------------------------- migrate and apps
+
+
+def _migrate_all(ctx: _Context) -> None:
+    backend = _backend(ctx)
+    for site in _sites(ctx, backend):
+        ctx.emit(f"migrating {site}")
+        _migrate(ctx, backend, site)
+
+
+def _migrate(ctx: _Context, backend: Container, site: str) -> None:
+    argv = ["sh", "-c", 'exec "$@" 2>&1', "sh", "bench", "--site", site, "migrate"]
+    done = ctx.runner.run(
+        ["docker", "exec", "-e", "PYTHONUNBUFFERED=1", backend.id, *argv],
+        on_stdout=ctx.emit,
+    )
+    (result, *_) = parse_migrate_output(
+        done.stdout + done.stderr, sites=[site], exit_code=done.returncode
+    )
+    _fill_site(ctx, ctx.report.site(site), result)
+
+
+def _fill_site(ctx: _Context, site: SiteReport, result: SiteResult) -> None:
+    site.status = "ok" if result.status == "ok" else "failed"
+    for name in ("failed_patch", "failure", "failed_module", "doctype", "exception", "traceback"):
+        setattr(site, name, getattr(result, name))
+    if site.status == "failed":
+        site.next_steps = next_steps(ctx.opts, site)
+
+
+def next_steps(opts: DeployOptions, site: SiteReport) -> list[str]:
+    """What the operator can do about a failed site, most likely first."""
+    again = (
+        f"imagekit deploy --project {opts.project} --compose {opts.compose_file} "
+        f"--version {opts.version} --migrate-only"
+    )
+    steps = []
+    if site.failure == "lock":
+        steps.append(
+            f"another migrate holds the lock on {site.site}: wait for it, then run `{again}`"
+        )
+    else:
+        steps.append(f"fix the cause, then run `{again}`")
+    if site.failed_patch:
+        steps.append(
+            "run only that patch: "
+            f'`bench --site {site.site} run-patch "{site.failed_patch}" --force`'
+        )
+    if site.backup:
+        steps.append(
+            f"or roll back: `bench --site {site.site} restore {site.backup}` "
+            "and deploy the previous version"
+        )
+    return steps
+
+
+def _check_apps(ctx: _Context) -> None:
+    ok_sites = [s for s in ctx.report.sites if s.status == "ok"]
+    if not ok_sites:
+        return
+    backend = _backend(ctx)
+    image_apps = _json_apps(
+        _exec(ctx, backend, ["bench", "version", "--format", "json"], timeout=120).stdout
+    )
+    names = (
+        [a.get("app") for a in image_apps if isinstance(a, dict)]
+        if isinstance(image_apps, list)
+        else []
+    )
+    for site in ok_sites:
+        listed = _exec(
+            ctx,
+            backend,
+            ["bench", "--site", site.site, "list-apps", "--format", "json"],
+            timeout=120,
+        )
+        installed = _json_apps(listed.stdout)
+        apps = installed.get(site.site, []) if isinstance(installed, dict) else []
+        site.apps_not_installed = [n for n in names if n and n not in apps]
+
+
+def _json_apps(text: str) -> Any:
+    """The JSON document in bench's output (it may print other lines first)."""
+    for start, char in enumerate(text):
+        if char in "[{":
+            try:
+                return json.loads(text[start:])
+            except json.JSONDecodeError:
+                continue
+    return None
+
+
+# ---------------------------------------------------------------- record
+
+
+def _finish(ctx: _Context) -> None:
+    report = ctx.report
+    report.finished = _now()
+    record = record_dict(report)
+    path = ctx.ws.deploys_dir / f"{_stamp(report.started)}-{report.project}.json"
+    write_json_atomic(path, record)
+    report.record = str(path)
+    line = json.dumps(record, separators=(",", ":")) + "\n"
+    script = 'mkdir -p "$(dirname "$1")" && cat >> "$1"'
+    try:
+        ctx.runner.run(
+            ["sh", "-c", script, "sh", ctx.paths.audit_log], input_bytes=line.encode(), timeout=30
+        )
+    except (ImagekitError, OSError):
+        report.notes.append(f"could not append to {ctx.paths.audit_log} on {report.host}")
+
+
+def record_dict(report: DeployReport) -> dict[str, Any]:
+    """The deploy record (docs/DESIGN.md "Deploy record"), read by ``imagekit history``."""
+    data = report.to_dict()
+    data.pop("record", None)
+    data["failed_patches"] = [s.failed_patch for s in report.sites if s.failed_patch]
+    data["backups"] = [s.backup for s in report.sites if s.backup]
+    return data
+
+
+# ---------------------------------------------------------------- helpers
+
+
+def _timed(ctx: _Context, name: str, step: Callable[[_Context], None]) -> None:
+    started = time.monotonic()
+    try:
+        step(ctx)
+    finally:
+        ctx.report.timings[name] = round(time.monotonic() - started, 3)
+
+
+@contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """SIGTERM unwinds like Ctrl-C, so the lock is released and the record written."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def _stamp(iso: str) -> str:
+    return datetime.fromisoformat(iso).strftime("%Y%m%dT%H%M%SZ")
+
+
+def _last_line(done: Any) -> str:
+    lines = (done.stderr or done.stdout or "").strip().splitlines()
+    return lines[-1] if lines else f"exit status {done.returncode}"
+
+
+def open_runner(
+    host: str | None,
+    *,
+    known_hosts: str | None = None,
+    identity_file: str | None = None,
+    ssh_config: str | None = None,
+    docker_host: str | None = None,
+) -> Runner:
+    """``LocalRunner`` without a host, else an ``SSHRunner`` (paramiko imported only then)."""
+    if not host:
+        return LocalRunner(docker_host)
+    from frappe_imagekit.ssh import SSHRunner
+
+    return SSHRunner(
+        host,
+        known_hosts=known_hosts,
+        identity_file=identity_file,
+        ssh_config=ssh_config,
+        docker_host=docker_host,
+    )
+
+
+def unlock(runner: Runner, project: str, state_dir: str | None = None) -> dict[str, Any] | None:
+    """Clear the deploy lock of ``project`` on the target; return who held it (None: no lock)."""
+    paths = state_paths(runner, project, state_dir)
+    if runner.run(["test", "-d", paths.lock_dir]).returncode != 0:
+        return None
+    return lock.remove(runner, paths.lock_dir) or {}

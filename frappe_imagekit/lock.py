@@ -1,0 +1,149 @@
+"""The deploy lock: an atomic ``mkdir`` on the target plus a details file.
+
+``mkdir`` either creates the folder or fails because it exists, on every filesystem and over
+SSH alike, so two deploys can never both hold it. ``details.json`` inside says who holds it,
+since when, from which machine, for which version and with which process id. A lock whose
+holder ran on this machine and whose process is gone is reported as stale, with how to clear it.
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+import os
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from typing import Any
+
+from frappe_imagekit.errors import DeployError, LockHeldError
+from frappe_imagekit.runner import Runner, this_host
+
+DETAILS = "details.json"
+
+
+def lock_details(version: str, target: str) -> dict[str, Any]:
+    """Who is taking the lock: user, time, target host, version, pid, hostname."""
+    return {
+        "who": getpass.getuser(),
+        "when": datetime.now(UTC).isoformat(timespec="seconds"),
+        "host": target,
+        "version": version,
+        "pid": os.getpid(),
+        "hostname": this_host(),
+    }
+
+
+def write_file(runner: Runner, path: str, data: bytes) -> None:
+    """Write ``data`` to ``path`` on the target (parent folders made)."""
+    script = 'mkdir -p "$(dirname "$1")" && cat > "$1.tmp" && mv "$1.tmp" "$1"'
+    done = runner.run(["sh", "-c", script, "sh", path], input_bytes=data, timeout=60)
+    if done.returncode != 0:
+        raise DeployError(f"cannot write {path} on {runner.host}: {done.stderr.strip()}")
+
+
+def read_file(runner: Runner, path: str) -> str | None:
+    done = runner.run(["cat", path], timeout=60)
+    return done.stdout if done.returncode == 0 else None
+
+
+def read_details(runner: Runner, lock_dir: str) -> dict[str, Any] | None:
+    text = read_file(runner, f"{lock_dir}/{DETAILS}")
+    try:
+        return json.loads(text) if text else None
+    except json.JSONDecodeError:
+        return None
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def is_stale(details: dict[str, Any] | None) -> bool:
+    """Provably gone: taken on this machine by a process that no longer exists."""
+    if not details or details.get("hostname") != this_host():
+        return False
+    pid = details.get("pid")
+    return isinstance(pid, int) and pid != os.getpid() and not pid_alive(pid)
+
+
+def try_acquire(runner: Runner, lock_dir: str, details: dict[str, Any]) -> bool:
+    """Take the lock if free; False when somebody holds it."""
+    parent = os.path.dirname(lock_dir)
+    runner.run(["mkdir", "-p", parent], timeout=30)
+    done = runner.run(["mkdir", lock_dir], timeout=30)
+    if done.returncode != 0:
+        if "exist" in done.stderr.lower():
+            return False
+        raise DeployError(f"cannot create the lock {lock_dir} on {runner.host}: {done.stderr}")
+    write_file(runner, f"{lock_dir}/{DETAILS}", json.dumps(details).encode())
+    return True
+
+
+def acquire(
+    runner: Runner, lock_dir: str, details: dict[str, Any], project: str, wait: float = 0
+) -> None:
+    """Take the lock, waiting up to ``wait`` seconds; raise ``LockHeldError`` naming the holder."""
+    deadline = time.monotonic() + wait
+    while not try_acquire(runner, lock_dir, details):
+        holder = read_details(runner, lock_dir)
+        if is_stale(holder) or time.monotonic() >= deadline:
+            raise LockHeldError(held_message(project, holder, runner.host))
+        time.sleep(min(1.0, max(0.1, deadline - time.monotonic())))
+
+
+def held_message(project: str, holder: dict[str, Any] | None, host: str) -> str:
+    unlock = f"`imagekit unlock --project {project}`"
+    if holder is None:
+        return (
+            f"project {project} on {host} is locked by another deploy (no details yet); "
+            f"wait and retry, or clear it with {unlock} if no deploy runs."
+        )
+    who = (
+        f"{holder.get('who')} on {holder.get('hostname')} (pid {holder.get('pid')}) "
+        f"since {holder.get('when')}, deploying {holder.get('version')}"
+    )
+    if is_stale(holder):
+        return (
+            f"project {project} has a stale deploy lock: {who}, and that process is gone; "
+            f"clear it with {unlock}."
+        )
+    return (
+        f"project {project} on {host} is locked by {who}; wait for it (--lock-wait SECONDS) "
+        f"or, if that deploy is dead, clear it with {unlock}."
+    )
+
+
+def release(runner: Runner, lock_dir: str, details: dict[str, Any]) -> None:
+    """Remove the lock if it is still ours."""
+    holder = read_details(runner, lock_dir)
+    if holder is None or (
+        holder.get("pid") == details["pid"] and holder.get("hostname") == details["hostname"]
+    ):
+        remove(runner, lock_dir)
+
+
+def remove(runner: Runner, lock_dir: str) -> dict[str, Any] | None:
+    """Clear the lock whoever holds it; return who held it."""
+    holder = read_details(runner, lock_dir)
+    runner.run(["rm", "-rf", lock_dir], timeout=30)
+    return holder
+
+
+@contextmanager
+def held(
+    runner: Runner, lock_dir: str, details: dict[str, Any], project: str, wait: float = 0
+) -> Iterator[None]:
+    """Hold the lock for the block; released on every exit, Ctrl-C included."""
+    acquire(runner, lock_dir, details, project, wait)
+    try:
+        yield
+    finally:
+        release(runner, lock_dir, details)

@@ -1,0 +1,76 @@
+"""The fake bench image and a compose project shaped like frappe_docker's, for deploy tests.
+
+``build_fake_bench(docker_cli)`` builds ``imagekit-test/fakebench:<content hash>`` FROM the
+busybox base (classic builder, about a second; idempotent). ``write_project(folder, sites)``
+writes ``compose.yaml`` (configurator one-shot, backend, queue; a bind-mounted ``sites`` folder;
+no network; PID 1 exits on SIGTERM; ``stop_grace_period: 1s``) and the sites.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from pathlib import Path
+
+from frappe_imagekit import process
+
+HERE = Path(__file__).resolve().parent
+REPOSITORY = "imagekit-test/fakebench"
+SLEEP_FOREVER = 'trap "exit 0" TERM; while :; do sleep 1 & wait $$!; done'
+
+_SERVICE = """  {name}:
+    image: ${{CUSTOM_IMAGE}}:${{CUSTOM_TAG}}
+    network_mode: "none"
+    stop_grace_period: 1s
+    volumes:
+      - ./sites:/home/frappe/frappe-bench/sites
+{extra}"""
+
+
+def image_tag() -> str:
+    digest = hashlib.sha256()
+    for name in ("Dockerfile", "bench", "patches.txt"):
+        digest.update((HERE / name).read_bytes())
+    return f"{REPOSITORY}:{digest.hexdigest()[:12]}"
+
+
+def build_fake_bench(docker_cli: str) -> str:
+    """Build (once) and return the fake bench image reference."""
+    ref = image_tag()
+    if process.run([docker_cli, "image", "inspect", ref], timeout=60).returncode == 0:
+        return ref
+    done = process.run(
+        [docker_cli, "build", "-q", "-t", ref, str(HERE)], env={"DOCKER_BUILDKIT": "0"}, timeout=300
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"building {ref} failed: {done.stderr}")
+    return ref
+
+
+def compose_yaml(services: Sequence[str] = ("configurator", "backend", "queue")) -> str:
+    parts = ['version: "3.7"', "services:"]
+    for name in services:
+        if name == "configurator":
+            extra = '    restart: "no"\n    command: ["sh", "-c", "echo configured; ls sites"]\n'
+        else:
+            extra = f"    command: ['sh', '-c', '{SLEEP_FOREVER}']\n"
+        parts.append(_SERVICE.format(name=name, extra=extra).rstrip("\n"))
+    return "\n".join(parts) + "\n"
+
+
+def write_project(
+    folder: Path,
+    sites: Sequence[str] = ("a.local", "b.local"),
+    apps: Sequence[str] = ("frappe", "erpnext"),
+    services: Sequence[str] = ("configurator", "backend", "queue"),
+) -> Path:
+    """Write compose.yaml and the sites; return the compose file path."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for site in sites:
+        site_dir = folder / "sites" / site
+        site_dir.mkdir(parents=True, exist_ok=True)
+        (site_dir / "site_config.json").write_text('{"db_name": "_x"}\n')
+        (site_dir / "apps.txt").write_text("\n".join(apps) + "\n")
+    compose = folder / "compose.yaml"
+    compose.write_text(compose_yaml(services))
+    return compose
