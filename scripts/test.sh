@@ -141,7 +141,6 @@ pick_docker_cli() {
 daemon_answers() { "$DOCKER" info >/dev/null 2>&1; }
 
 start_dockerd_if_needed() {
-    local waited
     if daemon_answers; then
         log "a Docker daemon already answers: using it (and leaving it running)"
         return 0
@@ -158,13 +157,13 @@ start_dockerd_if_needed() {
     log "starting dockerd (log: $DOCKERD_LOG)"
     dockerd >"$DOCKERD_LOG" 2>&1 &
     DOCKERD_PID=$!
-    for ((waited = 0; waited < DOCKERD_WAIT_SECONDS; waited++)); do
+    local deadline=$((SECONDS + DOCKERD_WAIT_SECONDS))
+    while ((SECONDS < deadline)) && kill -0 "$DOCKERD_PID" 2>/dev/null; do
         if daemon_answers; then
-            log "dockerd $DOCKERD_PID ready after ${waited} s"
+            log "dockerd $DOCKERD_PID is ready"
             return 0
         fi
-        kill -0 "$DOCKERD_PID" 2>/dev/null || break
-        sleep 1
+        sleep 0.5
     done
     tail -n 20 "$DOCKERD_LOG" >&2 || true
     stop_dockerd
@@ -173,15 +172,15 @@ start_dockerd_if_needed() {
 
 # Stop the daemon this script started, by its pid; never one it did not start.
 stop_dockerd() {
-    local pid="$DOCKERD_PID" waited
+    local pid="$DOCKERD_PID" tries
     [[ -n "$pid" ]] || return 0
     DOCKERD_PID=""
     kill -0 "$pid" 2>/dev/null || return 0
     log "stopping dockerd $pid"
     kill -TERM "$pid" 2>/dev/null || true
-    for ((waited = 0; waited < 20; waited++)); do
+    for ((tries = 0; tries < 100; tries++)); do  # up to 20 s for containers to stop
         kill -0 "$pid" 2>/dev/null || break
-        sleep 1
+        sleep 0.2
     done
     kill -KILL "$pid" 2>/dev/null || true
     wait "$pid" 2>/dev/null || true
@@ -222,7 +221,15 @@ main() {
     return "$status"
 }
 
-trap stop_dockerd EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-main "$@"
+# Whatever ends the run (pytest, an error, Ctrl-C, SIGTERM), stop the dockerd we started.
+install_traps() {
+    trap stop_dockerd EXIT
+    trap 'exit 130' INT
+    trap 'exit 143' TERM
+}
+
+# Sourcing the file (tests/integration/test_harness.py does) defines the functions only.
+if [[ "${BASH_SOURCE[0]}" == "$0" ]]; then
+    install_traps
+    main "$@"
+fi

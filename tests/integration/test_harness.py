@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import secrets
 from pathlib import Path
 
@@ -64,3 +65,117 @@ def test_buildkit_secret_reaches_the_build_and_nothing_else(
         assert redactor.redact(text) == text, f"canary leaked into {where}"
     assert len(saved) > 1_000_000  # the whole image (busybox alone is ~2 MB) was scanned
     assert redactor.redact(saved) == saved, "canary leaked into the image"
+
+
+# ---------------------------------------------------------------- scripts/test.sh, daemon logic
+# The shared daemon must never be stopped, so the start/stop branch runs against a fake
+# `dockerd` (a process that becomes "ready" by creating a file) and a fake `docker info`.
+
+TEST_SH = Path(__file__).resolve().parents[2] / "scripts" / "test.sh"
+FAKE_DOCKER = '#!/bin/sh\n[ "$1" = info ] && [ -e "$FAKE_STATE/up" ]\n'
+FAKE_DOCKERD = """#!/bin/sh
+echo $$ >"$FAKE_STATE/dockerd.pid"
+trap 'rm -f "$FAKE_STATE/up"; echo stopped >"$FAKE_STATE/stopped"; exit 0' TERM
+sleep 0.3
+[ -n "$FAKE_NEVER_READY" ] || touch "$FAKE_STATE/up"
+while :; do sleep 0.1; done
+"""
+DRIVER = """
+source "$TEST_SH"
+DOCKER="$FAKE_STATE/bin/docker"; STATE_DIR="$FAKE_STATE"; DOCKERD_WAIT_SECONDS=${WAIT:-3}
+PATH="$FAKE_STATE/bin:$PATH"
+install_traps
+start_dockerd_if_needed
+echo "started=$DOCKERD_PID"
+"""
+
+
+def _drive(tmp_path: Path, ending: str, **env: str) -> process.Completed:
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir(exist_ok=True)
+    for name, text in (("docker", FAKE_DOCKER), ("dockerd", FAKE_DOCKERD)):
+        (bin_dir / name).write_text(text)
+        (bin_dir / name).chmod(0o755)
+    env = {"FAKE_STATE": str(tmp_path), "TEST_SH": str(TEST_SH), "CI": "", **env}
+    return process.run(["bash", "-c", DRIVER + ending], env=env, timeout=60)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+
+
+needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="scripts/test.sh starts dockerd as root")
+
+
+@needs_root
+@pytest.mark.parametrize(
+    ("ending", "code"), [("exit 3", 3), ("kill -TERM $$; sleep 5", 143), ("kill -INT $$", 130)]
+)
+def test_script_starts_dockerd_when_none_answers_and_stops_it_on_any_exit(
+    tmp_path: Path, ending: str, code: int
+) -> None:
+    done = _drive(tmp_path, ending)
+
+    pid = int((tmp_path / "dockerd.pid").read_text())
+    assert done.returncode == code, done.stderr
+    assert f"started={pid}" in done.stdout
+    assert "starting dockerd" in done.stderr and f"stopping dockerd {pid}" in done.stderr
+    assert (tmp_path / "stopped").read_text() == "stopped\n"
+    assert not _alive(pid)
+
+
+@needs_root
+def test_script_leaves_a_daemon_it_did_not_start_alone(tmp_path: Path) -> None:
+    (tmp_path / "up").touch()
+
+    done = _drive(tmp_path, "exit 0")
+
+    assert done.returncode == 0
+    assert "started=\n" in done.stdout
+    assert "already answers" in done.stderr and "stopping" not in done.stderr
+    assert not (tmp_path / "dockerd.pid").exists()
+
+
+@needs_root
+@pytest.mark.parametrize(("ci", "code"), [("true", 1), ("", 0)])
+def test_script_fails_in_ci_when_dockerd_never_answers(tmp_path: Path, ci: str, code: int) -> None:
+    done = _drive(tmp_path, "echo went-on", CI=ci, FAKE_NEVER_READY="1", WAIT="1")
+
+    pid = int((tmp_path / "dockerd.pid").read_text())
+    assert done.returncode == code
+    assert "dockerd did not answer within 1 s" in done.stderr
+    assert ("went-on" in done.stdout) == (code == 0)
+    if ci:
+        assert "CI=true and dockerd did not answer" in done.stderr
+        assert "integration tests must run in CI" in done.stderr
+    else:
+        assert "WARNING" in done.stderr and "integration tests will be skipped" in done.stderr
+    assert not _alive(pid)  # the one it started is stopped either way
+
+
+@pytest.mark.parametrize(
+    ("version", "has_buildx", "expected"),
+    [("20.10.24+dfsg1", False, True), ("28.2.2", False, False), ("28.2.2", True, True)],
+)
+def test_script_picks_only_a_buildkit_capable_cli(
+    tmp_path: Path, version: str, has_buildx: bool, expected: bool
+) -> None:
+    cli = tmp_path / "docker"
+    buildx = "0" if has_buildx else "1"
+    cli.write_text(
+        f'#!/bin/sh\n[ "$1" = --version ] && echo "Docker version {version}, build x" && exit 0\n'
+        f'[ "$1" = buildx ] && exit {buildx}\nexit 1\n'
+    )
+    cli.chmod(0o755)
+
+    done = process.run(
+        ["bash", "-c", 'source "$TEST_SH"; can_buildkit "$CLI" && echo yes || echo no'],
+        env={"TEST_SH": str(TEST_SH), "CLI": str(cli)},
+        timeout=30,
+    )
+
+    assert done.stdout.strip() == ("yes" if expected else "no")
