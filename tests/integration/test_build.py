@@ -1,0 +1,364 @@
+"""`imagekit build` against the real daemon, BuildKit, and git remotes in tmp_path.
+
+Each test gets its own workspace: a frappe remote (branch version-15), an app on a release tag whose
+URL carries ``${DE_MACRS_PAT}`` (a random canary token), and an app following a moving branch.
+The test Containerfiles live in tests/fixtures/build/ and keep only sha256 of apps.json in the
+image, never apps.json or the token.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import secrets
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from frappe_imagekit import process
+from frappe_imagekit.appsjson import inject
+from frappe_imagekit.build import fingerprint
+from tests.support import dockerd
+from tests.support.cli import invoke
+from tests.support.githttp import Remote, make_remote
+from tests.support.workspace import make_workspace
+
+pytestmark = pytest.mark.integration
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "build"
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@dataclass
+class BuildWorkspace:
+    root: Path
+    frappe: Remote
+    app: Remote
+    moving: Remote
+    image: str
+    canary: str
+    nonce: str
+    docker: str
+
+    def containerfile(self, name: str, *, sleep: bool = False) -> Path:
+        """Copy a fixture Containerfile into the workspace, unique to this test (no shared cache)."""
+        text = (FIXTURES / name).read_text().replace("@NONCE@", self.nonce)
+        target = self.root / name
+        target.write_text(text.replace("@SLEEP@", "&& sleep 2" if sleep else ""))
+        return target
+
+    def set_version(self, version: str) -> None:
+        env = self.root / ".env"
+        env.write_text(
+            re.sub(r"(?m)^DE_SITE_VERSION=.*$", f"DE_SITE_VERSION={version}", env.read_text())
+        )
+
+    def apps(self) -> list[dict[str, str]]:
+        return json.loads((self.root / "apps.json").read_text())
+
+    def injected_sha256(self) -> str:
+        text = inject(self.apps(), {"DE_MACRS_PAT": self.canary}).text
+        return hashlib.sha256(text.encode()).hexdigest()
+
+    def manifest(self, version: str) -> dict:
+        return json.loads((self.root / "builds" / f"{version}.json").read_text())
+
+    def image_id(self, ref: str) -> str | None:
+        done = dockerd.docker(self.docker, "image", "inspect", "--format", "{{.Id}}", ref,
+                              check=False, timeout=60)  # fmt: skip
+        return done.stdout.strip() if done.returncode == 0 else None
+
+    def cat(self, ref: str, path: str) -> str:
+        return dockerd.docker(self.docker, "run", "--rm", ref, "cat", path, timeout=60).stdout
+
+    def tags(self) -> list[str]:
+        done = dockerd.docker(self.docker, "images", "--format", "{{.Repository}}:{{.Tag}}",
+                              self.image, timeout=60)  # fmt: skip
+        return sorted(done.stdout.split())
+
+
+@pytest.fixture
+def bws(
+    tmp_path: Path, busybox_image: str, docker_daemon: str, unique_name, monkeypatch
+) -> Iterator[BuildWorkspace]:
+    monkeypatch.setenv("IMAGEKIT_DOCKER", docker_daemon)
+    remotes = tmp_path / "remotes"
+    frappe = make_remote(remotes, "frappe", tags=(), annotated=(), branches=("version-15",))
+    app = make_remote(remotes, "de_macrs", tags=("v0.0.4",), annotated=("v0.0.4",), branches=())
+    moving = make_remote(remotes, "de_customs", tags=(), annotated=(), branches=("develop",))
+    canary = "ghp_" + secrets.token_hex(18)
+    name = unique_name("build")
+    image = f"imagekit-test/{name}"
+    root = make_workspace(
+        tmp_path / "ws",
+        env={"FRAPPE_PATH": frappe.url, "IMAGE_NAME": image, "DE_MACRS_PAT": canary},
+        apps=[
+            {"url": "file://${DE_MACRS_PAT}@" + str(app.bare), "branch": "v0.0.4"},
+            {"url": moving.url, "branch": "develop"},
+        ],
+    )
+    ws = BuildWorkspace(root, frappe, app, moving, image, canary, name, docker_daemon)
+    yield ws
+    for ref in ws.tags():
+        dockerd.docker(docker_daemon, "rmi", "-f", ref, check=False, timeout=120)
+
+
+def _assert_no_canary(ws: BuildWorkspace, *texts: str) -> None:
+    for text in texts:
+        assert ws.canary not in text
+    for path in (ws.root / "builds").iterdir():
+        assert ws.canary not in path.read_text(errors="replace"), path.name
+
+
+def _cached_steps(log: str) -> dict[str, bool]:
+    """BuildKit plain output: step title -> whether it was CACHED."""
+    titles: dict[str, str] = {}
+    cached: set[str] = set()
+    for line in log.splitlines():
+        if match := re.match(r"#(\d+) (\[.*)$", line):
+            titles.setdefault(match.group(1), match.group(2))
+        elif match := re.match(r"#(\d+) CACHED$", line):
+            cached.add(match.group(1))
+    return {title: number in cached for number, title in titles.items()}
+
+
+def _step(steps: dict[str, bool], needle: str) -> bool:
+    found = [cached for title, cached in steps.items() if needle in title]
+    assert len(found) == 1, (needle, steps)
+    return found[0]
+
+
+class ProcWatch(threading.Thread):
+    """Reads every /proc/<pid>/cmdline while a build runs: the canary must never be there."""
+
+    def __init__(self, canary: str, tag: str) -> None:
+        super().__init__(daemon=True)
+        self.canary, self.tag = canary.encode(), tag.encode()
+        self.hits: list[str] = []
+        self.docker_builds: set[int] = set()
+        self._done = threading.Event()
+
+    def run(self) -> None:
+        while not self._done.is_set():
+            for pid in (p for p in os.listdir("/proc") if p.isdigit()):
+                try:
+                    cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+                except OSError:
+                    continue
+                if self.canary in cmdline:
+                    self.hits.append(cmdline.decode(errors="replace"))
+                if b"\0build\0" in cmdline and self.tag in cmdline and b"docker" in cmdline:
+                    self.docker_builds.add(int(pid))
+            time.sleep(0.02)
+
+    def stop(self) -> None:
+        self._done.set()
+        self.join(timeout=5)
+
+
+# ---------------------------------------------------------------- secret mode, end to end
+
+
+def test_secret_build_reaches_apps_json_and_the_token_is_nowhere(bws: BuildWorkspace) -> None:
+    containerfile = bws.containerfile("secret.Containerfile", sleep=True)
+    watch = ProcWatch(bws.canary, f"{bws.image}:v1.0.0")
+    watch.start()
+    try:
+        done = process.run(
+            [sys.executable, "-m", "frappe_imagekit", "build", "-w", str(bws.root),
+             "--containerfile", str(containerfile), "--progress", "plain"],
+            cwd=str(ROOT), timeout=180,
+        )  # fmt: skip
+    finally:
+        watch.stop()
+
+    assert done.returncode == 0, done.stderr
+    assert watch.docker_builds, "the docker build process was never seen in /proc"
+    assert watch.hits == []
+    ref = f"{bws.image}:v1.0.0"
+    assert bws.cat(ref, "/apps.sha256").split()[0] == bws.injected_sha256()
+    manifest = bws.manifest("v1.0.0")
+    assert manifest["status"] == "succeeded"
+    assert manifest["image"]["ref"] == ref and manifest["image"]["id"] == bws.image_id(ref)
+    assert manifest["frappe"]["sha"] == bws.frappe.branches["version-15"]
+    assert [(a["name"], a["ref"], a["sha"]) for a in manifest["apps"]] == [
+        ("de_macrs", "v0.0.4", bws.app.tags["v0.0.4"]),
+        ("de_customs", "develop", bws.moving.branches["develop"]),
+    ]
+    assert manifest["apps"][0]["url"] == f"file://{bws.app.bare}"  # token-free
+    assert (
+        manifest["build_args"]["CACHE_BUST"]
+        == manifest["fingerprint"]
+        == fingerprint(bws.frappe.branches["version-15"], manifest["apps"])
+    )
+    assert manifest["containerfile"]["apps_json_mode"] == "secret"
+    assert manifest["containerfile"]["content"] == containerfile.read_text()
+    assert manifest["leak_scan"]["status"] == "clean"
+    labels = json.loads(
+        dockerd.docker(
+            bws.docker, "image", "inspect", "--format", "{{json .Config.Labels}}", ref
+        ).stdout  # fmt: skip
+    )
+    assert labels["org.opencontainers.image.version"] == "v1.0.0"
+    assert labels["org.opencontainers.image.base.name"] == "imagekit-test/busybox:1"
+    assert labels["io.imagekit.fingerprint"] == manifest["fingerprint"]
+    assert json.loads(labels["io.imagekit.apps"])[0] == {
+        "name": "frappe", "ref": "version-15", "sha": bws.frappe.branches["version-15"],
+    }  # fmt: skip
+    log = (bws.root / "builds" / "v1.0.0.log").read_text()
+    assert "bench init" in log and "writing image" in log
+    assert "#" in done.stderr and "Built " + ref in done.stdout
+    _assert_no_canary(bws, done.stdout, done.stderr)
+
+
+# ---------------------------------------------------------------- build-arg mode
+
+
+def test_base64_mode_reaches_the_build_and_warns_about_history(bws: BuildWorkspace) -> None:
+    containerfile = bws.containerfile("base64.Containerfile")
+
+    result = invoke("build", "-w", str(bws.root), "--containerfile", str(containerfile), "--json")
+
+    assert result.exit_code == 0, result.stderr
+    assert "stores the token in the image history" in result.stderr
+    assert "RUN --mount=type=secret,id=apps_json" in result.stderr
+    manifest = json.loads(result.stdout)
+    assert manifest == bws.manifest("v1.0.0")
+    assert manifest["containerfile"]["apps_json_mode"] == "build-arg"
+    assert bws.cat(f"{bws.image}:v1.0.0", "/apps.sha256").split()[0] == bws.injected_sha256()
+    _assert_no_canary(bws, result.stdout, result.stderr)
+
+
+def test_a_containerfile_that_never_reads_apps_json_is_refused(bws: BuildWorkspace) -> None:
+    containerfile = bws.containerfile("no-apps.Containerfile")
+    result = invoke("build", "-w", str(bws.root), "--containerfile", str(containerfile))
+    assert result.exit_code == 1
+    assert "this Containerfile never reads apps.json" in result.stderr
+    assert bws.tags() == []
+
+
+def test_dry_run_prints_the_plan_and_builds_nothing(bws: BuildWorkspace) -> None:
+    containerfile = bws.containerfile("secret.Containerfile")
+    result = invoke("build", "-w", str(bws.root), "--containerfile", str(containerfile),
+                    "--dry-run")  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    assert "--secret id=apps_json,env=IMAGEKIT_APPS_JSON" in result.stdout
+    assert f"--tag {bws.image}:v1.0.0" in result.stdout
+    assert bws.tags() == [] and not (bws.root / "builds").exists()
+    assert bws.canary not in result.stdout + result.stderr
+
+
+# ---------------------------------------------------------------- tag guard
+
+
+def test_tag_guard_refuses_and_force_keeps_the_old_image(bws: BuildWorkspace) -> None:
+    containerfile = str(bws.containerfile("secret.Containerfile"))
+    first = invoke("build", "-w", str(bws.root), "--containerfile", containerfile)
+    assert first.exit_code == 0, first.stderr
+    old_id = bws.image_id(f"{bws.image}:v1.0.0")
+
+    again = invoke("build", "-w", str(bws.root), "--containerfile", containerfile)
+    assert again.exit_code == 6
+    assert f"{bws.image}:v1.0.0 exists locally" in again.stderr
+    assert "DE_SITE_VERSION=v1.0.1" in again.stderr
+
+    forced = invoke("build", "-w", str(bws.root), "--containerfile", containerfile, "--force",
+                    "--no-cache")  # fmt: skip
+    assert forced.exit_code == 0, forced.stderr
+    kept = f"{bws.image}:v1.0.0-replaced-{old_id.removeprefix('sha256:')[:12]}"
+    assert bws.image_id(kept) == old_id
+    new = bws.manifest("v1.0.0")
+    assert new["image"]["replaced"] == kept
+    assert bws.image_id(f"{bws.image}:v1.0.0") == new["image"]["id"] != old_id
+    retired = list((bws.root / "builds").glob("v1.0.0.replaced-*.json"))
+    assert len(retired) == 1
+    assert json.loads(retired[0].read_text())["status"] == "replaced"
+
+
+def test_history_alone_also_guards_the_version(bws: BuildWorkspace) -> None:
+    containerfile = str(bws.containerfile("secret.Containerfile"))
+    assert invoke("build", "-w", str(bws.root), "--containerfile", containerfile).exit_code == 0
+    dockerd.docker(bws.docker, "rmi", f"{bws.image}:v1.0.0", timeout=60)
+    again = invoke("build", "-w", str(bws.root), "--containerfile", containerfile)
+    assert again.exit_code == 6
+    assert "is in the build history" in again.stderr and "v1.0.1" in again.stderr
+
+
+# ---------------------------------------------------------------- CACHE_BUST
+
+
+def test_cache_bust_reruns_bench_init_only_when_a_sha_moves(bws: BuildWorkspace) -> None:
+    containerfile = str(bws.containerfile("secret.Containerfile"))
+
+    def build(version: str) -> dict[str, bool]:
+        bws.set_version(version)
+        result = invoke("build", "-w", str(bws.root), "--containerfile", containerfile)
+        assert result.exit_code == 0, result.stderr
+        return _cached_steps((bws.root / "builds" / f"{version}.log").read_text())
+
+    first = build("v1.0.0")
+    assert _step(first, "bench init") is False
+    second = build("v1.0.1")
+    assert _step(second, "early step") is True and _step(second, "bench init") is True
+    assert bws.manifest("v1.0.1")["fingerprint"] == bws.manifest("v1.0.0")["fingerprint"]
+
+    moved = bws.moving.commit("upstream moved", branch="develop")
+    third = build("v1.0.2")
+
+    assert _step(third, "early step") is True
+    assert _step(third, "bench init") is False
+    manifest = bws.manifest("v1.0.2")
+    assert manifest["apps"][1]["sha"] == moved
+    assert manifest["fingerprint"] != bws.manifest("v1.0.1")["fingerprint"]
+    assert manifest["build_args"]["CACHE_BUST"] == manifest["fingerprint"]
+
+
+# ---------------------------------------------------------------- failures
+
+
+@pytest.mark.parametrize("name", ["leaky-copy.Containerfile", "leaky-arg.Containerfile"])
+def test_a_leaky_containerfile_fails_the_build_and_loses_its_tag(
+    bws: BuildWorkspace, name: str
+) -> None:
+    containerfile = bws.containerfile(name)
+    result = invoke("build", "-w", str(bws.root), "--containerfile", str(containerfile))
+
+    assert result.exit_code == 5, result.stderr
+    assert "the leak scan found a secret" in result.stderr
+    assert bws.image_id(f"{bws.image}:v1.0.0") is None
+    assert not (bws.root / "builds" / "v1.0.0.json").exists()  # the version is not reserved
+    failed = list((bws.root / "builds").glob("v1.0.0.failed-*.json"))
+    assert len(failed) == 1
+    record = json.loads(failed[0].read_text())
+    assert record["status"] == "failed" and record["leak_scan"]["status"] == "leak"
+    assert record["leak_scan"]["findings"]
+    _assert_no_canary(bws, result.stdout, result.stderr)
+
+
+def test_a_failing_build_leaves_a_failed_record_and_frees_the_version(bws: BuildWorkspace) -> None:
+    containerfile = bws.root / "broken.Containerfile"
+    containerfile.write_text(
+        "FROM imagekit-test/busybox:1\nARG CACHE_BUST\n"
+        f"RUN --mount=type=secret,id=apps_json,target=/a.json echo {bws.nonce} && false\n"
+    )
+    result = invoke("build", "-w", str(bws.root), "--containerfile", str(containerfile))
+
+    assert result.exit_code == 4
+    assert "docker build of" in result.stderr and "failed (exit 1)" in result.stderr
+    failed = list((bws.root / "builds").glob("v1.0.0.failed-*.json"))
+    assert len(failed) == 1
+    record = json.loads(failed[0].read_text())
+    assert record["status"] == "failed" and "failed (exit 1)" in record["error"]
+    assert (bws.root / "builds" / record["log_file"]).exists()
+    assert not (bws.root / "builds" / "v1.0.0.json").exists()
+    containerfile.write_text(containerfile.read_text().replace(" && false", ""))
+    retry = invoke("build", "-w", str(bws.root), "--containerfile", str(containerfile))
+    assert retry.exit_code == 0, retry.stderr
+    _assert_no_canary(bws, result.stdout, result.stderr)
