@@ -236,6 +236,10 @@ def classify_failure(
         return GitTimeoutError(
             f"no answer from {url} within {timeout:g} s: check the network or the server."
         )
+    if _UNREACHABLE_HINTS.search(low):
+        return GitUnreachableError(
+            f"cannot reach {url} ({_last_line(text)}): check the URL and the network."
+        )
     if _AUTH_HINTS.search(low):
         if token_var:
             return GitAuthError(
@@ -245,10 +249,6 @@ def classify_failure(
         return GitAuthError(
             f"authentication refused by {url}: the repository needs a token; write the URL as "
             "https://${VAR}@host/org/repo and set VAR in .env."
-        )
-    if _UNREACHABLE_HINTS.search(low):
-        return GitUnreachableError(
-            f"cannot reach {url} ({_last_line(text)}): check the URL and the network."
         )
     if _NOT_FOUND_HINTS.search(low):
         hint = f", or whether {token_var} has access to it" if token_var else ""
