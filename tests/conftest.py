@@ -16,17 +16,14 @@ from __future__ import annotations
 
 import os
 import secrets
-import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:  # `pytest` (not `python -m pytest`) from anywhere
-    sys.path.insert(0, str(ROOT))
+from tests.support import baseimage, dockerd
 
-from tests.support import baseimage, dockerd  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 INTEGRATION_DIR = ROOT / "tests" / "integration"
 _CI_FAILURES: list[str] = []
