@@ -48,7 +48,7 @@ class BuildWorkspace:
     docker: str
 
     def containerfile(self, name: str, *, sleep: bool = False) -> Path:
-        """Copy a fixture Containerfile into the workspace, unique to this test (no shared cache)."""
+        """Copy a fixture Containerfile into the workspace, unique to this test (own cache)."""
         text = (FIXTURES / name).read_text().replace("@NONCE@", self.nonce)
         target = self.root / name
         target.write_text(text.replace("@SLEEP@", "&& sleep 2" if sleep else ""))
