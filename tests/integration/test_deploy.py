@@ -1,0 +1,291 @@
+"""imagekit deploy on this machine: real dockerd, real docker-compose, the fake bench image."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from frappe_imagekit.cli.main import _load_commands, app
+from frappe_imagekit.deploy import DeployFailed, deploy
+from frappe_imagekit.errors import ExitCode
+from frappe_imagekit.runner import LocalRunner, this_host
+from tests.support.benchimage.fixtures import (  # noqa: F401 - fixtures
+    Project,
+    bench_image,
+    options,
+    project,
+    workspace,
+)
+
+CONFIG_FILES = "com.docker.compose.project.config_files"
+FAILING_PATCH = "myapp.patches.v1_0.fix_invoices #2024-05-01"
+ROOT = Path(__file__).resolve().parents[2]
+
+_load_commands()
+
+
+def cli(*args: str):  # type: ignore[no-untyped-def]
+    return CliRunner().invoke(app, list(args))
+
+
+def run_deploy(project: Project, version: str = "v1", **kwargs):  # type: ignore[no-untyped-def]
+    return deploy(LocalRunner(), workspace(project), options(project, version, **kwargs))
+
+
+def test_happy_path_two_sites_then_upgrade(project: Project):
+    first = run_deploy(project, "v1")
+    assert first.result == "succeeded" and first.exit_code == 0
+    assert [(s.site, s.status, s.backup) for s in first.sites] == [
+        ("a.local", "ok", None),
+        ("b.local", "ok", None),
+    ]
+    assert first.sites[0].apps_not_installed == ["hrms"]
+    services = project.services()
+    assert services["backend"]["Config"]["Image"] == f"{project.repo}:v1"
+    assert services["backend"]["State"]["Status"] == "running"
+    assert services["configurator"]["State"]["ExitCode"] == 0
+
+    second = run_deploy(project, "v2")
+    assert second.result == "succeeded"
+    assert project.services()["backend"]["Config"]["Image"] == f"{project.repo}:v2"
+    for site in second.sites:  # backups taken from the running v1 backend before down
+        assert site.backup.startswith(f"sites/{site.site}/private/backups/")
+        assert (project.folder / site.backup).is_file()
+    assert (project.site_file("a.local", "last_migrate")).is_file()
+
+    records = project.records()
+    assert [r["version"] for r in records] == ["v1", "v2"]
+    record = records[-1]
+    assert record["schema_version"] == 1 and record["result"] == "succeeded"
+    assert record["project"] == project.name and record["host"] == "local"
+    assert record["image"] == f"{project.repo}:v2"
+    assert record["backups"] == [s.backup for s in second.sites]
+    assert {s["site"]: s["status"] for s in record["sites"]} == {"a.local": "ok", "b.local": "ok"}
+    audit = [json.loads(line) for line in project.audit_log.read_text().splitlines()]
+    assert [(a["version"], a["result"]) for a in audit] == [
+        ("v1", "succeeded"),
+        ("v2", "succeeded"),
+    ]
+    assert not project.lock_dir.exists()
+    copy = project.state / "projects" / project.name / "compose.yaml"
+    assert copy.read_text() == project.compose.read_text()
+
+
+def test_failing_patch_names_the_line_exit_code_and_backup(project: Project):
+    assert run_deploy(project, "v1").result == "succeeded"
+    project.site_file("a.local", "fail_patch").write_text(FAILING_PATCH + "\n")
+
+    result = cli(*project.cli_args("--version", "v2"))
+
+    assert result.exit_code == ExitCode.PATCH_FAILED == 9, result.output
+    assert "a.local: FAILED in patch myapp.patches.v1_0.fix_invoices #2024-05-01" in result.output
+    assert "Unknown column 'total_x'" in result.output
+    assert f'run-patch "{FAILING_PATCH}" --force' in result.output
+    assert "--migrate-only" in result.output
+    record = project.records()[-1]
+    assert record["result"] == "patch-failed"
+    assert record["failed_patches"] == [FAILING_PATCH]
+    site_a, site_b = record["sites"]
+    assert (site_a["status"], site_a["failure"], site_b["status"]) == ("failed", "patch", "ok")
+    assert site_a["backup"].endswith("-a_local-database.sql.gz")
+    assert f"restore {site_a['backup']}" in result.output
+    assert not project.lock_dir.exists()
+
+    # fixed: --migrate-only migrates the running backend without down/up
+    project.site_file("a.local", "fail_patch").unlink()
+    backend_before = project.services()["backend"]["Id"]
+    again = cli(*project.cli_args("--version", "v2", "--migrate-only", "--json"))
+    assert again.exit_code == 0, again.output
+    assert project.services()["backend"]["Id"] == backend_before
+    assert project.records()[-1]["result"] == "succeeded"
+
+
+@pytest.mark.parametrize(
+    ("setup", "failure", "exception"),
+    [
+        (
+            "fail_import",
+            "import",
+            "ModuleNotFoundError: No module named 'myapp.patches.v1_0.fix_invoices'",
+        ),
+        (
+            "hold_lock",
+            "lock",
+            "frappe.exceptions.LockTimeoutError: Failed to aquire lock: bench_migrate.",
+        ),
+    ],
+)
+def test_other_migrate_failures_exit_10(project: Project, setup: str, failure: str, exception: str):
+    if setup == "fail_import":
+        project.site_file("b.local", "fail_import").write_text(FAILING_PATCH + "\n")
+    else:
+        (project.sites_dir / ".hold_migrate_lock").write_text("")
+    report = run_deploy(project, "v1")
+    assert report.result == "migrate-failed"
+    assert report.exit_code == ExitCode.MIGRATE_FAILED
+    failed = [s for s in report.sites if s.status == "failed"]
+    assert failed[-1].failure == failure
+    assert failed[-1].exception.startswith(exception)
+    assert failed[-1].failed_patch is None
+
+
+def test_lock_held_is_refused_with_details_then_waited_for(project: Project):
+    project.lock_dir.mkdir(parents=True)
+    holder = {"who": "alice", "when": "2026-11-21T05:00:00+00:00", "host": "local",
+              "version": "v9", "pid": 1, "hostname": this_host()}  # fmt: skip
+    (project.lock_dir / "details.json").write_text(json.dumps(holder))
+
+    result = cli(*project.cli_args("--version", "v1"))
+    assert result.exit_code == ExitCode.LOCKED == 8, result.output
+    assert "locked by alice" in result.output and "deploying v9" in result.output
+    assert (
+        "(pid 1)" in result.output and f"imagekit unlock --project {project.name}" in result.output
+    )
+    assert project.services() == {}  # nothing was touched
+    assert project.lock_dir.is_dir()  # somebody else's lock stays
+
+    # the holder finishes while we wait
+    threading.Timer(1.0, lambda: _rmtree(project.lock_dir)).start()
+    report = run_deploy(project, "v1", lock_wait=20)
+    assert report.result == "succeeded"
+
+
+def test_stale_lock_is_reported_and_cleared_with_unlock(project: Project):
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    project.lock_dir.mkdir(parents=True)
+    holder = {"who": "bob", "when": "2026-11-21T05:00:00+00:00", "host": "local",
+              "version": "v1", "pid": dead.pid, "hostname": this_host()}  # fmt: skip
+    (project.lock_dir / "details.json").write_text(json.dumps(holder))
+
+    result = cli(*project.cli_args("--version", "v1", "--lock-wait", "30"))
+    assert result.exit_code == ExitCode.LOCKED, result.output
+    assert "stale deploy lock" in result.output and "that process is gone" in result.output
+
+    cleared = cli("unlock", "--project", project.name, "--state-dir", str(project.state))
+    assert cleared.exit_code == 0, cleared.output
+    assert "held by bob" in cleared.output
+    assert not project.lock_dir.exists()
+    assert run_deploy(project, "v1").result == "succeeded"
+
+
+def test_compose_file_edited_between_up_and_down_is_detected(project: Project):
+    assert run_deploy(project, "v1").result == "succeeded"
+    # the operator renames the queue service; a plain `down -f compose.yaml` would leave queue up
+    text = project.compose.read_text().replace("  queue:", "  worker:")
+    project.compose.write_text(text)
+
+    report = run_deploy(project, "v2")
+
+    assert report.result == "succeeded"
+    assert any("changed since the last up" in note for note in report.notes)
+    services = project.services()
+    assert set(services) == {"configurator", "backend", "worker"}
+    assert services["worker"]["Config"]["Image"] == f"{project.repo}:v2"
+
+
+def test_containers_started_by_another_file_stop_the_deploy(project: Project):
+    other = project.folder / "other.yaml"
+    other.write_text(project.compose.read_text())
+    env = {"CUSTOM_IMAGE": project.repo, "CUSTOM_TAG": "v1"}
+    subprocess.run(
+        ["docker-compose", "-p", project.name, "-f", str(other), "up", "-d"],
+        env={**os.environ, **env}, check=True, capture_output=True,
+    )  # fmt: skip
+    with pytest.raises(DeployFailed) as info:
+        run_deploy(project, "v1")
+    assert info.value.exit_code == ExitCode.DEPLOY_FAILED
+    assert f"were started with {other} and imagekit has no record" in str(info.value)
+
+    forced = run_deploy(project, "v2", force=True)  # down with the label's file, then up
+    assert forced.result == "succeeded"
+    services = project.services()
+    assert services["backend"]["Config"]["Labels"][CONFIG_FILES] == str(project.compose)
+
+
+def test_recorded_file_differs_from_running_labels(project: Project):
+    assert run_deploy(project, "v1").result == "succeeded"
+    other = project.folder / "other.yaml"
+    other.write_text(project.compose.read_text())
+    env = {"CUSTOM_IMAGE": project.repo, "CUSTOM_TAG": "v1"}
+    subprocess.run(
+        ["docker-compose", "-p", project.name, "-f", str(other), "up", "-d", "--force-recreate"],
+        env={**os.environ, **env}, check=True, capture_output=True,
+    )  # fmt: skip
+
+    result = cli(*project.cli_args("--version", "v2"))
+    assert result.exit_code == ExitCode.DEPLOY_FAILED, result.output
+    assert f"were started with {other}" in result.output and "--force" in result.output
+    assert project.services()["backend"]["Config"]["Image"] == f"{project.repo}:v1"
+
+    forced = run_deploy(project, "v2", force=True)
+    assert forced.result == "succeeded"
+    assert project.services()["backend"]["Config"]["Image"] == f"{project.repo}:v2"
+
+
+def test_missing_image_fails_before_anything_stops(project: Project):
+    assert run_deploy(project, "v1").result == "succeeded"
+    backend = project.services()["backend"]["Id"]
+    with pytest.raises(DeployFailed) as info:
+        run_deploy(project, "v404")
+    assert info.value.exit_code == ExitCode.NOT_FOUND
+    assert f"{project.repo}:v404 is not on this machine" in str(info.value)
+    assert project.services()["backend"]["Id"] == backend
+    assert project.records()[-1]["result"] == "failed"
+    assert not project.lock_dir.exists()
+
+
+def test_crashing_service_shows_its_logs(project: Project):
+    text = project.compose.read_text().replace(
+        '"echo configured; ls sites"', '"echo config broken >&2; exit 3"'
+    )
+    project.compose.write_text(text)
+    with pytest.raises(DeployFailed) as info:
+        run_deploy(project, "v1")
+    message = str(info.value)
+    assert info.value.exit_code == ExitCode.DEPLOY_FAILED
+    assert "service configurator" in message and "exited with code 3" in message
+    assert "config broken" in message
+
+
+def test_dry_run_changes_nothing(project: Project):
+    result = cli(*project.cli_args("--version", "v1", "--dry-run", "--json"))
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["result"] == "dry-run"
+    assert project.services() == {}
+    assert not (project.ws / "deploys").exists()
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_interrupt_during_migrate_releases_lock_and_records(project: Project, sig: int):
+    project.site_file("a.local", "slow_migrate").write_text("30\n")
+    argv = [sys.executable, "-m", "frappe_imagekit", *project.cli_args("--version", "v1")]
+    proc = subprocess.Popen(argv, stderr=subprocess.PIPE, stdout=subprocess.PIPE, cwd=ROOT)
+    assert proc.stderr is not None
+    deadline = time.monotonic() + 60
+    for raw in proc.stderr:
+        if b"Migrating a.local" in raw or time.monotonic() > deadline:
+            break
+    assert project.lock_dir.is_dir()
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == ExitCode.INTERRUPTED == 130, err
+    assert not project.lock_dir.exists()
+    record = project.records()[-1]
+    assert record["result"] == "interrupted"
+    assert "interrupted" in project.audit_log.read_text()
+
+
+def _rmtree(path: Path) -> None:
+    import shutil
+
+    shutil.rmtree(path, ignore_errors=True)

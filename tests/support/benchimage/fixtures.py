@@ -1,0 +1,134 @@
+"""pytest fixtures shared by the deploy integration tests (import them into a test module).
+
+``bench_image``: the fake bench image (session). ``project``: a compose project in tmp_path with
+two sites, an image repository with tags v1 and v2, a workspace with IMAGE_NAME in .env and a
+state folder; everything it started (containers, tags) is removed after the test.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from frappe_imagekit import process
+from tests.support.benchimage import build_fake_bench, write_project
+
+DOCKER = "docker"  # the CLI deploy itself uses (first on PATH)
+
+
+def docker(*args: str, check: bool = True, docker_host: str | None = None) -> process.Completed:
+    env = {"DOCKER_HOST": docker_host} if docker_host else None
+    done = process.run([DOCKER, *args], env=env, timeout=120)
+    if check and done.returncode != 0:
+        raise AssertionError(f"docker {' '.join(args)} failed: {done.stderr}")
+    return done
+
+
+def containers(project: str, docker_host: str | None = None) -> list[dict]:
+    ids = docker(
+        "ps", "-aq", "--filter", f"label=com.docker.compose.project={project}",
+        docker_host=docker_host,
+    ).stdout.split()  # fmt: skip
+    if not ids:
+        return []
+    return json.loads(docker("inspect", *ids, docker_host=docker_host).stdout)
+
+
+def remove_project(project: str, docker_host: str | None = None) -> None:
+    ids = [c["Id"] for c in containers(project, docker_host)]
+    if ids:
+        docker("rm", "-f", *ids, check=False, docker_host=docker_host)
+
+
+@dataclass
+class Project:
+    name: str
+    folder: Path
+    compose: Path
+    repo: str
+    ws: Path
+    state: Path
+    sites: list[str] = field(default_factory=lambda: ["a.local", "b.local"])
+
+    @property
+    def sites_dir(self) -> Path:
+        return self.folder / "sites"
+
+    def site_file(self, site: str, name: str) -> Path:
+        return self.sites_dir / site / name
+
+    @property
+    def lock_dir(self) -> Path:
+        return self.state / "projects" / self.name / "lock"
+
+    @property
+    def audit_log(self) -> Path:
+        return self.state / "projects" / self.name / "audit.log"
+
+    def records(self) -> list[dict]:
+        folder = self.ws / "deploys"
+        return [json.loads(p.read_text()) for p in sorted(folder.glob("*.json"))]
+
+    def services(self, docker_host: str | None = None) -> dict[str, dict]:
+        return {
+            c["Config"]["Labels"]["com.docker.compose.service"]: c
+            for c in containers(self.name, docker_host)
+        }
+
+    def cli_args(self, *extra: str) -> list[str]:
+        return [
+            "deploy", "--project", self.name, "--compose", str(self.compose),
+            "--state-dir", str(self.state), "-w", str(self.ws), "--up-timeout", "30", *extra,
+        ]  # fmt: skip
+
+
+@pytest.fixture(scope="session")
+def bench_image(busybox_image: str, docker_daemon: str) -> str:
+    return build_fake_bench(docker_daemon)
+
+
+@pytest.fixture
+def project(
+    tmp_path: Path, unique_name: Callable[[str], str], bench_image: str
+) -> Iterator[Project]:
+    name = unique_name("deploy")
+    folder = tmp_path / "srv"
+    compose = write_project(folder)
+    repo = f"{name}/bench"
+    for tag in ("v1", "v2"):
+        docker("tag", bench_image, f"{repo}:{tag}")
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    (ws / ".env").write_text(f"IMAGE_NAME={repo}\n")
+    proj = Project(name, folder, compose, repo, ws, tmp_path / "state")
+    yield proj
+    remove_project(name)
+    docker("rmi", f"{repo}:v1", f"{repo}:v2", check=False)
+
+
+def options(project: Project, version: str = "v1", **kwargs):  # type: ignore[no-untyped-def]
+    from frappe_imagekit.deploy import DeployOptions
+
+    return DeployOptions(
+        project=project.name,
+        compose_file=str(project.compose),
+        image=project.repo,
+        version=version,
+        state_dir=str(project.state),
+        up_timeout=30,
+        **kwargs,
+    )
+
+
+def workspace(project: Project):  # type: ignore[no-untyped-def]
+    from frappe_imagekit.workspace import Workspace
+
+    return Workspace.at(project.ws)
+
+
+__all__ = ["bench_image", "project", "Project", "options", "workspace", "os"]
