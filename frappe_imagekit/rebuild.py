@@ -399,7 +399,7 @@ def _guard_target(plan: RebuildPlan, options: RebuildOptions) -> str | None:
     if options.force:
         return str(existing["Id"])
     same = existing.get("Id") == (plan.original.get("image") or {}).get("id")
-    what = "the original image" if same else f"an image ({short})"
+    what = f"image {short}" + (", the original build" if same else "")
     raise TagExistsError(
         f"{plan.ref} still exists ({what}), so there is nothing to rebuild: pass --tag "
         f"{plan.version}-rebuilt to build beside it, or --force to rebuild it and keep the old "

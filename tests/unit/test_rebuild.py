@@ -255,7 +255,11 @@ def test_existing_image_is_refused_unless_force_or_tag(tmp_path, remotes, server
     with pytest.raises(TagExistsError) as caught:
         rebuild.plan_rebuild(ws, "v1.0.0", rebuild.RebuildOptions())
     assert caught.value.exit_code == ExitCode.TAG_EXISTS
-    assert caught.value.message.startswith(f"{IMAGE}:v1.0.0 still exists (the original image)")
+    short = original_id.removeprefix("sha256:")[:12]
+    assert caught.value.message.startswith(
+        f"{IMAGE}:v1.0.0 still exists (image {short}, the original build)"
+    )
+    assert f"keep the old image as {IMAGE}:v1.0.0-replaced-{short}." in caught.value.message
     assert "--tag v1.0.0-rebuilt" in caught.value.message and "--force" in caught.value.message
     forced = rebuild.plan_rebuild(ws, "v1.0.0", rebuild.RebuildOptions(force=True))
     assert forced.existing_image_id == original_id
