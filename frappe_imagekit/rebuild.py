@@ -288,13 +288,22 @@ def plan_rebuild(ws: Workspace, version: str, options: RebuildOptions) -> Rebuil
         if unbuildable and options.allow_drift:
             raise drift_error(DriftReport(unbuildable), version)
         raise drift_error(drift, version)
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     build_plan = _build_plan(ws, original, drift, env, options)
-    rebuild_id = f"{version}.rebuild-{stamp}"
+    rebuild_id = _free_rebuild_id(ws, version)
     plan = RebuildPlan(version, original, path.name, drift, build_plan, rebuild_id)
     plan.notes = [p.message for p in drift.pins if p.status != SAME]
     plan.existing_image_id = _guard_target(plan, options)
     return plan
+
+
+def _free_rebuild_id(ws: Workspace, version: str) -> str:
+    """``<version>.rebuild-<UTC>``, with a counter when two rebuilds start in one second."""
+    base = f"{version}.rebuild-{datetime.now(UTC).strftime('%Y%m%dT%H%M%SZ')}"
+    candidate, n = base, 1
+    while list(ws.builds_dir.glob(f"{candidate}.*json")):
+        n += 1
+        candidate = f"{base}-{n}"
+    return candidate
 
 
 def _build_plan(

@@ -212,3 +212,47 @@ def test_build_diff_rebuild_drift_and_a_corrupt_manifest(scene: Scene) -> None:
     rows = [line.split("\t") for line in broken.stdout.splitlines()[2:]]
     assert [row[0] for row in rows] == ["v1.0.0", "  ↳ rebuild of v1.0.0"]
     scene.assert_no_canary_in_builds()
+
+
+def test_force_keeps_the_old_image_and_a_failed_rebuild_gives_it_back(scene: Scene) -> None:
+    scene.set(DE_SITE_VERSION="v1.0.0")
+    assert scene.cli("build", "--progress", "plain").exit_code == 0
+    ref = f"{scene.image}:v1.0.0"
+    original_id = scene.inspect(ref)["Id"]
+    short = original_id.removeprefix("sha256:")[:12]
+
+    # --tag: a second image beside the original, which stays where it is
+    beside = scene.cli("rebuild", "v1.0.0", "--tag", "v1.0.0-rebuilt", "--json")
+    assert beside.exit_code == 0, beside.stderr
+    data = json.loads(beside.stdout)
+    assert data["manifest"]["image"]["ref"] == f"{scene.image}:v1.0.0-rebuilt"
+    assert data["comparison"]["identical"] is True
+    assert scene.inspect(ref)["Id"] == original_id
+
+    # --force: the rebuild takes the tag, the original keeps a -replaced- tag
+    forced = scene.cli("rebuild", "v1.0.0", "--force", "--progress", "plain")
+    assert forced.exit_code == 0, forced.stderr
+    kept = f"{scene.image}:v1.0.0-replaced-{short}"
+    assert f"The image it replaced is kept as {kept}" in forced.stdout
+    assert scene.inspect(kept)["Id"] == original_id
+    assert scene.inspect(ref)["Id"] != original_id
+    newest = sorted((scene.root / "builds").glob("v1.0.0.rebuild-*.json"))[-1]
+    assert json.loads(newest.read_text())["image"]["replaced"] == kept
+
+    # a rebuild that fails puts the image it displaced back under the tag
+    current_id = scene.inspect(ref)["Id"]
+    manifest_path = scene.root / "builds" / "v1.0.0.json"
+    manifest = json.loads(manifest_path.read_text())
+    manifest["containerfile"]["content"] += "RUN --mount=type=secret,id=apps_json false\n"
+    manifest_path.write_text(json.dumps(manifest))
+    failed = scene.cli("rebuild", "v1.0.0", "--force", "--progress", "plain")
+    assert failed.exit_code == 4, failed.stderr
+    assert "docker build of" in failed.stderr and "failed" in failed.stderr
+    assert scene.inspect(ref)["Id"] == current_id
+    assert f"{scene.image}:v1.0.0-replaced-{current_id.removeprefix('sha256:')[:12]}" not in (
+        scene.tags()
+    )
+    listing = json.loads(scene.cli("history", "--json").stdout)
+    statuses = [r["status"] for r in listing["builds"][0]["rebuilds"]]
+    assert statuses == ["succeeded", "succeeded", "failed"]
+    scene.assert_no_canary_in_builds()
