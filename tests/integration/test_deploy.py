@@ -1,3 +1,4 @@
+# ruff: noqa: F811 - pytest fixtures are parameters of the same name
 """imagekit deploy on this machine: real dockerd, real docker-compose, the fake bench image."""
 
 from __future__ import annotations

@@ -1,0 +1,118 @@
+# ruff: noqa: F811 - pytest fixtures are parameters of the same name
+"""imagekit deploy over SSH (real sshd on 127.0.0.1) and to a second Docker host."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from frappe_imagekit.cli.main import _load_commands, app
+from frappe_imagekit.deploy import deploy
+from frappe_imagekit.errors import ExitCode
+from frappe_imagekit.ssh import SSHRunner
+from tests.support.benchimage.fixtures import (  # noqa: F401 - fixtures
+    Project,
+    bench_image,
+    containers,
+    options,
+    project,
+    remove_project,
+    workspace,
+)
+from tests.support.dockerhost import DockerHost
+from tests.support.sshd import SSHServer
+
+_load_commands()
+
+
+@pytest.fixture(scope="module")
+def sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SSHServer]:
+    server = SSHServer.start(tmp_path_factory.mktemp("sshd"))
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def second_host() -> Iterator[DockerHost]:
+    host = DockerHost.start()
+    yield host
+    host.stop()
+
+
+def ssh_args(sshd: SSHServer, known_hosts: Path | None = None) -> list[str]:
+    return [
+        "--host", sshd.spec, "--known-hosts", str(known_hosts or sshd.known_hosts),
+        "--identity", str(sshd.client_key),
+    ]  # fmt: skip
+
+
+def test_deploy_over_ssh_two_sites(project: Project, sshd: SSHServer):
+    first = CliRunner().invoke(app, project.cli_args("--version", "v1", *ssh_args(sshd), "--json"))
+    assert first.exit_code == 0, first.output
+    report = json.loads(first.stdout)
+    assert report["result"] == "succeeded" and report["host"] == f"root@127.0.0.1:{sshd.port}"
+    assert [s["status"] for s in report["sites"]] == ["ok", "ok"]
+
+    project.site_file("b.local", "fail_patch").write_text(
+        'execute:frappe.delete_doc_if_exists("Page", "old page")\n'
+    )
+    second = CliRunner().invoke(app, project.cli_args("--version", "v2", *ssh_args(sshd)))
+    assert second.exit_code == ExitCode.PATCH_FAILED, second.output
+    assert 'b.local: FAILED in patch execute:frappe.delete_doc_if_exists("Page", "old page")' in (
+        second.output
+    )
+    audit = [json.loads(line) for line in project.audit_log.read_text().splitlines()]
+    assert [(a["version"], a["result"]) for a in audit] == [
+        ("v1", "succeeded"),
+        ("v2", "patch-failed"),
+    ]
+    assert audit[-1]["failed_patches"] == [
+        'execute:frappe.delete_doc_if_exists("Page", "old page")'
+    ]
+    assert not project.lock_dir.exists()
+
+
+def test_unknown_host_key_is_refused_before_anything(project: Project, sshd: SSHServer):
+    empty = project.ws / "empty_known_hosts"
+    empty.write_text("")
+    result = CliRunner().invoke(app, project.cli_args("--version", "v1", *ssh_args(sshd, empty)))
+    assert result.exit_code == ExitCode.REMOTE == 7
+    assert "is not known" in result.output and "SHA256:" in result.output
+    changed = CliRunner().invoke(
+        app, project.cli_args("--version", "v1", *ssh_args(sshd, sshd.wrong_known_hosts))
+    )
+    assert changed.exit_code == ExitCode.REMOTE
+    assert "CHANGED" in changed.output
+    assert project.services() == {}
+
+
+def test_image_missing_on_second_host_is_sent_then_deployed(
+    project: Project, sshd: SSHServer, second_host: DockerHost
+):
+    ref = f"{project.repo}:v1"
+    assert second_host.docker("image", "inspect", ref).returncode != 0
+    runner = SSHRunner(
+        sshd.spec,
+        known_hosts=sshd.known_hosts,
+        identity_file=sshd.client_key,
+        docker_host=second_host.url,
+    )
+    events: list[str] = []
+    try:
+        report = deploy(runner, workspace(project), options(project, "v1"), on_event=events.append)
+    finally:
+        runner.close()
+        remove_project(project.name, second_host.url)
+    assert report.result == "succeeded", report
+    assert report.image_sent is True
+    assert any(f"sending {ref}" in e for e in events)
+    assert second_host.docker("image", "inspect", ref).returncode == 0
+    # the transfer happened in preflight, before the lock/down/up window
+    assert list(report.timings)[:2] == ["send_image", "preflight"]
+    assert report.timings["send_image"] <= report.timings["preflight"]
+    assert [s.status for s in report.sites] == ["ok", "ok"]
+    assert containers(project.name) == []  # nothing on the main daemon
