@@ -195,6 +195,7 @@ main() {
     install_packages $(python_packages_needed)
     pick_python
     install_project
+    PATH="$(dirname "$PYTHON"):$PATH"  # `imagekit` and `python` are the tested install
 
     DOCKER=/usr/bin/docker  # Debian's CLI; only used here to ask the daemon
     [[ -x "$DOCKER" ]] || DOCKER="$(command -v docker || true)"
