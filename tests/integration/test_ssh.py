@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from frappe_imagekit.errors import ExitCode, RemoteError
-from frappe_imagekit.ssh import SSHRunner, parse_host, resolve_target
+from frappe_imagekit.ssh import SSHRunner, resolve_target
 from tests.support.sshd import SSHServer
 
 
@@ -111,19 +111,6 @@ def test_ssh_config_supplies_hostname_user_port_identity(sshd: SSHServer, tmp_pa
 def test_keepalive_is_on(runner: SSHRunner):
     transport = runner._client.get_transport()
     assert transport.packetizer._Packetizer__keepalive_interval == 15
-
-
-@pytest.mark.parametrize(
-    ("spec", "expected"),
-    [
-        ("root@server", ("root", "server", None)),
-        ("server:2222", (None, "server", 2222)),
-        ("u@[::1]:2200", ("u", "::1", 2200)),
-        ("u@10.0.0.1", ("u", "10.0.0.1", None)),
-    ],
-)
-def test_parse_host(spec, expected):
-    assert parse_host(spec) == expected
 
 
 def test_unreachable_port_is_a_remote_error(sshd: SSHServer):

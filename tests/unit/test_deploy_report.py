@@ -1,0 +1,116 @@
+"""Choosing the image, next steps, the record and exit codes (pure / tmp_path)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from frappe_imagekit.deploy import (
+    DeployOptions,
+    DeployReport,
+    SiteReport,
+    choose_image,
+    next_steps,
+    record_dict,
+)
+from frappe_imagekit.errors import ExitCode, NotFoundError
+from frappe_imagekit.ssh import parse_host
+from frappe_imagekit.workspace import Workspace
+
+
+def manifest(ws: Path, version: str, created: str, status: str = "succeeded") -> None:
+    (ws / "builds").mkdir(exist_ok=True)
+    data = {
+        "schema_version": 1, "version": version, "status": status, "created": created,
+        "image": {"name": "de/erp", "tag": version, "ref": f"de/erp:{version}"},
+    }  # fmt: skip
+    (ws / "builds" / f"{version}.json").write_text(json.dumps(data))
+
+
+def test_newest_successful_build_is_chosen(tmp_path: Path):
+    manifest(tmp_path, "v1.1.4", "2026-11-01T00:00:00+00:00")
+    manifest(tmp_path, "v1.1.10", "2026-11-20T00:00:00+00:00")
+    manifest(tmp_path, "v1.1.11", "2026-11-21T00:00:00+00:00", status="failed")
+    assert choose_image(Workspace.at(tmp_path), None) == ("de/erp", "v1.1.10")
+    assert choose_image(Workspace.at(tmp_path), "v1.1.4") == ("de/erp", "v1.1.4")
+
+
+def test_without_manifest_the_image_name_comes_from_env(tmp_path: Path):
+    (tmp_path / ".env").write_text("IMAGE_NAME=de/erp-custom\n")
+    assert choose_image(Workspace.at(tmp_path), "v2") == ("de/erp-custom", "v2")
+    with pytest.raises(NotFoundError, match="pass --version"):
+        choose_image(Workspace.at(tmp_path), None)
+
+
+def test_no_image_name_anywhere(tmp_path: Path):
+    with pytest.raises(NotFoundError, match="no IMAGE_NAME"):
+        choose_image(Workspace.at(tmp_path), "v2")
+
+
+def test_next_steps_for_a_failed_patch():
+    opts = DeployOptions(project="erp", compose_file="compose-main.yaml", image="de/erp",
+                         version="v1.1.5")  # fmt: skip
+    site = SiteReport("a.local", status="failed", failure="patch",
+                      failed_patch="app.patches.v1.fix #again",
+                      backup="sites/a.local/private/backups/x-database.sql.gz")  # fmt: skip
+    assert next_steps(opts, site) == [
+        "fix the cause, then run `imagekit deploy --project erp --compose compose-main.yaml "
+        "--version v1.1.5 --migrate-only`",
+        'run only that patch: `bench --site a.local run-patch "app.patches.v1.fix #again" --force`',
+        "or roll back: `bench --site a.local restore "
+        "sites/a.local/private/backups/x-database.sql.gz` and deploy the previous version",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("result", "code"),
+    [
+        ("succeeded", ExitCode.OK),
+        ("patch-failed", ExitCode.PATCH_FAILED),
+        ("migrate-failed", ExitCode.MIGRATE_FAILED),
+        ("failed", ExitCode.DEPLOY_FAILED),
+        ("interrupted", ExitCode.INTERRUPTED),
+    ],
+)
+def test_exit_codes(result: str, code: ExitCode):
+    report = DeployReport("v1", "de/erp:v1", "erp", "local", "root", "2026-11-21T05:00:00+00:00")
+    report.result = result
+    assert report.exit_code == code
+
+
+def test_record_has_the_design_fields():
+    report = DeployReport("v1", "de/erp:v1", "erp", "local", "root", "2026-11-21T05:00:00+00:00")
+    report.sites = [SiteReport("a", "failed", failed_patch="p.q", backup="b.sql.gz")]
+    record = record_dict(report)
+    for key in ("schema_version", "version", "image", "project", "host", "user", "started",
+                "finished", "result", "sites", "error"):  # fmt: skip
+        assert key in record
+    assert record["sites"][0]["failed_patch"] == "p.q"
+    assert record["failed_patches"] == ["p.q"] and record["backups"] == ["b.sql.gz"]
+
+
+@pytest.mark.parametrize(
+    ("spec", "expected"),
+    [
+        ("root@server", ("root", "server", None)),
+        ("server:2222", (None, "server", 2222)),
+        ("u@[::1]:2200", ("u", "::1", 2200)),
+        ("u@10.0.0.1", ("u", "10.0.0.1", None)),
+    ],
+)
+def test_parse_host(spec, expected):
+    assert parse_host(spec) == expected
+
+
+def test_help_does_not_import_paramiko_or_docker():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from frappe_imagekit.cli.main import _load_commands; _load_commands(); "
+        "print(sorted(m for m in ('paramiko', 'docker', 'git') if m in sys.modules))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.stdout.strip() == "[]", done.stderr
