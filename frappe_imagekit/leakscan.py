@@ -17,13 +17,15 @@ name the member that holds a match, without Python work per byte of content.
 from __future__ import annotations
 
 import bisect
+import contextlib
 import json
+import queue
 import re
-import tarfile
+import threading
 import time
 import zlib
 from collections import deque
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Generator, Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from urllib.parse import unquote
 
@@ -31,6 +33,7 @@ from frappe_imagekit.errors import DockerError
 from frappe_imagekit.redact import MASK, Redactor, secret_forms
 
 READ_SIZE = 4 * 1024 * 1024
+PREFETCH_CHUNKS = 8  # up to 32 MB read ahead while the previous chunks are scanned
 MAX_FINDINGS = 50  # a token copied into a thousand files needs the first few places, not all
 _CONTEXT = 24  # bytes of redacted context shown around a match
 _GZIP = b"\x1f\x8b"
@@ -367,8 +370,58 @@ def _meta_name(data: bytes, typeflag: bytes) -> str | None:
 # --- the saved image -------------------------------------------------------------------
 
 
-class ChunkReader:
-    """A read-only file object over an iterator of byte chunks (for tarfile's stream mode)."""
+@contextlib.contextmanager
+def prefetch(chunks: Iterator[bytes], depth: int = PREFETCH_CHUNKS) -> Generator[Iterator[bytes]]:
+    """Read ``chunks`` in a thread so the daemon keeps streaming while we scan.
+
+    Socket reads release the GIL, so reading overlaps scanning; without this the daemon
+    stalls whenever a chunk is being searched (measured: +45% over ``docker save``).
+    """
+    ready: queue.Queue[tuple[bytes | None, BaseException | None]] = queue.Queue(depth)
+    stop = threading.Event()
+
+    def pump() -> None:
+        try:
+            for chunk in chunks:
+                while not stop.is_set():
+                    try:
+                        ready.put((chunk, None), timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    break
+            ready.put((None, None))
+        except BaseException as exc:  # noqa: BLE001 - handed to the consumer
+            ready.put((None, exc))
+        finally:
+            close = getattr(chunks, "close", None)
+            if close:
+                close()
+
+    def consume() -> Iterator[bytes]:
+        while True:
+            chunk, error = ready.get()
+            if error is not None:
+                raise error
+            if chunk is None:
+                return
+            yield chunk
+
+    thread = threading.Thread(target=pump, name="imagekit-save-stream", daemon=True)
+    thread.start()
+    try:
+        yield consume()
+    finally:
+        stop.set()
+        while thread.is_alive():
+            with contextlib.suppress(queue.Empty):
+                ready.get(timeout=0.1)
+        thread.join()
+
+
+class _Pull:
+    """Pulls exact byte counts from an iterator of chunks; hands whole chunks over uncopied."""
 
     def __init__(self, chunks: Iterator[bytes]) -> None:
         self._chunks = chunks
@@ -376,31 +429,70 @@ class ChunkReader:
         self._off = 0
         self.total = 0
 
-    def read(self, size: int = -1) -> bytes:
-        if size is None or size < 0:
-            parts = [self._buf[self._off :], *self._chunks]
-            self._buf, self._off = b"", 0
-            data = b"".join(parts)
-            self.total += len(data)
-            return data
-        if self._off >= len(self._buf):
-            self._buf, self._off = next(self._chunks, b""), 0
-            self.total += len(self._buf)
-            if len(self._buf) <= size:  # the common case: hand the chunk over without copying
-                data, self._buf = self._buf, b""
-                return data
-        parts = []
+    def _more(self) -> bool:
+        chunk = next(self._chunks, b"")
+        self.total += len(chunk)
+        left = self._buf[self._off :]
+        self._buf, self._off = (left + chunk if left else chunk), 0
+        return bool(chunk)
+
+    def exact(self, size: int) -> bytes:
+        while len(self._buf) - self._off < size and self._more():
+            pass
+        data = self._buf[self._off : self._off + size]
+        self._off += len(data)
+        return data
+
+    def pieces(self, size: int) -> Iterator[bytes]:
         while size > 0:
-            if self._off >= len(self._buf):
-                self._buf, self._off = next(self._chunks, b""), 0
-                self.total += len(self._buf)
-                if not self._buf:
-                    break
-            piece = self._buf[self._off : self._off + size]
+            if self._off >= len(self._buf) and not self._more():
+                return
+            avail = len(self._buf) - self._off
+            if self._off == 0 and avail <= size:
+                piece = self._buf
+            else:
+                piece = self._buf[self._off : self._off + size]
             self._off += len(piece)
             size -= len(piece)
-            parts.append(piece)
-        return b"".join(parts)
+            yield piece
+
+
+def iter_tar(pull: _Pull) -> Iterator[tuple[str, bool, Iterator[bytes]]]:
+    """(name, is a regular file, content pieces) for each member of a streamed tar.
+
+    Our own walker rather than ``tarfile``'s stream mode: tarfile copies every byte three
+    times on the way (join, slice, BufferedReader), which cost a third of the scan's CPU.
+    """
+    long_name: str | None = None
+    while True:
+        header = pull.exact(512)
+        if len(header) < 512 or header.count(0) == 512:
+            return
+        if header[148:156].strip(b" \0") and not _checksum_ok(header):
+            raise DockerError(
+                "docker save sent something that is not a tar archive (bad header checksum): "
+                "check the daemon and retry"
+            )
+        size = _octal(header[124:136])
+        typeflag = header[156:157]
+        padding = -size % 512
+        if typeflag in (b"x", b"L"):
+            long_name = _meta_name(pull.exact(size), typeflag) or long_name
+            pull.exact(padding)
+            continue
+        name = long_name or _header_name(header)
+        long_name = None
+        body = pull.pieces(size)
+        yield name, typeflag in (b"0", b"\0", b"7"), body
+        for _ in body:  # whatever the consumer left unread
+            pass
+        pull.exact(padding)
+
+
+def _checksum_ok(header: bytes) -> bool:
+    stored = _octal(header[148:156])
+    blanked = header[:148] + b" " * 8 + header[156:]
+    return stored == sum(blanked)
 
 
 @dataclass
@@ -433,7 +525,8 @@ def scan_image(ref: str, redactor: Redactor) -> ScanResult:
     findings = scan_metadata(attrs, dockerapi.image_history(ref), needles)
     if not needles.atoms:
         return ScanResult(findings, time.perf_counter() - started, 0)
-    state = scan_saved_image(dockerapi.save_stream(ref), needles)
+    with prefetch(dockerapi.save_stream(ref)) as chunks:
+        state = scan_saved_image(chunks, needles)
     findings += _layer_findings(state, bool(findings))
     total = len(findings) + state.hit_count - sum(len(lh.hits) for lh in state.layers)
     shown = findings[:MAX_FINDINGS]
@@ -526,35 +619,20 @@ def _text_excerpt(text: str, offset: int, needles: Needles) -> str:
 def scan_saved_image(chunks: Iterator[bytes], needles: Needles) -> _SaveScan:
     """Scan a ``docker save`` stream: every member, layer tars (plain or gzip) as layers."""
     state = _SaveScan(needles)
-    reader = ChunkReader(iter(chunks))
-    try:
-        with tarfile.open(fileobj=reader, mode="r|", bufsize=READ_SIZE) as outer:
-            for member in outer:
-                if not member.isfile():
-                    continue
-                data = outer.extractfile(member)
-                if data is not None:
-                    _scan_member(state, member.name, data)
-    except tarfile.TarError as exc:
-        raise DockerError(
-            f"docker save sent something that is not a tar archive ({exc}): "
-            "check the daemon and retry"
-        ) from exc
-    state.bytes_scanned = reader.total
+    pull = _Pull(iter(chunks))
+    for name, is_file, body in iter_tar(pull):
+        if is_file:
+            _scan_member(state, name, body)
+    state.bytes_scanned = pull.total
     return state
 
 
-def _read_chunks(data) -> Iterator[bytes]:
-    while True:
-        chunk = data.read(READ_SIZE)
-        if not chunk:
-            return
-        yield chunk
-
-
-def _scan_member(state: _SaveScan, name: str, data) -> None:
-    chunks = _read_chunks(data)
-    first = next(chunks, b"")
+def _scan_member(state: _SaveScan, name: str, body: Iterator[bytes]) -> None:
+    first = b""
+    for piece in body:  # enough bytes to tell a tar (magic at 257) from gzip or JSON
+        first = first + piece if first else piece
+        if len(first) >= 1024:
+            break
     kind = _content_kind(first)
     if kind == "zstd":
         raise DockerError(
@@ -562,11 +640,11 @@ def _scan_member(state: _SaveScan, name: str, data) -> None:
             "export the image uncompressed (classic image store) and retry"
         )
     if kind == "gzip":
-        _scan_layer(state, name, _gunzip(first, chunks))
+        _scan_layer(state, name, _gunzip(first, body))
     elif kind == "tar":
-        _scan_layer(state, name, _prepend(first, chunks))
+        _scan_layer(state, name, _prepend(first, body))
     else:
-        _scan_flat(state, name, _prepend(first, chunks))
+        _scan_flat(state, name, _prepend(first, body))
 
 
 def _content_kind(head: bytes) -> str:
