@@ -12,6 +12,7 @@ import contextlib
 import hashlib
 import json
 import re
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -260,6 +261,7 @@ def plan_build(ws: Workspace, options: BuildOptions) -> BuildPlan:
     """Check the workspace and return the build plan; ``ConfigError`` when check finds errors."""
     from frappe_imagekit.check import run_check
 
+    warm_up = _warm_up_docker(options.docker)
     report = run_check(
         ws, offline=options.offline, strict=options.strict, check_version_is_new=False
     )
@@ -287,6 +289,7 @@ def plan_build(ws: Workspace, options: BuildOptions) -> BuildPlan:
             f"{', '.join(unresolved) or 'frappe'}): run `imagekit build` without --offline "
             "so every ref is resolved."
         )
+    warm_up.join()
     cli = dockercli.find_docker(options.docker)
     return assemble_plan(
         ws=ws,
@@ -301,6 +304,29 @@ def plan_build(ws: Workspace, options: BuildOptions) -> BuildPlan:
         cli=cli,
         warnings=[w.message for w in report.warnings],
     )
+
+
+def _warm_up_docker(explicit: str | None) -> threading.Thread:
+    """Probe the docker CLI and load the docker SDK while check waits on git remotes.
+
+    Returns the probe thread (join it before ``find_docker``); the SDK import is not waited
+    for. Errors are left for the main thread to meet (and report) again.
+    """
+
+    def probe() -> None:
+        with contextlib.suppress(Exception):
+            dockercli.find_docker(explicit)
+
+    def connect() -> None:
+        with contextlib.suppress(Exception):
+            from frappe_imagekit import dockerapi
+
+            dockerapi.client()
+
+    threading.Thread(target=connect, name="imagekit-docker-sdk", daemon=True).start()
+    thread = threading.Thread(target=probe, name="imagekit-docker-cli", daemon=True)
+    thread.start()
+    return thread
 
 
 def assemble_plan(
@@ -579,26 +605,55 @@ def _failure_line(log: list[str]) -> str:
 def _leak_scan(plan: BuildPlan, run: _Run) -> dict[str, Any]:
     if not plan.leak_scan:
         return {"status": "skipped", "findings": [], "seconds": 0.0}
-    from frappe_imagekit import leakscan
-
-    result = leakscan.scan_image(plan.ref, plan.redactor)
-    findings = [plan_safe(plan, _finding_dict(f)) for f in result.findings]
-    summary = {
-        "status": "clean" if result.clean else "leak",
-        "findings": findings,
-        "seconds": round(result.seconds, 3),
-    }
-    if result.clean:
+    summary = scan_built_image(plan.ref, plan.redactor)
+    if summary["status"] == "clean":
         return summary
     run.leak_scan = summary
     _untag_leaky(plan, run)
-    first = findings[0]
+    first = summary["findings"][0]
     raise LeakError(
-        f"the leak scan found a secret in {plan.ref} ({len(findings)} finding(s), first in "
-        f"{first.get('where')} {first.get('location')}: {first.get('detail')}); the image was "
-        "untagged: pass apps.json as a BuildKit secret and never copy it or its ARG into the final "
-        "stage."
+        f"the leak scan found a secret in {plan.ref} ({len(summary['findings'])} finding(s), "
+        f"first in {first.get('where')} {first.get('location')}: {first.get('detail')}); the "
+        "image was untagged: pass apps.json as a BuildKit secret and never copy it or its ARG "
+        "into the final stage."
     )
+
+
+def scan_built_image(ref: str, redactor: Redactor) -> dict[str, Any]:
+    """Leak-scan ``ref``; layers already scanned clean for these secrets are not read again.
+
+    History, Config.Env and labels are always scanned. When every layer's diff_id (a hash of
+    its content) is known clean for exactly this secret set, ``docker save`` is skipped.
+    """
+    from frappe_imagekit import dockerapi, leakscan, scancache
+
+    started = time.perf_counter()
+    attrs = dockerapi.inspect_image(ref)
+    layers = list(((attrs or {}).get("RootFS") or {}).get("Layers") or [])
+    forms = redactor.forms
+    if attrs is not None and layers and set(layers) <= scancache.known_clean(forms):
+        needles = leakscan.Needles.from_forms(forms)
+        found = leakscan.scan_metadata(attrs, dockerapi.image_history(ref), needles)
+        return _scan_summary(found, redactor, started, layers_from_cache=len(layers))
+    result = leakscan.scan_image(ref, redactor)
+    if result.clean:
+        scancache.remember_clean(forms, layers)
+    return _scan_summary(result.findings, redactor, started, layers_from_cache=0)
+
+
+def _scan_summary(
+    findings: list[Any], redactor: Redactor, started: float, *, layers_from_cache: int
+) -> dict[str, Any]:
+    safe = [
+        {k: redactor.redact(v) if isinstance(v, str) else v for k, v in _finding_dict(f).items()}
+        for f in findings
+    ]
+    return {
+        "status": "leak" if safe else "clean",
+        "findings": safe,
+        "seconds": round(time.perf_counter() - started, 3),
+        "layers_from_cache": layers_from_cache,
+    }
 
 
 def _finding_dict(finding: Any) -> dict[str, Any]:
@@ -606,10 +661,6 @@ def _finding_dict(finding: Any) -> dict[str, Any]:
         return dict(finding.to_dict())
     keys = ("where", "location", "form", "detail")
     return {k: str(getattr(finding, k, "")) for k in keys}
-
-
-def plan_safe(plan: BuildPlan, data: dict[str, Any]) -> dict[str, Any]:
-    return {k: plan.redactor.redact(v) if isinstance(v, str) else v for k, v in data.items()}
 
 
 def _untag_leaky(plan: BuildPlan, run: _Run) -> None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import re
 import subprocess
+import threading
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -102,8 +103,31 @@ def _run_quiet(argv: list[str]) -> process.Completed | None:
         return None
 
 
+_probed: dict[tuple[str, int, int], tuple[DockerCli | None, str]] = {}
+_probe_lock = threading.Lock()
+
+
 def probe(path: str) -> tuple[DockerCli | None, str]:
-    """``(DockerCli, "")`` when ``path`` can build with BuildKit, else ``(None, why not)``."""
+    """``(DockerCli, "")`` when ``path`` can build with BuildKit, else ``(None, why not)``.
+
+    Remembered per binary (path, mtime, size) for the life of the process.
+    """
+    try:
+        info = os.stat(path)
+    except OSError:
+        return _probe(path)
+    key = (os.path.realpath(path), info.st_mtime_ns, info.st_size)
+    with _probe_lock:
+        if key not in _probed:
+            found, why = _probe(path)
+            _probed[key] = (DockerCli(path, found.version, found.mode) if found else None, why)
+        cached, why = _probed[key]
+    if cached is not None and cached.path != path:
+        cached = DockerCli(path, cached.version, cached.mode)
+    return cached, why if cached is None else ""
+
+
+def _probe(path: str) -> tuple[DockerCli | None, str]:
     done = _run_quiet([path, "--version"])
     parsed = parse_client_version(done.stdout) if done and done.returncode == 0 else None
     if parsed is None:

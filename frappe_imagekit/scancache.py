@@ -1,0 +1,85 @@
+"""Layers already scanned clean for the same secrets, so a fully cached build need not re-read them.
+
+A layer's diff_id is the sha256 of its uncompressed content: a layer scanned clean for a set of
+secrets is clean for that set forever, on any daemon. Entries are keyed by an HMAC of the secret
+forms under a random per-user key kept beside the cache (user cache folder, mode 0600), so the
+cache file names no secret, and a changed token (or any other secret) starts from an empty set.
+Set ``IMAGEKIT_NO_SCAN_CACHE=1`` to always scan every layer.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import hmac
+import json
+import os
+import secrets
+from collections.abc import Iterable
+from pathlib import Path
+
+from frappe_imagekit.workspace import write_text_atomic
+
+DISABLE_VAR = "IMAGEKIT_NO_SCAN_CACHE"
+_FILE = "leakscan-layers.json"
+_KEY_FILE = "leakscan.key"
+_MAX_KEYS = 20  # secret sets remembered (one per token rotation, roughly)
+_MAX_LAYERS = 5000  # per secret set
+
+
+def cache_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "imagekit"
+
+
+def enabled() -> bool:
+    return os.environ.get(DISABLE_VAR, "").strip().lower() not in {"1", "true", "yes"}
+
+
+def _key() -> bytes:
+    path = cache_dir() / _KEY_FILE
+    try:
+        return bytes.fromhex(path.read_text().strip())
+    except (OSError, ValueError):
+        pass
+    key = secrets.token_bytes(32)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(key.hex())
+    return key
+
+
+def secrets_key(forms: Iterable[str]) -> str:
+    """HMAC of every secret form (order-free): equal exactly when the secret set is equal."""
+    material = "\0".join(sorted(set(forms))).encode()
+    return hmac.new(_key(), material, hashlib.sha256).hexdigest()
+
+
+def _load() -> dict[str, list[str]]:
+    try:
+        data = json.loads((cache_dir() / _FILE).read_text())
+    except (OSError, ValueError):
+        return {}
+    entries = data.get("entries") if isinstance(data, dict) else None
+    return entries if isinstance(entries, dict) else {}
+
+
+def known_clean(forms: Iterable[str]) -> set[str]:
+    """diff_ids already scanned clean for exactly these secret forms."""
+    if not enabled():
+        return set()
+    return set(_load().get(secrets_key(forms), []))
+
+
+def remember_clean(forms: Iterable[str], layers: Iterable[str]) -> None:
+    """Record ``layers`` (diff_ids) as scanned clean for these secret forms."""
+    if not enabled():
+        return
+    key = secrets_key(forms)
+    entries = _load()
+    merged = list(dict.fromkeys([*entries.pop(key, []), *layers]))[-_MAX_LAYERS:]
+    entries[key] = merged  # most recent last
+    kept = dict(list(entries.items())[-_MAX_KEYS:])
+    with contextlib.suppress(OSError):  # a cache that cannot be written only costs time
+        write_text_atomic(cache_dir() / _FILE, json.dumps({"version": 1, "entries": kept}))
