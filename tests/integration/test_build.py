@@ -362,3 +362,29 @@ def test_a_failing_build_leaves_a_failed_record_and_frees_the_version(bws: Build
     retry = invoke("build", "-w", str(bws.root), "--containerfile", str(containerfile))
     assert retry.exit_code == 0, retry.stderr
     _assert_no_canary(bws, result.stdout, result.stderr)
+
+
+# ---------------------------------------------------------------- leak-scan layer cache
+
+
+def test_known_clean_layers_skip_the_layer_scan_but_never_the_metadata(
+    bws: BuildWorkspace,
+) -> None:
+    containerfile = str(bws.containerfile("secret.Containerfile"))
+    assert invoke("build", "-w", str(bws.root), "--containerfile", containerfile).exit_code == 0
+    assert bws.manifest("v1.0.0")["leak_scan"]["layers_from_cache"] == 0
+    bws.set_version("v1.0.1")
+    assert invoke("build", "-w", str(bws.root), "--containerfile", containerfile).exit_code == 0
+    cached = bws.manifest("v1.0.1")["leak_scan"]
+    assert cached["status"] == "clean" and cached["layers_from_cache"] == 3  # base + 2 RUN
+
+    bws.set_version("v1.0.2")
+    leaky = bws.containerfile("leaky-env.Containerfile")
+    result = invoke("build", "-w", str(bws.root), "--containerfile", str(leaky))
+
+    assert result.exit_code == 5, result.stderr
+    record = json.loads(next((bws.root / "builds").glob("v1.0.2.failed-*.json")).read_text())
+    assert record["leak_scan"]["layers_from_cache"] == 1  # only the base layer, known clean
+    assert "env" in {finding["where"] for finding in record["leak_scan"]["findings"]}
+    assert bws.image_id(f"{bws.image}:v1.0.2") is None
+    _assert_no_canary(bws, result.stdout, result.stderr)
