@@ -168,12 +168,12 @@ class StreamSearch:
             for atom, kind in atoms:
                 i = bridge.find(atom, max(0, cut - len(atom) + 1))
                 while i != -1 and i < cut:
-                    hits.append(self._hit(bridge, start, i, atom, kind))
+                    hits.append(self._hit(bridge, start, i, atom, kind, b""))
                     i = bridge.find(atom, i + 1)
         for atom, kind in atoms:
             i = chunk.find(atom)
             while i != -1:
-                hits.append(self._hit(chunk, self.pos, i, atom, kind))
+                hits.append(self._hit(chunk, self.pos, i, atom, kind, self.tail))
                 i = chunk.find(atom, i + 1)
         if self.keep:
             self.tail = (
@@ -185,18 +185,29 @@ class StreamSearch:
         hits.sort(key=lambda h: h.offset)
         return hits
 
-    def _hit(self, buf: bytes, base: int, i: int, atom: bytes, kind: str) -> Hit:
-        return Hit(base + i, kind, redacted_excerpt(buf, i, len(atom), self.needles))
+    def _hit(self, buf: bytes, base: int, i: int, atom: bytes, kind: str, before: bytes) -> Hit:
+        """A hit at ``buf[i]``; ``before`` holds the bytes that precede ``buf`` (for context)."""
+        need = _CONTEXT + self.needles.longest
+        lead = before[max(0, len(before) - (need - i)) :] if i < need else b""
+        start = max(0, i - need)
+        window = lead + buf[start : i + len(atom) + need]
+        at = len(lead) + i - start
+        from_start = base + start - len(lead) == 0
+        excerpt = redacted_excerpt(window, at, len(atom), self.needles, from_start=from_start)
+        return Hit(base + i, kind, excerpt)
 
 
-def redacted_excerpt(buf: bytes, i: int, length: int, needles: Needles) -> str:
+def redacted_excerpt(
+    buf: bytes, i: int, length: int, needles: Needles, *, from_start: bool = False
+) -> str:
     """A short printable context around ``buf[i:i+length]`` with every known form masked.
 
     The context stops ``longest`` bytes short of the buffer's ends, so no form can be cut by
-    the buffer edge and show up partly unmasked.
+    the buffer edge and show up partly unmasked; ``from_start`` says the buffer begins the
+    stream, so nothing can be cut at its start.
     """
     margin = needles.longest
-    lo = max(i - _CONTEXT, min(i, margin))
+    lo = max(i - _CONTEXT, 0 if from_start else min(i, margin))
     hi = min(i + length + _CONTEXT, max(i + length, len(buf) - margin))
     window = buf[max(0, lo - margin) : hi + margin]
     shift = max(0, lo - margin)
