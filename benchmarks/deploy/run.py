@@ -132,8 +132,8 @@ def main(rounds: int) -> int:
                 timings[name].append(window.seconds)
                 print(f"round {i + 1} {name:8s} downtime {window.seconds:.2f}s", flush=True)
     finally:
-        ids = process.run(["docker", "ps", "-aq", "--filter",
-                           f"label=com.docker.compose.project={project}"]).stdout.split()  # fmt: skip
+        label = f"label=com.docker.compose.project={project}"
+        ids = process.run(["docker", "ps", "-aq", "--filter", label]).stdout.split()
         if ids:
             process.run(["docker", "rm", "-f", *ids])
         process.run(["docker", "rmi", *(f"{repo}:{t}" for t in tags)])
