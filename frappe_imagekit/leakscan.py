@@ -454,6 +454,11 @@ class _Pull:
         self._off += len(data)
         return data
 
+    def drain(self) -> None:
+        """Read to the end (the zero padding after the end-of-archive blocks)."""
+        while self._more():
+            pass
+
     def pieces(self, size: int) -> Iterator[bytes]:
         while size > 0:
             if self._off >= len(self._buf) and not self._more():
@@ -574,7 +579,7 @@ def scan_metadata(attrs: Mapping, history: list[dict], needles: Needles) -> list
                         f"history line {number} (docker history --no-trunc, newest first)",
                         found[0],
                         f"{found[0]} form of a secret in a build step: "
-                        f"{_text_excerpt(text, found[1], needles)} "
+                        f"{_text_excerpt(text, needles)} "
                         "(an ARG or ENV used by this step is recorded in the image history)",
                     )
                 )
@@ -584,13 +589,24 @@ def scan_metadata(attrs: Mapping, history: list[dict], needles: Needles) -> list
         found = needles.search_text(entry)
         if found:
             findings.append(
-                Finding("env", key, found[0], f"{found[0]} form of a secret in ENV {key}")
+                Finding(
+                    "env",
+                    key,
+                    found[0],
+                    f"{found[0]} form of a secret in ENV {key}: {_text_excerpt(entry, needles)}",
+                )
             )
     for key, value in (config.get("Labels") or {}).items():
-        found = needles.search_text(f"{key}={value}")
+        entry = f"{key}={value}"
+        found = needles.search_text(entry)
         if found:
             findings.append(
-                Finding("label", key, found[0], f"{found[0]} form of a secret in LABEL {key}")
+                Finding(
+                    "label",
+                    key,
+                    found[0],
+                    f"{found[0]} form of a secret in LABEL {key}: {_text_excerpt(entry, needles)}",
+                )
             )
     findings += _config_findings(attrs, needles)
     return findings
@@ -607,24 +623,30 @@ def _config_findings(attrs: Mapping, needles: Needles) -> list[Finding]:
         for key, value in body.items():
             if section == "ContainerConfig" and key in ("Env", "Labels", "Cmd"):
                 continue  # Env/Labels as above; Cmd is the last history line
-            found = needles.search_text(json.dumps(value))
+            text = json.dumps(value, ensure_ascii=False)
+            found = needles.search_text(text)
             if found:
                 found_in.append(
                     Finding(
                         "config",
                         f"{section}.{key}",
                         found[0],
-                        f"{found[0]} form of a secret in {section}.{key}",
+                        f"{found[0]} form of a secret in {section}.{key}: "
+                        f"{_text_excerpt(text, needles)}",
                     )
                 )
     return found_in
 
 
-def _text_excerpt(text: str, offset: int, needles: Needles) -> str:
-    data = text.encode("utf-8", "surrogateescape")
-    match = needles.pattern.match(data, offset) if needles.pattern else None
-    length = len(match.group()) if match else 1
-    return redacted_excerpt(data, offset, length, needles)
+def _text_excerpt(text: str, needles: Needles, context: int = 60) -> str:
+    """``text`` masked whole, then shortened around the first mask (a complete string can
+    be masked before it is cut, so no cut can expose part of a form)."""
+    masked = needles.mask(text)
+    at = max(masked.find(MASK), 0)
+    start, end = max(0, at - context), at + len(MASK) + context
+    head = "..." if start > 0 else ""
+    tail = "..." if end < len(masked) else ""
+    return head + _printable(masked[start:end].encode()) + tail
 
 
 def scan_saved_image(chunks: Iterator[bytes], needles: Needles) -> _SaveScan:
@@ -634,6 +656,7 @@ def scan_saved_image(chunks: Iterator[bytes], needles: Needles) -> _SaveScan:
     for name, is_file, body in iter_tar(pull):
         if is_file:
             _scan_member(state, name, body)
+    pull.drain()
     state.bytes_scanned = pull.total
     return state
 
