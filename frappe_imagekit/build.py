@@ -373,7 +373,13 @@ def assemble_plan(
         apps=apps,
         fingerprint_value=fp,
     )
-    notes = [n for n in (mode_warning(containerfile), _cache_bust_warning(containerfile)) if n]
+    context = (options.context or ws.root).resolve()
+    checks = (
+        mode_warning(containerfile),
+        _cache_bust_warning(containerfile),
+        _context_warning(context),
+    )
+    notes = [n for n in checks if n]
     cf_file = containerfile.path or ws.builds_dir / f".{version}.Containerfile"
     return BuildPlan(
         kind=kind,
@@ -382,7 +388,7 @@ def assemble_plan(
         image_name=image_name,
         tag=version,
         containerfile=containerfile,
-        context=(options.context or ws.root).resolve(),
+        context=context,
         build_args=build_args,
         frappe=frappe,
         apps=apps,
@@ -450,6 +456,23 @@ def _required(env: dict[str, str], key: str) -> str:
 def _description(frappe: dict[str, Any], apps: list[dict[str, Any]]) -> str:
     names = ", ".join(f"{a['name']} {a['ref']}" for a in apps) or "no apps"
     return f"Frappe {frappe['ref']} with {names}"
+
+
+def _context_warning(context: Path) -> str | None:
+    """The workspace .env (tokens) must not be COPY-able into the image."""
+    if not (context / ".env").exists():
+        return None
+    ignore = context / ".dockerignore"
+    try:
+        patterns = {line.strip().lstrip("/") for line in ignore.read_text().splitlines()}
+    except OSError:
+        patterns = set()
+    if patterns & {".env", ".env*", "*", "**", "**/.env"}:
+        return None
+    return (
+        f"the build context {context} holds .env (your tokens) and .dockerignore does not "
+        "exclude it, so a COPY could put it in the image: add a line `.env` to .dockerignore."
+    )
 
 
 def _cache_bust_warning(containerfile: Containerfile) -> str | None:

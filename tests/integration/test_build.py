@@ -13,6 +13,8 @@ import json
 import os
 import re
 import secrets
+import signal
+import subprocess
 import sys
 import threading
 import time
@@ -27,7 +29,7 @@ from frappe_imagekit.appsjson import inject
 from frappe_imagekit.build import fingerprint
 from tests.support import dockerd
 from tests.support.cli import invoke
-from tests.support.githttp import Remote, make_remote
+from tests.support.githttp import Remote, git, make_remote
 from tests.support.workspace import make_workspace
 
 pytestmark = pytest.mark.integration
@@ -104,6 +106,7 @@ def bws(
             {"url": moving.url, "branch": "develop"},
         ],
     )
+    (root / ".dockerignore").write_text(".env\nbuilds\n")
     ws = BuildWorkspace(root, frappe, app, moving, image, canary, name, docker_daemon)
     yield ws
     for ref in ws.tags():
@@ -388,3 +391,67 @@ def test_known_clean_layers_skip_the_layer_scan_but_never_the_metadata(
     assert "env" in {finding["where"] for finding in record["leak_scan"]["findings"]}
     assert bws.image_id(f"{bws.image}:v1.0.2") is None
     _assert_no_canary(bws, result.stdout, result.stderr)
+
+
+# ---------------------------------------------------------------- interruption, workspace, .env
+
+
+def test_ctrl_c_during_the_build_records_it_and_tags_nothing(bws: BuildWorkspace) -> None:
+    containerfile = bws.containerfile("secret.Containerfile", sleep=True)
+    argv = [sys.executable, "-m", "frappe_imagekit", "build", "-w", str(bws.root),
+            "--containerfile", str(containerfile), "--progress", "plain"]  # fmt: skip
+    watch = ProcWatch(bws.canary, f"{bws.image}:v1.0.0")
+    watch.start()
+    proc = subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 60
+        while not watch.docker_builds and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert watch.docker_builds, "the docker build never started"
+        time.sleep(0.5)
+        proc.send_signal(signal.SIGINT)
+        stdout, stderr = proc.communicate(timeout=60)
+    finally:
+        watch.stop()
+        if proc.poll() is None:
+            proc.kill()
+
+    assert proc.returncode == 130, stderr.decode()
+    assert b"interrupted" in stderr
+    record = json.loads(next((bws.root / "builds").glob("v1.0.0.failed-*.json")).read_text())
+    assert record["status"] == "failed" and record["error"] == "interrupted"
+    assert not (bws.root / "builds" / "v1.0.0.json").exists()
+    assert bws.image_id(f"{bws.image}:v1.0.0") is None
+    assert not any(Path(f"/proc/{pid}").exists() for pid in watch.docker_builds)
+    _assert_no_canary(bws, stdout.decode(), stderr.decode())
+
+
+def test_workspace_commit_and_env_containerfile_reach_labels_and_manifest(
+    bws: BuildWorkspace,
+) -> None:
+    bws.containerfile("base64.Containerfile")
+    with (bws.root / ".env").open("a") as env:
+        env.write("CONTAINERFILE=base64.Containerfile\n")
+    (bws.root / ".gitignore").write_text(".env\nbuilds/\n")
+    git("init", "-q", "-b", "main", cwd=bws.root)
+    git("add", ".", cwd=bws.root)
+    git("commit", "-q", "-m", "workspace", cwd=bws.root)
+    commit = git("rev-parse", "HEAD", cwd=bws.root)
+
+    result = invoke("build", "-w", str(bws.root))
+
+    assert result.exit_code == 0, result.stderr
+    manifest = bws.manifest("v1.0.0")
+    assert manifest["containerfile"]["path"] == str(bws.root / "base64.Containerfile")
+    assert manifest["workspace"] == {"git_commit": commit, "dirty": False}
+    labels = json.loads(
+        dockerd.docker(
+            bws.docker,
+            "image",
+            "inspect",
+            "--format",
+            "{{json .Config.Labels}}",
+            f"{bws.image}:v1.0.0",
+        ).stdout  # fmt: skip
+    )
+    assert labels["org.opencontainers.image.revision"] == commit

@@ -215,3 +215,20 @@ def test_failure_line_picks_the_buildkit_error() -> None:
         "error: failed to solve: executor failed running [/bin/sh -c false]: exit code: 1",
     ]
     assert build._failure_line(log).startswith("error: failed to solve")
+
+
+@pytest.mark.parametrize(
+    ("dockerignore", "warned"),
+    [(None, True), ("builds\n", True), (".env\n", False), ("/.env\n", False), ("*\n", False)],
+)
+def test_a_context_holding_env_needs_dockerignore(
+    tmp_path: Path, dockerignore: str | None, warned: bool
+) -> None:
+    (tmp_path / ".env").write_text(f"DE_MACRS_PAT={CANARY}\n")
+    if dockerignore is not None:
+        (tmp_path / ".dockerignore").write_text(dockerignore)
+    warnings = [w for w in _plan(tmp_path).warnings if ".dockerignore" in w]
+    assert bool(warnings) is warned
+    if warned:
+        assert warnings[0].endswith("add a line `.env` to .dockerignore.")
+    assert build._context_warning(tmp_path / "missing") is None
