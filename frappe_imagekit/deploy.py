@@ -34,6 +34,7 @@ from frappe_imagekit.errors import (
     DeployError,
     ExitCode,
     ImagekitError,
+    MigrateError,
     NotFoundError,
 )
 from frappe_imagekit.migrate_parse import SiteResult, parse_migrate_output
@@ -59,6 +60,7 @@ RESULT_EXIT_CODES = {
     INTERRUPTED: ExitCode.INTERRUPTED,
 }
 
+_SERVICES_DOWN = re.compile(r"is not running|No such container|is restarting")
 _BACKUP_LINE = re.compile(r"^Database:\s+(?P<path>\S+)", re.MULTILINE)
 _LIST_SITES = (
     'for f in sites/*/site_config.json; do [ -f "$f" ] && basename "$(dirname "$f")"; done'
@@ -541,7 +543,10 @@ def _up(ctx: _Context) -> None:
 
 
 def _migrate_all(ctx: _Context) -> None:
-    backend = _backend(ctx)
+    try:
+        backend = _backend(ctx)
+    except DeployError as exc:
+        raise MigrateError(f"services down: {exc.message}") from None
     for site in _sites(ctx, backend):
         ctx.emit(f"migrating {site}")
         _migrate(ctx, backend, site)
@@ -556,7 +561,17 @@ def _migrate(ctx: _Context, backend: Container, site: str) -> None:
     (result, *_) = parse_migrate_output(
         done.stdout + done.stderr, sites=[site], exit_code=done.returncode
     )
+    if done.returncode != 0 and (
+        _SERVICES_DOWN.search(done.stdout + done.stderr) or not _running(ctx, backend)
+    ):
+        result.failure = "services"
+        result.exception = result.exception or _last_line(done)
     _fill_site(ctx, ctx.report.site(site), result)
+
+
+def _running(ctx: _Context, container: Container) -> bool:
+    done = ctx.runner.run(["docker", "inspect", "-f", "{{.State.Running}}", container.id])
+    return done.stdout.strip() == "true"
 
 
 def _fill_site(ctx: _Context, site: SiteReport, result: SiteResult) -> None:
@@ -574,7 +589,12 @@ def next_steps(opts: DeployOptions, site: SiteReport) -> list[str]:
         f"--version {opts.version} --migrate-only"
     )
     steps = []
-    if site.failure == "lock":
+    if site.failure == "services":
+        steps.append(
+            f"the {opts.backend_service} container stopped during migrate: check "
+            f"`docker logs` of it, then run `{again}`"
+        )
+    elif site.failure == "lock":
         steps.append(
             f"another migrate holds the lock on {site.site}: wait for it, then run `{again}`"
         )

@@ -185,6 +185,7 @@ def _render_failure(site) -> None:  # type: ignore[no-untyped-def]
         "import": f"import of a patch module ({site.failed_module or 'unknown module'})",
         "doctype": f"doctype sync ({site.doctype})",
         "lock": "the migrate lock is held by another migrate",
+        "services": "migrate: the backend stopped (services down)",
     }.get(site.failure, "migrate")
     output.out(f"{site.site}: FAILED in {what}")
     if site.exception:

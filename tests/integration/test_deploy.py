@@ -290,3 +290,56 @@ def _rmtree(path: Path) -> None:
     import shutil
 
     shutil.rmtree(path, ignore_errors=True)
+
+
+def test_migrate_only_with_services_down_exits_10(project: Project):
+    result = cli(*project.cli_args("--version", "v1", "--migrate-only"))
+    assert result.exit_code == ExitCode.MIGRATE_FAILED, result.output
+    assert "services down: no running backend container" in result.output
+
+
+def test_backend_stopping_during_migrate_is_reported_as_services_down(project: Project):
+    assert run_deploy(project, "v1").result == "succeeded"
+    project.site_file("a.local", "slow_migrate").write_text("20\n")
+    backend = project.services()["backend"]["Id"]
+    threading.Timer(1.5, lambda: subprocess.run(["docker", "kill", backend])).start()
+
+    report = run_deploy(project, "v1", migrate_only=True)
+
+    assert report.result == "migrate-failed"
+    site_a = report.sites[0]
+    assert (site_a.site, site_a.status, site_a.failure) == ("a.local", "failed", "services")
+    assert "container stopped during migrate" in site_a.next_steps[0]
+
+
+def test_healthcheck_is_waited_for_and_env_file_is_kept(project: Project):
+    text = project.compose.read_text().replace(
+        "  backend:\n",
+        "  backend:\n    healthcheck:\n"
+        # unhealthy on the first probe, healthy from the second: deploy must wait for it
+        '      test: ["CMD", "sh", "-c", "test -f /tmp/up || { touch /tmp/up; exit 1; }"]\n'
+        "      interval: 1s\n      retries: 30\n",
+    )
+    text = text.replace('"echo configured; ls sites"', '"echo configured for $${SITE_NAME}"')
+    text = text.replace("    restart: \"no\"\n", "    restart: \"no\"\n    environment:\n"
+                        "      SITE_NAME: ${SITE_NAME}\n")  # fmt: skip
+    project.compose.write_text(text)
+    env_file = project.folder / "deploy.env"
+    env_file.write_text("SITE_NAME=erp.example\n")
+
+    report = run_deploy(project, "v1", env_file=str(env_file))
+
+    assert report.result == "succeeded", report.error
+    services = project.services()
+    assert services["backend"]["State"]["Health"]["Status"] == "healthy"
+    logs = subprocess.run(
+        ["docker", "logs", services["configurator"]["Id"]], capture_output=True, text=True
+    )
+    assert logs.stdout.strip() == "configured for erp.example"
+    kept = project.state / "projects" / project.name / "env"
+    assert kept.read_text() == "SITE_NAME=erp.example\n"
+    # down uses the kept env file even after the original is gone
+    env_file.unlink()
+    with pytest.raises(DeployFailed, match="does not exist"):
+        run_deploy(project, "v2", env_file=str(env_file))
+    assert run_deploy(project, "v2").result == "succeeded"
