@@ -282,11 +282,13 @@ def diff_builds(
     a = load_manifest(find_manifest(ws, old))
     b = load_manifest(find_manifest(ws, new))
     diff = compare_manifests(a, b)
+    known = {} if offline else placeholder_urls(ws, env or {})
     for change in diff.changes:
         if offline:
             change.commits_note = "not counted (--offline)"
         else:
-            _count_commits(change, _url_of(change.name, a, b), env or {}, timeout)
+            url = with_placeholders(_url_of(change.name, a, b) or "", known)
+            _count_commits(change, url or None, env or {}, timeout)
     return diff
 
 
@@ -365,6 +367,30 @@ def _count_commits(
         return
     if change.commits is None:
         change.commits_note = "histories diverged or a commit is gone from the remote"
+
+
+def placeholder_urls(ws: Workspace, env: Mapping[str, str]) -> dict[str, str]:
+    """repo identity -> URL with its ``${VAR}`` from the current apps.json and FRAPPE_PATH.
+
+    Manifests keep URLs without their user part; which token variable a private repository
+    needs is read from the workspace as it is today.
+    """
+    from frappe_imagekit.appsjson import parse_apps_text, repo_identity
+
+    urls = [env["FRAPPE_PATH"]] if env.get("FRAPPE_PATH") else []
+    if ws.apps_file.is_file():
+        entries, _issues = parse_apps_text(ws.apps_file.read_text(encoding="utf-8"))
+        urls += [entry.url for entry in entries]
+    return {repo_identity(url): url for url in urls if "${" in url}
+
+
+def with_placeholders(url: str, known: Mapping[str, str]) -> str:
+    """``url`` with the ``${VAR}@`` part the workspace uses for that repository, if any."""
+    from frappe_imagekit.appsjson import repo_identity
+
+    if not url or "${" in url:
+        return url
+    return known.get(repo_identity(url), url)
 
 
 def _token_var(url: str) -> str | None:

@@ -18,6 +18,9 @@ from frappe_imagekit.redact import Redactor
 from frappe_imagekit.workspace import Workspace, write_json_atomic
 
 SCHEMA_VERSION = 1
+# Extra records of a version: builds/<version>.<kind>-<UTC>.json (failed build attempts,
+# rebuilds, and the record a --force build moved aside). They never name a version of their own.
+_ATTEMPT_KINDS = ("failed", "rebuild", "replaced")
 
 
 @dataclass(frozen=True)
@@ -132,9 +135,8 @@ def find_manifest(ws: Workspace, version: str, *, include_failed: bool = False) 
             f"{version} has no successful build, only failed attempts ({failed[-1].name}); "
             f"run `imagekit history {version}` to see why."
         )
-    known = {
-        p.name[: -len(".json")] for p in ws.builds_dir.glob("*.json") if ".failed-" not in p.name
-    }
+    known = {p.name[: -len(".json")] for p in ws.builds_dir.glob("*.json")}
+    known = {name for name in known if not any(f".{kind}-" in name for kind in _ATTEMPT_KINDS)}
     if not known:
         raise NotFoundError(
             f"unknown version {version}: there are no builds in {ws.builds_dir}; "

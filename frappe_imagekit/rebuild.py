@@ -28,7 +28,12 @@ from frappe_imagekit.errors import (
     NotFoundError,
     TagExistsError,
 )
-from frappe_imagekit.history import compare_manifests, workspace_env
+from frappe_imagekit.history import (
+    compare_manifests,
+    placeholder_urls,
+    with_placeholders,
+    workspace_env,
+)
 from frappe_imagekit.redact import Redactor
 from frappe_imagekit.workspace import Workspace
 
@@ -228,10 +233,10 @@ def recorded_pins(
     """frappe and each app as recorded, with the ``${VAR}`` URL the current workspace uses."""
     from frappe_imagekit.appsjson import token_vars
 
-    known = _placeholder_urls(ws, env)
+    known = placeholder_urls(ws, env)
     result = []
     for pin in [original["frappe"], *(original.get("apps") or [])]:
-        url = _with_placeholders(str(pin.get("url") or ""), known)
+        url = with_placeholders(str(pin.get("url") or ""), known)
         names = token_vars(url)
         result.append(
             PinDrift(
@@ -245,28 +250,6 @@ def recorded_pins(
             )
         )
     return result
-
-
-def _placeholder_urls(ws: Workspace, env: Mapping[str, str]) -> dict[str, str]:
-    """repo identity -> URL with ``${VAR}`` from the current apps.json and FRAPPE_PATH.
-
-    Manifests keep URLs without their user part; the token variable comes from the workspace.
-    """
-    from frappe_imagekit.appsjson import parse_apps_text, repo_identity
-
-    urls = [env["FRAPPE_PATH"]] if env.get("FRAPPE_PATH") else []
-    if ws.apps_file.is_file():
-        entries, _issues = parse_apps_text(ws.apps_file.read_text(encoding="utf-8"))
-        urls += [entry.url for entry in entries]
-    return {repo_identity(url): url for url in urls if "${" in url}
-
-
-def _with_placeholders(url: str, known: Mapping[str, str]) -> str:
-    from frappe_imagekit.appsjson import repo_identity
-
-    if "${" in url:
-        return url
-    return known.get(repo_identity(url), url)
 
 
 def plan_rebuild(ws: Workspace, version: str, options: RebuildOptions) -> RebuildPlan:

@@ -266,3 +266,40 @@ def test_diff_unknown_version(ws: Workspace) -> None:
     _three_builds(ws)
     with pytest.raises(NotFoundError, match="unknown version v9"):
         history.diff_builds(ws, "v1.1.4", "v9", offline=True)
+
+
+def test_diff_finds_the_token_variable_of_a_private_repo_in_apps_json(
+    ws: Workspace, monkeypatch
+) -> None:
+    public = "https://github.com/desiredeffect/de_macrs.git"  # as build records it
+    old_apps = [app("de_macrs", public, "main", "moving-branch", seed="m1")]
+    new_apps = [app("de_macrs", public, "main", "moving-branch", seed="m2")]
+    write(ws.builds_dir, make_manifest("v1.1.4", "2026-10-01T09:00:00+00:00", apps=old_apps))
+    write(ws.builds_dir, make_manifest("v1.1.5", "2026-11-01T10:00:00+00:00", apps=new_apps))
+    ws.apps_file.write_text(json.dumps([{"url": default_apps()[2]["url"], "branch": "main"}]))
+    calls = []
+
+    def fake_count(url, env, token_var, old, new, timeout):
+        calls.append((url, token_var))
+        return 4
+
+    from frappe_imagekit import gitremote
+
+    monkeypatch.setattr(gitremote, "count_commits_between", fake_count)
+    diff = history.diff_builds(ws, "v1.1.4", "v1.1.5", env={"DE_MACRS_PAT": "canary-0123"})
+    assert calls == [(default_apps()[2]["url"], "DE_MACRS_PAT")]
+    assert [(c.name, c.commits) for c in diff.changes] == [("de_macrs", 4)]
+
+
+def test_nearest_versions_ignore_attempt_records(ws: Workspace) -> None:
+    _three_builds(ws)
+    for name in ("v1.1.5.rebuild-20261120T080000Z", "v1.1.5.replaced-20261120T080000Z"):
+        write(
+            ws.builds_dir,
+            make_manifest("v1.1.5", kind="rebuild", rebuild_of="v1.1.5"),
+            name + ".json",
+        )
+    with pytest.raises(NotFoundError) as info:
+        find_manifest(ws, "v1.1.50")
+    assert "rebuild" not in info.value.message and "replaced" not in info.value.message
+    assert "v1.1.5" in info.value.message
