@@ -194,16 +194,14 @@ def test_buildkit_accepts_the_production_containerfile(
     version = unique_name("py")  # FROM python:<version>-slim-bookworm, made from busybox
     base = f"python:{version}-slim-bookworm"
     dockerd.docker(docker_daemon, "tag", busybox_image, base)
+    argv = [
+        docker_daemon, "build", "--progress=plain", "-f", str(default_containerfile()),
+        "--build-arg", f"PYTHON_VERSION={version}", "--build-arg", "CACHE_BUST=abc",
+        "--secret", f"id=apps_json,env={APPS_ENV}", str(tmp_path),
+    ]  # fmt: skip
     try:
-        done = process.run(
-            [
-                docker_daemon, "build", "--progress=plain", "-f", str(default_containerfile()),
-                "--build-arg", f"PYTHON_VERSION={version}", "--build-arg", "CACHE_BUST=abc",
-                "--secret", f"id=apps_json,env={APPS_ENV}", str(tmp_path),
-            ],  # fmt: skip
-            env={"DOCKER_BUILDKIT": "1", APPS_ENV: "[]"},
-            timeout=300,
-        )
+        env = {"DOCKER_BUILDKIT": "1", APPS_ENV: "[]"}
+        done = process.run(argv, env=env, timeout=300)
     finally:
         dockerd.docker(docker_daemon, "rmi", base, check=False)
     assert done.returncode != 0
