@@ -111,6 +111,7 @@ def render_show(shown: dict[str, Any]) -> None:
     _section(
         f"Build {title}  [{shown['file']}]",
         [
+            ("kind", m.get("kind")),
             ("status", m.get("status")),
             ("error", m.get("error")),
             ("created", m.get("created")),
@@ -140,7 +141,11 @@ def render_show(shown: dict[str, Any]) -> None:
         for name, p in pins
     ]
     output.print_table("Apps", ["app", "ref", "kind", "sha", "url"], rows)
+    output.out()
     _section("Build args", sorted((m.get("build_args") or {}).items()))
+    _section("Labels", sorted((m.get("labels") or {}).items()))
+    drift = [(d.get("name"), d.get("message")) for d in m.get("drift") or []]
+    _section("Drift check (rebuild)", drift)
     cf = m.get("containerfile") or {}
     content = cf.get("content")
     _section(
