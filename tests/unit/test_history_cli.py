@@ -114,3 +114,21 @@ def test_version_and_diff_together_is_a_usage_error(runner: CliRunner, ws: Path)
         cli_app, ["history", "v1.1.5", "--diff", "v1.1.4", "v1.1.5", "-w", str(ws)]
     )
     assert result.exit_code == 2
+
+
+def test_show_a_rebuild_record_by_its_file_name(runner: CliRunner, ws: Path) -> None:
+    record = make_manifest("v1.1.4", "2026-11-20T08:00:00+00:00", kind="rebuild")
+    record["rebuild_of"] = "v1.1.4"
+    record["labels"] = {"org.opencontainers.image.version": "v1.1.4"}
+    record["drift"] = [{"name": "erpnext", "message": "erpnext: v15.17.0 still at 1234567"}]
+    write(ws / "builds", record, "v1.1.4.rebuild-20261120T080000Z.json")
+    result = runner.invoke(cli_app, ["history", "v1.1.4.rebuild-20261120T080000Z", "-w", str(ws)])
+    assert result.exit_code == 0, result.output
+    out = result.stdout
+    assert "Build v1.1.4 (rebuild of v1.1.4)  [v1.1.4.rebuild-20261120T080000Z.json]" in out
+    assert "org.opencontainers.image.version  v1.1.4" in out
+    assert "erpnext  erpnext: v15.17.0 still at 1234567" in out
+    original = runner.invoke(cli_app, ["history", "v1.1.4", "-w", str(ws)])
+    assert (
+        "Rebuilds" in original.stdout and "v1.1.4.rebuild-20261120T080000Z.json" in original.stdout
+    )
