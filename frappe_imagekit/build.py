@@ -582,7 +582,7 @@ def _prepare_files(ws: Workspace, plan: BuildPlan) -> None:
 def _keep_old_image(plan: BuildPlan, old_id: str) -> str:
     from frappe_imagekit import dockerapi
 
-    tag = replaced_tag(plan.version, old_id)
+    tag = replaced_tag(plan.tag, old_id)
     dockerapi.tag_image(old_id, plan.image_name, tag)
     return tag
 
@@ -602,9 +602,8 @@ def _docker_build(
     code = dockercli.run_build(plan.command(), plan.secret_env(), sink, on_start)
     if code != 0:
         raise DockerError(
-            f"docker build of {plan.ref} failed (exit {code}) at: {_failure_line(run.log)} "
-            f"- read the log in {plan.iidfile.parent if plan.iidfile else 'builds'}/ and fix the "
-            "Containerfile or the refs."
+            f"docker build of {plan.ref} failed (exit {code}) at: {_failure_line(run.log)} - "
+            f"read builds/{_failed_name(plan, run)}.log and fix the Containerfile or the refs."
         )
     image_id = plan.iidfile.read_text().strip() if plan.iidfile and plan.iidfile.exists() else ""
     if not image_id:
@@ -804,6 +803,10 @@ def _retire_previous(ws: Workspace, plan: BuildPlan, run: _Run) -> None:
         old_log.replace(old_log.with_name(f"{plan.version}.replaced-{stamp}.log"))
 
 
+def _failed_name(plan: BuildPlan, run: _Run) -> str:
+    return f"{plan.version}.failed-{_stamp(run.started)}"
+
+
 def _stamp(moment: datetime) -> str:
     return moment.strftime("%Y%m%dT%H%M%SZ")
 
@@ -825,7 +828,7 @@ def _record_failure(ws: Workspace, plan: BuildPlan, run: _Run, exc: BaseExceptio
     with contextlib.suppress(ImagekitError):
         _restore_on_failure(plan, run)
     try:
-        base = f"{plan.version}.failed-{_stamp(run.started)}"
+        base = _failed_name(plan, run)
         data = _manifest(ws, plan, run, status="failed", error=plan.redactor.redact(message))
         data["log_file"] = _write_log(ws, plan, run, f"{base}.log")
         manifest.write_manifest(ws, data, ws.builds_dir / f"{base}.json", plan.redactor)

@@ -360,6 +360,7 @@ def test_a_failing_build_leaves_a_failed_record_and_frees_the_version(bws: Build
     record = json.loads(failed[0].read_text())
     assert record["status"] == "failed" and "failed (exit 1)" in record["error"]
     assert (bws.root / "builds" / record["log_file"]).exists()
+    assert f"read builds/{record['log_file']} and fix" in result.stderr
     assert not (bws.root / "builds" / "v1.0.0.json").exists()
     containerfile.write_text(containerfile.read_text().replace(" && false", ""))
     retry = invoke("build", "-w", str(bws.root), "--containerfile", str(containerfile))
