@@ -90,6 +90,7 @@ class BuildPlan:
     containerfile_file: Path | None = None  # where docker reads the Containerfile from
     warnings: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)  # informational (e.g. which docker CLI)
+    buildx_version: str | None = None
     created: str = ""
 
     @property
@@ -103,7 +104,9 @@ class BuildPlan:
 
     @property
     def cli(self) -> dockercli.DockerCli:
-        return dockercli.DockerCli(self.docker_cli, self.docker_version, self.docker_mode)
+        return dockercli.DockerCli(
+            self.docker_cli, self.docker_version, self.docker_mode, buildx=self.buildx_version
+        )
 
     def request(self) -> dockercli.BuildRequest:
         secret_mode = self.apps_json_mode == "secret"
@@ -408,6 +411,7 @@ def assemble_plan(
         containerfile_file=cf_file,
         warnings=notes + list(warnings or []),
         notes=[cli.note] if cli.note else [],
+        buildx_version=cli.buildx,
         created=created,
     )
 
@@ -715,6 +719,7 @@ def _manifest(
 
     finished = datetime.now(UTC)
     commit, dirty = workspace_commit(ws.root)
+    server = _server_version()
     inspected = _inspect_safely(run.image_id) if run.image_id else None
     cf = plan.containerfile
     return {
@@ -737,8 +742,9 @@ def _manifest(
         "duration_seconds": round(time.monotonic() - run.started_clock, 3),
         "tools": {
             "docker_client": plan.docker_version,
-            "docker_server": _server_version(),
+            "docker_server": server,
             "builder": plan.cli.builder,
+            "buildkit": plan.buildx_version or f"BuildKit built into dockerd {server}",
             "docker_cli": plan.docker_cli,
         },
         "containerfile": {

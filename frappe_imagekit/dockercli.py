@@ -38,6 +38,7 @@ class DockerCli:
     version: str  # client version, e.g. "20.10.24+dfsg1"
     mode: str  # BUILDX: "docker buildx build --load"; BUILDKIT: "DOCKER_BUILDKIT=1 docker build"
     note: str | None = None  # why this binary was chosen when it is not the obvious one
+    buildx: str | None = None  # `docker buildx version` output, in BUILDX mode
 
     @property
     def builder(self) -> str:
@@ -120,10 +121,10 @@ def probe(path: str) -> tuple[DockerCli | None, str]:
     with _probe_lock:
         if key not in _probed:
             found, why = _probe(path)
-            _probed[key] = (DockerCli(path, found.version, found.mode) if found else None, why)
+            _probed[key] = (found, why)
         cached, why = _probed[key]
     if cached is not None and cached.path != path:
-        cached = DockerCli(path, cached.version, cached.mode)
+        cached = DockerCli(path, cached.version, cached.mode, buildx=cached.buildx)
     return cached, why if cached is None else ""
 
 
@@ -135,7 +136,7 @@ def _probe(path: str) -> tuple[DockerCli | None, str]:
     version, major = parsed
     buildx = _run_quiet([path, BUILDX, "version"])
     if buildx is not None and buildx.returncode == 0:
-        return DockerCli(path, version, BUILDX), ""
+        return DockerCli(path, version, BUILDX, buildx=buildx.stdout.strip()[:200]), ""
     if major < 23:
         return DockerCli(path, version, BUILDKIT), ""
     return None, f"{path} is docker CLI {version} without the buildx plugin"
@@ -169,7 +170,7 @@ def find_docker(explicit: str | None = None, environ: Mapping[str, str] | None =
             if candidate == first:
                 return cli
             note = f"{reasons[0]}; using {candidate} (CLI {cli.version}, {cli.builder})"
-            return DockerCli(cli.path, cli.version, cli.mode, note)
+            return DockerCli(cli.path, cli.version, cli.mode, note, cli.buildx)
         reasons.append(why)
     raise DockerError(_no_cli_message(reasons))
 

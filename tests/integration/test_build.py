@@ -202,6 +202,9 @@ def test_secret_build_reaches_apps_json_and_the_token_is_nowhere(bws: BuildWorks
         == fingerprint(bws.frappe.branches["version-15"], manifest["apps"])
     )
     assert manifest["containerfile"]["apps_json_mode"] == "secret"
+    server = manifest["tools"]["docker_server"]
+    assert manifest["tools"]["buildkit"] == f"BuildKit built into dockerd {server}"
+    assert manifest["tools"]["builder"] == "docker build (BuildKit)"
     assert manifest["containerfile"]["content"] == containerfile.read_text()
     assert manifest["leak_scan"]["status"] == "clean"
     labels = json.loads(

@@ -107,7 +107,7 @@ def test_first_docker_on_path_wins_when_it_has_buildx(
     _fake_docker(tmp_path / "b", "20.10.24", buildx=False)
     path = f"{tmp_path / 'a'}{os.pathsep}{tmp_path / 'b'}"
     cli = dockercli.find_docker(environ={"PATH": path})
-    assert (cli.path, cli.mode, cli.note) == (str(new), BUILDX, None)
+    assert (cli.path, cli.mode, cli.note, cli.buildx) == (str(new), BUILDX, None, "buildx v0.12")
 
 
 def test_new_cli_without_buildx_falls_back_to_an_older_one_and_says_so(
