@@ -302,9 +302,13 @@ def test_backend_stopping_during_migrate_is_reported_as_services_down(project: P
     assert run_deploy(project, "v1").result == "succeeded"
     project.site_file("a.local", "slow_migrate").write_text("20\n")
     backend = project.services()["backend"]["Id"]
-    threading.Timer(1.5, lambda: subprocess.run(["docker", "kill", backend])).start()
 
-    report = run_deploy(project, "v1", migrate_only=True)
+    def on_event(line: str) -> None:  # stop the backend once migrate runs
+        if line == "Migrating a.local":
+            subprocess.run(["docker", "kill", backend], capture_output=True)
+
+    opts = options(project, "v1", migrate_only=True)
+    report = deploy(LocalRunner(), workspace(project), opts, on_event=on_event)
 
     assert report.result == "migrate-failed"
     site_a = report.sites[0]
