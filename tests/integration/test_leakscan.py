@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from frappe_imagekit import dockerapi, process
-from frappe_imagekit.containerfile import AppsJsonMode, default_containerfile, read_containerfile
+from frappe_imagekit.containerfile import default_containerfile
 from frappe_imagekit.errors import DockerError
 from frappe_imagekit.leakscan import scan_image
 from frappe_imagekit.redact import Redactor
@@ -183,27 +183,81 @@ def test_dockerapi_errors_name_the_fix(tmp_path: Path, unique_name) -> None:
 
 # --- the production Containerfile ----------------------------------------------------------
 
+CLONE_CLEANUP = 'find apps -mindepth 1 -path "*/.git" | xargs rm -fr'
 
-def test_buildkit_accepts_the_production_containerfile(
-    docker_daemon, busybox_image, unique_name, tmp_path
-) -> None:
-    """BuildKit's built-in frontend parses all of it (mounts, stages, ARGs); without internet it
-    can only fail at the first command, never at parsing."""
-    parsed = read_containerfile(default_containerfile())
-    assert parsed.apps_json_mode is AppsJsonMode.SECRET
-    version = unique_name("py")  # FROM python:<version>-slim-bookworm, made from busybox
-    base = f"python:{version}-slim-bookworm"
-    dockerd.docker(docker_daemon, "tag", busybox_image, base)
+
+@pytest.fixture
+def fake_python_base(docker_daemon, busybox_image, unique_name, cleanup_images):
+    """``python:<version>-slim-bookworm`` made of busybox and stub tools; returns <version>."""
+    version = unique_name("py")
+    tag = f"python:{version}-slim-bookworm"
+    cleanup_images.append(tag)
+    toolchain = FIXTURES / "fake-toolchain"
+    argv = [docker_daemon, "build", "-q", "-t", tag, "-f", str(toolchain / "Containerfile")]
+    done = process.run([*argv, str(toolchain)], env={"DOCKER_BUILDKIT": "1"}, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return version
+
+
+def build_production(docker_cli, containerfile: Path, version, tag, canary, context) -> None:
     argv = [
-        docker_daemon, "build", "--progress=plain", "-f", str(default_containerfile()),
-        "--build-arg", f"PYTHON_VERSION={version}", "--build-arg", "CACHE_BUST=abc",
-        "--secret", f"id=apps_json,env={APPS_ENV}", str(tmp_path),
+        docker_cli, "build", "--progress=plain", "-f", str(containerfile), "-t", tag,
+        "--build-arg", f"PYTHON_VERSION={version}",
+        "--build-arg", "FRAPPE_PATH=https://github.com/frappe/frappe",
+        "--build-arg", "FRAPPE_BRANCH=version-15",
+        "--build-arg", f"CACHE_BUST={secrets.token_hex(8)}",  # the secret is not in the cache key
+        "--secret", f"id=apps_json,env={APPS_ENV}", str(context),
     ]  # fmt: skip
-    try:
-        env = {"DOCKER_BUILDKIT": "1", APPS_ENV: "[]"}
-        done = process.run(argv, env=env, timeout=300)
-    finally:
-        dockerd.docker(docker_daemon, "rmi", base, check=False)
-    assert done.returncode != 0
-    assert "useradd: not found" in done.stderr  # the first RUN ran: everything parsed
-    assert "parse" not in done.stderr.lower() and "unknown instruction" not in done.stderr
+    done = process.run(argv, env=canary.env(), timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert canary.token not in done.stdout + done.stderr
+
+
+def test_production_containerfile_end_to_end_with_stub_tools(
+    docker_daemon, fake_python_base, unique_name, cleanup_images, canary, tmp_path
+) -> None:
+    """The whole production Containerfile runs (stub tools instead of the internet): apps.json
+    reaches bench, the final image runs as frappe, and the leak scan finds nothing, although
+    bench wrote the token into .git/config and logs/bench.log inside the RUN."""
+    tag = f"{unique_name('production')}:1"
+    cleanup_images.append(tag)
+    build_production(
+        docker_daemon, default_containerfile(), fake_python_base, tag, canary, tmp_path
+    )
+
+    script = (
+        "cat sites/apps.txt; cat sites/common_site_config.json; find apps -name .git | wc -l;"
+        " ls logs | wc -l; stat -c %u /home/frappe/.cache; id -un; pwd"
+    )
+    seen = dockerd.docker(docker_daemon, "run", "--rm", tag, "sh", "-c", script).stdout.split()
+    assert seen == ["frappe", "app", "{}", "0", "0", "1000", "frappe", "/home/frappe/frappe-bench"]
+    config = dockerapi.inspect_image(tag)["Config"]
+    assert config["User"] == "frappe"
+    assert config["Cmd"][0] == "/home/frappe/frappe-bench/env/bin/gunicorn"
+    assert "/home/frappe/frappe-bench/sites" in config["Volumes"]
+
+    result = findings_of(tag, canary)
+    assert result.clean, result.findings
+
+
+def test_production_without_the_git_cleanup_leaks(
+    docker_daemon, fake_python_base, unique_name, cleanup_images, canary, tmp_path
+) -> None:
+    """Control for the test above: drop the .git deletion and the scan finds the clone URL."""
+    text = default_containerfile().read_text()
+    assert CLONE_CLEANUP in text
+    leaky = tmp_path / "Containerfile.leaky"
+    leaky.write_text(text.replace(f"&& {CLONE_CLEANUP} \\\n", ""))
+    assert CLONE_CLEANUP not in leaky.read_text()
+    tag = f"{unique_name('production-leaky')}:1"
+    cleanup_images.append(tag)
+    context = tmp_path / "context"
+    context.mkdir()
+    build_production(docker_daemon, leaky, fake_python_base, tag, canary, context)
+
+    result = findings_of(tag, canary)
+    paths = sorted(f.location.split(") ", 1)[1] for f in result.findings)
+    assert paths == ["/home/frappe/frappe-bench/apps/app/.git/config"]
+    (finding,) = result.findings
+    assert finding.where == "layer" and finding.form == "raw"
+    assert "url = https://***@github.com/org/app.git" in finding.detail

@@ -270,7 +270,7 @@ def test_the_run_that_clones_also_deletes_git_and_logs(production) -> None:
         assert flag in run, flag
     assert 'echo "{}" > sites/common_site_config.json' in run
     assert 'find apps -mindepth 1 -path "*/.git" | xargs rm -fr' in run
-    assert "find logs -type f -delete" in run
+    assert "find logs -type f -exec rm -f {} +" in run
     assert "${CACHE_BUST}" in run
     assert any("type=secret,id=apps_json" in m for m in clones[0].flags["mount"])
     # CACHE_BUST is declared in the builder stage, after the apt step and before bench init.
