@@ -269,7 +269,7 @@ def plan_build(ws: Workspace, options: BuildOptions) -> BuildPlan:
         ws, offline=options.offline, strict=options.strict, check_version_is_new=False
     )
     if report.has_errors:
-        first = report.errors[0].message
+        first = report.errors[0].message.rstrip(".")
         raise ConfigError(
             f"imagekit check found {len(report.errors)} error(s), first: {first} "
             "(run `imagekit check` for all of them and fix them before building)."

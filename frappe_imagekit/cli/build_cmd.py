@@ -7,6 +7,7 @@ import shlex
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,19 @@ CONTAINERFILE_OPTION = typer.Option(
 )
 CONTEXT_OPTION = typer.Option(
     None, "--context", help="Build context folder (default: the workspace)."
+)
+
+
+class Progress(StrEnum):
+    AUTO = "auto"
+    PLAIN = "plain"
+    TTY = "tty"
+
+
+PROGRESS_OPTION = typer.Option(
+    Progress.AUTO,
+    "--progress",
+    help="auto, plain (BuildKit's own lines) or tty (compact display).",
 )
 _STEP = re.compile(r"^#\d+ \[")
 
@@ -49,19 +63,14 @@ def build(
     dry_run: bool = typer.Option(
         False, "--dry-run", help="Print the plan and the docker command; build nothing."
     ),
-    progress: str = typer.Option(
-        "auto", "--progress", help="auto, plain (BuildKit's own lines) or tty (compact display)."
-    ),
+    progress: Progress = PROGRESS_OPTION,
     strict: bool = typer.Option(False, "--strict", help="Moving branches are errors."),
     as_json: bool = typer.Option(False, "--json", help="Print the manifest (or plan) as JSON."),
 ) -> None:
     """Check the workspace, build the image with BuildKit, scan it for secrets, record it."""
     from frappe_imagekit.build import BuildOptions, execute_build, guard_tag, plan_build
-    from frappe_imagekit.errors import ConfigError
     from frappe_imagekit.workspace import Workspace
 
-    if progress not in {"auto", "plain", "tty"}:
-        raise ConfigError(f"--progress {progress} is unknown: use auto, plain or tty.")
     ws = Workspace.at(workspace)
     options = BuildOptions(
         containerfile=containerfile,
@@ -72,7 +81,7 @@ def build(
         force=force,
         leak_scan=not no_leak_scan,
         dry_run=dry_run,
-        progress=progress,
+        progress=progress.value,
         strict=strict,
     )
     plan = plan_build(ws, options)
@@ -87,7 +96,7 @@ def build(
         return
     if not as_json:
         output.out(f"Building {plan.ref} ({plan.apps_json_mode} mode, {plan.cli.builder})")
-    with progress_sink(progress) as sink:
+    with progress_sink(progress.value) as sink:
         data = execute_build(ws, plan, on_line=sink)
     if as_json:
         output.print_json(data)

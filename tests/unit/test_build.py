@@ -232,3 +232,25 @@ def test_a_context_holding_env_needs_dockerignore(
     if warned:
         assert warnings[0].endswith("add a line `.env` to .dockerignore.")
     assert build._context_warning(tmp_path / "missing") is None
+
+
+def test_cli_rejects_an_unknown_progress_mode() -> None:
+    from tests.support.cli import invoke
+
+    result = invoke("build", "--progress", "fancy")
+    assert result.exit_code == 2
+    assert "'fancy' is not one of 'auto', 'plain', 'tty'" in result.stderr
+
+
+def test_cli_refuses_to_build_a_workspace_with_check_errors(tmp_path: Path) -> None:
+    from tests.support.cli import invoke
+    from tests.support.workspace import make_workspace
+
+    # file:// remotes only: no test talks to anything but this machine
+    missing = (tmp_path / "missing.git").as_uri()
+    env = {"IMAGE_NAME": "Not A Valid Name", "FRAPPE_PATH": missing}
+    ws = make_workspace(tmp_path / "ws", env=env, apps=[{"url": missing, "branch": "v1.0.0"}])
+    result = invoke("build", "-w", str(ws), "--dry-run")
+    assert result.exit_code == 1
+    assert "imagekit check found" in result.stderr and "IMAGE_NAME" in result.stderr
+    assert "run `imagekit check` for all of them" in result.stderr
