@@ -359,6 +359,9 @@ def _send_image(ctx: _Context) -> None:
         raise NotFoundError(
             f"image {opts.image_ref} is neither on {runner.host} nor here; build it first."
         )
+    if opts.dry_run:
+        ctx.report.notes.append(f"{opts.image_ref} is not on {runner.host}: it would be sent.")
+        return
     ctx.emit(f"sending {opts.image_ref} to {runner.host} (docker save | docker load)")
     last = [0.0]
 

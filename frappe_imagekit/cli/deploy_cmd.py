@@ -53,7 +53,9 @@ def deploy_command(
     env_file: str | None = typer.Option(None, "--env-file", help="Env file for compose (target)."),
     image_var: str = typer.Option("CUSTOM_IMAGE", "--image-var", help="Compose variable: image."),
     tag_var: str = typer.Option("CUSTOM_TAG", "--tag-var", help="Compose variable: tag."),
-    backend_service: str = typer.Option("backend", "--backend-service"),
+    backend_service: str = typer.Option(
+        "backend", "--backend-service", help="Service that runs bench (migrate, backup)."
+    ),
     oneshot: str = typer.Option(
         "configurator", "--oneshot", help="Comma-separated services that must exit 0."
     ),

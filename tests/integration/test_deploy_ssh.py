@@ -103,6 +103,10 @@ def test_image_missing_on_second_host_is_sent_then_deployed(
     )
     events: list[str] = []
     try:
+        dry = deploy(runner, workspace(project), options(project, "v1", dry_run=True))
+        assert dry.result == "dry-run" and dry.image_sent is False
+        assert f"{ref} is not on {runner.host}: it would be sent." in dry.notes
+        assert second_host.docker("image", "inspect", ref).returncode != 0
         report = deploy(runner, workspace(project), options(project, "v1"), on_event=events.append)
     finally:
         runner.close()
