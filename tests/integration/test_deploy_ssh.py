@@ -120,3 +120,29 @@ def test_image_missing_on_second_host_is_sent_then_deployed(
     assert report.timings["send_image"] <= report.timings["preflight"]
     assert [s.status for s in report.sites] == ["ok", "ok"]
     assert containers(project.name) == []  # nothing on the main daemon
+
+
+def test_ctrl_c_during_remote_migrate_releases_the_remote_lock(project: Project, sshd: SSHServer):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    project.site_file("a.local", "slow_migrate").write_text("30\n")
+    argv = [sys.executable, "-m", "frappe_imagekit",
+            *project.cli_args("--version", "v1", *ssh_args(sshd))]  # fmt: skip
+    root = Path(__file__).resolve().parents[2]
+    proc = subprocess.Popen(argv, stderr=subprocess.PIPE, stdout=subprocess.PIPE, cwd=root)
+    assert proc.stderr is not None
+    deadline = time.monotonic() + 60
+    for raw in proc.stderr:
+        if b"Migrating a.local" in raw or time.monotonic() > deadline:
+            break
+    assert project.lock_dir.is_dir()
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == ExitCode.INTERRUPTED, err
+    assert not project.lock_dir.exists()
+    audit = [json.loads(line) for line in project.audit_log.read_text().splitlines()]
+    assert audit[-1]["result"] == "interrupted"
+    assert project.records()[-1]["host"] == f"root@127.0.0.1:{sshd.port}"
