@@ -138,6 +138,14 @@ class BuildPlan:
             env[BASE64_ARG] = self.injected.base64
         return env
 
+    def command_env(self) -> dict[str, str]:
+        """The child environment the command needs, secret values replaced by a description."""
+        described = {
+            dockercli.SECRET_ENV: "<the injected apps.json: secret, never shown>",
+            BASE64_ARG: "<base64 of the injected apps.json: secret, never shown>",
+        }
+        return {k: described.get(k, v) for k, v in self.secret_env().items()}
+
     def to_dict(self) -> dict[str, Any]:
         """The plan without secrets (for --dry-run and --json)."""
         return {
@@ -162,6 +170,7 @@ class BuildPlan:
             "leak_scan": self.leak_scan,
             "warnings": list(self.warnings),
             "command": self.command(),
+            "command_env": self.command_env(),
         }
 
 

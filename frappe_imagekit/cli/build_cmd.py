@@ -119,7 +119,9 @@ def render_plan(plan: dict[str, Any], as_json: bool) -> None:
         for p in [plan["frappe"], *plan["apps"]]
     ]
     output.print_table("Apps", ["app", "ref", "kind", "sha", "url"], rows)
-    output.out("Command:")
+    output.out("Command (environment of the docker process only, never argv):")
+    for name, value in plan["command_env"].items():
+        output.out(f"  {name}={value}")
     output.out("  " + shlex.join(plan["command"]))
 
 

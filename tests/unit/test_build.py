@@ -154,6 +154,10 @@ def test_secret_plan_argv_is_token_free_and_the_secret_is_only_in_the_child_env(
     assert plan.tag == "v1.1.5" and plan.ref == "desiredeffect/erpnext-custom:v1.1.5"
     assert plan.iidfile == tmp_path / "builds" / ".v1.1.5.iid"
     assert plan.warnings == []
+    assert plan.to_dict()["command_env"] == {
+        "DOCKER_BUILDKIT": "1",
+        "IMAGEKIT_APPS_JSON": "<the injected apps.json: secret, never shown>",
+    }
     dumped = json.dumps(plan.to_dict())
     assert CANARY not in dumped and injected.text not in dumped
 
