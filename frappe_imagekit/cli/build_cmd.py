@@ -119,9 +119,10 @@ def render_plan(plan: dict[str, Any], as_json: bool) -> None:
         for p in [plan["frappe"], *plan["apps"]]
     ]
     output.print_table("Apps", ["app", "ref", "kind", "sha", "url"], rows)
-    output.out("Command (environment of the docker process only, never argv):")
+    output.out("Environment of the docker process (secrets travel here, never in argv):")
     for name, value in plan["command_env"].items():
         output.out(f"  {name}={value}")
+    output.out("Command:")
     output.out("  " + shlex.join(plan["command"]))
 
 
