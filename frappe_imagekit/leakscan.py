@@ -16,6 +16,7 @@ name the member that holds a match, without Python work per byte of content.
 
 from __future__ import annotations
 
+import base64
 import bisect
 import contextlib
 import json
@@ -82,15 +83,18 @@ class ScanResult:
 def form_kinds(forms: Iterable[str]) -> dict[str, str]:
     """Label each form "raw", "base64" or "url-encoded".
 
-    A raw value is one whose own derived forms are all known (a secret), or a whole document
-    whose base64 is known (the injected apps.json); a URL-encoded form decodes to a known
-    form; anything else is a base64 form.
+    A URL-encoded form decodes to a known form; a base64 form either decodes to text holding a
+    known form (the base64 of apps.json, even when it was also added as a secret itself) or is
+    one of the derived slices; a raw value is one whose own derived forms are all known (a
+    secret), or a whole document whose base64 is known (the injected apps.json).
     """
     known = set(forms)
     kinds: dict[str, str] = {}
     for form in known:
         if unquote(form) != form and unquote(form) in known:
             kinds[form] = "url-encoded"
+        elif _decodes_to_known(form, known):
+            kinds[form] = "base64"
         elif secret_forms(form) <= known or _b64(form) in known:
             kinds[form] = "raw"
         else:
@@ -99,9 +103,19 @@ def form_kinds(forms: Iterable[str]) -> dict[str, str]:
 
 
 def _b64(text: str) -> str:
-    import base64
-
     return base64.b64encode(text.encode()).decode()
+
+
+def _decodes_to_known(form: str, known: set[str]) -> bool:
+    padded = form.translate(_URLSAFE) + "=" * (-len(form) % 4)
+    try:
+        text = base64.b64decode(padded, validate=True).decode("utf-8")
+    except (ValueError, UnicodeDecodeError):
+        return False
+    return any(other in text for other in known if other != form)
+
+
+_URLSAFE = str.maketrans("-_", "+/")
 
 
 @dataclass(frozen=True)

@@ -150,3 +150,16 @@ def test_mask_and_search_text(needles: Needles) -> None:
     assert needles.search_text(line) == ("base64", line.index("=") + 1)
     assert needles.mask(line) == "RUN |1 APPS_JSON_BASE64=*** /bin/sh -c x"
     assert needles.search_text("nothing here") is None
+
+
+def test_base64_added_as_a_secret_is_still_labelled_base64() -> None:
+    """build.py adds the base64 of apps.json as a secret of its own (for the build-arg mode)."""
+    b64_doc = base64.b64encode(APPS.encode()).decode()
+    redactor = make_redactor()
+    redactor.add(b64_doc)
+    kinds = form_kinds(redactor.forms)
+    assert kinds[b64_doc] == "base64"
+    assert kinds[quote(b64_doc, safe="")] == "url-encoded"
+    assert kinds[TOKEN] == "raw" and kinds[APPS] == "raw"
+    line = f"RUN |1 APPS_JSON_BASE64={b64_doc} /bin/sh -c x"
+    assert Needles.from_forms(redactor.forms).search_text(line)[0] == "base64"
