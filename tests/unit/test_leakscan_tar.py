@@ -248,3 +248,28 @@ def test_tar_index_names_every_member(size: int) -> None:
 def test_scan_metadata_without_forms() -> None:
     needles = Needles.from_forms([])
     assert scan_metadata({"Config": {"Env": [f"T={TOKEN}"]}}, [], needles) == []
+
+
+def test_prefetch_hands_over_chunks_errors_and_closes_the_source() -> None:
+    closed = []
+
+    def source(fail: bool):
+        try:
+            yield b"one"
+            yield b"two"
+            if fail:
+                raise DockerError("lost the daemon")
+            yield b"three"
+        finally:
+            closed.append(fail)
+
+    with leakscan.prefetch(source(False), depth=1) as chunks:
+        assert list(chunks) == [b"one", b"two", b"three"]
+    with (
+        pytest.raises(DockerError, match="lost the daemon"),
+        leakscan.prefetch(source(True)) as chunks,
+    ):
+        list(chunks)
+    with leakscan.prefetch(source(False), depth=1) as chunks:
+        assert next(chunks) == b"one"  # the consumer stops early: the reader stops too
+    assert sorted(closed) == [False, False, True]
