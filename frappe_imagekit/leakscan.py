@@ -37,6 +37,7 @@ READ_SIZE = 4 * 1024 * 1024
 PREFETCH_CHUNKS = 8  # up to 32 MB read ahead while the previous chunks are scanned
 MAX_FINDINGS = 50  # a token copied into a thousand files needs the first few places, not all
 _CONTEXT = 24  # bytes of redacted context shown around a match
+_MAX_JSON = 16 * 1024 * 1024  # an image config is a few KB; never hold a big blob in memory
 _GZIP = b"\x1f\x8b"
 _ZSTD = b"\x28\xb5\x2f\xfd"
 
@@ -279,7 +280,6 @@ class TarIndex:
         self.meta_start = -1
         self.long_name: str | None = None
         self.members: deque[_Member] = deque()
-        self.ended = False
 
     def feed(self, chunk: bytes) -> None:
         start = self.pos
@@ -291,7 +291,7 @@ class TarIndex:
         off = 0
         if self.meta is not None:
             off = self._take_meta(chunk, 0)
-        while not self.ended:
+        while True:
             rel = self.next_header - start
             if rel >= len(chunk):
                 return
@@ -352,7 +352,8 @@ class TarIndex:
         if idx < 0:
             return ("(before the first member)", True)
         member = self.members[idx]
-        return ("/" + member.name.lstrip("./").lstrip("/"), offset < member.data)
+        name = member.name[2:] if member.name.startswith("./") else member.name
+        return ("/" + name.lstrip("/"), offset < member.data)
 
 
 def _octal(field_: bytes) -> int:
@@ -743,14 +744,18 @@ def _scan_layer(state: _SaveScan, name: str, chunks: Iterable[bytes]) -> None:
 
 
 def _scan_flat(state: _SaveScan, name: str, chunks: Iterable[bytes]) -> None:
+    """A member that is not a layer: JSON documents (manifest, image config) are kept to
+    name the layers afterwards (``<id>.json`` in the classic layout, ``blobs/sha256/<id>``
+    in the OCI one)."""
     search = StreamSearch(state.needles)
-    keep_json = name == "manifest.json" or (name.endswith(".json") and "/" not in name)
-    body = bytearray() if keep_json else None
+    body: bytearray | None = None
     for chunk in chunks:
-        if body is not None and len(body) < 16 * 1024 * 1024:
+        if body is None and search.pos == 0 and chunk.lstrip()[:1] in (b"{", b"["):
+            body = bytearray()
+        if body is not None and len(body) < _MAX_JSON:
             body += chunk
         state.flat.extend((name, hit) for hit in search.feed(chunk))
-    if body is not None:
+    if body is not None and len(body) < _MAX_JSON:
         _remember_json(state, name, bytes(body))
 
 

@@ -229,6 +229,8 @@ def test_tar_index_names_every_member(size: int) -> None:
         LONG_DIR + "long.txt": b"L" * 1000,
         "empty": b"",
         "b/c.txt": b"C" * 513,
+        ".dockerenv": b"D" * 20,
+        "./home/.bashrc": b"B" * 30,
     }
     for fmt in (tarfile.PAX_FORMAT, tarfile.GNU_FORMAT):
         data = tar_bytes(files, fmt)
@@ -239,8 +241,9 @@ def test_tar_index_names_every_member(size: int) -> None:
             if not content:
                 continue
             offset = data.index(content)
-            assert index.name_at(offset) == ("/" + name, False), (fmt, name)
-            assert index.name_at(offset + len(content) - 1) == ("/" + name, False)
+            path = "/" + name.removeprefix("./")
+            assert index.name_at(offset) == (path, False), (fmt, name)
+            assert index.name_at(offset + len(content) - 1) == (path, False)
         header = data.index(b"b/c.txt")
         assert index.name_at(header) == ("/b/c.txt", True)
 
@@ -273,3 +276,27 @@ def test_prefetch_hands_over_chunks_errors_and_closes_the_source() -> None:
     with leakscan.prefetch(source(False), depth=1) as chunks:
         assert next(chunks) == b"one"  # the consumer stops early: the reader stops too
     assert sorted(closed) == [False, False, True]
+
+
+def test_oci_layout_of_newer_daemons(fake_daemon) -> None:
+    """Docker 25+ saves an OCI layout: blobs/sha256/<id> for configs and layers alike."""
+    one = layer_one()
+    config = {
+        "rootfs": {"diff_ids": ["sha256:" + hashlib.sha256(one).hexdigest()]},
+        "history": [{"created_by": "COPY apps.json /opt/frappe/ # buildkit"}],
+    }
+    manifest = [{"Config": "blobs/sha256/cfg", "Layers": ["blobs/sha256/l1"]}]
+    fake_daemon["saved"] = tar_bytes(
+        {
+            "blobs/sha256/cfg": json.dumps(config).encode(),
+            "blobs/sha256/l1": one,
+            "index.json": b'{"schemaVersion": 2}',
+            "oci-layout": b'{"imageLayoutVersion": "1.0.0"}',
+            "manifest.json": json.dumps(manifest).encode(),
+        }
+    )
+    result = scan_image("img:1", redactor())
+    assert [f.location for f in result.findings][:1] == [
+        f"layer 1/1 ({config['rootfs']['diff_ids'][0][:19]}) /opt/frappe/apps.json"
+    ]
+    assert "(layer made by: COPY apps.json /opt/frappe/ # buildkit)" in result.findings[0].detail
