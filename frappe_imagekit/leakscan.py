@@ -440,10 +440,12 @@ def prefetch(chunks: Iterator[bytes], depth: int = PREFETCH_CHUNKS) -> Generator
         yield consume()
     finally:
         stop.set()
-        while thread.is_alive():
+        # Unblock the reader; a daemon that stalls mid-stream must not hang us forever (the
+        # thread is a daemon thread and ends with the process).
+        deadline = time.monotonic() + 30
+        while thread.is_alive() and time.monotonic() < deadline:
             with contextlib.suppress(queue.Empty):
                 ready.get(timeout=0.1)
-        thread.join()
 
 
 class _Pull:
