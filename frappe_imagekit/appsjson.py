@@ -67,6 +67,15 @@ def public_url(url: str) -> str:
     return parts._replace(netloc=host).geturl()
 
 
+def manifest_url(url: str) -> str:
+    """The URL as manifests record it: a ``${VAR}@`` placeholder kept (it names the token a
+    rebuild needs), any other user part dropped (it could be a credential)."""
+    netloc = urlsplit(url).netloc
+    if "@" in netloc and PLACEHOLDER.fullmatch(netloc.rsplit("@", 1)[0]):
+        return url
+    return public_url(url)
+
+
 def app_name(url: str) -> str:
     path = urlsplit(url).path.rstrip("/")
     name = path.rsplit("/", 1)[-1]

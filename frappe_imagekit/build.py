@@ -447,12 +447,12 @@ def load_containerfile(ws: Workspace, chosen: Path | None, env: dict[str, str]) 
 
 
 def _pin_dict(pin: Any) -> dict[str, Any]:
-    from frappe_imagekit.appsjson import public_url
+    from frappe_imagekit.appsjson import manifest_url
 
     kind = getattr(pin, "ref_kind", None)
     return {
         "name": pin.name,
-        "url": public_url(pin.url),
+        "url": manifest_url(pin.url),
         "ref": pin.ref,
         "ref_kind": str(kind) if kind is not None else None,
         "sha": pin.sha,

@@ -346,13 +346,13 @@ def _build_plan(
 
 
 def _pin_for_build(pin: PinDrift) -> dict[str, Any]:
-    from frappe_imagekit.appsjson import public_url
+    from frappe_imagekit.appsjson import manifest_url
     from frappe_imagekit.pins import classify_ref
 
     kind = pin.ref_kind if pin.use_ref == pin.ref else str(classify_ref(pin.use_ref))
     return {
         "name": pin.name,
-        "url": public_url(pin.url),
+        "url": manifest_url(pin.url),
         "ref": pin.use_ref,
         "ref_kind": kind,
         "sha": pin.build_sha,
