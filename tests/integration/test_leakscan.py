@@ -111,9 +111,9 @@ def test_apps_json_copied_into_the_final_stage(built, canary) -> None:
     assert finding.detail.endswith("***")  # the whole apps.json is one masked form
 
 
-def test_a_file_deleted_in_a_later_layer_is_still_found(built, canary) -> None:
+def test_a_file_deleted_in_a_later_layer_is_still_found(built, canary, docker_daemon) -> None:
     tag = built("leaky-deleted.Containerfile")
-    seen = dockerd.docker("/usr/bin/docker", "run", "--rm", tag, "ls", "/opt/bench").stdout
+    seen = dockerd.docker(docker_daemon, "run", "--rm", tag, "ls", "/opt/bench").stdout
     assert seen.strip() == ""  # gone from the container's view...
     result = findings_of(tag, canary)
     (finding,) = result.findings  # ...but the layer that wrote it still ships it
