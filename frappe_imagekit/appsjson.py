@@ -17,8 +17,16 @@ from frappe_imagekit.envfile import EnvIssue
 PLACEHOLDER = re.compile(r"\$\{(\w+)\}")
 _LOOPBACK_HOSTS = {"localhost", "::1"}
 _KEY_INTENTS = {
-    "version": "branch", "tag": "branch", "ref": "branch", "commit": "branch", "release": "branch",
-    "repo": "url", "repository": "url", "git": "url", "link": "url", "path": "url",
+    "version": "branch",
+    "tag": "branch",
+    "ref": "branch",
+    "commit": "branch",
+    "release": "branch",
+    "repo": "url",
+    "repository": "url",
+    "git": "url",
+    "link": "url",
+    "path": "url",
 }
 _TOKEN_SHAPES = re.compile(r"(ghp_|gho_|ghs_|ghu_|github_pat_|glpat-)[A-Za-z0-9_]{8,}")
 
@@ -93,7 +101,10 @@ def repo_identity(url: str) -> str:
 def inject(apps: list[dict[str, Any]], env: Mapping[str, str]) -> InjectedApps:
     """apps.json text with every ${VAR} replaced by its .env value, compact, plus its base64."""
     resolved = [
-        {"url": PLACEHOLDER.sub(lambda m: env.get(m.group(1), ""), app["url"]), "branch": app["branch"]}
+        {
+            "url": PLACEHOLDER.sub(lambda m: env.get(m.group(1), ""), app["url"]),
+            "branch": app["branch"],
+        }
         for app in apps
     ]
     text = json.dumps(resolved, separators=(",", ":"))
@@ -105,9 +116,15 @@ def parse_apps_text(text: str) -> tuple[list[AppEntry], list[EnvIssue]]:
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
-        return [], [EnvIssue("error", "apps-json", (
-            f"apps.json is not valid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}."
-        ))]
+        return [], [
+            EnvIssue(
+                "error",
+                "apps-json",
+                (
+                    f"apps.json is not valid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}."
+                ),
+            )
+        ]
     lines = json_path_lines(text)
     issues = _schema_issues(data, lines)
     if issues:
@@ -141,13 +158,15 @@ def _schema_message(error: Any, lines: dict[str, int]) -> str:
         key_path = f"{path}.{extra[0]}" if extra else path
         line = lines.get(key_path)
         at = f" (line {line})" if line else ""
-        return (f"apps.json {path}{at} has unknown key {', '.join(hints)}: bench reads only "
-                "\"url\" and \"branch\" and silently ignores anything else.")
+        return (
+            f"apps.json {path}{at} has unknown key {', '.join(hints)}: bench reads only "
+            '"url" and "branch" and silently ignores anything else.'
+        )
     if error.validator == "required":
         missing = error.message.split("'")[1] if "'" in error.message else "url"
-        return f"{where} has no \"{missing}\": every app needs \"url\" and \"branch\"."
+        return f'{where} has no "{missing}": every app needs "url" and "branch".'
     if error.validator == "type" and not error.absolute_path:
-        return "apps.json must be a list of apps: [{\"url\": ..., \"branch\": ...}, ...]."
+        return 'apps.json must be a list of apps: [{"url": ..., "branch": ...}, ...].'
     if error.validator == "type":
         return f"{where} must be {_a(error.validator_value)}, not {type(error.instance).__name__}."
     if error.validator == "minLength":
@@ -156,7 +175,9 @@ def _schema_message(error: Any, lines: dict[str, int]) -> str:
 
 
 def _a(kind: Any) -> str:
-    return {"object": "an object", "string": "a string", "array": "a list"}.get(str(kind), str(kind))
+    return {"object": "an object", "string": "a string", "array": "a list"}.get(
+        str(kind), str(kind)
+    )
 
 
 def _intent(key: str) -> str:
@@ -239,24 +260,44 @@ def url_issues(entry: AppEntry, env_keys: set[str], secret_keys: set[str]) -> li
     where = f"apps.json [{entry.index}].url" + (f" (line {entry.line})" if entry.line else "")
     url = entry.url
     if url.startswith("git@") or url.startswith("ssh://") or re.match(r"^[\w.-]+@[\w.-]+:", url):
-        return [EnvIssue("error", "apps-ssh", (
-            f"{where} is an SSH URL: the image build has no SSH key and bench clones over https; "
-            "use https://${TOKEN_VAR}@github.com/org/repo.git with the token in .env."
-        ))]
+        return [
+            EnvIssue(
+                "error",
+                "apps-ssh",
+                (
+                    f"{where} is an SSH URL: the image build has no SSH key and bench clones over https; "
+                    "use https://${TOKEN_VAR}@github.com/org/repo.git with the token in .env."
+                ),
+            )
+        ]
     parts = urlsplit(url)
     issues = []
-    if parts.scheme == "http" and (parts.hostname or "") not in _LOOPBACK_HOSTS and not (
-        parts.hostname or ""
-    ).startswith("127."):
-        issues.append(EnvIssue("error", "apps-http", (
-            f"{where} uses plain http to {parts.hostname}: the token would cross the network "
-            "unencrypted; use https (plain http is allowed only to a loopback mirror)."
-        )))
+    if (
+        parts.scheme == "http"
+        and (parts.hostname or "") not in _LOOPBACK_HOSTS
+        and not (parts.hostname or "").startswith("127.")
+    ):
+        issues.append(
+            EnvIssue(
+                "error",
+                "apps-http",
+                (
+                    f"{where} uses plain http to {parts.hostname}: the token would cross the network "
+                    "unencrypted; use https (plain http is allowed only to a loopback mirror)."
+                ),
+            )
+        )
     elif parts.scheme not in {"https", "http", "file"}:
-        issues.append(EnvIssue("error", "apps-scheme", (
-            f"{where} has scheme {parts.scheme or '(none)'!r}: use https://..., or file:// for a "
-            "local mirror."
-        )))
+        issues.append(
+            EnvIssue(
+                "error",
+                "apps-scheme",
+                (
+                    f"{where} has scheme {parts.scheme or '(none)'!r}: use https://..., or file:// for a "
+                    "local mirror."
+                ),
+            )
+        )
     issues += _userinfo_issues(where, url, parts.netloc, env_keys, secret_keys)
     return issues
 
@@ -267,21 +308,39 @@ def _userinfo_issues(
     issues = []
     for var in token_vars(url):
         if var not in env_keys:
-            issues.append(EnvIssue("error", "apps-placeholder", (
-                f"{where} uses ${{{var}}} but .env has no {var}: add it to .env and de-example.env "
-                "(annotated @secret)."
-            )))
+            issues.append(
+                EnvIssue(
+                    "error",
+                    "apps-placeholder",
+                    (
+                        f"{where} uses ${{{var}}} but .env has no {var}: add it to .env and de-example.env "
+                        "(annotated @secret)."
+                    ),
+                )
+            )
         elif secret_keys and var not in secret_keys:
-            issues.append(EnvIssue("warning", "apps-placeholder-secret", (
-                f"{where} uses ${{{var}}}, which de-example.env does not mark @secret: add "
-                f"'# @secret' above {var} there so it is masked everywhere."
-            )))
+            issues.append(
+                EnvIssue(
+                    "warning",
+                    "apps-placeholder-secret",
+                    (
+                        f"{where} uses ${{{var}}}, which de-example.env does not mark @secret: add "
+                        f"'# @secret' above {var} there so it is masked everywhere."
+                    ),
+                )
+            )
     userinfo = netloc.rsplit("@", 1)[0] if "@" in netloc else ""
     if (userinfo and not PLACEHOLDER.fullmatch(userinfo)) or _TOKEN_SHAPES.search(url):
-        issues.append(EnvIssue("error", "apps-raw-token", (
-            f"{where} has a credential written into it, which would be committed and leak: "
-            "replace it with a ${VAR} placeholder and put the token in .env."
-        )))
+        issues.append(
+            EnvIssue(
+                "error",
+                "apps-raw-token",
+                (
+                    f"{where} has a credential written into it, which would be committed and leak: "
+                    "replace it with a ${VAR} placeholder and put the token in .env."
+                ),
+            )
+        )
     return issues
 
 
@@ -291,22 +350,41 @@ def duplicate_and_dependency_issues(entries: list[AppEntry]) -> list[EnvIssue]:
     for entry in entries:
         identity = repo_identity(entry.url)
         if entry.name == "frappe":
-            issues.append(EnvIssue("error", "apps-frappe", (
-                f"apps.json [{entry.index}] lists frappe: frappe comes from FRAPPE_PATH and "
-                "FRAPPE_BRANCH in .env; remove it from apps.json."
-            )))
+            issues.append(
+                EnvIssue(
+                    "error",
+                    "apps-frappe",
+                    (
+                        f"apps.json [{entry.index}] lists frappe: frappe comes from FRAPPE_PATH and "
+                        "FRAPPE_BRANCH in .env; remove it from apps.json."
+                    ),
+                )
+            )
         if identity in seen:
-            issues.append(EnvIssue("error", "apps-duplicate", (
-                f"apps.json [{entry.index}] repeats {public_url(entry.url)} (already [{seen[identity].index}]): "
-                "bench would clone it twice and fail; keep one entry."
-            )))
+            issues.append(
+                EnvIssue(
+                    "error",
+                    "apps-duplicate",
+                    (
+                        f"apps.json [{entry.index}] repeats {public_url(entry.url)} "
+                        f"(already [{seen[identity].index}]): bench would clone it twice and fail; "
+                        "keep one entry."
+                    ),
+                )
+            )
         seen.setdefault(identity, entry)
     names = {entry.name.lower() for entry in entries}
     for entry in entries:
         for needed in REQUIRED_APPS.get(entry.name.lower(), ()):
             if needed not in names:
-                issues.append(EnvIssue("error", "apps-dependency", (
-                    f"apps.json lists {entry.name} but not {needed}, which it requires: bench does not "
-                    f"resolve dependencies, add {needed} before {entry.name}."
-                )))
+                issues.append(
+                    EnvIssue(
+                        "error",
+                        "apps-dependency",
+                        (
+                            f"apps.json lists {entry.name} but not {needed}, which it requires: "
+                            f"bench does not resolve dependencies, add {needed} before {entry.name}."
+                        ),
+                    )
+                )
     return issues

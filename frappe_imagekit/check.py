@@ -15,7 +15,9 @@ from frappe_imagekit.workspace import Workspace
 VERSION_KEY = "DE_SITE_VERSION"
 IMAGE_KEY = "IMAGE_NAME"
 FRAPPE_KEYS = ("FRAPPE_PATH", "FRAPPE_BRANCH")
-_IMAGE_NAME = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?::\d+)?(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*"
+_IMAGE_NAME = (
+    r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?::\d+)?(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*"
+)
 
 
 @dataclass
@@ -56,7 +58,9 @@ class CheckReport:
         return ([self.frappe] if self.frappe else []) + list(self.apps)
 
     def add(self, issues: list[EnvIssue]) -> None:
-        self.findings.extend(Finding(i.level, i.code, self.redactor.redact(i.message)) for i in issues)
+        self.findings.extend(
+            Finding(i.level, i.code, self.redactor.redact(i.message)) for i in issues
+        )
 
     def to_dict(self) -> dict[str, Any]:
         """Everything check found, without a secret."""
@@ -119,7 +123,9 @@ def _load_env(ws: Workspace, report: CheckReport) -> tuple[dict[str, KeySpec], P
     specs = envfile.parse_example_text(example_text)
     report.add(envfile.example_annotation_issues(example_text))
     if not specs:
-        raise ConfigError(f"{ws.example_file} declares no keys: it is the schema for .env, fill it in.")
+        raise ConfigError(
+            f"{ws.example_file} declares no keys: it is the schema for .env, fill it in."
+        )
     return specs, envfile.parse_env_text(env_text)
 
 
@@ -132,17 +138,31 @@ def _env_semantics(values: dict[str, str], secret_keys: set[str]) -> list[EnvIss
     frappe_path = values.get("FRAPPE_PATH", "")
     secrets = [values[k] for k in secret_keys if values.get(k)]
     if "@" in appsjson.urlsplit(frappe_path).netloc or any(s in frappe_path for s in secrets):
-        issues.append(EnvIssue("error", "env-frappe-token", (
-            ".env FRAPPE_PATH contains a credential: build args are stored in the image history "
-            "for anyone to read; point it at a public or mirrored frappe repository without a token."
-        )))
+        issues.append(
+            EnvIssue(
+                "error",
+                "env-frappe-token",
+                (
+                    ".env FRAPPE_PATH contains a credential: build args are stored in the image history "
+                    "for anyone to read; point it at a public or mirrored frappe repository without a token."
+                ),
+            )
+        )
     image = values.get(IMAGE_KEY, "")
     if image and not re.fullmatch(_IMAGE_NAME, image):
-        issues.append(EnvIssue("error", "env-image-name", (
-            f".env {IMAGE_KEY} {image!r} is not a valid image name (lower-case, e.g. "
-            "desiredeffect/erpnext-custom, no tag): correct it."
-        )))
-    branch, python, node = (values.get(k, "") for k in ("FRAPPE_BRANCH", "PYTHON_VERSION", "NODE_VERSION"))
+        issues.append(
+            EnvIssue(
+                "error",
+                "env-image-name",
+                (
+                    f".env {IMAGE_KEY} {image!r} is not a valid image name (lower-case, e.g. "
+                    "desiredeffect/erpnext-custom, no tag): correct it."
+                ),
+            )
+        )
+    branch, python, node = (
+        values.get(k, "") for k in ("FRAPPE_BRANCH", "PYTHON_VERSION", "NODE_VERSION")
+    )
     if branch and python and node:
         warning = versions.pairing_warning(branch, python, node)
         if warning:
@@ -159,10 +179,16 @@ def _version_is_new(ws: Workspace, version: str) -> list[EnvIssue]:
     if version not in taken:
         return []
     suggestion = versions.newest_free_after(taken, version)
-    return [EnvIssue("error", "version-taken", (
-        f"{VERSION_KEY}={version} was already built (builds/{version}.json): set "
-        f"{VERSION_KEY}={suggestion} in .env for a new build."
-    ))]
+    return [
+        EnvIssue(
+            "error",
+            "version-taken",
+            (
+                f"{VERSION_KEY}={version} was already built (builds/{version}.json): set "
+                f"{VERSION_KEY}={suggestion} in .env for a new build."
+            ),
+        )
+    ]
 
 
 def _check_apps(ws: Workspace, report: CheckReport) -> None:
@@ -172,7 +198,15 @@ def _check_apps(ws: Workspace, report: CheckReport) -> None:
     if issues:
         return
     if not entries:
-        report.add([EnvIssue("warning", "apps-empty", "apps.json lists no apps: the image will hold frappe only.")])
+        report.add(
+            [
+                EnvIssue(
+                    "warning",
+                    "apps-empty",
+                    "apps.json lists no apps: the image will hold frappe only.",
+                )
+            ]
+        )
     env_keys = set(report.env)
     for entry in entries:
         report.add(appsjson.url_issues(entry, env_keys, report.secret_keys))
@@ -186,7 +220,14 @@ def _check_apps(ws: Workspace, report: CheckReport) -> None:
 def _pins_still_useful(report: CheckReport) -> bool:
     # Resolve refs even when .env has errors, so one run shows every problem; skip when apps.json
     # itself is broken or a URL is unsafe to send anywhere.
-    unsafe = {"apps-json", "apps-schema", "apps-ssh", "apps-http", "apps-raw-token", "env-frappe-token"}
+    unsafe = {
+        "apps-json",
+        "apps-schema",
+        "apps-ssh",
+        "apps-http",
+        "apps-raw-token",
+        "env-frappe-token",
+    }
     return bool(report.entries) and not any(f.code in unsafe for f in report.errors)
 
 
@@ -196,8 +237,12 @@ def _resolve(report: CheckReport, *, offline: bool, strict: bool) -> None:
     requests = []
     frappe_path, frappe_branch = (report.env.get(k, "") for k in FRAPPE_KEYS)
     if frappe_path and frappe_branch:
-        requests.append(pins.PinRequest("frappe", frappe_path, frappe_branch, _token_var(frappe_path)))
-    requests += [pins.PinRequest(e.name, e.url, e.branch, _token_var(e.url)) for e in report.entries]
+        requests.append(
+            pins.PinRequest("frappe", frappe_path, frappe_branch, _token_var(frappe_path))
+        )
+    requests += [
+        pins.PinRequest(e.name, e.url, e.branch, _token_var(e.url)) for e in report.entries
+    ]
     if offline:
         results = [_offline_result(pins, r) for r in requests]
     else:
@@ -228,8 +273,14 @@ def _token_var(url: str) -> str | None:
 
 def _offline_result(pins: Any, request: Any) -> Any:
     return pins.PinResult(
-        name=request.name, url=request.url, ref=request.ref, ref_kind=pins.classify_ref(request.ref),
-        sha=None, error=None, error_kind=None, suggestions=[],
+        name=request.name,
+        url=request.url,
+        ref=request.ref,
+        ref_kind=pins.classify_ref(request.ref),
+        sha=None,
+        error=None,
+        error_kind=None,
+        suggestions=[],
     )
 
 
@@ -238,9 +289,15 @@ def _pin_issues(pin: Any, strict: bool) -> list[EnvIssue]:
         return [EnvIssue("error", f"pin-{pin.error_kind or 'error'}", pin.error)]
     if pin.sha and str(pin.ref_kind) == "moving-branch":
         level = "error" if strict else "warning"
-        return [EnvIssue(level, "pin-moving", (
-            f"{pin.name} follows the moving branch {pin.ref!r} (now {pin.sha[:12]}): the same build "
-            "next week may differ; pin a release tag such as v15.17.0"
-            + (" (--strict makes this an error)." if not strict else ".")
-        ))]
+        return [
+            EnvIssue(
+                level,
+                "pin-moving",
+                (
+                    f"{pin.name} follows the moving branch {pin.ref!r} (now {pin.sha[:12]}): the same build "
+                    "next week may differ; pin a release tag such as v15.17.0"
+                    + (" (--strict makes this an error)." if not strict else ".")
+                ),
+            )
+        ]
     return []

@@ -18,11 +18,8 @@ import hashlib
 import json
 import re
 import shlex
-import signal
-import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -37,6 +34,7 @@ from frappe_imagekit.errors import (
     MigrateError,
     NotFoundError,
 )
+from frappe_imagekit.interrupts import sigterm_as_interrupt
 from frappe_imagekit.migrate_parse import SiteResult, parse_migrate_output
 from frappe_imagekit.runner import LocalRunner, Runner, local_stdout_stream
 from frappe_imagekit.workspace import Workspace, write_json_atomic
@@ -265,7 +263,7 @@ def deploy(
     ctx = _Context(runner, ws, opts, report, state_paths(runner, opts.project, opts.state_dir),
                    on_event or (lambda _line: None))  # fmt: skip
     try:
-        with _sigterm_as_interrupt():
+        with sigterm_as_interrupt():
             _run(ctx)
     except KeyboardInterrupt:
         report.result, report.error = INTERRUPTED, "interrupted (Ctrl-C or SIGTERM)"
@@ -690,23 +688,6 @@ def _timed(ctx: _Context, name: str, step: Callable[[_Context], None]) -> None:
         step(ctx)
     finally:
         ctx.report.timings[name] = round(time.monotonic() - started, 3)
-
-
-@contextmanager
-def _sigterm_as_interrupt() -> Iterator[None]:
-    """SIGTERM unwinds like Ctrl-C, so the lock is released and the record written."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def interrupt(signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGTERM, interrupt)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 def _now() -> str:

@@ -24,7 +24,16 @@ from frappe_imagekit.errors import ConfigError
 
 _ANNOTATION = re.compile(r"^#\s*@(\w+)\s*(.*?)\s*$")
 _KNOWN_ANNOTATIONS = {"required", "secret", "pattern", "choices", "description"}
-PLACEHOLDER_HINTS = ("changeme", "change_me", "your_", "your-", "<", "xxx", "placeholder", "replace")
+PLACEHOLDER_HINTS = (
+    "changeme",
+    "change_me",
+    "your_",
+    "your-",
+    "<",
+    "xxx",
+    "placeholder",
+    "replace",
+)
 
 
 @dataclass
@@ -65,7 +74,9 @@ def read_text(path: Path, what: str) -> str:
     except FileNotFoundError:
         raise ConfigError(f"{what} not found at {path}: {_missing_hint(path)}") from None
     except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{what} at {path} cannot be read ({exc}): fix its permissions or encoding.") from None
+        raise ConfigError(
+            f"{what} at {path} cannot be read ({exc}): fix its permissions or encoding."
+        ) from None
 
 
 def _missing_hint(path: Path) -> str:
@@ -87,17 +98,29 @@ def parse_env_text(text: str, filename: str = ".env") -> ParsedEnv:
         line = _real_line(binding.original.line, binding.original.string)
         if binding.error:
             snippet = binding.original.string.strip().splitlines()[0][:60]
-            issues.append(EnvIssue("error", "env-syntax", (
-                f"{filename} line {line} is not KEY=VALUE ({snippet!r}): fix or remove that line."
-            )))
+            issues.append(
+                EnvIssue(
+                    "error",
+                    "env-syntax",
+                    (
+                        f"{filename} line {line} is not KEY=VALUE ({snippet!r}): fix or remove that line."
+                    ),
+                )
+            )
             continue
         if binding.key is None:
             continue
         if binding.key in values:
-            issues.append(EnvIssue("warning", "env-duplicate", (
-                f"{filename} sets {binding.key} twice (lines {lines[binding.key]} and {line}); "
-                "the last one wins: remove the other."
-            )))
+            issues.append(
+                EnvIssue(
+                    "warning",
+                    "env-duplicate",
+                    (
+                        f"{filename} sets {binding.key} twice (lines {lines[binding.key]} and {line}); "
+                        "the last one wins: remove the other."
+                    ),
+                )
+            )
         values[binding.key] = binding.value or ""
         lines[binding.key] = line
     return ParsedEnv(values, lines, issues)
@@ -125,7 +148,9 @@ def parse_example_text(text: str) -> dict[str, KeySpec]:
             elif not stripped:
                 block = []
             continue
-        spec = KeySpec(binding.key, _real_line(binding.original.line, original), binding.value or "")
+        spec = KeySpec(
+            binding.key, _real_line(binding.original.line, original), binding.value or ""
+        )
         _apply_annotations(spec, block)
         specs[spec.name] = spec
         block = []
@@ -160,17 +185,29 @@ def example_annotation_issues(text: str) -> list[EnvIssue]:
     for number, line in enumerate(text.splitlines(), start=1):
         match = _ANNOTATION.match(line.strip())
         if match and match.group(1).lower() not in _KNOWN_ANNOTATIONS:
-            issues.append(EnvIssue("warning", "example-annotation", (
-                f"de-example.env line {number}: unknown annotation @{match.group(1)}; "
-                f"known ones are {', '.join('@' + a for a in sorted(_KNOWN_ANNOTATIONS))}."
-            )))
+            issues.append(
+                EnvIssue(
+                    "warning",
+                    "example-annotation",
+                    (
+                        f"de-example.env line {number}: unknown annotation @{match.group(1)}; "
+                        f"known ones are {', '.join('@' + a for a in sorted(_KNOWN_ANNOTATIONS))}."
+                    ),
+                )
+            )
         elif match and match.group(1).lower() == "pattern":
             try:
                 re.compile(match.group(2))
             except re.error as exc:
-                issues.append(EnvIssue("error", "example-pattern", (
-                    f"de-example.env line {number}: @pattern is not a valid regex ({exc}): fix it."
-                )))
+                issues.append(
+                    EnvIssue(
+                        "error",
+                        "example-pattern",
+                        (
+                            f"de-example.env line {number}: @pattern is not a valid regex ({exc}): fix it."
+                        ),
+                    )
+                )
     return issues
 
 
@@ -179,18 +216,30 @@ def validate_env(env: ParsedEnv, specs: dict[str, KeySpec]) -> list[EnvIssue]:
     issues: list[EnvIssue] = []
     for spec in specs.values():
         if spec.name not in env.values:
-            issues.append(EnvIssue("error", "env-missing", (
-                f".env has no {spec.name} (de-example.env line {spec.line}: {spec.example_line})"
-                f"{_described(spec)}: add it to .env."
-            )))
+            issues.append(
+                EnvIssue(
+                    "error",
+                    "env-missing",
+                    (
+                        f".env has no {spec.name} (de-example.env line {spec.line}: {spec.example_line})"
+                        f"{_described(spec)}: add it to .env."
+                    ),
+                )
+            )
             continue
         issues.extend(_value_issues(spec, env.values[spec.name]))
     for key in env.values:
         if key not in specs:
-            issues.append(EnvIssue("warning", "env-drift", (
-                f".env has {key} (line {env.lines[key]}) but de-example.env does not: "
-                "schema drift, the example may be out of date; add it there or remove it here."
-            )))
+            issues.append(
+                EnvIssue(
+                    "warning",
+                    "env-drift",
+                    (
+                        f".env has {key} (line {env.lines[key]}) but de-example.env does not: "
+                        "schema drift, the example may be out of date; add it there or remove it here."
+                    ),
+                )
+            )
     return issues
 
 
@@ -207,7 +256,9 @@ def _value_issues(spec: KeySpec, value: str) -> list[EnvIssue]:
             return error("env-empty", "is empty: set it")
         return []
     if spec.secret and (value == spec.example_value or looks_like_placeholder(value)):
-        return error("env-placeholder", "is still the example's placeholder: put your real token there")
+        return error(
+            "env-placeholder", "is still the example's placeholder: put your real token there"
+        )
     if spec.pattern and not re.fullmatch(spec.pattern, value):
         shown = "(secret value hidden)" if spec.secret else repr(value)
         return error("env-pattern", f"is {shown}, which does not match {spec.pattern}: correct it")
@@ -218,4 +269,6 @@ def _value_issues(spec: KeySpec, value: str) -> list[EnvIssue]:
 
 def looks_like_placeholder(value: str) -> bool:
     lowered = value.lower()
-    return any(hint in lowered for hint in PLACEHOLDER_HINTS) or bool(re.fullmatch(r"\$\{\w+\}", value))
+    return any(hint in lowered for hint in PLACEHOLDER_HINTS) or bool(
+        re.fullmatch(r"\$\{\w+\}", value)
+    )

@@ -282,7 +282,8 @@ def _drain(channel, on_stdout, on_stderr, timeout, argv) -> tuple[str, str]:  # 
             busy = True
         if busy:
             continue
-        if channel.exit_status_ready() or channel.eof_received and channel.closed:
+        # EOF, not the exit status: sshd may send the status before the last output.
+        if channel.eof_received or channel.closed:
             if not (channel.recv_ready() or channel.recv_stderr_ready()):
                 break
             continue

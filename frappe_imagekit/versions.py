@@ -35,16 +35,20 @@ def pairing_warning(frappe_branch: str, python: str, node: str) -> str | None:
     major = frappe_major(frappe_branch)
     if major is None or major not in PAIRINGS:
         known = ", ".join(f"version-{m}" for m in sorted(PAIRINGS))
-        return (f"FRAPPE_BRANCH {frappe_branch!r} is not a Frappe major imagekit knows ({known}, "
-                "develop): check PYTHON_VERSION and NODE_VERSION against Frappe's docs yourself.")
+        return (
+            f"FRAPPE_BRANCH {frappe_branch!r} is not a Frappe major imagekit knows ({known}, "
+            "develop): check PYTHON_VERSION and NODE_VERSION against Frappe's docs yourself."
+        )
     pairing = PAIRINGS[major]
     python_ok = _prefix(python, 2) == _prefix(pairing.python, 2)
     node_ok = _prefix(node, 1) in {_prefix(n, 1) for n in pairing.nodes}
     if python_ok and node_ok:
         return None
-    return (f"Frappe {major} ({frappe_branch}) is built with Python {pairing.python} and Node "
-            f"{pairing.nodes[0]}, but .env has PYTHON_VERSION={python} and NODE_VERSION={node}: "
-            "mismatches are a top cause of failed builds; use the expected versions.")
+    return (
+        f"Frappe {major} ({frappe_branch}) is built with Python {pairing.python} and Node "
+        f"{pairing.nodes[0]}, but .env has PYTHON_VERSION={python} and NODE_VERSION={node}: "
+        "mismatches are a top cause of failed builds; use the expected versions."
+    )
 
 
 def _prefix(version: str, parts: int) -> str:

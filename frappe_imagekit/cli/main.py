@@ -99,5 +99,8 @@ def _load_commands() -> None:
 
 def main() -> None:
     """Console-script entry point."""
+    from frappe_imagekit.interrupts import sigterm_as_interrupt
+
     _load_commands()
-    app()
+    with sigterm_as_interrupt():
+        app()

@@ -7,7 +7,8 @@ import time
 import pytest
 
 from tests.support.cli import invoke
-from tests.support.githttp import GitHTTPServer, HangingServer, git_identity, make_remote  # noqa: F401
+from tests.support.githttp import GitHTTPServer, HangingServer, make_remote
+from tests.support.githttp import git_identity as git_identity  # noqa: F401 (fixture)
 from tests.support.workspace import CANARY, make_workspace
 
 pytestmark = pytest.mark.integration
@@ -29,9 +30,7 @@ def server(remotes):
 
 
 def workspace(tmp_path, frappe, apps, **env):
-    return make_workspace(
-        tmp_path / "ws", env={"FRAPPE_PATH": frappe.url, **env}, apps=apps
-    )
+    return make_workspace(tmp_path / "ws", env={"FRAPPE_PATH": frappe.url, **env}, apps=apps)
 
 
 def run_check(ws, *extra):

@@ -12,12 +12,15 @@ def parse(text):
 
 
 def test_valid_apps_parse_with_names_and_lines():
-    text = '[\n  {"url": "https://github.com/frappe/erpnext", "branch": "v15.17.0"},\n' \
-           '  {"url": "https://${PAT}@github.com/org/de_macrs.git", "branch": "v0.0.4"}\n]\n'
+    text = (
+        '[\n  {"url": "https://github.com/frappe/erpnext", "branch": "v15.17.0"},\n'
+        '  {"url": "https://${PAT}@github.com/org/de_macrs.git", "branch": "v0.0.4"}\n]\n'
+    )
     entries, issues = parse(text)
     assert issues == []
     assert [(e.name, e.branch, e.line) for e in entries] == [
-        ("erpnext", "v15.17.0", 2), ("de_macrs", "v0.0.4", 3),
+        ("erpnext", "v15.17.0", 2),
+        ("de_macrs", "v0.0.4", 3),
     ]
 
 
@@ -29,8 +32,10 @@ def test_broken_json_names_line_and_column():
 
 
 def test_unknown_key_suggests_intent_with_path_and_line():
-    text = '[\n {"url": "https://github.com/frappe/erpnext", "branch": "v15.1.0"},\n' \
-           ' {"url": "https://github.com/frappe/hrms",\n  "version": "v15.13.1"}\n]'
+    text = (
+        '[\n {"url": "https://github.com/frappe/erpnext", "branch": "v15.1.0"},\n'
+        ' {"url": "https://github.com/frappe/hrms",\n  "version": "v15.13.1"}\n]'
+    )
     _, issues = parse(text)
     messages = " | ".join(i.message for i in issues)
     assert '[1] (line 4) has unknown key "version" (did you mean "branch"?)' in messages
@@ -107,7 +112,10 @@ def test_duplicates_frappe_and_dependencies():
     ]
     issues = appsjson.duplicate_and_dependency_issues(entries)
     assert sorted(i.code for i in issues) == [
-        "apps-dependency", "apps-dependency", "apps-duplicate", "apps-frappe",
+        "apps-dependency",
+        "apps-dependency",
+        "apps-duplicate",
+        "apps-frappe",
     ]
     dep = next(i for i in issues if i.code == "apps-dependency")
     assert "hrms" in dep.message and "erpnext" in dep.message

@@ -41,22 +41,43 @@ def test_json_report_has_no_secret(tmp_path):
         ({"DE_MACRS_PAT": "ghp_your_token_here"}, None, "still the example's placeholder"),
         ({"DE_MACRS_PAT": ""}, None, ".env DE_MACRS_PAT is empty"),
         ({"DE_SITE_VERSION": "1.1.5"}, None, "does not match"),
-        ({"FRAPPE_PATH": "https://${DE_MACRS_PAT}@github.com/frappe/frappe"}, None,
-         "FRAPPE_PATH contains a credential"),
+        (
+            {"FRAPPE_PATH": "https://${DE_MACRS_PAT}@github.com/frappe/frappe"},
+            None,
+            "FRAPPE_PATH contains a credential",
+        ),
         ({"IMAGE_NAME": "Bad Name"}, None, "is not a valid image name"),
-        (None, '[{"url": "https://github.com/frappe/erpnext", "branch": "v15.1.0",}]',
-         "apps.json is not valid JSON at line 1, column 67"),
-        (None, [{"url": "https://github.com/frappe/erpnext", "version": "v15.1.0"}],
-         '"version" (did you mean "branch"?)'),
+        (
+            None,
+            '[{"url": "https://github.com/frappe/erpnext", "branch": "v15.1.0",}]',
+            "apps.json is not valid JSON at line 1, column 67",
+        ),
+        (
+            None,
+            [{"url": "https://github.com/frappe/erpnext", "version": "v15.1.0"}],
+            '"version" (did you mean "branch"?)',
+        ),
         (None, [{"url": "git@github.com:org/app.git", "branch": "v1.0.0"}], "is an SSH URL"),
-        (None, [{"url": "https://github.com/frappe/hrms", "branch": "v15.13.1"}],
-         "lists hrms but not erpnext"),
-        (None, [{"url": "https://github.com/frappe/frappe", "branch": "version-15"}],
-         "frappe comes from FRAPPE_PATH"),
-        (None, [{"url": "https://${NOPE}@github.com/o/a", "branch": "v1.0.0"}],
-         "uses ${NOPE} but .env has no NOPE"),
-        (None, [{"url": f"https://{CANARY}@github.com/o/a", "branch": "v1.0.0"}],
-         "has a credential written into it"),
+        (
+            None,
+            [{"url": "https://github.com/frappe/hrms", "branch": "v15.13.1"}],
+            "lists hrms but not erpnext",
+        ),
+        (
+            None,
+            [{"url": "https://github.com/frappe/frappe", "branch": "version-15"}],
+            "frappe comes from FRAPPE_PATH",
+        ),
+        (
+            None,
+            [{"url": "https://${NOPE}@github.com/o/a", "branch": "v1.0.0"}],
+            "uses ${NOPE} but .env has no NOPE",
+        ),
+        (
+            None,
+            [{"url": f"https://{CANARY}@github.com/o/a", "branch": "v1.0.0"}],
+            "has a credential written into it",
+        ),
     ],
 )
 def test_error_paths(tmp_path, env, apps, expected):
@@ -98,9 +119,9 @@ def test_malformed_env_line_is_named(tmp_path):
 def test_version_already_built_suggests_next(tmp_path):
     ws = make_workspace(tmp_path, env={"DE_SITE_VERSION": "v1.1.5"})
     (ws / "builds").mkdir()
-    (ws / "builds" / "v1.1.5.json").write_text(json.dumps(
-        {"schema_version": 1, "version": "v1.1.5", "status": "succeeded"}
-    ))
+    (ws / "builds" / "v1.1.5.json").write_text(
+        json.dumps({"schema_version": 1, "version": "v1.1.5", "status": "succeeded"})
+    )
     result = check(ws)
     assert result.exit_code == 1
     assert "DE_SITE_VERSION=v1.1.5 was already built" in result.stderr
@@ -110,7 +131,7 @@ def test_version_already_built_suggests_next(tmp_path):
 def test_failed_build_does_not_reserve_version(tmp_path):
     ws = make_workspace(tmp_path, env={"DE_SITE_VERSION": "v1.1.5"})
     (ws / "builds").mkdir()
-    (ws / "builds" / "v1.1.5.failed-20261121T000000Z.json").write_text(json.dumps(
-        {"schema_version": 1, "version": "v1.1.5", "status": "failed"}
-    ))
+    (ws / "builds" / "v1.1.5.failed-20261121T000000Z.json").write_text(
+        json.dumps({"schema_version": 1, "version": "v1.1.5", "status": "failed"})
+    )
     assert check(ws).exit_code == 0

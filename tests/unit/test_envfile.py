@@ -105,7 +105,8 @@ def test_duplicate_key_warns_with_both_lines():
 def test_unknown_annotation_and_bad_regex():
     issues = envfile.example_annotation_issues("# @secrte\nA=1\n# @pattern [a-\nB=2\n")
     assert [(i.level, i.code) for i in issues] == [
-        ("warning", "example-annotation"), ("error", "example-pattern"),
+        ("warning", "example-annotation"),
+        ("error", "example-pattern"),
     ]
     assert "@secrte" in issues[0].message and "line 3" in issues[1].message
 
@@ -114,8 +115,15 @@ def test_shipped_example_declares_what_imagekit_needs():
     from tests.support.workspace import REPO_ROOT
 
     shipped = envfile.parse_example_text((REPO_ROOT / "de-example.env").read_text())
-    for key in ("DE_SITE_VERSION", "IMAGE_NAME", "FRAPPE_PATH", "FRAPPE_BRANCH",
-                "PYTHON_VERSION", "NODE_VERSION", "DE_MACRS_PAT"):
+    for key in (
+        "DE_SITE_VERSION",
+        "IMAGE_NAME",
+        "FRAPPE_PATH",
+        "FRAPPE_BRANCH",
+        "PYTHON_VERSION",
+        "NODE_VERSION",
+        "DE_MACRS_PAT",
+    ):
         assert key in shipped, key
     assert shipped["DE_MACRS_PAT"].secret
     import re

@@ -5,8 +5,15 @@ from frappe_imagekit import versions
 
 @pytest.mark.parametrize(
     ("branch", "major"),
-    [("version-15", 15), ("v15.17.3", 15), ("15.17.3", 15), ("develop", 16), ("version-16", 16),
-     ("main", None), ("feature-x", None)],
+    [
+        ("version-15", 15),
+        ("v15.17.3", 15),
+        ("15.17.3", 15),
+        ("develop", 16),
+        ("version-16", 16),
+        ("main", None),
+        ("feature-x", None),
+    ],
 )
 def test_frappe_major(branch, major):
     assert versions.frappe_major(branch) == major
