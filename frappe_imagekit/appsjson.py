@@ -120,9 +120,7 @@ def parse_apps_text(text: str) -> tuple[list[AppEntry], list[EnvIssue]]:
             EnvIssue(
                 "error",
                 "apps-json",
-                (
-                    f"apps.json is not valid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}."
-                ),
+                (f"apps.json is not valid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}."),
             )
         ]
     lines = json_path_lines(text)
@@ -175,9 +173,7 @@ def _schema_message(error: Any, lines: dict[str, int]) -> str:
 
 
 def _a(kind: Any) -> str:
-    return {"object": "an object", "string": "a string", "array": "a list"}.get(
-        str(kind), str(kind)
-    )
+    return {"object": "an object", "string": "a string", "array": "a list"}.get(str(kind), str(kind))
 
 
 def _intent(key: str) -> str:

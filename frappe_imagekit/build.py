@@ -274,9 +274,7 @@ def plan_build(ws: Workspace, options: BuildOptions) -> BuildPlan:
     from frappe_imagekit.check import run_check
 
     warm_up = _warm_up_docker(options.docker)
-    report = run_check(
-        ws, offline=options.offline, strict=options.strict, check_version_is_new=False
-    )
+    report = run_check(ws, offline=options.offline, strict=options.strict, check_version_is_new=False)
     if report.has_errors:
         first = report.errors[0].message.rstrip(".")
         raise ConfigError(
@@ -721,9 +719,7 @@ def _restore_on_failure(plan: BuildPlan, run: _Run) -> None:
         run.replaced = None
 
 
-def _manifest(
-    ws: Workspace, plan: BuildPlan, run: _Run, *, status: str, error: str | None
-) -> dict[str, Any]:
+def _manifest(ws: Workspace, plan: BuildPlan, run: _Run, *, status: str, error: str | None) -> dict[str, Any]:
     from frappe_imagekit.gitremote import workspace_commit
 
     finished = datetime.now(UTC)

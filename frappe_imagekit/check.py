@@ -15,9 +15,7 @@ from frappe_imagekit.workspace import Workspace
 VERSION_KEY = "DE_SITE_VERSION"
 IMAGE_KEY = "IMAGE_NAME"
 FRAPPE_KEYS = ("FRAPPE_PATH", "FRAPPE_BRANCH")
-_IMAGE_NAME = (
-    r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?::\d+)?(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*"
-)
+_IMAGE_NAME = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?::\d+)?(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*"
 
 
 @dataclass
@@ -58,9 +56,7 @@ class CheckReport:
         return ([self.frappe] if self.frappe else []) + list(self.apps)
 
     def add(self, issues: list[EnvIssue]) -> None:
-        self.findings.extend(
-            Finding(i.level, i.code, self.redactor.redact(i.message)) for i in issues
-        )
+        self.findings.extend(Finding(i.level, i.code, self.redactor.redact(i.message)) for i in issues)
 
     def to_dict(self) -> dict[str, Any]:
         """Everything check found, without a secret."""
@@ -123,9 +119,7 @@ def _load_env(ws: Workspace, report: CheckReport) -> tuple[dict[str, KeySpec], P
     specs = envfile.parse_example_text(example_text)
     report.add(envfile.example_annotation_issues(example_text))
     if not specs:
-        raise ConfigError(
-            f"{ws.example_file} declares no keys: it is the schema for .env, fill it in."
-        )
+        raise ConfigError(f"{ws.example_file} declares no keys: it is the schema for .env, fill it in.")
     return specs, envfile.parse_env_text(env_text)
 
 
@@ -160,9 +154,7 @@ def _env_semantics(values: dict[str, str], secret_keys: set[str]) -> list[EnvIss
                 ),
             )
         )
-    branch, python, node = (
-        values.get(k, "") for k in ("FRAPPE_BRANCH", "PYTHON_VERSION", "NODE_VERSION")
-    )
+    branch, python, node = (values.get(k, "") for k in ("FRAPPE_BRANCH", "PYTHON_VERSION", "NODE_VERSION"))
     if branch and python and node:
         warning = versions.pairing_warning(branch, python, node)
         if warning:
@@ -237,12 +229,8 @@ def _resolve(report: CheckReport, *, offline: bool, strict: bool) -> None:
     requests = []
     frappe_path, frappe_branch = (report.env.get(k, "") for k in FRAPPE_KEYS)
     if frappe_path and frappe_branch:
-        requests.append(
-            pins.PinRequest("frappe", frappe_path, frappe_branch, _token_var(frappe_path))
-        )
-    requests += [
-        pins.PinRequest(e.name, e.url, e.branch, _token_var(e.url)) for e in report.entries
-    ]
+        requests.append(pins.PinRequest("frappe", frappe_path, frappe_branch, _token_var(frappe_path)))
+    requests += [pins.PinRequest(e.name, e.url, e.branch, _token_var(e.url)) for e in report.entries]
     if offline:
         results = [_offline_result(pins, r) for r in requests]
     else:

@@ -188,9 +188,7 @@ def wait_services(
         if time.monotonic() > deadline:
             if not containers:
                 raise DeployError(f"no container of project {project} started; check `up` output.")
-            raise DeployError(
-                _service_failure(runner, waiting[0], f"not ready after {timeout:.0f}s")
-            )
+            raise DeployError(_service_failure(runner, waiting[0], f"not ready after {timeout:.0f}s"))
         time.sleep(poll)
 
 

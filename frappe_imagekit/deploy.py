@@ -60,9 +60,7 @@ RESULT_EXIT_CODES = {
 
 _SERVICES_DOWN = re.compile(r"is not running|No such container|is restarting")
 _BACKUP_LINE = re.compile(r"^Database:\s+(?P<path>\S+)", re.MULTILINE)
-_LIST_SITES = (
-    'for f in sites/*/site_config.json; do [ -f "$f" ] && basename "$(dirname "$f")"; done'
-)
+_LIST_SITES = 'for f in sites/*/site_config.json; do [ -f "$f" ] && basename "$(dirname "$f")"; done'
 
 
 @dataclass
@@ -319,8 +317,7 @@ def _preflight(ctx: _Context) -> None:
     docker = runner.run(["docker", "version", "--format", "{{.Server.Version}}"], timeout=30)
     if docker.returncode != 0:
         raise DeployError(
-            f"docker does not answer on {runner.host} ({_last_line(docker)}); "
-            "start the Docker daemon there."
+            f"docker does not answer on {runner.host} ({_last_line(docker)}); start the Docker daemon there."
         )
     ctx.compose_file = _absolute(runner, opts.compose_file)
     if runner.run(["test", "-f", ctx.compose_file]).returncode != 0:
@@ -334,9 +331,7 @@ def _preflight(ctx: _Context) -> None:
 def _absolute(runner: Runner, path: str) -> str:
     if path.startswith("/"):
         return path
-    done = runner.run(
-        ["sh", "-c", 'cd "$(dirname "$1")" && echo "$(pwd)/$(basename "$1")"', "sh", path]
-    )
+    done = runner.run(["sh", "-c", 'cd "$(dirname "$1")" && echo "$(pwd)/$(basename "$1")"', "sh", path])
     return done.stdout.strip() or path
 
 
@@ -354,9 +349,7 @@ def _send_image(ctx: _Context) -> None:
     if not opts.send_image:
         raise NotFoundError(f"image {opts.image_ref} is not on {runner.host}; load it there first.")
     if not _image_present(LocalRunner(opts.source_docker_host), opts.image_ref):
-        raise NotFoundError(
-            f"image {opts.image_ref} is neither on {runner.host} nor here; build it first."
-        )
+        raise NotFoundError(f"image {opts.image_ref} is neither on {runner.host} nor here; build it first.")
     if opts.dry_run:
         ctx.report.notes.append(f"{opts.image_ref} is not on {runner.host}: it would be sent.")
         return
@@ -431,9 +424,7 @@ def _keep_copy(ctx: _Context, env: dict[str, str]) -> None:
     content = lock.read_file(runner, ctx.compose_file) or ""
     lock.write_file(runner, paths.compose_copy, content.encode())
     if ctx.opts.env_file:
-        lock.write_file(
-            runner, paths.env_copy, (lock.read_file(runner, ctx.opts.env_file) or "").encode()
-        )
+        lock.write_file(runner, paths.env_copy, (lock.read_file(runner, ctx.opts.env_file) or "").encode())
     record = {
         "config_files": ctx.compose_file,
         "sha256": hashlib.sha256(content.encode()).hexdigest(),
@@ -516,8 +507,7 @@ def _down(ctx: _Context, files: dict[str, Any], anything: bool) -> None:
     done = ctx.runner.run(argv, env=files["env"] or None, timeout=ctx.opts.down_timeout + 30)
     if done.returncode != 0:
         raise DeployError(
-            f"compose down failed ({_last_line(done)}); "
-            f"run `{shlex.join(argv)}` by hand to see why."
+            f"compose down failed ({_last_line(done)}); run `{shlex.join(argv)}` by hand to see why."
         )
     compose.wait_gone(ctx.runner, ctx.opts.project, ctx.opts.down_timeout)
 
@@ -534,8 +524,7 @@ def _up(ctx: _Context) -> None:
     _keep_copy(ctx, env)  # even a failed up may have started containers with this file
     if done.returncode != 0:
         raise DeployError(
-            f"compose up failed: {_last_line(done)}; "
-            "fix the compose file or the image and deploy again."
+            f"compose up failed: {_last_line(done)}; fix the compose file or the image and deploy again."
         )
     compose.wait_services(ctx.runner, opts.project, opts.oneshot_services, opts.up_timeout)
 
@@ -559,9 +548,7 @@ def _migrate(ctx: _Context, backend: Container, site: str) -> None:
         ["docker", "exec", "-e", "PYTHONUNBUFFERED=1", backend.id, *argv],
         on_stdout=ctx.emit,
     )
-    (result, *_) = parse_migrate_output(
-        done.stdout + done.stderr, sites=[site], exit_code=done.returncode
-    )
+    (result, *_) = parse_migrate_output(done.stdout + done.stderr, sites=[site], exit_code=done.returncode)
     if done.returncode != 0 and (
         _SERVICES_DOWN.search(done.stdout + done.stderr) or not _running(ctx, backend)
     ):
@@ -596,20 +583,16 @@ def next_steps(opts: DeployOptions, site: SiteReport) -> list[str]:
             f"`docker logs` of it, then run `{again}`"
         )
     elif site.failure == "lock":
-        steps.append(
-            f"another migrate holds the lock on {site.site}: wait for it, then run `{again}`"
-        )
+        steps.append(f"another migrate holds the lock on {site.site}: wait for it, then run `{again}`")
     else:
         steps.append(f"fix the cause, then run `{again}`")
     if site.failed_patch:
         steps.append(
-            "run only that patch: "
-            f'`bench --site {site.site} run-patch "{site.failed_patch}" --force`'
+            f'run only that patch: `bench --site {site.site} run-patch "{site.failed_patch}" --force`'
         )
     if site.backup:
         steps.append(
-            f"or roll back: `bench --site {site.site} restore {site.backup}` "
-            "and deploy the previous version"
+            f"or roll back: `bench --site {site.site} restore {site.backup}` and deploy the previous version"
         )
     return steps
 
@@ -619,14 +602,8 @@ def _check_apps(ctx: _Context) -> None:
     if not ok_sites:
         return
     backend = _backend(ctx)
-    image_apps = _json_apps(
-        _exec(ctx, backend, ["bench", "version", "--format", "json"], timeout=120).stdout
-    )
-    names = (
-        [a.get("app") for a in image_apps if isinstance(a, dict)]
-        if isinstance(image_apps, list)
-        else []
-    )
+    image_apps = _json_apps(_exec(ctx, backend, ["bench", "version", "--format", "json"], timeout=120).stdout)
+    names = [a.get("app") for a in image_apps if isinstance(a, dict)] if isinstance(image_apps, list) else []
     for site in ok_sites:
         listed = _exec(
             ctx,
@@ -663,9 +640,7 @@ def _finish(ctx: _Context) -> None:
     line = json.dumps(record, separators=(",", ":")) + "\n"
     script = 'mkdir -p "$(dirname "$1")" && cat >> "$1"'
     try:
-        ctx.runner.run(
-            ["sh", "-c", script, "sh", ctx.paths.audit_log], input_bytes=line.encode(), timeout=30
-        )
+        ctx.runner.run(["sh", "-c", script, "sh", ctx.paths.audit_log], input_bytes=line.encode(), timeout=30)
     except (ImagekitError, OSError):
         report.notes.append(f"could not append to {ctx.paths.audit_log} on {report.host}")
 

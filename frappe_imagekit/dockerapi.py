@@ -56,9 +56,7 @@ def _connect(address: str, *, explicit: bool) -> docker.DockerClient:
     try:
         import docker
     except ImportError as exc:  # pragma: no cover - a dependency of the package
-        raise DockerError(
-            "the docker Python package is not installed: pip install 'docker>=7'"
-        ) from exc
+        raise DockerError("the docker Python package is not installed: pip install 'docker>=7'") from exc
     try:
         made = docker.DockerClient(base_url=address) if explicit else docker.from_env()
         made.ping()
@@ -81,9 +79,7 @@ def _api_error(action: str, exc: Exception) -> DockerError:
     import docker.errors
 
     if isinstance(exc, docker.errors.NotFound):
-        return DockerError(
-            f"{action} failed: the image does not exist locally: build or pull it first"
-        )
+        return DockerError(f"{action} failed: the image does not exist locally: build or pull it first")
     if isinstance(exc, docker.errors.APIError):
         reason = getattr(exc, "explanation", None) or str(exc)
         return DockerError(f"{action} failed: the daemon said {reason!s}: fix that and retry")
@@ -123,9 +119,7 @@ def image_exists(ref: str) -> bool:
 
 def tag_image(image_id_or_ref: str, repo: str, tag: str) -> None:
     """Tag an existing image as ``repo:tag`` (moves the tag if it exists: guard before)."""
-    done = _call(
-        f"docker tag {image_id_or_ref} {repo}:{tag}", client().api.tag, image_id_or_ref, repo, tag
-    )
+    done = _call(f"docker tag {image_id_or_ref} {repo}:{tag}", client().api.tag, image_id_or_ref, repo, tag)
     if not done:
         raise DockerError(
             f"docker tag {image_id_or_ref} {repo}:{tag} was refused by the daemon: "

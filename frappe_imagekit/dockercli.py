@@ -68,11 +68,7 @@ class BuildRequest:
 
 def build_command(req: BuildRequest) -> list[str]:
     """The exact docker argv for ``req`` (pure; token-free by construction)."""
-    argv = (
-        [req.cli.path, BUILDX, "build", "--load"]
-        if req.cli.mode == BUILDX
-        else [req.cli.path, "build"]
-    )
+    argv = [req.cli.path, BUILDX, "build", "--load"] if req.cli.mode == BUILDX else [req.cli.path, "build"]
     argv += ["--progress", "plain", "--file", str(req.containerfile), "--tag", req.tag]
     argv += ["--iidfile", str(req.iidfile)]
     for name, value in req.build_args.items():

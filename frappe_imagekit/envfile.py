@@ -102,9 +102,7 @@ def parse_env_text(text: str, filename: str = ".env") -> ParsedEnv:
                 EnvIssue(
                     "error",
                     "env-syntax",
-                    (
-                        f"{filename} line {line} is not KEY=VALUE ({snippet!r}): fix or remove that line."
-                    ),
+                    (f"{filename} line {line} is not KEY=VALUE ({snippet!r}): fix or remove that line."),
                 )
             )
             continue
@@ -148,9 +146,7 @@ def parse_example_text(text: str) -> dict[str, KeySpec]:
             elif not stripped:
                 block = []
             continue
-        spec = KeySpec(
-            binding.key, _real_line(binding.original.line, original), binding.value or ""
-        )
+        spec = KeySpec(binding.key, _real_line(binding.original.line, original), binding.value or "")
         _apply_annotations(spec, block)
         specs[spec.name] = spec
         block = []
@@ -203,9 +199,7 @@ def example_annotation_issues(text: str) -> list[EnvIssue]:
                     EnvIssue(
                         "error",
                         "example-pattern",
-                        (
-                            f"de-example.env line {number}: @pattern is not a valid regex ({exc}): fix it."
-                        ),
+                        (f"de-example.env line {number}: @pattern is not a valid regex ({exc}): fix it."),
                     )
                 )
     return issues
@@ -256,9 +250,7 @@ def _value_issues(spec: KeySpec, value: str) -> list[EnvIssue]:
             return error("env-empty", "is empty: set it")
         return []
     if spec.secret and (value == spec.example_value or looks_like_placeholder(value)):
-        return error(
-            "env-placeholder", "is still the example's placeholder: put your real token there"
-        )
+        return error("env-placeholder", "is still the example's placeholder: put your real token there")
     if spec.pattern and not re.fullmatch(spec.pattern, value):
         shown = "(secret value hidden)" if spec.secret else repr(value)
         return error("env-pattern", f"is {shown}, which does not match {spec.pattern}: correct it")
@@ -269,6 +261,4 @@ def _value_issues(spec: KeySpec, value: str) -> list[EnvIssue]:
 
 def looks_like_placeholder(value: str) -> bool:
     lowered = value.lower()
-    return any(hint in lowered for hint in PLACEHOLDER_HINTS) or bool(
-        re.fullmatch(r"\$\{\w+\}", value)
-    )
+    return any(hint in lowered for hint in PLACEHOLDER_HINTS) or bool(re.fullmatch(r"\$\{\w+\}", value))

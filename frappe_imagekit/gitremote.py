@@ -67,9 +67,7 @@ class RemoteAccess:
         return Redactor(self.secrets)
 
 
-def expand_placeholders(
-    text: str, env: Mapping[str, str], error: type[GitError] = GitCommandFailed
-) -> str:
+def expand_placeholders(text: str, env: Mapping[str, str], error: type[GitError] = GitCommandFailed) -> str:
     """Replace each ``${VAR}`` with its value; raise ``error`` naming a missing variable."""
 
     def value(match: re.Match[str]) -> str:
@@ -81,9 +79,7 @@ def expand_placeholders(
     return _PLACEHOLDER.sub(value, text)
 
 
-def prepare_access(
-    url_with_placeholders: str, env: Mapping[str, str], token_var: str | None
-) -> RemoteAccess:
+def prepare_access(url_with_placeholders: str, env: Mapping[str, str], token_var: str | None) -> RemoteAccess:
     """Split a URL into a credential-free URL and an env carrying the credentials.
 
     The user part of the URL (``${VAR}``, ``TOKEN``, ``user:${VAR}``) becomes a basic-auth
@@ -224,27 +220,20 @@ def _raw_stderr(exc: Exception) -> str:
     return text
 
 
-def classify_failure(
-    stderr: str, access: RemoteAccess, timeout: float, token_var: str | None
-) -> GitError:
+def classify_failure(stderr: str, access: RemoteAccess, timeout: float, token_var: str | None) -> GitError:
     """Turn git's stderr into one actionable, redacted sentence of the right ``GitError`` type."""
     redactor = access.redactor()
     text = redactor.redact(stderr)
     url = redactor.redact(access.url)
     low = text.lower()
     if ("timeout:" in low and "did not complete" in low) or "operation too slow" in low:
-        return GitTimeoutError(
-            f"no answer from {url} within {timeout:g} s: check the network or the server."
-        )
+        return GitTimeoutError(f"no answer from {url} within {timeout:g} s: check the network or the server.")
     if _UNREACHABLE_HINTS.search(low):
-        return GitUnreachableError(
-            f"cannot reach {url} ({_last_line(text)}): check the URL and the network."
-        )
+        return GitUnreachableError(f"cannot reach {url} ({_last_line(text)}): check the URL and the network.")
     if _AUTH_HINTS.search(low):
         if token_var:
             return GitAuthError(
-                f"authentication refused: is {token_var} expired or missing access to this "
-                "repository?"
+                f"authentication refused: is {token_var} expired or missing access to this repository?"
             )
         return GitAuthError(
             f"authentication refused by {url}: the repository needs a token; write the URL as "
@@ -344,9 +333,7 @@ def _repo_exists(access: RemoteAccess, timeout: float, token_var: str | None) ->
     return True
 
 
-def _has_commit(
-    access: RemoteAccess, repo: str, sha: str, timeout: float, token_var: str | None
-) -> bool:
+def _has_commit(access: RemoteAccess, repo: str, sha: str, timeout: float, token_var: str | None) -> bool:
     try:
         _git(["cat-file", "-e", f"{sha}^{{commit}}"], access, timeout, token_var, cwd=repo)
         return True

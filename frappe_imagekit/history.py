@@ -319,9 +319,7 @@ def compare_manifests(a: Mapping[str, Any], b: Mapping[str, Any]) -> Diff:
     )
 
 
-def _pin_change(
-    name: str, old: Mapping[str, Any] | None, new: Mapping[str, Any] | None
-) -> PinChange | None:
+def _pin_change(name: str, old: Mapping[str, Any] | None, new: Mapping[str, Any] | None) -> PinChange | None:
     old = old or {}
     new = new or {}
     if old.get("ref") == new.get("ref") and old.get("sha") == new.get("sha"):
@@ -329,9 +327,7 @@ def _pin_change(
     return PinChange(name, old.get("ref"), new.get("ref"), old.get("sha"), new.get("sha"))
 
 
-def _args_changed(
-    old: Mapping[str, str], new: Mapping[str, str]
-) -> dict[str, tuple[str | None, str | None]]:
+def _args_changed(old: Mapping[str, str], new: Mapping[str, str]) -> dict[str, tuple[str | None, str | None]]:
     keys = [k for k in TOOLCHAIN_ARGS if k in old or k in new]
     keys += sorted((set(old) | set(new)) - set(TOOLCHAIN_ARGS) - _DERIVED_ARGS)
     return {k: (old.get(k), new.get(k)) for k in keys if old.get(k) != new.get(k)}
@@ -347,9 +343,7 @@ def _url_of(name: str, a: Mapping[str, Any], b: Mapping[str, Any]) -> str | None
     return None
 
 
-def _count_commits(
-    change: PinChange, url: str | None, env: Mapping[str, str], timeout: float
-) -> None:
+def _count_commits(change: PinChange, url: str | None, env: Mapping[str, str], timeout: float) -> None:
     if not (change.old_sha and change.new_sha) or change.old_sha == change.new_sha:
         return
     if not url:

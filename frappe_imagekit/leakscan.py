@@ -191,11 +191,7 @@ class StreamSearch:
                 hits.append(self._hit(chunk, self.pos, i, atom, kind, self.tail))
                 i = chunk.find(atom, i + 1)
         if self.keep:
-            self.tail = (
-                chunk[-self.keep :]
-                if len(chunk) >= self.keep
-                else (self.tail + chunk)[-self.keep :]
-            )
+            self.tail = chunk[-self.keep :] if len(chunk) >= self.keep else (self.tail + chunk)[-self.keep :]
         self.pos += len(chunk)
         hits.sort(key=lambda h: h.offset)
         return hits
@@ -212,9 +208,7 @@ class StreamSearch:
         return Hit(base + i, kind, excerpt)
 
 
-def redacted_excerpt(
-    buf: bytes, i: int, length: int, needles: Needles, *, from_start: bool = False
-) -> str:
+def redacted_excerpt(buf: bytes, i: int, length: int, needles: Needles, *, from_start: bool = False) -> str:
     """A short printable context around ``buf[i:i+length]`` with every known form masked.
 
     The context stops ``longest`` bytes short of the buffer's ends, so no form can be cut by
@@ -648,8 +642,7 @@ def _config_findings(attrs: Mapping, needles: Needles) -> list[Finding]:
                         "config",
                         f"{section}.{key}",
                         found[0],
-                        f"{found[0]} form of a secret in {section}.{key}: "
-                        f"{_text_excerpt(text, needles)}",
+                        f"{found[0]} form of a secret in {section}.{key}: {_text_excerpt(text, needles)}",
                     )
                 )
     return found_in

@@ -87,9 +87,7 @@ def try_acquire(runner: Runner, lock_dir: str, details: dict[str, Any]) -> bool:
     return True
 
 
-def acquire(
-    runner: Runner, lock_dir: str, details: dict[str, Any], project: str, wait: float = 0
-) -> None:
+def acquire(runner: Runner, lock_dir: str, details: dict[str, Any], project: str, wait: float = 0) -> None:
     """Take the lock, waiting up to ``wait`` seconds; raise ``LockHeldError`` naming the holder."""
     deadline = time.monotonic() + wait
     while not try_acquire(runner, lock_dir, details):

@@ -125,9 +125,7 @@ def find_manifest(ws: Workspace, version: str, *, include_failed: bool = False) 
     path = manifest_path(ws, version)
     if path.is_file():
         return path
-    failed = (
-        sorted(ws.builds_dir.glob(f"{version}.failed-*.json")) if ws.builds_dir.is_dir() else []
-    )
+    failed = sorted(ws.builds_dir.glob(f"{version}.failed-*.json")) if ws.builds_dir.is_dir() else []
     if failed and include_failed:
         return failed[-1]
     if failed:
@@ -144,9 +142,7 @@ def find_manifest(ws: Workspace, version: str, *, include_failed: bool = False) 
         )
     near = nearest_versions(version, known)
     hint = f"nearest: {', '.join(near)}" if near else f"known: {', '.join(sorted(known)[:5])}"
-    raise NotFoundError(
-        f"unknown version {version} ({hint}); run `imagekit history` to list every build."
-    )
+    raise NotFoundError(f"unknown version {version} ({hint}); run `imagekit history` to list every build.")
 
 
 def succeeded_versions(ws: Workspace) -> set[str]:

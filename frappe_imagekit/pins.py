@@ -73,16 +73,12 @@ def closest_refs(wanted: str, existing: list[str], n: int = 3) -> list[str]:
         major = int(line.group(1))
         lines = [(name, m) for name in names if (m := _RELEASE_LINE.match(name)) is not None]
         if lines:
-            lines.sort(
-                key=lambda item: (abs(int(item[1].group(1)) - major), -int(item[1].group(1)))
-            )
+            lines.sort(key=lambda item: (abs(int(item[1].group(1)) - major), -int(item[1].group(1))))
             return [name for name, _ in lines[:n]]
     return difflib.get_close_matches(wanted, names, n=n, cutoff=0.5)
 
 
-def _version_distance(
-    wanted: Version, other: Version, index: int, pos: int
-) -> tuple[int | bool, ...]:
+def _version_distance(wanted: Version, other: Version, index: int, pos: int) -> tuple[int | bool, ...]:
     """Same major first, then nearest minor, stable before pre-release, then nearest in order."""
     a = (*wanted.release, 0, 0)[:2]
     b = (*other.release, 0, 0)[:2]
@@ -170,9 +166,7 @@ class _Listing:
     error_kind: str | None = None
 
 
-def _list_remote(
-    url: str, token_var: str | None, env: Mapping[str, str], timeout: float
-) -> _Listing:
+def _list_remote(url: str, token_var: str | None, env: Mapping[str, str], timeout: float) -> _Listing:
     from frappe_imagekit import gitremote
 
     try:

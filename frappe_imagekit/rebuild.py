@@ -122,9 +122,7 @@ class DriftReport:
         return {"pins": [p.to_dict() for p in self.pins], "drifted": len(self.drifted)}
 
 
-def check_drift(
-    pins: list[PinDrift], env: Mapping[str, str], *, timeout: float = 20.0
-) -> DriftReport:
+def check_drift(pins: list[PinDrift], env: Mapping[str, str], *, timeout: float = 20.0) -> DriftReport:
     """Resolve every pin again; mark it same, replaced by a tag, or drifted.
 
     Raises ``GitError`` (one sentence from pins/gitremote) when a remote is gone or refuses
@@ -221,15 +219,11 @@ def load_original(ws: Workspace, version: str) -> tuple[Path, dict[str, Any]]:
             "`imagekit build --containerfile PATH` instead."
         )
     if not data.get("frappe") or not (data["frappe"].get("sha")):
-        raise NotFoundError(
-            f"{path.name} records no frappe commit, so {version} cannot be rebuilt from it."
-        )
+        raise NotFoundError(f"{path.name} records no frappe commit, so {version} cannot be rebuilt from it.")
     return path, data
 
 
-def recorded_pins(
-    original: Mapping[str, Any], ws: Workspace, env: Mapping[str, str]
-) -> list[PinDrift]:
+def recorded_pins(original: Mapping[str, Any], ws: Workspace, env: Mapping[str, str]) -> list[PinDrift]:
     """frappe and each app as recorded, with the ``${VAR}`` URL the current workspace uses."""
     from frappe_imagekit.appsjson import token_vars
 

@@ -74,6 +74,4 @@ class Redactor:
         return self.redact(data.decode("utf-8", "replace")).encode()
 
     def __contains__(self, text: object) -> bool:
-        return (
-            isinstance(text, str) and self._pattern is not None and bool(self._pattern.search(text))
-        )
+        return isinstance(text, str) and self._pattern is not None and bool(self._pattern.search(text))

@@ -91,8 +91,7 @@ class LocalRunner:
             return Completed(tuple(argv), 127, "", f"{argv[0]}: command not found\n")
         except subprocess.TimeoutExpired:
             raise DeployError(
-                f"`{shlex.join(argv)}` did not finish within {timeout:.0f}s; "
-                "check the target and run again."
+                f"`{shlex.join(argv)}` did not finish within {timeout:.0f}s; check the target and run again."
             ) from None
 
     def run_stdin_stream(
@@ -143,9 +142,7 @@ def local_stdout_stream(argv: Sequence[str], docker_host: str | None = None) -> 
         raise DeployError(f"`{shlex.join(argv)}` failed: {message}")
 
 
-def copy_stream(
-    source: BinaryIO, write: Callable[[bytes], object], on_chunk: ChunkSink | None
-) -> int:
+def copy_stream(source: BinaryIO, write: Callable[[bytes], object], on_chunk: ChunkSink | None) -> int:
     total = 0
     while chunk := source.read(1 << 20):
         write(chunk)

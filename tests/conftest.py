@@ -45,9 +45,7 @@ def _unavailable(reason: str) -> None:
 
 
 @pytest.fixture(autouse=True)
-def isolated_home(
-    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
-) -> Path:
+def isolated_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
     """Point every per-user folder at a fresh folder; returns the fake HOME.
 
     It is a sibling of ``tmp_path``, not inside it, so a test's own ``tmp_path`` stays empty

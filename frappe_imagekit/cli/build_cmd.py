@@ -25,9 +25,7 @@ CONTAINERFILE_OPTION = typer.Option(
     "-f",
     help="Containerfile to build (default: CONTAINERFILE in .env, else imagekit's own).",
 )
-CONTEXT_OPTION = typer.Option(
-    None, "--context", help="Build context folder (default: the workspace)."
-)
+CONTEXT_OPTION = typer.Option(None, "--context", help="Build context folder (default: the workspace).")
 
 
 class Progress(StrEnum):

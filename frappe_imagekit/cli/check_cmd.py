@@ -18,9 +18,7 @@ WORKSPACE_OPTION = typer.Option(
 def check(
     workspace: Path = WORKSPACE_OPTION,
     offline: bool = typer.Option(False, "--offline", help="Skip the git remote checks."),
-    strict: bool = typer.Option(
-        False, "--strict", help="Moving branches are errors, not warnings."
-    ),
+    strict: bool = typer.Option(False, "--strict", help="Moving branches are errors, not warnings."),
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
 ) -> None:
     """Validate .env and apps.json and resolve every ref, before anything is built."""

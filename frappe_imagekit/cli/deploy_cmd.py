@@ -12,16 +12,12 @@ from frappe_imagekit.cli.main import command
 WORKSPACE_OPTION = typer.Option(
     Path("."), "--workspace", "-w", help="Folder with .env, builds/ and deploys/."
 )
-HOST_OPTION = typer.Option(
-    None, "--host", help="user@server[:port]; run over SSH (default: this machine)."
-)
+HOST_OPTION = typer.Option(None, "--host", help="user@server[:port]; run over SSH (default: this machine).")
 KNOWN_HOSTS_OPTION = typer.Option(
     None, "--known-hosts", help="known_hosts file (default: the system and user files)."
 )
 IDENTITY_OPTION = typer.Option(None, "--identity", "-i", help="SSH private key file.")
-SSH_CONFIG_OPTION = typer.Option(
-    None, "--ssh-config", help="ssh config file (default ~/.ssh/config)."
-)
+SSH_CONFIG_OPTION = typer.Option(None, "--ssh-config", help="ssh config file (default ~/.ssh/config).")
 DOCKER_HOST_OPTION = typer.Option(
     None, "--docker-host", help="DOCKER_HOST for the commands on the target (e.g. unix:///...)."
 )
@@ -85,9 +81,7 @@ def deploy_command(
         compose_file=compose_file,
         image=image,
         version=tag,
-        sites=None
-        if sites.strip() == "all"
-        else [s.strip() for s in sites.split(",") if s.strip()],
+        sites=None if sites.strip() == "all" else [s.strip() for s in sites.split(",") if s.strip()],
         env_file=env_file,
         backup=not no_backup,
         migrate_only=migrate_only,
@@ -159,8 +153,7 @@ def _str(path: Path | None) -> str | None:
 
 def render_report(report) -> None:  # type: ignore[no-untyped-def]
     rows = [
-        [s.site, s.status, s.failure or "-", s.failed_patch or "-", s.backup or "-"]
-        for s in report.sites
+        [s.site, s.status, s.failure or "-", s.failed_patch or "-", s.backup or "-"] for s in report.sites
     ]
     output.print_table(
         f"Deploy {report.image} to {report.project} on {report.host}: {report.result}",

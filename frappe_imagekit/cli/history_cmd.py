@@ -16,9 +16,7 @@ WORKSPACE_OPTION = typer.Option(
     Path("."), "--workspace", "-w", help="Folder with .env, de-example.env, apps.json and builds/."
 )
 
-CONTEXT_OPTION = typer.Option(
-    None, "--context", help="Build context folder (default: the workspace)."
-)
+CONTEXT_OPTION = typer.Option(None, "--context", help="Build context folder (default: the workspace).")
 
 
 @command("history")
@@ -28,9 +26,7 @@ def history(
         None, "--diff", metavar="OLD NEW", help="What changed between two builds."
     ),
     limit: int | None = typer.Option(None, "--limit", "-n", min=0, help="Show the newest N."),
-    offline: bool = typer.Option(
-        False, "--offline", help="--diff: do not ask remotes to count commits."
-    ),
+    offline: bool = typer.Option(False, "--offline", help="--diff: do not ask remotes to count commits."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON for scripts."),
     workspace: Path = WORKSPACE_OPTION,
 ) -> None:
@@ -169,9 +165,7 @@ def render_show(shown: dict[str, Any]) -> None:
         ],
     )
     wsinfo = m.get("workspace") or {}
-    _section(
-        "Workspace", [("git commit", wsinfo.get("git_commit")), ("dirty", wsinfo.get("dirty"))]
-    )
+    _section("Workspace", [("git commit", wsinfo.get("git_commit")), ("dirty", wsinfo.get("dirty"))])
     _section(
         "Fingerprint",
         [
@@ -181,9 +175,7 @@ def render_show(shown: dict[str, Any]) -> None:
         ],
     )
     if shown["rebuilds"]:
-        _section(
-            "Rebuilds", [(r["file"], f"{r['status']} {r['created']}") for r in shown["rebuilds"]]
-        )
+        _section("Rebuilds", [(r["file"], f"{r['status']} {r['created']}") for r in shown["rebuilds"]])
     where = ", ".join(shown["deployed_to"]) or "not running anywhere recorded"
     deploys = [(d["where"], d.get("finished")) for d in shown["deploys"]]
     _section("Deploys", [("running on", where), *deploys])
@@ -226,11 +218,7 @@ def render_diff(diff) -> None:  # type: ignore[no-untyped-def]
 
 
 def _change_text(change) -> str:  # type: ignore[no-untyped-def]
-    ref = (
-        change.new_ref
-        if change.old_ref == change.new_ref
-        else f"{change.old_ref} -> {change.new_ref}"
-    )
+    ref = change.new_ref if change.old_ref == change.new_ref else f"{change.old_ref} -> {change.new_ref}"
     sha = f"{(change.old_sha or '-')[:7]} -> {(change.new_sha or '-')[:7]}"
     if change.old_sha == change.new_sha:
         return f"{ref} (same commit {(change.new_sha or '-')[:7]})"
@@ -255,9 +243,7 @@ def rebuild(
         False, "--force", help="Rebuild over an existing tag; the old image keeps a -replaced- tag."
     ),
     tag: str | None = typer.Option(None, "--tag", help="Tag the result TAG instead of VERSION."),
-    dry_run: bool = typer.Option(
-        False, "--dry-run", help="Check drift and print the plan; build nothing."
-    ),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Check drift and print the plan; build nothing."),
     docker: str | None = typer.Option(None, "--docker", help="docker CLI to build with."),
     context: Path | None = CONTEXT_OPTION,
     no_cache: bool = typer.Option(False, "--no-cache", help="Build every step again."),

@@ -58,9 +58,7 @@ class BuildWorkspace:
 
     def set_version(self, version: str) -> None:
         env = self.root / ".env"
-        env.write_text(
-            re.sub(r"(?m)^DE_SITE_VERSION=.*$", f"DE_SITE_VERSION={version}", env.read_text())
-        )
+        env.write_text(re.sub(r"(?m)^DE_SITE_VERSION=.*$", f"DE_SITE_VERSION={version}", env.read_text()))
 
     def apps(self) -> list[dict[str, str]]:
         return json.loads((self.root / "apps.json").read_text())
@@ -331,9 +329,7 @@ def test_cache_bust_reruns_bench_init_only_when_a_sha_moves(bws: BuildWorkspace)
 
 
 @pytest.mark.parametrize("name", ["leaky-copy.Containerfile", "leaky-arg.Containerfile"])
-def test_a_leaky_containerfile_fails_the_build_and_loses_its_tag(
-    bws: BuildWorkspace, name: str
-) -> None:
+def test_a_leaky_containerfile_fails_the_build_and_loses_its_tag(bws: BuildWorkspace, name: str) -> None:
     containerfile = bws.containerfile(name)
     result = invoke("build", "-w", str(bws.root), "--containerfile", str(containerfile))
 

@@ -148,9 +148,7 @@ def test_lock_held_is_refused_with_details_then_waited_for(project: Project):
     result = cli(*project.cli_args("--version", "v1"))
     assert result.exit_code == ExitCode.LOCKED == 8, result.output
     assert "locked by alice" in result.output and "deploying v9" in result.output
-    assert (
-        "(pid 1)" in result.output and f"imagekit unlock --project {project.name}" in result.output
-    )
+    assert "(pid 1)" in result.output and f"imagekit unlock --project {project.name}" in result.output
     assert project.services() == {}  # nothing was touched
     assert project.lock_dir.is_dir()  # somebody else's lock stays
 
@@ -336,9 +334,7 @@ def test_healthcheck_is_waited_for_and_env_file_is_kept(project: Project):
     assert report.result == "succeeded", report.error
     services = project.services()
     assert services["backend"]["State"]["Health"]["Status"] == "healthy"
-    logs = subprocess.run(
-        ["docker", "logs", services["configurator"]["Id"]], capture_output=True, text=True
-    )
+    logs = subprocess.run(["docker", "logs", services["configurator"]["Id"]], capture_output=True, text=True)
     assert logs.stdout.strip() == "configured for erp.example"
     kept = project.state / "projects" / project.name / "env"
     assert kept.read_text() == "SITE_NAME=erp.example\n"

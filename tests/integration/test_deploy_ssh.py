@@ -70,9 +70,7 @@ def test_deploy_over_ssh_two_sites(project: Project, sshd: SSHServer):
         ("v1", "succeeded"),
         ("v2", "patch-failed"),
     ]
-    assert audit[-1]["failed_patches"] == [
-        'execute:frappe.delete_doc_if_exists("Page", "old page")'
-    ]
+    assert audit[-1]["failed_patches"] == ['execute:frappe.delete_doc_if_exists("Page", "old page")']
     assert not project.lock_dir.exists()
 
 

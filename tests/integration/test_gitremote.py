@@ -81,8 +81,7 @@ def test_missing_ref_lists_closest_tags(git_remote: Remote) -> None:
     assert result.error_kind == "missing-ref"
     assert result.suggestions == ["v15.17.0", "v15.16.2"]
     assert result.error == (
-        f"branch or tag 'v15.99.0' does not exist in {git_remote.url}; "
-        "closest tags: v15.17.0, v15.16.2"
+        f"branch or tag 'v15.99.0' does not exist in {git_remote.url}; closest tags: v15.17.0, v15.16.2"
     )
 
 
@@ -186,9 +185,7 @@ def test_twenty_remotes_resolve_concurrently(tmp_path: Path) -> None:
     assert len(set(shas)) == 20
     with GitHTTPServer(tmp_path, tokens=[CANARY_TOKEN], latency=0.05) as server:
         requests = [
-            PinRequest(
-                f"app{i}", server.url(f"app{i}.git", "${DE_MACRS_PAT}"), f"v1.{i}.0", TOKEN_VAR
-            )
+            PinRequest(f"app{i}", server.url(f"app{i}.git", "${DE_MACRS_PAT}"), f"v1.{i}.0", TOKEN_VAR)
             for i in range(20)
         ]
         results = resolve_pins(requests, ENV, timeout=20, max_workers=8)
@@ -200,9 +197,7 @@ def test_twenty_remotes_resolve_concurrently(tmp_path: Path) -> None:
 
 def test_same_remote_is_listed_once(git_remote: Remote, git_http_server) -> None:
     url = _private_url(git_http_server)
-    requests = [
-        PinRequest(f"a{i}", url, ref, TOKEN_VAR) for i, ref in enumerate(["develop", "v15.16.2"])
-    ]
+    requests = [PinRequest(f"a{i}", url, ref, TOKEN_VAR) for i, ref in enumerate(["develop", "v15.16.2"])]
     first, second = resolve_pins(requests, ENV, timeout=10)
     assert (first.sha, second.sha) == (git_remote.branches["develop"], git_remote.tags["v15.16.2"])
     assert sum("info/refs" in r for r in git_http_server.requests) == 1

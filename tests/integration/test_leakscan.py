@@ -32,9 +32,7 @@ class Canary:
 
     def __init__(self) -> None:
         self.token = "ghp_ikcanary" + secrets.token_hex(14)
-        self.apps = json.dumps(
-            [{"url": f"https://{self.token}@github.com/org/app.git", "branch": "main"}]
-        )
+        self.apps = json.dumps([{"url": f"https://{self.token}@github.com/org/app.git", "branch": "main"}])
         self.redactor = Redactor([self.token])
         self.redactor.add(self.apps, whole_document=True)
 
@@ -221,9 +219,7 @@ def test_production_containerfile_end_to_end_with_stub_tools(
     bench wrote the token into .git/config and logs/bench.log inside the RUN."""
     tag = f"{unique_name('production')}:1"
     cleanup_images.append(tag)
-    build_production(
-        docker_daemon, default_containerfile(), fake_python_base, tag, canary, tmp_path
-    )
+    build_production(docker_daemon, default_containerfile(), fake_python_base, tag, canary, tmp_path)
 
     script = (
         "cat sites/apps.txt; cat sites/common_site_config.json; find apps -name .git | wc -l;"

@@ -235,9 +235,7 @@ def test_force_keeps_the_old_image_and_a_failed_rebuild_gives_it_back(scene: Sce
     kept = f"{scene.image}:v1.0.0-replaced-{short}"
     assert f"The image it replaced is kept as {kept}" in forced.stdout
     assert scene.inspect(kept)["Id"] == original_id
-    newest = max(
-        (scene.root / "builds").glob("v1.0.0.rebuild-*.json"), key=lambda p: p.stat().st_mtime
-    )
+    newest = max((scene.root / "builds").glob("v1.0.0.rebuild-*.json"), key=lambda p: p.stat().st_mtime)
     rebuilt = json.loads(newest.read_text())
     assert rebuilt["image"]["replaced"] == kept
     # the tag now names the rebuilt image (its id equals the original's when the rebuild is
@@ -254,9 +252,7 @@ def test_force_keeps_the_old_image_and_a_failed_rebuild_gives_it_back(scene: Sce
     assert failed.exit_code == 4, failed.stderr
     assert "docker build of" in failed.stderr and "failed" in failed.stderr
     assert scene.inspect(ref)["Id"] == current_id
-    assert f"{scene.image}:v1.0.0-replaced-{current_id.removeprefix('sha256:')[:12]}" not in (
-        scene.tags()
-    )
+    assert f"{scene.image}:v1.0.0-replaced-{current_id.removeprefix('sha256:')[:12]}" not in (scene.tags())
     listing = json.loads(scene.cli("history", "--json").stdout)
     statuses = sorted(r["status"] for r in listing["builds"][0]["rebuilds"])
     assert statuses == ["failed", "succeeded", "succeeded"]

@@ -35,8 +35,7 @@ def test_runs_argv_quoted_and_returns_status(runner: SSHRunner):
 def test_large_interleaved_output_streams_without_deadlock(runner: SSHRunner):
     lines: list[str] = []
     script = (
-        "i=0; while [ $i -lt 20000 ]; do echo line-$i-" + "x" * 40 + "; "
-        "echo err-$i >&2; i=$((i+1)); done"
+        "i=0; while [ $i -lt 20000 ]; do echo line-$i-" + "x" * 40 + "; echo err-$i >&2; i=$((i+1)); done"
     )
     done = runner.run(["sh", "-c", script], on_stdout=lines.append, timeout=60)
     assert done.returncode == 0

@@ -71,9 +71,7 @@ def applet_paths(busybox: str) -> list[str]:
     paths = [line.strip().lstrip("/") for line in done.stdout.splitlines() if line.strip()]
     missing = set(REQUIRED_APPLETS) - {os.path.basename(p) for p in paths}
     if done.returncode != 0 or missing:
-        raise BaseImageError(
-            f"{busybox} lacks applets {sorted(missing)}: install Debian's busybox-static."
-        )
+        raise BaseImageError(f"{busybox} lacks applets {sorted(missing)}: install Debian's busybox-static.")
     return [p for p in paths if p != "bin/busybox"]
 
 

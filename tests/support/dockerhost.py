@@ -61,9 +61,7 @@ class DockerHost:
         return host
 
     def docker(self, *args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            ["docker", "-H", self.url, *args], capture_output=True, text=True, timeout=120
-        )
+        return subprocess.run(["docker", "-H", self.url, *args], capture_output=True, text=True, timeout=120)
 
     def _wait_ready(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout

@@ -230,9 +230,7 @@ class _Handler(BaseHTTPRequestHandler):
             env["GIT_PROTOCOL"] = self.headers["Git-Protocol"]
         body = self._read_body() if self.command == "POST" else b""
         env["CONTENT_LENGTH"] = str(len(body))
-        proc = subprocess.run(
-            ["git", "http-backend"], input=body, env=env, capture_output=True, check=False
-        )
+        proc = subprocess.run(["git", "http-backend"], input=body, env=env, capture_output=True, check=False)
         head, _, payload = proc.stdout.partition(b"\r\n\r\n")
         status, headers = 200, []
         for line in head.decode("latin-1").splitlines():

@@ -127,9 +127,7 @@ def test_base_name_follows_stage_names_and_arg_defaults() -> None:
 
 def test_next_version_and_replaced_tag() -> None:
     assert build.next_version("v1.1.5", {"v1.1.5", "v1.1.6"}) == "v1.1.7"
-    assert build.replaced_tag("v1.1.5", "sha256:0123456789abcdef0123") == (
-        "v1.1.5-replaced-0123456789ab"
-    )
+    assert build.replaced_tag("v1.1.5", "sha256:0123456789abcdef0123") == ("v1.1.5-replaced-0123456789ab")
 
 
 # ---------------------------------------------------------------- the plan

@@ -124,9 +124,7 @@ def test_new_cli_without_buildx_falls_back_to_an_older_one_and_says_so(
     )
 
 
-def test_no_capable_cli_explains_how_to_get_buildx(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_no_capable_cli_explains_how_to_get_buildx(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     _no_fallbacks(monkeypatch)
     new = _fake_docker(tmp_path / "a", "28.2.2", buildx=False)
     with pytest.raises(DockerError) as caught:

@@ -76,9 +76,7 @@ def test_pattern_and_choices():
 
 
 def test_secret_placeholder_or_empty_is_error():
-    assert codes(validate(GOOD.replace("ghp_real1234567890", "ghp_your_token_here"))) == [
-        "env-placeholder"
-    ]
+    assert codes(validate(GOOD.replace("ghp_real1234567890", "ghp_your_token_here"))) == ["env-placeholder"]
     assert codes(validate(GOOD.replace("ghp_real1234567890", ""))) == ["env-empty"]
     assert codes(validate(GOOD.replace("ghp_real1234567890", "changeme"))) == ["env-placeholder"]
 

@@ -68,18 +68,14 @@ def test_empty_workspace_lists_nothing(ws: Workspace) -> None:
         ('["not", "a", "manifest"]', "no version field"),
     ],
 )
-def test_broken_manifest_is_named_and_the_rest_still_lists(
-    ws: Workspace, content: str, reason: str
-) -> None:
+def test_broken_manifest_is_named_and_the_rest_still_lists(ws: Workspace, content: str, reason: str) -> None:
     _three_builds(ws)
     (ws.builds_dir / "v1.0.1.json").write_text(content)
     listing = history.list_builds(ws)
     assert [r.version for r in listing.rows] == ["v1.10.0", "v1.1.5", "v1.1.4"]
     assert [b.path.name for b in listing.broken] == ["v1.0.1.json"]
     assert reason in listing.broken[0].reason
-    assert listing.to_dict()["broken"] == [
-        {"file": "v1.0.1.json", "reason": listing.broken[0].reason}
-    ]
+    assert listing.to_dict()["broken"] == [{"file": "v1.0.1.json", "reason": listing.broken[0].reason}]
 
 
 def test_failed_builds_are_listed_with_status_failed(ws: Workspace) -> None:
@@ -97,24 +93,18 @@ def test_failed_builds_are_listed_with_status_failed(ws: Workspace) -> None:
 
 def test_rebuilds_are_nested_under_their_original(ws: Workspace) -> None:
     _three_builds(ws)
-    rebuild = make_manifest(
-        "v1.1.4", "2026-11-20T08:00:00+00:00", kind="rebuild", rebuild_of="v1.1.4"
-    )
+    rebuild = make_manifest("v1.1.4", "2026-11-20T08:00:00+00:00", kind="rebuild", rebuild_of="v1.1.4")
     write(ws.builds_dir, rebuild, "v1.1.4.rebuild-20261120T080000Z.json")
     listing = history.list_builds(ws)
     assert [r.version for r in listing.rows] == ["v1.10.0", "v1.1.5", "v1.1.4"]
     original = listing.rows[2]
     assert [r.file for r in original.rebuilds] == ["v1.1.4.rebuild-20261120T080000Z.json"]
     data = listing.to_dict()["builds"][2]
-    assert (
-        data["rebuilds"][0]["rebuild_of"] == "v1.1.4" and data["rebuilds"][0]["kind"] == "rebuild"
-    )
+    assert data["rebuilds"][0]["rebuild_of"] == "v1.1.4" and data["rebuilds"][0]["kind"] == "rebuild"
 
 
 def test_rebuild_without_its_original_stays_top_level(ws: Workspace) -> None:
-    rebuild = make_manifest(
-        "v0.9.0", "2026-11-20T08:00:00+00:00", kind="rebuild", rebuild_of="v0.9.0"
-    )
+    rebuild = make_manifest("v0.9.0", "2026-11-20T08:00:00+00:00", kind="rebuild", rebuild_of="v0.9.0")
     write(ws.builds_dir, rebuild, "v0.9.0.rebuild-20261120T080000Z.json")
     rows = history.list_builds(ws).rows
     assert [(r.version, r.kind) for r in rows] == [("v0.9.0", "rebuild")]
@@ -124,13 +114,9 @@ def test_deploy_records_say_where_each_version_runs(ws: Workspace) -> None:
     _three_builds(ws)
     write_deploy(ws.deploys_dir, make_deploy("v1.1.4", "2026-10-02T10:00:00+00:00"))
     write_deploy(ws.deploys_dir, make_deploy("v1.1.5", "2026-11-02T10:00:00+00:00"))
-    write_deploy(
-        ws.deploys_dir, make_deploy("v1.1.4", "2026-11-03T10:00:00+00:00", "erp", "prod.example")
-    )
+    write_deploy(ws.deploys_dir, make_deploy("v1.1.4", "2026-11-03T10:00:00+00:00", "erp", "prod.example"))
     # a failed deploy of v1.10.0 does not count
-    write_deploy(
-        ws.deploys_dir, make_deploy("v1.10.0", "2026-11-06T10:00:00+00:00", result="failed")
-    )
+    write_deploy(ws.deploys_dir, make_deploy("v1.10.0", "2026-11-06T10:00:00+00:00", result="failed"))
     (ws.deploys_dir / "garbage.json").write_text("{")
     rows = {r.version: r for r in history.list_builds(ws).rows}
     assert rows["v1.1.5"].deployed_to == ["erp@local"]
@@ -201,9 +187,7 @@ def test_diff_reports_added_removed_moved_and_toolchain(ws: Workspace) -> None:
     diff = history.diff_builds(ws, "v1.1.4", "v1.1.5", offline=True)
     assert [a["name"] for a in diff.apps_added] == ["payments"]
     assert [a["name"] for a in diff.apps_removed] == ["hrms"]
-    assert [(c.name, c.old_ref, c.new_ref) for c in diff.changes] == [
-        ("erpnext", "v15.17.0", "v15.18.0")
-    ]
+    assert [(c.name, c.old_ref, c.new_ref) for c in diff.changes] == [("erpnext", "v15.17.0", "v15.18.0")]
     assert diff.changes[0].commits is None
     assert diff.changes[0].commits_note == "not counted (--offline)"
     assert diff.args_changed == {"NODE_VERSION": ("20.19.2", "20.19.3")}
@@ -268,9 +252,7 @@ def test_diff_unknown_version(ws: Workspace) -> None:
         history.diff_builds(ws, "v1.1.4", "v9", offline=True)
 
 
-def test_diff_finds_the_token_variable_of_a_private_repo_in_apps_json(
-    ws: Workspace, monkeypatch
-) -> None:
+def test_diff_finds_the_token_variable_of_a_private_repo_in_apps_json(ws: Workspace, monkeypatch) -> None:
     public = "https://github.com/desiredeffect/de_macrs.git"  # as build records it
     old_apps = [app("de_macrs", public, "main", "moving-branch", seed="m1")]
     new_apps = [app("de_macrs", public, "main", "moving-branch", seed="m2")]

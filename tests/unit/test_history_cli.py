@@ -93,9 +93,7 @@ def test_show_unknown_version_exit_12(runner: CliRunner, ws: Path) -> None:
 
 
 def test_diff_offline(runner: CliRunner, ws: Path) -> None:
-    result = runner.invoke(
-        cli_app, ["history", "--diff", "v1.1.4", "v1.1.5", "--offline", "-w", str(ws)]
-    )
+    result = runner.invoke(cli_app, ["history", "--diff", "v1.1.4", "v1.1.5", "--offline", "-w", str(ws)])
     assert result.exit_code == 0, result.output
     assert "v1.1.4 -> v1.1.5" in result.stdout
     assert "~ erpnext: v15.17.0 -> v15.18.0" in result.stdout
@@ -110,9 +108,7 @@ def test_diff_json(runner: CliRunner, ws: Path) -> None:
 
 
 def test_version_and_diff_together_is_a_usage_error(runner: CliRunner, ws: Path) -> None:
-    result = runner.invoke(
-        cli_app, ["history", "v1.1.5", "--diff", "v1.1.4", "v1.1.5", "-w", str(ws)]
-    )
+    result = runner.invoke(cli_app, ["history", "v1.1.5", "--diff", "v1.1.4", "v1.1.5", "-w", str(ws)])
     assert result.exit_code == 2
 
 
@@ -129,6 +125,4 @@ def test_show_a_rebuild_record_by_its_file_name(runner: CliRunner, ws: Path) -> 
     assert "org.opencontainers.image.version  v1.1.4" in out
     assert "erpnext  erpnext: v15.17.0 still at 1234567" in out
     original = runner.invoke(cli_app, ["history", "v1.1.4", "-w", str(ws)])
-    assert (
-        "Rebuilds" in original.stdout and "v1.1.4.rebuild-20261120T080000Z.json" in original.stdout
-    )
+    assert "Rebuilds" in original.stdout and "v1.1.4.rebuild-20261120T080000Z.json" in original.stdout

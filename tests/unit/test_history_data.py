@@ -63,12 +63,10 @@ def make_manifest(
     image_id: str | None = None,
 ) -> dict[str, Any]:
     apps = default_apps() if apps is None else apps
-    frappe = app(
-        "frappe", "https://github.com/frappe/frappe", frappe_ref, "release-line", frappe_seed
-    )
-    fingerprint = hashlib.sha256(
-        json.dumps([frappe["sha"]] + [a["sha"] for a in apps]).encode()
-    ).hexdigest()[:16]
+    frappe = app("frappe", "https://github.com/frappe/frappe", frappe_ref, "release-line", frappe_seed)
+    fingerprint = hashlib.sha256(json.dumps([frappe["sha"]] + [a["sha"] for a in apps]).encode()).hexdigest()[
+        :16
+    ]
     cf: dict[str, Any] = {"path": "/ws/Containerfile", "apps_json_mode": "secret"}
     if containerfile is not None:
         cf["content"] = containerfile

@@ -26,9 +26,7 @@ def test_api_error_quotes_the_daemon() -> None:
     response.status_code = 409
     exc = docker.errors.APIError("conflict", response, explanation="image is in use by abc")
     error = dockerapi._api_error("docker rmi x:1", exc)
-    assert str(error) == (
-        "docker rmi x:1 failed: the daemon said image is in use by abc: fix that and retry"
-    )
+    assert str(error) == ("docker rmi x:1 failed: the daemon said image is in use by abc: fix that and retry")
 
 
 def test_lost_connection(monkeypatch: pytest.MonkeyPatch) -> None:

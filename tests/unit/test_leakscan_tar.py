@@ -103,9 +103,7 @@ def fake_daemon(monkeypatch: pytest.MonkeyPatch):
     state["size"] = 4096
     monkeypatch.setattr(dockerapi, "inspect_image", lambda ref: state["attrs"])
     monkeypatch.setattr(dockerapi, "image_history", lambda ref: state["history"])
-    monkeypatch.setattr(
-        dockerapi, "save_stream", lambda ref: chunked(state["saved"], state["size"])
-    )
+    monkeypatch.setattr(dockerapi, "save_stream", lambda ref: chunked(state["saved"], state["size"]))
     return state
 
 
@@ -202,9 +200,7 @@ def test_metadata_findings(fake_daemon) -> None:
 def test_a_secret_only_in_the_saved_config_is_reported(fake_daemon) -> None:
     fake_daemon["saved"] = tar_bytes({"cfg.json": json.dumps({"x": TOKEN}).encode()})
     result = scan_image("img:1", redactor())
-    assert [(f.where, f.location, f.form) for f in result.findings] == [
-        ("config", "cfg.json", "raw")
-    ]
+    assert [(f.where, f.location, f.form) for f in result.findings] == [("config", "cfg.json", "raw")]
 
 
 def test_missing_image_and_unreadable_layers(fake_daemon, monkeypatch) -> None:

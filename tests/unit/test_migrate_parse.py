@@ -268,9 +268,7 @@ def test_crlf_progress_redraws_are_reduced_to_last_state():
 
 
 def test_ansi_colours_are_stripped():
-    text = (
-        "Migrating a.local\n\x1b[92mExecuting p.q in a.local (_x)\x1b[0m\nSuccess: Done in 0.1s\n"
-    )
+    text = "Migrating a.local\n\x1b[92mExecuting p.q in a.local (_x)\x1b[0m\nSuccess: Done in 0.1s\n"
     (result,) = parse_migrate_output(text)
     assert result.patches_run == ["p.q"]
     assert result.status == "ok"
@@ -319,9 +317,7 @@ def test_nonzero_exit_without_traceback_is_a_failure():
 
 
 def test_no_migrating_line_uses_the_given_site():
-    (result,) = parse_migrate_output(
-        "Failed to aquire lock: bench_migrate\n", sites=["s1"], exit_code=1
-    )
+    (result,) = parse_migrate_output("Failed to aquire lock: bench_migrate\n", sites=["s1"], exit_code=1)
     assert (result.site, result.failure) == ("s1", "lock")
 
 

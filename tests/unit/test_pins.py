@@ -145,9 +145,7 @@ def test_commit_sha_as_ref_explains_bench_limit() -> None:
 
 
 def test_listing_error_is_prefixed_and_redacted() -> None:
-    request = PinRequest(
-        "de_macrs", "https://${DE_MACRS_PAT}@github.com/d/m", "v1.0.0", "DE_MACRS_PAT"
-    )
+    request = PinRequest("de_macrs", "https://${DE_MACRS_PAT}@github.com/d/m", "v1.0.0", "DE_MACRS_PAT")
     listing = _Listing(error="server said ghp_CANARYCANARY", error_kind="failed")
     result = _resolve_one(request, listing, Redactor(["ghp_CANARYCANARY"]))
     assert result.error == "git ls-remote failed for de_macrs: server said ***"
@@ -168,9 +166,7 @@ def test_display_url_drops_user_part(url: str, shown: str) -> None:
 
 
 def _header(access: gitremote.RemoteAccess) -> str:
-    keys = [
-        k for k, v in access.env.items() if k.startswith("GIT_CONFIG_KEY_") and "extraHeader" in v
-    ]
+    keys = [k for k, v in access.env.items() if k.startswith("GIT_CONFIG_KEY_") and "extraHeader" in v]
     assert len(keys) == 1
     return access.env[keys[0].replace("KEY", "VALUE")]
 
@@ -188,9 +184,7 @@ def test_prepare_access_moves_token_from_url_to_header() -> None:
 
 
 def test_prepare_access_user_and_password_and_pasted_token() -> None:
-    access = gitremote.prepare_access(
-        "https://oauth2:${T}@gitlab.com/d/m", {"T": "glpat-SECRET"}, "T"
-    )
+    access = gitremote.prepare_access("https://oauth2:${T}@gitlab.com/d/m", {"T": "glpat-SECRET"}, "T")
     assert _header(access).endswith(base64.b64encode(b"oauth2:glpat-SECRET").decode())
     pasted = gitremote.prepare_access("https://ghp_PASTED@github.com/d/m", {}, None)
     assert pasted.url == "https://github.com/d/m"
@@ -228,8 +222,7 @@ def test_prepare_access_without_credentials_adds_no_header() -> None:
             "is DE_MACRS_PAT expired",
         ),
         (
-            "fatal: unable to access 'https://nohost.invalid/d/m/': "
-            "Could not resolve host: nohost.invalid",
+            "fatal: unable to access 'https://nohost.invalid/d/m/': Could not resolve host: nohost.invalid",
             "unreachable",
             "(Could not resolve host: nohost.invalid)",
         ),
@@ -250,9 +243,7 @@ def test_classify_failure(stderr: str, kind: str, needle: str) -> None:
     access = gitremote.prepare_access(
         "https://github.com/d/m", {"DE_MACRS_PAT": "ghp_CANARY"}, "DE_MACRS_PAT"
     )
-    error = gitremote.classify_failure(
-        "remote: ghp_CANARY\n" + stderr, access, 20.0, "DE_MACRS_PAT"
-    )
+    error = gitremote.classify_failure("remote: ghp_CANARY\n" + stderr, access, 20.0, "DE_MACRS_PAT")
     assert error.kind == kind  # type: ignore[attr-defined]
     assert needle in error.message
     assert "ghp_CANARY" not in error.message

@@ -20,9 +20,7 @@ def python(code: str) -> list[str]:
 
 
 def test_returns_code_stdout_and_stderr() -> None:
-    done = process.run(
-        python("import sys; print('out'); print('err', file=sys.stderr); sys.exit(3)")
-    )
+    done = process.run(python("import sys; print('out'); print('err', file=sys.stderr); sys.exit(3)"))
 
     assert done.returncode == 3
     assert done.stdout == "out\n"

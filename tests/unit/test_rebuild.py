@@ -38,13 +38,9 @@ def template(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Remote]:
         for key, value in GIT_ENV.items():
             mp.setenv(key, value)
         return {
-            "frappe": make_remote(
-                root, "frappe", tags=("v15.40.0",), annotated=(), branches=("version-15",)
-            ),
+            "frappe": make_remote(root, "frappe", tags=("v15.40.0",), annotated=(), branches=("version-15",)),
             "erpnext": make_remote(root, "erpnext"),
-            "de_macrs": make_remote(
-                root, "de_macrs", tags=("v0.0.4",), annotated=("v0.0.4",), branches=()
-            ),
+            "de_macrs": make_remote(root, "de_macrs", tags=("v0.0.4",), annotated=("v0.0.4",), branches=()),
         }
 
 
@@ -101,13 +97,9 @@ def _workspace(tmp_path: Path, remotes, server, *, token: str = CANARY) -> Works
     manifest = make_manifest(
         "v1.0.0",
         apps=[
-            _pin(
-                "erpnext", remotes["erpnext"].url, "v15.17.0", remotes["erpnext"].tags["v15.17.0"]
-            ),
+            _pin("erpnext", remotes["erpnext"].url, "v15.17.0", remotes["erpnext"].tags["v15.17.0"]),
             # as build records it: the URL without its ${VAR}@ part
-            _pin(
-                "de_macrs", server.url("de_macrs.git"), "v0.0.4", remotes["de_macrs"].tags["v0.0.4"]
-            ),
+            _pin("de_macrs", server.url("de_macrs.git"), "v0.0.4", remotes["de_macrs"].tags["v0.0.4"]),
         ],
         image_name=IMAGE,
     )
@@ -256,9 +248,7 @@ def test_existing_image_is_refused_unless_force_or_tag(tmp_path, remotes, server
         rebuild.plan_rebuild(ws, "v1.0.0", rebuild.RebuildOptions())
     assert caught.value.exit_code == ExitCode.TAG_EXISTS
     short = original_id.removeprefix("sha256:")[:12]
-    assert caught.value.message.startswith(
-        f"{IMAGE}:v1.0.0 still exists (image {short}, the original build)"
-    )
+    assert caught.value.message.startswith(f"{IMAGE}:v1.0.0 still exists (image {short}, the original build)")
     assert f"keep the old image as {IMAGE}:v1.0.0-replaced-{short}." in caught.value.message
     assert "--tag v1.0.0-rebuilt" in caught.value.message and "--force" in caught.value.message
     forced = rebuild.plan_rebuild(ws, "v1.0.0", rebuild.RebuildOptions(force=True))

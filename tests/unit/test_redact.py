@@ -30,8 +30,7 @@ def test_raw_token_is_masked_wherever_it_appears(token: str) -> None:
     line = f"fatal: could not read from https://{token}@github.com/acme/app.git ({token})"
 
     assert (
-        redactor.redact(line)
-        == f"fatal: could not read from https://{MASK}@github.com/acme/app.git ({MASK})"
+        redactor.redact(line) == f"fatal: could not read from https://{MASK}@github.com/acme/app.git ({MASK})"
     )
 
 
@@ -55,9 +54,7 @@ def test_base64_of_the_token_itself_is_masked(token: str, encode) -> None:
 
 @pytest.mark.parametrize("token", TOKENS_BY_LENGTH_MOD_3)
 @pytest.mark.parametrize("padding", [0, 1, 2, 3, 4, 5])
-def test_base64_of_a_document_embedding_the_token_is_masked_at_every_offset(
-    token: str, padding: int
-) -> None:
+def test_base64_of_a_document_embedding_the_token_is_masked_at_every_offset(token: str, padding: int) -> None:
     document = apps_json(token, padding)
     encoded = base64.b64encode(document.encode()).decode()
     build_arg_line = f"RUN |1 APPS_JSON_BASE64={encoded} /bin/sh -c echo $APPS_JSON_BASE64"

@@ -76,8 +76,7 @@ class Project:
 
     def services(self, docker_host: str | None = None) -> dict[str, dict]:
         return {
-            c["Config"]["Labels"]["com.docker.compose.service"]: c
-            for c in containers(self.name, docker_host)
+            c["Config"]["Labels"]["com.docker.compose.service"]: c for c in containers(self.name, docker_host)
         }
 
     def cli_args(self, *extra: str) -> list[str]:
@@ -93,9 +92,7 @@ def bench_image(busybox_image: str, docker_daemon: str) -> str:
 
 
 @pytest.fixture
-def project(
-    tmp_path: Path, unique_name: Callable[[str], str], bench_image: str
-) -> Iterator[Project]:
+def project(tmp_path: Path, unique_name: Callable[[str], str], bench_image: str) -> Iterator[Project]:
     name = unique_name("deploy")
     folder = tmp_path / "srv"
     compose = write_project(folder)
