@@ -15,6 +15,7 @@ from frappe_imagekit.dockercli import BUILDKIT, DockerCli
 from frappe_imagekit.errors import ConfigError, ExitCode
 from frappe_imagekit.redact import Redactor
 from frappe_imagekit.workspace import Workspace
+from tests.support.workspace import DEFAULT_APPS, DEFAULT_ENV
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "build"
 CANARY = "ghp_unitCANARY0123456789abcdef"
@@ -26,19 +27,8 @@ APPS = [
     {"name": "de_macrs", "url": "https://github.com/desiredeffect/de_macrs.git", "ref": "v0.0.4",
      "ref_kind": "release-tag", "sha": "c" * 40},
 ]  # fmt: skip
-ENV = {
-    "DE_SITE_VERSION": "v1.1.5",
-    "IMAGE_NAME": "desiredeffect/erpnext-custom",
-    "FRAPPE_PATH": "https://github.com/frappe/frappe",
-    "FRAPPE_BRANCH": "version-15",
-    "PYTHON_VERSION": "3.11.6",
-    "NODE_VERSION": "20.19.2",
-    "DE_MACRS_PAT": CANARY,
-}
-APPS_JSON = [
-    {"url": "https://github.com/frappe/erpnext", "branch": "v15.17.0"},
-    {"url": "https://${DE_MACRS_PAT}@github.com/desiredeffect/de_macrs.git", "branch": "v0.0.4"},
-]
+ENV = {**DEFAULT_ENV, "DE_SITE_VERSION": "v1.1.5", "DE_MACRS_PAT": CANARY}
+APPS_JSON = DEFAULT_APPS
 CLI = DockerCli("/usr/bin/docker", "20.10.24+dfsg1", BUILDKIT)
 
 
