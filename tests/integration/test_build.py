@@ -76,12 +76,10 @@ class BuildWorkspace:
         return done.stdout.strip() if done.returncode == 0 else None
 
     def cat(self, ref: str, path: str) -> str:
-        return dockerd.docker(self.docker, "run", "--rm", ref, "cat", path, timeout=60).stdout
+        return dockerd.image_file(self.docker, ref, path)
 
     def tags(self) -> list[str]:
-        done = dockerd.docker(self.docker, "images", "--format", "{{.Repository}}:{{.Tag}}",
-                              self.image, timeout=60)  # fmt: skip
-        return sorted(done.stdout.split())
+        return dockerd.image_tags(self.docker, self.image)
 
 
 @pytest.fixture

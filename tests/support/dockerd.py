@@ -87,3 +87,14 @@ def docker(cli: str, *args: str, check: bool = True, **kwargs) -> process.Comple
     if check and done.returncode != 0:
         raise AssertionError(f"{' '.join(done.argv)} exited {done.returncode}: {done.stderr}")
     return done
+
+
+def image_file(cli: str, ref: str, path: str) -> str:
+    """The content of ``path`` inside image ``ref`` (via a throwaway container)."""
+    return docker(cli, "run", "--rm", ref, "cat", path, timeout=60).stdout
+
+
+def image_tags(cli: str, repository: str) -> list[str]:
+    """Every ``repository:tag`` of ``repository``, sorted."""
+    done = docker(cli, "images", "--format", "{{.Repository}}:{{.Tag}}", repository, timeout=60)
+    return sorted(done.stdout.split())
