@@ -14,11 +14,9 @@ from typing import Any
 import typer
 
 from frappe_imagekit.cli import output
-from frappe_imagekit.cli.main import command
+from frappe_imagekit.cli.main import command, workspace_option
 
-WORKSPACE_OPTION = typer.Option(
-    Path("."), "--workspace", "-w", help="Folder with .env, de-example.env, apps.json and builds/."
-)
+WORKSPACE_OPTION = workspace_option()
 CONTAINERFILE_OPTION = typer.Option(
     None,
     "--containerfile",

@@ -7,11 +7,9 @@ from pathlib import Path
 import typer
 
 from frappe_imagekit.cli import output
-from frappe_imagekit.cli.main import command
+from frappe_imagekit.cli.main import command, workspace_option
 
-WORKSPACE_OPTION = typer.Option(
-    Path("."), "--workspace", "-w", help="Folder with .env, de-example.env, apps.json and builds/."
-)
+WORKSPACE_OPTION = workspace_option()
 
 
 @command("check")

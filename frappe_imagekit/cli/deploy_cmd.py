@@ -7,11 +7,9 @@ from pathlib import Path
 import typer
 
 from frappe_imagekit.cli import output
-from frappe_imagekit.cli.main import command
+from frappe_imagekit.cli.main import command, workspace_option
 
-WORKSPACE_OPTION = typer.Option(
-    Path("."), "--workspace", "-w", help="Folder with .env, builds/ and deploys/."
-)
+WORKSPACE_OPTION = workspace_option("Folder with .env, builds/ and deploys/.")
 HOST_OPTION = typer.Option(None, "--host", help="user@server[:port]; run over SSH (default: this machine).")
 KNOWN_HOSTS_OPTION = typer.Option(
     None, "--known-hosts", help="known_hosts file (default: the system and user files)."

@@ -9,12 +9,10 @@ from typing import Any
 import typer
 
 from frappe_imagekit.cli import output
-from frappe_imagekit.cli.main import command
+from frappe_imagekit.cli.main import command, workspace_option
 from frappe_imagekit.errors import ExitCode, ImagekitError
 
-WORKSPACE_OPTION = typer.Option(
-    Path("."), "--workspace", "-w", help="Folder with .env, de-example.env, apps.json and builds/."
-)
+WORKSPACE_OPTION = workspace_option()
 
 CONTEXT_OPTION = typer.Option(None, "--context", help="Build context folder (default: the workspace).")
 

@@ -6,6 +6,7 @@ import functools
 import os
 import traceback
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
 import typer
@@ -27,6 +28,13 @@ app = typer.Typer(
 )
 
 STATE = {"verbose": False}
+
+WORKSPACE_HELP = "Folder with .env, de-example.env, apps.json and builds/."
+
+
+def workspace_option(help: str = WORKSPACE_HELP) -> Any:  # noqa: A002 - typer's keyword
+    """The `-w/--workspace` option every command takes (default: the current directory)."""
+    return typer.Option(Path("."), "--workspace", "-w", help=help)
 
 
 def _version(value: bool) -> None:
