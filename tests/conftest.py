@@ -158,3 +158,13 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
         terminalreporter.section("integration tests must run in CI", sep="=", red=True, bold=True)
         for message in _CI_FAILURES:
             terminalreporter.write_line(message, red=True)
+
+
+@pytest.fixture(scope="module")
+def sshd(tmp_path_factory: pytest.TempPathFactory):
+    """A real sshd on 127.0.0.1 (own host key, user key and known_hosts), one per test module."""
+    from tests.support.sshd import SSHServer
+
+    server = SSHServer.start(tmp_path_factory.mktemp("sshd"))
+    yield server
+    server.stop()

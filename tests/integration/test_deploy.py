@@ -7,9 +7,7 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -266,18 +264,8 @@ def test_dry_run_changes_nothing(project: Project):
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 def test_interrupt_during_migrate_releases_lock_and_records(project: Project, sig: int):
-    project.site_file("a.local", "slow_migrate").write_text("30\n")
-    argv = [sys.executable, "-m", "frappe_imagekit", *project.cli_args("--version", "v1")]
-    proc = subprocess.Popen(argv, stderr=subprocess.PIPE, stdout=subprocess.PIPE, cwd=ROOT)
-    assert proc.stderr is not None
-    deadline = time.monotonic() + 60
-    for raw in proc.stderr:
-        if b"Migrating a.local" in raw or time.monotonic() > deadline:
-            break
-    assert project.lock_dir.is_dir()
-    proc.send_signal(sig)
-    _, err = proc.communicate(timeout=30)
-    assert proc.returncode == ExitCode.INTERRUPTED == 130, err
+    returncode, err = project.interrupt_during_migrate(sig)
+    assert returncode == ExitCode.INTERRUPTED == 130, err
     assert not project.lock_dir.exists()
     record = project.records()[-1]
     assert record["result"] == "interrupted"

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -27,13 +28,6 @@ from tests.support.dockerhost import DockerHost
 from tests.support.sshd import SSHServer
 
 _load_commands()
-
-
-@pytest.fixture(scope="module")
-def sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SSHServer]:
-    server = SSHServer.start(tmp_path_factory.mktemp("sshd"))
-    yield server
-    server.stop()
 
 
 @pytest.fixture
@@ -121,25 +115,8 @@ def test_image_missing_on_second_host_is_sent_then_deployed(
 
 
 def test_ctrl_c_during_remote_migrate_releases_the_remote_lock(project: Project, sshd: SSHServer):
-    import signal
-    import subprocess
-    import sys
-    import time
-
-    project.site_file("a.local", "slow_migrate").write_text("30\n")
-    argv = [sys.executable, "-m", "frappe_imagekit",
-            *project.cli_args("--version", "v1", *ssh_args(sshd))]  # fmt: skip
-    root = Path(__file__).resolve().parents[2]
-    proc = subprocess.Popen(argv, stderr=subprocess.PIPE, stdout=subprocess.PIPE, cwd=root)
-    assert proc.stderr is not None
-    deadline = time.monotonic() + 60
-    for raw in proc.stderr:
-        if b"Migrating a.local" in raw or time.monotonic() > deadline:
-            break
-    assert project.lock_dir.is_dir()
-    proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=30)
-    assert proc.returncode == ExitCode.INTERRUPTED, err
+    returncode, err = project.interrupt_during_migrate(signal.SIGINT, *ssh_args(sshd))
+    assert returncode == ExitCode.INTERRUPTED, err
     assert not project.lock_dir.exists()
     audit = [json.loads(line) for line in project.audit_log.read_text().splitlines()]
     assert audit[-1]["result"] == "interrupted"

@@ -13,13 +13,6 @@ from frappe_imagekit.ssh import SSHRunner, resolve_target
 from tests.support.sshd import SSHServer
 
 
-@pytest.fixture(scope="module")
-def sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SSHServer]:
-    server = SSHServer.start(tmp_path_factory.mktemp("sshd"))
-    yield server
-    server.stop()
-
-
 @pytest.fixture
 def runner(sshd: SSHServer) -> Iterator[SSHRunner]:
     r = SSHRunner(sshd.spec, known_hosts=sshd.known_hosts, identity_file=sshd.client_key)

@@ -79,6 +79,27 @@ class Project:
             c["Config"]["Labels"]["com.docker.compose.service"]: c for c in containers(self.name, docker_host)
         }
 
+    def interrupt_during_migrate(self, sig: int, *extra: str) -> tuple[int, bytes]:
+        """Run a real `imagekit deploy` process, send ``sig`` once migrate has started on
+        a.local (made slow), and return its exit code and stderr."""
+        import subprocess
+        import sys
+        import time
+
+        self.site_file("a.local", "slow_migrate").write_text("30\n")
+        argv = [sys.executable, "-m", "frappe_imagekit", *self.cli_args("--version", "v1", *extra)]
+        root = Path(__file__).resolve().parents[3]
+        proc = subprocess.Popen(argv, stderr=subprocess.PIPE, stdout=subprocess.PIPE, cwd=root)
+        assert proc.stderr is not None
+        deadline = time.monotonic() + 60
+        for raw in proc.stderr:
+            if b"Migrating a.local" in raw or time.monotonic() > deadline:
+                break
+        assert self.lock_dir.is_dir()
+        proc.send_signal(sig)
+        _, err = proc.communicate(timeout=30)
+        return proc.returncode, err
+
     def cli_args(self, *extra: str) -> list[str]:
         return [
             "deploy", "--project", self.name, "--compose", str(self.compose),
