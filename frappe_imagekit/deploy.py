@@ -321,9 +321,15 @@ def _preflight(ctx: _Context) -> None:
         )
     ctx.compose_file = _absolute(runner, opts.compose_file)
     if runner.run(["test", "-f", ctx.compose_file]).returncode != 0:
-        raise NotFoundError(f"compose file {ctx.compose_file} does not exist on {runner.host}.")
+        raise NotFoundError(
+            f"compose file {ctx.compose_file} does not exist on {_where(runner)}: pass the file "
+            "the site runs with (--compose, a path on the target)."
+        )
     if opts.env_file and runner.run(["test", "-f", opts.env_file]).returncode != 0:
-        raise NotFoundError(f"env file {opts.env_file} does not exist on {runner.host}.")
+        raise NotFoundError(
+            f"env file {opts.env_file} does not exist on {_where(runner)}: fix --env-file "
+            "(a path on the target) or leave it out."
+        )
     if not _image_present(runner, opts.image_ref):
         _send_image(ctx)
 
@@ -663,6 +669,10 @@ def _timed(ctx: _Context, name: str, step: Callable[[_Context], None]) -> None:
         step(ctx)
     finally:
         ctx.report.timings[name] = round(time.monotonic() - started, 3)
+
+
+def _where(runner: Runner) -> str:
+    return "this machine" if runner.host == "local" else runner.host
 
 
 def _now() -> str:

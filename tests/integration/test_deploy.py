@@ -331,3 +331,13 @@ def test_healthcheck_is_waited_for_and_env_file_is_kept(project: Project):
     with pytest.raises(DeployFailed, match="does not exist"):
         run_deploy(project, "v2", env_file=str(env_file))
     assert run_deploy(project, "v2").result == "succeeded"
+
+
+def test_missing_compose_file_is_named_with_the_fix(project: Project, tmp_path: Path):
+    missing = tmp_path / "compose-main.yaml"
+    args = project.cli_args("--version", "v1")
+    args[args.index("--compose") + 1] = str(missing)
+    result = cli(*args)
+    assert result.exit_code == ExitCode.NOT_FOUND, result.output
+    assert f"compose file {missing} does not exist on this machine" in result.output
+    assert "--compose" in result.output and "Traceback" not in result.output
