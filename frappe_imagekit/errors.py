@@ -109,3 +109,9 @@ class DeployError(ImagekitError):
     """compose down/up or a service failed during deploy."""
 
     exit_code = ExitCode.DEPLOY_FAILED
+
+
+class UsageError(ImagekitError):
+    """A command-line option has a value that cannot be used (checked before anything runs)."""
+
+    exit_code = ExitCode.USAGE

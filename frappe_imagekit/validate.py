@@ -1,0 +1,152 @@
+"""The one validation at the boundary: every value that reaches git, docker, compose, ssh, a
+remote shell or a file path goes through one of these functions first, whatever file or option
+it came from (see docs/DESIGN.md, "Trust model").
+
+Each function takes the raw value (of any type: repository files may hold JSON of any shape),
+returns it as a checked ``str`` and otherwise raises ``error`` (``ConfigError`` by default; the
+CLI passes ``UsageError`` for options) with one sentence that names ``what`` and the fix. A
+message never repeats a value that could be a secret: only values that passed a strict shape
+(or the first characters of a refused one that is not shaped like a token) are shown.
+"""
+
+from __future__ import annotations
+
+import re
+
+from frappe_imagekit.errors import ConfigError, ImagekitError
+
+ErrorType = type[ImagekitError]
+
+_SHA = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
+# git check-ref-format, without the exotic parts: no control characters, space ~ ^ : ? * [ \,
+# no "..", no "@{", no component starting with "." or ending with ".lock", no leading "-".
+_REF_BAD_CHARS = re.compile(r"[\x00-\x20\x7f~^:?*\[\\]")
+# compose's project-name rule (compose-spec: lower-case letters, digits, dashes, underscores,
+# starting with a letter or digit). Compose v1 silently lowercases and strips; v2 refuses.
+_PROJECT = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}")
+# docker tag grammar.
+_TAG = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
+# docker repository: optional registry host[:port]/, then lower-case path components.
+_IMAGE_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+_IMAGE = re.compile(
+    r"(?:(?:localhost|[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+)(?::[0-9]{1,5})?/"
+    r"|[A-Za-z0-9-]+:[0-9]{1,5}/)?"
+    rf"{_IMAGE_COMPONENT}(?:/{_IMAGE_COMPONENT})*"
+)
+# a Frappe site name is a host name (it becomes a folder under sites/ and a bench argument).
+_SITE = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,62})(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,62}))*")
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
+_SERVICE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+
+
+def _text(value: object, what: str, error: ErrorType) -> str:
+    if not isinstance(value, str):
+        raise error(f"{what} must be a string, not {type(value).__name__}: fix it.")
+    if not value:
+        raise error(f"{what} is empty: set it.")
+    return value
+
+
+_TOKEN_SHAPE = re.compile(r"(ghp_|gho_|ghs_|ghu_|github_pat_|glpat-|\$\{)")
+
+
+def _shown(value: str) -> str:
+    """A refused value as a message may show it: short, printable, and never anything shaped
+    like a token (every printed line also passes the redactor, which knows the real ones)."""
+    if _TOKEN_SHAPE.search(value):
+        return "(value hidden: it looks like a token)"
+    printable = "".join(c if c.isprintable() else "?" for c in value)
+    return repr(printable[:24] + ("..." if len(printable) > 24 else ""))
+
+
+def commit_sha(value: object, what: str, error: ErrorType = ConfigError) -> str:
+    """A full commit id: 40 (SHA-1) or 64 (SHA-256) lower-case hex characters."""
+    text = _text(value, what, error)
+    if not _SHA.fullmatch(text):
+        raise error(f"{what} is not a commit SHA (40 or 64 hex characters): fix or remove it.")
+    return text
+
+
+def git_ref(value: object, what: str, error: ErrorType = ConfigError) -> str:
+    """A branch or tag name git accepts (``git check-ref-format``), never an option."""
+    text = _text(value, what, error)
+    bad = (
+        text.startswith(("-", "/"))
+        or text.endswith(("/", ".", ".lock"))
+        or ".." in text
+        or "@{" in text
+        or "//" in text
+        or text == "@"
+        or len(text) > 255
+        or _REF_BAD_CHARS.search(text) is not None
+        or any(part.startswith(".") for part in text.split("/"))
+    )
+    if bad:
+        raise error(f"{what} {_shown(text)} is not a valid git branch or tag name: fix it.")
+    return text
+
+
+def project_name(value: object, what: str = "the project name", error: ErrorType = ConfigError) -> str:
+    """A compose project name exactly as compose uses it (it also names a state folder)."""
+    text = _text(value, what, error)
+    if _PROJECT.fullmatch(text):
+        return text
+    hint = f" (compose would use {text.lower()!r})" if _PROJECT.fullmatch(text.lower()) else ""
+    raise error(
+        f"{what} {_shown(text)} is not a compose project name{hint}: use lower-case letters, "
+        "digits, '-' and '_', starting with a letter or digit."
+    )
+
+
+def image_tag(value: object, what: str = "the version", error: ErrorType = ConfigError) -> str:
+    """A docker tag (versions are tags and also file names under builds/)."""
+    text = _text(value, what, error)
+    if not _TAG.fullmatch(text):
+        raise error(
+            f"{what} {_shown(text)} is not a valid image tag: use letters, digits, '.', '_' and "
+            "'-' (at most 128, not starting with '.' or '-'), e.g. v1.2.0."
+        )
+    return text
+
+
+def image_name(value: object, what: str = "the image name", error: ErrorType = ConfigError) -> str:
+    """A docker repository name without tag: ``[registry[:port]/]path`` in lower case."""
+    text = _text(value, what, error)
+    if len(text) > 255 or not _IMAGE.fullmatch(text):
+        raise error(
+            f"{what} {_shown(text)} is not a valid image name: use lower-case "
+            "[registry/]org/name, without a tag."
+        )
+    return text
+
+
+def site_name(value: object, what: str = "the site name", error: ErrorType = ConfigError) -> str:
+    """A Frappe site name: a host name (letters, digits, '-', dot-separated labels)."""
+    text = _text(value, what, error)
+    if len(text) > 253 or not _SITE.fullmatch(text):
+        raise error(f"{what} {_shown(text)} is not a valid site name: use a host name like erp.example.com.")
+    return text
+
+
+def env_name(value: object, what: str = "the variable name", error: ErrorType = ConfigError) -> str:
+    """An environment variable name (it goes into KEY=VALUE for compose)."""
+    text = _text(value, what, error)
+    if not _ENV_NAME.fullmatch(text):
+        raise error(f"{what} {_shown(text)} is not a variable name: use letters, digits and '_'.")
+    return text
+
+
+def service_name(value: object, what: str = "the service name", error: ErrorType = ConfigError) -> str:
+    """A compose service name."""
+    text = _text(value, what, error)
+    if not _SERVICE.fullmatch(text):
+        raise error(f"{what} {_shown(text)} is not a compose service name: fix it.")
+    return text
+
+
+def not_an_option(value: object, what: str, error: ErrorType = ConfigError) -> str:
+    """A positional argument for git, docker, compose or ssh: a string that is not an option."""
+    text = _text(value, what, error)
+    if text.startswith("-") or any(c in text for c in "\x00\n\r"):
+        raise error(f"{what} {_shown(text)} cannot start with '-' or hold line breaks: fix it.")
+    return text

@@ -1,0 +1,101 @@
+"""The boundary validators: each accepts what the outside tool accepts and refuses the rest."""
+
+from __future__ import annotations
+
+import pytest
+
+from frappe_imagekit import validate
+from frappe_imagekit.errors import ConfigError, ExitCode, UsageError
+
+SHA1 = "0123456789abcdef0123456789abcdef01234567"
+
+
+@pytest.mark.parametrize("value", [SHA1, "a" * 64])
+def test_commit_sha_accepts_full_hex(value: str) -> None:
+    assert validate.commit_sha(value, "sha") == value
+
+
+@pytest.mark.parametrize(
+    "value", ["--upload-pack=touch X;git-upload-pack", SHA1.upper(), SHA1[:39], "", 5, None, ["x"]]
+)
+def test_commit_sha_refuses(value: object) -> None:
+    with pytest.raises(ConfigError, match="^sha "):
+        validate.commit_sha(value, "sha")
+
+
+@pytest.mark.parametrize("value", ["version-15", "v15.17.0", "feature/x-1", "main"])
+def test_git_ref_accepts(value: str) -> None:
+    assert validate.git_ref(value, "ref") == value
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["-x", "--upload-pack=y", "a..b", "a b", "a~1", "a^", "a:b", "x.lock", "x/", "/x", "@", "a@{1}",
+     ".hidden", "a/.b", "a\nb", "a\\b", "x" * 256],
+)
+def test_git_ref_refuses(value: str) -> None:
+    with pytest.raises(ConfigError, match="not a valid git branch or tag name"):
+        validate.git_ref(value, "ref")
+
+
+def test_project_name_names_what_compose_would_use() -> None:
+    assert validate.project_name("erp-main_1") == "erp-main_1"
+    with pytest.raises(ConfigError, match="compose would use 'erp'"):
+        validate.project_name("ERP")
+    for bad in ("../../../x", "-p", "a/b", "", "a" * 64):
+        with pytest.raises(ConfigError, match="project name"):
+            validate.project_name(bad)
+
+
+def test_usage_error_has_exit_code_2() -> None:
+    with pytest.raises(UsageError) as caught:
+        validate.project_name("a b", "--project", UsageError)
+    assert caught.value.exit_code == ExitCode.USAGE == 2
+    assert caught.value.message.startswith("--project 'a b' is not a compose project name")
+
+
+@pytest.mark.parametrize("value", ["v1.0.0", "1", "v1.2.3-rc_1"])
+def test_image_tag_accepts(value: str) -> None:
+    assert validate.image_tag(value) == value
+
+
+@pytest.mark.parametrize("value", ["../x", ".v1", "-v1", "v1/2", "a" * 129, "v 1"])
+def test_image_tag_refuses(value: str) -> None:
+    with pytest.raises(ConfigError, match="not a valid image tag"):
+        validate.image_tag(value)
+
+
+@pytest.mark.parametrize(
+    "value", ["desiredeffect/erpnext-custom", "localhost:5000/a/b", "registry.example.com/x", "a__b"]
+)
+def test_image_name_accepts(value: str) -> None:
+    assert validate.image_name(value) == value
+
+
+@pytest.mark.parametrize("value", ["Upper/x", "x:tag", "-x", "a//b", "a/", "x y"])
+def test_image_name_refuses(value: str) -> None:
+    with pytest.raises(ConfigError, match="not a valid image name"):
+        validate.image_name(value)
+
+
+def test_site_env_service_and_positional() -> None:
+    assert validate.site_name("erp.example.com") == "erp.example.com"
+    assert validate.env_name("CUSTOM_IMAGE") == "CUSTOM_IMAGE"
+    assert validate.service_name("queue-short") == "queue-short"
+    assert validate.not_an_option("https://x/y.git", "url") == "https://x/y.git"
+    for call, bad in (
+        (validate.site_name, "../etc"),
+        (validate.env_name, "A=B"),
+        (validate.service_name, "-x"),
+        (validate.not_an_option, "--upload-pack=x"),
+    ):
+        with pytest.raises(ConfigError, match="^value "):
+            call(bad, "value")
+
+
+def test_refused_value_is_shown_short() -> None:
+    token = "ghp_" + "A" * 36
+    with pytest.raises(ConfigError) as caught:
+        validate.git_ref(token + " x", "ref")
+    assert "ghp_" not in caught.value.message
+    assert "(value hidden: it looks like a token)" in caught.value.message
