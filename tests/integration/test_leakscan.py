@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import json
+import hashlib
 import secrets
 from pathlib import Path
 
@@ -197,14 +198,14 @@ def fake_python_base(docker_daemon, busybox_image, unique_name, cleanup_images):
     return version
 
 
-def build_production(docker_cli, containerfile: Path, version, tag, canary, context) -> None:
+def build_production(docker_cli, containerfile: Path, version, tag, canary, context, *extra: str) -> None:
     argv = [
         docker_cli, "build", "--progress=plain", "-f", str(containerfile), "-t", tag,
         "--build-arg", f"PYTHON_VERSION={version}",
         "--build-arg", "FRAPPE_PATH=https://github.com/frappe/frappe",
         "--build-arg", "FRAPPE_BRANCH=version-15",
         "--build-arg", f"CACHE_BUST={secrets.token_hex(8)}",  # the secret is not in the cache key
-        "--secret", f"id=apps_json,env={APPS_ENV}", str(context),
+        "--secret", f"id=apps_json,env={APPS_ENV}", *extra, str(context),
     ]  # fmt: skip
     done = process.run(argv, env=canary.env(), timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
@@ -229,11 +230,72 @@ def test_production_containerfile_end_to_end_with_stub_tools(
     assert seen == ["frappe", "app", "{}", "0", "0", "1000", "frappe", "/home/frappe/frappe-bench"]
     config = dockerapi.inspect_image(tag)["Config"]
     assert config["User"] == "frappe"
-    assert config["Cmd"][0] == "/home/frappe/frappe-bench/env/bin/gunicorn"
-    assert "/home/frappe/frappe-bench/sites" in config["Volumes"]
+    assert config["Entrypoint"] == ["/usr/local/bin/imagekit-entrypoint.sh"]
+    assert config["Cmd"] == ["/usr/local/bin/gunicorn-start.sh"]
+    assert sorted(config["Volumes"]) == ["/home/frappe/frappe-bench/logs", "/home/frappe/frappe-bench/sites"]
 
     result = findings_of(tag, canary)
     assert result.clean, result.findings
+
+
+def test_production_image_contract(
+    docker_daemon, fake_python_base, unique_name, cleanup_images, canary, tmp_path
+) -> None:
+    """What upstream's image does since April 2026 and what a real v15 build needed: assets baked
+    into the image and linked into the sites volume at every start (an old real sites/assets
+    folder replaced), gunicorn tuned by GUNICORN_*, setuptools pinned below 81 in the bench
+    venv, and the optional ca_certs secret trusted by every tool."""
+    tag = f"{unique_name('production-contract')}:1"
+    cleanup_images.append(tag)
+    cert = tmp_path / "proxy-ca.pem"
+    cert.write_text("-----BEGIN CERTIFICATE-----\nimagekit-test-ca\n-----END CERTIFICATE-----\n")
+    context = tmp_path / "context"
+    context.mkdir()
+    digest = hashlib.sha256(cert.read_bytes()).hexdigest()
+    secret = ("--secret", f"id=ca_certs,src={cert}", "--build-arg", f"CA_CERTS_SHA256={digest}")
+    build_production(docker_daemon, default_containerfile(), fake_python_base, tag, canary, context, *secret)
+
+    volume = unique_name("sites")
+    try:
+        # an old stack's sites volume: sites/assets is a real (stale) folder
+        mount = ("-v", f"{volume}:/home/frappe/frappe-bench/sites")
+        run = [docker_daemon, "run", "--rm", *mount, tag]
+        stale = ("run", "--rm", *mount, "--entrypoint", "sh", tag, "-c", "mkdir -p sites/assets/stale")
+        dockerd.docker(docker_daemon, *stale)
+        script = "readlink sites/assets; cat sites/assets/frappe/dist/desk.css; ls sites/assets"
+        assert dockerd.docker(docker_daemon, *run[1:], "sh", "-c", script).stdout.split() == [
+            "/home/frappe/frappe-bench/assets", "body{}", "assets.json", "frappe",
+        ]  # fmt: skip
+        # a second start on the same volume keeps the link
+        again = dockerd.docker(docker_daemon, *run[1:], "readlink", "sites/assets").stdout.strip()
+        assert again == "/home/frappe/frappe-bench/assets"
+        gunicorn = dockerd.docker(docker_daemon, *run[1:3], "-e", "GUNICORN_WORKERS=5", *run[3:]).stdout
+    finally:
+        dockerd.docker(docker_daemon, "volume", "rm", "-f", volume, check=False)
+    assert gunicorn.startswith("fake gunicorn --chdir=/home/frappe/frappe-bench/sites")
+    assert "--workers=5 " in gunicorn and "--threads=4 " in gunicorn and "--timeout=120 " in gunicorn
+
+    script = (
+        "cat env/pip-calls; cat /usr/local/share/ca-certificates/imagekit-extra.crt;"
+        " echo $SSL_CERT_FILE $NODE_EXTRA_CA_CERTS $PIP_CERT $GIT_SSL_CAINFO"
+    )
+    seen = dockerd.docker(docker_daemon, "run", "--rm", "--entrypoint", "sh", tag, "-c", script).stdout
+    assert seen.splitlines() == [
+        "-m pip install --quiet setuptools<81",
+        *cert.read_text().splitlines(),
+        " ".join(["/etc/ssl/certs/ca-certificates.crt"] * 4),
+    ]
+    assert findings_of(tag, canary).clean
+
+
+def test_production_without_ca_certs_installs_none(
+    docker_daemon, fake_python_base, unique_name, cleanup_images, canary, tmp_path
+) -> None:
+    tag = f"{unique_name('production-noca')}:1"
+    cleanup_images.append(tag)
+    build_production(docker_daemon, default_containerfile(), fake_python_base, tag, canary, tmp_path)
+    probe = ["run", "--rm", "--entrypoint", "sh", tag, "-c", "ls /usr/local/share/ca-certificates || echo none"]
+    assert dockerd.docker(docker_daemon, *probe).stdout.split()[-1] == "none"
 
 
 def test_production_without_the_git_cleanup_leaks(

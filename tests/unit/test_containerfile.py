@@ -233,8 +233,12 @@ def test_production_uses_secret_mode(production) -> None:
     assert production.apps_json_mode is AppsJsonMode.SECRET
     assert production.secret_id == "apps_json"
     assert production.secret_target == "/opt/frappe/apps.json"
-    (mount,) = production.secret_mounts
+    assert sorted(m.id for m in production.secret_mounts) == ["apps_json", "ca_certs"]
+    (mount,) = [m for m in production.secret_mounts if m.id == "apps_json"]
     assert mount.options["uid"] == "1000" and mount.options["gid"] == "1000"
+    assert mount.options["required"] == "true"
+    (ca,) = [m for m in production.secret_mounts if m.id == "ca_certs"]
+    assert ca.options["required"] == "false"  # optional: most networks need no extra CA
 
 
 def test_production_stages_and_final_stage(production) -> None:
@@ -247,8 +251,14 @@ def test_production_stages_and_final_stage(production) -> None:
     (volume,) = [i.value for i in final if i.keyword == "VOLUME"]
     assert "/home/frappe/frappe-bench/sites" in volume
     assert "/home/frappe/frappe-bench/logs" in volume
+    assert "sites/assets" not in volume  # assets are baked in and linked at start (upstream #1879)
+    (entrypoint,) = [i.value for i in final if i.keyword == "ENTRYPOINT"]
+    assert entrypoint == '[ "/usr/local/bin/imagekit-entrypoint.sh" ]'
     (cmd,) = [i.value for i in final if i.keyword == "CMD"]
-    assert "gunicorn" in cmd and "--bind=0.0.0.0:8000" in cmd
+    assert cmd == '[ "/usr/local/bin/gunicorn-start.sh" ]'
+    for setting in ('--workers="${GUNICORN_WORKERS:-2}"', '--threads="${GUNICORN_THREADS:-4}"',
+                    '--timeout="${GUNICORN_TIMEOUT:-120}"', "--bind=0.0.0.0:8000"):  # fmt: skip
+        assert setting in production.text, setting
     copy = [i.value for i in final if i.keyword == "COPY"]
     bench = "/home/frappe/frappe-bench"
     assert copy == [f"--from=builder --chown=frappe:frappe {bench} {bench}"]
@@ -272,6 +282,9 @@ def test_the_run_that_clones_also_deletes_git_and_logs(production) -> None:
     assert 'find apps -mindepth 1 -path "*/.git" | xargs rm -fr' in run
     assert "find logs -type f -exec rm -f {} +" in run
     assert "${CACHE_BUST}" in run
+    assert 'env/bin/python -m pip install --quiet "${SETUPTOOLS_SPEC}"' in run
+    assert production.stages[1].args["SETUPTOOLS_SPEC"] == "setuptools<81"
+    assert "mv sites/assets assets" in run
     assert any("type=secret,id=apps_json" in m for m in clones[0].flags["mount"])
     # CACHE_BUST is declared in the builder stage, after the apt step and before bench init.
     builder = production.stages[1]
@@ -288,6 +301,7 @@ def test_production_cache_mounts_and_no_credential_files(production) -> None:
     assert "type=cache,target=/home/frappe/.cache/pip,uid=1000,gid=1000" in mounts
     assert "type=cache,target=/home/frappe/.cache/yarn,uid=1000,gid=1000" in mounts
     assert "type=cache,target=/home/frappe/.npm,uid=1000,gid=1000" in mounts
+    assert "type=cache,target=/home/frappe/.cache/uv,uid=1000,gid=1000" in mounts
     assert "rm -f /etc/apt/apt.conf.d/docker-clean" in production.text
     assert "GIT_TERMINAL_PROMPT=0" in production.text
     code = "\n".join(i.value for i in production.instructions)
