@@ -8,8 +8,8 @@ process's environment (``--secret id=apps_json,env=VAR``, ``--build-arg NAME`` w
 from __future__ import annotations
 
 import base64
-import json
 import hashlib
+import json
 import secrets
 from pathlib import Path
 
@@ -294,7 +294,8 @@ def test_production_without_ca_certs_installs_none(
     tag = f"{unique_name('production-noca')}:1"
     cleanup_images.append(tag)
     build_production(docker_daemon, default_containerfile(), fake_python_base, tag, canary, tmp_path)
-    probe = ["run", "--rm", "--entrypoint", "sh", tag, "-c", "ls /usr/local/share/ca-certificates || echo none"]
+    script = "ls /usr/local/share/ca-certificates || echo none"
+    probe = ["run", "--rm", "--entrypoint", "sh", tag, "-c", script]
     assert dockerd.docker(docker_daemon, *probe).stdout.split()[-1] == "none"
 
 
