@@ -513,8 +513,12 @@ def _import_failed(result: SiteResult, tb: Traceback, scan: _Scan) -> str:
     result.notes.append(
         "frappe imports a patch module before it prints 'Executing', so the patches.txt line "
         "cannot be told from the output"
-        + (f"; it is the first line of the app's patches.txt under {result.failed_module} "
-           "not yet in the site's Patch Log" if result.failed_module else "")  # fmt: skip
+        + (
+            f"; it is the first line of the app's patches.txt under {result.failed_module} "
+            "not yet in the site's Patch Log"
+            if result.failed_module
+            else ""
+        )  # fmt: skip
     )
     return IMPORT_FAILED
 

@@ -1,3 +1,4 @@
+# ruff: noqa: E501 - transcripts keep their real line lengths
 """The migrate parser against real Frappe v15 transcripts (shared/reference/frappe-v15).
 
 Each transcript's sidecar JSON holds the truth read by hand; the parser must find it with the
