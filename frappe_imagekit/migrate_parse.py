@@ -170,6 +170,7 @@ class SiteResult:
     notes: list[str] = field(default_factory=list)
     patch_output: list[str] = field(default_factory=list)  # printed after the Executing line
     patches_run: list[str] = field(default_factory=list)
+    next_steps: list[str] = field(default_factory=list)  # filled by migrate_report / deploy
 
     @property
     def failure(self) -> str | None:
@@ -480,6 +481,8 @@ def _classify_by_frames(result: SiteResult, tb: Traceback, scan: _Scan) -> str:
         return PATCHES_TXT_INVALID
     if tb.calls("patch_handler.py", "execute_patch") or kind_is_import(tb):
         return _import_failed(result, tb, scan)
+    if tb.short_type in _IMPORT_TYPES and not tb.calls("migrate.py"):
+        return _import_failed(result, tb, scan)  # no frappe frames shown: still an import
     if scan.doctype or scan.bad_json or tb.calls("sync.py") or tb.calls("import_file.py"):
         result.doctype, result.doctype_file = scan.doctype, scan.bad_json
         return DOCTYPE_FAILED
