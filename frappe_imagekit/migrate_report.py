@@ -1,11 +1,11 @@
 """What to do about a failed migrate, and the report of ``imagekit migrate-report``.
 
-Next steps are sentences with commands in backticks. Every command is built as an argv and
-quoted with ``shlex`` (a ``patches.txt`` line comes from an app repository and may hold quotes,
-backticks or ``$``), so pasting one runs exactly that command. Bench commands are said where they
-run: on a compose host ``docker compose -p PROJECT -f FILE exec backend bench ...``, with ``ssh
-HOST`` in front for a remote target. From a transcript alone the project is not known; the
-report says so once and prints bare ``bench`` commands.
+Next steps are sentences, each followed by the commands it names on lines of their own. Every
+command is built as an argv and quoted with ``shlex`` (a ``patches.txt`` line comes from an app
+repository and may hold quotes, backticks or ``$``), so pasting one runs exactly that command.
+Bench commands are said where they run: on a compose host ``docker compose -p PROJECT -f FILE
+exec backend bench ...``, with ``ssh HOST`` in front for a remote target. From a transcript alone
+the project is not known; the report says so once and prints bare ``bench`` commands.
 """
 
 from __future__ import annotations
@@ -81,7 +81,7 @@ class FailedSite(Protocol):
     """What next steps read: a parsed ``SiteResult`` or deploy's ``SiteReport``."""
 
     site: str | None
-    result: str
+    result: str | None
     failed_patch: str | None
     failed_module: str | None
     failed_file: str | None
@@ -108,30 +108,45 @@ class StepContext:
 
 
 def next_steps(site: FailedSite, ctx: StepContext) -> list[str]:
-    """What the operator can do about a failed site, most likely first."""
+    """What the operator can do about a failed site, most likely first.
+
+    Each step is a sentence, then each command it names on a line of its own, indented by
+    four spaces (``step(...)``): a command may hold backticks, so it is never put in prose."""
     name = site.site or "SITE"
     again = ctx.again or ctx.place.bench("--site", name, "migrate")
-    handler = _HANDLERS.get(site.result, _error_steps)
+    handler = _HANDLERS.get(site.result or "", _error_steps)
     steps = handler(site, ctx, again)
     if site.result not in (mp.LOCK_HELD, mp.SERVICES_DOWN, mp.SITE_NOT_FOUND):
         steps.append(_go_back(name, ctx))
     return steps
 
 
+COMMAND_INDENT = "    "
+
+
+def step(text: str, *commands: str) -> str:
+    """A next step: ``text``, then each command on its own line (indented, ready to paste)."""
+    return text + "".join(f"\n{COMMAND_INDENT}{command}" for command in commands)
+
+
+def step_commands(text: str) -> list[str]:
+    """The commands of a next step (the lines after its sentence)."""
+    return [line[len(COMMAND_INDENT) :] for line in text.split("\n")[1:]]
+
+
 def is_data_cause(site: FailedSite) -> bool:
     """The exception says the site's data was refused (a patch that checks its data, a
     unique index over duplicates), not that the code is wrong."""
-    kinds = {(site.exception_type or "").rsplit(".", 1)[-1]}
-    kinds |= {line.split(":", 1)[0].rsplit(".", 1)[-1] for line in site.traceback if ":" in line}
-    return bool(kinds & DATA_ERRORS)
+    return (site.exception_type or "").rsplit(".", 1)[-1] in DATA_ERRORS
 
 
 def _release(site: FailedSite, ctx: StepContext, what: str) -> str:
     app = _app_of(site) or "the app"
-    deploy = f" and deploy it (`{ctx.deploy_new}`)" if ctx.deploy_new else " and deploy it"
-    return (
-        f"{what}: the way out is a fixed release of {app}, a new image (`imagekit build`){deploy}; "
-        "migrating again with this image fails the same way"
+    commands = ["imagekit build", *([ctx.deploy_new] if ctx.deploy_new else [])]
+    return step(
+        f"{what}: the way out is a fixed release of {app}, a new image and a deploy of it (migrating "
+        "again with this image fails the same way):",
+        *commands,
     )
 
 
@@ -140,11 +155,12 @@ def _patch_steps(site: FailedSite, ctx: StepContext, again: str) -> list[str]:
     run_patch = ctx.place.bench("--site", name, "run-patch", line, "--force")
     if is_data_cause(site):
         return [
-            f"the patch refused the site's data ({_kind(site)}): fix the records its message names, "
-            f"then migrate again: `{again}`",
-            f"or, once the data is fixed, run only that patch: `{run_patch}` and then `{again}` for the rest",
+            step(f"the patch refused the site's data ({_kind(site)}): fix the records its message "
+                 "names, then migrate again:", again),
+            step("or, once the data is fixed, run only that patch, then migrate for the rest:",
+                 run_patch, again),
             _release(site, ctx, "if the patch is wrong rather than the data"),
-        ]
+        ]  # fmt: skip
     where = f" in {site.failed_file}" if site.failed_file else ""
     return [_release(site, ctx, f"the patch itself failed ({_kind(site)}{where})")]
 
@@ -160,10 +176,11 @@ def _doctype_steps(site: FailedSite, ctx: StepContext, again: str) -> list[str]:
     doctype = site.doctype or "a doctype"
     if is_data_cause(site):
         return [
-            f"the schema change of {doctype} conflicts with the site's data ({_kind(site)}; the failed "
-            f"ALTER TABLE is shown above): fix the data (e.g. remove the duplicates), then `{again}`",
+            step(f"the schema change of {doctype} conflicts with the site's data ({_kind(site)}; the "
+                 "failed ALTER TABLE is shown above): fix the data (e.g. remove the duplicates), then:",
+                 again),
             _release(site, ctx, f"or, if {doctype} should not change that way"),
-        ]
+        ]  # fmt: skip
     return [_release(site, ctx, f"the sync of {doctype} failed ({_kind(site)})")]
 
 
@@ -174,39 +191,45 @@ def _patches_txt_steps(site: FailedSite, ctx: StepContext, again: str) -> list[s
 def _hook_steps(site: FailedSite, ctx: StepContext, again: str) -> list[str]:
     what = f"the {site.step or 'migrate step'} failed ({_kind(site)})"
     if is_data_cause(site):
-        return [f"{what}: fix the data it names, then `{again}`", _release(site, ctx, "if the code is wrong")]
+        return [
+            step(f"{what}: fix the data it names, then:", again),
+            _release(site, ctx, "if the code is wrong"),
+        ]
     return [_release(site, ctx, what)]
 
 
 def _lock_steps(site: FailedSite, ctx: StepContext, again: str) -> list[str]:
     name = site.site or "SITE"
     steps = [
-        f"another migrate of {name} holds the lock (a migrator service, or one started by hand): "
-        f"wait until it has finished, then `{again}`"
-    ]
+        step(f"another migrate of {name} holds the lock (a migrator service, or one started by hand): "
+             "wait until it has finished, then:", again)
+    ]  # fmt: skip
     if site.lock_path:
         remove = _in_container(ctx.place, "rm", "-f", site.lock_path)
-        steps.append(f"only if no migrate is running, remove the stale lock: `{remove}`")
+        steps.append(step("only if no migrate is running, remove the stale lock:", remove))
     return steps
 
 
 def _services_steps(site: FailedSite, ctx: StepContext, again: str) -> list[str]:
     if ctx.container_stopped or not site.services:
         return [
-            f"the {ctx.place.service} container stopped during migrate: check `docker logs` of it, "
-            f"then run `{again}`"
-        ]
+            step(f"the {ctx.place.service} container stopped during migrate: check `docker logs` of "
+                 "it, then run:", again)
+        ]  # fmt: skip
     steps = []
     for service in site.services:
         compose_name = COMPOSE_SERVICES.get(service, service)
         if ctx.place.project is not None:
-            start = f"`{ctx.place.on_host(ctx.place.compose_argv('up', '-d', compose_name))}`"
+            start = step(f"{service} is not running: start it (frappe_docker's service {compose_name}):",
+                         ctx.place.on_host(ctx.place.compose_argv("up", "-d", compose_name)))  # fmt: skip
         else:
-            start = f"on the compose host `docker compose -p PROJECT up -d {compose_name}`"
-        steps.append(
-            f"{service} is not running: start it (frappe_docker's service `{compose_name}`): {start}"
-        )
-    steps.append(f"then migrate again: `{again}`")
+            start = step(
+                f"{service} is not running: start it; with frappe_docker that is the service "
+                f"{compose_name}, started on the compose host with `docker compose -p PROJECT up -d "
+                f"{compose_name}` (the project is not known from a transcript)"
+            )
+        steps.append(start)
+    steps.append(step("then migrate again:", again))
     return steps
 
 
@@ -219,11 +242,11 @@ def _in_container(place: BenchPlace, *argv: str) -> str:
 
 def _site_steps(site: FailedSite, ctx: StepContext, again: str) -> list[str]:
     listing = _in_container(ctx.place, "ls", "sites")
-    return [f"the site {site.site} does not exist on this bench: check its name (`{listing}`)"]
+    return [step(f"the site {site.site} does not exist on this bench: check its name:", listing)]
 
 
 def _error_steps(site: FailedSite, ctx: StepContext, again: str) -> list[str]:
-    return [f"read the exception and the output above, fix the cause, then `{again}`"]
+    return [step("read the exception and the output above, fix the cause, then:", again)]
 
 
 _HANDLERS = {
@@ -240,14 +263,18 @@ _HANDLERS = {
 
 
 def _go_back(name: str, ctx: StepContext) -> str:
+    previous = [ctx.previous] if ctx.previous else []
+    then = "then deploy the previous version" if ctx.previous else "then run the previous image"
     if ctx.backup:
-        command = ctx.place.bench("--site", name, "restore", ctx.backup)
-        restore = f"restore the backup taken before migrate: `{command}`"
-    else:
-        command = ctx.place.bench("--site", name, "restore")
-        restore = f"restore the backup you took before migrating (`{command}` followed by its path)"
-    previous = f"`{ctx.previous}`" if ctx.previous else "the previous image"
-    return f"or go back (frappe has no reverse migrations): {restore}, then run {previous}"
+        restore = ctx.place.bench("--site", name, "restore", ctx.backup)
+        return step(f"or go back (frappe has no reverse migrations): restore the backup taken before "
+                    f"migrate, {then}:", restore, *previous)  # fmt: skip
+    command = ctx.place.bench("--site", name, "restore")
+    return step(
+        "or go back (frappe has no reverse migrations): restore the backup you took before migrating "
+        f"(give its path to `{command}`), {then}" + (":" if previous else ""),
+        *previous,
+    )
 
 
 def _kind(site: FailedSite) -> str:

@@ -104,4 +104,4 @@ def render_site(site: Any) -> None:
     for warning in site.warnings or []:
         output.out(f"{site.site}: warning: {warning}")
     for step in site.next_steps or []:
-        output.out(f"  next: {step}")
+        output.out(f"  next: {step}".replace("\n", "\n        "))

@@ -61,15 +61,15 @@ def test_next_steps_for_a_failed_patch():
     again = "imagekit deploy --project erp --compose compose-main.yaml --version v1.1.5 --migrate-only"
     assert next_steps(opts, site) == [
         "the patch refused the site's data (frappe.exceptions.ValidationError: Invoice X has no "
-        f"customer): fix the records its message names, then migrate again: `{again}`",
-        f"or, once the data is fixed, run only that patch: `{exec_bench} run-patch "
-        f"'app.patches.v1.fix #again' --force` and then `{again}` for the rest",
+        f"customer): fix the records its message names, then migrate again:\n    {again}",
+        "or, once the data is fixed, run only that patch, then migrate for the rest:\n"
+        f"    {exec_bench} run-patch 'app.patches.v1.fix #again' --force\n    {again}",
         "if the patch is wrong rather than the data: the way out is a fixed release of app, a new "
-        "image (`imagekit build`) and deploy it (`imagekit deploy --project erp --compose "
-        "compose-main.yaml`); migrating again with this image fails the same way",
-        "or go back (frappe has no reverse migrations): restore the backup taken before migrate: "
-        f"`{exec_bench} restore sites/a.local/private/backups/x-database.sql.gz`, then run the "
-        "previous image",
+        "image and a deploy of it (migrating again with this image fails the same way):\n"
+        "    imagekit build\n    imagekit deploy --project erp --compose compose-main.yaml",
+        "or go back (frappe has no reverse migrations): restore the backup taken before migrate, "
+        "then run the previous image:\n"
+        f"    {exec_bench} restore sites/a.local/private/backups/x-database.sql.gz",
     ]
 
 
