@@ -232,7 +232,7 @@ def _split_tracebacks(lines: list[str]) -> tuple[list[tuple[int, str]], list[Tra
 
 def _read_traceback(lines: list[str], start: int) -> Traceback:
     frames: list[Frame] = []
-    i, exception, block = start, None, []
+    i, exception, block = start, None, list[Frame]()
     while True:
         block, exception, i = _read_block(lines, i + 1)
         frames.extend(block)

@@ -1,3 +1,4 @@
+# ruff: noqa: E501 - transcripts and records keep their real line lengths
 """migrate-report (typer's CliRunner) and next steps: quoted, pasteable, said where to run."""
 
 from __future__ import annotations
@@ -230,3 +231,71 @@ def test_patches_txt_is_read_like_frappe():
 )  # fmt: skip
 def test_pending_patch_line(executed, module, section, expected):
     assert pending_patch_line(PATCHES_TXT, executed, module, section) == expected
+
+
+def test_deploy_next_steps_on_a_remote_host_go_through_ssh(tmp_path: Path):
+    from frappe_imagekit.deploy import DeployOptions, SiteReport
+    from frappe_imagekit.deploy import next_steps as deploy_next_steps
+
+    opts = DeployOptions(project="erp", compose_file="/srv/erp/compose.yaml", image="de/erp", version="v2")
+    site = SiteReport("a.local", status="failed", result="lock", failure="lock",
+                      lock_path="/home/frappe/frappe-bench/sites/a.local/locks/bench_migrate.lock")  # fmt: skip
+    steps = deploy_next_steps(opts, site, host="deploy@erp.example.com:2222", previous="v1")
+    again, remove = step_commands(steps[0]) + step_commands(steps[1])
+    assert shlex.split(again) == [
+        "imagekit", "deploy", "--project", "erp", "--compose", "/srv/erp/compose.yaml",
+        "--host", "deploy@erp.example.com:2222", "--version", "v2", "--migrate-only",
+    ]  # fmt: skip
+    ssh = shlex.split(remove)
+    assert ssh[:4] == ["ssh", "-p", "2222", "deploy@erp.example.com"]
+    assert shlex.split(ssh[4]) == [
+        "docker", "compose", "-p", "erp", "-f", "/srv/erp/compose.yaml", "exec", "backend",
+        "rm", "-f", "/home/frappe/frappe-bench/sites/a.local/locks/bench_migrate.lock",
+    ]  # fmt: skip
+
+
+def test_previous_version_comes_from_the_deploy_records(tmp_path: Path):
+    from frappe_imagekit.deploy import DeployOptions, _previous_version
+    from frappe_imagekit.workspace import Workspace
+
+    folder = tmp_path / "deploys"
+    folder.mkdir()
+    records = [
+        ("20261101T000000Z-erp", {"project": "erp", "version": "v1", "result": "succeeded", "started": "2026-11-01"}),
+        ("20261102T000000Z-erp", {"project": "erp", "version": "v1.1", "result": "patch-failed", "started": "2026-11-02"}),
+        ("20261103T000000Z-erp", {"project": "erp", "version": "$(touch x)", "result": "succeeded", "started": "2026-11-03"}),
+        ("20261104T000000Z-erp", {"project": "erp", "version": "v2", "result": "succeeded", "started": "2026-11-04"}),
+    ]  # fmt: skip
+    for name, data in records:
+        (folder / f"{name}.json").write_text(json.dumps(data))
+    (folder / "20261105T000000Z-erp.json").write_text("{broken")
+    opts = DeployOptions(project="erp", compose_file="c.yaml", image="de/erp", version="v2")
+    assert _previous_version(Workspace.at(tmp_path), opts) == "v1"
+
+
+def test_any_text_gives_a_result_never_an_exception():
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from frappe_imagekit.migrate_parse import parse_migrate_output
+    from frappe_imagekit.migrate_report import report_transcript
+
+    pieces = st.sampled_from([
+        "Migrating s1.lab\n", "Executing a.b in s1.lab (_x)\n", "Success: Done in 0.1s\n", "\r", "\n",
+        "Traceback (most recent call last):\n", '  File "/x/apps/a/a/p.py", line 3, in execute\n', "    code\n",
+        "KeyError: 'x'\n", "During handling of the above exception, another exception occurred:\n",
+        "Service mariadb is not running.\n", "Failed to aquire lock: bench_migrate.\n", "\x1b[32m", "^@",
+        "There was an issue while migrating the DocType: X\n", "bad json: /x.json\n",
+    ])  # fmt: skip
+    text = st.one_of(st.text(), st.lists(st.one_of(pieces, st.text(max_size=5)), max_size=40).map("".join))
+
+    @settings(max_examples=300, deadline=None)
+    @given(text, st.one_of(st.none(), st.integers(0, 255)))
+    def check(value: str, code: int | None) -> None:
+        results = parse_migrate_output(value, exit_code=code)
+        assert results and all(r.result for r in results)
+        if code == 0:
+            assert all(r.status == "ok" for r in results)
+        report_transcript(value, exit_code=code).to_dict()
+
+    check()
