@@ -20,7 +20,7 @@ import re
 import shlex
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -607,8 +607,11 @@ def _find_patch_line(ctx: _Context, backend: Container, site: str, result: SiteR
     logged = _exec(ctx, backend, ["bench", "--site", site, "execute", "frappe.get_all",
                                   "--kwargs", _PATCH_LOG_KWARGS], timeout=120)  # fmt: skip
     executed = _json_apps(logged.stdout) if logged.stdout.strip() else []
-    if patches.returncode != 0 or logged.returncode != 0 or not isinstance(executed, list):
-        result.notes.append(f"could not read apps/{app}/{app}/patches.txt and the Patch Log of {site}")
+    if patches.returncode != 0:
+        result.notes.append(f"could not read apps/{app}/{app}/patches.txt in the backend")
+        return
+    if logged.returncode != 0 or not isinstance(executed, list):
+        result.notes.append(f"could not read the Patch Log of {site} (bench execute frappe.get_all)")
         return
     executed_lines = [str(entry) for entry in executed]
     found = pending_patch_line(patches.stdout, executed_lines, result.failed_module, result.section)
@@ -672,21 +675,32 @@ def next_steps(
         backup=site.backup,
         container_stopped=container_stopped,
     )
-    if site.result is None:  # a report made by hand (tests) or by an older imagekit
-        site.result = {v: k for k, v in mp.FAILURE_KINDS.items()}.get(site.failure or "", mp.ERROR)
+    if site.result is None:  # a report made by hand or read from an older record
+        kinds = {kind: result for result, kind in mp.FAILURE_KINDS.items()}
+        site = replace(site, result=kinds.get(site.failure or "", mp.ERROR))
     return migrate_next_steps(site, ctx)  # type: ignore[arg-type]
+
+
+# options a next-step `imagekit deploy` repeats when they differ from their defaults
+_REPEATED_OPTIONS = (
+    ("--env-file", "env_file"),
+    ("--backend-service", "backend_service"),
+    ("--image-var", "image_var"),
+    ("--tag-var", "tag_var"),
+    ("--state-dir", "state_dir"),
+)
 
 
 def _deploy_argv(opts: DeployOptions, host: str) -> list[str]:
     argv = ["imagekit", "deploy", "--project", opts.project, "--compose", opts.compose_file]
     if host != "local":
         argv += ["--host", host]
-    if opts.env_file:
-        argv += ["--env-file", opts.env_file]
-    if opts.backend_service != "backend":
-        argv += ["--backend-service", opts.backend_service]
-    if opts.state_dir:
-        argv += ["--state-dir", opts.state_dir]
+    if opts.sites:
+        argv += ["--sites", ",".join(opts.sites)]
+    defaults = DeployOptions("", "", "", "")
+    for option, name in _REPEATED_OPTIONS:
+        if getattr(opts, name) != getattr(defaults, name):
+            argv += [option, str(getattr(opts, name))]
     return argv
 
 

@@ -231,8 +231,10 @@ def _split_tracebacks(lines: list[str]) -> tuple[list[tuple[int, str]], list[Tra
 
 
 def _read_traceback(lines: list[str], start: int) -> Traceback:
+    """A traceback group from its header at ``start``: blocks joined by "During handling of the
+    above exception" / "The above exception was the direct cause" lines."""
     frames: list[Frame] = []
-    i, exception, block = start, None, list[Frame]()
+    i = start
     while True:
         block, exception, i = _read_block(lines, i + 1)
         frames.extend(block)
@@ -479,10 +481,11 @@ def _classify_by_frames(result: SiteResult, tb: Traceback, scan: _Scan) -> str:
     if tb.calls("patch_handler.py", "parse_as_configfile") or tb.calls("configparser.py"):
         result.failed_file = None
         return PATCHES_TXT_INVALID
-    if tb.calls("patch_handler.py", "execute_patch") or kind_is_import(tb):
+    # frappe imports a patch module in execute_patch, before it prints Executing; an import
+    # error without migrate.py frames (a hand-cut traceback) is taken for one too
+    importing = tb.short_type in _IMPORT_TYPES and not tb.calls("migrate.py")
+    if tb.calls("patch_handler.py", "execute_patch") or importing:
         return _import_failed(result, tb, scan)
-    if tb.short_type in _IMPORT_TYPES and not tb.calls("migrate.py"):
-        return _import_failed(result, tb, scan)  # no frappe frames shown: still an import
     if scan.doctype or scan.bad_json or tb.calls("sync.py") or tb.calls("import_file.py"):
         result.doctype, result.doctype_file = scan.doctype, scan.bad_json
         return DOCTYPE_FAILED
@@ -498,11 +501,6 @@ def _classify_by_frames(result: SiteResult, tb: Traceback, scan: _Scan) -> str:
         result.step = code.removesuffix("()").strip() or "post_schema_updates"
         return SYNC_FAILED
     return ERROR
-
-
-def kind_is_import(tb: Traceback) -> bool:
-    """An import-family exception raised while frappe imported a patch module."""
-    return tb.short_type in _IMPORT_TYPES and tb.calls("patch_handler.py")
 
 
 def _import_failed(result: SiteResult, tb: Traceback, scan: _Scan) -> str:
