@@ -44,7 +44,7 @@ class BenchPlace:
     compose_files: tuple[str, ...] = ()
     env_file: str | None = None
     service: str = "backend"
-    ssh: tuple[str, ...] = ()  # e.g. ("ssh", "-p", "2222", "deploy@erp.example.com")
+    ssh: tuple[str, ...] = ()  # e.g. ("ssh", "-t", "-p", "2222", "deploy@erp.example.com")
 
     def compose_argv(self, *args: str) -> list[str]:
         argv = [*self.compose, "-p", str(self.project)]
@@ -67,14 +67,15 @@ class BenchPlace:
 
 
 def ssh_prefix(host: str) -> tuple[str, ...]:
-    """``ssh [-p PORT] [USER@]HOST`` for a runner's host; () for this machine."""
+    """``ssh -t [-p PORT] [USER@]HOST`` for a runner's host; () for this machine. ``-t``: ssh
+    gives a remote command no TTY by itself, and ``compose exec`` then refuses to run."""
     if host == "local":
         return ()
     from frappe_imagekit.ssh import parse_host
 
     user, server, port = parse_host(host)
     target = f"{user}@{server}" if user else server
-    return ("ssh", *(("-p", str(port)) if port and port != 22 else ()), target)
+    return ("ssh", "-t", *(("-p", str(port)) if port and port != 22 else ()), target)
 
 
 class FailedSite(Protocol):

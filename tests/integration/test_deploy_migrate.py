@@ -134,3 +134,34 @@ def test_successful_migrate_with_a_traceback_is_ok_with_a_warning(project: Proje
     site_a = record["sites"][0]
     assert (site_a["status"], site_a["result"], site_a["exception"]) == ("ok", "ok", None)
     assert "No module named 'macrs_tables'" in site_a["warnings"][0]
+
+
+def test_over_ssh_the_pasted_command_runs_on_the_target(project: Project, sshd, tmp_path):  # type: ignore[no-untyped-def]
+    """The remote form ``ssh -t -p PORT root@127.0.0.1 'docker-compose ... run-patch ...'`` is quoted
+    twice; pasted, the remote shell must hand bench the line unchanged."""
+    import os
+
+    line = replay(project, "a.local", "11-patch-comment-rerun-then-fail")["failed_patch"]
+    args = ["--host", sshd.spec, "--known-hosts", str(sshd.known_hosts), "--identity", str(sshd.client_key)]
+    result = cli(*project.cli_args("--version", "v1", *args))
+    assert result.exit_code == ExitCode.PATCH_FAILED, result.output
+    site_a = project.records()[-1]["sites"][0]
+    commands = [c for step in site_a["next_steps"] for c in step_commands(step)]
+    (run_patch,) = [c for c in commands if " run-patch " in c]
+    assert run_patch.startswith(f"ssh -t -p {sshd.port} root@127.0.0.1 ")
+    again = [c for c in commands if "--migrate-only" in c][0]
+    assert f"--host root@127.0.0.1:{sshd.port}" in again
+    # the operator's ssh knows the host and the key; here a wrapper adds them, the line is as printed
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "ssh").write_text(
+        "#!/bin/sh\nexec /usr/bin/ssh -i " + shlex.quote(str(sshd.client_key))
+        + " -o IdentitiesOnly=yes -o BatchMode=yes -o UserKnownHostsFile="
+        + shlex.quote(str(sshd.known_hosts)) + ' "$@"\n'
+    )  # fmt: skip
+    (bin_dir / "ssh").chmod(0o755)
+    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}"}
+    pasted = subprocess.run(["script", "-qec", run_patch, "/dev/null"], capture_output=True, text=True,
+                            timeout=120, env=env)  # fmt: skip
+    assert pasted.returncode == 0, pasted.stdout + pasted.stderr
+    assert project.site_file("a.local", "run_patch_args").read_text().splitlines() == [line, "--force"]

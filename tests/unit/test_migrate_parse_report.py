@@ -149,8 +149,8 @@ def test_execute_line_is_quoted_so_that_pasting_runs_exactly_it():
     )
     (run_patch,) = [c for c in _commands(next_steps(site, StepContext(place=place))) if "run-patch" in c]
     ssh_argv = shlex.split(run_patch)
-    assert ssh_argv[:4] == ["ssh", "-p", "2222", "deploy@erp.example"]
-    assert shlex.split(ssh_argv[4]) == [
+    assert ssh_argv[:5] == ["ssh", "-t", "-p", "2222", "deploy@erp.example"]
+    assert shlex.split(ssh_argv[5]) == [
         "docker", "compose", "-p", "erp", "-f", "/srv/erp/compose.yaml", "exec", "backend",
         "bench", "--site", "s1.lab", "run-patch", line, "--force",
     ]  # fmt: skip
@@ -187,8 +187,8 @@ def test_services_down_starts_the_service_on_the_compose_host():
 
 def test_ssh_prefix():
     assert ssh_prefix("local") == ()
-    assert ssh_prefix("root@10.0.0.5:22") == ("ssh", "root@10.0.0.5")
-    assert ssh_prefix("u@[::1]:2200") == ("ssh", "-p", "2200", "u@::1")
+    assert ssh_prefix("root@10.0.0.5:22") == ("ssh", "-t", "root@10.0.0.5")
+    assert ssh_prefix("u@[::1]:2200") == ("ssh", "-t", "-p", "2200", "u@::1")
 
 
 PATCHES_TXT = """[pre_model_sync]
@@ -247,8 +247,8 @@ def test_deploy_next_steps_on_a_remote_host_go_through_ssh(tmp_path: Path):
         "--host", "deploy@erp.example.com:2222", "--version", "v2", "--migrate-only",
     ]  # fmt: skip
     ssh = shlex.split(remove)
-    assert ssh[:4] == ["ssh", "-p", "2222", "deploy@erp.example.com"]
-    assert shlex.split(ssh[4]) == [
+    assert ssh[:5] == ["ssh", "-t", "-p", "2222", "deploy@erp.example.com"]
+    assert shlex.split(ssh[5]) == [
         "docker", "compose", "-p", "erp", "-f", "/srv/erp/compose.yaml", "exec", "backend",
         "rm", "-f", "/home/frappe/frappe-bench/sites/a.local/locks/bench_migrate.lock",
     ]  # fmt: skip
