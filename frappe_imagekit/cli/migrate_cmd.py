@@ -45,9 +45,11 @@ def migrate_report_command(
 
 
 def _read(file: str) -> str:
-    from frappe_imagekit.errors import NotFoundError
+    from frappe_imagekit.errors import NotFoundError, UsageError
 
     if file == "-":
+        if sys.stdin.isatty():
+            raise UsageError("no transcript given: pass the file migrate's output was saved to, or pipe it in.")
         data = sys.stdin.buffer.read(MAX_TRANSCRIPT)
     else:
         path = Path(file)
