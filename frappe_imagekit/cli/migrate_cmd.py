@@ -49,7 +49,7 @@ def _read(file: str) -> str:
 
     if file == "-":
         if sys.stdin.isatty():
-            raise UsageError("no transcript given: pass the file migrate's output was saved to, or pipe it in.")
+            raise UsageError("no transcript given: pass the file the migrate output was saved in, or pipe it.")
         data = sys.stdin.buffer.read(MAX_TRANSCRIPT)
     else:
         path = Path(file)
