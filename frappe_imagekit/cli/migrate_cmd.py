@@ -49,7 +49,9 @@ def _read(file: str) -> str:
 
     if file == "-":
         if sys.stdin.isatty():
-            raise UsageError("no transcript given: pass the file the migrate output was saved in, or pipe it.")
+            raise UsageError(
+                "no transcript given: pass the file the migrate output was saved in, or pipe it in."
+            )
         data = sys.stdin.buffer.read(MAX_TRANSCRIPT)
     else:
         path = Path(file)
