@@ -20,12 +20,13 @@ import re
 import shlex
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from frappe_imagekit import compose, lock
+from frappe_imagekit import compose, lock, validate
+from frappe_imagekit import migrate_parse as mp
 from frappe_imagekit.compose import ComposeCLI, Container
 from frappe_imagekit.errors import (
     DeployError,
@@ -36,6 +37,8 @@ from frappe_imagekit.errors import (
 )
 from frappe_imagekit.interrupts import sigterm_as_interrupt
 from frappe_imagekit.migrate_parse import SiteResult, parse_migrate_output
+from frappe_imagekit.migrate_report import BenchPlace, StepContext, pending_patch_line, ssh_prefix
+from frappe_imagekit.migrate_report import next_steps as migrate_next_steps
 from frappe_imagekit.runner import LocalRunner, Runner, local_stdout_stream
 from frappe_imagekit.workspace import Workspace, write_json_atomic
 
@@ -58,7 +61,8 @@ RESULT_EXIT_CODES = {
     INTERRUPTED: ExitCode.INTERRUPTED,
 }
 
-_SERVICES_DOWN = re.compile(r"is not running|No such container|is restarting")
+# docker's own words when the backend container went away during migrate
+_CONTAINER_GONE = re.compile(r"No such container|is restarting|Container \S+ is not running")
 _BACKUP_LINE = re.compile(r"^Database:\s+(?P<path>\S+)", re.MULTILINE)
 _LIST_SITES = 'for f in sites/*/site_config.json; do [ -f "$f" ] && basename "$(dirname "$f")"; done'
 
@@ -105,6 +109,18 @@ class SiteReport:
     traceback: list[str] = field(default_factory=list)
     next_steps: list[str] = field(default_factory=list)
     apps_not_installed: list[str] = field(default_factory=list)
+    # the migrate report (migrate_parse.SiteResult; docs/DESIGN.md "Migrate report")
+    result: str | None = None  # ok | patch-failed | import-failed | ... (None: not migrated)
+    failed_file: str | None = None
+    section: str | None = None
+    doctype_file: str | None = None
+    services: list[str] = field(default_factory=list)
+    lock_path: str | None = None
+    step: str | None = None
+    exception_type: str | None = None
+    exception_message: str | None = None
+    warnings: list[str] = field(default_factory=list)
+    migrate_notes: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -554,13 +570,19 @@ def _migrate(ctx: _Context, backend: Container, site: str) -> None:
         ["docker", "exec", "-e", "PYTHONUNBUFFERED=1", backend.id, *argv],
         on_stdout=ctx.emit,
     )
-    (result, *_) = parse_migrate_output(done.stdout + done.stderr, sites=[site], exit_code=done.returncode)
-    if done.returncode != 0 and (
-        _SERVICES_DOWN.search(done.stdout + done.stderr) or not _running(ctx, backend)
-    ):
-        result.failure = "services"
+    output = done.stdout + done.stderr
+    (result, *_) = parse_migrate_output(output, sites=[site], exit_code=done.returncode)
+    stopped = (
+        done.returncode != 0
+        and result.result != mp.SERVICES_DOWN
+        and (_CONTAINER_GONE.search(output) is not None or not _running(ctx, backend))
+    )
+    if stopped:
+        result.result, result.services = mp.SERVICES_DOWN, []
         result.exception = result.exception or _last_line(done)
-    _fill_site(ctx, ctx.report.site(site), result)
+    if result.result == mp.IMPORT_FAILED and not stopped:
+        _find_patch_line(ctx, backend, site, result)
+    _fill_site(ctx, ctx.report.site(site), result, stopped)
 
 
 def _running(ctx: _Context, container: Container) -> bool:
@@ -568,39 +590,134 @@ def _running(ctx: _Context, container: Container) -> bool:
     return done.stdout.strip() == "true"
 
 
-def _fill_site(ctx: _Context, site: SiteReport, result: SiteResult) -> None:
+# Patch Log rows that count as run (frappe's run_all: skipped = 0), as a JSON list on stdout
+_PATCH_LOG_KWARGS = (
+    "{'doctype': 'Patch Log', 'filters': {'skipped': 0}, 'pluck': 'patch', 'limit_page_length': 0}"
+)
+
+
+def _find_patch_line(ctx: _Context, backend: Container, site: str, result: SiteResult) -> None:
+    """An import failure prints no Executing line: find the line in the app's patches.txt
+    (in the backend container) that is not yet in the site's Patch Log and names the module."""
+    try:
+        app = validate.python_module(result.failed_module, "the module named by migrate").split(".")[0]
+    except ImagekitError:
+        return
+    patches = _exec(ctx, backend, ["cat", f"apps/{app}/{app}/patches.txt"], timeout=60)
+    logged = _exec(ctx, backend, ["bench", "--site", site, "execute", "frappe.get_all",
+                                  "--kwargs", _PATCH_LOG_KWARGS], timeout=120)  # fmt: skip
+    executed = _json_apps(logged.stdout) if logged.stdout.strip() else []
+    if patches.returncode != 0:
+        result.notes.append(f"could not read apps/{app}/{app}/patches.txt in the backend")
+        return
+    if logged.returncode != 0 or not isinstance(executed, list):
+        result.notes.append(f"could not read the Patch Log of {site} (bench execute frappe.get_all)")
+        return
+    executed_lines = [str(entry) for entry in executed]
+    found = pending_patch_line(patches.stdout, executed_lines, result.failed_module, result.section)
+    if found is None:
+        result.notes.append(f"no line of apps/{app}/{app}/patches.txt outside the Patch Log names it")
+        return
+    result.failed_patch = found
+    result.notes[:] = [
+        f"the line was read from apps/{app}/{app}/patches.txt in the backend: the first one not in "
+        f"the Patch Log of {site} under {result.failed_module}"
+    ]
+
+
+def _fill_site(ctx: _Context, site: SiteReport, result: SiteResult, stopped: bool = False) -> None:
     site.status = "ok" if result.status == "ok" else "failed"
-    for name in ("failed_patch", "failure", "failed_module", "doctype", "exception", "traceback"):
+    for name in _REPORTED:
         setattr(site, name, getattr(result, name))
+    site.migrate_notes = list(result.notes)
     if site.status == "failed":
-        site.next_steps = next_steps(ctx.opts, site)
+        site.next_steps = next_steps(
+            ctx.opts,
+            site,
+            host=ctx.runner.host,
+            compose=ctx.cli.base if ctx.cli else ("docker", "compose"),
+            compose_path=ctx.compose_file or ctx.opts.compose_file,
+            previous=_previous_version(ctx.ws, ctx.opts),
+            container_stopped=stopped,
+        )
 
 
-def next_steps(opts: DeployOptions, site: SiteReport) -> list[str]:
-    """What the operator can do about a failed site, most likely first."""
-    again = (
-        f"imagekit deploy --project {opts.project} --compose {opts.compose_file} "
-        f"--version {opts.version} --migrate-only"
+_REPORTED = ("result", "failed_patch", "failure", "failed_module", "failed_file", "section", "doctype",
+             "doctype_file", "services", "lock_path", "step", "exception", "exception_type",
+             "exception_message", "traceback", "warnings")  # fmt: skip
+
+
+def next_steps(
+    opts: DeployOptions,
+    site: SiteReport,
+    *,
+    host: str = "local",
+    compose: Sequence[str] = ("docker", "compose"),
+    compose_path: str | None = None,
+    previous: str | None = None,
+    container_stopped: bool = False,
+) -> list[str]:
+    """What the operator can do about a failed site, most likely first; every command quoted."""
+    place = BenchPlace(
+        project=opts.project,
+        compose=tuple(compose),
+        compose_files=(compose_path or opts.compose_file,),
+        env_file=opts.env_file,
+        service=opts.backend_service,
+        ssh=ssh_prefix(host),
     )
-    steps = []
-    if site.failure == "services":
-        steps.append(
-            f"the {opts.backend_service} container stopped during migrate: check "
-            f"`docker logs` of it, then run `{again}`"
-        )
-    elif site.failure == "lock":
-        steps.append(f"another migrate holds the lock on {site.site}: wait for it, then run `{again}`")
-    else:
-        steps.append(f"fix the cause, then run `{again}`")
-    if site.failed_patch:
-        steps.append(
-            f'run only that patch: `bench --site {site.site} run-patch "{site.failed_patch}" --force`'
-        )
-    if site.backup:
-        steps.append(
-            f"or roll back: `bench --site {site.site} restore {site.backup}` and deploy the previous version"
-        )
-    return steps
+    base = _deploy_argv(opts, host)
+    ctx = StepContext(
+        place=place,
+        again=shlex.join([*base, "--version", opts.version, "--migrate-only"]),
+        deploy_new=shlex.join(base),
+        previous=shlex.join([*base, "--version", previous]) if previous else None,
+        backup=site.backup,
+        container_stopped=container_stopped,
+    )
+    if site.result is None:  # a report made by hand or read from an older record
+        kinds = {kind: result for result, kind in mp.FAILURE_KINDS.items()}
+        site = replace(site, result=kinds.get(site.failure or "", mp.ERROR))
+    return migrate_next_steps(site, ctx)  # type: ignore[arg-type]
+
+
+# options a next-step `imagekit deploy` repeats when they differ from their defaults
+_REPEATED_OPTIONS = (
+    ("--env-file", "env_file"),
+    ("--backend-service", "backend_service"),
+    ("--image-var", "image_var"),
+    ("--tag-var", "tag_var"),
+    ("--state-dir", "state_dir"),
+)
+
+
+def _deploy_argv(opts: DeployOptions, host: str) -> list[str]:
+    argv = ["imagekit", "deploy", "--project", opts.project, "--compose", opts.compose_file]
+    if host != "local":
+        argv += ["--host", host]
+    if opts.sites:
+        argv += ["--sites", ",".join(opts.sites)]
+    defaults = DeployOptions("", "", "", "")
+    for option, name in _REPEATED_OPTIONS:
+        if getattr(opts, name) != getattr(defaults, name):
+            argv += [option, str(getattr(opts, name))]
+    return argv
+
+
+def _previous_version(ws: Workspace, opts: DeployOptions) -> str | None:
+    """The version of the newest successful deploy of the project recorded in ``deploys/``
+    other than this one (records are repository content: a bad one is skipped)."""
+    found: list[tuple[str, str]] = []
+    for path in sorted(ws.deploys_dir.glob(f"*-{opts.project}.json")) if ws.deploys_dir.is_dir() else []:
+        try:
+            record = json.loads(path.read_text())
+            version = validate.image_tag(record.get("version"))
+        except (OSError, ValueError, AttributeError, ImagekitError):
+            continue
+        if record.get("project") == opts.project and record.get("result") == SUCCEEDED:
+            found.append((str(record.get("started", "")), version))
+    older = [v for _, v in sorted(found) if v != opts.version]
+    return older[-1] if older else None
 
 
 def _check_apps(ctx: _Context) -> None:

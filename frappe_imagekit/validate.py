@@ -150,3 +150,14 @@ def not_an_option(value: object, what: str, error: ErrorType = ConfigError) -> s
     if text.startswith("-") or any(c in text for c in "\x00\n\r"):
         raise error(f"{what} {_shown(text)} cannot start with '-' or hold line breaks: fix it.")
     return text
+
+
+_PYTHON_MODULE = re.compile(r"[A-Za-z_]\w{0,127}(?:\.[A-Za-z_]\w{0,127}){0,31}")
+
+
+def python_module(value: object, what: str = "the module name", error: ErrorType = ConfigError) -> str:
+    """A dotted Python module name (``app.patches.v1_0.fix``); its first part names an app folder."""
+    text = _text(value, what, error)
+    if not _PYTHON_MODULE.fullmatch(text):
+        raise error(f"{what} {_shown(text)} is not a Python module name: fix it.")
+    return text

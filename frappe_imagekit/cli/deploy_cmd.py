@@ -159,7 +159,7 @@ def render_report(report) -> None:  # type: ignore[no-untyped-def]
         rows,
     )
     for site in report.sites:
-        if site.status == "failed":
+        if site.status == "failed" or site.warnings:
             _render_failure(site)
         if site.apps_not_installed:
             output.out(
@@ -173,17 +173,6 @@ def render_report(report) -> None:  # type: ignore[no-untyped-def]
 
 
 def _render_failure(site) -> None:  # type: ignore[no-untyped-def]
-    what = {
-        "patch": f"patch {site.failed_patch}",
-        "import": f"import of a patch module ({site.failed_module or 'unknown module'})",
-        "doctype": f"doctype sync ({site.doctype})",
-        "lock": "the migrate lock is held by another migrate",
-        "services": "migrate: the backend stopped (services down)",
-    }.get(site.failure, "migrate")
-    output.out(f"{site.site}: FAILED in {what}")
-    if site.exception:
-        output.out(f"  {site.exception}")
-    for line in site.traceback[:-1]:
-        output.out(f"    {line}")
-    for step in site.next_steps:
-        output.out(f"  next: {step}")
+    from frappe_imagekit.cli.migrate_cmd import render_site
+
+    render_site(site)

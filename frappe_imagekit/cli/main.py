@@ -102,6 +102,7 @@ def _load_commands() -> None:
         check_cmd,
         deploy_cmd,
         history_cmd,
+        migrate_cmd,
         targets_cmd,
     )
 

@@ -99,3 +99,19 @@ def test_refused_value_is_shown_short() -> None:
         validate.git_ref(token + " x", "ref")
     assert "ghp_" not in caught.value.message
     assert "(value hidden: it looks like a token)" in caught.value.message
+
+
+@pytest.mark.parametrize("value", ["de_macrs.patches.v1_3", "erpnext", "_x.y2"])
+def test_python_module_accepts_dotted_names(value):
+    from frappe_imagekit.validate import python_module
+
+    assert python_module(value) == value
+
+
+@pytest.mark.parametrize("value", ["../etc", "de_macrs/patches", "a..b", "-x", "a b", "", 5, "1abc"])
+def test_python_module_refuses_paths_and_options(value):
+    from frappe_imagekit.errors import ConfigError
+    from frappe_imagekit.validate import python_module
+
+    with pytest.raises(ConfigError, match="module name|must be a string|is empty"):
+        python_module(value)

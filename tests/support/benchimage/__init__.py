@@ -29,8 +29,10 @@ _SERVICE = """  {name}:
 
 def image_tag() -> str:
     digest = hashlib.sha256()
-    for name in ("Dockerfile", "bench", "patches.txt"):
-        digest.update((HERE / name).read_bytes())
+    files = [HERE / name for name in ("Dockerfile", "bench", "patches.txt")]
+    files += sorted(p for p in (HERE / "apps").rglob("*") if p.is_file())
+    for path in files:
+        digest.update(str(path.relative_to(HERE)).encode() + b"\0" + path.read_bytes())
     return f"{REPOSITORY}:{digest.hexdigest()[:12]}"
 
 
