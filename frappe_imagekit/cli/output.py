@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
-from typing import Any
+from typing import Any, TextIO
 
 from frappe_imagekit.redact import Redactor
 
@@ -27,14 +28,32 @@ def safe(text: str) -> str:
 
 def out(text: str = "") -> None:
     """One line (or block) to stdout, redacted."""
-    sys.stdout.write(safe(text) + "\n")
-    sys.stdout.flush()
+    _write(sys.stdout, safe(text) + "\n")
 
 
 def err(text: str) -> None:
     """One line to stderr, redacted."""
-    sys.stderr.write(safe(text) + "\n")
-    sys.stderr.flush()
+    _write(sys.stderr, safe(text) + "\n")
+
+
+def _write(stream: TextIO, text: str) -> None:
+    # A reader that closed the pipe (`imagekit history | head`) wants no more output; the
+    # command still runs to its end and exits with its own code.
+    try:
+        stream.write(text)
+        stream.flush()
+    except BrokenPipeError:
+        _silence(stream)
+
+
+def _silence(stream: TextIO) -> None:
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, stream.fileno())
+    except (OSError, ValueError):
+        pass  # not a real file (a test's capture): nothing to point elsewhere
+    finally:
+        os.close(devnull)
 
 
 def warn(text: str) -> None:
