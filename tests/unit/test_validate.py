@@ -99,3 +99,36 @@ def test_refused_value_is_shown_short() -> None:
         validate.git_ref(token + " x", "ref")
     assert "ghp_" not in caught.value.message
     assert "(value hidden: it looks like a token)" in caught.value.message
+
+
+# -- host_spec (harden-state) ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "spec", ["root@127.0.0.1:2222", "prod", "u@erp.example.com", "[::1]:22", "::1", "h:65535", "a_b"]
+)
+def test_host_spec_accepts(spec: str) -> None:
+    assert validate.host_spec(spec, "--host", UsageError) == spec
+
+
+@pytest.mark.parametrize(
+    ("spec", "reason"),
+    [
+        ("[::1]:x", "the port must be a number from 1 to 65535"),
+        ("h:99999", "the port must be a number from 1 to 65535"),
+        ("a" * 64, "labels of at most 63 characters"),
+        ("u@-oProxyCommand=x", "the server is not a host name"),
+        ("@h", "the user name before '@'"),
+        (["h"], "must be a string, not list"),
+    ],
+)
+def test_host_spec_refuses(spec: object, reason: str) -> None:
+    with pytest.raises(UsageError) as caught:
+        validate.host_spec(spec, "--host", UsageError)
+    assert reason in caught.value.message and caught.value.exit_code == ExitCode.USAGE
+
+
+def test_host_spec_hides_a_token() -> None:
+    with pytest.raises(ConfigError) as caught:
+        validate.host_spec("ghp_" + "A" * 36 + "@h:x")
+    assert "ghp_" not in caught.value.message
