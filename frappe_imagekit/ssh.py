@@ -134,6 +134,28 @@ def _why(exc: BaseException) -> str:
     return getattr(exc, "strerror", None) or type(exc).__name__
 
 
+def check_identity(path: str, what: str) -> str:
+    """``path`` when it is a private key paramiko can load (a passphrase-protected one is left
+    to authentication, which names it); else ``RemoteError`` naming the file and the fix."""
+    import paramiko
+
+    if not os.path.isfile(path) or not os.access(path, os.R_OK):
+        raise RemoteError(f"identity file {path} does not exist or cannot be read: fix {what}.")
+    kinds = (paramiko.Ed25519Key, paramiko.ECDSAKey, paramiko.RSAKey)
+    for kind in kinds:
+        try:
+            kind.from_private_key_file(path)
+            return path
+        except paramiko.PasswordRequiredException:
+            return path
+        except Exception:  # noqa: BLE001,S112 - each key class refuses the others' files in its own way
+            continue
+    raise RemoteError(
+        f"identity file {path} is not a private key paramiko can read (Ed25519, ECDSA or RSA, "
+        f"OpenSSH or PEM format): fix {what}."
+    )
+
+
 def fingerprint(key: Any) -> str:
     """OpenSSH-style ``SHA256:...`` fingerprint of a paramiko key."""
     digest = hashlib.sha256(key.asbytes()).digest()
@@ -172,7 +194,11 @@ class SSHRunner:
         self.host = str(self.target)
         self.base_env = {"DOCKER_HOST": docker_host} if docker_host else {}
         self._known_hosts = str(known_hosts) if known_hosts else None
-        identities = [str(identity_file)] if identity_file else list(self.target.identity_files)
+        if identity_file:
+            identities = [check_identity(str(identity_file), "--identity")]
+        else:  # like OpenSSH, IdentityFile entries that do not exist are skipped
+            found = [p for p in self.target.identity_files if os.path.exists(p)]
+            identities = [check_identity(p, "IdentityFile in the ssh config") for p in found]
         self._client = self._connect(identities, connect_timeout)
         self._state_home: str | None = None
 

@@ -23,7 +23,7 @@ from tests.support.cli import invoke
 CANARY = "ghp_" + "Pr0p3rtyC4n4ry" * 3
 DOCUMENTED = {int(code) for code in ExitCode} - {int(ExitCode.INTERNAL)}
 FAST = settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-CLI = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+CLI = settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 _texts = st.one_of(
     st.text(max_size=20),
@@ -92,12 +92,7 @@ def test_any_manifest_is_listed_shown_or_skipped(data: Any) -> None:
             assert isinstance(checked, dict)
         except ValueError as exc:
             assert CANARY not in str(exc)
-        for args in (
-            ["history"],
-            ["history", "--json"],
-            ["history", "v1.0.1"],
-            ["history", "v1.0.1", "--json"],
-        ):
+        for args in (["history"], ["history", "v1.0.1", "--json"]):
             _assert_clean(invoke(*args, "-w", folder))
         diff = invoke("history", "--diff", "v1.0.0", "v1.0.1", "--offline", "-w", folder)
         _assert_clean(diff)
@@ -116,7 +111,7 @@ def test_any_deploy_record_is_joined_or_skipped(data: Any) -> None:
             assert isinstance(manifest.load_deploy_record(deploys / "20261102T100000Z-erp.json"), dict)
         except ValueError as exc:
             assert CANARY not in str(exc)
-        for args in (["history"], ["history", "--json"], ["history", "v1.0.0"]):
+        for args in (["history"], ["history", "v1.0.0", "--json"]):
             _assert_clean(invoke(*args, "-w", folder))
 
 
