@@ -168,3 +168,34 @@ def test_any_host_spec_parses_or_is_a_usage_error(spec: str) -> None:
     assert host and (port is None or 0 < port < 65536)
     assert user is None or (user and not user.startswith("-"))
     assert not host.startswith("-")
+
+
+_option_text = st.one_of(
+    st.text(max_size=30), st.sampled_from(["erp", "ERP", "../x", "A=B", "-x", "a.local", ""])
+)
+
+
+@FAST
+@given(
+    project=_option_text,
+    image_var=_option_text,
+    service=_option_text,
+    sites=st.one_of(st.none(), st.lists(_option_text, max_size=3)),
+    env_file=st.one_of(st.none(), _option_text),
+    lock_wait=st.one_of(st.floats(allow_nan=True), st.integers(), st.booleans()),
+)
+def test_any_deploy_options_pass_or_are_a_usage_error(
+    project, image_var, service, sites, env_file, lock_wait
+):
+    from frappe_imagekit.deploy import DeployOptions, check_options
+
+    opts = DeployOptions(project=project, compose_file="/srv/c.yaml", image="de/erp", version="v1",
+                         image_var=image_var, backend_service=service, sites=sites,
+                         env_file=env_file, lock_wait=lock_wait)  # fmt: skip
+    try:
+        check_options(opts)
+    except ImagekitError as exc:
+        assert exc.exit_code == ExitCode.USAGE
+        return
+    assert project == project.lower() and not project.startswith(("-", ".")) and "/" not in project
+    assert "=" not in image_var and lock_wait >= 0
