@@ -848,7 +848,9 @@ def _record_failure(ws: Workspace, plan: BuildPlan, run: _Run, exc: BaseExceptio
         message = "interrupted"
     else:
         message = f"{type(exc).__name__}: {exc}"
-    with contextlib.suppress(ImagekitError):
+    from frappe_imagekit.interrupts import interrupts_held
+
+    with contextlib.suppress(ImagekitError), interrupts_held():  # a second Ctrl-C cannot cut it short
         _restore_on_failure(plan, run)
     try:
         base = _failed_name(plan, run)
