@@ -115,7 +115,7 @@ class BuildPlan:
             cli=self.cli,
             context=self.context,
             containerfile=self.containerfile_file or Path(str(self.containerfile.path)),
-            tag=self.ref,
+            tag=None,  # the version tag comes only after a clean leak scan (execute_build)
             iidfile=self.iidfile or Path(f".{self.tag}.iid"),
             build_args=self.build_args,
             env_build_args=() if secret_mode else (BASE64_ARG,),
@@ -126,7 +126,9 @@ class BuildPlan:
         )
 
     def command(self) -> list[str]:
-        """The docker argv (token-free: the secret travels in ``secret_env``)."""
+        """The docker argv (token-free: the secret travels in ``secret_env``). It names no tag:
+        the image gets ``ref`` only after a clean leak scan, so no interrupt can leave an
+        unscanned or leaky image under the version."""
         return dockercli.build_command(self.request())
 
     def secret_env(self) -> dict[str, str]:
@@ -547,6 +549,7 @@ class _Run:
     replaced: str | None = None
     old_id: str | None = None
     image_id: str | None = None
+    tagged: bool = False  # the new image holds the version tag (after a clean scan)
     leak_scan: dict[str, Any] = field(default_factory=lambda: {"status": "skipped"})
 
 
@@ -556,7 +559,8 @@ def execute_build(
     on_line: Callable[[str], None] | None = None,
     on_start: Callable[[Any], None] | None = None,
 ) -> dict[str, Any]:
-    """Guard, build, scan, record. Returns the manifest written; on failure writes a failed one."""
+    """Guard, build, scan, tag, record. Returns the manifest written; on failure (an interrupt
+    included) writes a failed one, and the version tag stays where it was before the build."""
     run = _Run(datetime.now(UTC), time.monotonic())
     run.old_id = guard_tag(ws, plan)
     try:
@@ -565,6 +569,7 @@ def execute_build(
             run.replaced = _keep_old_image(plan, run.old_id)
         run.image_id = _docker_build(plan, run, on_line, on_start)
         run.leak_scan = _leak_scan(plan, run)
+        _tag_scanned(plan, run)
         data = _manifest(ws, plan, run, status="succeeded", error=None)
         _retire_previous(ws, plan, run)
         log_name = _write_log(ws, plan, run, f"{plan.version}.log")
@@ -636,20 +641,31 @@ def _failure_line(log: list[str]) -> str:
 
 
 def _leak_scan(plan: BuildPlan, run: _Run) -> dict[str, Any]:
+    """Scan the untagged image (by id); a leak is a ``LeakError`` and it never gets a tag."""
     if not plan.leak_scan:
         return {"status": "skipped", "findings": [], "seconds": 0.0}
-    summary = scan_built_image(plan.ref, plan.redactor)
+    assert run.image_id is not None
+    run.leak_scan = {"status": "unfinished", "findings": []}  # what a failed record says if interrupted
+    summary = scan_built_image(run.image_id, plan.redactor)
     if summary["status"] == "clean":
         return summary
     run.leak_scan = summary
-    _untag_leaky(plan, run)
     first = summary["findings"][0]
     raise LeakError(
-        f"the leak scan found a secret in {plan.ref} ({len(summary['findings'])} finding(s), "
-        f"first in {first.get('where')} {first.get('location')}: {first.get('detail')}); the "
-        "image was untagged: pass apps.json as a BuildKit secret and never copy it or its ARG "
-        "into the final stage."
+        f"the leak scan found a secret in the image built for {plan.ref} "
+        f"({len(summary['findings'])} finding(s), first in {first.get('where')} "
+        f"{first.get('location')}: {first.get('detail')}); it was not tagged: pass apps.json as "
+        "a BuildKit secret and never copy it or its ARG into the final stage."
     )
+
+
+def _tag_scanned(plan: BuildPlan, run: _Run) -> None:
+    """Give the scanned (or, with --no-leak-scan, unscanned by request) image its version tag."""
+    from frappe_imagekit import dockerapi
+
+    assert run.image_id is not None
+    run.tagged = True  # set first: an interrupt inside tag_image must still be undone
+    dockerapi.tag_image(run.image_id, plan.image_name, plan.tag)
 
 
 def scan_built_image(ref: str, redactor: Redactor) -> dict[str, Any]:
@@ -696,21 +712,17 @@ def _finding_dict(finding: Any) -> dict[str, Any]:
     return {k: str(getattr(finding, k, "")) for k in keys}
 
 
-def _untag_leaky(plan: BuildPlan, run: _Run) -> None:
-    from frappe_imagekit import dockerapi
-
-    dockerapi.remove_tag(plan.ref)
-    if run.old_id and run.replaced:
-        # --force: give the version back to the image it replaced.
-        dockerapi.tag_image(run.old_id, plan.image_name, plan.tag)
-        dockerapi.remove_tag(f"{plan.image_name}:{run.replaced}")
-        run.replaced = None
-
-
 def _restore_on_failure(plan: BuildPlan, run: _Run) -> None:
-    """A failed --force build leaves the old image under its version: drop the spare tag."""
+    """A failed build leaves the version tag where it was before: on the image a --force build
+    replaced (its spare -replaced- tag dropped), or on nothing."""
     from frappe_imagekit import dockerapi
 
+    if run.tagged:
+        if run.old_id:
+            dockerapi.tag_image(run.old_id, plan.image_name, plan.tag)
+        else:
+            dockerapi.remove_tag(plan.ref)
+        run.tagged = False
     if not (run.old_id and run.replaced):
         return
     current = dockerapi.inspect_image(plan.ref)
@@ -836,7 +848,9 @@ def _record_failure(ws: Workspace, plan: BuildPlan, run: _Run, exc: BaseExceptio
         message = "interrupted"
     else:
         message = f"{type(exc).__name__}: {exc}"
-    with contextlib.suppress(ImagekitError):
+    from frappe_imagekit.interrupts import interrupts_held
+
+    with contextlib.suppress(ImagekitError), interrupts_held():  # a second Ctrl-C cannot cut it short
         _restore_on_failure(plan, run)
     try:
         base = _failed_name(plan, run)

@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from frappe_imagekit import validate
 from frappe_imagekit.errors import DeployError
 from frappe_imagekit.runner import Runner
 
@@ -85,7 +86,12 @@ def compose_argv(
     project_dir: str | None = None,
     env_file: str | None = None,
 ) -> list[str]:
-    """``<compose> -p P [--project-directory D] -f F... [--env-file E] ARGS``."""
+    """``<compose> -p P [--project-directory D] -f F... [--env-file E] ARGS``.
+
+    ``project`` must be a name compose uses unchanged (v1 lowercases ``ERP`` to ``erp``, and
+    imagekit would then wait for containers labelled ``ERP`` that never appear).
+    """
+    validate.project_name(project, "the compose project name")
     argv = [*cli.base, "-p", project]
     if project_dir:
         argv += ["--project-directory", project_dir]

@@ -34,6 +34,7 @@ from frappe_imagekit.errors import (
     ImagekitError,
     MigrateError,
     NotFoundError,
+    UsageError,
 )
 from frappe_imagekit.interrupts import sigterm_as_interrupt
 from frappe_imagekit.migrate_parse import SiteResult, parse_migrate_output
@@ -164,6 +165,60 @@ class DeployFailed(ImagekitError):
         self.report = report
 
 
+# ---------------------------------------------------------------- options
+
+
+def check_options(opts: DeployOptions) -> DeployOptions:
+    """``opts`` when every value can be used, else ``UsageError`` (exit 2) naming the option.
+
+    Runs before anything connects, locks or stops: each value reaches compose, docker, a shell
+    on the target or a path in the state folder (the project names a folder there).
+    """
+    _check_names(opts)
+    _check_paths(opts)
+    _check_numbers(opts)
+    return opts
+
+
+def _check_names(opts: DeployOptions) -> None:
+    validate.project_name(opts.project, "--project", UsageError)
+    validate.image_name(opts.image, "the image name (IMAGE_NAME or the build's manifest)", UsageError)
+    validate.image_tag(opts.version, "--version", UsageError)
+    validate.env_name(opts.image_var, "--image-var", UsageError)
+    validate.env_name(opts.tag_var, "--tag-var", UsageError)
+    if opts.image_var == opts.tag_var:
+        raise UsageError(f"--image-var and --tag-var are both {opts.image_var}: give two names.")
+    validate.service_name(opts.backend_service, "--backend-service", UsageError)
+    for service in opts.oneshot_services:
+        validate.service_name(service, "a --oneshot service", UsageError)
+    if opts.sites is not None and not opts.sites:
+        raise UsageError("--sites names no site: pass all, or site1,site2.")
+    for site in opts.sites or []:
+        validate.site_name(site, "a --sites entry", UsageError)
+
+
+def _check_paths(opts: DeployOptions) -> None:
+    validate.not_an_option(opts.compose_file, "--compose", UsageError)
+    for value, what in (
+        (opts.env_file, "--env-file"),
+        (opts.state_dir, "--state-dir"),
+        (opts.source_docker_host, "--docker-host"),
+    ):
+        if value is not None:
+            validate.not_an_option(value, what, UsageError)
+
+
+def _check_numbers(opts: DeployOptions) -> None:
+    for value, what in (
+        (opts.lock_wait, "--lock-wait"),
+        (opts.up_timeout, "--up-timeout"),
+        (opts.down_timeout, "the down timeout"),
+        (opts.stop_timeout, "the stop timeout"),
+    ):
+        if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value < 1e7:
+            raise UsageError(f"{what} must be a number of seconds from 0 to 9999999, not {value!r}.")
+
+
 # ---------------------------------------------------------------- choosing what to deploy
 
 
@@ -236,6 +291,8 @@ class StatePaths:
 
 
 def state_paths(runner: Runner, project: str, state_dir: str | None = None) -> StatePaths:
+    """The project's state folder; ``project`` is checked first since it names a folder."""
+    validate.project_name(project, "--project", UsageError)
     base = state_dir or f"{runner.state_home()}/imagekit"
     return StatePaths(f"{base.rstrip('/')}/projects/{project}")
 
@@ -265,7 +322,9 @@ def deploy(
 
     Failures before migrate raise ``DeployFailed`` (an ImagekitError carrying the report);
     migrate failures are returned in the report (``result`` patch-failed / migrate-failed).
+    Options that cannot be used raise ``UsageError`` before anything runs (nothing recorded).
     """
+    check_options(opts)
     report = DeployReport(
         version=opts.version,
         image=opts.image_ref,
@@ -429,11 +488,48 @@ def _down_files(ctx: _Context, running: Sequence[Container]) -> dict[str, Any]:
 
 
 def _last_up(ctx: _Context) -> dict[str, Any] | None:
+    """The record of the last ``up``; one that cannot be used is treated as missing, with a note."""
     text = lock.read_file(ctx.runner, ctx.paths.last_up)
-    try:
-        return json.loads(text) if text else None
-    except json.JSONDecodeError:
+    if text is None:
         return None
+    try:
+        return parse_last_up(text)
+    except ValueError as exc:
+        ctx.report.notes.append(
+            f"{ctx.paths.last_up} cannot be used ({exc}): treated as missing; down used the "
+            "containers' config_files label."
+        )
+        return None
+
+
+def parse_last_up(text: str) -> dict[str, Any]:
+    """``last-up.json`` (a file on the target: any content) checked field by field; raises
+    ``ValueError`` naming the first field that cannot be used."""
+    try:
+        data = json.loads(text)
+    except (ValueError, RecursionError):
+        raise ValueError("not valid JSON") from None
+    if not isinstance(data, dict):
+        raise ValueError("not a JSON object")
+    for key in ("config_files", "sha256", "project_dir", "env_file"):
+        value = data.get(key)
+        if value is not None or key in ("config_files", "sha256"):
+            _state_value(value, key)
+    env = data.get("env", {})
+    if not isinstance(env, dict):
+        raise ValueError("env is not an object")
+    for name, value in env.items():
+        _state_value(name, "a variable name in env", validate.env_name)
+        if not isinstance(value, str) or "\x00" in value:
+            raise ValueError(f"env {name} is not a string")
+    return data
+
+
+def _state_value(value: object, what: str, check: Callable[..., str] = validate.not_an_option) -> None:
+    try:
+        check(value, what)
+    except ImagekitError as exc:
+        raise ValueError(exc.message.rstrip(".")) from None
 
 
 def _sha256_on_target(runner: Runner, path: str) -> str | None:
@@ -761,9 +857,8 @@ def _finish(ctx: _Context) -> None:
     write_json_atomic(path, record)
     report.record = str(path)
     line = json.dumps(record, separators=(",", ":")) + "\n"
-    script = 'mkdir -p "$(dirname "$1")" && cat >> "$1"'
     try:
-        ctx.runner.run(["sh", "-c", script, "sh", ctx.paths.audit_log], input_bytes=line.encode(), timeout=30)
+        lock.append_file(ctx.runner, ctx.paths.audit_log, line.encode())
     except (ImagekitError, OSError):
         report.notes.append(f"could not append to {ctx.paths.audit_log} on {report.host}")
 

@@ -56,7 +56,7 @@ class BuildRequest:
     cli: DockerCli
     context: Path
     containerfile: Path
-    tag: str
+    tag: str | None  # None: the image is only known by its id (tagged after the leak scan)
     iidfile: Path
     build_args: Mapping[str, str] = field(default_factory=dict)  # values go into argv
     env_build_args: tuple[str, ...] = ()  # names only: values come from the child's environment
@@ -69,7 +69,8 @@ class BuildRequest:
 def build_command(req: BuildRequest) -> list[str]:
     """The exact docker argv for ``req`` (pure; token-free by construction)."""
     argv = [req.cli.path, BUILDX, "build", "--load"] if req.cli.mode == BUILDX else [req.cli.path, "build"]
-    argv += ["--progress", "plain", "--file", str(req.containerfile), "--tag", req.tag]
+    argv += ["--progress", "plain", "--file", str(req.containerfile)]
+    argv += ["--tag", req.tag] if req.tag else []
     argv += ["--iidfile", str(req.iidfile)]
     for name, value in req.build_args.items():
         argv += ["--build-arg", f"{name}={value}"]

@@ -6,13 +6,12 @@ Core functions return data; ``cli/history_cmd.py`` renders it. A manifest that c
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from frappe_imagekit.manifest import BrokenManifest, find_manifest, iter_manifests
+from frappe_imagekit.manifest import BrokenManifest, find_manifest, iter_deploy_records, iter_manifests
 from frappe_imagekit.workspace import Workspace
 
 # Build args whose change is worth a line of its own in a diff, in display order.
@@ -68,12 +67,14 @@ class HistoryListing:
     rows: list[HistoryRow]
     broken: list[BrokenManifest]
     total: int  # top-level rows before --limit
+    broken_deploys: list[BrokenManifest] = field(default_factory=list)  # deploys/*.json skipped
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "builds": [row.to_dict() for row in self.rows],
             "total": self.total,
             "broken": [_broken_dict(b) for b in self.broken],
+            "broken_deploys": [_broken_dict(b) for b in self.broken_deploys],
         }
 
 
@@ -145,13 +146,14 @@ def list_builds(ws: Workspace, limit: int | None = None) -> HistoryListing:
             broken.append(manifest)
         else:
             rows.append(row_from_manifest(manifest, path))
-    _join_deploys(rows, load_deploys(ws))
+    records, broken_deploys = _deploys_and_broken(ws)
+    _join_deploys(rows, records)
     top = _nest_rebuilds(rows)
     top.sort(key=_newest_first_key, reverse=True)
     total = len(top)
     if limit is not None and limit >= 0:
         top = top[:limit]
-    return HistoryListing(rows=top, broken=broken, total=total)
+    return HistoryListing(rows=top, broken=broken, total=total, broken_deploys=broken_deploys)
 
 
 def row_from_manifest(manifest: Mapping[str, Any], path: Path) -> HistoryRow:
@@ -198,19 +200,20 @@ def _newest_first_key(row: HistoryRow) -> tuple[str, Any, str]:
 
 
 def load_deploys(ws: Workspace) -> list[dict[str, Any]]:
-    """Readable deploy records (``deploys/*.json``), oldest first; unreadable ones are ignored."""
+    """Readable deploy records (``deploys/*.json``), oldest first; unreadable ones are left out."""
+    return _deploys_and_broken(ws)[0]
+
+
+def _deploys_and_broken(ws: Workspace) -> tuple[list[dict[str, Any]], list[BrokenManifest]]:
     records: list[dict[str, Any]] = []
-    if not ws.deploys_dir.is_dir():
-        return records
-    for path in sorted(ws.deploys_dir.glob("*.json")):
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            continue
-        if isinstance(data, dict) and data.get("version") and data.get("project"):
-            records.append(data)
+    broken: list[BrokenManifest] = []
+    for _path, item in iter_deploy_records(ws):
+        if isinstance(item, BrokenManifest):
+            broken.append(item)
+        else:
+            records.append(item)
     records.sort(key=lambda d: str(d.get("finished") or d.get("started") or ""))
-    return records
+    return records, broken
 
 
 def placement(record: Mapping[str, Any]) -> str:
@@ -248,9 +251,9 @@ def show_build(ws: Workspace, version: str) -> dict[str, Any]:
     path = find_manifest(ws, version, include_failed=True)
     listing = list_builds(ws)
     row = next((r for r in listing.rows if r.file == path.name), None)
-    from frappe_imagekit.manifest import load_manifest
+    from frappe_imagekit.manifest import read_manifest
 
-    manifest = load_manifest(path)
+    manifest = read_manifest(path)
     return {
         "file": path.name,
         "manifest": manifest,
@@ -277,10 +280,10 @@ def diff_builds(
     Commit counts come from the remote (``gitremote.count_commits_between``) unless ``offline``;
     ``env`` supplies the tokens for private remotes (the current ``.env``).
     """
-    from frappe_imagekit.manifest import load_manifest
+    from frappe_imagekit.manifest import read_manifest
 
-    a = load_manifest(find_manifest(ws, old))
-    b = load_manifest(find_manifest(ws, new))
+    a = read_manifest(find_manifest(ws, old))
+    b = read_manifest(find_manifest(ws, new))
     diff = compare_manifests(a, b)
     known = {} if offline else placeholder_urls(ws, env or {})
     for change in diff.changes:

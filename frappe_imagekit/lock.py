@@ -35,12 +35,25 @@ def lock_details(version: str, target: str) -> dict[str, Any]:
     }
 
 
+# State folders are 0700 and their files 0600 (the env copy may hold secrets), on this
+# machine and over SSH alike: umask 077 for what is created, chmod for what already exists.
+_PRIVATE_DIR = 'umask 077 && mkdir -p "$(dirname "$1")" && chmod 700 "$(dirname "$1")"'
+_WRITE = _PRIVATE_DIR + ' && cat > "$1.tmp" && chmod 600 "$1.tmp" && mv -f "$1.tmp" "$1"'
+_APPEND = _PRIVATE_DIR + ' && cat >> "$1" && chmod 600 "$1"'
+
+
 def write_file(runner: Runner, path: str, data: bytes) -> None:
-    """Write ``data`` to ``path`` on the target (parent folders made)."""
-    script = 'mkdir -p "$(dirname "$1")" && cat > "$1.tmp" && mv "$1.tmp" "$1"'
-    done = runner.run(["sh", "-c", script, "sh", path], input_bytes=data, timeout=60)
+    """Write ``data`` atomically to ``path`` on the target, mode 0600 in a 0700 folder."""
+    done = runner.run(["sh", "-c", _WRITE, "sh", path], input_bytes=data, timeout=60)
     if done.returncode != 0:
         raise DeployError(f"cannot write {path} on {runner.host}: {done.stderr.strip()}")
+
+
+def append_file(runner: Runner, path: str, data: bytes) -> None:
+    """Append ``data`` to ``path`` on the target (the audit log), mode 0600 in a 0700 folder."""
+    done = runner.run(["sh", "-c", _APPEND, "sh", path], input_bytes=data, timeout=30)
+    if done.returncode != 0:
+        raise DeployError(f"cannot append to {path} on {runner.host}: {done.stderr.strip()}")
 
 
 def read_file(runner: Runner, path: str) -> str | None:
@@ -48,12 +61,36 @@ def read_file(runner: Runner, path: str) -> str | None:
     return done.stdout if done.returncode == 0 else None
 
 
+_DETAIL_TYPES: dict[str, type] = {
+    "who": str,
+    "when": str,
+    "host": str,
+    "version": str,
+    "pid": int,
+    "hostname": str,
+}
+
+
 def read_details(runner: Runner, lock_dir: str) -> dict[str, Any] | None:
-    text = read_file(runner, f"{lock_dir}/{DETAILS}")
+    """Who holds the lock, or None when there are no usable details."""
+    return parse_details(read_file(runner, f"{lock_dir}/{DETAILS}"))
+
+
+def parse_details(text: str | None) -> dict[str, Any] | None:
+    """The lock details in ``text`` (a file on the target: any content): the known fields of
+    the right type, at most 200 characters each; None when it is not a JSON object."""
     try:
-        return json.loads(text) if text else None
-    except json.JSONDecodeError:
+        data = json.loads(text) if text else None
+    except (ValueError, RecursionError):
         return None
+    if not isinstance(data, dict):
+        return None
+    kept = {
+        key: value[:200] if isinstance(value, str) else value
+        for key, value in data.items()
+        if key in _DETAIL_TYPES and type(value) is _DETAIL_TYPES[key]
+    }
+    return kept or None
 
 
 def pid_alive(pid: int) -> bool:
@@ -77,8 +114,8 @@ def is_stale(details: dict[str, Any] | None) -> bool:
 def try_acquire(runner: Runner, lock_dir: str, details: dict[str, Any]) -> bool:
     """Take the lock if free; False when somebody holds it."""
     parent = os.path.dirname(lock_dir)
-    runner.run(["mkdir", "-p", parent], timeout=30)
-    done = runner.run(["mkdir", lock_dir], timeout=30)
+    runner.run(["sh", "-c", 'umask 077 && mkdir -p "$1" && chmod 700 "$1"', "sh", parent], timeout=30)
+    done = runner.run(["mkdir", "-m", "700", lock_dir], timeout=30)
     if done.returncode != 0:
         if "exist" in done.stderr.lower():
             return False
@@ -101,7 +138,7 @@ def held_message(project: str, holder: dict[str, Any] | None, host: str) -> str:
     unlock = f"`imagekit unlock --project {project}`"
     if holder is None:
         return (
-            f"project {project} on {host} is locked by another deploy (no details yet); "
+            f"project {project} on {host} is locked by another deploy (no usable details yet); "
             f"wait and retry, or clear it with {unlock} if no deploy runs."
         )
     who = (

@@ -13,7 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from frappe_imagekit.errors import ImagekitError, NotFoundError
+from frappe_imagekit import validate
+from frappe_imagekit.errors import ImagekitError, NotFoundError, UsageError
 from frappe_imagekit.redact import Redactor
 from frappe_imagekit.workspace import Workspace, write_json_atomic
 
@@ -51,23 +52,264 @@ def upgrade(data: dict[str, Any]) -> dict[str, Any]:
 
 
 def load_manifest(path: Path) -> dict[str, Any]:
-    """Read one manifest; raise ``ValueError`` naming why it cannot be used."""
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"not valid JSON (line {exc.lineno}): corrupt or half-written") from None
-    except OSError as exc:
-        raise ValueError(f"unreadable: {exc.strerror}") from None
+    """Read one manifest; raise ``ValueError`` naming why it cannot be used.
+
+    Manifests are repository content (they arrive through pull requests): every field the code
+    uses is checked here, in shape and value, so no reader meets a wrong type or a value that
+    could reach git or docker as an option.
+    """
+    data = _read_json(path)
     if not isinstance(data, dict) or "version" not in data:
         raise ValueError("not an imagekit manifest (no version field)")
     schema = data.get("schema_version")
-    if not isinstance(schema, int):
+    if not isinstance(schema, int) or isinstance(schema, bool):
         raise ValueError("no schema_version")
     if schema > SCHEMA_VERSION:
         raise ValueError(
             f"written by a newer imagekit (schema {schema} > {SCHEMA_VERSION}): upgrade imagekit"
         )
-    return upgrade(data)
+    return check_manifest(upgrade(data))
+
+
+def read_manifest(path: Path) -> dict[str, Any]:
+    """``load_manifest`` for a manifest that was asked for by name: one that cannot be used is
+    a ``NotFoundError`` naming the file and why (listings skip such files instead)."""
+    try:
+        return load_manifest(path)
+    except ValueError as exc:
+        raise NotFoundError(
+            f"{path.name} cannot be used ({exc}): restore it from git (git checkout -- "
+            f"builds/{path.name}) or a backup."
+        ) from None
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"not valid JSON (line {exc.lineno}): corrupt or half-written") from None
+    except UnicodeDecodeError:
+        raise ValueError("not UTF-8 text: corrupt or not a manifest") from None
+    except RecursionError:
+        raise ValueError("nested too deeply to be a manifest") from None
+    except OSError as exc:
+        raise ValueError(f"unreadable: {exc.strerror}") from None
+
+
+# -- shape and values ----------------------------------------------------------------------
+
+
+def _optional(check: Any) -> Any:
+    def run(value: object, what: str) -> None:
+        if value is not None:
+            check(value, what)
+
+    return run
+
+
+def _string(value: object, what: str) -> None:
+    if not isinstance(value, str):
+        raise ValueError(f"{what} must be a string, not {type(value).__name__}")
+
+
+def _number(value: object, what: str) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError(f"{what} must be a number, not {type(value).__name__}")
+
+
+def _flag(value: object, what: str) -> None:
+    if not isinstance(value, bool):
+        raise ValueError(f"{what} must be true or false, not {type(value).__name__}")
+
+
+def _object(value: object, what: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise ValueError(f"{what} must be an object, not {type(value).__name__}")
+    return value
+
+
+def _list(value: object, what: str) -> list[Any]:
+    if not isinstance(value, list):
+        raise ValueError(f"{what} must be a list, not {type(value).__name__}")
+    return value
+
+
+def _validated(validator: Any) -> Any:
+    """A ``validate`` function as a field check: its one sentence becomes the reason."""
+
+    def run(value: object, what: str) -> None:
+        try:
+            validator(value, what)
+        except ImagekitError as exc:
+            raise ValueError(exc.message.rstrip(".")) from None
+
+    return run
+
+
+def _image_ref(value: object, what: str) -> None:
+    _string(value, what)
+    name, _, tag = str(value).rpartition(":")
+    if "/" in tag or not name:
+        raise ValueError(f"{what} is not name:tag")
+    _validated(validate.image_name)(name, f"{what} (name)")
+    _validated(validate.image_tag)(tag, f"{what} (tag)")
+
+
+def _file_name(value: object, what: str) -> None:
+    _string(value, what)
+    text = str(value)
+    if not text or "/" in text or "\\" in text or text.startswith(".") or "\x00" in text:
+        raise ValueError(f"{what} must be a plain file name in builds/")
+
+
+def _string_map(value: object, what: str) -> None:
+    for item in _object(value, what).values():
+        _string(item, f"each value of {what}")
+
+
+def _text_map(value: object, what: str) -> None:
+    for item in _object(value, what).values():
+        _text(item, f"each value of {what}")
+
+
+def _fields(data: dict[str, Any], what: str, checks: dict[str, Any]) -> None:
+    for key, check in checks.items():
+        if key in data:
+            check(data[key], f"{what}{key}")
+
+
+_version = _validated(validate.image_tag)
+_text = _optional(_string)
+_IMAGE_FIELDS = {
+    "name": _optional(_validated(validate.image_name)),
+    "tag": _optional(_version),
+    "ref": _optional(_image_ref),
+    "id": _optional(_validated(validate.not_an_option)),
+    "replaced": _optional(_image_ref),
+}
+_PIN_FIELDS = {
+    "url": _optional(_validated(validate.not_an_option)),
+    "ref": _validated(validate.git_ref),
+    "ref_kind": _text,
+    "sha": _optional(_validated(validate.commit_sha)),
+}
+_CONTAINERFILE_FIELDS = {"path": _text, "sha256": _text, "content": _text, "apps_json_mode": _text}
+_TOP_FIELDS = {
+    "version": _version,
+    "kind": _text,
+    "status": _text,
+    "created": _text,
+    "finished": _text,
+    "error": _text,
+    "fingerprint": _text,
+    "apps_json_sha256": _text,
+    "rebuild_of": _optional(_version),
+    "log_file": _optional(_file_name),
+    "duration_seconds": _optional(_number),
+    "build_args": _optional(_string_map),
+    "labels": _optional(_string_map),
+    "tools": _optional(_text_map),
+}
+
+
+def _pin(value: object, what: str, *, named: bool) -> None:
+    pin = _object(value, what)
+    if named:
+        _validated(validate.not_an_option)(pin.get("name"), f"{what}.name")
+    if "ref" not in pin:
+        raise ValueError(f"{what} has no ref")
+    _fields(pin, f"{what}.", _PIN_FIELDS)
+
+
+def _image(value: object, what: str) -> None:
+    image = _object(value, what)
+    _fields(image, f"{what}.", _IMAGE_FIELDS)
+    for i, digest in enumerate(_list(image.get("repo_digests") or [], f"{what}.repo_digests")):
+        _string(digest, f"{what}.repo_digests[{i}]")
+
+
+def _leak_scan(value: object, what: str) -> None:
+    scan = _object(value, what)
+    _fields(scan, f"{what}.", {"status": _text, "seconds": _optional(_number)})
+    for i, finding in enumerate(_list(scan.get("findings") or [], f"{what}.findings")):
+        _object(finding, f"{what}.findings[{i}]")
+
+
+def _workspace(value: object, what: str) -> None:
+    _fields(_object(value, what), f"{what}.", {"git_commit": _text, "dirty": _optional(_flag)})
+
+
+def _drift(value: object, what: str) -> None:
+    for i, item in enumerate(_list(value, what)):
+        _fields(_object(item, f"{what}[{i}]"), f"{what}[{i}].", {"name": _text, "message": _text})
+
+
+def check_manifest(data: dict[str, Any]) -> dict[str, Any]:
+    """``data`` when every field the code reads has its type and a valid value; else
+    ``ValueError`` naming the first field that does not (never repeating a secret)."""
+    _fields(data, "", _TOP_FIELDS)
+    if data.get("image") is not None:
+        _image(data["image"], "image")
+    if data.get("frappe") is not None:
+        _pin(data["frappe"], "frappe", named=False)
+    for i, app in enumerate(_list(data.get("apps") or [], "apps")):
+        _pin(app, f"apps[{i}]", named=True)
+    if data.get("containerfile") is not None:
+        _fields(_object(data["containerfile"], "containerfile"), "containerfile.", _CONTAINERFILE_FIELDS)
+    for key, check in (("leak_scan", _leak_scan), ("workspace", _workspace), ("drift", _drift)):
+        if data.get(key) is not None:
+            check(data[key], key)
+    return data
+
+
+# -- deploy records ------------------------------------------------------------------------
+
+_SITE_FIELDS = {
+    "site": _validated(validate.site_name),
+    "status": _text,
+    "failure": _text,
+    "failed_patch": _text,
+    "backup": _text,
+}
+_DEPLOY_FIELDS = {
+    "version": _version,
+    "project": _validated(validate.project_name),
+    "host": _text,
+    "image": _optional(_image_ref),
+    "user": _text,
+    "started": _text,
+    "finished": _text,
+    "result": _text,
+    "error": _text,
+}
+
+
+def load_deploy_record(path: Path) -> dict[str, Any]:
+    """Read one ``deploys/*.json``; raise ``ValueError`` naming why it cannot be used.
+
+    Deploy records are repository content like manifests, checked the same way.
+    """
+    data = _read_json(path)
+    if not isinstance(data, dict) or "version" not in data or "project" not in data:
+        raise ValueError("not an imagekit deploy record (no version or project field)")
+    schema = data.get("schema_version", 1)
+    if not isinstance(schema, int) or isinstance(schema, bool) or schema > SCHEMA_VERSION:
+        raise ValueError("written by a newer imagekit or not a deploy record (schema_version)")
+    _fields(data, "", _DEPLOY_FIELDS)
+    for i, site in enumerate(_list(data.get("sites") or [], "sites")):
+        _fields(_object(site, f"sites[{i}]"), f"sites[{i}].", _SITE_FIELDS)
+    return data
+
+
+def iter_deploy_records(ws: Workspace) -> Iterator[tuple[Path, dict[str, Any] | BrokenManifest]]:
+    """Each ``deploys/*.json`` in name order: its record, or why it cannot be read."""
+    if not ws.deploys_dir.is_dir():
+        return
+    for path in sorted(ws.deploys_dir.glob("*.json")):
+        try:
+            yield path, load_deploy_record(path)
+        except ValueError as exc:
+            yield path, BrokenManifest(path, str(exc))
 
 
 def iter_manifests(ws: Workspace) -> Iterator[tuple[Path, dict[str, Any] | BrokenManifest]]:
@@ -120,8 +362,10 @@ def find_manifest(ws: Workspace, version: str, *, include_failed: bool = False) 
     """The manifest file of the successful build of ``version``.
 
     With ``include_failed``, the newest failed attempt is returned when no build succeeded.
-    Raises ``NotFoundError`` naming the nearest known versions.
+    Raises ``NotFoundError`` naming the nearest known versions; a version that is not a tag
+    (it would name a file outside ``builds/``) is a ``UsageError``.
     """
+    validate.image_tag(version, "the version", UsageError)
     path = manifest_path(ws, version)
     if path.is_file():
         return path

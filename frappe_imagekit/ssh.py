@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from frappe_imagekit.errors import DeployError, RemoteError
+from frappe_imagekit.errors import DeployError, RemoteError, UsageError
 from frappe_imagekit.process import Completed, LineSink
 from frappe_imagekit.runner import ChunkSink, command_line, copy_stream
 
@@ -50,37 +50,109 @@ class Target:
 
 
 def parse_host(spec: str) -> tuple[str | None, str, int | None]:
-    """``user@server[:port]`` -> (user, server, port); user and port may be absent."""
+    """``user@server[:port]`` -> (user, server, port); user and port may be absent.
+
+    A spec that is not exactly that is a ``UsageError`` (``validate.host_spec``), before any
+    connection: nothing is dropped or changed silently.
+    """
+    from frappe_imagekit import validate
+
+    validate.host_spec(spec, "--host", UsageError)
     user, _, rest = spec.rpartition("@")
     host, port = rest, None
     if rest.startswith("["):  # [::1]:2222
         host, _, tail = rest[1:].partition("]")
-        port = int(tail[1:]) if tail.startswith(":") else None
+        port = int(tail[1:]) if tail else None
     elif rest.count(":") == 1:
         host, _, raw = rest.partition(":")
-        if not raw.isdigit():
-            raise RemoteError(f"bad port in --host {spec!r}; use user@server[:port].")
         port = int(raw)
-    if not host:
-        raise RemoteError(f"no server name in --host {spec!r}; use user@server[:port].")
     return (user or None), host, port
 
 
 def resolve_target(spec: str, ssh_config: str | os.PathLike[str] | None = None) -> Target:
-    """Apply ``~/.ssh/config`` (or ``ssh_config``) to ``spec``; explicit parts win."""
-    import paramiko
+    """Apply ``~/.ssh/config`` (or ``ssh_config``) to ``spec``; explicit parts win.
 
+    What the config supplies is checked like ``--host`` (``RemoteError``, exit 7, naming the
+    file); options imagekit cannot honour (ProxyCommand, ProxyJump, Include) are refused
+    rather than ignored.
+    """
     user, alias, port = parse_host(spec)
     path = Path(ssh_config) if ssh_config else Path.home() / ".ssh" / "config"
-    found: dict[str, Any] = {}
-    if path.is_file():
-        found = dict(paramiko.SSHConfig.from_path(str(path)).lookup(alias))
-    return Target(
+    if ssh_config and not path.is_file():
+        raise RemoteError(f"ssh config file {path} does not exist: fix --ssh-config.")
+    found = _config_for(path, alias) if path.is_file() else {}
+    target = Target(
         alias=alias,
         hostname=found.get("hostname", alias),
         user=user or found.get("user") or getpass.getuser(),
-        port=port or int(found.get("port", 22)),
+        port=port or _config_port(found.get("port", "22"), path),
         identity_files=tuple(os.path.expanduser(p) for p in found.get("identityfile", [])),
+    )
+    _check_configured(target, path)
+    return target
+
+
+def _config_for(path: Path, alias: str) -> dict[str, Any]:
+    import paramiko
+
+    try:
+        found = dict(paramiko.SSHConfig.from_path(str(path)).lookup(alias))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise RemoteError(
+            f"cannot read the ssh config {path} ({_why(exc)}): fix it or pass --ssh-config."
+        ) from None
+    except Exception as exc:  # noqa: BLE001 - paramiko raises its own kinds for bad lines
+        raise RemoteError(
+            f"the ssh config {path} has a line paramiko cannot use ({type(exc).__name__}): "
+            "fix that line or pass --ssh-config with a simpler file."
+        ) from None
+    unsupported = sorted({"proxycommand", "proxyjump", "include"} & set(found))
+    if unsupported:
+        raise RemoteError(
+            f"the ssh config {path} sets {', '.join(unsupported)} for {alias}, which imagekit "
+            "does not support: connect to the host directly (--host user@server:port) or pass "
+            "--ssh-config with a file without it."
+        )
+    return found
+
+
+def _config_port(value: object, path: Path) -> int:
+    text = str(value)
+    if not (text.isascii() and text.isdigit() and len(text) <= 5 and 0 < int(text) < 65536):
+        raise RemoteError(f"the ssh config {path} has Port {text[:8]!r}: use a number from 1 to 65535.")
+    return int(text)
+
+
+def _check_configured(target: Target, path: Path) -> None:
+    from frappe_imagekit import validate
+
+    server = f"[{target.hostname}]" if ":" in target.hostname else target.hostname
+    validate.host_spec(f"{target.user}@{server}:{target.port}", f"the target (after {path})", RemoteError)
+
+
+def _why(exc: BaseException) -> str:
+    return getattr(exc, "strerror", None) or type(exc).__name__
+
+
+def check_identity(path: str, what: str) -> str:
+    """``path`` when it is a private key paramiko can load (a passphrase-protected one is left
+    to authentication, which names it); else ``RemoteError`` naming the file and the fix."""
+    import paramiko
+
+    if not os.path.isfile(path) or not os.access(path, os.R_OK):
+        raise RemoteError(f"identity file {path} does not exist or cannot be read: fix {what}.")
+    kinds = (paramiko.Ed25519Key, paramiko.ECDSAKey, paramiko.RSAKey)
+    for kind in kinds:
+        try:
+            kind.from_private_key_file(path)
+            return path
+        except paramiko.PasswordRequiredException:
+            return path
+        except Exception:  # noqa: BLE001,S112 - each key class refuses the others' files in its own way
+            continue
+    raise RemoteError(
+        f"identity file {path} is not a private key paramiko can read (Ed25519, ECDSA or RSA, "
+        f"OpenSSH or PEM format): fix {what}."
     )
 
 
@@ -122,7 +194,11 @@ class SSHRunner:
         self.host = str(self.target)
         self.base_env = {"DOCKER_HOST": docker_host} if docker_host else {}
         self._known_hosts = str(known_hosts) if known_hosts else None
-        identities = [str(identity_file)] if identity_file else list(self.target.identity_files)
+        if identity_file:
+            identities = [check_identity(str(identity_file), "--identity")]
+        else:  # like OpenSSH, IdentityFile entries that do not exist are skipped
+            found = [p for p in self.target.identity_files if os.path.exists(p)]
+            identities = [check_identity(p, "IdentityFile in the ssh config") for p in found]
         self._client = self._connect(identities, connect_timeout)
         self._state_home: str | None = None
 
@@ -130,9 +206,9 @@ class SSHRunner:
         import paramiko
 
         client = paramiko.SSHClient()
-        self._load_known_hosts(client)
-        client.set_missing_host_key_policy(_refuse_unknown(self.target, self._known_hosts))
         try:
+            self._load_known_hosts(client)
+            client.set_missing_host_key_policy(_refuse_unknown(self.target, self._known_hosts))
             client.connect(
                 self.target.hostname,
                 port=self.target.port,
@@ -143,42 +219,51 @@ class SSHRunner:
                 banner_timeout=timeout,
                 auth_timeout=timeout,
             )
-        except paramiko.BadHostKeyException as exc:
-            client.close()
-            raise RemoteError(
-                f"host key for {self.target.known_hosts_name} CHANGED: the server sent "
-                f"{fingerprint(exc.key)}, known_hosts has {fingerprint(exc.expected_key)}; if the "
-                "server was really reinstalled, remove the old key with "
-                f"`ssh-keygen -R '{self.target.known_hosts_name}'` and trust the new one."
-            ) from None
-        except paramiko.AuthenticationException as exc:
-            client.close()
-            raise RemoteError(
-                f"SSH authentication refused for {self.target}: {exc}; check the user and "
-                "IdentityFile (~/.ssh/config or --identity)."
-            ) from None
-        except (OSError, paramiko.SSHException) as exc:
+        except Exception as exc:
             client.close()
             if isinstance(exc, RemoteError):
                 raise
-            raise RemoteError(
-                f"cannot reach {self.target} over SSH: {exc}; check the host, port and network."
-            ) from None
+            raise RemoteError(self._connect_failure(exc)) from None
+        except BaseException:
+            client.close()
+            raise
         transport = client.get_transport()
         assert transport is not None
         transport.set_keepalive(KEEPALIVE_SECONDS)
         return client
 
+    def _connect_failure(self, exc: Exception) -> str:
+        """One sentence for whatever paramiko (or the socket) raised while connecting."""
+        import paramiko
+
+        if isinstance(exc, paramiko.BadHostKeyException):
+            return (
+                f"host key for {self.target.known_hosts_name} CHANGED: the server sent "
+                f"{fingerprint(exc.key)}, known_hosts has {fingerprint(exc.expected_key)}; if the "
+                "server was really reinstalled, remove the old key with "
+                f"`ssh-keygen -R '{self.target.known_hosts_name}'` and trust the new one."
+            )
+        if isinstance(exc, paramiko.AuthenticationException):
+            return (
+                f"SSH authentication refused for {self.target}: {exc}; check the user and "
+                "IdentityFile (~/.ssh/config or --identity)."
+            )
+        if isinstance(exc, OSError | paramiko.SSHException | EOFError):
+            return f"cannot reach {self.target} over SSH: {exc}; check the host, port and network."
+        return (
+            f"SSH to {self.target} failed ({type(exc).__name__} from paramiko): check the identity "
+            "file (--identity or IdentityFile) and known_hosts."
+        )
+
     def _load_known_hosts(self, client) -> None:  # type: ignore[no-untyped-def]
-        keys = client.get_host_keys()
         if self._known_hosts:
             if not Path(self._known_hosts).is_file():
                 raise RemoteError(f"known_hosts file {self._known_hosts} does not exist.")
-            keys.load(self._known_hosts)
+            _load_host_keys(client, self._known_hosts)
             return
         for path in (SYSTEM_KNOWN_HOSTS, os.path.expanduser("~/.ssh/known_hosts")):
             if Path(path).is_file():
-                keys.load(path)
+                _load_host_keys(client, path)
 
     def _open(self, argv: Sequence[str], env: Mapping[str, str] | None):  # type: ignore[no-untyped-def]
         transport = self._client.get_transport()
@@ -237,6 +322,20 @@ class SSHRunner:
 
     def close(self) -> None:
         self._client.close()
+
+
+def _load_host_keys(client, path: str) -> None:  # type: ignore[no-untyped-def]
+    try:
+        client.get_host_keys().load(path)
+    except (OSError, UnicodeDecodeError) as exc:
+        raise RemoteError(
+            f"cannot read known_hosts file {path} ({_why(exc)}): fix its permissions."
+        ) from None
+    except Exception as exc:  # noqa: BLE001 - paramiko.hostkeys.InvalidHostKey and friends
+        raise RemoteError(
+            f"known_hosts file {path} has a line paramiko cannot read ({type(exc).__name__}): "
+            "remove or fix that line (ssh-keygen -R HOST, then ssh-keyscan)."
+        ) from None
 
 
 def _status(status: int) -> int:

@@ -161,3 +161,68 @@ def python_module(value: object, what: str = "the module name", error: ErrorType
     if not _PYTHON_MODULE.fullmatch(text):
         raise error(f"{what} {_shown(text)} is not a Python module name: fix it.")
     return text
+
+
+# --host: user@server[:port]. Labels as in host names (underscore allowed: ~/.ssh/config aliases).
+_SSH_USER = re.compile(r"[A-Za-z0-9._][A-Za-z0-9._-]{0,63}")
+_PORT = re.compile(
+    r"0*(?:[1-9][0-9]{0,3}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5])"
+)
+_HOST_LABEL = re.compile(r"[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?")
+
+
+def host_spec(value: object, what: str = "--host", error: ErrorType = ConfigError) -> str:
+    """An SSH target ``[user@]server[:port]``: server a host name, an IPv4 address, ``[IPv6]``
+    or a bare IPv6 address (no port then); port 1-65535. Nothing is changed silently."""
+    text = _text(value, what, error)
+    user, at, rest = text.rpartition("@")
+    problem = _host_problem(user if at else None, rest)
+    if problem:
+        raise error(f"{what} {_shown(text)} cannot be used: {problem}; use user@server[:port].")
+    return text
+
+
+def _host_problem(user: str | None, rest: str) -> str | None:
+    if user is not None and not _SSH_USER.fullmatch(user):
+        return "the user name before '@' is empty or has characters a user name cannot have"
+    host, port = _split_port(rest)
+    if port is not None and not (
+        port.isascii() and port.isdigit() and len(port) <= 5 and 0 < int(port) < 65536
+    ):
+        return "the port must be a number from 1 to 65535"
+    return _server_problem(host)
+
+
+def _split_port(rest: str) -> tuple[str, str | None]:
+    if rest.startswith("["):
+        inside, close, tail = rest[1:].partition("]")
+        if not close or (tail and not tail.startswith(":")):
+            return rest, None  # refused below as a server name
+        return f"[{inside}]", (tail[1:] if tail else None)
+    if rest.count(":") == 1:
+        host, _, port = rest.partition(":")
+        return host, port
+    return rest, None
+
+
+def _server_problem(host: str) -> str | None:
+    import ipaddress
+
+    if not host:
+        return "there is no server name"
+    if host.startswith("["):
+        try:
+            ipaddress.IPv6Address(host[1:-1] if host.endswith("]") else "x")
+        except ValueError:
+            return "the part in [] is not an IPv6 address"
+        return None
+    if ":" in host:
+        try:
+            ipaddress.IPv6Address(host)
+        except ValueError:
+            return "the server is neither a host name nor an IPv6 address (write [IPv6]:port)"
+        return None
+    labels = host.split(".")
+    if len(host) > 253 or not all(_HOST_LABEL.fullmatch(label) for label in labels):
+        return "the server is not a host name (letters, digits, '-', labels of at most 63 characters)"
+    return None

@@ -66,12 +66,14 @@ def deploy_command(
     from frappe_imagekit.deploy import (
         DeployFailed,
         DeployOptions,
+        check_options,
         choose_image,
         deploy,
         open_runner,
     )
     from frappe_imagekit.workspace import Workspace
 
+    _check_connection_options(host, docker_host, version)
     ws = Workspace.at(workspace)
     image, tag = choose_image(ws, version)
     options = DeployOptions(
@@ -93,6 +95,7 @@ def deploy_command(
         state_dir=state_dir,
         up_timeout=up_timeout,
     )
+    check_options(options)  # every option checked before anything connects or stops
     runner = open_runner(
         host,
         known_hosts=_str(known_hosts),
@@ -126,8 +129,12 @@ def unlock_command(
     state_dir: str | None = STATE_DIR_OPTION,
 ) -> None:
     """Clear a deploy lock left behind by a deploy that is gone."""
+    from frappe_imagekit import validate
     from frappe_imagekit.deploy import open_runner, unlock
+    from frappe_imagekit.errors import UsageError
 
+    validate.project_name(project, "--project", UsageError)
+    _check_connection_options(host, None, None)
     runner = open_runner(
         host,
         known_hosts=_str(known_hosts),
@@ -143,6 +150,19 @@ def unlock_command(
     else:
         who = f"{holder.get('who')} on {holder.get('hostname')} (pid {holder.get('pid')})"
         output.out(f"removed the deploy lock of {project} on {runner.host}, held by {who}.")
+
+
+def _check_connection_options(host: str | None, docker_host: str | None, version: str | None) -> None:
+    """Usage errors (exit 2) for --host, --docker-host and --version before anything runs."""
+    from frappe_imagekit import validate
+    from frappe_imagekit.errors import UsageError
+
+    if host is not None:
+        validate.host_spec(host, "--host", UsageError)
+    if docker_host is not None:
+        validate.not_an_option(docker_host, "--docker-host", UsageError)
+    if version is not None:
+        validate.image_tag(version, "--version", UsageError)
 
 
 def _str(path: Path | None) -> str | None:

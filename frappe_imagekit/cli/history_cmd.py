@@ -46,6 +46,8 @@ def history(
         listing = core.list_builds(ws, limit=limit)
         for broken in listing.broken:
             output.warn(f"skipped {broken.path.name}: {broken.reason}")
+        for broken in listing.broken_deploys:
+            output.warn(f"skipped deploys/{broken.path.name}: {broken.reason}")
         if as_json:  # compact: a long history is mostly read by scripts, and 4x faster to encode
             output.out(json.dumps(listing.to_dict(), separators=(",", ":")))
         else:

@@ -110,3 +110,91 @@ def test_unreachable_port_is_a_remote_error(sshd: SSHServer):
 
     with pytest.raises(RemoteError, match="cannot reach"):
         SSHRunner(f"root@127.0.0.1:{free_port()}", known_hosts=sshd.known_hosts, connect_timeout=2)
+
+
+# ---------------------------------------------------------------- hardening (issue 8)
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (None, "does not exist or cannot be read: fix --identity"),
+        ("hello\n", "is not a private key paramiko can read"),
+        (
+            "-----BEGIN OPENSSH PRIVATE KEY-----\ngarbage\n-----END OPENSSH PRIVATE KEY-----\n",
+            "not a private key",
+        ),
+    ],
+)
+def test_an_identity_file_paramiko_cannot_use_is_exit_7(
+    sshd: SSHServer, tmp_path: Path, content: str | None, message: str
+):
+    key = tmp_path / "id_bad"
+    if content is not None:
+        key.write_text(content)
+    with pytest.raises(RemoteError) as info:
+        SSHRunner(sshd.spec, known_hosts=sshd.known_hosts, identity_file=key)
+    assert message in info.value.message and str(key) in info.value.message
+    assert info.value.exit_code == ExitCode.REMOTE
+
+
+def test_a_known_hosts_line_paramiko_rejects_is_exit_7(sshd: SSHServer, tmp_path: Path):
+    known = tmp_path / "known_hosts"
+    known.write_text(sshd.known_hosts.read_text() + "h ssh-rsa AAAAB3NzaC1yc2E=\n")
+    with pytest.raises(RemoteError) as info:
+        SSHRunner(sshd.spec, known_hosts=known, identity_file=sshd.client_key)
+    assert f"known_hosts file {known} has a line paramiko cannot read (ValueError)" in info.value.message
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ("ProxyCommand nc %h %p", "sets proxycommand for erp-server, which imagekit does not support"),
+        ("Port 99999", "has Port '99999': use a number from 1 to 65535"),
+        ("HostName -oProxyCommand=touch", "is not a host name"),
+    ],
+)
+def test_ssh_config_values_paramiko_or_imagekit_cannot_use_are_exit_7(
+    sshd: SSHServer, tmp_path: Path, line: str, message: str
+):
+    config = tmp_path / "config"
+    # the first value of an option wins in ssh_config: the bad line comes first
+    config.write_text(f"Host erp-server\n  {line}\n  HostName 127.0.0.1\n  User root\n")
+    with pytest.raises(RemoteError) as info:
+        SSHRunner(
+            "erp-server", known_hosts=sshd.known_hosts, ssh_config=config, identity_file=sshd.client_key
+        )
+    assert message in info.value.message and info.value.exit_code == ExitCode.REMOTE
+
+
+def test_a_config_identity_file_that_does_not_exist_is_skipped(sshd: SSHServer, tmp_path: Path):
+    config = tmp_path / "config"
+    config.write_text(
+        f"Host erp-server\n  HostName 127.0.0.1\n  User root\n  Port {sshd.port}\n"
+        f"  IdentityFile {tmp_path}/missing\n  IdentityFile {sshd.client_key}\n"
+    )
+    r = SSHRunner("erp-server", known_hosts=sshd.known_hosts, ssh_config=config)
+    try:
+        assert r.run(["echo", "hi"]).stdout == "hi\n"
+    finally:
+        r.close()
+
+
+def test_state_files_written_over_ssh_are_0600_in_0700_folders(runner: SSHRunner, tmp_path: Path):
+    from frappe_imagekit import lock
+
+    folder = tmp_path / "remote-state" / "projects" / "erp"
+    lock.write_file(runner, f"{folder}/env", b"DB_PASSWORD=x\n")
+    lock.append_file(runner, f"{folder}/audit.log", b"{}\n")
+    assert lock.try_acquire(runner, f"{folder}/lock", lock.lock_details("v1", runner.host))
+    modes = runner.run(["stat", "-c", "%a %n", str(folder), f"{folder}/env", f"{folder}/audit.log",
+                        f"{folder}/lock", f"{folder}/lock/details.json"]).stdout.split("\n")  # fmt: skip
+    assert [m.split(" ")[0] for m in modes if m] == ["700", "600", "600", "700", "600"]
+
+
+def test_a_bad_host_is_a_usage_error_before_any_connection(sshd: SSHServer):
+    from frappe_imagekit.errors import UsageError
+
+    for spec in ("root@127.0.0.1:99999", "[::1]:x", "root@" + "a" * 64):
+        with pytest.raises(UsageError):
+            SSHRunner(spec, known_hosts=sshd.known_hosts, identity_file=sshd.client_key)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -246,3 +247,66 @@ def test_cli_refuses_to_build_a_workspace_with_check_errors(tmp_path: Path) -> N
     assert result.exit_code == 1
     assert "imagekit check found" in result.stderr and "IMAGE_NAME" in result.stderr
     assert "run `imagekit check` for all of them" in result.stderr
+
+
+# ---------------------------------------------------------------- tag only after the scan
+
+
+def test_the_build_command_names_no_tag(tmp_path: Path) -> None:
+    plan = _plan(tmp_path)
+    assert "--tag" not in plan.command() and "--iidfile" in plan.command()
+    assert plan.to_dict()["image"] == plan.ref  # the tag it gets after a clean scan
+
+
+class _FakeTags:
+    """Records what build asks the daemon to tag and untag (the real daemon is in integration)."""
+
+    def __init__(self, current: dict[str, str]) -> None:
+        self.current = current  # ref -> image id
+        self.calls: list[tuple] = []
+
+    def tag_image(self, image: str, repo: str, tag: str) -> None:
+        self.calls.append(("tag", image, f"{repo}:{tag}"))
+        self.current[f"{repo}:{tag}"] = self.current.get(image, image)
+
+    def remove_tag(self, ref: str) -> None:
+        self.calls.append(("rmi", ref))
+        self.current.pop(ref, None)
+
+    def inspect_image(self, ref: str):  # type: ignore[no-untyped-def]
+        return {"Id": self.current[ref]} if ref in self.current else None
+
+
+@pytest.mark.parametrize("old_id", [None, "sha256:old"])
+def test_a_failure_after_tagging_gives_the_version_back(tmp_path: Path, monkeypatch, old_id) -> None:
+    from frappe_imagekit import dockerapi
+
+    plan = _plan(tmp_path, force=True)
+    fake = _FakeTags({plan.ref: old_id} if old_id else {})
+    for name in ("tag_image", "remove_tag", "inspect_image"):
+        monkeypatch.setattr(dockerapi, name, getattr(fake, name))
+    run = build._Run(build.datetime.now(build.UTC), 0.0, old_id=old_id, image_id="sha256:new")
+    if old_id:
+        run.replaced = build._keep_old_image(plan, old_id)
+    build._tag_scanned(plan, run)
+    assert fake.current[plan.ref] == "sha256:new"
+    build._restore_on_failure(plan, run)  # e.g. SIGTERM while the manifest was written
+    assert fake.current.get(plan.ref) == old_id
+    assert [ref for ref in fake.current if "-replaced-" in ref] == []
+    assert run.tagged is False and run.replaced is None
+
+
+def test_interrupts_held_delivers_a_signal_after_the_block() -> None:
+    import os
+    import signal
+
+    from frappe_imagekit.interrupts import interrupts_held, sigterm_as_interrupt
+
+    finished = False
+    with pytest.raises(KeyboardInterrupt), sigterm_as_interrupt():
+        with interrupts_held():
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(0.05)
+            finished = True  # the cleanup was not cut short
+        time.sleep(1)  # the interrupt arrives here, after the block
+    assert finished

@@ -152,3 +152,10 @@ def test_imagekit_docker_names_the_binary_and_must_qualify(
 def test_missing_binary_is_a_docker_error(tmp_path: Path) -> None:
     with pytest.raises(DockerError, match="not a working docker CLI"):
         dockercli.find_docker(str(tmp_path / "nope"), environ={})
+
+
+def test_a_request_without_tag_names_none() -> None:
+    from dataclasses import replace
+
+    argv = build_command(replace(_request(), tag=None))
+    assert "--tag" not in argv and argv[argv.index("--iidfile") + 1] == "/ws/builds/.v1.0.0.iid"

@@ -30,8 +30,25 @@ def test_git_ref_accepts(value: str) -> None:
 
 @pytest.mark.parametrize(
     "value",
-    ["-x", "--upload-pack=y", "a..b", "a b", "a~1", "a^", "a:b", "x.lock", "x/", "/x", "@", "a@{1}",
-     ".hidden", "a/.b", "a\nb", "a\\b", "x" * 256],
+    [
+        "-x",
+        "--upload-pack=y",
+        "a..b",
+        "a b",
+        "a~1",
+        "a^",
+        "a:b",
+        "x.lock",
+        "x/",
+        "/x",
+        "@",
+        "a@{1}",
+        ".hidden",
+        "a/.b",
+        "a\nb",
+        "a\\b",
+        "x" * 256,
+    ],
 )
 def test_git_ref_refuses(value: str) -> None:
     with pytest.raises(ConfigError, match="not a valid git branch or tag name"):
@@ -115,3 +132,36 @@ def test_python_module_refuses_paths_and_options(value):
 
     with pytest.raises(ConfigError, match="module name|must be a string|is empty"):
         python_module(value)
+
+
+# -- host_spec (harden-state) ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "spec", ["root@127.0.0.1:2222", "prod", "u@erp.example.com", "[::1]:22", "::1", "h:65535", "a_b"]
+)
+def test_host_spec_accepts(spec: str) -> None:
+    assert validate.host_spec(spec, "--host", UsageError) == spec
+
+
+@pytest.mark.parametrize(
+    ("spec", "reason"),
+    [
+        ("[::1]:x", "the port must be a number from 1 to 65535"),
+        ("h:99999", "the port must be a number from 1 to 65535"),
+        ("a" * 64, "labels of at most 63 characters"),
+        ("u@-oProxyCommand=x", "the server is not a host name"),
+        ("@h", "the user name before '@'"),
+        (["h"], "must be a string, not list"),
+    ],
+)
+def test_host_spec_refuses(spec: object, reason: str) -> None:
+    with pytest.raises(UsageError) as caught:
+        validate.host_spec(spec, "--host", UsageError)
+    assert reason in caught.value.message and caught.value.exit_code == ExitCode.USAGE
+
+
+def test_host_spec_hides_a_token() -> None:
+    with pytest.raises(ConfigError) as caught:
+        validate.host_spec("ghp_" + "A" * 36 + "@h:x")
+    assert "ghp_" not in caught.value.message

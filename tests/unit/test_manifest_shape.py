@@ -1,0 +1,150 @@
+"""Manifests and deploy records are repository content: a file of the wrong shape, or with a
+value that could reach git or docker as an option, is named and skipped, never a crash."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from test_history_data import make_deploy, make_manifest, write, write_deploy
+
+from frappe_imagekit import history, manifest
+from frappe_imagekit.errors import ExitCode, NotFoundError, UsageError
+from frappe_imagekit.workspace import Workspace
+from tests.support.cli import invoke
+from tests.support.workspace import CANARY, make_workspace
+
+# (field path, bad value, words of the reason)
+WRONG_SHAPES = [
+    ("created", 5, "created must be a string, not int"),
+    ("image", "x", "image must be an object, not str"),
+    ("apps", 3, "apps must be a list, not int"),
+    ("apps", [1], "apps[0] must be an object, not int"),
+    ("rebuild_of", ["x"], "rebuild_of must be a string, not list"),
+    ("version", ["v9"], "version must be a string, not list"),
+    ("version", "../../etc/passwd", "version '../../etc/passwd' is not a valid image tag"),
+    ("frappe", {"name": "frappe", "ref": "--upload-pack=touch X", "sha": None}, "frappe.ref"),
+    ("apps", [{"name": "x", "ref": "main", "sha": "--upload-pack=touch X;git-upload-pack"}], "apps[0].sha"),
+    ("apps", [{"name": "x", "url": "--upload-pack=x", "ref": "main"}], "apps[0].url"),
+    ("apps", [{"name": "x", "url": "https://h/x"}], "apps[0] has no ref"),
+    ("image", {"ref": "not an image:v1"}, "image.ref (name)"),
+    ("image", {"id": 7}, "image.id must be a string, not int"),
+    ("build_args", {"A": 1}, "each value of build_args must be a string"),
+    ("log_file", "../../.ssh/id_ed25519", "log_file must be a plain file name"),
+    ("duration_seconds", "long", "duration_seconds must be a number"),
+    ("leak_scan", {"findings": "none"}, "leak_scan.findings must be a list"),
+    ("workspace", {"dirty": "yes"}, "workspace.dirty must be true or false"),
+    ("schema_version", True, "no schema_version"),
+]
+
+
+def _bad_manifest(field: str, value: object) -> dict:
+    data = make_manifest("v1.0.1", "2026-11-02T10:00:00+00:00")
+    data[field] = value
+    return data
+
+
+@pytest.fixture
+def ws(tmp_path: Path) -> Workspace:
+    return Workspace.at(tmp_path)
+
+
+@pytest.mark.parametrize(("field", "value", "reason"), WRONG_SHAPES)
+def test_a_wrong_field_is_named_and_the_file_skipped(ws: Workspace, field, value, reason) -> None:
+    write(ws.builds_dir, make_manifest("v1.0.0", "2026-11-01T10:00:00+00:00"))
+    write(ws.builds_dir, _bad_manifest(field, value), "v1.0.1.json")
+    listing = history.list_builds(ws)
+    assert [r.version for r in listing.rows] == ["v1.0.0"]
+    assert [b.path.name for b in listing.broken] == ["v1.0.1.json"]
+    assert reason in listing.broken[0].reason
+    assert manifest.succeeded_versions(ws) == {"v1.0.0"}
+
+
+@pytest.mark.parametrize(("field", "value", "reason"), WRONG_SHAPES[:6])
+@pytest.mark.parametrize("json_flag", [[], ["--json"]])
+def test_history_lists_past_a_wrong_shape(tmp_path: Path, field, value, reason, json_flag) -> None:
+    builds = tmp_path / "builds"
+    write(builds, make_manifest("v1.0.0", "2026-11-01T10:00:00+00:00"))
+    write(builds, _bad_manifest(field, value), "v1.0.1.json")
+    result = invoke("history", "-w", str(tmp_path), *json_flag)
+    assert result.exit_code == 0, result.stderr
+    assert f"skipped v1.0.1.json: {reason}" in result.stderr
+    if json_flag:
+        data = json.loads(result.stdout)
+        assert [b["version"] for b in data["builds"]] == ["v1.0.0"]
+        assert data["broken"][0]["file"] == "v1.0.1.json"
+
+
+def test_history_show_of_a_wrong_shape_is_one_sentence(tmp_path: Path) -> None:
+    write(tmp_path / "builds", _bad_manifest("image", "x"), "v1.0.1.json")
+    result = invoke("history", "v1.0.1", "-w", str(tmp_path))
+    assert result.exit_code == ExitCode.NOT_FOUND
+    assert "v1.0.1.json cannot be used (image must be an object, not str)" in result.stderr
+    assert "internal error" not in result.stderr
+
+
+def test_history_diff_of_a_wrong_shape_is_one_sentence(tmp_path: Path) -> None:
+    write(tmp_path / "builds", make_manifest("v1.0.0", "2026-11-01T10:00:00+00:00"))
+    write(tmp_path / "builds", _bad_manifest("apps", [1]), "v1.0.1.json")
+    result = invoke("history", "--diff", "v1.0.0", "v1.0.1", "--offline", "-w", str(tmp_path))
+    assert result.exit_code == ExitCode.NOT_FOUND
+    assert "v1.0.1.json cannot be used (apps[0] must be an object, not int)" in result.stderr
+
+
+def test_a_version_that_is_a_path_is_a_usage_error(ws: Workspace, tmp_path: Path) -> None:
+    (tmp_path / "outside.json").write_text(json.dumps(make_manifest("v1.0.0")))
+    ws.builds_dir.mkdir()
+    with pytest.raises(UsageError, match="is not a valid image tag"):
+        manifest.find_manifest(ws, "../outside")
+    result = invoke("history", "../outside", "-w", str(tmp_path))
+    assert result.exit_code == ExitCode.USAGE and "not a valid image tag" in result.stderr
+
+
+@pytest.mark.parametrize(("field", "value", "reason"), WRONG_SHAPES[:6])
+def test_check_is_not_stopped_by_a_wrong_shape(tmp_path: Path, field, value, reason) -> None:
+    ws = make_workspace(tmp_path, env={"DE_SITE_VERSION": "v1.0.1"})
+    write(ws / "builds", _bad_manifest(field, value), "v1.0.1.json")
+    result = invoke("check", "-w", str(ws), "--offline")
+    assert result.exit_code == 0, result.stderr  # the broken v1.0.1 does not reserve the version
+    assert "internal error" not in result.stderr
+
+
+def test_a_token_in_a_refused_value_is_not_repeated(ws: Workspace) -> None:
+    bad = _bad_manifest("apps", [{"name": "x", "ref": f"-{CANARY}", "sha": None}])
+    write(ws.builds_dir, bad, "v1.0.1.json")
+    broken = history.list_builds(ws).broken
+    assert broken and CANARY not in broken[0].reason
+    with pytest.raises(NotFoundError) as caught:
+        manifest.read_manifest(ws.builds_dir / "v1.0.1.json")
+    assert CANARY not in caught.value.message
+
+
+DEPLOY_SHAPES = [
+    ("project", "../../x", "project '../../x' is not a compose project name"),
+    ("project", 5, "project must be a string, not int"),
+    ("version", ["v1"], "version must be a string, not list"),
+    ("finished", 3, "finished must be a string"),
+    ("image", {"x": 1}, "image must be a string, not dict"),
+    ("sites", "a.local", "sites must be a list"),
+    ("sites", [{"site": "-x"}], "sites[0].site"),
+    ("schema_version", 99, "written by a newer imagekit"),
+]
+
+
+@pytest.mark.parametrize(("field", "value", "reason"), DEPLOY_SHAPES)
+def test_a_wrong_deploy_record_is_named_and_skipped(tmp_path: Path, field, value, reason) -> None:
+    write(tmp_path / "builds", make_manifest("v1.1.5", "2026-11-01T10:00:00+00:00"))
+    write_deploy(tmp_path / "deploys", make_deploy("v1.1.5", "2026-11-02T10:00:00+00:00"))
+    bad = make_deploy("v1.1.5", "2026-11-03T10:00:00+00:00", project="other")
+    bad[field] = value
+    (tmp_path / "deploys" / "20261103T100000-other.json").write_text(json.dumps(bad))
+    listing = history.list_builds(Workspace.at(tmp_path))
+    assert listing.rows[0].deployed_to == ["erp@local"]
+    assert [b.path.name for b in listing.broken_deploys] == ["20261103T100000-other.json"]
+    assert reason in listing.broken_deploys[0].reason
+    result = invoke("history", "-w", str(tmp_path))
+    assert result.exit_code == 0, result.stderr
+    assert f"skipped deploys/20261103T100000-other.json: {reason}" in result.stderr
+    shown = invoke("history", "v1.1.5", "-w", str(tmp_path), "--json")
+    assert shown.exit_code == 0 and json.loads(shown.stdout)["deployed_to"] == ["erp@local"]
