@@ -1,0 +1,144 @@
+"""Exact builds: imagekit's generated Containerfile, its secret, and the commit read-back.
+
+``prepare`` turns imagekit's own Containerfile into the generated one (``benchfile``) for a plan's
+frappe and apps; a user's own Containerfile is left alone and gets a note instead. After the
+build ``verify_commits`` reads ``.imagekit/commits/*`` from the image and fails the build when
+any app is at another commit than planned. ``missing_commits`` is rebuild's check that every
+recorded commit still exists on its remote.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+from frappe_imagekit import benchfile
+from frappe_imagekit.errors import DockerError, DriftError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from frappe_imagekit.appsjson import InjectedApps
+    from frappe_imagekit.containerfile import Containerfile
+
+OWN_CONTAINERFILE_NOTE = (
+    "this Containerfile is not imagekit's, so it is built as written: exact commits (each app "
+    "fetched at its resolved commit and checked in the image) and one cached step per app need "
+    "imagekit's Containerfile (leave out --containerfile and CONTAINERFILE)."
+)
+
+
+@dataclass(frozen=True)
+class Exact:
+    """What an exact build adds to a plan. ``secret`` is SECRET: never print it."""
+
+    containerfile: Containerfile
+    build_args: dict[str, str]
+    secret: benchfile.GitSecret
+
+
+def is_imagekit_containerfile(containerfile: Containerfile) -> bool:
+    """imagekit's shipped production Containerfile, or a Containerfile generated from it."""
+    from frappe_imagekit.containerfile import default_containerfile
+
+    if benchfile.is_generated(containerfile.text):
+        return True
+    return containerfile.path is not None and Path(containerfile.path).resolve() == default_containerfile()
+
+
+def prepare(
+    containerfile: Containerfile,
+    frappe: Mapping[str, Any],
+    apps: Sequence[Mapping[str, Any]],
+    injected: InjectedApps,
+    env: Mapping[str, str],
+) -> Exact | None:
+    """The exact-build parts for imagekit's Containerfile; None for a user's own one."""
+    from frappe_imagekit.containerfile import parse_containerfile
+
+    if not is_imagekit_containerfile(containerfile):
+        return None
+    text = containerfile.text
+    if not benchfile.is_generated(text):
+        text = benchfile.render([str(a["name"]) for a in apps], benchfile.split_template(text))
+    urls = {"frappe": _expand(str(frappe["url"]), env), **_injected_urls(injected)}
+    missing = [str(a["name"]) for a in apps if a["name"] not in urls]
+    if missing:
+        raise DriftError(f"no URL for {', '.join(missing)} in apps.json: list it there to build it.")
+    secret = benchfile.git_secret({name: urls[name] for name in ["frappe", *(a["name"] for a in apps)]})
+    args = benchfile.commit_args(frappe, apps)
+    return Exact(parse_containerfile(text, None), args, secret)
+
+
+def _expand(url: str, env: Mapping[str, str]) -> str:
+    from frappe_imagekit.appsjson import PLACEHOLDER
+
+    return PLACEHOLDER.sub(lambda m: env.get(m.group(1), ""), url)
+
+
+def _injected_urls(injected: InjectedApps) -> dict[str, str]:
+    from frappe_imagekit.appsjson import app_name
+
+    entries = json.loads(injected.text)
+    return {app_name(str(e["url"])): str(e["url"]) for e in entries}
+
+
+# ---------------------------------------------------------------- after the build
+
+
+def commit_mismatches(planned: Mapping[str, str], found: Mapping[str, bytes] | None) -> list[str]:
+    """One phrase per repository whose recorded commit in the image differs from the plan."""
+    found = found or {}
+    problems = []
+    for name, sha in planned.items():
+        got = found.get(name, b"").decode(errors="replace").strip()
+        if got != sha:
+            problems.append(f"{name} is at {got[:40] or 'no recorded commit'}, planned {sha}")
+    return problems
+
+
+def planned_commits(frappe: Mapping[str, Any], apps: Sequence[Mapping[str, Any]]) -> dict[str, str]:
+    return {str(p["name"]): str(p["sha"]) for p in [frappe, *apps]}
+
+
+def verify_commits(ref: str, planned: Mapping[str, str]) -> dict[str, str]:
+    """Read ``.imagekit/commits`` back from ``ref``; ``DockerError`` (tag removed) on a mismatch."""
+    from frappe_imagekit import dockerapi
+
+    found = dockerapi.image_folder_files(ref, benchfile.COMMITS_DIR)
+    problems = commit_mismatches(planned, found)
+    if problems:
+        dockerapi.remove_tag(ref)
+        raise DockerError(
+            f"the image built as {ref} does not hold the planned commits ({'; '.join(problems)}); "
+            "the tag was removed: read the build log for the fetch of those apps."
+        )
+    return dict(planned)
+
+
+# ---------------------------------------------------------------- rebuild
+
+
+class RecordedPin(Protocol):
+    """A pin as rebuild records it (``rebuild.PinDrift``)."""
+
+    name: str
+    url: str  # with ${VAR} placeholders
+    token_var: str | None
+    ref: str
+    recorded_sha: str
+
+
+def missing_commits(pins: Sequence[RecordedPin], env: Mapping[str, str], timeout: float) -> DriftError | None:
+    """A ``DriftError`` naming the first recorded commit its remote no longer has, else None."""
+    from frappe_imagekit import gitremote
+
+    for pin in pins:
+        if not gitremote.commit_exists(pin.url, env, pin.token_var, pin.recorded_sha, timeout):
+            return DriftError(
+                f"{pin.name} commit {pin.recorded_sha} (recorded from {pin.ref}) is no longer on its remote "
+                "(its history was rewritten): push that commit to a branch or tag again, or build "
+                "a new version with `imagekit build`."
+            )
+    return None
