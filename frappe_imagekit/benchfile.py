@@ -92,6 +92,19 @@ _HELPER_SCRIPT = (
 )
 
 
+_HEADER = """\
+# imagekit's production Containerfile (frappe_imagekit/containerfiles/Containerfile: base stages,
+# final stage, entrypoint, gunicorn, CA certificates, cache mounts) with the bench built in one
+# step per repository: frappe, then each app in apps.json order, each keyed by its commit
+# (ARG IMAGEKIT_SHA_<APP>), so a bumped app re-runs its own step and the ones after it only.
+# Every repository is fetched at exactly its planned commit; URLs and credentials come only
+# from the BuildKit secret imagekit_git. imagekit builds it with
+#   DOCKER_BUILDKIT=1 docker build --secret id=imagekit_git,env=IMAGEKIT_GIT_SECRET
+#     --build-arg IMAGEKIT_SHA_FRAPPE=... --build-arg IMAGEKIT_REF_FRAPPE=... (one pair per app)
+# No "# syntax=" line and no heredocs: both would need Docker Hub or a newer frontend.
+"""
+
+
 @dataclass(frozen=True)
 class Template:
     """The production Containerfile cut in two: up to the builder's ``USER frappe``, and the
@@ -108,7 +121,18 @@ def split_template(text: str) -> Template:
     backend = text.find(_BACKEND, user)
     if min(builder, user, backend) < 0:
         raise ValueError("the production Containerfile lost its builder/backend markers")
-    return Template(head=text[:user].rstrip("\n") + "\n", tail=text[backend:].lstrip("\n"))
+    start = _first_instruction_or_blank(text)
+    return Template(head=text[start:user].rstrip("\n") + "\n", tail=text[backend:].lstrip("\n"))
+
+
+def _first_instruction_or_blank(text: str) -> int:
+    """The end of the file's leading comment block (it describes the static file, not ours)."""
+    offset = 0
+    for line in text.splitlines(keepends=True):
+        if not line.startswith("#"):
+            return offset
+        offset += len(line)
+    return offset
 
 
 def sha_arg(name: str) -> str:
@@ -126,7 +150,7 @@ def render(app_names: Sequence[str], template: Template) -> str:
     names = [validate.app_name(n, f"app {n!r}") for n in app_names]
     if len(set(names)) != len(names) or "frappe" in names:
         raise ConfigError("apps.json lists an app twice (or frappe itself): list each app once.")
-    parts = [MARK + "\n" + template.head, _helper_step(), "USER frappe\n", _frappe_step()]
+    parts = [MARK + "\n" + _HEADER + template.head, _helper_step(), "USER frappe\n", _frappe_step()]
     parts += [_app_step(name) for name in names]
     parts += [_assets_step(), template.tail]
     return "\n".join(parts)
