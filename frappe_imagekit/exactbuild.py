@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from frappe_imagekit import benchfile
-from frappe_imagekit.errors import DockerError, DriftError
+from frappe_imagekit.errors import ConfigError, DockerError, DriftError
 
 if TYPE_CHECKING:  # pragma: no cover
     from frappe_imagekit.appsjson import InjectedApps
@@ -65,7 +65,7 @@ def prepare(
     urls = {"frappe": _expand(str(frappe["url"]), env), **_injected_urls(injected)}
     missing = [str(a["name"]) for a in apps if a["name"] not in urls]
     if missing:
-        raise DriftError(f"no URL for {', '.join(missing)} in apps.json: list it there to build it.")
+        raise ConfigError(f"no URL for {', '.join(missing)} in apps.json: list it there to build it.")
     secret = benchfile.git_secret({name: urls[name] for name in ["frappe", *(a["name"] for a in apps)]})
     args = benchfile.commit_args(frappe, apps)
     return Exact(parse_containerfile(text, None), args, secret)
