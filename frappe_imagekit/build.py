@@ -59,6 +59,7 @@ class BuildOptions:
     progress: str = "auto"  # "auto" | "plain" | "tty"
     strict: bool = False
     offline: bool = False
+    frozen: bool = False  # refuse a missing or stale apps.lock.json
 
 
 @dataclass
@@ -319,9 +320,11 @@ def plan_build(ws: Workspace, options: BuildOptions) -> BuildPlan:
             f"{', '.join(unresolved) or 'frappe'}): run `imagekit build` without --offline "
             "so every ref is resolved."
         )
+    locked = _use_lock(ws, containerfile, frappe, apps, options)
+    frappe, apps = locked.frappe, locked.apps
     warm_up.join()
     cli = dockercli.find_docker(options.docker)
-    return assemble_plan(
+    plan = assemble_plan(
         ws=ws,
         options=options,
         env=env,
@@ -334,6 +337,19 @@ def plan_build(ws: Workspace, options: BuildOptions) -> BuildPlan:
         cli=cli,
         warnings=[w.message for w in report.warnings],
     )
+    plan.notes += [locked.note] if locked.note else []
+    return plan
+
+
+def _use_lock(
+    ws: Workspace, containerfile: Containerfile, frappe: dict[str, Any], apps: list[dict[str, Any]],
+    options: BuildOptions,
+) -> Any:  # fmt: skip
+    """apps.lock.json's commits where it matches apps.json (imagekit's Containerfile only)."""
+    from frappe_imagekit import appslock, exactbuild
+
+    exact = exactbuild.is_imagekit_containerfile(containerfile)
+    return appslock.use_lock(ws, frappe, apps, exact=exact, frozen=options.frozen, dry_run=options.dry_run)
 
 
 def _warm_up_docker(explicit: str | None) -> threading.Thread:

@@ -62,6 +62,9 @@ def build(
     progress: Progress = PROGRESS_OPTION,
     strict: bool = typer.Option(False, "--strict", help="Moving branches are errors."),
     as_json: bool = typer.Option(False, "--json", help="Print the manifest (or plan) as JSON."),
+    frozen: bool = typer.Option(
+        False, "--frozen", help="Build the commits of apps.lock.json; refuse a missing or stale lock (CI)."
+    ),
 ) -> None:
     """Check the workspace, build the image with BuildKit, scan it for secrets, record it."""
     from frappe_imagekit.build import BuildOptions, execute_build, guard_tag, plan_build
@@ -79,6 +82,7 @@ def build(
         dry_run=dry_run,
         progress=progress.value,
         strict=strict,
+        frozen=frozen,
     )
     plan = plan_build(ws, options)
     output.use_redactor(plan.redactor)
@@ -157,3 +161,21 @@ def progress_sink(progress: str) -> Iterator[Callable[[str], None]]:
                 console.print(output.safe(line), markup=False)
 
         yield show
+
+
+@command("lock")
+def lock(
+    workspace: Path = WORKSPACE_OPTION,
+    as_json: bool = typer.Option(False, "--json", help="Print the lock as JSON."),
+) -> None:
+    """Resolve frappe and every app again and write apps.lock.json next to apps.json."""
+    from frappe_imagekit.appslock import lock_workspace
+    from frappe_imagekit.workspace import Workspace
+
+    path, data = lock_workspace(Workspace.at(workspace))
+    if as_json:
+        output.print_json(data)
+        return
+    rows = [[p["name"], p["ref"], p["sha"][:12], p["url"]] for p in [data["frappe"], *data["apps"]]]
+    output.print_table("Locked", ["app", "ref", "sha", "url"], rows)
+    output.out(f"Wrote {path.name}: commit it, and build with --frozen in CI.")

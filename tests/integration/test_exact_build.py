@@ -241,3 +241,36 @@ def test_dry_run_prints_the_generated_containerfile_and_builds_nothing(exact: Ex
     assert own.exit_code == 0, own.stderr
     assert "exact commits (each app fetched at its resolved commit" in " ".join(own.stderr.split())
     assert "Generated Containerfile" not in own.stdout and "(secret mode" in own.stdout
+
+
+def test_lock_pins_the_build_and_frozen_refuses_a_stale_lock(exact: Exact) -> None:
+    exact.set_version("v1.0.0")
+    locked = invoke("lock", "-w", str(exact.root), "--json")
+    assert locked.exit_code == 0, locked.stderr
+    lock = json.loads((exact.root / "apps.lock.json").read_text())
+    assert json.loads(locked.stdout) == lock
+    assert lock["apps"][1]["url"] == exact.private.url("bravo.git", "${DE_MACRS_PAT}")
+    assert lock["apps"][1]["sha"] == exact.remotes["bravo"].branches["develop"]
+    # bravo's branch moves on: the build takes the locked commit, not the new one
+    exact.remotes["bravo"].commit("not locked", branch="develop")
+    built = invoke("build", "-w", str(exact.root), "--frozen", "--progress", "plain")
+    assert built.exit_code == 0, built.stderr
+    assert "apps.lock.json: every commit taken from the lock" in built.stderr
+    assert exact.commits(f"{exact.image}:v1.0.0") == {
+        e["name"]: e["sha"] for e in [lock["frappe"], *lock["apps"]]
+    }
+
+    # charlie now follows another branch in apps.json: --frozen refuses, a plain build updates the lock
+    exact.remotes["charlie"].branch("release")
+    apps = json.loads((exact.root / "apps.json").read_text())
+    apps[2]["branch"] = "release"
+    (exact.root / "apps.json").write_text(json.dumps(apps, indent=2))
+    exact.set_version("v1.0.1")
+    frozen = invoke("build", "-w", str(exact.root), "--frozen", "--dry-run")
+    assert frozen.exit_code == ExitCode.VALIDATION
+    assert "apps.lock.json is stale for charlie" in " ".join(frozen.stderr.split())
+    dry = invoke("build", "-w", str(exact.root), "--dry-run")
+    assert dry.exit_code == 0, dry.stderr
+    assert "apps.lock.json: charlie resolved again; would update the lock" in " ".join(dry.stderr.split())
+    assert json.loads((exact.root / "apps.lock.json").read_text()) == lock
+    exact.assert_no_canary(locked.stdout, locked.stderr, built.stdout, built.stderr, dry.stdout)
