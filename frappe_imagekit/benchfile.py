@@ -156,6 +156,11 @@ def render(app_names: Sequence[str], template: Template) -> str:
     return "\n".join(parts)
 
 
+def helper_script() -> str:
+    """The text of ``/usr/local/bin/imagekit-git`` as the generated Containerfile writes it."""
+    return "".join(line + "\n" for line in _HELPER_SCRIPT)
+
+
 def is_generated(text: str) -> bool:
     return text.startswith(MARK + "\n")
 

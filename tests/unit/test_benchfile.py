@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from frappe_imagekit import benchfile, build, exactbuild
+from frappe_imagekit import benchfile, build, exactbuild, process
 from frappe_imagekit.appsjson import inject
 from frappe_imagekit.build import BuildOptions
 from frappe_imagekit.containerfile import default_containerfile, parse_containerfile
@@ -227,3 +227,14 @@ def test_bad_build_network_is_refused(tmp_path: Path) -> None:
             frappe=dict(FRAPPE), apps=[dict(a) for a in APPS], apps_json_text="[]",
             injected=inject(APPS_JSON, ENV), redactor=Redactor([CANARY]), cli=CLI,
         )  # fmt: skip
+
+
+def test_the_helper_step_writes_the_helper_exactly_and_it_is_valid_sh(tmp_path: Path) -> None:
+    cf = parse_containerfile(_render("erpnext"), None)
+    (step,) = [i for i in cf.instructions if i.keyword == "RUN" and f"> {benchfile.HELPER}" in i.command]
+    target = tmp_path / "imagekit-git"
+    done = process.run(["sh", "-c", step.command.replace(benchfile.HELPER, str(target))], timeout=30)
+    assert done.returncode == 0, done.stderr
+    assert target.read_text() == benchfile.helper_script()
+    assert process.run(["sh", "-n", str(target)], timeout=30).returncode == 0
+    assert process.run(["busybox", "sh", "-n", str(target)], timeout=30).returncode == 0
