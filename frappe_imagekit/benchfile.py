@@ -31,6 +31,8 @@ from frappe_imagekit import validate
 from frappe_imagekit.errors import ConfigError
 
 MARK = "# imagekit: bench Containerfile generated from the build plan"
+TIER_MARK = "# imagekit: system tier (base stage) of the generated Containerfile"
+BASE_ARG = "IMAGEKIT_BASE"
 SECRET_ID = "imagekit_git"
 SECRET_ENV = "IMAGEKIT_GIT_SECRET"
 SECRET_TARGET = "/run/secrets/imagekit_git"
@@ -93,8 +95,8 @@ _HELPER_SCRIPT = (
 
 
 _HEADER = """\
-# imagekit's production Containerfile (frappe_imagekit/containerfiles/Containerfile: base stages,
-# final stage, entrypoint, gunicorn, CA certificates, cache mounts) with the bench built in one
+# imagekit's production Containerfile (frappe_imagekit/containerfiles/Containerfile: its builder
+# and final stages, cache mounts; its base stage is the system tier below) with the bench built in one
 # step per repository: frappe, then each app in apps.json order, each keyed by its commit
 # (ARG IMAGEKIT_SHA_<APP>), so a bumped app re-runs its own step and the ones after it only.
 # Every repository is fetched at exactly its planned commit; URLs and credentials come only
@@ -105,12 +107,26 @@ _HEADER = """\
 """
 
 
+_BASE_FROM = f"""\
+# The system tier (OS packages, Python, Node, wkhtmltopdf, bench, entrypoint) is the production
+# file's base stage, built once as its own image IMAGE_NAME:base-<key> (key: a hash of its text
+# and build args) and reused by every build with the same key, across `docker builder prune`.
+ARG {BASE_ARG}
+FROM ${{{BASE_ARG}}} AS base
+"""
+_TIER_HEADER = """\
+# The base stage of imagekit's production Containerfile, built by imagekit as the image
+# IMAGE_NAME:base-<key>; the generated bench Containerfile starts FROM it.
+"""
+
+
 @dataclass(frozen=True)
 class Template:
-    """The production Containerfile cut in two: up to the builder's ``USER frappe``, and the
-    final stage."""
+    """The production Containerfile cut in three: the ``base`` stage (the system tier), the
+    builder stage up to its ``USER frappe``, and the final stage."""
 
-    head: str
+    base: str
+    builder: str
     tail: str
 
 
@@ -122,7 +138,11 @@ def split_template(text: str) -> Template:
     if min(builder, user, backend) < 0:
         raise ValueError("the production Containerfile lost its builder/backend markers")
     start = _first_instruction_or_blank(text)
-    return Template(head=text[start:user].rstrip("\n") + "\n", tail=text[backend:].lstrip("\n"))
+    return Template(
+        base=text[start:builder].rstrip("\n") + "\n",
+        builder=text[builder:user].rstrip("\n") + "\n",
+        tail=text[backend:].lstrip("\n"),
+    )
 
 
 def _first_instruction_or_blank(text: str) -> int:
@@ -150,10 +170,16 @@ def render(app_names: Sequence[str], template: Template) -> str:
     names = [validate.app_name(n, f"app {n!r}") for n in app_names]
     if len(set(names)) != len(names) or "frappe" in names:
         raise ConfigError("apps.json lists an app twice (or frappe itself): list each app once.")
-    parts = [MARK + "\n" + _HEADER + template.head, _helper_step(), "USER frappe\n", _frappe_step()]
+    parts = [MARK + "\n" + _HEADER + _BASE_FROM, template.builder, _helper_step(), "USER frappe\n"]
+    parts.append(_frappe_step())
     parts += [_app_step(name) for name in names]
     parts += [_assets_step(), template.tail]
     return "\n".join(parts)
+
+
+def render_tier(template: Template) -> str:
+    """The system tier: the production file's ``base`` stage alone, built as its own image."""
+    return TIER_MARK + "\n" + _TIER_HEADER + template.base
 
 
 def helper_script() -> str:

@@ -192,6 +192,7 @@ class BuildPlan:
             "exact_commits": self.exact is not None,
             "notes": list(self.notes),
             "generated_containerfile": self.containerfile.text if self.exact is not None else None,
+            "base_tier": self.exact.base.ref if self.exact is not None else None,
         }
 
 
@@ -619,10 +620,12 @@ def execute_build(
         _prepare_files(ws, plan)
         if run.old_id:
             run.replaced = _keep_old_image(plan, run.old_id)
-        run.image_id = _docker_build(plan, run, on_line, on_start)
         if plan.exact is not None:
             from frappe_imagekit import exactbuild
 
+            exactbuild.ensure_base(plan, lambda line: _log_line(plan, run, on_line, line))
+        run.image_id = _docker_build(plan, run, on_line, on_start)
+        if plan.exact is not None:
             exactbuild.verify_commits(plan.ref, exactbuild.planned_commits(plan.frappe, plan.apps))
         run.leak_scan = _leak_scan(plan, run)
         data = _manifest(ws, plan, run, status="succeeded", error=None)
@@ -639,6 +642,13 @@ def execute_build(
             plan.iidfile.unlink(missing_ok=True)
         if plan.containerfile.path is None and plan.containerfile_file is not None:
             plan.containerfile_file.unlink(missing_ok=True)
+
+
+def _log_line(plan: BuildPlan, run: _Run, on_line: Callable[[str], None] | None, line: str) -> None:
+    safe = plan.redactor.redact(line)
+    run.log.append(safe)
+    if on_line is not None:
+        on_line(safe)
 
 
 def _prepare_files(ws: Workspace, plan: BuildPlan) -> None:
@@ -827,6 +837,7 @@ def _manifest(ws: Workspace, plan: BuildPlan, run: _Run, *, status: str, error: 
         "workspace": {"git_commit": commit, "dirty": dirty},
         "leak_scan": run.leak_scan,
         "log_file": None,
+        "base_tier": plan.exact.base.to_dict() if plan.exact is not None else None,
     }
 
 

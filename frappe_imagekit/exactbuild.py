@@ -9,6 +9,7 @@ recorded commit still exists on its remote.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -19,7 +20,10 @@ from frappe_imagekit import benchfile
 from frappe_imagekit.errors import ConfigError, DockerError, DriftError
 
 if TYPE_CHECKING:  # pragma: no cover
+    from collections.abc import Callable
+
     from frappe_imagekit.appsjson import InjectedApps
+    from frappe_imagekit.build import BuildPlan
     from frappe_imagekit.containerfile import Containerfile
 
 OWN_CONTAINERFILE_NOTE = (
@@ -29,13 +33,56 @@ OWN_CONTAINERFILE_NOTE = (
 )
 
 
-@dataclass(frozen=True)
+TIER_ARGS = ("PYTHON_VERSION", "NODE_VERSION")  # the .env values the system tier is built with
+BASE_KEY_LABEL = "io.imagekit.base-key"
+
+
+@dataclass
+class BaseTier:
+    """The system tier image: ``IMAGE_NAME:base-<key>``; ``built`` is set when the build ran."""
+
+    ref: str
+    key: str
+    text: str
+    build_args: dict[str, str]
+    built: bool | None = None  # True: built by this build; False: reused; None: not yet known
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"ref": self.ref, "key": self.key, "built": self.built, "containerfile": self.text,
+                "build_args": dict(self.build_args)}  # fmt: skip
+
+    @classmethod
+    def from_record(cls, record: Mapping[str, Any]) -> BaseTier:
+        """A tier as a manifest recorded it (rebuild uses the recorded one, not today's)."""
+        from frappe_imagekit import validate
+
+        ref = validate.not_an_option(record.get("ref"), "the recorded base tier")
+        args = {validate.env_name(k): str(v) for k, v in dict(record.get("build_args") or {}).items()}
+        text = str(record.get("containerfile") or "")
+        if not text.startswith(benchfile.TIER_MARK):
+            raise ConfigError("the manifest records no base tier Containerfile: build a new version instead.")
+        return cls(ref, str(record.get("key") or ""), text, args)
+
+
+@dataclass
 class Exact:
     """What an exact build adds to a plan. ``secret`` is SECRET: never print it."""
 
     containerfile: Containerfile
     build_args: dict[str, str]
     secret: benchfile.GitSecret
+    base: BaseTier
+
+
+def base_tier(template: benchfile.Template, env: Mapping[str, str]) -> BaseTier:
+    """The tier for this template and .env: its key hashes the text and the build args."""
+    from frappe_imagekit import validate
+
+    text = benchfile.render_tier(template)
+    args = {name: env[name] for name in TIER_ARGS if env.get(name)}
+    digest = hashlib.sha256((text + json.dumps(args, sort_keys=True)).encode()).hexdigest()[:16]
+    image = validate.image_name(env.get("IMAGE_NAME"), "IMAGE_NAME in .env")
+    return BaseTier(f"{image}:base-{digest}", digest, text, args)
 
 
 def is_imagekit_containerfile(containerfile: Containerfile) -> bool:
@@ -55,10 +102,11 @@ def prepare(
     env: Mapping[str, str],
 ) -> Exact | None:
     """The exact-build parts for imagekit's Containerfile; None for a user's own one."""
-    from frappe_imagekit.containerfile import parse_containerfile
+    from frappe_imagekit.containerfile import default_containerfile, parse_containerfile
 
     if not is_imagekit_containerfile(containerfile):
         return None
+    template = benchfile.split_template(default_containerfile().read_text())
     text = containerfile.text
     if not benchfile.is_generated(text):
         text = benchfile.render([str(a["name"]) for a in apps], benchfile.split_template(text))
@@ -67,8 +115,9 @@ def prepare(
     if missing:
         raise ConfigError(f"no URL for {', '.join(missing)} in apps.json: list it there to build it.")
     secret = benchfile.git_secret({name: urls[name] for name in ["frappe", *(a["name"] for a in apps)]})
-    args = benchfile.commit_args(frappe, apps)
-    return Exact(parse_containerfile(text, None), args, secret)
+    base = base_tier(template, env)
+    args = {benchfile.BASE_ARG: base.ref, **benchfile.commit_args(frappe, apps)}
+    return Exact(parse_containerfile(text, None), args, secret, base)
 
 
 def _expand(url: str, env: Mapping[str, str]) -> str:
@@ -142,3 +191,46 @@ def missing_commits(pins: Sequence[RecordedPin], env: Mapping[str, str], timeout
                 "a new version with `imagekit build`."
             )
     return None
+
+
+# ---------------------------------------------------------------- the system tier
+
+
+def ensure_base(plan: BuildPlan, sink: Callable[[str], None]) -> BaseTier:
+    """Reuse ``IMAGE_NAME:base-<key>`` when it exists, else build it (its lines go to ``sink``)."""
+    from frappe_imagekit import dockerapi, dockercli
+    from frappe_imagekit.workspace import write_text_atomic
+
+    assert plan.exact is not None
+    tier = plan.exact.base
+    if dockerapi.image_exists(tier.ref):
+        tier.built = False
+        return tier
+    folder = (plan.containerfile_file or plan.iidfile or Path(".")).parent
+    path, iid = folder / f".{plan.version}.base.Containerfile", folder / f".{plan.version}.base.iid"
+    write_text_atomic(path, tier.text)
+    request = dockercli.BuildRequest(
+        cli=plan.cli, context=plan.context, containerfile=path, tag=tier.ref, iidfile=iid,
+        build_args=tier.build_args, labels={BASE_KEY_LABEL: tier.key}, pull=plan.pull, network=plan.network,
+    )  # fmt: skip
+    try:
+        code = dockercli.run_build(dockercli.build_command(request), plan.cli.env(), sink, None)
+    finally:
+        path.unlink(missing_ok=True)
+        iid.unlink(missing_ok=True)
+    if code != 0:
+        raise DockerError(
+            f"docker build of the system tier {tier.ref} failed (exit {code}): read the build log "
+            "for the failing step (apt, Node, wkhtmltopdf or bench) and fix it or the .env versions."
+        )
+    tier.built = True
+    return tier
+
+
+def use_recorded_base(plan: BuildPlan, original: Mapping[str, Any]) -> None:
+    """A rebuild uses the tier the original build recorded (its text and args, its tag)."""
+    record = original.get("base_tier")
+    if plan.exact is None or not record:
+        return
+    plan.exact.base = BaseTier.from_record(record)
+    plan.build_args[benchfile.BASE_ARG] = plan.exact.base.ref

@@ -291,7 +291,7 @@ def _build_plan(
     env: Mapping[str, str],
     options: RebuildOptions,
 ) -> BuildPlan:
-    from frappe_imagekit import build, dockercli
+    from frappe_imagekit import build, dockercli, exactbuild
     from frappe_imagekit.appsjson import inject
     from frappe_imagekit.containerfile import parse_containerfile
 
@@ -337,6 +337,7 @@ def _build_plan(
     if build.CACHE_BUST in recorded_args or build.CACHE_BUST in plan.build_args:
         args[build.CACHE_BUST] = plan.fingerprint
     plan.build_args = args | (plan.exact.build_args if plan.exact is not None else {})
+    exactbuild.use_recorded_base(plan, original)
     plan.tag = options.tag or version
     return plan
 

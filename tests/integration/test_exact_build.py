@@ -152,6 +152,13 @@ def test_exact_commits_one_step_per_app_and_the_token_nowhere(exact: Exact) -> N
     assert first["containerfile"]["content"] == plan.containerfile.text
     assert benchfile.is_generated(first["containerfile"]["content"])
     assert first["build_args"]["IMAGEKIT_SHA_CHARLIE"] == planned["charlie"]
+    tier = first["base_tier"]
+    assert tier["built"] is True and tier["ref"] == f"{exact.image}:base-{tier['key']}"
+    assert first["build_args"]["IMAGEKIT_BASE"] == tier["ref"]
+    labels = dockerd.docker(
+        exact.docker, "image", "inspect", "--format", "{{json .Config.Labels}}", tier["ref"]
+    )
+    assert json.loads(labels.stdout)["io.imagekit.base-key"] == tier["key"]
     history = dockerd.docker(exact.docker, "history", "--no-trunc", ref).stdout
     assert exact.canary not in history  # (the builder stage, with the commit args, is not in it)
     apps_txt = dockerd.docker(exact.docker, "run", "--rm", ref, "cat", "sites/apps.txt").stdout
@@ -163,6 +170,7 @@ def test_exact_commits_one_step_per_app_and_the_token_nowhere(exact: Exact) -> N
     # bump of the last app (charlie moved above): only charlie's step runs again
     second, steps = exact.build("v1.0.1")
     assert _ran(steps) == {"frappe": False, "alpha": False, "bravo": False, "charlie": True}
+    assert second["base_tier"] == {**tier, "built": False}  # the same tier, reused
     assert exact.commits(f"{exact.image}:v1.0.1") == {**planned, "charlie": moved}
 
     # bump of a middle app: bravo and the app after it run again, nothing before
@@ -184,10 +192,16 @@ def test_rebuild_fetches_the_recorded_commits_and_names_a_lost_one(exact: Exact)
     exact.remotes["bravo"].commit("moved on", branch="develop")
     exact.remotes["charlie"].commit("moved on", branch="develop")
     dockerd.docker(exact.docker, "rmi", f"{exact.image}:v1.0.0")
+    dockerd.docker(exact.docker, "rmi", original["base_tier"]["ref"])  # a new machine: no tier yet
     rebuilt = invoke("rebuild", "v1.0.0", "-w", str(exact.root), "--progress", "plain")
     assert rebuilt.exit_code == 0, rebuilt.stderr
     assert exact.commits(f"{exact.image}:v1.0.0") == exact.planned(original)
     assert exact.app_files(f"{exact.image}:v1.0.0") == content  # the same app content, too
+    (record,) = (exact.root / "builds").glob("v1.0.0.rebuild-*.json")
+    tier = json.loads(record.read_text())["base_tier"]
+    assert tier == {**original["base_tier"], "built": True}  # the recorded tier, built again
+    shown = invoke("history", "v1.0.0", "-w", str(exact.root))
+    assert "system tier" in shown.stdout and tier["ref"] in shown.stdout
     exact.assert_no_canary(built.stdout, built.stderr, rebuilt.stdout, rebuilt.stderr)
 
     # history rewritten: charlie's recorded commit is gone from its remote
@@ -219,7 +233,8 @@ def test_a_server_that_refuses_fetch_by_commit_gets_the_ref_checked(exact: Exact
     assert "the server refused to fetch charlie by commit: fetching develop and checking it" in log
     now = exact.remotes["charlie"].branches["develop"]
     assert f"charlie: develop is at {now}, not at the planned commit {planned}: refusing" in log
-    assert dockerd.image_tags(exact.docker, exact.image) == []
+    # no image under the version; the system tier it built stays for the next build
+    assert [t.split(":")[1][:5] for t in dockerd.image_tags(exact.docker, exact.image)] == ["base-"]
 
 
 def test_dry_run_prints_the_generated_containerfile_and_builds_nothing(exact: Exact) -> None:

@@ -32,35 +32,58 @@ def _render(*names: str) -> str:
 # ---------------------------------------------------------------- the generated text
 
 
-def test_generated_file_is_the_production_file_with_the_bench_step_replaced() -> None:
+def test_generated_files_are_the_production_file_cut_into_a_tier_and_the_bench_steps() -> None:
     static = default_containerfile().read_text()
-    text = _render("erpnext", "de_macrs")
     template = _template()
-    head, tail = template.head, template.tail
-    assert text.startswith(benchfile.MARK + "\n") and head in text
-    assert text.endswith(tail)
-    assert head.lstrip("\n") in static and static.endswith(tail)
-    assert static.startswith("# Production Containerfile") and head.startswith("\n# Defaults are")
-    # the steps between them, exactly (reviewed text; regenerate it when the design changes)
-    assert text[text.index(head) + len(head) : -len(tail)] == STEPS.read_text()
+    text, tier = _render("erpnext", "de_macrs"), benchfile.render_tier(template)
+    assert static.startswith("# Production Containerfile") and template.base.startswith("\n# Defaults are")
+    assert template.base.strip() in static and template.builder.strip() in static
+    assert static.endswith(template.tail)
+    # the tier is the base stage as written; the bench file starts FROM the tier's image
+    assert tier == benchfile.TIER_MARK + "\n" + tier.split("\n", 1)[1] and tier.endswith(template.base)
+    assert text.startswith(benchfile.MARK + "\n") and text.endswith(template.tail)
+    assert "ARG IMAGEKIT_BASE\nFROM ${IMAGEKIT_BASE} AS base\n\n" + template.builder in text
+    # the steps between the builder's compilers and the final stage, exactly (reviewed text)
+    steps = text[text.index(template.builder) + len(template.builder) : -len(template.tail)]
+    assert steps == STEPS.read_text()
 
 
-def test_generated_file_keeps_the_upstream_contract() -> None:
+def test_generated_files_keep_the_upstream_contract() -> None:
+    tier = parse_containerfile(benchfile.render_tier(_template()), None)
+    assert [(s.name, s.base) for s in tier.stages] == [
+        ("base", "python:${PYTHON_VERSION}-slim-${DEBIAN_BASE}")
+    ]
+    assert {m.id for m in tier.secret_mounts} == {"ca_certs"}
+    for name in ("PYTHON_VERSION", "NODE_VERSION", "CA_CERTS_SHA256"):
+        assert name in tier.declared_args
+    assert "gunicorn-start.sh" in tier.text and "imagekit-entrypoint.sh" in tier.text
     cf = parse_containerfile(_render("erpnext", "hrms"), None)
     assert [(s.name, s.base) for s in cf.stages] == [
-        ("base", "python:${PYTHON_VERSION}-slim-${DEBIAN_BASE}"),
+        ("base", "${IMAGEKIT_BASE}"),
         ("builder", "base"),
         ("backend", "base"),
     ]
-    assert {m.id for m in cf.secret_mounts} == {"ca_certs", "imagekit_git"}
+    assert {m.id for m in cf.secret_mounts} == {"imagekit_git"}
     assert "apps_json" not in cf.text and "bench init --apps_path" not in cf.text
-    for name in ("PYTHON_VERSION", "NODE_VERSION", "CA_CERTS_SHA256", "SETUPTOOLS_SPEC"):
-        assert name in cf.declared_args
+    assert "SETUPTOOLS_SPEC" in cf.declared_args and "PYTHON_VERSION" not in cf.declared_args
     final = cf.stage_instructions(cf.stages[-1])
     assert [i.keyword for i in final] == ["FROM", "USER", "COPY", "WORKDIR", "VOLUME", "ENTRYPOINT", "CMD"]
     assert "gunicorn-start.sh" in final[-1].value and "imagekit-entrypoint.sh" in final[-2].value
     assert 'pip install --quiet "${SETUPTOOLS_SPEC}"' in cf.text
     assert "--mount=type=cache,target=/home/frappe/.cache/uv,uid=1000,gid=1000" in cf.text
+
+
+def test_the_tier_key_follows_its_text_and_versions_not_the_apps() -> None:
+    env = {"IMAGE_NAME": "acme/erp", "PYTHON_VERSION": "3.11.6", "NODE_VERSION": "20.19.2"}
+    first = exactbuild.base_tier(_template(), env)
+    assert first.ref == f"acme/erp:base-{first.key}" and len(first.key) == 16
+    assert first.build_args == {"PYTHON_VERSION": "3.11.6", "NODE_VERSION": "20.19.2"}
+    assert exactbuild.base_tier(_template(), {**env, "DE_SITE_VERSION": "v9"}).key == first.key
+    assert exactbuild.base_tier(_template(), {**env, "NODE_VERSION": "24.12.0"}).key != first.key
+    other = benchfile.Template(_template().base.replace("curl git", "curl git htop"), "", "")
+    assert exactbuild.base_tier(other, env).key != first.key
+    with pytest.raises(ConfigError):
+        exactbuild.base_tier(_template(), {**env, "IMAGE_NAME": "Bad Name"})
 
 
 def test_each_app_step_is_keyed_by_its_own_commit_arg_declared_just_before_it() -> None:
@@ -197,6 +220,7 @@ def test_exact_plan_generates_the_file_passes_commits_and_the_secret_by_env(tmp_
     assert CANARY not in " ".join(argv)
     assert argv[argv.index("--secret") + 1] == "id=imagekit_git,env=IMAGEKIT_GIT_SECRET"
     assert argv[argv.index("--network") + 1] == "host"
+    assert plan.build_args["IMAGEKIT_BASE"] == plan.exact.base.ref == plan.to_dict()["base_tier"]
     assert "--build-arg" in argv and "IMAGEKIT_SHA_DE_MACRS=" + "c" * 40 in argv
     assert "CACHE_BUST" not in plan.build_args and "FRAPPE_PATH" not in plan.build_args
     env = plan.secret_env()
