@@ -231,3 +231,14 @@ def image_folder_files(ref: str, folder: str, max_bytes: int = 1 << 20) -> dict[
                 handle = tar.extractfile(member)
                 files[parts[1]] = handle.read(max_bytes) if handle else b""
     return files
+
+
+def repository_images(repository: str) -> list[dict[str, Any]]:
+    """Every ``repository:tag`` of ``repository`` with its image id and size (bytes)."""
+    images = _call(f"docker images {repository}", client().api.images, name=repository)
+    result = []
+    for image in images or []:
+        for ref in image.get("RepoTags") or []:
+            if ref.rpartition(":")[0] == repository:
+                result.append({"ref": ref, "id": image["Id"], "size": int(image.get("Size") or 0)})
+    return result

@@ -181,3 +181,38 @@ def lock(
     rows = [[p["name"], p["ref"], p["sha"][:12], p["url"]] for p in [data["frappe"], *data["apps"]]]
     output.print_table("Locked", ["app", "ref", "sha", "url"], rows)
     output.out(f"Wrote {path.name}: commit it, and build with --frozen in CI.")
+
+
+@command("prune")
+def prune(
+    workspace: Path = WORKSPACE_OPTION,
+    keep_deploys: int = typer.Option(
+        3, "--keep-deploys", help="Keep the images of the last N deploys per project."
+    ),
+    keep_storage: str | None = typer.Option(
+        None, "--keep-storage", help="Also run `docker builder prune` keeping this much cache (e.g. 10GB)."
+    ),
+    docker: str | None = typer.Option(None, "--docker", help="docker CLI for the builder prune."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="List what would go and the space it frees."),
+    as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
+) -> None:
+    """Remove IMAGE_NAME's images that no build, deploy or system tier in use needs."""
+    from frappe_imagekit.history import workspace_env
+    from frappe_imagekit.prune import execute_prune, plan_prune
+    from frappe_imagekit.workspace import Workspace
+
+    ws = Workspace.at(workspace)
+    env = workspace_env(ws)
+    plan = plan_prune(ws, env, keep_deploys=keep_deploys, keep_storage=keep_storage, docker=docker)
+    data = plan.to_dict() if dry_run else execute_prune(plan)
+    if as_json:
+        output.print_json(data)
+        return
+    verb = "would remove" if dry_run else "removed"
+    items = [(i, verb) for i in data["remove"]] + [(i, f"kept: {i['why']}") for i in data["keep"]]
+    rows = [[i["ref"], i["id"][7:19], f"{i['size'] / 1e6:.1f} MB", action] for i, action in items]
+    output.print_table(f"Images of {data['image_name']}", ["image", "id", "size", "action"], rows)
+    output.out(f"{'Would free' if dry_run else 'Freed'} {data['frees_bytes'] / 1e6:.1f} MB")
+    if data["builder_command"]:
+        what = "Would run" if dry_run else "Ran"
+        output.out(f"{what}: {shlex.join(data['builder_command'])}")
