@@ -70,10 +70,10 @@ class Exact:
     def planned(self, manifest: dict) -> dict[str, str]:
         return {p["name"]: p["sha"] for p in [manifest["frappe"], *manifest["apps"]]}
 
-    def build(self, version: str) -> tuple[dict, dict[str, bool]]:
+    def build(self, version: str, **options: bool) -> tuple[dict, dict[str, bool]]:
         self.set_version(version)
         ws = Workspace.at(self.root)
-        plan = plan_build(ws, BuildOptions())
+        plan = plan_build(ws, BuildOptions(**options))
         data = execute_build(ws, plan)
         log = (self.root / "builds" / f"{version}.log").read_text()
         return data, _cached_steps(log)
@@ -179,6 +179,12 @@ def test_exact_commits_one_step_per_app_and_the_token_nowhere(exact: Exact) -> N
     assert _ran(steps) == {"frappe": False, "alpha": False, "bravo": True, "charlie": True}
     assert exact.commits(f"{exact.image}:v1.0.2") == {**planned, "charlie": moved, "bravo": bravo}
     assert exact.planned(third) == exact.commits(f"{exact.image}:v1.0.2")
+
+    # no build cache at all (what `docker builder prune -af` leaves; not run on a shared daemon):
+    # every bench step runs again, the system tier image is reused as it is
+    fourth, steps = exact.build("v1.0.3", no_cache=True)
+    assert _ran(steps) == {"frappe": True, "alpha": True, "bravo": True, "charlie": True}
+    assert fourth["base_tier"] == {**tier, "built": False}
     exact.assert_no_canary()
 
 
