@@ -34,6 +34,7 @@ from frappe_imagekit.workspace import Workspace, write_text_atomic
 if TYPE_CHECKING:  # pragma: no cover
     from frappe_imagekit.appsjson import InjectedApps
     from frappe_imagekit.containerfile import Containerfile
+    from frappe_imagekit.exactbuild import Exact
 
 ENV_BUILD_ARGS = ("FRAPPE_PATH", "FRAPPE_BRANCH", "PYTHON_VERSION", "NODE_VERSION")
 CACHE_BUST = "CACHE_BUST"
@@ -58,6 +59,7 @@ class BuildOptions:
     progress: str = "auto"  # "auto" | "plain" | "tty"
     strict: bool = False
     offline: bool = False
+    frozen: bool = False  # refuse a missing or stale apps.lock.json
 
 
 @dataclass
@@ -92,6 +94,8 @@ class BuildPlan:
     notes: list[str] = field(default_factory=list)  # informational (e.g. which docker CLI)
     buildx_version: str | None = None
     created: str = ""
+    exact: Exact | None = None  # imagekit's generated Containerfile (its secret is SECRET)
+    network: str | None = None  # docker build --network (BUILD_NETWORK in .env)
 
     @property
     def ref(self) -> str:
@@ -99,6 +103,8 @@ class BuildPlan:
 
     @property
     def apps_json_mode(self) -> str:
+        if self.exact is not None:
+            return "exact"
         mode = self.containerfile.apps_json_mode
         return str(mode) if mode is not None else ""
 
@@ -109,8 +115,14 @@ class BuildPlan:
         )
 
     def request(self) -> dockercli.BuildRequest:
-        secret_mode = self.apps_json_mode == "secret"
+        secret_mode = self.apps_json_mode in ("secret", "exact")
         secret_id = self.containerfile.secret_id or "apps_json"
+        if self.exact is not None:
+            from frappe_imagekit.benchfile import SECRET_ENV, SECRET_ID
+
+            secret_id, secret_var = SECRET_ID, SECRET_ENV
+        else:
+            secret_var = dockercli.SECRET_ENV
         return dockercli.BuildRequest(
             cli=self.cli,
             context=self.context,
@@ -119,10 +131,11 @@ class BuildPlan:
             iidfile=self.iidfile or Path(f".{self.tag}.iid"),
             build_args=self.build_args,
             env_build_args=() if secret_mode else (BASE64_ARG,),
-            secrets=((secret_id, dockercli.SECRET_ENV),) if secret_mode else (),
+            secrets=((secret_id, secret_var),) if secret_mode else (),
             labels=self.labels,
             no_cache=self.no_cache,
             pull=self.pull,
+            network=self.network,
         )
 
     def command(self) -> list[str]:
@@ -134,7 +147,11 @@ class BuildPlan:
     def secret_env(self) -> dict[str, str]:
         """The child-only environment: BuildKit switch plus the injected apps.json (SECRET)."""
         env = self.cli.env()
-        if self.apps_json_mode == "secret":
+        if self.exact is not None:
+            from frappe_imagekit.benchfile import SECRET_ENV
+
+            env[SECRET_ENV] = self.exact.secret.text
+        elif self.apps_json_mode == "secret":
             env[dockercli.SECRET_ENV] = self.injected.text
         else:
             env[BASE64_ARG] = self.injected.base64
@@ -145,6 +162,7 @@ class BuildPlan:
         described = {
             dockercli.SECRET_ENV: "<the injected apps.json: secret, never shown>",
             BASE64_ARG: "<base64 of the injected apps.json: secret, never shown>",
+            "IMAGEKIT_GIT_SECRET": "<URLs and credentials of every repository: secret, never shown>",
         }
         return {k: described.get(k, v) for k, v in self.secret_env().items()}
 
@@ -162,7 +180,7 @@ class BuildPlan:
                 "cli": self.docker_cli,
                 "version": self.docker_version,
                 "builder": self.cli.builder,
-                "note": "; ".join(self.notes) or None,
+                "note": "; ".join(n for n in self.notes if not n.startswith("this Containerfile")) or None,
             },
             "build_args": dict(self.build_args),
             "fingerprint": self.fingerprint,
@@ -173,6 +191,10 @@ class BuildPlan:
             "warnings": list(self.warnings),
             "command": self.command(),
             "command_env": self.command_env(),
+            "exact_commits": self.exact is not None,
+            "notes": list(self.notes),
+            "generated_containerfile": self.containerfile.text if self.exact is not None else None,
+            "base_tier": self.exact.base.ref if self.exact is not None else None,
         }
 
 
@@ -301,9 +323,11 @@ def plan_build(ws: Workspace, options: BuildOptions) -> BuildPlan:
             f"{', '.join(unresolved) or 'frappe'}): run `imagekit build` without --offline "
             "so every ref is resolved."
         )
+    locked = _use_lock(ws, containerfile, frappe, apps, options)
+    frappe, apps = locked.frappe, locked.apps
     warm_up.join()
     cli = dockercli.find_docker(options.docker)
-    return assemble_plan(
+    plan = assemble_plan(
         ws=ws,
         options=options,
         env=env,
@@ -316,6 +340,19 @@ def plan_build(ws: Workspace, options: BuildOptions) -> BuildPlan:
         cli=cli,
         warnings=[w.message for w in report.warnings],
     )
+    plan.notes += [locked.note] if locked.note else []
+    return plan
+
+
+def _use_lock(
+    ws: Workspace, containerfile: Containerfile, frappe: dict[str, Any], apps: list[dict[str, Any]],
+    options: BuildOptions,
+) -> Any:  # fmt: skip
+    """apps.lock.json's commits where it matches apps.json (imagekit's Containerfile only)."""
+    from frappe_imagekit import appslock, exactbuild
+
+    exact = exactbuild.is_imagekit_containerfile(containerfile)
+    return appslock.use_lock(ws, frappe, apps, exact=exact, frozen=options.frozen, dry_run=options.dry_run)
 
 
 def _warm_up_docker(explicit: str | None) -> threading.Thread:
@@ -358,9 +395,16 @@ def assemble_plan(
     rebuild_of: str | None = None,
 ) -> BuildPlan:
     """Build a ``BuildPlan`` from resolved parts (used by ``plan_build`` and by rebuild)."""
+    from frappe_imagekit import exactbuild
     from frappe_imagekit.gitremote import workspace_commit
 
-    if containerfile.apps_json_mode is None:
+    exact = exactbuild.prepare(containerfile, frappe, apps, injected, env)
+    if exact is not None:
+        containerfile = exact.containerfile
+        redactor.add(exact.secret.text, whole_document=True)
+        for value in exact.secret.secrets:
+            redactor.add(value)
+    elif containerfile.apps_json_mode is None:
         raise ConfigError(
             f"this Containerfile never reads apps.json ({_cf_name(containerfile)} has neither "
             "RUN --mount=type=secret,id=apps_json nor ARG APPS_JSON_BASE64): use "
@@ -371,6 +415,7 @@ def assemble_plan(
     redactor.add(injected.base64)
     fp = fingerprint(frappe["sha"], apps)
     build_args = select_build_args(containerfile.declared_args, env, fp)
+    build_args |= exact.build_args if exact is not None else {}
     created = datetime.now(UTC).replace(microsecond=0).isoformat()
     commit, _dirty = workspace_commit(ws.root)
     labels = make_labels(
@@ -388,7 +433,7 @@ def assemble_plan(
     context = (options.context or ws.root).resolve()
     checks = (
         mode_warning(containerfile),
-        _cache_bust_warning(containerfile),
+        _cache_bust_warning(containerfile) if exact is None else None,
         _context_warning(context),
     )
     notes = [n for n in checks if n]
@@ -419,10 +464,22 @@ def assemble_plan(
         iidfile=ws.builds_dir / f".{version}.iid",
         containerfile_file=cf_file,
         warnings=notes + list(warnings or []),
-        notes=[cli.note] if cli.note else [],
+        notes=[n for n in (cli.note, None if exact else exactbuild.OWN_CONTAINERFILE_NOTE) if n],
         buildx_version=cli.buildx,
         created=created,
+        exact=exact,
+        network=_build_network(env),
     )
+
+
+def _build_network(env: dict[str, str]) -> str | None:
+    """BUILD_NETWORK=host lets the build reach git servers on this machine's loopback."""
+    value = (env.get("BUILD_NETWORK") or "").strip()
+    if value in ("", "default"):
+        return None
+    if value not in ("host", "none"):
+        raise ConfigError(f"BUILD_NETWORK={value!r} in .env is not one of default, host, none: fix it.")
+    return value
 
 
 def load_containerfile(ws: Workspace, chosen: Path | None, env: dict[str, str]) -> Containerfile:
@@ -567,7 +624,14 @@ def execute_build(
         _prepare_files(ws, plan)
         if run.old_id:
             run.replaced = _keep_old_image(plan, run.old_id)
+        if plan.exact is not None:
+            from frappe_imagekit import exactbuild
+
+            exactbuild.ensure_base(plan, lambda line: _log_line(plan, run, on_line, line))
         run.image_id = _docker_build(plan, run, on_line, on_start)
+        if plan.exact is not None:
+            planned = exactbuild.planned_commits(plan.frappe, plan.apps)
+            exactbuild.verify_commits(run.image_id, plan.ref, planned)
         run.leak_scan = _leak_scan(plan, run)
         _tag_scanned(plan, run)
         data = _manifest(ws, plan, run, status="succeeded", error=None)
@@ -584,6 +648,13 @@ def execute_build(
             plan.iidfile.unlink(missing_ok=True)
         if plan.containerfile.path is None and plan.containerfile_file is not None:
             plan.containerfile_file.unlink(missing_ok=True)
+
+
+def _log_line(plan: BuildPlan, run: _Run, on_line: Callable[[str], None] | None, line: str) -> None:
+    safe = plan.redactor.redact(line)
+    run.log.append(safe)
+    if on_line is not None:
+        on_line(safe)
 
 
 def _prepare_files(ws: Workspace, plan: BuildPlan) -> None:
@@ -779,6 +850,7 @@ def _manifest(ws: Workspace, plan: BuildPlan, run: _Run, *, status: str, error: 
         "workspace": {"git_commit": commit, "dirty": dirty},
         "leak_scan": run.leak_scan,
         "log_file": None,
+        "base_tier": plan.exact.base.to_dict() if plan.exact is not None else None,
     }
 
 

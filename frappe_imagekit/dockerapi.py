@@ -203,3 +203,42 @@ def server_version() -> str:
     """The daemon's version string (e.g. ``20.10.24+dfsg1``)."""
     info = _call("docker version", client().version)
     return str(info.get("Version", "unknown"))
+
+
+def image_folder_files(ref: str, folder: str, max_bytes: int = 1 << 20) -> dict[str, bytes] | None:
+    """The regular files directly in ``folder`` of image ``ref`` (name -> content), read from a
+    created, never started container; None when the folder does not exist."""
+    import io
+    import tarfile
+
+    import docker.errors
+
+    api = client().api
+    container = _call(f"docker create {ref}", api.create_container, ref, command=["true"], entrypoint=[])
+    try:
+        try:
+            stream, _stat = api.get_archive(container["Id"], folder)
+        except docker.errors.NotFound:
+            return None
+        data = b"".join(_call(f"docker cp {ref}:{folder}", lambda: list(stream)))
+    finally:
+        _call(f"docker rm {container['Id'][:12]}", api.remove_container, container["Id"], force=True)
+    files: dict[str, bytes] = {}
+    with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+        for member in tar.getmembers():
+            parts = member.name.split("/")
+            if member.isfile() and len(parts) == 2:
+                handle = tar.extractfile(member)
+                files[parts[1]] = handle.read(max_bytes) if handle else b""
+    return files
+
+
+def repository_images(repository: str) -> list[dict[str, Any]]:
+    """Every ``repository:tag`` of ``repository`` with its image id and size (bytes)."""
+    images = _call(f"docker images {repository}", client().api.images, name=repository)
+    result = []
+    for image in images or []:
+        for ref in image.get("RepoTags") or []:
+            if ref.rpartition(":")[0] == repository:
+                result.append({"ref": ref, "id": image["Id"], "size": int(image.get("Size") or 0)})
+    return result

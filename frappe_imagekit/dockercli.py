@@ -64,6 +64,7 @@ class BuildRequest:
     labels: Mapping[str, str] = field(default_factory=dict)
     no_cache: bool = False
     pull: bool = False
+    network: str | None = None  # --network (host: reach git servers on the loopback)
 
 
 def build_command(req: BuildRequest) -> list[str]:
@@ -84,6 +85,8 @@ def build_command(req: BuildRequest) -> list[str]:
         argv.append("--no-cache")
     if req.pull:
         argv.append("--pull")
+    if req.network:
+        argv += ["--network", req.network]
     argv.append(str(req.context))
     return argv
 

@@ -259,7 +259,8 @@ def plan_rebuild(ws: Workspace, version: str, options: RebuildOptions) -> Rebuil
     path, original = load_original(ws, version)
     env = workspace_env(ws)
     timeout = options.timeout if options.timeout is not None else git_timeout()
-    drift = check_drift(recorded_pins(original, ws, env), env, timeout=timeout)
+    pins = recorded_pins(original, ws, env)
+    drift = exact_drift(pins, env, timeout) if is_exact(original) else check_drift(pins, env, timeout=timeout)
     unbuildable = [p for p in drift.drifted if p.current_sha is None]
     if unbuildable or (drift.drifted and not options.allow_drift):
         if unbuildable and options.allow_drift:
@@ -290,7 +291,7 @@ def _build_plan(
     env: Mapping[str, str],
     options: RebuildOptions,
 ) -> BuildPlan:
-    from frappe_imagekit import build, dockercli
+    from frappe_imagekit import build, dockercli, exactbuild
     from frappe_imagekit.appsjson import inject
     from frappe_imagekit.containerfile import parse_containerfile
 
@@ -302,6 +303,7 @@ def _build_plan(
         "FRAPPE_BRANCH": frappe["ref"],
         "DE_SITE_VERSION": version,
         "IMAGE_NAME": _image_name(original),
+        "BUILD_NETWORK": env.get("BUILD_NETWORK", ""),
     }
     source = (original.get("labels") or {}).get(build.LABEL_PREFIX + "source")
     if source:
@@ -334,7 +336,8 @@ def _build_plan(
         args["FRAPPE_BRANCH"] = frappe["ref"]
     if build.CACHE_BUST in recorded_args or build.CACHE_BUST in plan.build_args:
         args[build.CACHE_BUST] = plan.fingerprint
-    plan.build_args = args
+    plan.build_args = args | (plan.exact.build_args if plan.exact is not None else {})
+    exactbuild.use_recorded_base(plan, original)
     plan.tag = options.tag or version
     return plan
 
@@ -503,3 +506,25 @@ def _restore_existing(plan: RebuildPlan, replaced: str) -> None:
         dockerapi.remove_tag(f"{plan.build.image_name}:{replaced}")
     except ImagekitError:
         pass  # never hide the build's own error
+
+
+# -- exact builds ----------------------------------------------------------------------------
+
+
+def is_exact(original: Mapping[str, Any]) -> bool:
+    """Built with imagekit's generated Containerfile: the build fetches the recorded commits."""
+    from frappe_imagekit.benchfile import is_generated
+
+    return is_generated(str((original.get("containerfile") or {}).get("content") or ""))
+
+
+def exact_drift(pins: list[PinDrift], env: Mapping[str, str], timeout: float) -> DriftReport:
+    """Moved branches and tags do not matter to an exact rebuild; a lost commit does (exit 11)."""
+    from frappe_imagekit.exactbuild import missing_commits
+
+    for pin in pins:
+        pin.current_sha, pin.use_ref, pin.status = pin.recorded_sha, pin.ref, SAME
+    error = missing_commits(pins, env, timeout)
+    if error is not None:
+        raise error
+    return DriftReport(pins)

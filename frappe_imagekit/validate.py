@@ -226,3 +226,34 @@ def _server_problem(host: str) -> str | None:
     if len(host) > 253 or not all(_HOST_LABEL.fullmatch(label) for label in labels):
         return "the server is not a host name (letters, digits, '-', labels of at most 63 characters)"
     return None
+
+
+# --- exact builds (benchfile) ------------------------------------------------------------------
+
+# A Frappe app is a Python package: its name becomes a folder under apps/, a build arg name
+# (IMAGEKIT_SHA_<NAME>) and a word in a generated RUN line.
+_APP_NAME = re.compile(r"[a-z][a-z0-9_]{0,63}")
+_GIT_URL = re.compile(r"(https?|file)://[^\s'\"`\\]+")
+
+
+def app_name(value: object, what: str = "the app name", error: ErrorType = ConfigError) -> str:
+    """A Frappe app name as imagekit's generated Containerfile uses it: a Python package name."""
+    text = _text(value, what, error)
+    if not _APP_NAME.fullmatch(text):
+        raise error(
+            f"{what} {_shown(text)} is not a Python package name (lower-case letters, digits and '_', "
+            "starting with a letter), which imagekit's Containerfile needs: rename the repository "
+            "in its URL, or build with your own Containerfile (--containerfile)."
+        )
+    return text
+
+
+def git_url(value: object, what: str = "the git URL", error: ErrorType = ConfigError) -> str:
+    """An https, http or file URL without spaces, quotes, backslashes or control characters."""
+    text = _text(value, what, error)
+    if len(text) > 2048 or not _GIT_URL.fullmatch(text) or not text.isprintable():
+        raise error(
+            f"{what} {_shown(text)} is not an https://, http:// or file:// URL without spaces, quotes "
+            "or backslashes: fix it in apps.json or .env."
+        )
+    return text

@@ -122,6 +122,7 @@ def render_show(shown: dict[str, Any]) -> None:
             ("id", image.get("id")),
             ("short id", short_id(image.get("id")) if image.get("id") else None),
             ("old image moved to", image.get("replaced")),
+            ("system tier", (m.get("base_tier") or {}).get("ref")),
             ("digests", ", ".join(image.get("repo_digests") or []) or None),
         ],
     )

@@ -226,7 +226,7 @@ class _Handler(BaseHTTPRequestHandler):
         }
         if self.headers.get("Content-Encoding"):
             env["HTTP_CONTENT_ENCODING"] = self.headers["Content-Encoding"]
-        if self.headers.get("Git-Protocol"):
+        if self.headers.get("Git-Protocol") and not self.server.owner.protocol_v0_only:
             env["GIT_PROTOCOL"] = self.headers["Git-Protocol"]
         body = self._read_body() if self.command == "POST" else b""
         env["CONTENT_LENGTH"] = str(len(body))
@@ -260,6 +260,9 @@ class GitHTTPServer:
         self.latency = latency
         self.requests: list[str] = []
         self.rejected = 0
+        # protocol v0 only: upload-pack then refuses to fetch a commit that no ref points to
+        # (v2 serves any commit by id), like servers without uploadpack.allowReachableSHA1InWant.
+        self.protocol_v0_only = False
         self.max_in_flight = 0
         self._in_flight = 0
         self._lock = threading.Lock()

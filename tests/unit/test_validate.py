@@ -164,4 +164,40 @@ def test_host_spec_refuses(spec: object, reason: str) -> None:
 def test_host_spec_hides_a_token() -> None:
     with pytest.raises(ConfigError) as caught:
         validate.host_spec("ghp_" + "A" * 36 + "@h:x")
+
+
+# --- exact builds (benchfile) --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["frappe", "erpnext", "de_macrs", "india_compliance", "a1"])
+def test_app_name_accepts_python_package_names(name: str) -> None:
+    assert validate.app_name(name) == name
+
+
+@pytest.mark.parametrize("name", ["", "HRMS", "de-macrs", "1app", "_x", "a/b", "a b", "x;y", "a" * 65, 3])
+def test_app_name_refuses_what_cannot_be_a_folder_arg_and_word(name: object) -> None:
+    with pytest.raises(ConfigError, match="^the app name "):
+        validate.app_name(name)
+
+
+@pytest.mark.parametrize(
+    "url", ["https://github.com/frappe/frappe", "http://127.0.0.1:8080/x.git", "file:///srv/git/app.git",
+            "https://ghp_x@github.com/o/r.git"],
+)  # fmt: skip
+def test_git_url_accepts_https_http_and_file(url: str) -> None:
+    assert validate.git_url(url) == url
+
+
+@pytest.mark.parametrize(
+    "url", ["ssh://git@github.com/o/r", "git@github.com:o/r.git", "https://h/a b", "https://h/a\nb",
+            "https://h/a'b", 'https://h/a"b', "https://h/a\\b", "https://h/`id`", "-c x", "https://", ""],
+)  # fmt: skip
+def test_git_url_refuses_other_schemes_and_shell_or_line_breaking_characters(url: str) -> None:
+    with pytest.raises(ConfigError):
+        validate.git_url(url)
+
+
+def test_git_url_never_shows_a_token() -> None:
+    with pytest.raises(ConfigError) as caught:
+        validate.git_url("https://ghp_abcdefghijklmnop@h/a b")
     assert "ghp_" not in caught.value.message

@@ -1,0 +1,236 @@
+"""Exact builds: imagekit's generated Containerfile, its secret, and the commit read-back.
+
+``prepare`` turns imagekit's own Containerfile into the generated one (``benchfile``) for a plan's
+frappe and apps; a user's own Containerfile is left alone and gets a note instead. After the
+build ``verify_commits`` reads ``.imagekit/commits/*`` from the image and fails the build when
+any app is at another commit than planned. ``missing_commits`` is rebuild's check that every
+recorded commit still exists on its remote.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+from frappe_imagekit import benchfile
+from frappe_imagekit.errors import ConfigError, DockerError, DriftError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from collections.abc import Callable
+
+    from frappe_imagekit.appsjson import InjectedApps
+    from frappe_imagekit.build import BuildPlan
+    from frappe_imagekit.containerfile import Containerfile
+
+OWN_CONTAINERFILE_NOTE = (
+    "this Containerfile is not imagekit's, so it is built as written: exact commits (each app "
+    "fetched at its resolved commit and checked in the image) and one cached step per app need "
+    "imagekit's Containerfile (leave out --containerfile and CONTAINERFILE)."
+)
+
+
+TIER_ARGS = ("PYTHON_VERSION", "NODE_VERSION")  # the .env values the system tier is built with
+BASE_KEY_LABEL = "io.imagekit.base-key"
+
+
+@dataclass
+class BaseTier:
+    """The system tier image: ``IMAGE_NAME:base-<key>``; ``built`` is set when the build ran."""
+
+    ref: str
+    key: str
+    text: str
+    build_args: dict[str, str]
+    built: bool | None = None  # True: built by this build; False: reused; None: not yet known
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"ref": self.ref, "key": self.key, "built": self.built, "containerfile": self.text,
+                "build_args": dict(self.build_args)}  # fmt: skip
+
+    @classmethod
+    def from_record(cls, record: Mapping[str, Any]) -> BaseTier:
+        """A tier as a manifest recorded it (rebuild uses the recorded one, not today's)."""
+        from frappe_imagekit import validate
+
+        ref = validate.not_an_option(record.get("ref"), "the recorded base tier")
+        args = {validate.env_name(k): str(v) for k, v in dict(record.get("build_args") or {}).items()}
+        text = str(record.get("containerfile") or "")
+        if not text.startswith(benchfile.TIER_MARK):
+            raise ConfigError("the manifest records no base tier Containerfile: build a new version instead.")
+        return cls(ref, str(record.get("key") or ""), text, args)
+
+
+@dataclass
+class Exact:
+    """What an exact build adds to a plan. ``secret`` is SECRET: never print it."""
+
+    containerfile: Containerfile
+    build_args: dict[str, str]
+    secret: benchfile.GitSecret
+    base: BaseTier
+
+
+def base_tier(template: benchfile.Template, env: Mapping[str, str]) -> BaseTier:
+    """The tier for this template and .env: its key hashes the text and the build args."""
+    from frappe_imagekit import validate
+
+    text = benchfile.render_tier(template)
+    args = {name: env[name] for name in TIER_ARGS if env.get(name)}
+    digest = hashlib.sha256((text + json.dumps(args, sort_keys=True)).encode()).hexdigest()[:16]
+    image = validate.image_name(env.get("IMAGE_NAME"), "IMAGE_NAME in .env")
+    return BaseTier(f"{image}:base-{digest}", digest, text, args)
+
+
+def is_imagekit_containerfile(containerfile: Containerfile) -> bool:
+    """imagekit's shipped production Containerfile, or a Containerfile generated from it."""
+    from frappe_imagekit.containerfile import default_containerfile
+
+    if benchfile.is_generated(containerfile.text):
+        return True
+    return containerfile.path is not None and Path(containerfile.path).resolve() == default_containerfile()
+
+
+def prepare(
+    containerfile: Containerfile,
+    frappe: Mapping[str, Any],
+    apps: Sequence[Mapping[str, Any]],
+    injected: InjectedApps,
+    env: Mapping[str, str],
+) -> Exact | None:
+    """The exact-build parts for imagekit's Containerfile; None for a user's own one."""
+    from frappe_imagekit.containerfile import default_containerfile, parse_containerfile
+
+    if not is_imagekit_containerfile(containerfile):
+        return None
+    template = benchfile.split_template(default_containerfile().read_text())
+    text = containerfile.text
+    if not benchfile.is_generated(text):
+        text = benchfile.render([str(a["name"]) for a in apps], benchfile.split_template(text))
+    urls = {"frappe": _expand(str(frappe["url"]), env), **_injected_urls(injected)}
+    missing = [str(a["name"]) for a in apps if a["name"] not in urls]
+    if missing:
+        raise ConfigError(f"no URL for {', '.join(missing)} in apps.json: list it there to build it.")
+    secret = benchfile.git_secret({name: urls[name] for name in ["frappe", *(a["name"] for a in apps)]})
+    base = base_tier(template, env)
+    args = {benchfile.BASE_ARG: base.ref, **benchfile.commit_args(frappe, apps)}
+    return Exact(parse_containerfile(text, None), args, secret, base)
+
+
+def _expand(url: str, env: Mapping[str, str]) -> str:
+    from frappe_imagekit.appsjson import PLACEHOLDER
+
+    return PLACEHOLDER.sub(lambda m: env.get(m.group(1), ""), url)
+
+
+def _injected_urls(injected: InjectedApps) -> dict[str, str]:
+    from frappe_imagekit.appsjson import app_name
+
+    entries = json.loads(injected.text)
+    return {app_name(str(e["url"])): str(e["url"]) for e in entries}
+
+
+# ---------------------------------------------------------------- after the build
+
+
+def commit_mismatches(planned: Mapping[str, str], found: Mapping[str, bytes] | None) -> list[str]:
+    """One phrase per repository whose recorded commit in the image differs from the plan."""
+    found = found or {}
+    problems = []
+    for name, sha in planned.items():
+        got = found.get(name, b"").decode(errors="replace").strip()
+        if got != sha:
+            problems.append(f"{name} is at {got[:40] or 'no recorded commit'}, planned {sha}")
+    return problems
+
+
+def planned_commits(frappe: Mapping[str, Any], apps: Sequence[Mapping[str, Any]]) -> dict[str, str]:
+    return {str(p["name"]): str(p["sha"]) for p in [frappe, *apps]}
+
+
+def verify_commits(image_id: str, ref: str, planned: Mapping[str, str]) -> dict[str, str]:
+    """Read ``.imagekit/commits`` back from the built (still untagged) image; ``DockerError``
+    on a mismatch, and the build then never gives it the version tag ``ref``."""
+    from frappe_imagekit import dockerapi
+
+    found = dockerapi.image_folder_files(image_id, benchfile.COMMITS_DIR)
+    problems = commit_mismatches(planned, found)
+    if problems:
+        raise DockerError(
+            f"the image built for {ref} does not hold the planned commits ({'; '.join(problems)}); "
+            "it was not tagged: read the build log for the fetch of those apps."
+        )
+    return dict(planned)
+
+
+# ---------------------------------------------------------------- rebuild
+
+
+class RecordedPin(Protocol):
+    """A pin as rebuild records it (``rebuild.PinDrift``)."""
+
+    name: str
+    url: str  # with ${VAR} placeholders
+    token_var: str | None
+    ref: str
+    recorded_sha: str
+
+
+def missing_commits(pins: Sequence[RecordedPin], env: Mapping[str, str], timeout: float) -> DriftError | None:
+    """A ``DriftError`` naming the first recorded commit its remote no longer has, else None."""
+    from frappe_imagekit import gitremote
+
+    for pin in pins:
+        if not gitremote.commit_exists(pin.url, env, pin.token_var, pin.recorded_sha, timeout):
+            return DriftError(
+                f"{pin.name} commit {pin.recorded_sha} (recorded from {pin.ref}) is no longer on its remote "
+                "(its history was rewritten): push that commit to a branch or tag again, or build "
+                "a new version with `imagekit build`."
+            )
+    return None
+
+
+# ---------------------------------------------------------------- the system tier
+
+
+def ensure_base(plan: BuildPlan, sink: Callable[[str], None]) -> BaseTier:
+    """Reuse ``IMAGE_NAME:base-<key>`` when it exists, else build it (its lines go to ``sink``)."""
+    from frappe_imagekit import dockerapi, dockercli
+    from frappe_imagekit.workspace import write_text_atomic
+
+    assert plan.exact is not None
+    tier = plan.exact.base
+    if dockerapi.image_exists(tier.ref):
+        tier.built = False
+        return tier
+    folder = (plan.containerfile_file or plan.iidfile or Path(".")).parent
+    path, iid = folder / f".{plan.version}.base.Containerfile", folder / f".{plan.version}.base.iid"
+    write_text_atomic(path, tier.text)
+    request = dockercli.BuildRequest(
+        cli=plan.cli, context=plan.context, containerfile=path, tag=tier.ref, iidfile=iid,
+        build_args=tier.build_args, labels={BASE_KEY_LABEL: tier.key}, pull=plan.pull, network=plan.network,
+    )  # fmt: skip
+    try:
+        code = dockercli.run_build(dockercli.build_command(request), plan.cli.env(), sink, None)
+    finally:
+        path.unlink(missing_ok=True)
+        iid.unlink(missing_ok=True)
+    if code != 0:
+        raise DockerError(
+            f"docker build of the system tier {tier.ref} failed (exit {code}): read the build log "
+            "for the failing step (apt, Node, wkhtmltopdf or bench) and fix it or the .env versions."
+        )
+    tier.built = True
+    return tier
+
+
+def use_recorded_base(plan: BuildPlan, original: Mapping[str, Any]) -> None:
+    """A rebuild uses the tier the original build recorded (its text and args, its tag)."""
+    record = original.get("base_tier")
+    if plan.exact is None or not record:
+        return
+    plan.exact.base = BaseTier.from_record(record)
+    plan.build_args[benchfile.BASE_ARG] = plan.exact.base.ref

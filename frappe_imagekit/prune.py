@@ -1,0 +1,153 @@
+"""`imagekit prune`: remove the images of IMAGE_NAME that nothing needs, and optionally build cache.
+
+Kept: every image a successful build or rebuild manifest names (by tag or id), the system tier it
+used, and the image of each of the last ``keep_deploys`` deploy records per project. Every other
+tag of IMAGE_NAME goes (old ``-replaced-`` tags included); an image id that a kept tag also
+carries stays. ``plan_prune`` returns data (``--dry-run`` prints it); ``execute_prune`` removes.
+A manifest or deploy record that cannot be read stops the prune: it could name an image.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from frappe_imagekit import manifest as manifests
+from frappe_imagekit import validate
+from frappe_imagekit.errors import ConfigError, DockerError
+from frappe_imagekit.workspace import Workspace
+
+_STORAGE = re.compile(r"[0-9]+(\.[0-9]+)?([kKmMgGtT][bB]?|[bB])?")
+
+
+@dataclass
+class PruneItem:
+    ref: str
+    image_id: str
+    size: int
+    why: str  # why it is kept, or "nothing needs it"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"ref": self.ref, "id": self.image_id, "size": self.size, "why": self.why}
+
+
+@dataclass
+class PrunePlan:
+    image_name: str
+    remove: list[PruneItem] = field(default_factory=list)
+    keep: list[PruneItem] = field(default_factory=list)
+    builder_command: list[str] | None = None  # docker builder prune argv, when asked
+
+    @property
+    def frees(self) -> int:
+        """Bytes freed: each removed image id counted once, none that a kept tag still holds."""
+        kept = {item.image_id for item in self.keep}
+        gone = {item.image_id: item.size for item in self.remove if item.image_id not in kept}
+        return sum(gone.values())
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "image_name": self.image_name,
+            "remove": [i.to_dict() for i in self.remove],
+            "keep": [i.to_dict() for i in self.keep],
+            "frees_bytes": self.frees,
+            "builder_command": self.builder_command,
+        }
+
+
+def needed(ws: Workspace, keep_deploys: int) -> dict[str, str]:
+    """Image refs and ids that must stay -> why."""
+    why: dict[str, str] = {}
+    for path, item in manifests.iter_manifests(ws):
+        if isinstance(item, manifests.BrokenManifest):
+            raise ConfigError(
+                f"builds/{path.name} cannot be read ({item.reason}) and could name an image: fix or "
+                "move it, then prune again."
+            )
+        if item.get("status") != "succeeded":
+            continue
+        image = item.get("image") or {}
+        label = f"{item.get('kind') or 'build'} {item.get('version')} ({path.name})"
+        for key in (image.get("ref"), image.get("id")):
+            if key:
+                why.setdefault(str(key), label)
+        tier = (item.get("base_tier") or {}).get("ref")
+        if tier:
+            why.setdefault(str(tier), f"system tier of {label}")
+    for ref, label in _deployed(ws, keep_deploys).items():
+        why.setdefault(ref, label)
+    return why
+
+
+def _deployed(ws: Workspace, keep: int) -> dict[str, str]:
+    """The image of each of the last ``keep`` deploy records of every project."""
+    by_project: dict[str, list[tuple[str, str]]] = {}
+    folder = ws.deploys_dir
+    for path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
+        try:
+            record = json.loads(path.read_text(encoding="utf-8"))
+            project, image = str(record["project"]), str(record["image"])
+        except (OSError, ValueError, KeyError, TypeError):
+            raise ConfigError(
+                f"deploys/{path.name} cannot be read and could name an image: fix or move it, then "
+                "prune again."
+            ) from None
+        by_project.setdefault(project, []).append((path.name, image))
+    result: dict[str, str] = {}
+    for project, records in by_project.items():
+        for name, image in sorted(records, reverse=True)[:keep]:
+            result.setdefault(image, f"deploy of {project} ({name})")
+    return result
+
+
+def classify(images: list[Mapping[str, Any]], why: Mapping[str, str], image_name: str) -> PrunePlan:
+    """Split IMAGE_NAME's tags (``{"ref", "id", "size"}``) into kept and removed (pure)."""
+    plan = PrunePlan(image_name)
+    for image in sorted(images, key=lambda i: str(i["ref"])):
+        ref, image_id, size = str(image["ref"]), str(image["id"]), int(image.get("size") or 0)
+        reason = why.get(ref) or why.get(image_id)
+        item = PruneItem(ref, image_id, size, reason or "nothing needs it")
+        (plan.keep if reason else plan.remove).append(item)
+    return plan
+
+
+def builder_prune_command(docker_cli: str, keep_storage: str) -> list[str]:
+    """``docker builder prune -f --keep-storage SIZE`` (pure)."""
+    if not _STORAGE.fullmatch(keep_storage):
+        raise ConfigError(f"--keep-storage {keep_storage!r} is not a size: use e.g. 10GB or 512MB.")
+    return [docker_cli, "builder", "prune", "-f", "--keep-storage", keep_storage]
+
+
+def plan_prune(
+    ws: Workspace, env: Mapping[str, str], *, keep_deploys: int = 3, keep_storage: str | None = None,
+    docker: str | None = None,
+) -> PrunePlan:  # fmt: skip
+    """What a prune would remove and keep (nothing is removed)."""
+    from frappe_imagekit import dockerapi, dockercli
+
+    if keep_deploys < 1:
+        raise ConfigError("--keep-deploys must be at least 1: the running image must stay.")
+    image_name = validate.image_name(env.get("IMAGE_NAME"), "IMAGE_NAME in .env")
+    plan = classify(dockerapi.repository_images(image_name), needed(ws, keep_deploys), image_name)
+    if keep_storage is not None:
+        plan.builder_command = builder_prune_command(dockercli.find_docker(docker).path, keep_storage)
+    return plan
+
+
+def execute_prune(plan: PrunePlan) -> dict[str, Any]:
+    """Untag every removed ref (the daemon deletes an image with its last tag), then the cache."""
+    from frappe_imagekit import dockerapi, process
+
+    for item in plan.remove:
+        dockerapi.remove_tag(item.ref)
+    result = plan.to_dict()
+    if plan.builder_command:
+        done = process.run(plan.builder_command, timeout=3600)
+        result["builder_output"] = done.stdout.strip().splitlines()[-1:] if done.stdout else []
+        if done.returncode != 0:
+            detail = done.stderr.strip()[:200]
+            raise DockerError(f"docker builder prune failed (exit {done.returncode}): {detail}")
+    return result

@@ -1,0 +1,297 @@
+"""Exact builds with imagekit's generated Containerfile, against the real daemon and BuildKit.
+
+The base image is a fake ``python:X-slim-bookworm``: busybox, stub tools (bench init/get-app/
+build --app, each with a fixed sleep) and this machine's real git, which fetches every app by
+commit from real smart-HTTP git servers on 127.0.0.1 (the build runs with BUILD_NETWORK=host to
+reach them). frappe and two public apps come from a server without auth, a private app from one
+that accepts only the canary token.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import secrets
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from frappe_imagekit import benchfile
+from frappe_imagekit.build import BuildOptions, execute_build, plan_build
+from frappe_imagekit.errors import DockerError, ExitCode
+from frappe_imagekit.workspace import Workspace
+from tests.integration.test_build import ProcWatch, _cached_steps, _step
+from tests.support import dockerd
+from tests.support.cli import invoke
+from tests.support.exactbench import build_fake_base
+from tests.support.githttp import GitHTTPServer, Remote, git, make_remote
+from tests.support.workspace import REPO_ROOT, make_workspace
+
+pytestmark = pytest.mark.integration
+
+APPS = ("alpha", "bravo", "charlie")  # alpha: public tag; bravo: private branch; charlie: public branch
+
+
+@pytest.fixture(scope="module")
+def fake_base(docker_daemon: str, busybox_image: str, tmp_path_factory) -> Iterator[str]:
+    """PYTHON_VERSION of a fake python base with real git (built once for this module)."""
+    version = f"3.{secrets.randbelow(10**6) + 100}.{secrets.randbelow(10**6)}"
+    tag = build_fake_base(docker_daemon, f"python:{version}-slim-bookworm", tmp_path_factory.mktemp("base"))
+    yield version
+    dockerd.docker(docker_daemon, "rmi", "-f", tag, check=False, timeout=120)
+
+
+@dataclass
+class Exact:
+    root: Path
+    remotes: dict[str, Remote]
+    public: GitHTTPServer
+    private: GitHTTPServer
+    image: str
+    canary: str
+    docker: str
+
+    def set_version(self, version: str) -> None:
+        env = self.root / ".env"
+        env.write_text(re.sub(r"(?m)^DE_SITE_VERSION=.*$", f"DE_SITE_VERSION={version}", env.read_text()))
+
+    def commits(self, ref: str) -> dict[str, str]:
+        script = f"cd {benchfile.COMMITS_DIR} && for f in *; do echo $f $(cat $f); done"
+        out = dockerd.docker(self.docker, "run", "--rm", ref, "sh", "-c", script).stdout
+        return dict(line.split() for line in out.splitlines())
+
+    def app_files(self, ref: str) -> str:
+        """Each app's history.txt (its content at the built commit)."""
+        script = "for a in alpha bravo charlie; do echo == $a; cat apps/$a/history.txt; done"
+        return dockerd.docker(self.docker, "run", "--rm", ref, "sh", "-c", script).stdout
+
+    def planned(self, manifest: dict) -> dict[str, str]:
+        return {p["name"]: p["sha"] for p in [manifest["frappe"], *manifest["apps"]]}
+
+    def build(self, version: str, **options: bool) -> tuple[dict, dict[str, bool]]:
+        self.set_version(version)
+        ws = Workspace.at(self.root)
+        plan = plan_build(ws, BuildOptions(**options))
+        data = execute_build(ws, plan)
+        log = (self.root / "builds" / f"{version}.log").read_text()
+        return data, _cached_steps(log)
+
+    def assert_no_canary(self, *texts: str) -> None:
+        for text in texts:
+            assert self.canary not in text
+        for path in (self.root / "builds").iterdir():
+            assert self.canary not in path.read_text(errors="replace"), path.name
+
+
+@pytest.fixture
+def exact(tmp_path: Path, fake_base: str, docker_daemon: str, unique_name, monkeypatch) -> Iterator[Exact]:
+    monkeypatch.setenv("IMAGEKIT_DOCKER", docker_daemon)
+    public_root, private_root = tmp_path / "public", tmp_path / "private"
+    remotes = {
+        "frappe": make_remote(public_root, "frappe", tags=(), annotated=(), branches=("version-15",)),
+        "alpha": make_remote(public_root, "alpha", tags=("v1.0.0",), annotated=("v1.0.0",), branches=()),
+        "bravo": make_remote(private_root, "bravo", tags=(), annotated=(), branches=("develop",)),
+        "charlie": make_remote(public_root, "charlie", tags=(), annotated=(), branches=("develop",)),
+    }
+    canary = "ghp_" + secrets.token_hex(18)
+    image = f"imagekit-test/{unique_name('exact')}"
+    # de-example.env as shipped, but FRAPPE_PATH may be a plain-http mirror on the loopback
+    example = (REPO_ROOT / "de-example.env").read_text().replace("(https|file)://", "(https?|file)://")
+    with GitHTTPServer(public_root) as public, GitHTTPServer(private_root, tokens=[canary]) as private:
+        root = make_workspace(
+            tmp_path / "ws",
+            env={
+                "FRAPPE_PATH": public.url("frappe.git"),
+                "IMAGE_NAME": image,
+                "DE_MACRS_PAT": canary,
+                "PYTHON_VERSION": fake_base,
+                "BUILD_NETWORK": "host",
+            },
+            apps=[
+                {"url": public.url("alpha.git"), "branch": "v1.0.0"},
+                {"url": private.url("bravo.git", "${DE_MACRS_PAT}"), "branch": "develop"},
+                {"url": public.url("charlie.git"), "branch": "develop"},
+            ],
+            example=example,
+        )
+        (root / ".dockerignore").write_text(".env\nbuilds\n")
+        scene = Exact(root, remotes, public, private, image, canary, docker_daemon)
+        try:
+            yield scene
+        finally:
+            for ref in dockerd.image_tags(docker_daemon, image):
+                dockerd.docker(docker_daemon, "rmi", "-f", ref, check=False, timeout=120)
+
+
+def _ran(steps: dict[str, bool]) -> dict[str, bool]:
+    """Which bench steps re-ran (True) or came from the cache (False)."""
+    names = ["frappe", *APPS]
+    return {name: not _step(steps, f"imagekit-git fetch {name} ") for name in names}
+
+
+def test_exact_commits_one_step_per_app_and_the_token_nowhere(exact: Exact) -> None:
+    ws = Workspace.at(exact.root)
+    exact.set_version("v1.0.0")
+    plan = plan_build(ws, BuildOptions())
+    planned = {p["name"]: p["sha"] for p in [plan.frappe, *plan.apps]}
+    # charlie's branch moves between resolution and build: the image must hold the resolved commit
+    moved = exact.remotes["charlie"].commit("after resolution", branch="develop")
+    assert moved != planned["charlie"]
+    watch = ProcWatch(exact.canary, f"{exact.image}:v1.0.0")
+    watch.start()
+    try:
+        first = execute_build(ws, plan)
+    finally:
+        watch.stop()
+    ref = f"{exact.image}:v1.0.0"
+    assert watch.docker_builds and watch.hits == []
+    assert exact.commits(ref) == planned
+    assert first["leak_scan"]["status"] == "clean"
+    assert first["containerfile"]["content"] == plan.containerfile.text
+    assert benchfile.is_generated(first["containerfile"]["content"])
+    assert first["build_args"]["IMAGEKIT_SHA_CHARLIE"] == planned["charlie"]
+    tier = first["base_tier"]
+    assert tier["built"] is True and tier["ref"] == f"{exact.image}:base-{tier['key']}"
+    assert first["build_args"]["IMAGEKIT_BASE"] == tier["ref"]
+    labels = dockerd.docker(
+        exact.docker, "image", "inspect", "--format", "{{json .Config.Labels}}", tier["ref"]
+    )
+    assert json.loads(labels.stdout)["io.imagekit.base-key"] == tier["key"]
+    history = dockerd.docker(exact.docker, "history", "--no-trunc", ref).stdout
+    assert exact.canary not in history  # (the builder stage, with the commit args, is not in it)
+    apps_txt = dockerd.docker(exact.docker, "run", "--rm", ref, "cat", "sites/apps.txt").stdout
+    assert apps_txt.split() == ["frappe", *APPS]
+    gits = dockerd.docker(exact.docker, "run", "--rm", ref, "sh", "-c", "find / -name .git | wc -l").stdout
+    assert gits.strip() == "0"
+    exact.assert_no_canary((exact.root / "builds" / "v1.0.0.log").read_text())
+
+    # bump of the last app (charlie moved above): only charlie's step runs again
+    second, steps = exact.build("v1.0.1")
+    assert _ran(steps) == {"frappe": False, "alpha": False, "bravo": False, "charlie": True}
+    assert second["base_tier"] == {**tier, "built": False}  # the same tier, reused
+    assert exact.commits(f"{exact.image}:v1.0.1") == {**planned, "charlie": moved}
+
+    # bump of a middle app: bravo and the app after it run again, nothing before
+    bravo = exact.remotes["bravo"].commit("bravo fix", branch="develop")
+    third, steps = exact.build("v1.0.2")
+    assert _ran(steps) == {"frappe": False, "alpha": False, "bravo": True, "charlie": True}
+    assert exact.commits(f"{exact.image}:v1.0.2") == {**planned, "charlie": moved, "bravo": bravo}
+    assert exact.planned(third) == exact.commits(f"{exact.image}:v1.0.2")
+
+    # no build cache at all (what `docker builder prune -af` leaves; not run on a shared daemon):
+    # every bench step runs again, the system tier image is reused as it is
+    fourth, steps = exact.build("v1.0.3", no_cache=True)
+    assert _ran(steps) == {"frappe": True, "alpha": True, "bravo": True, "charlie": True}
+    assert fourth["base_tier"] == {**tier, "built": False}
+    exact.assert_no_canary()
+
+
+def test_rebuild_fetches_the_recorded_commits_and_names_a_lost_one(exact: Exact) -> None:
+    exact.set_version("v1.0.0")
+    built = invoke("build", "-w", str(exact.root), "--progress", "plain")
+    assert built.exit_code == 0, built.stderr
+    original = json.loads((exact.root / "builds" / "v1.0.0.json").read_text())
+    content = exact.app_files(f"{exact.image}:v1.0.0")
+    # both branches move: a rebuild of an exact build does not care
+    exact.remotes["bravo"].commit("moved on", branch="develop")
+    exact.remotes["charlie"].commit("moved on", branch="develop")
+    dockerd.docker(exact.docker, "rmi", f"{exact.image}:v1.0.0")
+    dockerd.docker(exact.docker, "rmi", original["base_tier"]["ref"])  # a new machine: no tier yet
+    rebuilt = invoke("rebuild", "v1.0.0", "-w", str(exact.root), "--progress", "plain")
+    assert rebuilt.exit_code == 0, rebuilt.stderr
+    assert exact.commits(f"{exact.image}:v1.0.0") == exact.planned(original)
+    assert exact.app_files(f"{exact.image}:v1.0.0") == content  # the same app content, too
+    (record,) = (exact.root / "builds").glob("v1.0.0.rebuild-*.json")
+    tier = json.loads(record.read_text())["base_tier"]
+    assert tier == {**original["base_tier"], "built": True}  # the recorded tier, built again
+    shown = invoke("history", "v1.0.0", "-w", str(exact.root))
+    assert "system tier" in shown.stdout and tier["ref"] in shown.stdout
+    exact.assert_no_canary(built.stdout, built.stderr, rebuilt.stdout, rebuilt.stderr)
+
+    # history rewritten: charlie's recorded commit is gone from its remote
+    remote = exact.remotes["charlie"]
+    lost = original["apps"][2]["sha"]
+    git("reset", "-q", "--hard", remote.branches["main"], cwd=remote.work)
+    git("commit", "-q", "--allow-empty", "-m", "rewritten", cwd=remote.work)
+    git("push", "-q", "-f", "origin", "HEAD:develop", cwd=remote.work)
+    git("reflog", "expire", "--expire=now", "--all", cwd=remote.bare)
+    git("gc", "-q", "--prune=now", cwd=remote.bare)
+    again = invoke("rebuild", "v1.0.0", "-w", str(exact.root), "--force")
+    assert again.exit_code == ExitCode.DRIFT, again.stderr
+    message = " ".join(again.stderr.split())
+    assert f"charlie commit {lost} (recorded from develop) is no longer on its remote" in message
+    assert "Traceback" not in again.stderr
+
+
+def test_a_server_that_refuses_fetch_by_commit_gets_the_ref_checked(exact: Exact) -> None:
+    exact.public.protocol_v0_only = True  # upload-pack v0: only commits that refs point to
+    ws = Workspace.at(exact.root)
+    exact.set_version("v1.0.0")
+    plan = plan_build(ws, BuildOptions())
+    planned = plan.apps[2]["sha"]
+    exact.remotes["charlie"].commit("after resolution", branch="develop")
+    with pytest.raises(DockerError) as failed:
+        execute_build(ws, plan)
+    assert "failed" in failed.value.message
+    log = "\n".join(p.read_text() for p in (exact.root / "builds").glob("v1.0.0.failed-*.log"))
+    assert "the server refused to fetch charlie by commit: fetching develop and checking it" in log
+    now = exact.remotes["charlie"].branches["develop"]
+    assert f"charlie: develop is at {now}, not at the planned commit {planned}: refusing" in log
+    # no image under the version; the system tier it built stays for the next build
+    assert [t.split(":")[1][:5] for t in dockerd.image_tags(exact.docker, exact.image)] == ["base-"]
+
+
+def test_dry_run_prints_the_generated_containerfile_and_builds_nothing(exact: Exact) -> None:
+    exact.set_version("v1.0.0")
+    result = invoke("build", "-w", str(exact.root), "--dry-run")
+    assert result.exit_code == 0, result.stderr
+    assert "Containerfile: generated by imagekit (below) (exact mode)" in result.stdout
+    text = result.stdout.split("Generated Containerfile", 1)[1]
+    assert benchfile.MARK in text and "imagekit-git fetch charlie" in text
+    assert (
+        "IMAGEKIT_GIT_SECRET=<URLs and credentials of every repository: secret, never shown>" in result.stdout
+    )
+    assert "--secret id=imagekit_git,env=IMAGEKIT_GIT_SECRET" in result.stdout
+    assert exact.canary not in result.stdout + result.stderr
+    assert dockerd.image_tags(exact.docker, exact.image) == []
+
+    own = invoke("build", "-w", str(exact.root), "--dry-run", "--containerfile", str(
+        Path(__file__).resolve().parents[1] / "fixtures" / "build" / "secret.Containerfile"))  # fmt: skip
+    assert own.exit_code == 0, own.stderr
+    assert "exact commits (each app fetched at its resolved commit" in " ".join(own.stderr.split())
+    assert "Generated Containerfile" not in own.stdout and "(secret mode" in own.stdout
+
+
+def test_lock_pins_the_build_and_frozen_refuses_a_stale_lock(exact: Exact) -> None:
+    exact.set_version("v1.0.0")
+    locked = invoke("lock", "-w", str(exact.root), "--json")
+    assert locked.exit_code == 0, locked.stderr
+    lock = json.loads((exact.root / "apps.lock.json").read_text())
+    assert json.loads(locked.stdout) == lock
+    assert lock["apps"][1]["url"] == exact.private.url("bravo.git", "${DE_MACRS_PAT}")
+    assert lock["apps"][1]["sha"] == exact.remotes["bravo"].branches["develop"]
+    # bravo's branch moves on: the build takes the locked commit, not the new one
+    exact.remotes["bravo"].commit("not locked", branch="develop")
+    built = invoke("build", "-w", str(exact.root), "--frozen", "--progress", "plain")
+    assert built.exit_code == 0, built.stderr
+    assert "apps.lock.json: every commit taken from the lock" in built.stderr
+    assert exact.commits(f"{exact.image}:v1.0.0") == {
+        e["name"]: e["sha"] for e in [lock["frappe"], *lock["apps"]]
+    }
+
+    # charlie now follows another branch in apps.json: --frozen refuses, a plain build updates the lock
+    exact.remotes["charlie"].branch("release")
+    apps = json.loads((exact.root / "apps.json").read_text())
+    apps[2]["branch"] = "release"
+    (exact.root / "apps.json").write_text(json.dumps(apps, indent=2))
+    exact.set_version("v1.0.1")
+    frozen = invoke("build", "-w", str(exact.root), "--frozen", "--dry-run")
+    assert frozen.exit_code == ExitCode.VALIDATION
+    assert "apps.lock.json is stale for charlie" in " ".join(frozen.stderr.split())
+    dry = invoke("build", "-w", str(exact.root), "--dry-run")
+    assert dry.exit_code == 0, dry.stderr
+    assert "apps.lock.json: charlie resolved again; would update the lock" in " ".join(dry.stderr.split())
+    assert json.loads((exact.root / "apps.lock.json").read_text()) == lock
+    exact.assert_no_canary(locked.stdout, locked.stderr, built.stdout, built.stderr, dry.stdout)
