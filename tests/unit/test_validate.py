@@ -164,6 +164,7 @@ def test_host_spec_refuses(spec: object, reason: str) -> None:
 def test_host_spec_hides_a_token() -> None:
     with pytest.raises(ConfigError) as caught:
         validate.host_spec("ghp_" + "A" * 36 + "@h:x")
+    assert "ghp_" not in caught.value.message
 
 
 # --- exact builds (benchfile) --------------------------------------------------------------------
