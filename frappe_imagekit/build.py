@@ -15,12 +15,13 @@ import re
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from frappe_imagekit import dockercli, manifest
+from frappe_imagekit import cacerts, dockercli, manifest
+from frappe_imagekit.cacerts import CaCerts
 from frappe_imagekit.errors import (
     ConfigError,
     DockerError,
@@ -96,6 +97,7 @@ class BuildPlan:
     created: str = ""
     exact: Exact | None = None  # imagekit's generated Containerfile (its secret is SECRET)
     network: str | None = None  # docker build --network (BUILD_NETWORK in .env)
+    ca_certs: CaCerts | None = None  # CA_CERTS_FILE, passed as the ca_certs secret
 
     @property
     def ref(self) -> str:
@@ -123,7 +125,7 @@ class BuildPlan:
             secret_id, secret_var = SECRET_ID, SECRET_ENV
         else:
             secret_var = dockercli.SECRET_ENV
-        return dockercli.BuildRequest(
+        request = dockercli.BuildRequest(
             cli=self.cli,
             context=self.context,
             containerfile=self.containerfile_file or Path(str(self.containerfile.path)),
@@ -137,6 +139,17 @@ class BuildPlan:
             pull=self.pull,
             network=self.network,
         )
+        return self.with_ca_certs(request)
+
+    def with_ca_certs(self, request: dockercli.BuildRequest) -> dockercli.BuildRequest:
+        """``request`` plus the ca_certs secret, when CA_CERTS_FILE is set."""
+        if self.ca_certs is None:
+            return request
+        return replace(request, secrets=(*request.secrets, (cacerts.SECRET_ID, cacerts.SECRET_ENV)))
+
+    def child_env(self, env: dict[str, str]) -> dict[str, str]:
+        """``env`` plus the CA certificates the ca_certs secret reads (public, not secret)."""
+        return env | ({cacerts.SECRET_ENV: self.ca_certs.text} if self.ca_certs else {})
 
     def command(self) -> list[str]:
         """The docker argv (token-free: the secret travels in ``secret_env``). It names no tag:
@@ -146,7 +159,7 @@ class BuildPlan:
 
     def secret_env(self) -> dict[str, str]:
         """The child-only environment: BuildKit switch plus the injected apps.json (SECRET)."""
-        env = self.cli.env()
+        env = self.child_env(self.cli.env())
         if self.exact is not None:
             from frappe_imagekit.benchfile import SECRET_ENV
 
@@ -163,6 +176,7 @@ class BuildPlan:
             dockercli.SECRET_ENV: "<the injected apps.json: secret, never shown>",
             BASE64_ARG: "<base64 of the injected apps.json: secret, never shown>",
             "IMAGEKIT_GIT_SECRET": "<URLs and credentials of every repository: secret, never shown>",
+            cacerts.SECRET_ENV: f"<the CA certificates of {self.ca_certs.path if self.ca_certs else ''}>",
         }
         return {k: described.get(k, v) for k, v in self.secret_env().items()}
 
@@ -398,6 +412,9 @@ def assemble_plan(
     from frappe_imagekit import exactbuild
     from frappe_imagekit.gitremote import workspace_commit
 
+    ca_certs = cacerts.load(ws.root, env)
+    if ca_certs is not None:
+        env = env | {cacerts.SHA_ARG: ca_certs.sha256}
     exact = exactbuild.prepare(containerfile, frappe, apps, injected, env)
     if exact is not None:
         containerfile = exact.containerfile
@@ -416,6 +433,8 @@ def assemble_plan(
     fp = fingerprint(frappe["sha"], apps)
     build_args = select_build_args(containerfile.declared_args, env, fp)
     build_args |= exact.build_args if exact is not None else {}
+    if ca_certs is not None and containerfile.declares(cacerts.SHA_ARG):
+        build_args[cacerts.SHA_ARG] = ca_certs.sha256
     created = datetime.now(UTC).replace(microsecond=0).isoformat()
     commit, _dirty = workspace_commit(ws.root)
     labels = make_labels(
@@ -433,6 +452,7 @@ def assemble_plan(
     context = (options.context or ws.root).resolve()
     checks = (
         mode_warning(containerfile),
+        _ca_certs_warning(containerfile, ca_certs),
         _cache_bust_warning(containerfile) if exact is None else None,
         _context_warning(context),
     )
@@ -469,6 +489,7 @@ def assemble_plan(
         created=created,
         exact=exact,
         network=_build_network(env),
+        ca_certs=ca_certs,
     )
 
 
@@ -542,6 +563,16 @@ def _context_warning(context: Path) -> str | None:
     return (
         f"the build context {context} holds .env (your tokens) and .dockerignore does not "
         "exclude it, so a COPY could put it in the image: add a line `.env` to .dockerignore."
+    )
+
+
+def _ca_certs_warning(containerfile: Containerfile, ca_certs: CaCerts | None) -> str | None:
+    if ca_certs is None or any(m.id == cacerts.SECRET_ID for m in containerfile.secret_mounts):
+        return None
+    return (
+        f"{cacerts.ENV_KEY} is set, but {_cf_name(containerfile)} has no "
+        f"RUN --mount=type=secret,id={cacerts.SECRET_ID}: the certificates are passed but not "
+        "installed; imagekit's containerfiles/Containerfile installs them."
     )
 
 

@@ -33,7 +33,8 @@ OWN_CONTAINERFILE_NOTE = (
 )
 
 
-TIER_ARGS = ("PYTHON_VERSION", "NODE_VERSION")  # the .env values the system tier is built with
+# the .env values the system tier is built with; CA_CERTS_SHA256 is set by build from CA_CERTS_FILE
+TIER_ARGS = ("PYTHON_VERSION", "NODE_VERSION", "CA_CERTS_SHA256")
 BASE_KEY_LABEL = "io.imagekit.base-key"
 
 
@@ -213,8 +214,11 @@ def ensure_base(plan: BuildPlan, sink: Callable[[str], None]) -> BaseTier:
         cli=plan.cli, context=plan.context, containerfile=path, tag=tier.ref, iidfile=iid,
         build_args=tier.build_args, labels={BASE_KEY_LABEL: tier.key}, pull=plan.pull, network=plan.network,
     )  # fmt: skip
+    request = plan.with_ca_certs(request)
     try:
-        code = dockercli.run_build(dockercli.build_command(request), plan.cli.env(), sink, None)
+        code = dockercli.run_build(
+            dockercli.build_command(request), plan.child_env(plan.cli.env()), sink, None
+        )
     finally:
         path.unlink(missing_ok=True)
         iid.unlink(missing_ok=True)

@@ -455,3 +455,28 @@ def test_workspace_commit_and_env_containerfile_reach_labels_and_manifest(
         ).stdout  # fmt: skip
     )
     assert labels["org.opencontainers.image.revision"] == commit
+
+
+PEM = "-----BEGIN CERTIFICATE-----\nMIIBimagekittestca\n-----END CERTIFICATE-----\n"
+
+
+def test_ca_certs_file_reaches_the_build_and_changed_certs_rerun_the_step(bws: BuildWorkspace) -> None:
+    """CA_CERTS_FILE: the PEM reaches the ca_certs secret mount, CA_CERTS_SHA256 keys the step,
+    so new certificates are installed although a secret is not part of the cache key."""
+    containerfile = bws.containerfile("ca-certs.Containerfile")
+    (bws.root / "certs").mkdir()
+    (bws.root / "certs" / "proxy.pem").write_text(PEM)
+    with (bws.root / ".env").open("a") as env:
+        env.write(f"CONTAINERFILE={containerfile.name}\nCA_CERTS_FILE=certs/proxy.pem\n")
+    result = invoke("build", "-w", str(bws.root))
+    assert result.exit_code == 0, result.stderr
+    ref = f"{bws.image}:v1.0.0"
+    assert bws.cat(ref, "/ca.crt") == PEM
+    assert bws.cat(ref, "/ca.key").split()[1] == hashlib.sha256(PEM.encode()).hexdigest()
+    assert bws.manifest("v1.0.0")["build_args"]["CA_CERTS_SHA256"] == hashlib.sha256(PEM.encode()).hexdigest()
+
+    newer = PEM.replace("imagekittestca", "imagekitnewerca")
+    (bws.root / "certs" / "proxy.pem").write_text(newer)
+    bws.set_version("v1.0.1")
+    assert invoke("build", "-w", str(bws.root)).exit_code == 0
+    assert bws.cat(f"{bws.image}:v1.0.1", "/ca.crt") == newer
