@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from frappe_imagekit import manifest as manifests
+from frappe_imagekit import validate
 from frappe_imagekit.errors import (
     DriftError,
     ExitCode,
@@ -224,22 +225,29 @@ def load_original(ws: Workspace, version: str) -> tuple[Path, dict[str, Any]]:
 
 
 def recorded_pins(original: Mapping[str, Any], ws: Workspace, env: Mapping[str, str]) -> list[PinDrift]:
-    """frappe and each app as recorded, with the ``${VAR}`` URL the current workspace uses."""
+    """frappe and each app as recorded, with the ``${VAR}`` URL the current workspace uses.
+
+    The manifest is repository content: its URLs, refs and SHAs pass the same validators as
+    apps.json before anything reaches git or a build, and a ``${VAR}`` it writes into a URL
+    never chooses a token (``history.with_placeholders``).
+    """
     from frappe_imagekit.appsjson import token_vars
 
     known = placeholder_urls(ws, env)
     result = []
     for pin in [original["frappe"], *(original.get("apps") or [])]:
-        url = with_placeholders(str(pin.get("url") or ""), known)
+        name = str(pin.get("name") or "frappe")
+        where = f"the manifest's {validate.not_an_option(name, 'an app name')}"
+        url = with_placeholders(validate.repo_url(pin.get("url"), f"{where} url"), known)
         names = token_vars(url)
         result.append(
             PinDrift(
-                name=str(pin.get("name") or "frappe"),
+                name=name,
                 url=url,
                 token_var=names[0] if names else None,
-                ref=str(pin["ref"]),
+                ref=validate.git_ref(pin.get("ref"), f"{where} ref"),
                 ref_kind=pin.get("ref_kind"),
-                recorded_sha=str(pin.get("sha") or ""),
+                recorded_sha=validate.commit_sha(pin.get("sha"), f"{where} sha"),
                 current_sha=None,
             )
         )
@@ -365,11 +373,11 @@ def _image_name(original: Mapping[str, Any]) -> str:
 
 def _redactor(ws: Workspace, env: Mapping[str, str], drift: DriftReport) -> Redactor:
     """Knows every token the pins use and every key de-example.env marks @secret."""
-    from frappe_imagekit.envfile import parse_example_text
+    from frappe_imagekit.envfile import parse_example_text, read_text
 
     secret_keys = {p.token_var for p in drift.pins if p.token_var}
     if ws.example_file.is_file():
-        specs = parse_example_text(ws.example_file.read_text(encoding="utf-8"))
+        specs = parse_example_text(read_text(ws.example_file, "de-example.env"))
         secret_keys |= {name for name, spec in specs.items() if spec.secret}
     return Redactor(env.get(key, "") for key in sorted(secret_keys))
 
