@@ -17,7 +17,9 @@ _MIN_SECRET_LEN = 4  # shorter values would mask ordinary words
 _MIN_WRAPPED = 8  # base64 chars at a line edge that count as a piece of a wrapped form (48 bits)
 # A run of base64 characters touching the start or the end of a line: where a form cut by a
 # line break (``base64`` wraps at 76 columns, openssl at 64, MIME with CRLF) leaves a piece.
-_EDGE_RUN = re.compile(rf"^[A-Za-z0-9+/=_-]{{{_MIN_WRAPPED},}}|[A-Za-z0-9+/=_-]{{{_MIN_WRAPPED},}}\r?$", re.M)
+_B64 = "[A-Za-z0-9+/=_-]"
+# Linear time: a run starts only where none precedes it and is taken whole (possessive).
+_EDGE_RUN = re.compile(rf"^{_B64}{{{_MIN_WRAPPED},}}+|(?<!{_B64}){_B64}{{{_MIN_WRAPPED},}}+(?=\r?$)", re.M)
 
 
 def secret_forms(value: str) -> set[str]:
@@ -99,20 +101,16 @@ class Redactor:
         """A run at a line's start that ends a base64 form, or at its end that begins one (a
         form cut by a line break), is masked; a whole line inside one form too."""
         run = match.group()
-        cr = "\r" if run.endswith("\r") else ""
-        run = run.removesuffix("\r")
         string = match.string
         at_start = match.start() == 0 or string[match.start() - 1] == "\n"
         at_end = match.end() == len(string) or string[match.end()] in "\r\n"
         for form in self._wrapped:
             if at_start and at_end and run in form:
-                return MASK + cr
-            if at_end and _longest_suffix_prefix(run, form) >= _MIN_WRAPPED:
-                cut = _longest_suffix_prefix(run, form)
-                return run[:-cut] + MASK + cr
-            if at_start and _longest_suffix_prefix(form, run) >= _MIN_WRAPPED:
-                cut = _longest_suffix_prefix(form, run)
-                return MASK + run[cut:] + cr
+                return MASK
+            if at_end and (cut := _longest_suffix_prefix(run, form)):
+                return run[:-cut] + MASK
+            if at_start and (cut := _longest_suffix_prefix(form, run)):
+                return MASK + run[cut:]
         return match.group()
 
     def redact_bytes(self, data: bytes) -> bytes:
