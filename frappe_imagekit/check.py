@@ -77,10 +77,19 @@ class CheckReport:
 
 
 def pin_dict(pin: Any) -> dict[str, Any]:
+    """A pin for the report; a URL or ref that broke a rule is not repeated (its finding says
+    what is wrong; the text itself may hold a pasted token)."""
+    from frappe_imagekit import validate
+
+    url_ok = not validate.repo_url_problems(pin.url, "url")
+    try:
+        ref = validate.git_ref(pin.ref, "ref")
+    except ConfigError:
+        ref = None
     return {
-        "name": pin.name,
-        "url": appsjson.public_url(pin.url),
-        "ref": pin.ref,
+        "name": pin.name if url_ok else "?",
+        "url": appsjson.public_url(pin.url) if url_ok else None,
+        "ref": ref,
         "ref_kind": str(pin.ref_kind),
         "sha": pin.sha,
         "status": pin_status(pin),
