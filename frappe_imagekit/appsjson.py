@@ -84,6 +84,11 @@ def public_url(url: str) -> str:
     return parts._replace(netloc=host).geturl()
 
 
+def _shown_url(url: str) -> str:
+    """The URL as a message may repeat it: token-free, or not at all if it breaks a rule."""
+    return public_url(url) if not validate.repo_url_problems(url, "url") else "the same URL"
+
+
 def manifest_url(url: str) -> str:
     """The URL as manifests record it: a ``${VAR}@`` placeholder kept (it names the token a
     rebuild needs), any other user part dropped (it could be a credential)."""
@@ -330,7 +335,7 @@ def duplicate_and_dependency_issues(entries: list[AppEntry]) -> list[EnvIssue]:
                     "error",
                     "apps-duplicate",
                     (
-                        f"apps.json [{entry.index}] repeats {public_url(entry.url)} "
+                        f"apps.json [{entry.index}] repeats {_shown_url(entry.url)} "
                         f"(already [{seen[identity].index}]): bench would clone it twice and fail; "
                         "keep one entry."
                     ),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,6 +34,7 @@ class CheckReport:
     env: dict[str, str] = field(default_factory=dict)
     secret_keys: set[str] = field(default_factory=set)
     declared: set[str] = field(default_factory=set)  # keys de-example.env declares
+    hidden: set[str] = field(default_factory=set)  # keys whose values are masked (secrets and more)
     redactor: Redactor = field(default_factory=Redactor)
     frappe: Any = None  # pins.PinResult
     apps: list[Any] = field(default_factory=list)  # pins.PinResult, in apps.json order
@@ -69,7 +71,7 @@ class CheckReport:
             "warnings": len(self.warnings),
             "findings": [vars(f) for f in self.findings],
             # only keys de-example.env declares: any other "key" may be a line of another file
-            "env": {k: v for k, v in self.env.items() if k in self.declared and k not in self.secret_keys},
+            "env": {k: v for k, v in self.env.items() if k in self.declared and k not in self.hidden},
             "frappe": pin_dict(self.frappe) if self.frappe else None,
             "apps": [pin_dict(p) for p in self.apps],
         }
@@ -114,7 +116,9 @@ def run_check(
     report.env = env.values
     report.secret_keys = {s.name for s in specs.values() if s.secret}
     report.declared = set(specs)
-    for key in report.secret_keys:
+    report.apps_json_text = envfile.read_text(ws.apps_file, "apps.json")
+    report.hidden = _hidden_keys(report)
+    for key in report.hidden:
         report.redactor.add(env.values.get(key, ""))
     report.add(env.issues)
     report.add(envfile.validate_env(env, specs))
@@ -127,6 +131,18 @@ def run_check(
     _check_apps(ws, report)
     _resolve(report, offline=offline, strict=strict)
     return report
+
+
+_TOKEN_SHAPE = re.compile(r"(ghp_|gho_|ghs_|ghu_|github_pat_|glpat-)[A-Za-z0-9_]{8,}")
+
+
+def _hidden_keys(report: CheckReport) -> set[str]:
+    """Keys whose values are masked everywhere: the ``@secret`` ones, and, whatever
+    de-example.env says (it is repository content: a pull request can drop a ``@secret``),
+    every variable apps.json uses as a token and every value shaped like a token."""
+    used = set(appsjson.token_vars(report.apps_json_text))
+    shaped = {k for k, v in report.env.items() if _TOKEN_SHAPE.search(v)}
+    return report.secret_keys | (used & set(report.env)) | shaped
 
 
 def _load_env(ws: Workspace, report: CheckReport) -> tuple[dict[str, KeySpec], ParsedEnv]:
@@ -222,7 +238,6 @@ def _version_is_new(ws: Workspace, version: str) -> list[EnvIssue]:
 
 
 def _check_apps(ws: Workspace, report: CheckReport) -> None:
-    report.apps_json_text = envfile.read_text(ws.apps_file, "apps.json")
     entries, issues = appsjson.parse_apps_text(report.apps_json_text)
     report.add(issues)
     if issues:

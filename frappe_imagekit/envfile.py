@@ -54,7 +54,8 @@ class KeySpec:
 
     @property
     def example_line(self) -> str:
-        return f"{self.name}={'<secret>' if self.secret else self.example_value}"
+        hidden = self.secret or _TOKEN_SHAPE.search(self.example_value) is not None
+        return f"{shown_key(self.name)}={'<secret>' if hidden else self.example_value}"
 
 
 @dataclass
@@ -156,7 +157,7 @@ def parse_env_text(text: str, filename: str = ".env") -> ParsedEnv:
 
 _LINE_KEY = re.compile(r"\s*(?:export\s+)?([^=#\s'\"]+)\s*=")
 _PLAIN_KEY = re.compile(r"[A-Z_][A-Z0-9_]{0,63}|[a-z_][a-z0-9_]{0,63}")
-_TOKEN_SHAPE = re.compile(r"(ghp_|gho_|ghs_|ghu_|github_pat_|glpat-)", re.IGNORECASE)
+_TOKEN_SHAPE = re.compile(r"(ghp_|gho_|ghs_|ghu_|github_pat_|glpat-)", re.IGNORECASE)  # also in values
 
 
 def shown_key(key: str) -> str:
@@ -202,6 +203,9 @@ def parse_example_text(text: str) -> dict[str, KeySpec]:
             continue
         spec = KeySpec(binding.key, _real_line(binding.original.line, original), binding.value or "")
         _apply_annotations(spec, block)
+        if (earlier := specs.get(spec.name)) is not None:  # declared twice: never un-secret a key
+            spec.secret = spec.secret or earlier.secret
+            spec.required = spec.required or earlier.required
         specs[spec.name] = spec
         block = []
     return specs
@@ -343,7 +347,8 @@ def _value_issues(spec: KeySpec, value: str) -> list[EnvIssue]:
         shown = "(secret value hidden)" if spec.secret else repr(value)
         return error("env-pattern", f"is {shown}, which does not match {spec.pattern}: correct it")
     if spec.choices and value not in spec.choices:
-        return error("env-choice", f"is {value!r}; allowed: {', '.join(spec.choices)}: pick one")
+        shown = "(secret value hidden)" if spec.secret else repr(value)
+        return error("env-choice", f"is {shown}; allowed: {', '.join(spec.choices)}: pick one")
     return []
 
 

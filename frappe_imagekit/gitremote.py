@@ -119,10 +119,17 @@ def checked_url(url: str) -> str:
     its own rule that it must not be committed.
     """
     text = validate.not_an_option(url, "the repository URL", GitURLRefused)
-    problems = [p for p in validate.repo_url_problems(text, "the repository URL") if p[0] != "apps-raw-token"]
+    problems = validate.repo_url_problems(text, "the repository URL")
+    if problems and problems[0][0] == "apps-raw-token":  # allowed in the user part only
+        problems = validate.repo_url_problems(_without_userinfo(text), "the repository URL")
     if problems:
         raise GitURLRefused(problems[0][1])
     return text
+
+
+def _without_userinfo(url: str) -> str:
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
 
 
 def _expand_userinfo(userinfo: str, env: Mapping[str, str], secrets: list[str]) -> str:

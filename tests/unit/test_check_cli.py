@@ -234,3 +234,18 @@ def test_a_placeholder_in_the_url_path_is_an_error(tmp_path):
     assert [f["code"] for f in data["findings"] if f["level"] == "error"] == ["url-placeholder-place"]
     assert data["apps"][0]["status"] == "skipped"
     _assert_nothing_leaked(result)
+
+
+@pytest.mark.parametrize(
+    "example",
+    [
+        REPO_EXAMPLE.read_text() + "\nDE_MACRS_PAT=redeclared without @secret\n",  # declared twice
+        REPO_EXAMPLE.read_text().replace("# @secret\n", ""),  # @secret dropped by a pull request
+    ],
+    ids=["redeclared", "unmarked"],
+)
+def test_a_token_stays_hidden_whatever_de_example_env_says(tmp_path, example):
+    result = check(make_workspace(tmp_path, example=example), "--json")
+    data = json.loads(result.stdout)
+    assert "DE_MACRS_PAT" not in data["env"] and data["env"]["IMAGE_NAME"]
+    _assert_nothing_leaked(result)
