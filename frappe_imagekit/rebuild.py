@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 from frappe_imagekit import manifest as manifests
 from frappe_imagekit import validate
 from frappe_imagekit.errors import (
+    ConfigError,
     DriftError,
     ExitCode,
     GitError,
@@ -304,7 +305,7 @@ def _build_plan(
 
     version = str(original["version"])
     frappe, *apps = [_pin_for_build(pin) for pin in drift.pins]
-    recorded_args = dict(original.get("build_args") or {})
+    recorded_args = _recorded_args(original)
     plan_env = {
         **{k: v for k, v in recorded_args.items() if k != build.CACHE_BUST},
         "FRAPPE_BRANCH": frappe["ref"],
@@ -345,6 +346,26 @@ def _build_plan(
     plan.build_args = args
     plan.tag = options.tag or version
     return plan
+
+
+def _recorded_args(original: Mapping[str, Any]) -> dict[str, str]:
+    """The manifest's build args, each a variable name with a string value; FRAPPE_PATH passes
+    the URL rules and holds no ``${VAR}`` (build args are public)."""
+    args = original.get("build_args") or {}
+    if not isinstance(args, Mapping):
+        raise ConfigError("the manifest's build_args is not an object: fix or restore the manifest.")
+    checked = {}
+    for key, value in args.items():
+        name = validate.env_name(key, "a build arg name in the manifest")
+        checked[name] = validate.not_an_option(value, f"the manifest's build arg {name}")
+    if "FRAPPE_PATH" in checked:
+        path = validate.repo_url(checked["FRAPPE_PATH"], "the manifest's build arg FRAPPE_PATH")
+        if "${" in path or "@" in path.partition("//")[2].partition("/")[0]:
+            raise ConfigError(
+                "the manifest's build arg FRAPPE_PATH holds a credential: build args are public; "
+                "fix or restore the manifest."
+            )
+    return checked
 
 
 def _pin_for_build(pin: PinDrift) -> dict[str, Any]:

@@ -352,3 +352,24 @@ def test_cli_dry_run_refuses_crafted_manifest_values(
     assert message in result.stderr and "the manifest's" in result.stderr
     assert "Traceback" not in result.stderr and CANARY not in result.stdout + result.stderr
     assert not marker.exists() and server.requests == []
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("--upload-pack=touch /tmp/x", "cannot start with '-'"),
+        ("https://${DE_MACRS_PAT}@github.com/frappe/frappe", "FRAPPE_PATH holds a credential"),
+        ("http://attacker.example/frappe", "FRAPPE_PATH uses plain http"),
+    ],
+)
+def test_cli_dry_run_refuses_a_crafted_frappe_path_build_arg(
+    tmp_path, remotes, server, no_image, value, message
+):
+    ws = _workspace(tmp_path, remotes, server)
+    path = ws.builds_dir / "v1.0.0.json"
+    manifest = json.loads(path.read_text())
+    manifest["build_args"]["FRAPPE_PATH"] = value
+    path.write_text(json.dumps(manifest))
+    result = invoke("rebuild", "v1.0.0", "--dry-run", "-w", str(ws.root))
+    assert result.exit_code == int(ExitCode.VALIDATION), result.stderr
+    assert message in result.stderr and CANARY not in result.stdout + result.stderr
