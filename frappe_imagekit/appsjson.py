@@ -126,10 +126,15 @@ def inject(apps: list[dict[str, Any]], env: Mapping[str, str]) -> InjectedApps:
     return InjectedApps(text, base64.b64encode(text.encode()).decode())
 
 
+_TOO_DEEP = EnvIssue("error", "apps-json", "apps.json is nested too deeply to be a list of apps: fix it.")
+
+
 def parse_apps_text(text: str) -> tuple[list[AppEntry], list[EnvIssue]]:
     """Parse and validate apps.json text (structure only; no env, no network)."""
     try:
         data = json.loads(text)
+    except RecursionError:
+        return [], [_TOO_DEEP]
     except json.JSONDecodeError as exc:
         return [], [
             EnvIssue(
@@ -138,8 +143,11 @@ def parse_apps_text(text: str) -> tuple[list[AppEntry], list[EnvIssue]]:
                 (f"apps.json is not valid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}."),
             )
         ]
-    lines = json_path_lines(text)
-    issues = _schema_issues(data, lines)
+    try:
+        lines = json_path_lines(text)
+        issues = _schema_issues(data, lines)
+    except RecursionError:
+        return [], [_TOO_DEEP]
     if issues:
         return [], issues
     entries = [

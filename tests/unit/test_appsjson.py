@@ -175,3 +175,10 @@ def test_an_unparseable_url_does_not_crash_parsing():
     entries, issues = parse('[{"url": "https://[::1/app.git", "branch": "v1"}]')
     assert issues == [] and entries[0].name == "app.git"[:-4]
     assert appsjson.public_url("https://[::1/app.git") == "(invalid URL)"
+
+
+@pytest.mark.parametrize("depth", [5_000, 200_000])
+def test_deeply_nested_json_is_one_error_not_a_crash(depth):
+    entries, issues = parse("[" * depth + "]" * depth)
+    assert entries == [] and [i.code for i in issues] == ["apps-json"]
+    assert "nested too deeply" in issues[0].message
