@@ -161,7 +161,15 @@ _LOOPBACK_HOSTS = {"localhost", "::1"}
 
 
 def _is_loopback(host: str) -> bool:
-    return host in _LOOPBACK_HOSTS or host.startswith("127.")
+    """localhost or a loopback IP literal; never a name like ``127.0.0.1.attacker.example``."""
+    import ipaddress
+
+    if host in _LOOPBACK_HOSTS:
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def repo_url_problems(url: str, what: str) -> list[tuple[str, str]]:
