@@ -10,12 +10,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
 
+from frappe_imagekit import validate
 from frappe_imagekit.envfile import EnvIssue
+from frappe_imagekit.errors import ImagekitError
 
 PLACEHOLDER = re.compile(r"\$\{(\w+)\}")
-_LOOPBACK_HOSTS = {"localhost", "::1"}
 _KEY_INTENTS = {
     "version": "branch",
     "tag": "branch",
@@ -28,7 +29,6 @@ _KEY_INTENTS = {
     "link": "url",
     "path": "url",
 }
-_TOKEN_SHAPES = re.compile(r"(ghp_|gho_|ghs_|ghu_|github_pat_|glpat-)[A-Za-z0-9_]{8,}")
 
 # Apps that need another app listed too (bench does not resolve dependencies). Keep it small.
 REQUIRED_APPS: dict[str, tuple[str, ...]] = {
@@ -66,33 +66,48 @@ def token_vars(url: str) -> list[str]:
     return PLACEHOLDER.findall(url)
 
 
+def _split(url: str) -> SplitResult | None:
+    try:
+        return urlsplit(url)
+    except ValueError:  # "Invalid IPv6 URL": reported by the URL rules
+        return None
+
+
 def public_url(url: str) -> str:
     """The URL without its user part (a ${VAR} placeholder or anything else before '@')."""
-    parts = urlsplit(url)
+    parts = _split(url)
+    if parts is None:
+        return "(invalid URL)"
     if "@" not in parts.netloc:
         return url
     host = parts.netloc.rsplit("@", 1)[1]
     return parts._replace(netloc=host).geturl()
 
 
+def _shown_url(url: str) -> str:
+    """The URL as a message may repeat it: token-free, or not at all if it breaks a rule."""
+    return public_url(url) if not validate.repo_url_problems(url, "url") else "the same URL"
+
+
 def manifest_url(url: str) -> str:
     """The URL as manifests record it: a ``${VAR}@`` placeholder kept (it names the token a
     rebuild needs), any other user part dropped (it could be a credential)."""
-    netloc = urlsplit(url).netloc
+    netloc = parts.netloc if (parts := _split(url)) else ""
     if "@" in netloc and PLACEHOLDER.fullmatch(netloc.rsplit("@", 1)[0]):
         return url
     return public_url(url)
 
 
 def app_name(url: str) -> str:
-    path = urlsplit(url).path.rstrip("/")
+    parts = _split(url)
+    path = (parts.path if parts else url).rstrip("/")
     name = path.rsplit("/", 1)[-1]
     return name[:-4] if name.endswith(".git") else name
 
 
 def repo_identity(url: str) -> str:
     """host/path, lower-case, without user part or .git: two URLs of one repository compare equal."""
-    parts = urlsplit(public_url(url))
+    parts = _split(public_url(url)) or urlsplit("")
     path = parts.path.rstrip("/")
     path = path[:-4] if path.endswith(".git") else path
     return f"{parts.scheme}://{parts.netloc.lower()}{path.lower()}"
@@ -111,10 +126,15 @@ def inject(apps: list[dict[str, Any]], env: Mapping[str, str]) -> InjectedApps:
     return InjectedApps(text, base64.b64encode(text.encode()).decode())
 
 
+_TOO_DEEP = EnvIssue("error", "apps-json", "apps.json is nested too deeply to be a list of apps: fix it.")
+
+
 def parse_apps_text(text: str) -> tuple[list[AppEntry], list[EnvIssue]]:
     """Parse and validate apps.json text (structure only; no env, no network)."""
     try:
         data = json.loads(text)
+    except RecursionError:
+        return [], [_TOO_DEEP]
     except json.JSONDecodeError as exc:
         return [], [
             EnvIssue(
@@ -123,8 +143,11 @@ def parse_apps_text(text: str) -> tuple[list[AppEntry], list[EnvIssue]]:
                 (f"apps.json is not valid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}."),
             )
         ]
-    lines = json_path_lines(text)
-    issues = _schema_issues(data, lines)
+    try:
+        lines = json_path_lines(text)
+        issues = _schema_issues(data, lines)
+    except RecursionError:
+        return [], [_TOO_DEEP]
     if issues:
         return [], issues
     entries = [
@@ -252,55 +275,25 @@ def _string_end(text: str, i: int) -> int:
 
 
 def url_issues(entry: AppEntry, env_keys: set[str], secret_keys: set[str]) -> list[EnvIssue]:
-    """URL rules: https (http only to loopback, file:// for mirrors), no ssh, no pasted tokens."""
+    """The URL rules (``validate.repo_url_problems``: https, http only to loopback, file:// for
+    mirrors, no ssh, no option, placeholders only as the user part, no pasted tokens), then
+    whether each placeholder names a variable of .env."""
     where = f"apps.json [{entry.index}].url" + (f" (line {entry.line})" if entry.line else "")
-    url = entry.url
-    if url.startswith("git@") or url.startswith("ssh://") or re.match(r"^[\w.-]+@[\w.-]+:", url):
-        return [
-            EnvIssue(
-                "error",
-                "apps-ssh",
-                (
-                    f"{where} is an SSH URL: the image build has no SSH key and bench clones over https; "
-                    "use https://${TOKEN_VAR}@github.com/org/repo.git with the token in .env."
-                ),
-            )
-        ]
-    parts = urlsplit(url)
-    issues = []
-    if (
-        parts.scheme == "http"
-        and (parts.hostname or "") not in _LOOPBACK_HOSTS
-        and not (parts.hostname or "").startswith("127.")
-    ):
-        issues.append(
-            EnvIssue(
-                "error",
-                "apps-http",
-                (
-                    f"{where} uses plain http to {parts.hostname}: the token would cross the network "
-                    "unencrypted; use https (plain http is allowed only to a loopback mirror)."
-                ),
-            )
-        )
-    elif parts.scheme not in {"https", "http", "file"}:
-        issues.append(
-            EnvIssue(
-                "error",
-                "apps-scheme",
-                (
-                    f"{where} has scheme {parts.scheme or '(none)'!r}: use https://..., or file:// for a "
-                    "local mirror."
-                ),
-            )
-        )
-    issues += _userinfo_issues(where, url, parts.netloc, env_keys, secret_keys)
-    return issues
+    issues = [EnvIssue("error", code, text) for code, text in validate.repo_url_problems(entry.url, where)]
+    return issues + _placeholder_issues(where, entry.url, env_keys, secret_keys)
 
 
-def _userinfo_issues(
-    where: str, url: str, netloc: str, env_keys: set[str], secret_keys: set[str]
-) -> list[EnvIssue]:
+def ref_issues(entry: AppEntry) -> list[EnvIssue]:
+    """The branch must be a git branch or tag name (``validate.git_ref``), never an option."""
+    where = f"apps.json [{entry.index}].branch" + (f" (line {entry.line})" if entry.line else "")
+    try:
+        validate.git_ref(entry.branch, where)
+    except ImagekitError as exc:
+        return [EnvIssue("error", "apps-ref", exc.message)]
+    return []
+
+
+def _placeholder_issues(where: str, url: str, env_keys: set[str], secret_keys: set[str]) -> list[EnvIssue]:
     issues = []
     for var in token_vars(url):
         if var not in env_keys:
@@ -325,18 +318,6 @@ def _userinfo_issues(
                     ),
                 )
             )
-    userinfo = netloc.rsplit("@", 1)[0] if "@" in netloc else ""
-    if (userinfo and not PLACEHOLDER.fullmatch(userinfo)) or _TOKEN_SHAPES.search(url):
-        issues.append(
-            EnvIssue(
-                "error",
-                "apps-raw-token",
-                (
-                    f"{where} has a credential written into it, which would be committed and leak: "
-                    "replace it with a ${VAR} placeholder and put the token in .env."
-                ),
-            )
-        )
     return issues
 
 
@@ -362,7 +343,7 @@ def duplicate_and_dependency_issues(entries: list[AppEntry]) -> list[EnvIssue]:
                     "error",
                     "apps-duplicate",
                     (
-                        f"apps.json [{entry.index}] repeats {public_url(entry.url)} "
+                        f"apps.json [{entry.index}] repeats {_shown_url(entry.url)} "
                         f"(already [{seen[identity].index}]): bench would clone it twice and fail; "
                         "keep one entry."
                     ),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,12 +33,16 @@ class CheckReport:
     findings: list[Finding] = field(default_factory=list)
     env: dict[str, str] = field(default_factory=dict)
     secret_keys: set[str] = field(default_factory=set)
+    declared: set[str] = field(default_factory=set)  # keys de-example.env declares
+    hidden: set[str] = field(default_factory=set)  # keys whose values are masked (secrets and more)
     redactor: Redactor = field(default_factory=Redactor)
     frappe: Any = None  # pins.PinResult
     apps: list[Any] = field(default_factory=list)  # pins.PinResult, in apps.json order
     apps_json_text: str = ""
     entries: list[AppEntry] = field(default_factory=list)
     injected: InjectedApps | None = None
+    unsafe: set[int] = field(default_factory=set)  # apps.json entries never sent to git
+    frappe_unsafe: bool = False  # FRAPPE_PATH/FRAPPE_BRANCH broke a rule: not sent to git
 
     @property
     def errors(self) -> list[Finding]:
@@ -65,7 +70,8 @@ class CheckReport:
             "errors": len(self.errors),
             "warnings": len(self.warnings),
             "findings": [vars(f) for f in self.findings],
-            "env": {k: v for k, v in self.env.items() if k not in self.secret_keys},
+            # only keys de-example.env declares: any other "key" may be a line of another file
+            "env": {k: v for k, v in self.env.items() if k in self.declared and k not in self.hidden},
             "frappe": pin_dict(self.frappe) if self.frappe else None,
             "apps": [pin_dict(p) for p in self.apps],
         }
@@ -73,10 +79,19 @@ class CheckReport:
 
 
 def pin_dict(pin: Any) -> dict[str, Any]:
+    """A pin for the report; a URL or ref that broke a rule is not repeated (its finding says
+    what is wrong; the text itself may hold a pasted token)."""
+    from frappe_imagekit import validate
+
+    url_ok = not validate.repo_url_problems(pin.url, "url")
+    try:
+        ref = validate.git_ref(pin.ref, "ref")
+    except ConfigError:
+        ref = None
     return {
-        "name": pin.name,
-        "url": appsjson.public_url(pin.url),
-        "ref": pin.ref,
+        "name": pin.name if url_ok else "?",
+        "url": appsjson.public_url(pin.url) if url_ok else None,
+        "ref": ref,
         "ref_kind": str(pin.ref_kind),
         "sha": pin.sha,
         "status": pin_status(pin),
@@ -100,17 +115,34 @@ def run_check(
     specs, env = _load_env(ws, report)
     report.env = env.values
     report.secret_keys = {s.name for s in specs.values() if s.secret}
-    for key in report.secret_keys:
+    report.declared = set(specs)
+    report.apps_json_text = envfile.read_text(ws.apps_file, "apps.json")
+    report.hidden = _hidden_keys(report)
+    for key in report.hidden:
         report.redactor.add(env.values.get(key, ""))
     report.add(env.issues)
     report.add(envfile.validate_env(env, specs))
-    report.add(_env_semantics(env.values, report.secret_keys))
+    report.add(_env_semantics(env.values))
+    frappe_issues = _frappe_issues(env.values, report.secret_keys)
+    report.frappe_unsafe = bool(frappe_issues)
+    report.add(frappe_issues)
     if check_version_is_new:
         report.add(_version_is_new(ws, env.values.get(VERSION_KEY, "")))
     _check_apps(ws, report)
-    if not report.has_errors or _pins_still_useful(report):
-        _resolve(report, offline=offline, strict=strict)
+    _resolve(report, offline=offline, strict=strict)
     return report
+
+
+_TOKEN_SHAPE = re.compile(r"(ghp_|gho_|ghs_|ghu_|github_pat_|glpat-)[A-Za-z0-9_]{8,}")
+
+
+def _hidden_keys(report: CheckReport) -> set[str]:
+    """Keys whose values are masked everywhere: the ``@secret`` ones, and, whatever
+    de-example.env says (it is repository content: a pull request can drop a ``@secret``),
+    every variable apps.json uses as a token and every value shaped like a token."""
+    used = set(appsjson.token_vars(report.apps_json_text))
+    shaped = {k for k, v in report.env.items() if _TOKEN_SHAPE.search(v)}
+    return report.secret_keys | (used & set(report.env)) | shaped
 
 
 def _load_env(ws: Workspace, report: CheckReport) -> tuple[dict[str, KeySpec], ParsedEnv]:
@@ -123,16 +155,14 @@ def _load_env(ws: Workspace, report: CheckReport) -> tuple[dict[str, KeySpec], P
     return specs, envfile.parse_env_text(env_text)
 
 
-def _env_semantics(values: dict[str, str], secret_keys: set[str]) -> list[EnvIssue]:
-    import re
+def _frappe_issues(values: dict[str, str], secret_keys: set[str]) -> list[EnvIssue]:
+    """FRAPPE_PATH passes the URL rules and holds no credential; FRAPPE_BRANCH is a git ref."""
+    from frappe_imagekit import validate
 
-    from frappe_imagekit import versions
-
-    issues: list[EnvIssue] = []
-    frappe_path = values.get("FRAPPE_PATH", "")
+    path, branch = (values.get(k, "") for k in FRAPPE_KEYS)
     secrets = [values[k] for k in secret_keys if values.get(k)]
-    if "@" in appsjson.urlsplit(frappe_path).netloc or any(s in frappe_path for s in secrets):
-        issues.append(
+    if path and (_has_userinfo(path) or any(s in path for s in secrets)):
+        return [
             EnvIssue(
                 "error",
                 "env-frappe-token",
@@ -141,7 +171,31 @@ def _env_semantics(values: dict[str, str], secret_keys: set[str]) -> list[EnvIss
                     "for anyone to read; point it at a public or mirrored frappe repository without a token."
                 ),
             )
-        )
+        ]
+    issues = [
+        EnvIssue("error", code, text) for code, text in validate.repo_url_problems(path, ".env FRAPPE_PATH")
+    ]
+    if path and branch:
+        try:
+            validate.git_ref(branch, ".env FRAPPE_BRANCH")
+        except ConfigError as exc:
+            issues.append(EnvIssue("error", "env-ref", exc.message))
+    return issues if path else []
+
+
+def _has_userinfo(url: str) -> bool:
+    try:
+        return "@" in appsjson.urlsplit(url).netloc
+    except ValueError:
+        return False  # reported as an invalid URL
+
+
+def _env_semantics(values: dict[str, str]) -> list[EnvIssue]:
+    import re
+
+    from frappe_imagekit import versions
+
+    issues: list[EnvIssue] = []
     image = values.get(IMAGE_KEY, "")
     if image and not re.fullmatch(_IMAGE_NAME, image):
         issues.append(
@@ -184,7 +238,6 @@ def _version_is_new(ws: Workspace, version: str) -> list[EnvIssue]:
 
 
 def _check_apps(ws: Workspace, report: CheckReport) -> None:
-    report.apps_json_text = envfile.read_text(ws.apps_file, "apps.json")
     entries, issues = appsjson.parse_apps_text(report.apps_json_text)
     report.add(issues)
     if issues:
@@ -201,7 +254,10 @@ def _check_apps(ws: Workspace, report: CheckReport) -> None:
         )
     env_keys = set(report.env)
     for entry in entries:
-        report.add(appsjson.url_issues(entry, env_keys, report.secret_keys))
+        issues = appsjson.url_issues(entry, env_keys, report.secret_keys) + appsjson.ref_issues(entry)
+        report.add(issues)
+        if any(issue.level == "error" for issue in issues):
+            report.unsafe.add(entry.index)
     report.add(appsjson.duplicate_and_dependency_issues(entries))
     report.entries = entries
     apps = [{"url": e.url, "branch": e.branch} for e in entries]
@@ -209,35 +265,26 @@ def _check_apps(ws: Workspace, report: CheckReport) -> None:
     report.redactor.add(report.injected.text, whole_document=True)
 
 
-def _pins_still_useful(report: CheckReport) -> bool:
-    # Resolve refs even when .env has errors, so one run shows every problem; skip when apps.json
-    # itself is broken or a URL is unsafe to send anywhere.
-    unsafe = {
-        "apps-json",
-        "apps-schema",
-        "apps-ssh",
-        "apps-http",
-        "apps-raw-token",
-        "env-frappe-token",
-    }
-    return bool(report.entries) and not any(f.code in unsafe for f in report.errors)
-
-
 def _resolve(report: CheckReport, *, offline: bool, strict: bool) -> None:
+    """Resolve frappe and every app, even when .env has errors (one run shows every problem);
+    an entry whose URL or ref broke a rule is never sent to git."""
     from frappe_imagekit import pins
 
-    requests = []
     frappe_path, frappe_branch = (report.env.get(k, "") for k in FRAPPE_KEYS)
+    frappe = None
     if frappe_path and frappe_branch:
-        requests.append(pins.PinRequest("frappe", frappe_path, frappe_branch, _token_var(frappe_path)))
-    requests += [pins.PinRequest(e.name, e.url, e.branch, _token_var(e.url)) for e in report.entries]
-    if offline:
-        results = [_offline_result(pins, r) for r in requests]
-    else:
-        results = pins.resolve_pins(requests, report.env, timeout=git_timeout())
+        frappe = pins.PinRequest("frappe", frappe_path, frappe_branch, _token_var(frappe_path))
+    requests = [(frappe, report.frappe_unsafe)] if frappe else []
+    requests += [
+        (pins.PinRequest(e.name, e.url, e.branch, _token_var(e.url)), e.index in report.unsafe)
+        for e in report.entries
+    ]
+    safe = [r for r, unsafe in requests if not unsafe]
+    resolved = iter([] if offline or not safe else pins.resolve_pins(safe, report.env, timeout=git_timeout()))
+    results = [_offline_result(pins, r) if offline or unsafe else next(resolved) for r, unsafe in requests]
     for result in results:
         result.error = report.redactor.redact(result.error) if result.error else result.error
-    if requests and requests[0].name == "frappe" and frappe_path:
+    if frappe:
         report.frappe, results = results[0], results[1:]
     report.apps = results
     for pin in report.all_pins:

@@ -15,10 +15,13 @@ required and must differ from the example's placeholder), ``@pattern REGEX`` (fu
 
 from __future__ import annotations
 
+import functools
 import io
 import re
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from frappe_imagekit.errors import ConfigError
 
@@ -51,7 +54,8 @@ class KeySpec:
 
     @property
     def example_line(self) -> str:
-        return f"{self.name}={'<secret>' if self.secret else self.example_value}"
+        hidden = self.secret or _TOKEN_SHAPE.search(self.example_value) is not None
+        return f"{shown_key(self.name)}={'<secret>' if hidden else self.example_value}"
 
 
 @dataclass
@@ -68,15 +72,47 @@ class ParsedEnv:
     issues: list[EnvIssue]
 
 
-def read_text(path: Path, what: str) -> str:
+MAX_FILE_BYTES = 1024 * 1024  # a .env, de-example.env or apps.json is a few KB
+
+
+def read_text(path: Path, what: str, root: Path | None = None) -> str:
+    """The text of a workspace file, refusing what could make imagekit print another file.
+
+    A symbolic link is followed only when it stays inside the workspace (``root``, default the
+    file's folder): a ``.env`` linked to ``~/.ssh/id_ed25519`` would otherwise have that file's
+    lines echoed as syntax errors. Only regular files up to ``MAX_FILE_BYTES`` are read (a FIFO
+    would hang, ``/dev/zero`` would never end).
+    """
+    root = (root or path.parent).resolve()
     try:
-        return path.read_text(encoding="utf-8")
+        target = path.resolve(strict=True)
+        info = target.stat()
     except FileNotFoundError:
         raise ConfigError(f"{what} not found at {path}: {_missing_hint(path)}") from None
-    except (OSError, UnicodeDecodeError) as exc:
+    except (OSError, RuntimeError) as exc:  # RuntimeError: a symlink loop
+        raise ConfigError(f"{what} at {path} cannot be read ({_reason(exc)}): fix it.") from None
+    if path.is_symlink() and not target.is_relative_to(root):
         raise ConfigError(
-            f"{what} at {path} cannot be read ({exc}): fix its permissions or encoding."
+            f"{what} at {path} is a symbolic link to a file outside the workspace: imagekit does not "
+            "follow it (it could expose another file); copy the file into the workspace instead."
+        )
+    if not stat.S_ISREG(info.st_mode) or info.st_size > MAX_FILE_BYTES:
+        raise ConfigError(
+            f"{what} at {path} is not a regular file of at most {MAX_FILE_BYTES // 1024} KB: "
+            "replace it with the real file."
+        )
+    try:
+        return target.read_bytes()[: MAX_FILE_BYTES + 1].decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"{what} at {path} is not UTF-8 text (byte {exc.start}): save it as UTF-8."
         ) from None
+    except OSError as exc:
+        raise ConfigError(f"{what} at {path} cannot be read ({_reason(exc)}): fix its permissions.") from None
+
+
+def _reason(exc: BaseException) -> str:
+    return getattr(exc, "strerror", None) or type(exc).__name__
 
 
 def _missing_hint(path: Path) -> str:
@@ -97,13 +133,8 @@ def parse_env_text(text: str, filename: str = ".env") -> ParsedEnv:
     for binding in parse_stream(io.StringIO(text)):
         line = _real_line(binding.original.line, binding.original.string)
         if binding.error:
-            snippet = binding.original.string.strip().splitlines()[0][:60]
             issues.append(
-                EnvIssue(
-                    "error",
-                    "env-syntax",
-                    (f"{filename} line {line} is not KEY=VALUE ({snippet!r}): fix or remove that line."),
-                )
+                EnvIssue("error", "env-syntax", _syntax_message(filename, line, binding.original.string))
             )
             continue
         if binding.key is None:
@@ -114,14 +145,38 @@ def parse_env_text(text: str, filename: str = ".env") -> ParsedEnv:
                     "warning",
                     "env-duplicate",
                     (
-                        f"{filename} sets {binding.key} twice (lines {lines[binding.key]} and {line}); "
-                        "the last one wins: remove the other."
+                        f"{filename} sets {shown_key(binding.key)} twice (lines {lines[binding.key]} and "
+                        f"{line}); the last one wins: remove the other."
                     ),
                 )
             )
         values[binding.key] = binding.value or ""
         lines[binding.key] = line
     return ParsedEnv(values, lines, issues)
+
+
+_LINE_KEY = re.compile(r"\s*(?:export\s+)?([^=#\s'\"]+)\s*=")
+_PLAIN_KEY = re.compile(r"[A-Z_][A-Z0-9_]{0,63}|[a-z_][a-z0-9_]{0,63}")
+_TOKEN_SHAPE = re.compile(r"(ghp_|gho_|ghs_|ghu_|github_pat_|glpat-)", re.IGNORECASE)  # also in values
+
+
+def shown_key(key: str) -> str:
+    """A key as messages may name it: a plain variable name; anything else (a line of a key
+    file, a token pasted as a key) is described, never echoed."""
+    if _PLAIN_KEY.fullmatch(key) and not _TOKEN_SHAPE.match(key):
+        return key
+    return "a key that is not a plain variable name (not shown)"
+
+
+def _syntax_message(filename: str, line: int, original: str) -> str:
+    """Line number and key of a line that is not KEY=VALUE; never its value (it may be a token
+    with an unclosed quote) and never a line that has no key (it may be another file's)."""
+    match = _LINE_KEY.match(original.lstrip("\n"))
+    key = f" ({shown_key(match.group(1))})" if match else ""
+    return (
+        f"{filename} line {line}{key} is not KEY=VALUE (an unclosed quote or a stray line?): "
+        "fix or remove that line."
+    )
 
 
 def _real_line(line: int, original: str) -> int:
@@ -148,6 +203,9 @@ def parse_example_text(text: str) -> dict[str, KeySpec]:
             continue
         spec = KeySpec(binding.key, _real_line(binding.original.line, original), binding.value or "")
         _apply_annotations(spec, block)
+        if (earlier := specs.get(spec.name)) is not None:  # declared twice: never un-secret a key
+            spec.secret = spec.secret or earlier.secret
+            spec.required = spec.required or earlier.required
         specs[spec.name] = spec
         block = []
     return specs
@@ -192,17 +250,51 @@ def example_annotation_issues(text: str) -> list[EnvIssue]:
                 )
             )
         elif match and match.group(1).lower() == "pattern":
-            try:
-                re.compile(match.group(2))
-            except re.error as exc:
+            problem = pattern_problem(match.group(2))
+            if problem:
                 issues.append(
                     EnvIssue(
                         "error",
                         "example-pattern",
-                        (f"de-example.env line {number}: @pattern is not a valid regex ({exc}): fix it."),
+                        (
+                            f"de-example.env line {number}: @pattern is not a valid RE2 regular expression "
+                            f"({problem}; lookarounds and backreferences are not supported): fix it."
+                        ),
                     )
                 )
     return issues
+
+
+@functools.lru_cache(maxsize=256)
+def _compiled(pattern: str) -> tuple[Any, str | None]:
+    """(compiled pattern, None) or (None, why it is invalid). RE2 runs in linear time: a pattern
+    from the repository (``^(\\w+)+!$``) cannot make check hang."""
+    import re2  # lazy: a compiled extension `imagekit --help` does not need
+
+    options = re2.Options()
+    options.log_errors = False  # RE2 would print the pattern to stderr itself
+    try:
+        return re2.compile(pattern, options), None
+    except re2.error as exc:
+        reason = exc.args[0] if exc.args else "invalid"
+        text = reason.decode("utf-8", "replace") if isinstance(reason, bytes) else str(reason)
+        return None, text.split(":", 1)[0].strip() or "invalid"
+    except (TypeError, ValueError) as exc:  # a NUL byte, an unencodable character
+        return None, type(exc).__name__
+
+
+def pattern_problem(pattern: str) -> str | None:
+    """Why ``pattern`` cannot be used, or None."""
+    return _compiled(pattern)[1]
+
+
+def pattern_matches(pattern: str, value: str) -> bool | None:
+    """Whether ``value`` fully matches ``pattern``; None when the pattern is invalid (reported
+    once, by ``example_annotation_issues``)."""
+    compiled, _problem = _compiled(pattern)
+    if compiled is None:
+        return None
+    return compiled.fullmatch(value) is not None
 
 
 def validate_env(env: ParsedEnv, specs: dict[str, KeySpec]) -> list[EnvIssue]:
@@ -229,7 +321,7 @@ def validate_env(env: ParsedEnv, specs: dict[str, KeySpec]) -> list[EnvIssue]:
                     "warning",
                     "env-drift",
                     (
-                        f".env has {key} (line {env.lines[key]}) but de-example.env does not: "
+                        f".env has {shown_key(key)} (line {env.lines[key]}) but de-example.env does not: "
                         "schema drift, the example may be out of date; add it there or remove it here."
                     ),
                 )
@@ -251,11 +343,12 @@ def _value_issues(spec: KeySpec, value: str) -> list[EnvIssue]:
         return []
     if spec.secret and (value == spec.example_value or looks_like_placeholder(value)):
         return error("env-placeholder", "is still the example's placeholder: put your real token there")
-    if spec.pattern and not re.fullmatch(spec.pattern, value):
+    if spec.pattern and pattern_matches(spec.pattern, value) is False:
         shown = "(secret value hidden)" if spec.secret else repr(value)
         return error("env-pattern", f"is {shown}, which does not match {spec.pattern}: correct it")
     if spec.choices and value not in spec.choices:
-        return error("env-choice", f"is {value!r}; allowed: {', '.join(spec.choices)}: pick one")
+        shown = "(secret value hidden)" if spec.secret else repr(value)
+        return error("env-choice", f"is {shown}; allowed: {', '.join(spec.choices)}: pick one")
     return []
 
 

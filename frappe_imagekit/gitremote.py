@@ -19,7 +19,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from urllib.parse import unquote, urlsplit, urlunsplit
 
-from frappe_imagekit.errors import GitError
+from frappe_imagekit import validate
+from frappe_imagekit.errors import ExitCode, GitError
 from frappe_imagekit.redact import Redactor
 
 _PLACEHOLDER = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -47,6 +48,13 @@ class GitRepoNotFoundError(GitError):
     """The server answered but has no such repository (or hides it from this token)."""
 
     kind = "missing-repo"
+
+
+class GitURLRefused(GitError):
+    """The URL breaks the repository URL rules (``validate.repo_url_problems``): never run."""
+
+    kind = "bad-url"
+    exit_code = ExitCode.VALIDATION
 
 
 class GitCommandFailed(GitError):
@@ -83,17 +91,17 @@ def prepare_access(url_with_placeholders: str, env: Mapping[str, str], token_var
     """Split a URL into a credential-free URL and an env carrying the credentials.
 
     The user part of the URL (``${VAR}``, ``TOKEN``, ``user:${VAR}``) becomes a basic-auth
-    header; a token given only through ``token_var`` is used as the user part. Other
-    placeholders in the URL are expanded from ``env``.
+    header; a token given only through ``token_var`` is used as the user part. The URL must
+    pass the repository URL rules first (``checked_url``): no option, no placeholder outside
+    the user part, so nothing from ``env`` can reach argv.
     """
-    parts = urlsplit(url_with_placeholders)
+    parts = urlsplit(checked_url(url_with_placeholders))
     userinfo, _, hostport = parts.netloc.rpartition("@")
     secrets: list[str] = []
     if not userinfo and token_var:
-        userinfo = "${" + token_var + "}"
+        userinfo = "${" + validate.env_name(token_var, "the token variable", GitURLRefused) + "}"
     credentials = _expand_userinfo(userinfo, env, secrets) if userinfo else None
-    clean = urlunsplit(parts._replace(netloc=expand_placeholders(hostport, env)))
-    clean = urlunsplit(urlsplit(clean)._replace(path=expand_placeholders(parts.path, env)))
+    clean = urlunsplit(parts._replace(netloc=hostport))
     child_env = _base_env()
     if credentials is not None:
         origin = urlunsplit(urlsplit(clean)._replace(path="/", query="", fragment=""))
@@ -101,6 +109,27 @@ def prepare_access(url_with_placeholders: str, env: Mapping[str, str], token_var
         secrets.append(header.split()[-1])
         _add_config(child_env, f"http.{origin}.extraHeader", header)
     return RemoteAccess(url=clean, env=child_env, secrets=tuple(secrets))
+
+
+def checked_url(url: str) -> str:
+    """``url`` if it passes the repository URL rules, else ``GitURLRefused``.
+
+    The same rules as apps.json (``validate.repo_url_problems``), except that a literal user
+    part is allowed here: it never reaches argv (it travels as a header), and apps.json has
+    its own rule that it must not be committed.
+    """
+    text = validate.not_an_option(url, "the repository URL", GitURLRefused)
+    problems = validate.repo_url_problems(text, "the repository URL")
+    if problems and problems[0][0] == "apps-raw-token":  # allowed in the user part only
+        problems = validate.repo_url_problems(_without_userinfo(text), "the repository URL")
+    if problems:
+        raise GitURLRefused(problems[0][1])
+    return text
+
+
+def _without_userinfo(url: str) -> str:
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
 
 
 def _expand_userinfo(userinfo: str, env: Mapping[str, str], secrets: list[str]) -> str:
@@ -166,7 +195,7 @@ def ls_remote(
     message is redacted and names ``token_var`` where it matters.
     """
     access = prepare_access(url_with_placeholders, env, token_var)
-    output = _git(["ls-remote", access.url], access, timeout, token_var)
+    output = _git(["ls-remote", "--", access.url], access, timeout, token_var)
     return parse_ls_remote(output)
 
 
@@ -299,11 +328,13 @@ def count_commits_between(
     ``None`` when the histories diverge or are unrelated, or a commit no longer exists.
     Raises a ``GitError`` subclass when the remote cannot be reached or refuses us.
     """
+    old_sha = validate.commit_sha(old_sha, "the older commit", GitURLRefused)
+    new_sha = validate.commit_sha(new_sha, "the newer commit", GitURLRefused)
     if old_sha == new_sha:
         return 0
     access = prepare_access(url, env, token_var)
     with tempfile.TemporaryDirectory(prefix="imagekit-count-") as tmp:
-        _git(["init", "-q", "--bare", tmp], access, timeout, token_var)
+        _git(["init", "-q", "--bare", "--", tmp], access, timeout, token_var)
         if not _fetch_commits(access, tmp, [old_sha, new_sha], timeout, token_var):
             return None
         return _signed_distance(access, tmp, old_sha, new_sha, timeout, token_var)
@@ -313,7 +344,7 @@ def _fetch_commits(
     access: RemoteAccess, repo: str, shas: list[str], timeout: float, token_var: str | None
 ) -> bool:
     """Fetch ``shas`` by id; if the server refuses, fetch every branch and tag instead."""
-    base = ["fetch", "-q", "--no-tags", "--filter=blob:none", access.url]
+    base = ["fetch", "-q", "--no-tags", "--filter=blob:none", "--", access.url]
     try:
         _git([*base, *shas], access, timeout, token_var, cwd=repo)
         return True
@@ -329,13 +360,15 @@ def _fetch_commits(
 
 def _repo_exists(access: RemoteAccess, timeout: float, token_var: str | None) -> bool:
     """``fetch <sha>`` says "not found" for a missing commit too: ask ls-remote which it was."""
-    _git(["ls-remote", "--heads", access.url], access, timeout, token_var)
+    _git(["ls-remote", "--heads", "--", access.url], access, timeout, token_var)
     return True
 
 
 def _has_commit(access: RemoteAccess, repo: str, sha: str, timeout: float, token_var: str | None) -> bool:
     try:
-        _git(["cat-file", "-e", f"{sha}^{{commit}}"], access, timeout, token_var, cwd=repo)
+        _git(
+            ["cat-file", "-e", "--end-of-options", f"{sha}^{{commit}}"], access, timeout, token_var, cwd=repo
+        )
         return True
     except GitError:
         return False
@@ -346,13 +379,21 @@ def _signed_distance(
 ) -> int | None:
     def is_ancestor(a: str, b: str) -> bool:
         try:
-            _git(["merge-base", "--is-ancestor", a, b], access, timeout, token_var, cwd=repo)
+            _git(
+                ["merge-base", "--is-ancestor", "--end-of-options", a, b],
+                access,
+                timeout,
+                token_var,
+                cwd=repo,
+            )
             return True
         except GitError:
             return False
 
     def count(a: str, b: str) -> int:
-        out = _git(["rev-list", "--count", f"{a}..{b}"], access, timeout, token_var, cwd=repo)
+        out = _git(
+            ["rev-list", "--count", "--end-of-options", f"{a}..{b}"], access, timeout, token_var, cwd=repo
+        )
         return int(out.strip())
 
     if is_ancestor(old, new):

@@ -352,13 +352,13 @@ def _count_commits(change: PinChange, url: str | None, env: Mapping[str, str], t
     if not url:
         change.commits_note = "no URL recorded"
         return
-    from frappe_imagekit import gitremote
+    from frappe_imagekit import gitremote, validate
     from frappe_imagekit.errors import ImagekitError
 
     try:
-        change.commits = gitremote.count_commits_between(
-            url, env, _token_var(url), change.old_sha, change.new_sha, timeout
-        )
+        old = validate.commit_sha(change.old_sha, f"the older {change.name} commit in the manifest")
+        new = validate.commit_sha(change.new_sha, f"the newer {change.name} commit in the manifest")
+        change.commits = gitremote.count_commits_between(url, env, _token_var(url), old, new, timeout)
     except ImagekitError as exc:
         change.commits_note = exc.message
         return
@@ -369,25 +369,35 @@ def _count_commits(change: PinChange, url: str | None, env: Mapping[str, str], t
 def placeholder_urls(ws: Workspace, env: Mapping[str, str]) -> dict[str, str]:
     """repo identity -> URL with its ``${VAR}`` from the current apps.json and FRAPPE_PATH.
 
-    Manifests keep URLs without their user part; which token variable a private repository
-    needs is read from the workspace as it is today.
+    Manifests keep URLs with a ``${VAR}@`` part, but a manifest is repository content anyone
+    can edit: which token a repository gets is read only from the workspace as it is today,
+    and only for URLs that pass the URL rules (``validate.repo_url_problems``).
     """
+    from frappe_imagekit import validate
     from frappe_imagekit.appsjson import parse_apps_text, repo_identity
+    from frappe_imagekit.envfile import read_text
 
     urls = [env["FRAPPE_PATH"]] if env.get("FRAPPE_PATH") else []
     if ws.apps_file.is_file():
-        entries, _issues = parse_apps_text(ws.apps_file.read_text(encoding="utf-8"))
+        entries, _issues = parse_apps_text(read_text(ws.apps_file, "apps.json", ws.root))
         urls += [entry.url for entry in entries]
-    return {repo_identity(url): url for url in urls if "${" in url}
+    return {
+        repo_identity(url): url
+        for url in urls
+        if "${" in url and not validate.repo_url_problems(url, "the URL")
+    }
 
 
 def with_placeholders(url: str, known: Mapping[str, str]) -> str:
-    """``url`` with the ``${VAR}@`` part the workspace uses for that repository, if any."""
-    from frappe_imagekit.appsjson import repo_identity
+    """The URL to ask for a repository a manifest names: the current workspace's URL for it
+    (with its ``${VAR}@`` part) when it has one, else the recorded URL without any user part.
+    A ``${VAR}`` written into a manifest never chooses a token."""
+    from frappe_imagekit.appsjson import public_url, repo_identity
 
-    if not url or "${" in url:
+    if not url:
         return url
-    return known.get(repo_identity(url), url)
+    public = public_url(url)
+    return known.get(repo_identity(public), public)
 
 
 def _token_var(url: str) -> str | None:

@@ -9,8 +9,10 @@ How, fast: a layer tar is scanned as one flat byte stream (file contents and the
 in its headers alike) with ``bytes.find`` for each *atom*: the forms of the redactor that do not
 contain another form (a form that contains an atom cannot match without the atom matching).
 ``bytes.find`` runs at GB/s; a regex alternation of the same forms runs at ~0.2 GB/s, slower
-than the daemon streams. Consecutive chunks overlap by (longest form - 1) bytes so a match
-across a chunk boundary is found once. A light tar-header walker follows the same stream to
+than the daemon streams. A base64 atom is searched through pieces of it so that a line break
+inside it (``base64`` wraps at 76 columns, openssl at 64, MIME with CRLF) does not hide it
+(``wrap_pieces``). Consecutive chunks overlap by (reach of the longest form - 1) bytes so a
+match across a chunk boundary is found once. A light tar-header walker follows the same stream to
 name the member that holds a match, without Python work per byte of content.
 """
 
@@ -119,36 +121,94 @@ def _decodes_to_known(form: str, known: set[str]) -> bool:
 _URLSAFE = str.maketrans("-_", "+/")
 
 
+# Base64 tools wrap their output: ``base64`` at 76 columns, openssl and PEM at 64, MIME with
+# CRLF. A wrapped form is found through its *pieces*: substrings chosen so that, whatever the
+# offset of the line breaks (at least WRAP_MIN columns apart), one piece lies unbroken on a line.
+WRAP_MIN = 64
+MIN_PIECE = 12  # base64 chars (72 bits): shorter pieces could match by chance
+_BREAKS = b"\r\n"
+
+
+def wrap_pieces(form: bytes) -> list[bytes]:
+    """Substrings of ``form`` such that every copy of it with line breaks at least
+    ``WRAP_MIN`` characters apart keeps one of them whole; ``[form]`` when too short to split.
+
+    Up to WRAP_MIN characters a form holds at most one break: one of its two (overlapping)
+    halves is whole. A longer one holds a whole line of WRAP_MIN characters, which contains
+    an aligned piece of WRAP_MIN / 2, or (one break only) its first or last piece is whole.
+    """
+    length = len(form)
+    if length < 2 * MIN_PIECE:
+        return [form]
+    if length <= WRAP_MIN:
+        return [form[: (length + 1) // 2], form[length // 2 :]]
+    half = WRAP_MIN // 2
+    starts = sorted({*range(0, length - half + 1, half), length - half})
+    return [form[i : i + half] for i in starts]
+
+
+def _reach(length: int) -> int:
+    """Bytes a form of ``length`` characters can span once wrapped (CRLF breaks)."""
+    return length + 2 * (length // WRAP_MIN + 1) if length >= 2 * MIN_PIECE else length
+
+
 @dataclass(frozen=True)
 class Needles:
-    """The compiled search: every form with its kind, and the atoms actually searched for."""
+    """The compiled search: every form with its kind, and the atoms actually searched for.
+
+    Atoms are the forms that contain no other form; a base64 atom is searched through its
+    wrap pieces (``wrap_pieces``), so a line break inside it does not hide it. ``piece_of``
+    maps each piece to the atom it comes from (two pieces of one copy make one hit).
+    """
 
     kinds: dict[bytes, str]
     atoms: tuple[tuple[bytes, str], ...]
     pattern: re.Pattern[bytes] | None  # all forms, longest first: for short metadata strings
     longest: int
+    reach: int = 0  # bytes the longest form can span with line breaks inside it
+    piece_of: dict[bytes, int] = field(default_factory=dict)
+    wrapped: tuple[bytes, ...] = ()  # the forms searched for across line breaks
 
     @classmethod
     def from_forms(cls, forms: Iterable[str]) -> Needles:
         kinds = {f.encode(): k for f, k in form_kinds(forms).items()}
         ordered = sorted(kinds, key=len, reverse=True)
-        atoms = tuple((f, kinds[f]) for f in ordered if not any(g != f and g in f for g in ordered))
+        minimal = [f for f in ordered if not any(g != f and g in f for g in ordered)]
+        atoms: dict[bytes, str] = {}
+        piece_of: dict[bytes, int] = {}
+        for number, form in enumerate(minimal):
+            pieces = wrap_pieces(form) if kinds[form] == "base64" else [form]
+            for piece in pieces:
+                atoms.setdefault(piece, kinds[form])
+                piece_of.setdefault(piece, number)
         pattern = re.compile(b"|".join(re.escape(f) for f in ordered)) if ordered else None
-        return cls(kinds, atoms, pattern, len(ordered[0]) if ordered else 0)
+        longest = len(ordered[0]) if ordered else 0
+        wrapped = tuple(f for f in ordered if kinds[f] == "base64" and len(f) >= 2 * MIN_PIECE)
+        reach = max([longest, *(_reach(len(f)) for f in wrapped)])
+        return cls(kinds, tuple(atoms.items()), pattern, longest, reach, piece_of, wrapped)
 
     def mask(self, text: str) -> str:
-        """``text`` with every known form replaced by the mask."""
+        """``text`` with every known form replaced by the mask (line breaks inside a base64
+        form do not hide it: then the text is masked with its line breaks removed)."""
         if self.pattern is None:
             return text
         data = self.pattern.sub(MASK.encode(), text.encode("utf-8", "surrogateescape"))
+        flat = _unwrap(data)
+        if flat != data and self.pattern.search(flat):
+            data = self.pattern.sub(MASK.encode(), flat)
         return data.decode("utf-8", "surrogateescape")
 
     def search_text(self, text: str) -> tuple[str, int] | None:
         """(kind, offset) of the first (longest) form found in ``text``, or None."""
         if self.pattern is None:
             return None
-        match = self.pattern.search(text.encode("utf-8", "surrogateescape"))
+        data = text.encode("utf-8", "surrogateescape")
+        match = self.pattern.search(data) or self.pattern.search(_unwrap(data))
         return (self.kinds[match.group()], match.start()) if match else None
+
+
+def _unwrap(data: bytes) -> bytes:
+    return data.translate(None, _BREAKS)
 
 
 # --- chunked search --------------------------------------------------------------------
@@ -159,6 +219,8 @@ class Hit:
     offset: int  # absolute offset of the match in the stream
     kind: str
     excerpt: str  # redacted context
+    atom: int = -1  # which atom (its pieces share the number)
+    end: int = 0  # absolute offset after the match
 
 
 class StreamSearch:
@@ -166,9 +228,10 @@ class StreamSearch:
 
     def __init__(self, needles: Needles) -> None:
         self.needles = needles
-        self.keep = max(needles.longest - 1, 0)
+        self.keep = max(needles.reach - 1, 0)
         self.tail = b""
         self.pos = 0  # bytes fed so far
+        self._last: tuple[int, int] = (-1, -1)  # (atom number, end) of the last hit kept
 
     def feed(self, chunk: bytes) -> list[Hit]:
         hits: list[Hit] = []
@@ -194,18 +257,32 @@ class StreamSearch:
             self.tail = chunk[-self.keep :] if len(chunk) >= self.keep else (self.tail + chunk)[-self.keep :]
         self.pos += len(chunk)
         hits.sort(key=lambda h: h.offset)
-        return hits
+        return self._merge(hits)
+
+    def _merge(self, hits: list[Hit]) -> list[Hit]:
+        """One hit per copy of a form: pieces of one atom that touch (a line break apart at
+        most) belong to the same copy."""
+        kept = []
+        for hit in hits:
+            number, end = self._last
+            if hit.atom == number and hit.offset <= end + len(_BREAKS):
+                self._last = (number, max(end, hit.end))
+                continue
+            self._last = (hit.atom, hit.end)
+            kept.append(hit)
+        return kept
 
     def _hit(self, buf: bytes, base: int, i: int, atom: bytes, kind: str, before: bytes) -> Hit:
         """A hit at ``buf[i]``; ``before`` holds the bytes that precede ``buf`` (for context)."""
-        need = _CONTEXT + self.needles.longest
+        need = _CONTEXT + self.needles.reach
         lead = before[max(0, len(before) - (need - i)) :] if i < need else b""
         start = max(0, i - need)
         window = lead + buf[start : i + len(atom) + need]
         at = len(lead) + i - start
         from_start = base + start - len(lead) == 0
         excerpt = redacted_excerpt(window, at, len(atom), self.needles, from_start=from_start)
-        return Hit(base + i, kind, excerpt)
+        number = self.needles.piece_of.get(atom, -1)
+        return Hit(base + i, kind, excerpt, number, base + i + len(atom))
 
 
 def redacted_excerpt(buf: bytes, i: int, length: int, needles: Needles, *, from_start: bool = False) -> str:
@@ -215,7 +292,7 @@ def redacted_excerpt(buf: bytes, i: int, length: int, needles: Needles, *, from_
     the buffer edge and show up partly unmasked; ``from_start`` says the buffer begins the
     stream, so nothing can be cut at its start.
     """
-    margin = needles.longest
+    margin = needles.reach
     lo = max(i - _CONTEXT, 0 if from_start else min(i, margin))
     hi = min(i + length + _CONTEXT, max(i + length, len(buf) - margin))
     window = buf[max(0, lo - margin) : hi + margin]
@@ -226,6 +303,7 @@ def redacted_excerpt(buf: bytes, i: int, length: int, needles: Needles, *, from_
         while j != -1:
             spans.append((j, j + len(form)))
             j = window.find(form, j + 1)
+    spans += _wrapped_spans(window, needles.wrapped)
     out: list[str] = []
     pos = lo - shift
     end = hi - shift
@@ -239,6 +317,21 @@ def redacted_excerpt(buf: bytes, i: int, length: int, needles: Needles, *, from_
     if pos < end:
         out.append(_printable(window[pos:end]))
     return "".join(out)
+
+
+def _wrapped_spans(window: bytes, forms: tuple[bytes, ...]) -> list[tuple[int, int]]:
+    """Where each form lies in ``window`` with line breaks inside it (positions in window)."""
+    if not forms or (b"\n" not in window and b"\r" not in window):
+        return []
+    kept = [i for i, byte in enumerate(window) if byte not in _BREAKS]
+    flat = bytes(window[i] for i in kept)
+    spans = []
+    for form in forms:
+        j = flat.find(form)
+        while j != -1:
+            spans.append((kept[j], kept[j + len(form) - 1] + 1))
+            j = flat.find(form, j + 1)
+    return spans
 
 
 def _printable(data: bytes) -> str:
@@ -264,7 +357,7 @@ class TarIndex:
     """
 
     def __init__(self, keep: int = 0) -> None:
-        self.keep = keep  # how far before a chunk a match can start (longest form - 1)
+        self.keep = keep  # how far before a chunk a match can start (reach - 1)
         self.next_header = 0
         self.pos = 0
         self.pending = b""

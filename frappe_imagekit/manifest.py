@@ -188,7 +188,7 @@ _IMAGE_FIELDS = {
     "replaced": _optional(_image_ref),
 }
 _PIN_FIELDS = {
-    "url": _optional(_validated(validate.not_an_option)),
+    "url": _optional(_validated(validate.repo_url)),
     "ref": _validated(validate.git_ref),
     "ref_kind": _text,
     "sha": _optional(_validated(validate.commit_sha)),

@@ -20,7 +20,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from frappe_imagekit import manifest as manifests
+from frappe_imagekit import validate
 from frappe_imagekit.errors import (
+    ConfigError,
     DriftError,
     ExitCode,
     GitError,
@@ -224,22 +226,29 @@ def load_original(ws: Workspace, version: str) -> tuple[Path, dict[str, Any]]:
 
 
 def recorded_pins(original: Mapping[str, Any], ws: Workspace, env: Mapping[str, str]) -> list[PinDrift]:
-    """frappe and each app as recorded, with the ``${VAR}`` URL the current workspace uses."""
+    """frappe and each app as recorded, with the ``${VAR}`` URL the current workspace uses.
+
+    The manifest is repository content: its URLs, refs and SHAs pass the same validators as
+    apps.json before anything reaches git or a build, and a ``${VAR}`` it writes into a URL
+    never chooses a token (``history.with_placeholders``).
+    """
     from frappe_imagekit.appsjson import token_vars
 
     known = placeholder_urls(ws, env)
     result = []
     for pin in [original["frappe"], *(original.get("apps") or [])]:
-        url = with_placeholders(str(pin.get("url") or ""), known)
+        name = str(pin.get("name") or "frappe")
+        where = f"the manifest's {validate.not_an_option(name, 'an app name')}"
+        url = with_placeholders(validate.repo_url(pin.get("url"), f"{where} url"), known)
         names = token_vars(url)
         result.append(
             PinDrift(
-                name=str(pin.get("name") or "frappe"),
+                name=name,
                 url=url,
                 token_var=names[0] if names else None,
-                ref=str(pin["ref"]),
+                ref=validate.git_ref(pin.get("ref"), f"{where} ref"),
                 ref_kind=pin.get("ref_kind"),
-                recorded_sha=str(pin.get("sha") or ""),
+                recorded_sha=validate.commit_sha(pin.get("sha"), f"{where} sha"),
                 current_sha=None,
             )
         )
@@ -297,7 +306,7 @@ def _build_plan(
 
     version = str(original["version"])
     frappe, *apps = [_pin_for_build(pin) for pin in drift.pins]
-    recorded_args = dict(original.get("build_args") or {})
+    recorded_args = _recorded_args(original)
     plan_env = {
         **{k: v for k, v in recorded_args.items() if k != build.CACHE_BUST},
         "FRAPPE_BRANCH": frappe["ref"],
@@ -342,6 +351,26 @@ def _build_plan(
     return plan
 
 
+def _recorded_args(original: Mapping[str, Any]) -> dict[str, str]:
+    """The manifest's build args, each a variable name with a string value; FRAPPE_PATH passes
+    the URL rules and holds no ``${VAR}`` (build args are public)."""
+    args = original.get("build_args") or {}
+    if not isinstance(args, Mapping):
+        raise ConfigError("the manifest's build_args is not an object: fix or restore the manifest.")
+    checked = {}
+    for key, value in args.items():
+        name = validate.env_name(key, "a build arg name in the manifest")
+        checked[name] = validate.not_an_option(value, f"the manifest's build arg {name}")
+    if "FRAPPE_PATH" in checked:
+        path = validate.repo_url(checked["FRAPPE_PATH"], "the manifest's build arg FRAPPE_PATH")
+        if "${" in path or "@" in path.partition("//")[2].partition("/")[0]:
+            raise ConfigError(
+                "the manifest's build arg FRAPPE_PATH holds a credential: build args are public; "
+                "fix or restore the manifest."
+            )
+    return checked
+
+
 def _pin_for_build(pin: PinDrift) -> dict[str, Any]:
     from frappe_imagekit.appsjson import manifest_url
     from frappe_imagekit.pins import classify_ref
@@ -368,11 +397,11 @@ def _image_name(original: Mapping[str, Any]) -> str:
 
 def _redactor(ws: Workspace, env: Mapping[str, str], drift: DriftReport) -> Redactor:
     """Knows every token the pins use and every key de-example.env marks @secret."""
-    from frappe_imagekit.envfile import parse_example_text
+    from frappe_imagekit.envfile import parse_example_text, read_text
 
     secret_keys = {p.token_var for p in drift.pins if p.token_var}
     if ws.example_file.is_file():
-        specs = parse_example_text(ws.example_file.read_text(encoding="utf-8"))
+        specs = parse_example_text(read_text(ws.example_file, "de-example.env"))
         secret_keys |= {name for name, spec in specs.items() if spec.secret}
     return Redactor(env.get(key, "") for key in sorted(secret_keys))
 

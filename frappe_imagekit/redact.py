@@ -14,6 +14,12 @@ from urllib.parse import quote
 
 MASK = "***"
 _MIN_SECRET_LEN = 4  # shorter values would mask ordinary words
+_MIN_WRAPPED = 8  # base64 chars at a line edge that count as a piece of a wrapped form (48 bits)
+# A run of base64 characters touching the start or the end of a line: where a form cut by a
+# line break (``base64`` wraps at 76 columns, openssl at 64, MIME with CRLF) leaves a piece.
+_B64 = "[A-Za-z0-9+/=_-]"
+# Linear time: a run starts only where none precedes it and is taken whole (possessive).
+_EDGE_RUN = re.compile(rf"^{_B64}{{{_MIN_WRAPPED},}}+|(?<!{_B64}){_B64}{{{_MIN_WRAPPED},}}+(?=\r?$)", re.M)
 
 
 def secret_forms(value: str) -> set[str]:
@@ -41,11 +47,30 @@ def secret_forms(value: str) -> set[str]:
     return {f for f in forms if len(f) >= _MIN_SECRET_LEN}
 
 
+def _base64_forms(value: str, forms: set[str]) -> set[str]:
+    """The forms of ``value`` that are base64 (everything but the value and its URL-encodings)."""
+    return {f for f in forms if f not in (value, quote(value, safe=""), quote(value))}
+
+
+def _longest_suffix_prefix(text: str, form: str) -> int:
+    """Length of the longest end of ``text`` (at least ``_MIN_WRAPPED``) that is a beginning
+    of ``form``, else 0. Candidates are found with ``str.find``: no work per character."""
+    tail = text[-len(form) :]
+    head = form[:_MIN_WRAPPED]
+    i = tail.find(head)
+    while i != -1:
+        if form.startswith(tail[i:]):
+            return len(tail) - i
+        i = tail.find(head, i + 1)
+    return 0
+
+
 class Redactor:
     """Masks every known secret, in any of its forms, in text."""
 
     def __init__(self, secrets: Iterable[str] = ()) -> None:
         self._forms: set[str] = set()
+        self._wrapped: set[str] = set()  # base64 forms: also masked when cut by a line break
         self._pattern: re.Pattern[str] | None = None
         for secret in secrets:
             self.add(secret)
@@ -57,6 +82,7 @@ class Redactor:
         forms = {secret} if whole_document else secret_forms(secret)
         if whole_document:
             forms.add(base64.b64encode(secret.encode()).decode())
+        self._wrapped |= {f for f in _base64_forms(secret, forms) if len(f) >= _MIN_WRAPPED}
         self._forms |= forms
         ordered = sorted(self._forms, key=len, reverse=True)
         self._pattern = re.compile("|".join(re.escape(f) for f in ordered))
@@ -68,7 +94,24 @@ class Redactor:
     def redact(self, text: str) -> str:
         if self._pattern is None or not text:
             return text
-        return self._pattern.sub(MASK, text)
+        text = self._pattern.sub(MASK, text)
+        return _EDGE_RUN.sub(self._mask_edge, text) if self._wrapped else text
+
+    def _mask_edge(self, match: re.Match[str]) -> str:
+        """A run at a line's start that ends a base64 form, or at its end that begins one (a
+        form cut by a line break), is masked; a whole line inside one form too."""
+        run = match.group()
+        string = match.string
+        at_start = match.start() == 0 or string[match.start() - 1] == "\n"
+        at_end = match.end() == len(string) or string[match.end()] in "\r\n"
+        for form in self._wrapped:
+            if at_start and at_end and run in form:
+                return MASK
+            if at_end and (cut := _longest_suffix_prefix(run, form)):
+                return run[:-cut] + MASK
+            if at_start and (cut := _longest_suffix_prefix(form, run)):
+                return MASK + run[cut:]
+        return match.group()
 
     def redact_bytes(self, data: bytes) -> bytes:
         return self.redact(data.decode("utf-8", "replace")).encode()

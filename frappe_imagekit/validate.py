@@ -249,11 +249,113 @@ def app_name(value: object, what: str = "the app name", error: ErrorType = Confi
 
 
 def git_url(value: object, what: str = "the git URL", error: ErrorType = ConfigError) -> str:
-    """An https, http or file URL without spaces, quotes, backslashes or control characters."""
+    """An https, http or file URL without spaces, quotes, backslashes or control characters.
+
+    For the URL as git finally uses it, credentials substituted (the exact-build secret); the
+    URL as written in apps.json or a manifest goes through ``repo_url`` first."""
     text = _text(value, what, error)
     if len(text) > 2048 or not _GIT_URL.fullmatch(text) or not text.isprintable():
         raise error(
             f"{what} {_shown(text)} is not an https://, http:// or file:// URL without spaces, quotes "
             "or backslashes: fix it in apps.json or .env."
         )
+    return text
+
+
+# -- repository URLs (apps.json entries, FRAPPE_PATH, URLs read back from manifests) ---------
+
+_PLACEHOLDER = re.compile(r"\$\{[A-Za-z_][A-Za-z0-9_]*\}")
+_SCP_LIKE = re.compile(r"^[\w.-]+@[\w.-]+:")
+_URL_TOKEN = re.compile(r"(ghp_|gho_|ghs_|ghu_|github_pat_|glpat-)[A-Za-z0-9_]{8,}")
+_LOOPBACK_HOSTS = {"localhost", "::1"}
+
+
+def _is_loopback(host: str) -> bool:
+    """localhost or a loopback IP literal; never a name like ``127.0.0.1.attacker.example``."""
+    import ipaddress
+
+    if host in _LOOPBACK_HOSTS:
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def repo_url_problems(url: str, what: str) -> list[tuple[str, str]]:
+    """Every rule a repository URL breaks, as ``(code, sentence)``: the one URL rule set.
+
+    https (plain http only to a loopback mirror, file:// for local mirrors); no SSH; never an
+    option, a space or a control character; a ``${VAR}`` placeholder only as the whole user
+    part (``https://${VAR}@host/org/repo``); no credential written into the URL.
+    """
+    from urllib.parse import urlsplit
+
+    if url.startswith("-") or any(c.isspace() or not c.isprintable() for c in url):
+        return [("url-option", f"{what} cannot start with '-' or hold spaces or control characters: fix it.")]
+    if url.startswith(("git@", "ssh://")) or _SCP_LIKE.match(url):
+        return [
+            (
+                "apps-ssh",
+                f"{what} is an SSH URL: the image build has no SSH key and bench clones over https; "
+                "use https://${TOKEN_VAR}@github.com/org/repo.git with the token in .env.",
+            )
+        ]
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        parts.port  # noqa: B018 - raises ValueError for a bad port
+    except ValueError:
+        return [("url-invalid", f"{what} is not a valid URL: write it as https://host/org/repo.git.")]
+    problems = _scheme_problems(parts.scheme, host, parts.netloc, what)
+    return problems + _placeholder_problems(url, parts.netloc, what)
+
+
+def _scheme_problems(scheme: str, host: str, netloc: str, what: str) -> list[tuple[str, str]]:
+    if scheme == "http" and not _is_loopback(host):
+        return [
+            (
+                "apps-http",
+                f"{what} uses plain http to {_shown(host)}: the token would cross the network "
+                "unencrypted; use https (plain http is allowed only to a loopback mirror).",
+            )
+        ]
+    if scheme not in {"https", "http", "file"}:
+        shown = repr(scheme) if scheme.isalnum() else "(none)"
+        return [
+            ("apps-scheme", f"{what} has scheme {shown}: use https://..., or file:// for a local mirror.")
+        ]
+    if scheme != "file" and not host:
+        return [("url-invalid", f"{what} names no host: write it as https://host/org/repo.git.")]
+    return []
+
+
+def _placeholder_problems(url: str, netloc: str, what: str) -> list[tuple[str, str]]:
+    userinfo, _, hostport = netloc.rpartition("@")
+    outside = url.replace(netloc, hostport, 1) if netloc else url
+    if "${" in outside:
+        return [
+            (
+                "url-placeholder-place",
+                f"{what} has a ${{VAR}} placeholder outside the user part: a token belongs only "
+                "in https://${VAR}@host/org/repo; move it there.",
+            )
+        ]
+    if (userinfo and not _PLACEHOLDER.fullmatch(userinfo)) or _URL_TOKEN.search(url):
+        return [
+            (
+                "apps-raw-token",
+                f"{what} has a credential written into it, which would be committed and leak: "
+                "replace it with a ${VAR} placeholder and put the token in .env.",
+            )
+        ]
+    return []
+
+
+def repo_url(value: object, what: str, error: ErrorType = ConfigError) -> str:
+    """A git repository URL that passes every rule of ``repo_url_problems`` (never an option)."""
+    text = _text(value, what, error)
+    problems = repo_url_problems(text, what)
+    if problems:
+        raise error(problems[0][1])
     return text

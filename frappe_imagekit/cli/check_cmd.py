@@ -34,12 +34,10 @@ def check(
 
 
 def render_report(report) -> None:  # type: ignore[no-untyped-def]
-    from frappe_imagekit.check import pin_status
+    from frappe_imagekit.check import pin_dict
 
-    rows = [
-        [pin.name, pin.ref, str(pin.ref_kind), (pin.sha or "-")[:12], pin_status(pin)]
-        for pin in report.all_pins
-    ]
+    pins = [pin_dict(pin) for pin in report.all_pins]  # a URL or ref that broke a rule is not shown
+    rows = [[p["name"], p["ref"] or "-", p["ref_kind"], (p["sha"] or "-")[:12], p["status"]] for p in pins]
     if rows:
         output.print_table("Apps", ["app", "ref", "kind", "sha", "status"], rows)
     for finding in report.findings:

@@ -102,3 +102,42 @@ def test_unreachable_and_hanging_remotes_fail_fast(tmp_path, remotes):
     finally:
         hanging.stop()
     assert os.environ.get("IMAGEKIT_GIT_TIMEOUT") is None
+
+
+# -- issue 8: a URL or ref that breaks a rule is never sent to git -------------------------------
+
+
+def test_option_shaped_urls_and_frappe_path_never_run_a_command(tmp_path, remotes):
+    frappe, erpnext, _ = remotes
+    marker = tmp_path / "PWNED"
+    evil = f"--upload-pack=touch {marker};git-upload-pack"
+    apps = [{"url": evil, "branch": "v15.17.0"}, {"url": erpnext.url, "branch": "v15.17.0"}]
+    for ws in (
+        workspace(tmp_path / "a", frappe, apps),
+        make_workspace(tmp_path / "b" / "ws", env={"FRAPPE_PATH": evil}, apps=apps[1:]),
+    ):
+        result, report = run_check(ws)
+        assert result.exit_code == 1
+        (error,) = [f for f in report["findings"] if f["code"] == "url-option"]
+        assert "cannot start with '-'" in error["message"] and error["level"] == "error"
+        pins = [report["frappe"], *report["apps"]]
+        assert [p["status"] for p in pins if p["url"] is None] == ["skipped"]  # not repeated
+        assert str(marker) not in json.dumps(pins)
+        assert report["apps"][-1]["status"] == "ok"  # the good entry is still resolved
+    assert not marker.exists()
+
+
+def test_a_url_without_scheme_and_a_bad_ref_are_not_resolved(tmp_path, remotes, server):
+    frappe, erpnext, _ = remotes
+    apps = [
+        {"url": str(erpnext.bare), "branch": "v15.17.0"},  # a path: "no scheme"
+        {"url": server.url("de_macrs.git", "${DE_MACRS_PAT}"), "branch": "--upload-pack=x"},
+        {"url": server.url("${DE_MACRS_PAT}/de_macrs.git"), "branch": "v0.0.4"},
+    ]
+    result, report = run_check(workspace(tmp_path, frappe, apps))
+    assert result.exit_code == 1
+    codes = [f["code"] for f in report["findings"] if f["level"] == "error"]
+    assert codes == ["apps-scheme", "apps-ref", "url-placeholder-place"]
+    assert [a["status"] for a in report["apps"]] == ["skipped", "skipped", "skipped"]
+    assert report["frappe"]["status"] == "ok"
+    assert server.requests == []  # nothing was asked of the server, so no token went anywhere

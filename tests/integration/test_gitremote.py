@@ -283,3 +283,40 @@ def test_workspace_commit_clean_dirty_and_not_a_repo(git_remote: Remote, tmp_pat
     plain = tmp_path / "plain"
     plain.mkdir()
     assert gitremote.workspace_commit(plain) == (None, None)
+
+
+# -- issue 8: nothing read from a file reaches real git as an option ----------------------------
+
+
+def _injections(marker: Path) -> list[str]:
+    return [f"--upload-pack=touch {marker};git-upload-pack", f"--upload-pack=touch {marker}"]
+
+
+def test_an_option_shaped_url_never_runs_a_command(git_remote: Remote, tmp_path: Path) -> None:
+    marker = tmp_path / "PWNED"
+    for url in _injections(marker):
+        with pytest.raises(gitremote.GitURLRefused) as caught:
+            gitremote.ls_remote(url, {}, None, 10.0)
+        assert caught.value.exit_code == 1 and "cannot start with '-'" in caught.value.message
+        results = resolve_pins([PinRequest("app", url, "v15.17.0")], {}, timeout=10.0)
+        assert results[0].error_kind == "bad-url" and results[0].sha is None
+    assert not marker.exists()
+
+
+def test_a_crafted_sha_never_reaches_git(git_remote: Remote, tmp_path: Path) -> None:
+    marker = tmp_path / "PWNED"
+    good = git_remote.tags["v15.17.0"]
+    for sha in _injections(marker) + [f"{good} --upload-pack=touch {marker}", good[:12]]:
+        for old, new in ((sha, good), (good, sha)):
+            with pytest.raises(gitremote.GitURLRefused, match="is not a commit SHA"):
+                gitremote.count_commits_between(git_remote.url, {}, None, old, new, 10.0)
+    assert not marker.exists()
+
+
+def test_a_token_placeholder_in_the_url_path_never_reaches_argv(git_http_server, tmp_path: Path) -> None:
+    url = git_http_server.url("${DE_MACRS_PAT}/app.git")
+    with pytest.raises(gitremote.GitURLRefused, match="placeholder outside the user part"):
+        gitremote.ls_remote(url, ENV, None, 10.0)
+    (result,) = resolve_pins([PinRequest("app", url, "v15.17.0")], ENV, timeout=10.0)
+    assert result.error_kind == "bad-url" and CANARY_TOKEN not in (result.error or "")
+    assert git_http_server.requests == []  # git never ran

@@ -121,6 +121,21 @@ def test_a_file_deleted_in_a_later_layer_is_still_found(built, canary, docker_da
     assert finding.location.endswith(" /opt/bench/apps.json")
 
 
+def test_base64_wrapped_at_76_and_64_columns_and_crlf_is_found(built, canary) -> None:
+    """`base64 apps.json > file` wraps at 76 columns: line breaks must not hide the token."""
+    from frappe_imagekit.leakscan import Needles
+
+    result = findings_of(built("leaky-base64-wrapped.Containerfile"), canary)
+    assert sorted((f.where, f.form, f.location.rsplit(" ", 1)[-1]) for f in result.findings) == [
+        ("layer", "base64", "/opt/b64-64"),
+        ("layer", "base64", "/opt/b64-76"),
+        ("layer", "base64", "/opt/b64-crlf"),
+    ]
+    text = json.dumps(result.to_dict())
+    for atom, _kind in Needles.from_forms(canary.redactor.forms).atoms:  # not even a piece
+        assert atom.decode() not in text
+
+
 def test_base64_build_arg_used_in_the_final_stage(built, canary) -> None:
     tag = built("leaky-buildarg.Containerfile")
     result = findings_of(tag, canary)
@@ -320,3 +335,62 @@ def test_production_without_the_git_cleanup_leaks(
     (finding,) = result.findings
     assert finding.where == "layer" and finding.form == "raw"
     assert "url = https://***@github.com/org/app.git" in finding.detail
+
+
+# --- the build fails on what the scan finds ----------------------------------------------------
+
+
+def _apps_with_token_across_a_line_break(remotes: Path, private_url: str, token: str) -> list[dict]:
+    """A public app first, its name padded so that the token's base64 in ``base64 apps.json``
+    (76 columns) is cut by a line break: the case a plain search misses."""
+    from frappe_imagekit.appsjson import inject
+    from tests.support.githttp import make_remote
+
+    for pad in range(80):
+        public = {"url": (remotes / f"pub{'x' * pad}.git").as_uri(), "branch": "v0.0.4"}
+        apps = [public, {"url": private_url, "branch": "v0.0.4"}]
+        text = inject(apps, {"DE_MACRS_PAT": token}).text
+        start = text.index(token) * 4 // 3  # where the token's base64 starts
+        if 20 < (76 - start % 76) < 40:  # the break falls inside it
+            make_remote(remotes, f"pub{'x' * pad}", tags=("v0.0.4",), annotated=(), branches=())
+            return apps
+    raise AssertionError("no padding puts a line break inside the token's base64")
+
+
+def test_a_build_writing_wrapped_base64_of_apps_json_fails_with_exit_5(
+    tmp_path: Path, docker_daemon, busybox_image, unique_name, monkeypatch
+) -> None:
+    from tests.support.cli import invoke
+    from tests.support.githttp import make_remote
+    from tests.support.workspace import make_workspace
+
+    monkeypatch.setenv("IMAGEKIT_DOCKER", docker_daemon)
+    remotes = tmp_path / "remotes"
+    frappe = make_remote(remotes, "frappe", tags=(), annotated=(), branches=("version-15",))
+    app = make_remote(remotes, "de_macrs", tags=("v0.0.4",), annotated=(), branches=())
+    token = "ghp_" + secrets.token_hex(18)
+    image = f"imagekit-test/{unique_name('wrapped')}"
+    apps = _apps_with_token_across_a_line_break(remotes, "file://${DE_MACRS_PAT}@" + str(app.bare), token)
+    root = make_workspace(
+        tmp_path / "ws",
+        env={"FRAPPE_PATH": frappe.url, "IMAGE_NAME": image, "DE_MACRS_PAT": token},
+        apps=apps,
+    )
+    (root / ".dockerignore").write_text(".env\nbuilds\n")
+    fixture = (
+        Path(__file__).resolve().parents[1] / "fixtures" / "build" / "leaky-base64-wrapped.Containerfile"
+    )
+    containerfile = root / "leaky.Containerfile"
+    containerfile.write_text(fixture.read_text().replace("@NONCE@", secrets.token_hex(8)))
+    try:
+        result = invoke("build", "-w", str(root), "--containerfile", str(containerfile))
+        assert result.exit_code == 5, result.stderr
+        assert "the leak scan found a secret" in result.stderr
+        assert "base64 form of a secret in the content of /opt/b64" in result.stderr
+        assert dockerd.image_tags(docker_daemon, image) == []  # nothing left under a tag
+        assert not (root / "builds" / "v1.0.0.json").exists()
+        for text in [result.stdout, result.stderr, *(p.read_text() for p in (root / "builds").iterdir())]:
+            assert token not in text
+    finally:
+        for ref in dockerd.image_tags(docker_daemon, image):
+            dockerd.docker(docker_daemon, "rmi", "-f", ref, check=False, timeout=120)

@@ -377,3 +377,61 @@ def hanging_server() -> Iterator[HangingServer]:
     srv = HangingServer()
     yield srv
     srv.stop()
+
+
+class AuthCaptureServer:
+    """An "attacker" HTTP server on 127.0.0.1: records every request line and Authorization
+    header it is sent and answers 404, so a test can prove no token was sent to it."""
+
+    class _Handler(BaseHTTPRequestHandler):
+        def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+            pass
+
+        def do_GET(self) -> None:  # noqa: N802
+            owner: AuthCaptureServer = self.server.owner  # type: ignore[attr-defined]
+            owner.requests.append(f"{self.command} {self.path}")
+            owner.authorization.append(self.headers.get("Authorization", ""))
+            self.send_response(404)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        do_POST = do_GET  # noqa: N815
+
+    def __init__(self) -> None:
+        self.requests: list[str] = []
+        self.authorization: list[str] = []
+        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), self._Handler)
+        self._httpd.owner = self  # type: ignore[attr-defined]
+        self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05})
+        self._thread.daemon = True
+
+    @property
+    def port(self) -> int:
+        return self._httpd.server_address[1]
+
+    def url(self, repo: str = "x.git", userinfo: str = "") -> str:
+        at = f"{userinfo}@" if userinfo else ""
+        return f"http://{at}127.0.0.1:{self.port}/{repo}"
+
+    def saw_secret(self, token: str) -> bool:
+        """Whether any request carried ``token`` (raw, or in a basic-auth header)."""
+        decoded = []
+        for header in self.authorization:
+            with contextlib.suppress(ValueError):
+                decoded.append(base64.b64decode(header.removeprefix("Basic ")).decode("utf-8", "replace"))
+        return any(token in text for text in [*self.requests, *self.authorization, *decoded])
+
+    def __enter__(self) -> AuthCaptureServer:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._httpd.shutdown()
+        self._httpd.server_close()
+        self._thread.join(timeout=5)
+
+
+@pytest.fixture
+def attacker() -> Iterator[AuthCaptureServer]:
+    with AuthCaptureServer() as srv:
+        yield srv

@@ -141,3 +141,44 @@ def test_json_path_lines_nested():
     lines = appsjson.json_path_lines(text)
     assert lines["[0]"] == 2 and lines["[0].url"] == 3 and lines["[0].branch"] == 4
     assert lines["[1]"] == 6 and lines["[1].branch"] == 6
+
+
+# -- issue 8: URL rules shared with validate.repo_url, refs validated --------------------------
+
+
+@pytest.mark.parametrize(
+    ("url", "code"),
+    [
+        ("--upload-pack=touch /tmp/x;git-upload-pack", "url-option"),
+        ("-oProxyCommand=x", "url-option"),
+        ("http://127.0.0.1/${PAT}/app.git", "url-placeholder-place"),
+        ("https://github.com/${PAT}/app.git", "url-placeholder-place"),
+        ("https://[::1/app.git", "url-invalid"),
+    ],
+)
+def test_option_like_and_misplaced_placeholder_urls_are_errors(url, code):
+    issues = appsjson.url_issues(entry(url), {"PAT"}, {"PAT"})
+    assert issues[0].code == code and issues[0].level == "error"
+    assert "apps.json [0].url (line 2)" in issues[0].message
+
+
+@pytest.mark.parametrize("branch", ["--upload-pack=x", "-b", "a..b", "main:x", "v1 x", "refs/heads/x.lock"])
+def test_refs_that_are_not_git_refs_are_errors(branch):
+    bad = AppEntry(0, "app", "https://github.com/org/app", branch, 3)
+    (issue,) = appsjson.ref_issues(bad)
+    assert issue.code == "apps-ref" and issue.level == "error"
+    assert issue.message.startswith("apps.json [0].branch (line 3) ")
+    assert appsjson.ref_issues(AppEntry(0, "app", "https://github.com/org/app", "version-15", 3)) == []
+
+
+def test_an_unparseable_url_does_not_crash_parsing():
+    entries, issues = parse('[{"url": "https://[::1/app.git", "branch": "v1"}]')
+    assert issues == [] and entries[0].name == "app.git"[:-4]
+    assert appsjson.public_url("https://[::1/app.git") == "(invalid URL)"
+
+
+@pytest.mark.parametrize("depth", [5_000, 200_000])
+def test_deeply_nested_json_is_one_error_not_a_crash(depth):
+    entries, issues = parse("[" * depth + "]" * depth)
+    assert entries == [] and [i.code for i in issues] == ["apps-json"]
+    assert "nested too deeply" in issues[0].message

@@ -1,4 +1,7 @@
+import pytest
+
 from frappe_imagekit import envfile
+from frappe_imagekit.errors import ConfigError
 
 EXAMPLE = """\
 # Version of the image.
@@ -128,3 +131,101 @@ def test_shipped_example_declares_what_imagekit_needs():
 
     assert re.fullmatch(shipped["DE_SITE_VERSION"].pattern, "v1.1.5")
     assert not re.fullmatch(shipped["DE_SITE_VERSION"].pattern, "1.1.5")
+
+
+# -- issue 8: messages about .env lines never echo values; workspace files are what they seem ----
+
+SECRET = "ghp_UNCLOSEDquote0123456789abcdef"
+
+
+def test_an_unclosed_quote_names_line_and_key_never_the_value():
+    parsed = envfile.parse_env_text(f'A=1\nDE_MACRS_PAT="{SECRET}\nB=2\n')
+    (issue,) = parsed.issues
+    assert issue.code == "env-syntax"
+    assert issue.message.startswith(".env line 2 (DE_MACRS_PAT) is not KEY=VALUE")
+    assert SECRET not in issue.message and SECRET[:8] not in issue.message
+    assert parsed.values == {"A": "1", "B": "2"}
+
+
+def test_lines_that_are_not_key_value_are_never_echoed():
+    private_key = (
+        "-----BEGIN OPENSSH PRIVATE KEY-----\n"
+        "b3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAEbm9uZQAAAAAAAAABAAAAMwAAAAtzc2gtZW==\n"
+        "QyNTUxOQAAACDr'quoted\n"
+        "-----END OPENSSH PRIVATE KEY-----\n"
+    )
+    parsed = envfile.parse_env_text(private_key)
+    specs = envfile.parse_example_text("A=1\n")
+    messages = [i.message for i in parsed.issues + envfile.validate_env(parsed, specs)]
+    assert messages
+    for message in messages:
+        for line in private_key.splitlines():
+            assert line.strip("-") not in message
+            assert line[:12] not in message
+
+
+def test_shown_key_describes_keys_that_are_not_plain_names():
+    assert envfile.shown_key("DE_MACRS_PAT") == "DE_MACRS_PAT"
+    assert envfile.shown_key("lower_case") == "lower_case"
+    for key in ("b3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAE", "ghp_ABCDEFGHIJKLMNOP", "My.Key"):
+        assert key not in envfile.shown_key(key)
+
+
+def test_a_symlink_out_of_the_workspace_is_refused(tmp_path):
+    outside = tmp_path / "home" / ".ssh" / "id_ed25519"
+    outside.parent.mkdir(parents=True)
+    outside.write_text("-----BEGIN OPENSSH PRIVATE KEY-----\nsecretkeymaterial\n")
+    ws = tmp_path / "ws"
+    ws.mkdir()
+    (ws / ".env").symlink_to(outside)
+    with pytest.raises(ConfigError) as caught:
+        envfile.read_text(ws / ".env", ".env")
+    assert "symbolic link to a file outside the workspace" in caught.value.message
+    assert "secretkeymaterial" not in caught.value.message and "id_ed25519" not in caught.value.message
+    (ws / "real.env").write_text("A=1\n")
+    (ws / "linked.env").symlink_to(ws / "real.env")  # inside the workspace: fine
+    assert envfile.read_text(ws / "linked.env", ".env") == "A=1\n"
+
+
+def test_special_and_huge_files_are_refused(tmp_path):
+    import os
+
+    fifo = tmp_path / ".env"
+    os.mkfifo(fifo)  # reading it would hang
+    with pytest.raises(ConfigError, match="is not a regular file"):
+        envfile.read_text(fifo, ".env")
+    big = tmp_path / "apps.json"
+    big.write_bytes(b" " * (envfile.MAX_FILE_BYTES + 1))
+    with pytest.raises(ConfigError, match="is not a regular file of at most 1024 KB"):
+        envfile.read_text(big, "apps.json")
+    binary = tmp_path / "de-example.env"
+    binary.write_bytes(b"A=\xff\n")
+    with pytest.raises(ConfigError, match=r"is not UTF-8 text \(byte 2\)"):
+        envfile.read_text(binary, "de-example.env")
+
+
+def test_an_invalid_pattern_is_one_error_and_never_raises():
+    example = "# @pattern ^(v\\d+\n# @required\nDE_SITE_VERSION=v1\n"
+    issues = envfile.example_annotation_issues(example)
+    assert [(i.level, i.code) for i in issues] == [("error", "example-pattern")]
+    assert issues[0].message.startswith(
+        "de-example.env line 1: @pattern is not a valid RE2 regular expression"
+    )
+    specs = envfile.parse_example_text(example)
+    env = envfile.parse_env_text("DE_SITE_VERSION=v1\n")
+    assert envfile.validate_env(env, specs) == []  # reported once, above; no crash here
+
+
+def test_a_catastrophic_pattern_runs_in_linear_time():
+    example = "# @pattern ^(\\w+)+!$\nNAME=x\n"
+    assert envfile.example_annotation_issues(example) == []
+    specs = envfile.parse_example_text(example)
+    env = envfile.parse_env_text("NAME=" + "a" * 100_000 + "\n")  # backtracking: forever
+    (issue,) = envfile.validate_env(env, specs)
+    assert issue.code == "env-pattern"
+
+
+@pytest.mark.parametrize("pattern", ["(?=x)y", "(a)\\1", "[z-a]", "x{2,1}"])
+def test_patterns_re2_cannot_run_are_reported(pattern):
+    (issue,) = envfile.example_annotation_issues(f"# @pattern {pattern}\nNAME=x\n")
+    assert issue.code == "example-pattern"

@@ -224,6 +224,8 @@ def test_diff_frappe_branch_moved_counts_commits(ws: Workspace, monkeypatch) -> 
 
     from frappe_imagekit import gitremote
 
+    # the token variable comes from the current apps.json, never from the manifest
+    ws.apps_file.write_text(json.dumps([{"url": default_apps()[2]["url"], "branch": "main"}]))
     monkeypatch.setattr(gitremote, "count_commits_between", fake_count)
     diff = history.diff_builds(ws, "v1.1.4", "v1.1.5", env={"DE_MACRS_PAT": "canary-token-1234"})
     assert [(c.name, c.commits) for c in diff.changes] == [("frappe", 12), ("de_macrs", -3)]

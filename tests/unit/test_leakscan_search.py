@@ -163,3 +163,67 @@ def test_base64_added_as_a_secret_is_still_labelled_base64() -> None:
     assert kinds[TOKEN] == "raw" and kinds[APPS] == "raw"
     line = f"RUN |1 APPS_JSON_BASE64={b64_doc} /bin/sh -c x"
     assert Needles.from_forms(redactor.forms).search_text(line)[0] == "base64"
+
+
+# --- base64 wrapped across lines (issue 8) ----------------------------------------------------
+
+
+def wrapped(data: bytes, width: int, newline: bytes) -> bytes:
+    return newline.join(data[i : i + width] for i in range(0, len(data), width)) + newline
+
+
+@pytest.mark.parametrize("length", [24, 25, 40, 63, 64, 65, 96, 127, 128, 129, 200, 301])
+@pytest.mark.parametrize("width", [64, 76, 80])
+def test_wrap_pieces_keep_one_piece_whole_wherever_the_breaks_fall(length: int, width: int) -> None:
+    from frappe_imagekit.leakscan import wrap_pieces
+
+    form = bytes(65 + (i * 7) % 26 for i in range(length))  # letters, no repeats nearby
+    pieces = wrap_pieces(form)
+    assert all(len(p) >= 12 for p in pieces) and all(p in form for p in pieces)
+    for first_break in range(1, width + 1):
+        lines = [form[:first_break]] + [form[i : i + width] for i in range(first_break, length, width)]
+        assert any(piece in line for piece in pieces for line in lines), (first_break, lines)
+
+
+def test_short_forms_are_not_split() -> None:
+    from frappe_imagekit.leakscan import wrap_pieces
+
+    assert wrap_pieces(b"QUJDREVGR0hJSktMTU5P") == [b"QUJDREVGR0hJSktMTU5P"]  # 20 chars
+
+
+WRAPS = [(76, b"\n"), (64, b"\n"), (76, b"\r\n"), (64, b"\r\n")]
+
+
+@pytest.mark.parametrize(("width", "newline"), WRAPS, ids=["76", "64", "76-crlf", "64-crlf"])
+@pytest.mark.parametrize("size", [7, 61, 4096])
+def test_wrapped_base64_is_found_once_and_never_shown(needles: Needles, width, newline, size) -> None:
+    for pad in range(0, 80, 7):  # moves the token's base64 across the line breaks
+        document = base64.b64encode(b"x" * pad + APPS.encode())
+        data = b"head\n" + wrapped(document, width, newline) + b"tail\n"
+        search = StreamSearch(needles)
+        hits = []
+        for start in range(0, len(data), size):
+            hits += search.feed(data[start : start + size])
+        assert [h.kind for h in hits] == ["base64"], (pad, hits)
+        for atom, _kind in needles.atoms:
+            assert atom.decode() not in hits[0].excerpt
+        assert "***" in hits[0].excerpt
+
+
+def test_a_plain_search_misses_what_the_pieces_find(needles: Needles) -> None:
+    """The regression: the token's base64 cut by a 76-column break holds no whole form."""
+    for pad in range(0, 80):
+        data = wrapped(base64.b64encode(b"x" * pad + APPS.encode()), 76, b"\n")
+        if not any(form in data for form in needles.kinds):
+            assert StreamSearch(needles).feed(data), pad
+            return
+    raise AssertionError("no padding cut every form")
+
+
+def test_mask_and_search_text_see_through_line_breaks(needles: Needles) -> None:
+    text = "RUN echo " + wrapped(base64.b64encode(APPS.encode()), 64, b"\n").decode()
+    assert needles.search_text(text)[0] == "base64"
+    masked = needles.mask(text)
+    assert "***" in masked
+    for form in needles.kinds:
+        assert form.decode() not in masked.replace("\n", "")

@@ -255,3 +255,49 @@ def test_classify_failure_redacts_git_echo_of_the_token() -> None:
         "fatal: unable to access 'https://ghp_CANARY@example.com/d/m/': weird", access, 5.0, "T"
     )
     assert error.message == "git failed for https://example.com/d/m: weird."
+
+
+# -- issue 8: nothing from a URL reaches git as an option, no token outside the user part ------
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "--upload-pack=touch /tmp/x;git-upload-pack",
+        "http://127.0.0.1/${DE_MACRS_PAT}/app.git",
+        "https://github.com/org/app.git?x=${DE_MACRS_PAT}",
+        "ext::sh -c touch% /tmp/x",
+        "git@github.com:org/app.git",
+    ],
+)
+def test_prepare_access_refuses_urls_that_break_the_rules(url: str) -> None:
+    with pytest.raises(gitremote.GitURLRefused) as caught:
+        gitremote.prepare_access(url, {"DE_MACRS_PAT": "ghp_CANARY"}, "DE_MACRS_PAT")
+    assert caught.value.exit_code == 1 and caught.value.kind == "bad-url"
+    assert "ghp_CANARY" not in caught.value.message
+
+
+def test_count_commits_refuses_a_crafted_sha_before_running_git() -> None:
+    with pytest.raises(gitremote.GitURLRefused, match="is not a commit SHA"):
+        gitremote.count_commits_between(
+            "file:///nowhere.git", {}, None, "--upload-pack=touch /tmp/x;git-upload-pack", "a" * 40, 5.0
+        )
+
+
+def test_every_git_call_puts_an_end_of_options_marker_before_positional_arguments(monkeypatch) -> None:
+    calls: list[list[str]] = []
+
+    def fake_git(args, access, timeout, token_var, cwd=None):
+        calls.append(args)
+        if args[0] == "rev-list":
+            return "2"
+        return ""
+
+    monkeypatch.setattr(gitremote, "_git", fake_git)
+    gitremote.ls_remote("file:///srv/app.git", {}, None, 5.0)
+    assert gitremote.count_commits_between("file:///srv/app.git", {}, None, "a" * 40, "b" * 40, 5.0) == 2
+    for args in calls:
+        marker = "--" if args[0] in {"ls-remote", "init", "fetch"} else "--end-of-options"
+        assert marker in args, args
+        after = args[args.index(marker) + 1 :]
+        assert after and not any(a.startswith("-") for a in after), args

@@ -304,3 +304,72 @@ def test_compare_with_original() -> None:
         True,
     )
     assert not cmp.identical
+
+
+# -- issue 8: a manifest cannot choose where a token goes, nor inject into git ------------------
+
+
+def _tamper(ws: Workspace, **changes) -> None:
+    path = ws.builds_dir / "v1.0.0.json"
+    manifest = json.loads(path.read_text())
+    for key, value in changes.items():
+        manifest["apps"][1][key] = value
+    path.write_text(json.dumps(manifest))
+
+
+def test_cli_dry_run_sends_no_token_to_a_url_written_into_the_manifest(tmp_path, remotes, server, no_image):
+    from tests.support.githttp import AuthCaptureServer
+
+    ws = _workspace(tmp_path, remotes, server)
+    with AuthCaptureServer() as attacker:
+        _tamper(ws, url=attacker.url("x.git", "${DE_MACRS_PAT}"))
+        result = invoke("rebuild", "v1.0.0", "--dry-run", "--json", "-w", str(ws.root))
+    assert result.exit_code == int(ExitCode.GIT), result.stderr
+    assert "cannot check de_macrs for drift" in result.stderr
+    assert attacker.requests and not attacker.saw_secret(CANARY)
+    assert CANARY not in result.stdout + result.stderr
+    assert not list(ws.builds_dir.glob("*.rebuild-*"))
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("sha", "--upload-pack=touch {marker};git-upload-pack", "de_macrs sha is not a commit SHA"),
+        ("url", "--upload-pack=touch {marker};git-upload-pack", "de_macrs url cannot start with '-'"),
+        ("url", "http://127.0.0.1:1/${{DE_MACRS_PAT}}/x.git", "placeholder outside the user part"),
+        ("ref", "--upload-pack=touch {marker}", "is not a valid git branch or tag name"),
+        ("ref", ["v0.0.4"], "de_macrs ref must be a string, not list"),
+    ],
+)
+def test_cli_dry_run_refuses_crafted_manifest_values(
+    tmp_path, remotes, server, no_image, field, value, message
+):
+    marker = tmp_path / "PWNED"
+    ws = _workspace(tmp_path, remotes, server)
+    _tamper(ws, **{field: value.format(marker=marker) if isinstance(value, str) else value})
+    result = invoke("rebuild", "v1.0.0", "--dry-run", "-w", str(ws.root))
+    assert result.exit_code == int(ExitCode.VALIDATION), result.stderr
+    assert message in result.stderr and "the manifest's" in result.stderr
+    assert "Traceback" not in result.stderr and CANARY not in result.stdout + result.stderr
+    assert not marker.exists() and server.requests == []
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("--upload-pack=touch /tmp/x", "cannot start with '-'"),
+        ("https://${DE_MACRS_PAT}@github.com/frappe/frappe", "FRAPPE_PATH holds a credential"),
+        ("http://attacker.example/frappe", "FRAPPE_PATH uses plain http"),
+    ],
+)
+def test_cli_dry_run_refuses_a_crafted_frappe_path_build_arg(
+    tmp_path, remotes, server, no_image, value, message
+):
+    ws = _workspace(tmp_path, remotes, server)
+    path = ws.builds_dir / "v1.0.0.json"
+    manifest = json.loads(path.read_text())
+    manifest["build_args"]["FRAPPE_PATH"] = value
+    path.write_text(json.dumps(manifest))
+    result = invoke("rebuild", "v1.0.0", "--dry-run", "-w", str(ws.root))
+    assert result.exit_code == int(ExitCode.VALIDATION), result.stderr
+    assert message in result.stderr and CANARY not in result.stdout + result.stderr

@@ -174,3 +174,40 @@ def test_redact_bytes_masks_and_survives_invalid_utf8() -> None:
 def test_empty_redactor_returns_text_unchanged() -> None:
     assert Redactor().redact("anything ghp_x") == "anything ghp_x"
     assert Redactor([TOKEN]).redact("") == ""
+
+
+# --- base64 cut by line breaks (issue 8) ---------------------------------------------------------
+
+WRAP_TOKEN = "ghp_WRAPcanary0123456789abcdefWRAP"
+
+
+def _wrapped_lines(data: bytes, width: int) -> list[str]:
+    text = base64.b64encode(data).decode()
+    return [text[i : i + width] for i in range(0, len(text), width)]
+
+
+@pytest.mark.parametrize("width", [64, 76])
+@pytest.mark.parametrize("newline", ["\n", "\r\n"])
+def test_base64_cut_by_line_breaks_is_masked_line_by_line_and_whole(width: int, newline: str) -> None:
+    apps = json.dumps([{"url": f"https://{WRAP_TOKEN}@github.com/o/a.git", "branch": "main"}])
+    redactor = Redactor([WRAP_TOKEN])
+    redactor.add(apps, whole_document=True)
+    token_b64 = {base64.b64encode(b"\0" * s + WRAP_TOKEN.encode()).decode()[4:-4] for s in range(3)}
+    for pad in range(0, 60, 5):
+        lines = _wrapped_lines(b"p" * pad + apps.encode(), width)
+        for out in (
+            [redactor.redact(line) for line in lines],
+            redactor.redact(newline.join(lines)).split(newline),
+        ):
+            joined = "".join(line.replace("***", "\0") for line in out)
+            # no 8 characters of the token's base64 survive, on one line or across two
+            for b64 in token_b64:
+                for i in range(len(b64) - 8):
+                    assert b64[i : i + 8] not in joined.replace("\0", ""), (pad, out)
+
+
+def test_ordinary_base64_at_line_edges_is_left_alone() -> None:
+    redactor = Redactor([WRAP_TOKEN])
+    line = base64.b64encode(b"nothing secret in here at all, just text").decode()
+    assert redactor.redact(line) == line
+    assert redactor.redact(f"sha256 {line}\n{line} done") == f"sha256 {line}\n{line} done"

@@ -202,3 +202,63 @@ def test_git_url_never_shows_a_token() -> None:
     with pytest.raises(ConfigError) as caught:
         validate.git_url("https://ghp_abcdefghijklmnop@h/a b")
     assert "ghp_" not in caught.value.message
+
+
+# -- repo_url (issue 8) ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://github.com/frappe/erpnext",
+        "https://${DE_MACRS_PAT}@github.com/desiredeffect/de_macrs.git",
+        "http://127.0.0.1:8080/app.git",
+        "http://127.1.2.3/app.git",
+        "http://[::1]:8080/app.git",
+        "http://${T}@localhost/app.git",
+        "file:///srv/mirrors/app.git",
+    ],
+)
+def test_repo_url_accepts(url: str) -> None:
+    assert validate.repo_url(url, "url") == url
+
+
+@pytest.mark.parametrize(
+    ("url", "code"),
+    [
+        ("--upload-pack=touch X;git-upload-pack", "url-option"),
+        ("-c", "url-option"),
+        ("https://github.com/a b", "url-option"),
+        ("https://github.com/a\nb", "url-option"),
+        ("git@github.com:org/app.git", "apps-ssh"),
+        ("ssh://git@github.com/org/app.git", "apps-ssh"),
+        ("http://${DE_MACRS_PAT}@attacker.example:8080/x.git", "apps-http"),
+        ("http://${DE_MACRS_PAT}@127.0.0.1.attacker.example/x.git", "apps-http"),
+        ("http://localhost.attacker.example/x.git", "apps-http"),
+        ("ftp://github.com/x", "apps-scheme"),
+        ("github.com/org/app", "apps-scheme"),
+        ("https:///org/app", "url-invalid"),
+        ("https://github.com:99999/x", "url-invalid"),
+        ("https://[::1/x", "url-invalid"),
+        ("http://127.0.0.1/${DE_MACRS_PAT}/app.git", "url-placeholder-place"),
+        ("https://github.com/org/app.git?t=${DE_MACRS_PAT}", "url-placeholder-place"),
+        ("https://${A}@github.com/${B}/app.git", "url-placeholder-place"),
+        ("https://ghp_abcdefghijklmnop@github.com/org/app", "apps-raw-token"),
+        ("https://user:pass@github.com/org/app", "apps-raw-token"),
+    ],
+)
+def test_repo_url_refuses_with_one_sentence(url: str, code: str) -> None:
+    problems = validate.repo_url_problems(url, "apps.json [0].url")
+    assert problems and problems[0][0] == code
+    with pytest.raises(ConfigError) as caught:
+        validate.repo_url(url, "apps.json [0].url")
+    message = caught.value.message
+    assert message.startswith("apps.json [0].url ") and message.endswith(".")
+    for secret in ("ghp_abcdefghijklmnop", "pass", "touch X"):
+        assert secret not in message
+
+
+@pytest.mark.parametrize("value", [None, 5, ["https://x"], {"url": "x"}, ""])
+def test_repo_url_refuses_other_shapes(value: object) -> None:
+    with pytest.raises(ConfigError, match="^url "):
+        validate.repo_url(value, "url")
