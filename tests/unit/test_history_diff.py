@@ -44,9 +44,10 @@ def test_a_crafted_sha_in_a_manifest_runs_nothing(tmp_path: Path, repo) -> None:
     new = app("de_macrs", repo.url, "v0.0.4")
     new["sha"] = repo.tags["v0.0.4"]
     _two_builds(ws, old, new)
-    report = _diff(ws)
-    (change,) = [c for c in report["changes"] if c["name"] == "de_macrs"]
-    assert change["commits"] is None and "is not a commit SHA" in change["commits_note"]
+    # the manifest reader is the boundary: the file is named as unusable, git never runs
+    result = invoke("history", "-w", str(ws), "--diff", "v1.0.0", "v1.0.1", "--json")
+    assert result.exit_code == 12, result.stderr
+    assert "v1.0.0.json cannot be used (apps[0].sha is not a commit SHA" in result.stderr
     assert not marker.exists()
 
 

@@ -334,11 +334,11 @@ def test_cli_dry_run_sends_no_token_to_a_url_written_into_the_manifest(tmp_path,
 @pytest.mark.parametrize(
     ("field", "value", "message"),
     [
-        ("sha", "--upload-pack=touch {marker};git-upload-pack", "de_macrs sha is not a commit SHA"),
-        ("url", "--upload-pack=touch {marker};git-upload-pack", "de_macrs url cannot start with '-'"),
+        ("sha", "--upload-pack=touch {marker};git-upload-pack", "apps[1].sha is not a commit SHA"),
+        ("url", "--upload-pack=touch {marker};git-upload-pack", "apps[1].url cannot start with '-'"),
         ("url", "http://127.0.0.1:1/${{DE_MACRS_PAT}}/x.git", "placeholder outside the user part"),
         ("ref", "--upload-pack=touch {marker}", "is not a valid git branch or tag name"),
-        ("ref", ["v0.0.4"], "de_macrs ref must be a string, not list"),
+        ("ref", ["v0.0.4"], "apps[1].ref must be a string, not list"),
     ],
 )
 def test_cli_dry_run_refuses_crafted_manifest_values(
@@ -348,8 +348,9 @@ def test_cli_dry_run_refuses_crafted_manifest_values(
     ws = _workspace(tmp_path, remotes, server)
     _tamper(ws, **{field: value.format(marker=marker) if isinstance(value, str) else value})
     result = invoke("rebuild", "v1.0.0", "--dry-run", "-w", str(ws.root))
-    assert result.exit_code == int(ExitCode.VALIDATION), result.stderr
-    assert message in result.stderr and "the manifest's" in result.stderr
+    # the manifest reader is the boundary: a value that could reach git makes the file unusable
+    assert result.exit_code == int(ExitCode.NOT_FOUND), result.stderr
+    assert message in result.stderr and "v1.0.0.json cannot be read (" in result.stderr
     assert "Traceback" not in result.stderr and CANARY not in result.stdout + result.stderr
     assert not marker.exists() and server.requests == []
 
