@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from frappe_imagekit import (
+    backups,
     compose,
     composeconfig,
     deploycheck,
@@ -101,6 +102,7 @@ class DeployOptions:
     source_docker_host: str | None = None  # the daemon the image is sent from
     compose_overrides: tuple[str, ...] = ()  # more -f files after compose_file (frappe_docker overrides/)
     health_check: bool = True  # ping and one asset per site after migrate
+    keep_backups: int = 5  # deploys whose backups stay in the state folder
 
     @property
     def image_ref(self) -> str:
@@ -121,6 +123,7 @@ class SiteReport:
     next_steps: list[str] = field(default_factory=list)
     apps_not_installed: list[str] = field(default_factory=list)
     health: str | None = None  # ok | failed | None (not checked)
+    backup_files: list[dict[str, Any]] = field(default_factory=list)  # copies: path, size, sha256
 
 
 @dataclass
@@ -670,6 +673,18 @@ def _backup(ctx: _Context, running: Sequence[Container]) -> None:
                 "or deploy with --no-backup."
             )
         ctx.report.site(site).backup = _site_path(match["path"])
+        _keep_backup(ctx, backend, site, done.stdout)
+    removed = backups.prune(ctx.runner, f"{ctx.paths.root}/backups", ctx.opts.keep_backups)
+    if removed:
+        ctx.report.notes.append(f"removed the backups of older deploys: {', '.join(removed)}")
+
+
+def _keep_backup(ctx: _Context, backend: Container, site: str, output: str) -> None:
+    """Copy the site's backup off the volume into the state folder, checked and hashed."""
+    site = validate.site_name(site, "a site of the backend", DeployError)
+    folder = f"{ctx.paths.root}/backups/{_stamp(ctx.report.started)}/{site}"
+    files = backups.copy_off(ctx.runner, backend.id, backups.files_in_output(output), folder)
+    ctx.report.site(site).backup_files = [asdict(f) for f in files]
 
 
 def _site_path(path: str) -> str:

@@ -66,6 +66,9 @@ def deploy_command(
     no_health_check: bool = typer.Option(
         False, "--no-health-check", help="Skip the ping and asset check of each site after migrate."
     ),
+    keep_backups: int = typer.Option(
+        5, "--keep-backups", min=1, help="Deploys whose copied backups stay in the state folder."
+    ),
     known_hosts: Path | None = KNOWN_HOSTS_OPTION,
     identity: Path | None = IDENTITY_OPTION,
     ssh_config: Path | None = SSH_CONFIG_OPTION,
@@ -106,6 +109,7 @@ def deploy_command(
         state_dir=state_dir,
         up_timeout=up_timeout,
         health_check=not no_health_check,
+        keep_backups=keep_backups,
     )
     runner = open_runner(
         host,

@@ -358,3 +358,51 @@ def test_health_check_without_frontend_asks_the_backend_port(project: Project):
         run_deploy(project, "v2")
     assert "a.local did not answer at http://127.0.0.1:8000/api/method/ping" in str(info.value)
     assert "Connection refused" in str(info.value) and "--no-health-check" in str(info.value)
+
+
+def test_backups_are_copied_off_the_volume_checked_hashed_and_pruned(project: Project):
+    import gzip
+    import hashlib
+    import time
+
+    assert run_deploy(project, "v1").result == "succeeded"  # nothing ran yet: no backup
+    report = run_deploy(project, "v2", keep_backups=2)
+    assert report.result == "succeeded", report.error
+
+    root = project.state / "projects" / project.name / "backups"
+    files = report.site("a.local").backup_files
+    names = [Path(f["path"]).name for f in files]
+    assert names[0].endswith("-a_local-site_config_backup.json") and names[1].endswith(
+        "-a_local-database.sql.gz"
+    )
+    for item in files:
+        copy = Path(item["path"])
+        assert copy.parent.parent.parent == root and copy.parent.name == "a.local"
+        assert copy.stat().st_mode & 0o777 == 0o600
+        assert (item["size"], item["sha256"]) == (
+            copy.stat().st_size,
+            hashlib.sha256(copy.read_bytes()).hexdigest(),
+        )
+    assert gzip.decompress(Path(files[1]["path"]).read_bytes()) == b"fake dump of a.local\n"
+    record = project.records()[-1]
+    assert record["sites"][0]["backup_files"] == files
+
+    for tag in ("v1", "v2"):  # two more deploys; only the last two deploys' backups stay
+        time.sleep(1)
+        last = run_deploy(project, tag, keep_backups=2)
+    assert len(sorted(root.iterdir())) == 2
+    assert any(n.startswith("removed the backups of older deploys: ") for n in last.notes)
+    assert Path(last.site("b.local").backup_files[1]["path"]).is_file()
+
+
+def test_a_backup_that_is_not_whole_stops_the_deploy_before_anything_stops(project: Project):
+    assert run_deploy(project, "v1").result == "succeeded"
+    project.site_file("b.local", "corrupt_backup").write_text("")
+    before = running_ids(project)
+    with pytest.raises(DeployFailed) as info:
+        run_deploy(project, "v2")
+    message = str(info.value)
+    assert info.value.exit_code == ExitCode.DEPLOY_FAILED
+    assert "-b_local-database.sql.gz could not be copied to" in message and "is not whole" in message
+    assert "nothing was stopped" in message
+    assert running_ids(project) == before

@@ -66,3 +66,20 @@ def test_running_image_mismatch_names_the_services():
 def test_first_json_skips_bench_chatter():
     assert first_json('WARN: no redis\n{"a.local": ["frappe"]}\n') == {"a.local": ["frappe"]}
     assert first_json("nothing") is None
+
+
+def test_backup_files_from_bench_output():
+    from frappe_imagekit.backups import files_in_output
+
+    output = (
+        "Backup Summary for a.local at 2026-12-01 16:00:00\n\n"
+        "Config  : ./a.local/private/backups/20261201_160000-a_local-site_config_backup.json 2.0B\n"
+        "Database: ./a.local/private/backups/20261201_160000-a_local-database.sql.gz 40.0B\n"
+        "Public  : ./a.local/private/backups/20261201_160000-a_local-files.tar 10.0KiB\n"
+        "Backup for Site a.local has been successfully completed\n"
+    )
+    assert files_in_output(output) == [
+        "sites/a.local/private/backups/20261201_160000-a_local-site_config_backup.json",
+        "sites/a.local/private/backups/20261201_160000-a_local-database.sql.gz",
+        "sites/a.local/private/backups/20261201_160000-a_local-files.tar",
+    ]
