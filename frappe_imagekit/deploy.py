@@ -16,6 +16,7 @@ from __future__ import annotations
 import getpass
 import hashlib
 import json
+import os
 import re
 import shlex
 import time
@@ -25,9 +26,20 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from frappe_imagekit import compose, lock, validate
+from frappe_imagekit import (
+    backups,
+    compose,
+    composeconfig,
+    deploycheck,
+    deployplan,
+    health,
+    lock,
+    migrator,
+    validate,
+)
 from frappe_imagekit import migrate_parse as mp
 from frappe_imagekit.compose import ComposeCLI, Container
+from frappe_imagekit.composeconfig import RenderedConfig
 from frappe_imagekit.errors import (
     DeployError,
     ExitCode,
@@ -40,6 +52,7 @@ from frappe_imagekit.interrupts import sigterm_as_interrupt
 from frappe_imagekit.migrate_parse import SiteResult, parse_migrate_output
 from frappe_imagekit.migrate_report import BenchPlace, StepContext, pending_patch_line, ssh_prefix
 from frappe_imagekit.migrate_report import next_steps as migrate_next_steps
+from frappe_imagekit.migrator import MigratorRun
 from frappe_imagekit.runner import LocalRunner, Runner, local_stdout_stream
 from frappe_imagekit.workspace import Workspace, write_json_atomic
 
@@ -91,6 +104,9 @@ class DeployOptions:
     stop_timeout: int = 10
     send_image: bool = True  # remote target without the image: docker save | docker load
     source_docker_host: str | None = None  # the daemon the image is sent from
+    compose_overrides: tuple[str, ...] = ()  # more -f files after compose_file (frappe_docker overrides/)
+    health_check: bool = True  # ping and one asset per site after migrate
+    keep_backups: int = 5  # deploys whose backups stay in the state folder
 
     @property
     def image_ref(self) -> str:
@@ -122,6 +138,8 @@ class SiteReport:
     exception_message: str | None = None
     warnings: list[str] = field(default_factory=list)
     migrate_notes: list[str] = field(default_factory=list)
+    health: str | None = None  # ok | failed | None (not checked)
+    backup_files: list[dict[str, Any]] = field(default_factory=list)  # copies: path, size, sha256
 
 
 @dataclass
@@ -141,6 +159,12 @@ class DeployReport:
     image_sent: bool = False
     timings: dict[str, float] = field(default_factory=dict)
     record: str | None = None
+    image_id: str | None = None  # of IMAGE:VERSION on the target, checked after up
+    image_services: list[str] = field(default_factory=list)  # services the config gives the image
+    oneshot_services: list[str] = field(default_factory=list)  # waited for to exit 0
+    migrator: str | None = None  # the service that migrates on start (frappe_docker's migrator)
+    services: dict[str, str] = field(default_factory=dict)  # every service -> its rendered image
+    steps: list[str] = field(default_factory=list)  # --dry-run: what the deploy would do
 
     @property
     def exit_code(self) -> ExitCode:
@@ -172,7 +196,9 @@ def check_options(opts: DeployOptions) -> DeployOptions:
     """``opts`` when every value can be used, else ``UsageError`` (exit 2) naming the option.
 
     Runs before anything connects, locks or stops: each value reaches compose, docker, a shell
-    on the target or a path in the state folder (the project names a folder there).
+    on the target or a path in the state folder (the project names a folder there). An empty
+    project or compose file is left for ``_with_layout``, which takes them from COMPOSE_* or
+    refuses; ``deploy()`` checks again after it.
     """
     _check_names(opts)
     _check_paths(opts)
@@ -181,7 +207,8 @@ def check_options(opts: DeployOptions) -> DeployOptions:
 
 
 def _check_names(opts: DeployOptions) -> None:
-    validate.project_name(opts.project, "--project", UsageError)
+    if opts.project:
+        validate.project_name(opts.project, "--project", UsageError)
     validate.image_name(opts.image, "the image name (IMAGE_NAME or the build's manifest)", UsageError)
     validate.image_tag(opts.version, "--version", UsageError)
     validate.env_name(opts.image_var, "--image-var", UsageError)
@@ -198,7 +225,9 @@ def _check_names(opts: DeployOptions) -> None:
 
 
 def _check_paths(opts: DeployOptions) -> None:
-    validate.not_an_option(opts.compose_file, "--compose", UsageError)
+    for compose_file in (opts.compose_file, *opts.compose_overrides):
+        if compose_file or opts.compose_overrides:
+            validate.not_an_option(compose_file, "--compose", UsageError)
     for value, what in (
         (opts.env_file, "--env-file"),
         (opts.state_dir, "--state-dir"),
@@ -310,6 +339,9 @@ class _Context:
     emit: EventSink
     cli: ComposeCLI | None = None
     compose_file: str = ""  # absolute, on the target
+    compose_files: list[str] = field(default_factory=list)  # every -f, absolute; [0] is compose_file
+    config: RenderedConfig | None = None  # as `up` will see it (compose config)
+    migrator_run: MigratorRun | None = None  # frappe_docker's migrator, followed after up
 
 
 def deploy(
@@ -324,7 +356,7 @@ def deploy(
     migrate failures are returned in the report (``result`` patch-failed / migrate-failed).
     Options that cannot be used raise ``UsageError`` before anything runs (nothing recorded).
     """
-    check_options(opts)
+    opts = check_options(_with_layout(runner, opts))
     report = DeployReport(
         version=opts.version,
         image=opts.image_ref,
@@ -352,23 +384,96 @@ def deploy(
     return report
 
 
+def _with_layout(runner: Runner, opts: DeployOptions) -> DeployOptions:
+    """``--compose``/``--project``, else COMPOSE_FILE and COMPOSE_PROJECT_NAME from the
+    environment (this machine only) or the env file, as compose reads them."""
+    if opts.compose_file and opts.project:
+        return opts
+    if opts.env_file is not None:
+        validate.not_an_option(opts.env_file, "--env-file", UsageError)  # before it is read
+    environ = dict(os.environ) if isinstance(runner, LocalRunner) else {}
+    env_text = lock.read_file(runner, opts.env_file) if opts.env_file else None
+    found = composeconfig.compose_env(environ, env_text)
+    from_file = "COMPOSE_FILE" not in environ and opts.env_file
+    base = str(Path(_absolute(runner, opts.env_file)).parent) if from_file else os.getcwd()
+    files, project = composeconfig.layout_from_env(found, base)
+    if not opts.compose_file and not files:
+        raise UsageError(
+            "no compose file: pass --compose FILE (repeat it for override files) or set COMPOSE_FILE "
+            "in the environment or the env file."
+        )
+    if not opts.project and not project:
+        raise UsageError("no project name: pass --project NAME or set COMPOSE_PROJECT_NAME.")
+    chosen = [opts.compose_file, *opts.compose_overrides] if opts.compose_file else files
+    chosen = [validate.not_an_option(f, "a compose file", UsageError) for f in chosen]
+    return replace(
+        opts,
+        project=opts.project or validate.project_name(project, "COMPOSE_PROJECT_NAME", UsageError),
+        compose_file=chosen[0],
+        compose_overrides=tuple(chosen[1:]),
+    )
+
+
 def _run(ctx: _Context) -> None:
     _timed(ctx, "preflight", _preflight)
     if ctx.opts.dry_run:
+        _plan_dry_run(ctx)
         ctx.report.result = DRY_RUN
         return
     details = lock.lock_details(ctx.opts.version, ctx.runner.host)
     with lock.held(ctx.runner, ctx.paths.lock_dir, details, ctx.opts.project, ctx.opts.lock_wait):
         if not ctx.opts.migrate_only:
             _replace_containers(ctx)
-        _timed(ctx, "migrate", _migrate_all)
+        if ctx.migrator_run is not None:
+            _report_migrator(ctx, ctx.migrator_run)
+        elif _no_site_yet(ctx):
+            ctx.report.notes.append("no site yet: nothing to migrate (create one with bench new-site).")
+        else:
+            _timed(ctx, "migrate", _migrate_all)
         _check_apps(ctx)
+        if ctx.opts.health_check and all(s.status == "ok" for s in ctx.report.sites):
+            _timed(ctx, "health", _check_health)
     sites = ctx.report.sites
     failures = [s.failure for s in sites if s.status == "failed"]
     if not failures:
         ctx.report.result = SUCCEEDED
     else:
         ctx.report.result = PATCH_FAILED if "patch" in failures else MIGRATE_FAILED
+
+
+def _plan_dry_run(ctx: _Context) -> None:
+    """List the sites (as pending) and every step the deploy would take."""
+    assert ctx.cli is not None
+    opts, cli = ctx.opts, ctx.cli
+    running = compose.service_containers(compose.project_containers(ctx.runner, opts.project))
+    sites = _dry_run_sites(ctx, running)
+    for site in sites:
+        ctx.report.site(site)
+    down = None
+    if running and not opts.migrate_only:
+        files = _down_files(ctx, running)
+        down_args = compose.down_args(cli, opts.stop_timeout)
+        down = compose.compose_argv(cli, opts.project, files["files"], *down_args,
+                                    project_dir=files["project_dir"], env_file=files["env_file"])  # fmt: skip
+    up_args = compose.up_args(cli)
+    up = compose.compose_argv(cli, opts.project, ctx.compose_files, *up_args, env_file=opts.env_file)
+    facts = deployplan.PlanFacts(
+        project=opts.project, image_ref=opts.image_ref, lock_dir=ctx.paths.lock_dir, sites=sites,
+        running=bool(running), backup=opts.backup, down_argv=down, up_argv=up, up_env=_up_env(opts),
+        image_services=ctx.report.image_services, oneshot=ctx.report.oneshot_services,
+        migrator=ctx.report.migrator, migrate_only=opts.migrate_only,
+    )  # fmt: skip
+    ctx.report.steps = deployplan.steps(facts)
+
+
+def _dry_run_sites(ctx: _Context, running: Sequence[Container]) -> list[str]:
+    if ctx.opts.sites:
+        return list(ctx.opts.sites)
+    try:
+        backend = _backend(ctx, running)
+    except DeployError:
+        return []
+    return sorted(_exec(ctx, backend, ["sh", "-c", _LIST_SITES], timeout=60).stdout.split())
 
 
 def _replace_containers(ctx: _Context) -> None:
@@ -380,6 +485,7 @@ def _replace_containers(ctx: _Context) -> None:
     _timed(ctx, "down", lambda c: _down(c, down_files, bool(running)))
     ctx.emit(f"starting {ctx.opts.image_ref}")
     _timed(ctx, "up", _up)
+    _timed(ctx, "image_check", _check_running_image)
 
 
 # ---------------------------------------------------------------- preflight
@@ -389,17 +495,24 @@ def _preflight(ctx: _Context) -> None:
     runner, opts = ctx.runner, ctx.opts
     ctx.cli = compose.detect_compose(runner)
     ctx.report.compose = f"{' '.join(ctx.cli.base)} {ctx.cli.version}"
+    if not ctx.cli.is_v2:
+        ctx.report.notes.append(
+            f"compose v1 ({ctx.report.compose}) is unmaintained upstream; it works, but install the "
+            "compose v2 plugin (`docker compose`) on the target."
+        )
     docker = runner.run(["docker", "version", "--format", "{{.Server.Version}}"], timeout=30)
     if docker.returncode != 0:
         raise DeployError(
             f"docker does not answer on {runner.host} ({_last_line(docker)}); start the Docker daemon there."
         )
-    ctx.compose_file = _absolute(runner, opts.compose_file)
-    if runner.run(["test", "-f", ctx.compose_file]).returncode != 0:
-        raise NotFoundError(
-            f"compose file {ctx.compose_file} does not exist on {_where(runner)}: pass the file "
-            "the site runs with (--compose, a path on the target)."
-        )
+    ctx.compose_files = [_absolute(runner, p) for p in (opts.compose_file, *opts.compose_overrides)]
+    ctx.compose_file = ctx.compose_files[0]
+    for path in ctx.compose_files:
+        if runner.run(["test", "-f", path]).returncode != 0:
+            raise NotFoundError(
+                f"compose file {path} does not exist on {_where(runner)}: pass the file "
+                "the site runs with (--compose, a path on the target)."
+            )
     if opts.env_file and runner.run(["test", "-f", opts.env_file]).returncode != 0:
         raise NotFoundError(
             f"env file {opts.env_file} does not exist on {_where(runner)}: fix --env-file "
@@ -407,6 +520,52 @@ def _preflight(ctx: _Context) -> None:
         )
     if not _image_present(runner, opts.image_ref):
         _send_image(ctx)
+    if not opts.migrate_only:
+        _check_config(ctx)
+        _check_image_apps(ctx)
+
+
+def _check_config(ctx: _Context) -> None:
+    """Render the config `up` will use; refuse it unless services get IMAGE:VERSION."""
+    assert ctx.cli is not None
+    opts, files = ctx.opts, ctx.compose_files
+    ctx.config = composeconfig.render(ctx.runner, ctx.cli, opts.project, files, _up_env(opts), opts.env_file)
+    plan = composeconfig.image_plan(ctx.config, opts.image, opts.version)
+    contents = {path: lock.read_file(ctx.runner, path) or "" for path in files}
+    lines = composeconfig.image_lines(contents, plan.pinned.values())
+    deploycheck.require_image_plan(plan, opts.image_ref, lines, opts.image_var, opts.tag_var)
+    ctx.report.image_services = plan.new
+    ctx.report.services = {name: svc.image for name, svc in sorted(ctx.config.services.items())}
+    ctx.report.oneshot_services = composeconfig.oneshot_services(ctx.config, opts.oneshot_services)
+    ctx.report.migrator = next(iter(composeconfig.migrator_services(ctx.config)), None)
+
+
+def _check_image_apps(ctx: _Context) -> None:
+    """Every app installed on a site must be in the new image (read from the running backend)."""
+    runner, opts = ctx.runner, ctx.opts
+    if not _image_present(runner, opts.image_ref):  # dry run: it would be sent
+        return
+    ctx.report.image_id = deploycheck.image_id(runner, opts.image_ref)
+    try:
+        backend = _backend(ctx)
+        sites = _sites(ctx, backend)
+    except DeployError:
+        ctx.report.notes.append("no running backend or no site yet: the apps of the sites were not checked.")
+        return
+    installed = deploycheck.site_apps(runner, backend.id, sites)
+    in_image = deploycheck.manifest_apps(ctx.ws, opts.version, ctx.report.image_id)
+    if in_image is None:
+        in_image = deploycheck.bench_version_apps(runner, opts.image_ref)
+    deploycheck.require_apps(installed, in_image, opts.image_ref)
+
+
+def _check_running_image(ctx: _Context) -> None:
+    if not ctx.report.image_id:
+        return
+    running = deploycheck.running_images(ctx.runner, ctx.opts.project)
+    deploycheck.require_running_image(
+        running, ctx.report.image_services, ctx.report.image_id, ctx.opts.image_ref
+    )
 
 
 def _absolute(runner: Runner, path: str) -> str:
@@ -460,7 +619,8 @@ def _send_image(ctx: _Context) -> None:
 def _down_files(ctx: _Context, running: Sequence[Container]) -> dict[str, Any]:
     """Which compose file (and env) ``down`` must use: the copy from the last ``up``."""
     recorded = _last_up(ctx)
-    labels = sorted({c.config_files for c in running if c.config_files})
+    labels = sorted({composeconfig.resolve_config_files(c.config_files, c.working_dir)
+                     for c in running if c.config_files})  # fmt: skip
     if recorded:
         if labels and labels != [recorded["config_files"]] and not ctx.opts.force:
             raise DeployError(
@@ -468,23 +628,42 @@ def _down_files(ctx: _Context, running: Sequence[Container]) -> dict[str, Any]:
                 f"{' and '.join(labels)}, not with {recorded['config_files']} (the last up by "
                 "imagekit); bring them down with that file yourself, or pass --force."
             )
-        current = _sha256_on_target(ctx.runner, recorded["config_files"])
-        if current != recorded["sha256"]:
-            ctx.report.notes.append(
-                f"{recorded['config_files']} changed since the last up; down used the copy "
-                f"from that up ({ctx.paths.compose_copy})."
-            )
+        kept = _recorded_files(ctx, recorded)
+        for item in kept:
+            if _sha256_on_target(ctx.runner, item["path"]) != item["sha256"]:
+                ctx.report.notes.append(
+                    f"{item['path']} changed since the last up; down used the copy "
+                    f"from that up ({item['copy']})."
+                )
         env_file = ctx.paths.env_copy if recorded.get("env_file") else None
-        return {"files": [ctx.paths.compose_copy], "project_dir": recorded["project_dir"],
+        return {"files": [item["copy"] for item in kept], "project_dir": recorded["project_dir"],
                 "env_file": env_file, "env": recorded.get("env", {})}  # fmt: skip
-    if labels and labels != [ctx.compose_file] and not ctx.opts.force:
+    if labels and labels != [",".join(ctx.compose_files)] and not ctx.opts.force:
         raise DeployError(
             f"the running containers of {ctx.opts.project} were started with {' and '.join(labels)}"
             f" and imagekit has no record of that up; bring them down with that file, or pass "
             "--force to use the config_files label."
         )
-    files = labels[0].split(",") if labels else [ctx.compose_file]
+    files = labels[0].split(",") if labels else ctx.compose_files
     return {"files": files, "project_dir": None, "env_file": ctx.opts.env_file, "env": {}}
+
+
+def _recorded_files(ctx: _Context, recorded: dict[str, Any]) -> list[dict[str, str]]:
+    """The files of the last up with their hash and copy (records before several files: one)."""
+    items = recorded.get("files")
+    if not isinstance(items, list) or not all(isinstance(i, dict) for i in items) or not items:
+        items = [{"path": recorded.get("config_files"), "sha256": recorded.get("sha256")}]
+    what = f"a compose file in {ctx.paths.last_up}"
+    return [
+        {"path": validate.not_an_option(item.get("path"), what, DeployError),
+         "sha256": str(item.get("sha256")), "copy": _copy_path(ctx.paths, index)}
+        for index, item in enumerate(items)
+    ]  # fmt: skip
+
+
+def _copy_path(paths: StatePaths, index: int) -> str:
+    """Where the copy of the ``index``-th compose file of the last up is kept (never read from a file)."""
+    return paths.compose_copy if index == 0 else f"{paths.root}/compose.{index}.yaml"
 
 
 def _last_up(ctx: _Context) -> dict[str, Any] | None:
@@ -539,13 +718,18 @@ def _sha256_on_target(runner: Runner, path: str) -> str | None:
 
 def _keep_copy(ctx: _Context, env: dict[str, str]) -> None:
     runner, paths = ctx.runner, ctx.paths
-    content = lock.read_file(runner, ctx.compose_file) or ""
-    lock.write_file(runner, paths.compose_copy, content.encode())
+    files = []
+    for index, path in enumerate(ctx.compose_files):
+        text = lock.read_file(runner, path) or ""
+        copy = _copy_path(paths, index)
+        lock.write_file(runner, copy, text.encode())
+        files.append({"path": path, "sha256": hashlib.sha256(text.encode()).hexdigest(), "copy": copy})
     if ctx.opts.env_file:
         lock.write_file(runner, paths.env_copy, (lock.read_file(runner, ctx.opts.env_file) or "").encode())
     record = {
-        "config_files": ctx.compose_file,
-        "sha256": hashlib.sha256(content.encode()).hexdigest(),
+        "config_files": ",".join(ctx.compose_files),
+        "sha256": files[0]["sha256"],
+        "files": files,
         "project_dir": str(Path(ctx.compose_file).parent),
         "env_file": ctx.opts.env_file,
         "env": env,
@@ -593,6 +777,9 @@ def _backup(ctx: _Context, running: Sequence[Container]) -> None:
     except DeployError:
         ctx.report.notes.append("no running backend before the deploy: no backup taken.")
         return
+    if _no_site_yet(ctx):
+        ctx.report.notes.append("no site yet: no backup taken.")
+        return
     for site in _sites(ctx, backend):
         ctx.emit(f"backing up {site}")
         done = _exec(ctx, backend, ["bench", "--site", site, "backup"], timeout=3600)
@@ -603,6 +790,18 @@ def _backup(ctx: _Context, running: Sequence[Container]) -> None:
                 "or deploy with --no-backup."
             )
         ctx.report.site(site).backup = _site_path(match["path"])
+        _keep_backup(ctx, backend, site, done.stdout)
+    removed = backups.prune(ctx.runner, f"{ctx.paths.root}/backups", ctx.opts.keep_backups)
+    if removed:
+        ctx.report.notes.append(f"removed the backups of older deploys: {', '.join(removed)}")
+
+
+def _keep_backup(ctx: _Context, backend: Container, site: str, output: str) -> None:
+    """Copy the site's backup off the volume into the state folder, checked and hashed."""
+    site = validate.site_name(site, "a site of the backend", DeployError)
+    folder = f"{ctx.paths.root}/backups/{_stamp(ctx.report.started)}/{site}"
+    files = backups.copy_off(ctx.runner, backend.id, backups.files_in_output(output), folder)
+    ctx.report.site(site).backup_files = [asdict(f) for f in files]
 
 
 def _site_path(path: str) -> str:
@@ -633,9 +832,9 @@ def _down(ctx: _Context, files: dict[str, Any], anything: bool) -> None:
 def _up(ctx: _Context) -> None:
     assert ctx.cli is not None
     opts = ctx.opts
-    env = {opts.image_var: opts.image, opts.tag_var: opts.version, "PULL_POLICY": "never"}
+    env = _up_env(opts)
     argv = compose.compose_argv(
-        ctx.cli, opts.project, [ctx.compose_file], *compose.up_args(ctx.cli),
+        ctx.cli, opts.project, ctx.compose_files, *compose.up_args(ctx.cli),
         env_file=opts.env_file,
     )  # fmt: skip
     done = ctx.runner.run(argv, env=env, timeout=opts.up_timeout + 60)
@@ -644,7 +843,76 @@ def _up(ctx: _Context) -> None:
         raise DeployError(
             f"compose up failed: {_last_line(done)}; fix the compose file or the image and deploy again."
         )
-    compose.wait_services(ctx.runner, opts.project, opts.oneshot_services, opts.up_timeout)
+    if ctx.report.migrator:
+        _timed(ctx, "migrate", _follow_migrator)
+        if ctx.migrator_run and ctx.migrator_run.failed:
+            return  # reported as a migrate failure; the other services are up
+    oneshot = ctx.report.oneshot_services or opts.oneshot_services
+    compose.wait_services(ctx.runner, opts.project, oneshot, opts.up_timeout)
+
+
+def _follow_migrator(ctx: _Context) -> None:
+    assert ctx.report.migrator is not None
+    ctx.emit(f"waiting for the {ctx.report.migrator} service (bench migrate on start)")
+    ctx.migrator_run = migrator.wait_for(ctx.runner, ctx.opts.project, ctx.report.migrator, ctx.emit)
+
+
+def _report_migrator(ctx: _Context, run: MigratorRun) -> None:
+    """Sites' results from the migrator's logs (imagekit does not start a second migrate)."""
+    results = parse_migrate_output(run.output, exit_code=run.exit_code)
+    for result in results:
+        _fill_site(ctx, ctx.report.site(result.site), result)
+    ctx.report.notes.append(
+        f"migrate ran in the {run.service} service on up ({run.container}, exit {run.exit_code}); "
+        "imagekit followed its logs instead of starting a second migrate."
+    )
+    if run.stopped:
+        ctx.report.notes.append(
+            f"imagekit stopped {run.container} after it failed, so that its restart policy does not "
+            "run migrate again unseen; it runs again on the next up."
+        )
+    if not results and not run.failed:
+        ctx.report.notes.append("no site yet: the migrator had nothing to migrate.")
+
+
+def _check_health(ctx: _Context) -> None:
+    """Each migrated site answers ping (and one asset through the frontend), from inside."""
+    if not ctx.report.sites:
+        return
+    backend = _backend(ctx)
+    services = ctx.config.services if ctx.config else {c.service: c for c in _project(ctx)}
+    url = health.base_url(services)
+    asset = None
+    if url == health.FRONTEND_URL:
+        asset = health.first_asset(_exec(ctx, backend, ["cat", health.ASSETS_MANIFEST], timeout=30).stdout)
+    else:
+        ctx.report.notes.append(
+            "no frontend service: the health check asked ping only (gunicorn serves no assets)."
+        )
+    for site in ctx.report.sites:
+        ctx.emit(f"checking {site.site} ({url})")
+        site.health = "failed"
+        site.health = health.check_site(ctx.runner, backend.id, url, site.site, asset)
+
+
+def _project(ctx: _Context) -> list[Container]:
+    return compose.service_containers(compose.project_containers(ctx.runner, ctx.opts.project))
+
+
+def _no_site_yet(ctx: _Context) -> bool:
+    """A fresh stack: the backend runs and has no site (and --sites names none)."""
+    if ctx.opts.sites:
+        return False
+    try:
+        backend = _backend(ctx)
+    except DeployError:
+        return False
+    return not _exec(ctx, backend, ["sh", "-c", _LIST_SITES], timeout=60).stdout.split()
+
+
+def _up_env(opts: DeployOptions) -> dict[str, str]:
+    """The variables `up` (and `config` before it) runs with: the image to deploy."""
+    return {opts.image_var: opts.image, opts.tag_var: opts.version, "PULL_POLICY": "never"}
 
 
 # ---------------------------------------------------------------- migrate and apps

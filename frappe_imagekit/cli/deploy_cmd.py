@@ -19,6 +19,13 @@ SSH_CONFIG_OPTION = typer.Option(None, "--ssh-config", help="ssh config file (de
 DOCKER_HOST_OPTION = typer.Option(
     None, "--docker-host", help="DOCKER_HOST for the commands on the target (e.g. unix:///...)."
 )
+COMPOSE_OPTION = typer.Option(
+    None,
+    "--compose",
+    "-f",
+    metavar="FILE",
+    help="Compose file on the target; repeat for overrides (default: COMPOSE_FILE).",
+)
 STATE_DIR_OPTION = typer.Option(
     None,
     "--state-dir",
@@ -28,8 +35,10 @@ STATE_DIR_OPTION = typer.Option(
 
 @command("deploy")
 def deploy_command(
-    project: str = typer.Option(..., "--project", "-p", help="Compose project name."),
-    compose_file: str = typer.Option(..., "--compose", "-f", help="Compose file on the target."),
+    project: str = typer.Option(
+        "", "--project", "-p", help="Compose project (default: COMPOSE_PROJECT_NAME)"
+    ),
+    compose_file: list[str] | None = COMPOSE_OPTION,
     host: str | None = HOST_OPTION,
     version: str | None = typer.Option(
         None, "--version", help="Tag to deploy (default: the newest successful build)."
@@ -54,6 +63,12 @@ def deploy_command(
         "configurator", "--oneshot", help="Comma-separated services that must exit 0."
     ),
     up_timeout: float = typer.Option(120, "--up-timeout", help="Seconds for services to start."),
+    no_health_check: bool = typer.Option(
+        False, "--no-health-check", help="Skip the ping and asset check of each site after migrate."
+    ),
+    keep_backups: int = typer.Option(
+        5, "--keep-backups", min=1, help="Deploys whose copied backups stay in the state folder."
+    ),
     known_hosts: Path | None = KNOWN_HOSTS_OPTION,
     identity: Path | None = IDENTITY_OPTION,
     ssh_config: Path | None = SSH_CONFIG_OPTION,
@@ -78,7 +93,8 @@ def deploy_command(
     image, tag = choose_image(ws, version)
     options = DeployOptions(
         project=project,
-        compose_file=compose_file,
+        compose_file=compose_file[0] if compose_file else "",
+        compose_overrides=tuple((compose_file or [])[1:]),
         image=image,
         version=tag,
         sites=None if sites.strip() == "all" else [s.strip() for s in sites.split(",") if s.strip()],
@@ -94,6 +110,8 @@ def deploy_command(
         oneshot_services=tuple(s.strip() for s in oneshot.split(",") if s.strip()),
         state_dir=state_dir,
         up_timeout=up_timeout,
+        health_check=not no_health_check,
+        keep_backups=keep_backups,
     )
     check_options(options)  # every option checked before anything connects or stops
     runner = open_runner(
@@ -188,8 +206,18 @@ def render_report(report) -> None:  # type: ignore[no-untyped-def]
             )
     for note in report.notes:
         output.out(f"note: {note}")
+    if report.steps:
+        _render_plan(report)
     if report.record:
         output.out(f"recorded in {report.record}")
+
+
+def _render_plan(report) -> None:  # type: ignore[no-untyped-def]
+    new = set(report.image_services)
+    for service, image in report.services.items():
+        output.out(f"service {service}: {image or '(build)'}{' (new image)' if service in new else ''}")
+    for number, step in enumerate(report.steps, 1):
+        output.out(f"step {number}: {step}")
 
 
 def _render_failure(site) -> None:  # type: ignore[no-untyped-def]

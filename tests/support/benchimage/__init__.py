@@ -3,7 +3,8 @@
 ``build_fake_bench(docker_cli)`` builds ``imagekit-test/fakebench:<content hash>`` FROM the
 busybox base (classic builder, about a second; idempotent). ``write_project(folder, sites)``
 writes ``compose.yaml`` (configurator one-shot, backend, queue; a bind-mounted ``sites`` folder;
-no network; PID 1 exits on SIGTERM; ``stop_grace_period: 1s``) and the sites.
+no network; PID 1 exits on SIGTERM; ``stop_grace_period: 1s``) and the sites. The backend serves
+``/api/method/ping`` on 127.0.0.1:8000 inside its container (busybox httpd, static ``pong``).
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from frappe_imagekit import process
 HERE = Path(__file__).resolve().parent
 REPOSITORY = "imagekit-test/fakebench"
 SLEEP_FOREVER = 'trap "exit 0" TERM; while :; do sleep 1 & wait $$!; done'
+# the backend answers /api/method/ping on its gunicorn port, like frappe (busybox httpd, static)
+SERVE_BACKEND = "httpd -p 127.0.0.1:8000 -h /srv/www; " + SLEEP_FOREVER
 
 _SERVICE = """  {name}:
     image: ${{CUSTOM_IMAGE}}:${{CUSTOM_TAG}}
@@ -54,6 +57,8 @@ def compose_yaml(services: Sequence[str] = ("configurator", "backend", "queue"))
     for name in services:
         if name == "configurator":
             extra = '    restart: "no"\n    command: ["sh", "-c", "echo configured; ls sites"]\n'
+        elif name == "backend":
+            extra = f"    command: ['sh', '-c', '{SERVE_BACKEND}']\n"
         else:
             extra = f"    command: ['sh', '-c', '{SLEEP_FOREVER}']\n"
         parts.append(_SERVICE.format(name=name, extra=extra).rstrip("\n"))
