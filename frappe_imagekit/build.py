@@ -92,6 +92,7 @@ class BuildPlan:
     notes: list[str] = field(default_factory=list)  # informational (e.g. which docker CLI)
     buildx_version: str | None = None
     created: str = ""
+    daemon: str = ""  # which daemon the CLI builds on and the SDK scans, and why (dockerapi.Daemon)
 
     @property
     def ref(self) -> str:
@@ -101,6 +102,13 @@ class BuildPlan:
     def apps_json_mode(self) -> str:
         mode = self.containerfile.apps_json_mode
         return str(mode) if mode is not None else ""
+
+    @property
+    def metadata_file(self) -> Path | None:
+        """buildx's ``--metadata-file`` (beside the iidfile); None for the classic BuildKit client."""
+        if self.docker_mode != dockercli.BUILDX or self.iidfile is None:
+            return None
+        return self.iidfile.with_name(self.iidfile.name.removesuffix(".iid") + ".metadata.json")
 
     @property
     def cli(self) -> dockercli.DockerCli:
@@ -123,6 +131,7 @@ class BuildPlan:
             labels=self.labels,
             no_cache=self.no_cache,
             pull=self.pull,
+            metadata_file=self.metadata_file,
         )
 
     def command(self) -> list[str]:
@@ -160,6 +169,7 @@ class BuildPlan:
                 "cli": self.docker_cli,
                 "version": self.docker_version,
                 "builder": self.cli.builder,
+                "daemon": self.daemon,
                 "note": "; ".join(self.notes) or None,
             },
             "build_args": dict(self.build_args),
@@ -260,6 +270,13 @@ def mode_warning(containerfile: Containerfile) -> str | None:
         "(RUN --mount=type=secret,id=apps_json,...), as imagekit's containerfiles/Containerfile "
         "does."
     )
+
+
+def _daemon_description() -> str:
+    """Which daemon builds and is scanned (DOCKER_HOST, DOCKER_CONTEXT or the CLI's context)."""
+    from frappe_imagekit import dockerapi
+
+    return dockerapi.resolve_daemon().describe()
 
 
 def _cf_name(containerfile: Containerfile) -> str:
@@ -418,6 +435,7 @@ def assemble_plan(
         containerfile_file=cf_file,
         warnings=notes + list(warnings or []),
         notes=[cli.note] if cli.note else [],
+        daemon=_daemon_description(),
         buildx_version=cli.buildx,
         created=created,
     )
@@ -547,6 +565,7 @@ class _Run:
     replaced: str | None = None
     old_id: str | None = None
     image_id: str | None = None
+    digest: str | None = None  # containerimage.digest from buildx --metadata-file
     leak_scan: dict[str, Any] = field(default_factory=lambda: {"status": "skipped"})
 
 
@@ -564,6 +583,7 @@ def execute_build(
         if run.old_id:
             run.replaced = _keep_old_image(plan, run.old_id)
         run.image_id = _docker_build(plan, run, on_line, on_start)
+        run.digest = dockercli.read_metadata_digest(plan.metadata_file)
         run.leak_scan = _leak_scan(plan, run)
         data = _manifest(ws, plan, run, status="succeeded", error=None)
         _retire_previous(ws, plan, run)
@@ -575,19 +595,24 @@ def execute_build(
         _record_failure(ws, plan, run, exc)
         raise
     finally:
-        if plan.iidfile is not None:
-            plan.iidfile.unlink(missing_ok=True)
+        _remove_build_outputs(plan)
         if plan.containerfile.path is None and plan.containerfile_file is not None:
             plan.containerfile_file.unlink(missing_ok=True)
 
 
 def _prepare_files(ws: Workspace, plan: BuildPlan) -> None:
     ws.builds_dir.mkdir(parents=True, exist_ok=True)
-    if plan.iidfile is not None:
-        plan.iidfile.unlink(missing_ok=True)
+    _remove_build_outputs(plan)
     if plan.containerfile.path is None and plan.containerfile_file is not None:
         # A rebuild from a stored copy: docker reads it from a file next to the manifests.
         write_text_atomic(plan.containerfile_file, plan.containerfile.text)
+
+
+def _remove_build_outputs(plan: BuildPlan) -> None:
+    """The iidfile and metadata file docker writes (stale ones must never be read)."""
+    for path in (plan.iidfile, plan.metadata_file):
+        if path is not None:
+            path.unlink(missing_ok=True)
 
 
 def _keep_old_image(plan: BuildPlan, old_id: str) -> str:
@@ -740,6 +765,7 @@ def _manifest(ws: Workspace, plan: BuildPlan, run: _Run, *, status: str, error: 
             "ref": plan.ref,
             "id": run.image_id,
             "repo_digests": list((inspected or {}).get("RepoDigests") or []),
+            "digest": run.digest,
             "replaced": f"{plan.image_name}:{run.replaced}" if run.replaced else None,
         },
         "created": run.started.isoformat(timespec="seconds"),

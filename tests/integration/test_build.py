@@ -162,6 +162,15 @@ class ProcWatch(threading.Thread):
         self.join(timeout=5)
 
 
+def _running(pid: int) -> bool:
+    """Alive and not a zombie (a killed buildx plugin is reparented to PID 1, which may never
+    reap it here)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+    except FileNotFoundError:
+        return False
+
+
 # ---------------------------------------------------------------- secret mode, end to end
 
 
@@ -421,7 +430,7 @@ def test_ctrl_c_during_the_build_records_it_and_tags_nothing(bws: BuildWorkspace
     assert record["status"] == "failed" and record["error"] == "interrupted"
     assert not (bws.root / "builds" / "v1.0.0.json").exists()
     assert bws.image_id(f"{bws.image}:v1.0.0") is None
-    assert not any(Path(f"/proc/{pid}").exists() for pid in watch.docker_builds)
+    assert not any(_running(pid) for pid in watch.docker_builds)
     _assert_no_canary(bws, stdout.decode(), stderr.decode())
 
 
