@@ -127,7 +127,8 @@ def client(docker_host: str | None = None) -> docker.DockerClient:
         cached = _clients.get(address)
         if cached is not None:
             return cached
-        made = _connect(address, tls=docker_host is None and _uses_tls())
+        explicit = docker_host is not None
+        made = _connect(address, tls=not explicit and _uses_tls(), explicit=explicit)
         _clients[address] = made
         return made
 
@@ -138,7 +139,7 @@ def _uses_tls() -> bool:
     return bool(os.environ.get("DOCKER_TLS_VERIFY")) or resolve_daemon().tls
 
 
-def _connect(address: str, *, tls: bool) -> docker.DockerClient:
+def _connect(address: str, *, tls: bool, explicit: bool) -> docker.DockerClient:
     docker = _import_docker(address)
     try:
         if tls and not os.environ.get("DOCKER_HOST"):
@@ -151,7 +152,7 @@ def _connect(address: str, *, tls: bool) -> docker.DockerClient:
     except DockerError:
         raise
     except Exception as exc:  # noqa: BLE001 - any failure here means "no daemon"
-        raise _down_error(address) from exc
+        raise _down_error(address if explicit else resolve_daemon().describe()) from exc
     return made
 
 
@@ -195,9 +196,16 @@ def _api_error(action: str, exc: Exception) -> DockerError:
         reason = getattr(exc, "explanation", None) or str(exc)
         return DockerError(f"{action} failed: the daemon said {reason!s}: fix that and retry")
     return DockerError(
-        f"{action} failed: lost the connection to the Docker daemon at {daemon_address()} "
+        f"{action} failed: lost the connection to the Docker daemon at {_address_or_unknown()} "
         f"({type(exc).__name__}): check that it is running and retry"
     )
+
+
+def _address_or_unknown() -> str:
+    try:
+        return daemon_address()
+    except DockerError:  # an error message must not fail on a broken context
+        return "(unknown: the docker context is broken)"
 
 
 def _call(action: str, func, *args: Any, **kwargs: Any) -> Any:

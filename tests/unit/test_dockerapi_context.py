@@ -115,3 +115,21 @@ def test_daemon_address_follows_the_context(config: Path, monkeypatch: pytest.Mo
     monkeypatch.setenv("DOCKER_CONTEXT", "inner")
     assert dockerapi.daemon_address() == "unix:///tmp/inner.sock"
     assert dockerapi.daemon_address("ssh://me@host") == "ssh://me@host"
+
+
+def test_a_daemon_that_does_not_answer_is_named_with_its_context(
+    config: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _context(config, "inner", "unix:///nonexistent/imagekit-test.sock")
+    monkeypatch.delenv("DOCKER_HOST", raising=False)
+    monkeypatch.setenv("DOCKER_CONFIG", str(config))
+    monkeypatch.setenv("DOCKER_CONTEXT", "inner")
+    dockerapi.forget_clients()
+    try:
+        with pytest.raises(DockerError) as info:
+            dockerapi.client()
+    finally:
+        dockerapi.forget_clients()
+    assert str(info.value).startswith(
+        "the Docker daemon does not answer at unix:///nonexistent/imagekit-test.sock (DOCKER_CONTEXT=inner)"
+    )
