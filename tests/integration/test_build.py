@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-from frappe_imagekit import process
+from frappe_imagekit import dockercli, process
 from frappe_imagekit.appsjson import inject
 from frappe_imagekit.build import fingerprint
 from tests.support import dockerd
@@ -209,8 +209,12 @@ def test_secret_build_reaches_apps_json_and_the_token_is_nowhere(bws: BuildWorks
     )
     assert manifest["containerfile"]["apps_json_mode"] == "secret"
     server = manifest["tools"]["docker_server"]
-    assert manifest["tools"]["buildkit"] == f"BuildKit built into dockerd {server}"
-    assert manifest["tools"]["builder"] == "docker build (BuildKit)"
+    if dockercli.probe(bws.docker)[0].mode == dockercli.BUILDX:  # Debian 13: CLI 26 + buildx
+        assert manifest["tools"]["buildkit"].startswith("github.com/docker/buildx ")
+        assert manifest["tools"]["builder"] == "docker buildx build"
+    else:  # Debian 12: CLI 20.10 and the BuildKit inside dockerd
+        assert manifest["tools"]["buildkit"] == f"BuildKit built into dockerd {server}"
+        assert manifest["tools"]["builder"] == "docker build (BuildKit)"
     assert manifest["containerfile"]["content"] == containerfile.read_text()
     assert manifest["leak_scan"]["status"] == "clean"
     labels = json.loads(
