@@ -98,6 +98,7 @@ class BuildPlan:
     exact: Exact | None = None  # imagekit's generated Containerfile (its secret is SECRET)
     network: str | None = None  # docker build --network (BUILD_NETWORK in .env)
     ca_certs: CaCerts | None = None  # CA_CERTS_FILE, passed as the ca_certs secret
+    daemon: str = ""  # which daemon the CLI builds on and the SDK scans, and why (dockerapi.Daemon)
 
     @property
     def ref(self) -> str:
@@ -109,6 +110,13 @@ class BuildPlan:
             return "exact"
         mode = self.containerfile.apps_json_mode
         return str(mode) if mode is not None else ""
+
+    @property
+    def metadata_file(self) -> Path | None:
+        """buildx's ``--metadata-file`` (beside the iidfile); None for the classic BuildKit client."""
+        if self.docker_mode != dockercli.BUILDX or self.iidfile is None:
+            return None
+        return self.iidfile.with_name(self.iidfile.name.removesuffix(".iid") + ".metadata.json")
 
     @property
     def cli(self) -> dockercli.DockerCli:
@@ -138,6 +146,7 @@ class BuildPlan:
             no_cache=self.no_cache,
             pull=self.pull,
             network=self.network,
+            metadata_file=self.metadata_file,
         )
         return self.with_ca_certs(request)
 
@@ -194,6 +203,7 @@ class BuildPlan:
                 "cli": self.docker_cli,
                 "version": self.docker_version,
                 "builder": self.cli.builder,
+                "daemon": self.daemon,
                 "note": "; ".join(n for n in self.notes if not n.startswith("this Containerfile")) or None,
             },
             "build_args": dict(self.build_args),
@@ -298,6 +308,13 @@ def mode_warning(containerfile: Containerfile) -> str | None:
         "(RUN --mount=type=secret,id=apps_json,...), as imagekit's containerfiles/Containerfile "
         "does."
     )
+
+
+def _daemon_description() -> str:
+    """Which daemon builds and is scanned (DOCKER_HOST, DOCKER_CONTEXT or the CLI's context)."""
+    from frappe_imagekit import dockerapi
+
+    return dockerapi.resolve_daemon().describe()
 
 
 def _cf_name(containerfile: Containerfile) -> str:
@@ -485,6 +502,7 @@ def assemble_plan(
         containerfile_file=cf_file,
         warnings=notes + list(warnings or []),
         notes=[n for n in (cli.note, None if exact else exactbuild.OWN_CONTAINERFILE_NOTE) if n],
+        daemon=_daemon_description(),
         buildx_version=cli.buildx,
         created=created,
         exact=exact,
@@ -638,6 +656,7 @@ class _Run:
     old_id: str | None = None
     image_id: str | None = None
     tagged: bool = False  # the new image holds the version tag (after a clean scan)
+    digest: str | None = None  # containerimage.digest from buildx --metadata-file
     leak_scan: dict[str, Any] = field(default_factory=lambda: {"status": "skipped"})
 
 
@@ -663,6 +682,7 @@ def execute_build(
         if plan.exact is not None:
             planned = exactbuild.planned_commits(plan.frappe, plan.apps)
             exactbuild.verify_commits(run.image_id, plan.ref, planned)
+        run.digest = dockercli.read_metadata_digest(plan.metadata_file)
         run.leak_scan = _leak_scan(plan, run)
         _tag_scanned(plan, run)
         data = _manifest(ws, plan, run, status="succeeded", error=None)
@@ -675,8 +695,7 @@ def execute_build(
         _record_failure(ws, plan, run, exc)
         raise
     finally:
-        if plan.iidfile is not None:
-            plan.iidfile.unlink(missing_ok=True)
+        _remove_build_outputs(plan)
         if plan.containerfile.path is None and plan.containerfile_file is not None:
             plan.containerfile_file.unlink(missing_ok=True)
 
@@ -690,11 +709,17 @@ def _log_line(plan: BuildPlan, run: _Run, on_line: Callable[[str], None] | None,
 
 def _prepare_files(ws: Workspace, plan: BuildPlan) -> None:
     ws.builds_dir.mkdir(parents=True, exist_ok=True)
-    if plan.iidfile is not None:
-        plan.iidfile.unlink(missing_ok=True)
+    _remove_build_outputs(plan)
     if plan.containerfile.path is None and plan.containerfile_file is not None:
         # A rebuild from a stored copy: docker reads it from a file next to the manifests.
         write_text_atomic(plan.containerfile_file, plan.containerfile.text)
+
+
+def _remove_build_outputs(plan: BuildPlan) -> None:
+    """The iidfile and metadata file docker writes (stale ones must never be read)."""
+    for path in (plan.iidfile, plan.metadata_file):
+        if path is not None:
+            path.unlink(missing_ok=True)
 
 
 def _keep_old_image(plan: BuildPlan, old_id: str) -> str:
@@ -854,6 +879,7 @@ def _manifest(ws: Workspace, plan: BuildPlan, run: _Run, *, status: str, error: 
             "ref": plan.ref,
             "id": run.image_id,
             "repo_digests": list((inspected or {}).get("RepoDigests") or []),
+            "digest": run.digest,
             "replaced": f"{plan.image_name}:{run.replaced}" if run.replaced else None,
         },
         "created": run.started.isoformat(timespec="seconds"),

@@ -104,6 +104,8 @@ def compose_argv(
 
 def up_args(cli: ComposeCLI) -> list[str]:
     # Recreate (never restart) after an image change; orphans of an older file go too.
+    # No --wait on v2: compose 2.26 fails `up --wait` when a one-shot service (frappe_docker's
+    # configurator) exits 0, so wait_services does the waiting for v1 and v2 alike.
     return ["up", "-d", "--force-recreate", "--remove-orphans"]
 
 

@@ -11,9 +11,13 @@ and the fix.
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import json
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from frappe_imagekit.errors import DockerError
@@ -28,9 +32,85 @@ _clients: dict[str, docker.DockerClient] = {}
 _lock = threading.Lock()
 
 
+@dataclass(frozen=True)
+class Daemon:
+    """Which Docker daemon the SDK talks to, and why: the same one the docker CLI builds on."""
+
+    address: str  # e.g. unix:///var/run/docker.sock, tcp://127.0.0.1:2375, ssh://me@host
+    source: str  # "DOCKER_HOST", "DOCKER_CONTEXT=name", "docker context name", "default socket"
+    tls: bool = False  # the context names TLS material (its folder under contexts/tls)
+
+    def describe(self) -> str:
+        """``unix:///var/run/docker.sock (docker context default)`` for plans and errors."""
+        return f"{self.address} ({self.source})"
+
+
+def docker_config_dir(environ: Mapping[str, str] | None = None) -> Path:
+    """The docker CLI's config folder: ``$DOCKER_CONFIG`` or ``~/.docker``."""
+    environ = os.environ if environ is None else environ
+    named = environ.get("DOCKER_CONFIG")
+    return Path(named) if named else Path(environ.get("HOME") or Path.home()) / ".docker"
+
+
+def resolve_daemon(environ: Mapping[str, str] | None = None) -> Daemon:
+    """The daemon the docker CLI would use, found the way the CLI finds it.
+
+    ``$DOCKER_HOST`` wins, then ``$DOCKER_CONTEXT``, then ``currentContext`` of the CLI's
+    config.json; the context ``default`` (or none) is the local socket. Contexts are read from
+    the CLI's own store (``contexts/meta/<sha256 of name>/meta.json``), as ``docker context
+    inspect`` does, so no docker process is started.
+    """
+    environ = os.environ if environ is None else environ
+    if environ.get("DOCKER_HOST"):
+        return Daemon(environ["DOCKER_HOST"], "DOCKER_HOST")
+    config = docker_config_dir(environ)
+    if environ.get("DOCKER_CONTEXT"):
+        name, source = environ["DOCKER_CONTEXT"], f"DOCKER_CONTEXT={environ['DOCKER_CONTEXT']}"
+    else:
+        name, source = _current_context(config), ""
+    if name in ("", "default"):
+        return Daemon(DEFAULT_HOST, source or "docker context default")
+    return _context_daemon(config, name, source or f"docker context {name}")
+
+
+def _current_context(config: Path) -> str:
+    try:
+        data = json.loads((config / "config.json").read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return ""
+    except (OSError, ValueError) as exc:
+        raise DockerError(
+            f"cannot read {config / 'config.json'} ({exc}): fix or remove it, or set DOCKER_HOST"
+        ) from None
+    name = data.get("currentContext") if isinstance(data, dict) else None
+    return name if isinstance(name, str) else ""
+
+
+def _context_daemon(config: Path, name: str, source: str) -> Daemon:
+    digest = hashlib.sha256(name.encode()).hexdigest()
+    meta = config / "contexts" / "meta" / digest / "meta.json"
+    try:
+        data = json.loads(meta.read_text(encoding="utf-8"))
+        host = data["Endpoints"]["docker"]["Host"]
+    except FileNotFoundError:
+        raise DockerError(
+            f"docker context {name} ({source}) does not exist in {config}: create it with "
+            f"`docker context create {name} --docker host=...`, or pick another one"
+        ) from None
+    except (OSError, ValueError, KeyError, TypeError):
+        raise DockerError(
+            f"docker context {name} is unreadable ({meta}): recreate it with `docker context rm` "
+            "and `docker context create`"
+        ) from None
+    if not isinstance(host, str) or not host:
+        raise DockerError(f"docker context {name} names no docker host: recreate it with a --docker host=...")
+    tls = (config / "contexts" / "tls" / digest / "docker").is_dir()
+    return Daemon(host, source, tls=tls)
+
+
 def daemon_address(docker_host: str | None = None) -> str:
-    """The daemon address a client would use: the argument, ``$DOCKER_HOST``, or the socket."""
-    return docker_host or os.environ.get("DOCKER_HOST") or DEFAULT_HOST
+    """The daemon address a client would use: the argument, else :func:`resolve_daemon`."""
+    return docker_host or resolve_daemon().address
 
 
 def _down_error(address: str) -> DockerError:
@@ -47,18 +127,32 @@ def client(docker_host: str | None = None) -> docker.DockerClient:
         cached = _clients.get(address)
         if cached is not None:
             return cached
-        made = _connect(address, explicit=docker_host is not None)
+        explicit = docker_host is not None
+        made = _connect(address, tls=not explicit and _uses_tls(), explicit=explicit)
         _clients[address] = made
         return made
 
 
-def _connect(address: str, *, explicit: bool) -> docker.DockerClient:
+def _uses_tls() -> bool:
+    """TLS set up the CLI's way (DOCKER_TLS_VERIFY or a context with TLS): docker-py reads that
+    only from the environment, so such daemons go through ``docker.from_env``."""
+    return bool(os.environ.get("DOCKER_TLS_VERIFY")) or resolve_daemon().tls
+
+
+def _connect(address: str, *, tls: bool, explicit: bool) -> docker.DockerClient:
     docker = _import_docker(address)
     try:
-        made = docker.DockerClient(base_url=address) if explicit else docker.from_env()
+        if tls and not os.environ.get("DOCKER_HOST"):
+            raise DockerError(
+                f"the docker context for {address} uses TLS, which imagekit's SDK client cannot "
+                "read from a context: set DOCKER_HOST, DOCKER_TLS_VERIFY and DOCKER_CERT_PATH instead"
+            )
+        made = docker.from_env() if tls else docker.DockerClient(base_url=address)
         made.ping()
+    except DockerError:
+        raise
     except Exception as exc:  # noqa: BLE001 - any failure here means "no daemon"
-        raise _down_error(address) from exc
+        raise _down_error(address if explicit else resolve_daemon().describe()) from exc
     return made
 
 
@@ -102,9 +196,16 @@ def _api_error(action: str, exc: Exception) -> DockerError:
         reason = getattr(exc, "explanation", None) or str(exc)
         return DockerError(f"{action} failed: the daemon said {reason!s}: fix that and retry")
     return DockerError(
-        f"{action} failed: lost the connection to the Docker daemon at {daemon_address()} "
+        f"{action} failed: lost the connection to the Docker daemon at {_address_or_unknown()} "
         f"({type(exc).__name__}): check that it is running and retry"
     )
+
+
+def _address_or_unknown() -> str:
+    try:
+        return daemon_address()
+    except DockerError:  # an error message must not fail on a broken context
+        return "(unknown: the docker context is broken)"
 
 
 def _call(action: str, func, *args: Any, **kwargs: Any) -> Any:

@@ -65,6 +65,7 @@ class BuildRequest:
     no_cache: bool = False
     pull: bool = False
     network: str | None = None  # --network (host: reach git servers on the loopback)
+    metadata_file: Path | None = None  # buildx only: --metadata-file (holds containerimage.digest)
 
 
 def build_command(req: BuildRequest) -> list[str]:
@@ -73,6 +74,8 @@ def build_command(req: BuildRequest) -> list[str]:
     argv += ["--progress", "plain", "--file", str(req.containerfile)]
     argv += ["--tag", req.tag] if req.tag else []
     argv += ["--iidfile", str(req.iidfile)]
+    if req.metadata_file is not None and req.cli.mode == BUILDX:
+        argv += ["--metadata-file", str(req.metadata_file)]
     for name, value in req.build_args.items():
         argv += ["--build-arg", f"{name}={value}"]
     for name in req.env_build_args:
@@ -194,15 +197,35 @@ def _no_cli_message(reasons: list[str]) -> str:
     )
 
 
+def read_metadata_digest(path: Path | None) -> str | None:
+    """``containerimage.digest`` from a buildx ``--metadata-file``, or None when there is none."""
+    import json
+
+    if path is None:
+        return None
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    digest = data.get("containerimage.digest") if isinstance(data, dict) else None
+    return digest if isinstance(digest, str) and re.fullmatch(r"sha256:[0-9a-f]{64}", digest) else None
+
+
 def run_build(
     argv: list[str],
     env: Mapping[str, str],
     on_line: Callable[[str], None],
     on_start: Callable[[subprocess.Popen[bytes]], None] | None = None,
 ) -> int:
-    """Run a build command; every output line (stdout and stderr) goes to ``on_line``."""
+    """Run a build command; every output line (stdout and stderr) goes to ``on_line``.
+
+    The CLI leads its own process group, so Ctrl-C kills the buildx plugin with it (docker 23+
+    runs ``docker-buildx`` as a child; killed alone, the CLI leaves it building for a while).
+    """
     try:
-        done = process.run(argv, env=env, on_stdout=on_line, on_stderr=on_line, on_start=on_start)
+        done = process.run(
+            argv, env=env, on_stdout=on_line, on_stderr=on_line, on_start=on_start, own_group=True
+        )
     except FileNotFoundError:
         raise DockerError(
             f"{argv[0]} does not exist: install docker or set {ENV_VAR} to the docker CLI."

@@ -6,8 +6,10 @@ never in argv. Output can be streamed line by line to a callback as it arrives.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import signal
 import subprocess
 import threading
 from collections.abc import Callable, Mapping, Sequence
@@ -45,12 +47,16 @@ def run(
     on_stdout: LineSink | None = None,
     on_stderr: LineSink | None = None,
     on_start: Callable[[subprocess.Popen[bytes]], None] | None = None,
+    own_group: bool = False,
 ) -> Completed:
     """Run ``argv``; stream each output line to the sinks; return all output.
 
     ``env`` entries are added to the current environment of the child only.
     Raises ``FileNotFoundError`` when the program does not exist and
     ``subprocess.TimeoutExpired`` after ``timeout`` seconds (the child is killed).
+    With ``own_group`` the child leads a process group of its own, and an interrupt or timeout
+    kills the whole group: ``docker buildx build`` runs the buildx plugin as a child process,
+    which would otherwise outlive a killed docker CLI.
     """
     proc = subprocess.Popen(
         list(argv),
@@ -59,6 +65,7 @@ def run(
         stderr=subprocess.PIPE,
         env=child_env(env),
         cwd=cwd,
+        start_new_session=own_group,
     )
     if on_start:
         on_start(proc)
@@ -78,13 +85,21 @@ def run(
                 proc.stdin.close()
         proc.wait(timeout=timeout)
     except BaseException:
-        proc.kill()
+        _kill(proc, own_group)
         proc.wait()
         raise
     finally:
         for reader in readers:
             reader.join(timeout=5)
     return Completed(tuple(argv), proc.returncode, "".join(out), "".join(err))
+
+
+def _kill(proc: subprocess.Popen[bytes], group: bool) -> None:
+    if not group:
+        proc.kill()
+        return
+    with contextlib.suppress(ProcessLookupError):  # already gone
+        os.killpg(proc.pid, signal.SIGKILL)
 
 
 def _pump(stream, sink: list[str], on_line: LineSink | None) -> None:

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # The project's one test command:   bash scripts/test.sh [pytest arguments...]
 #
-# Prepares a fresh Debian 12 machine (as root) for the whole suite, then runs pytest:
+# Prepares a fresh Debian 12 or Debian 13 machine (as root) for the whole suite, then runs pytest:
 #   1. apt-get installs whatever is missing of docker.io docker-compose openssh-server
-#      busybox-static git (no apt at all when everything is there);
+#      busybox-static git debootstrap iproute2, plus docker-cli docker-buildx on Debian 13
+#      and later (read from /etc/os-release; no apt at all when everything is there);
 #   2. pip install -e '.[test]' (into .venv when the system Python is externally managed);
 #   3. starts dockerd only if no daemon answers, and stops that one (and only that one) on exit;
 #   4. builds the local base image imagekit-test/busybox:1 unless it exists;
@@ -14,7 +15,14 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 
-APT_PACKAGES=(docker.io docker-compose openssh-server busybox-static git)
+# Debian 12 (bookworm): docker.io 20.10 carries the CLI and its own BuildKit client, and
+# docker-compose is v1. Debian 13 (trixie) and later: docker.io 26 has no `docker` command
+# (docker-cli has it), CLI 23+ builds with BuildKit only through docker-buildx, and
+# docker-compose is v2. debootstrap makes the Debian 13 test host (tests/support/debian13.py).
+COMMON_PACKAGES=(docker.io docker-compose openssh-server busybox-static git debootstrap iproute2)
+BUILDX_PACKAGES=(docker-cli docker-buildx)
+OS_RELEASE="${IMAGEKIT_OS_RELEASE:-/etc/os-release}"
+APT_PACKAGES=()                    # set by main from apt_packages
 STATE_DIR="$ROOT/.imagekit-test"   # git-ignored: pip stamp, logs of daemons we start
 DOCKERD_WAIT_SECONDS=30
 DOCKERD_PID=""                     # set only when this script started dockerd
@@ -32,6 +40,34 @@ docker_unavailable() {
 }
 
 # ---------------------------------------------------------------- 1. Debian packages
+
+# Echo VERSION_ID (e.g. 12, 13) of a Debian system, or nothing when it is not Debian.
+debian_release() {
+    [[ -r "$OS_RELEASE" ]] || return 0
+    (
+        # shellcheck disable=SC1090  # os-release is a shell fragment by definition
+        source "$OS_RELEASE"
+        if [[ "${ID:-}" == debian || " ${ID_LIKE:-} " == *" debian "* ]]; then
+            case "${VERSION_CODENAME:-}" in
+                bookworm) echo 12 ;;
+                trixie) echo 13 ;;
+                *) echo "${VERSION_ID:-${VERSION_CODENAME:-unknown}}" ;;
+            esac
+        fi
+    )
+}
+
+# Echo the packages the suite needs, one a line, for the Debian release in $OS_RELEASE.
+apt_packages() {
+    local release
+    release="$(debian_release)"
+    printf '%s\n' "${COMMON_PACKAGES[@]}"
+    # bookworm and older have no docker-buildx package and need none; every other release
+    # (13, testing/sid, unknown) has Docker 23+ and needs it.
+    if [[ ! "$release" =~ ^(9|10|11|12)$ ]]; then
+        printf '%s\n' "${BUILDX_PACKAGES[@]}"
+    fi
+}
 
 missing_packages() {
     local pkg
@@ -191,6 +227,7 @@ stop_dockerd() {
 main() {
     local status=0
     mkdir -p "$STATE_DIR"
+    mapfile -t APT_PACKAGES < <(apt_packages)
     # shellcheck disable=SC2046  # word splitting intended: zero, one or two package names
     install_packages $(python_packages_needed)
     pick_python

@@ -168,3 +168,82 @@ def sshd(tmp_path_factory: pytest.TempPathFactory):
     server = SSHServer.start(tmp_path_factory.mktemp("sshd"))
     yield server
     server.stop()
+
+
+# ---------------------------------------------------------------- the Debian 13 test host
+# Docker 26.1, buildx 0.13 and Compose v2 in one container (tests/support/debian13.py). Its
+# image is built once and cached on this machine's daemon (tagged by a hash of its inputs);
+# one host container runs per session and is removed with its volume at the end. When it
+# cannot be built, its tests skip, and fail when CI=true.
+
+
+@pytest.fixture(scope="session")
+def debian13_image(docker_daemon: str) -> str:
+    """``imagekit-test/debian13:<hash>``, built when missing (about 2 min cold, 0.1 s warm)."""
+    from tests.support import debian13
+
+    try:
+        image, _timings = debian13.ensure_image(docker_daemon)
+    except (debian13.HostError, OSError) as exc:
+        _unavailable(f"the Debian 13 test host could not be built: {exc}")
+        raise  # unreachable: _unavailable always raises
+    return image
+
+
+@pytest.fixture(scope="session")
+def debian13_host(
+    debian13_image: str, docker_daemon: str, busybox_image: str, tmp_path_factory: pytest.TempPathFactory
+):
+    """A running Debian 13 host (SSH on 127.0.0.1) with ``imagekit-test/busybox:1`` loaded.
+
+    The session's temporary folder is mounted at the same path inside, so a test's tmp_path
+    (compose file, state folder, sites) is the same path on the target.
+    """
+    from tests.support import debian13
+
+    base = tmp_path_factory.getbasetemp()
+    name = f"ik-d13-{secrets.token_hex(4)}"
+    try:
+        host = debian13.Debian13Host.start(
+            docker_daemon, debian13_image, name, tmp_path_factory.mktemp("debian13"), shared=[base]
+        )
+    except debian13.HostError as exc:
+        _unavailable(f"the Debian 13 test host did not start: {exc}")
+        raise
+    try:
+        host.load_image(busybox_image)
+        yield host
+    finally:
+        host.stop()
+
+
+@pytest.fixture(scope="session")
+def debian13_socket(debian13_host) -> Path:
+    """A unix socket on this machine forwarded over SSH to the host's Docker 26 daemon."""
+    return debian13_host.forward_socket()
+
+
+@pytest.fixture(scope="session")
+def docker26_cli(debian13_host, docker_daemon: str):
+    """The host's docker CLI 26.1 + buildx 0.13, copied out to run on this machine."""
+    from tests.support import debian13
+
+    return debian13.extract_cli(docker_daemon, debian13_host.image)
+
+
+@pytest.fixture
+def docker26(docker26_cli, debian13_socket: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """For one test: imagekit builds with CLI 26 + buildx on the Debian 13 daemon.
+
+    Sets IMAGEKIT_DOCKER to CLI 26 and DOCKER_HOST to the forwarded socket (the SDK follows it),
+    puts the buildx plugin into this test's DOCKER_CONFIG, and returns the CLI's path.
+    """
+    from frappe_imagekit import dockerapi
+
+    docker26_cli.install_plugin(Path(os.environ["DOCKER_CONFIG"]))
+    monkeypatch.setenv("IMAGEKIT_DOCKER", str(docker26_cli.docker))
+    monkeypatch.setenv("DOCKER_HOST", f"unix://{debian13_socket}")
+    monkeypatch.delenv("DOCKER_CONTEXT", raising=False)
+    dockerapi.forget_clients()
+    yield str(docker26_cli.docker)
+    dockerapi.forget_clients()

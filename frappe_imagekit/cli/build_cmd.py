@@ -115,6 +115,7 @@ def render_plan(plan: dict[str, Any], as_json: bool) -> None:
         output.out(f"  system tier:   {plan['base_tier']} (built once, then reused)")
     output.out(f"  context:       {plan['context']}")
     output.out(f"  docker:        {plan['docker']['cli']} ({plan['docker']['builder']})")
+    output.out(f"  daemon:        {plan['docker']['daemon']}")
     for name, value in plan["build_args"].items():
         output.out(f"  build arg:     {name}={value}")
     rows = [

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-from frappe_imagekit import process
+from frappe_imagekit import dockercli, process
 from frappe_imagekit.appsjson import inject
 from frappe_imagekit.build import fingerprint
 from tests.support import dockerd
@@ -162,6 +162,15 @@ class ProcWatch(threading.Thread):
         self.join(timeout=5)
 
 
+def _running(pid: int) -> bool:
+    """Alive and not a zombie (a killed buildx plugin is reparented to PID 1, which may never
+    reap it here)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+    except FileNotFoundError:
+        return False
+
+
 # ---------------------------------------------------------------- secret mode, end to end
 
 
@@ -200,8 +209,12 @@ def test_secret_build_reaches_apps_json_and_the_token_is_nowhere(bws: BuildWorks
     )
     assert manifest["containerfile"]["apps_json_mode"] == "secret"
     server = manifest["tools"]["docker_server"]
-    assert manifest["tools"]["buildkit"] == f"BuildKit built into dockerd {server}"
-    assert manifest["tools"]["builder"] == "docker build (BuildKit)"
+    if dockercli.probe(bws.docker)[0].mode == dockercli.BUILDX:  # Debian 13: CLI 26 + buildx
+        assert manifest["tools"]["buildkit"].startswith("github.com/docker/buildx ")
+        assert manifest["tools"]["builder"] == "docker buildx build"
+    else:  # Debian 12: CLI 20.10 and the BuildKit inside dockerd
+        assert manifest["tools"]["buildkit"] == f"BuildKit built into dockerd {server}"
+        assert manifest["tools"]["builder"] == "docker build (BuildKit)"
     assert manifest["containerfile"]["content"] == containerfile.read_text()
     assert manifest["leak_scan"]["status"] == "clean"
     labels = json.loads(
@@ -422,7 +435,7 @@ def test_ctrl_c_during_the_build_records_it_and_tags_nothing(bws: BuildWorkspace
     assert record["status"] == "failed" and record["error"] == "interrupted"
     assert not (bws.root / "builds" / "v1.0.0.json").exists()
     assert bws.image_id(f"{bws.image}:v1.0.0") is None
-    assert not any(Path(f"/proc/{pid}").exists() for pid in watch.docker_builds)
+    assert not any(_running(pid) for pid in watch.docker_builds)
     _assert_no_canary(bws, stdout.decode(), stderr.decode())
 
 

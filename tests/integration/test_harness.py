@@ -179,3 +179,101 @@ def test_script_picks_only_a_buildkit_capable_cli(
     )
 
     assert done.stdout.strip() == ("yes" if expected else "no")
+
+
+# ---------------------------------------------------------------- scripts/test.sh, packages per release
+
+OS_RELEASES = {
+    "debian12": 'PRETTY_NAME="Debian GNU/Linux 12 (bookworm)"\nID=debian\nVERSION_ID="12"\n'
+    "VERSION_CODENAME=bookworm\n",
+    "debian13": 'PRETTY_NAME="Debian GNU/Linux 13 (trixie)"\nID=debian\nVERSION_ID="13"\n'
+    "VERSION_CODENAME=trixie\n",
+    # testing has no VERSION_ID; a future release is newer than 13 either way
+    "debian-testing": 'PRETTY_NAME="Debian GNU/Linux forky/sid"\nID=debian\nVERSION_CODENAME=forky\n',
+    "ubuntu": 'NAME="Ubuntu"\nID=ubuntu\nID_LIKE=debian\nVERSION_ID="24.04"\nVERSION_CODENAME=noble\n',
+    "fedora": 'NAME="Fedora Linux"\nID=fedora\nVERSION_ID=41\n',
+}
+COMMON = ["docker.io", "docker-compose", "openssh-server", "busybox-static", "git", "debootstrap", "iproute2"]
+
+
+@pytest.mark.parametrize(
+    ("system", "release", "extra"),
+    [
+        ("debian12", "12", []),
+        ("debian13", "13", ["docker-cli", "docker-buildx"]),
+        ("debian-testing", "forky", ["docker-cli", "docker-buildx"]),
+        ("ubuntu", "24.04", ["docker-cli", "docker-buildx"]),
+        ("fedora", "", ["docker-cli", "docker-buildx"]),
+    ],
+)
+def test_script_package_list_depends_on_the_release(
+    tmp_path: Path, system: str, release: str, extra: list[str]
+) -> None:
+    os_release = tmp_path / "os-release"
+    os_release.write_text(OS_RELEASES[system])
+
+    done = process.run(
+        ["bash", "-c", 'source "$TEST_SH"; echo "release=$(debian_release)"; apt_packages'],
+        env={"TEST_SH": str(TEST_SH), "IMAGEKIT_OS_RELEASE": str(os_release)},
+        timeout=30,
+    )
+
+    assert done.returncode == 0, done.stderr
+    first, *packages = done.stdout.splitlines()
+    assert first == f"release={release}"
+    assert packages == COMMON + extra
+
+
+def test_script_without_os_release_still_names_buildx(tmp_path: Path) -> None:
+    done = process.run(
+        ["bash", "-c", 'source "$TEST_SH"; apt_packages'],
+        env={"TEST_SH": str(TEST_SH), "IMAGEKIT_OS_RELEASE": str(tmp_path / "missing")},
+        timeout=30,
+    )
+    assert done.stdout.split() == COMMON + ["docker-cli", "docker-buildx"]
+
+
+# ---------------------------------------------------------------- the Debian 13 test host
+
+
+def test_debian13_host_has_docker_26_buildx_and_compose_v2_and_no_registry(debian13_host) -> None:
+    versions = debian13_host.versions()
+    assert versions["server"].startswith("26.1.") and versions["client"].startswith("26.1.")
+    assert versions["buildx"].startswith("0.13.")
+    assert versions["compose"].startswith("2.26.")
+    # the base image came in with docker load; nothing can be pulled
+    images = debian13_host.docker_in("images", "--format", "{{.Repository}}:{{.Tag}}").stdout.split()
+    assert "imagekit-test/busybox:1" in images
+    pulled = debian13_host.docker_in("pull", "busybox:1.36", timeout=60)
+    assert pulled.returncode != 0
+
+
+def test_debian13_host_runs_unprivileged_on_loopback_with_its_own_volume(
+    debian13_host, docker_daemon: str
+) -> None:
+    inspected = json.loads(dockerd.docker(docker_daemon, "inspect", debian13_host.name).stdout)[0]
+    host_config = inspected["HostConfig"]
+    assert host_config["Privileged"] is False
+    assert "ALL" in host_config["CapAdd"]
+    # dropped where the outer daemon needs it (20.10); a daemon that lacks it refuses the drop
+    assert host_config["CapDrop"] in (["SYS_RESOURCE"], None)
+    assert host_config["PortBindings"]["22/tcp"] == [{"HostIp": "127.0.0.1", "HostPort": ""}]
+    published = inspected["NetworkSettings"]["Ports"]["22/tcp"]
+    assert published == [{"HostIp": "127.0.0.1", "HostPort": str(debian13_host.port)}]  # loopback only
+    mounts = {m["Destination"]: m for m in inspected["Mounts"]}
+    assert mounts["/var/lib/docker"]["Type"] == "volume"
+    assert mounts["/var/lib/docker"]["Name"] == debian13_host.volume
+    # the inner daemon stores on that volume with overlay2
+    driver = debian13_host.docker_in("info", "--format", "{{.Driver}}").stdout.strip()
+    assert driver == "overlay2"
+
+
+def test_debian13_image_tags_are_hashes_of_their_inputs(monkeypatch: pytest.MonkeyPatch) -> None:
+    from tests.support import debian13
+
+    image, rootfs = debian13.image_tag(), debian13.rootfs_tag()
+    assert image.startswith("imagekit-test/debian13:") and rootfs.startswith("imagekit-test/trixie-rootfs:")
+    monkeypatch.setattr(debian13, "INIT_SH", debian13.INIT_SH + "# changed\n")
+    assert debian13.image_tag() != image and debian13.rootfs_tag() == rootfs
+    monkeypatch.setattr(debian13, "MIRROR", "http://127.0.0.1:9/debian")
+    assert debian13.rootfs_tag() != rootfs

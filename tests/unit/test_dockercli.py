@@ -159,3 +159,34 @@ def test_a_request_without_tag_names_none() -> None:
 
     argv = build_command(replace(_request(), tag=None))
     assert "--tag" not in argv and argv[argv.index("--iidfile") + 1] == "/ws/builds/.v1.0.0.iid"
+
+
+def test_build_command_buildx_writes_a_metadata_file() -> None:
+    argv = build_command(_request(NEW, metadata_file=Path("/ws/builds/.v1.0.0.metadata.json")))
+    index = argv.index("--metadata-file")
+    assert argv[index + 1] == "/ws/builds/.v1.0.0.metadata.json"
+    assert argv[index - 2 : index] == ["--iidfile", "/ws/builds/.v1.0.0.iid"]
+
+
+def test_build_command_classic_buildkit_client_has_no_metadata_file() -> None:
+    # docker 20.10's own BuildKit client rejects --metadata-file
+    argv = build_command(_request(OLD, metadata_file=Path("/ws/builds/.v1.0.0.metadata.json")))
+    assert "--metadata-file" not in argv
+
+
+@pytest.mark.parametrize(
+    ("text", "digest"),
+    [
+        ('{"containerimage.digest": "sha256:' + "a" * 64 + '", "image.name": "x:1"}', "sha256:" + "a" * 64),
+        ('{"containerimage.digest": "sha256:short"}', None),
+        ('{"buildx.build.ref": "default/default/abc"}', None),
+        ("[1, 2]", None),
+        ("{broken", None),
+    ],
+)
+def test_read_metadata_digest(tmp_path: Path, text: str, digest: str | None) -> None:
+    path = tmp_path / "meta.json"
+    path.write_text(text)
+    assert dockercli.read_metadata_digest(path) == digest
+    assert dockercli.read_metadata_digest(tmp_path / "missing.json") is None
+    assert dockercli.read_metadata_digest(None) is None

@@ -135,3 +135,23 @@ def test_large_output_on_both_streams_does_not_deadlock() -> None:
 def test_which_finds_programs_on_path() -> None:
     assert process.which("sh") is not None
     assert process.which("no-such-program-imagekit") is None
+
+
+def test_own_group_kills_grandchildren_on_timeout(tmp_path: Path) -> None:
+    # like `docker buildx build`: the CLI runs the buildx plugin as a child process
+    pidfile = tmp_path / "grandchild.pid"
+    script = f"sleep 30 & echo $! > {pidfile}; wait"
+    with pytest.raises(subprocess.TimeoutExpired):
+        process.run(["sh", "-c", script], timeout=1, own_group=True)
+    pid = int(pidfile.read_text())
+    deadline = time.monotonic() + 5
+    while _running(pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not _running(pid)
+
+
+def _running(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+    except FileNotFoundError:
+        return False
