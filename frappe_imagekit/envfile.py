@@ -348,7 +348,9 @@ def _value_issues(spec: KeySpec, value: str) -> list[EnvIssue]:
         return error("env-pattern", f"is {shown}, which does not match {spec.pattern}: correct it")
     if spec.choices and value not in spec.choices:
         shown = "(secret value hidden)" if spec.secret else repr(value)
-        return error("env-choice", f"is {shown}; allowed: {', '.join(spec.choices)}: pick one")
+        # the choices come from a repository file: one shaped like a token is not repeated
+        allowed = ", ".join("(a token-shaped choice)" if _TOKEN_SHAPE.search(c) else c for c in spec.choices)
+        return error("env-choice", f"is {shown}; allowed: {allowed}: pick one")
     return []
 
 

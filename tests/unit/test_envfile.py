@@ -229,3 +229,11 @@ def test_a_catastrophic_pattern_runs_in_linear_time():
 def test_patterns_re2_cannot_run_are_reported(pattern):
     (issue,) = envfile.example_annotation_issues(f"# @pattern {pattern}\nNAME=x\n")
     assert issue.code == "example-pattern"
+
+
+def test_a_token_shaped_choice_is_not_repeated() -> None:
+    """Found by hypothesis: a @choices list (repository content) holding a token was echoed."""
+    token = "ghp_" + "Z" * 36
+    specs = envfile.parse_example_text(f"# @choices a|b|{token}\nMODE=\n")
+    (issue,) = envfile.validate_env(envfile.parse_env_text("MODE=c\n"), specs)
+    assert issue.message == ".env MODE is 'c'; allowed: a, b, (a token-shaped choice): pick one."
