@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -35,6 +36,9 @@ STATE_DIR_OPTION = typer.Option(
 
 @command("deploy")
 def deploy_command(
+    target: str | None = typer.Argument(
+        None, help="A named target of imagekit.toml (`imagekit targets` lists them)."
+    ),
     project: str = typer.Option(
         "", "--project", "-p", help="Compose project (default: COMPOSE_PROJECT_NAME)"
     ),
@@ -43,7 +47,7 @@ def deploy_command(
     version: str | None = typer.Option(
         None, "--version", help="Tag to deploy (default: the newest successful build)."
     ),
-    sites: str = typer.Option("all", "--sites", help="all, or site1,site2."),
+    sites: str | None = typer.Option(None, "--sites", help="all (default), or site1,site2."),
     no_backup: bool = typer.Option(False, "--no-backup", help="Skip bench backup before down."),
     migrate_only: bool = typer.Option(
         False, "--migrate-only", help="Only migrate the running backend (no down/up)."
@@ -56,13 +60,15 @@ def deploy_command(
     env_file: str | None = typer.Option(None, "--env-file", help="Env file for compose (target)."),
     image_var: str = typer.Option("CUSTOM_IMAGE", "--image-var", help="Compose variable: image."),
     tag_var: str = typer.Option("CUSTOM_TAG", "--tag-var", help="Compose variable: tag."),
-    backend_service: str = typer.Option(
-        "backend", "--backend-service", help="Service that runs bench (migrate, backup)."
+    backend_service: str | None = typer.Option(
+        None, "--backend-service", help="Service that runs bench (migrate, backup); default backend."
     ),
     oneshot: str = typer.Option(
         "configurator", "--oneshot", help="Comma-separated services that must exit 0."
     ),
-    up_timeout: float = typer.Option(120, "--up-timeout", help="Seconds for services to start."),
+    up_timeout: float | None = typer.Option(
+        None, "--up-timeout", help="Seconds for services to start (default 120)."
+    ),
     no_health_check: bool = typer.Option(
         False, "--no-health-check", help="Skip the ping and asset check of each site after migrate."
     ),
@@ -88,8 +94,13 @@ def deploy_command(
     )
     from frappe_imagekit.workspace import Workspace
 
-    _check_connection_options(host, docker_host, version)
     ws = Workspace.at(workspace)
+    if target is not None:
+        given = _from_target(ws.root, target, locals())
+        project, compose_file, host, env_file, sites = (given[k] for k in _TARGET_WHERE)
+        docker_host, state_dir, known_hosts, identity, ssh_config = (given[k] for k in _TARGET_SSH)
+        backend_service, up_timeout = given["backend_service"], given["up_timeout"]
+    _check_connection_options(host, docker_host, version)
     image, tag = choose_image(ws, version)
     options = DeployOptions(
         project=project,
@@ -97,7 +108,7 @@ def deploy_command(
         compose_overrides=tuple((compose_file or [])[1:]),
         image=image,
         version=tag,
-        sites=None if sites.strip() == "all" else [s.strip() for s in sites.split(",") if s.strip()],
+        sites=_sites(sites),
         env_file=env_file,
         backup=not no_backup,
         migrate_only=migrate_only,
@@ -106,10 +117,10 @@ def deploy_command(
         lock_wait=lock_wait,
         image_var=image_var,
         tag_var=tag_var,
-        backend_service=backend_service,
+        backend_service=backend_service or "backend",
         oneshot_services=tuple(s.strip() for s in oneshot.split(",") if s.strip()),
         state_dir=state_dir,
-        up_timeout=up_timeout,
+        up_timeout=120 if up_timeout is None else up_timeout,
         health_check=not no_health_check,
         keep_backups=keep_backups,
     )
@@ -181,6 +192,32 @@ def _check_connection_options(host: str | None, docker_host: str | None, version
         validate.not_an_option(docker_host, "--docker-host", UsageError)
     if version is not None:
         validate.image_tag(version, "--version", UsageError)
+
+
+_TARGET_WHERE = ("project", "compose_file", "host", "env_file", "sites")
+_TARGET_SSH = ("docker_host", "state_dir", "known_hosts", "identity", "ssh_config")
+
+
+def _from_target(root: Path, name: str, given: dict[str, Any]) -> dict[str, Any]:
+    """The command line's deploy options, with the named target's values where it gave none;
+    a --project or --compose that differs from the target's is refused."""
+    from frappe_imagekit.targets import check_identity, get_target
+
+    target = get_target(root, name)
+    check_identity(target, given["project"] or None, given["compose_file"] or None)
+    filled = dict(given, project=target.project, compose_file=list(target.compose))
+    for key in ("host", "env_file", "backend_service", "up_timeout", *_TARGET_SSH):
+        if filled[key] is None:
+            filled[key] = getattr(target, key)
+    if filled["sites"] is None and target.sites is not None:
+        filled["sites"] = ",".join(target.sites)
+    return filled
+
+
+def _sites(sites: str | None) -> list[str] | None:
+    if sites is None or sites.strip() == "all":
+        return None
+    return [s.strip() for s in sites.split(",") if s.strip()]
 
 
 def _str(path: Path | None) -> str | None:

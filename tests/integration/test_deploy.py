@@ -342,3 +342,32 @@ def test_missing_compose_file_is_named_with_the_fix(project: Project, tmp_path: 
     assert result.exit_code == ExitCode.NOT_FOUND, result.output
     assert f"compose file {missing} does not exist on this machine" in result.output
     assert "--compose" in result.output and "Traceback" not in result.output
+
+
+def test_a_named_target_deploys_with_its_own_project_and_compose(project: Project):
+    """`imagekit deploy NAME`: imagekit.toml's target gives project, compose file, state folder,
+    sites and timeout; a --project that differs is refused before anything runs."""
+    (project.ws / "imagekit.toml").write_text(
+        "[targets.staging]\n"
+        f'project = "{project.name}"\n'
+        f'compose = ["{project.compose}"]\n'
+        f'state_dir = "{project.state}"\n'
+        'sites = ["a.local"]\n'
+        "up_timeout = 30\n"
+    )
+    refused = cli("deploy", "staging", "--project", "other", "-w", str(project.ws), "--version", "v1")
+    assert refused.exit_code == 2
+    assert f"target staging is project '{project.name}', not 'other'" in refused.output
+    assert project.services() == {}
+
+    result = cli("deploy", "staging", "-w", str(project.ws), "--version", "v1", "--json")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["project"] == project.name and report["result"] == "succeeded"
+    assert [s["site"] for s in report["sites"]] == ["a.local"]
+    assert set(project.services()) >= {"backend"}
+    assert (project.state / "projects" / project.name / "last-up.json").exists()
+
+    unknown = cli("deploy", "stagin", "-w", str(project.ws), "--version", "v1")
+    assert unknown.exit_code == 12
+    assert "there is no target 'stagin' (did you mean 'staging'?)" in unknown.output
