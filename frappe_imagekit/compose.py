@@ -113,6 +113,23 @@ def down_args(cli: ComposeCLI, stop_timeout: int = 10) -> list[str]:
     return ["down", "--remove-orphans", "--timeout", str(stop_timeout)]
 
 
+def kill_services(runner: Runner, project: str, services: Sequence[str]) -> list[str]:
+    """SIGKILL the running containers of ``services`` of ``project``; the services killed.
+
+    For services whose PID 1 ignores SIGTERM and that hold no state (frappe_docker's websocket,
+    `node socketio.js`, and scheduler, `bench schedule`): `down` would wait out the stop timeout
+    for them while the site is already down.
+    """
+    targets = [
+        c for c in project_containers(runner, project) if c.service in services and c.state == "running"
+    ]
+    if not targets:
+        return []
+    done = runner.run(["docker", "kill", "--signal", "KILL", *(c.id for c in targets)], timeout=60)
+    _check(done, runner, "docker kill")
+    return sorted({c.service for c in targets})
+
+
 def project_containers(runner: Runner, project: str) -> list[Container]:
     """Every container of ``project`` (running or not), found by its compose label."""
     listed = runner.run(

@@ -102,6 +102,8 @@ class DeployOptions:
     down_timeout: float = 60
     up_timeout: float = 120
     stop_timeout: int = 10
+    # services killed (SIGKILL) before down: their PID 1 ignores SIGTERM and they hold no state
+    kill_first: tuple[str, ...] = ("websocket", "scheduler")
     send_image: bool = True  # remote target without the image: docker save | docker load
     source_docker_host: str | None = None  # the daemon the image is sent from
     compose_overrides: tuple[str, ...] = ()  # more -f files after compose_file (frappe_docker overrides/)
@@ -218,6 +220,8 @@ def _check_names(opts: DeployOptions) -> None:
     validate.service_name(opts.backend_service, "--backend-service", UsageError)
     for service in opts.oneshot_services:
         validate.service_name(service, "a --oneshot service", UsageError)
+    for service in opts.kill_first:
+        validate.service_name(service, "a --kill-first service", UsageError)
     if opts.sites is not None and not opts.sites:
         raise UsageError("--sites names no site: pass all, or site1,site2.")
     for site in opts.sites or []:
@@ -813,6 +817,12 @@ def _down(ctx: _Context, files: dict[str, Any], anything: bool) -> None:
     if not anything and not compose.project_containers(ctx.runner, ctx.opts.project):
         return
     assert ctx.cli is not None
+    killed = compose.kill_services(ctx.runner, ctx.opts.project, ctx.opts.kill_first)
+    if killed:
+        ctx.report.notes.append(
+            f"killed {', '.join(killed)} at once before down: they ignore SIGTERM and hold no state "
+            "(--kill-first)."
+        )
     argv = compose.compose_argv(
         ctx.cli,
         ctx.opts.project,

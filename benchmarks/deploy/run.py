@@ -1,9 +1,13 @@
-"""Downtime of `imagekit deploy` against bare `compose down && compose up -d`, in one run.
+"""Outage of `imagekit deploy` against bare `compose down && compose up -d`, in one run.
 
-Downtime = from the first container of the project stopping (first `kill`/`die` docker event)
-to the new backend answering `bench version` through `docker exec`. Both sequences deploy the
-same fake bench image (tests/support/benchimage) with the same compose file, alternately,
-ROUNDS times each; the medians and their ratio are printed (goal: ratio <= 1.2).
+Outage = from the backend stopping (its first `kill`/`die`/`stop` docker event: the site stops
+answering) to the new backend answering `bench version` through `docker exec`. The stack is
+shaped like frappe_docker's: configurator, backend, queue, and a websocket and scheduler whose
+PID 1 ignores SIGTERM (as `node socketio.js` and `bench schedule` do), with compose's 10 s stop
+timeout. Both sequences deploy the same fake bench image (tests/support/benchimage) with the
+same compose file, alternately, ROUNDS times each; the medians and their ratio are printed
+(goal: ratio <= 0.6). imagekit's deploy includes its checks (backup, compose config, image and
+app checks, migrate, health check); only the outage is compared.
 
     python -m benchmarks.deploy.run [ROUNDS]
 """
@@ -26,6 +30,8 @@ from frappe_imagekit.runner import LocalRunner
 from frappe_imagekit.workspace import Workspace
 from tests.support.baseimage import ensure_busybox_image
 from tests.support.benchimage import build_fake_bench, write_project
+
+SERVICES = ("configurator", "backend", "queue", "websocket", "scheduler")
 
 
 class Window:
@@ -55,7 +61,8 @@ class Window:
     def _watch_events(self) -> None:
         def on_line(line: str) -> None:
             event = json.loads(line)
-            if self.start is None and event.get("status") in {"kill", "die", "stop"}:
+            service = (event.get("Actor") or {}).get("Attributes", {}).get("com.docker.compose.service")
+            if self.start is None and service == "backend" and event.get("status") in {"kill", "die", "stop"}:
                 self.start = event["timeNano"] / 1e9
 
         def keep(proc) -> None:  # type: ignore[no-untyped-def]
@@ -104,7 +111,7 @@ def main(rounds: int) -> int:
     project = f"ik-bench-{secrets.token_hex(4)}"
     repo = f"{project}/bench"
     folder = Path(tempfile.mkdtemp(prefix="ik-bench-deploy-"))
-    compose = write_project(folder / "srv")
+    compose = write_project(folder / "srv", services=SERVICES)
     ws = Workspace.at(folder / "ws")
     tags = ["v1", "v2"]
     for tag in tags:
@@ -130,7 +137,7 @@ def main(rounds: int) -> int:
                     else:
                         bare(project, compose, repo, tag)
                 timings[name].append(window.seconds)
-                print(f"round {i + 1} {name:8s} downtime {window.seconds:.2f}s", flush=True)
+                print(f"round {i + 1} {name:8s} outage {window.seconds:.2f}s", flush=True)
     finally:
         label = f"label=com.docker.compose.project={project}"
         ids = process.run(["docker", "ps", "-aq", "--filter", label]).stdout.split()
@@ -138,8 +145,9 @@ def main(rounds: int) -> int:
             process.run(["docker", "rm", "-f", *ids])
         process.run(["docker", "rmi", *(f"{repo}:{t}" for t in tags)])
     ik, base = statistics.median(timings["imagekit"]), statistics.median(timings["bare"])
-    print(f"median downtime: imagekit {ik:.2f}s, bare down&&up {base:.2f}s, ratio {ik / base:.2f}")
-    return 0 if ik / base <= 1.2 else 1
+    ratio = ik / base
+    print(f"median outage: imagekit {ik:.2f}s, bare down&&up {base:.2f}s, ratio {ratio:.2f} (goal <= 0.6)")
+    return 0 if ratio <= 0.6 else 1
 
 
 if __name__ == "__main__":

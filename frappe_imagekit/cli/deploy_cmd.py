@@ -66,6 +66,11 @@ def deploy_command(
     oneshot: str = typer.Option(
         "configurator", "--oneshot", help="Comma-separated services that must exit 0."
     ),
+    kill_first: str = typer.Option(
+        "websocket,scheduler",
+        "--kill-first",
+        help="Services killed at once before down: they ignore SIGTERM and hold no state ('' for none).",
+    ),
     up_timeout: float | None = typer.Option(
         None, "--up-timeout", help="Seconds for services to start (default 120)."
     ),
@@ -119,6 +124,7 @@ def deploy_command(
         tag_var=tag_var,
         backend_service=backend_service or "backend",
         oneshot_services=tuple(s.strip() for s in oneshot.split(",") if s.strip()),
+        kill_first=tuple(s.strip() for s in kill_first.split(",") if s.strip()),
         state_dir=state_dir,
         up_timeout=120 if up_timeout is None else up_timeout,
         health_check=not no_health_check,

@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 
 from frappe_imagekit.cli.main import _load_commands, app
 from frappe_imagekit.deploy import DeployFailed, deploy
-from frappe_imagekit.errors import ExitCode
+from frappe_imagekit.errors import ExitCode, UsageError
 from frappe_imagekit.runner import LocalRunner, this_host
 from tests.support.benchimage.fixtures import (  # noqa: F401 - fixtures
     Project,
@@ -371,3 +371,21 @@ def test_a_named_target_deploys_with_its_own_project_and_compose(project: Projec
     unknown = cli("deploy", "stagin", "-w", str(project.ws), "--version", "v1")
     assert unknown.exit_code == 12
     assert "there is no target 'stagin' (did you mean 'staging'?)" in unknown.output
+
+
+def test_services_that_ignore_sigterm_are_killed_before_down(project: Project):
+    """websocket and scheduler ignore SIGTERM (as frappe_docker's do): deploy kills them first
+    instead of letting `down` wait out their stop timeout while the site is down."""
+    from tests.support.benchimage import compose_yaml
+
+    project.compose.write_text(compose_yaml(("configurator", "backend", "queue", "websocket", "scheduler")))
+    assert run_deploy(project, "v1").result == "succeeded"
+    report = run_deploy(project, "v2")
+    assert report.result == "succeeded", report.error
+    assert any(n.startswith("killed scheduler, websocket at once before down") for n in report.notes)
+    running = project.services()
+    assert {"websocket", "scheduler"} <= set(running)
+    assert {c["Config"]["Image"] for c in running.values()} == {f"{project.repo}:v2"}
+
+    with pytest.raises(UsageError, match="a --kill-first service"):
+        run_deploy(project, "v1", kill_first=("-x",))

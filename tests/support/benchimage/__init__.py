@@ -3,7 +3,8 @@
 ``build_fake_bench(docker_cli)`` builds ``imagekit-test/fakebench:<content hash>`` FROM the
 busybox base (classic builder, about a second; idempotent). ``write_project(folder, sites)``
 writes ``compose.yaml`` (configurator one-shot, backend, queue; a bind-mounted ``sites`` folder;
-no network; PID 1 exits on SIGTERM; ``stop_grace_period: 1s``) and the sites. The backend serves
+no network; PID 1 exits on SIGTERM; ``stop_grace_period: 1s``; optional websocket and scheduler
+whose PID 1 ignores SIGTERM, as the real ones do, with compose's 10 s) and the sites. The backend serves
 ``/api/method/ping`` on 127.0.0.1:8000 inside its container (busybox httpd, static ``pong``).
 """
 
@@ -21,10 +22,14 @@ SLEEP_FOREVER = 'trap "exit 0" TERM; while :; do sleep 1 & wait $$!; done'
 # the backend answers /api/method/ping on its gunicorn port, like frappe (busybox httpd, static)
 SERVE_BACKEND = "httpd -p 127.0.0.1:8000 -h /srv/www; " + SLEEP_FOREVER
 
+# frappe_docker's websocket (`node socketio.js`) and scheduler (`bench schedule`) run as PID 1
+# and ignore SIGTERM: `down` waits out their stop timeout (compose's default 10 s) for them.
+IGNORE_TERM = 'trap "" TERM; while :; do sleep 1; done'
+
 _SERVICE = """  {name}:
     image: ${{CUSTOM_IMAGE}}:${{CUSTOM_TAG}}
     network_mode: "none"
-    stop_grace_period: 1s
+    stop_grace_period: {grace}
     volumes:
       - ./sites:/home/frappe/frappe-bench/sites
 {extra}"""
@@ -59,9 +64,12 @@ def compose_yaml(services: Sequence[str] = ("configurator", "backend", "queue"))
             extra = '    restart: "no"\n    command: ["sh", "-c", "echo configured; ls sites"]\n'
         elif name == "backend":
             extra = f"    command: ['sh', '-c', '{SERVE_BACKEND}']\n"
+        elif name in ("websocket", "scheduler"):
+            extra = f"    command: ['sh', '-c', '{IGNORE_TERM}']\n"
         else:
             extra = f"    command: ['sh', '-c', '{SLEEP_FOREVER}']\n"
-        parts.append(_SERVICE.format(name=name, extra=extra).rstrip("\n"))
+        grace = "10s" if name in ("websocket", "scheduler") else "1s"
+        parts.append(_SERVICE.format(name=name, extra=extra, grace=grace).rstrip("\n"))
     return "\n".join(parts) + "\n"
 
 
