@@ -980,7 +980,7 @@ def _find_patch_line(ctx: _Context, backend: Container, site: str, result: SiteR
     patches = _exec(ctx, backend, ["cat", f"apps/{app}/{app}/patches.txt"], timeout=60)
     logged = _exec(ctx, backend, ["bench", "--site", site, "execute", "frappe.get_all",
                                   "--kwargs", _PATCH_LOG_KWARGS], timeout=120)  # fmt: skip
-    executed = _json_apps(logged.stdout) if logged.stdout.strip() else []
+    executed = deploycheck.first_json(logged.stdout) if logged.stdout.strip() else []
     if patches.returncode != 0:
         result.notes.append(f"could not read apps/{app}/{app}/patches.txt in the backend")
         return
@@ -1099,7 +1099,8 @@ def _check_apps(ctx: _Context) -> None:
     if not ok_sites:
         return
     backend = _backend(ctx)
-    image_apps = _json_apps(_exec(ctx, backend, ["bench", "version", "--format", "json"], timeout=120).stdout)
+    version = _exec(ctx, backend, ["bench", "version", "--format", "json"], timeout=120)
+    image_apps = deploycheck.first_json(version.stdout)
     names = [a.get("app") for a in image_apps if isinstance(a, dict)] if isinstance(image_apps, list) else []
     for site in ok_sites:
         listed = _exec(
@@ -1108,20 +1109,9 @@ def _check_apps(ctx: _Context) -> None:
             ["bench", "--site", site.site, "list-apps", "--format", "json"],
             timeout=120,
         )
-        installed = _json_apps(listed.stdout)
+        installed = deploycheck.first_json(listed.stdout)
         apps = installed.get(site.site, []) if isinstance(installed, dict) else []
         site.apps_not_installed = [n for n in names if n and n not in apps]
-
-
-def _json_apps(text: str) -> Any:
-    """The JSON document in bench's output (it may print other lines first)."""
-    for start, char in enumerate(text):
-        if char in "[{":
-            try:
-                return json.loads(text[start:])
-            except json.JSONDecodeError:
-                continue
-    return None
 
 
 # ---------------------------------------------------------------- record

@@ -406,11 +406,12 @@ def _signed_distance(
 def commit_exists(url: str, env: Mapping[str, str], token_var: str | None, sha: str, timeout: float) -> bool:
     """Whether the remote still has commit ``sha`` (fetched by id, depth 1; where the server
     refuses that, every branch and tag is fetched blobless and searched)."""
+    sha = validate.commit_sha(sha, "the recorded commit", GitCommandFailed)
     access = prepare_access(url, env, token_var)
     with tempfile.TemporaryDirectory(prefix="imagekit-has-") as tmp:
-        _git(["init", "-q", "--bare", tmp], access, timeout, token_var)
+        _git(["init", "-q", "--bare", "--", tmp], access, timeout, token_var)
         try:
-            argv = ["fetch", "-q", "--no-tags", "--depth", "1", access.url, sha]
+            argv = ["fetch", "-q", "--no-tags", "--depth", "1", "--", access.url, sha]
             _git(argv, access, timeout, token_var, cwd=tmp)
             return True
         except GitCommandFailed:
