@@ -341,12 +341,20 @@ def count_commits_between(
 
 
 def _fetch_commits(
-    access: RemoteAccess, repo: str, shas: list[str], timeout: float, token_var: str | None
+    access: RemoteAccess,
+    repo: str,
+    shas: list[str],
+    timeout: float,
+    token_var: str | None,
+    *,
+    shallow: bool = False,
 ) -> bool:
-    """Fetch ``shas`` by id; if the server refuses, fetch every branch and tag instead."""
+    """Fetch ``shas`` by id (``shallow``: the commits alone, at depth 1; else their history,
+    blobless); if the server refuses, fetch every branch and tag blobless and look for them."""
     base = ["fetch", "-q", "--no-tags", "--filter=blob:none", "--", access.url]
+    by_id = ["fetch", "-q", "--no-tags", "--depth", "1", "--", access.url] if shallow else base
     try:
-        _git([*base, *shas], access, timeout, token_var, cwd=repo)
+        _git([*by_id, *shas], access, timeout, token_var, cwd=repo)
         return True
     except GitCommandFailed:
         pass
@@ -410,13 +418,4 @@ def commit_exists(url: str, env: Mapping[str, str], token_var: str | None, sha: 
     access = prepare_access(url, env, token_var)
     with tempfile.TemporaryDirectory(prefix="imagekit-has-") as tmp:
         _git(["init", "-q", "--bare", "--", tmp], access, timeout, token_var)
-        try:
-            argv = ["fetch", "-q", "--no-tags", "--depth", "1", "--", access.url, sha]
-            _git(argv, access, timeout, token_var, cwd=tmp)
-            return True
-        except GitCommandFailed:
-            pass
-        except GitRepoNotFoundError:
-            if not _repo_exists(access, timeout, token_var):
-                raise
-        return _fetch_commits(access, tmp, [sha], timeout, token_var)
+        return _fetch_commits(access, tmp, [sha], timeout, token_var, shallow=True)
