@@ -82,17 +82,14 @@ class BuildWorkspace:
         return dockerd.image_tags(self.docker, self.image)
 
 
-@pytest.fixture
-def bws(
-    tmp_path: Path, busybox_image: str, docker_daemon: str, unique_name, monkeypatch
-) -> Iterator[BuildWorkspace]:
-    monkeypatch.setenv("IMAGEKIT_DOCKER", docker_daemon)
+def build_workspace(tmp_path: Path, docker: str, name: str) -> Iterator[BuildWorkspace]:
+    """A build workspace (remotes, .env with a canary token, apps.json) whose images ``docker``
+    removes afterwards; the ``bws`` fixtures of this file and of test_build_docker26.py."""
     remotes = tmp_path / "remotes"
     frappe = make_remote(remotes, "frappe", tags=(), annotated=(), branches=("version-15",))
     app = make_remote(remotes, "de_macrs", tags=("v0.0.4",), annotated=("v0.0.4",), branches=())
     moving = make_remote(remotes, "de_customs", tags=(), annotated=(), branches=("develop",))
     canary = "ghp_" + secrets.token_hex(18)
-    name = unique_name("build")
     image = f"imagekit-test/{name}"
     root = make_workspace(
         tmp_path / "ws",
@@ -103,10 +100,18 @@ def bws(
         ],
     )
     (root / ".dockerignore").write_text(".env\nbuilds\n")
-    ws = BuildWorkspace(root, frappe, app, moving, image, canary, name, docker_daemon)
+    ws = BuildWorkspace(root, frappe, app, moving, image, canary, name, docker)
     yield ws
     for ref in ws.tags():
-        dockerd.docker(docker_daemon, "rmi", "-f", ref, check=False, timeout=120)
+        dockerd.docker(docker, "rmi", "-f", ref, check=False, timeout=120)
+
+
+@pytest.fixture
+def bws(
+    tmp_path: Path, busybox_image: str, docker_daemon: str, unique_name, monkeypatch
+) -> Iterator[BuildWorkspace]:
+    monkeypatch.setenv("IMAGEKIT_DOCKER", docker_daemon)
+    yield from build_workspace(tmp_path, docker_daemon, unique_name("build"))
 
 
 def _assert_no_canary(ws: BuildWorkspace, *texts: str) -> None:

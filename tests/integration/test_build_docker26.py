@@ -24,8 +24,7 @@ from tests.integration.test_build import (
     BuildWorkspace,
     ProcWatch,
     _assert_no_canary,
-    make_remote,
-    make_workspace,
+    build_workspace,
     test_a_failing_build_leaves_a_failed_record_and_frees_the_version,
     test_a_leaky_containerfile_fails_the_build_and_loses_its_tag,
     test_base64_mode_reaches_the_build_and_warns_about_history,
@@ -45,28 +44,7 @@ OUTER = "/usr/bin/docker"  # this machine's daemon, to show an image is NOT ther
 @pytest.fixture
 def bws(tmp_path: Path, docker26: str, unique_name) -> Iterator[BuildWorkspace]:
     """test_build.py's workspace, built on the Debian 13 daemon with CLI 26 + buildx."""
-    import secrets
-
-    remotes = tmp_path / "remotes"
-    frappe = make_remote(remotes, "frappe", tags=(), annotated=(), branches=("version-15",))
-    app = make_remote(remotes, "de_macrs", tags=("v0.0.4",), annotated=("v0.0.4",), branches=())
-    moving = make_remote(remotes, "de_customs", tags=(), annotated=(), branches=("develop",))
-    canary = "ghp_" + secrets.token_hex(18)
-    name = unique_name("build26")
-    image = f"imagekit-test/{name}"
-    root = make_workspace(
-        tmp_path / "ws",
-        env={"FRAPPE_PATH": frappe.url, "IMAGE_NAME": image, "DE_MACRS_PAT": canary},
-        apps=[
-            {"url": "file://${DE_MACRS_PAT}@" + str(app.bare), "branch": "v0.0.4"},
-            {"url": moving.url, "branch": "develop"},
-        ],
-    )
-    (root / ".dockerignore").write_text(".env\nbuilds\n")
-    ws = BuildWorkspace(root, frappe, app, moving, image, canary, name, docker26)
-    yield ws
-    for ref in ws.tags():
-        dockerd.docker(docker26, "rmi", "-f", ref, check=False, timeout=120)
+    yield from build_workspace(tmp_path, docker26, unique_name("build26"))
 
 
 def _build(bws: BuildWorkspace, containerfile: Path, *extra: str) -> process.Completed:
