@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from frappe_imagekit import appsjson, envfile
+from frappe_imagekit import appsjson, envfile, validate
 from frappe_imagekit.appsjson import AppEntry, InjectedApps
 from frappe_imagekit.envfile import EnvIssue, KeySpec, ParsedEnv
 from frappe_imagekit.errors import ConfigError
@@ -16,7 +15,6 @@ from frappe_imagekit.workspace import Workspace
 VERSION_KEY = "DE_SITE_VERSION"
 IMAGE_KEY = "IMAGE_NAME"
 FRAPPE_KEYS = ("FRAPPE_PATH", "FRAPPE_BRANCH")
-_IMAGE_NAME = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*(?::\d+)?(?:/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*"
 
 
 @dataclass
@@ -81,8 +79,6 @@ class CheckReport:
 def pin_dict(pin: Any) -> dict[str, Any]:
     """A pin for the report; a URL or ref that broke a rule is not repeated (its finding says
     what is wrong; the text itself may hold a pasted token)."""
-    from frappe_imagekit import validate
-
     url_ok = not validate.repo_url_problems(pin.url, "url")
     try:
         ref = validate.git_ref(pin.ref, "ref")
@@ -133,15 +129,12 @@ def run_check(
     return report
 
 
-_TOKEN_SHAPE = re.compile(r"(ghp_|gho_|ghs_|ghu_|github_pat_|glpat-)[A-Za-z0-9_]{8,}")
-
-
 def _hidden_keys(report: CheckReport) -> set[str]:
     """Keys whose values are masked everywhere: the ``@secret`` ones, and, whatever
     de-example.env says (it is repository content: a pull request can drop a ``@secret``),
     every variable apps.json uses as a token and every value shaped like a token."""
     used = set(appsjson.token_vars(report.apps_json_text))
-    shaped = {k for k, v in report.env.items() if _TOKEN_SHAPE.search(v)}
+    shaped = {k for k, v in report.env.items() if validate.TOKEN_SHAPE.search(v)}
     return report.secret_keys | (used & set(report.env)) | shaped
 
 
@@ -191,13 +184,12 @@ def _has_userinfo(url: str) -> bool:
 
 
 def _env_semantics(values: dict[str, str]) -> list[EnvIssue]:
-    import re
 
     from frappe_imagekit import versions
 
     issues: list[EnvIssue] = []
     image = values.get(IMAGE_KEY, "")
-    if image and not re.fullmatch(_IMAGE_NAME, image):
+    if image and not _is_image_name(image):
         issues.append(
             EnvIssue(
                 "error",
@@ -336,3 +328,11 @@ def _pin_issues(pin: Any, strict: bool) -> list[EnvIssue]:
             )
         ]
     return []
+
+
+def _is_image_name(text: str) -> bool:
+    try:
+        validate.image_name(text)
+    except ConfigError:
+        return False
+    return True

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from frappe_imagekit import validate
 from frappe_imagekit.errors import ConfigError
 
 _ANNOTATION = re.compile(r"^#\s*@(\w+)\s*(.*?)\s*$")
@@ -157,7 +158,7 @@ def parse_env_text(text: str, filename: str = ".env") -> ParsedEnv:
 
 _LINE_KEY = re.compile(r"\s*(?:export\s+)?([^=#\s'\"]+)\s*=")
 _PLAIN_KEY = re.compile(r"[A-Z_][A-Z0-9_]{0,63}|[a-z_][a-z0-9_]{0,63}")
-_TOKEN_SHAPE = re.compile(r"(ghp_|gho_|ghs_|ghu_|github_pat_|glpat-)", re.IGNORECASE)  # also in values
+_TOKEN_SHAPE = re.compile("|".join(map(re.escape, validate.TOKEN_PREFIXES)), re.IGNORECASE)  # also in values
 
 
 def shown_key(key: str) -> str:

@@ -47,7 +47,11 @@ def _text(value: object, what: str, error: ErrorType) -> str:
     return value
 
 
-_TOKEN_SHAPE = re.compile(r"(ghp_|gho_|ghs_|ghu_|github_pat_|glpat-|\$\{)")
+# The prefixes of GitHub and GitLab tokens: the one list every "looks like a token" check uses.
+TOKEN_PREFIXES = ("ghp_", "gho_", "ghs_", "ghu_", "github_pat_", "glpat-")
+_PREFIX = "|".join(map(re.escape, TOKEN_PREFIXES))
+TOKEN_SHAPE = re.compile(rf"({_PREFIX})[A-Za-z0-9_]{{8,}}")  # a whole token
+_TOKEN_SHAPE = re.compile(rf"({_PREFIX}|\$\{{)")  # a refused value that must not be shown
 
 
 def _shown(value: str) -> str:
@@ -266,7 +270,6 @@ def git_url(value: object, what: str = "the git URL", error: ErrorType = ConfigE
 
 _PLACEHOLDER = re.compile(r"\$\{[A-Za-z_][A-Za-z0-9_]*\}")
 _SCP_LIKE = re.compile(r"^[\w.-]+@[\w.-]+:")
-_URL_TOKEN = re.compile(r"(ghp_|gho_|ghs_|ghu_|github_pat_|glpat-)[A-Za-z0-9_]{8,}")
 _LOOPBACK_HOSTS = {"localhost", "::1"}
 
 
@@ -341,7 +344,7 @@ def _placeholder_problems(url: str, netloc: str, what: str) -> list[tuple[str, s
                 "in https://${VAR}@host/org/repo; move it there.",
             )
         ]
-    if (userinfo and not _PLACEHOLDER.fullmatch(userinfo)) or _URL_TOKEN.search(url):
+    if (userinfo and not _PLACEHOLDER.fullmatch(userinfo)) or TOKEN_SHAPE.search(url):
         return [
             (
                 "apps-raw-token",
