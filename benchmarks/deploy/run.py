@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 
 from frappe_imagekit import process
-from frappe_imagekit.deploy import DeployOptions, deploy
+from frappe_imagekit.deploy.sequence import DeployOptions, deploy
 from frappe_imagekit.runner import LocalRunner
 from frappe_imagekit.workspace import Workspace
 from tests.support.baseimage import ensure_busybox_image

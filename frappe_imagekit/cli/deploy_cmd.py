@@ -89,7 +89,7 @@ def deploy_command(
     workspace: Path = WORKSPACE_OPTION,
 ) -> None:
     """Deploy an image with compose down/up (same file both ways), backup and bench migrate."""
-    from frappe_imagekit.deploy import (
+    from frappe_imagekit.deploy.sequence import (
         DeployFailed,
         DeployOptions,
         check_options,
@@ -165,7 +165,7 @@ def unlock_command(
 ) -> None:
     """Clear a deploy lock left behind by a deploy that is gone."""
     from frappe_imagekit import validate
-    from frappe_imagekit.deploy import open_runner, unlock
+    from frappe_imagekit.deploy.sequence import open_runner, unlock
     from frappe_imagekit.errors import UsageError
 
     validate.project_name(project, "--project", UsageError)

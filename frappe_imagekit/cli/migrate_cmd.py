@@ -27,8 +27,8 @@ def migrate_report_command(
 ) -> None:
     """Report a saved migrate transcript: per site the result, the failed patch, the exception,
     the app frames, warnings and next steps. Exit 0 all ok, 9 a failed patch, 10 otherwise."""
+    from frappe_imagekit.deploy.migrate_report import report_transcript
     from frappe_imagekit.errors import UsageError
-    from frappe_imagekit.migrate_report import report_transcript
     from frappe_imagekit.validate import site_name
 
     if site is not None and site != "all":

@@ -14,7 +14,7 @@ import pytest
 from typer.testing import CliRunner
 
 from frappe_imagekit.cli.main import _load_commands, app
-from frappe_imagekit.deploy import DeployFailed, deploy
+from frappe_imagekit.deploy.sequence import DeployFailed, deploy
 from frappe_imagekit.errors import ExitCode, UsageError
 from frappe_imagekit.runner import LocalRunner, this_host
 from tests.support.benchimage.fixtures import (  # noqa: F401 - fixtures

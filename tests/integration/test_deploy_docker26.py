@@ -20,9 +20,9 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from frappe_imagekit import compose
 from frappe_imagekit.cli.main import _load_commands, app
-from frappe_imagekit.deploy import DeployFailed, deploy
+from frappe_imagekit.deploy import compose
+from frappe_imagekit.deploy.sequence import DeployFailed, deploy
 from frappe_imagekit.errors import ExitCode
 from frappe_imagekit.runner import this_host
 from frappe_imagekit.ssh import SSHRunner

@@ -11,9 +11,9 @@ import subprocess
 from typer.testing import CliRunner
 
 from frappe_imagekit.cli.main import _load_commands, app
-from frappe_imagekit.deploy import deploy
+from frappe_imagekit.deploy.migrate_report import step_commands
+from frappe_imagekit.deploy.sequence import deploy
 from frappe_imagekit.errors import ExitCode
-from frappe_imagekit.migrate_report import step_commands
 from frappe_imagekit.runner import LocalRunner
 from tests.support.benchimage.fixtures import (  # noqa: F401 - fixtures
     Project,

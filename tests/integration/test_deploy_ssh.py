@@ -12,7 +12,7 @@ import pytest
 from typer.testing import CliRunner
 
 from frappe_imagekit.cli.main import _load_commands, app
-from frappe_imagekit.deploy import deploy
+from frappe_imagekit.deploy.sequence import deploy
 from frappe_imagekit.errors import ExitCode
 from frappe_imagekit.ssh import SSHRunner
 from tests.support.benchimage.fixtures import (  # noqa: F401 - fixtures

@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 
 from frappe_imagekit import process
 from frappe_imagekit.cli.main import _load_commands, app
-from frappe_imagekit.deploy import DeployFailed, deploy
+from frappe_imagekit.deploy.sequence import DeployFailed, deploy
 from frappe_imagekit.errors import ExitCode
 from frappe_imagekit.runner import LocalRunner
 from tests.support.benchimage import SLEEP_FOREVER

@@ -181,7 +181,7 @@ def test_a_config_identity_file_that_does_not_exist_is_skipped(sshd: SSHServer, 
 
 
 def test_state_files_written_over_ssh_are_0600_in_0700_folders(runner: SSHRunner, tmp_path: Path):
-    from frappe_imagekit import lock
+    from frappe_imagekit.deploy import lock
 
     folder = tmp_path / "remote-state" / "projects" / "erp"
     lock.write_file(runner, f"{folder}/env", b"DB_PASSWORD=x\n")

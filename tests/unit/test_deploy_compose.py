@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from frappe_imagekit.compose import (
+from frappe_imagekit.deploy.compose import (
     ComposeCLI,
     Container,
     compose_argv,

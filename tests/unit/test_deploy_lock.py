@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from frappe_imagekit import lock
+from frappe_imagekit.deploy import lock
 from frappe_imagekit.errors import ExitCode, LockHeldError
 from frappe_imagekit.runner import LocalRunner, this_host
 

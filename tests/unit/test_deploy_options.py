@@ -9,8 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from frappe_imagekit import deploy, lock, ssh
-from frappe_imagekit.deploy import DeployOptions, check_options, parse_last_up
+from frappe_imagekit import ssh
+from frappe_imagekit.deploy import lock
+from frappe_imagekit.deploy import sequence as deploy
+from frappe_imagekit.deploy.sequence import DeployOptions, check_options, parse_last_up
 from frappe_imagekit.errors import ExitCode, RemoteError, UsageError
 from frappe_imagekit.runner import LocalRunner
 from tests.support.cli import invoke

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from frappe_imagekit.deploy import (
+from frappe_imagekit.deploy.sequence import (
     DeployOptions,
     DeployReport,
     SiteReport,

@@ -15,8 +15,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from test_history_data import make_deploy, make_manifest
 
-from frappe_imagekit import lock, manifest, ssh
-from frappe_imagekit.deploy import parse_last_up
+from frappe_imagekit import manifest, ssh
+from frappe_imagekit.deploy import lock
+from frappe_imagekit.deploy.sequence import parse_last_up
 from frappe_imagekit.errors import ExitCode, ImagekitError
 from tests.support.cli import invoke
 
@@ -187,7 +188,7 @@ _option_text = st.one_of(
 def test_any_deploy_options_pass_or_are_a_usage_error(
     project, image_var, service, sites, env_file, lock_wait
 ):
-    from frappe_imagekit.deploy import DeployOptions, check_options
+    from frappe_imagekit.deploy.sequence import DeployOptions, check_options
 
     opts = DeployOptions(project=project, compose_file="/srv/c.yaml", image="de/erp", version="v1",
                          image_var=image_var, backend_service=service, sites=sites,

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from frappe_imagekit.migrate_parse import parse_migrate_output
+from frappe_imagekit.deploy.migrate_parse import parse_migrate_output
 from tests.support.benchimage.transcripts import load, migrate_transcripts, reference_dir
 
 NAMES = migrate_transcripts()

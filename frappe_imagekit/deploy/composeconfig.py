@@ -16,8 +16,9 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from frappe_imagekit import compose, validate
-from frappe_imagekit.compose import ComposeCLI
+from frappe_imagekit import validate
+from frappe_imagekit.deploy import compose
+from frappe_imagekit.deploy.compose import ComposeCLI
 from frappe_imagekit.errors import DeployError
 from frappe_imagekit.runner import Runner
 

@@ -14,8 +14,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from frappe_imagekit import compose
-from frappe_imagekit.compose import Container
+from frappe_imagekit.deploy import compose
+from frappe_imagekit.deploy.compose import Container
 from frappe_imagekit.errors import DeployError
 from frappe_imagekit.runner import Runner
 

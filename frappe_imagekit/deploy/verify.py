@@ -12,8 +12,8 @@ import json
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from frappe_imagekit import compose
-from frappe_imagekit.composeconfig import ImagePlan
+from frappe_imagekit.deploy import compose
+from frappe_imagekit.deploy.composeconfig import ImagePlan
 from frappe_imagekit.errors import DeployError
 from frappe_imagekit.runner import Runner
 from frappe_imagekit.workspace import Workspace

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from frappe_imagekit.migrate_parse import clean_lines, parse_migrate_output
+from frappe_imagekit.deploy.migrate_parse import clean_lines, parse_migrate_output
 
 HAPPY = """Migrating a.local
 Executing erpnext.patches.v15_0.set_default_currency in a.local (_1a2b3c)

@@ -11,8 +11,8 @@ import pytest
 from typer.testing import CliRunner
 
 from frappe_imagekit.cli.main import _load_commands, app
-from frappe_imagekit.migrate_parse import SiteResult
-from frappe_imagekit.migrate_report import (
+from frappe_imagekit.deploy.migrate_parse import SiteResult
+from frappe_imagekit.deploy.migrate_report import (
     BenchPlace,
     StepContext,
     next_steps,
@@ -234,8 +234,8 @@ def test_pending_patch_line(executed, module, section, expected):
 
 
 def test_deploy_next_steps_on_a_remote_host_go_through_ssh(tmp_path: Path):
-    from frappe_imagekit.deploy import DeployOptions, SiteReport
-    from frappe_imagekit.deploy import next_steps as deploy_next_steps
+    from frappe_imagekit.deploy.sequence import DeployOptions, SiteReport
+    from frappe_imagekit.deploy.sequence import next_steps as deploy_next_steps
 
     opts = DeployOptions(project="erp", compose_file="/srv/erp/compose.yaml", image="de/erp", version="v2")
     site = SiteReport("a.local", status="failed", result="lock", failure="lock",
@@ -255,7 +255,7 @@ def test_deploy_next_steps_on_a_remote_host_go_through_ssh(tmp_path: Path):
 
 
 def test_previous_version_comes_from_the_deploy_records(tmp_path: Path):
-    from frappe_imagekit.deploy import DeployOptions, _previous_version
+    from frappe_imagekit.deploy.sequence import DeployOptions, _previous_version
     from frappe_imagekit.workspace import Workspace
 
     folder = tmp_path / "deploys"
@@ -277,8 +277,8 @@ def test_any_text_gives_a_result_never_an_exception():
     from hypothesis import given, settings
     from hypothesis import strategies as st
 
-    from frappe_imagekit.migrate_parse import parse_migrate_output
-    from frappe_imagekit.migrate_report import report_transcript
+    from frappe_imagekit.deploy.migrate_parse import parse_migrate_output
+    from frappe_imagekit.deploy.migrate_report import report_transcript
 
     pieces = st.sampled_from([
         "Migrating s1.lab\n", "Executing a.b in s1.lab (_x)\n", "Success: Done in 0.1s\n", "\r", "\n",

@@ -26,20 +26,15 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from frappe_imagekit import (
-    backups,
-    compose,
-    composeconfig,
-    deploycheck,
-    deployplan,
-    health,
-    lock,
-    migrator,
-    validate,
-)
-from frappe_imagekit import migrate_parse as mp
-from frappe_imagekit.compose import ComposeCLI, Container
-from frappe_imagekit.composeconfig import RenderedConfig
+from frappe_imagekit import validate
+from frappe_imagekit.deploy import backups, compose, composeconfig, health, lock, migrator, plan, verify
+from frappe_imagekit.deploy import migrate_parse as mp
+from frappe_imagekit.deploy.compose import ComposeCLI, Container
+from frappe_imagekit.deploy.composeconfig import RenderedConfig
+from frappe_imagekit.deploy.migrate_parse import SiteResult, parse_migrate_output
+from frappe_imagekit.deploy.migrate_report import BenchPlace, StepContext, pending_patch_line, ssh_prefix
+from frappe_imagekit.deploy.migrate_report import next_steps as migrate_next_steps
+from frappe_imagekit.deploy.migrator import MigratorRun
 from frappe_imagekit.errors import (
     DeployError,
     ExitCode,
@@ -49,10 +44,6 @@ from frappe_imagekit.errors import (
     UsageError,
 )
 from frappe_imagekit.interrupts import sigterm_as_interrupt
-from frappe_imagekit.migrate_parse import SiteResult, parse_migrate_output
-from frappe_imagekit.migrate_report import BenchPlace, StepContext, pending_patch_line, ssh_prefix
-from frappe_imagekit.migrate_report import next_steps as migrate_next_steps
-from frappe_imagekit.migrator import MigratorRun
 from frappe_imagekit.runner import LocalRunner, Runner, local_stdout_stream
 from frappe_imagekit.workspace import Workspace, write_json_atomic
 
@@ -461,13 +452,13 @@ def _plan_dry_run(ctx: _Context) -> None:
                                     project_dir=files["project_dir"], env_file=files["env_file"])  # fmt: skip
     up_args = compose.up_args(cli)
     up = compose.compose_argv(cli, opts.project, ctx.compose_files, *up_args, env_file=opts.env_file)
-    facts = deployplan.PlanFacts(
+    facts = plan.PlanFacts(
         project=opts.project, image_ref=opts.image_ref, lock_dir=ctx.paths.lock_dir, sites=sites,
         running=bool(running), backup=opts.backup, down_argv=down, up_argv=up, up_env=_up_env(opts),
         image_services=ctx.report.image_services, oneshot=ctx.report.oneshot_services,
         migrator=ctx.report.migrator, migrate_only=opts.migrate_only,
     )  # fmt: skip
-    ctx.report.steps = deployplan.steps(facts)
+    ctx.report.steps = plan.steps(facts)
 
 
 def _dry_run_sites(ctx: _Context, running: Sequence[Container]) -> list[str]:
@@ -534,11 +525,11 @@ def _check_config(ctx: _Context) -> None:
     assert ctx.cli is not None
     opts, files = ctx.opts, ctx.compose_files
     ctx.config = composeconfig.render(ctx.runner, ctx.cli, opts.project, files, _up_env(opts), opts.env_file)
-    plan = composeconfig.image_plan(ctx.config, opts.image, opts.version)
+    images = composeconfig.image_plan(ctx.config, opts.image, opts.version)
     contents = {path: lock.read_file(ctx.runner, path) or "" for path in files}
-    lines = composeconfig.image_lines(contents, plan.pinned.values())
-    deploycheck.require_image_plan(plan, opts.image_ref, lines, opts.image_var, opts.tag_var)
-    ctx.report.image_services = plan.new
+    lines = composeconfig.image_lines(contents, images.pinned.values())
+    verify.require_image_plan(images, opts.image_ref, lines, opts.image_var, opts.tag_var)
+    ctx.report.image_services = images.new
     ctx.report.services = {name: svc.image for name, svc in sorted(ctx.config.services.items())}
     ctx.report.oneshot_services = composeconfig.oneshot_services(ctx.config, opts.oneshot_services)
     ctx.report.migrator = next(iter(composeconfig.migrator_services(ctx.config)), None)
@@ -549,27 +540,25 @@ def _check_image_apps(ctx: _Context) -> None:
     runner, opts = ctx.runner, ctx.opts
     if not _image_present(runner, opts.image_ref):  # dry run: it would be sent
         return
-    ctx.report.image_id = deploycheck.image_id(runner, opts.image_ref)
+    ctx.report.image_id = verify.image_id(runner, opts.image_ref)
     try:
         backend = _backend(ctx)
         sites = _sites(ctx, backend)
     except DeployError:
         ctx.report.notes.append("no running backend or no site yet: the apps of the sites were not checked.")
         return
-    installed = deploycheck.site_apps(runner, backend.id, sites)
-    in_image = deploycheck.manifest_apps(ctx.ws, opts.version, ctx.report.image_id)
+    installed = verify.site_apps(runner, backend.id, sites)
+    in_image = verify.manifest_apps(ctx.ws, opts.version, ctx.report.image_id)
     if in_image is None:
-        in_image = deploycheck.bench_version_apps(runner, opts.image_ref)
-    deploycheck.require_apps(installed, in_image, opts.image_ref)
+        in_image = verify.bench_version_apps(runner, opts.image_ref)
+    verify.require_apps(installed, in_image, opts.image_ref)
 
 
 def _check_running_image(ctx: _Context) -> None:
     if not ctx.report.image_id:
         return
-    running = deploycheck.running_images(ctx.runner, ctx.opts.project)
-    deploycheck.require_running_image(
-        running, ctx.report.image_services, ctx.report.image_id, ctx.opts.image_ref
-    )
+    running = verify.running_images(ctx.runner, ctx.opts.project)
+    verify.require_running_image(running, ctx.report.image_services, ctx.report.image_id, ctx.opts.image_ref)
 
 
 def _absolute(runner: Runner, path: str) -> str:
@@ -980,7 +969,7 @@ def _find_patch_line(ctx: _Context, backend: Container, site: str, result: SiteR
     patches = _exec(ctx, backend, ["cat", f"apps/{app}/{app}/patches.txt"], timeout=60)
     logged = _exec(ctx, backend, ["bench", "--site", site, "execute", "frappe.get_all",
                                   "--kwargs", _PATCH_LOG_KWARGS], timeout=120)  # fmt: skip
-    executed = deploycheck.first_json(logged.stdout) if logged.stdout.strip() else []
+    executed = verify.first_json(logged.stdout) if logged.stdout.strip() else []
     if patches.returncode != 0:
         result.notes.append(f"could not read apps/{app}/{app}/patches.txt in the backend")
         return
@@ -1100,7 +1089,7 @@ def _check_apps(ctx: _Context) -> None:
         return
     backend = _backend(ctx)
     version = _exec(ctx, backend, ["bench", "version", "--format", "json"], timeout=120)
-    image_apps = deploycheck.first_json(version.stdout)
+    image_apps = verify.first_json(version.stdout)
     names = [a.get("app") for a in image_apps if isinstance(a, dict)] if isinstance(image_apps, list) else []
     for site in ok_sites:
         listed = _exec(
@@ -1109,7 +1098,7 @@ def _check_apps(ctx: _Context) -> None:
             ["bench", "--site", site.site, "list-apps", "--format", "json"],
             timeout=120,
         )
-        installed = deploycheck.first_json(listed.stdout)
+        installed = verify.first_json(listed.stdout)
         apps = installed.get(site.site, []) if isinstance(installed, dict) else []
         site.apps_not_installed = [n for n in names if n and n not in apps]
 

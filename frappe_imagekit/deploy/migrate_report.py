@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from frappe_imagekit import migrate_parse as mp
+from frappe_imagekit.deploy import migrate_parse as mp
 from frappe_imagekit.errors import ExitCode
 
 SCHEMA_VERSION = 1

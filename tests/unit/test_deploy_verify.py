@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from frappe_imagekit.composeconfig import ImagePlan
-from frappe_imagekit.deploycheck import (
+from frappe_imagekit.deploy.composeconfig import ImagePlan
+from frappe_imagekit.deploy.verify import (
     first_json,
     images_by_service,
     require_apps,
@@ -69,7 +69,7 @@ def test_first_json_skips_bench_chatter():
 
 
 def test_backup_files_from_bench_output():
-    from frappe_imagekit.backups import files_in_output
+    from frappe_imagekit.deploy.backups import files_in_output
 
     output = (
         "Backup Summary for a.local at 2026-12-01 16:00:00\n\n"

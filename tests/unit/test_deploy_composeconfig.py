@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from frappe_imagekit.compose import ComposeCLI
-from frappe_imagekit.composeconfig import (
+from frappe_imagekit.deploy.compose import ComposeCLI
+from frappe_imagekit.deploy.composeconfig import (
     compose_env,
     config_argv,
     image_lines,

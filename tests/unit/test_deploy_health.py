@@ -6,9 +6,7 @@ import json
 
 import pytest
 
-from frappe_imagekit.deployplan import PlanFacts, steps
-from frappe_imagekit.errors import DeployError
-from frappe_imagekit.health import (
+from frappe_imagekit.deploy.health import (
     BACKEND_URL,
     FRONTEND_URL,
     Answer,
@@ -19,6 +17,8 @@ from frappe_imagekit.health import (
     parse_answer,
     probe_argv,
 )
+from frappe_imagekit.deploy.plan import PlanFacts, steps
+from frappe_imagekit.errors import DeployError
 from frappe_imagekit.process import Completed
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import pytest
 
-from frappe_imagekit.migrate_parse import parse_migrate_output
+from frappe_imagekit.deploy.migrate_parse import parse_migrate_output
 
 B = "/home/frappe/frappe-bench/apps"
 HEAD = f"""Traceback (most recent call last):
