@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 from frappe_imagekit import appsjson, envfile, validate
 from frappe_imagekit.appsjson import AppEntry, InjectedApps
@@ -178,7 +179,7 @@ def _frappe_issues(values: dict[str, str], secret_keys: set[str]) -> list[EnvIss
 
 def _has_userinfo(url: str) -> bool:
     try:
-        return "@" in appsjson.urlsplit(url).netloc
+        return "@" in urlsplit(url).netloc
     except ValueError:
         return False  # reported as an invalid URL
 

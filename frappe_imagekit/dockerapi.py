@@ -15,7 +15,7 @@ import hashlib
 import json
 import os
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -24,6 +24,8 @@ from frappe_imagekit.errors import DockerError
 
 if TYPE_CHECKING:  # pragma: no cover
     import docker
+    from docker import DockerClient
+    from requests import Response
 
 DEFAULT_HOST = "unix:///var/run/docker.sock"
 SAVE_CHUNK = 4 * 1024 * 1024  # big reads: per-chunk Python overhead dominates small ones
@@ -147,7 +149,7 @@ def _connect(address: str, *, tls: bool, explicit: bool) -> docker.DockerClient:
                 f"the docker context for {address} uses TLS, which imagekit's SDK client cannot "
                 "read from a context: set DOCKER_HOST, DOCKER_TLS_VERIFY and DOCKER_CERT_PATH instead"
             )
-        made = docker.from_env() if tls else docker.DockerClient(base_url=address)
+        made: DockerClient = docker.from_env() if tls else docker.DockerClient(base_url=address)
         made.ping()
     except DockerError:
         raise
@@ -208,7 +210,7 @@ def _address_or_unknown() -> str:
         return "(unknown: the docker context is broken)"
 
 
-def _call(action: str, func, *args: Any, **kwargs: Any) -> Any:
+def _call(action: str, func: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
     try:
         return func(*args, **kwargs)
     except DockerError:
@@ -217,13 +219,14 @@ def _call(action: str, func, *args: Any, **kwargs: Any) -> Any:
         raise _api_error(action, exc) from exc
 
 
-def inspect_image(ref: str) -> dict | None:
+def inspect_image(ref: str) -> dict[str, Any] | None:
     """The ``docker inspect`` JSON of an image, or None when it does not exist locally."""
     import docker.errors
 
     api = client().api
     try:
-        return api.inspect_image(ref)
+        found: dict[str, Any] = api.inspect_image(ref)  # type: ignore[no-untyped-call]  # untyped in types-docker
+        return found
     except docker.errors.NotFound:
         return None
     except docker.errors.ImageNotFound:  # pragma: no cover - subclass of NotFound
@@ -267,7 +270,7 @@ def remove_image(ref: str, *, force: bool = True) -> None:
         raise _api_error(f"docker rmi {ref}", exc) from exc
 
 
-def image_history(ref: str) -> list[dict]:
+def image_history(ref: str) -> list[dict[str, Any]]:
     """``docker history --no-trunc`` as dicts (newest first): Id, Created, CreatedBy, Comment..."""
     return list(_call(f"docker history {ref}", client().api.history, ref))
 
@@ -291,8 +294,8 @@ def save_stream(ref: str, chunk_size: int = SAVE_CHUNK) -> Iterator[bytes]:
         response.close()
 
 
-def _open_save(api, ref: str):
-    response = api._get(api._url("/images/{0}/get", ref), stream=True)
+def _open_save(api: Any, ref: str) -> Response:  # Any: the stubs omit these private APIClient methods
+    response: Response = api._get(api._url("/images/{0}/get", ref), stream=True)
     api._raise_for_status(response)
     # Saving a large image can pause longer than the client's read timeout.
     sock = api._get_raw_response_socket(response)

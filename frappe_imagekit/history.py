@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from frappe_imagekit.manifest import BrokenManifest, find_manifest, iter_deploy_records, iter_manifests
+from frappe_imagekit.redact import Redactor
 from frappe_imagekit.workspace import Workspace
 
 # Build args whose change is worth a line of its own in a diff, in display order.
@@ -451,7 +452,7 @@ def workspace_env(ws: Workspace) -> dict[str, str]:
     return parse_env_text(read_text(ws.env_file, ".env")).values
 
 
-def token_redactor(env: Mapping[str, str], manifests: list[Mapping[str, Any]]):  # type: ignore[no-untyped-def]
+def token_redactor(env: Mapping[str, str], manifests: list[Mapping[str, Any]]) -> Redactor:
     """A redactor knowing the value of every token variable the manifests' URLs reference."""
     from frappe_imagekit.appsjson import token_vars
     from frappe_imagekit.redact import Redactor

@@ -30,6 +30,7 @@ import zlib
 from collections import deque
 from collections.abc import Generator, Iterable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field
+from typing import Any
 from urllib.parse import unquote
 
 from frappe_imagekit.errors import DockerError
@@ -69,7 +70,7 @@ class ScanResult:
     def clean(self) -> bool:
         return not self.findings
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return {
             "status": "clean" if self.clean else "leak",
             "findings": [f.to_dict() for f in self.findings],
@@ -626,8 +627,8 @@ class _SaveScan:
     needles: Needles
     layers: list[_LayerHits] = field(default_factory=list)
     flat: list[tuple[str, Hit]] = field(default_factory=list)  # non-layer members
-    manifest: list[dict] = field(default_factory=list)
-    configs: dict[str, dict] = field(default_factory=dict)
+    manifest: list[dict[str, Any]] = field(default_factory=list)
+    configs: dict[str, dict[str, Any]] = field(default_factory=dict)
     bytes_scanned: int = 0
     layer_count: int = 0
     hit_count: int = 0
@@ -669,7 +670,7 @@ def _final_gate(finding: Finding, redactor: Redactor) -> Finding:
     )
 
 
-def scan_metadata(attrs: Mapping, history: list[dict], needles: Needles) -> list[Finding]:
+def scan_metadata(attrs: Mapping[str, Any], history: list[dict[str, Any]], needles: Needles) -> list[Finding]:
     """Findings in history lines, Config.Env, Config.Labels and the rest of the image config."""
     findings: list[Finding] = []
     for number, step in enumerate(history, start=1):
@@ -716,7 +717,7 @@ def scan_metadata(attrs: Mapping, history: list[dict], needles: Needles) -> list
     return findings
 
 
-def _config_findings(attrs: Mapping, needles: Needles) -> list[Finding]:
+def _config_findings(attrs: Mapping[str, Any], needles: Needles) -> list[Finding]:
     """Other config fields (Cmd, Entrypoint, WorkingDir, ContainerConfig...)."""
     found_in: list[Finding] = []
     for section in ("Config", "ContainerConfig"):

@@ -18,6 +18,7 @@ from enum import StrEnum
 
 from packaging.version import InvalidVersion, Version
 
+from frappe_imagekit.errors import GitError
 from frappe_imagekit.redact import Redactor
 
 
@@ -152,7 +153,7 @@ def resolve_pins(
         listings = dict(
             zip(
                 remotes,
-                pool.map(lambda key: _list_remote(*key, env, timeout), remotes),
+                pool.map(lambda key: _list_remote(key[0], key[1], env, timeout), remotes),
                 strict=True,
             )
         )
@@ -171,7 +172,7 @@ def _list_remote(url: str, token_var: str | None, env: Mapping[str, str], timeou
 
     try:
         return _Listing(refs=gitremote.ls_remote(url, env, token_var, timeout))
-    except gitremote.GitError as exc:
+    except GitError as exc:
         return _Listing(error=str(exc), error_kind=getattr(exc, "kind", "failed"))
     except Exception as exc:  # a bug or an OS error must not sink the other remotes
         return _Listing(error=f"unexpected {type(exc).__name__}: {exc}", error_kind="failed")

@@ -14,6 +14,7 @@ import subprocess
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import IO
 
 LineSink = Callable[[str], None]
 
@@ -102,7 +103,7 @@ def _kill(proc: subprocess.Popen[bytes], group: bool) -> None:
         os.killpg(proc.pid, signal.SIGKILL)
 
 
-def _pump(stream, sink: list[str], on_line: LineSink | None) -> None:
+def _pump(stream: IO[bytes], sink: list[str], on_line: LineSink | None) -> None:
     for raw in iter(stream.readline, b""):
         line = raw.decode("utf-8", "replace")
         sink.append(line)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -103,7 +103,7 @@ def _deployed(ws: Workspace, keep: int) -> dict[str, str]:
     return result
 
 
-def classify(images: list[Mapping[str, Any]], why: Mapping[str, str], image_name: str) -> PrunePlan:
+def classify(images: Sequence[Mapping[str, Any]], why: Mapping[str, str], image_name: str) -> PrunePlan:
     """Split IMAGE_NAME's tags (``{"ref", "id", "size"}``) into kept and removed (pure)."""
     plan = PrunePlan(image_name)
     for image in sorted(images, key=lambda i: str(i["ref"])):

@@ -130,7 +130,7 @@ def local_stdout_stream(argv: Sequence[str], docker_host: str | None = None) -> 
     proc = subprocess.Popen(list(argv), stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
     assert proc.stdout is not None
     try:
-        yield proc.stdout  # type: ignore[misc]
+        yield proc.stdout  # type: ignore[misc]  # typeshed says IO[bytes]; with PIPE it is a BinaryIO
     except BaseException:
         proc.kill()
         raise

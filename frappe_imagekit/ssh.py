@@ -20,11 +20,14 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from frappe_imagekit.errors import DeployError, RemoteError, UsageError
 from frappe_imagekit.process import Completed, LineSink
 from frappe_imagekit.runner import ChunkSink, command_line, copy_stream
+
+if TYPE_CHECKING:  # paramiko is imported only when a connection is made
+    import paramiko
 
 KEEPALIVE_SECONDS = 15
 SYSTEM_KNOWN_HOSTS = "/etc/ssh/ssh_known_hosts"
@@ -162,11 +165,11 @@ def fingerprint(key: Any) -> str:
     return "SHA256:" + base64.b64encode(digest).decode().rstrip("=")
 
 
-def _refuse_unknown(target: Target, known_hosts: str | None):  # type: ignore[no-untyped-def]
+def _refuse_unknown(target: Target, known_hosts: str | None) -> paramiko.MissingHostKeyPolicy:
     import paramiko
 
     class RefuseUnknown(paramiko.MissingHostKeyPolicy):
-        def missing_host_key(self, client, hostname, key):  # type: ignore[no-untyped-def]
+        def missing_host_key(self, client: paramiko.SSHClient, hostname: str, key: paramiko.PKey) -> None:
             where = known_hosts or "~/.ssh/known_hosts"
             raise RemoteError(
                 f"host key for {target.known_hosts_name} is not known ({key.get_name()} "
@@ -202,7 +205,7 @@ class SSHRunner:
         self._client = self._connect(identities, connect_timeout)
         self._state_home: str | None = None
 
-    def _connect(self, identities: list[str], timeout: float):  # type: ignore[no-untyped-def]
+    def _connect(self, identities: list[str], timeout: float) -> paramiko.SSHClient:
         import paramiko
 
         client = paramiko.SSHClient()
@@ -213,7 +216,7 @@ class SSHRunner:
                 self.target.hostname,
                 port=self.target.port,
                 username=self.target.user,
-                key_filename=identities or None,
+                key_filename=identities or None,  # type: ignore[arg-type]  # paramiko takes a list; its stubs say str
                 look_for_keys=not identities,
                 timeout=timeout,
                 banner_timeout=timeout,
@@ -255,7 +258,7 @@ class SSHRunner:
             "file (--identity or IdentityFile) and known_hosts."
         )
 
-    def _load_known_hosts(self, client) -> None:  # type: ignore[no-untyped-def]
+    def _load_known_hosts(self, client: paramiko.SSHClient) -> None:
         if self._known_hosts:
             if not Path(self._known_hosts).is_file():
                 raise RemoteError(f"known_hosts file {self._known_hosts} does not exist.")
@@ -265,7 +268,7 @@ class SSHRunner:
             if Path(path).is_file():
                 _load_host_keys(client, path)
 
-    def _open(self, argv: Sequence[str], env: Mapping[str, str] | None):  # type: ignore[no-untyped-def]
+    def _open(self, argv: Sequence[str], env: Mapping[str, str] | None) -> paramiko.Channel:
         transport = self._client.get_transport()
         if transport is None or not transport.is_active():
             raise RemoteError(f"the SSH connection to {self.target} was lost; run again.")
@@ -324,7 +327,7 @@ class SSHRunner:
         self._client.close()
 
 
-def _load_host_keys(client, path: str) -> None:  # type: ignore[no-untyped-def]
+def _load_host_keys(client: paramiko.SSHClient, path: str) -> None:
     try:
         client.get_host_keys().load(path)
     except (OSError, UnicodeDecodeError) as exc:
@@ -367,7 +370,13 @@ class _Lines:
         return b"".join(self.parts).decode("utf-8", "replace")
 
 
-def _drain(channel, on_stdout, on_stderr, timeout, argv) -> tuple[str, str]:  # type: ignore[no-untyped-def]
+def _drain(
+    channel: paramiko.Channel,
+    on_stdout: LineSink | None,
+    on_stderr: LineSink | None,
+    timeout: float | None,
+    argv: Sequence[str],
+) -> tuple[str, str]:
     """Read stdout and stderr as they come until the command exits and both are empty."""
     out, err = _Lines(on_stdout), _Lines(on_stderr)
     deadline = time.monotonic() + timeout if timeout else None

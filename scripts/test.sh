@@ -5,7 +5,9 @@
 #   1. apt-get installs whatever is missing of docker.io docker-compose openssh-server
 #      busybox-static git debootstrap iproute2, plus docker-cli docker-buildx on Debian 13
 #      and later (read from /etc/os-release; no apt at all when everything is there);
-#   2. pip install -e '.[test]' (into .venv when the system Python is externally managed);
+#   2. pip install -e '.[test]' (into .venv when the system Python is externally managed),
+#      then mypy (strict, see [tool.mypy] in pyproject.toml) on the package: a type error fails
+#      the run here, before any test;
 #   3. starts dockerd only if no daemon answers, and stops that one (and only that one) on exit;
 #   4. builds the local base image imagekit-test/busybox:1 unless it exists;
 #   5. runs `python -m pytest "$@"` and exits with its code.
@@ -139,12 +141,18 @@ install_project() {
     local stamp="$STATE_DIR/pip-stamp" want
     want="$PYTHON $(sha256sum pyproject.toml | cut -d' ' -f1)"
     if [[ -f "$stamp" && "$(cat "$stamp")" == "$want" ]] \
-        && "$PYTHON" -c 'import frappe_imagekit, pytest' 2>/dev/null; then
+        && "$PYTHON" -c 'import frappe_imagekit, pytest, mypy' 2>/dev/null; then
         return 0
     fi
     log "pip install -e '.[test]' ($PYTHON)"
     PIP_ROOT_USER_ACTION=ignore "$PYTHON" -m pip install -q --disable-pip-version-check -e '.[test]'
     echo "$want" >"$stamp"
+}
+
+# mypy with the installed Python and the [tool.mypy] settings (strict) of pyproject.toml.
+check_types() {
+    log "mypy frappe_imagekit ($PYTHON)"
+    "$PYTHON" -m mypy frappe_imagekit || die "mypy found type errors (above): fix them, then run again."
 }
 
 # ---------------------------------------------------------------- 3. Docker
@@ -232,6 +240,7 @@ main() {
     install_packages $(python_packages_needed)
     pick_python
     install_project
+    check_types
     PATH="$(dirname "$PYTHON"):$PATH"  # `imagekit` and `python` are the tested install
 
     DOCKER=/usr/bin/docker  # Debian's CLI; only used here to ask the daemon

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
 from frappe_imagekit.cli import output
 from frappe_imagekit.cli.main import command, workspace_option
+
+if TYPE_CHECKING:
+    from frappe_imagekit.check import CheckReport
 
 WORKSPACE_OPTION = workspace_option()
 
@@ -33,7 +37,7 @@ def check(
         raise typer.Exit(1)
 
 
-def render_report(report) -> None:  # type: ignore[no-untyped-def]
+def render_report(report: CheckReport) -> None:
     from frappe_imagekit.check import pin_dict
 
     pins = [pin_dict(pin) for pin in report.all_pins]  # a URL or ref that broke a rule is not shown

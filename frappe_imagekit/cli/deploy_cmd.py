@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 
 from frappe_imagekit.cli import output
 from frappe_imagekit.cli.main import command, workspace_option
+
+if TYPE_CHECKING:
+    from frappe_imagekit.deploy.sequence import DeployReport, SiteReport
 
 WORKSPACE_OPTION = workspace_option("Folder with .env, builds/ and deploys/.")
 HOST_OPTION = typer.Option(None, "--host", help="user@server[:port]; run over SSH (default: this machine).")
@@ -230,7 +233,7 @@ def _str(path: Path | None) -> str | None:
     return str(path) if path else None
 
 
-def render_report(report) -> None:  # type: ignore[no-untyped-def]
+def render_report(report: DeployReport) -> None:
     rows = [
         [s.site, s.status, s.failure or "-", s.failed_patch or "-", s.backup or "-"] for s in report.sites
     ]
@@ -255,7 +258,7 @@ def render_report(report) -> None:  # type: ignore[no-untyped-def]
         output.out(f"recorded in {report.record}")
 
 
-def _render_plan(report) -> None:  # type: ignore[no-untyped-def]
+def _render_plan(report: DeployReport) -> None:
     new = set(report.image_services)
     for service, image in report.services.items():
         output.out(f"service {service}: {image or '(build)'}{' (new image)' if service in new else ''}")
@@ -263,7 +266,7 @@ def _render_plan(report) -> None:  # type: ignore[no-untyped-def]
         output.out(f"step {number}: {step}")
 
 
-def _render_failure(site) -> None:  # type: ignore[no-untyped-def]
+def _render_failure(site: SiteReport) -> None:
     from frappe_imagekit.cli.migrate_cmd import render_site
 
     render_site(site)

@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 
 from frappe_imagekit.cli import output
 from frappe_imagekit.cli.main import command, workspace_option
 from frappe_imagekit.errors import ExitCode, ImagekitError
+
+if TYPE_CHECKING:
+    from frappe_imagekit.history import Diff, HistoryListing, HistoryRow, PinChange
+    from frappe_imagekit.rebuild import DriftReport, RebuildResult
+    from frappe_imagekit.workspace import Workspace
 
 WORKSPACE_OPTION = workspace_option()
 
@@ -54,7 +60,7 @@ def history(
             render_listing(listing, ws)
 
 
-def _emit(data: dict[str, Any], as_json: bool, render) -> None:  # type: ignore[no-untyped-def]
+def _emit(data: dict[str, Any], as_json: bool, render: Callable[[], None]) -> None:
     if as_json:
         output.print_json(data)
     else:
@@ -64,7 +70,7 @@ def _emit(data: dict[str, Any], as_json: bool, render) -> None:  # type: ignore[
 # -- rendering -----------------------------------------------------------------------------
 
 
-def render_listing(listing, ws) -> None:  # type: ignore[no-untyped-def]
+def render_listing(listing: HistoryListing, ws: Workspace) -> None:
     from frappe_imagekit.history import pin_label
 
     if not listing.rows:
@@ -82,7 +88,9 @@ def render_listing(listing, ws) -> None:  # type: ignore[no-untyped-def]
         output.out(f"Showing {len(listing.rows)} of {listing.total} builds (--limit).")
 
 
-def _listing_cells(row, label: str, joiner: str, pin_label) -> list[str]:  # type: ignore[no-untyped-def]
+def _listing_cells(
+    row: HistoryRow, label: str, joiner: str, pin_label: Callable[[Mapping[str, Any] | None], str]
+) -> list[str]:
     apps = joiner.join(f"{app.get('name')} {pin_label(app)}" for app in row.apps) or "-"
     deployed = ", ".join(row.deployed_to)
     if not deployed and row.deploys:
@@ -182,7 +190,7 @@ def render_show(shown: dict[str, Any]) -> None:
     _section("Deploys", [("running on", where), *deploys])
 
 
-def _section(title: str, items) -> None:  # type: ignore[no-untyped-def]
+def _section(title: str, items: Iterable[tuple[Any, Any]]) -> None:
     lines = [(k, v) for k, v in items if v not in (None, "")]
     if not lines:
         return
@@ -193,7 +201,7 @@ def _section(title: str, items) -> None:  # type: ignore[no-untyped-def]
     output.out()
 
 
-def render_diff(diff) -> None:  # type: ignore[no-untyped-def]
+def render_diff(diff: Diff) -> None:
     from frappe_imagekit.history import pin_label, short_id
 
     output.out(f"{diff.old} -> {diff.new}")
@@ -211,14 +219,14 @@ def render_diff(diff) -> None:  # type: ignore[no-untyped-def]
         output.out("  ? Containerfile: not recorded in both manifests")
     elif diff.containerfile_changed:
         old, new = diff.containerfile_sha256
-        output.out(f"  ~ Containerfile changed (sha256 {old[:12]} -> {new[:12]})")
+        output.out(f"  ~ Containerfile changed (sha256 {(old or '')[:12]} -> {(new or '')[:12]})")
     else:
         output.out("  = Containerfile unchanged")
     old_id, new_id = diff.image_ids
     output.out(f"  image {short_id(old_id)} -> {short_id(new_id)}")
 
 
-def _change_text(change) -> str:  # type: ignore[no-untyped-def]
+def _change_text(change: PinChange) -> str:
     ref = change.new_ref if change.old_ref == change.new_ref else f"{change.old_ref} -> {change.new_ref}"
     sha = f"{(change.old_sha or '-')[:7]} -> {(change.new_sha or '-')[:7]}"
     if change.old_sha == change.new_sha:
@@ -292,7 +300,7 @@ def rebuild(
         render_rebuild(result, version)
 
 
-def render_drift(drift) -> None:  # type: ignore[no-untyped-def]
+def render_drift(drift: DriftReport) -> None:
     for pin in drift.pins:
         if pin.status == "tag":
             output.err(f"note: {pin.message}")
@@ -300,7 +308,7 @@ def render_drift(drift) -> None:  # type: ignore[no-untyped-def]
             output.warn(f"{pin.message} (--allow-drift: building the current commit)")
 
 
-def render_rebuild(result, version: str) -> None:  # type: ignore[no-untyped-def]
+def render_rebuild(result: RebuildResult, version: str) -> None:
     data = result.manifest
     image = data["image"]
     output.out(f"Rebuilt {image['ref']} ({image['id']}) in {data['duration_seconds']:.1f} s")

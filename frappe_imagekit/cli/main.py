@@ -7,7 +7,7 @@ import os
 import traceback
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, ParamSpec, TypeVar
 
 import typer
 
@@ -16,6 +16,8 @@ from frappe_imagekit.cli import output
 from frappe_imagekit.errors import ExitCode, ImagekitError
 
 F = TypeVar("F", bound=Callable[..., Any])
+P = ParamSpec("P")
+R = TypeVar("R")
 
 app = typer.Typer(
     name="imagekit",
@@ -53,11 +55,11 @@ def _root(
     STATE["verbose"] = verbose
 
 
-def handle_errors(func: F) -> F:
+def handle_errors(func: Callable[P, R]) -> Callable[P, R]:
     """The one handler: ImagekitError -> one red line + its exit code; anything else is a bug."""
 
     @functools.wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
         try:
             return func(*args, **kwargs)
         except ImagekitError as exc:
@@ -72,7 +74,7 @@ def handle_errors(func: F) -> F:
             _report_bug(exc)
             raise typer.Exit(int(ExitCode.INTERNAL)) from None
 
-    return wrapper  # type: ignore[return-value]
+    return wrapper
 
 
 def command(name: str | None = None, **kwargs: Any) -> Callable[[F], F]:

@@ -5,9 +5,12 @@ from __future__ import annotations
 import json
 import os
 import sys
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from frappe_imagekit.redact import Redactor
+
+if TYPE_CHECKING:  # rich is imported only when a table is drawn
+    from rich.console import Console
 
 _redactor = Redactor()
 
@@ -68,7 +71,7 @@ def is_terminal() -> bool:
     return sys.stdout.isatty()
 
 
-def console():
+def console() -> Console:
     """A rich console writing to stdout (rich is imported only when a table is drawn)."""
     from rich.console import Console
 

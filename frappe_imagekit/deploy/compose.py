@@ -14,6 +14,7 @@ from typing import Any
 
 from frappe_imagekit import validate
 from frappe_imagekit.errors import DeployError
+from frappe_imagekit.process import Completed
 from frappe_imagekit.runner import Runner
 
 PROJECT_LABEL = "com.docker.compose.project"
@@ -226,7 +227,7 @@ def _service_failure(runner: Runner, container: Container, problem: str) -> str:
     )
 
 
-def _check(done, runner: Runner, what: str) -> None:  # type: ignore[no-untyped-def]
+def _check(done: Completed, runner: Runner, what: str) -> None:
     if done.returncode != 0:
         detail = (done.stderr or done.stdout).strip().splitlines()
         raise DeployError(

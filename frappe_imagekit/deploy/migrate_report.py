@@ -81,7 +81,6 @@ def ssh_prefix(host: str) -> tuple[str, ...]:
 class FailedSite(Protocol):
     """What next steps read: a parsed ``SiteResult`` or deploy's ``SiteReport``."""
 
-    site: str | None
     failed_patch: str | None
     failed_module: str | None
     failed_file: str | None
@@ -93,6 +92,9 @@ class FailedSite(Protocol):
     exception: str | None
     exception_type: str | None
     traceback: list[str]
+
+    @property  # read-only: deploy's ``SiteReport.site`` is a ``str``, a parsed one may be None
+    def site(self) -> str | None: ...
 
     @property
     def result(self) -> str | None: ...
