@@ -857,13 +857,16 @@ def _follow_migrator(ctx: _Context) -> None:
     ctx.migrator_run = migrator.wait_for(ctx.runner, ctx.opts.project, ctx.report.migrator, ctx.emit)
 
 
+MIGRATOR_SITES = "all"  # frappe_docker's migrator runs `bench --site all migrate`
+
+
 def _report_migrator(ctx: _Context, run: MigratorRun) -> None:
     """Sites' results from the migrator's logs (imagekit does not start a second migrate)."""
     results = parse_migrate_output(run.output, exit_code=run.exit_code)
     for result in results:
-        # known bug, not fixed here: output that names no site (e.g. `bench: not found`) gives
-        # site None, and a SiteReport(None) later breaks the report table
-        _fill_site(ctx, ctx.report.site(result.site), result)  # type: ignore[arg-type]
+        # output that names no site (`bench: not found` before any `Migrating`) is the result of
+        # the migrator's own `--site all`
+        _fill_site(ctx, ctx.report.site(result.site or MIGRATOR_SITES), result)
     ctx.report.notes.append(
         f"migrate ran in the {run.service} service on up ({run.container}, exit {run.exit_code}); "
         "imagekit followed its logs instead of starting a second migrate."
