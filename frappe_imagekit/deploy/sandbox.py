@@ -258,12 +258,24 @@ def _refuse_existing(runner: Runner, name: str) -> None:
 
 
 def _refuse_busy_port(runner: Runner, port: int) -> None:
-    listed = runner.run(["docker", "ps", "--format", "{{.Ports}}"], timeout=60)
-    busy = sandboxconfig.ports_in_use(listed.stdout.splitlines())
-    if port in busy or (isinstance(runner, LocalRunner) and not _port_free(port)):
-        raise UsageError(
-            f"port {port} on 127.0.0.1 is in use on {runner.host}: pick another --port. Nothing was started."
+    listed = runner.run(["docker", "ps", "--format", _PS_PORTS], timeout=60)
+    holders = [line.split("\t") for line in listed.stdout.splitlines() if line.count("\t") == 2]
+    holder = next((h for h in holders if port in sandboxconfig.ports_in_use([h[2]])), None)
+    if holder is None and isinstance(runner, LocalRunner) and not _port_free(port):
+        holder = ["a process of this machine"]
+    if holder is not None:
+        by = (
+            holder[0]
+            if len(holder) == 1
+            else f"container {holder[0][:80]} of project {holder[1][:64] or '-'}"
         )
+        raise UsageError(
+            f"port {port} on 127.0.0.1 is in use on {runner.host} ({by}): pick another --port. "
+            "Nothing was started."
+        )
+
+
+_PS_PORTS = '{{.Names}}\t{{.Label "com.docker.compose.project"}}\t{{.Ports}}'
 
 
 def _port_free(port: int) -> bool:

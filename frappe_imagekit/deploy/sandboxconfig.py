@@ -221,10 +221,11 @@ def sandbox_config(
     data.pop("name", None)  # compose v2 writes the project name; -p gives the sandbox's
     web = web_service(data, backend)
     target = web_target(web, data["services"][web])
+    ours = {key: value.replace("$", "$$") for key, value in labels.as_dict().items()}  # as config does
     for service in data["services"].values():
         service.pop("ports", None)
         service.pop("container_name", None)
-        service["labels"] = {**_labels_dict(service.get("labels")), **labels.as_dict()}
+        service["labels"] = {**_labels_dict(service.get("labels")), **ours}
     data["services"][web]["ports"] = [f"127.0.0.1:{port}:{target}"]
     if web == "frontend":
         _set_env(data["services"][web], SITE_HEADER, labels.site)

@@ -154,8 +154,10 @@ def test_sandbox_of_v1_beside_v2(stack: Stack) -> None:
         "name": 2, "production port": 2, "busy port": 2, "unknown backup": 12, "down production": 2,
     }  # fmt: skip
     assert "is the production project's" in refusals["name"].stderr  # type: ignore[attr-defined]
-    assert "published by the production compose files" in refusals["production port"].stderr  # type: ignore[attr-defined]
-    assert "is in use" in refusals["busy port"].stderr  # type: ignore[attr-defined]
+    production_port = refusals["production port"].stderr  # type: ignore[attr-defined]
+    assert f"port {stack.port} on 127.0.0.1 is in use" in production_port
+    assert f"of project {stack.name})" in production_port
+    assert "is in use on local (a process of this machine)" in refusals["busy port"].stderr  # type: ignore[attr-defined]
     assert f"{stack.name} is not a sandbox" in refusals["down production"].stderr  # type: ignore[attr-defined]
     assert labelled("ps", sandbox) == [] and stack.resources() == production
 
