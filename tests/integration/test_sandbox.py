@@ -192,6 +192,16 @@ def test_sandbox_of_v1_beside_v2(stack: Stack) -> None:
     assert ping(stack.port) == '{"message":"pong"}\n'
     assert invoke("sandbox", "--down", sandbox).exit_code == 12
 
+    with open(backup["database"], "ab") as changed:  # a backup changed since its deploy
+        changed.write(b"x")
+    tampered = stack.sandbox("v1", "--backup", backup["name"], "--port", str(free_port()))
+    assert tampered.exit_code == 13 and "sha256 differs" in tampered.stderr  # type: ignore[attr-defined]
+    assert f"removing the unfinished sandbox {sandbox}" in tampered.stderr  # type: ignore[attr-defined]
+    assert {kind: labelled(kind, sandbox) for kind in ("ps", "volume", "network")} == {
+        "ps": [], "volume": [], "network": []
+    }  # fmt: skip
+    assert not (stack.state / "sandboxes" / sandbox).exists()
+
 
 def test_sandbox_refuses_an_external_volume(stack: Stack, tmp_path: Path) -> None:
     compose = tmp_path / "srv" / "external.yaml"
