@@ -105,6 +105,7 @@ def _load_commands() -> None:
         deploy_cmd,
         history_cmd,
         migrate_cmd,
+        sandbox_cmd,
         targets_cmd,
     )
 

@@ -380,6 +380,11 @@ def deploy(
     return report
 
 
+def resolve_layout(runner: Runner, opts: DeployOptions) -> DeployOptions:
+    """``opts`` with the project and compose files deploy would use (options, COMPOSE_*), checked."""
+    return check_options(_with_layout(runner, opts))
+
+
 def _with_layout(runner: Runner, opts: DeployOptions) -> DeployOptions:
     """``--compose``/``--project``, else COMPOSE_FILE and COMPOSE_PROJECT_NAME from the
     environment (this machine only) or the env file, as compose reads them."""

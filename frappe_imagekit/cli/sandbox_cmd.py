@@ -1,0 +1,226 @@
+"""`imagekit sandbox` (an old version with an old backup beside production) and `imagekit backups`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from frappe_imagekit.cli import output
+from frappe_imagekit.cli.deploy_cmd import (
+    COMPOSE_OPTION,
+    DOCKER_HOST_OPTION,
+    HOST_OPTION,
+    IDENTITY_OPTION,
+    KNOWN_HOSTS_OPTION,
+    SSH_CONFIG_OPTION,
+    STATE_DIR_OPTION,
+    WORKSPACE_OPTION,
+)
+from frappe_imagekit.cli.main import command
+
+TARGET_ARGUMENT = typer.Argument(None, help="A named target of imagekit.toml (see `imagekit targets`).")
+PROJECT_OPTION = typer.Option("", "--project", "-p", help="Production's compose project.")
+JSON_OPTION = typer.Option(False, "--json", help="Print JSON.")
+_CONNECTION = ("host", "docker_host", "state_dir", "known_hosts", "identity", "ssh_config")
+
+
+@command("backups")
+def backups_command(
+    target: str | None = TARGET_ARGUMENT,
+    project: str = PROJECT_OPTION,
+    host: str | None = HOST_OPTION,
+    docker_host: str | None = DOCKER_HOST_OPTION,
+    state_dir: str | None = STATE_DIR_OPTION,
+    known_hosts: Path | None = KNOWN_HOSTS_OPTION,
+    identity: Path | None = IDENTITY_OPTION,
+    ssh_config: Path | None = SSH_CONFIG_OPTION,
+    as_json: bool = JSON_OPTION,
+    workspace: Path = WORKSPACE_OPTION,
+) -> None:
+    """List the backups deploys kept in the target's state folder, with their short names."""
+    from frappe_imagekit import validate
+    from frappe_imagekit.deploy.backuplist import list_backups
+    from frappe_imagekit.deploy.sequence import state_paths
+    from frappe_imagekit.errors import UsageError
+    from frappe_imagekit.workspace import Workspace
+
+    ws = Workspace.at(workspace)
+    given = _with_target(ws.root, target, locals())
+    if not given["project"]:
+        raise UsageError("no project: pass a TARGET of imagekit.toml or --project NAME.")
+    validate.project_name(given["project"], "--project", UsageError)
+    runner = _runner(given)
+    try:
+        root = state_paths(runner, given["project"], given["state_dir"]).root
+        listing = list_backups(runner, ws, root, given["project"])
+    finally:
+        runner.close()
+    if as_json:
+        output.print_json(listing.to_dict())
+        return
+    rows = [[b.name, b.site, b.version or "?", b.deploy_id, b.when, _size(b.size), b.database]
+            for b in listing.backups]  # fmt: skip
+    output.print_table(
+        f"Backups of {given['project']} on {runner.host}",
+        ["name", "site", "deploy", "deploy id", "when", "size", "database"],
+        rows,
+    )
+    for reason in listing.skipped:
+        output.warn(f"left out {reason}")
+
+
+@command("sandbox")
+def sandbox_command(
+    version: str | None = typer.Argument(None, help="The version (image tag) to start."),
+    target: str | None = TARGET_ARGUMENT,
+    backup: str | None = typer.Option(
+        None, "--backup", help="A name from `imagekit backups` (site@deploy-id) or a dump file on the target."
+    ),
+    site: str | None = typer.Option(None, "--site", help="The site in the sandbox (default: its name)."),
+    port: int = typer.Option(8081, "--port", help="Port published on 127.0.0.1 for the sandbox."),
+    name: str | None = typer.Option(None, "--name", help="Its project (<project>-sandbox-<version>)."),
+    list_them: bool = typer.Option(False, "--list", help="List the sandboxes on the target."),
+    down_name: str | None = typer.Option(
+        None, "--down", metavar="NAME", help="Remove a sandbox and its volumes."
+    ),
+    project: str = PROJECT_OPTION,
+    compose_file: list[str] | None = COMPOSE_OPTION,
+    env_file: str | None = typer.Option(None, "--env-file", help="Production's env file (target)."),
+    db_password_var: str = typer.Option(
+        "DB_PASSWORD", "--db-password-var", help="Env file variable with the database root password."
+    ),
+    backend_service: str | None = typer.Option(None, "--backend-service", help="Service that runs bench."),
+    up_timeout: float | None = typer.Option(None, "--up-timeout", help="Seconds for services to start."),
+    host: str | None = HOST_OPTION,
+    docker_host: str | None = DOCKER_HOST_OPTION,
+    state_dir: str | None = STATE_DIR_OPTION,
+    known_hosts: Path | None = KNOWN_HOSTS_OPTION,
+    identity: Path | None = IDENTITY_OPTION,
+    ssh_config: Path | None = SSH_CONFIG_OPTION,
+    as_json: bool = JSON_OPTION,
+    workspace: Path = WORKSPACE_OPTION,
+) -> None:
+    """Start VERSION with a backup as a separate compose project beside production (--list, --down)."""
+    from frappe_imagekit.errors import UsageError
+    from frappe_imagekit.workspace import Workspace
+
+    ws = Workspace.at(workspace)
+    if (list_them or down_name is not None) and target is None:
+        version, target = None, version  # `sandbox --list TARGET`: the one argument is the target
+    given = _with_target(ws.root, target, locals())
+    if list_them or down_name is not None:
+        if backup is not None or (list_them and down_name is not None):
+            raise UsageError("--list and --down NAME take no --backup, and not each other.")
+        _list_or_down(given, down_name, as_json)
+        return
+    if version is None or backup is None:
+        raise UsageError("pass VERSION and --backup NAME|FILE (or --list, or --down NAME).")
+    _start(ws, given, as_json)
+
+
+def _start(ws: Any, given: dict[str, Any], as_json: bool) -> None:
+    from frappe_imagekit.deploy.sandbox import SandboxOptions, check_options, start
+    from frappe_imagekit.deploy.sequence import choose_image
+
+    image, tag = choose_image(ws, given["version"])
+    options = SandboxOptions(
+        version=tag, backup=given["backup"], image=image, project=given["project"],
+        compose_files=tuple(given["compose_file"] or ()), env_file=given["env_file"],
+        site=given["site"], port=given["port"], name=given["name"], state_dir=given["state_dir"],
+        backend_service=given["backend_service"] or "backend", db_password_var=given["db_password_var"],
+        up_timeout=120 if given["up_timeout"] is None else given["up_timeout"],
+    )  # fmt: skip
+    check_options(options)  # before anything connects
+    runner = _runner(given)
+    try:
+        report = start(runner, ws, options, on_event=output.err)
+    finally:
+        runner.close()
+    if as_json:
+        output.print_json(report.to_dict())
+        return
+    output.out(f"sandbox {report.name}: {report.image} with {report.backup} restored into site {report.site}")
+    for note in report.notes:
+        output.out(f"note: {note}")
+    output.out(f"open {report.url} (remove it with `imagekit sandbox --down {report.name}`)")
+
+
+def _list_or_down(given: dict[str, Any], down_name: str | None, as_json: bool) -> None:
+    from frappe_imagekit import validate
+    from frappe_imagekit.deploy.sandbox import down, list_sandboxes
+    from frappe_imagekit.errors import UsageError
+
+    if down_name is not None:
+        validate.project_name(down_name, "--down", UsageError)
+    runner = _runner(given)
+    try:
+        if down_name is not None:
+            removed = down(runner, down_name, given["state_dir"])
+            result: Any = removed.to_dict()
+        else:
+            result = [s.to_dict() for s in list_sandboxes(runner)]
+    finally:
+        runner.close()
+    if as_json:
+        output.print_json(result)
+    elif down_name is not None:
+        output.out(f"removed sandbox {down_name}: {len(removed.containers)} containers, "
+                   f"{len(removed.volumes)} volumes, {len(removed.networks)} networks")  # fmt: skip
+    else:
+        _render_list(runner.host, result)
+
+
+def _render_list(host: str, sandboxes: list[dict[str, Any]]) -> None:
+    rows = [[s["name"], s["version"], s["backup"], s["created"], s["url"],
+             f"{s['running']}/{s['containers']}", s["of"]] for s in sandboxes]  # fmt: skip
+    columns = ["name", "version", "backup", "since", "url", "running", "beside"]
+    output.print_table(f"Sandboxes on {host}", columns, rows)
+
+
+def _with_target(root: Path, name: str | None, given: dict[str, Any]) -> dict[str, Any]:
+    """The options, with the named target's values where the command line gave none."""
+    given = dict(given)
+    if name is None:
+        return given
+    from frappe_imagekit.targets import check_identity, get_target
+
+    target = get_target(root, name)
+    compose_files = given.get("compose_file")
+    check_identity(target, given["project"] or None, compose_files or None)
+    given.update(project=target.project, compose_file=list(target.compose))
+    for key in (*_CONNECTION, "env_file", "backend_service", "up_timeout"):
+        if key in given and given[key] is None:
+            given[key] = getattr(target, key)
+    return given
+
+
+def _runner(given: dict[str, Any]) -> Any:
+    from frappe_imagekit import validate
+    from frappe_imagekit.deploy.sequence import open_runner
+    from frappe_imagekit.errors import UsageError
+
+    if given["host"] is not None:
+        validate.host_spec(given["host"], "--host", UsageError)
+    if given["docker_host"] is not None:
+        validate.not_an_option(given["docker_host"], "--docker-host", UsageError)
+    return open_runner(
+        given["host"],
+        known_hosts=_str(given["known_hosts"]),
+        identity_file=_str(given["identity"]),
+        ssh_config=_str(given["ssh_config"]),
+        docker_host=given["docker_host"],
+    )
+
+
+def _str(path: object) -> str | None:
+    return str(path) if path else None
+
+
+def _size(size: int) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if size < 1024 or unit == "GB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024  # type: ignore[assignment]
+    return str(size)

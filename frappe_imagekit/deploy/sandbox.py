@@ -1,0 +1,573 @@
+"""``imagekit sandbox``: an old version with an old backup, beside production, touching nothing
+of it.
+
+``start`` renders production's compose files under the sandbox's own project name, refuses
+(before anything starts) when the sandbox would share a volume, a network, a host folder, a
+port or the project name with production, makes sure the image is on the target (rebuilt from
+its manifest, or sent, saying so), writes the sandbox's compose file
+(``<state>/sandboxes/<name>/compose.yaml``, see ``sandboxconfig``), brings it up, and restores
+the backup into the sandbox's site. A failure after ``up`` removes the half-made sandbox.
+``list_sandboxes`` reads the sandboxes from their containers' labels; ``down`` removes one with
+its volumes and networks, and refuses a project that is not a sandbox.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field, replace
+from datetime import UTC, datetime
+from io import StringIO
+from typing import Any
+
+from frappe_imagekit import validate
+from frappe_imagekit.deploy import backuplist, compose, composeconfig, lock, sandboxconfig, verify
+from frappe_imagekit.deploy.backuplist import Backup
+from frappe_imagekit.deploy.compose import ComposeCLI
+from frappe_imagekit.deploy.sandboxconfig import SandboxLabels
+from frappe_imagekit.deploy.sequence import DeployOptions, resolve_layout, state_paths
+from frappe_imagekit.errors import ConfigError, DeployError, ImagekitError, NotFoundError, UsageError
+from frappe_imagekit.runner import LocalRunner, Runner, local_stdout_stream
+from frappe_imagekit.workspace import Workspace
+
+EventSink = Callable[[str], None]
+RESTORE_DIR = "/tmp/imagekit-restore"  # in the sandbox's backend container (gone with it)
+
+
+@dataclass
+class SandboxOptions:
+    version: str
+    backup: str  # a file on the target, or a name from `imagekit backups` (site@deploy-id)
+    image: str  # the repository (from the build's manifest or IMAGE_NAME)
+    project: str = ""  # production's (default: COMPOSE_PROJECT_NAME)
+    compose_files: tuple[str, ...] = ()  # production's (default: COMPOSE_FILE)
+    env_file: str | None = None
+    site: str | None = None  # default: the sandbox's name
+    port: int = sandboxconfig.DEFAULT_PORT
+    name: str | None = None  # default: <project>-sandbox-<version>
+    state_dir: str | None = None
+    image_var: str = "CUSTOM_IMAGE"
+    tag_var: str = "CUSTOM_TAG"
+    backend_service: str = "backend"
+    oneshot_services: tuple[str, ...] = ("configurator",)
+    up_timeout: float = 120
+    db_password_var: str = "DB_PASSWORD"  # the env file's variable with the database root password
+    source_docker_host: str | None = None
+
+    @property
+    def image_ref(self) -> str:
+        return f"{self.image}:{self.version}"
+
+
+@dataclass
+class SandboxReport:
+    name: str
+    project: str  # production's
+    version: str
+    image: str
+    site: str
+    backup: str  # the name or file given
+    database: str  # the dump restored (path on the target)
+    url: str
+    created: str
+    host: str
+    compose_file: str  # the sandbox's own file, in the state folder
+    image_rebuilt: bool = False
+    image_sent: bool = False
+    notes: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Sandbox:
+    """A sandbox found on the target through its containers' labels."""
+
+    name: str
+    of: str
+    version: str
+    backup: str
+    site: str
+    url: str
+    created: str
+    containers: int
+    running: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class DownReport:
+    name: str
+    containers: list[str]
+    volumes: list[str]
+    networks: list[str]
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+# ---------------------------------------------------------------- options
+
+
+def check_options(opts: SandboxOptions) -> SandboxOptions:
+    """``opts`` when every value can be used, else ``UsageError`` (exit 2) naming the option."""
+    validate.image_tag(opts.version, "VERSION", UsageError)
+    validate.image_name(opts.image, "the image name (IMAGE_NAME or the build's manifest)", UsageError)
+    validate.not_an_option(opts.backup, "--backup", UsageError)
+    if opts.name is not None:
+        validate.project_name(opts.name, "--name", UsageError)
+    if opts.site is not None:
+        validate.site_name(opts.site, "--site", UsageError)
+    if isinstance(opts.port, bool) or not isinstance(opts.port, int) or not 1 <= opts.port <= 65535:
+        raise UsageError(f"--port must be a port number from 1 to 65535, not {opts.port!r}.")
+    for name, what in ((opts.image_var, "--image-var"), (opts.tag_var, "--tag-var"),
+                       (opts.db_password_var, "--db-password-var")):  # fmt: skip
+        validate.env_name(name, what, UsageError)
+    validate.service_name(opts.backend_service, "--backend-service", UsageError)
+    for value, what in ((opts.env_file, "--env-file"), (opts.state_dir, "--state-dir")):
+        if value is not None:
+            validate.not_an_option(value, what, UsageError)
+    return opts
+
+
+def with_layout(runner: Runner, opts: SandboxOptions) -> SandboxOptions:
+    """Production's project and compose files as deploy finds them (options, COMPOSE_*)."""
+    files = opts.compose_files
+    deploy = resolve_layout(runner, DeployOptions(
+        project=opts.project, compose_file=files[0] if files else "", compose_overrides=files[1:],
+        image=opts.image, version=opts.version, env_file=opts.env_file, state_dir=opts.state_dir,
+    ))  # fmt: skip
+    return replace(opts, project=deploy.project,
+                   compose_files=(deploy.compose_file, *deploy.compose_overrides))  # fmt: skip
+
+
+def sandbox_root(runner: Runner, state_dir: str | None) -> str:
+    return f"{(state_dir or runner.state_home() + '/imagekit').rstrip('/')}/sandboxes"
+
+
+# ---------------------------------------------------------------- start
+
+
+@dataclass
+class _Start:
+    runner: Runner
+    ws: Workspace
+    opts: SandboxOptions
+    report: SandboxReport
+    emit: EventSink
+    cli: ComposeCLI
+    backup: Backup
+
+
+def start(
+    runner: Runner, ws: Workspace, opts: SandboxOptions, on_event: EventSink | None = None
+) -> SandboxReport:
+    """Start the sandbox and restore the backup into it; return where it is."""
+    opts = with_layout(runner, check_options(opts))
+    name = opts.name or sandboxconfig.sandbox_name(opts.project, opts.version)
+    site = opts.site or sandboxconfig.site_for(name)
+    _refuse_name(name, opts.project)
+    cli = compose.detect_compose(runner)
+    backup = resolve_backup(runner, ws, opts)
+    report = SandboxReport(
+        name=name, project=opts.project, version=opts.version, image=opts.image_ref, site=site,
+        backup=opts.backup, database=backup.database, url=sandboxconfig.url(opts.port),
+        created=datetime.now(UTC).isoformat(timespec="seconds"), host=runner.host,
+        compose_file=f"{sandbox_root(runner, opts.state_dir)}/{name}/compose.yaml",
+    )  # fmt: skip
+    run = _Start(runner, ws, opts, report, on_event or (lambda _line: None), cli, backup)
+    data = _checked_config(run)
+    _ensure_image(run)
+    lock.write_file(runner, report.compose_file, _dump(sandboxconfig.sandbox_config(
+        data, _labels(report), opts.port, opts.backend_service)))  # fmt: skip
+    try:
+        _up(run, composeconfig.parse_config(json.dumps(data)))
+        _restore(run)
+    except (ImagekitError, KeyboardInterrupt):
+        run.emit(f"removing the unfinished sandbox {name}")
+        _remove(runner, cli, name, report.compose_file)
+        raise
+    return report
+
+
+def _labels(report: SandboxReport) -> SandboxLabels:
+    return SandboxLabels(of=report.project, version=report.version, backup=report.backup,
+                         site=report.site, url=report.url, created=report.created)  # fmt: skip
+
+
+def resolve_backup(runner: Runner, ws: Workspace, opts: SandboxOptions) -> Backup:
+    """``--backup``: a name from ``imagekit backups``, else a dump file on the target."""
+    if backuplist.is_short_name(opts.backup):
+        root = state_paths(runner, opts.project, opts.state_dir).root
+        listing = backuplist.list_backups(runner, ws, root, opts.project)
+        return backuplist.find(listing.backups, opts.backup)
+    path = validate.not_an_option(opts.backup, "--backup", UsageError)
+    if not path.endswith((".sql.gz", ".sql")):
+        raise UsageError(
+            f"--backup {path[:80]} is neither a backup name (<site>@<deploy id>) nor a database dump "
+            "(*.sql.gz): `imagekit backups` lists the names."
+        )
+    if runner.run(["test", "-f", path], timeout=30).returncode != 0:
+        raise NotFoundError(f"backup file {path} does not exist on {runner.host}: pass a dump that does.")
+    return Backup(name=path, site="", deploy_id="", version=None, when="", database=path)
+
+
+def _checked_config(run: _Start) -> dict[str, Any]:
+    """Production's files rendered under the sandbox's name; every refusal raised here, before
+    anything starts."""
+    opts, report = run.opts, run.report
+    _refuse_existing(run.runner, report.name)
+    _refuse_busy_port(run.runner, opts.port)
+    env = {opts.image_var: opts.image, opts.tag_var: opts.version, "PULL_POLICY": "never"}
+    data = render(run.runner, run.cli, report.name, opts.compose_files, env, opts.env_file)
+    found = sandboxconfig.problems(data, report.name, opts.project)
+    if found:
+        raise ConfigError(" ".join(found) + " Nothing was started.")
+    port = sandboxconfig.port_problem(data, opts.port)
+    if port:
+        raise UsageError(port)
+    images = composeconfig.image_plan(composeconfig.parse_config(json.dumps(data)), opts.image, opts.version)
+    verify.require_image_plan(images, opts.image_ref, [], opts.image_var, opts.tag_var)
+    return data
+
+
+def _refuse_name(name: str, production: str) -> None:
+    if name == production:
+        raise UsageError(
+            f"the sandbox name {name} is the production project's: give another --name "
+            "(the default is <project>-sandbox-<version>). Nothing was started."
+        )
+
+
+def _refuse_existing(runner: Runner, name: str) -> None:
+    containers = _inspect(runner, _ids(runner, "ps", f"label={compose.PROJECT_LABEL}={name}"))
+    if any(sandboxconfig.read_labels(_container_labels(c)) is None for c in containers):
+        raise UsageError(
+            f"a compose project named {name} already runs on {runner.host} and is not a sandbox: "
+            "give another --name. Nothing was started."
+        )
+    if containers:
+        raise UsageError(
+            f"the sandbox {name} already exists: remove it with `imagekit sandbox --down {name}` "
+            "or give another --name."
+        )
+
+
+def _refuse_busy_port(runner: Runner, port: int) -> None:
+    listed = runner.run(["docker", "ps", "--format", _PS_PORTS], timeout=60)
+    holders = [line.split("\t") for line in listed.stdout.splitlines() if line.count("\t") == 2]
+    holder = next((h for h in holders if port in sandboxconfig.ports_in_use([h[2]])), None)
+    if holder is None and isinstance(runner, LocalRunner) and not _port_free(port):
+        holder = ["a process of this machine"]
+    if holder is not None:
+        by = (
+            holder[0]
+            if len(holder) == 1
+            else f"container {holder[0][:80]} of project {holder[1][:64] or '-'}"
+        )
+        raise UsageError(
+            f"port {port} on 127.0.0.1 is in use on {runner.host} ({by}): pick another --port. "
+            "Nothing was started."
+        )
+
+
+_PS_PORTS = '{{.Names}}\t{{.Label "com.docker.compose.project"}}\t{{.Ports}}'
+
+
+def _port_free(port: int) -> bool:
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def render(
+    runner: Runner,
+    cli: ComposeCLI,
+    project: str,
+    files: Sequence[str],
+    env: Mapping[str, str],
+    env_file: str | None,
+) -> dict[str, Any]:
+    """``compose config`` of ``files`` under ``project``, as a dict (v2 JSON, v1 YAML)."""
+    argv = composeconfig.config_argv(cli, project, files, env_file=env_file)
+    done = runner.run(argv, env=env, timeout=60)
+    if done.returncode != 0:
+        lines = (done.stderr or done.stdout).strip().splitlines()
+        raise DeployError(
+            f"compose cannot read {', '.join(files)} ({lines[-1] if lines else done.returncode}); "
+            "fix the compose files (nothing was started)."
+        )
+    data = _load(done.stdout)
+    if not isinstance(data, dict) or not isinstance(data.get("services"), dict):
+        raise DeployError("compose config printed no services: check the compose files.")
+    return data
+
+
+def _load(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        import yaml
+
+        try:
+            return yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            raise DeployError(f"compose config printed something that is not YAML ({exc}).") from None
+
+
+def _dump(data: Mapping[str, Any]) -> bytes:
+    import yaml
+
+    text: str = yaml.safe_dump(dict(data), sort_keys=False, default_flow_style=False)
+    return text.encode()
+
+
+# ---------------------------------------------------------------- image
+
+
+def _ensure_image(run: _Start) -> None:
+    """The image on the target: there already, else rebuilt here from its manifest and/or sent."""
+    runner, ref = run.runner, run.opts.image_ref
+    if _present(runner, ref):
+        return
+    here = runner if isinstance(runner, LocalRunner) else LocalRunner(run.opts.source_docker_host)
+    if not _present(here, ref):
+        run.emit(f"{ref} is not on this machine: rebuilding it from its manifest (imagekit rebuild)")
+        _rebuild(run)
+        run.report.image_rebuilt = True
+        run.report.notes.append(f"{ref} was rebuilt from builds/ (imagekit rebuild {run.opts.version}).")
+    if not _present(runner, ref):
+        _send(run)
+
+
+def _rebuild(run: _Start) -> None:
+    from frappe_imagekit import rebuild
+
+    plan = rebuild.plan_rebuild(run.ws, run.opts.version, rebuild.RebuildOptions())
+    rebuild.execute_rebuild(run.ws, plan, on_line=run.emit)
+
+
+def _send(run: _Start) -> None:
+    ref, runner = run.opts.image_ref, run.runner
+    run.emit(f"sending {ref} to {runner.host} (docker save | docker load)")
+    with local_stdout_stream(["docker", "save", ref], run.opts.source_docker_host) as data:
+        loaded = runner.run_stdin_stream(["docker", "load"], data)
+    if loaded.returncode != 0 or not _present(runner, ref):
+        raise DeployError(
+            f"docker load of {ref} on {runner.host} failed; check the disk space and docker there."
+        )
+    run.report.image_sent = True
+    run.report.notes.append(f"{ref} was sent to {runner.host}.")
+
+
+def _present(runner: Runner, ref: str) -> bool:
+    return runner.run(["docker", "image", "inspect", ref], timeout=60).returncode == 0
+
+
+# ---------------------------------------------------------------- up and restore
+
+
+def _up(run: _Start, config: composeconfig.RenderedConfig) -> None:
+    name, file = run.report.name, run.report.compose_file
+    run.emit(f"starting sandbox {name} ({run.opts.image_ref})")
+    argv = compose.compose_argv(run.cli, name, [file], "up", "-d")
+    done = run.runner.run(argv, timeout=run.opts.up_timeout + 60)
+    if done.returncode != 0:
+        raise DeployError(
+            f"compose up of the sandbox failed: {_last(done)}; fix it and start the sandbox again."
+        )
+    oneshot = composeconfig.oneshot_services(config, run.opts.oneshot_services)
+    compose.wait_services(run.runner, name, oneshot, run.opts.up_timeout)
+
+
+def _restore(run: _Start) -> None:
+    """Copy the dump (and files) into the backend as its own user; ``bench restore`` it."""
+    backend = _backend(run)
+    given = [run.backup.database, run.backup.public_files, run.backup.private_files]
+    inside = [f"{RESTORE_DIR}/{path.rsplit('/', 1)[-1]}" if path else None for path in given]
+    for source, dest in zip(given, inside, strict=True):
+        if source and dest:
+            _copy_in(run.runner, backend, source, dest)
+    if run.backup.sha256:
+        _check_hash(run, backend, inside[0] or "")
+    password = _root_password(run)
+    argv = restore_argv(backend, run.report.site, inside[0] or "", inside[1], inside[2], password is not None)
+    run.emit(f"restoring {run.report.backup} into {run.report.site}")
+    done = run.runner.run(argv, input_bytes=password, timeout=3600, on_stdout=run.emit)
+    if done.returncode != 0:
+        raise DeployError(
+            f"bench restore into the sandbox failed ({_last(done)}); the sandbox was removed: check the "
+            f"backup with `imagekit backups`, or --db-password-var naming the root password's variable."
+        )
+
+
+def restore_argv(
+    container: str, site: str, dump: str, public: str | None, private: str | None, stdin: bool
+) -> list[str]:
+    """``docker exec [-i] C bench --site S restore DUMP [--with-*-files F]`` (the root password,
+    when there is one, comes on stdin for bench's prompt, never in argv)."""
+    argv = ["docker", "exec", *(["-i"] if stdin else []), container,
+            "bench", "--site", site, "restore", dump, "--db-root-username", "root"]  # fmt: skip
+    if public:
+        argv += ["--with-public-files", public]
+    if private:
+        argv += ["--with-private-files", private]
+    return argv
+
+
+# $1 container, $2 path in it, $3 file on the target: copied as the container's user (readable by it)
+_COPY_IN = r"""
+exec docker exec -i "$1" sh -c 'mkdir -p "$(dirname "$1")" && cat > "$1"' copy-in "$2" < "$3"
+"""
+
+
+def _copy_in(runner: Runner, container: str, source: str, dest: str) -> None:
+    done = runner.run(["sh", "-c", _COPY_IN, "copy-in", container, dest, source], timeout=3600)
+    if done.returncode != 0:
+        raise DeployError(f"could not copy {source} into the sandbox ({_last(done)}); check the file.")
+
+
+def _check_hash(run: _Start, container: str, path: str) -> None:
+    done = run.runner.run(["docker", "exec", container, "sha256sum", path], timeout=600)
+    if done.stdout.split()[:1] != [run.backup.sha256]:
+        raise DeployError(
+            f"{run.backup.database} is not the file its deploy recorded (sha256 differs): it changed "
+            "since; pick another backup (imagekit backups)."
+        )
+
+
+def _root_password(run: _Start) -> bytes | None:
+    """The database root password from the env file's variable (stdin for bench), or None."""
+    if not run.opts.env_file:
+        return None
+    from dotenv import dotenv_values
+
+    text = lock.read_file(run.runner, run.opts.env_file) or ""
+    value = dotenv_values(stream=StringIO(text)).get(run.opts.db_password_var)
+    return f"{value}\n".encode() if isinstance(value, str) and value else None
+
+
+def _backend(run: _Start) -> str:
+    for container in compose.project_containers(run.runner, run.report.name):
+        if container.service == run.opts.backend_service and container.state == "running":
+            return container.id
+    raise DeployError(
+        f"no running {run.opts.backend_service} container in the sandbox {run.report.name}; "
+        "pass --backend-service naming the service that runs bench."
+    )
+
+
+# ---------------------------------------------------------------- list and down
+
+
+def list_sandboxes(runner: Runner) -> list[Sandbox]:
+    """Every sandbox on the target (containers labelled by imagekit), by name."""
+    containers = _inspect(runner, _ids(runner, "ps", f"label={sandboxconfig.LABEL}"))
+    found: dict[str, list[dict[str, Any]]] = {}
+    for container in containers:
+        project = _container_labels(container).get(compose.PROJECT_LABEL)
+        if isinstance(project, str):
+            found.setdefault(project, []).append(container)
+    sandboxes = []
+    for name, members in sorted(found.items()):
+        labels = sandboxconfig.read_labels(_container_labels(members[0]))
+        if labels is None or not _valid_project(name):
+            continue
+        running = sum(1 for c in members if (c.get("State") or {}).get("Status") == "running")
+        sandboxes.append(Sandbox(name, labels.of, labels.version, labels.backup, labels.site,
+                                 labels.url, labels.created, len(members), running))  # fmt: skip
+    return sandboxes
+
+
+def down(runner: Runner, name: str, state_dir: str | None = None) -> DownReport:
+    """Remove the sandbox ``name`` with its volumes and networks; refuse anything else."""
+    name = validate.project_name(name, "--down", UsageError)
+    project = f"label={compose.PROJECT_LABEL}={name}"
+    containers = _inspect(runner, _ids(runner, "ps", project))
+    volumes = _inspect(runner, _ids(runner, "volume", project), "volume")
+    networks = _inspect(runner, _ids(runner, "network", project), "network")
+    everything = [(c, _container_labels(c)) for c in containers]
+    everything += [(v, v.get("Labels") or {}) for v in (*volumes, *networks)]
+    if not everything:
+        raise NotFoundError(
+            f"no sandbox named {name} on {runner.host}: `imagekit sandbox --list` lists them."
+        )
+    if any(labels.get(sandboxconfig.LABEL) in (None, "") for _, labels in everything):
+        raise UsageError(
+            f"{name} is not a sandbox (not everything of that project carries imagekit's "
+            f"{sandboxconfig.LABEL} label): imagekit removes only sandboxes; nothing was removed."
+        )
+    file = f"{sandbox_root(runner, state_dir)}/{name}/compose.yaml"
+    _remove(runner, compose.detect_compose(runner), name, file)
+    return DownReport(name, sorted(_names(containers)), sorted(v.get("Name", "") for v in volumes),
+                      sorted(n.get("Name", "") for n in networks))  # fmt: skip
+
+
+def _remove(runner: Runner, cli: ComposeCLI, name: str, file: str) -> None:
+    """``down -v`` with the sandbox's file, then whatever of the project is left (by label)."""
+    if runner.run(["test", "-f", file], timeout=30).returncode == 0:
+        argv = compose.compose_argv(cli, name, [file], "down", "-v", "--remove-orphans", "--timeout", "10")
+        runner.run(argv, timeout=180)
+    project = f"label={compose.PROJECT_LABEL}={name}"
+    for kind, rm in (("ps", ["rm", "-f", "-v"]), ("volume", ["volume", "rm", "-f"]),
+                     ("network", ["network", "rm"])):  # fmt: skip
+        ids = _ids(runner, kind, project)
+        if ids:
+            runner.run(["docker", *rm, *ids], timeout=120)
+    runner.run(["rm", "-rf", "--", file.rsplit("/", 1)[0]], timeout=60)
+
+
+def _ids(runner: Runner, kind: str, label_filter: str) -> list[str]:
+    argv = {
+        "ps": ["docker", "ps", "-aq", "--no-trunc", "--filter", label_filter],
+        "volume": ["docker", "volume", "ls", "-q", "--filter", label_filter],
+        "network": ["docker", "network", "ls", "-q", "--no-trunc", "--filter", label_filter],
+    }[kind]
+    done = runner.run(argv, timeout=60)
+    if done.returncode != 0:
+        raise DeployError(f"`{shlex.join(argv)}` failed on {runner.host} ({_last(done)}); is docker running?")
+    return [i for i in done.stdout.split() if validate.not_an_option(i, "an id docker printed", DeployError)]
+
+
+def _inspect(runner: Runner, ids: Sequence[str], kind: str = "container") -> list[dict[str, Any]]:
+    if not ids:
+        return []
+    base = {"container": ["docker", "inspect"], "volume": ["docker", "volume", "inspect"],
+            "network": ["docker", "network", "inspect"]}[kind]  # fmt: skip
+    done = runner.run([*base, *ids], timeout=60)
+    try:
+        data = json.loads(done.stdout) if done.stdout.strip() else []
+    except json.JSONDecodeError:
+        raise DeployError(f"docker {kind} inspect printed something that is not JSON.") from None
+    return [item for item in data if isinstance(item, dict)] if isinstance(data, list) else []
+
+
+def _container_labels(container: Mapping[str, Any]) -> dict[str, Any]:
+    labels = (container.get("Config") or {}).get("Labels") or {}
+    return labels if isinstance(labels, dict) else {}
+
+
+def _names(containers: Sequence[Mapping[str, Any]]) -> list[str]:
+    return [str(c.get("Name", "")).lstrip("/") for c in containers]
+
+
+def _valid_project(name: str) -> bool:
+    try:
+        validate.project_name(name)
+    except ImagekitError:
+        return False
+    return True
+
+
+def _last(done: Any) -> str:
+    lines = (done.stderr or done.stdout or "").strip().splitlines()
+    return lines[-1] if lines else f"exit status {done.returncode}"

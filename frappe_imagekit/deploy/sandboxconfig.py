@@ -1,0 +1,272 @@
+"""The sandbox's compose file, as pure functions: its name, what would make it share something
+with production (refusals), and the file itself.
+
+The production compose files are rendered by ``compose config`` under the sandbox's project
+name (``composeconfig``); ``problems`` reads that rendered config and lists every way the
+sandbox would share a volume, a network, a host folder or a port with production;
+``sandbox_config`` turns it into the sandbox's own file: no ``ports`` and no ``container_name``
+anywhere, one port published on 127.0.0.1 for the web service, imagekit's labels on every
+service, volume and network (``--list`` and ``--down`` find sandboxes by them).
+
+A plain override file cannot do this: compose v1 appends ``ports`` of an override to those of
+the base file (v2 needs ``!reset``), so production's published ports would come along. The file
+written is therefore the rendered config itself, changed.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from frappe_imagekit import validate
+from frappe_imagekit.errors import UsageError
+
+LABEL = "io.imagekit.sandbox"  # value: the production project
+LABEL_PREFIX = LABEL + "."  # .version .backup .site .url .created
+FIELDS = ("version", "backup", "site", "url", "created")
+DEFAULT_PORT = 8081
+WEB_PORTS = {"frontend": 8080, "backend": 8000}  # frappe_docker's nginx and gunicorn ports
+SITE_HEADER = "FRAPPE_SITE_NAME_HEADER"  # frappe_docker's nginx: which site a request is for
+
+_NOT_NAME = re.compile(r"[^a-z0-9_-]+")
+_HOST_PORT = re.compile(r":(\d{1,5})->")
+
+
+@dataclass(frozen=True)
+class SandboxLabels:
+    """What a sandbox carries on each of its containers, volumes and networks."""
+
+    of: str  # the production project
+    version: str
+    backup: str
+    site: str
+    url: str
+    created: str
+
+    def as_dict(self) -> dict[str, str]:
+        return {LABEL: self.of, **{LABEL_PREFIX + name: str(getattr(self, name)) for name in FIELDS}}
+
+
+# ---------------------------------------------------------------- names
+
+
+def sandbox_name(project: str, version: str) -> str:
+    """``<project>-sandbox-<version>`` made a compose project name: lower case, every run of
+    other characters a ``-``, at most 63 characters (``erp``, ``V1.2`` -> ``erp-sandbox-v1-2``)."""
+    name = _NOT_NAME.sub("-", f"{project}-sandbox-{version}".lower()).strip("-_")[:63].rstrip("-_")
+    return validate.project_name(name, "the sandbox name", UsageError)
+
+
+def site_for(name: str) -> str:
+    """The default site of a sandbox: its name as a host name (``_`` is not allowed there)."""
+    return validate.site_name(name.replace("_", "-"), "the sandbox's site", UsageError)
+
+
+def url(port: int) -> str:
+    return f"http://127.0.0.1:{port}/"
+
+
+# ---------------------------------------------------------------- refusals
+
+
+def problems(config: Mapping[str, Any], sandbox: str, production: str) -> list[str]:
+    """Every way the sandbox rendered from ``config`` (under project ``sandbox``) would share
+    something with ``production``; empty when it shares nothing."""
+    found = []
+    if sandbox == production:
+        found.append(
+            f"the sandbox name {sandbox} is the production project's: give another --name "
+            "(the default is <project>-sandbox-<version>)."
+        )
+    found += _volume_problems(config.get("volumes") or {}, sandbox)
+    found += _network_problems(config.get("networks") or {}, sandbox)
+    for name, service in sorted(_services(config).items()):
+        found += _service_problems(name, service)
+    return found
+
+
+def port_problem(config: Mapping[str, Any], port: int) -> str | None:
+    """Why ``port`` cannot be the sandbox's: production's compose files publish it."""
+    if port in published_ports(config):
+        return (
+            f"port {port} is published by the production compose files: pick another --port "
+            "(the sandbox publishes only that one, on 127.0.0.1). Nothing was started."
+        )
+    return None
+
+
+def _volume_problems(volumes: Mapping[str, Any], sandbox: str) -> list[str]:
+    found = []
+    for key, body in sorted(volumes.items()):
+        body = body if isinstance(body, dict) else {}
+        if body.get("external"):
+            found.append(
+                f"volume {key} is external (it exists outside the project, so the sandbox would "
+                "use production's): a sandbox needs compose files whose volumes belong to the project."
+            )
+        elif body.get("name") not in (None, f"{sandbox}_{key}"):
+            found.append(
+                f"volume {key} has a fixed name ({str(body['name'])[:64]}), so the sandbox would "
+                "use production's: remove its `name:` or run the sandbox from files without it."
+            )
+    return found
+
+
+def _network_problems(networks: Mapping[str, Any], sandbox: str) -> list[str]:
+    found = []
+    for key, body in sorted(networks.items()):
+        body = body if isinstance(body, dict) else {}
+        if body.get("external") or body.get("name") not in (None, f"{sandbox}_{key}"):
+            found.append(
+                f"network {key} is external or has a fixed name: production's services would "
+                "reach the sandbox's under the same names there; run the sandbox without it."
+            )
+    return found
+
+
+def _service_problems(name: str, service: Mapping[str, Any]) -> list[str]:
+    found = []
+    for mount in service.get("volumes") or []:
+        source, kind, read_only = mount_source(mount)
+        if kind == "bind" and not read_only:
+            found.append(
+                f"service {name} mounts the host folder {source[:80]} writable: the sandbox would "
+                "write into production's files; use a named volume for it, or mount it read-only."
+            )
+    if service.get("volumes_from"):
+        found.append(f"service {name} uses volumes_from: the sandbox would share those volumes.")
+    mode = str(service.get("network_mode") or "")
+    if mode == "host" or mode.startswith("container:"):
+        found.append(f"service {name} has network_mode {mode}: its ports would collide with production's.")
+    return found
+
+
+def mount_source(mount: object) -> tuple[str, str, bool]:
+    """(source, kind, read only) of a service volume in short (``src:dst:ro``) or long form;
+    kind is ``bind``, ``volume``, ``anonymous`` or another long-form type."""
+    if isinstance(mount, dict):
+        kind = str(mount.get("type") or "volume")
+        source = str(mount.get("source") or "")
+        if kind == "volume" and not source:
+            kind = "anonymous"
+        return source, kind, bool(mount.get("read_only"))
+    parts = str(mount).split(":")
+    if len(parts) == 1:
+        return "", "anonymous", False
+    source, modes = parts[0], parts[2].split(",") if len(parts) > 2 else []
+    kind = "bind" if source.startswith(("/", ".", "~")) else "volume"
+    return source, kind, "ro" in modes
+
+
+def published_ports(config: Mapping[str, Any]) -> set[int]:
+    """Host ports the rendered config publishes (short ``[ip:]host:container`` or long form)."""
+    found: set[int] = set()
+    for service in _services(config).values():
+        for entry in service.get("ports") or []:
+            found |= _host_ports(entry)
+    return found
+
+
+def _host_ports(entry: object) -> set[int]:
+    if isinstance(entry, dict):
+        published = str(entry.get("published") or "")
+    else:
+        parts = str(entry).split("/")[0].rsplit(":", 2)
+        published = parts[-2] if len(parts) >= 2 else ""
+    low, _, high = published.partition("-")
+    if not low.isdigit():
+        return set()
+    return set(range(int(low), int(high or low) + 1)) if (high or low).isdigit() else set()
+
+
+def ports_in_use(docker_ps_ports: Iterable[str]) -> set[int]:
+    """Host ports in the ``{{.Ports}}`` column of ``docker ps`` (``127.0.0.1:8080->8000/tcp``)."""
+    return {int(m) for line in docker_ps_ports for m in _HOST_PORT.findall(line)}
+
+
+# ---------------------------------------------------------------- the file
+
+
+def web_service(config: Mapping[str, Any], backend: str = "backend") -> str:
+    """The service the sandbox publishes: frappe_docker's ``frontend`` (nginx), else the backend."""
+    services = _services(config)
+    for name in ("frontend", backend):
+        if name in services:
+            return name
+    raise UsageError(
+        f"the compose files have neither a frontend nor a {backend} service to publish: "
+        "pass --backend-service."
+    )
+
+
+def web_target(service_name: str, service: Mapping[str, Any]) -> int:
+    """The container port to publish: the one the service already publishes, else its default."""
+    for entry in service.get("ports") or []:
+        short = str(entry).split("/")[0].split(":")[-1]
+        target = str(entry.get("target") if isinstance(entry, dict) else short)
+        if target.isdigit():
+            return int(target)
+    return WEB_PORTS.get(service_name, 8000)
+
+
+def sandbox_config(
+    config: Mapping[str, Any], labels: SandboxLabels, port: int, backend: str = "backend"
+) -> dict[str, Any]:
+    """The sandbox's compose file (a new dict): ``config`` without ports and container names,
+    ``127.0.0.1:port`` on the web service, imagekit's labels everywhere."""
+    data = copy.deepcopy(dict(config))
+    data.pop("name", None)  # compose v2 writes the project name; -p gives the sandbox's
+    web = web_service(data, backend)
+    target = web_target(web, data["services"][web])
+    ours = {key: value.replace("$", "$$") for key, value in labels.as_dict().items()}  # as config does
+    for service in data["services"].values():
+        service.pop("ports", None)
+        service.pop("container_name", None)
+        service["labels"] = {**_labels_dict(service.get("labels")), **ours}
+    data["services"][web]["ports"] = [f"127.0.0.1:{port}:{target}"]
+    if web == "frontend":
+        _set_env(data["services"][web], SITE_HEADER, labels.site)
+    if any(not s.get("network_mode") for s in data["services"].values()):
+        data.setdefault("networks", {}).setdefault("default", {})  # labelled like the rest
+    for section in ("volumes", "networks"):
+        for key, body in list((data.get(section) or {}).items()):
+            body = dict(body) if isinstance(body, dict) else {}
+            body["labels"] = {**_labels_dict(body.get("labels")), LABEL: labels.of}
+            data[section][key] = body
+    return data
+
+
+def _services(config: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    services = config.get("services")
+    if not isinstance(services, dict):
+        return {}
+    return {str(k): v for k, v in services.items() if isinstance(v, dict)}
+
+
+def _labels_dict(labels: object) -> dict[str, str]:
+    if isinstance(labels, dict):
+        return {str(k): str(v) for k, v in labels.items()}
+    if isinstance(labels, list):
+        return dict(str(item).partition("=")[::2] for item in labels)
+    return {}
+
+
+def _set_env(service: dict[str, Any], name: str, value: str) -> None:
+    env = service.get("environment")
+    if isinstance(env, list):
+        env = dict(str(item).partition("=")[::2] for item in env)
+    service["environment"] = {**(env if isinstance(env, dict) else {}), name: value}
+
+
+def read_labels(labels: Mapping[str, object]) -> SandboxLabels | None:
+    """A container's sandbox labels (remote: checked), or None when it is not a sandbox's."""
+    of = labels.get(LABEL)
+    if not isinstance(of, str) or not of:
+        return None
+    values = {name: labels.get(LABEL_PREFIX + name) for name in FIELDS}
+    if not all(isinstance(v, str) and v.isprintable() and len(v) <= 300 for v in values.values()):
+        return None
+    return SandboxLabels(of=validate.project_name(of, "a sandbox label"), **values)  # type: ignore[arg-type]
