@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from frappe_imagekit import appsjson, envfile, validate
 from frappe_imagekit.appsjson import AppEntry, InjectedApps
-from frappe_imagekit.envfile import EnvIssue, KeySpec, ParsedEnv
+from frappe_imagekit.envfile import Finding, KeySpec, ParsedEnv
 from frappe_imagekit.errors import ConfigError
 from frappe_imagekit.redact import Redactor
 from frappe_imagekit.workspace import Workspace
@@ -15,13 +15,6 @@ from frappe_imagekit.workspace import Workspace
 VERSION_KEY = "DE_SITE_VERSION"
 IMAGE_KEY = "IMAGE_NAME"
 FRAPPE_KEYS = ("FRAPPE_PATH", "FRAPPE_BRANCH")
-
-
-@dataclass
-class Finding:
-    level: str  # "error" | "warning"
-    code: str
-    message: str
 
 
 @dataclass
@@ -58,8 +51,8 @@ class CheckReport:
     def all_pins(self) -> list[Any]:
         return ([self.frappe] if self.frappe else []) + list(self.apps)
 
-    def add(self, issues: list[EnvIssue]) -> None:
-        self.findings.extend(Finding(i.level, i.code, self.redactor.redact(i.message)) for i in issues)
+    def add(self, issues: list[Finding]) -> None:
+        self.findings.extend(replace(i, message=self.redactor.redact(i.message)) for i in issues)
 
     def to_dict(self) -> dict[str, Any]:
         """Everything check found, without a secret."""
@@ -148,7 +141,7 @@ def _load_env(ws: Workspace, report: CheckReport) -> tuple[dict[str, KeySpec], P
     return specs, envfile.parse_env_text(env_text)
 
 
-def _frappe_issues(values: dict[str, str], secret_keys: set[str]) -> list[EnvIssue]:
+def _frappe_issues(values: dict[str, str], secret_keys: set[str]) -> list[Finding]:
     """FRAPPE_PATH passes the URL rules and holds no credential; FRAPPE_BRANCH is a git ref."""
     from frappe_imagekit import validate
 
@@ -156,7 +149,7 @@ def _frappe_issues(values: dict[str, str], secret_keys: set[str]) -> list[EnvIss
     secrets = [values[k] for k in secret_keys if values.get(k)]
     if path and (_has_userinfo(path) or any(s in path for s in secrets)):
         return [
-            EnvIssue(
+            Finding(
                 "error",
                 "env-frappe-token",
                 (
@@ -166,13 +159,13 @@ def _frappe_issues(values: dict[str, str], secret_keys: set[str]) -> list[EnvIss
             )
         ]
     issues = [
-        EnvIssue("error", code, text) for code, text in validate.repo_url_problems(path, ".env FRAPPE_PATH")
+        Finding("error", code, text) for code, text in validate.repo_url_problems(path, ".env FRAPPE_PATH")
     ]
     if path and branch:
         try:
             validate.git_ref(branch, ".env FRAPPE_BRANCH")
         except ConfigError as exc:
-            issues.append(EnvIssue("error", "env-ref", exc.message))
+            issues.append(Finding("error", "env-ref", exc.message))
     return issues if path else []
 
 
@@ -183,15 +176,15 @@ def _has_userinfo(url: str) -> bool:
         return False  # reported as an invalid URL
 
 
-def _env_semantics(values: dict[str, str]) -> list[EnvIssue]:
+def _env_semantics(values: dict[str, str]) -> list[Finding]:
 
     from frappe_imagekit import versions
 
-    issues: list[EnvIssue] = []
+    issues: list[Finding] = []
     image = values.get(IMAGE_KEY, "")
     if image and not _is_image_name(image):
         issues.append(
-            EnvIssue(
+            Finding(
                 "error",
                 "env-image-name",
                 (
@@ -204,11 +197,11 @@ def _env_semantics(values: dict[str, str]) -> list[EnvIssue]:
     if branch and python and node:
         warning = versions.pairing_warning(branch, python, node)
         if warning:
-            issues.append(EnvIssue("warning", "env-pairing", warning))
+            issues.append(Finding("warning", "env-pairing", warning))
     return issues
 
 
-def _version_is_new(ws: Workspace, version: str) -> list[EnvIssue]:
+def _version_is_new(ws: Workspace, version: str) -> list[Finding]:
     from frappe_imagekit import manifest, versions
 
     if not version:
@@ -218,7 +211,7 @@ def _version_is_new(ws: Workspace, version: str) -> list[EnvIssue]:
         return []
     suggestion = versions.newest_free_after(taken, version)
     return [
-        EnvIssue(
+        Finding(
             "error",
             "version-taken",
             (
@@ -237,7 +230,7 @@ def _check_apps(ws: Workspace, report: CheckReport) -> None:
     if not entries:
         report.add(
             [
-                EnvIssue(
+                Finding(
                     "warning",
                     "apps-empty",
                     "apps.json lists no apps: the image will hold frappe only.",
@@ -311,13 +304,13 @@ def _offline_result(pins: Any, request: Any) -> Any:
     )
 
 
-def _pin_issues(pin: Any, strict: bool) -> list[EnvIssue]:
+def _pin_issues(pin: Any, strict: bool) -> list[Finding]:
     if pin.error:
-        return [EnvIssue("error", f"pin-{pin.error_kind or 'error'}", pin.error)]
+        return [Finding("error", f"pin-{pin.error_kind or 'error'}", pin.error)]
     if pin.sha and str(pin.ref_kind) == "moving-branch":
         level = "error" if strict else "warning"
         return [
-            EnvIssue(
+            Finding(
                 level,
                 "pin-moving",
                 (

@@ -449,16 +449,3 @@ def workspace_env(ws: Workspace) -> dict[str, str]:
     from frappe_imagekit.envfile import parse_env_text, read_text
 
     return parse_env_text(read_text(ws.env_file, ".env")).values
-
-
-def token_redactor(env: Mapping[str, str], manifests: list[Mapping[str, Any]]):  # type: ignore[no-untyped-def]
-    """A redactor knowing the value of every token variable the manifests' URLs reference."""
-    from frappe_imagekit.appsjson import token_vars
-    from frappe_imagekit.redact import Redactor
-
-    redactor = Redactor()
-    for manifest in manifests:
-        for pin in [manifest.get("frappe") or {}, *(manifest.get("apps") or [])]:
-            for name in token_vars(str(pin.get("url") or "")):
-                redactor.add(env.get(name, ""))
-    return redactor

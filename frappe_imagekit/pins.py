@@ -18,6 +18,7 @@ from enum import StrEnum
 
 from packaging.version import InvalidVersion, Version
 
+from frappe_imagekit.appsjson import public_url
 from frappe_imagekit.redact import Redactor
 
 
@@ -218,7 +219,7 @@ def _suggestions(ref: str, refs: Mapping[str, str]) -> tuple[str, list[str]]:
 
 
 def _missing_ref_message(request: PinRequest, noun: str, suggestions: list[str]) -> str:
-    url = display_url(request.url)
+    url = public_url(request.url)
     if _SHA.match(request.ref):
         return (
             f"'{request.ref}' looks like a commit SHA, which bench cannot clone (it runs "
@@ -228,8 +229,3 @@ def _missing_ref_message(request: PinRequest, noun: str, suggestions: list[str])
     if not suggestions:
         return f"{where}; check the spelling, or push the ref first"
     return f"{where}; closest {noun}: {', '.join(suggestions)}"
-
-
-def display_url(url: str) -> str:
-    """The URL without its user part (``${VAR}@`` or anything else before the host)."""
-    return re.sub(r"^([a-z][a-z0-9+.-]*://)[^/@]*@", r"\1", url, flags=re.IGNORECASE)

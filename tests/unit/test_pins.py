@@ -7,6 +7,7 @@ import base64
 import pytest
 
 from frappe_imagekit import gitremote
+from frappe_imagekit.appsjson import public_url as display_url
 from frappe_imagekit.pins import (
     PinRequest,
     RefKind,
@@ -14,7 +15,6 @@ from frappe_imagekit.pins import (
     _resolve_one,
     classify_ref,
     closest_refs,
-    display_url,
     find_ref,
 )
 from frappe_imagekit.redact import Redactor
