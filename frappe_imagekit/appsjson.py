@@ -56,6 +56,10 @@ class AppEntry:
     branch: str
     line: int | None
 
+    def to_dict(self) -> dict[str, str]:
+        """The entry as bench reads it (and as ``inject`` takes it)."""
+        return {"url": self.url, "branch": self.branch}
+
 
 def load_schema() -> dict[str, Any]:
     text = resources.files("frappe_imagekit").joinpath("schemas/apps.schema.json").read_text()
