@@ -63,7 +63,8 @@ class AppEntry:
 
 def load_schema() -> dict[str, Any]:
     text = resources.files("frappe_imagekit").joinpath("schemas/apps.schema.json").read_text()
-    return json.loads(text)
+    schema: dict[str, Any] = json.loads(text)
+    return schema
 
 
 def token_vars(url: str) -> list[str]:

@@ -455,6 +455,12 @@ class Sources:
     apps_json_text: str  # as written: placeholders, no token
     secrets: Secrets  # SECRET: the injected apps.json and the redactor
 
+    @property
+    def injected(self) -> InjectedApps:
+        if self.secrets.injected is None:
+            raise ConfigError("cannot build without apps.json: run `imagekit check` and fix what it reports.")
+        return self.secrets.injected
+
 
 def assemble_plan(
     ws: Workspace, options: BuildOptions, sources: Sources, cli: dockercli.DockerCli
@@ -464,26 +470,9 @@ def assemble_plan(
     ca_certs = cacerts.load(ws.root, env)
     if ca_certs is not None:
         env |= {cacerts.SHA_ARG: ca_certs.sha256}
-    containerfile, frappe, apps, redactor = (
-        sources.containerfile,
-        sources.frappe,
-        sources.apps,
-        sources.secrets.redactor,
-    )
-    injected = sources.secrets.injected
-    assert injected is not None
-    exact = exactbuild.prepare(containerfile, frappe, apps, injected, env)
-    if exact is not None:
-        containerfile = exact.containerfile
-        redactor.add(exact.secret.text, whole_document=True)
-        for value in exact.secret.secrets:
-            redactor.add(value)
-    elif containerfile.apps_json_mode is None:
-        raise ConfigError(
-            f"this Containerfile never reads apps.json ({_cf_name(containerfile)} has neither "
-            "RUN --mount=type=secret,id=apps_json nor ARG APPS_JSON_BASE64): use "
-            "imagekit's containerfiles/Containerfile or add the secret mount."
-        )
+    frappe, apps, injected = sources.frappe, sources.apps, sources.injected
+    redactor = sources.secrets.redactor
+    containerfile, exact = _containerfile_and_exact(sources, env)
     version, image_name = _required(env, "DE_SITE_VERSION"), _required(env, "IMAGE_NAME")
     redactor.add(injected.text, whole_document=True)
     redactor.add(injected.base64)
@@ -528,6 +517,25 @@ def assemble_plan(
         ca_certs=ca_certs,
         record_name=version,
     )
+
+
+def _containerfile_and_exact(sources: Sources, env: Mapping[str, str]) -> tuple[Containerfile, Exact | None]:
+    """imagekit's Containerfile becomes the generated one of an exact build (its secret joins the
+    redactor); any other Containerfile must read apps.json."""
+    containerfile, redactor, injected = sources.containerfile, sources.secrets.redactor, sources.injected
+    exact = exactbuild.prepare(containerfile, sources.frappe, sources.apps, injected, env)
+    if exact is not None:
+        redactor.add(exact.secret.text, whole_document=True)
+        for value in exact.secret.secrets:
+            redactor.add(value)
+        return exact.containerfile, exact
+    if containerfile.apps_json_mode is None:
+        raise ConfigError(
+            f"this Containerfile never reads apps.json ({_cf_name(containerfile)} has neither "
+            "RUN --mount=type=secret,id=apps_json nor ARG APPS_JSON_BASE64): use "
+            "imagekit's containerfiles/Containerfile or add the secret mount."
+        )
+    return containerfile, None
 
 
 def _build_network(env: dict[str, str]) -> str | None:

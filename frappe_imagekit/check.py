@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field, replace
 from typing import Any
+from urllib.parse import urlsplit
 
 from frappe_imagekit import appsjson, envfile, manifest, pins, validate, versions
 from frappe_imagekit.appsjson import AppEntry, InjectedApps
@@ -216,7 +217,7 @@ def _frappe_issues(values: dict[str, str], secret_keys: set[str]) -> list[Findin
 
 def _has_userinfo(url: str) -> bool:
     try:
-        return "@" in appsjson.urlsplit(url).netloc
+        return "@" in urlsplit(url).netloc
     except ValueError:
         return False  # reported as an invalid URL
 

@@ -21,6 +21,7 @@ from packaging.version import InvalidVersion, Version
 
 from frappe_imagekit import gitremote
 from frappe_imagekit.appsjson import manifest_url, public_url, token_vars
+from frappe_imagekit.errors import GitError
 from frappe_imagekit.redact import Redactor
 
 
@@ -177,7 +178,7 @@ def resolve_pins(
         listings = dict(
             zip(
                 remotes,
-                pool.map(lambda key: _list_remote(*key, env, timeout), remotes),
+                pool.map(lambda key: _list_remote(key[0], key[1], env, timeout), remotes),
                 strict=True,
             )
         )
@@ -194,7 +195,7 @@ class _Listing:
 def _list_remote(url: str, token_var: str | None, env: Mapping[str, str], timeout: float) -> _Listing:
     try:
         return _Listing(refs=gitremote.ls_remote(url, env, token_var, timeout))
-    except gitremote.GitError as exc:
+    except GitError as exc:
         return _Listing(error=str(exc), error_kind=getattr(exc, "kind", "failed"))
     except Exception as exc:  # a bug or an OS error must not sink the other remotes
         return _Listing(error=f"unexpected {type(exc).__name__}: {exc}", error_kind="failed")

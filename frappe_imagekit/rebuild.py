@@ -21,7 +21,7 @@ from typing import Any
 
 from frappe_imagekit import benchfile, build, dockerapi, dockercli, exactbuild, gitremote, validate
 from frappe_imagekit import manifest as manifests
-from frappe_imagekit.appsjson import inject
+from frappe_imagekit.appsjson import AppEntry, inject
 from frappe_imagekit.build import BuildPlan
 from frappe_imagekit.check import Secrets, git_timeout
 from frappe_imagekit.containerfile import parse_containerfile
@@ -338,7 +338,7 @@ def _build_plan(
     source = (original.get("labels") or {}).get(build.LABEL_PREFIX + "source")
     if source:
         plan_env["IMAGE_SOURCE"] = source
-    entries = [{"url": p.url, "branch": p.use_ref} for p in drift.pins[1:]]
+    entries = [AppEntry(i, p.name, p.url, p.use_ref, None).to_dict() for i, p in enumerate(drift.pins[1:])]
     secrets = Secrets(injected=inject(entries, env), redactor=_redactor(ws, env, drift))
     containerfile = parse_containerfile(original["containerfile"]["content"], None)
     text = json.dumps(entries, indent=2) + "\n"

@@ -27,6 +27,7 @@ from frappe_imagekit.workspace import Workspace
 
 WORKSPACE_OPTION = workspace_option()
 
+
 @command("history")
 def history(
     version: str | None = typer.Argument(None, help="Show everything recorded for this build."),

@@ -8,10 +8,13 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from frappe_imagekit.errors import ImagekitError
 from frappe_imagekit.redact import Redactor
+
+if TYPE_CHECKING:  # pragma: no cover - rich is imported only when a table is drawn
+    from rich.console import Console
 
 _active: ContextVar[Redactor | None] = ContextVar("imagekit_output_redactor", default=None)
 
@@ -89,7 +92,7 @@ def is_terminal() -> bool:
     return sys.stdout.isatty()
 
 
-def console():
+def console() -> Console:
     """A rich console writing to stdout (rich is imported only when a table is drawn)."""
     from rich.console import Console
 
