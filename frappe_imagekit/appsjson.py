@@ -13,7 +13,7 @@ from typing import Any
 from urllib.parse import SplitResult, urlsplit
 
 from frappe_imagekit import validate
-from frappe_imagekit.envfile import EnvIssue
+from frappe_imagekit.envfile import Finding
 from frappe_imagekit.errors import ImagekitError
 
 PLACEHOLDER = re.compile(r"\$\{(\w+)\}")
@@ -55,6 +55,10 @@ class AppEntry:
     url: str
     branch: str
     line: int | None
+
+    def to_dict(self) -> dict[str, str]:
+        """The entry as bench reads it (and as ``inject`` takes it)."""
+        return {"url": self.url, "branch": self.branch}
 
 
 def load_schema() -> dict[str, Any]:
@@ -127,10 +131,10 @@ def inject(apps: list[dict[str, Any]], env: Mapping[str, str]) -> InjectedApps:
     return InjectedApps(text, base64.b64encode(text.encode()).decode())
 
 
-_TOO_DEEP = EnvIssue("error", "apps-json", "apps.json is nested too deeply to be a list of apps: fix it.")
+_TOO_DEEP = Finding("error", "apps-json", "apps.json is nested too deeply to be a list of apps: fix it.")
 
 
-def parse_apps_text(text: str) -> tuple[list[AppEntry], list[EnvIssue]]:
+def parse_apps_text(text: str) -> tuple[list[AppEntry], list[Finding]]:
     """Parse and validate apps.json text (structure only; no env, no network)."""
     try:
         data = json.loads(text)
@@ -138,7 +142,7 @@ def parse_apps_text(text: str) -> tuple[list[AppEntry], list[EnvIssue]]:
         return [], [_TOO_DEEP]
     except json.JSONDecodeError as exc:
         return [], [
-            EnvIssue(
+            Finding(
                 "error",
                 "apps-json",
                 (f"apps.json is not valid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}."),
@@ -158,13 +162,13 @@ def parse_apps_text(text: str) -> tuple[list[AppEntry], list[EnvIssue]]:
     return entries, []
 
 
-def _schema_issues(data: Any, lines: dict[str, int]) -> list[EnvIssue]:
+def _schema_issues(data: Any, lines: dict[str, int]) -> list[Finding]:
     from jsonschema import Draft202012Validator
 
     validator = Draft202012Validator(load_schema())
     issues = []
     for error in sorted(validator.iter_errors(data), key=lambda e: list(map(str, e.absolute_path))):
-        issues.append(EnvIssue("error", "apps-schema", _schema_message(error, lines)))
+        issues.append(Finding("error", "apps-schema", _schema_message(error, lines)))
     return issues
 
 
@@ -275,31 +279,31 @@ def _string_end(text: str, i: int) -> int:
     return i
 
 
-def url_issues(entry: AppEntry, env_keys: set[str], secret_keys: set[str]) -> list[EnvIssue]:
+def url_issues(entry: AppEntry, env_keys: set[str], secret_keys: set[str]) -> list[Finding]:
     """The URL rules (``validate.repo_url_problems``: https, http only to loopback, file:// for
     mirrors, no ssh, no option, placeholders only as the user part, no pasted tokens), then
     whether each placeholder names a variable of .env."""
     where = f"apps.json [{entry.index}].url" + (f" (line {entry.line})" if entry.line else "")
-    issues = [EnvIssue("error", code, text) for code, text in validate.repo_url_problems(entry.url, where)]
+    issues = [Finding("error", code, text) for code, text in validate.repo_url_problems(entry.url, where)]
     return issues + _placeholder_issues(where, entry.url, env_keys, secret_keys)
 
 
-def ref_issues(entry: AppEntry) -> list[EnvIssue]:
+def ref_issues(entry: AppEntry) -> list[Finding]:
     """The branch must be a git branch or tag name (``validate.git_ref``), never an option."""
     where = f"apps.json [{entry.index}].branch" + (f" (line {entry.line})" if entry.line else "")
     try:
         validate.git_ref(entry.branch, where)
     except ImagekitError as exc:
-        return [EnvIssue("error", "apps-ref", exc.message)]
+        return [Finding("error", "apps-ref", exc.message)]
     return []
 
 
-def _placeholder_issues(where: str, url: str, env_keys: set[str], secret_keys: set[str]) -> list[EnvIssue]:
+def _placeholder_issues(where: str, url: str, env_keys: set[str], secret_keys: set[str]) -> list[Finding]:
     issues = []
     for var in token_vars(url):
         if var not in env_keys:
             issues.append(
-                EnvIssue(
+                Finding(
                     "error",
                     "apps-placeholder",
                     (
@@ -310,7 +314,7 @@ def _placeholder_issues(where: str, url: str, env_keys: set[str], secret_keys: s
             )
         elif secret_keys and var not in secret_keys:
             issues.append(
-                EnvIssue(
+                Finding(
                     "warning",
                     "apps-placeholder-secret",
                     (
@@ -322,14 +326,14 @@ def _placeholder_issues(where: str, url: str, env_keys: set[str], secret_keys: s
     return issues
 
 
-def duplicate_and_dependency_issues(entries: list[AppEntry]) -> list[EnvIssue]:
+def duplicate_and_dependency_issues(entries: list[AppEntry]) -> list[Finding]:
     issues = []
     seen: dict[str, AppEntry] = {}
     for entry in entries:
         identity = repo_identity(entry.url)
         if entry.name == "frappe":
             issues.append(
-                EnvIssue(
+                Finding(
                     "error",
                     "apps-frappe",
                     (
@@ -340,7 +344,7 @@ def duplicate_and_dependency_issues(entries: list[AppEntry]) -> list[EnvIssue]:
             )
         if identity in seen:
             issues.append(
-                EnvIssue(
+                Finding(
                     "error",
                     "apps-duplicate",
                     (
@@ -356,7 +360,7 @@ def duplicate_and_dependency_issues(entries: list[AppEntry]) -> list[EnvIssue]:
         for needed in REQUIRED_APPS.get(entry.name.lower(), ()):
             if needed not in names:
                 issues.append(
-                    EnvIssue(
+                    Finding(
                         "error",
                         "apps-dependency",
                         (

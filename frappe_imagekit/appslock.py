@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from frappe_imagekit import validate
+from frappe_imagekit.check import run_check
 from frappe_imagekit.errors import ConfigError
 from frappe_imagekit.workspace import Workspace, write_text_atomic
 
@@ -151,9 +152,6 @@ def use_lock(
 
 def lock_workspace(ws: Workspace) -> tuple[Path, dict[str, Any]]:
     """Check the workspace (resolving every ref), write the lock; returns its path and content."""
-    from frappe_imagekit.build import _pin_dict
-    from frappe_imagekit.check import run_check
-
     report = run_check(ws, offline=False, strict=False, check_version_is_new=False)
     if report.has_errors:
         first = report.errors[0].message.rstrip(".")
@@ -161,9 +159,9 @@ def lock_workspace(ws: Workspace) -> tuple[Path, dict[str, Any]]:
             f"imagekit check found {len(report.errors)} error(s), first: {first} "
             "(run `imagekit check` for all of them and fix them before locking)."
         )
-    pins = [_pin_dict(p) for p in ([report.frappe] if report.frappe else []) + list(report.apps)]
+    pins = [p.record() for p in report.config.all_pins]
     unresolved = [p["name"] for p in pins if not p.get("sha")]
-    if report.frappe is None or unresolved:
+    if report.config.frappe is None or unresolved:
         names = ", ".join(unresolved) or "frappe"
         raise ConfigError(f"cannot lock unresolved refs ({names}): fix them (see `imagekit check`).")
     path = write_lock(ws, pins[0], pins[1:])

@@ -14,14 +14,28 @@ import json
 import re
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from frappe_imagekit import cacerts, dockercli, manifest
+from frappe_imagekit import (
+    appslock,
+    benchfile,
+    cacerts,
+    dockerapi,
+    dockercli,
+    exactbuild,
+    leakscan,
+    manifest,
+    scancache,
+    versions,
+)
+from frappe_imagekit.appsjson import InjectedApps
 from frappe_imagekit.cacerts import CaCerts
+from frappe_imagekit.check import Secrets, run_check
+from frappe_imagekit.containerfile import Containerfile, default_containerfile, parse_containerfile
 from frappe_imagekit.errors import (
     ConfigError,
     DockerError,
@@ -29,13 +43,12 @@ from frappe_imagekit.errors import (
     LeakError,
     TagExistsError,
 )
+from frappe_imagekit.exactbuild import Exact
+from frappe_imagekit.gitremote import workspace_commit
+from frappe_imagekit.interrupts import interrupts_held
+from frappe_imagekit.manifest import ImageRecord, Manifest
 from frappe_imagekit.redact import Redactor
 from frappe_imagekit.workspace import Workspace, write_text_atomic
-
-if TYPE_CHECKING:  # pragma: no cover
-    from frappe_imagekit.appsjson import InjectedApps
-    from frappe_imagekit.containerfile import Containerfile
-    from frappe_imagekit.exactbuild import Exact
 
 ENV_BUILD_ARGS = ("FRAPPE_PATH", "FRAPPE_BRANCH", "PYTHON_VERSION", "NODE_VERSION")
 CACHE_BUST = "CACHE_BUST"
@@ -63,9 +76,11 @@ class BuildOptions:
     frozen: bool = False  # refuse a missing or stale apps.lock.json
 
 
-@dataclass
+@dataclass(frozen=True)
 class BuildPlan:
-    """Everything one build needs. ``injected`` and ``redactor`` are secret-bearing: never print."""
+    """Everything one build needs. ``secrets`` (the injected apps.json, the redactor) and
+    ``exact.secret`` are secret-bearing: never print them. A rebuild is a variant of this
+    value (``dataclasses.replace``), never an edit of it; ``labels`` follow the final values."""
 
     kind: str  # "build" | "rebuild"
     rebuild_of: str | None
@@ -78,27 +93,76 @@ class BuildPlan:
     frappe: dict[str, Any]
     apps: list[dict[str, Any]]  # name, url (token-free), ref, ref_kind, sha
     apps_json_text: str  # as written: placeholders, no token
-    injected: InjectedApps  # SECRET
-    redactor: Redactor
-    docker_cli: str
-    no_cache: bool = False
-    pull: bool = False
-    force: bool = False
-    leak_scan: bool = True
-    labels: dict[str, str] = field(default_factory=dict)
+    secrets: Secrets  # SECRET
+    cli: dockercli.DockerCli
+    options: BuildOptions
     fingerprint: str = ""
-    docker_version: str = ""
-    docker_mode: str = dockercli.BUILDKIT
+    created: str = ""
+    source: str = ""  # org.opencontainers.image.source
+    revision: str | None = None  # the workspace commit
     iidfile: Path | None = None
     containerfile_file: Path | None = None  # where docker reads the Containerfile from
     warnings: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)  # informational (e.g. which docker CLI)
-    buildx_version: str | None = None
-    created: str = ""
     exact: Exact | None = None  # imagekit's generated Containerfile (its secret is SECRET)
     network: str | None = None  # docker build --network (BUILD_NETWORK in .env)
     ca_certs: CaCerts | None = None  # CA_CERTS_FILE, passed as the ca_certs secret
     daemon: str = ""  # which daemon the CLI builds on and the SDK scans, and why (dockerapi.Daemon)
+    record_name: str = ""  # names the manifest and log: the version, or "<version>.rebuild-<UTC>"
+    drift: list[dict[str, Any]] | None = None  # a rebuild's drift check, recorded in its manifest
+
+    @property
+    def injected(self) -> InjectedApps:
+        assert self.secrets.injected is not None
+        return self.secrets.injected
+
+    @property
+    def redactor(self) -> Redactor:
+        return self.secrets.redactor
+
+    @property
+    def no_cache(self) -> bool:
+        return self.options.no_cache
+
+    @property
+    def pull(self) -> bool:
+        return self.options.pull
+
+    @property
+    def force(self) -> bool:
+        return self.options.force
+
+    @property
+    def leak_scan(self) -> bool:
+        return self.options.leak_scan
+
+    @property
+    def docker_cli(self) -> str:
+        return self.cli.path
+
+    @property
+    def docker_version(self) -> str:
+        return self.cli.version
+
+    @property
+    def buildx_version(self) -> str | None:
+        return self.cli.buildx
+
+    @property
+    def labels(self) -> dict[str, str]:
+        """Every OCI key and ours, from the plan's final values."""
+        return make_labels(
+            version=self.version,
+            created=self.created,
+            revision=self.revision,
+            source=self.source,
+            title=self.image_name,
+            description=_description(self.frappe, self.apps),
+            base_name=base_name(self.containerfile, self.build_args),
+            frappe=self.frappe,
+            apps=self.apps,
+            fingerprint_value=self.fingerprint,
+        )
 
     @property
     def ref(self) -> str:
@@ -114,23 +178,15 @@ class BuildPlan:
     @property
     def metadata_file(self) -> Path | None:
         """buildx's ``--metadata-file`` (beside the iidfile); None for the classic BuildKit client."""
-        if self.docker_mode != dockercli.BUILDX or self.iidfile is None:
+        if self.cli.mode != dockercli.BUILDX or self.iidfile is None:
             return None
         return self.iidfile.with_name(self.iidfile.name.removesuffix(".iid") + ".metadata.json")
-
-    @property
-    def cli(self) -> dockercli.DockerCli:
-        return dockercli.DockerCli(
-            self.docker_cli, self.docker_version, self.docker_mode, buildx=self.buildx_version
-        )
 
     def request(self) -> dockercli.BuildRequest:
         secret_mode = self.apps_json_mode in ("secret", "exact")
         secret_id = self.containerfile.secret_id or "apps_json"
         if self.exact is not None:
-            from frappe_imagekit.benchfile import SECRET_ENV, SECRET_ID
-
-            secret_id, secret_var = SECRET_ID, SECRET_ENV
+            secret_id, secret_var = benchfile.SECRET_ID, benchfile.SECRET_ENV
         else:
             secret_var = dockercli.SECRET_ENV
         request = dockercli.BuildRequest(
@@ -170,9 +226,7 @@ class BuildPlan:
         """The child-only environment: BuildKit switch plus the injected apps.json (SECRET)."""
         env = self.child_env(self.cli.env())
         if self.exact is not None:
-            from frappe_imagekit.benchfile import SECRET_ENV
-
-            env[SECRET_ENV] = self.exact.secret.text
+            env[benchfile.SECRET_ENV] = self.exact.secret.text
         elif self.apps_json_mode == "secret":
             env[dockercli.SECRET_ENV] = self.injected.text
         else:
@@ -233,9 +287,7 @@ def fingerprint(frappe_sha: str, apps: list[dict[str, Any]]) -> str:
 
 def next_version(version: str, taken: set[str]) -> str:
     """The next free version after ``version`` (bumps the last number: v1.1.5 -> v1.1.6)."""
-    from frappe_imagekit.versions import next_version as bump
-
-    return bump(version, taken)
+    return versions.next_version(version, taken)
 
 
 def select_build_args(
@@ -312,8 +364,6 @@ def mode_warning(containerfile: Containerfile) -> str | None:
 
 def _daemon_description() -> str:
     """Which daemon builds and is scanned (DOCKER_HOST, DOCKER_CONTEXT or the CLI's context)."""
-    from frappe_imagekit import dockerapi
-
     return dockerapi.resolve_daemon().describe()
 
 
@@ -326,8 +376,6 @@ def _cf_name(containerfile: Containerfile) -> str:
 
 def plan_build(ws: Workspace, options: BuildOptions) -> BuildPlan:
     """Check the workspace and return the build plan; ``ConfigError`` when check finds errors."""
-    from frappe_imagekit.check import run_check
-
     warm_up = _warm_up_docker(options.docker)
     report = run_check(ws, offline=options.offline, strict=options.strict, check_version_is_new=False)
     if report.has_errors:
@@ -336,7 +384,8 @@ def plan_build(ws: Workspace, options: BuildOptions) -> BuildPlan:
             f"imagekit check found {len(report.errors)} error(s), first: {first} "
             "(run `imagekit check` for all of them and fix them before building)."
         )
-    env = report.env
+    config = report.config
+    env = config.values
     version = _required(env, "DE_SITE_VERSION")
     _required(env, "IMAGE_NAME")
     if not _TAG_OK.match(version):
@@ -345,34 +394,24 @@ def plan_build(ws: Workspace, options: BuildOptions) -> BuildPlan:
             "'_' and '-' only (e.g. v1.1.5)."
         )
     containerfile = load_containerfile(ws, options.containerfile, env)
-    frappe = _pin_dict(report.frappe) if report.frappe else None
-    apps = [_pin_dict(pin) for pin in report.apps]
+    frappe = config.frappe.record() if config.frappe else None
+    apps = [pin.record() for pin in config.apps]
     unresolved = [p["name"] for p in ([frappe] if frappe else []) + apps if not p.get("sha")]
-    if frappe is None or unresolved or report.injected is None:
+    if frappe is None or unresolved or config.secrets.injected is None:
         raise ConfigError(
             "cannot build without resolved commits (unresolved: "
             f"{', '.join(unresolved) or 'frappe'}): run `imagekit build` without --offline "
             "so every ref is resolved."
         )
     locked = _use_lock(ws, containerfile, frappe, apps, options)
-    frappe, apps = locked.frappe, locked.apps
     warm_up.join()
-    cli = dockercli.find_docker(options.docker)
-    plan = assemble_plan(
-        ws=ws,
-        options=options,
-        env=env,
-        containerfile=containerfile,
-        frappe=frappe,
-        apps=apps,
-        apps_json_text=report.apps_json_text,
-        injected=report.injected,
-        redactor=report.redactor,
-        cli=cli,
-        warnings=[w.message for w in report.warnings],
+    sources = Sources(env, containerfile, locked.frappe, locked.apps, config.apps_json_text, config.secrets)
+    plan = assemble_plan(ws, options, sources, dockercli.find_docker(options.docker))
+    return replace(
+        plan,
+        warnings=plan.warnings + [w.message for w in report.warnings],
+        notes=plan.notes + ([locked.note] if locked.note else []),
     )
-    plan.notes += [locked.note] if locked.note else []
-    return plan
 
 
 def _use_lock(
@@ -380,8 +419,6 @@ def _use_lock(
     options: BuildOptions,
 ) -> Any:  # fmt: skip
     """apps.lock.json's commits where it matches apps.json (imagekit's Containerfile only)."""
-    from frappe_imagekit import appslock, exactbuild
-
     exact = exactbuild.is_imagekit_containerfile(containerfile)
     return appslock.use_lock(ws, frappe, apps, exact=exact, frozen=options.frozen, dry_run=options.dry_run)
 
@@ -399,8 +436,6 @@ def _warm_up_docker(explicit: str | None) -> threading.Thread:
 
     def connect() -> None:
         with contextlib.suppress(Exception):
-            from frappe_imagekit import dockerapi
-
             dockerapi.client()
 
     threading.Thread(target=connect, name="imagekit-docker-sdk", daemon=True).start()
@@ -409,41 +444,35 @@ def _warm_up_docker(explicit: str | None) -> threading.Thread:
     return thread
 
 
-def assemble_plan(
-    *,
-    ws: Workspace,
-    options: BuildOptions,
-    env: dict[str, str],
-    containerfile: Containerfile,
-    frappe: dict[str, Any],
-    apps: list[dict[str, Any]],
-    apps_json_text: str,
-    injected: InjectedApps,
-    redactor: Redactor,
-    cli: dockercli.DockerCli,
-    warnings: list[str] | None = None,
-    kind: str = "build",
-    rebuild_of: str | None = None,
-) -> BuildPlan:
-    """Build a ``BuildPlan`` from resolved parts (used by ``plan_build`` and by rebuild)."""
-    from frappe_imagekit import exactbuild
-    from frappe_imagekit.gitremote import workspace_commit
+@dataclass(frozen=True)
+class Sources:
+    """What a plan is made from: check's workspace config for a build, the manifest for a rebuild."""
 
+    env: Mapping[str, str]  # the .env values the build reads (SECRET: tokens may be among them)
+    containerfile: Containerfile
+    frappe: dict[str, Any]
+    apps: list[dict[str, Any]]
+    apps_json_text: str  # as written: placeholders, no token
+    secrets: Secrets  # SECRET: the injected apps.json and the redactor
+
+    @property
+    def injected(self) -> InjectedApps:
+        if self.secrets.injected is None:
+            raise ConfigError("cannot build without apps.json: run `imagekit check` and fix what it reports.")
+        return self.secrets.injected
+
+
+def assemble_plan(
+    ws: Workspace, options: BuildOptions, sources: Sources, cli: dockercli.DockerCli
+) -> BuildPlan:
+    """The ``BuildPlan`` for resolved sources (a build's; rebuild makes a variant of it)."""
+    env = dict(sources.env)
     ca_certs = cacerts.load(ws.root, env)
     if ca_certs is not None:
-        env = env | {cacerts.SHA_ARG: ca_certs.sha256}
-    exact = exactbuild.prepare(containerfile, frappe, apps, injected, env)
-    if exact is not None:
-        containerfile = exact.containerfile
-        redactor.add(exact.secret.text, whole_document=True)
-        for value in exact.secret.secrets:
-            redactor.add(value)
-    elif containerfile.apps_json_mode is None:
-        raise ConfigError(
-            f"this Containerfile never reads apps.json ({_cf_name(containerfile)} has neither "
-            "RUN --mount=type=secret,id=apps_json nor ARG APPS_JSON_BASE64): use "
-            "imagekit's containerfiles/Containerfile or add the secret mount."
-        )
+        env |= {cacerts.SHA_ARG: ca_certs.sha256}
+    frappe, apps, injected = sources.frappe, sources.apps, sources.injected
+    redactor = sources.secrets.redactor
+    containerfile, exact = _containerfile_and_exact(sources, env)
     version, image_name = _required(env, "DE_SITE_VERSION"), _required(env, "IMAGE_NAME")
     redactor.add(injected.text, whole_document=True)
     redactor.add(injected.base64)
@@ -452,20 +481,6 @@ def assemble_plan(
     build_args |= exact.build_args if exact is not None else {}
     if ca_certs is not None and containerfile.declares(cacerts.SHA_ARG):
         build_args[cacerts.SHA_ARG] = ca_certs.sha256
-    created = datetime.now(UTC).replace(microsecond=0).isoformat()
-    commit, _dirty = workspace_commit(ws.root)
-    labels = make_labels(
-        version=version,
-        created=created,
-        revision=commit,
-        source=env.get("IMAGE_SOURCE") or frappe["url"],
-        title=image_name,
-        description=_description(frappe, apps),
-        base_name=base_name(containerfile, build_args),
-        frappe=frappe,
-        apps=apps,
-        fingerprint_value=fp,
-    )
     context = (options.context or ws.root).resolve()
     checks = (
         mode_warning(containerfile),
@@ -473,11 +488,9 @@ def assemble_plan(
         _cache_bust_warning(containerfile) if exact is None else None,
         _context_warning(context),
     )
-    notes = [n for n in checks if n]
-    cf_file = containerfile.path or ws.builds_dir / f".{version}.Containerfile"
     return BuildPlan(
-        kind=kind,
-        rebuild_of=rebuild_of,
+        kind="build",
+        rebuild_of=None,
         version=version,
         image_name=image_name,
         tag=version,
@@ -486,29 +499,43 @@ def assemble_plan(
         build_args=build_args,
         frappe=frappe,
         apps=apps,
-        apps_json_text=apps_json_text,
-        injected=injected,
-        redactor=redactor,
-        docker_cli=cli.path,
-        no_cache=options.no_cache,
-        pull=options.pull,
-        force=options.force,
-        leak_scan=options.leak_scan,
-        labels=labels,
+        apps_json_text=sources.apps_json_text,
+        secrets=sources.secrets,
+        cli=cli,
+        options=options,
         fingerprint=fp,
-        docker_version=cli.version,
-        docker_mode=cli.mode,
+        created=datetime.now(UTC).replace(microsecond=0).isoformat(),
+        source=env.get("IMAGE_SOURCE") or frappe["url"],
+        revision=workspace_commit(ws.root)[0],
         iidfile=ws.builds_dir / f".{version}.iid",
-        containerfile_file=cf_file,
-        warnings=notes + list(warnings or []),
+        containerfile_file=containerfile.path or ws.builds_dir / f".{version}.Containerfile",
+        warnings=[n for n in checks if n],
         notes=[n for n in (cli.note, None if exact else exactbuild.OWN_CONTAINERFILE_NOTE) if n],
         daemon=_daemon_description(),
-        buildx_version=cli.buildx,
-        created=created,
         exact=exact,
         network=_build_network(env),
         ca_certs=ca_certs,
+        record_name=version,
     )
+
+
+def _containerfile_and_exact(sources: Sources, env: Mapping[str, str]) -> tuple[Containerfile, Exact | None]:
+    """imagekit's Containerfile becomes the generated one of an exact build (its secret joins the
+    redactor); any other Containerfile must read apps.json."""
+    containerfile, redactor, injected = sources.containerfile, sources.secrets.redactor, sources.injected
+    exact = exactbuild.prepare(containerfile, sources.frappe, sources.apps, injected, env)
+    if exact is not None:
+        redactor.add(exact.secret.text, whole_document=True)
+        for value in exact.secret.secrets:
+            redactor.add(value)
+        return exact.containerfile, exact
+    if containerfile.apps_json_mode is None:
+        raise ConfigError(
+            f"this Containerfile never reads apps.json ({_cf_name(containerfile)} has neither "
+            "RUN --mount=type=secret,id=apps_json nor ARG APPS_JSON_BASE64): use "
+            "imagekit's containerfiles/Containerfile or add the secret mount."
+        )
+    return containerfile, None
 
 
 def _build_network(env: dict[str, str]) -> str | None:
@@ -523,8 +550,6 @@ def _build_network(env: dict[str, str]) -> str | None:
 
 def load_containerfile(ws: Workspace, chosen: Path | None, env: dict[str, str]) -> Containerfile:
     """``--containerfile``, else .env CONTAINERFILE (relative to the workspace), else ours."""
-    from frappe_imagekit.containerfile import default_containerfile, parse_containerfile
-
     if chosen is not None:
         path = Path(chosen)
     elif env.get("CONTAINERFILE"):
@@ -540,19 +565,6 @@ def load_containerfile(ws: Workspace, chosen: Path | None, env: dict[str, str]) 
             "--containerfile or fix CONTAINERFILE in .env."
         ) from None
     return parse_containerfile(text, path)
-
-
-def _pin_dict(pin: Any) -> dict[str, Any]:
-    from frappe_imagekit.appsjson import manifest_url
-
-    kind = getattr(pin, "ref_kind", None)
-    return {
-        "name": pin.name,
-        "url": manifest_url(pin.url),
-        "ref": pin.ref,
-        "ref_kind": str(kind) if kind is not None else None,
-        "sha": pin.sha,
-    }
 
 
 def _required(env: dict[str, str], key: str) -> str:
@@ -608,10 +620,8 @@ def _cache_bust_warning(containerfile: Containerfile) -> str | None:
 
 def guard_tag(ws: Workspace, plan: BuildPlan) -> str | None:
     """Refuse a taken version (``TagExistsError``); with ``force`` return the old image id."""
-    from frappe_imagekit import dockerapi
-
     old = dockerapi.inspect_image(plan.ref)
-    in_history = plan.version in manifest.succeeded_versions(ws)
+    in_history = plan.kind == "build" and plan.version in manifest.succeeded_versions(ws)
     if old is None and not in_history:
         return None
     if not plan.force:
@@ -625,8 +635,6 @@ def guard_tag(ws: Workspace, plan: BuildPlan) -> str | None:
 
 
 def suggest_free_version(ws: Workspace, plan: BuildPlan) -> str:
-    from frappe_imagekit import dockerapi
-
     taken = manifest.succeeded_versions(ws) | {plan.version}
     candidate = next_version(plan.version, taken)
     for _ in range(_MAX_FREE_VERSION_PROBES):
@@ -672,25 +680,21 @@ def execute_build(
     run.old_id = guard_tag(ws, plan)
     try:
         _prepare_files(ws, plan)
-        if run.old_id:
-            run.replaced = _keep_old_image(plan, run.old_id)
-        if plan.exact is not None:
-            from frappe_imagekit import exactbuild
-
-            exactbuild.ensure_base(plan, lambda line: _log_line(plan, run, on_line, line))
-        run.image_id = _docker_build(plan, run, on_line, on_start)
-        if plan.exact is not None:
-            planned = exactbuild.planned_commits(plan.frappe, plan.apps)
-            exactbuild.verify_commits(run.image_id, plan.ref, planned)
-        run.digest = dockercli.read_metadata_digest(plan.metadata_file)
-        run.leak_scan = _leak_scan(plan, run)
-        _tag_scanned(plan, run)
-        data = _manifest(ws, plan, run, status="succeeded", error=None)
-        _retire_previous(ws, plan, run)
-        log_name = _write_log(ws, plan, run, f"{plan.version}.log")
-        data["log_file"] = log_name
-        manifest.write_manifest(ws, data, manifest.manifest_path(ws, plan.version), plan.redactor)
-        return data
+        with keeping_replaced(plan, run):
+            if plan.exact is not None:
+                exactbuild.ensure_base(plan, lambda line: _log_line(plan, run, on_line, line))
+            run.image_id = _docker_build(plan, run, on_line, on_start)
+            if plan.exact is not None:
+                planned = exactbuild.planned_commits(plan.frappe, plan.apps)
+                exactbuild.verify_commits(run.image_id, plan.ref, planned)
+            run.digest = dockercli.read_metadata_digest(plan.metadata_file)
+            run.leak_scan = _leak_scan(plan, run)
+            _tag_scanned(plan, run)
+            record = _manifest(ws, plan, run, status="succeeded", error=None)
+            _retire_previous(ws, plan, run)
+            record.log_file = _write_log(ws, plan, run, f"{plan.record_name}.log")
+            record.write(ws.builds_dir / f"{plan.record_name}.json", plan.redactor)
+        return record.to_dict()
     except BaseException as exc:
         _record_failure(ws, plan, run, exc)
         raise
@@ -698,6 +702,21 @@ def execute_build(
         _remove_build_outputs(plan)
         if plan.containerfile.path is None and plan.containerfile_file is not None:
             plan.containerfile_file.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def keeping_replaced(plan: BuildPlan, run: _Run) -> Iterator[None]:
+    """The "replaced image" rule of build and rebuild alike: an image that ``--force`` replaces
+    keeps a ``<tag>-replaced-<id>`` spare tag; on any failure (Ctrl-C included) the version tag
+    goes back where it was and the spare tag is dropped."""
+    if run.old_id:
+        run.replaced = _keep_old_image(plan, run.old_id)
+    try:
+        yield
+    except BaseException:
+        with contextlib.suppress(ImagekitError), interrupts_held():  # a second Ctrl-C cannot cut it short
+            _restore_on_failure(plan, run)
+        raise
 
 
 def _log_line(plan: BuildPlan, run: _Run, on_line: Callable[[str], None] | None, line: str) -> None:
@@ -723,8 +742,6 @@ def _remove_build_outputs(plan: BuildPlan) -> None:
 
 
 def _keep_old_image(plan: BuildPlan, old_id: str) -> str:
-    from frappe_imagekit import dockerapi
-
     tag = replaced_tag(plan.tag, old_id)
     dockerapi.tag_image(old_id, plan.image_name, tag)
     return tag
@@ -788,8 +805,6 @@ def _leak_scan(plan: BuildPlan, run: _Run) -> dict[str, Any]:
 
 def _tag_scanned(plan: BuildPlan, run: _Run) -> None:
     """Give the scanned (or, with --no-leak-scan, unscanned by request) image its version tag."""
-    from frappe_imagekit import dockerapi
-
     assert run.image_id is not None
     run.tagged = True  # set first: an interrupt inside tag_image must still be undone
     dockerapi.tag_image(run.image_id, plan.image_name, plan.tag)
@@ -801,8 +816,6 @@ def scan_built_image(ref: str, redactor: Redactor) -> dict[str, Any]:
     History, Config.Env and labels are always scanned. When every layer's diff_id (a hash of
     its content) is known clean for exactly this secret set, ``docker save`` is skipped.
     """
-    from frappe_imagekit import dockerapi, leakscan, scancache
-
     started = time.perf_counter()
     attrs = dockerapi.inspect_image(ref)
     layers = list(((attrs or {}).get("RootFS") or {}).get("Layers") or [])
@@ -842,8 +855,6 @@ def _finding_dict(finding: Any) -> dict[str, Any]:
 def _restore_on_failure(plan: BuildPlan, run: _Run) -> None:
     """A failed build leaves the version tag where it was before: on the image a --force build
     replaced (its spare -replaced- tag dropped), or on nothing."""
-    from frappe_imagekit import dockerapi
-
     if run.tagged:
         if run.old_id:
             dockerapi.tag_image(run.old_id, plan.image_name, plan.tag)
@@ -858,62 +869,57 @@ def _restore_on_failure(plan: BuildPlan, run: _Run) -> None:
         run.replaced = None
 
 
-def _manifest(ws: Workspace, plan: BuildPlan, run: _Run, *, status: str, error: str | None) -> dict[str, Any]:
-    from frappe_imagekit.gitremote import workspace_commit
-
-    finished = datetime.now(UTC)
+def _manifest(ws: Workspace, plan: BuildPlan, run: _Run, *, status: str, error: str | None) -> Manifest:
     commit, dirty = workspace_commit(ws.root)
     server = _server_version()
     inspected = _inspect_safely(run.image_id) if run.image_id else None
     cf = plan.containerfile
-    return {
-        "schema_version": manifest.SCHEMA_VERSION,
-        "kind": plan.kind,
-        "rebuild_of": plan.rebuild_of,
-        "version": plan.version,
-        "status": status,
-        "error": error,
-        "image": {
-            "name": plan.image_name,
-            "tag": plan.tag,
-            "ref": plan.ref,
-            "id": run.image_id,
-            "repo_digests": list((inspected or {}).get("RepoDigests") or []),
-            "digest": run.digest,
-            "replaced": f"{plan.image_name}:{run.replaced}" if run.replaced else None,
-        },
-        "created": run.started.isoformat(timespec="seconds"),
-        "finished": finished.isoformat(timespec="seconds"),
-        "duration_seconds": round(time.monotonic() - run.started_clock, 3),
-        "tools": {
-            "docker_client": plan.docker_version,
-            "docker_server": server,
-            "builder": plan.cli.builder,
-            "buildkit": plan.buildx_version or f"BuildKit built into dockerd {server}",
-            "docker_cli": plan.docker_cli,
-        },
-        "containerfile": {
+    image = ImageRecord(
+        name=plan.image_name,
+        tag=plan.tag,
+        id=run.image_id,
+        repo_digests=list((inspected or {}).get("RepoDigests") or []),
+        digest=run.digest,
+        replaced=f"{plan.image_name}:{run.replaced}" if run.replaced else None,
+    )
+    tools = {
+        "docker_client": plan.docker_version,
+        "docker_server": server,
+        "builder": plan.cli.builder,
+        "buildkit": plan.buildx_version or f"BuildKit built into dockerd {server}",
+        "docker_cli": plan.docker_cli,
+    }
+    return Manifest(
+        kind=plan.kind,
+        rebuild_of=plan.rebuild_of,
+        version=plan.version,
+        status=status,
+        error=error,
+        image=image,
+        created=run.started.isoformat(timespec="seconds"),
+        finished=datetime.now(UTC).isoformat(timespec="seconds"),
+        duration_seconds=round(time.monotonic() - run.started_clock, 3),
+        tools=tools,
+        containerfile={
             "path": str(cf.path) if cf.path else None,
             "sha256": cf.sha256,
             "content": cf.text,
             "apps_json_mode": plan.apps_json_mode,
-        },
-        "build_args": dict(plan.build_args),
-        "labels": dict(plan.labels),
-        "frappe": dict(plan.frappe),
-        "apps": [dict(app) for app in plan.apps],
-        "apps_json_sha256": hashlib.sha256(plan.apps_json_text.encode()).hexdigest(),
-        "fingerprint": plan.fingerprint,
-        "workspace": {"git_commit": commit, "dirty": dirty},
-        "leak_scan": run.leak_scan,
-        "log_file": None,
-        "base_tier": plan.exact.base.to_dict() if plan.exact is not None else None,
-    }
+        },  # fmt: skip
+        build_args=dict(plan.build_args),
+        labels=plan.labels,
+        frappe=dict(plan.frappe),
+        apps=[dict(app) for app in plan.apps],
+        apps_json_sha256=hashlib.sha256(plan.apps_json_text.encode()).hexdigest(),
+        fingerprint=plan.fingerprint,
+        workspace={"git_commit": commit, "dirty": dirty},
+        leak_scan=run.leak_scan,
+        base_tier=plan.exact.base.to_dict() if plan.exact is not None else None,
+        drift=plan.drift,
+    )
 
 
 def _inspect_safely(image_id: str) -> dict[str, Any] | None:
-    from frappe_imagekit import dockerapi
-
     try:
         return dockerapi.inspect_image(image_id)
     except DockerError:
@@ -921,8 +927,6 @@ def _inspect_safely(image_id: str) -> dict[str, Any] | None:
 
 
 def _server_version() -> str | None:
-    from frappe_imagekit import dockerapi
-
     try:
         return dockerapi.server_version()
     except DockerError:
@@ -931,7 +935,7 @@ def _server_version() -> str | None:
 
 def _retire_previous(ws: Workspace, plan: BuildPlan, run: _Run) -> None:
     """--force over a recorded version: keep the old record as ``<version>.replaced-<ts>.json``."""
-    old = manifest.manifest_path(ws, plan.version)
+    old = ws.builds_dir / f"{plan.record_name}.json"
     if not old.exists():
         return
     stamp = _stamp(run.started)
@@ -947,16 +951,16 @@ def _retire_previous(ws: Workspace, plan: BuildPlan, run: _Run) -> None:
                 "tag": run.replaced,
                 "ref": f"{plan.image_name}:{run.replaced}",
             }
-        target = old.with_name(f"{plan.version}.replaced-{stamp}.json")
+        target = old.with_name(f"{plan.record_name}.replaced-{stamp}.json")
         manifest.write_manifest(ws, data, target, plan.redactor)
         old.unlink()
-    old_log = ws.builds_dir / f"{plan.version}.log"
+    old_log = ws.builds_dir / f"{plan.record_name}.log"
     if old_log.exists():
-        old_log.replace(old_log.with_name(f"{plan.version}.replaced-{stamp}.log"))
+        old_log.replace(old_log.with_name(f"{plan.record_name}.replaced-{stamp}.log"))
 
 
 def _failed_name(plan: BuildPlan, run: _Run) -> str:
-    return f"{plan.version}.failed-{_stamp(run.started)}"
+    return f"{plan.record_name}.failed-{_stamp(run.started)}"
 
 
 def _stamp(moment: datetime) -> str:
@@ -977,14 +981,10 @@ def _record_failure(ws: Workspace, plan: BuildPlan, run: _Run, exc: BaseExceptio
         message = "interrupted"
     else:
         message = f"{type(exc).__name__}: {exc}"
-    from frappe_imagekit.interrupts import interrupts_held
-
-    with contextlib.suppress(ImagekitError), interrupts_held():  # a second Ctrl-C cannot cut it short
-        _restore_on_failure(plan, run)
     try:
         base = _failed_name(plan, run)
-        data = _manifest(ws, plan, run, status="failed", error=plan.redactor.redact(message))
-        data["log_file"] = _write_log(ws, plan, run, f"{base}.log")
-        manifest.write_manifest(ws, data, ws.builds_dir / f"{base}.json", plan.redactor)
+        record = _manifest(ws, plan, run, status="failed", error=plan.redactor.redact(message))
+        record.log_file = _write_log(ws, plan, run, f"{base}.log")
+        record.write(ws.builds_dir / f"{base}.json", plan.redactor)
     except (OSError, ImagekitError):
         pass

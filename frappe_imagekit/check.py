@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import os
+from dataclasses import dataclass, field, replace
 from typing import Any
 from urllib.parse import urlsplit
 
-from frappe_imagekit import appsjson, envfile, validate
+from frappe_imagekit import appsjson, envfile, manifest, pins, validate, versions
 from frappe_imagekit.appsjson import AppEntry, InjectedApps
-from frappe_imagekit.envfile import EnvIssue, KeySpec, ParsedEnv
+from frappe_imagekit.envfile import Finding, KeySpec, ParsedEnv
 from frappe_imagekit.errors import ConfigError
+from frappe_imagekit.pins import Pin
 from frappe_imagekit.redact import Redactor
 from frappe_imagekit.workspace import Workspace
 
@@ -19,29 +21,56 @@ FRAPPE_KEYS = ("FRAPPE_PATH", "FRAPPE_BRANCH")
 
 
 @dataclass
-class Finding:
-    level: str  # "error" | "warning"
-    code: str
-    message: str
+class Secrets:
+    """Every secret of a workspace: the values of the masked ``.env`` keys and the injected
+    apps.json. SECRET: never print or store it; ``mask`` hides every form of each."""
+
+    env: dict[str, str] = field(default_factory=dict)  # masked key -> its value
+    injected: InjectedApps | None = None
+    redactor: Redactor = field(default_factory=Redactor)
+
+    def add_env(self, key: str, value: str) -> None:
+        self.env[key] = value
+        self.redactor.add(value)
+
+    def add_injected(self, injected: InjectedApps) -> None:
+        self.injected = injected
+        self.redactor.add(injected.text, whole_document=True)
+
+    def mask(self, text: str) -> str:
+        return self.redactor.redact(text)
+
+
+@dataclass
+class WorkspaceConfig:
+    """What check checked, as a build reads it: ``.env`` (its masked values only in
+    ``secrets``), the keys de-example.env declares, apps.json and the resolved pins."""
+
+    env: dict[str, str] = field(default_factory=dict)  # values that are not masked
+    secrets: Secrets = field(default_factory=Secrets)
+    declared: set[str] = field(default_factory=set)  # keys de-example.env declares
+    secret_keys: set[str] = field(default_factory=set)  # keys de-example.env marks @secret
+    apps_json_text: str = ""
+    entries: list[AppEntry] = field(default_factory=list)
+    frappe: Pin | None = None
+    apps: list[Pin] = field(default_factory=list)  # in apps.json order
+
+    @property
+    def values(self) -> dict[str, str]:
+        """Every ``.env`` value, tokens included (SECRET): for injection and git only."""
+        return self.env | self.secrets.env
+
+    @property
+    def all_pins(self) -> list[Pin]:
+        return ([self.frappe] if self.frappe else []) + list(self.apps)
 
 
 @dataclass
 class CheckReport:
-    """What check found. ``env`` and ``injected`` hold secrets: never print or store them."""
+    """What check checked (``config``) and what it found (``findings``, already masked)."""
 
+    config: WorkspaceConfig
     findings: list[Finding] = field(default_factory=list)
-    env: dict[str, str] = field(default_factory=dict)
-    secret_keys: set[str] = field(default_factory=set)
-    declared: set[str] = field(default_factory=set)  # keys de-example.env declares
-    hidden: set[str] = field(default_factory=set)  # keys whose values are masked (secrets and more)
-    redactor: Redactor = field(default_factory=Redactor)
-    frappe: Any = None  # pins.PinResult
-    apps: list[Any] = field(default_factory=list)  # pins.PinResult, in apps.json order
-    apps_json_text: str = ""
-    entries: list[AppEntry] = field(default_factory=list)
-    injected: InjectedApps | None = None
-    unsafe: set[int] = field(default_factory=set)  # apps.json entries never sent to git
-    frappe_unsafe: bool = False  # FRAPPE_PATH/FRAPPE_BRANCH broke a rule: not sent to git
 
     @property
     def errors(self) -> list[Finding]:
@@ -55,29 +84,26 @@ class CheckReport:
     def has_errors(self) -> bool:
         return bool(self.errors)
 
-    @property
-    def all_pins(self) -> list[Any]:
-        return ([self.frappe] if self.frappe else []) + list(self.apps)
-
-    def add(self, issues: list[EnvIssue]) -> None:
-        self.findings.extend(Finding(i.level, i.code, self.redactor.redact(i.message)) for i in issues)
+    def add(self, issues: list[Finding]) -> None:
+        mask = self.config.secrets.mask
+        self.findings.extend(replace(i, message=mask(i.message)) for i in issues)
 
     def to_dict(self) -> dict[str, Any]:
         """Everything check found, without a secret."""
-        data = {
+        config = self.config
+        return {
             "ok": not self.has_errors,
             "errors": len(self.errors),
             "warnings": len(self.warnings),
             "findings": [vars(f) for f in self.findings],
             # only keys de-example.env declares: any other "key" may be a line of another file
-            "env": {k: v for k, v in self.env.items() if k in self.declared and k not in self.hidden},
-            "frappe": pin_dict(self.frappe) if self.frappe else None,
-            "apps": [pin_dict(p) for p in self.apps],
+            "env": {k: v for k, v in config.env.items() if k in config.declared},
+            "frappe": pin_dict(config.frappe) if config.frappe else None,
+            "apps": [pin_dict(p) for p in config.apps],
         }
-        return data
 
 
-def pin_dict(pin: Any) -> dict[str, Any]:
+def pin_dict(pin: Pin) -> dict[str, Any]:
     """A pin for the report; a URL or ref that broke a rule is not repeated (its finding says
     what is wrong; the text itself may hold a pasted token)."""
     url_ok = not validate.repo_url_problems(pin.url, "url")
@@ -96,7 +122,7 @@ def pin_dict(pin: Any) -> dict[str, Any]:
     }
 
 
-def pin_status(pin: Any) -> str:
+def pin_status(pin: Pin) -> str:
     if pin.error:
         return "error" if pin.error_kind != "skipped" else "skipped"
     if not pin.sha:
@@ -108,35 +134,49 @@ def run_check(
     ws: Workspace, *, offline: bool = False, strict: bool = False, check_version_is_new: bool = True
 ) -> CheckReport:
     """Validate .env against de-example.env, apps.json, and (unless offline) every ref remotely."""
-    report = CheckReport()
+    check = _Check(CheckReport(WorkspaceConfig()))
+    config, report = check.report.config, check.report
     specs, env = _load_env(ws, report)
-    report.env = env.values
-    report.secret_keys = {s.name for s in specs.values() if s.secret}
-    report.declared = set(specs)
-    report.apps_json_text = envfile.read_text(ws.apps_file, "apps.json")
-    report.hidden = _hidden_keys(report)
-    for key in report.hidden:
-        report.redactor.add(env.values.get(key, ""))
+    check.values = env.values
+    config.secret_keys = {s.name for s in specs.values() if s.secret}
+    config.declared = set(specs)
+    config.apps_json_text = envfile.read_text(ws.apps_file, "apps.json")
+    hidden = _hidden_keys(config.apps_json_text, env.values, config.secret_keys)
+    for key, value in env.values.items():
+        if key in hidden:
+            config.secrets.add_env(key, value)
+        else:
+            config.env[key] = value
     report.add(env.issues)
     report.add(envfile.validate_env(env, specs))
     report.add(_env_semantics(env.values))
-    frappe_issues = _frappe_issues(env.values, report.secret_keys)
-    report.frappe_unsafe = bool(frappe_issues)
+    frappe_issues = _frappe_issues(env.values, config.secret_keys)
+    check.frappe_unsafe = bool(frappe_issues)
     report.add(frappe_issues)
     if check_version_is_new:
         report.add(_version_is_new(ws, env.values.get(VERSION_KEY, "")))
-    _check_apps(ws, report)
-    _resolve(report, offline=offline, strict=strict)
+    _check_apps(check)
+    _resolve(check, offline=offline, strict=strict)
     return report
 
 
-def _hidden_keys(report: CheckReport) -> set[str]:
+@dataclass
+class _Check:
+    """The state of one check run: the report, every .env value (SECRET), entries never sent to git."""
+
+    report: CheckReport
+    values: dict[str, str] = field(default_factory=dict)
+    unsafe: set[int] = field(default_factory=set)  # apps.json entries never sent to git
+    frappe_unsafe: bool = False  # FRAPPE_PATH/FRAPPE_BRANCH broke a rule: not sent to git
+
+
+def _hidden_keys(apps_json_text: str, values: dict[str, str], secret_keys: set[str]) -> set[str]:
     """Keys whose values are masked everywhere: the ``@secret`` ones, and, whatever
     de-example.env says (it is repository content: a pull request can drop a ``@secret``),
     every variable apps.json uses as a token and every value shaped like a token."""
-    used = set(appsjson.token_vars(report.apps_json_text))
-    shaped = {k for k, v in report.env.items() if validate.TOKEN_SHAPE.search(v)}
-    return report.secret_keys | (used & set(report.env)) | shaped
+    used = set(appsjson.token_vars(apps_json_text))
+    shaped = {k for k, v in values.items() if validate.TOKEN_SHAPE.search(v)}
+    return secret_keys | (used & set(values)) | shaped
 
 
 def _load_env(ws: Workspace, report: CheckReport) -> tuple[dict[str, KeySpec], ParsedEnv]:
@@ -149,15 +189,13 @@ def _load_env(ws: Workspace, report: CheckReport) -> tuple[dict[str, KeySpec], P
     return specs, envfile.parse_env_text(env_text)
 
 
-def _frappe_issues(values: dict[str, str], secret_keys: set[str]) -> list[EnvIssue]:
+def _frappe_issues(values: dict[str, str], secret_keys: set[str]) -> list[Finding]:
     """FRAPPE_PATH passes the URL rules and holds no credential; FRAPPE_BRANCH is a git ref."""
-    from frappe_imagekit import validate
-
     path, branch = (values.get(k, "") for k in FRAPPE_KEYS)
     secrets = [values[k] for k in secret_keys if values.get(k)]
     if path and (_has_userinfo(path) or any(s in path for s in secrets)):
         return [
-            EnvIssue(
+            Finding(
                 "error",
                 "env-frappe-token",
                 (
@@ -167,13 +205,13 @@ def _frappe_issues(values: dict[str, str], secret_keys: set[str]) -> list[EnvIss
             )
         ]
     issues = [
-        EnvIssue("error", code, text) for code, text in validate.repo_url_problems(path, ".env FRAPPE_PATH")
+        Finding("error", code, text) for code, text in validate.repo_url_problems(path, ".env FRAPPE_PATH")
     ]
     if path and branch:
         try:
             validate.git_ref(branch, ".env FRAPPE_BRANCH")
         except ConfigError as exc:
-            issues.append(EnvIssue("error", "env-ref", exc.message))
+            issues.append(Finding("error", "env-ref", exc.message))
     return issues if path else []
 
 
@@ -184,15 +222,12 @@ def _has_userinfo(url: str) -> bool:
         return False  # reported as an invalid URL
 
 
-def _env_semantics(values: dict[str, str]) -> list[EnvIssue]:
-
-    from frappe_imagekit import versions
-
-    issues: list[EnvIssue] = []
+def _env_semantics(values: dict[str, str]) -> list[Finding]:
+    issues: list[Finding] = []
     image = values.get(IMAGE_KEY, "")
     if image and not _is_image_name(image):
         issues.append(
-            EnvIssue(
+            Finding(
                 "error",
                 "env-image-name",
                 (
@@ -205,13 +240,11 @@ def _env_semantics(values: dict[str, str]) -> list[EnvIssue]:
     if branch and python and node:
         warning = versions.pairing_warning(branch, python, node)
         if warning:
-            issues.append(EnvIssue("warning", "env-pairing", warning))
+            issues.append(Finding("warning", "env-pairing", warning))
     return issues
 
 
-def _version_is_new(ws: Workspace, version: str) -> list[EnvIssue]:
-    from frappe_imagekit import manifest, versions
-
+def _version_is_new(ws: Workspace, version: str) -> list[Finding]:
     if not version:
         return []
     taken = manifest.succeeded_versions(ws)
@@ -219,7 +252,7 @@ def _version_is_new(ws: Workspace, version: str) -> list[EnvIssue]:
         return []
     suggestion = versions.newest_free_after(taken, version)
     return [
-        EnvIssue(
+        Finding(
             "error",
             "version-taken",
             (
@@ -230,95 +263,66 @@ def _version_is_new(ws: Workspace, version: str) -> list[EnvIssue]:
     ]
 
 
-def _check_apps(ws: Workspace, report: CheckReport) -> None:
-    entries, issues = appsjson.parse_apps_text(report.apps_json_text)
+def _check_apps(check: _Check) -> None:
+    report, config = check.report, check.report.config
+    entries, issues = appsjson.parse_apps_text(config.apps_json_text)
     report.add(issues)
     if issues:
         return
     if not entries:
         report.add(
-            [
-                EnvIssue(
-                    "warning",
-                    "apps-empty",
-                    "apps.json lists no apps: the image will hold frappe only.",
-                )
-            ]
+            [Finding("warning", "apps-empty", "apps.json lists no apps: the image will hold frappe only.")]
         )
-    env_keys = set(report.env)
+    env_keys = set(check.values)
     for entry in entries:
-        issues = appsjson.url_issues(entry, env_keys, report.secret_keys) + appsjson.ref_issues(entry)
+        issues = appsjson.url_issues(entry, env_keys, config.secret_keys) + appsjson.ref_issues(entry)
         report.add(issues)
         if any(issue.level == "error" for issue in issues):
-            report.unsafe.add(entry.index)
+            check.unsafe.add(entry.index)
     report.add(appsjson.duplicate_and_dependency_issues(entries))
-    report.entries = entries
-    apps = [{"url": e.url, "branch": e.branch} for e in entries]
-    report.injected = appsjson.inject(apps, report.env)
-    report.redactor.add(report.injected.text, whole_document=True)
+    config.entries = entries
+    config.secrets.add_injected(appsjson.inject([e.to_dict() for e in entries], check.values))
 
 
-def _resolve(report: CheckReport, *, offline: bool, strict: bool) -> None:
+def _resolve(check: _Check, *, offline: bool, strict: bool) -> None:
     """Resolve frappe and every app, even when .env has errors (one run shows every problem);
     an entry whose URL or ref broke a rule is never sent to git."""
-    from frappe_imagekit import pins
-
-    frappe_path, frappe_branch = (report.env.get(k, "") for k in FRAPPE_KEYS)
+    config = check.report.config
+    frappe_path, frappe_branch = (check.values.get(k, "") for k in FRAPPE_KEYS)
     frappe = None
     if frappe_path and frappe_branch:
-        frappe = pins.PinRequest("frappe", frappe_path, frappe_branch, _token_var(frappe_path))
-    requests = [(frappe, report.frappe_unsafe)] if frappe else []
-    requests += [
-        (pins.PinRequest(e.name, e.url, e.branch, _token_var(e.url)), e.index in report.unsafe)
-        for e in report.entries
-    ]
+        frappe = Pin.at("frappe", frappe_path, frappe_branch)
+    requests = [(frappe, check.frappe_unsafe)] if frappe else []
+    requests += [(Pin.at(e.name, e.url, e.branch), e.index in check.unsafe) for e in config.entries]
     safe = [r for r, unsafe in requests if not unsafe]
-    resolved = iter([] if offline or not safe else pins.resolve_pins(safe, report.env, timeout=git_timeout()))
-    results = [_offline_result(pins, r) if offline or unsafe else next(resolved) for r, unsafe in requests]
+    resolved = iter(
+        [] if offline or not safe else pins.resolve_pins(safe, check.values, timeout=git_timeout())
+    )
+    results = [r if offline or unsafe else next(resolved) for r, unsafe in requests]
     for result in results:
-        result.error = report.redactor.redact(result.error) if result.error else result.error
+        result.error = config.secrets.mask(result.error) if result.error else result.error
     if frappe:
-        report.frappe, results = results[0], results[1:]
-    report.apps = results
-    for pin in report.all_pins:
-        report.add(_pin_issues(pin, strict))
+        config.frappe, results = results[0], results[1:]
+    config.apps = results
+    for pin in config.all_pins:
+        check.report.add(_pin_issues(pin, strict))
 
 
 def git_timeout() -> float:
     """Seconds one remote may take (IMAGEKIT_GIT_TIMEOUT, default 20)."""
-    import os
-
     try:
         return max(1.0, float(os.environ.get("IMAGEKIT_GIT_TIMEOUT", "20")))
     except ValueError:
         raise ConfigError("IMAGEKIT_GIT_TIMEOUT must be a number of seconds, e.g. 20.") from None
 
 
-def _token_var(url: str) -> str | None:
-    found = appsjson.token_vars(url)
-    return found[0] if found else None
-
-
-def _offline_result(pins: Any, request: Any) -> Any:
-    return pins.PinResult(
-        name=request.name,
-        url=request.url,
-        ref=request.ref,
-        ref_kind=pins.classify_ref(request.ref),
-        sha=None,
-        error=None,
-        error_kind=None,
-        suggestions=[],
-    )
-
-
-def _pin_issues(pin: Any, strict: bool) -> list[EnvIssue]:
+def _pin_issues(pin: Pin, strict: bool) -> list[Finding]:
     if pin.error:
-        return [EnvIssue("error", f"pin-{pin.error_kind or 'error'}", pin.error)]
+        return [Finding("error", f"pin-{pin.error_kind or 'error'}", pin.error)]
     if pin.sha and str(pin.ref_kind) == "moving-branch":
         level = "error" if strict else "warning"
         return [
-            EnvIssue(
+            Finding(
                 level,
                 "pin-moving",
                 (

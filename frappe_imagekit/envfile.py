@@ -59,8 +59,11 @@ class KeySpec:
         return f"{shown_key(self.name)}={'<secret>' if hidden else self.example_value}"
 
 
-@dataclass
-class EnvIssue:
+@dataclass(frozen=True)
+class Finding:
+    """One thing check found (in .env, de-example.env, apps.json or a remote): the one finding
+    type of envfile, appsjson and check."""
+
     level: str  # "error" | "warning"
     code: str
     message: str
@@ -70,7 +73,7 @@ class EnvIssue:
 class ParsedEnv:
     values: dict[str, str]
     lines: dict[str, int]
-    issues: list[EnvIssue]
+    issues: list[Finding]
 
 
 MAX_FILE_BYTES = 1024 * 1024  # a .env, de-example.env or apps.json is a few KB
@@ -130,19 +133,19 @@ def parse_env_text(text: str, filename: str = ".env") -> ParsedEnv:
 
     values: dict[str, str] = {}
     lines: dict[str, int] = {}
-    issues: list[EnvIssue] = []
+    issues: list[Finding] = []
     for binding in parse_stream(io.StringIO(text)):
         line = _real_line(binding.original.line, binding.original.string)
         if binding.error:
             issues.append(
-                EnvIssue("error", "env-syntax", _syntax_message(filename, line, binding.original.string))
+                Finding("error", "env-syntax", _syntax_message(filename, line, binding.original.string))
             )
             continue
         if binding.key is None:
             continue
         if binding.key in values:
             issues.append(
-                EnvIssue(
+                Finding(
                     "warning",
                     "env-duplicate",
                     (
@@ -234,14 +237,14 @@ def _apply_annotations(spec: KeySpec, block: list[str]) -> None:
     spec.description = " ".join(d for d in description if d)
 
 
-def example_annotation_issues(text: str) -> list[EnvIssue]:
+def example_annotation_issues(text: str) -> list[Finding]:
     """Annotations the example uses that imagekit does not know, and invalid patterns."""
     issues = []
     for number, line in enumerate(text.splitlines(), start=1):
         match = _ANNOTATION.match(line.strip())
         if match and match.group(1).lower() not in _KNOWN_ANNOTATIONS:
             issues.append(
-                EnvIssue(
+                Finding(
                     "warning",
                     "example-annotation",
                     (
@@ -254,7 +257,7 @@ def example_annotation_issues(text: str) -> list[EnvIssue]:
             problem = pattern_problem(match.group(2))
             if problem:
                 issues.append(
-                    EnvIssue(
+                    Finding(
                         "error",
                         "example-pattern",
                         (
@@ -298,13 +301,13 @@ def pattern_matches(pattern: str, value: str) -> bool | None:
     return compiled.fullmatch(value) is not None
 
 
-def validate_env(env: ParsedEnv, specs: dict[str, KeySpec]) -> list[EnvIssue]:
+def validate_env(env: ParsedEnv, specs: dict[str, KeySpec]) -> list[Finding]:
     """Every example key present and valid; extra keys are schema drift."""
-    issues: list[EnvIssue] = []
+    issues: list[Finding] = []
     for spec in specs.values():
         if spec.name not in env.values:
             issues.append(
-                EnvIssue(
+                Finding(
                     "error",
                     "env-missing",
                     (
@@ -318,7 +321,7 @@ def validate_env(env: ParsedEnv, specs: dict[str, KeySpec]) -> list[EnvIssue]:
     for key in env.values:
         if key not in specs:
             issues.append(
-                EnvIssue(
+                Finding(
                     "warning",
                     "env-drift",
                     (
@@ -334,9 +337,9 @@ def _described(spec: KeySpec) -> str:
     return f" - {spec.description}" if spec.description else ""
 
 
-def _value_issues(spec: KeySpec, value: str) -> list[EnvIssue]:
-    def error(code: str, text: str) -> list[EnvIssue]:
-        return [EnvIssue("error", code, f".env {spec.name} {text}{_described(spec)}.")]
+def _value_issues(spec: KeySpec, value: str) -> list[Finding]:
+    def error(code: str, text: str) -> list[Finding]:
+        return [Finding("error", code, f".env {spec.name} {text}{_described(spec)}.")]
 
     if not value:
         if spec.required:

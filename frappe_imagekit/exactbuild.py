@@ -11,20 +11,20 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
-from frappe_imagekit import benchfile
+from frappe_imagekit import benchfile, dockerapi, dockercli, gitremote, validate
+from frappe_imagekit.appsjson import PLACEHOLDER, InjectedApps, app_name
+from frappe_imagekit.containerfile import Containerfile, default_containerfile, parse_containerfile
 from frappe_imagekit.errors import ConfigError, DockerError, DriftError
+from frappe_imagekit.pins import Pin
+from frappe_imagekit.workspace import write_text_atomic
 
-if TYPE_CHECKING:  # pragma: no cover
-    from collections.abc import Callable
-
-    from frappe_imagekit.appsjson import InjectedApps
+if TYPE_CHECKING:  # pragma: no cover - build imports this module
     from frappe_imagekit.build import BuildPlan
-    from frappe_imagekit.containerfile import Containerfile
 
 OWN_CONTAINERFILE_NOTE = (
     "this Containerfile is not imagekit's, so it is built as written: exact commits (each app "
@@ -55,8 +55,6 @@ class BaseTier:
     @classmethod
     def from_record(cls, record: Mapping[str, Any]) -> BaseTier:
         """A tier as a manifest recorded it (rebuild uses the recorded one, not today's)."""
-        from frappe_imagekit import validate
-
         ref = validate.not_an_option(record.get("ref"), "the recorded base tier")
         args = {validate.env_name(k): str(v) for k, v in dict(record.get("build_args") or {}).items()}
         text = str(record.get("containerfile") or "")
@@ -77,8 +75,6 @@ class Exact:
 
 def base_tier(template: benchfile.Template, env: Mapping[str, str]) -> BaseTier:
     """The tier for this template and .env: its key hashes the text and the build args."""
-    from frappe_imagekit import validate
-
     text = benchfile.render_tier(template)
     args = {name: env[name] for name in TIER_ARGS if env.get(name)}
     digest = hashlib.sha256((text + json.dumps(args, sort_keys=True)).encode()).hexdigest()[:16]
@@ -88,8 +84,6 @@ def base_tier(template: benchfile.Template, env: Mapping[str, str]) -> BaseTier:
 
 def is_imagekit_containerfile(containerfile: Containerfile) -> bool:
     """imagekit's shipped production Containerfile, or a Containerfile generated from it."""
-    from frappe_imagekit.containerfile import default_containerfile
-
     if benchfile.is_generated(containerfile.text):
         return True
     return containerfile.path is not None and Path(containerfile.path).resolve() == default_containerfile()
@@ -103,8 +97,6 @@ def prepare(
     env: Mapping[str, str],
 ) -> Exact | None:
     """The exact-build parts for imagekit's Containerfile; None for a user's own one."""
-    from frappe_imagekit.containerfile import default_containerfile, parse_containerfile
-
     if not is_imagekit_containerfile(containerfile):
         return None
     template = benchfile.split_template(default_containerfile().read_text())
@@ -122,14 +114,10 @@ def prepare(
 
 
 def _expand(url: str, env: Mapping[str, str]) -> str:
-    from frappe_imagekit.appsjson import PLACEHOLDER
-
     return PLACEHOLDER.sub(lambda m: env.get(m.group(1), ""), url)
 
 
 def _injected_urls(injected: InjectedApps) -> dict[str, str]:
-    from frappe_imagekit.appsjson import app_name
-
     entries = json.loads(injected.text)
     return {app_name(str(e["url"])): str(e["url"]) for e in entries}
 
@@ -155,8 +143,6 @@ def planned_commits(frappe: Mapping[str, Any], apps: Sequence[Mapping[str, Any]]
 def verify_commits(image_id: str, ref: str, planned: Mapping[str, str]) -> dict[str, str]:
     """Read ``.imagekit/commits`` back from the built (still untagged) image; ``DockerError``
     on a mismatch, and the build then never gives it the version tag ``ref``."""
-    from frappe_imagekit import dockerapi
-
     found = dockerapi.image_folder_files(image_id, benchfile.COMMITS_DIR)
     problems = commit_mismatches(planned, found)
     if problems:
@@ -170,24 +156,12 @@ def verify_commits(image_id: str, ref: str, planned: Mapping[str, str]) -> dict[
 # ---------------------------------------------------------------- rebuild
 
 
-class RecordedPin(Protocol):
-    """A pin as rebuild records it (``rebuild.PinDrift``)."""
-
-    name: str
-    url: str  # with ${VAR} placeholders
-    token_var: str | None
-    ref: str
-    recorded_sha: str
-
-
-def missing_commits(pins: Sequence[RecordedPin], env: Mapping[str, str], timeout: float) -> DriftError | None:
+def missing_commits(pins: Sequence[Pin], env: Mapping[str, str], timeout: float) -> DriftError | None:
     """A ``DriftError`` naming the first recorded commit its remote no longer has, else None."""
-    from frappe_imagekit import gitremote
-
     for pin in pins:
-        if not gitremote.commit_exists(pin.url, env, pin.token_var, pin.recorded_sha, timeout):
+        if not gitremote.commit_exists(pin.url, env, pin.token_var, str(pin.sha), timeout):
             return DriftError(
-                f"{pin.name} commit {pin.recorded_sha} (recorded from {pin.ref}) is no longer on its remote "
+                f"{pin.name} commit {pin.sha} (recorded from {pin.ref}) is no longer on its remote "
                 "(its history was rewritten): push that commit to a branch or tag again, or build "
                 "a new version with `imagekit build`."
             )
@@ -199,9 +173,6 @@ def missing_commits(pins: Sequence[RecordedPin], env: Mapping[str, str], timeout
 
 def ensure_base(plan: BuildPlan, sink: Callable[[str], None]) -> BaseTier:
     """Reuse ``IMAGE_NAME:base-<key>`` when it exists, else build it (its lines go to ``sink``)."""
-    from frappe_imagekit import dockerapi, dockercli
-    from frappe_imagekit.workspace import write_text_atomic
-
     assert plan.exact is not None
     tier = plan.exact.base
     if dockerapi.image_exists(tier.ref):
@@ -231,10 +202,11 @@ def ensure_base(plan: BuildPlan, sink: Callable[[str], None]) -> BaseTier:
     return tier
 
 
-def use_recorded_base(plan: BuildPlan, original: Mapping[str, Any]) -> None:
+def use_recorded_base(plan: BuildPlan, original: Mapping[str, Any]) -> BuildPlan:
     """A rebuild uses the tier the original build recorded (its text and args, its tag)."""
     record = original.get("base_tier")
     if plan.exact is None or not record:
-        return
-    plan.exact.base = BaseTier.from_record(record)
-    plan.build_args[benchfile.BASE_ARG] = plan.exact.base.ref
+        return plan
+    base = BaseTier.from_record(record)
+    args = plan.build_args | {benchfile.BASE_ARG: base.ref}
+    return replace(plan, exact=replace(plan.exact, base=base), build_args=args)

@@ -11,8 +11,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from frappe_imagekit.manifest import BrokenManifest, find_manifest, iter_deploy_records, iter_manifests
-from frappe_imagekit.redact import Redactor
+from frappe_imagekit import gitremote, validate
+from frappe_imagekit.appsjson import parse_apps_text, public_url, repo_identity, token_vars
+from frappe_imagekit.envfile import parse_env_text, read_text
+from frappe_imagekit.errors import ImagekitError
+from frappe_imagekit.manifest import (
+    BrokenManifest,
+    find_manifest,
+    iter_deploy_records,
+    iter_manifests,
+    read_manifest,
+    version_sort_key,
+)
+from frappe_imagekit.pins import Pin
 from frappe_imagekit.workspace import Workspace
 
 # Build args whose change is worth a line of its own in a diff, in display order.
@@ -252,8 +263,6 @@ def show_build(ws: Workspace, version: str) -> dict[str, Any]:
     path = find_manifest(ws, version, include_failed=True)
     listing = list_builds(ws)
     row = next((r for r in listing.rows if r.file == path.name), None)
-    from frappe_imagekit.manifest import read_manifest
-
     manifest = read_manifest(path)
     return {
         "file": path.name,
@@ -281,7 +290,6 @@ def diff_builds(
     Commit counts come from the remote (``gitremote.count_commits_between``) unless ``offline``;
     ``env`` supplies the tokens for private remotes (the current ``.env``).
     """
-    from frappe_imagekit.manifest import read_manifest
 
     a = read_manifest(find_manifest(ws, old))
     b = read_manifest(find_manifest(ws, new))
@@ -353,9 +361,6 @@ def _count_commits(change: PinChange, url: str | None, env: Mapping[str, str], t
     if not url:
         change.commits_note = "no URL recorded"
         return
-    from frappe_imagekit import gitremote, validate
-    from frappe_imagekit.errors import ImagekitError
-
     try:
         old = validate.commit_sha(change.old_sha, f"the older {change.name} commit in the manifest")
         new = validate.commit_sha(change.new_sha, f"the newer {change.name} commit in the manifest")
@@ -374,10 +379,6 @@ def placeholder_urls(ws: Workspace, env: Mapping[str, str]) -> dict[str, str]:
     can edit: which token a repository gets is read only from the workspace as it is today,
     and only for URLs that pass the URL rules (``validate.repo_url_problems``).
     """
-    from frappe_imagekit import validate
-    from frappe_imagekit.appsjson import parse_apps_text, repo_identity
-    from frappe_imagekit.envfile import read_text
-
     urls = [env["FRAPPE_PATH"]] if env.get("FRAPPE_PATH") else []
     if ws.apps_file.is_file():
         entries, _issues = parse_apps_text(read_text(ws.apps_file, "apps.json", ws.root))
@@ -393,8 +394,6 @@ def with_placeholders(url: str, known: Mapping[str, str]) -> str:
     """The URL to ask for a repository a manifest names: the current workspace's URL for it
     (with its ``${VAR}@`` part) when it has one, else the recorded URL without any user part.
     A ``${VAR}`` written into a manifest never chooses a token."""
-    from frappe_imagekit.appsjson import public_url, repo_identity
-
     if not url:
         return url
     public = public_url(url)
@@ -402,8 +401,6 @@ def with_placeholders(url: str, known: Mapping[str, str]) -> str:
 
 
 def _token_var(url: str) -> str | None:
-    from frappe_imagekit.appsjson import token_vars
-
     names = token_vars(url)
     return names[0] if names else None
 
@@ -423,9 +420,7 @@ def short_sha(sha: str | None) -> str:
 
 def pin_label(pin: Mapping[str, Any] | None) -> str:
     """``v15.17.0@abc1234`` (ref and short SHA)."""
-    if not pin:
-        return "-"
-    return f"{pin.get('ref') or '?'}@{short_sha(pin.get('sha'))}"
+    return Pin.from_record(pin).label if pin else "-"
 
 
 def _pin_summary(pin: Mapping[str, Any]) -> dict[str, Any]:
@@ -438,8 +433,6 @@ def _broken_dict(broken: BrokenManifest) -> dict[str, str]:
 
 
 def _version_key(version: str) -> Any:
-    from frappe_imagekit.manifest import version_sort_key
-
     return version_sort_key(version)
 
 
@@ -447,19 +440,4 @@ def workspace_env(ws: Workspace) -> dict[str, str]:
     """The current ``.env`` values (tokens included: never print them); empty if there is none."""
     if not ws.env_file.is_file():
         return {}
-    from frappe_imagekit.envfile import parse_env_text, read_text
-
     return parse_env_text(read_text(ws.env_file, ".env")).values
-
-
-def token_redactor(env: Mapping[str, str], manifests: list[Mapping[str, Any]]) -> Redactor:
-    """A redactor knowing the value of every token variable the manifests' URLs reference."""
-    from frappe_imagekit.appsjson import token_vars
-    from frappe_imagekit.redact import Redactor
-
-    redactor = Redactor()
-    for manifest in manifests:
-        for pin in [manifest.get("frappe") or {}, *(manifest.get("apps") or [])]:
-            for name in token_vars(str(pin.get("url") or "")):
-                redactor.add(env.get(name, ""))
-    return redactor

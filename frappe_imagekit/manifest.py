@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import difflib
 import json
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -35,19 +35,146 @@ def manifest_path(ws: Workspace, version: str) -> Path:
 
 
 def write_manifest(ws: Workspace, manifest: dict[str, Any], path: Path, redactor: Redactor) -> Path:
-    """Validate and write ``manifest`` atomically to ``path``; refuse if it holds a secret."""
-    text = json.dumps(manifest)
+    """Check and write the manifest object ``manifest`` atomically to ``path`` as it is (a record
+    read back and amended, such as the one a ``--force`` build moves aside)."""
+    return _write_checked({**manifest, "schema_version": SCHEMA_VERSION}, path, redactor)
+
+
+def _write_checked(data: dict[str, Any], path: Path, redactor: Redactor) -> Path:
+    """Refuse a record that would hold a secret or break a field rule (either is a bug in
+    imagekit, never the user's); else write it atomically."""
+    text = json.dumps(data)
     if text in redactor or redactor.redact(text) != text:
         raise ImagekitError(
             f"refusing to write {path.name}: it would contain a secret; this is a bug in imagekit."
         )
-    manifest = {**manifest, "schema_version": SCHEMA_VERSION}
-    write_json_atomic(path, manifest)
+    try:
+        check_manifest(data)
+    except ValueError as exc:
+        raise ImagekitError(f"refusing to write {path.name} ({exc}); this is a bug in imagekit.") from None
+    write_json_atomic(path, data)
     return path
 
 
+@dataclass
+class ImageRecord:
+    """The image a build made: ``ref`` is ``name:tag``; ``replaced`` the spare tag of the image
+    a ``--force`` build replaced; ``digest`` buildx's containerimage.digest (None without buildx)."""
+
+    name: str
+    tag: str
+    id: str | None = None
+    repo_digests: list[str] = field(default_factory=list)
+    digest: str | None = None
+    replaced: str | None = None
+
+    @property
+    def ref(self) -> str:
+        return f"{self.name}:{self.tag}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "tag": self.tag,
+            "ref": self.ref,
+            "id": self.id,
+            "repo_digests": list(self.repo_digests),
+            "digest": self.digest,
+            "replaced": self.replaced,
+        }
+
+
+@dataclass
+class Manifest:
+    """One build record (``builds/*.json``, see docs/DESIGN.md). It knows its schema version,
+    converts to and from JSON, upgrades older versions on read (``upgrade``) and is checked
+    (``check_manifest``) before it is written. ``image`` is an ``ImageRecord`` when build made
+    it. Read back, a record keeps unknown fields in ``extra`` and gains the known ones it lacks,
+    empty (``None``, ``{}`` or ``[]``)."""
+
+    version: str
+    kind: str = "build"
+    rebuild_of: str | None = None
+    status: str = "succeeded"
+    error: str | None = None
+    image: ImageRecord | dict[str, Any] | None = None
+    created: str | None = None
+    finished: str | None = None
+    duration_seconds: float | None = None
+    tools: dict[str, Any] = field(default_factory=dict)
+    containerfile: dict[str, Any] = field(default_factory=dict)
+    build_args: dict[str, str] = field(default_factory=dict)
+    labels: dict[str, str] = field(default_factory=dict)
+    frappe: dict[str, Any] | None = None
+    apps: list[dict[str, Any]] = field(default_factory=list)
+    apps_json_sha256: str | None = None
+    fingerprint: str | None = None
+    workspace: dict[str, Any] = field(default_factory=dict)
+    leak_scan: dict[str, Any] = field(default_factory=dict)
+    log_file: str | None = None
+    base_tier: dict[str, Any] | None = None
+    drift: list[dict[str, Any]] | None = None  # a rebuild's drift check; absent for a build
+    extra: dict[str, Any] = field(default_factory=dict)  # fields this imagekit does not know
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON object, keys in the order every manifest has had them."""
+        data: dict[str, Any] = {"schema_version": SCHEMA_VERSION}
+        for name in _MANIFEST_KEYS:
+            value = getattr(self, name)
+            data[name] = value.to_dict() if isinstance(value, ImageRecord) else value
+        if self.drift is not None:
+            data["drift"] = self.drift
+        return data | self.extra
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2) + "\n"
+
+    @classmethod
+    def from_dict(cls, data: Any) -> Manifest:
+        """A manifest from its JSON object (any supported schema); ``ValueError`` names why not."""
+        checked = check_manifest(upgrade(_schema_checked(data)))
+        known = {name: checked[name] for name in (*_MANIFEST_KEYS, "drift") if name in checked}
+        extra = {k: v for k, v in checked.items() if k not in known and k != "schema_version"}
+        return cls(**known, extra=extra)
+
+    @classmethod
+    def read(cls, path: Path) -> Manifest:
+        return cls.from_dict(_read_json(path))
+
+    def write(self, path: Path, redactor: Redactor) -> Path:
+        """Check, then write atomically (``_write_checked``)."""
+        return _write_checked(self.to_dict(), path, redactor)
+
+
+_MANIFEST_KEYS = (
+    "kind", "rebuild_of", "version", "status", "error", "image", "created", "finished",
+    "duration_seconds", "tools", "containerfile", "build_args", "labels", "frappe", "apps",
+    "apps_json_sha256", "fingerprint", "workspace", "leak_scan", "log_file", "base_tier",
+)  # fmt: skip
+# schema_version -> the converter that brings a manifest of that version to the next one
+_UPGRADES: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {}
+
+
 def upgrade(data: dict[str, Any]) -> dict[str, Any]:
-    """Bring an older manifest to the current schema (nothing older than 1 exists yet)."""
+    """Bring an older manifest to the current schema, one version at a time (nothing older
+    than 1 exists yet: ``_UPGRADES`` is empty)."""
+    schema = int(data.get("schema_version") or SCHEMA_VERSION)
+    while schema < SCHEMA_VERSION:
+        data = _UPGRADES[schema](data)
+        schema += 1
+    return data
+
+
+def _schema_checked(data: Any) -> dict[str, Any]:
+    if not isinstance(data, dict) or "version" not in data:
+        raise ValueError("not an imagekit manifest (no version field)")
+    schema = data.get("schema_version")
+    if not isinstance(schema, int) or isinstance(schema, bool):
+        raise ValueError("no schema_version")
+    if schema > SCHEMA_VERSION:
+        raise ValueError(
+            f"written by a newer imagekit (schema {schema} > {SCHEMA_VERSION}): upgrade imagekit"
+        )
     return data
 
 
@@ -58,17 +185,7 @@ def load_manifest(path: Path) -> dict[str, Any]:
     uses is checked here, in shape and value, so no reader meets a wrong type or a value that
     could reach git or docker as an option.
     """
-    data = _read_json(path)
-    if not isinstance(data, dict) or "version" not in data:
-        raise ValueError("not an imagekit manifest (no version field)")
-    schema = data.get("schema_version")
-    if not isinstance(schema, int) or isinstance(schema, bool):
-        raise ValueError("no schema_version")
-    if schema > SCHEMA_VERSION:
-        raise ValueError(
-            f"written by a newer imagekit (schema {schema} > {SCHEMA_VERSION}): upgrade imagekit"
-        )
-    return check_manifest(upgrade(data))
+    return check_manifest(upgrade(_schema_checked(_read_json(path))))
 
 
 def read_manifest(path: Path) -> dict[str, Any]:

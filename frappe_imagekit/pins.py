@@ -15,9 +15,12 @@ from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import Any
 
 from packaging.version import InvalidVersion, Version
 
+from frappe_imagekit import gitremote
+from frappe_imagekit.appsjson import manifest_url, public_url, token_vars
 from frappe_imagekit.errors import GitError
 from frappe_imagekit.redact import Redactor
 
@@ -96,50 +99,72 @@ def _short_name(ref: str) -> str:
 
 
 @dataclass
-class PinRequest:
-    """One ref to resolve. ``url`` keeps its ``${VAR}`` placeholders and holds no token."""
+class Pin:
+    """frappe or one app at a ref, and the commit it resolves to: the one pin record. check
+    resolves it, build and apps.lock.json record it (``record``), history shows it (``label``),
+    rebuild reads it back from a manifest (``from_record``). ``url`` never holds a token
+    (``${VAR}@`` placeholders at most); ``error`` is one redacted sentence naming the fix."""
 
     name: str
     url: str
     ref: str
-    token_var: str | None = None
-
-
-@dataclass
-class PinResult:
-    name: str
-    url: str
-    ref: str
-    ref_kind: RefKind
+    ref_kind: str | None = None  # a RefKind when classified here; a manifest's own text when read
     sha: str | None = None
     error: str | None = None
     error_kind: str | None = None  # "auth" | "missing-ref" | "missing-repo" | "unreachable" | ...
     suggestions: list[str] = field(default_factory=list)
 
+    @classmethod
+    def at(cls, name: str, url: str, ref: str) -> Pin:
+        """A pin to resolve, its ref classified."""
+        return cls(name, url, ref, classify_ref(ref))
+
+    @classmethod
+    def from_record(cls, record: Mapping[str, Any]) -> Pin:
+        """A pin as a manifest or lock recorded it (checked by ``manifest.check_manifest``)."""
+        kind = record.get("ref_kind")
+        return cls(
+            name=str(record.get("name") or "frappe"),
+            url=str(record.get("url") or ""),
+            ref=str(record.get("ref") or ""),
+            ref_kind=str(kind) if kind is not None else None,
+            sha=record.get("sha"),
+        )
+
+    @property
+    def token_var(self) -> str | None:
+        """The ``${VAR}`` of the URL's user part: the .env key holding the token."""
+        names = token_vars(self.url)
+        return names[0] if names else None
+
     @property
     def ok(self) -> bool:
         return self.sha is not None and self.error is None
 
-    def to_dict(self) -> dict[str, object]:
+    @property
+    def label(self) -> str:
+        """``v15.17.0@abc1234`` (ref and short SHA)."""
+        return f"{self.ref or '?'}@{self.sha[:7] if self.sha else '-'}"
+
+    def record(self) -> dict[str, Any]:
+        """The pin as manifests and apps.lock.json record it: a ``${VAR}@`` placeholder kept in
+        the URL (it names the token a rebuild needs), any other user part dropped."""
         return {
             "name": self.name,
-            "url": self.url,
+            "url": manifest_url(self.url),
             "ref": self.ref,
-            "ref_kind": str(self.ref_kind),
+            "ref_kind": str(self.ref_kind) if self.ref_kind is not None else None,
             "sha": self.sha,
-            "error": self.error,
-            "error_kind": self.error_kind,
-            "suggestions": list(self.suggestions),
         }
 
 
 def resolve_pins(
-    requests: list[PinRequest],
+    requests: list[Pin],
     env: Mapping[str, str],
     *,
     timeout: float = 20.0,
     max_workers: int = 8,
-) -> list[PinResult]:
+) -> list[Pin]:
     """Resolve every request to a commit SHA; results come back in the order of ``requests``.
 
     Each distinct (url, token variable) is listed once; remotes are asked concurrently, each
@@ -168,8 +193,6 @@ class _Listing:
 
 
 def _list_remote(url: str, token_var: str | None, env: Mapping[str, str], timeout: float) -> _Listing:
-    from frappe_imagekit import gitremote
-
     try:
         return _Listing(refs=gitremote.ls_remote(url, env, token_var, timeout))
     except GitError as exc:
@@ -178,8 +201,8 @@ def _list_remote(url: str, token_var: str | None, env: Mapping[str, str], timeou
         return _Listing(error=f"unexpected {type(exc).__name__}: {exc}", error_kind="failed")
 
 
-def _resolve_one(request: PinRequest, listing: _Listing, redactor: Redactor) -> PinResult:
-    result = PinResult(request.name, request.url, request.ref, classify_ref(request.ref))
+def _resolve_one(request: Pin, listing: _Listing, redactor: Redactor) -> Pin:
+    result = Pin.at(request.name, request.url, request.ref)
     if listing.refs is None:
         result.error = redactor.redact(f"git ls-remote failed for {request.name}: {listing.error}")
         result.error_kind = listing.error_kind
@@ -218,8 +241,8 @@ def _suggestions(ref: str, refs: Mapping[str, str]) -> tuple[str, list[str]]:
     return "refs", []
 
 
-def _missing_ref_message(request: PinRequest, noun: str, suggestions: list[str]) -> str:
-    url = display_url(request.url)
+def _missing_ref_message(request: Pin, noun: str, suggestions: list[str]) -> str:
+    url = public_url(request.url)
     if _SHA.match(request.ref):
         return (
             f"'{request.ref}' looks like a commit SHA, which bench cannot clone (it runs "
@@ -229,8 +252,3 @@ def _missing_ref_message(request: PinRequest, noun: str, suggestions: list[str])
     if not suggestions:
         return f"{where}; check the spelling, or push the ref first"
     return f"{where}; closest {noun}: {', '.join(suggestions)}"
-
-
-def display_url(url: str) -> str:
-    """The URL without its user part (``${VAR}@`` or anything else before the host)."""
-    return re.sub(r"^([a-z][a-z0-9+.-]*://)[^/@]*@", r"\1", url, flags=re.IGNORECASE)

@@ -14,13 +14,18 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from frappe_imagekit import benchfile, build, dockerapi, dockercli, exactbuild, gitremote, validate
 from frappe_imagekit import manifest as manifests
-from frappe_imagekit import validate
+from frappe_imagekit.appsjson import AppEntry, inject
+from frappe_imagekit.build import BuildPlan
+from frappe_imagekit.check import Secrets, git_timeout
+from frappe_imagekit.containerfile import parse_containerfile
+from frappe_imagekit.envfile import parse_example_text, read_text
 from frappe_imagekit.errors import (
     ConfigError,
     DriftError,
@@ -31,17 +36,15 @@ from frappe_imagekit.errors import (
     TagExistsError,
 )
 from frappe_imagekit.history import (
+    Diff,
     compare_manifests,
     placeholder_urls,
     with_placeholders,
     workspace_env,
 )
+from frappe_imagekit.pins import Pin, RefKind, classify_ref, resolve_pins
 from frappe_imagekit.redact import Redactor
 from frappe_imagekit.workspace import Workspace
-
-if TYPE_CHECKING:  # pragma: no cover
-    from frappe_imagekit.build import BuildPlan
-    from frappe_imagekit.history import Diff
 
 _TAG_OK = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
 SAME, TAG, DRIFT = "same", "tag", "drift"
@@ -59,23 +62,50 @@ class RebuildOptions:
     leak_scan: bool = True
     timeout: float | None = None
 
+    def build_options(self) -> build.BuildOptions:
+        """The options build takes (``--force`` is build's: the replaced image keeps a spare tag)."""
+        return build.BuildOptions(
+            context=self.context,
+            docker=self.docker,
+            no_cache=self.no_cache,
+            force=self.force,
+            leak_scan=self.leak_scan,
+            dry_run=self.dry_run,
+        )
+
 
 # -- drift ---------------------------------------------------------------------------------
 
 
 @dataclass
 class PinDrift:
-    """One recorded pin (frappe or an app) against what its remote says today."""
+    """One recorded pin (frappe or an app: ``pin``, its ``sha`` the recorded commit) against
+    what its remote says today."""
 
-    name: str
-    url: str  # with ${VAR} placeholders, never a token
-    token_var: str | None
-    ref: str  # as recorded
-    ref_kind: str | None
-    recorded_sha: str
-    current_sha: str | None  # what ``ref`` resolves to now; None: the ref is gone
+    pin: Pin  # as recorded, with the ${VAR} URL the current workspace uses
+    current_sha: str | None = None  # what ``ref`` resolves to now; None: the ref is gone
     status: str = SAME  # "same" | "tag" (use_ref points to the recorded commit) | "drift"
     use_ref: str = ""  # the ref the rebuild clones
+
+    @property
+    def name(self) -> str:
+        return self.pin.name
+
+    @property
+    def url(self) -> str:
+        return self.pin.url
+
+    @property
+    def token_var(self) -> str | None:
+        return self.pin.token_var
+
+    @property
+    def ref(self) -> str:
+        return self.pin.ref
+
+    @property
+    def recorded_sha(self) -> str:
+        return str(self.pin.sha)
 
     @property
     def message(self) -> str:
@@ -92,9 +122,12 @@ class PinDrift:
         return f"{self.name}: {self.ref} moved from {old} to {self.current_sha[:7]}"
 
     @property
-    def build_sha(self) -> str | None:
-        """The commit the rebuild will get."""
-        return self.current_sha if self.status == DRIFT else self.recorded_sha
+    def build_pin(self) -> Pin:
+        """The pin the rebuild builds: ``use_ref`` at the recorded commit (the current one when
+        it drifted and that is allowed)."""
+        kind = self.pin.ref_kind if self.use_ref == self.ref else str(classify_ref(self.use_ref))
+        sha = self.current_sha if self.status == DRIFT else self.recorded_sha
+        return replace(self.pin, ref=self.use_ref, ref_kind=kind, sha=sha)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -130,10 +163,7 @@ def check_drift(pins: list[PinDrift], env: Mapping[str, str], *, timeout: float 
     Raises ``GitError`` (one sentence from pins/gitremote) when a remote is gone or refuses
     the current token: drift cannot be judged then.
     """
-    from frappe_imagekit import pins as pinning
-
-    requests = [pinning.PinRequest(p.name, p.url, p.ref, p.token_var) for p in pins]
-    results = pinning.resolve_pins(requests, env, timeout=timeout)
+    results = resolve_pins([p.pin for p in pins], env, timeout=timeout)
     for pin, result in zip(pins, results, strict=True):
         if result.error and result.error_kind != "missing-ref":
             raise GitError(f"cannot check {pin.name} for drift: {_sentence(result.error)}")
@@ -147,9 +177,6 @@ def check_drift(pins: list[PinDrift], env: Mapping[str, str], *, timeout: float 
 
 def _tag_at(pin: PinDrift, env: Mapping[str, str], timeout: float) -> str | None:
     """A tag on the remote that points to the recorded commit (release tags first)."""
-    from frappe_imagekit import gitremote
-    from frappe_imagekit.pins import RefKind, classify_ref
-
     refs = gitremote.ls_remote(pin.url, env, pin.token_var, timeout)
     tags = [
         name.removeprefix("refs/tags/")
@@ -232,33 +259,25 @@ def recorded_pins(original: Mapping[str, Any], ws: Workspace, env: Mapping[str, 
     apps.json before anything reaches git or a build, and a ``${VAR}`` it writes into a URL
     never chooses a token (``history.with_placeholders``).
     """
-    from frappe_imagekit.appsjson import token_vars
-
     known = placeholder_urls(ws, env)
     result = []
-    for pin in [original["frappe"], *(original.get("apps") or [])]:
-        name = str(pin.get("name") or "frappe")
+    for record in [original["frappe"], *(original.get("apps") or [])]:
+        name = str(record.get("name") or "frappe")
         where = f"the manifest's {validate.not_an_option(name, 'an app name')}"
-        url = with_placeholders(validate.repo_url(pin.get("url"), f"{where} url"), known)
-        names = token_vars(url)
-        result.append(
-            PinDrift(
-                name=name,
-                url=url,
-                token_var=names[0] if names else None,
-                ref=validate.git_ref(pin.get("ref"), f"{where} ref"),
-                ref_kind=pin.get("ref_kind"),
-                recorded_sha=validate.commit_sha(pin.get("sha"), f"{where} sha"),
-                current_sha=None,
-            )
+        url = with_placeholders(validate.repo_url(record.get("url"), f"{where} url"), known)
+        pin = Pin(
+            name=name,
+            url=url,
+            ref=validate.git_ref(record.get("ref"), f"{where} ref"),
+            ref_kind=record.get("ref_kind"),
+            sha=validate.commit_sha(record.get("sha"), f"{where} sha"),
         )
+        result.append(PinDrift(pin))
     return result
 
 
 def plan_rebuild(ws: Workspace, version: str, options: RebuildOptions) -> RebuildPlan:
     """Load, drift-check and plan the rebuild of ``version`` (nothing is built)."""
-    from frappe_imagekit.check import git_timeout
-
     if options.tag is not None and not _TAG_OK.match(options.tag):
         raise ImagekitError(
             f"--tag {options.tag!r} is not a valid docker tag: use letters, digits, '.', '_' "
@@ -268,15 +287,19 @@ def plan_rebuild(ws: Workspace, version: str, options: RebuildOptions) -> Rebuil
     path, original = load_original(ws, version)
     env = workspace_env(ws)
     timeout = options.timeout if options.timeout is not None else git_timeout()
-    pins = recorded_pins(original, ws, env)
-    drift = exact_drift(pins, env, timeout) if is_exact(original) else check_drift(pins, env, timeout=timeout)
+    recorded = recorded_pins(original, ws, env)
+    drift = (
+        exact_drift(recorded, env, timeout)
+        if is_exact(original)
+        else check_drift(recorded, env, timeout=timeout)
+    )
     unbuildable = [p for p in drift.drifted if p.current_sha is None]
     if unbuildable or (drift.drifted and not options.allow_drift):
         if unbuildable and options.allow_drift:
             raise drift_error(DriftReport(unbuildable), version)
         raise drift_error(drift, version)
-    build_plan = _build_plan(ws, original, drift, env, options)
     rebuild_id = _free_rebuild_id(ws, version)
+    build_plan = replace(_build_plan(ws, original, drift, env, options), record_name=rebuild_id)
     plan = RebuildPlan(version, original, path.name, drift, build_plan, rebuild_id)
     plan.notes = [p.message for p in drift.pins if p.status != SAME]
     plan.existing_image_id = _guard_target(plan, options)
@@ -300,12 +323,10 @@ def _build_plan(
     env: Mapping[str, str],
     options: RebuildOptions,
 ) -> BuildPlan:
-    from frappe_imagekit import build, dockercli, exactbuild
-    from frappe_imagekit.appsjson import inject
-    from frappe_imagekit.containerfile import parse_containerfile
-
+    """Build's plan for the recorded sources, then its rebuild variant: the recorded build args
+    win over what the stored Containerfile declares, and the labels follow the final values."""
     version = str(original["version"])
-    frappe, *apps = [_pin_for_build(pin) for pin in drift.pins]
+    frappe, *apps = [p.build_pin.record() for p in drift.pins]
     recorded_args = _recorded_args(original)
     plan_env = {
         **{k: v for k, v in recorded_args.items() if k != build.CACHE_BUST},
@@ -317,38 +338,27 @@ def _build_plan(
     source = (original.get("labels") or {}).get(build.LABEL_PREFIX + "source")
     if source:
         plan_env["IMAGE_SOURCE"] = source
-    entries = [{"url": p.url, "branch": p.use_ref} for p in drift.pins[1:]]
-    plan = build.assemble_plan(
-        ws=ws,
-        options=build.BuildOptions(
-            context=options.context,
-            docker=options.docker,
-            no_cache=options.no_cache,
-            leak_scan=options.leak_scan,
-            dry_run=options.dry_run,
-        ),
-        env=plan_env,
-        containerfile=parse_containerfile(original["containerfile"]["content"], None),
-        frappe=frappe,
-        apps=apps,
-        apps_json_text=json.dumps(entries, indent=2) + "\n",
-        injected=inject(entries, env),
-        redactor=_redactor(ws, env, drift),
-        cli=dockercli.find_docker(options.docker),
-        kind="rebuild",
-        rebuild_of=version,
-    )
-    # The recorded args win over what the stored Containerfile declares; CACHE_BUST follows
-    # the SHAs that will be built (equal to the recorded one when nothing drifted).
+    entries = [AppEntry(i, p.name, p.url, p.use_ref, None).to_dict() for i, p in enumerate(drift.pins[1:])]
+    secrets = Secrets(injected=inject(entries, env), redactor=_redactor(ws, env, drift))
+    containerfile = parse_containerfile(original["containerfile"]["content"], None)
+    text = json.dumps(entries, indent=2) + "\n"
+    sources = build.Sources(plan_env, containerfile, frappe, apps, text, secrets)
+    plan = build.assemble_plan(ws, options.build_options(), sources, dockercli.find_docker(options.docker))
+    # CACHE_BUST follows the SHAs that will be built (equal to the recorded one when nothing drifted).
     args = {k: v for k, v in recorded_args.items() if k != build.CACHE_BUST}
     if "FRAPPE_BRANCH" in args:
         args["FRAPPE_BRANCH"] = frappe["ref"]
     if build.CACHE_BUST in recorded_args or build.CACHE_BUST in plan.build_args:
         args[build.CACHE_BUST] = plan.fingerprint
-    plan.build_args = args | (plan.exact.build_args if plan.exact is not None else {})
-    exactbuild.use_recorded_base(plan, original)
-    plan.tag = options.tag or version
-    return plan
+    variant = replace(
+        plan,
+        kind="rebuild",
+        rebuild_of=version,
+        tag=options.tag or version,
+        build_args=args | (plan.exact.build_args if plan.exact is not None else {}),
+        drift=[p.to_dict() for p in drift.pins],
+    )
+    return exactbuild.use_recorded_base(variant, original)
 
 
 def _recorded_args(original: Mapping[str, Any]) -> dict[str, str]:
@@ -371,20 +381,6 @@ def _recorded_args(original: Mapping[str, Any]) -> dict[str, str]:
     return checked
 
 
-def _pin_for_build(pin: PinDrift) -> dict[str, Any]:
-    from frappe_imagekit.appsjson import manifest_url
-    from frappe_imagekit.pins import classify_ref
-
-    kind = pin.ref_kind if pin.use_ref == pin.ref else str(classify_ref(pin.use_ref))
-    return {
-        "name": pin.name,
-        "url": manifest_url(pin.url),
-        "ref": pin.use_ref,
-        "ref_kind": kind,
-        "sha": pin.build_sha,
-    }
-
-
 def _image_name(original: Mapping[str, Any]) -> str:
     image = original.get("image") or {}
     name = image.get("name") or str(image.get("ref") or "").rpartition(":")[0]
@@ -397,8 +393,6 @@ def _image_name(original: Mapping[str, Any]) -> str:
 
 def _redactor(ws: Workspace, env: Mapping[str, str], drift: DriftReport) -> Redactor:
     """Knows every token the pins use and every key de-example.env marks @secret."""
-    from frappe_imagekit.envfile import parse_example_text, read_text
-
     secret_keys = {p.token_var for p in drift.pins if p.token_var}
     if ws.example_file.is_file():
         specs = parse_example_text(read_text(ws.example_file, "de-example.env"))
@@ -408,8 +402,6 @@ def _redactor(ws: Workspace, env: Mapping[str, str], drift: DriftReport) -> Reda
 
 def _guard_target(plan: RebuildPlan, options: RebuildOptions) -> str | None:
     """Refuse an existing target tag unless ``--force``; return the image id it would replace."""
-    from frappe_imagekit import dockerapi
-
     existing = dockerapi.inspect_image(plan.ref)
     if existing is None:
         return None
@@ -426,9 +418,7 @@ def _guard_target(plan: RebuildPlan, options: RebuildOptions) -> str | None:
 
 
 def _replaced_tag(plan: RebuildPlan, image_id: str) -> str:
-    from frappe_imagekit.build import replaced_tag
-
-    return replaced_tag(plan.build.tag, image_id)
+    return build.replaced_tag(plan.build.tag, image_id)
 
 
 # -- execution -----------------------------------------------------------------------------
@@ -492,49 +482,9 @@ def execute_rebuild(
     ws: Workspace, plan: RebuildPlan, on_line: Callable[[str], None] | None = None
 ) -> RebuildResult:
     """Build, scan and record the rebuild; return its manifest compared with the original."""
-    from frappe_imagekit import build
-
-    replaced = _move_existing(plan) if plan.existing_image_id else None
-    build_plan = plan.build
-    build_plan.version = plan.rebuild_id  # names the manifest/log; never the original's file
-    try:
-        data = build.execute_build(ws, build_plan, on_line=on_line)
-    except BaseException:
-        if replaced:
-            _restore_existing(plan, replaced)
-        raise
-    finally:
-        build_plan.version = plan.version
-    data = {**data, "version": plan.version, "drift": [p.to_dict() for p in plan.drift.pins]}
-    if replaced:
-        data["image"] = {**data["image"], "replaced": f"{build_plan.image_name}:{replaced}"}
-    path = ws.builds_dir / f"{plan.rebuild_id}.json"
-    manifests.write_manifest(ws, data, path, build_plan.redactor)
+    data = build.execute_build(ws, plan.build, on_line=on_line)
     comparison = compare_with_original(plan.original, data)
-    return RebuildResult(data, path.name, comparison, plan.drift)
-
-
-def _move_existing(plan: RebuildPlan) -> str:
-    """--force: keep the image under the target tag as ``<tag>-replaced-<id>``, free the tag."""
-    from frappe_imagekit import dockerapi
-
-    image_id = str(plan.existing_image_id)
-    tag = _replaced_tag(plan, image_id)
-    dockerapi.tag_image(image_id, plan.build.image_name, tag)
-    dockerapi.remove_tag(plan.ref)
-    return tag
-
-
-def _restore_existing(plan: RebuildPlan, replaced: str) -> None:
-    from frappe_imagekit import dockerapi
-    from frappe_imagekit.errors import ImagekitError
-
-    try:
-        if dockerapi.inspect_image(plan.ref) is None:
-            dockerapi.tag_image(str(plan.existing_image_id), plan.build.image_name, plan.build.tag)
-        dockerapi.remove_tag(f"{plan.build.image_name}:{replaced}")
-    except ImagekitError:
-        pass  # never hide the build's own error
+    return RebuildResult(data, f"{plan.rebuild_id}.json", comparison, plan.drift)
 
 
 # -- exact builds ----------------------------------------------------------------------------
@@ -542,18 +492,14 @@ def _restore_existing(plan: RebuildPlan, replaced: str) -> None:
 
 def is_exact(original: Mapping[str, Any]) -> bool:
     """Built with imagekit's generated Containerfile: the build fetches the recorded commits."""
-    from frappe_imagekit.benchfile import is_generated
-
-    return is_generated(str((original.get("containerfile") or {}).get("content") or ""))
+    return benchfile.is_generated(str((original.get("containerfile") or {}).get("content") or ""))
 
 
 def exact_drift(pins: list[PinDrift], env: Mapping[str, str], timeout: float) -> DriftReport:
     """Moved branches and tags do not matter to an exact rebuild; a lost commit does (exit 11)."""
-    from frappe_imagekit.exactbuild import missing_commits
-
     for pin in pins:
         pin.current_sha, pin.use_ref, pin.status = pin.recorded_sha, pin.ref, SAME
-    error = missing_commits(pins, env, timeout)
+    error = exactbuild.missing_commits([p.pin for p in pins], env, timeout)
     if error is not None:
         raise error
     return DriftReport(pins)

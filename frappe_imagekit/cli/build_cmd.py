@@ -13,8 +13,14 @@ from typing import Any
 
 import typer
 
+from frappe_imagekit.appslock import lock_workspace
+from frappe_imagekit.build import BuildOptions, execute_build, guard_tag, plan_build
 from frappe_imagekit.cli import output
 from frappe_imagekit.cli.main import command, workspace_option
+from frappe_imagekit.history import workspace_env
+from frappe_imagekit.prune import execute_prune, plan_prune
+from frappe_imagekit.redact import Redactor
+from frappe_imagekit.workspace import Workspace
 
 WORKSPACE_OPTION = workspace_option()
 CONTAINERFILE_OPTION = typer.Option(
@@ -40,15 +46,19 @@ PROGRESS_OPTION = typer.Option(
 _STEP = re.compile(r"^#\d+ \[")
 
 
+DOCKER_OPTION = typer.Option(
+    None, "--docker", help="docker CLI to build with (default: $IMAGEKIT_DOCKER, then PATH)."
+)
+NO_CACHE_OPTION = typer.Option(False, "--no-cache", help="Build every step again.")
+
+
 @command("build")
 def build(
     workspace: Path = WORKSPACE_OPTION,
     containerfile: Path | None = CONTAINERFILE_OPTION,
     context: Path | None = CONTEXT_OPTION,
-    docker: str | None = typer.Option(
-        None, "--docker", help="docker CLI to build with (default: $IMAGEKIT_DOCKER, then PATH)."
-    ),
-    no_cache: bool = typer.Option(False, "--no-cache", help="Build every step again."),
+    docker: str | None = DOCKER_OPTION,
+    no_cache: bool = NO_CACHE_OPTION,
     pull: bool = typer.Option(False, "--pull", help="Pull newer base images first."),
     force: bool = typer.Option(
         False, "--force", help="Rebuild a taken version; the old image keeps a -replaced- tag."
@@ -67,9 +77,6 @@ def build(
     ),
 ) -> None:
     """Check the workspace, build the image with BuildKit, scan it for secrets, record it."""
-    from frappe_imagekit.build import BuildOptions, execute_build, guard_tag, plan_build
-    from frappe_imagekit.workspace import Workspace
-
     ws = Workspace.at(workspace)
     options = BuildOptions(
         containerfile=containerfile,
@@ -85,23 +92,23 @@ def build(
         frozen=frozen,
     )
     plan = plan_build(ws, options)
-    output.use_redactor(plan.redactor)
-    for note in plan.notes:
-        output.err(f"note: {note}")
-    for warning in plan.warnings:
-        output.warn(warning)
-    guard_tag(ws, plan)  # refuse a taken version before anything else is printed or built
-    if dry_run:
-        render_plan(plan.to_dict(), as_json)
-        return
-    if not as_json:
-        output.out(f"Building {plan.ref} ({plan.apps_json_mode} mode, {plan.cli.builder})")
-    with progress_sink(progress.value) as sink:
-        data = execute_build(ws, plan, on_line=sink)
-    if as_json:
-        output.print_json(data)
-    else:
-        render_result(data)
+    with output.redacting(plan.redactor):
+        for note in plan.notes:
+            output.err(f"note: {note}")
+        for warning in plan.warnings:
+            output.warn(warning)
+        guard_tag(ws, plan)  # refuse a taken version before anything else is printed or built
+        if dry_run:
+            render_plan(plan.to_dict(), as_json)
+            return
+        if not as_json:
+            output.out(f"Building {plan.ref} ({plan.apps_json_mode} mode, {plan.cli.builder})")
+        with progress_sink(progress.value, plan.redactor) as sink:
+            data = execute_build(ws, plan, on_line=sink)
+        if as_json:
+            output.print_json(data)
+        else:
+            render_result(data)
 
 
 def render_plan(plan: dict[str, Any], as_json: bool) -> None:
@@ -147,10 +154,11 @@ def render_result(data: dict[str, Any]) -> None:
 
 
 @contextmanager
-def progress_sink(progress: str) -> Iterator[Callable[[str], None]]:
-    """Plain BuildKit lines on stderr, or a one-line live display on a terminal."""
+def progress_sink(progress: str, redactor: Redactor) -> Iterator[Callable[[str], None]]:
+    """Plain BuildKit lines on stderr, or a one-line live display on a terminal. The lines come
+    from docker's reader threads, so the sink masks them with ``redactor`` itself."""
     if progress == "plain" or (progress == "auto" and not sys.stderr.isatty()):
-        yield output.err
+        yield lambda line: output.err(redactor.redact(line))
         return
     from rich.console import Console
 
@@ -158,6 +166,7 @@ def progress_sink(progress: str) -> Iterator[Callable[[str], None]]:
     with console.status("starting the build") as status:
 
         def show(line: str) -> None:
+            line = redactor.redact(line)
             if _STEP.match(line):
                 status.update(output.safe(line)[: max(20, console.width - 4)])
             elif "ERROR" in line or line.startswith("error"):
@@ -172,9 +181,6 @@ def lock(
     as_json: bool = typer.Option(False, "--json", help="Print the lock as JSON."),
 ) -> None:
     """Resolve frappe and every app again and write apps.lock.json next to apps.json."""
-    from frappe_imagekit.appslock import lock_workspace
-    from frappe_imagekit.workspace import Workspace
-
     path, data = lock_workspace(Workspace.at(workspace))
     if as_json:
         output.print_json(data)
@@ -198,10 +204,6 @@ def prune(
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
 ) -> None:
     """Remove IMAGE_NAME's images that no build, deploy or system tier in use needs."""
-    from frappe_imagekit.history import workspace_env
-    from frappe_imagekit.prune import execute_prune, plan_prune
-    from frappe_imagekit.workspace import Workspace
-
     ws = Workspace.at(workspace)
     env = workspace_env(ws)
     plan = plan_prune(ws, env, keep_deploys=keep_deploys, keep_storage=keep_storage, docker=docker)

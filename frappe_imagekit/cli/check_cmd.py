@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import typer
 
+from frappe_imagekit.check import CheckReport, pin_dict, run_check
 from frappe_imagekit.cli import output
 from frappe_imagekit.cli.main import command, workspace_option
-
-if TYPE_CHECKING:
-    from frappe_imagekit.check import CheckReport
+from frappe_imagekit.workspace import Workspace
 
 WORKSPACE_OPTION = workspace_option()
 
@@ -24,28 +22,21 @@ def check(
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
 ) -> None:
     """Validate .env and apps.json and resolve every ref, before anything is built."""
-    from frappe_imagekit.check import run_check
-    from frappe_imagekit.workspace import Workspace
-
     report = run_check(Workspace.at(workspace), offline=offline, strict=strict)
-    output.use_redactor(report.redactor)
-    if as_json:
-        output.print_json(report.to_dict())
-    else:
-        render_report(report)
+    with output.redacting(report.config.secrets.redactor):
+        if as_json:
+            output.print_json(report.to_dict())
+        else:
+            render_report(report)
     if report.has_errors:
         raise typer.Exit(1)
 
 
 def render_report(report: CheckReport) -> None:
-    from frappe_imagekit.check import pin_dict
-
-    pins = [pin_dict(pin) for pin in report.all_pins]  # a URL or ref that broke a rule is not shown
+    pins = [pin_dict(pin) for pin in report.config.all_pins]  # a URL or ref that broke a rule is not shown
     rows = [[p["name"], p["ref"] or "-", p["ref_kind"], (p["sha"] or "-")[:12], p["status"]] for p in pins]
     if rows:
         output.print_table("Apps", ["app", "ref", "kind", "sha", "status"], rows)
     for finding in report.findings:
         output.err(f"{finding.level}: {finding.message}")
-    errors = sum(1 for f in report.findings if f.level == "error")
-    warnings = sum(1 for f in report.findings if f.level == "warning")
-    output.out(f"{errors} error(s), {warnings} warning(s).")
+    output.out(f"{len(report.errors)} error(s), {len(report.warnings)} warning(s).")

@@ -5,22 +5,28 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import typer
 
+from frappe_imagekit import history as core
 from frappe_imagekit.cli import output
+from frappe_imagekit.cli.build_cmd import (
+    CONTEXT_OPTION,
+    DOCKER_OPTION,
+    NO_CACHE_OPTION,
+    PROGRESS_OPTION,
+    Progress,
+    progress_sink,
+    render_plan,
+)
 from frappe_imagekit.cli.main import command, workspace_option
 from frappe_imagekit.errors import ExitCode, ImagekitError
-
-if TYPE_CHECKING:
-    from frappe_imagekit.history import Diff, HistoryListing, HistoryRow, PinChange
-    from frappe_imagekit.rebuild import DriftReport, RebuildResult
-    from frappe_imagekit.workspace import Workspace
+from frappe_imagekit.history import Diff, HistoryListing, HistoryRow, PinChange, pin_label, short_id
+from frappe_imagekit.rebuild import DriftReport, RebuildOptions, RebuildResult, execute_rebuild, plan_rebuild
+from frappe_imagekit.workspace import Workspace
 
 WORKSPACE_OPTION = workspace_option()
-
-CONTEXT_OPTION = typer.Option(None, "--context", help="Build context folder (default: the workspace).")
 
 
 @command("history")
@@ -35,9 +41,6 @@ def history(
     workspace: Path = WORKSPACE_OPTION,
 ) -> None:
     """The build log: every build newest first, one build in full, or the diff of two."""
-    from frappe_imagekit import history as core
-    from frappe_imagekit.workspace import Workspace
-
     ws = Workspace.at(workspace)
     if diff and diff[0] is not None:
         if version:
@@ -71,8 +74,6 @@ def _emit(data: dict[str, Any], as_json: bool, render: Callable[[], None]) -> No
 
 
 def render_listing(listing: HistoryListing, ws: Workspace) -> None:
-    from frappe_imagekit.history import pin_label
-
     if not listing.rows:
         output.out(f"No builds recorded in {ws.builds_dir}.")
         return
@@ -107,8 +108,6 @@ def _listing_cells(
 
 
 def render_show(shown: dict[str, Any]) -> None:
-    from frappe_imagekit.history import pin_label, short_id
-
     m = shown["manifest"]
     image = m.get("image") or {}
     title = f"{m['version']}" + (f" (rebuild of {m['rebuild_of']})" if m.get("rebuild_of") else "")
@@ -202,8 +201,6 @@ def _section(title: str, items: Iterable[tuple[Any, Any]]) -> None:
 
 
 def render_diff(diff: Diff) -> None:
-    from frappe_imagekit.history import pin_label, short_id
-
     output.out(f"{diff.old} -> {diff.new}")
     if diff.identical:
         output.out("  no changes: same apps, refs, SHAs, build args and Containerfile.")
@@ -253,23 +250,17 @@ def rebuild(
     ),
     tag: str | None = typer.Option(None, "--tag", help="Tag the result TAG instead of VERSION."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Check drift and print the plan; build nothing."),
-    docker: str | None = typer.Option(None, "--docker", help="docker CLI to build with."),
+    docker: str | None = DOCKER_OPTION,
     context: Path | None = CONTEXT_OPTION,
-    no_cache: bool = typer.Option(False, "--no-cache", help="Build every step again."),
+    no_cache: bool = NO_CACHE_OPTION,
     no_leak_scan: bool = typer.Option(
         False, "--no-leak-scan", help="Skip the secret scan of the rebuilt image (not advised)."
     ),
-    progress: str = typer.Option("auto", "--progress", help="auto, plain or tty."),
+    progress: Progress = PROGRESS_OPTION,
     as_json: bool = typer.Option(False, "--json", help="Print the result (or plan) as JSON."),
     workspace: Path = WORKSPACE_OPTION,
 ) -> None:
     """Rebuild a past version from its manifest: same Containerfile, args, apps and commits."""
-    from frappe_imagekit.cli.build_cmd import progress_sink, render_plan
-    from frappe_imagekit.rebuild import RebuildOptions, execute_rebuild, plan_rebuild
-    from frappe_imagekit.workspace import Workspace
-
-    if progress not in {"auto", "plain", "tty"}:
-        raise ImagekitError(f"--progress {progress} is unknown: use auto, plain or tty.")
     ws = Workspace.at(workspace)
     options = RebuildOptions(
         allow_drift=allow_drift,
@@ -282,22 +273,22 @@ def rebuild(
         leak_scan=not no_leak_scan,
     )
     plan = plan_rebuild(ws, version, options)
-    output.use_redactor(plan.build.redactor)
-    render_drift(plan.drift)
-    if dry_run:
+    with output.redacting(plan.build.redactor):
+        render_drift(plan.drift)
+        if dry_run:
+            if as_json:
+                output.print_json(plan.to_dict())
+            else:
+                render_plan(plan.build.to_dict(), False)
+            return
+        if not as_json:
+            output.out(f"Rebuilding {version} as {plan.ref} ({plan.build.cli.builder})")
+        with progress_sink(progress.value, plan.build.redactor) as sink:
+            result = execute_rebuild(ws, plan, on_line=sink)
         if as_json:
-            output.print_json(plan.to_dict())
+            output.print_json(result.to_dict())
         else:
-            render_plan(plan.build.to_dict(), False)
-        return
-    if not as_json:
-        output.out(f"Rebuilding {version} as {plan.ref} ({plan.build.cli.builder})")
-    with progress_sink(progress) as sink:
-        result = execute_rebuild(ws, plan, on_line=sink)
-    if as_json:
-        output.print_json(result.to_dict())
-    else:
-        render_rebuild(result, version)
+            render_rebuild(result, version)
 
 
 def render_drift(drift: DriftReport) -> None:

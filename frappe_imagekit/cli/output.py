@@ -5,28 +5,49 @@ from __future__ import annotations
 import json
 import os
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, TextIO
 
+from frappe_imagekit.errors import ImagekitError
 from frappe_imagekit.redact import Redactor
 
-if TYPE_CHECKING:  # rich is imported only when a table is drawn
+if TYPE_CHECKING:  # pragma: no cover - rich is imported only when a table is drawn
     from rich.console import Console
 
-_redactor = Redactor()
+_active: ContextVar[Redactor | None] = ContextVar("imagekit_output_redactor", default=None)
 
 
-def use_redactor(redactor: Redactor) -> None:
-    """Make ``redactor`` the gate for every line printed from now on."""
-    global _redactor
-    _redactor = redactor
+@contextmanager
+def redacting(redactor: Redactor) -> Iterator[None]:
+    """Every line printed inside the block passes ``redactor``, and so does the message of an
+    error leaving it (the one handler in ``main`` prints that after the block has ended)."""
+    token = _active.set(redactor)
+    try:
+        yield
+    except BaseException as exc:
+        _mask_exception(exc, redactor)
+        raise
+    finally:
+        _active.reset(token)
 
 
-def redactor() -> Redactor:
-    return _redactor
+def _mask_exception(exc: BaseException, redactor: Redactor) -> None:
+    """Mask the message of ``exc`` and of every exception chained to it."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, ImagekitError):
+            current.message = redactor.redact(current.message)
+        current.args = tuple(redactor.redact(a) if isinstance(a, str) else a for a in current.args)
+        current = current.__cause__ or current.__context__
 
 
 def safe(text: str) -> str:
-    return _redactor.redact(text)
+    redactor = _active.get()
+    return redactor.redact(text) if redactor is not None else text
 
 
 def out(text: str = "") -> None:

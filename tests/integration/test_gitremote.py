@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from frappe_imagekit import gitremote
-from frappe_imagekit.pins import PinRequest, RefKind, resolve_pins
+from frappe_imagekit.pins import Pin, RefKind, resolve_pins
 from tests.support.githttp import (
     CANARY_TOKEN,
     GitHTTPServer,
@@ -50,10 +50,10 @@ def test_ls_remote_file_url_lists_heads_and_peeled_tags(git_remote: Remote) -> N
 def test_resolve_tag_annotated_tag_branch_and_release_line(git_remote: Remote) -> None:
     url = git_remote.url
     requests = [
-        PinRequest("lightweight", url, "v15.16.2"),
-        PinRequest("annotated", url, "v15.17.0"),
-        PinRequest("moving", url, "develop"),
-        PinRequest("line", url, "version-15"),
+        Pin.at("lightweight", url, "v15.16.2"),
+        Pin.at("annotated", url, "v15.17.0"),
+        Pin.at("moving", url, "develop"),
+        Pin.at("line", url, "version-15"),
     ]
     results = resolve_pins(requests, {}, timeout=10)
     assert [r.name for r in results] == ["lightweight", "annotated", "moving", "line"]
@@ -76,7 +76,7 @@ def test_resolve_tag_annotated_tag_branch_and_release_line(git_remote: Remote) -
 
 
 def test_missing_ref_lists_closest_tags(git_remote: Remote) -> None:
-    (result,) = resolve_pins([PinRequest("erpnext", git_remote.url, "v15.99.0")], {}, timeout=10)
+    (result,) = resolve_pins([Pin.at("erpnext", git_remote.url, "v15.99.0")], {}, timeout=10)
     assert result.sha is None
     assert result.error_kind == "missing-ref"
     assert result.suggestions == ["v15.17.0", "v15.16.2"]
@@ -86,14 +86,14 @@ def test_missing_ref_lists_closest_tags(git_remote: Remote) -> None:
 
 
 def test_missing_release_line_suggests_existing_line(git_remote: Remote) -> None:
-    (result,) = resolve_pins([PinRequest("erpnext", git_remote.url, "version-16")], {}, timeout=10)
+    (result,) = resolve_pins([Pin.at("erpnext", git_remote.url, "version-16")], {}, timeout=10)
     assert result.error_kind == "missing-ref"
     assert result.suggestions == ["version-15"]
     assert result.error is not None and result.error.endswith("closest branches: version-15")
 
 
 def test_right_token_over_smart_http_resolves(git_remote: Remote, git_http_server) -> None:
-    request = PinRequest("de_macrs", _private_url(git_http_server), "v15.17.0", TOKEN_VAR)
+    request = Pin.at("de_macrs", _private_url(git_http_server), "v15.17.0")
     (result,) = resolve_pins([request], ENV, timeout=10)
     assert result.error is None
     assert result.sha == git_remote.tags["v15.17.0"]
@@ -105,7 +105,7 @@ def test_wrong_token_is_an_auth_error_naming_the_variable(
     capfd: pytest.CaptureFixture[str],
 ) -> None:
     wrong = "ghp_WRONGCANARY9876543210zyxwvu"
-    request = PinRequest("de_macrs", _private_url(git_http_server), "v15.17.0", TOKEN_VAR)
+    request = Pin.at("de_macrs", _private_url(git_http_server), "v15.17.0")
     (result,) = resolve_pins([request], {TOKEN_VAR: wrong}, timeout=10)
     assert result.sha is None
     assert result.error_kind == "auth"
@@ -122,7 +122,7 @@ def test_wrong_token_is_an_auth_error_naming_the_variable(
 
 def test_no_token_for_private_repo_says_how_to_add_one(git_http_server) -> None:
     url = git_http_server.url("app.git")
-    (result,) = resolve_pins([PinRequest("de_macrs", url, "v15.17.0")], {}, timeout=10)
+    (result,) = resolve_pins([Pin.at("de_macrs", url, "v15.17.0")], {}, timeout=10)
     assert result.error_kind == "auth"
     assert result.error == (
         f"git ls-remote failed for de_macrs: authentication refused by {url}: the repository "
@@ -131,7 +131,7 @@ def test_no_token_for_private_repo_says_how_to_add_one(git_http_server) -> None:
 
 
 def test_unset_token_variable_is_reported_without_calling_git(git_http_server) -> None:
-    request = PinRequest("de_macrs", _private_url(git_http_server), "v15.17.0", TOKEN_VAR)
+    request = Pin.at("de_macrs", _private_url(git_http_server), "v15.17.0")
     (result,) = resolve_pins([request], {}, timeout=10)
     assert result.error_kind == "auth"
     assert result.error == (
@@ -143,7 +143,7 @@ def test_unset_token_variable_is_reported_without_calling_git(git_http_server) -
 
 def test_missing_repository_over_http(git_http_server) -> None:
     url = git_http_server.url("nope.git", "${" + TOKEN_VAR + "}")
-    (result,) = resolve_pins([PinRequest("de_macrs", url, "v1.0.0", TOKEN_VAR)], ENV, timeout=10)
+    (result,) = resolve_pins([Pin.at("de_macrs", url, "v1.0.0")], ENV, timeout=10)
     assert result.error_kind == "missing-repo"
     assert result.error == (
         f"git ls-remote failed for de_macrs: repository {git_http_server.url('nope.git')} not "
@@ -153,7 +153,7 @@ def test_missing_repository_over_http(git_http_server) -> None:
 
 def test_unreachable_port(tmp_path: Path) -> None:
     url = f"http://127.0.0.1:{free_port()}/app.git"
-    (result,) = resolve_pins([PinRequest("gone", url, "v1.0.0")], {}, timeout=10)
+    (result,) = resolve_pins([Pin.at("gone", url, "v1.0.0")], {}, timeout=10)
     assert result.error_kind == "unreachable"
     assert result.error is not None
     assert result.error.startswith(f"git ls-remote failed for gone: cannot reach {url} (")
@@ -165,8 +165,8 @@ def test_timeout_per_remote_does_not_hold_up_the_others(
     hanging_server: HangingServer,
 ) -> None:
     requests = [
-        PinRequest("stuck", hanging_server.url(), "v1.0.0"),
-        PinRequest("fine", git_remote.url, "v15.17.0"),
+        Pin.at("stuck", hanging_server.url(), "v1.0.0"),
+        Pin.at("fine", git_remote.url, "v15.17.0"),
     ]
     started = time.monotonic()
     stuck, fine = resolve_pins(requests, {}, timeout=1.5)
@@ -185,8 +185,7 @@ def test_twenty_remotes_resolve_concurrently(tmp_path: Path) -> None:
     assert len(set(shas)) == 20
     with GitHTTPServer(tmp_path, tokens=[CANARY_TOKEN], latency=0.05) as server:
         requests = [
-            PinRequest(f"app{i}", server.url(f"app{i}.git", "${DE_MACRS_PAT}"), f"v1.{i}.0", TOKEN_VAR)
-            for i in range(20)
+            Pin.at(f"app{i}", server.url(f"app{i}.git", "${DE_MACRS_PAT}"), f"v1.{i}.0") for i in range(20)
         ]
         results = resolve_pins(requests, ENV, timeout=20, max_workers=8)
     assert [r.name for r in results] == [f"app{i}" for i in range(20)]
@@ -197,7 +196,7 @@ def test_twenty_remotes_resolve_concurrently(tmp_path: Path) -> None:
 
 def test_same_remote_is_listed_once(git_remote: Remote, git_http_server) -> None:
     url = _private_url(git_http_server)
-    requests = [PinRequest(f"a{i}", url, ref, TOKEN_VAR) for i, ref in enumerate(["develop", "v15.16.2"])]
+    requests = [Pin.at(f"a{i}", url, ref) for i, ref in enumerate(["develop", "v15.16.2"])]
     first, second = resolve_pins(requests, ENV, timeout=10)
     assert (first.sha, second.sha) == (git_remote.branches["develop"], git_remote.tags["v15.16.2"])
     assert sum("info/refs" in r for r in git_http_server.requests) == 1
@@ -298,7 +297,7 @@ def test_an_option_shaped_url_never_runs_a_command(git_remote: Remote, tmp_path:
         with pytest.raises(gitremote.GitURLRefused) as caught:
             gitremote.ls_remote(url, {}, None, 10.0)
         assert caught.value.exit_code == 1 and "cannot start with '-'" in caught.value.message
-        results = resolve_pins([PinRequest("app", url, "v15.17.0")], {}, timeout=10.0)
+        results = resolve_pins([Pin.at("app", url, "v15.17.0")], {}, timeout=10.0)
         assert results[0].error_kind == "bad-url" and results[0].sha is None
     assert not marker.exists()
 
@@ -317,6 +316,6 @@ def test_a_token_placeholder_in_the_url_path_never_reaches_argv(git_http_server,
     url = git_http_server.url("${DE_MACRS_PAT}/app.git")
     with pytest.raises(gitremote.GitURLRefused, match="placeholder outside the user part"):
         gitremote.ls_remote(url, ENV, None, 10.0)
-    (result,) = resolve_pins([PinRequest("app", url, "v15.17.0")], ENV, timeout=10.0)
+    (result,) = resolve_pins([Pin.at("app", url, "v15.17.0")], ENV, timeout=10.0)
     assert result.error_kind == "bad-url" and CANARY_TOKEN not in (result.error or "")
     assert git_http_server.requests == []  # git never ran

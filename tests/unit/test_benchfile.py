@@ -12,6 +12,7 @@ import pytest
 from frappe_imagekit import benchfile, build, exactbuild, process
 from frappe_imagekit.appsjson import inject
 from frappe_imagekit.build import BuildOptions
+from frappe_imagekit.check import Secrets
 from frappe_imagekit.containerfile import default_containerfile, parse_containerfile
 from frappe_imagekit.errors import ConfigError
 from frappe_imagekit.redact import Redactor
@@ -204,12 +205,12 @@ def test_commit_mismatches_name_each_repository() -> None:
 
 def _exact_plan(tmp_path: Path) -> build.BuildPlan:
     cf = default_containerfile()
-    return build.assemble_plan(
-        ws=Workspace.at(tmp_path), options=BuildOptions(), env={**ENV, "BUILD_NETWORK": "host"},
-        containerfile=parse_containerfile(cf.read_text(), cf), frappe=dict(FRAPPE),
-        apps=[dict(a) for a in APPS], apps_json_text=json.dumps(APPS_JSON), injected=inject(APPS_JSON, ENV),
-        redactor=Redactor([CANARY]), cli=CLI,
+    secrets = Secrets(injected=inject(APPS_JSON, ENV), redactor=Redactor([CANARY]))
+    sources = build.Sources(
+        {**ENV, "BUILD_NETWORK": "host"}, parse_containerfile(cf.read_text(), cf), dict(FRAPPE),
+        [dict(a) for a in APPS], json.dumps(APPS_JSON), secrets,
     )  # fmt: skip
+    return build.assemble_plan(Workspace.at(tmp_path), BuildOptions(), sources, CLI)
 
 
 def test_exact_plan_generates_the_file_passes_commits_and_the_secret_by_env(tmp_path: Path) -> None:
@@ -245,12 +246,17 @@ def test_a_users_own_containerfile_builds_as_today_with_a_note(tmp_path: Path) -
 
 def test_bad_build_network_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="BUILD_NETWORK='bridge0'"):
-        build.assemble_plan(
-            ws=Workspace.at(tmp_path), options=BuildOptions(), env={**ENV, "BUILD_NETWORK": "bridge0"},
-            containerfile=parse_containerfile(default_containerfile().read_text(), default_containerfile()),
-            frappe=dict(FRAPPE), apps=[dict(a) for a in APPS], apps_json_text="[]",
-            injected=inject(APPS_JSON, ENV), redactor=Redactor([CANARY]), cli=CLI,
-        )  # fmt: skip
+        containerfile = parse_containerfile(default_containerfile().read_text(), default_containerfile())
+        secrets = Secrets(injected=inject(APPS_JSON, ENV), redactor=Redactor([CANARY]))
+        sources = build.Sources(
+            {**ENV, "BUILD_NETWORK": "bridge0"},
+            containerfile,
+            dict(FRAPPE),
+            [dict(a) for a in APPS],
+            "[]",
+            secrets,
+        )
+        build.assemble_plan(Workspace.at(tmp_path), BuildOptions(), sources, CLI)
 
 
 def test_the_helper_step_writes_the_helper_exactly_and_it_is_valid_sh(tmp_path: Path) -> None:

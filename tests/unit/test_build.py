@@ -11,6 +11,7 @@ import pytest
 from frappe_imagekit import build
 from frappe_imagekit.appsjson import InjectedApps, inject
 from frappe_imagekit.build import BuildOptions, BuildPlan
+from frappe_imagekit.check import Secrets
 from frappe_imagekit.containerfile import parse_containerfile
 from frappe_imagekit.dockercli import BUILDKIT, DockerCli
 from frappe_imagekit.errors import ConfigError, ExitCode
@@ -40,18 +41,16 @@ def _containerfile(name: str):
 
 def _plan(tmp_path: Path, containerfile: str = "secret.Containerfile", **options) -> BuildPlan:
     injected = inject(APPS_JSON, ENV)
-    return build.assemble_plan(
-        ws=Workspace.at(tmp_path),
-        options=BuildOptions(**options),
-        env=ENV,
-        containerfile=_containerfile(containerfile),
-        frappe=dict(FRAPPE),
-        apps=[dict(a) for a in APPS],
-        apps_json_text=json.dumps(APPS_JSON),
-        injected=injected,
-        redactor=Redactor([CANARY]),
-        cli=CLI,
+    secrets = Secrets(injected=injected, redactor=Redactor([CANARY]))
+    sources = build.Sources(
+        ENV,
+        _containerfile(containerfile),
+        dict(FRAPPE),
+        [dict(a) for a in APPS],
+        json.dumps(APPS_JSON),
+        secrets,
     )
+    return build.assemble_plan(Workspace.at(tmp_path), BuildOptions(**options), sources, CLI)
 
 
 # ---------------------------------------------------------------- fingerprint
@@ -185,11 +184,9 @@ def test_missing_cache_bust_is_a_warning(tmp_path: Path) -> None:
         "FROM imagekit-test/busybox:1\n"
         "RUN --mount=type=secret,id=apps_json,target=/a.json cat /a.json >/dev/null\n"
     )
-    plan = build.assemble_plan(
-        ws=Workspace.at(tmp_path), options=BuildOptions(), env=ENV,
-        containerfile=parse_containerfile(path.read_text(), path), frappe=FRAPPE, apps=APPS,
-        apps_json_text="[]", injected=inject(APPS_JSON, ENV), redactor=Redactor(), cli=CLI,
-    )  # fmt: skip
+    secrets = Secrets(injected=inject(APPS_JSON, ENV))
+    sources = build.Sources(ENV, parse_containerfile(path.read_text(), path), FRAPPE, APPS, "[]", secrets)
+    plan = build.assemble_plan(Workspace.at(tmp_path), BuildOptions(), sources, CLI)
     assert "CACHE_BUST" not in plan.build_args
     assert any("does not declare ARG CACHE_BUST" in w for w in plan.warnings)
 
@@ -310,3 +307,28 @@ def test_interrupts_held_delivers_a_signal_after_the_block() -> None:
             finished = True  # the cleanup was not cut short
         time.sleep(1)  # the interrupt arrives here, after the block
     assert finished
+
+
+@pytest.mark.parametrize("old_id", [None, "sha256:old"])
+def test_keeping_replaced_gives_the_tag_back_on_any_failure(tmp_path: Path, monkeypatch, old_id) -> None:
+    """The one "replaced image" rule of build and rebuild: a spare tag while building, and the
+    version tag back where it was (spare dropped) when anything fails, Ctrl-C included."""
+    from frappe_imagekit import dockerapi
+
+    plan = _plan(tmp_path, force=True)
+    fake = _FakeTags({plan.ref: old_id} if old_id else {})
+    for name in ("tag_image", "remove_tag", "inspect_image"):
+        monkeypatch.setattr(dockerapi, name, getattr(fake, name))
+    run = build._Run(build.datetime.now(build.UTC), 0.0, old_id=old_id, image_id="sha256:new")
+    with pytest.raises(KeyboardInterrupt), build.keeping_replaced(plan, run):
+        spare = [ref for ref in fake.current if "-replaced-" in ref]
+        assert spare == ([f"{plan.image_name}:{build.replaced_tag(plan.tag, old_id)}"] if old_id else [])
+        build._tag_scanned(plan, run)
+        raise KeyboardInterrupt
+    assert fake.current.get(plan.ref) == old_id
+    assert [ref for ref in fake.current if "-replaced-" in ref] == []
+    run = build._Run(build.datetime.now(build.UTC), 0.0, old_id=old_id, image_id="sha256:new")
+    with build.keeping_replaced(plan, run):
+        build._tag_scanned(plan, run)
+    assert fake.current[plan.ref] == "sha256:new"
+    assert run.replaced == (build.replaced_tag(plan.tag, old_id) if old_id else None)

@@ -10,7 +10,8 @@ import pytest
 from test_history_data import make_deploy, make_manifest, write, write_deploy
 
 from frappe_imagekit import history, manifest
-from frappe_imagekit.errors import ExitCode, NotFoundError, UsageError
+from frappe_imagekit.errors import ExitCode, ImagekitError, NotFoundError, UsageError
+from frappe_imagekit.redact import Redactor
 from frappe_imagekit.workspace import Workspace
 from tests.support.cli import invoke
 from tests.support.workspace import CANARY, make_workspace
@@ -148,3 +149,49 @@ def test_a_wrong_deploy_record_is_named_and_skipped(tmp_path: Path, field, value
     assert f"skipped deploys/20261103T100000-other.json: {reason}" in result.stderr
     shown = invoke("history", "v1.1.5", "-w", str(tmp_path), "--json")
     assert shown.exit_code == 0 and json.loads(shown.stdout)["deployed_to"] == ["erp@local"]
+
+
+# -- the Manifest record (issue 14) ----------------------------------------------------------
+
+
+def test_a_manifest_converts_to_and_from_json_byte_for_byte(tmp_path: Path) -> None:
+    data = make_manifest("v1.0.0")
+    data["labels"], data["base_tier"] = {"io.imagekit.fingerprint": data["fingerprint"]}, None
+    data = {k: data[k] for k in manifest.Manifest("v").to_dict() if k in data}  # build's key order
+    data["drift"] = [{"name": "erpnext", "message": "erpnext: v1 still at abc"}]
+    record = manifest.Manifest.from_dict(data)
+    assert record.version == "v1.0.0" and record.drift == data["drift"]
+    assert record.to_dict() == data and list(record.to_dict()) == list(data)
+    path = record.write(tmp_path / "v1.0.0.json", Redactor())
+    assert path.read_text() == json.dumps(data, indent=2) + "\n" == record.to_json()
+    assert manifest.Manifest.read(path) == record
+
+
+def test_a_built_manifest_has_every_key_in_the_order_readers_know() -> None:
+    image = manifest.ImageRecord("desiredeffect/erpnext-custom", "v1.0.0", id="sha256:" + "1" * 64)
+    data = manifest.Manifest("v1.0.0", image=image, frappe={"name": "frappe", "ref": "version-15"}).to_dict()
+    assert list(data)[:7] == ["schema_version", "kind", "rebuild_of", "version", "status", "error", "image"]
+    assert list(data)[-3:] == ["leak_scan", "log_file", "base_tier"] and "drift" not in data
+    assert data["image"]["ref"] == "desiredeffect/erpnext-custom:v1.0.0"
+    assert list(data["image"]) == ["name", "tag", "ref", "id", "repo_digests", "digest", "replaced"]
+
+
+def test_a_manifest_is_checked_before_it_is_written(tmp_path: Path) -> None:
+    bad = manifest.Manifest("v1.0.0", log_file="../../.ssh/id_ed25519")
+    with pytest.raises(ImagekitError, match=r"refusing to write v1.0.0.json \(log_file must be a plain file"):
+        bad.write(tmp_path / "v1.0.0.json", Redactor())
+    assert not (tmp_path / "v1.0.0.json").exists()
+    secret = manifest.Manifest("v1.0.0", error=f"token {CANARY}")
+    with pytest.raises(ImagekitError, match="it would contain a secret"):
+        secret.write(tmp_path / "v1.0.0.json", Redactor([CANARY]))
+    assert not (tmp_path / "v1.0.0.json").exists()
+
+
+def test_a_manifest_upgrades_older_schemas_and_refuses_newer_ones(monkeypatch) -> None:
+    data = make_manifest("v1.0.0")
+    with pytest.raises(ValueError, match=r"newer imagekit \(schema 2 > 1\)"):
+        manifest.Manifest.from_dict({**data, "schema_version": 2})
+    monkeypatch.setattr(manifest, "SCHEMA_VERSION", 2)
+    monkeypatch.setitem(manifest._UPGRADES, 1, lambda old: {**old, "schema_version": 2, "kind": "build"})
+    upgraded = manifest.Manifest.from_dict({**data, "kind": None})
+    assert upgraded.kind == "build" and upgraded.to_dict()["schema_version"] == 2

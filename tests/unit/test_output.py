@@ -21,3 +21,26 @@ def test_a_closed_pipe_ends_output_not_the_command(tmp_path) -> None:
     done = subprocess.run(["bash", "-c", script], capture_output=True, text=True, timeout=60)
     assert "internal error" not in done.stderr and "Traceback" not in done.stderr, done.stderr
     assert done.stdout.strip().splitlines()[-1] == "status=10"
+
+
+def test_the_redactor_lives_only_as_long_as_the_command_block(capsys) -> None:
+    """No module global: lines inside ``redacting`` are masked, the message of an error leaving
+    the block is masked before the one handler prints it, and nothing is masked after."""
+    import pytest
+
+    from frappe_imagekit.cli import output
+    from frappe_imagekit.errors import ImagekitError
+    from frappe_imagekit.redact import Redactor
+
+    token = "ghp_outputCANARY0123456789abcdef"
+    with pytest.raises(ImagekitError) as caught, output.redacting(Redactor([token])):
+        output.out(f"cloning https://{token}@github.com/o/a")
+        try:
+            raise ValueError(f"inner {token}")
+        except ValueError:
+            raise ImagekitError(f"git refused {token}: renew it") from None
+    assert capsys.readouterr().out == "cloning https://***@github.com/o/a\n"
+    assert caught.value.message == "git refused ***: renew it" and token not in str(caught.value)
+    assert token not in str(caught.value.__context__)
+    output.out("after ghp_outputCANARY0123456789abcdef")
+    assert capsys.readouterr().out == f"after {token}\n"

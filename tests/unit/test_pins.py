@@ -7,14 +7,14 @@ import base64
 import pytest
 
 from frappe_imagekit import gitremote
+from frappe_imagekit.appsjson import public_url as display_url
 from frappe_imagekit.pins import (
-    PinRequest,
+    Pin,
     RefKind,
     _Listing,
     _resolve_one,
     classify_ref,
     closest_refs,
-    display_url,
     find_ref,
 )
 from frappe_imagekit.redact import Redactor
@@ -125,7 +125,7 @@ def test_find_ref_prefers_branch_like_git_clone_branch() -> None:
 
 
 def test_missing_ref_message_names_closest_tags() -> None:
-    request = PinRequest("erpnext", "https://github.com/frappe/erpnext", "v15.99.0", None)
+    request = Pin.at("erpnext", "https://github.com/frappe/erpnext", "v15.99.0")
     listing = _Listing(refs={name: "a" * 40 for name in ERPNEXT_TAGS})
     result = _resolve_one(request, listing, Redactor())
     assert result.error == (
@@ -138,14 +138,14 @@ def test_missing_ref_message_names_closest_tags() -> None:
 
 
 def test_commit_sha_as_ref_explains_bench_limit() -> None:
-    request = PinRequest("erpnext", "https://github.com/frappe/erpnext", "3" * 40, None)
+    request = Pin.at("erpnext", "https://github.com/frappe/erpnext", "3" * 40)
     result = _resolve_one(request, _Listing(refs={}), Redactor())
     assert result.error_kind == "missing-ref"
     assert "git clone --branch" in (result.error or "")
 
 
 def test_listing_error_is_prefixed_and_redacted() -> None:
-    request = PinRequest("de_macrs", "https://${DE_MACRS_PAT}@github.com/d/m", "v1.0.0", "DE_MACRS_PAT")
+    request = Pin.at("de_macrs", "https://${DE_MACRS_PAT}@github.com/d/m", "v1.0.0")
     listing = _Listing(error="server said ghp_CANARYCANARY", error_kind="failed")
     result = _resolve_one(request, listing, Redactor(["ghp_CANARYCANARY"]))
     assert result.error == "git ls-remote failed for de_macrs: server said ***"

@@ -154,6 +154,29 @@ def test_no_drift_when_every_ref_still_points_to_its_commit(tmp_path, remotes, s
     assert plan.rebuild_id.startswith("v1.0.0.rebuild-")
 
 
+def test_a_rebuild_is_a_variant_plan_whose_labels_follow_its_final_values(
+    tmp_path, remotes, server, no_image
+):
+    """rebuild never edits build's plan: its plan is a new value naming its own record, with the
+    version of the original, and labels computed from the recorded build args (issue 14)."""
+    ws = _workspace(tmp_path, remotes, server)
+    plan = rebuild.plan_rebuild(ws, "v1.0.0", rebuild.RebuildOptions(tag="v1.0.0-rebuilt"))
+    variant = plan.build
+    assert (variant.version, variant.record_name, variant.tag) == (
+        "v1.0.0",
+        plan.rebuild_id,
+        "v1.0.0-rebuilt",
+    )
+    assert variant.labels["org.opencontainers.image.version"] == "v1.0.0"
+    assert (
+        variant.labels["io.imagekit.fingerprint"] == variant.fingerprint == variant.build_args["CACHE_BUST"]
+    )
+    assert [d["name"] for d in variant.drift or []] == ["frappe", "erpnext", "de_macrs"]
+    assert variant.options.force is False
+    forced = rebuild.plan_rebuild(ws, "v1.0.0", rebuild.RebuildOptions(force=True, tag="v1.0.0-x"))
+    assert forced.build.force is True  # build's own --force rule keeps the replaced image
+
+
 def test_moved_tag_is_refused_naming_the_app_and_both_shas(tmp_path, remotes, server, no_image):
     ws = _workspace(tmp_path, remotes, server)
     old, new = _move_tag(remotes["erpnext"], "v15.17.0")
