@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, TextIO
 
+from frappe_imagekit import validate
 from frappe_imagekit.errors import ImagekitError
 from frappe_imagekit.redact import Redactor
 
@@ -46,8 +48,15 @@ def _mask_exception(exc: BaseException, redactor: Redactor) -> None:
 
 
 def safe(text: str) -> str:
+    """``text`` with every known secret masked, and anything shaped like a token too: files others
+    edit (a manifest, a deploy record) may carry one that no redactor knows."""
     redactor = _active.get()
-    return redactor.redact(text) if redactor is not None else text
+    text = redactor.redact(text) if redactor is not None else text
+    return validate.TOKEN_SHAPE.sub(_mask_token, text)
+
+
+def _mask_token(match: re.Match[str]) -> str:
+    return f"{match.group(1)}***"
 
 
 def out(text: str = "") -> None:

@@ -32,7 +32,7 @@ def test_the_redactor_lives_only_as_long_as_the_command_block(capsys) -> None:
     from frappe_imagekit.errors import ImagekitError
     from frappe_imagekit.redact import Redactor
 
-    token = "ghp_outputCANARY0123456789abcdef"
+    token = "s3cret-outputCANARY0123456789abcdef"  # not token-shaped: those are masked always
     with pytest.raises(ImagekitError) as caught, output.redacting(Redactor([token])):
         output.out(f"cloning https://{token}@github.com/o/a")
         try:
@@ -42,5 +42,17 @@ def test_the_redactor_lives_only_as_long_as_the_command_block(capsys) -> None:
     assert capsys.readouterr().out == "cloning https://***@github.com/o/a\n"
     assert caught.value.message == "git refused ***: renew it" and token not in str(caught.value)
     assert token not in str(caught.value.__context__)
-    output.out("after ghp_outputCANARY0123456789abcdef")
+    output.out("after s3cret-outputCANARY0123456789abcdef")
     assert capsys.readouterr().out == f"after {token}\n"
+
+
+def test_a_token_shaped_string_no_redactor_knows_is_masked(capsys):
+    from frappe_imagekit.cli import output
+
+    canary = "ghp_" + "UnkN0wnC4n4ry" * 3
+    output.out(f'{{"containerfile": {{"{canary}": null}}}}')
+    output.err(f"bad key {canary} in builds/v1.json")
+    captured = capsys.readouterr()
+    assert canary not in captured.out + captured.err
+    assert '"ghp_***": null' in captured.out
+    assert "bad key ghp_*** in" in captured.err
