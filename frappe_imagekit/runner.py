@@ -155,11 +155,3 @@ def copy_stream(source: BinaryIO, write: Callable[[bytes], object], on_chunk: Ch
 def this_host() -> str:
     return socket.gethostname()
 
-
-def require_ok(result: Completed, what: str, fix: str) -> Completed:
-    """Raise a DeployError naming ``what`` failed, its last error line, and ``fix``."""
-    if result.returncode == 0:
-        return result
-    detail = (result.stderr or result.stdout).strip().splitlines()
-    last = detail[-1] if detail else f"exit status {result.returncode}"
-    raise DeployError(f"{what} failed ({last}); {fix}")
