@@ -801,7 +801,8 @@ def scan_built_image(ref: str, redactor: Redactor) -> dict[str, Any]:
     History, Config.Env and labels are always scanned. When every layer's diff_id (a hash of
     its content) is known clean for exactly this secret set, ``docker save`` is skipped.
     """
-    from frappe_imagekit import dockerapi, leakscan, scancache
+    from frappe_imagekit import dockerapi, leakscan
+    from frappe_imagekit.leakscan import cache as scancache
 
     started = time.perf_counter()
     attrs = dockerapi.inspect_image(ref)
