@@ -24,7 +24,7 @@ from typing import Any, BinaryIO
 
 from frappe_imagekit.errors import DeployError, RemoteError, UsageError
 from frappe_imagekit.process import Completed, LineSink
-from frappe_imagekit.runner import ChunkSink, command_line, copy_stream
+from frappe_imagekit.runner import ChunkSink, TargetFiles, command_line, copy_stream
 
 KEEPALIVE_SECONDS = 15
 SYSTEM_KNOWN_HOSTS = "/etc/ssh/ssh_known_hosts"
@@ -177,7 +177,7 @@ def _refuse_unknown(target: Target, known_hosts: str | None):  # type: ignore[no
     return RefuseUnknown()
 
 
-class SSHRunner:
+class SSHRunner(TargetFiles):
     """Runs commands on ``user@server[:port]`` over one paramiko connection."""
 
     def __init__(
