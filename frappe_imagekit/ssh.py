@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from frappe_imagekit import validate
 from frappe_imagekit.errors import DeployError, RemoteError, UsageError
 from frappe_imagekit.process import Completed, LineSink
 from frappe_imagekit.runner import ChunkSink, TargetFiles, command_line, copy_stream
@@ -55,8 +56,6 @@ def parse_host(spec: str) -> tuple[str | None, str, int | None]:
     A spec that is not exactly that is a ``UsageError`` (``validate.host_spec``), before any
     connection: nothing is dropped or changed silently.
     """
-    from frappe_imagekit import validate
-
     validate.host_spec(spec, "--host", UsageError)
     user, _, rest = spec.rpartition("@")
     host, port = rest, None
@@ -124,8 +123,6 @@ def _config_port(value: object, path: Path) -> int:
 
 
 def _check_configured(target: Target, path: Path) -> None:
-    from frappe_imagekit import validate
-
     server = f"[{target.hostname}]" if ":" in target.hostname else target.hostname
     validate.host_spec(f"{target.user}@{server}:{target.port}", f"the target (after {path})", RemoteError)
 

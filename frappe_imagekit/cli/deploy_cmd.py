@@ -7,8 +7,24 @@ from typing import Any
 
 import typer
 
+from frappe_imagekit import validate
 from frappe_imagekit.cli import output
 from frappe_imagekit.cli.main import command, workspace_option
+from frappe_imagekit.cli.migrate_cmd import render_site
+from frappe_imagekit.deploy.sequence import (
+    DeployFailed,
+    DeployOptions,
+    DeployReport,
+    SiteReport,
+    check_options,
+    choose_image,
+    deploy,
+    open_runner,
+    unlock,
+)
+from frappe_imagekit.errors import UsageError
+from frappe_imagekit.targets import check_identity, get_target
+from frappe_imagekit.workspace import Workspace
 
 WORKSPACE_OPTION = workspace_option("Folder with .env, builds/ and deploys/.")
 HOST_OPTION = typer.Option(None, "--host", help="user@server[:port]; run over SSH (default: this machine).")
@@ -89,16 +105,6 @@ def deploy_command(
     workspace: Path = WORKSPACE_OPTION,
 ) -> None:
     """Deploy an image with compose down/up (same file both ways), backup and bench migrate."""
-    from frappe_imagekit.deploy.sequence import (
-        DeployFailed,
-        DeployOptions,
-        check_options,
-        choose_image,
-        deploy,
-        open_runner,
-    )
-    from frappe_imagekit.workspace import Workspace
-
     ws = Workspace.at(workspace)
     if target is not None:
         given = _from_target(ws.root, target, locals())
@@ -164,10 +170,6 @@ def unlock_command(
     state_dir: str | None = STATE_DIR_OPTION,
 ) -> None:
     """Clear a deploy lock left behind by a deploy that is gone."""
-    from frappe_imagekit import validate
-    from frappe_imagekit.deploy.sequence import open_runner, unlock
-    from frappe_imagekit.errors import UsageError
-
     validate.project_name(project, "--project", UsageError)
     _check_connection_options(host, None, None)
     runner = open_runner(
@@ -189,9 +191,6 @@ def unlock_command(
 
 def _check_connection_options(host: str | None, docker_host: str | None, version: str | None) -> None:
     """Usage errors (exit 2) for --host, --docker-host and --version before anything runs."""
-    from frappe_imagekit import validate
-    from frappe_imagekit.errors import UsageError
-
     if host is not None:
         validate.host_spec(host, "--host", UsageError)
     if docker_host is not None:
@@ -207,8 +206,6 @@ _TARGET_SSH = ("docker_host", "state_dir", "known_hosts", "identity", "ssh_confi
 def _from_target(root: Path, name: str, given: dict[str, Any]) -> dict[str, Any]:
     """The command line's deploy options, with the named target's values where it gave none;
     a --project or --compose that differs from the target's is refused."""
-    from frappe_imagekit.targets import check_identity, get_target
-
     target = get_target(root, name)
     check_identity(target, given["project"] or None, given["compose_file"] or None)
     filled = dict(given, project=target.project, compose_file=list(target.compose))
@@ -230,7 +227,7 @@ def _str(path: Path | None) -> str | None:
     return str(path) if path else None
 
 
-def render_report(report) -> None:  # type: ignore[no-untyped-def]
+def render_report(report: DeployReport) -> None:
     rows = [
         [s.site, s.status, s.failure or "-", s.failed_patch or "-", s.backup or "-"] for s in report.sites
     ]
@@ -255,7 +252,7 @@ def render_report(report) -> None:  # type: ignore[no-untyped-def]
         output.out(f"recorded in {report.record}")
 
 
-def _render_plan(report) -> None:  # type: ignore[no-untyped-def]
+def _render_plan(report: DeployReport) -> None:
     new = set(report.image_services)
     for service, image in report.services.items():
         output.out(f"service {service}: {image or '(build)'}{' (new image)' if service in new else ''}")
@@ -263,7 +260,5 @@ def _render_plan(report) -> None:  # type: ignore[no-untyped-def]
         output.out(f"step {number}: {step}")
 
 
-def _render_failure(site) -> None:  # type: ignore[no-untyped-def]
-    from frappe_imagekit.cli.migrate_cmd import render_site
-
+def _render_failure(site: SiteReport) -> None:
     render_site(site)

@@ -44,7 +44,9 @@ from frappe_imagekit.errors import (
     UsageError,
 )
 from frappe_imagekit.interrupts import sigterm_as_interrupt
+from frappe_imagekit.manifest import list_manifests
 from frappe_imagekit.runner import LocalRunner, Runner, json_object, local_stdout_stream
+from frappe_imagekit.ssh import SSHRunner
 from frappe_imagekit.workspace import Workspace, write_json_atomic
 
 SCHEMA_VERSION = 1
@@ -248,8 +250,6 @@ def _check_numbers(opts: DeployOptions) -> None:
 
 def choose_image(ws: Workspace, version: str | None) -> tuple[str, str]:
     """(image name, version): ``--version`` or the newest successful build of the workspace."""
-    from frappe_imagekit.manifest import list_manifests
-
     manifests, _ = list_manifests(ws)
     built = sorted(
         (m for m in manifests if m.get("status") == "succeeded"),
@@ -1163,8 +1163,6 @@ def open_runner(
     """``LocalRunner`` without a host, else an ``SSHRunner`` (paramiko imported only then)."""
     if not host:
         return LocalRunner(docker_host)
-    from frappe_imagekit.ssh import SSHRunner
-
     return SSHRunner(
         host,
         known_hosts=known_hosts,
