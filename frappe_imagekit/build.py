@@ -29,7 +29,6 @@ from frappe_imagekit import (
     exactbuild,
     leakscan,
     manifest,
-    scancache,
     versions,
 )
 from frappe_imagekit.appsjson import InjectedApps
@@ -46,6 +45,7 @@ from frappe_imagekit.errors import (
 from frappe_imagekit.exactbuild import Exact
 from frappe_imagekit.gitremote import workspace_commit
 from frappe_imagekit.interrupts import interrupts_held
+from frappe_imagekit.leakscan import cache as scancache
 from frappe_imagekit.manifest import ImageRecord, Manifest
 from frappe_imagekit.redact import Redactor
 from frappe_imagekit.workspace import Workspace, write_text_atomic

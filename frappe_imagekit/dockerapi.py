@@ -10,7 +10,6 @@ and the fix.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import os
@@ -177,15 +176,6 @@ def _import_docker(address: str) -> Any:
         if block:
             del sys.modules["paramiko"]
     return docker
-
-
-def forget_clients() -> None:
-    """Drop cached clients (tests that change ``DOCKER_HOST`` call this)."""
-    with _lock:
-        for made in _clients.values():
-            with contextlib.suppress(Exception):  # closing a dead client is best effort
-                made.close()
-        _clients.clear()
 
 
 def _api_error(action: str, exc: Exception) -> DockerError:

@@ -15,8 +15,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from frappe_imagekit import dockerapi, dockercli, process, validate
 from frappe_imagekit import manifest as manifests
-from frappe_imagekit import validate
 from frappe_imagekit.errors import ConfigError, DockerError
 from frappe_imagekit.workspace import Workspace
 
@@ -126,8 +126,6 @@ def plan_prune(
     docker: str | None = None,
 ) -> PrunePlan:  # fmt: skip
     """What a prune would remove and keep (nothing is removed)."""
-    from frappe_imagekit import dockerapi, dockercli
-
     if keep_deploys < 1:
         raise ConfigError("--keep-deploys must be at least 1: the running image must stay.")
     image_name = validate.image_name(env.get("IMAGE_NAME"), "IMAGE_NAME in .env")
@@ -139,8 +137,6 @@ def plan_prune(
 
 def execute_prune(plan: PrunePlan) -> dict[str, Any]:
     """Untag every removed ref (the daemon deletes an image with its last tag), then the cache."""
-    from frappe_imagekit import dockerapi, process
-
     for item in plan.remove:
         dockerapi.remove_tag(item.ref)
     result = plan.to_dict()

@@ -9,13 +9,14 @@ in the command's own environment, never in the SSH environment).
 
 from __future__ import annotations
 
+import json
 import os
 import shlex
 import socket
 import subprocess
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from typing import BinaryIO, Protocol
+from typing import Any, BinaryIO, Protocol
 
 from frappe_imagekit import process
 from frappe_imagekit.errors import DeployError
@@ -52,7 +53,72 @@ class Runner(Protocol):
         """The target user's ``$XDG_STATE_HOME`` (default ``~/.local/state``)."""
         ...
 
+    def read_file(self, path: str) -> str | None:
+        """The text of ``path`` on the target; None when it cannot be read."""
+        ...
+
+    def write_file(self, path: str, data: bytes) -> None:
+        """Write ``data`` atomically to ``path`` on the target, mode 0600 in a 0700 folder."""
+        ...
+
+    def append_file(self, path: str, data: bytes) -> None:
+        """Append ``data`` to ``path`` on the target (the audit log), mode 0600 in a 0700 folder."""
+        ...
+
     def close(self) -> None: ...
+
+
+# State folders are 0700 and their files 0600 (the env copy may hold secrets), on this
+# machine and over SSH alike: umask 077 for what is created, chmod for what already exists.
+_PRIVATE_DIR = 'umask 077 && mkdir -p "$(dirname "$1")" && chmod 700 "$(dirname "$1")"'
+_WRITE = _PRIVATE_DIR + ' && cat > "$1.tmp" && chmod 600 "$1.tmp" && mv -f "$1.tmp" "$1"'
+_APPEND = _PRIVATE_DIR + ' && cat >> "$1" && chmod 600 "$1"'
+
+
+def read_file_command(path: str) -> list[str]:
+    """argv that prints ``path`` on the target."""
+    return ["cat", path]
+
+
+def write_file_command(path: str) -> list[str]:
+    """argv that writes its stdin to ``path`` atomically (temp file, then ``mv``), 0600 in 0700."""
+    return ["sh", "-c", _WRITE, "sh", path]
+
+
+def append_file_command(path: str) -> list[str]:
+    """argv that appends its stdin to ``path``, 0600 in 0700."""
+    return ["sh", "-c", _APPEND, "sh", path]
+
+
+class TargetFiles:
+    """``read_file``/``write_file``/``append_file`` through the runner's own ``run``, so local
+    and SSH targets share them (and their modes)."""
+
+    def read_file(self: Runner, path: str) -> str | None:
+        done = self.run(read_file_command(path), timeout=60)
+        return done.stdout if done.returncode == 0 else None
+
+    def write_file(self: Runner, path: str, data: bytes) -> None:
+        done = self.run(write_file_command(path), input_bytes=data, timeout=60)
+        if done.returncode != 0:
+            raise DeployError(f"cannot write {path} on {self.host}: {done.stderr.strip()}")
+
+    def append_file(self: Runner, path: str, data: bytes) -> None:
+        done = self.run(append_file_command(path), input_bytes=data, timeout=30)
+        if done.returncode != 0:
+            raise DeployError(f"cannot append to {path} on {self.host}: {done.stderr.strip()}")
+
+
+def json_object(text: str) -> dict[str, Any]:
+    """``text`` (a file on the target: any content) as a JSON object; ``ValueError`` naming
+    why it is not one."""
+    try:
+        data = json.loads(text)
+    except (ValueError, RecursionError):
+        raise ValueError("not valid JSON") from None
+    if not isinstance(data, dict):
+        raise ValueError("not a JSON object")
+    return data
 
 
 def command_line(argv: Sequence[str], env: Mapping[str, str] | None = None) -> str:
@@ -61,7 +127,7 @@ def command_line(argv: Sequence[str], env: Mapping[str, str] | None = None) -> s
     return shlex.join([*prefix, *argv])
 
 
-class LocalRunner:
+class LocalRunner(TargetFiles):
     """Runs on this machine."""
 
     def __init__(self, docker_host: str | None = None) -> None:
@@ -154,12 +220,3 @@ def copy_stream(source: BinaryIO, write: Callable[[bytes], object], on_chunk: Ch
 
 def this_host() -> str:
     return socket.gethostname()
-
-
-def require_ok(result: Completed, what: str, fix: str) -> Completed:
-    """Raise a DeployError naming ``what`` failed, its last error line, and ``fix``."""
-    if result.returncode == 0:
-        return result
-    detail = (result.stderr or result.stdout).strip().splitlines()
-    last = detail[-1] if detail else f"exit status {result.returncode}"
-    raise DeployError(f"{what} failed ({last}); {fix}")

@@ -22,9 +22,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
+from frappe_imagekit import validate
 from frappe_imagekit.errors import DeployError, RemoteError, UsageError
 from frappe_imagekit.process import Completed, LineSink
-from frappe_imagekit.runner import ChunkSink, command_line, copy_stream
+from frappe_imagekit.runner import ChunkSink, TargetFiles, command_line, copy_stream
 
 if TYPE_CHECKING:  # paramiko is imported only when a connection is made
     import paramiko
@@ -58,8 +59,6 @@ def parse_host(spec: str) -> tuple[str | None, str, int | None]:
     A spec that is not exactly that is a ``UsageError`` (``validate.host_spec``), before any
     connection: nothing is dropped or changed silently.
     """
-    from frappe_imagekit import validate
-
     validate.host_spec(spec, "--host", UsageError)
     user, _, rest = spec.rpartition("@")
     host, port = rest, None
@@ -127,8 +126,6 @@ def _config_port(value: object, path: Path) -> int:
 
 
 def _check_configured(target: Target, path: Path) -> None:
-    from frappe_imagekit import validate
-
     server = f"[{target.hostname}]" if ":" in target.hostname else target.hostname
     validate.host_spec(f"{target.user}@{server}:{target.port}", f"the target (after {path})", RemoteError)
 
@@ -180,7 +177,7 @@ def _refuse_unknown(target: Target, known_hosts: str | None) -> paramiko.Missing
     return RefuseUnknown()
 
 
-class SSHRunner:
+class SSHRunner(TargetFiles):
     """Runs commands on ``user@server[:port]`` over one paramiko connection."""
 
     def __init__(

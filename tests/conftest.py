@@ -245,12 +245,10 @@ def docker26(docker26_cli, debian13_socket: Path, monkeypatch: pytest.MonkeyPatc
     Sets IMAGEKIT_DOCKER to CLI 26 and DOCKER_HOST to the forwarded socket (the SDK follows it),
     puts the buildx plugin into this test's DOCKER_CONFIG, and returns the CLI's path.
     """
-    from frappe_imagekit import dockerapi
-
     docker26_cli.install_plugin(Path(os.environ["DOCKER_CONFIG"]))
     monkeypatch.setenv("IMAGEKIT_DOCKER", str(docker26_cli.docker))
     monkeypatch.setenv("DOCKER_HOST", f"unix://{debian13_socket}")
     monkeypatch.delenv("DOCKER_CONTEXT", raising=False)
-    dockerapi.forget_clients()
+    dockerd.forget_docker_clients()
     yield str(docker26_cli.docker)
-    dockerapi.forget_clients()
+    dockerd.forget_docker_clients()

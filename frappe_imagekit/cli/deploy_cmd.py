@@ -7,8 +7,24 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
+from frappe_imagekit import validate
 from frappe_imagekit.cli import output
 from frappe_imagekit.cli.main import command, workspace_option
+from frappe_imagekit.cli.migrate_cmd import render_site
+from frappe_imagekit.deploy.sequence import (
+    DeployFailed,
+    DeployOptions,
+    DeployReport,
+    SiteReport,
+    check_options,
+    choose_image,
+    deploy,
+    open_runner,
+    unlock,
+)
+from frappe_imagekit.errors import UsageError
+from frappe_imagekit.targets import check_identity, get_target
+from frappe_imagekit.workspace import Workspace
 
 if TYPE_CHECKING:
     from frappe_imagekit.deploy.sequence import DeployReport, SiteReport
@@ -92,16 +108,6 @@ def deploy_command(
     workspace: Path = WORKSPACE_OPTION,
 ) -> None:
     """Deploy an image with compose down/up (same file both ways), backup and bench migrate."""
-    from frappe_imagekit.deploy.sequence import (
-        DeployFailed,
-        DeployOptions,
-        check_options,
-        choose_image,
-        deploy,
-        open_runner,
-    )
-    from frappe_imagekit.workspace import Workspace
-
     ws = Workspace.at(workspace)
     if target is not None:
         given = _from_target(ws.root, target, locals())
@@ -167,10 +173,6 @@ def unlock_command(
     state_dir: str | None = STATE_DIR_OPTION,
 ) -> None:
     """Clear a deploy lock left behind by a deploy that is gone."""
-    from frappe_imagekit import validate
-    from frappe_imagekit.deploy.sequence import open_runner, unlock
-    from frappe_imagekit.errors import UsageError
-
     validate.project_name(project, "--project", UsageError)
     _check_connection_options(host, None, None)
     runner = open_runner(
@@ -192,9 +194,6 @@ def unlock_command(
 
 def _check_connection_options(host: str | None, docker_host: str | None, version: str | None) -> None:
     """Usage errors (exit 2) for --host, --docker-host and --version before anything runs."""
-    from frappe_imagekit import validate
-    from frappe_imagekit.errors import UsageError
-
     if host is not None:
         validate.host_spec(host, "--host", UsageError)
     if docker_host is not None:
@@ -210,8 +209,6 @@ _TARGET_SSH = ("docker_host", "state_dir", "known_hosts", "identity", "ssh_confi
 def _from_target(root: Path, name: str, given: dict[str, Any]) -> dict[str, Any]:
     """The command line's deploy options, with the named target's values where it gave none;
     a --project or --compose that differs from the target's is refused."""
-    from frappe_imagekit.targets import check_identity, get_target
-
     target = get_target(root, name)
     check_identity(target, given["project"] or None, given["compose_file"] or None)
     filled = dict(given, project=target.project, compose_file=list(target.compose))
@@ -267,6 +264,4 @@ def _render_plan(report: DeployReport) -> None:
 
 
 def _render_failure(site: SiteReport) -> None:
-    from frappe_imagekit.cli.migrate_cmd import render_site
-
     render_site(site)

@@ -14,6 +14,7 @@ import typer
 from frappe_imagekit import __version__
 from frappe_imagekit.cli import output
 from frappe_imagekit.errors import ExitCode, ImagekitError
+from frappe_imagekit.interrupts import sigterm_as_interrupt
 
 F = TypeVar("F", bound=Callable[..., Any])
 P = ParamSpec("P")
@@ -98,7 +99,8 @@ def _report_bug(exc: BaseException) -> None:
 
 
 def _load_commands() -> None:
-    # Each module registers its commands with @command on import.
+    # Each module registers its commands with @command on import; they import `command` from
+    # this module, so importing them here at the top would be a cycle.
     from frappe_imagekit.cli import (  # noqa: F401
         build_cmd,
         check_cmd,
@@ -112,8 +114,6 @@ def _load_commands() -> None:
 
 def main() -> None:
     """Console-script entry point."""
-    from frappe_imagekit.interrupts import sigterm_as_interrupt
-
     _load_commands()
     with sigterm_as_interrupt():
         app()

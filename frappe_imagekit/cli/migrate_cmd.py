@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Any
 
 import typer
 
 from frappe_imagekit.cli import output
 from frappe_imagekit.cli.main import command
+from frappe_imagekit.deploy.migrate_parse import SiteResult
+from frappe_imagekit.deploy.migrate_report import MigrateReport, report_transcript
+from frappe_imagekit.deploy.sequence import SiteReport
+from frappe_imagekit.errors import NotFoundError, UsageError
+from frappe_imagekit.validate import site_name
 
 MAX_TRANSCRIPT = 256 * 1024 * 1024  # bytes read at most (a real migrate prints a few hundred KB)
 
@@ -27,10 +31,6 @@ def migrate_report_command(
 ) -> None:
     """Report a saved migrate transcript: per site the result, the failed patch, the exception,
     the app frames, warnings and next steps. Exit 0 all ok, 9 a failed patch, 10 otherwise."""
-    from frappe_imagekit.deploy.migrate_report import report_transcript
-    from frappe_imagekit.errors import UsageError
-    from frappe_imagekit.validate import site_name
-
     if site is not None and site != "all":
         site_name(site, "--site", UsageError)
     if exit_code is not None and not 0 <= exit_code <= 255:
@@ -45,8 +45,6 @@ def migrate_report_command(
 
 
 def _read(file: str) -> str:
-    from frappe_imagekit.errors import NotFoundError, UsageError
-
     if file == "-":
         if sys.stdin.isatty():
             raise UsageError(
@@ -65,7 +63,7 @@ def _read(file: str) -> str:
     return data.decode("utf-8", "replace")
 
 
-def render_migrate_report(report: Any) -> None:
+def render_migrate_report(report: MigrateReport) -> None:
     status = "" if report.run_exit_code is None else f" (bench exit status {report.run_exit_code})"
     rows = [[s.site or "-", s.result, s.failed_patch or s.failed_module or "-"] for s in report.sites]
     output.print_table(f"Migrate report: {report.result}{status}", ["site", "result", "patch"], rows)
@@ -75,7 +73,7 @@ def render_migrate_report(report: Any) -> None:
         render_site(site)
 
 
-def headline(site: Any) -> str:
+def headline(site: SiteResult | SiteReport) -> str:
     """What failed, in a few words (``s1.lab: FAILED in <headline>``)."""
     section = f" ({site.section})" if getattr(site, "section", None) else ""
     line = f", patches.txt line {site.failed_patch}" if site.failed_patch else ""
@@ -93,7 +91,7 @@ def headline(site: Any) -> str:
     }.get(site.result or "", "migrate")
 
 
-def render_site(site: Any) -> None:
+def render_site(site: SiteResult | SiteReport) -> None:
     """A site's failure (or warnings), the way deploy and migrate-report print it."""
     if site.status == "failed":
         output.out(f"{site.site}: FAILED in {headline(site)}")

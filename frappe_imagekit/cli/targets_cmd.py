@@ -8,6 +8,8 @@ import typer
 
 from frappe_imagekit.cli import output
 from frappe_imagekit.cli.main import command, workspace_option
+from frappe_imagekit.targets import TARGETS_FILE, load_targets
+from frappe_imagekit.workspace import Workspace
 
 WORKSPACE_OPTION = workspace_option("Folder with imagekit.toml.")
 
@@ -18,9 +20,6 @@ def targets_command(
     as_json: bool = typer.Option(False, "--json", help="Print the targets as JSON."),
 ) -> None:
     """List the named deploy targets of imagekit.toml (`imagekit deploy NAME` uses one)."""
-    from frappe_imagekit.targets import TARGETS_FILE, load_targets
-    from frappe_imagekit.workspace import Workspace
-
     targets = load_targets(Workspace.at(workspace).root)
     if as_json:
         output.print_json([t.to_dict() for t in targets.values()])

@@ -114,6 +114,23 @@ def down_args(cli: ComposeCLI, stop_timeout: int = 10) -> list[str]:
     return ["down", "--remove-orphans", "--timeout", str(stop_timeout)]
 
 
+def ps_command(project: str) -> list[str]:
+    """argv that lists the ids of every container of ``project`` (by label, running or not)."""
+    return ["docker", "ps", "-aq", "--no-trunc", "--filter", f"label={PROJECT_LABEL}={project}"]
+
+
+def inspect_command(ids: Sequence[str]) -> list[str]:
+    return ["docker", "inspect", *ids]
+
+
+def kill_command(ids: Sequence[str]) -> list[str]:
+    return ["docker", "kill", "--signal", "KILL", *ids]
+
+
+def logs_command(container_id: str, tail: int = LOG_TAIL) -> list[str]:
+    return ["docker", "logs", "--tail", str(tail), container_id]
+
+
 def kill_services(runner: Runner, project: str, services: Sequence[str]) -> list[str]:
     """SIGKILL the running containers of ``services`` of ``project``; the services killed.
 
@@ -126,22 +143,19 @@ def kill_services(runner: Runner, project: str, services: Sequence[str]) -> list
     ]
     if not targets:
         return []
-    done = runner.run(["docker", "kill", "--signal", "KILL", *(c.id for c in targets)], timeout=60)
+    done = runner.run(kill_command([c.id for c in targets]), timeout=60)
     _check(done, runner, "docker kill")
     return sorted({c.service for c in targets})
 
 
 def project_containers(runner: Runner, project: str) -> list[Container]:
     """Every container of ``project`` (running or not), found by its compose label."""
-    listed = runner.run(
-        ["docker", "ps", "-aq", "--no-trunc", "--filter", f"label={PROJECT_LABEL}={project}"],
-        timeout=60,
-    )
+    listed = runner.run(ps_command(project), timeout=60)
     _check(listed, runner, "docker ps")
     ids = listed.stdout.split()
     if not ids:
         return []
-    inspected = runner.run(["docker", "inspect", *ids], timeout=60)
+    inspected = runner.run(inspect_command(ids), timeout=60)
     if inspected.returncode != 0:  # a container went away between ps and inspect
         return project_containers(runner, project) if "No such" in inspected.stderr else []
     return [Container.from_inspect(item) for item in json.loads(inspected.stdout)]
@@ -153,7 +167,7 @@ def service_containers(containers: Sequence[Container]) -> list[Container]:
 
 
 def container_logs(runner: Runner, container: Container, tail: int = LOG_TAIL) -> list[str]:
-    done = runner.run(["docker", "logs", "--tail", str(tail), container.id], timeout=30)
+    done = runner.run(logs_command(container.id, tail), timeout=30)
     return (done.stdout + done.stderr).splitlines()[-tail:]
 
 

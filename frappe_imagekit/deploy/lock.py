@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from frappe_imagekit.errors import DeployError, LockHeldError
-from frappe_imagekit.runner import Runner, this_host
+from frappe_imagekit.runner import Runner, json_object, this_host
 
 DETAILS = "details.json"
 
@@ -35,32 +35,6 @@ def lock_details(version: str, target: str) -> dict[str, Any]:
     }
 
 
-# State folders are 0700 and their files 0600 (the env copy may hold secrets), on this
-# machine and over SSH alike: umask 077 for what is created, chmod for what already exists.
-_PRIVATE_DIR = 'umask 077 && mkdir -p "$(dirname "$1")" && chmod 700 "$(dirname "$1")"'
-_WRITE = _PRIVATE_DIR + ' && cat > "$1.tmp" && chmod 600 "$1.tmp" && mv -f "$1.tmp" "$1"'
-_APPEND = _PRIVATE_DIR + ' && cat >> "$1" && chmod 600 "$1"'
-
-
-def write_file(runner: Runner, path: str, data: bytes) -> None:
-    """Write ``data`` atomically to ``path`` on the target, mode 0600 in a 0700 folder."""
-    done = runner.run(["sh", "-c", _WRITE, "sh", path], input_bytes=data, timeout=60)
-    if done.returncode != 0:
-        raise DeployError(f"cannot write {path} on {runner.host}: {done.stderr.strip()}")
-
-
-def append_file(runner: Runner, path: str, data: bytes) -> None:
-    """Append ``data`` to ``path`` on the target (the audit log), mode 0600 in a 0700 folder."""
-    done = runner.run(["sh", "-c", _APPEND, "sh", path], input_bytes=data, timeout=30)
-    if done.returncode != 0:
-        raise DeployError(f"cannot append to {path} on {runner.host}: {done.stderr.strip()}")
-
-
-def read_file(runner: Runner, path: str) -> str | None:
-    done = runner.run(["cat", path], timeout=60)
-    return done.stdout if done.returncode == 0 else None
-
-
 _DETAIL_TYPES: dict[str, type] = {
     "who": str,
     "when": str,
@@ -71,19 +45,39 @@ _DETAIL_TYPES: dict[str, type] = {
 }
 
 
+def details_path(lock_dir: str) -> str:
+    """Where the holder's details are kept, inside the lock folder."""
+    return f"{lock_dir}/{DETAILS}"
+
+
+def parent_command(lock_dir: str) -> list[str]:
+    """argv that makes the folder the lock lives in (0700)."""
+    return ["sh", "-c", 'umask 077 && mkdir -p "$1" && chmod 700 "$1"', "sh", os.path.dirname(lock_dir)]
+
+
+def acquire_command(lock_dir: str) -> list[str]:
+    """argv that takes the lock: ``mkdir`` fails when the folder exists."""
+    return ["mkdir", "-m", "700", lock_dir]
+
+
+def remove_command(lock_dir: str) -> list[str]:
+    """argv that clears the lock (its details file included)."""
+    return ["rm", "-rf", lock_dir]
+
+
 def read_details(runner: Runner, lock_dir: str) -> dict[str, Any] | None:
     """Who holds the lock, or None when there are no usable details."""
-    return parse_details(read_file(runner, f"{lock_dir}/{DETAILS}"))
+    return parse_details(runner.read_file(details_path(lock_dir)))
 
 
 def parse_details(text: str | None) -> dict[str, Any] | None:
     """The lock details in ``text`` (a file on the target: any content): the known fields of
     the right type, at most 200 characters each; None when it is not a JSON object."""
-    try:
-        data = json.loads(text) if text else None
-    except (ValueError, RecursionError):
+    if not text:
         return None
-    if not isinstance(data, dict):
+    try:
+        data = json_object(text)
+    except ValueError:
         return None
     kept = {
         key: value[:200] if isinstance(value, str) else value
@@ -113,14 +107,13 @@ def is_stale(details: dict[str, Any] | None) -> bool:
 
 def try_acquire(runner: Runner, lock_dir: str, details: dict[str, Any]) -> bool:
     """Take the lock if free; False when somebody holds it."""
-    parent = os.path.dirname(lock_dir)
-    runner.run(["sh", "-c", 'umask 077 && mkdir -p "$1" && chmod 700 "$1"', "sh", parent], timeout=30)
-    done = runner.run(["mkdir", "-m", "700", lock_dir], timeout=30)
+    runner.run(parent_command(lock_dir), timeout=30)
+    done = runner.run(acquire_command(lock_dir), timeout=30)
     if done.returncode != 0:
         if "exist" in done.stderr.lower():
             return False
         raise DeployError(f"cannot create the lock {lock_dir} on {runner.host}: {done.stderr}")
-    write_file(runner, f"{lock_dir}/{DETAILS}", json.dumps(details).encode())
+    runner.write_file(details_path(lock_dir), json.dumps(details).encode())
     return True
 
 
@@ -168,7 +161,7 @@ def release(runner: Runner, lock_dir: str, details: dict[str, Any]) -> None:
 def remove(runner: Runner, lock_dir: str) -> dict[str, Any] | None:
     """Clear the lock whoever holds it; return who held it."""
     holder = read_details(runner, lock_dir)
-    runner.run(["rm", "-rf", lock_dir], timeout=30)
+    runner.run(remove_command(lock_dir), timeout=30)
     return holder
 
 

@@ -17,6 +17,7 @@ from typing import Any, Protocol
 
 from frappe_imagekit.deploy import migrate_parse as mp
 from frappe_imagekit.errors import ExitCode
+from frappe_imagekit.ssh import parse_host
 
 SCHEMA_VERSION = 1
 
@@ -71,8 +72,6 @@ def ssh_prefix(host: str) -> tuple[str, ...]:
     gives a remote command no TTY by itself, and ``compose exec`` then refuses to run."""
     if host == "local":
         return ()
-    from frappe_imagekit.ssh import parse_host
-
     user, server, port = parse_host(host)
     target = f"{user}@{server}" if user else server
     return ("ssh", "-t", *(("-p", str(port)) if port and port != 22 else ()), target)

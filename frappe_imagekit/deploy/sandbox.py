@@ -22,7 +22,7 @@ from io import StringIO
 from typing import Any
 
 from frappe_imagekit import validate
-from frappe_imagekit.deploy import backuplist, compose, composeconfig, lock, sandboxconfig, verify
+from frappe_imagekit.deploy import backuplist, compose, composeconfig, sandboxconfig, verify
 from frappe_imagekit.deploy.backuplist import Backup
 from frappe_imagekit.deploy.compose import ComposeCLI
 from frappe_imagekit.deploy.sandboxconfig import SandboxLabels
@@ -182,7 +182,7 @@ def start(
     run = _Start(runner, ws, opts, report, on_event or (lambda _line: None), cli, backup)
     data = _checked_config(run)
     _ensure_image(run)
-    lock.write_file(runner, report.compose_file, _dump(sandboxconfig.sandbox_config(
+    runner.write_file(report.compose_file, _dump(sandboxconfig.sandbox_config(
         data, _labels(report), opts.port, opts.backend_service)))  # fmt: skip
     try:
         _up(run, composeconfig.parse_config(json.dumps(data)))
@@ -451,7 +451,7 @@ def _root_password(run: _Start) -> bytes | None:
         return None
     from dotenv import dotenv_values
 
-    text = lock.read_file(run.runner, run.opts.env_file) or ""
+    text = run.runner.read_file(run.opts.env_file) or ""
     value = dotenv_values(stream=StringIO(text)).get(run.opts.db_password_var)
     return f"{value}\n".encode() if isinstance(value, str) and value else None
 

@@ -44,8 +44,10 @@ from frappe_imagekit.errors import (
     UsageError,
 )
 from frappe_imagekit.interrupts import sigterm_as_interrupt
+from frappe_imagekit.manifest import list_manifests
 from frappe_imagekit.process import Completed
-from frappe_imagekit.runner import LocalRunner, Runner, local_stdout_stream
+from frappe_imagekit.runner import LocalRunner, Runner, json_object, local_stdout_stream
+from frappe_imagekit.ssh import SSHRunner
 from frappe_imagekit.workspace import Workspace, write_json_atomic
 
 SCHEMA_VERSION = 1
@@ -249,8 +251,6 @@ def _check_numbers(opts: DeployOptions) -> None:
 
 def choose_image(ws: Workspace, version: str | None) -> tuple[str, str]:
     """(image name, version): ``--version`` or the newest successful build of the workspace."""
-    from frappe_imagekit.manifest import list_manifests
-
     manifests, _ = list_manifests(ws)
     built = sorted(
         (m for m in manifests if m.get("status") == "succeeded"),
@@ -393,7 +393,7 @@ def _with_layout(runner: Runner, opts: DeployOptions) -> DeployOptions:
     if opts.env_file is not None:
         validate.not_an_option(opts.env_file, "--env-file", UsageError)  # before it is read
     environ = dict(os.environ) if isinstance(runner, LocalRunner) else {}
-    env_text = lock.read_file(runner, opts.env_file) if opts.env_file else None
+    env_text = runner.read_file(opts.env_file) if opts.env_file else None
     found = composeconfig.compose_env(environ, env_text)
     from_file = opts.env_file if "COMPOSE_FILE" not in environ else None
     base = str(Path(_absolute(runner, from_file)).parent) if from_file else os.getcwd()
@@ -532,7 +532,7 @@ def _check_config(ctx: _Context) -> None:
     opts, files = ctx.opts, ctx.compose_files
     ctx.config = composeconfig.render(ctx.runner, ctx.cli, opts.project, files, _up_env(opts), opts.env_file)
     images = composeconfig.image_plan(ctx.config, opts.image, opts.version)
-    contents = {path: lock.read_file(ctx.runner, path) or "" for path in files}
+    contents = {path: ctx.runner.read_file(path) or "" for path in files}
     lines = composeconfig.image_lines(contents, images.pinned.values())
     verify.require_image_plan(images, opts.image_ref, lines, opts.image_var, opts.tag_var)
     ctx.report.image_services = images.new
@@ -667,7 +667,7 @@ def _copy_path(paths: StatePaths, index: int) -> str:
 
 def _last_up(ctx: _Context) -> dict[str, Any] | None:
     """The record of the last ``up``; one that cannot be used is treated as missing, with a note."""
-    text = lock.read_file(ctx.runner, ctx.paths.last_up)
+    text = ctx.runner.read_file(ctx.paths.last_up)
     if text is None:
         return None
     try:
@@ -683,12 +683,7 @@ def _last_up(ctx: _Context) -> dict[str, Any] | None:
 def parse_last_up(text: str) -> dict[str, Any]:
     """``last-up.json`` (a file on the target: any content) checked field by field; raises
     ``ValueError`` naming the first field that cannot be used."""
-    try:
-        data = json.loads(text)
-    except (ValueError, RecursionError):
-        raise ValueError("not valid JSON") from None
-    if not isinstance(data, dict):
-        raise ValueError("not a JSON object")
+    data = json_object(text)
     for key in ("config_files", "sha256", "project_dir", "env_file"):
         value = data.get(key)
         if value is not None or key in ("config_files", "sha256"):
@@ -711,7 +706,7 @@ def _state_value(value: object, what: str, check: Callable[..., str] = validate.
 
 
 def _sha256_on_target(runner: Runner, path: str) -> str | None:
-    content = lock.read_file(runner, path)
+    content = runner.read_file(path)
     return hashlib.sha256(content.encode()).hexdigest() if content is not None else None
 
 
@@ -719,12 +714,12 @@ def _keep_copy(ctx: _Context, env: dict[str, str]) -> None:
     runner, paths = ctx.runner, ctx.paths
     files = []
     for index, path in enumerate(ctx.compose_files):
-        text = lock.read_file(runner, path) or ""
+        text = runner.read_file(path) or ""
         copy = _copy_path(paths, index)
-        lock.write_file(runner, copy, text.encode())
+        runner.write_file(copy, text.encode())
         files.append({"path": path, "sha256": hashlib.sha256(text.encode()).hexdigest(), "copy": copy})
     if ctx.opts.env_file:
-        lock.write_file(runner, paths.env_copy, (lock.read_file(runner, ctx.opts.env_file) or "").encode())
+        runner.write_file(paths.env_copy, (runner.read_file(ctx.opts.env_file) or "").encode())
     record = {
         "config_files": ",".join(ctx.compose_files),
         "sha256": files[0]["sha256"],
@@ -735,7 +730,7 @@ def _keep_copy(ctx: _Context, env: dict[str, str]) -> None:
         "version": ctx.opts.version,
         "when": _now(),
     }
-    lock.write_file(runner, paths.last_up, json.dumps(record, indent=2).encode())
+    runner.write_file(paths.last_up, json.dumps(record, indent=2).encode())
 
 
 # ---------------------------------------------------------------- backup, down, up
@@ -1126,7 +1121,7 @@ def _finish(ctx: _Context) -> None:
     report.record = str(path)
     line = json.dumps(record, separators=(",", ":")) + "\n"
     try:
-        lock.append_file(ctx.runner, ctx.paths.audit_log, line.encode())
+        ctx.runner.append_file(ctx.paths.audit_log, line.encode())
     except (ImagekitError, OSError):
         report.notes.append(f"could not append to {ctx.paths.audit_log} on {report.host}")
 
@@ -1179,8 +1174,6 @@ def open_runner(
     """``LocalRunner`` without a host, else an ``SSHRunner`` (paramiko imported only then)."""
     if not host:
         return LocalRunner(docker_host)
-    from frappe_imagekit.ssh import SSHRunner
-
     return SSHRunner(
         host,
         known_hosts=known_hosts,

@@ -15,6 +15,7 @@ from typing import Any
 from frappe_imagekit.deploy import compose
 from frappe_imagekit.deploy.composeconfig import ImagePlan
 from frappe_imagekit.errors import DeployError
+from frappe_imagekit.manifest import list_manifests
 from frappe_imagekit.runner import Runner
 from frappe_imagekit.workspace import Workspace
 
@@ -55,8 +56,6 @@ def image_id(runner: Runner, ref: str) -> str:
 
 def manifest_apps(ws: Workspace, version: str, ident: str) -> list[str] | None:
     """Apps of the build recorded for ``version`` whose image id is ``ident`` (else None)."""
-    from frappe_imagekit.manifest import list_manifests
-
     for manifest in list_manifests(ws)[0]:
         image = manifest.get("image") or {}
         if manifest.get("version") == version and image.get("id") == ident:

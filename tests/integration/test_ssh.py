@@ -184,8 +184,8 @@ def test_state_files_written_over_ssh_are_0600_in_0700_folders(runner: SSHRunner
     from frappe_imagekit.deploy import lock
 
     folder = tmp_path / "remote-state" / "projects" / "erp"
-    lock.write_file(runner, f"{folder}/env", b"DB_PASSWORD=x\n")
-    lock.append_file(runner, f"{folder}/audit.log", b"{}\n")
+    runner.write_file(f"{folder}/env", b"DB_PASSWORD=x\n")
+    runner.append_file(f"{folder}/audit.log", b"{}\n")
     assert lock.try_acquire(runner, f"{folder}/lock", lock.lock_details("v1", runner.host))
     modes = runner.run(["stat", "-c", "%a %n", str(folder), f"{folder}/env", f"{folder}/audit.log",
                         f"{folder}/lock", f"{folder}/lock/details.json"]).stdout.split("\n")  # fmt: skip

@@ -7,6 +7,7 @@ is below 23 (CLI 18.09-22.x carries its own BuildKit client; 23+ needs the build
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
@@ -14,7 +15,7 @@ import subprocess
 from collections.abc import Iterable
 from pathlib import Path
 
-from frappe_imagekit import process
+from frappe_imagekit import dockerapi, process
 
 ENV_VAR = "IMAGEKIT_TEST_DOCKER"
 _FALLBACKS = ("/usr/bin/docker", "/usr/local/bin/docker")
@@ -98,3 +99,12 @@ def image_tags(cli: str, repository: str) -> list[str]:
     """Every ``repository:tag`` of ``repository``, sorted."""
     done = docker(cli, "images", "--format", "{{.Repository}}:{{.Tag}}", repository, timeout=60)
     return sorted(done.stdout.split())
+
+
+def forget_docker_clients() -> None:
+    """Close and drop the SDK clients dockerapi cached (tests that change ``DOCKER_HOST``)."""
+    with dockerapi._lock:
+        for made in dockerapi._clients.values():
+            with contextlib.suppress(Exception):  # closing a dead client is best effort
+                made.close()
+        dockerapi._clients.clear()

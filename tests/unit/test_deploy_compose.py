@@ -9,6 +9,10 @@ from frappe_imagekit.deploy.compose import (
     Container,
     compose_argv,
     down_args,
+    inspect_command,
+    kill_command,
+    logs_command,
+    ps_command,
     service_problem,
     service_ready,
     up_args,
@@ -53,6 +57,16 @@ def test_compose_argv_v1_and_v2():
         "down", "--remove-orphans", "--timeout", "5",
     ]  # fmt: skip
     assert V2.is_v2 and not V1.is_v2
+
+
+def test_container_commands_are_argv_lists():
+    assert ps_command("erp") == [
+        "docker", "ps", "-aq", "--no-trunc", "--filter", "label=com.docker.compose.project=erp",
+    ]  # fmt: skip
+    assert inspect_command(["a1", "b2"]) == ["docker", "inspect", "a1", "b2"]
+    assert kill_command(["a1", "b2"]) == ["docker", "kill", "--signal", "KILL", "a1", "b2"]
+    assert logs_command("a1") == ["docker", "logs", "--tail", "20", "a1"]
+    assert logs_command("a1", 5) == ["docker", "logs", "--tail", "5", "a1"]
 
 
 def test_container_from_inspect():

@@ -83,3 +83,17 @@ def test_wait_gets_the_lock_when_released(lock_dir: str):
     threading.Timer(0.5, lambda: lock.remove(runner, lock_dir)).start()
     lock.acquire(runner, lock_dir, details(), "erp", wait=10)
     assert lock.read_details(runner, lock_dir)["pid"] == os.getpid()
+
+
+def test_lock_commands_are_argv_lists() -> None:
+    lock_dir = "/state/projects/erp/lock"
+    assert lock.parent_command(lock_dir) == [
+        "sh",
+        "-c",
+        'umask 077 && mkdir -p "$1" && chmod 700 "$1"',
+        "sh",
+        "/state/projects/erp",
+    ]
+    assert lock.acquire_command(lock_dir) == ["mkdir", "-m", "700", lock_dir]
+    assert lock.remove_command(lock_dir) == ["rm", "-rf", lock_dir]
+    assert lock.details_path(lock_dir) == "/state/projects/erp/lock/details.json"

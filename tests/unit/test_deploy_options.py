@@ -307,25 +307,6 @@ def _mode(path: Path) -> int:
     return stat.S_IMODE(path.stat().st_mode)
 
 
-def test_state_files_are_0600_in_0700_folders(tmp_path: Path) -> None:
-    runner = LocalRunner()
-    project = tmp_path / "state" / "projects" / "erp"
-    project.mkdir(parents=True, mode=0o755)
-    project.chmod(0o755)  # a folder an older imagekit made
-    (project / "env").write_text("old")
-    (project / "env").chmod(0o644)
-    lock.write_file(runner, str(project / "env"), b"DE_MACRS_PAT=secret\n")
-    lock.append_file(runner, str(project / "audit.log"), b"{}\n")
-    lock.write_file(runner, str(tmp_path / "fresh" / "a" / "last-up.json"), b"{}")
-    assert _mode(project) == 0o700
-    assert _mode(project / "env") == 0o600 and (project / "env").read_text() == "DE_MACRS_PAT=secret\n"
-    assert _mode(project / "audit.log") == 0o600
-    assert (
-        _mode(tmp_path / "fresh" / "a") == 0o700 and _mode(tmp_path / "fresh" / "a" / "last-up.json") == 0o600
-    )
-    assert not list(project.glob("*.tmp"))
-
-
 def test_the_lock_folder_is_0700(tmp_path: Path) -> None:
     lock_dir = tmp_path / "state" / "projects" / "erp" / "lock"
     assert lock.try_acquire(LocalRunner(), str(lock_dir), lock.lock_details("v1", "local"))

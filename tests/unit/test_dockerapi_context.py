@@ -16,6 +16,7 @@ import pytest
 from frappe_imagekit import dockerapi
 from frappe_imagekit.dockerapi import Daemon, resolve_daemon
 from frappe_imagekit.errors import DockerError, ExitCode
+from tests.support.dockerd import forget_docker_clients
 
 
 def _context(config: Path, name: str, host: str, *, tls: bool = False) -> None:
@@ -124,12 +125,12 @@ def test_a_daemon_that_does_not_answer_is_named_with_its_context(
     monkeypatch.delenv("DOCKER_HOST", raising=False)
     monkeypatch.setenv("DOCKER_CONFIG", str(config))
     monkeypatch.setenv("DOCKER_CONTEXT", "inner")
-    dockerapi.forget_clients()
+    forget_docker_clients()
     try:
         with pytest.raises(DockerError) as info:
             dockerapi.client()
     finally:
-        dockerapi.forget_clients()
+        forget_docker_clients()
     assert str(info.value).startswith(
         "the Docker daemon does not answer at unix:///nonexistent/imagekit-test.sock (DOCKER_CONTEXT=inner)"
     )

@@ -1,4 +1,4 @@
-"""scancache: clean layers remembered per secret set, keyed without storing any secret."""
+"""leakscan.cache: clean layers remembered per secret set, keyed without storing any secret."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from frappe_imagekit import scancache
+from frappe_imagekit.leakscan import cache as scancache
 
 FORMS = {"ghp_tokenAAAAAAAAAAAAAAAAAAAA", "Z2hwX3Rva2Vu"}
 LAYERS = ["sha256:" + "1" * 64, "sha256:" + "2" * 64]
