@@ -103,6 +103,7 @@ def _load_commands() -> None:
         deploy_cmd,
         history_cmd,
         migrate_cmd,
+        rollback_cmd,
         targets_cmd,
     )
 

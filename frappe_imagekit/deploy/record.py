@@ -164,13 +164,15 @@ def read_records(items: Iterable[object]) -> list[DeployRecord]:
 
 
 def rolled_back_versions(records: Iterable[DeployRecord], project: str | None = None) -> dict[str, str]:
-    """version -> where, for each version a rollback left that was not deployed again since
-    (of ``project``, or any project when None). ``deploy`` without ``--version`` must not pick one."""
+    """version -> where, for each version a rollback left (it got as far as ``down``) that was
+    not deployed again since (of ``project``, or any project when None). ``deploy`` without
+    ``--version`` must not pick one."""
     left: dict[str, str] = {}
     for record in sorted(records, key=lambda r: str(r.started or "")):
         if project is not None and record.project != project:
             continue
-        if record.kind == ROLLBACK and record.rolled_back_from:
+        went_back = record.served or "down" in record.progress
+        if record.kind == ROLLBACK and record.rolled_back_from and went_back:
             left[record.rolled_back_from] = record.where
         elif record.kind == DEPLOY and record.served:
             left.pop(record.version, None)
