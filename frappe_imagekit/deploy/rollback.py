@@ -406,6 +406,13 @@ def _describe(plan: RollbackPlan) -> None:
                 f"{site.site} is not restored (--no-restore): its database stays as {undo.version} left it, "
                 f"and its schema may be newer than {plan.to_version}'s code"
             )
+    chosen = {s.site for s in plan.sites}
+    for entry in undo.sites:
+        if entry.site not in chosen:
+            plan.warnings.append(
+                f"{entry.site} is not restored (not in --sites): its database stays as {undo.version} left "
+                f"it, and it runs {plan.to_version}'s code too"
+            )
     if opts.to_version and undo.previous_version and opts.to_version != undo.previous_version:
         plan.warnings.append(
             f"the backups were taken while {undo.previous_version} ran; --to {opts.to_version} may not "

@@ -6,6 +6,10 @@ its "database" (sites/<site>/db/, one file per table) is dumped by `bench backup
 from __future__ import annotations
 
 import json
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 from typer.testing import CliRunner
@@ -74,6 +78,21 @@ def deploy_v1_then_failing_v2(project: Project, env_file: Path, *extra: str) -> 
     write_rows(project, "a.local", "tabSales Invoice", "INV-0003")  # after the backup: lost
 
 
+def interrupt_when(args: list[str], line: bytes) -> tuple[int, bytes]:
+    """Run a real `imagekit` process, send SIGINT once it printed ``line`` on stderr."""
+    root = Path(__file__).resolve().parents[2]
+    proc = subprocess.Popen([sys.executable, "-m", "frappe_imagekit", *args], cwd=root,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
+    assert proc.stderr is not None
+    for raw in proc.stderr:
+        if line in raw:
+            break
+    time.sleep(1)  # into bench restore
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    return proc.returncode, err
+
+
 def rollback_args(project: Project, *extra: str) -> list[str]:
     return ["rollback", "--project", project.name, "--state-dir", str(project.state),
             "-w", str(project.ws), "--up-timeout", "30", *extra]  # fmt: skip
@@ -110,6 +129,19 @@ def test_rollback_restores_data_and_schema_and_runs_the_old_image(project: Proje
 
     env_file.write_text(f"DB_PASSWORD={CANARY}\n")  # the env file of the last up is the kept copy
     (project.state / "projects" / project.name / "env").write_text(f"DB_PASSWORD={CANARY}\n")
+    # Ctrl-C while a.local is restored: recorded as interrupted, with how far it got, lock released
+    project.site_file("a.local", "slow_restore").write_text("30\n")
+    code, _err = interrupt_when(rollback_args(project, "--yes"), b"restoring a.local")
+    project.site_file("a.local", "slow_restore").unlink()
+    assert code == ExitCode.INTERRUPTED
+    stopped = project.records()[-1]
+    assert (stopped["kind"], stopped["result"], stopped["progress"]) == (
+        "rollback",
+        "interrupted",
+        ["locked", "down"],
+    )
+    assert "run `imagekit rollback" in stopped["next_step"]
+    assert not project.lock_dir.exists()
     done = invoke(*rollback_args(project, "--yes", "--json"))
     assert done.exit_code == 0, done.output
     report = json.loads(done.stdout)
@@ -140,7 +172,7 @@ def test_rollback_restores_data_and_schema_and_runs_the_old_image(project: Proje
     audit = [json.loads(line) for line in project.audit_log.read_text().splitlines()]
     assert [(a["kind"], a["version"], a["result"]) for a in audit] == [
         ("deploy", "v1", "succeeded"), ("deploy", "v2", "patch-failed"),
-        ("rollback", "v1", "failed"), ("rollback", "v1", "succeeded"),
+        ("rollback", "v1", "failed"), ("rollback", "v1", "interrupted"), ("rollback", "v1", "succeeded"),
     ]  # fmt: skip
     assert audit[1]["previous_version"] == "v1" and audit[1]["served"] is True
 
