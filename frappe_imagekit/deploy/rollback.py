@@ -92,6 +92,7 @@ class RollbackOptions:
     source_docker_host: str | None = None
     image_var: str = "CUSTOM_IMAGE"
     tag_var: str = "CUSTOM_TAG"
+    force: bool = False  # down although the running containers were started by other files
 
 
 @dataclass(frozen=True)
@@ -326,6 +327,7 @@ def _context(runner: Runner, ws: Workspace, plan: RollbackPlan) -> _Context:
             kill_first=opts.kill_first, lock_wait=opts.lock_wait, up_timeout=opts.up_timeout,
             health_check=opts.health_check, send_image=opts.send_image,
             source_docker_host=opts.source_docker_host, image_var=opts.image_var, tag_var=opts.tag_var,
+            force=opts.force,
         )
     )  # fmt: skip
     report = DeployReport(
