@@ -504,7 +504,7 @@ def restore_and_start(ctx: _Context, plan: RollbackPlan) -> None:
     database restored, then every service. A maintenance window wraps exactly this call."""
     ctx.emit(f"starting {ctx.opts.backend_service} on {plan.image_ref}")
     _up(ctx, plan, [ctx.opts.backend_service])
-    compose.wait_services(ctx.runner, ctx.opts.project, ctx.opts.oneshot_services, ctx.opts.up_timeout)
+    _wait(ctx)
     password = _db_password(ctx, plan) if any(s.backup for s in plan.sites) else ""
     for site in plan.sites:
         if site.backup is not None:
@@ -513,8 +513,14 @@ def restore_and_start(ctx: _Context, plan: RollbackPlan) -> None:
             _done(ctx, f"restored {site.site}")
     ctx.emit(f"starting every service on {plan.image_ref}")
     _up(ctx, plan, [])
-    compose.wait_services(ctx.runner, ctx.opts.project, ctx.opts.oneshot_services, ctx.opts.up_timeout)
+    _wait(ctx)
     _done(ctx, "up")
+
+
+def _wait(ctx: _Context) -> None:
+    """Services running, one-shot services (from the rendered config, as deploy) exited 0."""
+    oneshot = ctx.report.oneshot_services or ctx.opts.oneshot_services
+    compose.wait_services(ctx.runner, ctx.opts.project, oneshot, ctx.opts.up_timeout)
 
 
 def _up(ctx: _Context, plan: RollbackPlan, services: Sequence[str]) -> None:
