@@ -113,6 +113,10 @@ def _outcome(deploy: dict[str, Any]) -> str:
     return ", ".join(parts)
 
 
+def _deploy_line(deploy: dict[str, Any]) -> str:
+    return " ".join(filter(None, [deploy.get("finished"), _outcome(deploy)]))
+
+
 def render_show(shown: dict[str, Any]) -> None:
     from frappe_imagekit.history import pin_label, short_id
 
@@ -193,10 +197,7 @@ def render_show(shown: dict[str, Any]) -> None:
     if shown["rebuilds"]:
         _section("Rebuilds", [(r["file"], f"{r['status']} {r['created']}") for r in shown["rebuilds"]])
     where = ", ".join(shown["deployed_to"]) or "not running anywhere recorded"
-    deploys = [
-        (d["where"], " ".join(filter(None, [d.get("finished"), _outcome(d)])))
-        for d in shown["deploys"]
-    ]
+    deploys = [(d["where"], _deploy_line(d)) for d in shown["deploys"]]
     _section("Deploys", [("running on", where), *deploys])
 
 
