@@ -95,3 +95,25 @@ def test_a_version_a_rollback_left_stays_left_until_deployed_again():
     stopped_early = DeployRecord(version="v1", project="erp", kind="rollback", rolled_back_from="v2",
                                  started="2026-12-01T12:00:00+00:00", progress=["locked"])  # fmt: skip
     assert rolled_back_versions([*records[:2], stopped_early], "erp") == {}
+
+
+def test_history_shows_a_version_that_failed_in_migrate_but_ran_and_its_rollback():
+    from frappe_imagekit.history import HistoryRow, _join_deploys
+
+    def row(version: str) -> HistoryRow:
+        return HistoryRow(version, "build", "succeeded", "", f"{version}.json", None, None, None, [])
+
+    v1 = {**OLD, "version": "v1", "image": "de/erp:v1", "result": "succeeded",
+          "started": "2026-12-01T10:00:00+00:00", "finished": "2026-12-01T10:01:00+00:00"}  # fmt: skip
+    v2 = OLD  # patch-failed, schema 1: it came up, so it ran
+    back = {"schema_version": 2, "kind": "rollback", "version": "v1", "project": "erp", "host": "local",
+            "result": "succeeded", "served": True, "rolled_back_from": "v2",
+            "rollback_of": "20261201T165500Z", "started": "2026-12-01T17:10:00+00:00",
+            "finished": "2026-12-01T17:11:00+00:00"}  # fmt: skip
+    rows = [row("v1"), row("v2")]
+    _join_deploys(rows, [v1, v2, back])
+    assert rows[0].deployed_to == ["erp@local"] and rows[1].deployed_to == []
+    assert [(d["kind"], d["result"], d["rolled_back_from"]) for d in rows[0].deploys] == [
+        ("deploy", "succeeded", None), ("rollback", "succeeded", "v2"),
+    ]  # fmt: skip
+    assert [(d["result"], d["rolled_back_to"]) for d in rows[1].deploys] == [("patch-failed", "v1")]
