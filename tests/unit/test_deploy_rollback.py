@@ -194,3 +194,16 @@ def test_what_will_be_lost_and_the_warnings_are_said_before_anything():
         step.startswith("restore a.local from /srv/state/projects/erp/backups/") for step in made.steps
     )
     assert not any(step.startswith("restore b.local") for step in made.steps)
+
+
+def test_an_old_image_that_is_nowhere_is_rebuilt_first():
+    from frappe_imagekit.runner import LocalRunner
+
+    undo = DeployRecord(version="v2", project="erp", started="2026-12-01T16:55:00+00:00")
+    made = rollback.RollbackPlan(RollbackOptions("erp"), "local", undo, "v1", "de/erp", [], False, {})
+    with pytest.raises(NotFoundError) as caught:
+        rollback._require_sendable(LocalRunner(), made)
+    assert caught.value.message == (
+        "image de/erp:v1 is not on this machine: run `imagekit rebuild v1` first (it rebuilds the image "
+        "from its manifest), then roll back again."
+    )
