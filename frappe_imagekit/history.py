@@ -13,6 +13,7 @@ from typing import Any
 
 from frappe_imagekit import gitremote, validate
 from frappe_imagekit.appsjson import parse_apps_text, public_url, repo_identity, token_vars
+from frappe_imagekit.deploy.record import ROLLBACK, read_records
 from frappe_imagekit.envfile import parse_env_text, read_text
 from frappe_imagekit.errors import ImagekitError
 from frappe_imagekit.manifest import (
@@ -30,7 +31,6 @@ from frappe_imagekit.workspace import Workspace
 TOOLCHAIN_ARGS = ("PYTHON_VERSION", "NODE_VERSION", "FRAPPE_PATH", "FRAPPE_BRANCH")
 # Derived from the SHAs: it changes whenever a SHA does, so it adds nothing to a diff.
 _DERIVED_ARGS = frozenset({"CACHE_BUST"})
-_DEPLOY_OK = "succeeded"
 
 
 @dataclass
@@ -233,17 +233,23 @@ def placement(record: Mapping[str, Any]) -> str:
 
 
 def _join_deploys(rows: list[HistoryRow], records: list[dict[str, Any]]) -> None:
-    """Fill ``deploys`` (all successful ones) and ``deployed_to`` (still running there)."""
-    current: dict[str, str] = {}  # project@host -> version of its latest successful deploy
+    """Fill ``deploys`` (every time a version ran on a target: deploys that came up, a failed
+    migrate included, and rollbacks; with the result and what it was rolled back to) and
+    ``deployed_to`` (still running there)."""
+    typed = read_records(records)
+    undone = {(r.where, r.rollback_of): r.version for r in typed if r.kind == ROLLBACK and r.rollback_of}
+    current: dict[str, str] = {}  # project@host -> version of the latest one that ran
     by_version: dict[str, list[dict[str, Any]]] = {}
-    for record in records:
-        if record.get("result") != _DEPLOY_OK:
+    for record in typed:
+        if not record.served:
             continue
-        where = placement(record)
-        current[where] = str(record["version"])
-        by_version.setdefault(str(record["version"]), []).append(
-            {"where": where, "finished": record.get("finished"), "image": record.get("image")}
-        )
+        current[record.where] = record.version
+        by_version.setdefault(record.version, []).append(
+            {"where": record.where, "finished": record.finished, "image": record.image,
+             "result": record.result, "kind": record.kind,
+             "rolled_back_to": undone.get((record.where, record.deploy_id)) if record.deploy_id else None,
+             "rolled_back_from": record.rolled_back_from}
+        )  # fmt: skip
     for row in rows:
         if row.kind == "rebuild" or row.status != "succeeded":
             continue

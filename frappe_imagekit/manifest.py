@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from frappe_imagekit import validate
+from frappe_imagekit.deploy.record import DeployRecord
 from frappe_imagekit.errors import ImagekitError, NotFoundError, UsageError
 from frappe_imagekit.redact import Redactor
 from frappe_imagekit.workspace import Workspace, write_json_atomic
@@ -381,41 +382,14 @@ def check_manifest(data: dict[str, Any]) -> dict[str, Any]:
 
 # -- deploy records ------------------------------------------------------------------------
 
-_SITE_FIELDS = {
-    "site": _validated(validate.site_name),
-    "status": _text,
-    "failure": _text,
-    "failed_patch": _text,
-    "backup": _text,
-}
-_DEPLOY_FIELDS = {
-    "version": _version,
-    "project": _validated(validate.project_name),
-    "host": _text,
-    "image": _optional(_image_ref),
-    "user": _text,
-    "started": _text,
-    "finished": _text,
-    "result": _text,
-    "error": _text,
-}
-
 
 def load_deploy_record(path: Path) -> dict[str, Any]:
     """Read one ``deploys/*.json``; raise ``ValueError`` naming why it cannot be used.
 
-    Deploy records are repository content like manifests, checked the same way.
+    Deploy records are repository content like manifests, checked field by field by
+    ``deploy.record.DeployRecord.from_dict``; the record is returned upgraded to its schema.
     """
-    data = _read_json(path)
-    if not isinstance(data, dict) or "version" not in data or "project" not in data:
-        raise ValueError("not an imagekit deploy record (no version or project field)")
-    schema = data.get("schema_version", 1)
-    if not isinstance(schema, int) or isinstance(schema, bool) or schema > SCHEMA_VERSION:
-        raise ValueError("written by a newer imagekit or not a deploy record (schema_version)")
-    _fields(data, "", _DEPLOY_FIELDS)
-    for i, site in enumerate(_list(data.get("sites") or [], "sites")):
-        _fields(_object(site, f"sites[{i}]"), f"sites[{i}].", _SITE_FIELDS)
-    return data
+    return DeployRecord.from_dict(_read_json(path)).to_dict()
 
 
 def iter_deploy_records(ws: Workspace) -> Iterator[tuple[Path, dict[str, Any] | BrokenManifest]]:

@@ -362,3 +362,38 @@ def repo_url(value: object, what: str, error: ErrorType = ConfigError) -> str:
     if problems:
         raise error(problems[0][1])
     return text
+
+
+# -- rollback (deploy records, backups in the state folder) -------------------------------------
+
+_DEPLOY_ID = re.compile(r"\d{8}T\d{6}Z")
+_BACKUP_FILE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,200}")
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+
+
+def deploy_id(value: object, what: str = "the deploy id", error: ErrorType = ConfigError) -> str:
+    """A deploy id: the UTC start stamp of a deploy (``20261201T165500Z``), which names its
+    backup folder on the target and its record in ``deploys/``."""
+    text = _text(value, what, error)
+    if not _DEPLOY_ID.fullmatch(text):
+        raise error(f"{what} {_shown(text)} is not a deploy id: use a record's stamp, like 20261201T165500Z.")
+    return text
+
+
+def backup_copy(value: object, folder: str, what: str, error: ErrorType = ConfigError) -> str:
+    """The path of a backup copy, which must be a plain file name directly in ``folder`` (the
+    deploy's ``backups/<deploy id>/<site>`` in the target's state folder): a record cannot make
+    rollback read, or restore, any other file of the target."""
+    text = _text(value, what, error)
+    name = text.removeprefix(folder.rstrip("/") + "/")
+    if name == text or not _BACKUP_FILE.fullmatch(name) or ".." in name:
+        raise error(f"{what} is not a backup file in {folder}: the record was edited; restore it from git.")
+    return text
+
+
+def sha256_hex(value: object, what: str = "the sha256", error: ErrorType = ConfigError) -> str:
+    """A sha256 digest as 64 lower-case hex characters."""
+    text = _text(value, what, error)
+    if not _SHA256.fullmatch(text):
+        raise error(f"{what} is not a sha256 (64 hex characters): fix it.")
+    return text

@@ -115,7 +115,7 @@ def deploy_command(
         docker_host, state_dir, known_hosts, identity, ssh_config = (given[k] for k in _TARGET_SSH)
         backend_service, up_timeout = given["backend_service"], given["up_timeout"]
     _check_connection_options(host, docker_host, version)
-    image, tag = choose_image(ws, version)
+    image, tag = choose_image(ws, version, project or None)
     options = DeployOptions(
         project=project,
         compose_file=compose_file[0] if compose_file else "",

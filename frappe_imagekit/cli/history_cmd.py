@@ -96,6 +96,9 @@ def _listing_cells(
     deployed = ", ".join(row.deployed_to)
     if not deployed and row.deploys:
         deployed = "was " + ", ".join(sorted({d["where"] for d in row.deploys}))
+    outcomes = sorted({_outcome(d) for d in row.deploys} - {""})
+    if outcomes:
+        deployed += f" ({'; '.join(outcomes)})"
     return [
         label,
         row.created[:16].replace("T", " ") or "-",
@@ -105,6 +108,22 @@ def _listing_cells(
         apps,
         deployed or "-",
     ]
+
+
+def _outcome(deploy: dict[str, Any]) -> str:
+    """What happened to one run of a version, when it was more than a successful deploy."""
+    parts = []
+    if deploy.get("kind") == "rollback":
+        parts.append(f"rollback from {deploy.get('rolled_back_from') or '?'}")
+    if deploy.get("result") not in (None, "succeeded"):
+        parts.append(str(deploy["result"]))
+    if deploy.get("rolled_back_to"):
+        parts.append(f"rolled back to {deploy['rolled_back_to']}")
+    return ", ".join(parts)
+
+
+def _deploy_line(deploy: dict[str, Any]) -> str:
+    return " ".join(filter(None, [deploy.get("finished"), _outcome(deploy)]))
 
 
 def render_show(shown: dict[str, Any]) -> None:
@@ -185,7 +204,7 @@ def render_show(shown: dict[str, Any]) -> None:
     if shown["rebuilds"]:
         _section("Rebuilds", [(r["file"], f"{r['status']} {r['created']}") for r in shown["rebuilds"]])
     where = ", ".join(shown["deployed_to"]) or "not running anywhere recorded"
-    deploys = [(d["where"], d.get("finished")) for d in shown["deploys"]]
+    deploys = [(d["where"], _deploy_line(d)) for d in shown["deploys"]]
     _section("Deploys", [("running on", where), *deploys])
 
 

@@ -107,6 +107,7 @@ def _load_commands() -> None:
         deploy_cmd,
         history_cmd,
         migrate_cmd,
+        rollback_cmd,
         sandbox_cmd,
         targets_cmd,
     )

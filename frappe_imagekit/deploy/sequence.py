@@ -35,6 +35,8 @@ from frappe_imagekit.deploy.migrate_parse import SiteResult, parse_migrate_outpu
 from frappe_imagekit.deploy.migrate_report import BenchPlace, StepContext, pending_patch_line, ssh_prefix
 from frappe_imagekit.deploy.migrate_report import next_steps as migrate_next_steps
 from frappe_imagekit.deploy.migrator import MigratorRun
+from frappe_imagekit.deploy.record import DEPLOY, DeployRecord, rolled_back_versions
+from frappe_imagekit.deploy.record import SCHEMA_VERSION as RECORD_SCHEMA
 from frappe_imagekit.errors import (
     DeployError,
     ExitCode,
@@ -50,7 +52,7 @@ from frappe_imagekit.runner import LocalRunner, Runner, json_object, local_stdou
 from frappe_imagekit.ssh import SSHRunner
 from frappe_imagekit.workspace import Workspace, write_json_atomic
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = RECORD_SCHEMA
 EventSink = Callable[[str], None]
 
 SUCCEEDED = "succeeded"
@@ -136,6 +138,7 @@ class SiteReport:
     migrate_notes: list[str] = field(default_factory=list)
     health: str | None = None  # ok | failed | None (not checked)
     backup_files: list[dict[str, Any]] = field(default_factory=list)  # copies: path, size, sha256
+    restored: str | None = None  # rollback: ok | failed | skipped (--no-restore)
 
 
 @dataclass
@@ -161,6 +164,13 @@ class DeployReport:
     migrator: str | None = None  # the service that migrates on start (frappe_docker's migrator)
     services: dict[str, str] = field(default_factory=dict)  # every service -> its rendered image
     steps: list[str] = field(default_factory=list)  # --dry-run: what the deploy would do
+    kind: str = DEPLOY  # or record.ROLLBACK
+    previous_version: str | None = None  # the version that ran before (from last-up.json)
+    served: bool = False  # the version's containers came up running its image
+    rolled_back_from: str | None = None  # rollback: the version it left
+    rollback_of: str | None = None  # rollback: the deploy id it undid
+    progress: list[str] = field(default_factory=list)  # rollback: the steps done
+    next_step: str | None = None  # rollback: what to do when it stopped before the end
 
     @property
     def exit_code(self) -> ExitCode:
@@ -249,8 +259,10 @@ def _check_numbers(opts: DeployOptions) -> None:
 # ---------------------------------------------------------------- choosing what to deploy
 
 
-def choose_image(ws: Workspace, version: str | None) -> tuple[str, str]:
-    """(image name, version): ``--version`` or the newest successful build of the workspace."""
+def choose_image(ws: Workspace, version: str | None, project: str | None = None) -> tuple[str, str]:
+    """(image name, version): ``--version`` or the newest successful build of the workspace,
+    unless a rollback left that build on ``project`` (any project when None): then
+    ``UsageError`` naming it, since deploying it again must be asked for by name."""
     manifests, _ = list_manifests(ws)
     built = sorted(
         (m for m in manifests if m.get("status") == "succeeded"),
@@ -266,7 +278,20 @@ def choose_image(ws: Workspace, version: str | None) -> tuple[str, str]:
             f"no successful build recorded in {ws.builds_dir}; pass --version TAG to deploy one."
         )
     newest = built[-1]
+    _refuse_rolled_back(ws, str(newest["version"]), project)
     return _name_of(newest), str(newest["version"])
+
+
+def _refuse_rolled_back(ws: Workspace, version: str, project: str | None) -> None:
+    from frappe_imagekit.manifest import iter_deploy_records
+
+    records = [item for _, item in iter_deploy_records(ws) if isinstance(item, dict)]
+    where = rolled_back_versions((DeployRecord.from_dict(r) for r in records), project or None).get(version)
+    if where:
+        raise UsageError(
+            f"{version}, the newest build, was rolled back on {where} (imagekit rollback); "
+            f"pass --version {version} to deploy it again, or --version with another build."
+        )
 
 
 def _name_of(manifest: dict[str, Any]) -> str:
@@ -480,6 +505,8 @@ def _dry_run_sites(ctx: _Context, running: Sequence[Container]) -> list[str]:
 def _replace_containers(ctx: _Context) -> None:
     running = compose.service_containers(compose.project_containers(ctx.runner, ctx.opts.project))
     down_files = _down_files(ctx, running)
+    if running:
+        ctx.report.previous_version = _last_up_version(ctx)
     if ctx.opts.backup and running:
         _timed(ctx, "backup", lambda c: _backup(c, running))
     ctx.emit(f"stopping project {ctx.opts.project}")
@@ -487,6 +514,7 @@ def _replace_containers(ctx: _Context) -> None:
     ctx.emit(f"starting {ctx.opts.image_ref}")
     _timed(ctx, "up", _up)
     _timed(ctx, "image_check", _check_running_image)
+    ctx.report.served = True
 
 
 # ---------------------------------------------------------------- preflight
@@ -677,6 +705,16 @@ def _last_up(ctx: _Context) -> dict[str, Any] | None:
             f"{ctx.paths.last_up} cannot be used ({exc}): treated as missing; down used the "
             "containers' config_files label."
         )
+        return None
+
+
+def _last_up_version(ctx: _Context) -> str | None:
+    """The version the last ``up`` started (what runs now), when last-up.json names a valid one."""
+    text = ctx.runner.read_file(ctx.paths.last_up)
+    try:
+        data = parse_last_up(text) if text is not None else {}
+        return validate.image_tag(data.get("version"), "the version in last-up.json")
+    except (ValueError, ImagekitError):
         return None
 
 
@@ -1127,12 +1165,11 @@ def _finish(ctx: _Context) -> None:
 
 
 def record_dict(report: DeployReport) -> dict[str, Any]:
-    """The deploy record (docs/DESIGN.md "Deploy record"), read by ``imagekit history``."""
+    """The deploy record (docs/DESIGN.md "Deploy record"), read by ``imagekit history``:
+    checked by ``DeployRecord`` before it is written, as it is when read."""
     data = report.to_dict()
     data.pop("record", None)
-    data["failed_patches"] = [s.failed_patch for s in report.sites if s.failed_patch]
-    data["backups"] = [s.backup for s in report.sites if s.backup]
-    return data
+    return DeployRecord.from_dict(data).to_dict()
 
 
 # ---------------------------------------------------------------- helpers

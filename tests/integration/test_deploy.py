@@ -64,7 +64,8 @@ def test_happy_path_two_sites_then_upgrade(project: Project):
     records = project.records()
     assert [r["version"] for r in records] == ["v1", "v2"]
     record = records[-1]
-    assert record["schema_version"] == 1 and record["result"] == "succeeded"
+    assert record["schema_version"] == 2 and record["result"] == "succeeded"
+    assert (record["kind"], record["previous_version"], record["served"]) == ("deploy", "v1", True)
     assert record["project"] == project.name and record["host"] == "local"
     assert record["image"] == f"{project.repo}:v2"
     assert record["backups"] == [s.backup for s in second.sites]

@@ -120,9 +120,13 @@ def stack(tmp_path: Path, unique_name: Callable[[str], str], bench_image: str) -
 
 def test_sandbox_of_v1_beside_v2(stack: Stack) -> None:
     stack.deploy("v1")
-    bench_sh(stack.name, "bench new-site a.local >/dev/null && echo invoice-1 > sites/a.local/db.txt")
+    bench_sh(
+        stack.name,
+        "bench new-site a.local >/dev/null && mkdir -p sites/a.local/db"
+        " && echo invoice-1 > sites/a.local/db/tabSales_Invoice",
+    )
     stack.deploy("v2")  # takes the backup of a.local (invoice-1 only)
-    bench_sh(stack.name, "echo invoice-2 >> sites/a.local/db.txt")
+    bench_sh(stack.name, "echo invoice-2 >> sites/a.local/db/tabSales_Invoice")
 
     listed = invoke("backups", "--project", stack.name, "--state-dir", str(stack.state), "-w", str(stack.ws),
                     "--json")  # fmt: skip
@@ -167,8 +171,8 @@ def test_sandbox_of_v1_beside_v2(stack: Stack) -> None:
     assert f"open http://127.0.0.1:{port}/" in started.stdout  # type: ignore[attr-defined]
     assert CANARY not in started.stdout + started.stderr  # type: ignore[attr-defined]
     assert ping(stack.port) == ping(port) == '{"message":"pong"}\n'  # both answer
-    assert bench_sh(sandbox, f"cat sites/{sandbox}/db.txt") == "invoice-1\n"  # the backup's data
-    assert bench_sh(stack.name, "cat sites/a.local/db.txt") == "invoice-1\ninvoice-2\n"
+    assert bench_sh(sandbox, f"cat sites/{sandbox}/db/tabSales_Invoice") == "invoice-1\n"  # the backup's data
+    assert bench_sh(stack.name, "cat sites/a.local/db/tabSales_Invoice") == "invoice-1\ninvoice-2\n"
     assert bench_sh(stack.name, f"test -e sites/{sandbox} || echo absent") == "absent\n"
     given = bench_sh(sandbox, f"cat sites/{sandbox}/.root_password_sha256").strip()
     assert given == hashlib.sha256(CANARY.encode()).hexdigest()  # on stdin, not in argv

@@ -262,3 +262,38 @@ def test_repo_url_refuses_with_one_sentence(url: str, code: str) -> None:
 def test_repo_url_refuses_other_shapes(value: object) -> None:
     with pytest.raises(ConfigError, match="^url "):
         validate.repo_url(value, "url")
+
+
+# -- rollback validators
+
+
+def test_deploy_id_takes_a_utc_stamp_only() -> None:
+    assert validate.deploy_id("20261201T165500Z") == "20261201T165500Z"
+    for bad in ("2026-12-01", "20261201T165500Z/..", "-20261201T165500Z", 5, ""):
+        with pytest.raises(ConfigError):
+            validate.deploy_id(bad, "--deploy")
+
+
+def test_backup_copy_must_be_a_plain_file_in_its_folder() -> None:
+    folder = "/home/d/.local/state/imagekit/projects/erp/backups/20261201T165500Z/a.local"
+    good = f"{folder}/20261201_165501-a_local-database.sql.gz"
+    assert validate.backup_copy(good, folder, "backup") == good
+    for bad in (
+        "/etc/shadow",
+        f"{folder}/../b.local/x.sql.gz",
+        f"{folder}/sub/x.sql.gz",
+        f"{folder}/",
+        f"{folder}x/y.sql.gz",
+        f"{folder}/-rf",
+        None,
+    ):
+        with pytest.raises(ConfigError) as caught:
+            validate.backup_copy(bad, folder, "sites[0].backup_files[0].path")
+        assert "shadow" not in caught.value.message
+
+
+def test_sha256_hex() -> None:
+    assert validate.sha256_hex("ab" * 32) == "ab" * 32
+    for bad in ("AB" * 32, "ab" * 31, "x", 7):
+        with pytest.raises(ConfigError):
+            validate.sha256_hex(bad)

@@ -1,0 +1,162 @@
+"""`imagekit rollback`: undo a deploy (database and image), after saying what it will do."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from frappe_imagekit.cli import output
+from frappe_imagekit.cli.deploy_cmd import (
+    DOCKER_HOST_OPTION,
+    HOST_OPTION,
+    IDENTITY_OPTION,
+    KNOWN_HOSTS_OPTION,
+    SSH_CONFIG_OPTION,
+    STATE_DIR_OPTION,
+    WORKSPACE_OPTION,
+    _check_connection_options,
+    _from_target,
+    _sites,
+    _str,
+)
+from frappe_imagekit.cli.main import command
+from frappe_imagekit.errors import ExitCode, UsageError
+
+NO_TERMINAL = (
+    "imagekit rollback replaces databases and asks before it does, but there is no terminal to ask "
+    "on: look at the plan with --dry-run, then run it with --yes (or in a terminal)."
+)
+
+
+@command("rollback")
+def rollback_command(
+    target: str | None = typer.Argument(None, help="A named target of imagekit.toml."),
+    project: str = typer.Option("", "--project", "-p", help="Compose project (or the TARGET's)."),
+    to: str | None = typer.Option(
+        None, "--to", metavar="VERSION", help="Version to go back to (default: what ran before)."
+    ),
+    deploy_record: str | None = typer.Option(
+        None, "--deploy", metavar="RECORD", help="Deploy id or deploys/ file to undo (default: the last)."
+    ),
+    sites: str | None = typer.Option(None, "--sites", help="all (default: the deploy's), or site1,site2."),
+    yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation."),
+    no_restore: bool = typer.Option(
+        False, "--no-restore", help="Image only: leave the databases as they are (schema may be newer)."
+    ),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Show what it would do and lose; change nothing."),
+    db_password_var: str = typer.Option(
+        "DB_PASSWORD",
+        "--db-password-var",
+        metavar="NAME",
+        help="Variable of the target's env file holding the database root password (bench restore).",
+    ),
+    backend_service: str | None = typer.Option(None, "--backend-service", help="Service that runs bench."),
+    lock_wait: float = typer.Option(0, "--lock-wait", help="Seconds to wait for the deploy lock."),
+    up_timeout: float | None = typer.Option(None, "--up-timeout", help="Seconds for services to start."),
+    no_health_check: bool = typer.Option(False, "--no-health-check", help="Skip the ping of each site."),
+    force: bool = typer.Option(
+        False, "--force", help="Stop the containers although they were started by other compose files."
+    ),
+    host: str | None = HOST_OPTION,
+    known_hosts: Path | None = KNOWN_HOSTS_OPTION,
+    identity: Path | None = IDENTITY_OPTION,
+    ssh_config: Path | None = SSH_CONFIG_OPTION,
+    docker_host: str | None = DOCKER_HOST_OPTION,
+    state_dir: str | None = STATE_DIR_OPTION,
+    as_json: bool = typer.Option(False, "--json", help="Print the plan (--dry-run) or the report as JSON."),
+    workspace: Path = WORKSPACE_OPTION,
+) -> None:
+    """Undo a deploy: restore each site's backup from it and run the version before (no migrate)."""
+    from frappe_imagekit.deploy.rollback import RollbackOptions, check_options
+    from frappe_imagekit.workspace import Workspace
+
+    ws = Workspace.at(workspace)
+    given: dict[str, Any] = {
+        "project": project, "compose_file": None, "host": host, "env_file": None, "sites": sites,
+        "backend_service": backend_service, "up_timeout": up_timeout, "docker_host": docker_host,
+        "state_dir": state_dir, "known_hosts": known_hosts, "identity": identity, "ssh_config": ssh_config,
+    }  # fmt: skip
+    if target is not None:
+        given = _from_target(ws.root, target, given)
+    if not given["project"]:
+        raise UsageError("no project: pass --project NAME or a TARGET of imagekit.toml.")
+    _check_connection_options(given["host"], given["docker_host"], None)
+    opts = check_options(
+        RollbackOptions(
+            project=given["project"], to_version=to, deploy=deploy_record, sites=_sites(given["sites"]),
+            no_restore=no_restore, db_password_var=db_password_var, state_dir=given["state_dir"],
+            backend_service=given["backend_service"] or "backend", lock_wait=lock_wait,
+            up_timeout=120 if given["up_timeout"] is None else given["up_timeout"],
+            health_check=not no_health_check, force=force,
+        )
+    )  # fmt: skip
+    if not (yes or dry_run or sys.stdin.isatty()):
+        raise UsageError(NO_TERMINAL)
+    _run(ws, opts, given, yes=yes, dry_run=dry_run, as_json=as_json)
+
+
+def _run(ws: Any, opts: Any, given: dict[str, Any], *, yes: bool, dry_run: bool, as_json: bool) -> None:
+    from frappe_imagekit.deploy.rollback import plan_rollback, rollback
+    from frappe_imagekit.deploy.sequence import DeployFailed, open_runner
+
+    runner = open_runner(
+        given["host"], known_hosts=_str(given["known_hosts"]), identity_file=_str(given["identity"]),
+        ssh_config=_str(given["ssh_config"]), docker_host=given["docker_host"],
+    )  # fmt: skip
+    try:
+        plan = plan_rollback(runner, ws, opts)
+        render_plan(plan, output.err if as_json else output.out)
+        if dry_run:
+            if as_json:
+                output.print_json(plan.to_dict())
+            return
+        if not yes and not typer.confirm(f"Roll back {opts.project} on {plan.host} to {plan.to_version}?"):
+            output.err("rollback cancelled: nothing was changed.")
+            raise typer.Exit(int(ExitCode.INTERRUPTED))
+        report = rollback(runner, plan, on_event=output.err)
+    except DeployFailed as exc:
+        if as_json:
+            output.print_json(exc.report.to_dict())
+        if exc.report.next_step:
+            output.err(f"next: {exc.report.next_step}")
+        raise
+    finally:
+        runner.close()
+    if as_json:
+        output.print_json(report.to_dict())
+    else:
+        render_report(report)
+
+
+def render_plan(plan: Any, say: Any) -> None:
+    undo = plan.undo
+    say(
+        f"Rollback of {plan.opts.project} on {plan.host}: undo deploy {undo.deploy_id} of {undo.version} "
+        f"({undo.result}, started {undo.started}) and go back to {plan.image_ref}."
+    )
+    say("It will:")
+    for number, step in enumerate(plan.steps, 1):
+        say(f"  {number}. {step}")
+    if plan.lost:
+        say("What will be lost:")
+        for line in plan.lost:
+            say(f"  - {line}")
+    for warning in plan.warnings:
+        output.warn(f"warning: {warning}")
+
+
+def render_report(report: Any) -> None:
+    rows = [[s.site, s.restored or "-", s.health or "-"] for s in report.sites]
+    output.print_table(
+        f"Rollback of {report.project} on {report.host} from {report.rolled_back_from} to "
+        f"{report.version}: {report.result}",
+        ["site", "restored", "answers"],
+        rows,
+    )
+    for note in report.notes:
+        output.out(f"note: {note}")
+    if report.record:
+        output.out(f"recorded in {report.record}")

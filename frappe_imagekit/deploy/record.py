@@ -1,0 +1,272 @@
+"""The deploy record (``deploys/<deploy id>-<project>.json``) as a typed value.
+
+``DeployRecord.from_dict`` is the one reader: records are repository content others edit, so
+every field the code uses is checked (through ``validate``) before it can reach docker, compose,
+ssh or a path on the target; anything else is kept as written in ``extra``. Schema 1 records
+(before rollback) are upgraded on read: ``kind`` "deploy", ``served`` from the result.
+``to_dict`` writes schema 2. docs/DESIGN.md, "Deploy record", has the fields.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from frappe_imagekit import validate
+from frappe_imagekit.errors import ConfigError, ImagekitError
+
+SCHEMA_VERSION = 2
+DEPLOY = "deploy"
+ROLLBACK = "rollback"
+KINDS = (DEPLOY, ROLLBACK)
+# a schema 1 record with one of these results had its version up and serving (migrate runs after up)
+SERVED_RESULTS = ("succeeded", "patch-failed", "migrate-failed")
+
+_TOP_TEXT = ("host", "user", "started", "finished", "result", "error", "next_step")
+_SITE_TEXT = ("status", "failure", "failed_patch", "backup", "restored")
+
+
+@dataclass(frozen=True)
+class BackupCopy:
+    """One file of a site's backup, copied into the target's state folder."""
+
+    path: str
+    size: int
+    sha256: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"path": self.path, "size": self.size, "sha256": self.sha256}
+
+    @property
+    def name(self) -> str:
+        return self.path.rsplit("/", 1)[-1]
+
+    @property
+    def is_database(self) -> bool:
+        return self.name.endswith(("-database.sql.gz", "-database.sql"))
+
+
+@dataclass
+class SiteEntry:
+    site: str
+    status: str | None = None
+    failure: str | None = None
+    failed_patch: str | None = None
+    backup: str | None = None  # as bench printed it (in the sites volume)
+    restored: str | None = None  # rollback: ok | failed | skipped (--no-restore)
+    backup_files: list[BackupCopy] = field(default_factory=list)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def database_copy(self) -> BackupCopy | None:
+        return next((f for f in self.backup_files if f.is_database), None)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = {**self.extra, "site": self.site}
+        data.update({key: getattr(self, key) for key in _SITE_TEXT})
+        data["backup_files"] = [f.to_dict() for f in self.backup_files]
+        return data
+
+
+@dataclass
+class DeployRecord:
+    """A deploy or a rollback, as recorded; ``version`` is the version it brought up."""
+
+    version: str
+    project: str
+    image: str | None = None  # name:tag
+    host: str | None = "local"
+    user: str | None = None
+    started: str | None = None
+    finished: str | None = None
+    result: str | None = None
+    error: str | None = None
+    kind: str = DEPLOY
+    previous_version: str | None = None  # what ran before (what a rollback goes back to)
+    served: bool = False  # the version's containers came up and ran its image
+    rolled_back_from: str | None = None  # rollback: the version it left
+    rollback_of: str | None = None  # rollback: the deploy id it undid
+    progress: list[str] = field(default_factory=list)  # rollback: the steps done, in order
+    next_step: str | None = None  # set when it stopped before the end
+    sites: list[SiteEntry] = field(default_factory=list)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def deploy_id(self) -> str | None:
+        """The UTC start stamp (``20261201T165500Z``): names the record and the backup folder."""
+        try:
+            return stamp(self.started or "")
+        except ValueError:
+            return None
+
+    @property
+    def where(self) -> str:
+        return f"{self.project}@{self.host or 'local'}"
+
+    def site(self, name: str) -> SiteEntry | None:
+        return next((s for s in self.sites if s.site == name), None)
+
+    def to_dict(self) -> dict[str, Any]:
+        data: dict[str, Any] = {"schema_version": SCHEMA_VERSION, **self.extra}
+        for key in ("version", "project", "image", *_TOP_TEXT, "kind", "previous_version", "served",
+                    "rolled_back_from", "rollback_of", "progress"):  # fmt: skip
+            data[key] = getattr(self, key)
+        data["sites"] = [s.to_dict() for s in self.sites]
+        data["failed_patches"] = [s.failed_patch for s in self.sites if s.failed_patch]
+        data["backups"] = [s.backup for s in self.sites if s.backup]
+        return data
+
+    @classmethod
+    def from_dict(cls, data: object) -> DeployRecord:
+        """The record in ``data`` (JSON of any shape), checked; ``ValueError`` names the first
+        field that cannot be used (never repeating its value)."""
+        if not isinstance(data, dict) or "version" not in data or "project" not in data:
+            raise ValueError("not an imagekit deploy record (no version or project field)")
+        schema = data.get("schema_version", 1)
+        if not isinstance(schema, int) or isinstance(schema, bool) or schema > SCHEMA_VERSION:
+            raise ValueError("written by a newer imagekit or not a deploy record (schema_version)")
+        record = cls(
+            version=_checked(validate.image_tag, data["version"], "version"),
+            project=_checked(validate.project_name, data["project"], "project"),
+            image=_optional(_image_ref, data.get("image"), "image"),
+            kind=_kind(data.get("kind", DEPLOY)),
+            previous_version=_optional(validate.image_tag, data.get("previous_version"), "previous_version"),
+            rolled_back_from=_optional(validate.image_tag, data.get("rolled_back_from"), "rolled_back_from"),
+            rollback_of=_optional(validate.deploy_id, data.get("rollback_of"), "rollback_of"),
+            progress=_strings(data.get("progress") or [], "progress"),
+            extra=_extra(data, _KNOWN_TOP),
+        )
+        for key in _TOP_TEXT:
+            setattr(record, key, _text(data.get(key), key))
+        record.host = record.host or "local"
+        record.served = _served(data, record.result)
+        sites = _list(data.get("sites"), "sites")
+        record.sites = [_site(item, f"sites[{i}]") for i, item in enumerate(sites)]
+        return record
+
+
+def stamp(iso: str) -> str:
+    """``2026-12-01T16:55:00+00:00`` -> ``20261201T165500Z`` (ValueError when not a time)."""
+    return datetime.fromisoformat(iso).strftime("%Y%m%dT%H%M%SZ")
+
+
+def read_records(items: Iterable[object]) -> list[DeployRecord]:
+    """The usable records among ``items`` (dicts as read), oldest first; others left out."""
+    records = []
+    for item in items:
+        try:
+            records.append(DeployRecord.from_dict(item))
+        except ValueError:
+            continue
+    records.sort(key=lambda r: str(r.finished or r.started or ""))
+    return records
+
+
+def rolled_back_versions(records: Iterable[DeployRecord], project: str | None = None) -> dict[str, str]:
+    """version -> where, for each version a rollback left (it got as far as ``down``) that was
+    not deployed again since (of ``project``, or any project when None). ``deploy`` without
+    ``--version`` must not pick one."""
+    left: dict[str, str] = {}
+    for record in sorted(records, key=lambda r: str(r.started or "")):
+        if project is not None and record.project != project:
+            continue
+        went_back = record.served or "down" in record.progress
+        if record.kind == ROLLBACK and record.rolled_back_from and went_back:
+            left[record.rolled_back_from] = record.where
+        elif record.kind == DEPLOY and record.served:
+            left.pop(record.version, None)
+    return left
+
+
+# -- checks ----------------------------------------------------------------------------------
+
+_KNOWN_TOP = frozenset(
+    {"schema_version", "version", "project", "image", *_TOP_TEXT, "kind", "previous_version", "served",
+     "rolled_back_from", "rollback_of", "progress", "sites", "failed_patches", "backups"}
+)  # fmt: skip
+_KNOWN_SITE = frozenset({"site", *_SITE_TEXT, "backup_files"})
+
+
+def _checked(check: Callable[..., str], value: object, what: str) -> str:
+    try:
+        return check(value, what)
+    except ImagekitError as exc:
+        raise ValueError(exc.message.rstrip(".")) from None
+
+
+def _optional(check: Callable[..., str], value: object, what: str) -> str | None:
+    return None if value is None else _checked(check, value, what)
+
+
+def _image_ref(value: object, what: str) -> str:
+    text = validate.not_an_option(value, what)
+    name, _, tag = text.rpartition(":")
+    if "/" in tag or not name:
+        raise ConfigError(f"{what} is not name:tag")
+    validate.image_name(name, f"{what} (name)")
+    validate.image_tag(tag, f"{what} (tag)")
+    return text
+
+
+def _kind(value: object) -> str:
+    if value not in KINDS:
+        raise ValueError(f"kind must be one of {', '.join(KINDS)}")
+    return str(value)
+
+
+def _text(value: object, what: str) -> str | None:
+    if value is not None and not isinstance(value, str):
+        raise ValueError(f"{what} must be a string, not {type(value).__name__}")
+    return value
+
+
+def _list(value: object, what: str) -> list[Any]:
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise ValueError(f"{what} must be a list, not {type(value).__name__}")
+    return value
+
+
+def _strings(value: object, what: str) -> list[str]:
+    items = _list(value, what)
+    for item in items:
+        _text(item, f"each entry of {what}")
+    return [str(item) for item in items]
+
+
+def _extra(data: Mapping[str, Any], known: frozenset[str]) -> dict[str, Any]:
+    return {key: value for key, value in data.items() if key not in known}
+
+
+def _served(data: Mapping[str, Any], result: str | None) -> bool:
+    value = data.get("served")
+    if value is None:  # schema 1
+        return result in SERVED_RESULTS
+    if not isinstance(value, bool):
+        raise ValueError("served must be true or false")
+    return value
+
+
+def _site(value: object, what: str) -> SiteEntry:
+    if not isinstance(value, dict):
+        raise ValueError(f"{what} must be an object, not {type(value).__name__}")
+    entry = SiteEntry(_checked(validate.site_name, value.get("site"), f"{what}.site"))
+    for key in _SITE_TEXT:
+        setattr(entry, key, _text(value.get(key), f"{what}.{key}"))
+    files = _list(value.get("backup_files"), f"{what}.backup_files")
+    entry.backup_files = [_backup(item, f"{what}.backup_files[{i}]") for i, item in enumerate(files)]
+    entry.extra = _extra(value, _KNOWN_SITE)
+    return entry
+
+
+def _backup(value: object, what: str) -> BackupCopy:
+    """A backup copy's fields; where it may lie is checked by rollback, which knows the folder."""
+    if not isinstance(value, dict):
+        raise ValueError(f"{what} must be an object, not {type(value).__name__}")
+    path = _checked(validate.not_an_option, value.get("path"), f"{what}.path")
+    size = value.get("size")
+    if isinstance(size, bool) or not isinstance(size, int) or size < 0:
+        raise ValueError(f"{what}.size must be a number of bytes")
+    return BackupCopy(path, size, _checked(validate.sha256_hex, value.get("sha256"), f"{what}.sha256"))

@@ -1,0 +1,214 @@
+# ruff: noqa: F811 - pytest fixtures are parameters of the same name
+"""imagekit rollback against the real dockerd, docker-compose and sshd, with the fake bench:
+its "database" (sites/<site>/db/, one file per table) is dumped by `bench backup` and put back by
+`bench restore`, so the tests see data and schema come back."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from frappe_imagekit.cli.main import _load_commands, app
+from frappe_imagekit.errors import ExitCode
+from tests.support.benchimage.fixtures import (  # noqa: F401 - fixtures
+    Project,
+    bench_image,
+    project,
+)
+from tests.support.sshd import SSHServer
+
+_load_commands()
+
+CANARY = "Root-Pw-Canary-7f3a9c"
+FAILING_PATCH = "myapp.patches.v1_0.fix_invoices #2024-05-01"
+NEW_TABLE = "tabInvoice Recompute Log"
+
+
+def invoke(*args: str):  # type: ignore[no-untyped-def]
+    return CliRunner().invoke(app, list(args))
+
+
+def prepare(project: Project, password: str = CANARY) -> Path:
+    """An env file with frappe_docker's DB_PASSWORD (MariaDB's root password, as the fake knows
+    it), manifests for v1 and v2, and some data in a.local."""
+    env_file = project.folder / "erp.env"
+    env_file.write_text(f"DB_PASSWORD={password}\n")
+    (project.sites_dir / ".db_root_password").write_text(CANARY + "\n")
+    builds = project.ws / "builds"
+    builds.mkdir()
+    for number, version in enumerate(("v1", "v2")):
+        (builds / f"{version}.json").write_text(json.dumps({
+            "schema_version": 1, "version": version, "status": "succeeded",
+            "created": f"2026-12-0{number + 1}T10:00:00+00:00",
+            "image": {"name": project.repo, "tag": version, "ref": f"{project.repo}:{version}"},
+        }))  # fmt: skip
+    write_rows(project, "a.local", "tabSales Invoice", "INV-0001")
+    write_rows(project, "b.local", "tabToDo", "call the accountant")
+    return env_file
+
+
+def write_rows(project: Project, site: str, table: str, *rows: str) -> None:
+    path = project.site_file(site, f"db/{table}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a") as out:
+        out.writelines(row + "\n" for row in rows)
+
+
+def tables(project: Project, site: str) -> dict[str, list[str]]:
+    folder = project.site_file(site, "db")
+    return {p.name: p.read_text().splitlines() for p in sorted(folder.iterdir())}
+
+
+def deploy_v1_then_failing_v2(project: Project, env_file: Path, *extra: str) -> None:
+    first = invoke(*project.cli_args("--version", "v1", "--env-file", str(env_file), *extra))
+    assert first.exit_code == 0, first.output
+    write_rows(project, "a.local", "tabSales Invoice", "INV-0002")  # before v2's backup
+    project.site_file("a.local", "fail_patch").write_text(FAILING_PATCH + "\n")
+    project.site_file("a.local", "fail_patch_creates").write_text(NEW_TABLE + "\n")
+    second = invoke(*project.cli_args("--version", "v2", "--env-file", str(env_file), *extra))
+    assert second.exit_code == ExitCode.PATCH_FAILED, second.output
+    assert NEW_TABLE in tables(project, "a.local")  # the patch changed the schema, then failed
+    project.site_file("a.local", "fail_patch").unlink()
+    write_rows(project, "a.local", "tabSales Invoice", "INV-0003")  # after the backup: lost
+
+
+def interrupt_when(args: list[str], line: bytes) -> tuple[int, bytes]:
+    """Run a real `imagekit` process, send SIGINT once it printed ``line`` on stderr."""
+    root = Path(__file__).resolve().parents[2]
+    proc = subprocess.Popen([sys.executable, "-m", "frappe_imagekit", *args], cwd=root,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
+    assert proc.stderr is not None
+    for raw in proc.stderr:
+        if line in raw:
+            break
+    time.sleep(1)  # into bench restore
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    return proc.returncode, err
+
+
+def rollback_args(project: Project, *extra: str) -> list[str]:
+    return ["rollback", "--project", project.name, "--state-dir", str(project.state),
+            "-w", str(project.ws), "--up-timeout", "30", *extra]  # fmt: skip
+
+
+def test_rollback_restores_data_and_schema_and_runs_the_old_image(project: Project):
+    env_file = prepare(project, password="not-the-root-password")
+    deploy_v1_then_failing_v2(project, env_file)
+    v2_id = project.records()[-1]["started"]
+
+    refused = invoke(*rollback_args(project))  # CliRunner has no terminal
+    assert refused.exit_code == ExitCode.USAGE == 2
+    assert "no terminal to ask" in refused.output and "--yes" in refused.output
+
+    dry = invoke(*rollback_args(project, "--dry-run"))
+    assert dry.exit_code == 0, dry.output
+    assert "undo deploy" in dry.output and "of v2 (patch-failed" in dry.output
+    assert f"go back to {project.repo}:v1" in dry.output
+    assert "restore a.local from " in dry.output and "restore b.local from " in dry.output
+    assert "What will be lost:" in dry.output and "a.local: every change to its database since" in dry.output
+    assert project.services()["backend"]["Config"]["Image"] == f"{project.repo}:v2"  # nothing changed
+
+    # a wrong root password: restore fails after down; the record says how far it got
+    wrong = invoke(*rollback_args(project, "--yes"))
+    assert wrong.exit_code == ExitCode.DEPLOY_FAILED, wrong.output
+    assert "bench restore of a.local failed (Access denied for user 'root'" in wrong.output
+    assert "is DB_PASSWORD the database root password?" in wrong.output
+    failed = project.records()[-1]
+    assert (failed["kind"], failed["result"]) == ("rollback", "failed")
+    assert failed["progress"] == ["locked", "down"]
+    assert "the project is down or runs the backend only" in failed["next_step"]
+    assert "--deploy" in failed["next_step"] and "--to v1 --yes" in failed["next_step"]
+    assert not project.lock_dir.exists()
+
+    env_file.write_text(f"DB_PASSWORD={CANARY}\n")  # the env file of the last up is the kept copy
+    (project.state / "projects" / project.name / "env").write_text(f"DB_PASSWORD={CANARY}\n")
+    # Ctrl-C while a.local is restored: recorded as interrupted, with how far it got, lock released
+    project.site_file("a.local", "slow_restore").write_text("30\n")
+    code, _err = interrupt_when(rollback_args(project, "--yes"), b"restoring a.local")
+    project.site_file("a.local", "slow_restore").unlink()
+    assert code == ExitCode.INTERRUPTED
+    stopped = project.records()[-1]
+    assert (stopped["kind"], stopped["result"], stopped["progress"]) == (
+        "rollback",
+        "interrupted",
+        ["locked", "down"],
+    )
+    assert "run `imagekit rollback" in stopped["next_step"]
+    assert not project.lock_dir.exists()
+    done = invoke(*rollback_args(project, "--yes", "--json"))
+    assert done.exit_code == 0, done.output
+    report = json.loads(done.stdout)
+    assert report["result"] == "succeeded" and report["kind"] == "rollback"
+    assert (report["version"], report["rolled_back_from"]) == ("v1", "v2")
+    assert [(s["site"], s["restored"], s["health"]) for s in report["sites"]] == [
+        ("a.local", "ok", "ok"),
+        ("b.local", "ok", "ok"),
+    ]
+    # the data of the backup is back, the table the failed patch made is gone, the later write too
+    assert tables(project, "a.local") == {"tabSales Invoice": ["INV-0001", "INV-0002"]}
+    assert tables(project, "b.local") == {"tabToDo": ["call the accountant"]}
+    services = project.services()
+    assert {name: c["Config"]["Image"] for name, c in services.items() if name != "configurator"} == {
+        "backend": f"{project.repo}:v1",
+        "queue": f"{project.repo}:v1",
+    }
+    assert all(c["State"]["Running"] for n, c in services.items() if n != "configurator")
+
+    record = project.records()[-1]
+    assert record["rollback_of"] == v2_id.replace("-", "").replace(":", "")[:15] + "Z"
+    assert record["served"] is True and record["previous_version"] == "v2"
+    assert record["progress"] == ["locked", "down", "restored a.local", "restored b.local", "up",
+                                  "image checked", "sites answer"]  # fmt: skip
+    records = "".join(p.read_text() for p in (project.ws / "deploys").iterdir())
+    everything = "\n".join([done.output, wrong.output, records, project.audit_log.read_text()])
+    assert CANARY not in everything
+    audit = [json.loads(line) for line in project.audit_log.read_text().splitlines()]
+    assert [(a["kind"], a["version"], a["result"]) for a in audit] == [
+        ("deploy", "v1", "succeeded"), ("deploy", "v2", "patch-failed"),
+        ("rollback", "v1", "failed"), ("rollback", "v1", "interrupted"), ("rollback", "v1", "succeeded"),
+    ]  # fmt: skip
+    assert audit[1]["previous_version"] == "v1" and audit[1]["served"] is True
+
+    history = invoke("history", "--json", "-w", str(project.ws))
+    assert history.exit_code == 0, history.output
+    rows = {row["version"]: row for row in json.loads(history.stdout)["builds"]}
+    where = f"{project.name}@local"
+    assert rows["v1"]["deployed_to"] == [where]
+    assert [(d["kind"], d["result"]) for d in rows["v1"]["deploys"]] == [
+        ("deploy", "succeeded"),
+        ("rollback", "succeeded"),
+    ]
+    assert [(d["result"], d["rolled_back_to"]) for d in rows["v2"]["deploys"]] == [("patch-failed", "v1")]
+    shown = invoke("history", "-w", str(project.ws))
+    assert "patch-failed, rolled back to v1" in shown.output
+
+    again = invoke(*project.cli_args("--env-file", str(env_file)))  # no --version: v2 is the newest
+    assert again.exit_code == ExitCode.USAGE, again.output
+    assert f"v2, the newest build, was rolled back on {where}" in again.output
+    assert "--version v2" in again.output
+    twice = invoke(*rollback_args(project, "--yes"))
+    assert twice.exit_code == ExitCode.USAGE and "already a rollback" in twice.output
+
+
+def test_rollback_over_ssh(project: Project, sshd: SSHServer):
+    env_file = prepare(project)
+    ssh = ["--host", sshd.spec, "--known-hosts", str(sshd.known_hosts), "--identity", str(sshd.client_key)]
+    deploy_v1_then_failing_v2(project, env_file, *ssh)
+
+    done = invoke(*rollback_args(project, "--yes", *ssh))
+    assert done.exit_code == 0, done.output
+    assert f"Rollback of {project.name} on root@127.0.0.1:{sshd.port} from v2 to v1: succeeded" in done.output
+    assert tables(project, "a.local") == {"tabSales Invoice": ["INV-0001", "INV-0002"]}
+    assert project.services()["backend"]["Config"]["Image"] == f"{project.repo}:v1"
+    record = project.records()[-1]
+    assert (record["kind"], record["host"], record["result"]) == (
+        "rollback", f"root@127.0.0.1:{sshd.port}", "succeeded",
+    )  # fmt: skip
+    assert CANARY not in done.output and CANARY not in project.audit_log.read_text()
