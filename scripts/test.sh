@@ -10,7 +10,9 @@
 #      the run here, before any test;
 #   3. starts dockerd only if no daemon answers, and stops that one (and only that one) on exit;
 #   4. builds the local base image imagekit-test/busybox:1 unless it exists;
-#   5. runs `python -m pytest "$@"` and exits with its code.
+#   5. runs `python -m pytest -n WORKERS --dist loadgroup --durations=25 "$@"` and exits with its
+#      code: WORKERS pytest-xdist workers (cores + 1, at most 8; IMAGEKIT_TEST_WORKERS=N sets it,
+#      0 runs in this one process); options given to the script come after these and win.
 # With CI=true a daemon that cannot be reached fails the run instead of skipping tests.
 set -euo pipefail
 
@@ -30,6 +32,7 @@ DOCKERD_WAIT_SECONDS=30
 DOCKERD_PID=""                     # set only when this script started dockerd
 DOCKERD_LOG=""
 PYTHON="${PYTHON:-}"
+MAX_DEFAULT_WORKERS=8              # one Docker daemon serves them all: more do not help
 
 log() { printf '[test.sh] %s\n' "$*" >&2; }
 die() { printf '[test.sh] ERROR: %s\n' "$*" >&2; exit 1; }
@@ -141,7 +144,7 @@ install_project() {
     local stamp="$STATE_DIR/pip-stamp" want
     want="$PYTHON $(sha256sum pyproject.toml | cut -d' ' -f1)"
     if [[ -f "$stamp" && "$(cat "$stamp")" == "$want" ]] \
-        && "$PYTHON" -c 'import frappe_imagekit, pytest, mypy' 2>/dev/null; then
+        && "$PYTHON" -c 'import frappe_imagekit, pytest, mypy, xdist' 2>/dev/null; then
         return 0
     fi
     log "pip install -e '.[test]' ($PYTHON)"
@@ -230,10 +233,41 @@ stop_dockerd() {
     wait "$pid" 2>/dev/null || true
 }
 
+# ---------------------------------------------------------------- 4. pytest options
+
+# Echo how many pytest-xdist workers to run: $IMAGEKIT_TEST_WORKERS, else one more than the
+# cores (at most MAX_DEFAULT_WORKERS): integration tests mostly wait (containers start and stop,
+# compose, sshd, git over HTTP), so a worker beyond the cores fills the waits.
+test_workers() {
+    local workers="${IMAGEKIT_TEST_WORKERS:-}" cores
+    if [[ -z "$workers" ]]; then
+        cores="$(nproc 2>/dev/null || echo 1)"
+        workers=$((cores + 1 < MAX_DEFAULT_WORKERS ? cores + 1 : MAX_DEFAULT_WORKERS))
+    fi
+    if [[ ! "$workers" =~ ^[0-9]{1,3}$ ]]; then
+        die "IMAGEKIT_TEST_WORKERS=$workers is not a number of workers: give e.g. 3, or 0 to run without pytest-xdist."
+    fi
+    echo "$((10#$workers))"
+}
+
+# Echo pytest's own options, one a line: the workers (tests that share an expensive fixture stay
+# on one worker: tests/conftest.py marks them xdist_group), and the 25 slowest tests at the end.
+pytest_options() {
+    local workers
+    workers="$(test_workers)" || return 1
+    if ((workers > 0)); then
+        printf '%s\n' -n "$workers" --dist loadgroup
+    fi
+    printf '%s\n' --durations=25
+}
+
 # ---------------------------------------------------------------- main
 
 main() {
-    local status=0
+    local status=0 options
+    local -a pytest_opts
+    options="$(pytest_options)" || exit 1  # a bad IMAGEKIT_TEST_WORKERS stops before any install
+    mapfile -t pytest_opts <<<"$options"
     mkdir -p "$STATE_DIR"
     mapfile -t APT_PACKAGES < <(apt_packages)
     # shellcheck disable=SC2046  # word splitting intended: zero, one or two package names
@@ -264,7 +298,8 @@ main() {
             || docker_unavailable "the base image imagekit-test/busybox:1 could not be built"
     fi
 
-    "$PYTHON" -m pytest "$@" || status=$?
+    log "python -m pytest ${pytest_opts[*]} $*"
+    "$PYTHON" -m pytest "${pytest_opts[@]}" "$@" || status=$?
     return "$status"
 }
 

@@ -10,6 +10,12 @@
 
 Tests under tests/integration are marked ``integration`` automatically. When CI=true, an
 integration test that skips is reported as a failure: integration tests must run in CI.
+
+Parallel runs (pytest-xdist, ``-n N --dist loadgroup``, as scripts/test.sh runs the suite): a
+test that uses one of the expensive shared fixtures in ``SHARED_FIXTURE_GROUPS`` is marked
+``xdist_group`` automatically, so all its users run on one worker and the fixture is made once
+per run (one Debian 13 host, one fake python base). Images that every worker needs are made under
+a machine-wide lock (tests/support/machinelock.py); everything else a test makes has a unique name.
 """
 
 from __future__ import annotations
@@ -28,6 +34,13 @@ ROOT = Path(__file__).resolve().parents[1]
 
 INTEGRATION_DIR = ROOT / "tests" / "integration"
 _CI_FAILURES: list[str] = []
+_CI_PREFIX = "integration tests must run in CI (CI=true), but "
+# fixture -> xdist group: every test that uses the fixture runs on the same worker, so the
+# fixture (session or module scoped, expensive, or one-per-machine) is made once per run.
+SHARED_FIXTURE_GROUPS = {
+    "debian13_host": "debian13",  # a 616 MB container with its own dockerd: one per run
+    "fake_base": "exact-build",  # test_exact_build.py's fake python base, built per module
+}
 _GITCONFIG = "[user]\n\tname = imagekit tests\n\temail = tests@example.invalid\n"
 
 
@@ -131,18 +144,35 @@ def _in_integration_dir(nodeid: str) -> bool:
     return INTEGRATION_DIR in (ROOT / nodeid.split("::")[0]).parents
 
 
+def xdist_group(item: pytest.Item) -> str | None:
+    """The group of the first fixture of SHARED_FIXTURE_GROUPS that ``item`` uses, if any."""
+    names = set(getattr(item, "fixturenames", ()))
+    return next((group for fixture, group in SHARED_FIXTURE_GROUPS.items() if fixture in names), None)
+
+
+# tryfirst: pytest-xdist reads the xdist_group marks in its own modifyitems hook.
+@pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     for item in items:
         if INTEGRATION_DIR in Path(str(item.path)).parents:
             item.add_marker(pytest.mark.integration)
+        group = xdist_group(item)
+        if group and item.get_closest_marker("xdist_group") is None:
+            item.add_marker(pytest.mark.xdist_group(group))
 
 
 def _fail_in_ci(report: pytest.TestReport | pytest.CollectReport, what: str) -> None:
     reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
-    message = f"integration tests must run in CI (CI=true), but {what} skipped: {reason}"
     report.outcome = "failed"
-    report.longrepr = message
-    _CI_FAILURES.append(message)
+    report.longrepr = f"{_CI_PREFIX}{what} skipped: {reason}"
+
+
+def _note_ci_failure(report: pytest.TestReport | pytest.CollectReport) -> None:
+    """Collect the messages of _fail_in_ci for the summary. It runs where the reports are
+    logged: in this process, or in the xdist controller, whose reports come from the workers."""
+    message = report.longrepr if report.failed else None
+    if isinstance(message, str) and message.startswith(_CI_PREFIX) and message not in _CI_FAILURES:
+        _CI_FAILURES.append(message)
 
 
 @pytest.hookimpl(hookwrapper=True)
@@ -158,6 +188,11 @@ def pytest_collectreport(report: pytest.CollectReport) -> None:
     # A module-level skip (e.g. importorskip) in tests/integration never reaches makereport.
     if in_ci() and report.skipped and _in_integration_dir(report.nodeid):
         _fail_in_ci(report, report.nodeid)
+    _note_ci_failure(report)
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    _note_ci_failure(report)
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:

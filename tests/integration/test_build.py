@@ -140,11 +140,14 @@ def _step(steps: dict[str, bool], needle: str) -> bool:
 
 
 class ProcWatch(threading.Thread):
-    """Reads every /proc/<pid>/cmdline while a build runs: the canary must never be there."""
+    """Reads every /proc/<pid>/cmdline while a build runs: the canary must never be there.
 
-    def __init__(self, canary: str, tag: str) -> None:
+    ``docker_builds`` collects the docker build processes that write ``iidfile``: a path in this
+    test's workspace, so builds of other tests running in parallel are never taken for its own."""
+
+    def __init__(self, canary: str, iidfile: Path) -> None:
         super().__init__(daemon=True)
-        self.canary, self.tag = canary.encode(), tag.encode()
+        self.canary, self.tag = canary.encode(), str(iidfile).encode()
         self.hits: list[str] = []
         self.docker_builds: set[int] = set()
         self._done = threading.Event()
@@ -181,7 +184,7 @@ def _running(pid: int) -> bool:
 
 def test_secret_build_reaches_apps_json_and_the_token_is_nowhere(bws: BuildWorkspace) -> None:
     containerfile = bws.containerfile("secret.Containerfile", sleep=True)
-    watch = ProcWatch(bws.canary, ".v1.0.0.iid")  # the build names no tag: it comes after the scan
+    watch = ProcWatch(bws.canary, bws.root / "builds" / ".v1.0.0.iid")  # untagged build: tag after scan
     watch.start()
     try:
         done = process.run(
@@ -418,7 +421,7 @@ def test_ctrl_c_during_the_build_records_it_and_tags_nothing(bws: BuildWorkspace
     containerfile = bws.containerfile("secret.Containerfile", sleep=True)
     argv = [sys.executable, "-m", "frappe_imagekit", "build", "-w", str(bws.root),
             "--containerfile", str(containerfile), "--progress", "plain"]  # fmt: skip
-    watch = ProcWatch(bws.canary, ".v1.0.0.iid")  # the build names no tag: it comes after the scan
+    watch = ProcWatch(bws.canary, bws.root / "builds" / ".v1.0.0.iid")  # untagged build: tag after scan
     watch.start()
     proc = subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:

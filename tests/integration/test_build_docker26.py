@@ -62,7 +62,7 @@ def _on_outer_daemon(ref: str) -> bool:
 
 def test_secret_build_with_buildx_records_the_digest_and_docker_26(bws: BuildWorkspace) -> None:
     containerfile = bws.containerfile("secret.Containerfile", sleep=True)
-    watch = ProcWatch(bws.canary, ".v1.0.0.iid")  # the build names no tag: it comes after the scan
+    watch = ProcWatch(bws.canary, bws.root / "builds" / ".v1.0.0.iid")  # untagged build: tag after scan
     watch.start()
     try:
         done = _build(bws, containerfile)

@@ -45,7 +45,7 @@ def test_sigterm_during_the_leak_scan_leaves_no_tag_and_a_failed_record(bws: Bui
     containerfile = bws.containerfile("leaky-big.Containerfile")
     argv = [sys.executable, "-m", "frappe_imagekit", "build", "-w", str(bws.root),
             "--containerfile", str(containerfile), "--progress", "plain"]  # fmt: skip
-    watch = ProcWatch(bws.canary, ".v1.0.0.iid")
+    watch = ProcWatch(bws.canary, bws.root / "builds" / ".v1.0.0.iid")
     watch.start()
     proc = subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:

@@ -139,7 +139,7 @@ def test_exact_commits_one_step_per_app_and_the_token_nowhere(exact: Exact) -> N
     # charlie's branch moves between resolution and build: the image must hold the resolved commit
     moved = exact.remotes["charlie"].commit("after resolution", branch="develop")
     assert moved != planned["charlie"]
-    watch = ProcWatch(exact.canary, ".v1.0.0.iid")  # the build names no tag: it comes after the scan
+    watch = ProcWatch(exact.canary, exact.root / "builds" / ".v1.0.0.iid")  # untagged build: tag after scan
     watch.start()
     try:
         first = execute_build(ws, plan)

@@ -9,7 +9,9 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import secrets
+import sys
 from pathlib import Path
 
 import pytest
@@ -71,7 +73,8 @@ def test_buildkit_secret_reaches_the_build_and_nothing_else(
 # The shared daemon must never be stopped, so the start/stop branch runs against a fake
 # `dockerd` (a process that becomes "ready" by creating a file) and a fake `docker info`.
 
-TEST_SH = Path(__file__).resolve().parents[2] / "scripts" / "test.sh"
+ROOT = Path(__file__).resolve().parents[2]
+TEST_SH = ROOT / "scripts" / "test.sh"
 FAKE_DOCKER = '#!/bin/sh\n[ "$1" = info ] && [ -e "$FAKE_STATE/up" ]\n'
 FAKE_DOCKERD = """#!/bin/sh
 echo $$ >"$FAKE_STATE/dockerd.pid"
@@ -231,6 +234,101 @@ def test_script_without_os_release_still_names_buildx(tmp_path: Path) -> None:
         timeout=30,
     )
     assert done.stdout.split() == COMMON + ["docker-cli", "docker-buildx"]
+
+
+# ---------------------------------------------------------------- scripts/test.sh, pytest-xdist workers
+
+
+@pytest.mark.parametrize(
+    ("cores", "workers", "options"),
+    [
+        ("2", "", "-n 3 --dist loadgroup --durations=25"),  # cores + 1: the tests mostly wait
+        ("1", "", "-n 2 --dist loadgroup --durations=25"),
+        ("32", "", "-n 8 --dist loadgroup --durations=25"),  # one daemon: at most 8 by default
+        ("2", "5", "-n 5 --dist loadgroup --durations=25"),
+        ("2", "0", "--durations=25"),  # 0: no pytest-xdist at all
+    ],
+)
+def test_script_runs_pytest_with_a_worker_more_than_the_cores(
+    tmp_path: Path, cores: str, workers: str, options: str
+) -> None:
+    (tmp_path / "nproc").write_text(f"#!/bin/sh\necho {cores}\n")
+    (tmp_path / "nproc").chmod(0o755)
+
+    done = process.run(
+        ["bash", "-c", 'source "$TEST_SH"; pytest_options'],
+        env={
+            "TEST_SH": str(TEST_SH),
+            "PATH": f"{tmp_path}:{os.environ['PATH']}",
+            "IMAGEKIT_TEST_WORKERS": workers,
+        },
+        timeout=30,
+    )
+
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == options.split()
+
+
+@pytest.mark.parametrize("workers", ["x", "-1", "1000", "3 4"])
+def test_script_refuses_a_bad_worker_count_before_installing_anything(tmp_path: Path, workers: str) -> None:
+    python = tmp_path / "python"  # the script's $PYTHON: pip install and pytest would run it
+    python.write_text(f'#!/bin/sh\necho "$@" >>{tmp_path / "ran"}\n')
+    python.chmod(0o755)
+
+    done = process.run(
+        ["bash", str(TEST_SH)], env={"IMAGEKIT_TEST_WORKERS": workers, "PYTHON": str(python)}, timeout=30
+    )
+
+    assert done.returncode == 1
+    assert done.stderr == (
+        f"[test.sh] ERROR: IMAGEKIT_TEST_WORKERS={workers} is not a number of workers: "
+        "give e.g. 3, or 0 to run without pytest-xdist.\n"
+    )
+    assert not (tmp_path / "ran").exists()
+
+
+FORCE_SKIP = """\
+import pytest
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item):
+    pytest.skip("forced by the forceskip plugin")
+"""
+
+
+def test_parallel_ci_run_fails_skips_and_keeps_the_debian13_tests_on_one_worker(tmp_path: Path) -> None:
+    """Under pytest-xdist, CI=true still turns an integration test that skips into a failure (in
+    the workers) listed in the summary (by the controller), and the users of debian13_host are
+    one xdist group, so one worker runs them all and starts one host."""
+    (tmp_path / "forceskip.py").write_text(FORCE_SKIP)  # a plugin that skips every test
+    tests = [
+        f"{Path(__file__).relative_to(ROOT)}::{name}"
+        for name in (
+            "test_busybox_image_has_the_promised_rootfs",
+            "test_debian13_host_has_docker_26_buildx_and_compose_v2_and_no_registry",
+            "test_debian13_host_runs_unprivileged_on_loopback_with_its_own_volume",
+        )
+    ]
+    argv = [sys.executable, "-m", "pytest", "-n", "2", "--dist", "loadgroup", "-v", "-p", "forceskip",
+            "-p", "no:cacheprovider", "--basetemp", str(tmp_path / "basetemp"), *tests]  # fmt: skip
+    path = {"PYTHONPATH": f"{ROOT}:{tmp_path}"}
+
+    in_ci = process.run(argv, env={**path, "CI": "true"}, cwd=str(ROOT), timeout=180)
+
+    assert in_ci.returncode == 1, in_ci.stdout
+    # a skip in setup becomes a failed setup: pytest counts it as an error
+    assert "3 errors" in in_ci.stdout and "= integration tests must run in CI =" in in_ci.stdout
+    summary = in_ci.stdout.split("= integration tests must run in CI =", 1)[1]
+    for test in tests:
+        nodeid = f"{test}@debian13" if "debian13_host" in test else test
+        message = f"integration tests must run in CI (CI=true), but {nodeid} skipped: Skipped: forced by the"
+        assert f"\n{message} forceskip plugin\n" in summary, summary
+    ran = [re.search(r"\[(gw\d+)\] \[ *\d+%\] ERROR (\S+)", line) for line in in_ci.stdout.splitlines()]
+    workers = {match.groups() for match in ran if match}
+    assert len(workers) == 3, in_ci.stdout
+    grouped = {worker for worker, nodeid in workers if nodeid.endswith("@debian13")}
+    assert len(grouped) == 1 and sum(nodeid.endswith("@debian13") for _, nodeid in workers) == 2
 
 
 # ---------------------------------------------------------------- the Debian 13 test host

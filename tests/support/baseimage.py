@@ -17,6 +17,7 @@ import sys
 import tarfile
 
 from frappe_imagekit import process
+from tests.support.machinelock import machine_lock
 
 IMAGE = "imagekit-test/busybox:1"
 DEFAULT_CLI = "/usr/bin/docker"
@@ -111,9 +112,16 @@ def image_exists(docker_cli: str, name: str) -> bool:
 
 
 def ensure_busybox_image(docker_cli: str = DEFAULT_CLI, name: str = IMAGE) -> str:
-    """Make ``name`` with ``docker import`` unless it exists already; return ``name``."""
-    if image_exists(docker_cli, name):
-        return name
+    """Make ``name`` with ``docker import`` unless it exists already; return ``name``.
+
+    Under a machine-wide lock: parallel test workers import it once, the others find it."""
+    with machine_lock("busybox"):
+        if image_exists(docker_cli, name):
+            return name
+        return _import_busybox(docker_cli, name)
+
+
+def _import_busybox(docker_cli: str, name: str) -> str:
     argv = [
         docker_cli, "import",
         "--change", f"ENV PATH={PATH_ENV}",

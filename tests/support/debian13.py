@@ -21,7 +21,6 @@ it prints the image name and how long that took.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import json
 import os
@@ -32,10 +31,11 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tests.support.machinelock import machine_lock
 from tests.support.sshd import keygen
 
 SUITE = "trixie"
@@ -47,7 +47,6 @@ PACKAGES = (
     "docker.io", "docker-cli", "docker-buildx", "docker-compose", "openssh-server",
     "busybox-static", "ca-certificates", "iptables", "tini",
 )  # fmt: skip
-LOCK_FILE = "/tmp/imagekit-test-debian13.lock"  # one build at a time on this machine
 HOST = "127.0.0.1"
 HOST_KEY = "/etc/imagekit/host_key"
 AUTHORIZED_KEYS = "/etc/imagekit/authorized_keys"
@@ -159,14 +158,9 @@ def image_exists(docker: str, ref: str) -> bool:
     return _run([docker, "image", "inspect", ref], timeout=60).returncode == 0
 
 
-@contextlib.contextmanager
-def _build_lock() -> Iterator[None]:
-    with open(LOCK_FILE, "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+def _build_lock() -> contextlib.AbstractContextManager[None]:
+    """One build (and CLI copy) at a time on this machine: /tmp/imagekit-test-debian13.lock."""
+    return machine_lock("debian13")
 
 
 def ensure_image(docker: str) -> tuple[str, dict[str, float]]:

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from frappe_imagekit import process
+from tests.support.machinelock import machine_lock
 
 HERE = Path(__file__).resolve().parent
 REPOSITORY = "imagekit-test/fakebench"
@@ -45,10 +46,15 @@ def image_tag() -> str:
 
 
 def build_fake_bench(docker_cli: str) -> str:
-    """Build (once) and return the fake bench image reference."""
+    """Build (once, under a machine-wide lock for parallel workers) and return its reference."""
     ref = image_tag()
-    if process.run([docker_cli, "image", "inspect", ref], timeout=60).returncode == 0:
-        return ref
+    with machine_lock("fakebench"):
+        if process.run([docker_cli, "image", "inspect", ref], timeout=60).returncode == 0:
+            return ref
+        return _build(docker_cli, ref)
+
+
+def _build(docker_cli: str, ref: str) -> str:
     done = process.run(
         [docker_cli, "build", "-q", "-t", ref, str(HERE)], env={"DOCKER_BUILDKIT": "0"}, timeout=300
     )
