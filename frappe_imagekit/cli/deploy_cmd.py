@@ -153,6 +153,8 @@ def deploy_command(
     except DeployFailed as exc:
         if as_json:
             output.print_json(exc.report.to_dict())
+        else:
+            _render_next_steps(exc.report)  # e.g. a site left in maintenance, or live and broken
         raise
     finally:
         runner.close()
@@ -265,6 +267,12 @@ def render_report(report) -> None:  # type: ignore[no-untyped-def]
         _render_plan(report)
     if report.record:
         output.out(f"recorded in {report.record}")
+
+
+def _render_next_steps(report) -> None:  # type: ignore[no-untyped-def]
+    for site in report.sites:
+        for step in site.next_steps:
+            output.out(f"{site.site}: next: {step}".replace("\n", "\n        "))
 
 
 def _maintenance_cell(site) -> str:  # type: ignore[no-untyped-def]

@@ -22,6 +22,7 @@ local ``docker exec`` does not stop it): ``migrate_argv`` records its pid in the
 
 from __future__ import annotations
 
+import shlex
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -202,8 +203,9 @@ class Window:
         self.emit(f"maintenance mode on for {name}")
         site = self.sites[name] = SiteWindow(name, opened=_now())  # before the command: it may half-work
         self._since[name] = time.monotonic()
-        self._bench(container_id, maintenance_argv(name, True), f"put {name} in maintenance mode")
-        self._bench(container_id, scheduler_argv(name, True), f"pause the scheduler of {name}")
+        refused = "nothing was stopped: fix that, or pass --no-maintenance"
+        self._bench(container_id, maintenance_argv(name, True), f"put {name} in maintenance mode", refused)
+        self._bench(container_id, scheduler_argv(name, True), f"pause the scheduler of {name}", refused)
         ready = self.runner.run(exec_argv(container_id, ready_argv(name)), timeout=BENCH_TIMEOUT)
         site.pending_jobs = NOT_READY in ready.stdout
         if site.pending_jobs:
@@ -221,12 +223,14 @@ class Window:
         site.seconds = round(time.monotonic() - self._since[name], 3)
         self._bench(container_id, scheduler_argv(name, False), f"resume the scheduler of {name} (it is live)")
 
-    def _bench(self, container_id: str, argv: list[str], what: str) -> None:
+    def _bench(self, container_id: str, argv: list[str], what: str, fix: str = "") -> None:
         done = self.runner.run(exec_argv(container_id, argv), timeout=BENCH_TIMEOUT)
         if done.returncode != 0:
             lines = (done.stderr or done.stdout).strip().splitlines()
             why = lines[-1] if lines else f"exit status {done.returncode}"
-            raise DeployError(f"could not {what} ({why}): run `{' '.join(argv)}` in the backend.")
+            raise DeployError(
+                f"could not {what} ({why}): {fix or f'run `{shlex.join(argv)}` in the backend'}."
+            )
 
     def _timed(self, name: str, started: float) -> None:
         self.timings[name] = round(self.timings.get(name, 0) + time.monotonic() - started, 3)

@@ -233,6 +233,11 @@ def test_frappe_docker_layout_three_files_migrator_and_v1_relative_labels(
     assert any("stopped" in n and "restart policy" in n for n in failed.notes)
     migrator = project.services()["migrator"]["State"]
     assert (migrator["Status"], migrator["ExitCode"] != 0) == ("exited", True)
+    # the migrator's failed site stays in maintenance; the one it migrated is live again
+    flags = {s: json.loads(project.site_file(s, "site_config.json").read_text())["maintenance_mode"]
+             for s in ("a.local", "b.local")}  # fmt: skip
+    assert flags == {"a.local": 0, "b.local": 1}
+    assert (site_b.maintenance.state, site_b.maintenance.left_on) == ("on", "its migrate failed")
 
 
 def test_fresh_stack_has_no_site_yet_then_create_site_is_waited_for(project: Project):
@@ -353,6 +358,9 @@ def test_health_check_pings_each_site_and_fetches_an_asset_through_the_frontend(
     result = cli(*project.cli_args("--version", "v2"))
     assert result.exit_code == ExitCode.DEPLOY_FAILED, result.output
     assert "site a.local answered /api/method/ping with 200: <h1>Service Unavailable</h1>" in result.output
+    assert "a.local: next: a.local is live (maintenance mode is off) and failed its health check" in (
+        result.output
+    )
 
     skipped = cli(*project.cli_args("--version", "v2", "--no-health-check", "--json"))
     assert skipped.exit_code == 0, skipped.output
