@@ -99,6 +99,14 @@ def deploy_command(
     keep_backups: int = typer.Option(
         5, "--keep-backups", min=1, help="Deploys whose copied backups stay in the state folder."
     ),
+    no_maintenance: bool = typer.Option(
+        False,
+        "--no-maintenance",
+        help="Keep the sites out of maintenance mode (and their scheduler running) during the deploy.",
+    ),
+    backup_files: bool = typer.Option(
+        False, "--backup-files", help="Back up the public and private files too (bench backup --with-files)."
+    ),
     known_hosts: Path | None = KNOWN_HOSTS_OPTION,
     identity: Path | None = IDENTITY_OPTION,
     ssh_config: Path | None = SSH_CONFIG_OPTION,
@@ -138,6 +146,8 @@ def deploy_command(
         up_timeout=120 if up_timeout is None else up_timeout,
         health_check=not no_health_check,
         keep_backups=keep_backups,
+        maintenance=not no_maintenance,
+        backup_files=backup_files,
     )
     check_options(options)  # every option checked before anything connects or stops
     runner = open_runner(
@@ -152,6 +162,8 @@ def deploy_command(
     except DeployFailed as exc:
         if as_json:
             output.print_json(exc.report.to_dict())
+        else:
+            _render_next_steps(exc.report)  # e.g. a site left in maintenance, or live and broken
         raise
     finally:
         runner.close()
@@ -232,11 +244,13 @@ def _str(path: Path | None) -> str | None:
 
 def render_report(report: DeployReport) -> None:
     rows = [
-        [s.site, s.status, s.failure or "-", s.failed_patch or "-", s.backup or "-"] for s in report.sites
-    ]
+        [s.site, s.status, s.health or "-", _maintenance_cell(s), s.failure or "-", s.failed_patch or "-",
+         s.backup or "-"]
+        for s in report.sites
+    ]  # fmt: skip
     output.print_table(
         f"Deploy {report.image} to {report.project} on {report.host}: {report.result}",
-        ["site", "status", "failure", "failed patch", "backup"],
+        ["site", "status", "health", "maintenance", "failure", "failed patch", "backup"],
         rows,
     )
     for site in report.sites:
@@ -253,6 +267,22 @@ def render_report(report: DeployReport) -> None:
         _render_plan(report)
     if report.record:
         output.out(f"recorded in {report.record}")
+
+
+def _render_next_steps(report: DeployReport) -> None:
+    for site in report.sites:
+        for step in site.next_steps:
+            output.out(f"{site.site}: next: {step}".replace("\n", "\n        "))
+
+
+def _maintenance_cell(site: SiteReport) -> str:
+    """``off after 12.3s``, ``ON`` (left in maintenance), or ``-`` (no window)."""
+    window = site.maintenance
+    if window is None:
+        return "-"
+    if window.state == "on":
+        return "ON"
+    return f"off after {window.seconds:.1f}s"
 
 
 def _render_plan(report: DeployReport) -> None:

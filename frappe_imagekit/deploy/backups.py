@@ -1,6 +1,7 @@
 """Backups that survive the deploy: the files ``bench --site S backup`` wrote in the ``sites``
 volume are copied out of the backend container into the target's state folder
-(``backups/<deploy id>/<site>/``, mode 0600), checked whole (``gzip -t``), hashed (sha256), and
+(``backups/<deploy id>/<site>/``, mode 0600), checked whole (``gzip -t``; ``tar -tf`` for the files
+archives of ``--with-files``), hashed (sha256), and
 only the last N deploys' backups are kept. A ``down -v`` or a broken volume no longer takes them.
 """
 
@@ -23,7 +24,7 @@ set -e
 mkdir -p "$1"; chmod 700 "$1"
 umask 077
 docker exec "$2" cat "$3" > "$1/$4.part"
-case "$4" in *.gz) gzip -t "$1/$4.part" ;; esac
+case "$4" in *.gz) gzip -t "$1/$4.part" ;; *.tar) tar -tf "$1/$4.part" > /dev/null ;; esac
 mv "$1/$4.part" "$1/$4"; chmod 600 "$1/$4"
 echo "$(wc -c < "$1/$4") $(sha256sum "$1/$4" | cut -d' ' -f1)"
 """

@@ -25,14 +25,20 @@ class PlanFacts:
     migrator: str | None
     migrate_only: bool = False
     other_services: dict[str, str] = field(default_factory=dict)
+    maintenance: bool = False  # the maintenance window (deploy/maintenance.py)
+    backup_files: bool = False  # bench backup --with-files
 
 
 def steps(facts: PlanFacts) -> list[str]:
     """Every step of the deploy, in order, as one line each."""
     out = [f"take the deploy lock {facts.lock_dir}"]
+    if facts.maintenance:
+        out += _window_steps(facts, opening=True)
     if not facts.migrate_only:
         out += _replace_steps(facts)
     out += _migrate_steps(facts)
+    if facts.maintenance:
+        out += _window_steps(facts, opening=False)
     out.append("record the deploy in deploys/ and the target's audit.log; release the lock")
     return out
 
@@ -40,7 +46,8 @@ def steps(facts: PlanFacts) -> list[str]:
 def _replace_steps(facts: PlanFacts) -> list[str]:
     out = []
     if facts.backup and facts.running:
-        out += [f"bench --site {site} backup" for site in facts.sites] or ["no site yet: no backup"]
+        files = " --with-files" if facts.backup_files else ""
+        out += [f"bench --site {site} backup{files}" for site in facts.sites] or ["no site yet: no backup"]
     if facts.down_argv:
         out.append(f"down: {shlex.join(facts.down_argv)}")
     env = " ".join(f"{k}={shlex.quote(v)}" for k, v in facts.up_env.items())
@@ -50,6 +57,22 @@ def _replace_steps(facts: PlanFacts) -> list[str]:
     out.append("wait for the other services to run (healthy where they have a healthcheck)")
     out.append(f"check that {', '.join(facts.image_services)} run the image id of {facts.image_ref}")
     return out
+
+
+def _window_steps(facts: PlanFacts, opening: bool) -> list[str]:
+    if not facts.sites:
+        return ["maintenance window: none (no site yet)"] if opening else []
+    if opening:
+        return [
+            f"bench --site {site} set-maintenance-mode on; bench --site {site} scheduler pause; "
+            f"bench --site {site} ready-for-migration (a warning when jobs are queued)"
+            for site in facts.sites
+        ]
+    return [
+        f"after a successful migrate: bench --site {site} set-maintenance-mode off; bench --site {site} "
+        "scheduler resume (a failed site stays in maintenance)"
+        for site in facts.sites
+    ]
 
 
 def _migrate_steps(facts: PlanFacts) -> list[str]:

@@ -20,17 +20,29 @@ import os
 import re
 import shlex
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from frappe_imagekit import validate
-from frappe_imagekit.deploy import backups, compose, composeconfig, health, lock, migrator, plan, verify
+from frappe_imagekit.deploy import (
+    backups,
+    compose,
+    composeconfig,
+    health,
+    lock,
+    maintenance,
+    migrator,
+    plan,
+    verify,
+)
 from frappe_imagekit.deploy import migrate_parse as mp
 from frappe_imagekit.deploy.compose import ComposeCLI, Container
 from frappe_imagekit.deploy.composeconfig import RenderedConfig
+from frappe_imagekit.deploy.maintenance import SiteWindow
 from frappe_imagekit.deploy.migrate_parse import SiteResult, parse_migrate_output
 from frappe_imagekit.deploy.migrate_report import BenchPlace, StepContext, pending_patch_line, ssh_prefix
 from frappe_imagekit.deploy.migrate_report import next_steps as migrate_next_steps
@@ -105,6 +117,8 @@ class DeployOptions:
     compose_overrides: tuple[str, ...] = ()  # more -f files after compose_file (frappe_docker overrides/)
     health_check: bool = True  # ping and one asset per site after migrate
     keep_backups: int = 5  # deploys whose backups stay in the state folder
+    maintenance: bool = True  # sites in maintenance (scheduler paused) from the backup to after migrate
+    backup_files: bool = False  # bench backup --with-files: the public and private files archives too
 
     @property
     def image_ref(self) -> str:
@@ -139,6 +153,7 @@ class SiteReport:
     health: str | None = None  # ok | failed | None (not checked)
     backup_files: list[dict[str, Any]] = field(default_factory=list)  # copies: path, size, sha256
     restored: str | None = None  # rollback: ok | failed | skipped (--no-restore)
+    maintenance: SiteWindow | None = None  # its maintenance window (None: not in one)
 
 
 @dataclass
@@ -363,6 +378,7 @@ class _Context:
     compose_files: list[str] = field(default_factory=list)  # every -f, absolute; [0] is compose_file
     config: RenderedConfig | None = None  # as `up` will see it (compose config)
     migrator_run: MigratorRun | None = None  # frappe_docker's migrator, followed after up
+    window: maintenance.Window | None = None  # the sites in maintenance (deploy/maintenance.py)
 
 
 def deploy(
@@ -448,17 +464,25 @@ def _run(ctx: _Context) -> None:
         return
     details = lock.lock_details(ctx.opts.version, ctx.runner.host)
     with lock.held(ctx.runner, ctx.paths.lock_dir, details, ctx.opts.project, ctx.opts.lock_wait):
-        if not ctx.opts.migrate_only:
-            _replace_containers(ctx)
-        if ctx.migrator_run is not None:
-            _report_migrator(ctx, ctx.migrator_run)
-        elif _no_site_yet(ctx):
-            ctx.report.notes.append("no site yet: nothing to migrate (create one with bench new-site).")
-        else:
-            _timed(ctx, "migrate", _migrate_all)
+        with _maintenance_window(ctx):
+            if not ctx.opts.migrate_only:
+                _replace_containers(ctx)
+            if ctx.migrator_run is not None:
+                _report_migrator(ctx, ctx.migrator_run)
+            elif _no_site_yet(ctx):
+                ctx.report.notes.append("no site yet: nothing to migrate (create one with bench new-site).")
+            else:
+                _open_window(ctx)
+                _window(ctx).stack_changed()  # an interrupted migrate leaves the sites in maintenance
+                _timed(ctx, "migrate", _migrate_all)
+            _keep_unmigrated_in_maintenance(ctx)
         _check_apps(ctx)
         if ctx.opts.health_check and all(s.status == "ok" for s in ctx.report.sites):
-            _timed(ctx, "health", _check_health)
+            try:
+                _timed(ctx, "health", _check_health)
+            except DeployError:
+                _live_and_broken(ctx)
+                raise
     sites = ctx.report.sites
     failures = [s.failure for s in sites if s.status == "failed"]
     if not failures:
@@ -488,6 +512,7 @@ def _plan_dry_run(ctx: _Context) -> None:
         running=bool(running), backup=opts.backup, down_argv=down, up_argv=up, up_env=_up_env(opts),
         image_services=ctx.report.image_services, oneshot=ctx.report.oneshot_services,
         migrator=ctx.report.migrator, migrate_only=opts.migrate_only,
+        maintenance=opts.maintenance, backup_files=opts.backup_files,
     )  # fmt: skip
     ctx.report.steps = plan.steps(facts)
 
@@ -507,14 +532,100 @@ def _replace_containers(ctx: _Context) -> None:
     down_files = _down_files(ctx, running)
     if running:
         ctx.report.previous_version = _last_up_version(ctx)
+    _open_window(ctx, running)
     if ctx.opts.backup and running:
         _timed(ctx, "backup", lambda c: _backup(c, running))
+    _window(ctx).stack_changed()  # from down on, a failure leaves the sites in maintenance
     ctx.emit(f"stopping project {ctx.opts.project}")
     _timed(ctx, "down", lambda c: _down(c, down_files, bool(running)))
     ctx.emit(f"starting {ctx.opts.image_ref}")
     _timed(ctx, "up", _up)
     _timed(ctx, "image_check", _check_running_image)
     ctx.report.served = True
+
+
+# ---------------------------------------------------------------- maintenance window
+
+
+@contextmanager
+def _maintenance_window(ctx: _Context) -> Iterator[None]:
+    """Sites in maintenance from before the backup to after a successful migrate
+    (deploy/maintenance.py); what it left on is reported, with the commands that end it."""
+    try:
+        with maintenance.window(ctx.runner, lambda: _backend(ctx).id, ctx.emit,
+                                enabled=ctx.opts.maintenance) as ctx.window:  # fmt: skip
+            yield
+    finally:
+        _report_window(ctx)
+
+
+def _window(ctx: _Context) -> maintenance.Window:
+    assert ctx.window is not None
+    return ctx.window
+
+
+def _open_window(ctx: _Context, running: Sequence[Container] | None = None) -> None:
+    """Open the window in the running backend, once: before the backup, or before migrate
+    when no backend ran before the deploy. No backend or no site yet: nothing to open."""
+    window = _window(ctx)
+    if not window.enabled or window.sites:
+        return
+    try:
+        backend = _backend(ctx, running)
+        sites = [] if _no_site_yet(ctx) else _sites(ctx, backend)
+    except DeployError:
+        return
+    for site in window.open(backend.id, sites):
+        ctx.report.site(site.site).maintenance = site
+
+
+def _keep_unmigrated_in_maintenance(ctx: _Context) -> None:
+    """A site whose migrate failed is broken, one not migrated is not on the new version yet:
+    both stay in maintenance; the others leave it as the window ends."""
+    window = _window(ctx)
+    window.stack_changed()
+    for name in window.open_sites():
+        status = ctx.report.site(name).status
+        if status != "ok":
+            window.keep([name], "its migrate failed" if status == "failed" else "it was not migrated")
+
+
+def _report_window(ctx: _Context) -> None:
+    if ctx.window is None:
+        return
+    ctx.report.timings.update(ctx.window.timings)
+    ctx.report.notes.extend(ctx.window.warnings)
+    place = _bench_place(ctx)
+    for name in ctx.window.open_sites():
+        window = ctx.window.sites[name]
+        step = maintenance.end_step(place, window)
+        ctx.report.site(name).next_steps.append(step)
+        ctx.report.notes.append(f"{name} is still in maintenance mode ({window.left_on}); its next steps "
+                                "end it.")  # fmt: skip
+        ctx.emit(step)
+
+
+def _live_and_broken(ctx: _Context) -> None:
+    """A site that failed its health check after its window ended: say so, with the way back."""
+    place = _bench_place(ctx)
+    previous = _previous_version(ctx.ws, ctx.opts)
+    base = _deploy_argv(ctx.opts, ctx.runner.host)
+    again = shlex.join([*base, "--version", previous]) if previous else None
+    for site in ctx.report.sites:
+        in_window = site.maintenance is not None and site.maintenance.state == maintenance.ON
+        if site.health == "failed" and not in_window:
+            site.next_steps.append(maintenance.live_and_broken_step(place, site.site, site.backup, again))
+
+
+def _bench_place(ctx: _Context) -> BenchPlace:
+    return BenchPlace(
+        project=ctx.opts.project,
+        compose=tuple(ctx.cli.base) if ctx.cli else ("docker", "compose"),
+        compose_files=tuple(ctx.compose_files) or (ctx.opts.compose_file,),
+        env_file=ctx.opts.env_file,
+        service=ctx.opts.backend_service,
+        ssh=ssh_prefix(ctx.runner.host),
+    )
 
 
 # ---------------------------------------------------------------- preflight
@@ -814,7 +925,8 @@ def _backup(ctx: _Context, running: Sequence[Container]) -> None:
         return
     for site in _sites(ctx, backend):
         ctx.emit(f"backing up {site}")
-        done = _exec(ctx, backend, ["bench", "--site", site, "backup"], timeout=3600)
+        argv = ["bench", "--site", site, "backup", *(["--with-files"] if ctx.opts.backup_files else [])]
+        done = _exec(ctx, backend, argv, timeout=3600)
         match = _BACKUP_LINE.search(done.stdout)
         if done.returncode != 0 or not match:
             raise DeployError(
@@ -972,11 +1084,14 @@ def _migrate_all(ctx: _Context) -> None:
 
 
 def _migrate(ctx: _Context, backend: Container, site: str) -> None:
-    argv = ["sh", "-c", 'exec "$@" 2>&1', "sh", "bench", "--site", site, "migrate"]
-    done = ctx.runner.run(
-        ["docker", "exec", "-e", "PYTHONUNBUFFERED=1", backend.id, *argv],
-        on_stdout=ctx.emit,
-    )
+    try:
+        done = ctx.runner.run(maintenance.migrate_argv(backend.id, site), on_stdout=ctx.emit)
+    except KeyboardInterrupt:  # the migrate in the backend would go on unseen: stop it, say so
+        note = maintenance.stop_interrupted_migrate(ctx.runner, backend.id, site)
+        ctx.report.site(site).migrate_notes.append(note)
+        ctx.report.notes.append(note)
+        ctx.emit(note)
+        raise
     output = done.stdout + done.stderr
     (result, *_) = parse_migrate_output(output, sites=[site], exit_code=done.returncode)
     stopped = (

@@ -14,6 +14,7 @@ import pytest
 from typer.testing import CliRunner
 
 from frappe_imagekit.cli.main import _load_commands, app
+from frappe_imagekit.deploy.migrate_report import step_commands
 from frappe_imagekit.deploy.sequence import DeployFailed, deploy
 from frappe_imagekit.errors import ExitCode, UsageError
 from frappe_imagekit.runner import LocalRunner, this_host
@@ -40,6 +41,10 @@ def run_deploy(project: Project, version: str = "v1", **kwargs):  # type: ignore
     return deploy(LocalRunner(), workspace(project), options(project, version, **kwargs))
 
 
+def site_config(project: Project, site: str, name: str = "site_config.json") -> dict:
+    return json.loads(project.site_file(site, name).read_text())
+
+
 def test_happy_path_two_sites_then_upgrade(project: Project):
     first = run_deploy(project, "v1")
     assert first.result == "succeeded" and first.exit_code == 0
@@ -53,9 +58,25 @@ def test_happy_path_two_sites_then_upgrade(project: Project):
     assert services["backend"]["State"]["Status"] == "running"
     assert services["configurator"]["State"]["ExitCode"] == 0
 
+    project.site_file("b.local", "pending_jobs").write_text("")
     second = run_deploy(project, "v2")
     assert second.result == "succeeded"
     assert project.services()["backend"]["Config"]["Image"] == f"{project.repo}:v2"
+    # the maintenance window: on (scheduler paused) while migrate ran, the site answering 503; off after
+    for site in second.sites:
+        saw = site_config(project, site.site, "migrate_saw_config")
+        assert (saw["maintenance_mode"], saw["pause_scheduler"]) == (1, True)
+        assert project.site_file(site.site, "migrate_saw_ping").read_text().strip() == "503"
+        after = site_config(project, site.site)
+        assert (after["maintenance_mode"], after["pause_scheduler"], after["db_name"]) == (0, False, "_x")
+        assert (site.maintenance.state, site.maintenance.left_on, site.health) == ("off", None, "ok")
+        assert 0 < site.maintenance.seconds < 120 and site.maintenance.closed
+    assert (second.sites[0].maintenance.pending_jobs, second.sites[1].maintenance.pending_jobs) == (
+        False,
+        True,
+    )
+    assert any(n.startswith("b.local had background jobs queued") for n in second.notes)
+    assert {"maintenance_on", "maintenance_off"} <= set(second.timings)
     for site in second.sites:  # backups taken from the running v1 backend before down
         assert site.backup.startswith(f"sites/{site.site}/private/backups/")
         assert (project.folder / site.backup).is_file()
@@ -69,6 +90,7 @@ def test_happy_path_two_sites_then_upgrade(project: Project):
     assert record["project"] == project.name and record["host"] == "local"
     assert record["image"] == f"{project.repo}:v2"
     assert record["backups"] == [s.backup for s in second.sites]
+    assert [s["maintenance"]["state"] for s in record["sites"]] == ["off", "off"]
     assert {s["site"]: s["status"] for s in record["sites"]} == {"a.local": "ok", "b.local": "ok"}
     audit = [json.loads(line) for line in project.audit_log.read_text().splitlines()]
     assert [(a["version"], a["result"]) for a in audit] == [
@@ -100,6 +122,24 @@ def test_failing_patch_names_the_line_exit_code_and_backup(project: Project):
     assert site_a["backup"].endswith("-a_local-database.sql.gz")
     assert f"restore {site_a['backup']}" in result.output
     assert not project.lock_dir.exists()
+    # a.local is broken: left in maintenance; b.local migrated: live again
+    assert (site_config(project, "a.local")["maintenance_mode"], site_a["maintenance"]["state"]) == (1, "on")
+    assert site_config(project, "a.local")["pause_scheduler"] is True
+    assert (site_config(project, "b.local")["maintenance_mode"], site_b["maintenance"]["state"]) == (0, "off")
+    assert "a.local\tfailed\t-\tON\tpatch" in result.output  # the table's health and maintenance columns
+    base = f"docker-compose -p {project.name} -f {project.compose} exec backend bench --site a.local"
+    (end,) = [step for step in site_a["next_steps"] if "still in maintenance mode" in step]
+    assert "(its migrate failed)" in end
+    assert step_commands(end) == [f"{base} set-maintenance-mode off", f"{base} scheduler resume"]
+    assert end in result.output
+    for command in step_commands(end):
+        pasted = subprocess.run(["script", "-qec", command, "/dev/null"], capture_output=True, text=True,
+                                timeout=120)  # fmt: skip
+        assert pasted.returncode == 0, pasted.stdout + pasted.stderr
+    assert (
+        site_config(project, "a.local")["maintenance_mode"],
+        site_config(project, "a.local")["pause_scheduler"],
+    ) == (0, False)
 
     # fixed: --migrate-only migrates the running backend without down/up
     project.site_file("a.local", "fail_patch").unlink()
@@ -182,11 +222,18 @@ def test_compose_file_edited_between_up_and_down_is_detected(project: Project):
     # the operator renames the queue service; a plain `down -f compose.yaml` would leave queue up
     text = project.compose.read_text().replace("  queue:", "  worker:")
     project.compose.write_text(text)
+    configs = {site: project.site_file(site, "site_config.json").read_text() for site in project.sites}
 
-    report = run_deploy(project, "v2")
+    report = run_deploy(project, "v2", maintenance=False)
 
     assert report.result == "succeeded"
     assert any("changed since the last up" in note for note in report.notes)
+    # --no-maintenance: migrate ran with the flags untouched (the site answered it)
+    for site in report.sites:
+        assert site.maintenance is None
+        assert site_config(project, site.site, "migrate_saw_config")["maintenance_mode"] == 0
+        assert project.site_file(site.site, "migrate_saw_ping").read_text().strip() == "200"
+        assert project.site_file(site.site, "site_config.json").read_text() == configs[site.site]
     services = project.services()
     assert set(services) == {"configurator", "backend", "worker"}
     assert services["worker"]["Config"]["Image"] == f"{project.repo}:v2"
@@ -272,6 +319,21 @@ def test_interrupt_during_migrate_releases_lock_and_records(project: Project, si
     record = project.records()[-1]
     assert record["result"] == "interrupted"
     assert "interrupted" in project.audit_log.read_text()
+    # the migrate deploy started in the backend did not go on unseen: stopped (SIGINT), and said so
+    backend = project.services()["backend"]["Id"]
+    top = subprocess.run(["docker", "top", backend, "-o", "pid,args"], capture_output=True, text=True)
+    assert "migrate" not in top.stdout, top.stdout
+    assert project.site_file("a.local", "migrate_aborted").is_file()
+    stopped = "deploy was interrupted during the migrate of a.local: imagekit stopped it in the backend"
+    assert any(n.startswith(stopped) for n in record["notes"]), record["notes"]
+    assert stopped.encode() in err
+    # and the maintenance state: both sites still in it, the commands that end it on stderr
+    site_a = next(s for s in record["sites"] if s["site"] == "a.local")
+    assert site_a["maintenance"]["state"] == "on"
+    assert site_a["maintenance"]["left_on"] == "interrupted, after the stack was changed"
+    assert site_config(project, "a.local")["maintenance_mode"] == 1
+    assert b"a.local is still in maintenance mode (interrupted" in err
+    assert b"exec backend bench --site a.local set-maintenance-mode off" in err
 
 
 def _rmtree(path: Path) -> None:

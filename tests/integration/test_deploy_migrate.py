@@ -118,7 +118,11 @@ def test_services_down_names_the_service_and_how_to_start_it(project: Project):
     assert site_a["exception"] == truth["exception"]
     start = step_commands(site_a["next_steps"][0])
     assert start == [f"docker-compose -p {project.name} -f {project.compose} up -d db"]
-    assert "--migrate-only" in step_commands(site_a["next_steps"][-1])[0]
+    assert "--migrate-only" in step_commands(site_a["next_steps"][-2])[0]
+    # and last, the site left in maintenance by the failed migrate: the commands that end it
+    assert step_commands(site_a["next_steps"][-1])[0].endswith(
+        "bench --site a.local set-maintenance-mode off"
+    )
     assert data["sites"][1]["status"] == "ok"  # deploy migrates each site on its own
 
 

@@ -16,6 +16,7 @@ from typer.testing import CliRunner
 
 from frappe_imagekit import process
 from frappe_imagekit.cli.main import _load_commands, app
+from frappe_imagekit.deploy.migrate_report import step_commands
 from frappe_imagekit.deploy.sequence import DeployFailed, deploy
 from frappe_imagekit.errors import ExitCode
 from frappe_imagekit.runner import LocalRunner
@@ -232,6 +233,11 @@ def test_frappe_docker_layout_three_files_migrator_and_v1_relative_labels(
     assert any("stopped" in n and "restart policy" in n for n in failed.notes)
     migrator = project.services()["migrator"]["State"]
     assert (migrator["Status"], migrator["ExitCode"] != 0) == ("exited", True)
+    # the migrator's failed site stays in maintenance; the one it migrated is live again
+    flags = {s: json.loads(project.site_file(s, "site_config.json").read_text())["maintenance_mode"]
+             for s in ("a.local", "b.local")}  # fmt: skip
+    assert flags == {"a.local": 0, "b.local": 1}
+    assert (site_b.maintenance.state, site_b.maintenance.left_on) == ("on", "its migrate failed")
 
 
 def test_fresh_stack_has_no_site_yet_then_create_site_is_waited_for(project: Project):
@@ -276,7 +282,8 @@ def test_dry_run_lists_sites_services_and_every_step(project: Project):
     assert run_deploy(project, "v1").result == "succeeded"
     before = running_ids(project)
 
-    result = cli(*project.cli_args("--version", "v2", "--dry-run"))
+    config = project.site_file("a.local", "site_config.json").read_text()
+    result = cli(*project.cli_args("--version", "v2", "--dry-run", "--backup-files"))
 
     assert result.exit_code == 0, result.output
     out = result.output
@@ -286,14 +293,24 @@ def test_dry_run_lists_sites_services_and_every_step(project: Project):
         assert f"service {service}: {project.repo}:v2 (new image)" in out
     steps = [line.split(": ", 1)[1] for line in out.splitlines() if line.startswith("step ")]
     assert steps[0].startswith("take the deploy lock")
-    assert steps[1:3] == ["bench --site a.local backup", "bench --site b.local backup"]
-    assert steps[3].startswith(f"down: docker-compose -p {project.name} --project-directory")
-    assert steps[4].startswith(
+    assert steps[1] == (
+        "bench --site a.local set-maintenance-mode on; bench --site a.local scheduler pause; "
+        "bench --site a.local ready-for-migration (a warning when jobs are queued)"
+    )
+    assert steps[2].startswith("bench --site b.local set-maintenance-mode on;")
+    assert steps[3:5] == [
+        "bench --site a.local backup --with-files",
+        "bench --site b.local backup --with-files",
+    ]
+    assert steps[5].startswith(f"down: docker-compose -p {project.name} --project-directory")
+    assert steps[6].startswith(
         f"up: CUSTOM_IMAGE={project.repo} CUSTOM_TAG=v2 PULL_POLICY=never docker-compose"
     )
-    assert steps[5] == "wait for the one-shot services to exit 0: configurator"
-    assert steps[7] == f"check that backend, configurator, queue run the image id of {project.repo}:v2"
-    assert steps[8:10] == ["bench --site a.local migrate", "bench --site b.local migrate"]
+    assert steps[7] == "wait for the one-shot services to exit 0: configurator"
+    assert steps[9] == f"check that backend, configurator, queue run the image id of {project.repo}:v2"
+    assert steps[10:12] == ["bench --site a.local migrate", "bench --site b.local migrate"]
+    assert steps[12].startswith("after a successful migrate: bench --site a.local set-maintenance-mode off;")
+    assert project.site_file("a.local", "site_config.json").read_text() == config  # no window opened
     assert running_ids(project) == before
     assert len(project.records()) == 1  # a dry run records nothing
 
@@ -341,6 +358,9 @@ def test_health_check_pings_each_site_and_fetches_an_asset_through_the_frontend(
     result = cli(*project.cli_args("--version", "v2"))
     assert result.exit_code == ExitCode.DEPLOY_FAILED, result.output
     assert "site a.local answered /api/method/ping with 200: <h1>Service Unavailable</h1>" in result.output
+    assert "a.local: next: a.local is live (maintenance mode is off) and failed its health check" in (
+        result.output
+    )
 
     skipped = cli(*project.cli_args("--version", "v2", "--no-health-check", "--json"))
     assert skipped.exit_code == 0, skipped.output
@@ -351,30 +371,42 @@ def test_health_check_without_frontend_asks_the_backend_port(project: Project):
     report = run_deploy(project, "v1")
     assert [s.health for s in report.sites] == ["ok", "ok"]
     assert any(n.startswith("no frontend service: the health check asked ping only") for n in report.notes)
-    project.compose.write_text(
-        project.compose.read_text().replace("httpd -p 127.0.0.1:8000", "httpd -p 127.0.0.1:8001")
-    )
+    project.compose.write_text(project.compose.read_text().replace("nc -ll -p 8000", "nc -ll -p 8001"))
     with pytest.raises(DeployFailed) as info:
         run_deploy(project, "v2")
     assert "a.local did not answer at http://127.0.0.1:8000/api/method/ping" in str(info.value)
     assert "Connection refused" in str(info.value) and "--no-health-check" in str(info.value)
+    # its window had ended: the site is live and broken; the way back is in its next steps
+    site_a = info.value.report.site("a.local")
+    assert (site_a.health, site_a.maintenance.state) == ("failed", "off")
+    (broken,) = [s for s in site_a.next_steps if "is live (maintenance mode is off)" in s]
+    commands = step_commands(broken)
+    assert commands[0].endswith("exec backend bench --site a.local set-maintenance-mode on")
+    assert commands[1].endswith(f"exec backend bench --site a.local restore {site_a.backup}")
+    assert commands[2].endswith("--version v1")
 
 
 def test_backups_are_copied_off_the_volume_checked_hashed_and_pruned(project: Project):
     import gzip
     import hashlib
+    import tarfile
     import time
 
     assert run_deploy(project, "v1").result == "succeeded"  # nothing ran yet: no backup
-    report = run_deploy(project, "v2", keep_backups=2)
+    (project.sites_dir / "a.local" / "public" / "files").mkdir(parents=True)
+    (project.sites_dir / "a.local" / "public" / "files" / "logo.png").write_bytes(b"\x89PNG fake")
+    report = run_deploy(project, "v2", keep_backups=2, backup_files=True)
     assert report.result == "succeeded", report.error
 
     root = project.state / "projects" / project.name / "backups"
     files = report.site("a.local").backup_files
     names = [Path(f["path"]).name for f in files]
-    assert names[0].endswith("-a_local-site_config_backup.json") and names[1].endswith(
-        "-a_local-database.sql.gz"
-    )
+    assert [n.split("-", 1)[-1] for n in names] == [
+        "a_local-site_config_backup.json", "a_local-database.sql.gz", "a_local-files.tar",
+        "a_local-private-files.tar",
+    ]  # fmt: skip
+    with tarfile.open(files[2]["path"]) as public:  # the public files archive, whole
+        assert public.extractfile("public/files/logo.png").read() == b"\x89PNG fake"
     for item in files:
         copy = Path(item["path"])
         assert copy.parent.parent.parent == root and copy.parent.name == "a.local"
@@ -407,3 +439,7 @@ def test_a_backup_that_is_not_whole_stops_the_deploy_before_anything_stops(proje
     assert "-b_local-database.sql.gz could not be copied to" in message and "is not whole" in message
     assert "nothing was stopped" in message
     assert running_ids(project) == before
+    for site in ("a.local", "b.local"):  # nothing was stopped: the window ended, the sites serve again
+        config = json.loads(project.site_file(site, "site_config.json").read_text())
+        assert (config["maintenance_mode"], config["pause_scheduler"]) == (0, False)
+        assert info.value.report.site(site).maintenance.state == "off"

@@ -144,3 +144,30 @@ def test_migrator_output_naming_no_site_is_reported_for_all_sites(tmp_path: Path
     assert [(s.site, s.status) for s in report.sites] == [("all", "failed")]
     render_report(report)
     assert "all" in capsys.readouterr().out
+
+
+def test_the_table_has_health_and_maintenance_columns_and_the_record_keeps_the_window(capsys):
+    from frappe_imagekit.cli.deploy_cmd import render_report
+    from frappe_imagekit.deploy.maintenance import SiteWindow
+
+    report = DeployReport("v2", "de/erp:v2", "erp", "local", "me", "2026-12-01T19:00:00+00:00")
+    report.result = "patch-failed"
+    ok = SiteReport("a.local", status="ok", health=None)
+    ok.maintenance = SiteWindow("a.local", state="off", opened="t0", closed="t1", seconds=4.25)
+    broken = SiteReport("b.local", status="failed", failure="patch", failed_patch="app.patches.x")
+    broken.maintenance = SiteWindow("b.local", opened="t0", left_on="its migrate failed")
+    report.sites = [ok, broken, SiteReport("c.local", status="ok", health="ok")]
+
+    render_report(report)
+
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[1] == "site\tstatus\thealth\tmaintenance\tfailure\tfailed patch\tbackup"
+    assert lines[2:5] == [
+        "a.local\tok\t-\toff after 4.2s\t-\t-\t-",
+        "b.local\tfailed\t-\tON\tpatch\tapp.patches.x\t-",
+        "c.local\tok\tok\t-\t-\t-\t-",
+    ]
+    windows = [site["maintenance"] for site in record_dict(report)["sites"]]
+    assert windows[1] == {"site": "b.local", "state": "on", "opened": "t0", "closed": None, "seconds": None,
+                          "pending_jobs": False, "left_on": "its migrate failed"}  # fmt: skip
+    assert windows[2] is None

@@ -4,8 +4,10 @@
 busybox base (classic builder, about a second; idempotent). ``write_project(folder, sites)``
 writes ``compose.yaml`` (configurator one-shot, backend, queue; a bind-mounted ``sites`` folder;
 no network; PID 1 exits on SIGTERM; ``stop_grace_period: 1s``; optional websocket and scheduler
-whose PID 1 ignores SIGTERM, as the real ones do, with compose's 10 s) and the sites. The backend serves
-``/api/method/ping`` on 127.0.0.1:8000 inside its container (busybox httpd, static ``pong``).
+whose PID 1 ignores SIGTERM, as the real ones do, with compose's 10 s) and the sites. The backend
+answers HTTP on port 8000 inside its container as frappe does (``web``, one shell per request
+under busybox ``nc -ll``): ``/api/method/ping`` is ``pong``, and 503 while the site's
+``site_config.json`` has ``maintenance_mode`` on.
 """
 
 from __future__ import annotations
@@ -20,8 +22,8 @@ from tests.support.machinelock import machine_lock
 HERE = Path(__file__).resolve().parent
 REPOSITORY = "imagekit-test/fakebench"
 SLEEP_FOREVER = 'trap "exit 0" TERM; while :; do sleep 1 & wait $$!; done'
-# the backend answers /api/method/ping on its gunicorn port, like frappe (busybox httpd, static)
-SERVE_BACKEND = "httpd -p 127.0.0.1:8000 -h /srv/www; " + SLEEP_FOREVER
+# the backend answers on its gunicorn port like frappe: ping, 503 in maintenance (see web)
+SERVE_BACKEND = "nc -ll -p 8000 -e /usr/local/bin/frappe-web & " + SLEEP_FOREVER
 
 # frappe_docker's websocket (`node socketio.js`) and scheduler (`bench schedule`) run as PID 1
 # and ignore SIGTERM: `down` waits out their stop timeout (compose's default 10 s) for them.
@@ -38,7 +40,7 @@ _SERVICE = """  {name}:
 
 def image_tag() -> str:
     digest = hashlib.sha256()
-    files = [HERE / name for name in ("Dockerfile", "bench", "patches.txt")]
+    files = [HERE / name for name in ("Dockerfile", "bench", "web", "patches.txt")]
     files += sorted(p for p in (HERE / "apps").rglob("*") if p.is_file())
     for path in files:
         digest.update(str(path.relative_to(HERE)).encode() + b"\0" + path.read_bytes())

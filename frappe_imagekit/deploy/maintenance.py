@@ -1,0 +1,308 @@
+"""The maintenance window: while deploy (or a rollback) changes a site, the site answers 503 and
+its scheduler starts no job, so a backup taken inside the window holds every write.
+
+Frappe keeps both switches in the site's ``site_config.json``, in the ``sites`` volume, so they
+outlive ``down`` and ``up``: ``bench --site S set-maintenance-mode on`` writes
+``"maintenance_mode": 1`` (frappe then raises SessionStopped, HTTP 503, for every request, ping
+included) and ``bench --site S scheduler pause`` writes ``"pause_scheduler": true``.
+``bench --site S ready-for-migration`` exits 1 (``NOT READY for migration: ...``) while
+background jobs are queued: a warning, not a stop.
+
+``window(...)`` is the context manager around the risky part. On a normal exit it ends the
+window of every site the block did not ``keep`` (a failed migrate keeps its site: it is
+broken). On an exception it ends the window only while ``stack_changed()`` has not been called
+(nothing was changed yet, the old version still serves); after that it leaves the sites in
+maintenance and records why (``SiteWindow.left_on``). Every command runs in the bench container
+through ``docker exec``; argv are built by the pure functions below.
+
+A migrate deploy started in the backend would go on after deploy was interrupted (killing the
+local ``docker exec`` does not stop it): ``migrate_argv`` records its pid in the container and
+``stop_migrate`` sends it SIGINT (frappe unwinds: click prints ``Aborted!``), then SIGKILL.
+"""
+
+from __future__ import annotations
+
+import shlex
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from frappe_imagekit import validate
+from frappe_imagekit.deploy.migrate_report import BenchPlace, step
+from frappe_imagekit.errors import DeployError, ImagekitError
+from frappe_imagekit.interrupts import interrupts_held
+from frappe_imagekit.runner import Runner
+
+EventSink = Callable[[str], None]
+ON, OFF = "on", "off"
+NOT_READY = "NOT READY for migration"
+BENCH_TIMEOUT = 300.0
+MIGRATE_PID = "/tmp/.imagekit-migrate.pid"
+STOP_GRACE = 20  # seconds a migrate gets to unwind after SIGINT before SIGKILL
+
+
+# ---------------------------------------------------------------- argv (pure)
+
+
+def maintenance_argv(site: str, on: bool) -> list[str]:
+    return ["bench", "--site", site, "set-maintenance-mode", ON if on else OFF]
+
+
+def scheduler_argv(site: str, pause: bool) -> list[str]:
+    return ["bench", "--site", site, "scheduler", "pause" if pause else "resume"]
+
+
+def ready_argv(site: str) -> list[str]:
+    return ["bench", "--site", site, "ready-for-migration"]
+
+
+def exec_argv(container_id: str, argv: Sequence[str]) -> list[str]:
+    return ["docker", "exec", container_id, *argv]
+
+
+def migrate_argv(container_id: str, site: str) -> list[str]:
+    """``docker exec`` of ``bench --site S migrate`` (output merged, unbuffered) whose shell
+    writes its pid to ``MIGRATE_PID`` in the container, then becomes bench (``exec``)."""
+    script = f'echo $$ > {MIGRATE_PID}; exec "$@" 2>&1'
+    return ["docker", "exec", "-e", "PYTHONUNBUFFERED=1", container_id,
+            "sh", "-c", script, "sh", "bench", "--site", site, "migrate"]  # fmt: skip
+
+
+# $1 pid file, $2 grace seconds: SIGINT the migrate named there (if it still is one), wait, SIGKILL
+_STOP = r"""
+pid=$(cat "$1" 2>/dev/null) || { echo none; exit 0; }
+grep -q migrate "/proc/$pid/cmdline" 2>/dev/null || { echo finished; exit 0; }
+kill -INT "$pid"
+n=0
+while grep -q migrate "/proc/$pid/cmdline" 2>/dev/null; do
+    if [ "$n" -ge "$(($2 * 10))" ]; then kill -KILL "$pid"; echo killed; exit 0; fi
+    sleep 0.1; n=$((n + 1))
+done
+echo stopped
+"""
+
+
+def stop_migrate_argv(container_id: str, grace: int = STOP_GRACE) -> list[str]:
+    return ["docker", "exec", container_id, "sh", "-c", _STOP, "stop", MIGRATE_PID, str(grace)]
+
+
+def stop_migrate(runner: Runner, container_id: str, grace: int = STOP_GRACE) -> str:
+    """Stop the migrate deploy started in the container; return what happened: ``stopped``
+    (it ended on SIGINT), ``killed`` (SIGKILL after ``grace`` s), ``finished`` (it had ended),
+    ``none`` (no pid recorded) or ``unknown`` (the container could not be asked)."""
+    try:
+        done = runner.run(stop_migrate_argv(container_id, grace), timeout=grace + 30)
+    except ImagekitError:
+        return "unknown"
+    word = done.stdout.strip().splitlines()[-1:] if done.returncode == 0 else []
+    return word[0] if word and word[0] in ("stopped", "killed", "finished", "none") else "unknown"
+
+
+_STOPPED = {
+    "stopped": "imagekit stopped it in the backend (SIGINT; frappe unwound and exited): it did not finish",
+    "killed": f"it did not end within {STOP_GRACE}s of SIGINT, so imagekit killed it (SIGKILL): it did "
+    "not finish",
+    "finished": "it had already ended in the backend when imagekit went to stop it",
+}
+
+
+def stop_interrupted_migrate(runner: Runner, container_id: str, site: str) -> str:
+    """On Ctrl-C or SIGTERM during migrate: stop the migrate in the backend (a second interrupt
+    meanwhile is held); return the sentence for the report."""
+    how = "unknown"
+    try:
+        with interrupts_held():
+            how = stop_migrate(runner, container_id)
+    except KeyboardInterrupt:
+        pass  # the deploy is being interrupted already
+    said = _STOPPED.get(how) or (
+        f"imagekit could not tell whether it still runs ({how}): look with `docker top {container_id[:12]}`"
+    )
+    return f"deploy was interrupted during the migrate of {site}: {said}."
+
+
+# ---------------------------------------------------------------- the window
+
+
+@dataclass
+class SiteWindow:
+    """One site's maintenance window, as the report and the deploy record show it."""
+
+    site: str
+    state: str = ON  # on: in maintenance (503, scheduler paused); off: the window ended
+    opened: str = ""  # UTC, ISO 8601
+    closed: str | None = None
+    seconds: float | None = None  # how long the site was in maintenance (None while it is)
+    pending_jobs: bool = False  # ready-for-migration said NOT READY as the window opened
+    left_on: str | None = None  # why the window was left open
+
+
+class Window:
+    """The sites in maintenance, opened and closed in the bench container given each time
+    (deploy opens it in the old backend and closes it in the new one)."""
+
+    def __init__(self, runner: Runner, emit: EventSink | None = None, *, enabled: bool = True) -> None:
+        self.runner = runner
+        self.emit: EventSink = emit or (lambda _line: None)
+        self.enabled = enabled
+        self.sites: dict[str, SiteWindow] = {}
+        self.changed = False  # the stack was changed: a failure now leaves the sites in maintenance
+        self.timings: dict[str, float] = {}
+        self.warnings: list[str] = []
+        self._since: dict[str, float] = {}
+        self._kept: set[str] = set()
+
+    def open_sites(self) -> list[str]:
+        return [name for name, site in self.sites.items() if site.state == ON]
+
+    def stack_changed(self) -> None:
+        """From here on a failure or an interrupt leaves the sites in maintenance."""
+        self.changed = True
+
+    def open(self, container_id: str, sites: Sequence[str]) -> list[SiteWindow]:
+        """Put each site (not yet in the window) in maintenance and pause its scheduler."""
+        if not self.enabled:
+            return []
+        started = time.monotonic()
+        opened = []
+        for name in sites:
+            name = validate.site_name(name, "a site of the backend", DeployError)
+            if name not in self.open_sites():
+                opened.append(self._open_site(container_id, name))
+        self._timed("maintenance_on", started)
+        return opened
+
+    def close(self, container_id: str, sites: Sequence[str] | None = None) -> None:
+        """End the window of ``sites`` (default: every site in it); raise naming the sites whose
+        window could not be ended (the others are ended first)."""
+        started = time.monotonic()
+        failed = []
+        wanted = self.open_sites() if sites is None else sites
+        for name in [s for s in wanted if s in self.open_sites()]:
+            try:
+                self._close_site(container_id, name)
+            except DeployError as exc:
+                failed.append(exc.message)
+        self._timed("maintenance_off", started)
+        if failed:
+            raise DeployError(" ".join(failed))
+
+    def keep(self, sites: Sequence[str], reason: str) -> None:
+        """Leave ``sites`` in maintenance when the window ends, saying why."""
+        for name in sites:
+            if name in self.open_sites():
+                self.sites[name].left_on = reason
+                self._kept.add(name)
+
+    def kept(self) -> list[str]:
+        return [name for name in self.open_sites() if name in self._kept]
+
+    def _open_site(self, container_id: str, name: str) -> SiteWindow:
+        self.emit(f"maintenance mode on for {name}")
+        site = self.sites[name] = SiteWindow(name, opened=_now())  # before the command: it may half-work
+        self._since[name] = time.monotonic()
+        refused = "nothing was stopped: fix that, or pass --no-maintenance"
+        self._bench(container_id, maintenance_argv(name, True), f"put {name} in maintenance mode", refused)
+        self._bench(container_id, scheduler_argv(name, True), f"pause the scheduler of {name}", refused)
+        ready = self.runner.run(exec_argv(container_id, ready_argv(name)), timeout=BENCH_TIMEOUT)
+        site.pending_jobs = NOT_READY in ready.stdout
+        if site.pending_jobs:
+            self.warnings.append(
+                f"{name} had background jobs queued as its maintenance window opened (bench "
+                "ready-for-migration: NOT READY); the workers may run them during or after migrate."
+            )
+        return site
+
+    def _close_site(self, container_id: str, name: str) -> None:
+        self.emit(f"maintenance mode off for {name}")
+        self._bench(container_id, maintenance_argv(name, False), f"end the maintenance mode of {name}")
+        site = self.sites[name]
+        site.state, site.closed, site.left_on = OFF, _now(), None
+        site.seconds = round(time.monotonic() - self._since[name], 3)
+        self._bench(container_id, scheduler_argv(name, False), f"resume the scheduler of {name} (it is live)")
+
+    def _bench(self, container_id: str, argv: list[str], what: str, fix: str = "") -> None:
+        done = self.runner.run(exec_argv(container_id, argv), timeout=BENCH_TIMEOUT)
+        if done.returncode != 0:
+            lines = (done.stderr or done.stdout).strip().splitlines()
+            why = lines[-1] if lines else f"exit status {done.returncode}"
+            raise DeployError(
+                f"could not {what} ({why}): {fix or f'run `{shlex.join(argv)}` in the backend'}."
+            )
+
+    def _timed(self, name: str, started: float) -> None:
+        self.timings[name] = round(self.timings.get(name, 0) + time.monotonic() - started, 3)
+
+
+@contextmanager
+def window(
+    runner: Runner,
+    backend: Callable[[], str],
+    emit: EventSink | None = None,
+    *,
+    sites: Sequence[str] = (),
+    enabled: bool = True,
+) -> Iterator[Window]:
+    """The maintenance window around a block (module docstring): ``sites`` are opened at once
+    in the container ``backend()`` names (more with ``Window.open``); ``backend`` is asked
+    again when the window ends, since the block may have replaced the container."""
+    win = Window(runner, emit, enabled=enabled)
+    try:
+        if sites:
+            win.open(backend(), sites)
+        yield win
+    except BaseException as exc:
+        _after_failure(win, backend, exc)
+        raise
+    closing = [name for name in win.open_sites() if name not in win.kept()]
+    if closing:
+        win.close(backend(), closing)
+
+
+def _after_failure(win: Window, backend: Callable[[], str], exc: BaseException) -> None:
+    if not win.open_sites():
+        return
+    why = "interrupted" if isinstance(exc, KeyboardInterrupt) else f"stopped by an error: {exc}"
+    if win.changed:
+        win.keep(win.open_sites(), f"{why}, after the stack was changed")
+        return
+    try:
+        with interrupts_held():  # nothing changed yet: the old version serves again
+            win.close(backend())
+    except (ImagekitError, KeyboardInterrupt) as failed:
+        win.keep(win.open_sites(), f"{why}; ending the window failed too ({failed})")
+
+
+# ---------------------------------------------------------------- next steps
+
+
+def end_step(place: BenchPlace, site: SiteWindow) -> str:
+    """The next step of a site left in maintenance: the commands that end the window."""
+    return step(
+        f"{site.site} is still in maintenance mode ({site.left_on or 'left on'}): users get 503 and "
+        "its scheduler is paused. A deploy that migrates it ends that; once the site works, end "
+        "it by hand:",
+        place.bench(*maintenance_argv(site.site, False)[1:]),  # bench(...) names bench itself
+        place.bench(*scheduler_argv(site.site, False)[1:]),
+    )
+
+
+def live_and_broken_step(place: BenchPlace, site: str, backup: str | None, previous: str | None) -> str:
+    """The next step of a site that failed its health check after the window ended."""
+    commands = [place.bench(*maintenance_argv(site, True)[1:])]
+    if backup:
+        commands.append(place.bench("--site", site, "restore", backup))
+    if previous:
+        commands.append(previous)
+    then = "restore the backup taken before migrate, then deploy the previous version"
+    return step(
+        f"{site} is live (maintenance mode is off) and failed its health check: users meet the "
+        f"error. Put it back in maintenance while you look, and to go back {then}:",
+        *commands,
+    )
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
