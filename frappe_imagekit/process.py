@@ -80,10 +80,7 @@ def run(
         reader.start()
     try:
         if input_bytes is not None and proc.stdin:
-            try:
-                proc.stdin.write(input_bytes)
-            finally:
-                proc.stdin.close()
+            _feed(proc.stdin, input_bytes)
         proc.wait(timeout=timeout)
     except BaseException:
         _kill(proc, own_group)
@@ -110,3 +107,17 @@ def _pump(stream: IO[bytes], sink: list[str], on_line: LineSink | None) -> None:
         if on_line:
             on_line(line.rstrip("\n"))
     stream.close()
+
+
+def _feed(stdin: IO[bytes], data: bytes) -> None:
+    """Write ``data`` to a child's stdin and close it. A child that exits without reading all
+    of it (a command that failed first) closes the pipe: its exit status says what went wrong."""
+    try:
+        stdin.write(data)
+    except BrokenPipeError:
+        pass
+    finally:
+        try:
+            stdin.close()
+        except BrokenPipeError:
+            pass

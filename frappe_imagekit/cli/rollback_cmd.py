@@ -57,6 +57,9 @@ def rollback_command(
     lock_wait: float = typer.Option(0, "--lock-wait", help="Seconds to wait for the deploy lock."),
     up_timeout: float | None = typer.Option(None, "--up-timeout", help="Seconds for services to start."),
     no_health_check: bool = typer.Option(False, "--no-health-check", help="Skip the ping of each site."),
+    no_maintenance: bool = typer.Option(
+        False, "--no-maintenance", help="Do not put the sites in maintenance mode during the rollback."
+    ),
     force: bool = typer.Option(
         False, "--force", help="Stop the containers although they were started by other compose files."
     ),
@@ -90,7 +93,7 @@ def rollback_command(
             no_restore=no_restore, db_password_var=db_password_var, state_dir=given["state_dir"],
             backend_service=given["backend_service"] or "backend", lock_wait=lock_wait,
             up_timeout=120 if given["up_timeout"] is None else given["up_timeout"],
-            health_check=not no_health_check, force=force,
+            health_check=not no_health_check, force=force, maintenance=not no_maintenance,
         )
     )  # fmt: skip
     if not (yes or dry_run or sys.stdin.isatty()):

@@ -52,10 +52,13 @@ from frappe_imagekit.deploy.sequence import (
     _image_present,
     _last_line,
     _last_up,
+    _maintenance_window,
     _now,
+    _open_window,
     _project,
     _send_image,
     _sha256_on_target,
+    _window,
     state_paths,
 )
 from frappe_imagekit.deploy.sequence import check_options as check_deploy_options
@@ -93,6 +96,7 @@ class RollbackOptions:
     image_var: str = "CUSTOM_IMAGE"
     tag_var: str = "CUSTOM_TAG"
     force: bool = False  # down although the running containers were started by other files
+    maintenance: bool = True  # the sites in maintenance from before down until every service is up
 
 
 @dataclass(frozen=True)
@@ -327,7 +331,7 @@ def _context(runner: Runner, ws: Workspace, plan: RollbackPlan) -> _Context:
             kill_first=opts.kill_first, lock_wait=opts.lock_wait, up_timeout=opts.up_timeout,
             health_check=opts.health_check, send_image=opts.send_image,
             source_docker_host=opts.source_docker_host, image_var=opts.image_var, tag_var=opts.tag_var,
-            force=opts.force,
+            force=opts.force, maintenance=opts.maintenance,
         )
     )  # fmt: skip
     report = DeployReport(
@@ -428,6 +432,9 @@ def _steps(plan: RollbackPlan, restored: Sequence[SiteRestore]) -> list[str]:
     steps = [f"take the deploy lock of {opts.project} on {plan.host}"]
     if not plan.image_on_target:
         steps.append(f"send {plan.image_ref} to {plan.host} (docker save | docker load)")
+    names = ", ".join(s.site for s in plan.sites)
+    if opts.maintenance:
+        steps.append(f"maintenance mode on and scheduler paused for {names} (bench, in the running backend)")
     steps.append(
         f"stop the project (compose down with the files of the last up: {', '.join(files['files'])})"
     )
@@ -436,6 +443,8 @@ def _steps(plan: RollbackPlan, restored: Sequence[SiteRestore]) -> list[str]:
         assert site.backup is not None
         steps.append(f"restore {site.site} from {site.backup.path} ({site.backup.size} bytes): bench restore")
     steps.append(f"start every service on {plan.image_ref}; no migrate (the databases match its code)")
+    if opts.maintenance:
+        steps.append(f"maintenance mode off and scheduler resumed for {names} (left on if a step fails)")
     checks = "the image the containers run" + (" and that each site answers" if opts.health_check else "")
     steps.append(f"check {checks}")
     steps.append("record the rollback in deploys/ and the audit log on the target")
@@ -487,24 +496,28 @@ def _run(ctx: _Context, plan: RollbackPlan) -> None:
             _send_image(ctx)
             _done(ctx, "image sent")
         ctx.report.image_id = verify.image_id(ctx.runner, plan.image_ref)
-        ctx.emit(f"stopping project {ctx.opts.project}")
-        _down(ctx, plan.down_files, True)
-        _done(ctx, "down")
-        restore_and_start(ctx, plan)
-        _check_running_image(ctx)
-        ctx.report.served = True
-        _done(ctx, "image checked")
+        with _maintenance_window(ctx):  # ended once every service is up on the old image
+            _open_window(ctx, compose.service_containers(_project(ctx)))
+            _window(ctx).stack_changed()  # from down on, a failure leaves the sites in maintenance
+            ctx.emit(f"stopping project {ctx.opts.project}")
+            _down(ctx, plan.down_files, True)
+            _done(ctx, "down")
+            restore_and_start(ctx, plan)
+            _check_running_image(ctx)
+            ctx.report.served = True
+            _done(ctx, "image checked")
         if ctx.opts.health_check:
             _check_health(ctx)
             _done(ctx, "sites answer")
 
 
 def restore_and_start(ctx: _Context, plan: RollbackPlan) -> None:
-    """The window in which the sites are down: the backend on the old image, each site's
-    database restored, then every service. A maintenance window wraps exactly this call."""
+    """The part in which the sites are down: the backend on the old image, each site's
+    database restored, then every service; inside the maintenance window (``_run``)."""
     ctx.emit(f"starting {ctx.opts.backend_service} on {plan.image_ref}")
     _up(ctx, plan, [ctx.opts.backend_service])
     _wait(ctx)
+    _open_window(ctx)  # no backend ran before down: the window opens in the new one
     password = _db_password(ctx, plan) if any(s.backup for s in plan.sites) else ""
     for site in plan.sites:
         if site.backup is not None:

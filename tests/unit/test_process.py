@@ -155,3 +155,11 @@ def _running(pid: int) -> bool:
         return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
     except FileNotFoundError:
         return False
+
+
+def test_a_child_that_exits_without_reading_its_input_gives_its_exit_status():
+    # the deploy's file writes feed `sh -c 'mkdir ... && cat > FILE'`; when mkdir fails, sh exits
+    # without reading and the pipe breaks: that is the command's failure, not a crash
+    for _ in range(20):
+        done = process.run(["sh", "-c", "exit 3"], input_bytes=b"x" * 1_000_000)
+        assert done.returncode == 3
