@@ -113,11 +113,8 @@ def _feed(stdin: IO[bytes], data: bytes) -> None:
     """Write ``data`` to a child's stdin and close it. A child that exits without reading all
     of it (a command that failed first) closes the pipe: its exit status says what went wrong."""
     try:
-        stdin.write(data)
-    except BrokenPipeError:
-        pass
+        with contextlib.suppress(BrokenPipeError):
+            stdin.write(data)
     finally:
-        try:
+        with contextlib.suppress(BrokenPipeError):
             stdin.close()
-        except BrokenPipeError:
-            pass
