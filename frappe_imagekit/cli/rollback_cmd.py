@@ -23,7 +23,10 @@ from frappe_imagekit.cli.deploy_cmd import (
     _str,
 )
 from frappe_imagekit.cli.main import command
+from frappe_imagekit.deploy.rollback import RollbackOptions, check_options, plan_rollback, rollback
+from frappe_imagekit.deploy.sequence import DeployFailed, open_runner
 from frappe_imagekit.errors import ExitCode, UsageError
+from frappe_imagekit.workspace import Workspace
 
 NO_TERMINAL = (
     "imagekit rollback replaces databases and asks before it does, but there is no terminal to ask "
@@ -73,8 +76,6 @@ def rollback_command(
     workspace: Path = WORKSPACE_OPTION,
 ) -> None:
     """Undo a deploy: restore each site's backup from it and run the version before (no migrate)."""
-    from frappe_imagekit.deploy.rollback import RollbackOptions, check_options
-    from frappe_imagekit.workspace import Workspace
 
     ws = Workspace.at(workspace)
     given: dict[str, Any] = {
@@ -102,9 +103,6 @@ def rollback_command(
 
 
 def _run(ws: Any, opts: Any, given: dict[str, Any], *, yes: bool, dry_run: bool, as_json: bool) -> None:
-    from frappe_imagekit.deploy.rollback import plan_rollback, rollback
-    from frappe_imagekit.deploy.sequence import DeployFailed, open_runner
-
     runner = open_runner(
         given["host"], known_hosts=_str(given["known_hosts"]), identity_file=_str(given["identity"]),
         ssh_config=_str(given["ssh_config"]), docker_host=given["docker_host"],

@@ -7,6 +7,7 @@ from typing import Any
 
 import typer
 
+from frappe_imagekit import validate
 from frappe_imagekit.cli import output
 from frappe_imagekit.cli.deploy_cmd import (
     COMPOSE_OPTION,
@@ -19,6 +20,12 @@ from frappe_imagekit.cli.deploy_cmd import (
     WORKSPACE_OPTION,
 )
 from frappe_imagekit.cli.main import command
+from frappe_imagekit.deploy.backuplist import list_backups
+from frappe_imagekit.deploy.sandbox import SandboxOptions, check_options, down, list_sandboxes, start
+from frappe_imagekit.deploy.sequence import choose_image, open_runner, state_paths
+from frappe_imagekit.errors import UsageError
+from frappe_imagekit.targets import check_identity, get_target
+from frappe_imagekit.workspace import Workspace
 
 TARGET_ARGUMENT = typer.Argument(None, help="A named target of imagekit.toml (see `imagekit targets`).")
 PROJECT_OPTION = typer.Option("", "--project", "-p", help="Production's compose project.")
@@ -40,11 +47,6 @@ def backups_command(
     workspace: Path = WORKSPACE_OPTION,
 ) -> None:
     """List the backups deploys kept in the target's state folder, with their short names."""
-    from frappe_imagekit import validate
-    from frappe_imagekit.deploy.backuplist import list_backups
-    from frappe_imagekit.deploy.sequence import state_paths
-    from frappe_imagekit.errors import UsageError
-    from frappe_imagekit.workspace import Workspace
 
     ws = Workspace.at(workspace)
     given = _with_target(ws.root, target, locals())
@@ -103,8 +105,6 @@ def sandbox_command(
     workspace: Path = WORKSPACE_OPTION,
 ) -> None:
     """Start VERSION with a backup as a separate compose project beside production (--list, --down)."""
-    from frappe_imagekit.errors import UsageError
-    from frappe_imagekit.workspace import Workspace
 
     ws = Workspace.at(workspace)
     if (list_them or down_name is not None) and target is None:
@@ -121,8 +121,6 @@ def sandbox_command(
 
 
 def _start(ws: Any, given: dict[str, Any], as_json: bool) -> None:
-    from frappe_imagekit.deploy.sandbox import SandboxOptions, check_options, start
-    from frappe_imagekit.deploy.sequence import choose_image
 
     image, tag = choose_image(ws, given["version"])
     options = SandboxOptions(
@@ -148,9 +146,6 @@ def _start(ws: Any, given: dict[str, Any], as_json: bool) -> None:
 
 
 def _list_or_down(given: dict[str, Any], down_name: str | None, as_json: bool) -> None:
-    from frappe_imagekit import validate
-    from frappe_imagekit.deploy.sandbox import down, list_sandboxes
-    from frappe_imagekit.errors import UsageError
 
     if down_name is not None:
         validate.project_name(down_name, "--down", UsageError)
@@ -184,7 +179,6 @@ def _with_target(root: Path, name: str | None, given: dict[str, Any]) -> dict[st
     given = dict(given)
     if name is None:
         return given
-    from frappe_imagekit.targets import check_identity, get_target
 
     target = get_target(root, name)
     compose_files = given.get("compose_file")
@@ -197,9 +191,6 @@ def _with_target(root: Path, name: str | None, given: dict[str, Any]) -> dict[st
 
 
 def _runner(given: dict[str, Any]) -> Any:
-    from frappe_imagekit import validate
-    from frappe_imagekit.deploy.sequence import open_runner
-    from frappe_imagekit.errors import UsageError
 
     if given["host"] is not None:
         validate.host_spec(given["host"], "--host", UsageError)

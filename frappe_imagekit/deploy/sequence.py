@@ -58,7 +58,7 @@ from frappe_imagekit.errors import (
     UsageError,
 )
 from frappe_imagekit.interrupts import sigterm_as_interrupt
-from frappe_imagekit.manifest import list_manifests
+from frappe_imagekit.manifest import iter_deploy_records, list_manifests
 from frappe_imagekit.process import Completed
 from frappe_imagekit.runner import LocalRunner, Runner, json_object, local_stdout_stream
 from frappe_imagekit.ssh import SSHRunner
@@ -298,7 +298,6 @@ def choose_image(ws: Workspace, version: str | None, project: str | None = None)
 
 
 def _refuse_rolled_back(ws: Workspace, version: str, project: str | None) -> None:
-    from frappe_imagekit.manifest import iter_deploy_records
 
     records = [item for _, item in iter_deploy_records(ws) if isinstance(item, dict)]
     where = rolled_back_versions((DeployRecord.from_dict(r) for r in records), project or None).get(version)
@@ -843,7 +842,8 @@ def parse_last_up(text: str) -> dict[str, Any]:
     for name, value in env.items():
         _state_value(name, "a variable name in env", validate.env_name)
         if not isinstance(value, str) or "\x00" in value:
-            raise ValueError(f"env {name} is not a string")
+            shown = "a variable shaped like a token" if validate.TOKEN_SHAPE.search(name) else name
+            raise ValueError(f"env {shown} is not a string")
     return data
 
 
