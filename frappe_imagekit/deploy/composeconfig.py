@@ -15,6 +15,7 @@ import json
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from frappe_imagekit import validate
 from frappe_imagekit.deploy import compose
@@ -84,19 +85,38 @@ def render(
     env_file: str | None = None,
 ) -> RenderedConfig:
     """The configuration ``up`` would use with ``env`` set; raise naming compose's complaint."""
+    return _parsed(render_data(runner, cli, project, files, env, env_file))
+
+
+def render_data(
+    runner: Runner,
+    cli: ComposeCLI,
+    project: str,
+    files: Sequence[str],
+    env: Mapping[str, str],
+    env_file: str | None = None,
+    *,
+    untouched: str = "nothing was stopped",
+) -> dict[str, Any]:
+    """``compose config`` of ``files`` under ``project`` as compose printed it (v2 JSON, v1 YAML),
+    with a ``services`` mapping; ``untouched`` says in an error what the caller had not done yet."""
     argv = config_argv(cli, project, files, env_file=env_file)
     done = runner.run(argv, env=env, timeout=60)
     if done.returncode != 0:
         lines = (done.stderr or done.stdout).strip().splitlines()
         raise DeployError(
             f"compose cannot read {', '.join(files)} ({lines[-1] if lines else done.returncode}); "
-            "fix the compose files (nothing was stopped)."
+            f"fix the compose files ({untouched})."
         )
-    return parse_config(done.stdout)
+    return _loaded(done.stdout)
 
 
 def parse_config(text: str) -> RenderedConfig:
     """Parse ``config`` output: JSON (compose v2 ``--format json``) or YAML (v1)."""
+    return _parsed(_loaded(text))
+
+
+def _loaded(text: str) -> dict[str, Any]:
     try:
         data = json.loads(text)
     except json.JSONDecodeError:
@@ -106,10 +126,13 @@ def parse_config(text: str) -> RenderedConfig:
             data = yaml.safe_load(text)
         except yaml.YAMLError as exc:
             raise DeployError(f"compose config printed something that is not YAML ({exc}).") from None
-    services = data.get("services") if isinstance(data, dict) else None
-    if not isinstance(services, dict):
+    if not isinstance(data, dict) or not isinstance(data.get("services"), dict):
         raise DeployError("compose config printed no services: check the compose files.")
-    parsed = [_service(name, body) for name, body in services.items()]
+    return data
+
+
+def _parsed(data: dict[str, Any]) -> RenderedConfig:
+    parsed = [_service(name, body) for name, body in data["services"].items()]
     return RenderedConfig({s.name: s for s in parsed})
 
 

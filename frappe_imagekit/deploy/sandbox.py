@@ -298,30 +298,9 @@ def render(
     env_file: str | None,
 ) -> dict[str, Any]:
     """``compose config`` of ``files`` under ``project``, as a dict (v2 JSON, v1 YAML)."""
-    argv = composeconfig.config_argv(cli, project, files, env_file=env_file)
-    done = runner.run(argv, env=env, timeout=60)
-    if done.returncode != 0:
-        lines = (done.stderr or done.stdout).strip().splitlines()
-        raise DeployError(
-            f"compose cannot read {', '.join(files)} ({lines[-1] if lines else done.returncode}); "
-            "fix the compose files (nothing was started)."
-        )
-    data = _load(done.stdout)
-    if not isinstance(data, dict) or not isinstance(data.get("services"), dict):
-        raise DeployError("compose config printed no services: check the compose files.")
-    return data
-
-
-def _load(text: str) -> Any:
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError:
-        import yaml
-
-        try:
-            return yaml.safe_load(text)
-        except yaml.YAMLError as exc:
-            raise DeployError(f"compose config printed something that is not YAML ({exc}).") from None
+    return composeconfig.render_data(
+        runner, cli, project, files, env, env_file, untouched="nothing was started"
+    )
 
 
 def _dump(data: Mapping[str, Any]) -> bytes:
