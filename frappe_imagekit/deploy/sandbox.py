@@ -223,7 +223,10 @@ def _checked_config(run: _Start) -> dict[str, Any]:
     _refuse_existing(run.runner, report.name)
     _refuse_busy_port(run.runner, opts.port)
     env = {opts.image_var: opts.image, opts.tag_var: opts.version, "PULL_POLICY": "never"}
-    data = render(run.runner, run.cli, report.name, opts.compose_files, env, opts.env_file)
+    data = composeconfig.render_data(
+        run.runner, run.cli, report.name, opts.compose_files, env, opts.env_file,
+        untouched="nothing was started",
+    )  # fmt: skip
     found = sandboxconfig.problems(data, report.name, opts.project)
     if found:
         raise ConfigError(" ".join(found) + " Nothing was started.")
@@ -287,20 +290,6 @@ def _port_free(port: int) -> bool:
         except OSError:
             return False
     return True
-
-
-def render(
-    runner: Runner,
-    cli: ComposeCLI,
-    project: str,
-    files: Sequence[str],
-    env: Mapping[str, str],
-    env_file: str | None,
-) -> dict[str, Any]:
-    """``compose config`` of ``files`` under ``project``, as a dict (v2 JSON, v1 YAML)."""
-    return composeconfig.render_data(
-        runner, cli, project, files, env, env_file, untouched="nothing was started"
-    )
 
 
 def _dump(data: Mapping[str, Any]) -> bytes:
