@@ -444,7 +444,8 @@ def read_app_files(
     """Read ``APP_FILES`` and the ``hooks.py`` folders of commit ``sha`` without a checkout.
 
     A shallow, blobless fetch of the commit (its trees only; a server that refuses to fetch by
-    commit gets ``ref``, checked against ``sha``), then the few blobs named. Raises a
+    commit gets ``ref``, checked against ``sha``), then the few blobs named, by id; a server
+    that refuses those gets one shallow fetch of the whole commit instead. Raises a
     ``GitError`` subclass like ``ls_remote``.
     """
     sha = validate.commit_sha(sha, "the resolved commit", GitURLRefused)
@@ -452,57 +453,65 @@ def read_app_files(
     access = prepare_access(url, env, token_var)
     access = RemoteAccess(access.url, {**access.env, "GIT_LITERAL_PATHSPECS": "1"}, access.secrets)
     with tempfile.TemporaryDirectory(prefix="imagekit-name-") as tmp:
-        _init_partial(access, tmp, timeout, token_var)
-        _fetch_trees(access, tmp, sha, ref, timeout, token_var)
-        root = _tree_entries(access, tmp, sha, [], timeout, token_var)
-        folders = [path for kind, _, path in root if kind == "tree"][:MAX_FOLDERS]
-        wanted = [f"{folder}/hooks.py" for folder in folders]
-        hooks = _tree_entries(access, tmp, sha, wanted, timeout, token_var) if wanted else []
-        blobs = {path: oid for kind, oid, path in root if kind == "blob" and path in APP_FILES}
-        files = _read_blobs(access, tmp, blobs, timeout, token_var)
-    found = tuple(path.split("/", 1)[0] for kind, _, path in hooks if kind == "blob")
-    return AppFiles(files, found)
+        try:
+            return _read_commit(access, f"{tmp}/blobless", sha, ref, timeout, token_var, blobless=True)
+        except _BlobsRefused:
+            return _read_commit(access, f"{tmp}/whole", sha, ref, timeout, token_var, blobless=False)
 
 
-def _init_partial(access: RemoteAccess, repo: str, timeout: float, token_var: str | None) -> None:
-    """A bare repository whose ``origin`` is a promisor remote (so blobless fetches are allowed)."""
+class _BlobsRefused(Exception):
+    """The server sent the trees but will not send a blob by its id."""
+
+
+def _read_commit(
+    access: RemoteAccess, repo: str, sha: str, ref: str, timeout: float, token_var: str | None, *,
+    blobless: bool,
+) -> AppFiles:  # fmt: skip
+    _init(access, repo, timeout, token_var, promisor=blobless)
+    _fetch_commit(access, repo, sha, ref, timeout, token_var, blobless=blobless)
+    root = _tree_entries(access, repo, sha, [], timeout, token_var)
+    folders = [path for kind, _, path in root if kind == "tree"][:MAX_FOLDERS]
+    wanted = [f"{folder}/hooks.py" for folder in folders]
+    hooks = _tree_entries(access, repo, sha, wanted, timeout, token_var) if wanted else []
+    blobs = {path: oid for kind, oid, path in root if kind == "blob" and path in APP_FILES}
+    files = _read_blobs(access, repo, blobs, timeout, token_var, blobless=blobless)
+    return AppFiles(files, tuple(path.split("/", 1)[0] for kind, _, path in hooks if kind == "blob"))
+
+
+def _init(access: RemoteAccess, repo: str, timeout: float, token_var: str | None, *, promisor: bool) -> None:
+    """A bare repository with ``origin``; a promisor remote (blobless fetches allowed) or not."""
     _git(["init", "-q", "--bare", "--", repo], access, timeout, token_var)
-    for key, value in (
-        ("remote.origin.url", access.url),
-        ("remote.origin.promisor", "true"),
-        ("extensions.partialClone", "origin"),
-    ):
+    config = [("remote.origin.url", access.url)]
+    if promisor:
+        config += [("remote.origin.promisor", "true"), ("extensions.partialClone", "origin")]
+    for key, value in config:
         _git(["config", "--end-of-options", key, value], access, timeout, token_var, cwd=repo)
 
 
-def _fetch_trees(
-    access: RemoteAccess, repo: str, sha: str, ref: str, timeout: float, token_var: str | None
-) -> None:
-    fetch = ["fetch", "-q", "--no-tags", "--depth", "1", "--filter=blob:none", "--", "origin"]
+def _fetch_commit(
+    access: RemoteAccess, repo: str, sha: str, ref: str, timeout: float, token_var: str | None, *,
+    blobless: bool,
+) -> None:  # fmt: skip
+    fetch = ["fetch", "-q", "--no-tags", "--depth", "1", *(["--filter=blob:none"] if blobless else [])]
     try:
-        _git([*fetch, sha], access, timeout, token_var, cwd=repo)
+        _git([*fetch, "--", "origin", sha], access, timeout, token_var, cwd=repo)
         return
     except (GitCommandFailed, GitRepoNotFoundError):
         pass  # a server that refuses to fetch by commit (upload-pack v0): fetch the ref instead
-    _git([*fetch, ref], access, timeout, token_var, cwd=repo)
+    _git([*fetch, "--", "origin", ref], access, timeout, token_var, cwd=repo)
     got = _git(["rev-parse", "--verify", "--end-of-options", "FETCH_HEAD^{commit}"], access, timeout,
                token_var, cwd=repo).strip()  # fmt: skip
     if got != sha:
         raise GitCommandFailed(
-            f"{redact_url(access)} moved {ref} to {got[:12]} while it was read (resolved {sha[:12]}): "
-            "run the command again."
+            f"{access.redactor().redact(access.url)} moved {ref} to {got[:12]} while it was read "
+            f"(resolved {sha[:12]}): run the command again."
         )
-
-
-def redact_url(access: RemoteAccess) -> str:
-    """The credential-free URL as a message may show it."""
-    return access.redactor().redact(access.url)
 
 
 def _tree_entries(
     access: RemoteAccess, repo: str, sha: str, paths: list[str], timeout: float, token_var: str | None
 ) -> list[tuple[str, str, str]]:
-    """``(type, oid, path)`` of the commit's top level, or of ``paths`` (none of them: [])."""
+    """``(type, oid, path)`` of the commit's top level, or of ``paths`` (those that exist)."""
     args = ["ls-tree", "-z", "--end-of-options", sha]
     out = _git([*args, "--", *paths] if paths else args, access, timeout, token_var, cwd=repo)
     entries = []
@@ -515,20 +524,27 @@ def _tree_entries(
 
 
 def _read_blobs(
-    access: RemoteAccess, repo: str, blobs: Mapping[str, str], timeout: float, token_var: str | None
-) -> dict[str, str]:
-    """The text of each named blob (fetched by id in one request where the blobless fetch left
-    them out); one larger than ``MAX_APP_FILE_BYTES`` is left out."""
+    access: RemoteAccess, repo: str, blobs: Mapping[str, str], timeout: float, token_var: str | None, *,
+    blobless: bool,
+) -> dict[str, str]:  # fmt: skip
+    """The text of each named blob (fetched by id in one request after a blobless fetch); one
+    larger than ``MAX_APP_FILE_BYTES`` is left out."""
     if not blobs:
         return {}
     oids = [validate.commit_sha(oid, "a file id", GitCommandFailed) for oid in blobs.values()]
-    with contextlib.suppress(GitCommandFailed, GitRepoNotFoundError):  # present already, or refused
-        _git(["fetch", "-q", "--no-tags", "--", "origin", *oids], access, timeout, token_var, cwd=repo)
+    if blobless:
+        with contextlib.suppress(GitCommandFailed, GitRepoNotFoundError):  # present already, or refused
+            _git(["fetch", "-q", "--no-tags", "--", "origin", *oids], access, timeout, token_var, cwd=repo)
     files = {}
     for path, oid in blobs.items():
-        size = _git(["cat-file", "-s", "--end-of-options", oid], access, timeout, token_var, cwd=repo)
-        if int(size.strip() or 0) <= MAX_APP_FILE_BYTES:
-            files[path] = _git(
-                ["cat-file", "blob", "--end-of-options", oid], access, timeout, token_var, cwd=repo
-            )
+        try:
+            size = _git(["cat-file", "-s", "--end-of-options", oid], access, timeout, token_var, cwd=repo)
+            if int(size.strip() or 0) <= MAX_APP_FILE_BYTES:
+                files[path] = _git(
+                    ["cat-file", "blob", "--end-of-options", oid], access, timeout, token_var, cwd=repo
+                )
+        except (GitCommandFailed, GitRepoNotFoundError):
+            if blobless:
+                raise _BlobsRefused from None
+            raise
     return files

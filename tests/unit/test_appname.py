@@ -258,3 +258,29 @@ def test_a_branch_entry_is_a_pin_by_design(tmp_path: Path) -> None:
     lock = _lock(tmp_path, SHA_C, "develop")  # the branch has moved on to SHA_B since
     use = appslock.apply_lock(lock, {**lock["frappe"]}, [{**lock["my_app"], "sha": SHA_B}], tags={"frappe"})
     assert use.apps[0]["sha"] == SHA_C and use.changed == []
+
+
+def test_reading_the_name_puts_every_remote_value_after_an_end_of_options_marker(monkeypatch) -> None:
+    calls: list[list[str]] = []
+    tree = f"100644 blob {SHA_B}\tpyproject.toml\x00040000 tree {SHA_C}\t-rf\x00"
+
+    def fake_git(args, access, timeout, token_var, cwd=None):
+        calls.append(args)
+        if args[0] == "ls-tree":
+            return tree if "--" not in args else f"100644 blob {SHA_A}\t-rf/hooks.py\x00"
+        return {"-s": "20", "blob": _toml_name("my_app")}.get(args[1], "") if args[0] == "cat-file" else ""
+
+    monkeypatch.setattr(gitremote, "_git", fake_git)
+    found = gitremote.read_app_files("file:///srv/my-app.git", {}, None, SHA_A, "v1.0.0", 5.0)
+    assert found == gitremote.AppFiles({"pyproject.toml": _toml_name("my_app")}, ("-rf",))
+    for args in calls:
+        marker = "--" if args[0] in {"init", "fetch"} else "--end-of-options"
+        after = args[args.index(marker) + 1 :]
+        assert after and not any(a.startswith("-") and a != "--" for a in after[:1]), args
+    # the folder name "-rf" reached git only after "--" (as a literal pathspec)
+    (listing,) = [a for a in calls if a[0] == "ls-tree" and "--" in a]
+    assert listing[listing.index("--") + 1 :] == ["-rf/hooks.py"]
+    with pytest.raises(gitremote.GitURLRefused, match="is not a commit SHA"):
+        gitremote.read_app_files("file:///srv/my-app.git", {}, None, "--upload-pack=x", "v1.0.0", 5.0)
+    with pytest.raises(gitremote.GitURLRefused, match="is not a valid git branch or tag name"):
+        gitremote.read_app_files("file:///srv/my-app.git", {}, None, SHA_A, "--upload-pack=x", 5.0)
