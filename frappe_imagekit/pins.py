@@ -21,7 +21,7 @@ from packaging.version import InvalidVersion, Version
 
 from frappe_imagekit import gitremote
 from frappe_imagekit.appname import app_name_from, repo_name
-from frappe_imagekit.appsjson import manifest_url, public_url, token_vars
+from frappe_imagekit.appsjson import REQUIRED_APPS, manifest_url, public_url, token_vars
 from frappe_imagekit.envfile import Finding
 from frappe_imagekit.errors import ConfigError, GitError
 from frappe_imagekit.redact import Redactor
@@ -325,4 +325,27 @@ def name_issues(apps: list[Pin]) -> list[Finding]:
                     ),
                 )
             )
+    return issues + _dependency_issues([p for p in apps if p.read_name and p.ok])
+
+
+def _dependency_issues(apps: list[Pin]) -> list[Finding]:
+    """``REQUIRED_APPS`` by package name, for the apps whose URL name did not tell it (a fork
+    named ``ic`` of india_compliance still needs erpnext); the others apps.json's rule covers."""
+    names = {pin.name for pin in apps}
+    issues = []
+    for pin in apps:
+        if pin.name == pin.repo.lower().replace("-", "_"):
+            continue
+        for needed in REQUIRED_APPS.get(pin.name, ()):
+            if needed not in names:
+                issues.append(
+                    Finding(
+                        "error",
+                        "apps-dependency",
+                        (
+                            f"apps.json lists {pin.shown_name} but not {needed}, which it requires: "
+                            f"bench does not resolve dependencies, add {needed} before {pin.repo}."
+                        ),
+                    )
+                )
     return issues

@@ -12,6 +12,7 @@ import pytest
 
 from frappe_imagekit import appslock, gitremote, pins
 from frappe_imagekit.appname import NameSource, app_name_from, declared_name, repo_name
+from frappe_imagekit.appsjson import AppEntry, duplicate_and_dependency_issues
 from frappe_imagekit.errors import ConfigError, DriftError, ExitCode
 from frappe_imagekit.pins import Pin
 
@@ -284,3 +285,23 @@ def test_reading_the_name_puts_every_remote_value_after_an_end_of_options_marker
         gitremote.read_app_files("file:///srv/my-app.git", {}, None, "--upload-pack=x", "v1.0.0", 5.0)
     with pytest.raises(gitremote.GitURLRefused, match="is not a valid git branch or tag name"):
         gitremote.read_app_files("file:///srv/my-app.git", {}, None, SHA_A, "--upload-pack=x", 5.0)
+
+
+def test_a_renamed_repository_still_needs_the_apps_its_package_requires() -> None:
+    def pin(repo: str, name: str) -> Pin:
+        return Pin(name, f"https://git.example.test/o/{repo}", "version-15", sha=SHA_A, read_name=True)
+
+    (issue,) = pins.name_issues([pin("ic", "india_compliance")])
+    assert issue.message == (
+        "apps.json lists india_compliance (ic) but not erpnext, which it requires: bench does not "
+        "resolve dependencies, add erpnext before ic."
+    )
+    assert pins.name_issues([pin("erp", "erpnext"), pin("ic", "india_compliance")]) == []
+    # a URL name that tells the package is apps.json's own rule (no second finding here)
+    assert pins.name_issues([pin("india-compliance", "india_compliance")]) == []
+
+
+def test_a_hyphenated_url_name_is_read_as_its_package_for_the_dependency_rule() -> None:
+    entry = AppEntry(0, "india-compliance", URL, "version-15", 2)
+    (issue,) = duplicate_and_dependency_issues([entry])
+    assert issue.code == "apps-dependency" and "but not erpnext, which it requires" in issue.message
