@@ -104,6 +104,8 @@ def manifest_url(url: str) -> str:
 
 
 def app_name(url: str) -> str:
+    """The repository's name in ``url`` (bench's folder name before it reads the package name:
+    the app's real name comes from the repository, see ``appname``)."""
     parts = _split(url)
     path = (parts.path if parts else url).rstrip("/")
     name = path.rsplit("/", 1)[-1]
@@ -355,9 +357,10 @@ def duplicate_and_dependency_issues(entries: list[AppEntry]) -> list[Finding]:
                 )
             )
         seen.setdefault(identity, entry)
-    names = {entry.name.lower() for entry in entries}
+    # the URL names, as the packages they usually are (india-compliance is india_compliance)
+    names = {entry.name.lower().replace("-", "_") for entry in entries}
     for entry in entries:
-        for needed in REQUIRED_APPS.get(entry.name.lower(), ()):
+        for needed in REQUIRED_APPS.get(entry.name.lower().replace("-", "_"), ()):
             if needed not in names:
                 issues.append(
                     Finding(

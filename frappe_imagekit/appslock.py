@@ -11,14 +11,14 @@ token-free (``${VAR}`` placeholders kept, as in manifests).
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from frappe_imagekit import validate
 from frappe_imagekit.check import run_check
-from frappe_imagekit.errors import ConfigError
+from frappe_imagekit.errors import ConfigError, DriftError
 from frappe_imagekit.workspace import Workspace, write_text_atomic
 
 LOCK_NAME = "apps.lock.json"
@@ -94,20 +94,40 @@ def _checked(entry: Mapping[str, Any]) -> dict[str, str]:
 
 
 def apply_lock(
-    lock: Mapping[str, Mapping[str, str]], frappe: Mapping[str, Any], apps: Sequence[Mapping[str, Any]]
+    lock: Mapping[str, Mapping[str, str]],
+    frappe: Mapping[str, Any],
+    apps: Sequence[Mapping[str, Any]],
+    tags: Collection[str] = (),
 ) -> LockUse:
-    """Locked commits for the pins that still match; the names of those that do not."""
+    """Locked commits for the pins that still match; the names of those that do not.
+
+    ``tags`` names the pins whose ref is a tag on the remote: their ``sha`` is the tag's
+    commit just listed by ``git ls-remote`` (an annotated tag's peeled ``^{}`` commit), and a
+    lock entry naming another commit is refused (``DriftError``). A branch entry's commit is a
+    pin by design: it stays whatever the branch does.
+    """
     pins = [dict(frappe), *(dict(a) for a in apps)]
     changed = []
     for pin in pins:
         locked = lock.get(pin["name"])
         if locked and locked["url"] == pin["url"] and locked["ref"] == pin["ref"]:
+            if pin["name"] in tags and locked["sha"] != pin["sha"]:
+                raise tag_mismatch(pin["name"], pin["ref"], locked["sha"], str(pin["sha"]))
             pin["sha"] = locked["sha"]
         else:
             changed.append(pin["name"])
     names = {p["name"] for p in pins}
     changed += [f"{name} (removed)" for name in lock if name not in names]
     return LockUse(pins[0], pins[1:], changed)
+
+
+def tag_mismatch(name: str, tag: str, locked: str, remote: str) -> DriftError:
+    """The refusal of a lock entry whose tag names another commit than the remote's tag."""
+    return DriftError(
+        f"{LOCK_NAME} pins {name} at {locked} for tag {tag}, but the remote's tag {tag} is commit "
+        f"{remote}: restore {LOCK_NAME} from review, or run `imagekit lock` again if the tag was "
+        "moved on purpose."
+    )
 
 
 def use_lock(
@@ -118,6 +138,7 @@ def use_lock(
     exact: bool,
     frozen: bool,
     dry_run: bool,
+    tags: Collection[str] = (),
 ) -> LockUse:
     """The pins a build uses, given apps.lock.json (see the module docstring)."""
     path = lock_path(ws)
@@ -134,7 +155,7 @@ def use_lock(
         if frozen:
             raise ConfigError(f"--frozen needs {LOCK_NAME}: run `imagekit lock` and commit the file.")
         return LockUse(frappe, apps)
-    use = apply_lock(lock, frappe, apps)
+    use = apply_lock(lock, frappe, apps, tags)
     if use.changed and frozen:
         raise ConfigError(
             f"{LOCK_NAME} is stale for {', '.join(use.changed)} (changed in apps.json or .env): run "

@@ -403,7 +403,8 @@ def plan_build(ws: Workspace, options: BuildOptions) -> BuildPlan:
             f"{', '.join(unresolved) or 'frappe'}): run `imagekit build` without --offline "
             "so every ref is resolved."
         )
-    locked = _use_lock(ws, containerfile, frappe, apps, options)
+    tags = {pin.name for pin in config.all_pins if pin.is_tag}
+    locked = _use_lock(ws, containerfile, frappe, apps, options, tags)
     warm_up.join()
     sources = Sources(env, containerfile, locked.frappe, locked.apps, config.apps_json_text, config.secrets)
     plan = assemble_plan(ws, options, sources, dockercli.find_docker(options.docker))
@@ -416,11 +417,14 @@ def plan_build(ws: Workspace, options: BuildOptions) -> BuildPlan:
 
 def _use_lock(
     ws: Workspace, containerfile: Containerfile, frappe: dict[str, Any], apps: list[dict[str, Any]],
-    options: BuildOptions,
+    options: BuildOptions, tags: set[str],
 ) -> Any:  # fmt: skip
-    """apps.lock.json's commits where it matches apps.json (imagekit's Containerfile only)."""
+    """apps.lock.json's commits where it matches apps.json (imagekit's Containerfile only);
+    ``tags``: the pins whose ref is a tag on the remote (their locked commit must be the tag's)."""
     exact = exactbuild.is_imagekit_containerfile(containerfile)
-    return appslock.use_lock(ws, frappe, apps, exact=exact, frozen=options.frozen, dry_run=options.dry_run)
+    return appslock.use_lock(
+        ws, frappe, apps, exact=exact, frozen=options.frozen, dry_run=options.dry_run, tags=tags
+    )
 
 
 def _warm_up_docker(explicit: str | None) -> threading.Thread:

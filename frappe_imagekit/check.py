@@ -293,7 +293,9 @@ def _resolve(check: _Check, *, offline: bool, strict: bool) -> None:
     if frappe_path and frappe_branch:
         frappe = Pin.at("frappe", frappe_path, frappe_branch)
     requests = [(frappe, check.frappe_unsafe)] if frappe else []
-    requests += [(Pin.at(e.name, e.url, e.branch), e.index in check.unsafe) for e in config.entries]
+    requests += [
+        (Pin.at(e.name, e.url, e.branch, read_name=True), e.index in check.unsafe) for e in config.entries
+    ]
     safe = [r for r, unsafe in requests if not unsafe]
     resolved = iter(
         [] if offline or not safe else pins.resolve_pins(safe, check.values, timeout=git_timeout())
@@ -306,6 +308,7 @@ def _resolve(check: _Check, *, offline: bool, strict: bool) -> None:
     config.apps = results
     for pin in config.all_pins:
         check.report.add(_pin_issues(pin, strict))
+    check.report.add(pins.name_issues(config.apps))  # the package names read from the repositories
 
 
 def git_timeout() -> float:

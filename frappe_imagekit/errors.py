@@ -23,7 +23,7 @@ class ExitCode(IntEnum):
     LOCKED = 8  # another deploy holds the project lock
     PATCH_FAILED = 9  # bench migrate failed in a patch
     MIGRATE_FAILED = 10  # bench migrate failed otherwise (import, doctype sync, lock, services)
-    DRIFT = 11  # rebuild: a recorded ref now points elsewhere
+    DRIFT = 11  # rebuild: a recorded ref now points elsewhere; apps.lock.json: a tag entry not at its tag
     NOT_FOUND = 12  # unknown version, missing manifest or file
     DEPLOY_FAILED = 13  # compose down/up or a service failed during deploy
     INTERNAL = 70  # a bug in imagekit

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from frappe_imagekit import benchfile, dockerapi, dockercli, gitremote, validate
-from frappe_imagekit.appsjson import PLACEHOLDER, InjectedApps, app_name
+from frappe_imagekit.appsjson import PLACEHOLDER, InjectedApps, repo_identity
 from frappe_imagekit.containerfile import Containerfile, default_containerfile, parse_containerfile
 from frappe_imagekit.errors import ConfigError, DockerError, DriftError
 from frappe_imagekit.pins import Pin
@@ -103,11 +103,14 @@ def prepare(
     text = containerfile.text
     if not benchfile.is_generated(text):
         text = benchfile.render([str(a["name"]) for a in apps], benchfile.split_template(text))
-    urls = {"frappe": _expand(str(frappe["url"]), env), **_injected_urls(injected)}
-    missing = [str(a["name"]) for a in apps if a["name"] not in urls]
+    injected_urls = _injected_urls(injected)
+    urls = {str(a["name"]): injected_urls.get(repo_identity(str(a["url"]))) for a in apps}
+    missing = [name for name, url in urls.items() if url is None]
     if missing:
         raise ConfigError(f"no URL for {', '.join(missing)} in apps.json: list it there to build it.")
-    secret = benchfile.git_secret({name: urls[name] for name in ["frappe", *(a["name"] for a in apps)]})
+    secret = benchfile.git_secret(
+        {"frappe": _expand(str(frappe["url"]), env), **{name: str(url) for name, url in urls.items()}}
+    )
     base = base_tier(template, env)
     args = {benchfile.BASE_ARG: base.ref, **benchfile.commit_args(frappe, apps)}
     return Exact(parse_containerfile(text, None), args, secret, base)
@@ -118,8 +121,10 @@ def _expand(url: str, env: Mapping[str, str]) -> str:
 
 
 def _injected_urls(injected: InjectedApps) -> dict[str, str]:
+    """Each repository's URL with its token in place, by ``repo_identity`` (an app is named by
+    its package, read from the repository, not by its URL)."""
     entries = json.loads(injected.text)
-    return {app_name(str(e["url"])): str(e["url"]) for e in entries}
+    return {repo_identity(str(e["url"])): str(e["url"]) for e in entries}
 
 
 # ---------------------------------------------------------------- after the build

@@ -11,6 +11,7 @@ hanging or being papered over by a stored credential.
 from __future__ import annotations
 
 import base64
+import contextlib
 import math
 import os
 import re
@@ -419,3 +420,131 @@ def commit_exists(url: str, env: Mapping[str, str], token_var: str | None, sha: 
     with tempfile.TemporaryDirectory(prefix="imagekit-has-") as tmp:
         _git(["init", "-q", "--bare", "--", tmp], access, timeout, token_var)
         return _fetch_commits(access, tmp, [sha], timeout, token_var, shallow=True)
+
+
+# ---------------------------------------------------------------- the app's name (appname)
+
+APP_FILES = ("pyproject.toml", "setup.cfg", "setup.py")  # the files bench names an app from
+MAX_APP_FILE_BYTES = 256 * 1024  # a larger one is not read (it names no app bench installs)
+MAX_FOLDERS = 500  # top-level folders searched for hooks.py
+
+
+@dataclass(frozen=True)
+class AppFiles:
+    """The top-level files bench names an app from (``APP_FILES`` present at the commit, as
+    text) and the top-level folders holding ``hooks.py``: remote content, checked by ``appname``."""
+
+    files: dict[str, str]
+    hooks_folders: tuple[str, ...]
+
+
+def read_app_files(
+    url: str, env: Mapping[str, str], token_var: str | None, sha: str, ref: str, timeout: float
+) -> AppFiles:
+    """Read ``APP_FILES`` and the ``hooks.py`` folders of commit ``sha`` without a checkout.
+
+    A shallow, blobless fetch of the commit (its trees only; a server that refuses to fetch by
+    commit gets ``ref``, checked against ``sha``), then the few blobs named, by id; a server
+    that refuses those gets one shallow fetch of the whole commit instead. Raises a
+    ``GitError`` subclass like ``ls_remote``.
+    """
+    sha = validate.commit_sha(sha, "the resolved commit", GitURLRefused)
+    ref = validate.git_ref(ref, "the ref", GitURLRefused)
+    access = prepare_access(url, env, token_var)
+    access = RemoteAccess(access.url, {**access.env, "GIT_LITERAL_PATHSPECS": "1"}, access.secrets)
+    with tempfile.TemporaryDirectory(prefix="imagekit-name-") as tmp:
+        try:
+            return _read_commit(access, f"{tmp}/blobless", sha, ref, timeout, token_var, blobless=True)
+        except _BlobsRefused:
+            return _read_commit(access, f"{tmp}/whole", sha, ref, timeout, token_var, blobless=False)
+
+
+class _BlobsRefused(Exception):
+    """The server sent the trees but will not send a blob by its id."""
+
+
+def _read_commit(
+    access: RemoteAccess, repo: str, sha: str, ref: str, timeout: float, token_var: str | None, *,
+    blobless: bool,
+) -> AppFiles:  # fmt: skip
+    _init(access, repo, timeout, token_var, promisor=blobless)
+    _fetch_commit(access, repo, sha, ref, timeout, token_var, blobless=blobless)
+    root = _tree_entries(access, repo, sha, [], timeout, token_var)
+    folders = [path for kind, _, path in root if kind == "tree"][:MAX_FOLDERS]
+    wanted = [f"{folder}/hooks.py" for folder in folders]
+    hooks = _tree_entries(access, repo, sha, wanted, timeout, token_var) if wanted else []
+    blobs = {path: oid for kind, oid, path in root if kind == "blob" and path in APP_FILES}
+    files = _read_blobs(access, repo, blobs, timeout, token_var, blobless=blobless)
+    return AppFiles(files, tuple(path.split("/", 1)[0] for kind, _, path in hooks if kind == "blob"))
+
+
+def _init(access: RemoteAccess, repo: str, timeout: float, token_var: str | None, *, promisor: bool) -> None:
+    """A bare repository with ``origin``; a promisor remote (blobless fetches allowed) or not."""
+    _git(["init", "-q", "--bare", "--", repo], access, timeout, token_var)
+    config = [("remote.origin.url", access.url)]
+    if promisor:
+        config += [("remote.origin.promisor", "true"), ("extensions.partialClone", "origin")]
+    for key, value in config:
+        _git(["config", "--end-of-options", key, value], access, timeout, token_var, cwd=repo)
+
+
+def _fetch_commit(
+    access: RemoteAccess, repo: str, sha: str, ref: str, timeout: float, token_var: str | None, *,
+    blobless: bool,
+) -> None:  # fmt: skip
+    fetch = ["fetch", "-q", "--no-tags", "--depth", "1", *(["--filter=blob:none"] if blobless else [])]
+    try:
+        _git([*fetch, "--", "origin", sha], access, timeout, token_var, cwd=repo)
+        return
+    except (GitCommandFailed, GitRepoNotFoundError):
+        pass  # a server that refuses to fetch by commit (upload-pack v0): fetch the ref instead
+    _git([*fetch, "--", "origin", ref], access, timeout, token_var, cwd=repo)
+    got = _git(["rev-parse", "--verify", "--end-of-options", "FETCH_HEAD^{commit}"], access, timeout,
+               token_var, cwd=repo).strip()  # fmt: skip
+    if got != sha:
+        raise GitCommandFailed(
+            f"{access.redactor().redact(access.url)} moved {ref} to {got[:12]} while it was read "
+            f"(resolved {sha[:12]}): run the command again."
+        )
+
+
+def _tree_entries(
+    access: RemoteAccess, repo: str, sha: str, paths: list[str], timeout: float, token_var: str | None
+) -> list[tuple[str, str, str]]:
+    """``(type, oid, path)`` of the commit's top level, or of ``paths`` (those that exist)."""
+    args = ["ls-tree", "-z", "--end-of-options", sha]
+    out = _git([*args, "--", *paths] if paths else args, access, timeout, token_var, cwd=repo)
+    entries = []
+    for item in out.split("\0"):
+        head, tab, path = item.partition("\t")
+        fields = head.split()
+        if tab and len(fields) == 3:
+            entries.append((fields[1], fields[2], path))
+    return entries
+
+
+def _read_blobs(
+    access: RemoteAccess, repo: str, blobs: Mapping[str, str], timeout: float, token_var: str | None, *,
+    blobless: bool,
+) -> dict[str, str]:  # fmt: skip
+    """The text of each named blob (fetched by id in one request after a blobless fetch); one
+    larger than ``MAX_APP_FILE_BYTES`` is left out."""
+    if not blobs:
+        return {}
+    oids = [validate.commit_sha(oid, "a file id", GitCommandFailed) for oid in blobs.values()]
+    if blobless:
+        with contextlib.suppress(GitCommandFailed, GitRepoNotFoundError):  # present already, or refused
+            _git(["fetch", "-q", "--no-tags", "--", "origin", *oids], access, timeout, token_var, cwd=repo)
+    files = {}
+    for path, oid in blobs.items():
+        try:
+            size = _git(["cat-file", "-s", "--end-of-options", oid], access, timeout, token_var, cwd=repo)
+            if int(size.strip() or 0) <= MAX_APP_FILE_BYTES:
+                files[path] = _git(
+                    ["cat-file", "blob", "--end-of-options", oid], access, timeout, token_var, cwd=repo
+                )
+        except (GitCommandFailed, GitRepoNotFoundError):
+            if blobless:
+                raise _BlobsRefused from None
+            raise
+    return files

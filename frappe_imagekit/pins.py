@@ -20,8 +20,10 @@ from typing import Any
 from packaging.version import InvalidVersion, Version
 
 from frappe_imagekit import gitremote
-from frappe_imagekit.appsjson import manifest_url, public_url, token_vars
-from frappe_imagekit.errors import GitError
+from frappe_imagekit.appname import app_name_from, repo_name
+from frappe_imagekit.appsjson import REQUIRED_APPS, manifest_url, public_url, token_vars
+from frappe_imagekit.envfile import Finding
+from frappe_imagekit.errors import ConfigError, GitError
 from frappe_imagekit.redact import Redactor
 
 
@@ -113,11 +115,28 @@ class Pin:
     error: str | None = None
     error_kind: str | None = None  # "auth" | "missing-ref" | "missing-repo" | "unreachable" | ...
     suggestions: list[str] = field(default_factory=list)
+    is_tag: bool | None = None  # resolved: whether the remote's ref is a tag (not a branch)
+    read_name: bool = False  # an app: name it by its package, read at the resolved commit
 
     @classmethod
-    def at(cls, name: str, url: str, ref: str) -> Pin:
-        """A pin to resolve, its ref classified."""
-        return cls(name, url, ref, classify_ref(ref))
+    def at(cls, name: str, url: str, ref: str, *, read_name: bool = False) -> Pin:
+        """A pin to resolve, its ref classified; ``read_name``: an app, whose name is read from
+        its repository at the resolved commit (``name`` is its URL name until then)."""
+        return cls(name, url, ref, classify_ref(ref), read_name=read_name)
+
+    @property
+    def repo(self) -> str:
+        """The repository's name in its URL (``india-compliance``), shown beside the app's."""
+        return repo_name(public_url(self.url))
+
+    @property
+    def shown_name(self) -> str:
+        """``india_compliance (india-compliance)``, or the name alone when both are the same."""
+        return (
+            self.name
+            if self.repo in ("", self.name) or self.name == "frappe"
+            else f"{self.name} ({self.repo})"
+        )
 
     @classmethod
     def from_record(cls, record: Mapping[str, Any]) -> Pin:
@@ -182,7 +201,30 @@ def resolve_pins(
                 strict=True,
             )
         )
-    return [_resolve_one(r, listings[(r.url, r.token_var)], redactor) for r in requests]
+    results = [_resolve_one(r, listings[(r.url, r.token_var)], redactor) for r in requests]
+    to_name = [pin for pin in results if pin.read_name and pin.ok]
+    if to_name:
+        workers = max(1, min(max_workers, len(to_name)))
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="app-name") as pool:
+            list(pool.map(lambda pin: _read_name(pin, env, timeout, redactor), to_name))
+    return results
+
+
+def _read_name(pin: Pin, env: Mapping[str, str], timeout: float, redactor: Redactor) -> None:
+    """Name ``pin`` by its package at its resolved commit (``appname``), or set its error."""
+    try:
+        found = gitremote.read_app_files(pin.url, env, pin.token_var, str(pin.sha), pin.ref, timeout)
+        pin.name = app_name_from(found.files, found.hooks_folders, public_url(pin.url), pin.ref).name
+    except GitError as exc:
+        pin.error = redactor.redact(f"cannot read the app name of {pin.repo} at {pin.ref}: {exc}")
+        pin.error_kind = getattr(exc, "kind", "failed")
+    except ConfigError as exc:
+        pin.error, pin.error_kind = redactor.redact(exc.message), "app-name"
+    except Exception as exc:  # a bug or an OS error must not sink the other apps
+        pin.error = redactor.redact(
+            f"cannot read the app name of {pin.repo}: unexpected {type(exc).__name__}"
+        )
+        pin.error_kind = "failed"
 
 
 @dataclass
@@ -202,7 +244,7 @@ def _list_remote(url: str, token_var: str | None, env: Mapping[str, str], timeou
 
 
 def _resolve_one(request: Pin, listing: _Listing, redactor: Redactor) -> Pin:
-    result = Pin.at(request.name, request.url, request.ref)
+    result = Pin.at(request.name, request.url, request.ref, read_name=request.read_name)
     if listing.refs is None:
         result.error = redactor.redact(f"git ls-remote failed for {request.name}: {listing.error}")
         result.error_kind = listing.error_kind
@@ -210,6 +252,7 @@ def _resolve_one(request: Pin, listing: _Listing, redactor: Redactor) -> Pin:
     sha = find_ref(listing.refs, request.ref)
     if sha is not None:
         result.sha = sha
+        result.is_tag = f"refs/heads/{request.ref}" not in listing.refs
         return result
     result.error_kind = "missing-ref"
     noun, result.suggestions = _suggestions(request.ref, listing.refs)
@@ -252,3 +295,57 @@ def _missing_ref_message(request: Pin, noun: str, suggestions: list[str]) -> str
     if not suggestions:
         return f"{where}; check the spelling, or push the ref first"
     return f"{where}; closest {noun}: {', '.join(suggestions)}"
+
+
+def name_issues(apps: list[Pin]) -> list[Finding]:
+    """The package names read from the repositories: frappe, or one name twice, cannot be built
+    (bench would install both into one ``apps/<name>``); one sentence per problem."""
+    issues = []
+    seen: dict[str, Pin] = {}
+    for pin in (p for p in apps if p.read_name and p.ok):
+        if pin.name == "frappe":
+            issues.append(
+                Finding(
+                    "error",
+                    "apps-frappe",
+                    (
+                        f"apps.json lists {pin.repo}, whose package is frappe: frappe comes from "
+                        "FRAPPE_PATH and FRAPPE_BRANCH in .env; remove it from apps.json."
+                    ),
+                )
+            )
+        elif (first := seen.setdefault(pin.name, pin)) is not pin:
+            issues.append(
+                Finding(
+                    "error",
+                    "apps-duplicate-name",
+                    (
+                        f"apps.json lists {first.repo} and {pin.repo}, which are both the app {pin.name}: "
+                        "bench installs an app once; keep one of them."
+                    ),
+                )
+            )
+    return issues + _dependency_issues([p for p in apps if p.read_name and p.ok])
+
+
+def _dependency_issues(apps: list[Pin]) -> list[Finding]:
+    """``REQUIRED_APPS`` by package name, for the apps whose URL name did not tell it (a fork
+    named ``ic`` of india_compliance still needs erpnext); the others apps.json's rule covers."""
+    names = {pin.name for pin in apps}
+    issues = []
+    for pin in apps:
+        if pin.name == pin.repo.lower().replace("-", "_"):
+            continue
+        for needed in REQUIRED_APPS.get(pin.name, ()):
+            if needed not in names:
+                issues.append(
+                    Finding(
+                        "error",
+                        "apps-dependency",
+                        (
+                            f"apps.json lists {pin.shown_name} but not {needed}, which it requires: "
+                            f"bench does not resolve dependencies, add {needed} before {pin.repo}."
+                        ),
+                    )
+                )
+    return issues

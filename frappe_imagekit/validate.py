@@ -240,14 +240,16 @@ _APP_NAME = re.compile(r"[a-z][a-z0-9_]{0,63}")
 _GIT_URL = re.compile(r"(https?|file)://[^\s'\"`\\]+")
 
 
-def app_name(value: object, what: str = "the app name", error: ErrorType = ConfigError) -> str:
-    """A Frappe app name as imagekit's generated Containerfile uses it: a Python package name."""
+def app_name(
+    value: object, what: str = "the app name", error: ErrorType = ConfigError, fix: str = "fix it"
+) -> str:
+    """A Frappe app name as imagekit's generated Containerfile uses it: a Python package name
+    (bench names an app by its package, see ``appname``); ``fix`` ends the refusal."""
     text = _text(value, what, error)
     if not _APP_NAME.fullmatch(text):
         raise error(
             f"{what} {_shown(text)} is not a Python package name (lower-case letters, digits and '_', "
-            "starting with a letter), which imagekit's Containerfile needs: rename the repository "
-            "in its URL, or build with your own Containerfile (--containerfile)."
+            f"starting with a letter, at most 64 characters), which imagekit's Containerfile needs: {fix}."
         )
     return text
 

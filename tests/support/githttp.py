@@ -80,6 +80,18 @@ class Remote:
         self.branches[branch] = sha
         return sha
 
+    def commit_files(self, message: str, files: dict[str, str], branch: str = "main") -> str:
+        """Add ``files`` (path -> text) in one commit on ``branch`` and push it; return its sha."""
+        git("checkout", "-q", branch, cwd=self.work)
+        for path, text in files.items():
+            (self.work / path).parent.mkdir(parents=True, exist_ok=True)
+            (self.work / path).write_text(text)
+        git("add", "--", *files, cwd=self.work)
+        git("commit", "-q", "-m", message, cwd=self.work)
+        git("push", "-q", "origin", branch, cwd=self.work)
+        self.branches[branch] = git("rev-parse", "HEAD", cwd=self.work)
+        return self.branches[branch]
+
     def tag(self, name: str, *, annotated: bool = False, branch: str = "main") -> str:
         """Tag the tip of ``branch`` and push the tag; return the commit sha."""
         sha = self.branches[branch]
