@@ -22,15 +22,15 @@ A step is advised only when it fits the failure (``go_back_step``, ``health_fail
 from __future__ import annotations
 
 import shlex
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from frappe_imagekit.deploy.migrate_report import BenchPlace, step
 
 # what `imagekit rollback` accepts of the options a deploy repeats (it has no -f, --env-file ...)
 ROLLBACK_OPTIONS = frozenset(
-    {"--host", "--known-hosts", "--identity", "--ssh-config", "--docker-host", "--state-dir", "--sites",
-     "--backend-service", "-w"}
+    {"--project", "--host", "--known-hosts", "--identity", "--ssh-config", "--docker-host", "--state-dir",
+     "--sites", "--backend-service", "-w"}
 )  # fmt: skip
 
 
@@ -63,6 +63,28 @@ class ImagekitCall:
             if accepts(option):
                 argv += [option, value]
         return argv
+
+
+def imagekit_call(
+    target: str | None,
+    project: str,
+    compose_files: Sequence[str],
+    *,
+    env_file: str | None = None,
+    state_dir: str | None = None,
+    host: str = "local",
+    options: Sequence[tuple[str, str]] = (),
+) -> ImagekitCall:
+    """The named target, else every option that names the stack (files absolute, in order)."""
+    if target is not None:
+        return ImagekitCall(target, options=tuple(options))
+    where = [("--project", project), *(("--compose", path) for path in compose_files)]
+    where += [
+        (option, value) for option, value in (("--env-file", env_file), ("--state-dir", state_dir)) if value
+    ]
+    if host != "local":
+        where.append(("--host", host))
+    return ImagekitCall(None, where=tuple(where), options=tuple(options))
 
 
 def go_back_step(

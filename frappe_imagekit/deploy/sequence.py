@@ -661,17 +661,12 @@ def _imagekit_call(ctx: _Context) -> nextsteps.ImagekitCall:
     for option, name in _REPEATED_OPTIONS:
         if getattr(opts, name) != getattr(defaults, name):
             options.append((option, str(getattr(opts, name))))
-    if opts.target is not None:
-        return nextsteps.ImagekitCall(opts.target, options=tuple(options))
-    files = ctx.compose_files or [opts.compose_file, *opts.compose_overrides]
-    where = [("--project", opts.project), *(("--compose", f) for f in files)]
-    if opts.env_file:
-        where.append(("--env-file", _absolute(runner, opts.env_file)))
-    if opts.state_dir:
-        where.append(("--state-dir", _absolute(runner, opts.state_dir)))
-    if runner.host != "local":
-        where.append(("--host", runner.host))
-    return nextsteps.ImagekitCall(None, where=tuple(where), options=tuple(options))
+    return nextsteps.imagekit_call(
+        opts.target, opts.project, ctx.compose_files or [opts.compose_file, *opts.compose_overrides],
+        env_file=_absolute(runner, opts.env_file) if opts.env_file else None,
+        state_dir=_absolute(runner, opts.state_dir) if opts.state_dir else None,
+        host=runner.host, options=options,
+    )  # fmt: skip
 
 
 # options a printed `imagekit deploy` repeats when they differ from their defaults
@@ -1220,7 +1215,9 @@ def _fill_site(ctx: _Context, site: SiteReport, result: SiteResult, stopped: boo
         setattr(site, name, getattr(result, name))
     site.migrate_notes = list(result.notes)
     if site.status == "failed":
-        site.next_steps = next_steps(ctx, site, stopped)
+        call = _imagekit_call(ctx)
+        site.next_steps = next_steps(site, _bench_place(ctx), call, ctx.opts.version,
+                                     go_back=_go_back_step(ctx, call), container_stopped=stopped)  # fmt: skip
 
 
 _REPORTED = ("result", "failed_patch", "failure", "failed_module", "failed_file", "section", "doctype",
@@ -1228,15 +1225,22 @@ _REPORTED = ("result", "failed_patch", "failure", "failed_module", "failed_file"
              "exception_message", "traceback", "warnings")  # fmt: skip
 
 
-def next_steps(ctx: _Context, site: SiteReport, container_stopped: bool = False) -> list[str]:
-    """What the operator can do about a failed site, most likely first; every command quoted
-    and naming this deploy's stack (nextsteps.py)."""
-    call = _imagekit_call(ctx)
+def next_steps(
+    site: SiteReport,
+    place: BenchPlace,
+    call: nextsteps.ImagekitCall,
+    version: str,
+    *,
+    go_back: str | None = None,
+    container_stopped: bool = False,
+) -> list[str]:
+    """What the operator can do about a failed site, most likely first; every command quoted,
+    compose ones at ``place``, imagekit ones naming the deploy's stack (``call``)."""
     steps = StepContext(
-        place=_bench_place(ctx),
-        again=call.deploy("--version", ctx.opts.version, "--migrate-only"),
+        place=place,
+        again=call.deploy("--version", version, "--migrate-only"),
         deploy_new=call.deploy(),
-        go_back=_go_back_step(ctx, call),
+        go_back=go_back,
         container_stopped=container_stopped,
     )
     if site.result is None:  # a report made by hand or read from an older record

@@ -162,7 +162,37 @@ def test_every_printed_step_works_pasted_on_a_three_file_target(
     assert project.records()[-1]["result"] == "succeeded"
     assert maintenance_mode(project, "b.local") == 0
 
-    # 2. a patch fails in v2: the way back is imagekit rollback, database and image together
+    # 2. v1 deployed again (as the lab's run 19): migrate succeeds, then the backend answers nothing
+    #    (a wrong port in the env file). No restore, no older version (v1 ran before, not the build
+    #    before it): fix the service and start it again
+    env_file = project.folder / "stack.env"
+    env_file.write_text(env_file.read_text().replace("BACKEND_PORT=8000", "BACKEND_PORT=8001"))
+    broken = deploy(project, "--version", "v1")
+    assert broken.exit_code == ExitCode.DEPLOY_FAILED, broken.output
+    assert "a.local did not answer at http://127.0.0.1:8000" in broken.output
+    commands = printed(broken.output)
+    assert not [c for c in commands if " restore " in c or "rollback" in c or "--version v2" in c]
+    assert "v1 also ran before this deploy, so there is no other version to go back to" in broken.output
+    run_ok(one(commands, r"--site a.local set-maintenance-mode on$"), here)
+    assert maintenance_mode(project, "a.local") == 1
+    run_ok(one(commands, rf"{re.escape(compose)} ps$"), here)
+    run_ok(one(commands, r" logs --tail 50 backend$"), here)
+    env_file.write_text(env_file.read_text().replace("BACKEND_PORT=8001", "BACKEND_PORT=8000"))
+    old_backend = project.services()["backend"]["Id"]
+    run_ok(one(commands, r" up -d backend$"), here)
+    backend = project.services()["backend"]
+    assert backend["Id"] != old_backend and state(project, "backend") == (f"{project.repo}:v1", "running")
+    assert "-p ${BACKEND_PORT}" not in json.dumps(backend["Config"]["Cmd"])
+    assert "nc -ll -p 8000" in " ".join(backend["Config"]["Cmd"])
+    run_ok(one(commands, r"--site a.local set-maintenance-mode off$"), here)
+    assert maintenance_mode(project, "a.local") == 0
+    redeploy = one(commands, r"^imagekit deploy .*--version v1$")
+    assert redeploy == f"imagekit deploy stack -w {project.ws} --version v1"
+    run_ok(redeploy, here)
+    record = project.records()[-1]
+    assert (record["result"], [s["health"] for s in record["sites"]]) == ("succeeded", ["ok", "ok"])
+
+    # 3. a patch fails in v2: the way back is imagekit rollback to v1, database and image together
     table = project.site_file("a.local", f"db/{NEW_TABLE}")
     project.site_file("a.local", "fail_patch").write_text(FAILING_PATCH + "\n")
     project.site_file("a.local", "fail_patch_creates").write_text(NEW_TABLE + "\n")
@@ -174,6 +204,9 @@ def test_every_printed_step_works_pasted_on_a_three_file_target(
     assert not [c for c in commands if " restore " in c or "--version v1" in c]
     assert one(commands, r"^imagekit deploy stack -w \S+$")  # after `imagekit build` of a fixed release
     deploy_id = project.records()[-1]["started"]
+    assert "imagekit rollback restores the backup this deploy took before migrate and runs v1 again" in (
+        failed.output.replace("\n        ", " ")
+    )
     dry = one(commands, r"^imagekit rollback .*--dry-run$")
     assert dry.startswith("imagekit rollback stack -w ") and "--deploy " in dry
     assert "go back to " + f"{project.repo}:v1" in run_ok(dry, here)
@@ -182,31 +215,3 @@ def test_every_printed_step_works_pasted_on_a_three_file_target(
     assert state(project, "backend") == (f"{project.repo}:v1", "running")
     assert not table.exists() and maintenance_mode(project, "a.local") == 0
     assert project.records()[-1]["rollback_of"] == stamp(deploy_id)
-
-    # 3. migrate succeeds, then the backend answers nothing (a wrong port in the env file): no
-    #    restore under an older version; fix the service and start it again
-    env_file = project.folder / "stack.env"
-    env_file.write_text(env_file.read_text().replace("BACKEND_PORT=8000", "BACKEND_PORT=8001"))
-    broken = deploy(project, "--version", "v2")
-    assert broken.exit_code == ExitCode.DEPLOY_FAILED, broken.output
-    assert "a.local did not answer at http://127.0.0.1:8000" in broken.output
-    commands = printed(broken.output)
-    assert not [c for c in commands if " restore " in c or "--version v1" in c]
-    run_ok(one(commands, r"--site a.local set-maintenance-mode on$"), here)
-    assert maintenance_mode(project, "a.local") == 1
-    run_ok(one(commands, rf"{re.escape(compose)} ps$"), here)
-    run_ok(one(commands, r" logs --tail 50 backend$"), here)
-    env_file.write_text(env_file.read_text().replace("BACKEND_PORT=8001", "BACKEND_PORT=8000"))
-    old_backend = project.services()["backend"]["Id"]
-    run_ok(one(commands, r" up -d backend$"), here)
-    backend = project.services()["backend"]
-    assert backend["Id"] != old_backend and state(project, "backend") == (f"{project.repo}:v2", "running")
-    assert "-p ${BACKEND_PORT}" not in json.dumps(backend["Config"]["Cmd"])
-    assert "nc -ll -p 8000" in " ".join(backend["Config"]["Cmd"])
-    run_ok(one(commands, r"--site a.local set-maintenance-mode off$"), here)
-    assert maintenance_mode(project, "a.local") == 0
-    redeploy = one(commands, r"^imagekit deploy .*--version v2$")
-    assert redeploy == f"imagekit deploy stack -w {project.ws} --version v2"
-    run_ok(redeploy, here)
-    record = project.records()[-1]
-    assert (record["result"], [s["health"] for s in record["sites"]]) == ("succeeded", ["ok", "ok"])
