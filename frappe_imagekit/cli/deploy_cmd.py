@@ -242,11 +242,14 @@ _REPEATED_SSH = (("--known-hosts", "known_hosts"), ("--identity", "identity"),
                  ("--ssh-config", "ssh_config"), ("--docker-host", "docker_host"))  # fmt: skip
 
 
-def repeated_options(target: str | None, given: dict[str, Any]) -> tuple[tuple[str, str], ...]:
+def repeated_options(
+    target: str | None, given: dict[str, Any], *, where: bool | None = None
+) -> tuple[tuple[str, str], ...]:
     """The command line's options that printed ``imagekit deploy|rollback`` commands repeat:
-    the SSH options (their files, on this machine, made absolute), and with a target the ones
-    that overrode it (paths on the target, as given)."""
-    wanted = (*(_REPEATED_WITH_TARGET if target is not None else ()), *_REPEATED_SSH)
+    the SSH options (their files, on this machine, made absolute), and with a target (or
+    ``where``) --host, --env-file and --state-dir as given (paths on the target)."""
+    where = target is not None if where is None else where
+    wanted = (*(_REPEATED_WITH_TARGET if where else ()), *_REPEATED_SSH)
     pairs = []
     for option, key in wanted:
         value = given.get(key)
