@@ -152,6 +152,7 @@ def deploy_command(
         backup_files=backup_files,
         target=target,
         repeat=repeat,
+        ssh_flags=ssh_flags(known_hosts, identity, ssh_config),
     )
     check_options(options)  # every option checked before anything connects or stops
     runner = open_runner(
@@ -257,6 +258,18 @@ def repeated_options(
             continue
         pairs.append((option, os.path.abspath(value) if isinstance(value, Path) else str(value)))
     return tuple(pairs)
+
+
+def ssh_flags(known_hosts: Path | None, identity: Path | None, ssh_config: Path | None) -> tuple[str, ...]:
+    """The deploy's SSH files as OpenSSH's options, for the printed ``ssh HOST '...'`` lines."""
+    flags: list[str] = []
+    if ssh_config:
+        flags += ["-F", os.path.abspath(os.path.expanduser(ssh_config))]
+    if identity:
+        flags += ["-i", os.path.abspath(os.path.expanduser(identity))]
+    if known_hosts:
+        flags += ["-o", f"UserKnownHostsFile={os.path.abspath(os.path.expanduser(known_hosts))}"]
+    return tuple(flags)
 
 
 def _sites(sites: str | None) -> list[str] | None:

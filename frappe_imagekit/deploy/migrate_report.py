@@ -85,14 +85,15 @@ class BenchPlace:
         return shlex.join([*self.ssh, line]) if self.ssh else line
 
 
-def ssh_prefix(host: str) -> tuple[str, ...]:
-    """``ssh [-p PORT] [USER@]HOST`` for a runner's host; () for this machine. No ``-t``: the
-    commands run there need no terminal (``exec -T``), so the line also works where there is none."""
+def ssh_prefix(host: str, options: Sequence[str] = ()) -> tuple[str, ...]:
+    """``ssh [OPTIONS] [-p PORT] [USER@]HOST`` for a runner's host; () for this machine. No ``-t``:
+    the commands run there need no terminal (``exec -T``), so the line also works where there is
+    none. ``options``: the deploy's own (``-i KEY``, ``-o UserKnownHostsFile=FILE``, ``-F FILE``)."""
     if host == "local":
         return ()
     user, server, port = parse_host(host)
     target = f"{user}@{server}" if user else server
-    return ("ssh", *(("-p", str(port)) if port and port != 22 else ()), target)
+    return ("ssh", *options, *(("-p", str(port)) if port and port != 22 else ()), target)
 
 
 class FailedSite(Protocol):
@@ -124,6 +125,7 @@ class StepContext:
     place: BenchPlace = field(default_factory=BenchPlace)
     again: str | None = None  # the command that migrates again (default: bench migrate)
     deploy_new: str | None = None  # the command that deploys a new build
+    build: str = "imagekit build"  # the command that builds it (with -w when not the current folder)
     go_back: str | None = None  # deploy: the whole "go back" step (imagekit rollback), or why none
     container_stopped: bool = False  # deploy: the backend container itself went away
 
@@ -163,7 +165,7 @@ def is_data_cause(site: FailedSite) -> bool:
 
 def _release(site: FailedSite, ctx: StepContext, what: str) -> str:
     app = _app_of(site) or "the app"
-    commands = ["imagekit build", *([ctx.deploy_new] if ctx.deploy_new else [])]
+    commands = [ctx.build, *([ctx.deploy_new] if ctx.deploy_new else [])]
     return step(
         f"{what}: the way out is a fixed release of {app}, a new image and a deploy of it (migrating "
         "again with this image fails the same way):",

@@ -52,6 +52,10 @@ class ImagekitCall:
     def rollback(self, *args: str) -> str:
         return shlex.join([*self._argv("rollback", ROLLBACK_OPTIONS.__contains__), *args])
 
+    def workspace(self) -> list[str]:
+        """``-w FOLDER`` when the deploy's workspace is not the current folder (for imagekit build)."""
+        return [item for option, value in self.options if option == "-w" for item in (option, value)]
+
     def _argv(self, command: str, accepts: Callable[[str], bool]) -> list[str]:
         argv = ["imagekit", command]
         pairs = list(self.options)

@@ -124,6 +124,7 @@ class DeployOptions:
     # and the command line's options they repeat (SSH options; with a target, what overrode it)
     target: str | None = None
     repeat: tuple[tuple[str, str], ...] = ()
+    ssh_flags: tuple[str, ...] = ()  # ssh's own options for printed `ssh HOST '...'` lines (-i KEY ...)
 
     @property
     def image_ref(self) -> str:
@@ -635,7 +636,7 @@ def _bench_place(ctx: _Context) -> BenchPlace:
         compose_files=tuple(ctx.compose_files) or (opts.compose_file, *opts.compose_overrides),
         env_file=_absolute(runner, opts.env_file) if opts.env_file else None,
         service=opts.backend_service,
-        ssh=ssh_prefix(runner.host),
+        ssh=ssh_prefix(runner.host, opts.ssh_flags),
         env=tuple(env),
         up_env=tuple(sorted(_running_env(ctx).items())),
     )
@@ -1240,6 +1241,7 @@ def next_steps(
         place=place,
         again=call.deploy("--version", version, "--migrate-only"),
         deploy_new=call.deploy(),
+        build=shlex.join(["imagekit", "build", *call.workspace()]),
         go_back=go_back,
         container_stopped=container_stopped,
     )

@@ -6,12 +6,13 @@ from __future__ import annotations
 import shlex
 from pathlib import Path
 
-from frappe_imagekit.cli.deploy_cmd import repeated_options
+from frappe_imagekit.cli.deploy_cmd import repeated_options, ssh_flags
 from frappe_imagekit.cli.sandbox_cmd import down_where_argv
-from frappe_imagekit.deploy.migrate_report import BenchPlace, step_commands
+from frappe_imagekit.deploy.migrate_report import BenchPlace, ssh_prefix, step_commands
 from frappe_imagekit.deploy.nextsteps import go_back_step, health_failed_step, imagekit_call, redeploy_step
 from frappe_imagekit.deploy.record import DeployRecord
 from frappe_imagekit.deploy.rollback import RollbackOptions, RollbackPlan, again_argv
+from frappe_imagekit.deploy.sequence import SiteReport, next_steps
 from frappe_imagekit.workspace import Workspace
 
 FILES = ["/srv/erp/compose.yaml", "/srv/erp/overrides/compose.mariadb.yaml", "/srv/erp/overrides/ports.yaml"]
@@ -141,3 +142,19 @@ def test_the_printed_sandbox_down_names_the_same_place(tmp_path: Path, monkeypat
     ]  # fmt: skip
     here = Workspace.at(tmp_path)
     assert down_where_argv("lab", dict.fromkeys(given), here) == ["imagekit", "sandbox", "lab"]
+
+
+def test_the_release_step_builds_and_deploys_in_the_deploys_workspace():
+    site = SiteReport("a.local", status="failed", failure="patch", result="patch-failed",
+                      failed_patch="app.patches.v2.fix", exception="KeyError: '10'",
+                      exception_type="KeyError")  # fmt: skip
+    call = imagekit_call("lab", "labik", FILES, options=[("-w", "/srv/ws")])
+    (release, _go_back) = next_steps(site, PLACE, call, "v2", go_back="or go back: ...")
+    assert step_commands(release) == ["imagekit build -w /srv/ws", "imagekit deploy lab -w /srv/ws"]
+
+
+def test_ssh_lines_carry_the_deploys_own_key_and_known_hosts():
+    prefix = ssh_prefix("root@127.0.0.1:2322", ("-i", "/k", "-o", "UserKnownHostsFile=/kh"))
+    assert prefix == ("ssh", "-i", "/k", "-o", "UserKnownHostsFile=/kh", "-p", "2322", "root@127.0.0.1")
+    known = f"UserKnownHostsFile={Path.cwd() / 'kh'}"
+    assert ssh_flags(Path("kh"), Path("/k"), None) == ("-i", "/k", "-o", known)
