@@ -33,7 +33,8 @@ COMPOSE_SERVICES = {"mariadb": "db", "postgres": "db", "redis_cache": "redis-cac
                     "redis_queue": "redis-queue", "redis": "redis-cache"}  # fmt: skip
 UNKNOWN_PLACE = (
     "the bench commands below run where the site's bench is: on a frappe_docker host that is "
-    "`docker compose -p PROJECT exec backend bench ...` (a transcript does not say which "
+    "`docker compose -p PROJECT -f FILE ... exec -T backend bench ...`, with every -f file of the "
+    "stack (a transcript does not say which "
     "compose project; put yours in)."
 )
 

@@ -78,7 +78,7 @@ def test_stdin_dash_and_json(tmp_path: Path):
     assert (data["schema_version"], data["result"], data["exit_code"], data["run_exit_code"]) == (
         1, "patch-failed", 9, 1,
     )  # fmt: skip
-    assert "docker compose -p PROJECT exec backend" in data["where"]
+    assert "docker compose -p PROJECT -f FILE ... exec -T backend" in data["where"]
     (site,) = data["sites"]
     assert site["site"] == "s1.lab" and site["status"] == "failed" and site["failure"] == "patch"
     assert site["failed_patch"] == "de_macrs.patches.lab.bulk_update"
