@@ -634,7 +634,7 @@ def _bench_place(ctx: _Context) -> BenchPlace:
         project=opts.project,
         compose=tuple(ctx.cli.base) if ctx.cli else ("docker", "compose"),
         compose_files=tuple(ctx.compose_files) or (opts.compose_file, *opts.compose_overrides),
-        env_file=_absolute(runner, opts.env_file) if opts.env_file else None,
+        env_file=_printed_path(runner, opts.env_file),
         service=opts.backend_service,
         ssh=ssh_prefix(runner.host, opts.ssh_flags),
         env=tuple(env),
@@ -643,11 +643,26 @@ def _bench_place(ctx: _Context) -> BenchPlace:
 
 
 def _running_env(ctx: _Context) -> dict[str, str]:
-    """The variables of the up the stack now runs from: this deploy's, or the last up's."""
+    """The variables of the up the stack now runs from: this deploy's, or the last up's (none
+    when last-up.json cannot be read or used: next steps are built on the way out of failures)."""
     if ctx.report.served:
         return _up_env(ctx.opts)
-    recorded = _last_up(ctx) or {}
+    try:
+        text = ctx.runner.read_file(ctx.paths.last_up)
+        recorded = parse_last_up(text) if text is not None else {}
+    except (ImagekitError, OSError, ValueError):
+        return {}
     return {str(k): str(v) for k, v in recorded.get("env", {}).items()}
+
+
+def _printed_path(runner: Runner, path: str | None) -> str | None:
+    """``path`` made absolute on the target for a printed command (as given when that fails)."""
+    if not path:
+        return None
+    try:
+        return _absolute(runner, path)
+    except (ImagekitError, OSError):
+        return path
 
 
 def _imagekit_call(ctx: _Context) -> nextsteps.ImagekitCall:
@@ -664,8 +679,8 @@ def _imagekit_call(ctx: _Context) -> nextsteps.ImagekitCall:
             options.append((option, str(getattr(opts, name))))
     return nextsteps.imagekit_call(
         opts.target, opts.project, ctx.compose_files or [opts.compose_file, *opts.compose_overrides],
-        env_file=_absolute(runner, opts.env_file) if opts.env_file else None,
-        state_dir=_absolute(runner, opts.state_dir) if opts.state_dir else None,
+        env_file=_printed_path(runner, opts.env_file),
+        state_dir=_printed_path(runner, opts.state_dir),
         host=runner.host, options=options,
     )  # fmt: skip
 
