@@ -143,11 +143,12 @@ def go_back_step(
 def health_failed_step(place: BenchPlace, call: ImagekitCall, site: str, service: str, version: str) -> str:
     """A site out of maintenance whose migrate succeeded and that failed its health check."""
     return step(
-        f"{site} is live (maintenance mode is off) and failed its health check after its migrate "
-        f"succeeded: its database is migrated and fine, the fault is in a service ({service} answered "
-        "nothing, see the error below). Put the site back in maintenance while you look, see which "
-        f"service fails and why, fix it (its compose file or the env file), start {service} again "
-        f"on {version}, and once the site answers end the maintenance:",
+        f"{site} is live (maintenance mode is off) and failed its health check through {service} (see "
+        "the error below) after its migrate succeeded: its database matches this version, so a "
+        "restore under an older version would pair old code with the newer schema. Put the site back "
+        "in maintenance while you look, see which service fails and why (a crash loop, its "
+        f"configuration, the env file), fix it, start {service} again on {version}, and once the site "
+        "answers end the maintenance:",
         place.bench("--site", site, "set-maintenance-mode", "on"),
         place.on_host(place.compose_argv("ps")),
         place.on_host(place.compose_argv("logs", "--tail", "50", service)),
