@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -117,6 +118,7 @@ def deploy_command(
 ) -> None:
     """Deploy an image with compose down/up (same file both ways), backup and bench migrate."""
     ws = Workspace.at(workspace)
+    repeat = repeated_options(target, locals())  # before the target fills them in
     if target is not None:
         given = _from_target(ws.root, target, locals())
         project, compose_file, host, env_file, sites = (given[k] for k in _TARGET_WHERE)
@@ -148,6 +150,9 @@ def deploy_command(
         keep_backups=keep_backups,
         maintenance=not no_maintenance,
         backup_files=backup_files,
+        target=target,
+        repeat=repeat,
+        ssh_flags=ssh_flags(known_hosts, identity, ssh_config),
     )
     check_options(options)  # every option checked before anything connects or stops
     runner = open_runner(
@@ -230,6 +235,41 @@ def _from_target(root: Path, name: str, given: dict[str, Any]) -> dict[str, Any]
     if filled["sites"] is None and target.sites is not None:
         filled["sites"] = ",".join(target.sites)
     return filled
+
+
+# options a printed imagekit command repeats as given: with a target, what overrode the target's
+_REPEATED_WITH_TARGET = (("--host", "host"), ("--env-file", "env_file"), ("--state-dir", "state_dir"))
+_REPEATED_SSH = (("--known-hosts", "known_hosts"), ("--identity", "identity"),
+                 ("--ssh-config", "ssh_config"), ("--docker-host", "docker_host"))  # fmt: skip
+
+
+def repeated_options(
+    target: str | None, given: dict[str, Any], *, where: bool | None = None
+) -> tuple[tuple[str, str], ...]:
+    """The command line's options that printed ``imagekit deploy|rollback`` commands repeat:
+    the SSH options (their files, on this machine, made absolute), and with a target (or
+    ``where``) --host, --env-file and --state-dir as given (paths on the target)."""
+    where = target is not None if where is None else where
+    wanted = (*(_REPEATED_WITH_TARGET if where else ()), *_REPEATED_SSH)
+    pairs = []
+    for option, key in wanted:
+        value = given.get(key)
+        if value is None:
+            continue
+        pairs.append((option, os.path.abspath(value) if isinstance(value, Path) else str(value)))
+    return tuple(pairs)
+
+
+def ssh_flags(known_hosts: Path | None, identity: Path | None, ssh_config: Path | None) -> tuple[str, ...]:
+    """The deploy's SSH files as OpenSSH's options, for the printed ``ssh HOST '...'`` lines."""
+    flags: list[str] = []
+    if ssh_config:
+        flags += ["-F", os.path.abspath(os.path.expanduser(ssh_config))]
+    if identity:
+        flags += ["-i", os.path.abspath(os.path.expanduser(identity))]
+    if known_hosts:
+        flags += ["-o", f"UserKnownHostsFile={os.path.abspath(os.path.expanduser(known_hosts))}"]
+    return tuple(flags)
 
 
 def _sites(sites: str | None) -> list[str] | None:

@@ -21,6 +21,7 @@ from frappe_imagekit.cli.deploy_cmd import (
     _from_target,
     _sites,
     _str,
+    repeated_options,
 )
 from frappe_imagekit.cli.main import command
 from frappe_imagekit.deploy.rollback import RollbackOptions, check_options, plan_rollback, rollback
@@ -83,6 +84,7 @@ def rollback_command(
         "backend_service": backend_service, "up_timeout": up_timeout, "docker_host": docker_host,
         "state_dir": state_dir, "known_hosts": known_hosts, "identity": identity, "ssh_config": ssh_config,
     }  # fmt: skip
+    repeat = _repeated(target, given, workspace, db_password_var)  # before the target fills them in
     if target is not None:
         given = _from_target(ws.root, target, given)
     if not given["project"]:
@@ -95,11 +97,25 @@ def rollback_command(
             backend_service=given["backend_service"] or "backend", lock_wait=lock_wait,
             up_timeout=120 if given["up_timeout"] is None else given["up_timeout"],
             health_check=not no_health_check, force=force, maintenance=not no_maintenance,
+            target=target, repeat=repeat,
         )
     )  # fmt: skip
     if not (yes or dry_run or sys.stdin.isatty()):
         raise UsageError(NO_TERMINAL)
     _run(ws, opts, given, yes=yes, dry_run=dry_run, as_json=as_json)
+
+
+def _repeated(
+    target: str | None, given: dict[str, Any], workspace: Path, db_password_var: str
+) -> tuple[tuple[str, str], ...]:
+    """What a printed ``imagekit rollback`` repeats of this command line (deploy_cmd's, and
+    ``-w`` and ``--db-password-var`` when they are not the defaults)."""
+    pairs = list(repeated_options(target, given))
+    if Path(workspace).resolve() != Path.cwd().resolve():
+        pairs.append(("-w", str(Path(workspace).resolve())))
+    if db_password_var != "DB_PASSWORD":
+        pairs.append(("--db-password-var", db_password_var))
+    return tuple(pairs)
 
 
 def _run(ws: Any, opts: Any, given: dict[str, Any], *, yes: bool, dry_run: bool, as_json: bool) -> None:

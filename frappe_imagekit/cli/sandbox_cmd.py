@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ from frappe_imagekit.cli.deploy_cmd import (
     SSH_CONFIG_OPTION,
     STATE_DIR_OPTION,
     WORKSPACE_OPTION,
+    repeated_options,
 )
 from frappe_imagekit.cli.main import command
 from frappe_imagekit.deploy.backuplist import list_backups
@@ -109,6 +111,7 @@ def sandbox_command(
     ws = Workspace.at(workspace)
     if (list_them or down_name is not None) and target is None:
         version, target = None, version  # `sandbox --list TARGET`: the one argument is the target
+    down_where = down_where_argv(target, locals(), ws)  # before the target fills them in
     given = _with_target(ws.root, target, locals())
     if list_them or down_name is not None:
         if backup is not None or (list_them and down_name is not None):
@@ -117,10 +120,17 @@ def sandbox_command(
         return
     if version is None or backup is None:
         raise UsageError("pass VERSION and --backup NAME|FILE (or --list, or --down NAME).")
-    _start(ws, given, as_json)
+    _start(ws, given, as_json, down_where)
 
 
-def _start(ws: Any, given: dict[str, Any], as_json: bool) -> None:
+def down_where_argv(target: str | None, given: dict[str, Any], ws: Workspace) -> list[str]:
+    """``imagekit sandbox [TARGET] ...`` naming the same place: what ``--down NAME`` is printed with."""
+    argv = ["imagekit", "sandbox", *([target] if target else [])]
+    argv += [item for pair in repeated_options(target, given, where=True) for item in pair]
+    return argv + (["-w", str(ws.root)] if ws.root != Path.cwd().resolve() else [])
+
+
+def _start(ws: Any, given: dict[str, Any], as_json: bool, down_where: list[str]) -> None:
 
     image, tag = choose_image(ws, given["version"])
     options = SandboxOptions(
@@ -142,7 +152,7 @@ def _start(ws: Any, given: dict[str, Any], as_json: bool) -> None:
     output.out(f"sandbox {report.name}: {report.image} with {report.backup} restored into site {report.site}")
     for note in report.notes:
         output.out(f"note: {note}")
-    output.out(f"open {report.url} (remove it with `imagekit sandbox --down {report.name}`)")
+    output.out(f"open {report.url} (remove it with `{shlex.join([*down_where, '--down', report.name])}`)")
 
 
 def _list_or_down(given: dict[str, Any], down_name: str | None, as_json: bool) -> None:

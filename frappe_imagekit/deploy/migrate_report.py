@@ -3,9 +3,11 @@
 Next steps are sentences, each followed by the commands it names on lines of their own. Every
 command is built as an argv and quoted with ``shlex`` (a ``patches.txt`` line comes from an app
 repository and may hold quotes, backticks or ``$``), so pasting one runs exactly that command.
-Bench commands are said where they run: on a compose host ``docker compose -p PROJECT -f FILE
-exec backend bench ...``, with ``ssh HOST`` in front for a remote target. From a transcript alone
-the project is not known; the report says so once and prints bare ``bench`` commands.
+Bench commands are said where they run: on a compose host ``docker compose -p PROJECT -f FILE ...
+--env-file ENV exec -T backend bench ...`` (every ``-f`` of the deploy, and ``-T``: pasted without a
+terminal, compose v1's ``exec`` refuses with "the input device is not a TTY"), with ``ssh HOST`` in
+front for a remote target. From a transcript alone the project is not known; the report says so
+once and prints bare ``bench`` commands.
 """
 
 from __future__ import annotations
@@ -31,21 +33,29 @@ COMPOSE_SERVICES = {"mariadb": "db", "postgres": "db", "redis_cache": "redis-cac
                     "redis_queue": "redis-queue", "redis": "redis-cache"}  # fmt: skip
 UNKNOWN_PLACE = (
     "the bench commands below run where the site's bench is: on a frappe_docker host that is "
-    "`docker compose -p PROJECT exec backend bench ...` (a transcript does not say which "
+    "`docker compose -p PROJECT -f FILE ... exec -T backend bench ...`, with every -f file of the "
+    "stack (a transcript does not say which "
     "compose project; put yours in)."
 )
 
 
 @dataclass(frozen=True)
 class BenchPlace:
-    """Where the operator runs bench; an unknown project gives bare ``bench`` commands."""
+    """Where the operator runs bench; an unknown project gives bare ``bench`` commands.
+
+    ``compose_files`` are every ``-f`` of the deploy, in order (frappe_docker keeps db and redis in
+    overrides: a command naming only ``compose.yaml`` finds no service ``db``). ``env`` prefixes
+    every command (``DOCKER_HOST`` of a ``--docker-host``); ``up_env`` also prefixes ``up``: the
+    image variables of the last up, so that ``up -d SERVICE`` recreates nothing on another image."""
 
     project: str | None = None
     compose: tuple[str, ...] = ("docker", "compose")
     compose_files: tuple[str, ...] = ()
     env_file: str | None = None
     service: str = "backend"
-    ssh: tuple[str, ...] = ()  # e.g. ("ssh", "-t", "-p", "2222", "deploy@erp.example.com")
+    ssh: tuple[str, ...] = ()  # e.g. ("ssh", "-p", "2222", "deploy@erp.example.com")
+    env: tuple[tuple[str, str], ...] = ()
+    up_env: tuple[tuple[str, str], ...] = ()
 
     def compose_argv(self, *args: str) -> list[str]:
         argv = [*self.compose, "-p", str(self.project)]
@@ -57,24 +67,34 @@ class BenchPlace:
 
     def bench(self, *args: str) -> str:
         """A shell line running ``bench ARGS`` in the bench container (or bare, when unknown)."""
-        if self.project is None:
-            return shlex.join(["bench", *args])
-        return self.on_host(self.compose_argv("exec", self.service, "bench", *args))
+        return self.in_container("bench", *args)
 
-    def on_host(self, argv: Sequence[str]) -> str:
+    def in_container(self, *argv: str) -> str:
+        """A shell line running ``argv`` in the bench container, no terminal needed (``exec -T``)."""
+        if self.project is None:
+            return shlex.join(argv)
+        return self.on_host(self.compose_argv("exec", "-T", self.service, *argv))
+
+    def up(self, service: str) -> str:
+        """A shell line starting ``service`` (and what it depends on) with the last up's variables."""
+        return self.on_host(self.compose_argv("up", "-d", service), self.up_env)
+
+    def on_host(self, argv: Sequence[str], more_env: Sequence[tuple[str, str]] = ()) -> str:
         """A shell line running ``argv`` on the compose host (through ssh for a remote one)."""
-        line = shlex.join(argv)
+        env = [f"{name}={value}" for name, value in (*self.env, *more_env)]
+        line = shlex.join(["env", *env, *argv] if env else argv)
         return shlex.join([*self.ssh, line]) if self.ssh else line
 
 
-def ssh_prefix(host: str) -> tuple[str, ...]:
-    """``ssh -t [-p PORT] [USER@]HOST`` for a runner's host; () for this machine. ``-t``: ssh
-    gives a remote command no TTY by itself, and ``compose exec`` then refuses to run."""
+def ssh_prefix(host: str, options: Sequence[str] = ()) -> tuple[str, ...]:
+    """``ssh [OPTIONS] [-p PORT] [USER@]HOST`` for a runner's host; () for this machine. No ``-t``:
+    the commands run there need no terminal (``exec -T``), so the line also works where there is
+    none. ``options``: the deploy's own (``-i KEY``, ``-o UserKnownHostsFile=FILE``, ``-F FILE``)."""
     if host == "local":
         return ()
     user, server, port = parse_host(host)
     target = f"{user}@{server}" if user else server
-    return ("ssh", "-t", *(("-p", str(port)) if port and port != 22 else ()), target)
+    return ("ssh", *options, *(("-p", str(port)) if port and port != 22 else ()), target)
 
 
 class FailedSite(Protocol):
@@ -106,8 +126,8 @@ class StepContext:
     place: BenchPlace = field(default_factory=BenchPlace)
     again: str | None = None  # the command that migrates again (default: bench migrate)
     deploy_new: str | None = None  # the command that deploys a new build
-    previous: str | None = None  # the command that deploys the previous version
-    backup: str | None = None  # a backup of the site taken before migrate
+    build: str = "imagekit build"  # the command that builds it (with -w when not the current folder)
+    go_back: str | None = None  # deploy: the whole "go back" step (imagekit rollback), or why none
     container_stopped: bool = False  # deploy: the backend container itself went away
 
 
@@ -146,7 +166,7 @@ def is_data_cause(site: FailedSite) -> bool:
 
 def _release(site: FailedSite, ctx: StepContext, what: str) -> str:
     app = _app_of(site) or "the app"
-    commands = ["imagekit build", *([ctx.deploy_new] if ctx.deploy_new else [])]
+    commands = [ctx.build, *([ctx.deploy_new] if ctx.deploy_new else [])]
     return step(
         f"{what}: the way out is a fixed release of {app}, a new image and a deploy of it (migrating "
         "again with this image fails the same way):",
@@ -225,7 +245,7 @@ def _services_steps(site: FailedSite, ctx: StepContext, again: str) -> list[str]
         compose_name = COMPOSE_SERVICES.get(service, service)
         if ctx.place.project is not None:
             start = step(f"{service} is not running: start it (frappe_docker's service {compose_name}):",
-                         ctx.place.on_host(ctx.place.compose_argv("up", "-d", compose_name)))  # fmt: skip
+                         ctx.place.up(compose_name))  # fmt: skip
         else:
             start = step(
                 f"{service} is not running: start it; with frappe_docker that is the service "
@@ -239,9 +259,7 @@ def _services_steps(site: FailedSite, ctx: StepContext, again: str) -> list[str]
 
 def _in_container(place: BenchPlace, *argv: str) -> str:
     """A shell line running ``argv`` in the bench container (bare when the project is unknown)."""
-    if place.project is None:
-        return shlex.join(argv)
-    return place.on_host(place.compose_argv("exec", place.service, *argv))
+    return place.in_container(*argv)
 
 
 def _site_steps(site: FailedSite, ctx: StepContext, again: str) -> list[str]:
@@ -267,17 +285,15 @@ _HANDLERS = {
 
 
 def _go_back(name: str, ctx: StepContext) -> str:
-    previous = [ctx.previous] if ctx.previous else []
-    then = "then deploy the previous version" if ctx.previous else "then run the previous image"
-    if ctx.backup:
-        restore = ctx.place.bench("--site", name, "restore", ctx.backup)
-        return step(f"or go back (frappe has no reverse migrations): restore the backup taken before "
-                    f"migrate, {then}:", restore, *previous)  # fmt: skip
+    """The way back: deploy's own (``imagekit rollback``, database and image together), else, from
+    a transcript, the manual one (bench restore asks for the MariaDB root password)."""
+    if ctx.go_back:
+        return ctx.go_back
     command = ctx.place.bench("--site", name, "restore")
     return step(
         "or go back (frappe has no reverse migrations): restore the backup you took before migrating "
-        f"(give its path to `{command}`), {then}" + (":" if previous else ""),
-        *previous,
+        f"(give its path to `{command}`; it asks for the MariaDB root password), then run the image "
+        "that ran before it"
     )
 
 

@@ -97,6 +97,10 @@ class RollbackOptions:
     tag_var: str = "CUSTOM_TAG"
     force: bool = False  # down although the running containers were started by other files
     maintenance: bool = True  # the sites in maintenance from before down until every service is up
+    # the printed `imagekit rollback` again: the named target it was started from, and the command
+    # line's options it repeats (-w, SSH options, --db-password-var; with a target, what overrode it)
+    target: str | None = None
+    repeat: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -641,12 +645,15 @@ def next_step(plan: RollbackPlan, progress: Sequence[str]) -> str:
 
 
 def again_argv(plan: RollbackPlan) -> list[str]:
+    """This rollback again, on the same stack: by its target's name, else by project, host and
+    state folder; with the options of the command line that name where and how."""
     opts = plan.opts
-    argv = ["imagekit", "rollback", "--project", opts.project]
-    if plan.host != "local":
+    argv = ["imagekit", "rollback", *([opts.target] if opts.target else ["--project", opts.project])]
+    if plan.host != "local" and not opts.target:
         argv += ["--host", plan.host]
+    argv += [item for pair in opts.repeat for item in pair]
     argv += ["--deploy", str(plan.undo.deploy_id), "--to", plan.to_version, "--yes"]
-    if opts.state_dir:
+    if opts.state_dir and not opts.target:
         argv += ["--state-dir", opts.state_dir]
     if opts.no_restore:
         argv.append("--no-restore")

@@ -36,6 +36,7 @@ from frappe_imagekit.deploy import (
     lock,
     maintenance,
     migrator,
+    nextsteps,
     plan,
     verify,
 )
@@ -119,6 +120,11 @@ class DeployOptions:
     keep_backups: int = 5  # deploys whose backups stay in the state folder
     maintenance: bool = True  # sites in maintenance (scheduler paused) from the backup to after migrate
     backup_files: bool = False  # bench backup --with-files: the public and private files archives too
+    # printed next steps: the named target the deploy was started from (`imagekit deploy TARGET`),
+    # and the command line's options they repeat (SSH options; with a target, what overrode it)
+    target: str | None = None
+    repeat: tuple[tuple[str, str], ...] = ()
+    ssh_flags: tuple[str, ...] = ()  # ssh's own options for printed `ssh HOST '...'` lines (-i KEY ...)
 
     @property
     def image_ref(self) -> str:
@@ -605,25 +611,97 @@ def _report_window(ctx: _Context) -> None:
 
 
 def _live_and_broken(ctx: _Context) -> None:
-    """A site that failed its health check after its window ended: say so, with the way back."""
-    place = _bench_place(ctx)
-    previous = _previous_version(ctx.ws, ctx.opts)
-    base = _deploy_argv(ctx.opts, ctx.runner.host)
-    again = shlex.join([*base, "--version", previous]) if previous else None
+    """A site that failed its health check after its window ended: its migrate succeeded, so the
+    fault is a service; say so, with how to fix it, and the way back (nextsteps.py)."""
+    place, call = _bench_place(ctx), _imagekit_call(ctx)
+    services = ctx.config.services if ctx.config else {c.service: c for c in _project(ctx)}
+    service = "frontend" if health.base_url(services) == health.FRONTEND_URL else ctx.opts.backend_service
     for site in ctx.report.sites:
         in_window = site.maintenance is not None and site.maintenance.state == maintenance.ON
         if site.health == "failed" and not in_window:
-            site.next_steps.append(maintenance.live_and_broken_step(place, site.site, site.backup, again))
+            site.next_steps += [
+                nextsteps.health_failed_step(place, call, site.site, service, ctx.opts.version),
+                nextsteps.redeploy_step(call, ctx.opts.version),
+                _go_back_step(ctx, call),
+            ]
 
 
 def _bench_place(ctx: _Context) -> BenchPlace:
+    """Where printed compose commands run: every -f of the deploy, its env file, the daemon."""
+    runner, opts = ctx.runner, ctx.opts
+    env = [("DOCKER_HOST", host) for host in [getattr(runner, "base_env", {}).get("DOCKER_HOST")] if host]
     return BenchPlace(
-        project=ctx.opts.project,
+        project=opts.project,
         compose=tuple(ctx.cli.base) if ctx.cli else ("docker", "compose"),
-        compose_files=tuple(ctx.compose_files) or (ctx.opts.compose_file,),
-        env_file=ctx.opts.env_file,
-        service=ctx.opts.backend_service,
-        ssh=ssh_prefix(ctx.runner.host),
+        compose_files=tuple(ctx.compose_files) or (opts.compose_file, *opts.compose_overrides),
+        env_file=_printed_path(runner, opts.env_file),
+        service=opts.backend_service,
+        ssh=ssh_prefix(runner.host, opts.ssh_flags),
+        env=tuple(env),
+        up_env=tuple(sorted(_running_env(ctx).items())),
+    )
+
+
+def _running_env(ctx: _Context) -> dict[str, str]:
+    """The variables of the up the stack now runs from: this deploy's, or the last up's (none
+    when last-up.json cannot be read or used: next steps are built on the way out of failures)."""
+    if ctx.report.served:
+        return _up_env(ctx.opts)
+    try:
+        text = ctx.runner.read_file(ctx.paths.last_up)
+        recorded = parse_last_up(text) if text is not None else {}
+    except (ImagekitError, OSError, ValueError):
+        return {}
+    return {str(k): str(v) for k, v in recorded.get("env", {}).items()}
+
+
+def _printed_path(runner: Runner, path: str | None) -> str | None:
+    """``path`` made absolute on the target for a printed command (as given when that fails)."""
+    if not path:
+        return None
+    try:
+        return _absolute(runner, path)
+    except (ImagekitError, OSError):
+        return path
+
+
+def _imagekit_call(ctx: _Context) -> nextsteps.ImagekitCall:
+    """``imagekit deploy|rollback`` naming this deploy's stack (nextsteps.py)."""
+    runner, opts = ctx.runner, ctx.opts
+    options = list(opts.repeat)
+    if Path.cwd().resolve() != ctx.ws.root:
+        options.append(("-w", str(ctx.ws.root)))
+    if opts.sites:
+        options.append(("--sites", ",".join(opts.sites)))
+    defaults = DeployOptions("", "", "", "")
+    for option, name in _REPEATED_OPTIONS:
+        if getattr(opts, name) != getattr(defaults, name):
+            options.append((option, str(getattr(opts, name))))
+    return nextsteps.imagekit_call(
+        opts.target, opts.project, ctx.compose_files or [opts.compose_file, *opts.compose_overrides],
+        env_file=_printed_path(runner, opts.env_file),
+        state_dir=_printed_path(runner, opts.state_dir),
+        host=runner.host, options=options,
+    )  # fmt: skip
+
+
+# options a printed `imagekit deploy` repeats when they differ from their defaults
+_REPEATED_OPTIONS = (
+    ("--backend-service", "backend_service"),
+    ("--image-var", "image_var"),
+    ("--tag-var", "tag_var"),
+)
+
+
+def _go_back_step(ctx: _Context, call: nextsteps.ImagekitCall) -> str:
+    sites = ctx.report.sites
+    return nextsteps.go_back_step(
+        call,
+        deploy_id=_stamp(ctx.report.started),
+        version=ctx.opts.version,
+        replaced=ctx.report.served,
+        backed_up=bool(sites) and all(s.backup for s in sites),
+        previous=ctx.report.previous_version,
     )
 
 
@@ -1153,15 +1231,9 @@ def _fill_site(ctx: _Context, site: SiteReport, result: SiteResult, stopped: boo
         setattr(site, name, getattr(result, name))
     site.migrate_notes = list(result.notes)
     if site.status == "failed":
-        site.next_steps = next_steps(
-            ctx.opts,
-            site,
-            host=ctx.runner.host,
-            compose=ctx.cli.base if ctx.cli else ("docker", "compose"),
-            compose_path=ctx.compose_file or ctx.opts.compose_file,
-            previous=_previous_version(ctx.ws, ctx.opts),
-            container_stopped=stopped,
-        )
+        call = _imagekit_call(ctx)
+        site.next_steps = next_steps(site, _bench_place(ctx), call, ctx.opts.version,
+                                     go_back=_go_back_step(ctx, call), container_stopped=stopped)  # fmt: skip
 
 
 _REPORTED = ("result", "failed_patch", "failure", "failed_module", "failed_file", "section", "doctype",
@@ -1170,76 +1242,28 @@ _REPORTED = ("result", "failed_patch", "failure", "failed_module", "failed_file"
 
 
 def next_steps(
-    opts: DeployOptions,
     site: SiteReport,
+    place: BenchPlace,
+    call: nextsteps.ImagekitCall,
+    version: str,
     *,
-    host: str = "local",
-    compose: Sequence[str] = ("docker", "compose"),
-    compose_path: str | None = None,
-    previous: str | None = None,
+    go_back: str | None = None,
     container_stopped: bool = False,
 ) -> list[str]:
-    """What the operator can do about a failed site, most likely first; every command quoted."""
-    place = BenchPlace(
-        project=opts.project,
-        compose=tuple(compose),
-        compose_files=(compose_path or opts.compose_file,),
-        env_file=opts.env_file,
-        service=opts.backend_service,
-        ssh=ssh_prefix(host),
-    )
-    base = _deploy_argv(opts, host)
-    ctx = StepContext(
+    """What the operator can do about a failed site, most likely first; every command quoted,
+    compose ones at ``place``, imagekit ones naming the deploy's stack (``call``)."""
+    steps = StepContext(
         place=place,
-        again=shlex.join([*base, "--version", opts.version, "--migrate-only"]),
-        deploy_new=shlex.join(base),
-        previous=shlex.join([*base, "--version", previous]) if previous else None,
-        backup=site.backup,
+        again=call.deploy("--version", version, "--migrate-only"),
+        deploy_new=call.deploy(),
+        build=shlex.join(["imagekit", "build", *call.workspace()]),
+        go_back=go_back,
         container_stopped=container_stopped,
     )
     if site.result is None:  # a report made by hand or read from an older record
         kinds = {kind: result for result, kind in mp.FAILURE_KINDS.items()}
         site = replace(site, result=kinds.get(site.failure or "", mp.ERROR))
-    return migrate_next_steps(site, ctx)
-
-
-# options a next-step `imagekit deploy` repeats when they differ from their defaults
-_REPEATED_OPTIONS = (
-    ("--env-file", "env_file"),
-    ("--backend-service", "backend_service"),
-    ("--image-var", "image_var"),
-    ("--tag-var", "tag_var"),
-    ("--state-dir", "state_dir"),
-)
-
-
-def _deploy_argv(opts: DeployOptions, host: str) -> list[str]:
-    argv = ["imagekit", "deploy", "--project", opts.project, "--compose", opts.compose_file]
-    if host != "local":
-        argv += ["--host", host]
-    if opts.sites:
-        argv += ["--sites", ",".join(opts.sites)]
-    defaults = DeployOptions("", "", "", "")
-    for option, name in _REPEATED_OPTIONS:
-        if getattr(opts, name) != getattr(defaults, name):
-            argv += [option, str(getattr(opts, name))]
-    return argv
-
-
-def _previous_version(ws: Workspace, opts: DeployOptions) -> str | None:
-    """The version of the newest successful deploy of the project recorded in ``deploys/``
-    other than this one (records are repository content: a bad one is skipped)."""
-    found: list[tuple[str, str]] = []
-    for path in sorted(ws.deploys_dir.glob(f"*-{opts.project}.json")) if ws.deploys_dir.is_dir() else []:
-        try:
-            record = json.loads(path.read_text())
-            version = validate.image_tag(record.get("version"))
-        except (OSError, ValueError, AttributeError, ImagekitError):
-            continue
-        if record.get("project") == opts.project and record.get("result") == SUCCEEDED:
-            found.append((str(record.get("started", "")), version))
-    older = [v for _, v in sorted(found) if v != opts.version]
-    return older[-1] if older else None
+    return migrate_next_steps(site, steps)
 
 
 def _check_apps(ctx: _Context) -> None:

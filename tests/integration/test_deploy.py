@@ -120,14 +120,15 @@ def test_failing_patch_names_the_line_exit_code_and_backup(project: Project):
     site_a, site_b = record["sites"]
     assert (site_a["status"], site_a["failure"], site_b["status"]) == ("failed", "patch", "ok")
     assert site_a["backup"].endswith("-a_local-database.sql.gz")
-    assert f"restore {site_a['backup']}" in result.output
+    # the way back: rollback of this deploy (its backup and v1 together), not a bench restore
+    assert f"imagekit rollback --project {project.name} --state-dir {project.state}" in result.output
     assert not project.lock_dir.exists()
     # a.local is broken: left in maintenance; b.local migrated: live again
     assert (site_config(project, "a.local")["maintenance_mode"], site_a["maintenance"]["state"]) == (1, "on")
     assert site_config(project, "a.local")["pause_scheduler"] is True
     assert (site_config(project, "b.local")["maintenance_mode"], site_b["maintenance"]["state"]) == (0, "off")
     assert "a.local\tfailed\t-\tON\tpatch" in result.output  # the table's health and maintenance columns
-    base = f"docker-compose -p {project.name} -f {project.compose} exec backend bench --site a.local"
+    base = f"docker-compose -p {project.name} -f {project.compose} exec -T backend bench --site a.local"
     (end,) = [step for step in site_a["next_steps"] if "still in maintenance mode" in step]
     assert "(its migrate failed)" in end
     assert step_commands(end) == [f"{base} set-maintenance-mode off", f"{base} scheduler resume"]
@@ -333,7 +334,7 @@ def test_interrupt_during_migrate_releases_lock_and_records(project: Project, si
     assert site_a["maintenance"]["left_on"] == "interrupted, after the stack was changed"
     assert site_config(project, "a.local")["maintenance_mode"] == 1
     assert b"a.local is still in maintenance mode (interrupted" in err
-    assert b"exec backend bench --site a.local set-maintenance-mode off" in err
+    assert b"exec -T backend bench --site a.local set-maintenance-mode off" in err
 
 
 def _rmtree(path: Path) -> None:

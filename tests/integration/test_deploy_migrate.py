@@ -62,7 +62,7 @@ def test_patch_failure_from_a_real_transcript_and_the_pasted_run_patch(project: 
     commands = [c for step in site_a["next_steps"] for c in step_commands(step)]
     (run_patch,) = [c for c in commands if " run-patch " in c]
     assert shlex.split(run_patch) == [
-        "docker-compose", "-p", project.name, "-f", str(project.compose), "exec", "backend",
+        "docker-compose", "-p", project.name, "-f", str(project.compose), "exec", "-T", "backend",
         "bench", "--site", "a.local", "run-patch", line, "--force",
     ]  # fmt: skip
 
@@ -117,7 +117,8 @@ def test_services_down_names_the_service_and_how_to_start_it(project: Project):
     )
     assert site_a["exception"] == truth["exception"]
     start = step_commands(site_a["next_steps"][0])
-    assert start == [f"docker-compose -p {project.name} -f {project.compose} up -d db"]
+    up_env = f"env CUSTOM_IMAGE={project.repo} CUSTOM_TAG=v1 PULL_POLICY=never"
+    assert start == [f"{up_env} docker-compose -p {project.name} -f {project.compose} up -d db"]
     assert "--migrate-only" in step_commands(site_a["next_steps"][-2])[0]
     # and last, the site left in maintenance by the failed migrate: the commands that end it
     assert step_commands(site_a["next_steps"][-1])[0].endswith(
@@ -141,10 +142,9 @@ def test_successful_migrate_with_a_traceback_is_ok_with_a_warning(project: Proje
 
 
 def test_over_ssh_the_pasted_command_runs_on_the_target(project: Project, sshd, tmp_path):  # type: ignore[no-untyped-def]
-    """The remote form ``ssh -t -p PORT root@127.0.0.1 'docker-compose ... run-patch ...'`` is quoted
-    twice; pasted, the remote shell must hand bench the line unchanged."""
-    import os
-
+    """The remote form ``ssh -i KEY -o UserKnownHostsFile=F -p PORT root@127.0.0.1 'docker-compose
+    ... run-patch ...'`` is quoted twice; pasted as printed, with no terminal, the remote shell must
+    hand bench the line unchanged."""
     line = replay(project, "a.local", "11-patch-comment-rerun-then-fail")["failed_patch"]
     args = ["--host", sshd.spec, "--known-hosts", str(sshd.known_hosts), "--identity", str(sshd.client_key)]
     result = cli(*project.cli_args("--version", "v1", *args))
@@ -152,20 +152,13 @@ def test_over_ssh_the_pasted_command_runs_on_the_target(project: Project, sshd, 
     site_a = project.records()[-1]["sites"][0]
     commands = [c for step in site_a["next_steps"] for c in step_commands(step)]
     (run_patch,) = [c for c in commands if " run-patch " in c]
-    assert run_patch.startswith(f"ssh -t -p {sshd.port} root@127.0.0.1 ")
+    assert shlex.split(run_patch)[:7] == [
+        "ssh", "-i", str(sshd.client_key), "-o", f"UserKnownHostsFile={sshd.known_hosts}",
+        "-p", str(sshd.port),
+    ]  # fmt: skip
     again = [c for c in commands if "--migrate-only" in c][0]
-    assert f"--host root@127.0.0.1:{sshd.port}" in again
-    # the operator's ssh knows the host and the key; here a wrapper adds them, the line is as printed
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    (bin_dir / "ssh").write_text(
-        "#!/bin/sh\nexec /usr/bin/ssh -i " + shlex.quote(str(sshd.client_key))
-        + " -o IdentitiesOnly=yes -o BatchMode=yes -o UserKnownHostsFile="
-        + shlex.quote(str(sshd.known_hosts)) + ' "$@"\n'
-    )  # fmt: skip
-    (bin_dir / "ssh").chmod(0o755)
-    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}"}
-    pasted = subprocess.run(["script", "-qec", run_patch, "/dev/null"], capture_output=True, text=True,
-                            timeout=120, env=env)  # fmt: skip
+    assert f"--host root@127.0.0.1:{sshd.port} --known-hosts {sshd.known_hosts} --identity" in again
+    pasted = subprocess.run(["sh", "-c", run_patch], capture_output=True, text=True, timeout=120,
+                            stdin=subprocess.DEVNULL, cwd=tmp_path)  # fmt: skip
     assert pasted.returncode == 0, pasted.stdout + pasted.stderr
     assert project.site_file("a.local", "run_patch_args").read_text().splitlines() == [line, "--force"]

@@ -205,7 +205,7 @@ def test_end_step_and_live_and_broken_step_name_pasteable_commands():
     place = BenchPlace(project="erp", compose=("docker", "compose"), compose_files=("/srv/compose.yaml",),
                        ssh=("ssh", "-t", "deploy@erp.example.com"))  # fmt: skip
     site = maintenance.SiteWindow("a.local", left_on="its migrate failed")
-    base = "docker compose -p erp -f /srv/compose.yaml exec backend bench --site a.local"
+    base = "docker compose -p erp -f /srv/compose.yaml exec -T backend bench --site a.local"
     text = end_step(place, site)
     assert text.startswith("a.local is still in maintenance mode (its migrate failed): users get 503")
     assert step_commands(text) == [

@@ -78,7 +78,7 @@ def test_stdin_dash_and_json(tmp_path: Path):
     assert (data["schema_version"], data["result"], data["exit_code"], data["run_exit_code"]) == (
         1, "patch-failed", 9, 1,
     )  # fmt: skip
-    assert "docker compose -p PROJECT exec backend" in data["where"]
+    assert "docker compose -p PROJECT -f FILE ... exec -T backend" in data["where"]
     (site,) = data["sites"]
     assert site["site"] == "s1.lab" and site["status"] == "failed" and site["failure"] == "patch"
     assert site["failed_patch"] == "de_macrs.patches.lab.bulk_update"
@@ -149,9 +149,9 @@ def test_execute_line_is_quoted_so_that_pasting_runs_exactly_it():
     )
     (run_patch,) = [c for c in _commands(next_steps(site, StepContext(place=place))) if "run-patch" in c]
     ssh_argv = shlex.split(run_patch)
-    assert ssh_argv[:5] == ["ssh", "-t", "-p", "2222", "deploy@erp.example"]
-    assert shlex.split(ssh_argv[5]) == [
-        "docker", "compose", "-p", "erp", "-f", "/srv/erp/compose.yaml", "exec", "backend",
+    assert ssh_argv[:4] == ["ssh", "-p", "2222", "deploy@erp.example"]
+    assert shlex.split(ssh_argv[4]) == [
+        "docker", "compose", "-p", "erp", "-f", "/srv/erp/compose.yaml", "exec", "-T", "backend",
         "bench", "--site", "s1.lab", "run-patch", line, "--force",
     ]  # fmt: skip
 
@@ -160,35 +160,39 @@ def test_code_failure_offers_a_release_not_migrate_only():
     site = SiteResult("s1.lab", "failed", "patch-failed", failed_patch="de_macrs.patches.lab.rate_lookup",
                       exception="KeyError: '5'", exception_type="KeyError",
                       failed_file=f"{APPS}/de_macrs/de_macrs/patches/lab/rate_lookup.py")  # fmt: skip
-    ctx = StepContext(again="imagekit deploy --project erp --compose c.yaml --version v2 --migrate-only",
-                      deploy_new="imagekit deploy --project erp --compose c.yaml",
-                      previous="imagekit deploy --project erp --compose c.yaml --version v1",
-                      backup="sites/s1.lab/private/backups/x.sql.gz")  # fmt: skip
+    ctx = StepContext(again="imagekit deploy erp --version v2 --migrate-only", deploy_new="imagekit deploy erp",
+                      go_back="or go back: imagekit rollback ...\n    imagekit rollback erp --dry-run")  # fmt: skip
     steps = next_steps(site, ctx)
     assert not any("--migrate-only" in step for step in steps)
     assert "fixed release of de_macrs" in steps[0]
-    assert step_commands(steps[0]) == ["imagekit build", "imagekit deploy --project erp --compose c.yaml"]
-    assert steps[-1] == (
-        "or go back (frappe has no reverse migrations): restore the backup taken before migrate, "
-        "then deploy the previous version:\n"
-        "    bench --site s1.lab restore sites/s1.lab/private/backups/x.sql.gz\n"
-        "    imagekit deploy --project erp --compose c.yaml --version v1"
-    )
+    assert step_commands(steps[0]) == ["imagekit build", "imagekit deploy erp"]
+    assert steps[-1] == ctx.go_back  # deploy's own way back (imagekit rollback), as given
+
+
+def test_from_a_transcript_the_way_back_says_restore_asks_for_the_root_password():
+    site = SiteResult("s1.lab", "failed", "patch-failed", failed_patch="de_macrs.patches.lab.rate_lookup",
+                      exception="KeyError: '5'", exception_type="KeyError")  # fmt: skip
+    steps = next_steps(site, StepContext())
+    assert steps[-1].startswith("or go back (frappe has no reverse migrations): restore the backup you took")
+    assert "`bench --site s1.lab restore`; it asks for the MariaDB root password" in steps[-1]
+    assert step_commands(steps[-1]) == []  # a path only the user knows: nothing to paste
 
 
 def test_services_down_starts_the_service_on_the_compose_host():
     site = SiteResult("s1.lab", "failed", "services-down", services=["redis_cache"])
-    place = BenchPlace(project="erp", compose=("docker-compose",), compose_files=("c.yaml",))
+    place = BenchPlace(project="erp", compose=("docker-compose",), compose_files=("c.yaml", "redis.yaml"),
+                       env_file="erp.env", up_env=(("CUSTOM_IMAGE", "de/erp"), ("CUSTOM_TAG", "v2")))  # fmt: skip
     steps = next_steps(site, StepContext(place=place))
-    assert step_commands(steps[0]) == ["docker-compose -p erp -f c.yaml up -d redis-cache"]
-    migrate = "docker-compose -p erp -f c.yaml exec backend bench --site s1.lab migrate"
+    compose = "docker-compose -p erp -f c.yaml -f redis.yaml --env-file erp.env"
+    assert step_commands(steps[0]) == [f"env CUSTOM_IMAGE=de/erp CUSTOM_TAG=v2 {compose} up -d redis-cache"]
+    migrate = f"{compose} exec -T backend bench --site s1.lab migrate"
     assert steps[-1] == f"then migrate again:\n    {migrate}"
 
 
 def test_ssh_prefix():
     assert ssh_prefix("local") == ()
-    assert ssh_prefix("root@10.0.0.5:22") == ("ssh", "-t", "root@10.0.0.5")
-    assert ssh_prefix("u@[::1]:2200") == ("ssh", "-t", "-p", "2200", "u@::1")
+    assert ssh_prefix("root@10.0.0.5:22") == ("ssh", "root@10.0.0.5")
+    assert ssh_prefix("u@[::1]:2200") == ("ssh", "-p", "2200", "u@::1")
 
 
 PATCHES_TXT = """[pre_model_sync]
@@ -233,44 +237,32 @@ def test_pending_patch_line(executed, module, section, expected):
     assert pending_patch_line(PATCHES_TXT, executed, module, section) == expected
 
 
-def test_deploy_next_steps_on_a_remote_host_go_through_ssh(tmp_path: Path):
-    from frappe_imagekit.deploy.sequence import DeployOptions, SiteReport
+def test_deploy_next_steps_on_a_remote_host_go_through_ssh():
+    from frappe_imagekit.deploy.nextsteps import imagekit_call
+    from frappe_imagekit.deploy.sequence import SiteReport
     from frappe_imagekit.deploy.sequence import next_steps as deploy_next_steps
 
-    opts = DeployOptions(project="erp", compose_file="/srv/erp/compose.yaml", image="de/erp", version="v2")
     site = SiteReport("a.local", status="failed", result="lock", failure="lock",
                       lock_path="/home/frappe/frappe-bench/sites/a.local/locks/bench_migrate.lock")  # fmt: skip
-    steps = deploy_next_steps(opts, site, host="deploy@erp.example.com:2222", previous="v1")
+    files = ["/srv/erp/compose.yaml", "/srv/erp/overrides/compose.mariadb.yaml"]
+    place = BenchPlace(
+        project="erp", compose_files=tuple(files), ssh=ssh_prefix("deploy@erp.example.com:2222")
+    )
+    call = imagekit_call(None, "erp", files, env_file="/srv/erp/erp.env", host="deploy@erp.example.com:2222",
+                         options=[("--known-hosts", "/home/me/kh"), ("--identity", "/home/me/key")])  # fmt: skip
+    steps = deploy_next_steps(site, place, call, "v2")
     again, remove = step_commands(steps[0]) + step_commands(steps[1])
     assert shlex.split(again) == [
-        "imagekit", "deploy", "--project", "erp", "--compose", "/srv/erp/compose.yaml",
-        "--host", "deploy@erp.example.com:2222", "--version", "v2", "--migrate-only",
+        "imagekit", "deploy", "--project", "erp", "--compose", files[0], "--compose", files[1],
+        "--env-file", "/srv/erp/erp.env", "--host", "deploy@erp.example.com:2222",
+        "--known-hosts", "/home/me/kh", "--identity", "/home/me/key", "--version", "v2", "--migrate-only",
     ]  # fmt: skip
     ssh = shlex.split(remove)
-    assert ssh[:5] == ["ssh", "-t", "-p", "2222", "deploy@erp.example.com"]
-    assert shlex.split(ssh[5]) == [
-        "docker", "compose", "-p", "erp", "-f", "/srv/erp/compose.yaml", "exec", "backend",
+    assert ssh[:4] == ["ssh", "-p", "2222", "deploy@erp.example.com"]
+    assert shlex.split(ssh[4]) == [
+        "docker", "compose", "-p", "erp", "-f", files[0], "-f", files[1], "exec", "-T", "backend",
         "rm", "-f", "/home/frappe/frappe-bench/sites/a.local/locks/bench_migrate.lock",
     ]  # fmt: skip
-
-
-def test_previous_version_comes_from_the_deploy_records(tmp_path: Path):
-    from frappe_imagekit.deploy.sequence import DeployOptions, _previous_version
-    from frappe_imagekit.workspace import Workspace
-
-    folder = tmp_path / "deploys"
-    folder.mkdir()
-    records = [
-        ("20261101T000000Z-erp", {"project": "erp", "version": "v1", "result": "succeeded", "started": "2026-11-01"}),
-        ("20261102T000000Z-erp", {"project": "erp", "version": "v1.1", "result": "patch-failed", "started": "2026-11-02"}),
-        ("20261103T000000Z-erp", {"project": "erp", "version": "$(touch x)", "result": "succeeded", "started": "2026-11-03"}),
-        ("20261104T000000Z-erp", {"project": "erp", "version": "v2", "result": "succeeded", "started": "2026-11-04"}),
-    ]  # fmt: skip
-    for name, data in records:
-        (folder / f"{name}.json").write_text(json.dumps(data))
-    (folder / "20261105T000000Z-erp.json").write_text("{broken")
-    opts = DeployOptions(project="erp", compose_file="c.yaml", image="de/erp", version="v2")
-    assert _previous_version(Workspace.at(tmp_path), opts) == "v1"
 
 
 def test_any_text_gives_a_result_never_an_exception():

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from frappe_imagekit.deploy.migrate_report import BenchPlace
+from frappe_imagekit.deploy.nextsteps import imagekit_call
 from frappe_imagekit.deploy.sequence import (
     DeployOptions,
     DeployReport,
@@ -50,26 +52,28 @@ def test_no_image_name_anywhere(tmp_path: Path):
 
 
 def test_next_steps_for_a_failed_patch():
-    opts = DeployOptions(project="erp", compose_file="compose-main.yaml", image="de/erp",
-                         version="v1.1.5")  # fmt: skip
     site = SiteReport("a.local", status="failed", failure="patch", result="patch-failed",
                       failed_patch="app.patches.v1.fix #again",
                       exception="frappe.exceptions.ValidationError: Invoice X has no customer",
                       exception_type="frappe.exceptions.ValidationError",
                       backup="sites/a.local/private/backups/x-database.sql.gz")  # fmt: skip
-    exec_bench = "docker compose -p erp -f compose-main.yaml exec backend bench --site a.local"
-    again = "imagekit deploy --project erp --compose compose-main.yaml --version v1.1.5 --migrate-only"
-    assert next_steps(opts, site) == [
+    place = BenchPlace(project="erp", compose_files=("/srv/compose.yaml", "/srv/overrides/db.yaml"),
+                       env_file="/srv/erp.env")  # fmt: skip
+    call = imagekit_call("production", "erp", ["/srv/compose.yaml"])
+    exec_bench = (
+        "docker compose -p erp -f /srv/compose.yaml -f /srv/overrides/db.yaml --env-file /srv/erp.env "
+        "exec -T backend bench --site a.local"
+    )
+    again = "imagekit deploy production --version v1.1.5 --migrate-only"
+    assert next_steps(site, place, call, "v1.1.5", go_back="or go back: ...") == [
         "the patch refused the site's data (frappe.exceptions.ValidationError: Invoice X has no "
         f"customer): fix the records its message names, then migrate again:\n    {again}",
         "or, once the data is fixed, run only that patch, then migrate for the rest:\n"
         f"    {exec_bench} run-patch 'app.patches.v1.fix #again' --force\n    {again}",
         "if the patch is wrong rather than the data: the way out is a fixed release of app, a new "
         "image and a deploy of it (migrating again with this image fails the same way):\n"
-        "    imagekit build\n    imagekit deploy --project erp --compose compose-main.yaml",
-        "or go back (frappe has no reverse migrations): restore the backup taken before migrate, "
-        "then run the previous image:\n"
-        f"    {exec_bench} restore sites/a.local/private/backups/x-database.sql.gz",
+        "    imagekit build\n    imagekit deploy production",
+        "or go back: ...",
     ]
 
 
