@@ -16,10 +16,13 @@ from pathlib import Path
 
 import pytest
 
+from frappe_imagekit.deploy import sandbox as sandbox_module
 from tests.support.benchimage.fixtures import bench_image, docker, remove_project  # noqa: F401
 from tests.support.cli import invoke
 
 CANARY = "sbx-root-pw-canary-7f3a9c"
+ADMIN_CANARY = "sbx-admin-pw-canary-c41d"
+KEY = "s4ndb0xKeyOfTheBackupAAAAAAAAAAAAAAAAAAAAAA="  # a Fernet key's shape: 43 characters and =
 SLEEP = 'trap "exit 0" TERM; while :; do sleep 1 & wait $$!; done'
 COMPOSE = """version: "3.7"
 services:
@@ -92,9 +95,9 @@ class Stack:
         return ["--project", self.name, "--compose", str(compose or self.compose), "--env-file",
                 str(self.env_file), "--state-dir", str(self.state), "-w", str(self.ws)]  # fmt: skip
 
-    def deploy(self, version: str) -> None:
+    def deploy(self, version: str, *extra: str) -> None:
         done = invoke(
-            "deploy", *self.where(), "--version", version, "--up-timeout", "30", "--no-health-check"
+            "deploy", *self.where(), "--version", version, "--up-timeout", "30", "--no-health-check", *extra
         )
         assert done.exit_code == 0, done.stdout + done.stderr
 
@@ -118,14 +121,20 @@ def stack(tmp_path: Path, unique_name: Callable[[str], str], bench_image: str) -
     docker("rmi", f"{made.repo}:v1", f"{made.repo}:v2", check=False)
 
 
-def test_sandbox_of_v1_beside_v2(stack: Stack) -> None:
+def test_sandbox_of_v1_beside_v2(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sandbox_module, "new_admin_password", lambda: ADMIN_CANARY)
     stack.deploy("v1")
     bench_sh(
         stack.name,
-        "bench new-site a.local >/dev/null && mkdir -p sites/a.local/db"
-        " && echo invoice-1 > sites/a.local/db/tabSales_Invoice",
+        "bench new-site a.local >/dev/null </dev/null && mkdir -p sites/a.local/db"
+        " && echo invoice-1 > sites/a.local/db/tabSales_Invoice"
+        f' && printf \'{{\\n "db_name": "_a",\\n "encryption_key": "{KEY}"\\n}}\''
+        " > sites/a.local/site_config.json"
+        " && mkdir -p sites/a.local/public/files sites/a.local/private/files"
+        " && echo logo > sites/a.local/public/files/logo.txt"
+        " && echo payslip > sites/a.local/private/files/p.txt",
     )
-    stack.deploy("v2")  # takes the backup of a.local (invoice-1 only)
+    stack.deploy("v2", "--backup-files")  # takes the backup of a.local (invoice-1 only), files too
     bench_sh(stack.name, "echo invoice-2 >> sites/a.local/db/tabSales_Invoice")
 
     listed = invoke("backups", "--project", stack.name, "--state-dir", str(stack.state), "-w", str(stack.ws),
@@ -176,6 +185,19 @@ def test_sandbox_of_v1_beside_v2(stack: Stack) -> None:
     assert bench_sh(stack.name, f"test -e sites/{sandbox} || echo absent") == "absent\n"
     given = bench_sh(sandbox, f"cat sites/{sandbox}/.root_password_sha256").strip()
     assert given == hashlib.sha256(CANARY.encode()).hexdigest()  # on stdin, not in argv
+    admin = bench_sh(sandbox, f"cat sites/{sandbox}/.admin_password_sha256").strip()
+    assert admin == hashlib.sha256(ADMIN_CANARY.encode()).hexdigest()  # on stdin, not in argv
+    assert ADMIN_CANARY not in started.stdout + started.stderr  # type: ignore[attr-defined]
+    assert not [f for f in stack.state.rglob("*") if f.is_file() and ADMIN_CANARY.encode() in f.read_bytes()]
+    assert bench_sh(sandbox, f"cat sites/{sandbox}/.user_host_login_scope") == "%\n"
+    config = json.loads(bench_sh(sandbox, f"cat sites/{sandbox}/site_config.json"))
+    assert (
+        config["encryption_key"] == KEY and config["db_name"] == "_new"
+    )  # the backup's key, the new site's db
+    assert KEY not in started.stdout + started.stderr  # type: ignore[attr-defined]
+    assert bench_sh(
+        sandbox, f"cat sites/{sandbox}/public/files/logo.txt sites/{sandbox}/private/files/p.txt"
+    ) == ("logo\npayslip\n")
     assert sorted(labelled("volume", sandbox)) == [f"{sandbox}_db-data", f"{sandbox}_sites"]
 
     shown = invoke("sandbox", "--list", "--json", "--state-dir", str(stack.state))

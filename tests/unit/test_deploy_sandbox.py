@@ -48,6 +48,84 @@ def test_restore_argv_has_no_password_and_names_the_files() -> None:
     assert "-i" not in sandbox.restore_argv("c1", "s", "/d.sql", None, None, stdin=False)
 
 
+def test_new_site_argv_has_no_password_and_the_user_scope_frappe_docker_needs() -> None:
+    argv = sandbox.new_site_argv("c1", "erp-sandbox-v1", "/tmp/imagekit-restore/d.sql.gz")
+    assert argv == [
+        "docker", "exec", "-i", "c1", "bench", "new-site", "erp-sandbox-v1",
+        "--source-sql", "/tmp/imagekit-restore/d.sql.gz", "--mariadb-user-host-login-scope=%",
+    ]  # fmt: skip
+
+
+def test_new_site_answers_root_then_administrator_twice() -> None:
+    assert sandbox.new_site_stdin("r00t", "adm") == b"r00t\nadm\nadm\n"
+    first, second = sandbox.new_admin_password(), sandbox.new_admin_password()
+    assert first != second and len(first) >= 24
+
+
+@pytest.mark.parametrize(
+    ("text", "key"),
+    [
+        ('{"db_name": "_a", "encryption_key": "' + "A" * 43 + '="}', "A" * 43 + "="),
+        ('{"db_name": "_a"}', None),
+        ('{"encryption_key": "$(rm -rf /)"}', None),
+        ('{"encryption_key": 5}', None),
+        ("[1]", None),
+        ("not json", None),
+        (None, None),
+        ("[" * 100_000, None),
+    ],
+)
+def test_encryption_key_of_a_site_config_backup(text: str | None, key: str | None) -> None:
+    assert sandbox.encryption_key(text) == key
+
+
+@pytest.mark.parametrize(
+    ("last", "cause"),
+    [
+        (
+            "Access denied for user 'root'@'172.18.0.5' (using password: YES)",
+            "--db-password-var (now DB_PASSWORD)",
+        ),
+        ("Site x does not exist!", "a bug in imagekit"),
+        ("Site x already exists", "already had that site"),
+        ("gzip: stdin: unexpected end of file", "a whole frappe database dump"),
+    ],
+)
+def test_failure_advice_names_the_cause(last: str, cause: str) -> None:
+    message = sandbox.restore_failure("bench new-site --source-sql", last, "DB_PASSWORD")
+    assert f"({last})" in message and cause in message
+    assert ("--db-password-var" in message) == ("Access denied" in last)
+
+
+class FileRunner(LocalRunner):
+    def __init__(self, present: set[str]) -> None:
+        super().__init__()
+        self.present = present
+
+    def run(self, argv: Any, **_: Any) -> Completed:
+        return Completed(
+            tuple(argv), 0 if argv[:2] == ["test", "-f"] and argv[2] in self.present else 1, "", ""
+        )
+
+
+def test_backup_files_of_a_named_backup_and_of_a_dump_beside_its_files() -> None:
+    folder = "/s/backups/20261201T110000Z/a.local"
+    named = Backup(
+        "a.local@20261201T110000Z", "a.local", "20261201T110000Z", "v1", "", f"{folder}/x-database.sql.gz",
+        public_files=f"{folder}/x-files.tar", others=(f"{folder}/x-site_config_backup.json",),
+    )  # fmt: skip
+    assert sandbox.backup_files(FileRunner(set()), named) == {
+        "database": f"{folder}/x-database.sql.gz", "public": f"{folder}/x-files.tar",
+        "config": f"{folder}/x-site_config_backup.json",
+    }  # fmt: skip
+    dump = Backup("/b/1_a-database.sql.gz", "", "", None, "", "/b/1_a-database.sql.gz")
+    runner = FileRunner({"/b/1_a-private-files.tar", "/b/1_a-site_config_backup.json"})
+    assert sandbox.backup_files(runner, dump) == {
+        "database": "/b/1_a-database.sql.gz", "private": "/b/1_a-private-files.tar",
+        "config": "/b/1_a-site_config_backup.json",
+    }  # fmt: skip
+
+
 class ImageRunner(LocalRunner):
     """Answers `docker image inspect` from a set of present images; records every argv."""
 
