@@ -191,7 +191,7 @@ def start(
         _restore(run)
     except (ImagekitError, KeyboardInterrupt):
         run.emit(f"removing the unfinished sandbox {name}")
-        _remove(runner, cli, name, report.compose_file)
+        _remove(runner, name, report.compose_file, report.created)
         raise
     return report
 
@@ -222,13 +222,13 @@ def _checked_config(run: _Start) -> dict[str, Any]:
     """Production's files rendered under the sandbox's name; every refusal raised here, before
     anything starts."""
     opts, report = run.opts, run.report
-    _refuse_existing(run.runner, report.name)
     _refuse_busy_port(run.runner, opts.port)
     env = {opts.image_var: opts.image, opts.tag_var: opts.version, "PULL_POLICY": "never"}
     data = composeconfig.render_data(
         run.runner, run.cli, report.name, opts.compose_files, env, opts.env_file,
         untouched="nothing was started",
     )  # fmt: skip
+    _refuse_existing(run.runner, report.name, data)
     found = sandboxconfig.problems(data, report.name, opts.project)
     if found:
         raise ConfigError(" ".join(found) + " Nothing was started.")
@@ -237,6 +237,12 @@ def _checked_config(run: _Start) -> dict[str, Any]:
         raise UsageError(port)
     images = composeconfig.image_plan(composeconfig.parse_config(json.dumps(data)), opts.image, opts.version)
     verify.require_image_plan(images, opts.image_ref, [], opts.image_var, opts.tag_var)
+    routes = sandboxconfig.proxy_routes(data)
+    if routes:
+        report.notes.append(
+            f"reverse-proxy labels and variables removed ({', '.join(routes)[:300]}): the sandbox "
+            f"answers on {report.url} only."
+        )
     return data
 
 
@@ -248,18 +254,35 @@ def _refuse_name(name: str, production: str) -> None:
         )
 
 
-def _refuse_existing(runner: Runner, name: str) -> None:
-    containers = _inspect(runner, _ids(runner, "ps", f"label={compose.PROJECT_LABEL}={name}"))
-    if any(sandboxconfig.read_labels(_container_labels(c)) is None for c in containers):
-        raise UsageError(
-            f"a compose project named {name} already runs on {runner.host} and is not a sandbox: "
-            "give another --name. Nothing was started."
-        )
-    if containers:
+def _refuse_existing(runner: Runner, name: str, config: Mapping[str, Any]) -> None:
+    """Refuse a name under which a container, volume or network exists (a stopped project
+    counts): compose would take them over, and a failed start would remove them."""
+    project = f"label={compose.PROJECT_LABEL}={name}"
+    containers = _inspect(runner, _ids(runner, "ps", project))
+    if containers and all(sandboxconfig.read_labels(_container_labels(c)) for c in containers):
         raise UsageError(
             f"the sandbox {name} already exists: remove it with `imagekit sandbox --down {name}` "
             "or give another --name."
         )
+    taken = [f"container {n}" for n in _names(containers)]
+    for kind in ("volume", "network"):
+        keys = set((config.get(f"{kind}s") or {}).keys()) | ({"default"} if kind == "network" else set())
+        wanted = {f"{name}_{key}" for key in keys}
+        taken += [f"{kind} {n}" for n in _object_names(runner, kind) if n in wanted]
+        taken += [f"{kind} {i[:12]}" for i in _ids(runner, kind, project)]
+    if taken:
+        shown = ", ".join(sorted(set(taken))[:5])
+        raise UsageError(
+            f"{name} is taken on {runner.host} ({shown}): a sandbox needs a name under which no "
+            "container, volume or network exists; give another --name. Nothing was started."
+        )
+
+
+def _object_names(runner: Runner, kind: str) -> list[str]:
+    done = runner.run(["docker", kind, "ls", "--format", "{{.Name}}"], timeout=60)
+    if done.returncode != 0:
+        raise DeployError(f"docker {kind} ls failed on {runner.host} ({_last(done)}); is docker running?")
+    return done.stdout.split()
 
 
 def _refuse_busy_port(runner: Runner, port: int) -> None:
@@ -595,36 +618,38 @@ def down(runner: Runner, name: str, state_dir: str | None = None) -> DownReport:
         raise NotFoundError(
             f"no sandbox named {name} on {runner.host}: `imagekit sandbox --list` lists them."
         )
-    if any(labels.get(sandboxconfig.LABEL) in (None, "") for _, labels in everything):
+    stamps = {labels.get(sandboxconfig.STAMP) for _, labels in everything}
+    if any(labels.get(sandboxconfig.LABEL) in (None, "") for _, labels in everything) or len(stamps) != 1:
         raise UsageError(
             f"{name} is not a sandbox (not everything of that project carries imagekit's "
-            f"{sandboxconfig.LABEL} label): imagekit removes only sandboxes; nothing was removed."
+            f"{sandboxconfig.LABEL} label and one creation stamp): imagekit removes only "
+            "sandboxes; nothing was removed."
         )
     file = f"{sandbox_root(runner, state_dir)}/{name}/compose.yaml"
-    _remove(runner, compose.detect_compose(runner), name, file)
+    _remove(runner, name, file, str(stamps.pop()))
     return DownReport(name, sorted(_names(containers)), sorted(v.get("Name", "") for v in volumes),
                       sorted(n.get("Name", "") for n in networks))  # fmt: skip
 
 
-def _remove(runner: Runner, cli: ComposeCLI, name: str, file: str) -> None:
-    """``down -v`` with the sandbox's file, then whatever of the project is left (by label)."""
-    if runner.run(["test", "-f", file], timeout=30).returncode == 0:
-        argv = compose.compose_argv(cli, name, [file], "down", "-v", "--remove-orphans", "--timeout", "10")
-        runner.run(argv, timeout=180)
-    project = f"label={compose.PROJECT_LABEL}={name}"
+def _remove(runner: Runner, name: str, file: str, created: str) -> None:
+    """Remove the containers, volumes and networks of the project ``name`` that carry the
+    sandbox's own label and creation stamp (nothing else, whatever the compose file says),
+    then the sandbox's folder in the state folder."""
+    mine = [f"label={compose.PROJECT_LABEL}={name}", f"label={sandboxconfig.STAMP}={created}"]
     for kind, rm in (("ps", ["rm", "-f", "-v"]), ("volume", ["volume", "rm", "-f"]),
                      ("network", ["network", "rm"])):  # fmt: skip
-        ids = _ids(runner, kind, project)
+        ids = _ids(runner, kind, *mine)
         if ids:
             runner.run(["docker", *rm, *ids], timeout=120)
     runner.run(["rm", "-rf", "--", file.rsplit("/", 1)[0]], timeout=60)
 
 
-def _ids(runner: Runner, kind: str, label_filter: str) -> list[str]:
+def _ids(runner: Runner, kind: str, *label_filters: str) -> list[str]:
+    filters = [arg for f in label_filters for arg in ("--filter", f)]
     argv = {
-        "ps": ["docker", "ps", "-aq", "--no-trunc", "--filter", label_filter],
-        "volume": ["docker", "volume", "ls", "-q", "--filter", label_filter],
-        "network": ["docker", "network", "ls", "-q", "--no-trunc", "--filter", label_filter],
+        "ps": ["docker", "ps", "-aq", "--no-trunc", *filters],
+        "volume": ["docker", "volume", "ls", "-q", *filters],
+        "network": ["docker", "network", "ls", "-q", "--no-trunc", *filters],
     }[kind]
     done = runner.run(argv, timeout=60)
     if done.returncode != 0:
