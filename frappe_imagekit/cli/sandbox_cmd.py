@@ -142,7 +142,10 @@ def _start(ws: Any, given: dict[str, Any], as_json: bool) -> None:
     output.out(f"sandbox {report.name}: {report.image} with {report.backup} restored into site {report.site}")
     for note in report.notes:
         output.out(f"note: {note}")
-    output.out(f"open {report.url} (remove it with `imagekit sandbox --down {report.name}`)")
+    output.out(
+        f"open {report.url} (the sandbox answers there only, on the target's loopback; "
+        f"remove it with `imagekit sandbox --down {report.name}`)"
+    )
 
 
 def _list_or_down(given: dict[str, Any], down_name: str | None, as_json: bool) -> None:

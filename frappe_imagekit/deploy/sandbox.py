@@ -269,7 +269,7 @@ def _refuse_existing(runner: Runner, name: str, config: Mapping[str, Any]) -> No
         keys = set((config.get(f"{kind}s") or {}).keys()) | ({"default"} if kind == "network" else set())
         wanted = {f"{name}_{key}" for key in keys}
         taken += [f"{kind} {n}" for n in _object_names(runner, kind) if n in wanted]
-        taken += [f"{kind} {i[:12]}" for i in _ids(runner, kind, project)]
+        taken += [f"{kind} {n}" for n in _object_names(runner, kind, "--filter", project)]
     if taken:
         shown = ", ".join(sorted(set(taken))[:5])
         raise UsageError(
@@ -278,8 +278,8 @@ def _refuse_existing(runner: Runner, name: str, config: Mapping[str, Any]) -> No
         )
 
 
-def _object_names(runner: Runner, kind: str) -> list[str]:
-    done = runner.run(["docker", kind, "ls", "--format", "{{.Name}}"], timeout=60)
+def _object_names(runner: Runner, kind: str, *filters: str) -> list[str]:
+    done = runner.run(["docker", kind, "ls", *filters, "--format", "{{.Name}}"], timeout=60)
     if done.returncode != 0:
         raise DeployError(f"docker {kind} ls failed on {runner.host} ({_last(done)}); is docker running?")
     return done.stdout.split()

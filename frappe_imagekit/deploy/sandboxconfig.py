@@ -138,10 +138,13 @@ def _volume_problems(volumes: Mapping[str, Any], sandbox: str) -> list[str]:
 
 
 def _storage(body: Mapping[str, Any]) -> str:
+    """The driver or driver_opts of a volume, for a message: ``type`` and ``device`` with their
+    values, other options by name only (``o`` of a cifs share can hold a password)."""
     opts = body.get("driver_opts")
     if isinstance(opts, dict) and opts:
-        shown = ", ".join(f"{str(k)[:20]}: {str(v)[:60]}" for k, v in sorted(opts.items(), key=str)[:3])
-        return f"driver_opts ({shown})"
+        shown = [f"{k}: {str(opts[k])[:200]}" for k in ("device", "type") if k in opts]
+        shown += sorted(str(k)[:20] for k in opts if k not in ("device", "type"))[:5]
+        return f"driver_opts ({', '.join(shown)})"
     return f"the volume driver {str(body.get('driver'))[:40]}"
 
 

@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+import yaml
 
 from frappe_imagekit.deploy import sandbox as sandbox_module
 from tests.support.benchimage.fixtures import bench_image, docker, remove_project  # noqa: F401
@@ -30,10 +31,13 @@ services:
     image: ${{CUSTOM_IMAGE}}:${{CUSTOM_TAG}}
     restart: "no"
     command: ["sh", "-c", "echo configured; ls sites"]
+    environment: {{DB_HOST: db, REDIS_CACHE: "redis://db:6379"}}
     volumes: ["sites:/home/frappe/frappe-bench/sites"]
   backend:
     image: ${{CUSTOM_IMAGE}}:${{CUSTOM_TAG}}
     stop_grace_period: 1s
+    labels: ["traefik.enable=true", "traefik.http.routers.erp.rule=Host(`erp.example.com`)"]
+    environment: {{VIRTUAL_HOST: erp.example.com, LETSENCRYPT_HOST: erp.example.com}}
     command: ["sh", "-c", 'httpd -p 8000 -h /srv/www; {sleep}']
     ports: ["127.0.0.1:{port}:8000"]
     volumes: ["sites:/home/frappe/frappe-bench/sites"]
@@ -70,6 +74,12 @@ def backend_id(project: str) -> str:
         "--filter", "label=com.docker.compose.service=backend",
     ).stdout.split()  # fmt: skip
     return found
+
+
+def proxy_routes(container: str) -> list[str]:
+    (found,) = json.loads(docker("inspect", container).stdout)
+    env = [e.partition("=")[0] for e in found["Config"]["Env"] if e.startswith(("VIRTUAL_", "LETSENCRYPT_"))]
+    return sorted(env + [k for k in found["Config"]["Labels"] if k.startswith("traefik.")])
 
 
 def bench_sh(project: str, script: str) -> str:
@@ -177,7 +187,11 @@ def test_sandbox_of_v1_beside_v2(stack: Stack, monkeypatch: pytest.MonkeyPatch) 
     port = free_port()
     started = stack.sandbox("v1", "--backup", backup["name"], "--port", str(port))
     assert started.exit_code == 0, started.stdout + started.stderr  # type: ignore[attr-defined]
-    assert f"open http://127.0.0.1:{port}/" in started.stdout  # type: ignore[attr-defined]
+    assert f"open http://127.0.0.1:{port}/ (the sandbox answers there only" in started.stdout  # type: ignore[attr-defined]
+    assert "reverse-proxy labels and variables removed (backend: traefik.enable" in started.stdout  # type: ignore[attr-defined]
+    assert proxy_routes(backend_id(sandbox)) == []  # a proxy watching the Docker socket sees no route
+    assert proxy_routes(backend_id(stack.name)) == [
+        "LETSENCRYPT_HOST", "VIRTUAL_HOST", "traefik.enable", "traefik.http.routers.erp.rule"]  # fmt: skip
     assert CANARY not in started.stdout + started.stderr  # type: ignore[attr-defined]
     assert ping(stack.port) == ping(port) == '{"message":"pong"}\n'  # both answer
     assert bench_sh(sandbox, f"cat sites/{sandbox}/db/tabSales_Invoice") == "invoice-1\n"  # the backup's data
@@ -238,3 +252,75 @@ def test_sandbox_refuses_an_external_volume(stack: Stack, tmp_path: Path) -> Non
     assert done.exit_code == 1  # type: ignore[attr-defined]
     assert "volume db-data is external" in done.stderr and "Nothing was started" in done.stderr  # type: ignore[attr-defined]
     assert labelled("ps", f"{stack.name}-sandbox-v1") == []
+
+
+def variant(stack: Stack, tmp_path: Path, change: Callable[[dict], None]) -> Path:
+    data = yaml.safe_load(stack.compose.read_text())
+    change(data)
+    changed = tmp_path / "srv" / "changed.yaml"
+    changed.write_text(yaml.safe_dump(data))
+    return changed
+
+
+REFUSED = {
+    "bind driver_opts": (
+        lambda d, prod: d["volumes"].update(
+            sites={"driver_opts": {"type": "none", "o": "bind", "device": prod}}
+        ),
+        "volume sites has driver_opts (device: {prod}, type: none, o)",
+    ),
+    "outside database": (
+        lambda d, prod: d["services"]["configurator"]["environment"].update(DB_HOST="mariadb.prod.internal"),
+        "DB_HOST of service configurator names the server mariadb.prod.internal, which is not a service",
+    ),
+    "pid of a container": (
+        lambda d, prod: d["services"]["backend"].update(pid="container:erp-backend-1"),
+        "service backend has pid: container:erp-backend-1",
+    ),
+    "ipc of a service": (
+        lambda d, prod: d["services"]["db"].update(ipc="service:backend"),
+        "service db has ipc: service:backend",
+    ),
+    "userns_mode": (
+        lambda d, prod: d["services"]["db"].update(userns_mode="host"),
+        "service db sets userns_mode",
+    ),
+}
+
+
+@pytest.mark.parametrize("attack", sorted(REFUSED))
+def test_a_sandbox_that_would_share_with_production_is_refused(
+    stack: Stack, tmp_path: Path, attack: str
+) -> None:
+    prod = tmp_path / "srv" / "prod-sites"  # production's sites folder, behind a bind volume
+    prod.mkdir()
+    (prod / "site_config.json").write_text("{}")
+    change, expected = REFUSED[attack]
+    compose = variant(stack, tmp_path, lambda d: change(d, str(prod)))
+    dump = tmp_path / "srv" / "dump.sql.gz"
+    dump.write_bytes(b"")
+    done = stack.sandbox("v1", "--backup", str(dump), "--port", str(free_port()), compose=compose)
+    assert done.exit_code == 1, done.stdout + done.stderr  # type: ignore[attr-defined]
+    assert expected.format(prod=prod) in done.stderr and "Nothing was started" in done.stderr  # type: ignore[attr-defined]
+    sandbox = f"{stack.name}-sandbox-v1"
+    assert {kind: labelled(kind, sandbox) for kind in ("ps", "volume", "network")} == {
+        "ps": [], "volume": [], "network": []
+    }  # fmt: skip
+    assert [p.name for p in prod.iterdir()] == ["site_config.json"]
+
+
+def test_a_name_taken_by_a_stopped_project_is_refused(stack: Stack, tmp_path: Path) -> None:
+    other = "other-" + stack.name  # a stopped project: its volume (labelled) and a network, no container
+    docker("volume", "create", "--label", f"com.docker.compose.project={other}", f"{other}_sites")
+    docker("network", "create", f"{other}_default")
+    try:
+        dump = tmp_path / "srv" / "dump.sql.gz"
+        dump.write_bytes(b"")
+        done = stack.sandbox("v1", "--backup", str(dump), "--name", other, "--port", str(free_port()))
+        assert done.exit_code == 2, done.stdout + done.stderr  # type: ignore[attr-defined]
+        assert f"{other} is taken on local (network {other}_default, volume {other}_sites" in done.stderr  # type: ignore[attr-defined]
+        assert "Nothing was started" in done.stderr  # type: ignore[attr-defined]
+        assert docker("volume", "inspect", f"{other}_sites", check=False).returncode == 0
+        assert labelled("ps", other) == []
+    finally:
+        docker("network", "rm", f"{other}_default", check=False)

@@ -205,7 +205,7 @@ def test_a_bad_project_in_the_labels_is_refused() -> None:
             "driver_opts (device: /srv/erp/sites",
         ),
         ({"driver_opts": {"type": "nfs", "o": "addr=10.0.0.5,rw", "device": ":/exports/erp"}}, "type: nfs"),
-        ({"driver_opts": {"type": "cifs", "device": "//nas/erp"}}, "type: cifs"),
+        ({"driver_opts": {"type": "cifs", "device": "//nas/erp", "o": "password=s3cret"}}, "type: cifs, o)"),
         ({"driver": "rexray/ebs"}, "the volume driver rexray/ebs"),
     ],
 )
