@@ -136,7 +136,8 @@ def test_sandbox_of_v1_beside_v2(stack: Stack, monkeypatch: pytest.MonkeyPatch) 
     stack.deploy("v1")
     bench_sh(
         stack.name,
-        "bench new-site a.local >/dev/null </dev/null && mkdir -p sites/a.local/db"
+        "bench new-site a.local --admin-password=admin --db-root-password=x >/dev/null"
+        " && mkdir -p sites/a.local/db"
         " && echo invoice-1 > sites/a.local/db/tabSales_Invoice"
         f' && printf \'{{\\n "db_name": "_a",\\n "encryption_key": "{KEY}"\\n}}\''
         " > sites/a.local/site_config.json"
