@@ -404,7 +404,7 @@ def _restore(run: _Start) -> None:
                           timeout=3600, on_stdout=run.emit)  # fmt: skip
     if done.returncode != 0:
         raise DeployError(
-            restore_failure("bench new-site --source-sql", _last(done), run.opts.db_password_var)
+            restore_failure("bench new-site --source-sql", bench_last(done), run.opts.db_password_var)
         )
     key = encryption_key(run.runner.read_file(found["config"])) if "config" in found else None
     if key:
@@ -522,7 +522,7 @@ def _restore_files(run: _Start, backend: str, inside: Mapping[str, str], root: s
     done = run.runner.run(argv, input_bytes=f"{root}\n".encode(), timeout=3600, on_stdout=run.emit)
     if done.returncode != 0:
         raise DeployError(
-            restore_failure("bench restore --with-files", _last(done), run.opts.db_password_var)
+            restore_failure("bench restore --with-files", bench_last(done), run.opts.db_password_var)
         )
 
 
@@ -685,6 +685,21 @@ def _valid_project(name: str) -> bool:
     except ImagekitError:
         return False
     return True
+
+
+_PROMPTS = ("Warning: Password input may be echoed.", "MySQL root password:", "Set Administrator password:",
+            "Re-enter Administrator password:")  # fmt: skip
+
+
+def bench_last(done: Any) -> str:
+    """The line that says why bench failed: the last of stderr (a traceback's exception), else of
+    stdout (restore's ``(1045, "Access denied ...")``), never getpass's prompts (stderr)."""
+    for text in (done.stderr, done.stdout):
+        lines = [line.strip() for line in (text or "").splitlines()]
+        lines = [line for line in lines if line and not line.startswith(_PROMPTS)]
+        if lines:
+            return lines[-1][:300]
+    return f"exit status {done.returncode}"
 
 
 def _last(done: Any) -> str:

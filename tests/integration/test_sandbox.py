@@ -7,6 +7,7 @@ run against the same stack, before and after, and cost no stack of their own.
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import json
 import socket
@@ -200,15 +201,14 @@ def test_sandbox_of_v1_beside_v2(stack: Stack, monkeypatch: pytest.MonkeyPatch) 
     assert bench_sh(stack.name, f"test -e sites/{sandbox} || echo absent") == "absent\n"
     given = bench_sh(sandbox, f"cat sites/{sandbox}/.root_password_sha256").strip()
     assert given == hashlib.sha256(CANARY.encode()).hexdigest()  # on stdin, not in argv
-    admin = bench_sh(sandbox, f"cat sites/{sandbox}/.admin_password_sha256").strip()
-    assert admin == hashlib.sha256(ADMIN_CANARY.encode()).hexdigest()  # on stdin, not in argv
+    # new-site --source-sql asks no Administrator password (the dump's users keep theirs); the one
+    # imagekit puts on stdin after the root password is never read, printed nor kept
     assert ADMIN_CANARY not in started.stdout + started.stderr  # type: ignore[attr-defined]
     assert not [f for f in stack.state.rglob("*") if f.is_file() and ADMIN_CANARY.encode() in f.read_bytes()]
     assert bench_sh(sandbox, f"cat sites/{sandbox}/.user_host_login_scope") == "%\n"
     config = json.loads(bench_sh(sandbox, f"cat sites/{sandbox}/site_config.json"))
-    assert (
-        config["encryption_key"] == KEY and config["db_name"] == "_new"
-    )  # the backup's key, the new site's db
+    assert config["encryption_key"] == KEY  # the backup's key ...
+    assert config["db_name"] != "_a" and config["db_password"]  # ... in the new site's own config
     assert KEY not in started.stdout + started.stderr  # type: ignore[attr-defined]
     assert bench_sh(
         sandbox, f"cat sites/{sandbox}/public/files/logo.txt sites/{sandbox}/private/files/p.txt"
@@ -325,3 +325,26 @@ def test_a_name_taken_by_a_stopped_project_is_refused(stack: Stack, tmp_path: Pa
         assert labelled("ps", other) == []
     finally:
         docker("network", "rm", f"{other}_default", check=False)
+
+
+def test_a_wrong_root_password_is_named_and_the_sandbox_removed(stack: Stack, tmp_path: Path) -> None:
+    # the sandbox's database root password is not the env file's DB_PASSWORD
+    compose = variant(stack, tmp_path, lambda d: d["services"]["configurator"].update(
+        command=["sh", "-c", "echo other-root-pw > sites/.db_root_password"]))  # fmt: skip
+    dump = tmp_path / "srv" / "20261201_101500-a_local-database.sql.gz"
+    dump.write_bytes(gzip.compress(b"CREATE TABLE `tabNote` (`name` varchar(140));\n"))
+    dump.chmod(0o644)
+    done = stack.sandbox("v1", "--backup", str(dump), "--port", str(free_port()), compose=compose)
+    assert done.exit_code == 13, done.stdout + done.stderr  # type: ignore[attr-defined]
+    assert (
+        "bench new-site --source-sql of the backup into the sandbox failed (pymysql.err.OperationalError: "
+        "(1045, \"Access denied for user 'root'@'lab_backend_1.lab_default' (using password: YES)\"))"
+    ) in done.stderr  # type: ignore[attr-defined]
+    assert "refused the root password: name the env file's variable that holds it with --db-password-var" in (
+        done.stderr  # type: ignore[attr-defined]
+    )
+    assert CANARY not in done.stdout + done.stderr  # type: ignore[attr-defined]
+    sandbox = f"{stack.name}-sandbox-v1"
+    assert {kind: labelled(kind, sandbox) for kind in ("ps", "volume", "network")} == {
+        "ps": [], "volume": [], "network": []
+    }  # fmt: skip

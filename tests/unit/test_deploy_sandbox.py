@@ -164,3 +164,19 @@ def test_a_present_image_is_used_as_it_is(tmp_path: Path, monkeypatch: pytest.Mo
     run = start_of(ImageRunner({"org/erp:v1"}), tmp_path)
     sandbox._ensure_image(run)
     assert not run.report.image_rebuilt and run.report.notes == []
+
+
+@pytest.mark.parametrize(
+    ("stdout", "stderr", "last"),
+    [
+        ("Site s already exists\n", "", "Site s already exists"),
+        ('(1045, "Access denied")\n', "Warning: Password input may be echoed.\nMySQL root password: \n",
+         '(1045, "Access denied")'),
+        ("Warning: MariaDB version\n", "MySQL root password: \nTraceback (most recent call last):\n  File x\n"
+         'pymysql.err.OperationalError: (1045, "Access denied")\n',
+         'pymysql.err.OperationalError: (1045, "Access denied")'),
+        ("", "Warning: Password input may be echoed.\nSet Administrator password: \n", "exit status 1"),
+    ],
+)  # fmt: skip
+def test_the_failure_line_is_never_a_password_prompt(stdout: str, stderr: str, last: str) -> None:
+    assert sandbox.bench_last(Completed(("bench",), 1, stdout, stderr)) == last
