@@ -406,8 +406,8 @@ def test_backups_are_copied_off_the_volume_checked_hashed_and_pruned(project: Pr
         "a_local-site_config_backup.json", "a_local-database.sql.gz", "a_local-files.tar",
         "a_local-private-files.tar",
     ]  # fmt: skip
-    with tarfile.open(files[2]["path"]) as public:  # the public files archive, whole
-        assert public.extractfile("public/files/logo.png").read() == b"\x89PNG fake"
+    with tarfile.open(files[2]["path"]) as public:  # the public files archive, whole, as frappe makes it
+        assert public.extractfile("./a.local/public/files/logo.png").read() == b"\x89PNG fake"
     for item in files:
         copy = Path(item["path"])
         assert copy.parent.parent.parent == root and copy.parent.name == "a.local"
