@@ -180,3 +180,29 @@ def test_a_present_image_is_used_as_it_is(tmp_path: Path, monkeypatch: pytest.Mo
 )  # fmt: skip
 def test_the_failure_line_is_never_a_password_prompt(stdout: str, stderr: str, last: str) -> None:
     assert sandbox.bench_last(Completed(("bench",), 1, stdout, stderr)) == last
+
+
+class ListingRunner(LocalRunner):
+    """Lists one id of each kind for the filters it is given; records every argv."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.argv: list[list[str]] = []
+
+    def run(self, argv: Any, **_: Any) -> Completed:
+        self.argv.append(list(argv))
+        return Completed(tuple(argv), 0, "id1\n" if argv[1] in ("ps", "volume", "network") else "", "")
+
+
+def test_clean_up_removes_only_what_carries_the_sandboxs_label_and_stamp() -> None:
+    runner = ListingRunner()
+    sandbox._remove(runner, "staging", "/s/sandboxes/staging/compose.yaml", "2026-12-07T13:00:00+00:00")
+    listings = [a for a in runner.argv if a[1] in ("ps", "volume", "network") and ("-q" in a or "-aq" in a)]
+    assert len(listings) == 3
+    stamp = "label=io.imagekit.sandbox.created=2026-12-07T13:00:00+00:00"
+    for argv in listings:
+        assert argv[-4:] == ["--filter", "label=com.docker.compose.project=staging", "--filter", stamp]
+    assert not [a for a in runner.argv if "down" in a]  # no `compose down -v`: it removes what the file names
+    assert [a[:3] for a in runner.argv if "rm" in a[:3]] == [
+        ["docker", "rm", "-f"], ["docker", "volume", "rm"], ["docker", "network", "rm"], ["rm", "-rf", "--"]
+    ]  # fmt: skip
