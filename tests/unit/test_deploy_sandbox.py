@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -206,3 +207,34 @@ def test_clean_up_removes_only_what_carries_the_sandboxs_label_and_stamp() -> No
     assert [a[:3] for a in runner.argv if "rm" in a[:3]] == [
         ["docker", "rm", "-f"], ["docker", "volume", "rm"], ["docker", "network", "rm"], ["rm", "-rf", "--"]
     ]  # fmt: skip
+
+
+class ConfigRunner(ImageRunner):
+    """`docker exec C cat sites/S/site_config.json` answers a new site's config; records stdin."""
+
+    def __init__(self) -> None:
+        super().__init__(set())
+        self.stdin: list[bytes | None] = []
+
+    def run(self, argv: Any, **kwargs: Any) -> Completed:
+        self.argv.append(list(argv))
+        self.stdin.append(kwargs.get("input_bytes"))
+        config = '{\n "db_name": "_7267c9bf61628760",\n "db_password": "pw",\n "db_type": "mariadb"\n}'
+        return Completed(tuple(argv), 0, config if "cat" in argv else "", "")
+
+
+def test_the_backups_encryption_key_goes_into_the_new_sites_config_through_stdin(tmp_path: Path) -> None:
+    runner, key = ConfigRunner(), "K" * 43 + "="
+    sandbox._set_config_value(start_of(runner, tmp_path), "c1", "encryption_key", key)
+    assert not [argv for argv in runner.argv if any(key in part for part in argv)]  # never in argv
+    assert (
+        runner.argv[-1][:4] == ["docker", "exec", "-i", "c1"]
+        and runner.argv[-1][-1] == "sites/s/site_config.json"
+    )
+    written = json.loads(runner.stdin[-1] or b"")
+    assert written == {
+        "db_name": "_7267c9bf61628760",
+        "db_password": "pw",
+        "db_type": "mariadb",
+        "encryption_key": key,
+    }
