@@ -152,7 +152,10 @@ def _start(ws: Any, given: dict[str, Any], as_json: bool, down_where: list[str])
     output.out(f"sandbox {report.name}: {report.image} with {report.backup} restored into site {report.site}")
     for note in report.notes:
         output.out(f"note: {note}")
-    output.out(f"open {report.url} (remove it with `{shlex.join([*down_where, '--down', report.name])}`)")
+    output.out(
+        f"open {report.url} (the sandbox answers there only, on the target's loopback; "
+        f"remove it with `{shlex.join([*down_where, '--down', report.name])}`)"
+    )
 
 
 def _list_or_down(given: dict[str, Any], down_name: str | None, as_json: bool) -> None:

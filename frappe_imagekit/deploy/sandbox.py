@@ -14,6 +14,8 @@ its volumes and networks, and refuses a project that is not a sandbox.
 from __future__ import annotations
 
 import json
+import re
+import secrets
 import shlex
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
@@ -189,7 +191,7 @@ def start(
         _restore(run)
     except (ImagekitError, KeyboardInterrupt):
         run.emit(f"removing the unfinished sandbox {name}")
-        _remove(runner, cli, name, report.compose_file)
+        _remove(runner, name, report.compose_file, report.created)
         raise
     return report
 
@@ -220,13 +222,13 @@ def _checked_config(run: _Start) -> dict[str, Any]:
     """Production's files rendered under the sandbox's name; every refusal raised here, before
     anything starts."""
     opts, report = run.opts, run.report
-    _refuse_existing(run.runner, report.name)
     _refuse_busy_port(run.runner, opts.port)
     env = {opts.image_var: opts.image, opts.tag_var: opts.version, "PULL_POLICY": "never"}
     data = composeconfig.render_data(
         run.runner, run.cli, report.name, opts.compose_files, env, opts.env_file,
         untouched="nothing was started",
     )  # fmt: skip
+    _refuse_existing(run.runner, report.name, data)
     found = sandboxconfig.problems(data, report.name, opts.project)
     if found:
         raise ConfigError(" ".join(found) + " Nothing was started.")
@@ -235,6 +237,12 @@ def _checked_config(run: _Start) -> dict[str, Any]:
         raise UsageError(port)
     images = composeconfig.image_plan(composeconfig.parse_config(json.dumps(data)), opts.image, opts.version)
     verify.require_image_plan(images, opts.image_ref, [], opts.image_var, opts.tag_var)
+    routes = sandboxconfig.proxy_routes(data)
+    if routes:
+        report.notes.append(
+            f"reverse-proxy labels and variables removed ({', '.join(routes)[:300]}): the sandbox "
+            f"answers on {report.url} only."
+        )
     return data
 
 
@@ -246,18 +254,35 @@ def _refuse_name(name: str, production: str) -> None:
         )
 
 
-def _refuse_existing(runner: Runner, name: str) -> None:
-    containers = _inspect(runner, _ids(runner, "ps", f"label={compose.PROJECT_LABEL}={name}"))
-    if any(sandboxconfig.read_labels(_container_labels(c)) is None for c in containers):
-        raise UsageError(
-            f"a compose project named {name} already runs on {runner.host} and is not a sandbox: "
-            "give another --name. Nothing was started."
-        )
-    if containers:
+def _refuse_existing(runner: Runner, name: str, config: Mapping[str, Any]) -> None:
+    """Refuse a name under which a container, volume or network exists (a stopped project
+    counts): compose would take them over, and a failed start would remove them."""
+    project = f"label={compose.PROJECT_LABEL}={name}"
+    containers = _inspect(runner, _ids(runner, "ps", project))
+    if containers and all(sandboxconfig.read_labels(_container_labels(c)) for c in containers):
         raise UsageError(
             f"the sandbox {name} already exists: remove it with `imagekit sandbox --down {name}` "
             "or give another --name."
         )
+    taken = [f"container {n}" for n in _names(containers)]
+    for kind in ("volume", "network"):
+        keys = set((config.get(f"{kind}s") or {}).keys()) | ({"default"} if kind == "network" else set())
+        wanted = {f"{name}_{key}" for key in keys}
+        taken += [f"{kind} {n}" for n in _object_names(runner, kind) if n in wanted]
+        taken += [f"{kind} {n}" for n in _object_names(runner, kind, "--filter", project)]
+    if taken:
+        shown = ", ".join(sorted(set(taken))[:5])
+        raise UsageError(
+            f"{name} is taken on {runner.host} ({shown}): a sandbox needs a name under which no "
+            "container, volume or network exists; give another --name. Nothing was started."
+        )
+
+
+def _object_names(runner: Runner, kind: str, *filters: str) -> list[str]:
+    done = runner.run(["docker", kind, "ls", *filters, "--format", "{{.Name}}"], timeout=60)
+    if done.returncode != 0:
+        raise DeployError(f"docker {kind} ls failed on {runner.host} ({_last(done)}); is docker running?")
+    return done.stdout.split()
 
 
 def _refuse_busy_port(runner: Runner, port: int) -> None:
@@ -358,23 +383,146 @@ def _up(run: _Start, config: composeconfig.RenderedConfig) -> None:
 
 
 def _restore(run: _Start) -> None:
-    """Copy the dump (and files) into the backend as its own user; ``bench restore`` it."""
+    """Create the sandbox's site from the backup as frappe supports it: copy the dump (and files
+    archives) into the backend, ``bench new-site S --source-sql DUMP`` (frappe v15's ``restore``
+    needs an existing site: ``Site S does not exist!`` on a fresh stack, real-lab 07b), the
+    backup's ``encryption_key`` into the new site's ``site_config.json``, then the files archives
+    through ``bench restore --with-*-files`` when the backup has them."""
     backend = _backend(run)
-    given = [run.backup.database, run.backup.public_files, run.backup.private_files]
-    inside = [f"{RESTORE_DIR}/{path.rsplit('/', 1)[-1]}" if path else None for path in given]
-    for source, dest in zip(given, inside, strict=True):
-        if source and dest:
-            _copy_in(run.runner, backend, source, dest)
+    found = backup_files(run.runner, run.backup)
+    inside = {
+        kind: f"{RESTORE_DIR}/{path.rsplit('/', 1)[-1]}" for kind, path in found.items() if kind != "config"
+    }
+    for kind, dest in inside.items():
+        _copy_in(run.runner, backend, found[kind], dest)
     if run.backup.sha256:
-        _check_hash(run, backend, inside[0] or "")
-    password = _root_password(run)
-    argv = restore_argv(backend, run.report.site, inside[0] or "", inside[1], inside[2], password is not None)
-    run.emit(f"restoring {run.report.backup} into {run.report.site}")
-    done = run.runner.run(argv, input_bytes=password, timeout=3600, on_stdout=run.emit)
+        _check_hash(run, backend, inside["database"])
+    root = _root_password(run)
+    run.emit(f"creating {run.report.site} from {run.report.backup} (bench new-site --source-sql)")
+    stdin = new_site_stdin(root, new_admin_password())
+    done = run.runner.run(new_site_argv(backend, run.report.site, inside["database"]), input_bytes=stdin,
+                          timeout=3600, on_stdout=run.emit)  # fmt: skip
     if done.returncode != 0:
         raise DeployError(
-            f"bench restore into the sandbox failed ({_last(done)}); the sandbox was removed: check the "
-            f"backup with `imagekit backups`, or --db-password-var naming the root password's variable."
+            restore_failure("bench new-site --source-sql", bench_last(done), run.opts.db_password_var)
+        )
+    key = encryption_key(run.runner.read_file(found["config"])) if "config" in found else None
+    if key:
+        _set_config_value(run, backend, "encryption_key", key)
+    if "public" in inside or "private" in inside:
+        _restore_files(run, backend, inside, root)
+
+
+def backup_files(runner: Runner, backup: Backup) -> dict[str, str]:
+    """The backup's files on the target: ``database`` always; ``public``, ``private`` and
+    ``config`` (``*-site_config_backup.json``) when it has them (a dump given as a file: the
+    files frappe writes beside it, ``<stamp>-<site>-files.tar`` and so on, when they exist)."""
+    found = {"database": backup.database}
+    if backup.public_files:
+        found["public"] = backup.public_files
+    if backup.private_files:
+        found["private"] = backup.private_files
+    config = next((p for p in backup.others if p.endswith(CONFIG_SUFFIX)), None)
+    if backup.deploy_id == "":  # a dump given by path: look beside it
+        stem = backup.database.removesuffix(".gz").removesuffix(".sql").removesuffix("-database")
+        beside = {
+            "public": stem + "-files.tar",
+            "private": stem + "-private-files.tar",
+            "config": stem + CONFIG_SUFFIX,
+        }
+        for kind, path in beside.items():
+            if runner.run(["test", "-f", path], timeout=30).returncode == 0:
+                found[kind] = path
+        return found
+    if config:
+        found["config"] = config
+    return found
+
+
+CONFIG_SUFFIX = "-site_config_backup.json"
+
+
+def new_site_argv(container: str, site: str, dump: str) -> list[str]:
+    """``docker exec -i C bench new-site S --source-sql DUMP --mariadb-user-host-login-scope=%``:
+    the database root password and the Administrator password come on stdin for new-site's
+    prompts, never in argv; ``%`` lets the site's database user log in from the other
+    containers (frappe_docker makes its sites so)."""
+    return ["docker", "exec", "-i", container, "bench", "new-site", site, "--source-sql", dump,
+            "--mariadb-user-host-login-scope=%"]  # fmt: skip
+
+
+def new_site_stdin(root_password: str, admin_password: str) -> bytes:
+    """new-site's answers, in the order it asks: the root password, then the Administrator
+    password twice (set, re-enter)."""
+    return f"{root_password}\n{admin_password}\n{admin_password}\n".encode()
+
+
+def new_admin_password() -> str:
+    """The new site's Administrator password: random, never printed nor stored (the restored
+    database keeps the backup's own users)."""
+    return secrets.token_urlsafe(24)
+
+
+def restore_failure(step: str, last: str, password_var: str) -> str:
+    """What to say when bench could not make the sandbox's site, naming the cause it printed."""
+    if "Access denied for user" in last:
+        cause = (f"the sandbox's database refused the root password: name the env file's variable "
+                 f"that holds it with --db-password-var (now {password_var})")  # fmt: skip
+    elif "does not exist" in last:
+        cause = "the site is missing in the sandbox; this is a bug in imagekit, please report it"
+    elif "already exists" in last:
+        cause = "the sandbox's sites volume already had that site: give another --name or --site"
+    else:
+        cause = "check that the backup is a whole frappe database dump (`imagekit backups`)"
+    return f"{step} of the backup into the sandbox failed ({last}); the sandbox was removed: {cause}."
+
+
+def encryption_key(config_text: str | None) -> str | None:
+    """The ``encryption_key`` of a site-config backup (a Fernet key: 44 URL-safe base64
+    characters), or None when there is none or it is not one."""
+    try:
+        data = json.loads(config_text or "")
+    except (ValueError, RecursionError):
+        return None
+    key = data.get("encryption_key") if isinstance(data, dict) else None
+    return key if isinstance(key, str) and _FERNET_KEY.fullmatch(key) else None
+
+
+_FERNET_KEY = re.compile(r"[A-Za-z0-9_-]{43}=")
+
+# $1 the site's config file (relative to the bench): replaced by stdin, as frappe's user
+_WRITE_CONFIG = r"""
+cat > "$1.imagekit" && mv -f "$1.imagekit" "$1"
+"""
+
+
+def _set_config_value(run: _Start, container: str, key: str, value: str) -> None:
+    """Set ``key`` in the sandbox site's ``site_config.json`` through stdin (never argv)."""
+    path = f"sites/{run.report.site}/site_config.json"
+    current = run.runner.run(["docker", "exec", container, "cat", path], timeout=60)
+    try:
+        data = json.loads(current.stdout) if current.returncode == 0 else None
+    except (ValueError, RecursionError):
+        data = None
+    if not isinstance(data, dict):
+        raise DeployError(
+            f"the sandbox's {path} is not a JSON object after new-site; the sandbox was removed."
+        )
+    text = json.dumps({**data, key: value}, indent=1, sort_keys=True)  # as frappe's update_site_config
+    argv = ["docker", "exec", "-i", container, "sh", "-c", _WRITE_CONFIG, "write-config", path]
+    if run.runner.run(argv, input_bytes=text.encode(), timeout=60).returncode != 0:
+        raise DeployError(f"could not write {key} into the sandbox's {path}; the sandbox was removed.")
+    run.emit(f"{key} of the backup's site config set in {run.report.site}")
+
+
+def _restore_files(run: _Start, backend: str, inside: Mapping[str, str], root: str) -> None:
+    run.emit(f"restoring the files of {run.report.backup} into {run.report.site}")
+    argv = restore_argv(backend, run.report.site, inside["database"], inside.get("public"),
+                        inside.get("private"), stdin=True)  # fmt: skip
+    done = run.runner.run(argv, input_bytes=f"{root}\n".encode(), timeout=3600, on_stdout=run.emit)
+    if done.returncode != 0:
+        raise DeployError(
+            restore_failure("bench restore --with-files", bench_last(done), run.opts.db_password_var)
         )
 
 
@@ -413,15 +561,16 @@ def _check_hash(run: _Start, container: str, path: str) -> None:
         )
 
 
-def _root_password(run: _Start) -> bytes | None:
-    """The database root password from the env file's variable (stdin for bench), or None."""
+def _root_password(run: _Start) -> str:
+    """The database root password from the env file's variable (for bench's prompt on stdin),
+    or an empty answer when there is none."""
     if not run.opts.env_file:
-        return None
+        return ""
     from dotenv import dotenv_values
 
     text = run.runner.read_file(run.opts.env_file) or ""
     value = dotenv_values(stream=StringIO(text)).get(run.opts.db_password_var)
-    return f"{value}\n".encode() if isinstance(value, str) and value else None
+    return value if isinstance(value, str) and "\n" not in value else ""
 
 
 def _backend(run: _Start) -> str:
@@ -469,36 +618,38 @@ def down(runner: Runner, name: str, state_dir: str | None = None) -> DownReport:
         raise NotFoundError(
             f"no sandbox named {name} on {runner.host}: `imagekit sandbox --list` lists them."
         )
-    if any(labels.get(sandboxconfig.LABEL) in (None, "") for _, labels in everything):
+    stamps = {labels.get(sandboxconfig.STAMP) for _, labels in everything}
+    if any(labels.get(sandboxconfig.LABEL) in (None, "") for _, labels in everything) or len(stamps) != 1:
         raise UsageError(
             f"{name} is not a sandbox (not everything of that project carries imagekit's "
-            f"{sandboxconfig.LABEL} label): imagekit removes only sandboxes; nothing was removed."
+            f"{sandboxconfig.LABEL} label and one creation stamp): imagekit removes only "
+            "sandboxes; nothing was removed."
         )
     file = f"{sandbox_root(runner, state_dir)}/{name}/compose.yaml"
-    _remove(runner, compose.detect_compose(runner), name, file)
+    _remove(runner, name, file, str(stamps.pop()))
     return DownReport(name, sorted(_names(containers)), sorted(v.get("Name", "") for v in volumes),
                       sorted(n.get("Name", "") for n in networks))  # fmt: skip
 
 
-def _remove(runner: Runner, cli: ComposeCLI, name: str, file: str) -> None:
-    """``down -v`` with the sandbox's file, then whatever of the project is left (by label)."""
-    if runner.run(["test", "-f", file], timeout=30).returncode == 0:
-        argv = compose.compose_argv(cli, name, [file], "down", "-v", "--remove-orphans", "--timeout", "10")
-        runner.run(argv, timeout=180)
-    project = f"label={compose.PROJECT_LABEL}={name}"
+def _remove(runner: Runner, name: str, file: str, created: str) -> None:
+    """Remove the containers, volumes and networks of the project ``name`` that carry the
+    sandbox's own label and creation stamp (nothing else, whatever the compose file says),
+    then the sandbox's folder in the state folder."""
+    mine = [f"label={compose.PROJECT_LABEL}={name}", f"label={sandboxconfig.STAMP}={created}"]
     for kind, rm in (("ps", ["rm", "-f", "-v"]), ("volume", ["volume", "rm", "-f"]),
                      ("network", ["network", "rm"])):  # fmt: skip
-        ids = _ids(runner, kind, project)
+        ids = _ids(runner, kind, *mine)
         if ids:
             runner.run(["docker", *rm, *ids], timeout=120)
     runner.run(["rm", "-rf", "--", file.rsplit("/", 1)[0]], timeout=60)
 
 
-def _ids(runner: Runner, kind: str, label_filter: str) -> list[str]:
+def _ids(runner: Runner, kind: str, *label_filters: str) -> list[str]:
+    filters = [arg for f in label_filters for arg in ("--filter", f)]
     argv = {
-        "ps": ["docker", "ps", "-aq", "--no-trunc", "--filter", label_filter],
-        "volume": ["docker", "volume", "ls", "-q", "--filter", label_filter],
-        "network": ["docker", "network", "ls", "-q", "--no-trunc", "--filter", label_filter],
+        "ps": ["docker", "ps", "-aq", "--no-trunc", *filters],
+        "volume": ["docker", "volume", "ls", "-q", *filters],
+        "network": ["docker", "network", "ls", "-q", "--no-trunc", *filters],
     }[kind]
     done = runner.run(argv, timeout=60)
     if done.returncode != 0:
@@ -534,6 +685,21 @@ def _valid_project(name: str) -> bool:
     except ImagekitError:
         return False
     return True
+
+
+_PROMPTS = ("Warning: Password input may be echoed.", "MySQL root password:", "Set Administrator password:",
+            "Re-enter Administrator password:")  # fmt: skip
+
+
+def bench_last(done: Any) -> str:
+    """The line that says why bench failed: the last of stderr (a traceback's exception), else of
+    stdout (restore's ``(1045, "Access denied ...")``), never getpass's prompts (stderr)."""
+    for text in (done.stderr, done.stdout):
+        lines = [line.strip() for line in (text or "").splitlines()]
+        lines = [line for line in lines if line and not line.startswith(_PROMPTS)]
+        if lines:
+            return lines[-1][:300]
+    return f"exit status {done.returncode}"
 
 
 def _last(done: Any) -> str:

@@ -26,11 +26,26 @@ from frappe_imagekit.errors import UsageError
 
 LABEL = "io.imagekit.sandbox"  # value: the production project
 LABEL_PREFIX = LABEL + "."  # .version .backup .site .url .created
+STAMP = LABEL_PREFIX + "created"  # clean-up removes only what carries the sandbox's own stamp
 FIELDS = ("version", "backup", "site", "url", "created")
 DEFAULT_PORT = 8081
 WEB_PORTS = {"frontend": 8080, "backend": 8000}  # frappe_docker's nginx and gunicorn ports
 SITE_HEADER = "FRAPPE_SITE_NAME_HEADER"  # frappe_docker's nginx: which site a request is for
 
+# frappe_docker's variables naming the database and Redis servers (configurator -> common_site_config)
+SERVER_VARIABLES = ("DB_HOST", "REDIS_CACHE", "REDIS_QUEUE", "REDIS_SOCKETIO")
+LOOPBACK = ("localhost", "127.0.0.1", "::1")  # inside a container: the container itself
+# what reverse proxies watching the Docker socket route by: Traefik's and Caddy's labels,
+# nginx-proxy's and acme-companion's environment
+PROXY_LABELS = (
+    "traefik.",
+    "caddy",
+    "com.github.nginx-proxy.",
+    "com.github.jrcs.letsencrypt_nginx_proxy_companion.",
+)
+PROXY_ENV = ("VIRTUAL_HOST", "VIRTUAL_PORT", "VIRTUAL_PATH", "VIRTUAL_PROTO", "VIRTUAL_DEST",
+             "LETSENCRYPT_HOST", "LETSENCRYPT_EMAIL")  # fmt: skip
+_NAMESPACES = ("pid", "ipc", "cgroup")  # "host", "container:X", "service:X" join another's
 _NOT_NAME = re.compile(r"[^a-z0-9_-]+")
 _HOST_PORT = re.compile(r":(\d{1,5})->")
 
@@ -83,8 +98,9 @@ def problems(config: Mapping[str, Any], sandbox: str, production: str) -> list[s
         )
     found += _volume_problems(config.get("volumes") or {}, sandbox)
     found += _network_problems(config.get("networks") or {}, sandbox)
-    for name, service in sorted(_services(config).items()):
-        found += _service_problems(name, service)
+    services = _services(config)
+    for name, service in sorted(services.items()):
+        found += _service_problems(name, service) + _server_problems(name, service, set(services))
     return found
 
 
@@ -112,7 +128,24 @@ def _volume_problems(volumes: Mapping[str, Any], sandbox: str) -> list[str]:
                 f"volume {key} has a fixed name ({str(body['name'])[:64]}), so the sandbox would "
                 "use production's: remove its `name:` or run the sandbox from files without it."
             )
+        elif body.get("driver") not in (None, "local") or body.get("driver_opts"):
+            found.append(
+                f"volume {key} has {_storage(body)}: its storage is outside the project (a host "
+                "folder, nfs or cifs share or device), so the sandbox would write into production's; "
+                "run the sandbox from files whose volumes are plain named volumes."
+            )
     return found
+
+
+def _storage(body: Mapping[str, Any]) -> str:
+    """The driver or driver_opts of a volume, for a message: ``type`` and ``device`` with their
+    values, other options by name only (``o`` of a cifs share can hold a password)."""
+    opts = body.get("driver_opts")
+    if isinstance(opts, dict) and opts:
+        shown = [f"{k}: {str(opts[k])[:200]}" for k in ("device", "type") if k in opts]
+        shown += sorted(str(k)[:20] for k in opts if k not in ("device", "type"))[:5]
+        return f"driver_opts ({', '.join(shown)})"
+    return f"the volume driver {str(body.get('driver'))[:40]}"
 
 
 def _network_problems(networks: Mapping[str, Any], sandbox: str) -> list[str]:
@@ -141,7 +174,61 @@ def _service_problems(name: str, service: Mapping[str, Any]) -> list[str]:
     mode = str(service.get("network_mode") or "")
     if mode == "host" or mode.startswith("container:"):
         found.append(f"service {name} has network_mode {mode}: its ports would collide with production's.")
+    for key in _NAMESPACES:
+        value = str(service.get(key) or "")
+        if value == "host" or value.startswith(("container:", "service:")):
+            found.append(
+                f"service {name} has {key}: {value[:80]}: the sandbox would join another "
+                f"container's {key} namespace; remove it for the sandbox."
+            )
+    for key in ("userns_mode", "cgroup_parent", "external_links"):
+        if service.get(key):
+            found.append(
+                f"service {name} sets {key}: the sandbox would share it with production; "
+                "run the sandbox from files without it."
+            )
     return found
+
+
+def _server_problems(name: str, service: Mapping[str, Any], services: set[str]) -> list[str]:
+    """frappe_docker's DB_HOST / REDIS_* naming a server that is not a service of the files (a
+    managed database, production's Redis), or extra_hosts pointing a service's name elsewhere."""
+    found = []
+    env = _env_dict(service.get("environment"))
+    for variable in SERVER_VARIABLES:
+        host = server_host(env.get(variable, ""))
+        if host and host not in services and host not in LOOPBACK:
+            found.append(
+                f"{variable} of service {name} names the server {host[:80]}, which is not a service "
+                "of the compose files: the sandbox would use production's database or Redis; run it "
+                f"from files with their own db and redis services and {variable} naming them."
+            )
+    for entry in _extra_hosts(service.get("extra_hosts")):
+        if entry in services:
+            found.append(
+                f"service {name} has extra_hosts mapping {entry[:80]} (a service of the files) to "
+                "another address: the sandbox would reach a server outside it; remove that entry."
+            )
+    return found
+
+
+def server_host(value: object) -> str:
+    """The host of a DB_HOST / REDIS_* value (``db``, ``db:3306``, ``redis://:pw@cache:6379/0``),
+    lower case; empty when there is none."""
+    text = str(value or "").strip()
+    text = text.split("://", 1)[1] if "://" in text else text
+    text = text.split("/", 1)[0].rsplit("@", 1)[-1]
+    if text.startswith("["):
+        return text.split("]", 1)[0] + "]"
+    return text.split(":", 1)[0].lower()
+
+
+def _extra_hosts(value: object) -> list[str]:
+    if isinstance(value, dict):
+        return [str(k) for k in value]
+    if isinstance(value, list):
+        return [re.split(r"[:=]", str(item), maxsplit=1)[0] for item in value]
+    return []
 
 
 def mount_source(mount: object) -> tuple[str, str, bool]:
@@ -222,10 +309,15 @@ def sandbox_config(
     web = web_service(data, backend)
     target = web_target(web, data["services"][web])
     ours = {key: value.replace("$", "$$") for key, value in labels.as_dict().items()}  # as config does
+    stamp = {LABEL: ours[LABEL], STAMP: ours[STAMP]}  # volumes and networks: whose, made when
     for service in data["services"].values():
         service.pop("ports", None)
         service.pop("container_name", None)
-        service["labels"] = {**_labels_dict(service.get("labels")), **ours}
+        kept = {k: v for k, v in _labels_dict(service.get("labels")).items() if not is_proxy_label(k)}
+        service["labels"] = {**kept, **ours}
+        if "environment" in service:
+            env = _env_dict(service["environment"])
+            service["environment"] = {k: v for k, v in env.items() if k not in PROXY_ENV}
     data["services"][web]["ports"] = [f"127.0.0.1:{port}:{target}"]
     if web == "frontend":
         _set_env(data["services"][web], SITE_HEADER, labels.site)
@@ -234,7 +326,7 @@ def sandbox_config(
     for section in ("volumes", "networks"):
         for key, body in list((data.get(section) or {}).items()):
             body = dict(body) if isinstance(body, dict) else {}
-            body["labels"] = {**_labels_dict(body.get("labels")), LABEL: labels.of}
+            body["labels"] = {**_labels_dict(body.get("labels")), **stamp}
             data[section][key] = body
     return data
 
@@ -255,10 +347,27 @@ def _labels_dict(labels: object) -> dict[str, str]:
 
 
 def _set_env(service: dict[str, Any], name: str, value: str) -> None:
-    env = service.get("environment")
+    service["environment"] = {**_env_dict(service.get("environment")), name: value}
+
+
+def _env_dict(env: object) -> dict[str, Any]:
     if isinstance(env, list):
-        env = dict(str(item).partition("=")[::2] for item in env)
-    service["environment"] = {**(env if isinstance(env, dict) else {}), name: value}
+        return dict(str(item).partition("=")[::2] for item in env)
+    return {str(k): v for k, v in env.items()} if isinstance(env, dict) else {}
+
+
+def is_proxy_label(key: str) -> bool:
+    return key.lower().startswith(PROXY_LABELS)
+
+
+def proxy_routes(config: Mapping[str, Any]) -> list[str]:
+    """``service: label or variable`` for every reverse-proxy label and variable in ``config``
+    (what ``sandbox_config`` removes)."""
+    found = []
+    for name, service in sorted(_services(config).items()):
+        found += [f"{name}: {k}" for k in _labels_dict(service.get("labels")) if is_proxy_label(k)]
+        found += [f"{name}: {k}" for k in _env_dict(service.get("environment")) if k in PROXY_ENV]
+    return found
 
 
 def read_labels(labels: Mapping[str, object]) -> SandboxLabels | None:

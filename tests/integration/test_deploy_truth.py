@@ -252,7 +252,8 @@ def test_fresh_stack_has_no_site_yet_then_create_site_is_waited_for(project: Pro
         project.compose.read_text()
         + "  create-site:\n    image: ${CUSTOM_IMAGE}:${CUSTOM_TAG}\n    network_mode: none\n"
         + "    volumes:\n      - ./sites:/home/frappe/frappe-bench/sites\n"
-        + '    command: ["sh", "-c", "sleep 2; bench new-site c.local"]\n'
+        + '    command: ["sh", "-c", "sleep 2; bench new-site c.local --mariadb-user-host-login-scope=%'
+        + ' --admin-password=admin --db-root-password=123"]\n'
     )
     env_file = project.folder / "stack.env"
     env_file.write_text(f"COMPOSE_FILE=compose.yaml\nCOMPOSE_PROJECT_NAME={project.name}\n")
@@ -405,8 +406,8 @@ def test_backups_are_copied_off_the_volume_checked_hashed_and_pruned(project: Pr
         "a_local-site_config_backup.json", "a_local-database.sql.gz", "a_local-files.tar",
         "a_local-private-files.tar",
     ]  # fmt: skip
-    with tarfile.open(files[2]["path"]) as public:  # the public files archive, whole
-        assert public.extractfile("public/files/logo.png").read() == b"\x89PNG fake"
+    with tarfile.open(files[2]["path"]) as public:  # the public files archive, whole, as frappe makes it
+        assert public.extractfile("./a.local/public/files/logo.png").read() == b"\x89PNG fake"
     for item in files:
         copy = Path(item["path"])
         assert copy.parent.parent.parent == root and copy.parent.name == "a.local"

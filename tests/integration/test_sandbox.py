@@ -7,6 +7,7 @@ run against the same stack, before and after, and cost no stack of their own.
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import json
 import socket
@@ -15,11 +16,15 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+import yaml
 
+from frappe_imagekit.deploy import sandbox as sandbox_module
 from tests.support.benchimage.fixtures import bench_image, docker, remove_project  # noqa: F401
 from tests.support.cli import invoke
 
 CANARY = "sbx-root-pw-canary-7f3a9c"
+ADMIN_CANARY = "sbx-admin-pw-canary-c41d"
+KEY = "s4ndb0xKeyOfTheBackupAAAAAAAAAAAAAAAAAAAAAA="  # a Fernet key's shape: 43 characters and =
 SLEEP = 'trap "exit 0" TERM; while :; do sleep 1 & wait $$!; done'
 COMPOSE = """version: "3.7"
 services:
@@ -27,10 +32,13 @@ services:
     image: ${{CUSTOM_IMAGE}}:${{CUSTOM_TAG}}
     restart: "no"
     command: ["sh", "-c", "echo configured; ls sites"]
+    environment: {{DB_HOST: db, REDIS_CACHE: "redis://db:6379"}}
     volumes: ["sites:/home/frappe/frappe-bench/sites"]
   backend:
     image: ${{CUSTOM_IMAGE}}:${{CUSTOM_TAG}}
     stop_grace_period: 1s
+    labels: ["traefik.enable=true", "traefik.http.routers.erp.rule=Host(`erp.example.com`)"]
+    environment: {{VIRTUAL_HOST: erp.example.com, LETSENCRYPT_HOST: erp.example.com}}
     command: ["sh", "-c", 'httpd -p 8000 -h /srv/www; {sleep}']
     ports: ["127.0.0.1:{port}:8000"]
     volumes: ["sites:/home/frappe/frappe-bench/sites"]
@@ -69,6 +77,12 @@ def backend_id(project: str) -> str:
     return found
 
 
+def proxy_routes(container: str) -> list[str]:
+    (found,) = json.loads(docker("inspect", container).stdout)
+    env = [e.partition("=")[0] for e in found["Config"]["Env"] if e.startswith(("VIRTUAL_", "LETSENCRYPT_"))]
+    return sorted(env + [k for k in found["Config"]["Labels"] if k.startswith("traefik.")])
+
+
 def bench_sh(project: str, script: str) -> str:
     return docker("exec", backend_id(project), "sh", "-c", script).stdout
 
@@ -92,9 +106,9 @@ class Stack:
         return ["--project", self.name, "--compose", str(compose or self.compose), "--env-file",
                 str(self.env_file), "--state-dir", str(self.state), "-w", str(self.ws)]  # fmt: skip
 
-    def deploy(self, version: str) -> None:
+    def deploy(self, version: str, *extra: str) -> None:
         done = invoke(
-            "deploy", *self.where(), "--version", version, "--up-timeout", "30", "--no-health-check"
+            "deploy", *self.where(), "--version", version, "--up-timeout", "30", "--no-health-check", *extra
         )
         assert done.exit_code == 0, done.stdout + done.stderr
 
@@ -118,14 +132,21 @@ def stack(tmp_path: Path, unique_name: Callable[[str], str], bench_image: str) -
     docker("rmi", f"{made.repo}:v1", f"{made.repo}:v2", check=False)
 
 
-def test_sandbox_of_v1_beside_v2(stack: Stack) -> None:
+def test_sandbox_of_v1_beside_v2(stack: Stack, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sandbox_module, "new_admin_password", lambda: ADMIN_CANARY)
     stack.deploy("v1")
     bench_sh(
         stack.name,
-        "bench new-site a.local >/dev/null && mkdir -p sites/a.local/db"
-        " && echo invoice-1 > sites/a.local/db/tabSales_Invoice",
+        "bench new-site a.local --admin-password=admin --db-root-password=x >/dev/null"
+        " && mkdir -p sites/a.local/db"
+        " && echo invoice-1 > sites/a.local/db/tabSales_Invoice"
+        f' && printf \'{{\\n "db_name": "_a",\\n "encryption_key": "{KEY}"\\n}}\''
+        " > sites/a.local/site_config.json"
+        " && mkdir -p sites/a.local/public/files sites/a.local/private/files"
+        " && echo logo > sites/a.local/public/files/logo.txt"
+        " && echo payslip > sites/a.local/private/files/p.txt",
     )
-    stack.deploy("v2")  # takes the backup of a.local (invoice-1 only)
+    stack.deploy("v2", "--backup-files")  # takes the backup of a.local (invoice-1 only), files too
     bench_sh(stack.name, "echo invoice-2 >> sites/a.local/db/tabSales_Invoice")
 
     listed = invoke("backups", "--project", stack.name, "--state-dir", str(stack.state), "-w", str(stack.ws),
@@ -168,7 +189,11 @@ def test_sandbox_of_v1_beside_v2(stack: Stack) -> None:
     port = free_port()
     started = stack.sandbox("v1", "--backup", backup["name"], "--port", str(port))
     assert started.exit_code == 0, started.stdout + started.stderr  # type: ignore[attr-defined]
-    assert f"open http://127.0.0.1:{port}/" in started.stdout  # type: ignore[attr-defined]
+    assert f"open http://127.0.0.1:{port}/ (the sandbox answers there only" in started.stdout  # type: ignore[attr-defined]
+    assert "reverse-proxy labels and variables removed (backend: traefik.enable" in started.stdout  # type: ignore[attr-defined]
+    assert proxy_routes(backend_id(sandbox)) == []  # a proxy watching the Docker socket sees no route
+    assert proxy_routes(backend_id(stack.name)) == [
+        "LETSENCRYPT_HOST", "VIRTUAL_HOST", "traefik.enable", "traefik.http.routers.erp.rule"]  # fmt: skip
     assert CANARY not in started.stdout + started.stderr  # type: ignore[attr-defined]
     assert ping(stack.port) == ping(port) == '{"message":"pong"}\n'  # both answer
     assert bench_sh(sandbox, f"cat sites/{sandbox}/db/tabSales_Invoice") == "invoice-1\n"  # the backup's data
@@ -176,6 +201,18 @@ def test_sandbox_of_v1_beside_v2(stack: Stack) -> None:
     assert bench_sh(stack.name, f"test -e sites/{sandbox} || echo absent") == "absent\n"
     given = bench_sh(sandbox, f"cat sites/{sandbox}/.root_password_sha256").strip()
     assert given == hashlib.sha256(CANARY.encode()).hexdigest()  # on stdin, not in argv
+    # new-site --source-sql asks no Administrator password (the dump's users keep theirs); the one
+    # imagekit puts on stdin after the root password is never read, printed nor kept
+    assert ADMIN_CANARY not in started.stdout + started.stderr  # type: ignore[attr-defined]
+    assert not [f for f in stack.state.rglob("*") if f.is_file() and ADMIN_CANARY.encode() in f.read_bytes()]
+    assert bench_sh(sandbox, f"cat sites/{sandbox}/.user_host_login_scope") == "%\n"
+    config = json.loads(bench_sh(sandbox, f"cat sites/{sandbox}/site_config.json"))
+    assert config["encryption_key"] == KEY  # the backup's key ...
+    assert config["db_name"] != "_a" and config["db_password"]  # ... in the new site's own config
+    assert KEY not in started.stdout + started.stderr  # type: ignore[attr-defined]
+    assert bench_sh(
+        sandbox, f"cat sites/{sandbox}/public/files/logo.txt sites/{sandbox}/private/files/p.txt"
+    ) == ("logo\npayslip\n")
     assert sorted(labelled("volume", sandbox)) == [f"{sandbox}_db-data", f"{sandbox}_sites"]
 
     shown = invoke("sandbox", "--list", "--json", "--state-dir", str(stack.state))
@@ -216,3 +253,98 @@ def test_sandbox_refuses_an_external_volume(stack: Stack, tmp_path: Path) -> Non
     assert done.exit_code == 1  # type: ignore[attr-defined]
     assert "volume db-data is external" in done.stderr and "Nothing was started" in done.stderr  # type: ignore[attr-defined]
     assert labelled("ps", f"{stack.name}-sandbox-v1") == []
+
+
+def variant(stack: Stack, tmp_path: Path, change: Callable[[dict], None]) -> Path:
+    data = yaml.safe_load(stack.compose.read_text())
+    change(data)
+    changed = tmp_path / "srv" / "changed.yaml"
+    changed.write_text(yaml.safe_dump(data))
+    return changed
+
+
+REFUSED = {
+    "bind driver_opts": (
+        lambda d, prod: d["volumes"].update(
+            sites={"driver_opts": {"type": "none", "o": "bind", "device": prod}}
+        ),
+        "volume sites has driver_opts (device: {prod}, type: none, o)",
+    ),
+    "outside database": (
+        lambda d, prod: d["services"]["configurator"]["environment"].update(DB_HOST="mariadb.prod.internal"),
+        "DB_HOST of service configurator names the server mariadb.prod.internal, which is not a service",
+    ),
+    "pid of a container": (
+        lambda d, prod: d["services"]["backend"].update(pid="container:erp-backend-1"),
+        "service backend has pid: container:erp-backend-1",
+    ),
+    "ipc of a service": (
+        lambda d, prod: d["services"]["db"].update(ipc="service:backend"),
+        "service db has ipc: service:backend",
+    ),
+    "userns_mode": (
+        lambda d, prod: d["services"]["db"].update(userns_mode="host"),
+        "service db sets userns_mode",
+    ),
+}
+
+
+@pytest.mark.parametrize("attack", sorted(REFUSED))
+def test_a_sandbox_that_would_share_with_production_is_refused(
+    stack: Stack, tmp_path: Path, attack: str
+) -> None:
+    prod = tmp_path / "srv" / "prod-sites"  # production's sites folder, behind a bind volume
+    prod.mkdir()
+    (prod / "site_config.json").write_text("{}")
+    change, expected = REFUSED[attack]
+    compose = variant(stack, tmp_path, lambda d: change(d, str(prod)))
+    dump = tmp_path / "srv" / "dump.sql.gz"
+    dump.write_bytes(b"")
+    done = stack.sandbox("v1", "--backup", str(dump), "--port", str(free_port()), compose=compose)
+    assert done.exit_code == 1, done.stdout + done.stderr  # type: ignore[attr-defined]
+    assert expected.format(prod=prod) in done.stderr and "Nothing was started" in done.stderr  # type: ignore[attr-defined]
+    sandbox = f"{stack.name}-sandbox-v1"
+    assert {kind: labelled(kind, sandbox) for kind in ("ps", "volume", "network")} == {
+        "ps": [], "volume": [], "network": []
+    }  # fmt: skip
+    assert [p.name for p in prod.iterdir()] == ["site_config.json"]
+
+
+def test_a_name_taken_by_a_stopped_project_is_refused(stack: Stack, tmp_path: Path) -> None:
+    other = "other-" + stack.name  # a stopped project: its volume (labelled) and a network, no container
+    docker("volume", "create", "--label", f"com.docker.compose.project={other}", f"{other}_sites")
+    docker("network", "create", f"{other}_default")
+    try:
+        dump = tmp_path / "srv" / "dump.sql.gz"
+        dump.write_bytes(b"")
+        done = stack.sandbox("v1", "--backup", str(dump), "--name", other, "--port", str(free_port()))
+        assert done.exit_code == 2, done.stdout + done.stderr  # type: ignore[attr-defined]
+        assert f"{other} is taken on local (network {other}_default, volume {other}_sites" in done.stderr  # type: ignore[attr-defined]
+        assert "Nothing was started" in done.stderr  # type: ignore[attr-defined]
+        assert docker("volume", "inspect", f"{other}_sites", check=False).returncode == 0
+        assert labelled("ps", other) == []
+    finally:
+        docker("network", "rm", f"{other}_default", check=False)
+
+
+def test_a_wrong_root_password_is_named_and_the_sandbox_removed(stack: Stack, tmp_path: Path) -> None:
+    # the sandbox's database root password is not the env file's DB_PASSWORD
+    compose = variant(stack, tmp_path, lambda d: d["services"]["configurator"].update(
+        command=["sh", "-c", "echo other-root-pw > sites/.db_root_password"]))  # fmt: skip
+    dump = tmp_path / "srv" / "20261201_101500-a_local-database.sql.gz"
+    dump.write_bytes(gzip.compress(b"CREATE TABLE `tabNote` (`name` varchar(140));\n"))
+    dump.chmod(0o644)
+    done = stack.sandbox("v1", "--backup", str(dump), "--port", str(free_port()), compose=compose)
+    assert done.exit_code == 13, done.stdout + done.stderr  # type: ignore[attr-defined]
+    assert (
+        "bench new-site --source-sql of the backup into the sandbox failed (pymysql.err.OperationalError: "
+        "(1045, \"Access denied for user 'root'@'lab_backend_1.lab_default' (using password: YES)\"))"
+    ) in done.stderr  # type: ignore[attr-defined]
+    assert "refused the root password: name the env file's variable that holds it with --db-password-var" in (
+        done.stderr  # type: ignore[attr-defined]
+    )
+    assert CANARY not in done.stdout + done.stderr  # type: ignore[attr-defined]
+    sandbox = f"{stack.name}-sandbox-v1"
+    assert {kind: labelled(kind, sandbox) for kind in ("ps", "volume", "network")} == {
+        "ps": [], "volume": [], "network": []
+    }  # fmt: skip

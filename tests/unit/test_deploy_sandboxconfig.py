@@ -157,7 +157,9 @@ def test_sandbox_config_publishes_one_port_on_loopback_and_labels_everything() -
     for service in made["services"].values():
         assert sc.read_labels(service["labels"]) == LABELS
     for section in ("volumes", "networks"):
-        assert all(body["labels"] == {sc.LABEL: "erp"} for body in made[section].values())
+        assert all(
+            body["labels"] == {sc.LABEL: "erp", sc.STAMP: LABELS.created} for body in made[section].values()
+        )
     assert made["volumes"]["sites"]["name"] == "erp-sandbox-v1-2_sites"
 
 
@@ -165,7 +167,9 @@ def test_without_frontend_the_backend_is_published_on_its_gunicorn_port() -> Non
     config = {"version": "3.7", "services": {"backend": {"image": "x"}, "queue": {"image": "x"}}}
     made = sc.sandbox_config(config, LABELS, 9999)
     assert made["services"]["backend"]["ports"] == ["127.0.0.1:9999:8000"]
-    assert made["networks"] == {"default": {"labels": {sc.LABEL: "erp"}}}  # the default network too
+    assert made["networks"] == {
+        "default": {"labels": {sc.LABEL: "erp", sc.STAMP: LABELS.created}}
+    }  # default too
     assert made["version"] == "3.7"
 
 
@@ -191,3 +195,100 @@ def test_a_bad_project_in_the_labels_is_refused() -> None:
     labels = {**LABELS.as_dict(), sc.LABEL: "../etc"}
     with pytest.raises(Exception, match="not a compose project name"):
         sc.read_labels(labels)
+
+
+@pytest.mark.parametrize(
+    ("volume", "expected"),
+    [
+        (
+            {"driver_opts": {"type": "none", "o": "bind", "device": "/srv/erp/sites"}},
+            "driver_opts (device: /srv/erp/sites",
+        ),
+        ({"driver_opts": {"type": "nfs", "o": "addr=10.0.0.5,rw", "device": ":/exports/erp"}}, "type: nfs"),
+        ({"driver_opts": {"type": "cifs", "device": "//nas/erp", "o": "password=s3cret"}}, "type: cifs, o)"),
+        ({"driver": "rexray/ebs"}, "the volume driver rexray/ebs"),
+    ],
+)
+def test_volumes_whose_storage_is_outside_the_project_are_refused(
+    volume: dict[str, Any], expected: str
+) -> None:
+    config = frappe_docker(volumes={"sites": {"name": "erp-sandbox-v1-2_sites", **volume}})
+    (problem,) = sc.problems(config, "erp-sandbox-v1-2", "erp")
+    assert (
+        problem.startswith("volume sites has ") and expected in problem and "outside the project" in problem
+    )
+
+
+@pytest.mark.parametrize(
+    ("service", "expected"),
+    [
+        ({"pid": "container:erp-backend-1"}, "has pid: container:erp-backend-1"),
+        ({"pid": "service:backend"}, "has pid: service:backend"),
+        ({"pid": "host"}, "has pid: host"),
+        ({"ipc": "container:erp_db_1"}, "has ipc: container:erp_db_1"),
+        ({"ipc": "service:db"}, "has ipc: service:db"),
+        ({"cgroup": "host"}, "has cgroup: host"),
+        ({"userns_mode": "host"}, "sets userns_mode"),
+        ({"cgroup_parent": "erp.slice"}, "sets cgroup_parent"),
+        ({"external_links": ["erp_db_1:db"]}, "sets external_links"),
+    ],
+)
+def test_shared_namespaces_are_refused(service: dict[str, Any], expected: str) -> None:
+    (problem,) = sc.problems({"services": {"backend": service}}, "erp-sandbox-v1", "erp")
+    assert problem.startswith("service backend ") and expected in problem
+
+
+def test_own_namespaces_pass() -> None:
+    config = {"services": {"backend": {"pid": "", "ipc": "shareable", "cgroup": "private"}}}
+    assert sc.problems(config, "erp-sandbox-v1", "erp") == []
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "host"),
+    [
+        ("DB_HOST", "mariadb.prod.internal", "mariadb.prod.internal"),
+        ("DB_HOST", "10.0.0.5", "10.0.0.5"),
+        ("REDIS_CACHE", "redis://:s3cret@cache.prod:6379/0", "cache.prod"),
+        ("REDIS_QUEUE", "queue.prod:6379", "queue.prod"),
+        ("REDIS_SOCKETIO", "rediss://user:pw@[fd00::5]:6380", "[fd00::5]"),
+    ],
+)
+def test_servers_outside_the_compose_files_are_refused(variable: str, value: str, host: str) -> None:
+    config = frappe_docker()
+    config["services"]["configurator"] = {"environment": {variable: value, "DB_PORT": "3306"}}
+    (problem,) = sc.problems(config, "erp-sandbox-v1-2", "erp")
+    assert problem.startswith(f"{variable} of service configurator names the server {host},")
+    assert "s3cret" not in problem and "pw" not in problem.split("server", 1)[1].split(",")[0]
+
+
+def test_servers_that_are_services_of_the_files_pass() -> None:
+    config = frappe_docker()
+    config["services"]["redis-cache"] = {"image": "redis"}
+    config["services"]["configurator"] = {"environment": [
+        "DB_HOST=db", "REDIS_CACHE=redis-cache:6379", "REDIS_QUEUE=redis://redis-cache:6379",
+        "REDIS_SOCKETIO=",
+    ]}  # fmt: skip
+    assert sc.problems(config, "erp-sandbox-v1-2", "erp") == []
+    config["services"]["configurator"]["extra_hosts"] = ["db:10.0.0.5"]
+    (problem,) = sc.problems(config, "erp-sandbox-v1-2", "erp")
+    assert "extra_hosts mapping db" in problem
+
+
+def test_reverse_proxy_labels_and_variables_are_stripped() -> None:
+    config = frappe_docker()
+    config["services"]["frontend"]["labels"] = {
+        "traefik.enable": "true", "traefik.http.routers.erp.rule": "Host(`erp.example.com`)",
+        "keep": "1",
+    }  # fmt: skip
+    config["services"]["frontend"]["environment"].update(
+        VIRTUAL_HOST="erp.example.com", LETSENCRYPT_HOST="erp.example.com"
+    )
+    config["services"]["backend"]["labels"] = ["caddy=erp.example.com", "Traefik.http.services.x=1"]
+    assert sc.proxy_routes(config) == [
+        "backend: caddy", "backend: Traefik.http.services.x", "frontend: traefik.enable",
+        "frontend: traefik.http.routers.erp.rule", "frontend: VIRTUAL_HOST", "frontend: LETSENCRYPT_HOST",
+    ]  # fmt: skip
+    made = sc.sandbox_config(config, LABELS, 8081)
+    assert sc.proxy_routes(made) == []
+    assert made["services"]["frontend"]["labels"]["keep"] == "1"
+    assert set(made["services"]["frontend"]["environment"]) == {"BACKEND", "FRAPPE_SITE_NAME_HEADER"}
