@@ -211,7 +211,7 @@ def _frappe_step() -> str:
     body = [
         f"{HELPER} fetch frappe {sha} {ref}",
         f"bench init --frappe-path={SOURCES}/frappe --frappe-branch={ref} --no-procfile --no-backups "
-        f"--skip-redis-config-generation --verbose {BENCH}",
+        f"--skip-redis-config-generation {BENCH}",
         f"cd {BENCH}",
         'if [ -n "${SETUPTOOLS_SPEC}" ]; then env/bin/python -m pip install --quiet "${SETUPTOOLS_SPEC}"; fi',
         'echo "{}" > sites/common_site_config.json',
@@ -220,6 +220,7 @@ def _frappe_step() -> str:
     head = (
         "# frappe at its planned commit. A new frappe commit re-runs this step and every app's.\n"
         "# frappe-bench 5.31 seeds the venv with setuptools 84 (no pkg_resources): pinned below.\n"
+        "# No --verbose: yarn's verbose lines overflow BuildKit's 2 MiB step log (the end is lost).\n"
         'ARG SETUPTOOLS_SPEC="setuptools<81"\n'
     )
     return head + _run([sha_arg("frappe"), ref_arg("frappe")], body)
