@@ -371,6 +371,13 @@ def _cf_name(containerfile: Containerfile) -> str:
     return str(containerfile.path) if containerfile.path else "this Containerfile"
 
 
+def build_seconds(record: Mapping[str, Any]) -> float:
+    """The seconds a recorded build spent outside its leak scan (the scan is timed apart)."""
+    total = float(record.get("duration_seconds") or 0.0)
+    scan = float((record.get("leak_scan") or {}).get("seconds") or 0.0)
+    return max(0.0, total - scan)
+
+
 # ---------------------------------------------------------------- planning
 
 
@@ -484,7 +491,7 @@ def assemble_plan(
     context = (options.context or ws.root).resolve()
     checks = (
         mode_warning(containerfile),
-        _ca_certs_warning(containerfile, ca_certs),
+        _ca_certs_warning(containerfile, ca_certs, exact),
         _cache_bust_warning(containerfile) if exact is None else None,
         _context_warning(context),
     )
@@ -596,8 +603,13 @@ def _context_warning(context: Path) -> str | None:
     )
 
 
-def _ca_certs_warning(containerfile: Containerfile, ca_certs: CaCerts | None) -> str | None:
-    if ca_certs is None or any(m.id == cacerts.SECRET_ID for m in containerfile.secret_mounts):
+def _ca_certs_warning(
+    containerfile: Containerfile, ca_certs: CaCerts | None, exact: Exact | None
+) -> str | None:
+    """Certificates passed to a build that installs them nowhere. An exact build installs them
+    in its system tier (built by the same build, from the tier's own text)."""
+    installers = [containerfile] + ([parse_containerfile(exact.base.text)] if exact is not None else [])
+    if ca_certs is None or any(m.id == cacerts.SECRET_ID for cf in installers for m in cf.secret_mounts):
         return None
     return (
         f"{cacerts.ENV_KEY} is set, but {_cf_name(containerfile)} has no "

@@ -14,7 +14,7 @@ from typing import Any
 import typer
 
 from frappe_imagekit.appslock import lock_workspace
-from frappe_imagekit.build import BuildOptions, execute_build, guard_tag, plan_build
+from frappe_imagekit.build import BuildOptions, build_seconds, execute_build, guard_tag, plan_build
 from frappe_imagekit.cli import output
 from frappe_imagekit.cli.main import command, workspace_option
 from frappe_imagekit.history import workspace_env
@@ -142,7 +142,7 @@ def render_plan(plan: dict[str, Any], as_json: bool) -> None:
 
 def render_result(data: dict[str, Any]) -> None:
     image = data["image"]
-    output.out(f"Built {image['ref']} ({image['id']}) in {data['duration_seconds']:.1f} s")
+    output.out(f"Built {image['ref']} ({image['id']}) in {build_seconds(data):.1f} s")
     if image.get("replaced"):
         output.out(f"The image it replaced is kept as {image['replaced']}")
     scan = data["leak_scan"]

@@ -10,6 +10,7 @@ from typing import Any
 import typer
 
 from frappe_imagekit import history as core
+from frappe_imagekit.build import build_seconds
 from frappe_imagekit.cli import output
 from frappe_imagekit.cli.build_cmd import (
     CONTEXT_OPTION,
@@ -321,11 +322,11 @@ def render_drift(drift: DriftReport) -> None:
 def render_rebuild(result: RebuildResult, version: str) -> None:
     data = result.manifest
     image = data["image"]
-    output.out(f"Rebuilt {image['ref']} ({image['id']}) in {data['duration_seconds']:.1f} s")
+    output.out(f"Rebuilt {image['ref']} ({image['id']}) in {build_seconds(data):.1f} s")
     if image.get("replaced"):
         output.out(f"The image it replaced is kept as {image['replaced']}")
     scan = data.get("leak_scan") or {}
-    output.out(f"Leak scan: {scan.get('status')}")
+    output.out(f"Leak scan: {scan.get('status')} ({float(scan.get('seconds') or 0):.1f} s)")
     output.out(f"Manifest: builds/{result.manifest_file} (rebuild of {version})")
     cmp = result.comparison
     output.out(f"Compared with {version}:")
