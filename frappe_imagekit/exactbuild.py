@@ -77,9 +77,14 @@ def base_tier(template: benchfile.Template, env: Mapping[str, str]) -> BaseTier:
     """The tier for this template and .env: its key hashes the text and the build args."""
     text = benchfile.render_tier(template)
     args = {name: env[name] for name in TIER_ARGS if env.get(name)}
-    digest = hashlib.sha256((text + json.dumps(args, sort_keys=True)).encode()).hexdigest()[:16]
+    digest = tier_key(text, args)
     image = validate.image_name(env.get("IMAGE_NAME"), "IMAGE_NAME in .env")
     return BaseTier(f"{image}:base-{digest}", digest, text, args)
+
+
+def tier_key(text: str, args: Mapping[str, str]) -> str:
+    """The tier's key: a hash of its Containerfile text and its build args."""
+    return hashlib.sha256((text + json.dumps(dict(args), sort_keys=True)).encode()).hexdigest()[:16]
 
 
 def is_imagekit_containerfile(containerfile: Containerfile) -> bool:

@@ -24,7 +24,14 @@ from frappe_imagekit.cli.build_cmd import (
 from frappe_imagekit.cli.main import command, workspace_option
 from frappe_imagekit.errors import ExitCode, ImagekitError
 from frappe_imagekit.history import Diff, HistoryListing, HistoryRow, PinChange, pin_label, short_id
-from frappe_imagekit.rebuild import DriftReport, RebuildOptions, RebuildResult, execute_rebuild, plan_rebuild
+from frappe_imagekit.rebuild import (
+    DriftReport,
+    RebuildOptions,
+    RebuildPlan,
+    RebuildResult,
+    execute_rebuild,
+    plan_rebuild,
+)
 from frappe_imagekit.workspace import Workspace
 
 WORKSPACE_OPTION = workspace_option()
@@ -278,6 +285,12 @@ def rebuild(
     ),
     progress: Progress = PROGRESS_OPTION,
     as_json: bool = typer.Option(False, "--json", help="Print the result (or plan) as JSON."),
+    trust_containerfile: bool = typer.Option(
+        False,
+        "--trust-containerfile",
+        help="Build the manifest's stored Containerfile even when it is not imagekit's generated "
+        "text nor the workspace file with its sha256 (it runs with your tokens: read it first).",
+    ),
     workspace: Path = WORKSPACE_OPTION,
 ) -> None:
     """Rebuild a past version from its manifest: same Containerfile, args, apps and commits."""
@@ -291,10 +304,12 @@ def rebuild(
         context=context,
         no_cache=no_cache,
         leak_scan=not no_leak_scan,
+        trust_containerfile=trust_containerfile,
     )
     plan = plan_rebuild(ws, version, options)
     with output.redacting(plan.build.redactor):
         render_drift(plan.drift)
+        render_trusted(plan)
         if dry_run:
             if as_json:
                 output.print_json(plan.to_dict())
@@ -309,6 +324,15 @@ def rebuild(
             output.print_json(result.to_dict())
         else:
             render_rebuild(result, version)
+
+
+def render_trusted(plan: RebuildPlan) -> None:
+    """What --trust-containerfile let through, and the whole text that will run."""
+    if plan.trusted is None:
+        return
+    output.warn(f"--trust-containerfile: building the stored text anyway; {plan.trusted}")
+    output.err(f"The Containerfile stored in builds/{plan.original_file} (it runs with your tokens):")
+    output.err(plan.build.containerfile.text.rstrip("\n"))
 
 
 def render_drift(drift: DriftReport) -> None:

@@ -9,6 +9,9 @@ that accepts only the canary token.
 
 from __future__ import annotations
 
+import base64
+import codecs
+import hashlib
 import json
 import re
 import secrets
@@ -295,3 +298,42 @@ def test_lock_pins_the_build_and_frozen_refuses_a_stale_lock(exact: Exact) -> No
     assert "apps.lock.json: charlie resolved again; would update the lock" in " ".join(dry.stderr.split())
     assert json.loads((exact.root / "apps.lock.json").read_text()) == lock
     exact.assert_no_canary(locked.stdout, locked.stderr, built.stdout, built.stderr, dry.stdout)
+
+
+def test_rebuild_refuses_a_crafted_stored_containerfile_and_trust_builds_it(exact: Exact) -> None:
+    """Issue 19 item 5: a manifest is repository content, and rebuild runs its Containerfile with
+    the git secret mounted."""
+    exact.set_version("v1.0.0")
+    built = invoke("build", "-w", str(exact.root), "--progress", "plain")
+    assert built.exit_code == 0, built.stderr
+    path = exact.root / "builds" / "v1.0.0.json"
+    manifest = json.loads(path.read_text())
+    # someone with commit access: frappe's step also keeps the git secret, rot13'd past the leak scan
+    seal = f"{benchfile.HELPER} seal frappe"
+    steal = f"tr A-Za-z N-ZA-Mn-za-m < {benchfile.SECRET_TARGET} > {benchfile.BENCH}/.rot && {seal}"
+    content = manifest["containerfile"]["content"].replace(seal, steal, 1)
+    assert steal in content
+    manifest["containerfile"] |= {"content": content, "sha256": hashlib.sha256(content.encode()).hexdigest()}
+    path.write_text(json.dumps(manifest))
+    ref = f"{exact.image}:v1.0.0-crafted"
+
+    refused = invoke("rebuild", "v1.0.0", "--tag", "v1.0.0-crafted", "-w", str(exact.root))
+    assert refused.exit_code == ExitCode.VALIDATION, refused.stderr
+    message = " ".join(refused.stderr.split())
+    assert (
+        "builds/v1.0.0.json holds a containerfile.content that is not what this imagekit generates" in message
+    )
+    assert "--trust-containerfile" in message and "Traceback" not in refused.stderr
+    assert ref not in dockerd.image_tags(exact.docker, exact.image)
+    assert not list((exact.root / "builds").glob("v1.0.0.rebuild-*"))  # nothing built, nothing recorded
+
+    trusted = invoke("rebuild", "v1.0.0", "--tag", "v1.0.0-crafted", "--trust-containerfile",
+                     "-w", str(exact.root), "--progress", "plain")  # fmt: skip
+    assert trusted.exit_code == 0, trusted.stderr
+    assert "warning: --trust-containerfile: building the stored text anyway" in trusted.stderr
+    assert steal in trusted.stderr  # the whole text was shown before it ran
+    # what the trust let through: bravo's credentials, in the image under rot13
+    stolen = dockerd.docker(exact.docker, "run", "--rm", ref, "cat", f"{benchfile.BENCH}/.rot").stdout
+    basic = base64.b64encode(f"{exact.canary}:".encode()).decode()
+    assert f"header.bravo=Authorization: Basic {basic}" in codecs.decode(stolen, "rot13")
+    exact.assert_no_canary(refused.stderr, trusted.stdout, trusted.stderr)
