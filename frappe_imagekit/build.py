@@ -26,6 +26,7 @@ from frappe_imagekit import (
     cacerts,
     dockerapi,
     dockercli,
+    downloads,
     exactbuild,
     leakscan,
     manifest,
@@ -50,7 +51,7 @@ from frappe_imagekit.manifest import ImageRecord, Manifest
 from frappe_imagekit.redact import Redactor
 from frappe_imagekit.workspace import Workspace, write_text_atomic
 
-ENV_BUILD_ARGS = ("FRAPPE_PATH", "FRAPPE_BRANCH", "PYTHON_VERSION", "NODE_VERSION")
+ENV_BUILD_ARGS = ("FRAPPE_PATH", "FRAPPE_BRANCH", "PYTHON_VERSION", "NODE_VERSION", *downloads.MIRROR_ARGS)
 CACHE_BUST = "CACHE_BUST"
 BASE64_ARG = "APPS_JSON_BASE64"
 LABEL_PREFIX = "org.opencontainers.image."
@@ -474,6 +475,7 @@ def assemble_plan(
 ) -> BuildPlan:
     """The ``BuildPlan`` for resolved sources (a build's; rebuild makes a variant of it)."""
     env = dict(sources.env)
+    downloads.check(env)  # mirror URLs and sources become build args: one check at the boundary
     ca_certs = cacerts.load(ws.root, env)
     if ca_certs is not None:
         env |= {cacerts.SHA_ARG: ca_certs.sha256}
@@ -604,7 +606,7 @@ def _context_warning(context: Path) -> str | None:
 
 
 def _ca_certs_warning(
-    containerfile: Containerfile, ca_certs: CaCerts | None, exact: Exact | None
+    containerfile: Containerfile, ca_certs: CaCerts | None, exact: Exact | None = None
 ) -> str | None:
     """Certificates passed to a build that installs them nowhere. An exact build installs them
     in its system tier (built by the same build, from the tier's own text)."""

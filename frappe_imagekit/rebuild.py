@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from frappe_imagekit import benchfile, build, dockerapi, dockercli, exactbuild, gitremote, validate
+from frappe_imagekit import benchfile, build, dockerapi, dockercli, downloads, exactbuild, gitremote, validate
 from frappe_imagekit import manifest as manifests
 from frappe_imagekit.appsjson import AppEntry, inject
 from frappe_imagekit.build import BuildPlan
@@ -379,6 +379,7 @@ def _recorded_args(original: Mapping[str, Any]) -> dict[str, str]:
     for key, value in args.items():
         name = validate.env_name(key, "a build arg name in the manifest")
         checked[name] = validate.not_an_option(value, f"the manifest's build arg {name}")
+    downloads.check(checked, "the manifest's build arg")  # mirror URLs and sources: the same rules as in .env
     if "FRAPPE_PATH" in checked:
         path = validate.repo_url(checked["FRAPPE_PATH"], "the manifest's build arg FRAPPE_PATH")
         if "${" in path or "@" in path.partition("//")[2].partition("/")[0]:
