@@ -464,6 +464,8 @@ def test_a_users_containerfile_edited_in_the_manifest_is_refused_before_any_remo
     assert "stores its own Containerfile" in data["trusted_containerfile"]
     assert data["plan"]["containerfile"] is None  # the stored copy, as trusted
     assert CANARY not in trusted.stdout + trusted.stderr
+    shown = invoke("rebuild", "v1.0.0", "-w", str(ws.root), "--trust-containerfile", "--dry-run")
+    assert "Containerfile: the copy stored in the manifest (secret mode)" in shown.stdout
 
 
 def test_without_containerfile_in_env_a_stored_users_file_needs_trust(tmp_path, remotes, server, no_image):
