@@ -507,7 +507,10 @@ def _check_tier(original: Mapping[str, Any], template: benchfile.Template, manif
     expected = benchfile.render_tier(template)
     if text != expected:
         raise _not_ours(manifest_name, "base_tier.containerfile", _first_difference(text, expected))
-    args = {validate.env_name(k): str(v) for k, v in dict(record.get("build_args") or {}).items()}
+    recorded = record.get("build_args") or {}
+    if not isinstance(recorded, Mapping):
+        raise _not_ours(manifest_name, "base_tier.build_args", "it is not an object")
+    args = {validate.env_name(k): str(v) for k, v in recorded.items()}
     _refuse_undeclared(args, parse_containerfile(text, None), "its system tier's Containerfile")
     key = exactbuild.tier_key(text, args)
     if record.get("key") != key or record.get("ref") != f"{_image_name(original)}:base-{key}":

@@ -507,8 +507,9 @@ def test_imagekit_s_own_text_is_regenerated_and_compared(tmp_path, remotes, serv
          "base_tier.containerfile"),
         (lambda t: t.update(key="0" * 16), "base_tier"),
         (lambda t: t.update(ref="attacker/own:tier"), "base_tier"),
+        (lambda t: t.update(build_args=["PYTHON_VERSION"]), "base_tier.build_args"),
     ],
-    ids=["tier text", "tier key", "tier image"],
+    ids=["tier text", "tier key", "tier image", "tier args not an object"],
 )  # fmt: skip
 def test_a_crafted_system_tier_is_refused(tmp_path, remotes, server, no_image, change, field) -> None:
     ws = _workspace(tmp_path, remotes, server)
