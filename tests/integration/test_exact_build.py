@@ -416,6 +416,10 @@ def test_a_build_behind_mirrors_takes_every_download_from_them(exact: Exact, uni
             assert data["build_args"]["PIP_INDEX_URL"] == values["PIP_INDEX_URL"]
             log = (exact.root / "builds" / "v1.0.0.log").read_text()
             assert f"FROM docker.io/{mirror_image}:{version}-slim-bookworm" in log  # the mirror's base image
+            pip, npm = values["PIP_INDEX_URL"], values["NPM_REGISTRY"]
+            indexes = f"UV_INDEX_URL={pip} PIP_INDEX_URL={pip} npm_config_registry={npm} YARN_REGISTRY={npm}"
+            for step, times in (("init", 1), ("get-app", len(APPS)), ("build", len(APPS))):
+                assert log.count(f"fake bench {step}: {indexes}") == times, step  # every bench step
             fake = "/var/log/imagekit-fake-"
             logs = (
                 f"{fake}downloads",
