@@ -52,6 +52,15 @@ _CACHE_MOUNTS = (
     "--mount=type=cache,target=/home/frappe/.npm,uid=1000,gid=1000",
 )
 
+# The package indexes of each bench step (build args PIP_INDEX_URL and NPM_REGISTRY, declared in
+# the builder stage of the production file): uv, yarn and npm read their own variables; an
+# empty PIP_INDEX_URL would be an empty index to pip, so it is unset.
+_INDEXES = (
+    'if [ -n "${PIP_INDEX_URL:-}" ]; then export UV_INDEX_URL="$PIP_INDEX_URL"; else unset PIP_INDEX_URL; fi',
+    'if [ -n "${NPM_REGISTRY:-}" ]; then '
+    'export npm_config_registry="$NPM_REGISTRY" YARN_REGISTRY="$NPM_REGISTRY"; fi',
+)
+
 # The helper every bench step calls. Plain POSIX sh (dash and busybox alike), no single quotes
 # (each line is passed to printf in single quotes). The URL comes from the secret and goes to
 # git's argv token-free; the credentials reach git as GIT_CONFIG_* environment variables.
@@ -209,9 +218,10 @@ def _run(args: Sequence[str], body: Sequence[str]) -> str:
 def _frappe_step() -> str:
     sha, ref = f'"${{{sha_arg("frappe")}}}"', f'"${{{ref_arg("frappe")}}}"'
     body = [
+        *_INDEXES,
         f"{HELPER} fetch frappe {sha} {ref}",
         f"bench init --frappe-path={SOURCES}/frappe --frappe-branch={ref} --no-procfile --no-backups "
-        f"--skip-redis-config-generation --verbose {BENCH}",
+        f"--skip-redis-config-generation {BENCH}",
         f"cd {BENCH}",
         'if [ -n "${SETUPTOOLS_SPEC}" ]; then env/bin/python -m pip install --quiet "${SETUPTOOLS_SPEC}"; fi',
         'echo "{}" > sites/common_site_config.json',
@@ -220,6 +230,7 @@ def _frappe_step() -> str:
     head = (
         "# frappe at its planned commit. A new frappe commit re-runs this step and every app's.\n"
         "# frappe-bench 5.31 seeds the venv with setuptools 84 (no pkg_resources): pinned below.\n"
+        "# No --verbose: yarn's verbose lines overflow BuildKit's 2 MiB step log (the end is lost).\n"
         'ARG SETUPTOOLS_SPEC="setuptools<81"\n'
     )
     return head + _run([sha_arg("frappe"), ref_arg("frappe")], body)
@@ -229,6 +240,7 @@ def _app_step(name: str) -> str:
     quoted = shlex.quote(name)
     sha, ref = f'"${{{sha_arg(name)}}}"', f'"${{{ref_arg(name)}}}"'
     body = [
+        *_INDEXES,
         f"{HELPER} fetch {quoted} {sha} {ref}",
         f"cd {BENCH}",
         f"bench get-app --skip-assets --branch {ref} {SOURCES}/{quoted}",

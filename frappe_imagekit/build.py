@@ -26,6 +26,7 @@ from frappe_imagekit import (
     cacerts,
     dockerapi,
     dockercli,
+    downloads,
     exactbuild,
     leakscan,
     manifest,
@@ -50,7 +51,7 @@ from frappe_imagekit.manifest import ImageRecord, Manifest
 from frappe_imagekit.redact import Redactor
 from frappe_imagekit.workspace import Workspace, write_text_atomic
 
-ENV_BUILD_ARGS = ("FRAPPE_PATH", "FRAPPE_BRANCH", "PYTHON_VERSION", "NODE_VERSION")
+ENV_BUILD_ARGS = ("FRAPPE_PATH", "FRAPPE_BRANCH", "PYTHON_VERSION", "NODE_VERSION", *downloads.MIRROR_ARGS)
 CACHE_BUST = "CACHE_BUST"
 BASE64_ARG = "APPS_JSON_BASE64"
 LABEL_PREFIX = "org.opencontainers.image."
@@ -371,6 +372,13 @@ def _cf_name(containerfile: Containerfile) -> str:
     return str(containerfile.path) if containerfile.path else "this Containerfile"
 
 
+def build_seconds(record: Mapping[str, Any]) -> float:
+    """The seconds a recorded build spent outside its leak scan (the scan is timed apart)."""
+    total = float(record.get("duration_seconds") or 0.0)
+    scan = float((record.get("leak_scan") or {}).get("seconds") or 0.0)
+    return max(0.0, total - scan)
+
+
 # ---------------------------------------------------------------- planning
 
 
@@ -471,6 +479,7 @@ def assemble_plan(
 ) -> BuildPlan:
     """The ``BuildPlan`` for resolved sources (a build's; rebuild makes a variant of it)."""
     env = dict(sources.env)
+    downloads.check(env)  # mirror URLs and sources become build args: one check at the boundary
     ca_certs = cacerts.load(ws.root, env)
     if ca_certs is not None:
         env |= {cacerts.SHA_ARG: ca_certs.sha256}
@@ -488,7 +497,7 @@ def assemble_plan(
     context = (options.context or ws.root).resolve()
     checks = (
         mode_warning(containerfile),
-        _ca_certs_warning(containerfile, ca_certs),
+        _ca_certs_warning(containerfile, ca_certs, exact),
         _cache_bust_warning(containerfile) if exact is None else None,
         _context_warning(context),
     )
@@ -600,8 +609,13 @@ def _context_warning(context: Path) -> str | None:
     )
 
 
-def _ca_certs_warning(containerfile: Containerfile, ca_certs: CaCerts | None) -> str | None:
-    if ca_certs is None or any(m.id == cacerts.SECRET_ID for m in containerfile.secret_mounts):
+def _ca_certs_warning(
+    containerfile: Containerfile, ca_certs: CaCerts | None, exact: Exact | None = None
+) -> str | None:
+    """Certificates passed to a build that installs them nowhere. An exact build installs them
+    in its system tier (built by the same build, from the tier's own text)."""
+    installers = [containerfile] + ([parse_containerfile(exact.base.text)] if exact is not None else [])
+    if ca_certs is None or any(m.id == cacerts.SECRET_ID for cf in installers for m in cf.secret_mounts):
         return None
     return (
         f"{cacerts.ENV_KEY} is set, but {_cf_name(containerfile)} has no "

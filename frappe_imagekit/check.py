@@ -7,8 +7,10 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 from urllib.parse import urlsplit
 
-from frappe_imagekit import appsjson, envfile, manifest, pins, validate, versions
+from frappe_imagekit import appsjson, downloads, envfile, manifest, pins, validate, versions
 from frappe_imagekit.appsjson import AppEntry, InjectedApps
+from frappe_imagekit.containerfile import default_containerfile, parse_containerfile
+from frappe_imagekit.downloads import Download
 from frappe_imagekit.envfile import Finding, KeySpec, ParsedEnv
 from frappe_imagekit.errors import ConfigError
 from frappe_imagekit.pins import Pin
@@ -100,7 +102,19 @@ class CheckReport:
             "env": {k: v for k, v in config.env.items() if k in config.declared},
             "frappe": pin_dict(config.frappe) if config.frappe else None,
             "apps": [pin_dict(p) for p in config.apps],
+            "downloads": [d.to_dict() for d in build_downloads(config.values)],
         }
+
+
+def build_downloads(values: dict[str, str]) -> list[Download]:
+    """What the build will download, from where (``imagekit check`` shows it); a user's own
+    Containerfile decides that itself, and mirror keys with problems are reported instead."""
+    own = (values.get("CONTAINERFILE") or "").strip()
+    if own:
+        return [Download("everything", f"what {own} (CONTAINERFILE in .env, not imagekit's) says")]
+    if downloads.problems(values):
+        return []
+    return downloads.downloads(values, parse_containerfile(default_containerfile().read_text()))
 
 
 def pin_dict(pin: Pin) -> dict[str, Any]:
@@ -150,6 +164,7 @@ def run_check(
     report.add(env.issues)
     report.add(envfile.validate_env(env, specs))
     report.add(_env_semantics(env.values))
+    report.add([Finding("error", "env-mirror", text) for text in downloads.problems(env.values)])
     frappe_issues = _frappe_issues(env.values, config.secret_keys)
     check.frappe_unsafe = bool(frappe_issues)
     report.add(frappe_issues)

@@ -16,7 +16,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from frappe_imagekit import benchfile, dockerapi, dockercli, gitremote, validate
+from frappe_imagekit import benchfile, dockerapi, dockercli, downloads, gitremote, validate
 from frappe_imagekit.appsjson import PLACEHOLDER, InjectedApps, repo_identity
 from frappe_imagekit.containerfile import Containerfile, default_containerfile, parse_containerfile
 from frappe_imagekit.errors import ConfigError, DockerError, DriftError
@@ -34,7 +34,7 @@ OWN_CONTAINERFILE_NOTE = (
 
 
 # the .env values the system tier is built with; CA_CERTS_SHA256 is set by build from CA_CERTS_FILE
-TIER_ARGS = ("PYTHON_VERSION", "NODE_VERSION", "CA_CERTS_SHA256")
+TIER_ARGS = ("PYTHON_VERSION", "NODE_VERSION", "CA_CERTS_SHA256", *downloads.MIRROR_ARGS)
 BASE_KEY_LABEL = "io.imagekit.base-key"
 
 
@@ -57,6 +57,7 @@ class BaseTier:
         """A tier as a manifest recorded it (rebuild uses the recorded one, not today's)."""
         ref = validate.not_an_option(record.get("ref"), "the recorded base tier")
         args = {validate.env_name(k): str(v) for k, v in dict(record.get("build_args") or {}).items()}
+        downloads.check(args, "the manifest's system tier build arg")
         text = str(record.get("containerfile") or "")
         if not text.startswith(benchfile.TIER_MARK):
             raise ConfigError("the manifest records no base tier Containerfile: build a new version instead.")
@@ -77,9 +78,14 @@ def base_tier(template: benchfile.Template, env: Mapping[str, str]) -> BaseTier:
     """The tier for this template and .env: its key hashes the text and the build args."""
     text = benchfile.render_tier(template)
     args = {name: env[name] for name in TIER_ARGS if env.get(name)}
-    digest = hashlib.sha256((text + json.dumps(args, sort_keys=True)).encode()).hexdigest()[:16]
+    digest = tier_key(text, args)
     image = validate.image_name(env.get("IMAGE_NAME"), "IMAGE_NAME in .env")
     return BaseTier(f"{image}:base-{digest}", digest, text, args)
+
+
+def tier_key(text: str, args: Mapping[str, str]) -> str:
+    """The tier's key: a hash of its Containerfile text and its build args."""
+    return hashlib.sha256((text + json.dumps(dict(args), sort_keys=True)).encode()).hexdigest()[:16]
 
 
 def is_imagekit_containerfile(containerfile: Containerfile) -> bool:

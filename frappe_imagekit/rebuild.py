@@ -11,6 +11,7 @@ original, and is compared with it.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from collections.abc import Callable, Mapping
@@ -19,12 +20,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from frappe_imagekit import benchfile, build, dockerapi, dockercli, exactbuild, gitremote, validate
+from frappe_imagekit import benchfile, build, dockerapi, dockercli, downloads, exactbuild, gitremote, validate
 from frappe_imagekit import manifest as manifests
 from frappe_imagekit.appsjson import AppEntry, inject
 from frappe_imagekit.build import BuildPlan
 from frappe_imagekit.check import Secrets, git_timeout
-from frappe_imagekit.containerfile import parse_containerfile
+from frappe_imagekit.containerfile import Containerfile, default_containerfile, parse_containerfile
 from frappe_imagekit.envfile import parse_example_text, read_text
 from frappe_imagekit.errors import (
     ConfigError,
@@ -61,6 +62,7 @@ class RebuildOptions:
     no_cache: bool = False
     leak_scan: bool = True
     timeout: float | None = None
+    trust_containerfile: bool = False  # build a stored Containerfile nothing vouches for
 
     def build_options(self) -> build.BuildOptions:
         """The options build takes (``--force`` is build's: the replaced image keeps a spare tag)."""
@@ -214,6 +216,7 @@ class RebuildPlan:
     rebuild_id: str  # "<version>.rebuild-<UTC>": names the manifest and log
     existing_image_id: str | None = None  # the image under the target tag (only with --force)
     notes: list[str] = field(default_factory=list)
+    trusted: str | None = None  # why the stored Containerfile needed --trust-containerfile
 
     @property
     def ref(self) -> str:
@@ -228,6 +231,7 @@ class RebuildPlan:
             "replaces_image": self.existing_image_id,
             "drift": self.drift.to_dict(),
             "notes": list(self.notes),
+            "trusted_containerfile": self.trusted,
             "plan": self.build.to_dict(),
         }
 
@@ -286,6 +290,7 @@ def plan_rebuild(ws: Workspace, version: str, options: RebuildOptions) -> Rebuil
         )
     path, original = load_original(ws, version)
     env = workspace_env(ws)
+    stored = stored_containerfile(ws, original, path.name, env, trust=options.trust_containerfile)
     timeout = options.timeout if options.timeout is not None else git_timeout()
     recorded = recorded_pins(original, ws, env)
     drift = (
@@ -299,8 +304,10 @@ def plan_rebuild(ws: Workspace, version: str, options: RebuildOptions) -> Rebuil
             raise drift_error(DriftReport(unbuildable), version)
         raise drift_error(drift, version)
     rebuild_id = _free_rebuild_id(ws, version)
-    build_plan = replace(_build_plan(ws, original, drift, env, options), record_name=rebuild_id)
-    plan = RebuildPlan(version, original, path.name, drift, build_plan, rebuild_id)
+    build_plan = replace(
+        _build_plan(ws, original, drift, env, options, stored.containerfile), record_name=rebuild_id
+    )
+    plan = RebuildPlan(version, original, path.name, drift, build_plan, rebuild_id, trusted=stored.trusted)
     plan.notes = [p.message for p in drift.pins if p.status != SAME]
     plan.existing_image_id = _guard_target(plan, options)
     return plan
@@ -322,12 +329,14 @@ def _build_plan(
     drift: DriftReport,
     env: Mapping[str, str],
     options: RebuildOptions,
+    containerfile: Containerfile,
 ) -> BuildPlan:
     """Build's plan for the recorded sources, then its rebuild variant: the recorded build args
     win over what the stored Containerfile declares, and the labels follow the final values."""
     version = str(original["version"])
     frappe, *apps = [p.build_pin.record() for p in drift.pins]
     recorded_args = _recorded_args(original)
+    _refuse_undeclared(recorded_args, containerfile, "its Containerfile")
     plan_env = {
         **{k: v for k, v in recorded_args.items() if k != build.CACHE_BUST},
         "FRAPPE_BRANCH": frappe["ref"],
@@ -340,7 +349,6 @@ def _build_plan(
         plan_env["IMAGE_SOURCE"] = source
     entries = [AppEntry(i, p.name, p.url, p.use_ref, None).to_dict() for i, p in enumerate(drift.pins[1:])]
     secrets = Secrets(injected=inject(entries, env), redactor=_redactor(ws, env, drift))
-    containerfile = parse_containerfile(original["containerfile"]["content"], None)
     text = json.dumps(entries, indent=2) + "\n"
     sources = build.Sources(plan_env, containerfile, frappe, apps, text, secrets)
     plan = build.assemble_plan(ws, options.build_options(), sources, dockercli.find_docker(options.docker))
@@ -371,6 +379,7 @@ def _recorded_args(original: Mapping[str, Any]) -> dict[str, str]:
     for key, value in args.items():
         name = validate.env_name(key, "a build arg name in the manifest")
         checked[name] = validate.not_an_option(value, f"the manifest's build arg {name}")
+    downloads.check(checked, "the manifest's build arg")  # mirror URLs and sources: the same rules as in .env
     if "FRAPPE_PATH" in checked:
         path = validate.repo_url(checked["FRAPPE_PATH"], "the manifest's build arg FRAPPE_PATH")
         if "${" in path or "@" in path.partition("//")[2].partition("/")[0]:
@@ -379,6 +388,25 @@ def _recorded_args(original: Mapping[str, Any]) -> dict[str, str]:
                 "fix or restore the manifest."
             )
     return checked
+
+
+_PROXY_ARGS = frozenset(f"{name}_PROXY" for name in ("HTTP", "HTTPS", "FTP", "ALL", "NO")) | frozenset(
+    f"{name}_proxy" for name in ("http", "https", "ftp", "all", "no")
+)
+
+
+def _refuse_undeclared(args: Mapping[str, str], containerfile: Containerfile, what: str) -> None:
+    """Build args docker and BuildKit obey without any ARG line (the proxies, which every RUN
+    sees, the token's fetch included; ``BUILDKIT_SYNTAX``, which picks the frontend that runs
+    the build) are refused in a manifest unless its Containerfile declares them: imagekit
+    never records such an arg by itself."""
+    obeyed = [a for a in args if a in _PROXY_ARGS or a.startswith("BUILDKIT_")]
+    undeclared = sorted(set(obeyed) - set(containerfile.declared_args))
+    if undeclared:
+        raise ConfigError(
+            f"the manifest's build args {', '.join(undeclared)} are not declared by {what}, so no "
+            "build of imagekit recorded them: the manifest was edited; restore it from git."
+        )
 
 
 def _image_name(original: Mapping[str, Any]) -> str:
@@ -419,6 +447,119 @@ def _guard_target(plan: RebuildPlan, options: RebuildOptions) -> str | None:
 
 def _replaced_tag(plan: RebuildPlan, image_id: str) -> str:
     return build.replaced_tag(plan.build.tag, image_id)
+
+
+# -- the stored Containerfile: repository content, run with the tokens ------------------------
+
+
+@dataclass(frozen=True)
+class StoredContainerfile:
+    """The Containerfile a rebuild runs, and why it needed ``--trust-containerfile`` (None:
+    imagekit's own text regenerated from the recorded plan, or the workspace file)."""
+
+    containerfile: Containerfile
+    trusted: str | None = None
+
+
+def stored_containerfile(
+    ws: Workspace, original: Mapping[str, Any], manifest_name: str, env: Mapping[str, str], *, trust: bool
+) -> StoredContainerfile:
+    """The Containerfile to rebuild with. A manifest is repository content and its Containerfile
+    runs with the tokens mounted, so the stored text is built only when something vouches for it:
+    imagekit's generated text must equal what this imagekit generates from the recorded apps
+    (and so must the system tier's); a user's own text is taken from the workspace file that
+    .env's CONTAINERFILE names when that file has the recorded sha256. Anything else is a
+    ``ConfigError`` unless ``trust`` (``--trust-containerfile``)."""
+    try:
+        if is_exact(original):
+            return StoredContainerfile(_regenerated(original, manifest_name))
+        return StoredContainerfile(_workspace_file(ws, original, manifest_name, env))
+    except ConfigError as refused:
+        if not trust:
+            raise
+        text = str((original.get("containerfile") or {}).get("content") or "")
+        return StoredContainerfile(parse_containerfile(text, None), refused.message)
+
+
+def _regenerated(original: Mapping[str, Any], manifest_name: str) -> Containerfile:
+    """The stored generated text, once it equals today's generation from the recorded apps."""
+    stored = str(original["containerfile"]["content"])
+    template = benchfile.split_template(default_containerfile().read_text())
+    names = [str(app.get("name") or "") for app in original.get("apps") or []]
+    try:
+        expected = benchfile.render(names, template)
+    except ConfigError as exc:
+        raise _not_ours(manifest_name, "containerfile.content", exc.message.rstrip(".")) from None
+    if stored != expected:
+        raise _not_ours(manifest_name, "containerfile.content", _first_difference(stored, expected))
+    _check_tier(original, template, manifest_name)
+    return parse_containerfile(stored, None)
+
+
+def _check_tier(original: Mapping[str, Any], template: benchfile.Template, manifest_name: str) -> None:
+    """The recorded system tier: today's tier text, its key and tag made from that text and args."""
+    record = original.get("base_tier")
+    if not record:
+        return
+    if not isinstance(record, Mapping):
+        raise _not_ours(manifest_name, "base_tier", "it is not an object")
+    text = str(record.get("containerfile") or "")
+    expected = benchfile.render_tier(template)
+    if text != expected:
+        raise _not_ours(manifest_name, "base_tier.containerfile", _first_difference(text, expected))
+    recorded = record.get("build_args") or {}
+    if not isinstance(recorded, Mapping):
+        raise _not_ours(manifest_name, "base_tier.build_args", "it is not an object")
+    args = {validate.env_name(k): str(v) for k, v in recorded.items()}
+    _refuse_undeclared(args, parse_containerfile(text, None), "its system tier's Containerfile")
+    key = exactbuild.tier_key(text, args)
+    if record.get("key") != key or record.get("ref") != f"{_image_name(original)}:base-{key}":
+        detail = f"its key and tag are not base-{key}, made from its text and args"
+        raise _not_ours(manifest_name, "base_tier", detail)
+
+
+def _not_ours(manifest_name: str, field_name: str, detail: str) -> ConfigError:
+    return ConfigError(
+        f"builds/{manifest_name} holds a {field_name} that is not what this imagekit generates from "
+        f"its recorded apps ({detail}), and a rebuild runs it with your tokens mounted: restore the "
+        "manifest from git, or rebuild with the imagekit version that built it, or build a new "
+        "version with `imagekit build`; if you have read that text and trust it, pass "
+        "--trust-containerfile."
+    )
+
+
+def _first_difference(stored: str, expected: str) -> str:
+    for number, (got, want) in enumerate(zip(stored.splitlines(), expected.splitlines(), strict=False), 1):
+        if got != want:
+            return f"line {number} differs: {got.strip()[:80]!r}"
+    return f"it has {len(stored.splitlines())} lines, not {len(expected.splitlines())}"
+
+
+def _workspace_file(
+    ws: Workspace, original: Mapping[str, Any], manifest_name: str, env: Mapping[str, str]
+) -> Containerfile:
+    """The workspace's own Containerfile (.env CONTAINERFILE) when it has the recorded sha256."""
+    record = original["containerfile"]
+    recorded = str(record.get("sha256") or "")
+    chosen = (env.get("CONTAINERFILE") or "").strip()
+    if not chosen:
+        why = "CONTAINERFILE is not set in .env"
+    else:
+        path = (ws.root / chosen).expanduser().resolve()
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            why = f"CONTAINERFILE {path} cannot be read ({exc.__class__.__name__})"
+        else:
+            if hashlib.sha256(text.encode()).hexdigest() == recorded:
+                return parse_containerfile(text, path)
+            why = f"CONTAINERFILE {path} has another sha256"
+    raise ConfigError(
+        f"builds/{manifest_name} stores its own Containerfile (sha256 {recorded[:12] or 'none'}), which a "
+        f"rebuild would run with your tokens mounted, and no workspace file vouches for it ({why}): "
+        "set CONTAINERFILE in .env to the file it was built from, or read containerfile.content in "
+        f"builds/{manifest_name} and pass --trust-containerfile to build it as stored."
+    )
 
 
 # -- execution -----------------------------------------------------------------------------

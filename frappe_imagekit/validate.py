@@ -399,3 +399,26 @@ def sha256_hex(value: object, what: str = "the sha256", error: ErrorType = Confi
     if not _SHA256.fullmatch(text):
         raise error(f"{what} is not a sha256 (64 hex characters): fix it.")
     return text
+
+
+# -- package mirrors (PIP_INDEX_URL, NPM_REGISTRY: build args of imagekit's Containerfile) -------
+
+_INDEX_URL = re.compile(r"https?://[^\s'\"`\\]+")
+
+
+def index_url(value: object, what: str, error: ErrorType = ConfigError) -> str:
+    """A package index or registry URL: http(s), printable, and without credentials (it is a
+    build arg, which the image history keeps for anyone who can pull the image)."""
+    text = _text(value, what, error)
+    host = text.partition("//")[2].partition("/")[0]
+    if "@" in host or "${" in text or TOKEN_SHAPE.search(text):
+        raise error(
+            f"{what} holds a credential, but it becomes a build arg, which the image history keeps "
+            "for anyone to read: use a mirror that needs no credentials in its URL."
+        )
+    if len(text) > 2048 or not _INDEX_URL.fullmatch(text) or not text.isprintable():
+        raise error(
+            f"{what} {_shown(text)} is not an http:// or https:// URL without spaces, quotes or "
+            "backslashes: fix it in .env."
+        )
+    return text

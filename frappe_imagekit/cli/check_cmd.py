@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from frappe_imagekit.check import CheckReport, pin_dict, run_check
+from frappe_imagekit.check import CheckReport, build_downloads, pin_dict, run_check
 from frappe_imagekit.cli import output
 from frappe_imagekit.cli.main import command, workspace_option
 from frappe_imagekit.workspace import Workspace
@@ -37,6 +37,9 @@ def render_report(report: CheckReport) -> None:
     rows = [[p["name"], p["ref"] or "-", p["ref_kind"], (p["sha"] or "-")[:12], p["status"]] for p in pins]
     if rows:
         output.print_table("Apps", ["app", "ref", "kind", "sha", "status"], rows)
+    fetched = [[d.what, d.source] for d in build_downloads(report.config.values)]
+    if fetched:
+        output.print_table("What the build downloads", ["what", "from"], fetched)
     for finding in report.findings:
         output.err(f"{finding.level}: {finding.message}")
     output.out(f"{len(report.errors)} error(s), {len(report.warnings)} warning(s).")

@@ -10,6 +10,7 @@ from typing import Any
 import typer
 
 from frappe_imagekit import history as core
+from frappe_imagekit.build import build_seconds
 from frappe_imagekit.cli import output
 from frappe_imagekit.cli.build_cmd import (
     CONTEXT_OPTION,
@@ -23,7 +24,14 @@ from frappe_imagekit.cli.build_cmd import (
 from frappe_imagekit.cli.main import command, workspace_option
 from frappe_imagekit.errors import ExitCode, ImagekitError
 from frappe_imagekit.history import Diff, HistoryListing, HistoryRow, PinChange, pin_label, short_id
-from frappe_imagekit.rebuild import DriftReport, RebuildOptions, RebuildResult, execute_rebuild, plan_rebuild
+from frappe_imagekit.rebuild import (
+    DriftReport,
+    RebuildOptions,
+    RebuildPlan,
+    RebuildResult,
+    execute_rebuild,
+    plan_rebuild,
+)
 from frappe_imagekit.workspace import Workspace
 
 WORKSPACE_OPTION = workspace_option()
@@ -277,6 +285,12 @@ def rebuild(
     ),
     progress: Progress = PROGRESS_OPTION,
     as_json: bool = typer.Option(False, "--json", help="Print the result (or plan) as JSON."),
+    trust_containerfile: bool = typer.Option(
+        False,
+        "--trust-containerfile",
+        help="Build the manifest's stored Containerfile even when it is not imagekit's generated "
+        "text nor the workspace file with its sha256 (it runs with your tokens: read it first).",
+    ),
     workspace: Path = WORKSPACE_OPTION,
 ) -> None:
     """Rebuild a past version from its manifest: same Containerfile, args, apps and commits."""
@@ -290,10 +304,12 @@ def rebuild(
         context=context,
         no_cache=no_cache,
         leak_scan=not no_leak_scan,
+        trust_containerfile=trust_containerfile,
     )
     plan = plan_rebuild(ws, version, options)
     with output.redacting(plan.build.redactor):
         render_drift(plan.drift)
+        render_trusted(plan)
         if dry_run:
             if as_json:
                 output.print_json(plan.to_dict())
@@ -310,6 +326,15 @@ def rebuild(
             render_rebuild(result, version)
 
 
+def render_trusted(plan: RebuildPlan) -> None:
+    """What --trust-containerfile let through, and the whole text that will run."""
+    if plan.trusted is None:
+        return
+    output.warn(f"--trust-containerfile: building the stored text anyway; {plan.trusted}")
+    output.err(f"The Containerfile stored in builds/{plan.original_file} (it runs with your tokens):")
+    output.err(plan.build.containerfile.text.rstrip("\n"))
+
+
 def render_drift(drift: DriftReport) -> None:
     for pin in drift.pins:
         if pin.status == "tag":
@@ -321,11 +346,11 @@ def render_drift(drift: DriftReport) -> None:
 def render_rebuild(result: RebuildResult, version: str) -> None:
     data = result.manifest
     image = data["image"]
-    output.out(f"Rebuilt {image['ref']} ({image['id']}) in {data['duration_seconds']:.1f} s")
+    output.out(f"Rebuilt {image['ref']} ({image['id']}) in {build_seconds(data):.1f} s")
     if image.get("replaced"):
         output.out(f"The image it replaced is kept as {image['replaced']}")
     scan = data.get("leak_scan") or {}
-    output.out(f"Leak scan: {scan.get('status')}")
+    output.out(f"Leak scan: {scan.get('status')} ({float(scan.get('seconds') or 0):.1f} s)")
     output.out(f"Manifest: builds/{result.manifest_file} (rebuild of {version})")
     cmp = result.comparison
     output.out(f"Compared with {version}:")

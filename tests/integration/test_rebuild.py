@@ -245,8 +245,15 @@ def test_force_keeps_the_old_image_and_a_failed_rebuild_gives_it_back(scene: Sce
     manifest_path = scene.root / "builds" / "v1.0.0.json"
     manifest = json.loads(manifest_path.read_text())
     manifest["containerfile"]["content"] += "RUN --mount=type=secret,id=apps_json false\n"
+    manifest["containerfile"]["sha256"] = hashlib.sha256(
+        manifest["containerfile"]["content"].encode()
+    ).hexdigest()
     manifest_path.write_text(json.dumps(manifest))
-    failed = scene.cli("rebuild", "v1.0.0", "--force", "--progress", "plain")
+    refused = scene.cli("rebuild", "v1.0.0", "--force", "--progress", "plain")
+    assert refused.exit_code == 1, refused.stderr  # the stored text no longer has the workspace file's sha256
+    assert "builds/v1.0.0.json stores its own Containerfile" in " ".join(refused.stderr.split())
+    assert scene.inspect(ref)["Id"] == current_id
+    failed = scene.cli("rebuild", "v1.0.0", "--force", "--progress", "plain", "--trust-containerfile")
     assert failed.exit_code == 4, failed.stderr
     assert "docker build of" in failed.stderr and "failed" in failed.stderr
     assert scene.inspect(ref)["Id"] == current_id

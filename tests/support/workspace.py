@@ -17,6 +17,12 @@ DEFAULT_ENV = {
     "PYTHON_VERSION": "3.11.6",
     "NODE_VERSION": "20.19.2",
     "DE_MACRS_PAT": CANARY,
+    # the mirror keys of de-example.env, as it ships them (today's sources)
+    "PYTHON_IMAGE": "python",
+    "NODE_SOURCE": "nvm",
+    "WKHTMLTOPDF_SOURCE": "github",
+    "PIP_INDEX_URL": "",
+    "NPM_REGISTRY": "",
 }
 
 DEFAULT_APPS = [

@@ -52,7 +52,7 @@ def test_generated_files_are_the_production_file_cut_into_a_tier_and_the_bench_s
 def test_generated_files_keep_the_upstream_contract() -> None:
     tier = parse_containerfile(benchfile.render_tier(_template()), None)
     assert [(s.name, s.base) for s in tier.stages] == [
-        ("base", "python:${PYTHON_VERSION}-slim-${DEBIAN_BASE}")
+        ("base", "${PYTHON_IMAGE}:${PYTHON_VERSION}-slim-${DEBIAN_BASE}")
     ]
     assert {m.id for m in tier.secret_mounts} == {"ca_certs"}
     for name in ("PYTHON_VERSION", "NODE_VERSION", "CA_CERTS_SHA256"):

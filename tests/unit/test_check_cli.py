@@ -5,7 +5,7 @@ import json
 import pytest
 
 from tests.support.cli import invoke
-from tests.support.workspace import CANARY, REPO_ROOT, make_workspace
+from tests.support.workspace import CANARY, DEFAULT_ENV, REPO_ROOT, make_workspace
 
 REPO_EXAMPLE = REPO_ROOT / "de-example.env"
 
@@ -116,7 +116,7 @@ def test_malformed_env_line_is_named(tmp_path):
         handle.write("this is not an assignment\n")
     result = check(ws)
     assert result.exit_code == 1
-    assert ".env line 8 is not KEY=VALUE" in result.stderr
+    assert f".env line {len(DEFAULT_ENV) + 1} is not KEY=VALUE" in result.stderr
 
 
 def test_version_already_built_suggests_next(tmp_path):

@@ -243,7 +243,8 @@ def test_production_uses_secret_mode(production) -> None:
 
 def test_production_stages_and_final_stage(production) -> None:
     assert [s.name for s in production.stages] == ["base", "builder", "backend"]
-    assert production.stages[0].base == "python:${PYTHON_VERSION}-slim-${DEBIAN_BASE}"
+    assert production.stages[0].base == "${PYTHON_IMAGE}:${PYTHON_VERSION}-slim-${DEBIAN_BASE}"
+    assert production.global_args["PYTHON_IMAGE"] == "python"  # Docker Hub's, unless a mirror is named
     final = production.stage_instructions(production.final_stage)
     users = [i.value for i in final if i.keyword == "USER"]
     assert users == ["frappe"]

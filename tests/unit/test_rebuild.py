@@ -6,6 +6,7 @@ target tag is replaced where a test reaches it.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 from pathlib import Path
@@ -13,8 +14,9 @@ from pathlib import Path
 import pytest
 from test_history_data import CONTAINERFILE, make_manifest, write
 
-from frappe_imagekit import dockerapi, rebuild
-from frappe_imagekit.errors import DriftError, ExitCode, GitError, NotFoundError, TagExistsError
+from frappe_imagekit import benchfile, dockerapi, exactbuild, rebuild
+from frappe_imagekit.containerfile import default_containerfile
+from frappe_imagekit.errors import ConfigError, DriftError, ExitCode, GitError, NotFoundError, TagExistsError
 from frappe_imagekit.workspace import Workspace
 from tests.support.cli import invoke
 from tests.support.githttp import (  # noqa: F401 - fixtures
@@ -89,9 +91,15 @@ def _workspace(tmp_path: Path, remotes, server, *, token: str = CANARY) -> Works
     ]
     root = make_workspace(
         tmp_path / "ws",
-        env={"FRAPPE_PATH": remotes["frappe"].url, "IMAGE_NAME": IMAGE, "DE_MACRS_PAT": token},
+        env={
+            "FRAPPE_PATH": remotes["frappe"].url,
+            "IMAGE_NAME": IMAGE,
+            "DE_MACRS_PAT": token,
+            "CONTAINERFILE": "Containerfile",
+        },
         apps=apps,
     )
+    (root / "Containerfile").write_text(CONTAINERFILE)  # the file the recorded build was built from
     ws = Workspace.at(root)
     frappe = remotes["frappe"]
     manifest = make_manifest(
@@ -138,7 +146,8 @@ def test_no_drift_when_every_ref_still_points_to_its_commit(tmp_path, remotes, s
         "v1.0.0",
         f"{IMAGE}:v1.0.0",
     )
-    assert build.containerfile.text == CONTAINERFILE and build.containerfile.path is None
+    assert build.containerfile.text == CONTAINERFILE
+    assert build.containerfile.path == (ws.root / "Containerfile").resolve()  # the workspace file vouches
     assert build.build_args["PYTHON_VERSION"] == "3.11.6"
     assert build.build_args["FRAPPE_BRANCH"] == "version-15"
     assert build.build_args["CACHE_BUST"] == build.fingerprint
@@ -397,3 +406,123 @@ def test_cli_dry_run_refuses_a_crafted_frappe_path_build_arg(
     result = invoke("rebuild", "v1.0.0", "--dry-run", "-w", str(ws.root))
     assert result.exit_code == int(ExitCode.VALIDATION), result.stderr
     assert message in result.stderr and CANARY not in result.stdout + result.stderr
+
+
+# -- issue 19 item 5: the stored Containerfile runs with the tokens mounted ---------------------
+# Built only when imagekit regenerates the same text from the recorded plan, or the workspace file
+# .env's CONTAINERFILE names has its sha256, or with --trust-containerfile.
+
+# what an attacker with commit access adds: the git secret, rot13'd past the leak scan
+CRAFTED = "RUN --mount=type=secret,id=apps_json,target=/a.json tr A-Za-z N-ZA-Mn-za-m < /a.json > /x\n"
+
+
+def _edit(ws: Workspace, change) -> Path:
+    path = ws.builds_dir / "v1.0.0.json"
+    manifest = json.loads(path.read_text())
+    change(manifest)
+    path.write_text(json.dumps(manifest))
+    return path
+
+
+def _craft_content(manifest: dict) -> None:
+    """The stored text gets a step; the recorded sha256 is made to match, as an attacker would."""
+    cf = manifest["containerfile"]
+    cf["content"] += CRAFTED
+    cf["sha256"] = hashlib.sha256(cf["content"].encode()).hexdigest()
+
+
+def _make_exact(manifest: dict) -> None:
+    """The manifest as an exact build records it: generated text, the system tier."""
+    shipped = benchfile.split_template(default_containerfile().read_text())
+    text = benchfile.render([a["name"] for a in manifest["apps"]], shipped)
+    manifest["containerfile"] = {"path": None, "sha256": hashlib.sha256(text.encode()).hexdigest(),
+                                 "content": text, "apps_json_mode": "exact"}  # fmt: skip
+    tier = exactbuild.base_tier(shipped, {"IMAGE_NAME": IMAGE, "PYTHON_VERSION": "3.11.6"})
+    manifest["base_tier"] = {**tier.to_dict(), "built": True}
+    manifest["build_args"] = {"IMAGEKIT_BASE": tier.ref}
+
+
+def test_a_users_containerfile_edited_in_the_manifest_is_refused_before_any_remote(
+    tmp_path, remotes, server, no_image
+):
+    ws = _workspace(tmp_path, remotes, server)
+    _edit(ws, _craft_content)
+    result = invoke("rebuild", "v1.0.0", "-w", str(ws.root))
+    assert result.exit_code == int(ExitCode.VALIDATION), result.stderr
+    message = " ".join(result.stderr.split())
+    assert "builds/v1.0.0.json stores its own Containerfile" in message
+    assert f"CONTAINERFILE {(ws.root / 'Containerfile').resolve()} has another sha256" in message
+    assert "pass --trust-containerfile to build it as stored" in message
+    assert server.requests == [] and not list(ws.builds_dir.glob("*.rebuild-*"))
+    assert "Traceback" not in result.stderr and CANARY not in result.stdout + result.stderr
+
+    trusted = invoke("rebuild", "v1.0.0", "-w", str(ws.root), "--trust-containerfile", "--dry-run", "--json")
+    assert trusted.exit_code == 0, trusted.stderr
+    assert "warning: --trust-containerfile: building the stored text anyway" in trusted.stderr
+    assert CRAFTED.strip() in trusted.stderr  # shown whole before anything runs
+    data = json.loads(trusted.stdout)
+    assert "stores its own Containerfile" in data["trusted_containerfile"]
+    assert data["plan"]["containerfile"] is None  # the stored copy, as trusted
+    assert CANARY not in trusted.stdout + trusted.stderr
+    shown = invoke("rebuild", "v1.0.0", "-w", str(ws.root), "--trust-containerfile", "--dry-run")
+    assert "Containerfile: the copy stored in the manifest (secret mode)" in shown.stdout
+
+
+def test_without_containerfile_in_env_a_stored_users_file_needs_trust(tmp_path, remotes, server, no_image):
+    ws = _workspace(tmp_path, remotes, server)
+    ws.env_file.write_text(ws.env_file.read_text().replace("CONTAINERFILE=Containerfile\n", ""))
+    with pytest.raises(ConfigError, match=r"CONTAINERFILE is not set in \.env\): set CONTAINERFILE"):
+        rebuild.plan_rebuild(ws, "v1.0.0", rebuild.RebuildOptions())
+    plan = rebuild.plan_rebuild(ws, "v1.0.0", rebuild.RebuildOptions(trust_containerfile=True))
+    assert plan.trusted is not None and plan.build.containerfile.path is None
+
+
+def test_imagekit_s_own_text_is_regenerated_and_compared(tmp_path, remotes, server, no_image):
+    ws = _workspace(tmp_path, remotes, server)
+    _edit(ws, _make_exact)
+    plan = rebuild.plan_rebuild(ws, "v1.0.0", rebuild.RebuildOptions(dry_run=True))
+    assert plan.trusted is None and plan.build.exact is not None
+    assert benchfile.is_generated(plan.build.containerfile.text)
+
+    def edit_step(manifest: dict) -> None:
+        cf = manifest["containerfile"]
+        cf["content"] = cf["content"].replace(
+            "bench build --app", "cat /run/secrets/imagekit_git; bench build --app", 1
+        )
+
+    _edit(ws, edit_step)
+    result = invoke("rebuild", "v1.0.0", "-w", str(ws.root), "--dry-run")
+    assert result.exit_code == int(ExitCode.VALIDATION), result.stderr
+    message = " ".join(result.stderr.split())
+    assert (
+        "builds/v1.0.0.json holds a containerfile.content that is not what this imagekit generates" in message
+    )
+    assert "cat /run/secrets/imagekit_git" in message and "--trust-containerfile" in message
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        (lambda t: t.update(containerfile=t["containerfile"] + "RUN cp /bin/sh /usr/bin/git\n"),
+         "base_tier.containerfile"),
+        (lambda t: t.update(key="0" * 16), "base_tier"),
+        (lambda t: t.update(ref="attacker/own:tier"), "base_tier"),
+        (lambda t: t.update(build_args=["PYTHON_VERSION"]), "base_tier.build_args"),
+    ],
+    ids=["tier text", "tier key", "tier image", "tier args not an object"],
+)  # fmt: skip
+def test_a_crafted_system_tier_is_refused(tmp_path, remotes, server, no_image, change, field) -> None:
+    ws = _workspace(tmp_path, remotes, server)
+    _edit(ws, _make_exact)
+    _edit(ws, lambda m: change(m["base_tier"]))
+    with pytest.raises(ConfigError, match=f"holds a {field} that is not what this imagekit generates"):
+        rebuild.plan_rebuild(ws, "v1.0.0", rebuild.RebuildOptions())
+    assert server.requests == []
+
+
+@pytest.mark.parametrize("arg", ["BUILDKIT_SYNTAX", "HTTPS_PROXY", "http_proxy"])
+def test_build_args_docker_obeys_undeclared_are_refused(tmp_path, remotes, server, no_image, arg) -> None:
+    ws = _workspace(tmp_path, remotes, server)
+    _edit(ws, lambda m: m["build_args"].update({arg: "http://127.0.0.1:9/x"}))
+    with pytest.raises(ConfigError, match=f"build args {arg} are not declared by its Containerfile"):
+        rebuild.plan_rebuild(ws, "v1.0.0", rebuild.RebuildOptions())
