@@ -161,6 +161,7 @@ def progress_sink(progress: str, redactor: Redactor) -> Iterator[Callable[[str],
         yield lambda line: output.err(redactor.redact(line))
         return
     from rich.console import Console
+    from rich.text import Text
 
     console = Console(stderr=True, highlight=False)
     with console.status("starting the build") as status:
@@ -168,9 +169,10 @@ def progress_sink(progress: str, redactor: Redactor) -> Iterator[Callable[[str],
         def show(line: str) -> None:
             line = redactor.redact(line)
             if _STEP.match(line):
-                status.update(output.safe(line)[: max(20, console.width - 4)])
+                # Text: a build line is not rich markup ("[link=...]")
+                status.update(Text(output.safe(line, colours=False)[: max(20, console.width - 4)]))
             elif "ERROR" in line or line.startswith("error"):
-                console.print(output.safe(line), markup=False)
+                console.print(Text(output.safe(line, colours=False)))
 
         yield show
 
