@@ -17,8 +17,9 @@ from frappe_imagekit.appslock import lock_workspace
 from frappe_imagekit.build import BuildOptions, execute_build, guard_tag, plan_build
 from frappe_imagekit.cli import output
 from frappe_imagekit.cli.main import command, workspace_option
+from frappe_imagekit.errors import DockerError
 from frappe_imagekit.history import workspace_env
-from frappe_imagekit.prune import execute_prune, plan_prune
+from frappe_imagekit.prune import execute_prune, failure_message, plan_prune
 from frappe_imagekit.redact import Redactor
 from frappe_imagekit.workspace import Workspace
 
@@ -210,11 +211,19 @@ def prune(
     env = workspace_env(ws)
     plan = plan_prune(ws, env, keep_deploys=keep_deploys, keep_storage=keep_storage, docker=docker)
     data = plan.to_dict() if dry_run else execute_prune(plan)
+    _render_prune(data, dry_run, as_json)
+    if data["failed"]:
+        raise DockerError(failure_message(data["failed"]))
+
+
+def _render_prune(data: dict[str, Any], dry_run: bool, as_json: bool) -> None:
     if as_json:
         output.print_json(data)
         return
     verb = "would remove" if dry_run else "removed"
-    items = [(i, verb) for i in data["remove"]] + [(i, f"kept: {i['why']}") for i in data["keep"]]
+    refused = {f["ref"]: f"NOT removed: {f['error']}" for f in data["failed"]}
+    items = [(i, refused.get(i["ref"], verb)) for i in data["remove"]]
+    items += [(i, f"kept: {i['why']}") for i in data["keep"]]
     rows = [[i["ref"], i["id"][7:19], f"{i['size'] / 1e6:.1f} MB", action] for i, action in items]
     output.print_table(f"Images of {data['image_name']}", ["image", "id", "size", "action"], rows)
     output.out(f"{'Would free' if dry_run else 'Freed'} {data['frees_bytes'] / 1e6:.1f} MB")
