@@ -18,7 +18,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from frappe_imagekit import dockerapi, dockercli, process, validate
+from frappe_imagekit import bounded, dockerapi, dockercli, process, validate
 from frappe_imagekit import manifest as manifests
 from frappe_imagekit.errors import ConfigError, DockerError
 from frappe_imagekit.workspace import Workspace
@@ -96,7 +96,7 @@ def _deployed(ws: Workspace, keep: int) -> dict[str, str]:
     folder = ws.deploys_dir
     for path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
         try:
-            record = json.loads(path.read_text(encoding="utf-8"))
+            record = json.loads(bounded.json_text(path))
             project, image = str(record["project"]), str(record["image"])
         except (OSError, ValueError, KeyError, TypeError):
             raise ConfigError(

@@ -26,7 +26,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from frappe_imagekit import validate
+from frappe_imagekit import bounded, validate
 from frappe_imagekit.errors import ConfigError, NotFoundError, UsageError
 
 TARGETS_FILE = "imagekit.toml"
@@ -113,10 +113,13 @@ def check_identity(target: Target, project: str | None, compose: list[str] | Non
 
 def _read_toml(path: Path) -> dict[str, Any]:
     try:
-        with path.open("rb") as handle:
-            return tomllib.load(handle)
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path.name} is not valid TOML ({exc}): fix that line.") from None
+        return tomllib.loads(bounded.check_toml(bounded.read_text(path)))
+    except ValueError as exc:  # not TOML; or too large, too deeply nested, not UTF-8
+        if isinstance(exc, tomllib.TOMLDecodeError):
+            raise ConfigError(f"{path.name} is not valid TOML ({exc}): fix that line.") from None
+        raise ConfigError(
+            f"{path.name} cannot be used ({exc}): a target is a table of a few settings."
+        ) from None
     except OSError as exc:
         raise ConfigError(f"{path.name} cannot be read ({exc.strerror}): fix its permissions.") from None
 

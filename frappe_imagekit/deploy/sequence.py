@@ -27,7 +27,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from frappe_imagekit import validate
+from frappe_imagekit import bounded, validate
 from frappe_imagekit.deploy import (
     backups,
     compose,
@@ -1235,7 +1235,7 @@ def _previous_version(ws: Workspace, opts: DeployOptions) -> str | None:
     found: list[tuple[str, str]] = []
     for path in sorted(ws.deploys_dir.glob(f"*-{opts.project}.json")) if ws.deploys_dir.is_dir() else []:
         try:
-            record = json.loads(path.read_text())
+            record = json.loads(bounded.json_text(path))
             version = validate.image_tag(record.get("version"))
         except (OSError, ValueError, AttributeError, ImagekitError):
             continue
