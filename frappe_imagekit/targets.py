@@ -20,6 +20,7 @@ value is checked here, before anything reads it.
 from __future__ import annotations
 
 import difflib
+import math
 import re
 import tomllib
 from dataclasses import dataclass, fields
@@ -147,6 +148,8 @@ def _target(name: object, value: object) -> Target:
     }
     for key in (*_PATHS, "host", "backend_service"):
         settings[key] = _optional_text(value.get(key), f"{where} {key}")
+    if settings["host"] is not None:
+        validate.host_spec(settings["host"], f"{where} host")
     if settings["backend_service"] is not None:
         validate.service_name(settings["backend_service"], f"{where} backend_service")
     return Target(name=str(name), **settings)
@@ -174,6 +177,6 @@ def _sites(value: object, where: str) -> tuple[str, ...] | None:
 def _seconds(value: object, where: str) -> float | None:
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < math.inf:
         raise ConfigError(f"{where} up_timeout must be a positive number of seconds.")
     return float(value)

@@ -102,7 +102,7 @@ def parse_listing(text: str, root: str, skipped: list[str]) -> dict[tuple[str, s
     return found
 
 
-def _site_ok(site: str) -> bool:
+def _site_ok(site: object) -> bool:
     try:
         validate.site_name(site)
     except ImagekitError:
@@ -214,12 +214,18 @@ def _record_info(path: Path, project: str) -> tuple[str, DeployInfo, str, str | 
 
 
 def _hashes(sites: object) -> dict[str, str]:
+    """ "site/file name" -> sha256 of each backup copy a record lists, where the site name, the
+    file name and the hash each pass their check (others are left out)."""
     found = {}
     for site in sites if isinstance(sites, list) else []:
         name = site.get("site") if isinstance(site, dict) else None
-        for item in site.get("backup_files") or [] if isinstance(name, str) else []:
-            if isinstance(item, dict) and _SHA256.fullmatch(str(item.get("sha256"))):
-                found[f"{name}/{str(item.get('path')).rsplit('/', 1)[-1]}"] = str(item["sha256"])
+        files = site.get("backup_files") if isinstance(site, dict) and _site_ok(name) else None
+        for item in files if isinstance(files, list) else []:
+            if not isinstance(item, dict) or not _SHA256.fullmatch(str(item.get("sha256"))):
+                continue
+            file = str(item.get("path")).rsplit("/", 1)[-1]
+            if _FILE.fullmatch(file):
+                found[f"{name}/{file}"] = str(item["sha256"])
     return found
 
 
