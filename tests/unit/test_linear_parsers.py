@@ -5,6 +5,7 @@ times the 1 MB one, not a hundred (a quadratic parser takes hours on these input
 
 from __future__ import annotations
 
+import re
 import signal
 import time
 from collections.abc import Callable, Iterator
@@ -12,17 +13,20 @@ from contextlib import contextmanager
 
 import pytest
 
+from frappe_imagekit import containerfile, envfile
 from frappe_imagekit.cli import output
-from frappe_imagekit.deploy import backuplist, backups, migrate_report, verify
+from frappe_imagekit.deploy import backuplist, backups, composeconfig, migrate_report, verify
 from frappe_imagekit.deploy.record import DeployRecord
 
 MB = 1_000_000
+MIGRATE = re.compile(r"\bmigrate\b")
 TOKENS = [
     "Migrating ", "Executing ", " in a (", "There was an issue while migrating the DocType: ",
     "bad json: ", "Service ", "Failed to acquire lock: ", "remove the lock if you think it's safe: ",
     '  File "', "/apps/a/a/", "apps/x", "No module named '", "Traceback (most recent call last):",
     ": failed: STOPPED", "Success: Done in ", "ValueError: ", "\x1b[", "\x1b]", "\x1bP", "\x9b", "\r",
-    "\x00", "^@", "Config", "Database : ", "[", "{", '{"a": [', "1 /b/", "@",
+    "\x00", "^@", "Config", "Database : ", "[", "{", '{"a": [', "1 /b/", "@", "# @pattern ", "# escape=",
+    "#@required x ", " bench ", "bench\n", "KEY=", "export ", "'", '"', "${",
 ]  # fmt: skip
 
 
@@ -60,14 +64,22 @@ def _record(text: str) -> object:
         return None
 
 
-PARSERS: dict[str, Callable[[str], object]] = {
-    "migrate report (migrate_parse)": _migrate,
-    "backup output": backups.files_in_output,
-    "backup listing": lambda text: backuplist.parse_listing(text, "/s/backups", []),
-    "bench JSON output": verify.first_json,
-    "patches.txt": migrate_report.patches_txt_lines,
-    "printed text (clean)": output.clean,
-    "deploy record": _record,
+WORKSPACE_FILE = envfile.MAX_FILE_BYTES  # .env, de-example.env, a Containerfile: read up to 1 MiB
+PARSERS: dict[str, tuple[Callable[[str], object], int]] = {  # parser, the largest input it gets
+    "migrate report (migrate_parse)": (_migrate, 10 * MB),
+    "backup output": (backups.files_in_output, 10 * MB),
+    "backup listing": (lambda text: backuplist.parse_listing(text, "/s/backups", []), 10 * MB),
+    "bench JSON output": (verify.first_json, 10 * MB),
+    "patches.txt": (migrate_report.patches_txt_lines, 10 * MB),
+    "printed text (clean)": (output.clean, 10 * MB),
+    "deploy record": (_record, 10 * MB),
+    "compose command (bench ... migrate)": (lambda text: composeconfig.bench_then(MIGRATE, text), 10 * MB),
+    ".env": (envfile.parse_env_text, WORKSPACE_FILE),
+    "de-example.env": (
+        lambda t: (envfile.parse_example_text(t), envfile.example_annotation_issues(t)),
+        WORKSPACE_FILE,
+    ),
+    "Containerfile": (containerfile.parse_containerfile, WORKSPACE_FILE),
 }
 
 
@@ -94,16 +106,17 @@ def _cost(parse: Callable[[str], object], text: str) -> float:
 
 
 @pytest.mark.parametrize("name", PARSERS)
-def test_parser_cost_grows_linearly_from_1_to_10_mb(name: str) -> None:
-    parse = PARSERS[name]
+def test_parser_cost_grows_linearly_to_10_mb(name: str) -> None:
+    parse, size = PARSERS[name]
     with deadline(120):
-        small = min(_cost(parse, composite(MB)) for _ in range(2))
-        big = _cost(parse, composite(10 * MB))
+        small = min(_cost(parse, composite(size // 10)) for _ in range(2))
+        big = _cost(parse, composite(size))
     # linear: ~10x; quadratic: ~100x. CPU time, and a floor for the tiny costs, keep it steady.
-    assert big < 30 * max(small, 0.05), f"{name}: 1 MB {small:.2f} s, 10 MB {big:.2f} s"
+    assert big < 30 * max(small, 0.05), f"{name}: {size // 10} B {small:.2f} s, {size} B {big:.2f} s"
 
 
 @pytest.mark.parametrize("name", PARSERS)
 def test_one_10_mb_line_of_every_token(name: str) -> None:
+    parse, size = PARSERS[name]
     with deadline(120):
-        assert _cost(PARSERS[name], one_line(10 * MB)) < 60  # linear: about a second
+        assert _cost(parse, one_line(size)) < 60  # linear: about a second
