@@ -118,17 +118,26 @@ def parse_config(text: str) -> RenderedConfig:
 
 def _loaded(text: str) -> dict[str, Any]:
     try:
-        data = json.loads(text)
+        data = _json_or_yaml(text)
+    except RecursionError:  # an x- field nested thousands deep (json and yaml recurse per level)
+        raise DeployError(
+            "compose config printed a document nested too deeply: check the x- fields."
+        ) from None
+    if not isinstance(data, dict) or not isinstance(data.get("services"), dict):
+        raise DeployError("compose config printed no services: check the compose files.")
+    return data
+
+
+def _json_or_yaml(text: str) -> Any:
+    try:
+        return json.loads(text)
     except json.JSONDecodeError:
         import yaml
 
         try:
-            data = yaml.safe_load(text)
+            return yaml.safe_load(text)
         except yaml.YAMLError as exc:
             raise DeployError(f"compose config printed something that is not YAML ({exc}).") from None
-    if not isinstance(data, dict) or not isinstance(data.get("services"), dict):
-        raise DeployError("compose config printed no services: check the compose files.")
-    return data
 
 
 def _parsed(data: dict[str, Any]) -> RenderedConfig:

@@ -11,7 +11,8 @@ import pytest
 from frappe_imagekit import bounded
 from frappe_imagekit.appslock import read_lock
 from frappe_imagekit.deploy import backuplist, lock
-from frappe_imagekit.errors import ConfigError, ExitCode
+from frappe_imagekit.deploy.composeconfig import parse_config
+from frappe_imagekit.errors import ConfigError, DeployError, ExitCode
 from frappe_imagekit.history import load_deploys
 from frappe_imagekit.manifest import iter_deploy_records
 from frappe_imagekit.prune import needed
@@ -107,3 +108,15 @@ def test_brackets_inside_strings_do_not_count(text: str) -> None:
 def test_toml_strings_and_comments_do_not_count() -> None:
     text = "a = '" + "[" * 70 + '\'\nb = """\n' + "{" * 70 + '\n"""\n# ' + "[" * 70 + "\n"
     assert bounded.check_toml(text) == text
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        '{"services": {}, "x-a": ' + "[" * DEEP + "]" * DEEP + "}",
+        "services: {}\nx-a:\n" + "".join("  " * i + "- \n" for i in range(1, 3000)),
+    ],
+)
+def test_compose_config_nested_too_deeply_is_a_deploy_error(text: str) -> None:
+    with pytest.raises(DeployError, match="nested too deeply"):
+        parse_config(text)
