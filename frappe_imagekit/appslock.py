@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from frappe_imagekit import validate
+from frappe_imagekit import bounded, validate
 from frappe_imagekit.check import run_check
 from frappe_imagekit.errors import ConfigError, DriftError
 from frappe_imagekit.workspace import Workspace, write_text_atomic
@@ -63,13 +63,17 @@ def write_lock(ws: Workspace, frappe: Mapping[str, Any], apps: Sequence[Mapping[
 def read_lock(path: Path) -> dict[str, dict[str, str]] | None:
     """``{name: entry}`` of frappe and every app, or None when there is no lock file."""
     try:
-        text = path.read_text(encoding="utf-8")
+        text = bounded.read_text(path)
     except FileNotFoundError:
         return None
     except OSError as exc:
         raise ConfigError(f"cannot read {path.name} ({exc.strerror}): fix its permissions.") from None
+    except ValueError as exc:  # too large, or not UTF-8
+        raise ConfigError(
+            f"{path.name} cannot be used ({exc}): run `imagekit lock` to write it again."
+        ) from None
     try:
-        data = json.loads(text)
+        data = json.loads(bounded.check_json(text))
         entries = [data["frappe"], *data["apps"]]
         if data.get("schema_version") != SCHEMA_VERSION:
             raise ValueError("schema_version")

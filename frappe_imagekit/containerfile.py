@@ -25,7 +25,8 @@ from pathlib import Path
 BASE64_ARG = "APPS_JSON_BASE64"
 SECRET_ID = "apps_json"
 
-_DIRECTIVE = re.compile(r"^#\s*([a-zA-Z][a-zA-Z0-9]*)\s*=\s*(.+?)\s*$")
+# no lazy ``(.+?)\s*$``: quadratic on a long line with inner spaces (the value is stripped)
+_DIRECTIVE = re.compile(r"^#\s*([a-zA-Z][a-zA-Z0-9]*)\s*=(.*\S)")
 _HEREDOC = re.compile(r"<<-?\s*([\"']?)([A-Za-z_][A-Za-z0-9_]*)\1")
 
 
@@ -147,8 +148,9 @@ def _escape_char(lines: list[str]) -> str:
         match = _DIRECTIVE.match(line.strip())
         if not match:
             break
-        if match.group(1).lower() == "escape" and match.group(2) in ("\\", "`"):
-            return match.group(2)
+        value = match.group(2).strip()
+        if match.group(1).lower() == "escape" and value in ("\\", "`"):
+            return value
     return "\\"
 
 

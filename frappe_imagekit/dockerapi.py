@@ -336,3 +336,18 @@ def repository_images(repository: str) -> list[dict[str, Any]]:
             if ref.rpartition(":")[0] == repository:
                 result.append({"ref": ref, "id": image["Id"], "size": int(image.get("Size") or 0)})
     return result
+
+
+def container_images() -> dict[str, str]:
+    """Image id -> the name of one container (running or not) created from it, for every
+    container on the daemon (``docker ps -a``)."""
+    containers = _call("docker ps -a", client().api.containers, all=True)
+    used: dict[str, str] = {}
+    for container in containers or []:
+        image_id = str(container.get("ImageID") or "")
+        names = container.get("Names") or []
+        name = str(names[0]).lstrip("/") if names else str(container.get("Id") or "")[:12]
+        state = str(container.get("State") or "")
+        if image_id:
+            used.setdefault(image_id, f"{name} ({state})" if state else name)
+    return used

@@ -26,7 +26,8 @@ from typing import Any
 from frappe_imagekit import validate
 from frappe_imagekit.errors import ConfigError
 
-_ANNOTATION = re.compile(r"^#\s*@(\w+)\s*(.*?)\s*$")
+# no lazy ``(.*?)\s*$``: quadratic on a long line with inner spaces (the caller strips group 2)
+_ANNOTATION = re.compile(r"^#\s*@(\w+)(.*)$")
 _KNOWN_ANNOTATIONS = {"required", "secret", "pattern", "choices", "description"}
 PLACEHOLDER_HINTS = (
     "changeme",
@@ -222,7 +223,7 @@ def _apply_annotations(spec: KeySpec, block: list[str]) -> None:
         if not match:
             description.append(comment.lstrip("#").strip())
             continue
-        name, arg = match.group(1).lower(), match.group(2)
+        name, arg = match.group(1).lower(), match.group(2).strip()
         if name == "required":
             spec.required = True
         elif name == "secret":

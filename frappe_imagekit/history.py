@@ -13,7 +13,8 @@ from typing import Any
 
 from frappe_imagekit import gitremote, validate
 from frappe_imagekit.appsjson import parse_apps_text, public_url, repo_identity, token_vars
-from frappe_imagekit.deploy.record import ROLLBACK, read_records
+from frappe_imagekit.deploy.place import Places
+from frappe_imagekit.deploy.record import ROLLBACK, DeployRecord, read_records
 from frappe_imagekit.envfile import parse_env_text, read_text
 from frappe_imagekit.errors import ImagekitError
 from frappe_imagekit.manifest import (
@@ -234,20 +235,28 @@ def placement(record: Mapping[str, Any]) -> str:
 
 def _join_deploys(rows: list[HistoryRow], records: list[dict[str, Any]]) -> None:
     """Fill ``deploys`` (every time a version ran on a target: deploys that came up, a failed
-    migrate included, and rollbacks; with the result and what it was rolled back to) and
-    ``deployed_to`` (still running there)."""
+    migrate included, rollbacks, and ``--migrate-only`` deploys that succeeded; with the result
+    and what it was rolled back to) and ``deployed_to`` (still running there). A target is a
+    place (``deploy.place``): a local and an SSH target on one daemon are one, named as its
+    newest record names it."""
     typed = read_records(records)
-    undone = {(r.where, r.rollback_of): r.version for r in typed if r.kind == ROLLBACK and r.rollback_of}
-    current: dict[str, str] = {}  # project@host -> version of the latest one that ran
+    places = Places((r.project, r.host or "local", r.extra.get("daemon_id")) for r in typed)
+    keys = [places.key(r.project, r.host, r.extra.get("daemon_id")) for r in typed]
+    names = {key: record.where for key, record in zip(keys, typed, strict=True)}  # the newest wins
+    pairs = list(zip(keys, typed, strict=True))
+    undone = {(key, r.rollback_of): r.version for key, r in pairs if r.kind == ROLLBACK and r.rollback_of}
+    current: dict[str, str] = {}  # place -> version of the latest one that ran
     by_version: dict[str, list[dict[str, Any]]] = {}
-    for record in typed:
-        if not record.served:
+    for key, record in pairs:
+        migrate_only = is_migrate_only(record)
+        if not (record.served or migrate_only):
             continue
-        current[record.where] = record.version
+        if record.served:
+            current[names[key]] = record.version
         by_version.setdefault(record.version, []).append(
-            {"where": record.where, "finished": record.finished, "image": record.image,
-             "result": record.result, "kind": record.kind,
-             "rolled_back_to": undone.get((record.where, record.deploy_id)) if record.deploy_id else None,
+            {"where": names[key], "target": record.where, "finished": record.finished, "image": record.image,
+             "result": record.result, "kind": record.kind, "migrate_only": migrate_only,
+             "rolled_back_to": undone.get((key, record.deploy_id)) if record.deploy_id else None,
              "rolled_back_from": record.rolled_back_from}
         )  # fmt: skip
     for row in rows:
@@ -255,6 +264,12 @@ def _join_deploys(rows: list[HistoryRow], records: list[dict[str, Any]]) -> None
             continue
         row.deploys = by_version.get(row.version, [])
         row.deployed_to = sorted(w for w, v in current.items() if v == row.version)
+
+
+def is_migrate_only(record: DeployRecord) -> bool:
+    """A deploy that succeeded without bringing containers up: ``--migrate-only`` (it migrated
+    the version already running, e.g. to complete an interrupted deploy)."""
+    return record.kind != ROLLBACK and not record.served and record.result == "succeeded"
 
 
 # -- show ----------------------------------------------------------------------------------

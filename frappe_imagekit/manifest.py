@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from frappe_imagekit import validate
+from frappe_imagekit import bounded, validate
 from frappe_imagekit.deploy.record import DeployRecord
 from frappe_imagekit.errors import ImagekitError, NotFoundError, UsageError
 from frappe_imagekit.redact import Redactor
@@ -203,7 +203,7 @@ def read_manifest(path: Path) -> dict[str, Any]:
 
 def _read_json(path: Path) -> Any:
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        return json.loads(bounded.json_text(path))  # size and nesting bounded (ValueError)
     except json.JSONDecodeError as exc:
         raise ValueError(f"not valid JSON (line {exc.lineno}): corrupt or half-written") from None
     except UnicodeDecodeError:

@@ -1,10 +1,13 @@
 """`imagekit prune`: remove the images of IMAGE_NAME that nothing needs, and optionally build cache.
 
-Kept: every image a successful build or rebuild manifest names (by tag or id), the system tier it
-used, and the image of each of the last ``keep_deploys`` deploy records per project. Every other
-tag of IMAGE_NAME goes (old ``-replaced-`` tags included); an image id that a kept tag also
-carries stays. ``plan_prune`` returns data (``--dry-run`` prints it); ``execute_prune`` removes.
-A manifest or deploy record that cannot be read stops the prune: it could name an image.
+Kept: the image of every container on the daemon (running or stopped, by image id: after a
+``build --force`` a running container's image carries only its ``-replaced-`` tag), every image
+a successful build or rebuild manifest names (by tag or id), the system tier it used, and the
+image of each of the last ``keep_deploys`` deploy records per project. Every other tag of
+IMAGE_NAME goes (old ``-replaced-`` tags included); an image id that a kept tag also carries
+stays. ``plan_prune`` returns data (``--dry-run`` prints it); ``execute_prune`` removes every
+planned tag, and a removal the daemon refuses is reported with the others done, never a stop
+half-way. A manifest or deploy record that cannot be read stops the prune before anything goes.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from frappe_imagekit import dockerapi, dockercli, process, validate
+from frappe_imagekit import bounded, dockerapi, dockercli, process, validate
 from frappe_imagekit import manifest as manifests
 from frappe_imagekit.errors import ConfigError, DockerError
 from frappe_imagekit.workspace import Workspace
@@ -40,19 +43,24 @@ class PrunePlan:
     remove: list[PruneItem] = field(default_factory=list)
     keep: list[PruneItem] = field(default_factory=list)
     builder_command: list[str] | None = None  # docker builder prune argv, when asked
+    failed: list[dict[str, str]] = field(default_factory=list)  # {"ref", "error"}: refused removals
 
     @property
     def frees(self) -> int:
         """Bytes freed: each removed image id counted once, none that a kept tag still holds."""
-        kept = {item.image_id for item in self.keep}
+        kept = {item.image_id for item in self.keep} | {self._id_of(f["ref"]) for f in self.failed}
         gone = {item.image_id: item.size for item in self.remove if item.image_id not in kept}
         return sum(gone.values())
+
+    def _id_of(self, ref: str) -> str:
+        return next((item.image_id for item in self.remove if item.ref == ref), "")
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "image_name": self.image_name,
             "remove": [i.to_dict() for i in self.remove],
             "keep": [i.to_dict() for i in self.keep],
+            "failed": list(self.failed),
             "frees_bytes": self.frees,
             "builder_command": self.builder_command,
         }
@@ -88,7 +96,7 @@ def _deployed(ws: Workspace, keep: int) -> dict[str, str]:
     folder = ws.deploys_dir
     for path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
         try:
-            record = json.loads(path.read_text(encoding="utf-8"))
+            record = json.loads(bounded.json_text(path))
             project, image = str(record["project"]), str(record["image"])
         except (OSError, ValueError, KeyError, TypeError):
             raise ConfigError(
@@ -103,12 +111,20 @@ def _deployed(ws: Workspace, keep: int) -> dict[str, str]:
     return result
 
 
-def classify(images: Sequence[Mapping[str, Any]], why: Mapping[str, str], image_name: str) -> PrunePlan:
-    """Split IMAGE_NAME's tags (``{"ref", "id", "size"}``) into kept and removed (pure)."""
+def classify(
+    images: Sequence[Mapping[str, Any]],
+    why: Mapping[str, str],
+    image_name: str,
+    in_use: Mapping[str, str] | None = None,
+) -> PrunePlan:
+    """Split IMAGE_NAME's tags (``{"ref", "id", "size"}``) into kept and removed (pure);
+    ``in_use`` maps the image id of each container on the daemon to the container's name."""
     plan = PrunePlan(image_name)
+    used = in_use or {}
     for image in sorted(images, key=lambda i: str(i["ref"])):
         ref, image_id, size = str(image["ref"]), str(image["id"]), int(image.get("size") or 0)
-        reason = why.get(ref) or why.get(image_id)
+        container = used.get(image_id)
+        reason = f"container {container} uses it" if container else why.get(ref) or why.get(image_id)
         item = PruneItem(ref, image_id, size, reason or "nothing needs it")
         (plan.keep if reason else plan.remove).append(item)
     return plan
@@ -129,16 +145,23 @@ def plan_prune(
     if keep_deploys < 1:
         raise ConfigError("--keep-deploys must be at least 1: the running image must stay.")
     image_name = validate.image_name(env.get("IMAGE_NAME"), "IMAGE_NAME in .env")
-    plan = classify(dockerapi.repository_images(image_name), needed(ws, keep_deploys), image_name)
+    why = needed(ws, keep_deploys)
+    images = dockerapi.repository_images(image_name)
+    plan = classify(images, why, image_name, dockerapi.container_images())
     if keep_storage is not None:
         plan.builder_command = builder_prune_command(dockercli.find_docker(docker).path, keep_storage)
     return plan
 
 
 def execute_prune(plan: PrunePlan) -> dict[str, Any]:
-    """Untag every removed ref (the daemon deletes an image with its last tag), then the cache."""
+    """Untag every removed ref (the daemon deletes an image with its last tag), then the cache.
+    A removal the daemon refuses (a container made from the image since the plan) goes to
+    ``plan.failed`` and the others go on; the caller reports them."""
     for item in plan.remove:
-        dockerapi.remove_tag(item.ref)
+        try:
+            dockerapi.remove_tag(item.ref)
+        except DockerError as exc:
+            plan.failed.append({"ref": item.ref, "error": exc.message})
     result = plan.to_dict()
     if plan.builder_command:
         done = process.run(plan.builder_command, timeout=3600)
@@ -147,3 +170,15 @@ def execute_prune(plan: PrunePlan) -> dict[str, Any]:
             detail = done.stderr.strip()[:200]
             raise DockerError(f"docker builder prune failed (exit {done.returncode}): {detail}")
     return result
+
+
+def failure_message(failed: Sequence[Mapping[str, str]]) -> str:
+    """One sentence for the removals the daemon refused (the rest were done)."""
+    refs = ", ".join(f["ref"] for f in failed[:5]) + (
+        f" and {len(failed) - 5} more" if len(failed) > 5 else ""
+    )
+    return (
+        f"{len(failed)} image tag(s) could not be removed ({refs}; each reason is listed above); "
+        "every other planned removal was done: check with docker ps -a whether a container uses "
+        "them, then prune again."
+    )

@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any, BinaryIO, Protocol
 
-from frappe_imagekit import process
+from frappe_imagekit import bounded, process
 from frappe_imagekit.errors import DeployError
 from frappe_imagekit.process import Completed, LineSink
 
@@ -113,7 +113,7 @@ def json_object(text: str) -> dict[str, Any]:
     """``text`` (a file on the target: any content) as a JSON object; ``ValueError`` naming
     why it is not one."""
     try:
-        data = json.loads(text)
+        data = json.loads(bounded.check_json(text))
     except (ValueError, RecursionError):
         raise ValueError("not valid JSON") from None
     if not isinstance(data, dict):

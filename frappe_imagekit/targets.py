@@ -20,13 +20,14 @@ value is checked here, before anything reads it.
 from __future__ import annotations
 
 import difflib
+import math
 import re
 import tomllib
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from frappe_imagekit import validate
+from frappe_imagekit import bounded, validate
 from frappe_imagekit.errors import ConfigError, NotFoundError, UsageError
 
 TARGETS_FILE = "imagekit.toml"
@@ -113,10 +114,13 @@ def check_identity(target: Target, project: str | None, compose: list[str] | Non
 
 def _read_toml(path: Path) -> dict[str, Any]:
     try:
-        with path.open("rb") as handle:
-            return tomllib.load(handle)
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{path.name} is not valid TOML ({exc}): fix that line.") from None
+        return tomllib.loads(bounded.check_toml(bounded.read_text(path)))
+    except ValueError as exc:  # not TOML; or too large, too deeply nested, not UTF-8
+        if isinstance(exc, tomllib.TOMLDecodeError):
+            raise ConfigError(f"{path.name} is not valid TOML ({exc}): fix that line.") from None
+        raise ConfigError(
+            f"{path.name} cannot be used ({exc}): a target is a table of a few settings."
+        ) from None
     except OSError as exc:
         raise ConfigError(f"{path.name} cannot be read ({exc.strerror}): fix its permissions.") from None
 
@@ -144,6 +148,8 @@ def _target(name: object, value: object) -> Target:
     }
     for key in (*_PATHS, "host", "backend_service"):
         settings[key] = _optional_text(value.get(key), f"{where} {key}")
+    if settings["host"] is not None:
+        validate.host_spec(settings["host"], f"{where} host")
     if settings["backend_service"] is not None:
         validate.service_name(settings["backend_service"], f"{where} backend_service")
     return Target(name=str(name), **settings)
@@ -171,6 +177,6 @@ def _sites(value: object, where: str) -> tuple[str, ...] | None:
 def _seconds(value: object, where: str) -> float | None:
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < math.inf:
         raise ConfigError(f"{where} up_timeout must be a positive number of seconds.")
     return float(value)

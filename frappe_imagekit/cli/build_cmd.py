@@ -19,8 +19,9 @@ from frappe_imagekit.appslock import lock_workspace
 from frappe_imagekit.build import BuildOptions, build_seconds, execute_build, guard_tag, plan_build
 from frappe_imagekit.cli import output
 from frappe_imagekit.cli.main import command, workspace_option
+from frappe_imagekit.errors import DockerError
 from frappe_imagekit.history import workspace_env
-from frappe_imagekit.prune import execute_prune, plan_prune
+from frappe_imagekit.prune import execute_prune, failure_message, plan_prune
 from frappe_imagekit.redact import Redactor
 from frappe_imagekit.workspace import Workspace
 
@@ -166,6 +167,7 @@ def progress_sink(progress: str, redactor: Redactor) -> Iterator[Callable[[str],
         yield lambda line: output.err(redactor.redact(line))
         return
     from rich.console import Console
+    from rich.text import Text
 
     console = Console(stderr=True, highlight=False)
     with console.status("starting the build") as status:
@@ -173,9 +175,10 @@ def progress_sink(progress: str, redactor: Redactor) -> Iterator[Callable[[str],
         def show(line: str) -> None:
             line = redactor.redact(line)
             if _STEP.match(line):
-                status.update(output.safe(line)[: max(20, console.width - 4)])
+                # Text: a build line is not rich markup ("[link=...]")
+                status.update(Text(output.safe(line, colours=False)[: max(20, console.width - 4)]))
             elif "ERROR" in line or line.startswith("error"):
-                console.print(output.safe(line), markup=False)
+                console.print(Text(output.safe(line, colours=False)))
 
         yield show
 
@@ -219,11 +222,19 @@ def prune(
     env = workspace_env(ws)
     plan = plan_prune(ws, env, keep_deploys=keep_deploys, keep_storage=keep_storage, docker=docker)
     data = plan.to_dict() if dry_run else execute_prune(plan)
+    _render_prune(data, dry_run, as_json)
+    if data["failed"]:
+        raise DockerError(failure_message(data["failed"]))
+
+
+def _render_prune(data: dict[str, Any], dry_run: bool, as_json: bool) -> None:
     if as_json:
         output.print_json(data)
         return
     verb = "would remove" if dry_run else "removed"
-    items = [(i, verb) for i in data["remove"]] + [(i, f"kept: {i['why']}") for i in data["keep"]]
+    refused = {f["ref"]: f"NOT removed: {f['error']}" for f in data["failed"]}
+    items = [(i, refused.get(i["ref"], verb)) for i in data["remove"]]
+    items += [(i, f"kept: {i['why']}") for i in data["keep"]]
     rows = [[i["ref"], i["id"][7:19], f"{i['size'] / 1e6:.1f} MB", action] for i, action in items]
     output.print_table(f"Images of {data['image_name']}", ["image", "id", "size", "action"], rows)
     output.out(f"{'Would free' if dry_run else 'Freed'} {data['frees_bytes'] / 1e6:.1f} MB")

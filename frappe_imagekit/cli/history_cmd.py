@@ -101,12 +101,7 @@ def _listing_cells(
     row: HistoryRow, label: str, joiner: str, pin_label: Callable[[Mapping[str, Any] | None], str]
 ) -> list[str]:
     apps = joiner.join(f"{app.get('name')} {pin_label(app)}" for app in row.apps) or "-"
-    deployed = ", ".join(row.deployed_to)
-    if not deployed and row.deploys:
-        deployed = "was " + ", ".join(sorted({d["where"] for d in row.deploys}))
-    outcomes = sorted({_outcome(d) for d in row.deploys} - {""})
-    if outcomes:
-        deployed += f" ({'; '.join(outcomes)})"
+    deployed = _places(row.deployed_to, row.deploys)
     return [
         label,
         row.created[:16].replace("T", " ") or "-",
@@ -118,9 +113,27 @@ def _listing_cells(
     ]
 
 
+def _places(running: list[str], deploys: list[dict[str, Any]]) -> str:
+    """The places running the version (else the places it ran on, after "was"), each followed
+    by what happened there since its last successful run (a failure the version recovered from
+    at that place is not shown)."""
+    runs: dict[str, list[dict[str, Any]]] = {}
+    for deploy in deploys:
+        runs.setdefault(deploy["where"], []).append(deploy)
+    if running:
+        return ", ".join(_place(where, runs.get(where, [])) for where in running)
+    return "was " + ", ".join(_place(where, runs[where]) for where in sorted(runs)) if runs else ""
+
+
+def _place(where: str, runs: list[dict[str, Any]]) -> str:
+    last_ok = max((i for i, d in enumerate(runs) if d.get("result") == "succeeded"), default=0)
+    outcomes = list(dict.fromkeys(o for o in map(_outcome, runs[last_ok:]) if o))
+    return f"{where} ({'; '.join(outcomes)})" if outcomes else where
+
+
 def _outcome(deploy: dict[str, Any]) -> str:
     """What happened to one run of a version, when it was more than a successful deploy."""
-    parts = []
+    parts = ["migrate-only"] if deploy.get("migrate_only") else []
     if deploy.get("kind") == "rollback":
         parts.append(f"rollback from {deploy.get('rolled_back_from') or '?'}")
     if deploy.get("result") not in (None, "succeeded"):
@@ -128,6 +141,12 @@ def _outcome(deploy: dict[str, Any]) -> str:
     if deploy.get("rolled_back_to"):
         parts.append(f"rolled back to {deploy['rolled_back_to']}")
     return ", ".join(parts)
+
+
+def _run_where(deploy: dict[str, Any]) -> str:
+    """The place, and the target named when it reached that place another way (SSH)."""
+    target = deploy.get("target")
+    return f"{deploy['where']} (as {target})" if target and target != deploy["where"] else deploy["where"]
 
 
 def _deploy_line(deploy: dict[str, Any]) -> str:
@@ -212,7 +231,7 @@ def render_show(shown: dict[str, Any]) -> None:
     if shown["rebuilds"]:
         _section("Rebuilds", [(r["file"], f"{r['status']} {r['created']}") for r in shown["rebuilds"]])
     where = ", ".join(shown["deployed_to"]) or "not running anywhere recorded"
-    deploys = [(d["where"], _deploy_line(d)) for d in shown["deploys"]]
+    deploys = [(_run_where(d), _deploy_line(d)) for d in shown["deploys"]]
     _section("Deploys", [("running on", where), *deploys])
 
 

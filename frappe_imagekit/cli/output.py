@@ -20,6 +20,38 @@ if TYPE_CHECKING:  # pragma: no cover - rich is imported only when a table is dr
 
 _active: ContextVar[Redactor | None] = ContextVar("imagekit_output_redactor", default=None)
 
+# The one sanitizer of printed text (issue 19 item 11): text from outside (bench output, a
+# transcript, a deploy record, docker) reaches the terminal only through ``clean``. Each
+# alternative stops at the next ESC, so one pass is linear in the text.
+_CONTROL = re.compile(
+    r"\x1b\[(?P<sgr>[0-9;]*)m"  # SGR: kept when it only sets plain colours and weights
+    r"|\x1b\[[0-?]*[ -/]*[@-~]?"  # any other CSI: cursor moves, erasing, reports
+    r"|\x1b\][^\x07\x1b\x9c]*(?:\x07|\x1b\\|\x9c)?"  # OSC: title, clipboard (52), hyperlink (8)
+    r"|\x1b[PX^_][^\x1b\x9c]*(?:\x1b\\|\x9c)?"  # DCS, SOS, PM, APC strings
+    r"|\x1b[ -/]*[0-~]?"  # any other escape sequence, and a lone ESC
+    # C0 controls but tab and newline, DEL, C1 controls, bidi overrides and marks
+    r"|[\x00-\x08\x0b-\x1a\x1c-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]"
+)
+# SGR parameters that only pick a plain colour or a weight (no 38/48 extended colours, no
+# conceal or blink)
+_PLAIN_SGR = frozenset(
+    {"", "0", "1", "2", "3", "4", "7", "9", "21", "22", "23", "24", "27", "29", "39", "49"}
+    | {str(n) for n in (*range(30, 38), *range(40, 48), *range(90, 98), *range(100, 108))}
+)
+
+
+def clean(text: str, *, colours: bool = True) -> str:
+    """``text`` without terminal control sequences: escape sequences (OSC 52 clipboard writes,
+    window titles, hyperlinks, cursor moves), C0/C1 controls other than tab and newline, and
+    bidi overrides are dropped; SGR colour sequences stay when ``colours`` and plain."""
+
+    def keep(match: re.Match[str]) -> str:
+        sgr = match["sgr"]
+        plain = sgr is not None and all(p in _PLAIN_SGR for p in sgr.split(";"))
+        return match.group() if colours and plain else ""
+
+    return _CONTROL.sub(keep, text)
+
 
 @contextmanager
 def redacting(redactor: Redactor) -> Iterator[None]:
@@ -47,9 +79,11 @@ def _mask_exception(exc: BaseException, redactor: Redactor) -> None:
         current = current.__cause__ or current.__context__
 
 
-def safe(text: str) -> str:
+def safe(text: str, *, colours: bool = True) -> str:
     """``text`` with every known secret masked, and anything shaped like a token too: files others
-    edit (a manifest, a deploy record) may carry one that no redactor knows."""
+    edit (a manifest, a deploy record) may carry one that no redactor knows. ``clean`` runs
+    first, so a control character cannot split a secret out of the redactor's sight."""
+    text = clean(text, colours=colours)
     redactor = _active.get()
     text = redactor.redact(text) if redactor is not None else text
     return validate.TOKEN_SHAPE.sub(_mask_token, text)
@@ -118,10 +152,13 @@ def print_table(title: str | None, columns: list[str], rows: list[list[str]]) ->
             out("\t".join(row))
         return
     from rich.table import Table
+    from rich.text import Text
 
-    table = Table(title=title, title_justify="left")
+    # Text, not str: rich would read "[link=...]" in a cell as markup
+    heading = Text(safe(title, colours=False)) if title else None
+    table = Table(title=heading, title_justify="left")
     for column in columns:
-        table.add_column(column)
+        table.add_column(Text(safe(column, colours=False)))
     for row in rows:
-        table.add_row(*(safe(cell) for cell in row))
+        table.add_row(*(Text(safe(cell, colours=False)) for cell in row))
     console().print(table)

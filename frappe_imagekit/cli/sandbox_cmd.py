@@ -64,11 +64,12 @@ def backups_command(
     if as_json:
         output.print_json(listing.to_dict())
         return
-    rows = [[b.name, b.site, b.version or "?", b.deploy_id, b.when, _size(b.size), b.database]
-            for b in listing.backups]  # fmt: skip
+    # "data of": the version whose data the backup holds (what ran before the deploy that took it)
+    rows = [[b.name, b.site, b.version or "?", b.data_of or "?", b.deploy_id, b.when, _size(b.size),
+             b.database] for b in listing.backups]  # fmt: skip
     output.print_table(
         f"Backups of {given['project']} on {runner.host}",
-        ["name", "site", "deploy", "deploy id", "when", "size", "database"],
+        ["name", "site", "deploy", "data of", "deploy id", "when", "size", "database"],
         rows,
     )
     for reason in listing.skipped:

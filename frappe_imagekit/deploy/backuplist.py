@@ -12,13 +12,15 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from frappe_imagekit import validate
+from frappe_imagekit import bounded, validate
+from frappe_imagekit.deploy import place
+from frappe_imagekit.deploy.place import Places, daemon_id
 from frappe_imagekit.errors import ImagekitError, NotFoundError, UsageError
 from frappe_imagekit.runner import Runner
 from frappe_imagekit.workspace import Workspace
@@ -78,7 +80,8 @@ def list_backups(runner: Runner, ws: Workspace, state_root: str, project: str) -
     done = runner.run(["sh", "-c", _LIST, "list", root], timeout=120)
     listing = BackupListing()
     files = parse_listing(done.stdout, root, listing.skipped)
-    listing.backups = group(files, deploy_records(ws, project), listing.skipped, root)
+    records = deploy_records(ws, project, runner.host, lambda: place.daemon_of(runner))
+    listing.backups = group(files, records, listing.skipped, root)
     return listing
 
 
@@ -99,7 +102,7 @@ def parse_listing(text: str, root: str, skipped: list[str]) -> dict[tuple[str, s
     return found
 
 
-def _site_ok(site: str) -> bool:
+def _site_ok(site: object) -> bool:
     try:
         validate.site_name(site)
     except ImagekitError:
@@ -168,42 +171,61 @@ def deploy_id(started: str) -> str:
 # ---------------------------------------------------------------- deploy records
 
 
-def deploy_records(ws: Workspace, project: str) -> dict[str, DeployInfo]:
+def deploy_records(
+    ws: Workspace, project: str, host: str = "local", daemon: Callable[[], str | None] = lambda: None
+) -> dict[str, DeployInfo]:
     """Deploy id -> version, time and backup hashes, from the project's records in ``deploys/``
-    (repository content: a record or field that fails a check is left out)."""
+    of this place (``host``, or the daemon ``daemon()`` names: another host's deploys of the same
+    project name hold other data). Records are repository content: one or a field that fails a
+    check is left out."""
     folder = ws.deploys_dir
     paths = sorted(folder.glob(f"*-{project}.json")) if folder.is_dir() else []
-    infos = sorted((i for i in map(lambda p: _record_info(p, project), paths) if i), key=lambda i: i[1].when)
+    read = [i for i in map(lambda p: _record_info(p, project), paths) if i]
+    places = Places((project, where, daemon_id) for _, _, where, daemon_id in read)
+    asked = daemon() if any(d for *_, d in read) else None
+    here = places.key(project, host, asked)
+    mine = [(deploy, info) for deploy, info, where, d in read if places.key(project, where, d) == here]
     found: dict[str, DeployInfo] = {}
     previous = None
-    for deploy, info in infos:
+    for deploy, info in sorted(mine, key=lambda item: item[1].when):
         found[deploy] = replace(info, previous=previous)
         previous = info.version if info.succeeded else previous
     return found
 
 
-def _record_info(path: Path, project: str) -> tuple[str, DeployInfo] | None:
+def _record_info(path: Path, project: str) -> tuple[str, DeployInfo, str, str | None] | None:
     """What ``imagekit backups`` needs of one deploy record (the record as written on main:
-    ``version``, ``project``, ``started``, ``sites[].backup_files[].path/sha256``)."""
+    ``version``, ``project``, ``host``, ``daemon_id``, ``started``,
+    ``sites[].backup_files[].path/sha256``)."""
     try:
-        record = json.loads(path.read_text())
+        record = json.loads(bounded.json_text(path))
         if not isinstance(record, dict) or record.get("project") != project:
             return None
         version = validate.image_tag(record.get("version"))
         started = str(record.get("started"))
         succeeded = record.get("result") == "succeeded"
-        return deploy_id(started), DeployInfo(version, started, _hashes(record.get("sites")), succeeded)
+        host = record.get("host") or "local"
+        if not isinstance(host, str):
+            return None
+        info = DeployInfo(version, started, _hashes(record.get("sites")), succeeded)
+        return deploy_id(started), info, host, daemon_id(record.get("daemon_id"))
     except (OSError, ValueError, TypeError, RecursionError, ImagekitError):
         return None
 
 
 def _hashes(sites: object) -> dict[str, str]:
+    """ "site/file name" -> sha256 of each backup copy a record lists, where the site name, the
+    file name and the hash each pass their check (others are left out)."""
     found = {}
     for site in sites if isinstance(sites, list) else []:
         name = site.get("site") if isinstance(site, dict) else None
-        for item in site.get("backup_files") or [] if isinstance(name, str) else []:
-            if isinstance(item, dict) and _SHA256.fullmatch(str(item.get("sha256"))):
-                found[f"{name}/{str(item.get('path')).rsplit('/', 1)[-1]}"] = str(item["sha256"])
+        files = site.get("backup_files") if isinstance(site, dict) and _site_ok(name) else None
+        for item in files if isinstance(files, list) else []:
+            if not isinstance(item, dict) or not _SHA256.fullmatch(str(item.get("sha256"))):
+                continue
+            file = str(item.get("path")).rsplit("/", 1)[-1]
+            if _FILE.fullmatch(file):
+                found[f"{name}/{file}"] = str(item["sha256"])
     return found
 
 

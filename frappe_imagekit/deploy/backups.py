@@ -14,7 +14,7 @@ from frappe_imagekit.errors import DeployError
 from frappe_imagekit.runner import Runner
 
 # bench's summary: "Config  : ./S/private/backups/...json 2.0B", "Database: ./S/...sql.gz 19.0B"
-_FILE_LINE = re.compile(r"^(?:Config|Database|Public|Private)\s*:\s+(?P<path>\S+)", re.MULTILINE)
+_FILE_LINE = re.compile(r"^(?:Config|Database|Public|Private)[ \t]*:[ \t]+(?P<path>\S+)", re.MULTILINE)
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,200}")
 _DEPLOY_ID = re.compile(r"\d{8}T\d{6}Z")
 

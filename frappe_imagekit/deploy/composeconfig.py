@@ -28,9 +28,9 @@ COMPLETED = "service_completed_successfully"
 KNOWN_ONESHOT = frozenset({"configurator", "create-site", "migrator"})
 # bench subcommands that keep running (queue workers, scheduler, dev server).
 _BENCH_WORD = r"(?:^|[\s;&|(])bench(?:\s|$)"  # the bench command, not "frappe-bench" in a path
-_LONG_RUNNING_BENCH = re.compile(_BENCH_WORD + r".*\b(worker|schedule|serve|start|watch)\b")
+_LONG_RUNNING = re.compile(r"\b(worker|schedule|serve|start|watch)\b")
 _BENCH = re.compile(_BENCH_WORD)
-_MIGRATE = re.compile(_BENCH_WORD + r".*\bmigrate\b")
+_MIGRATE = re.compile(r"\bmigrate\b")
 
 
 @dataclass(frozen=True)
@@ -118,17 +118,26 @@ def parse_config(text: str) -> RenderedConfig:
 
 def _loaded(text: str) -> dict[str, Any]:
     try:
-        data = json.loads(text)
+        data = _json_or_yaml(text)
+    except RecursionError:  # an x- field nested thousands deep (json and yaml recurse per level)
+        raise DeployError(
+            "compose config printed a document nested too deeply: check the x- fields."
+        ) from None
+    if not isinstance(data, dict) or not isinstance(data.get("services"), dict):
+        raise DeployError("compose config printed no services: check the compose files.")
+    return data
+
+
+def _json_or_yaml(text: str) -> Any:
+    try:
+        return json.loads(text)
     except json.JSONDecodeError:
         import yaml
 
         try:
-            data = yaml.safe_load(text)
+            return yaml.safe_load(text)
         except yaml.YAMLError as exc:
             raise DeployError(f"compose config printed something that is not YAML ({exc}).") from None
-    if not isinstance(data, dict) or not isinstance(data.get("services"), dict):
-        raise DeployError("compose config printed no services: check the compose files.")
-    return data
 
 
 def _parsed(data: dict[str, Any]) -> RenderedConfig:
@@ -214,12 +223,27 @@ def oneshot_services(config: RenderedConfig, listed: Iterable[str] = ()) -> list
 
 
 def _bench_command_that_ends(command: str) -> bool:
-    return bool(_BENCH.search(command)) and not _LONG_RUNNING_BENCH.search(command)
+    return bool(_BENCH.search(command)) and not bench_then(_LONG_RUNNING, command)
 
 
 def migrator_services(config: RenderedConfig) -> list[str]:
     """Services that run ``bench ... migrate`` when they start (frappe_docker's migrator)."""
-    return sorted(s.name for s in config.services.values() if _MIGRATE.search(s.command))
+    return sorted(s.name for s in config.services.values() if bench_then(_MIGRATE, s.command))
+
+
+def bench_then(word: re.Pattern[str], command: str) -> bool:
+    """``bench`` and then ``word`` on the rest of its line: what the regex ``bench.*word`` finds,
+    in one pass (that regex is quadratic on a long line of "bench bench ..."). A later bench on a
+    line already looked at has a shorter rest, so it is skipped."""
+    looked_to = -1
+    for match in _BENCH.finditer(command):
+        if match.end() <= looked_to:
+            continue
+        looked_to = command.find("\n", match.end())
+        looked_to = len(command) if looked_to < 0 else looked_to
+        if word.search(command, match.end(), looked_to):
+            return True
+    return False
 
 
 def image_lines(files: Mapping[str, str], images: Iterable[str]) -> list[str]:

@@ -15,6 +15,7 @@ output (an app's broken ``commands`` module, a patch that printed a handled erro
 from __future__ import annotations
 
 import re
+from bisect import bisect_right
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -64,9 +65,11 @@ _SUCCESS = re.compile(r"^Success: Done in ")
 _UPDATING_DOCTYPES = re.compile(r"^Updating DocTypes for ")
 _PROGRESS = re.compile(r"^(Migrating |Executing |Success: Done in |Updating (DocTypes|Dashboard) for )")
 _QUEUED = re.compile(r"^Queued rebuilding of search index for ")
-_DOCTYPE = re.compile(r"There was an issue while migrating the DocType: (?P<doctype>.+?)\s*$")
+# Markers read by plain string operations, not by a regex: a lazy ``.+?\s*$`` is quadratic on a
+# long line (issue 19 item 10: every parser of outside text is linear).
+_DOCTYPE = "There was an issue while migrating the DocType: "
 _ALTER = re.compile(r"^Failed to alter schema using query: ")
-_BAD_JSON = re.compile(r"^bad json: (?P<path>.+?)\s*$")
+_BAD_JSON = "bad json: "
 _SERVICE_DOWN = re.compile(r"^Service (?P<service>\S+) is not running\.\s*$")
 _STOPPED = re.compile(r"^(?P<patch>.+): failed: STOPPED\s*$")
 _SKIPPED = re.compile(r"^Failed to execute patch\s*$")
@@ -77,7 +80,8 @@ _CHAIN = re.compile(r"^(During handling of the above exception|The above excepti
 _FRAME = re.compile(r'^  File "(?P<path>[^"]+)", line (?P<line>\d+)(?:, in (?P<func>.+))?$')
 _EXCEPTION = re.compile(r"^(?P<type>[A-Za-z_][\w.]*)(?::(?:\s(?P<message>.*))?)?$")
 _NO_MODULE = re.compile(r"No module named '(?P<module>[^']+)'")
-_APP_PATH = re.compile(r"(?:^|/)apps/(?P<app>[A-Za-z_]\w*)/(?P<rel>(?P=app)/[^\s\"]+)\.py$")
+_APP_NAME = re.compile(r"[A-Za-z_]\w*/")
+_NOT_IN_PATH = re.compile(r'[\s"]')
 _CONNECTION_CODES = re.compile(r"^\((2002|2003|2006|2013),")
 _IMPORT_TYPES = {"ModuleNotFoundError", "ImportError", "SyntaxError", "IndentationError", "TabError"}
 # frappe's own frames that only relay an error (frappe.throw -> msgprint -> _raise_exception)
@@ -96,13 +100,13 @@ class Frame:
     @property
     def app(self) -> str | None:
         """The app the file belongs to (``apps/<app>/<app>/...``), frappe included."""
-        match = _APP_PATH.search(self.path)
-        return match["app"] if match else None
+        found = app_path(self.path)
+        return found[0] if found else None
 
     @property
     def module(self) -> str | None:
-        match = _APP_PATH.search(self.path)
-        return match["rel"].replace("/", ".").removesuffix(".__init__") if match else None
+        found = app_path(self.path)
+        return found[1].replace("/", ".").removesuffix(".__init__") if found else None
 
     def key(self) -> tuple[str, str]:
         return self.path.rsplit("/", 1)[-1], self.func or ""
@@ -110,6 +114,35 @@ class Frame:
     def lines(self) -> list[str]:
         where = f", in {self.func}" if self.func else ""
         return [f'  File "{self.path}", line {self.line}{where}', *(f"    {c}" for c in self.code)]
+
+
+def app_path(path: str) -> tuple[str, str] | None:
+    """(app, path under the app folder without ``.py``) of the first ``apps/<app>/<app>/...py``
+    in ``path`` (at its start or after a ``/``), in one pass over the path."""
+    if not path.endswith(".py"):
+        return None
+    # the part from "apps/" to the end holds no whitespace or quote: only the tail after the last one
+    tail = max((m.end() for m in _NOT_IN_PATH.finditer(path)), default=0)
+    start = path.find("apps/", tail)
+    while start != -1:
+        found = _app_at(path, start)
+        if found:
+            return found
+        start = path.find("apps/", start + 1)
+    return None
+
+
+def _app_at(path: str, start: int) -> tuple[str, str] | None:
+    if start > 0 and path[start - 1] != "/":
+        return None
+    name = _APP_NAME.match(path, start + 5)
+    if name is None:
+        return None
+    app = name.group()[:-1]
+    rel_start = name.end()
+    if not path.startswith(app + "/", rel_start) or len(path) - 3 <= rel_start + len(app) + 1:
+        return None
+    return app, path[rel_start:-3]
 
 
 @dataclass
@@ -304,13 +337,15 @@ def _split_sites(
     starts = [(i, m["site"]) for i, line in plain if (m := _MIGRATING.match(line))]
     if not starts:
         return [(sites[0] if sites else _executing_site(plain), plain, tracebacks, False)]
-    sections: list[Section] = []
-    for number, (begin, site) in enumerate(starts):
-        end = starts[number + 1][0] if number + 1 < len(starts) else len(plain) + 10**9
-        low = -1 if number == 0 else begin  # what came before the first Migrating line is the first site's
-        section_lines = [(i, line) for i, line in plain if low < i < end and i != begin]
-        section_tbs = [tb for tb in tracebacks if low < tb.start < end]
-        sections.append((site, section_lines, section_tbs, True))
+    # one pass: what came before the first Migrating line is the first site's
+    sections: list[Section] = [(site, [], [], True) for _, site in starts]
+    begins = [i for i, _ in starts]
+    opening = set(begins)
+    for i, line in plain:
+        if i not in opening:
+            sections[max(0, bisect_right(begins, i) - 1)][1].append((i, line))
+    for tb in tracebacks:
+        sections[max(0, bisect_right(begins, tb.start) - 1)][2].append(tb)
     return sections
 
 
@@ -400,12 +435,12 @@ def _section(scan: _Scan) -> str | None:
 def _scan_marker(scan: _Scan, line: str) -> None:
     if _UPDATING_DOCTYPES.match(line):
         scan.synced = True
-    elif match := _DOCTYPE.search(line):
-        scan.doctype = match["doctype"]
+    elif doctype := _after(line, line.find(_DOCTYPE), _DOCTYPE):
+        scan.doctype = doctype
     elif _ALTER.match(line):
         scan.alter = line.strip()
-    elif match := _BAD_JSON.match(line):
-        scan.bad_json = match["path"]
+    elif bad_json := _after(line, 0 if line.startswith(_BAD_JSON) else -1, _BAD_JSON):
+        scan.bad_json = bad_json
     elif match := _SERVICE_DOWN.match(line):
         scan.services.append(match["service"])
     elif match := _STOPPED.match(line):
@@ -414,6 +449,11 @@ def _scan_marker(scan: _Scan, line: str) -> None:
         scan.skipped += 1
     elif _LOCK.search(line):
         scan.lock = line.strip()
+
+
+def _after(line: str, at: int, marker: str) -> str | None:
+    """What follows ``marker`` found at ``at`` (-1: not found), trailing whitespace dropped."""
+    return (line[at + len(marker) :].rstrip() or None) if at >= 0 else None
 
 
 def _failing_traceback(scan: _Scan, tracebacks: list[Traceback], exit_code: int | None) -> Traceback | None:

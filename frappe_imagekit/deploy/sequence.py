@@ -37,6 +37,7 @@ from frappe_imagekit.deploy import (
     maintenance,
     migrator,
     nextsteps,
+    place,
     plan,
     verify,
 )
@@ -192,6 +193,7 @@ class DeployReport:
     rollback_of: str | None = None  # rollback: the deploy id it undid
     progress: list[str] = field(default_factory=list)  # rollback: the steps done
     next_step: str | None = None  # rollback: what to do when it stopped before the end
+    daemon_id: str | None = None  # the target daemon's ID (docker info): one place, local or SSH
 
     @property
     def exit_code(self) -> ExitCode:
@@ -722,6 +724,7 @@ def _preflight(ctx: _Context) -> None:
         raise DeployError(
             f"docker does not answer on {runner.host} ({_last_line(docker)}); start the Docker daemon there."
         )
+    ctx.report.daemon_id = place.daemon_of(runner)
     ctx.compose_files = [_absolute(runner, p) for p in (opts.compose_file, *opts.compose_overrides)]
     ctx.compose_file = ctx.compose_files[0]
     for path in ctx.compose_files:

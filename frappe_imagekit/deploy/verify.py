@@ -8,7 +8,9 @@ with a sentence naming the services, sites or apps and what to change.
 
 from __future__ import annotations
 
+import itertools
 import json
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -104,14 +106,24 @@ def require_apps(installed: Mapping[str, Sequence[str]], in_image: Iterable[str]
         )
 
 
+_NEWLINE = re.compile("\n")
+_JSON_TRIES = 16  # bench prints a few lines before its JSON (a warning, an app's traceback)
+
+
 def first_json(text: str) -> Any:
-    """The JSON document in a command's output (bench may print other lines first)."""
-    for start, char in enumerate(text):
-        if char in "[{":
-            try:
-                return json.loads(text[start:])
-            except json.JSONDecodeError:
-                continue
+    """The JSON document that fills the rest of a command's output from the start of a line
+    (bench may print other lines first). At most ``_JSON_TRIES`` line starts are tried, so a
+    long output costs linear time (issue 19 item 10)."""
+    decoder = json.JSONDecoder()
+    starts = itertools.chain((0,), (m.end() for m in _NEWLINE.finditer(text)))
+    tries = (s for s in starts if text[s : s + 1] in ("[", "{"))
+    for start in itertools.islice(tries, _JSON_TRIES):
+        try:
+            data, end = decoder.raw_decode(text, start)
+        except (json.JSONDecodeError, RecursionError):
+            continue
+        if not text[end:].strip():
+            return data
     return None
 
 

@@ -13,6 +13,7 @@ from frappe_imagekit.deploy import backuplist
 from frappe_imagekit.errors import NotFoundError, UsageError
 from frappe_imagekit.process import Completed
 from frappe_imagekit.workspace import Workspace
+from tests.support.cli import invoke
 
 ROOT = "/state/imagekit/projects/erp"
 SHA = "ab" * 32
@@ -167,3 +168,57 @@ def test_an_unknown_name_lists_the_known_ones() -> None:
         backuplist.find(known, "c.local@latest")
     with pytest.raises(UsageError, match="is not a backup name"):
         backuplist.find(known, "a.local")
+
+
+# -- issue 19 item 13: data_of from this place's deploys only; issue 18 item 9: "data of" shown --
+
+
+def test_data_of_comes_from_the_deploys_of_this_host_only(tmp_path: Path) -> None:
+    record(tmp_path, "2026-12-01T10:00:00+00:00", "v1")
+    record(tmp_path, "2026-12-01T11:00:00+00:00", "v9", host="ops@other.example:22")  # another erp
+    record(tmp_path, "2026-12-01T12:00:00+00:00", "v2")
+    runner = ListingRunner(listing(f"40 {ROOT}/backups/20261201T120000Z/a.local/1-a_local-database.sql.gz"))
+    found = backuplist.list_backups(runner, Workspace.at(tmp_path), ROOT, "erp")  # type: ignore[arg-type]
+    assert [(b.version, b.data_of) for b in found.backups] == [("v2", "v1")]
+    assert runner.argv[-1][:2] == ["sh", "-c"]  # no record names a daemon: docker is not asked
+
+
+DAEMON = "ABCD:EFGH:IJKL:MNOP:QRST:UVWX:YZ23:4567:ABCD:EFGH:IJKL:MNOP"
+
+
+class DaemonRunner(ListingRunner):
+    """The target answers ``docker info`` with its daemon ID, the listing otherwise."""
+
+    def run(self, argv: Sequence[str], **_: Any) -> Completed:
+        self.argv.append(argv)
+        out = DAEMON + "\n" if list(argv[:2]) == ["docker", "info"] else self.stdout
+        return Completed(tuple(argv), 0, out, "")
+
+
+def test_a_deploy_over_ssh_to_the_same_daemon_is_this_place(tmp_path: Path) -> None:
+    record(tmp_path, "2026-12-01T10:00:00+00:00", "v1", host="root@127.0.0.1:2322", daemon_id=DAEMON)
+    record(
+        tmp_path,
+        "2026-12-01T11:00:00+00:00",
+        "v7",
+        host="ops@other.example:22",
+        daemon_id="OTHER:" + "A" * 20,
+    )
+    record(tmp_path, "2026-12-01T12:00:00+00:00", "v2", daemon_id=DAEMON)
+    runner = DaemonRunner(listing(f"40 {ROOT}/backups/20261201T120000Z/a.local/1-a_local-database.sql.gz"))
+    found = backuplist.list_backups(runner, Workspace.at(tmp_path), ROOT, "erp")  # type: ignore[arg-type]
+    assert [(b.version, b.data_of) for b in found.backups] == [("v2", "v1")]
+
+
+def test_backups_text_shows_the_version_whose_data_each_backup_holds(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    folder = state / "projects" / "erp" / "backups" / "20261201T120000Z" / "a.local"
+    folder.mkdir(parents=True)
+    (folder / "1-a_local-database.sql.gz").write_bytes(b"x" * 40)
+    record(tmp_path, "2026-12-01T10:00:00+00:00", "v1")
+    record(tmp_path, "2026-12-01T12:00:00+00:00", "v2")
+    result = invoke("backups", "--project", "erp", "--state-dir", str(state), "-w", str(tmp_path))
+    assert result.exit_code == 0, result.output
+    header, row = result.stdout.splitlines()[1:3]
+    assert header.split("\t")[:4] == ["name", "site", "deploy", "data of"]
+    assert row.split("\t")[:4] == ["a.local@20261201T120000Z", "a.local", "v2", "v1"]

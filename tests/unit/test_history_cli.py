@@ -126,3 +126,66 @@ def test_show_a_rebuild_record_by_its_file_name(runner: CliRunner, ws: Path) -> 
     assert "erpnext  erpnext: v15.17.0 still at 1234567" in out
     original = runner.invoke(cli_app, ["history", "v1.1.4", "-w", str(ws)])
     assert "Rebuilds" in original.stdout and "v1.1.4.rebuild-20261120T080000Z.json" in original.stdout
+
+
+# -- issue 18 item 9: places, per-place outcomes, --migrate-only runs ------------------------
+
+DAEMON = "ABCD:EFGH:IJKL:MNOP:QRST:UVWX:YZ23:4567:ABCD:EFGH:IJKL:MNOP"
+
+
+def _lab_records(root: Path, daemon: str | None) -> None:
+    """The real lab's v1.3.0 (real-lab-2026-12-07.md B5/B6): an interrupted local deploy, the
+    same stack deployed over SSH, then the local --migrate-only that completed the first."""
+    write(root / "builds", make_manifest("v1.3.0", "2026-12-07T12:05:06+00:00"))
+    runs = [("2026-12-07T12:17:41+00:00", "local", "interrupted", True),
+            ("2026-12-07T12:21:37+00:00", "root@127.0.0.1:2322", "succeeded", True),
+            ("2026-12-07T12:23:00+00:00", "local", "succeeded", False)]  # fmt: skip
+    for finished, host, result, served in runs:
+        record = make_deploy("v1.3.0", finished, project="labik", host=host, result=result)
+        record.update(schema_version=2, served=served, kind="deploy", daemon_id=daemon)
+        write_deploy(root / "deploys", record)
+
+
+def test_a_local_and_an_ssh_target_on_one_daemon_are_one_place(runner: CliRunner, tmp_path: Path) -> None:
+    _lab_records(tmp_path, DAEMON)
+    listed = runner.invoke(cli_app, ["history", "-w", str(tmp_path)])
+    assert listed.exit_code == 0, listed.output
+    assert listed.stdout.splitlines()[2].split("\t")[6] == "labik@local (migrate-only)"
+    shown = runner.invoke(cli_app, ["history", "v1.3.0", "-w", str(tmp_path)])
+    deploys = shown.stdout.split("Deploys\n", 1)[1].splitlines()
+    assert [line.split() for line in deploys if line.strip()] == [
+        ["running", "on", "labik@local"],
+        ["labik@local", "2026-12-07T12:17:41+00:00", "interrupted"],
+        ["labik@local", "(as", "labik@root@127.0.0.1:2322)", "2026-12-07T12:21:37+00:00"],
+        ["labik@local", "2026-12-07T12:23:00+00:00", "migrate-only"],
+    ]
+
+
+def test_without_a_daemon_id_each_target_is_its_own_place_with_its_own_outcome(
+    runner: CliRunner, tmp_path: Path
+) -> None:
+    _lab_records(tmp_path, None)
+    listed = runner.invoke(cli_app, ["history", "-w", str(tmp_path)])
+    # the interrupted run was completed at its place: no "(interrupted)" tag on any place
+    cell = "labik@local (migrate-only), labik@root@127.0.0.1:2322"
+    assert listed.stdout.splitlines()[2].split("\t")[6] == cell
+    assert "interrupted" not in listed.stdout.splitlines()[2]
+
+
+def test_a_failure_stays_on_its_place_until_the_version_runs_fine_there(
+    runner: CliRunner, tmp_path: Path
+) -> None:
+    write(tmp_path / "builds", make_manifest("v2", "2026-12-01T09:00:00+00:00"))
+    for finished, host, result in [("2026-12-02T10:00:00+00:00", "local", "patch-failed"),
+                                   ("2026-12-02T11:00:00+00:00", "local", "succeeded"),
+                                   ("2026-12-02T12:00:00+00:00", "ops@b:22", "migrate-failed")]:  # fmt: skip
+        write_deploy(tmp_path / "deploys", make_deploy("v2", finished, host=host, result=result))
+    listed = runner.invoke(cli_app, ["history", "-w", str(tmp_path)])
+    assert listed.stdout.splitlines()[2].split("\t")[6] == "erp@local, erp@ops@b:22 (migrate-failed)"
+
+
+def test_a_daemon_id_of_the_wrong_shape_is_not_used(runner: CliRunner, tmp_path: Path) -> None:
+    _lab_records(tmp_path, "../../x")
+    listed = runner.invoke(cli_app, ["history", "-w", str(tmp_path)])
+    cell = "labik@local (migrate-only), labik@root@127.0.0.1:2322"
+    assert listed.stdout.splitlines()[2].split("\t")[6] == cell

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from frappe_imagekit import prune
-from frappe_imagekit.errors import ConfigError
+from frappe_imagekit.errors import ConfigError, DockerError
 from frappe_imagekit.workspace import Workspace
 
 IMG = "acme/erp"
@@ -78,3 +78,43 @@ def test_builder_prune_command() -> None:
     assert prune.builder_prune_command("/usr/bin/docker", "10GB") == [
         "/usr/bin/docker", "builder", "prune", "-f", "--keep-storage", "10GB",
     ]  # fmt: skip
+
+
+def test_the_image_of_any_container_is_kept_whatever_names_it() -> None:
+    images = [
+        {"ref": f"{IMG}:v1-replaced-0123456789ab", "id": "sha256:old", "size": 100},
+        {"ref": f"{IMG}:v1", "id": "sha256:new", "size": 100},
+        {"ref": f"{IMG}:stray", "id": "sha256:stray", "size": 10},
+    ]
+    plan = prune.classify(images, {f"{IMG}:v1": "build v1"}, IMG, {"sha256:old": "erp-backend-1 (running)"})
+    assert [(i.ref, i.why) for i in plan.keep] == [
+        (f"{IMG}:v1", "build v1"),
+        (f"{IMG}:v1-replaced-0123456789ab", "container erp-backend-1 (running) uses it"),
+    ]
+    assert [i.ref for i in plan.remove] == [f"{IMG}:stray"]
+
+
+def test_a_refused_removal_is_reported_and_the_others_go_on(monkeypatch) -> None:
+    images = [{"ref": f"{IMG}:{tag}", "id": f"sha256:{tag}", "size": 10} for tag in ("a", "b", "c")]
+    plan = prune.classify(images, {}, IMG, {})
+    removed: list[str] = []
+
+    def remove_tag(ref: str) -> None:
+        if ref.endswith(":b"):
+            raise DockerError(
+                f"docker rmi {ref} failed: conflict: container 1234 is using its referenced image"
+            )
+        removed.append(ref)
+
+    monkeypatch.setattr(prune.dockerapi, "remove_tag", remove_tag)
+    result = prune.execute_prune(plan)
+    assert removed == [f"{IMG}:a", f"{IMG}:c"]
+    assert result["failed"] == [
+        {
+            "ref": f"{IMG}:b",
+            "error": f"docker rmi {IMG}:b failed: conflict: container 1234 is using its referenced image",
+        }
+    ]
+    assert result["frees_bytes"] == 20  # b stays
+    message = prune.failure_message(result["failed"])
+    assert message.startswith(f"1 image tag(s) could not be removed ({IMG}:b; ")

@@ -75,6 +75,10 @@ A = "[targets.a]\nproject = 'erp'\ncompose = 'c.yaml'\n"
         (A + "hots = 'x'\n", "unknown key 'hots' \\(did you mean 'host'\\?\\)"),
         (A + "host = 5\n", "must be a string, not int"),
         (A + "backend_service = 'a b'\n", "not a compose service"),
+        # found by tests/unit/test_properties_readers.py (issue 19 "Tests")
+        (A + "host = 'a b;rm'\n", r"\[targets.a\] host 'a b;rm' cannot be used: .*use user@server\[:port\]"),
+        (A + "up_timeout = inf\n", "positive number"),
+        (A + "up_timeout = nan\n", "positive number"),
         ("[targets]\na = 1\n", "must be a table of settings"),
         ("targets = 1\n", "'targets' must be tables"),
         ("[other]\n", "unknown table 'other'"),
