@@ -27,6 +27,8 @@ class PlanFacts:
     other_services: dict[str, str] = field(default_factory=dict)
     maintenance: bool = False  # the maintenance window (deploy/maintenance.py)
     backup_files: bool = False  # bench backup --with-files
+    kept: Sequence[str] = ()  # services of other images (MariaDB, Redis): not stopped without a down
+    kill_first: Sequence[str] = ()  # killed before they are replaced (--kill-first)
 
 
 def steps(facts: PlanFacts) -> list[str]:
@@ -49,9 +51,18 @@ def _replace_steps(facts: PlanFacts) -> list[str]:
         files = " --with-files" if facts.backup_files else ""
         out += [f"bench --site {site} backup{files}" for site in facts.sites] or ["no site yet: no backup"]
     if facts.down_argv:
-        out.append(f"down: {shlex.join(facts.down_argv)}")
+        out.append(f"down (everything stops): {shlex.join(facts.down_argv)}")
+    elif facts.running and facts.kill_first:
+        out.append(f"kill {', '.join(facts.kill_first)} (they ignore SIGTERM and hold no state)")
     env = " ".join(f"{k}={shlex.quote(v)}" for k, v in facts.up_env.items())
     out.append(f"up: {env} {shlex.join(facts.up_argv)}")
+    if facts.running and not facts.down_argv:
+        kept = ", ".join(facts.kept) or "no other service"
+        new = ", ".join(facts.image_services)
+        out.append(
+            f"up recreates the services whose image or configuration changed ({new} get the new image);"
+            f" {kept} keep running unless their definition changed"
+        )
     if facts.oneshot:
         out.append(f"wait for the one-shot services to exit 0: {', '.join(facts.oneshot)}")
     out.append("wait for the other services to run (healthy where they have a healthcheck)")

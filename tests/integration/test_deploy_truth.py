@@ -127,7 +127,7 @@ def test_tag_moved_during_the_deploy_is_caught_by_the_image_check(project: Proje
     v2_id = docker("image", "inspect", "-f", "{{.Id}}", f"{project.repo}:v2").stdout.strip()
 
     def retag(line: str) -> None:  # somebody moves the tag between the checks and `up`
-        if line.startswith("stopping project"):
+        if line.startswith("starting "):
             docker("tag", moved, f"{project.repo}:v2")
 
     try:
