@@ -51,23 +51,30 @@ def _replace_steps(facts: PlanFacts) -> list[str]:
         files = " --with-files" if facts.backup_files else ""
         out += [f"bench --site {site} backup{files}" for site in facts.sites] or ["no site yet: no backup"]
     if facts.down_argv:
-        out.append(f"down (everything stops): {shlex.join(facts.down_argv)}")
-    elif facts.running and facts.kill_first:
-        out.append(f"kill {', '.join(facts.kill_first)} (they ignore SIGTERM and hold no state)")
+        out.append(f"down: {shlex.join(facts.down_argv)}")
+    elif facts.running:
+        out.append(_no_down_step(facts))
     env = " ".join(f"{k}={shlex.quote(v)}" for k, v in facts.up_env.items())
     out.append(f"up: {env} {shlex.join(facts.up_argv)}")
-    if facts.running and not facts.down_argv:
-        kept = ", ".join(facts.kept) or "no other service"
-        new = ", ".join(facts.image_services)
-        out.append(
-            f"up recreates the services whose image or configuration changed ({new} get the new image);"
-            f" {kept} keep running unless their definition changed"
-        )
     if facts.oneshot:
         out.append(f"wait for the one-shot services to exit 0: {', '.join(facts.oneshot)}")
     out.append("wait for the other services to run (healthy where they have a healthcheck)")
     out.append(f"check that {', '.join(facts.image_services)} run the image id of {facts.image_ref}")
     return out
+
+
+def _no_down_step(facts: PlanFacts) -> str:
+    killed = (
+        f"kill {', '.join(facts.kill_first)} (they ignore SIGTERM, hold no state); "
+        if facts.kill_first
+        else ""
+    )
+    kept = ", ".join(facts.kept) or "no other service"
+    return (
+        f"no down: {killed}up recreates the services whose image or configuration changed "
+        f"({', '.join(facts.image_services)} get the new image); {kept} keep running unless their "
+        "definition changed (--full-down stops everything first)"
+    )
 
 
 def _window_steps(facts: PlanFacts, opening: bool) -> list[str]:

@@ -544,8 +544,8 @@ def _replace_containers(ctx: _Context) -> None:
     if ctx.opts.backup and running:
         _timed(ctx, "backup", lambda c: _backup(c, running))
     _window(ctx).stack_changed()  # from down on, a failure leaves the sites in maintenance
+    _note_changed_files(ctx, down_files, full)
     if full:
-        _note_changed_files(ctx, down_files)
         ctx.emit(f"stopping project {ctx.opts.project}")
         _timed(ctx, "down", lambda c: _compose_down(c, down_files, bool(running)))
     else:
@@ -795,12 +795,15 @@ def _down_files(ctx: _Context, running: Sequence[Container]) -> dict[str, Any]:
             "config_files": ",".join(files)}  # fmt: skip
 
 
-def _note_changed_files(ctx: _Context, files: dict[str, Any]) -> None:
+def _note_changed_files(ctx: _Context, files: dict[str, Any], full: bool) -> None:
     for item in files["kept"]:
         if _sha256_on_target(ctx.runner, item["path"]) != item["sha256"]:
-            ctx.report.notes.append(
-                f"{item['path']} changed since the last up; down used the copy from that up ({item['copy']})."
+            how = (
+                f"down used the copy from that up ({item['copy']})"
+                if full
+                else "up recreated what it changes"
             )
+            ctx.report.notes.append(f"{item['path']} changed since the last up; {how}.")
 
 
 def _needs_full_down(ctx: _Context, running: Sequence[Container]) -> bool:

@@ -90,7 +90,7 @@ def compose_yaml(
 
 # frappe_docker keeps MariaDB and Redis in overrides/ (compose.mariadb.yaml, compose.redis.yaml):
 # a file set without them drops those services (real-lab-2026-12-07 run 14). The fake MariaDB
-# accepts connections on 3306 (what the fake backend's web handler asks); Redis only runs.
+# and Redis accept connections on 3306 and 6379: what the fake backend's web handler asks.
 _OVERRIDE = """services:
 {services}"""
 _OTHER = """  {name}:
@@ -99,23 +99,26 @@ _OTHER = """  {name}:
     command: ["sh", "-c", '{command}']
 """
 DB_LISTEN = "nc -ll -p 3306 -e /bin/true & " + SLEEP_FOREVER
+REDIS_LISTEN = "nc -ll -p 6379 -e /bin/true & " + SLEEP_FOREVER
 
 
 def write_overrides(folder: Path, busybox: str) -> list[Path]:
     """``overrides/compose.mariadb.yaml`` (db) and ``overrides/compose.redis.yaml`` (redis-cache,
     redis-queue), images of another repository than the bench's; ``sites/common_site_config.json``
-    names db as the backend's database (frappe_docker's configurator writes db_host)."""
+    names them (db_host, redis_cache, redis_queue: what frappe_docker's configurator writes)."""
     overrides = folder / "overrides"
     overrides.mkdir(parents=True, exist_ok=True)
     mariadb = overrides / "compose.mariadb.yaml"
     mariadb.write_text(_OVERRIDE.format(services=_OTHER.format(name="db", image=busybox, command=DB_LISTEN)))
     redis = overrides / "compose.redis.yaml"
-    body = "".join(
-        _OTHER.format(name=n, image=busybox, command=SLEEP_FOREVER) for n in ("redis-cache", "redis-queue")
-    )
+    services = ("redis-cache", "redis-queue")
+    body = "".join(_OTHER.format(name=n, image=busybox, command=REDIS_LISTEN) for n in services)
     redis.write_text(_OVERRIDE.format(services=body))
     (folder / "sites").mkdir(parents=True, exist_ok=True)
-    (folder / "sites" / "common_site_config.json").write_text('{"db_host": "db", "db_port": 3306}\n')
+    (folder / "sites" / "common_site_config.json").write_text(
+        '{"db_host": "db", "db_port": 3306, "redis_cache": "redis://redis-cache:6379", '
+        '"redis_queue": "redis://redis-queue:6379"}\n'
+    )
     return [mariadb, redis]
 
 
