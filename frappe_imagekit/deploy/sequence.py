@@ -1,4 +1,9 @@
-"""``imagekit deploy``: preflight, lock, backup, down, up, migrate, report, record.
+"""``imagekit deploy``: preflight, lock, backup, replace the services, migrate, report, record.
+
+The replace step recreates only the services whose image or configuration changed (``up -d
+--remove-orphans``): MariaDB and Redis keep running, so the sites answer the maintenance 503
+and not frappe's 500 without its database (README "What deploy stops, and why"); ``compose
+down`` first only with ``--full-down`` or another set of compose files.
 
 ``deploy(runner, ws, options)`` runs the whole sequence on a ``Runner`` (this machine or an SSH
 host) and returns a ``DeployReport``; it does not print. Live output (migrate lines, transfer
