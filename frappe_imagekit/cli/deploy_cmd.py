@@ -74,7 +74,14 @@ def deploy_command(
     ),
     dry_run: bool = typer.Option(False, "--dry-run", help="Preflight only; change nothing."),
     force: bool = typer.Option(
-        False, "--force", help="Proceed although the containers were started by another file."
+        False,
+        "--force",
+        help="Proceed although the containers were started by other files or services would be removed.",
+    ),
+    full_down: bool = typer.Option(
+        False,
+        "--full-down",
+        help="compose down first (MariaDB and Redis stop too); default: recreate what changed.",
     ),
     lock_wait: float = typer.Option(0, "--lock-wait", help="Seconds to wait for the lock."),
     env_file: str | None = typer.Option(None, "--env-file", help="Env file for compose (target)."),
@@ -116,7 +123,7 @@ def deploy_command(
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
     workspace: Path = WORKSPACE_OPTION,
 ) -> None:
-    """Deploy an image with compose down/up (same file both ways), backup and bench migrate."""
+    """Deploy an image: backup, recreate the services whose image or configuration changed, migrate."""
     ws = Workspace.at(workspace)
     repeat = repeated_options(target, locals())  # before the target fills them in
     if target is not None:
@@ -138,6 +145,7 @@ def deploy_command(
         migrate_only=migrate_only,
         dry_run=dry_run,
         force=force,
+        full_down=full_down,
         lock_wait=lock_wait,
         image_var=image_var,
         tag_var=tag_var,

@@ -48,6 +48,12 @@ class Container:
     config_files: str
     working_dir: str
     oneoff: bool
+    restart_count: int = 0  # restarts by its restart policy since it was created
+
+    @property
+    def generation(self) -> tuple[str, int]:
+        """This container in this run of it: a restart makes a new generation."""
+        return self.id, self.restart_count
 
     @classmethod
     def from_inspect(cls, data: Mapping[str, Any]) -> Container:
@@ -64,6 +70,7 @@ class Container:
             config_files=labels.get(CONFIG_FILES_LABEL, ""),
             working_dir=labels.get(WORKING_DIR_LABEL, ""),
             oneoff=labels.get(ONEOFF_LABEL, "False") == "True",
+            restart_count=int(data.get("RestartCount") or 0),
         )
 
 
@@ -103,11 +110,13 @@ def compose_argv(
     return argv + list(args)
 
 
-def up_args(cli: ComposeCLI) -> list[str]:
-    # Recreate (never restart) after an image change; orphans of an older file go too.
+def up_args(cli: ComposeCLI, stop_timeout: int = 10) -> list[str]:
+    # compose recreates exactly the services whose image or configuration changed (every
+    # service of the new image: its id changed) and leaves MariaDB and Redis running; orphans of
+    # an older file go too. No --force-recreate: it would stop the database as `down` does.
     # No --wait on v2: compose 2.26 fails `up --wait` when a one-shot service (frappe_docker's
     # configurator) exits 0, so wait_services does the waiting for v1 and v2 alike.
-    return ["up", "-d", "--force-recreate", "--remove-orphans"]
+    return ["up", "-d", "--remove-orphans", "--timeout", str(stop_timeout)]
 
 
 def down_args(cli: ComposeCLI, stop_timeout: int = 10) -> list[str]:
@@ -145,6 +154,21 @@ def kill_services(runner: Runner, project: str, services: Sequence[str]) -> list
         return []
     done = runner.run(kill_command([c.id for c in targets]), timeout=60)
     _check(done, runner, "docker kill")
+    return sorted({c.service for c in targets})
+
+
+def remove_services(
+    runner: Runner, project: str, services: Sequence[str], stop_timeout: int = 10
+) -> list[str]:
+    """Stop (SIGTERM, then SIGKILL after ``stop_timeout``) and remove the containers of
+    ``services`` of ``project``; the services removed. Other services keep running."""
+    targets = [c for c in service_containers(project_containers(runner, project)) if c.service in services]
+    if not targets:
+        return []
+    ids = [c.id for c in targets]
+    _check(runner.run(["docker", "stop", "--time", str(stop_timeout), *ids], timeout=stop_timeout + 60),
+           runner, "docker stop")  # fmt: skip
+    _check(runner.run(["docker", "rm", *ids], timeout=60), runner, "docker rm")
     return sorted({c.service for c in targets})
 
 
@@ -206,23 +230,37 @@ def service_ready(container: Container, oneshot: bool) -> bool:
     return container.state == "running" and container.health in (None, "healthy")
 
 
+SETTLE = 3.0  # seconds a service must run without a restart before the wait accepts it
+
+
 def wait_services(
     runner: Runner,
     project: str,
     oneshot: Sequence[str],
     timeout: float,
     poll: float = 0.3,
+    *,
+    settle: float = SETTLE,
+    before: Mapping[str, int] | None = None,
 ) -> list[Container]:
     """Wait until long-running services run (healthy if they have a healthcheck) and one-shot
-    services exited 0; on a crash or timeout raise with that service's last log lines."""
+    services exited 0; on a crash, a crash loop or a timeout raise with that service's last log lines.
+
+    A container in a restart loop is ``running`` at moments (real-lab 01b: nginx failing on its
+    config passed a one-look wait): each long-running container must keep running for ``settle``
+    seconds without a restart, and a restart counted over the wait (``RestartCount`` rising, or
+    status ``restarting``) fails it. ``before`` maps the ids of containers that ran before ``up``
+    to their restart count then; a container not in it was created by this ``up`` (count 0).
+    """
+    watch = _RestartWatch(dict(before) if before is not None else None, settle)
     deadline = time.monotonic() + timeout
     while True:
         containers = service_containers(project_containers(runner, project))
         for container in containers:
-            problem = service_problem(container, container.service in oneshot)
+            problem = watch.problem(container) or service_problem(container, container.service in oneshot)
             if problem:
                 raise DeployError(_service_failure(runner, container, problem))
-        waiting = [c for c in containers if not service_ready(c, c.service in oneshot)]
+        waiting = [c for c in containers if not _settled(c, c.service in oneshot, watch)]
         if containers and not waiting:
             return containers
         if time.monotonic() > deadline:
@@ -230,6 +268,48 @@ def wait_services(
                 raise DeployError(f"no container of project {project} started; check `up` output.")
             raise DeployError(_service_failure(runner, waiting[0], f"not ready after {timeout:.0f}s"))
         time.sleep(poll)
+
+
+def _settled(container: Container, oneshot: bool, watch: _RestartWatch) -> bool:
+    return service_ready(container, oneshot) and (oneshot or watch.ran_long_enough(container))
+
+
+class _RestartWatch:
+    """Restarts of each container counted over a wait, and how long each has run unrestarted."""
+
+    def __init__(self, before: dict[str, int] | None, settle: float) -> None:
+        self.before = before
+        self.settle = settle
+        self.first: dict[str, int] = {}  # container id -> restart count when first seen
+        self.running_since: dict[tuple[str, int], float] = {}
+        self.started = time.monotonic()
+
+    def problem(self, container: Container) -> str | None:
+        base = self.first.setdefault(container.id, self._base(container))
+        restarts = container.restart_count - base
+        if restarts <= 0:
+            return None
+        took = time.monotonic() - self.started
+        return (
+            f"restarted {restarts} time{'s' if restarts > 1 else ''} in {took:.0f}s (a crash loop: its "
+            f"restart policy starts it again each time it exits, last exit code {container.exit_code})"
+        )
+
+    def _base(self, container: Container) -> int:
+        if self.before is None:
+            return container.restart_count
+        return self.before.get(container.id, 0)
+
+    def ran_long_enough(self, container: Container) -> bool:
+        if container.state != "running":
+            return False
+        since = self.running_since.setdefault(container.generation, time.monotonic())
+        return time.monotonic() - since >= self.settle
+
+
+def restart_counts(containers: Sequence[Container]) -> dict[str, int]:
+    """id -> restart count: what ``wait_services(before=...)`` compares with."""
+    return {c.id: c.restart_count for c in containers}
 
 
 def _service_failure(runner: Runner, container: Container, problem: str) -> str:

@@ -27,6 +27,8 @@ class PlanFacts:
     other_services: dict[str, str] = field(default_factory=dict)
     maintenance: bool = False  # the maintenance window (deploy/maintenance.py)
     backup_files: bool = False  # bench backup --with-files
+    kept: Sequence[str] = ()  # services of other images (MariaDB, Redis): not stopped without a down
+    kill_first: Sequence[str] = ()  # killed before they are replaced (--kill-first)
 
 
 def steps(facts: PlanFacts) -> list[str]:
@@ -50,6 +52,8 @@ def _replace_steps(facts: PlanFacts) -> list[str]:
         out += [f"bench --site {site} backup{files}" for site in facts.sites] or ["no site yet: no backup"]
     if facts.down_argv:
         out.append(f"down: {shlex.join(facts.down_argv)}")
+    elif facts.running:
+        out.append(_no_down_step(facts))
     env = " ".join(f"{k}={shlex.quote(v)}" for k, v in facts.up_env.items())
     out.append(f"up: {env} {shlex.join(facts.up_argv)}")
     if facts.oneshot:
@@ -57,6 +61,20 @@ def _replace_steps(facts: PlanFacts) -> list[str]:
     out.append("wait for the other services to run (healthy where they have a healthcheck)")
     out.append(f"check that {', '.join(facts.image_services)} run the image id of {facts.image_ref}")
     return out
+
+
+def _no_down_step(facts: PlanFacts) -> str:
+    killed = (
+        f"kill {', '.join(facts.kill_first)} (they ignore SIGTERM, hold no state); "
+        if facts.kill_first
+        else ""
+    )
+    kept = ", ".join(facts.kept) or "no other service"
+    return (
+        f"no down: {killed}up recreates the services whose image or configuration changed "
+        f"({', '.join(facts.image_services)} get the new image); {kept} keep running unless their "
+        "definition changed (--full-down stops everything first)"
+    )
 
 
 def _window_steps(facts: PlanFacts, opening: bool) -> list[str]:

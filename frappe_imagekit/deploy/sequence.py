@@ -1,4 +1,9 @@
-"""``imagekit deploy``: preflight, lock, backup, down, up, migrate, report, record.
+"""``imagekit deploy``: preflight, lock, backup, replace the services, migrate, report, record.
+
+The replace step recreates only the services whose image or configuration changed (``up -d
+--remove-orphans``): MariaDB and Redis keep running, so the sites answer the maintenance 503
+and not frappe's 500 without its database (README "What deploy stops, and why"); ``compose
+down`` first only with ``--full-down`` or another set of compose files.
 
 ``deploy(runner, ws, options)`` runs the whole sequence on a ``Runner`` (this machine or an SSH
 host) and returns a ``DeployReport``; it does not print. Live output (migrate lines, transfer
@@ -126,6 +131,10 @@ class DeployOptions:
     target: str | None = None
     repeat: tuple[tuple[str, str], ...] = ()
     ssh_flags: tuple[str, ...] = ()  # ssh's own options for printed `ssh HOST '...'` lines (-i KEY ...)
+    # compose down before up (everything stops, MariaDB and Redis too); without it only the
+    # services whose image or configuration changed are recreated (README "What deploy stops")
+    full_down: bool = False
+    settle: float = compose.SETTLE  # seconds each service must run unrestarted after up
 
     @property
     def image_ref(self) -> str:
@@ -274,6 +283,7 @@ def _check_numbers(opts: DeployOptions) -> None:
         (opts.up_timeout, "--up-timeout"),
         (opts.down_timeout, "the down timeout"),
         (opts.stop_timeout, "the stop timeout"),
+        (opts.settle, "the settle time"),
     ):
         if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value < 1e7:
             raise UsageError(f"{what} must be a number of seconds from 0 to 9999999, not {value!r}.")
@@ -508,11 +518,12 @@ def _plan_dry_run(ctx: _Context) -> None:
         ctx.report.site(site)
     down = None
     if running and not opts.migrate_only:
-        files = _down_files(ctx, running)
+        files = _down_files(ctx, running)  # refuses containers of other files, as the deploy would
         down_args = compose.down_args(cli, opts.stop_timeout)
-        down = compose.compose_argv(cli, opts.project, files["files"], *down_args,
-                                    project_dir=files["project_dir"], env_file=files["env_file"])  # fmt: skip
-    up_args = compose.up_args(cli)
+        where = {"project_dir": files["project_dir"], "env_file": files["env_file"]}
+        if _needs_full_down(ctx, running):
+            down = compose.compose_argv(cli, opts.project, files["files"], *down_args, **where)
+    up_args = compose.up_args(cli, opts.stop_timeout)
     up = compose.compose_argv(cli, opts.project, ctx.compose_files, *up_args, env_file=opts.env_file)
     facts = plan.PlanFacts(
         project=opts.project, image_ref=opts.image_ref, lock_dir=ctx.paths.lock_dir, sites=sites,
@@ -520,6 +531,8 @@ def _plan_dry_run(ctx: _Context) -> None:
         image_services=ctx.report.image_services, oneshot=ctx.report.oneshot_services,
         migrator=ctx.report.migrator, migrate_only=opts.migrate_only,
         maintenance=opts.maintenance, backup_files=opts.backup_files,
+        kept=sorted(set(ctx.report.services) - set(ctx.report.image_services)),
+        kill_first=[s for s in opts.kill_first if s in ctx.report.services],
     )  # fmt: skip
     ctx.report.steps = plan.steps(facts)
 
@@ -537,14 +550,19 @@ def _dry_run_sites(ctx: _Context, running: Sequence[Container]) -> list[str]:
 def _replace_containers(ctx: _Context) -> None:
     running = compose.service_containers(compose.project_containers(ctx.runner, ctx.opts.project))
     down_files = _down_files(ctx, running)
+    full = bool(running) and _needs_full_down(ctx, running)
     if running:
         ctx.report.previous_version = _last_up_version(ctx)
     _open_window(ctx, running)
     if ctx.opts.backup and running:
         _timed(ctx, "backup", lambda c: _backup(c, running))
     _window(ctx).stack_changed()  # from down on, a failure leaves the sites in maintenance
-    ctx.emit(f"stopping project {ctx.opts.project}")
-    _timed(ctx, "down", lambda c: _down(c, down_files, bool(running)))
+    _note_changed_files(ctx, down_files, full)
+    if full:
+        ctx.emit(f"stopping project {ctx.opts.project}")
+        _timed(ctx, "down", lambda c: _compose_down(c, down_files, bool(running)))
+    else:
+        _kill_first(ctx)
     ctx.emit(f"starting {ctx.opts.image_ref}")
     _timed(ctx, "up", _up)
     _timed(ctx, "image_check", _check_running_image)
@@ -742,6 +760,7 @@ def _preflight(ctx: _Context) -> None:
         _send_image(ctx)
     if not opts.migrate_only:
         _check_config(ctx)
+        _check_services_kept(ctx)
         _check_image_apps(ctx)
 
 
@@ -847,15 +866,10 @@ def _down_files(ctx: _Context, running: Sequence[Container]) -> dict[str, Any]:
                 "imagekit); bring them down with that file yourself, or pass --force."
             )
         kept = _recorded_files(ctx, recorded)
-        for item in kept:
-            if _sha256_on_target(ctx.runner, item["path"]) != item["sha256"]:
-                ctx.report.notes.append(
-                    f"{item['path']} changed since the last up; down used the copy "
-                    f"from that up ({item['copy']})."
-                )
         env_file = ctx.paths.env_copy if recorded.get("env_file") else None
         return {"files": [item["copy"] for item in kept], "project_dir": recorded["project_dir"],
-                "env_file": env_file, "env": recorded.get("env", {})}  # fmt: skip
+                "env_file": env_file, "env": recorded.get("env", {}), "kept": kept,
+                "config_files": recorded["config_files"]}  # fmt: skip
     if labels and labels != [",".join(ctx.compose_files)] and not ctx.opts.force:
         raise DeployError(
             f"the running containers of {ctx.opts.project} were started with {' and '.join(labels)}"
@@ -863,7 +877,61 @@ def _down_files(ctx: _Context, running: Sequence[Container]) -> dict[str, Any]:
             "--force to use the config_files label."
         )
     files = labels[0].split(",") if labels else ctx.compose_files
-    return {"files": files, "project_dir": None, "env_file": ctx.opts.env_file, "env": {}}
+    return {"files": files, "project_dir": None, "env_file": ctx.opts.env_file, "env": {}, "kept": [],
+            "config_files": ",".join(files)}  # fmt: skip
+
+
+def _note_changed_files(ctx: _Context, files: dict[str, Any], full: bool) -> None:
+    for item in files["kept"]:
+        if _sha256_on_target(ctx.runner, item["path"]) != item["sha256"]:
+            how = (
+                f"down used the copy from that up ({item['copy']})"
+                if full
+                else "up recreated what it changes"
+            )
+            ctx.report.notes.append(f"{item['path']} changed since the last up; {how}.")
+
+
+def _needs_full_down(ctx: _Context, running: Sequence[Container]) -> bool:
+    """``compose down`` first (everything stops) only with --full-down or when the running
+    containers were started with another set of compose files than this deploy's (their
+    labels); the same files with other contents are compose's to converge (``up``). A file
+    of another path with the same content (the kept copy a rollback ran with) is the same file."""
+    if ctx.opts.full_down:
+        return True
+    target = [_sha256_on_target(ctx.runner, path) for path in ctx.compose_files]
+    for label in {composeconfig.resolve_config_files(c.config_files, c.working_dir) for c in running}:
+        paths = label.split(",") if label else []
+        if paths == ctx.compose_files:
+            continue
+        if [_sha256_on_target(ctx.runner, path) for path in paths] != target:
+            return True
+    return False
+
+
+def _check_services_kept(ctx: _Context) -> None:
+    """Refuse (exit 13) when services of the running project are not in the rendered config:
+    ``up --remove-orphans`` would remove them (real-lab 14: db, redis-cache and redis-queue gone
+    with a file set missing frappe_docker's overrides). ``--force`` removes them."""
+    assert ctx.config is not None
+    running = compose.service_containers(compose.project_containers(ctx.runner, ctx.opts.project))
+    gone = sorted({c.service for c in running} - set(ctx.config.services))
+    if not gone:
+        return
+    if ctx.opts.force:
+        ctx.report.notes.append(f"--force: the deploy removes {', '.join(gone)} (not in the compose files).")
+        return
+    recorded = _last_up(ctx)
+    labels = sorted({composeconfig.resolve_config_files(c.config_files, c.working_dir)
+                     for c in running if c.service in gone and c.config_files})  # fmt: skip
+    last = recorded["config_files"] if recorded else " and ".join(labels) or "unknown files"
+    raise DeployError(
+        f"the compose files {', '.join(ctx.compose_files)} have no service {', '.join(gone)}, which "
+        f"{'is' if len(gone) == 1 else 'are'} part of project {ctx.opts.project} now (the files of the last "
+        f"up: {last.replace(',', ', ')}): the deploy would remove {'it' if len(gone) == 1 else 'them'}. "
+        "Deploy with those files (--compose for each, or the target that names them), or pass --force to "
+        "remove them. Nothing was stopped."
+    )
 
 
 def _recorded_files(ctx: _Context, recorded: dict[str, Any]) -> list[dict[str, str]]:
@@ -1035,15 +1103,38 @@ def _site_path(path: str) -> str:
 
 
 def _down(ctx: _Context, files: dict[str, Any], anything: bool) -> None:
-    if not anything and not compose.project_containers(ctx.runner, ctx.opts.project):
+    """Stop and remove the containers of the image's services before they start again on
+    another image (rollback): MariaDB and Redis keep running (README "What deploy stops");
+    everything (compose down) with --full-down."""
+    if ctx.opts.full_down or not ctx.report.image_services:
+        _compose_down(ctx, files, anything)
         return
-    assert ctx.cli is not None
+    _kill_first(ctx)
+    removed = compose.remove_services(ctx.runner, ctx.opts.project, ctx.report.image_services,
+                                      ctx.opts.stop_timeout)  # fmt: skip
+    if removed:
+        ctx.emit(f"stopped {', '.join(removed)}; {_kept_running(ctx)} keep running")
+
+
+def _kept_running(ctx: _Context) -> str:
+    kept = sorted(set(ctx.report.services) - set(ctx.report.image_services))
+    return ", ".join(kept) or "no other service"
+
+
+def _kill_first(ctx: _Context) -> None:
     killed = compose.kill_services(ctx.runner, ctx.opts.project, ctx.opts.kill_first)
     if killed:
         ctx.report.notes.append(
-            f"killed {', '.join(killed)} at once before down: they ignore SIGTERM and hold no state "
-            "(--kill-first)."
+            f"killed {', '.join(killed)} at once before they were replaced: they ignore SIGTERM and hold "
+            "no state (--kill-first)."
         )
+
+
+def _compose_down(ctx: _Context, files: dict[str, Any], anything: bool) -> None:
+    if not anything and not compose.project_containers(ctx.runner, ctx.opts.project):
+        return
+    assert ctx.cli is not None
+    _kill_first(ctx)
     argv = compose.compose_argv(
         ctx.cli,
         ctx.opts.project,
@@ -1065,9 +1156,10 @@ def _up(ctx: _Context) -> None:
     opts = ctx.opts
     env = _up_env(opts)
     argv = compose.compose_argv(
-        ctx.cli, opts.project, ctx.compose_files, *compose.up_args(ctx.cli),
+        ctx.cli, opts.project, ctx.compose_files, *compose.up_args(ctx.cli, opts.stop_timeout),
         env_file=opts.env_file,
     )  # fmt: skip
+    before = compose.restart_counts(_project(ctx))
     done = ctx.runner.run(argv, env=env, timeout=opts.up_timeout + 60)
     _keep_copy(ctx, env)  # even a failed up may have started containers with this file
     if done.returncode != 0:
@@ -1079,7 +1171,9 @@ def _up(ctx: _Context) -> None:
         if ctx.migrator_run and ctx.migrator_run.failed:
             return  # reported as a migrate failure; the other services are up
     oneshot = ctx.report.oneshot_services or opts.oneshot_services
-    compose.wait_services(ctx.runner, opts.project, oneshot, opts.up_timeout)
+    compose.wait_services(
+        ctx.runner, opts.project, oneshot, opts.up_timeout, settle=opts.settle, before=before
+    )
 
 
 def _follow_migrator(ctx: _Context) -> None:

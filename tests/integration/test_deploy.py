@@ -224,8 +224,11 @@ def test_compose_file_edited_between_up_and_down_is_detected(project: Project):
     text = project.compose.read_text().replace("  queue:", "  worker:")
     project.compose.write_text(text)
     configs = {site: project.site_file(site, "site_config.json").read_text() for site in project.sites}
+    # queue would disappear: refused before anything stops (issue 18 item 3), unless --force
+    with pytest.raises(DeployFailed, match="have no service queue, which is part of project"):
+        run_deploy(project, "v2", maintenance=False)
 
-    report = run_deploy(project, "v2", maintenance=False)
+    report = run_deploy(project, "v2", maintenance=False, force=True)
 
     assert report.result == "succeeded"
     assert any("changed since the last up" in note for note in report.notes)
@@ -446,7 +449,9 @@ def test_services_that_ignore_sigterm_are_killed_before_down(project: Project):
     assert run_deploy(project, "v1").result == "succeeded"
     report = run_deploy(project, "v2")
     assert report.result == "succeeded", report.error
-    assert any(n.startswith("killed scheduler, websocket at once before down") for n in report.notes)
+    assert any(
+        n.startswith("killed scheduler, websocket at once before they were replaced") for n in report.notes
+    )
     running = project.services()
     assert {"websocket", "scheduler"} <= set(running)
     assert {c["Config"]["Image"] for c in running.values()} == {f"{project.repo}:v2"}

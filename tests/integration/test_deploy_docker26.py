@@ -134,7 +134,7 @@ def test_renamed_service_leaves_no_orphan(project: Project, debian13_host: Debia
     assert run_deploy(debian13_host, project, "v1").result == "succeeded"
     project.compose.write_text(project.compose.read_text().replace("  queue:", "  worker:"))
 
-    report = run_deploy(debian13_host, project, "v2")
+    report = run_deploy(debian13_host, project, "v2", force=True)  # queue goes: refused without --force
 
     assert report.result == "succeeded", report.error
     assert any("changed since the last up" in note for note in report.notes)

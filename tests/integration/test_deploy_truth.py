@@ -127,7 +127,7 @@ def test_tag_moved_during_the_deploy_is_caught_by_the_image_check(project: Proje
     v2_id = docker("image", "inspect", "-f", "{{.Id}}", f"{project.repo}:v2").stdout.strip()
 
     def retag(line: str) -> None:  # somebody moves the tag between the checks and `up`
-        if line.startswith("stopping project"):
+        if line.startswith("starting "):
             docker("tag", moved, f"{project.repo}:v2")
 
     try:
@@ -303,7 +303,11 @@ def test_dry_run_lists_sites_services_and_every_step(project: Project):
         "bench --site a.local backup --with-files",
         "bench --site b.local backup --with-files",
     ]
-    assert steps[5].startswith(f"down: docker-compose -p {project.name} --project-directory")
+    assert steps[5] == (  # an image deploy stops nothing first (issue 18 item 6)
+        "no down: up recreates the services whose image or configuration changed (backend, configurator, "
+        "queue get the new image); no other service keep running unless their definition changed "
+        "(--full-down stops everything first)"
+    )
     assert steps[6].startswith(
         f"up: CUSTOM_IMAGE={project.repo} CUSTOM_TAG=v2 PULL_POLICY=never docker-compose"
     )

@@ -6,8 +6,10 @@ writes ``compose.yaml`` (configurator one-shot, backend, queue; a bind-mounted `
 no network; PID 1 exits on SIGTERM; ``stop_grace_period: 1s``; optional websocket and scheduler
 whose PID 1 ignores SIGTERM, as the real ones do, with compose's 10 s) and the sites. The backend
 answers HTTP on port 8000 inside its container as frappe does (``web``, one shell per request
-under busybox ``nc -ll``): ``/api/method/ping`` is ``pong``, and 503 while the site's
-``site_config.json`` has ``maintenance_mode`` on.
+under busybox ``nc -ll``): ``/api/method/ping`` is ``pong``, 503 while the site's
+``site_config.json`` has ``maintenance_mode`` on, and 500 while the database named in
+``sites/common_site_config.json`` does not answer. ``write_overrides`` adds frappe_docker's
+MariaDB and Redis override files (db answers on 3306) for a networked ``compose_yaml``.
 """
 
 from __future__ import annotations
@@ -65,7 +67,11 @@ def _build(docker_cli: str, ref: str) -> str:
     return ref
 
 
-def compose_yaml(services: Sequence[str] = ("configurator", "backend", "queue")) -> str:
+def compose_yaml(
+    services: Sequence[str] = ("configurator", "backend", "queue"), networked: bool = False
+) -> str:
+    """The app services; ``networked``: on the project's network (to reach a db service)
+    instead of ``network_mode: none``."""
     parts = ['version: "3.7"', "services:"]
     for name in services:
         if name == "configurator":
@@ -77,8 +83,43 @@ def compose_yaml(services: Sequence[str] = ("configurator", "backend", "queue"))
         else:
             extra = f"    command: ['sh', '-c', '{SLEEP_FOREVER}']\n"
         grace = "10s" if name in ("websocket", "scheduler") else "1s"
-        parts.append(_SERVICE.format(name=name, extra=extra, grace=grace).rstrip("\n"))
+        service = _SERVICE.format(name=name, extra=extra, grace=grace).rstrip("\n")
+        parts.append(service.replace('    network_mode: "none"\n', "") if networked else service)
     return "\n".join(parts) + "\n"
+
+
+# frappe_docker keeps MariaDB and Redis in overrides/ (compose.mariadb.yaml, compose.redis.yaml):
+# a file set without them drops those services (real-lab-2026-12-07 run 14). The fake MariaDB
+# and Redis accept connections on 3306 and 6379: what the fake backend's web handler asks.
+_OVERRIDE = """services:
+{services}"""
+_OTHER = """  {name}:
+    image: {image}
+    stop_grace_period: 1s
+    command: ["sh", "-c", '{command}']
+"""
+DB_LISTEN = "nc -ll -p 3306 -e /bin/true & " + SLEEP_FOREVER
+REDIS_LISTEN = "nc -ll -p 6379 -e /bin/true & " + SLEEP_FOREVER
+
+
+def write_overrides(folder: Path, busybox: str) -> list[Path]:
+    """``overrides/compose.mariadb.yaml`` (db) and ``overrides/compose.redis.yaml`` (redis-cache,
+    redis-queue), images of another repository than the bench's; ``sites/common_site_config.json``
+    names them (db_host, redis_cache, redis_queue: what frappe_docker's configurator writes)."""
+    overrides = folder / "overrides"
+    overrides.mkdir(parents=True, exist_ok=True)
+    mariadb = overrides / "compose.mariadb.yaml"
+    mariadb.write_text(_OVERRIDE.format(services=_OTHER.format(name="db", image=busybox, command=DB_LISTEN)))
+    redis = overrides / "compose.redis.yaml"
+    services = ("redis-cache", "redis-queue")
+    body = "".join(_OTHER.format(name=n, image=busybox, command=REDIS_LISTEN) for n in services)
+    redis.write_text(_OVERRIDE.format(services=body))
+    (folder / "sites").mkdir(parents=True, exist_ok=True)
+    (folder / "sites" / "common_site_config.json").write_text(
+        '{"db_host": "db", "db_port": 3306, "redis_cache": "redis://redis-cache:6379", '
+        '"redis_queue": "redis://redis-queue:6379"}\n'
+    )
+    return [mariadb, redis]
 
 
 def write_project(
