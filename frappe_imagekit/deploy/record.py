@@ -179,6 +179,45 @@ def rolled_back_versions(records: Iterable[DeployRecord], project: str | None = 
     return left
 
 
+def maintenance_since(records: Iterable[DeployRecord], project: str, host: str, site: str) -> DeployRecord | None:
+    """The deploy (or rollback) of ``project`` on ``host`` that left ``site`` in maintenance,
+    as the records say: the newest one that ended with the site on, not counting those that
+    found it on already and left it so; None when the last record of the site ended it (or
+    none says)."""
+    since: DeployRecord | None = None
+    for record in sorted(records, key=lambda r: str(r.started or "")):
+        entry = record.site(site) if (record.project, record.host or "local") == (project, host) else None
+        state = _maintenance_end(entry) if entry else None
+        if state == "off":
+            since = None
+        elif state == "on" and (since is None or _maintenance_found(entry) != "on"):
+            since = record
+    return since
+
+
+def describe_since(record: DeployRecord | None) -> str:
+    """``since deploy 20261207T121639Z of v1.3.0, interrupted`` (for the report)."""
+    if record is None:
+        return "no deploy in deploys/ left it so"
+    return f"since {record.kind} {record.deploy_id} of {record.version}, {record.result or 'unknown result'}"
+
+
+def _maintenance_end(entry: SiteEntry) -> str | None:
+    """on | off: how the record left the site (read back at its end, else its window's state)."""
+    now = entry.extra.get("maintenance_now")
+    if now in ("on", "off"):
+        return str(now)
+    window = entry.extra.get("maintenance")
+    state = window.get("state") if isinstance(window, dict) else None
+    return str(state) if state in ("on", "off") else None
+
+
+def _maintenance_found(entry: SiteEntry | None) -> str | None:
+    window = entry.extra.get("maintenance") if entry else None
+    found = window.get("found") if isinstance(window, dict) else None
+    return str(found) if found in ("on", "off") else None
+
+
 # -- checks ----------------------------------------------------------------------------------
 
 _KNOWN_TOP = frozenset(

@@ -47,7 +47,14 @@ from frappe_imagekit.deploy.migrate_parse import SiteResult, parse_migrate_outpu
 from frappe_imagekit.deploy.migrate_report import BenchPlace, StepContext, pending_patch_line, ssh_prefix
 from frappe_imagekit.deploy.migrate_report import next_steps as migrate_next_steps
 from frappe_imagekit.deploy.migrator import MigratorRun
-from frappe_imagekit.deploy.record import DEPLOY, DeployRecord, rolled_back_versions
+from frappe_imagekit.deploy.record import (
+    DEPLOY,
+    DeployRecord,
+    describe_since,
+    maintenance_since,
+    read_records,
+    rolled_back_versions,
+)
 from frappe_imagekit.deploy.record import SCHEMA_VERSION as RECORD_SCHEMA
 from frappe_imagekit.errors import (
     DeployError,
@@ -57,7 +64,7 @@ from frappe_imagekit.errors import (
     NotFoundError,
     UsageError,
 )
-from frappe_imagekit.interrupts import sigterm_as_interrupt
+from frappe_imagekit.interrupts import interrupts_held, sigterm_as_interrupt
 from frappe_imagekit.manifest import iter_deploy_records, list_manifests
 from frappe_imagekit.process import Completed
 from frappe_imagekit.runner import LocalRunner, Runner, json_object, local_stdout_stream
@@ -154,6 +161,7 @@ class SiteReport:
     backup_files: list[dict[str, Any]] = field(default_factory=list)  # copies: path, size, sha256
     restored: str | None = None  # rollback: ok | failed | skipped (--no-restore)
     maintenance: SiteWindow | None = None  # its maintenance window (None: not in one)
+    maintenance_now: str | None = None  # on | off: read back from the site at the end (None: unknown)
 
 
 @dataclass
@@ -574,8 +582,55 @@ def _open_window(ctx: _Context, running: Sequence[Container] | None = None) -> N
         sites = [] if _no_site_yet(ctx) else _sites(ctx, backend)
     except DeployError:
         return
+    _found_states(ctx, window, backend, sites)
     for site in window.open(backend.id, sites):
         ctx.report.site(site.site).maintenance = site
+
+
+def _found_states(ctx: _Context, window: maintenance.Window, backend: Container, sites: list[str]) -> None:
+    """What the sites are in before the window opens, read from them: one already in
+    maintenance (an earlier deploy left it) is left as found if this one stops early."""
+    states = maintenance.read_states(ctx.runner, backend.id, sites)
+    why = {name: _maintenance_since(ctx, name) for name, state in states.items() if state.maintenance}
+    window.found(states, why)
+    for name, since in why.items():
+        ctx.emit(f"{name} is in maintenance mode already ({since})")
+
+
+def _maintenance_since(ctx: _Context, site: str) -> str:
+    """Since which deploy ``site`` is in maintenance, from the deploy records."""
+    records = read_records(item for _, item in iter_deploy_records(ctx.ws) if isinstance(item, dict))
+    return describe_since(maintenance_since(records, ctx.opts.project, ctx.runner.host, site))
+
+
+def _read_back_maintenance(ctx: _Context) -> None:
+    """Each site's real maintenance state at the end (whatever the options), read from the
+    site; one in maintenance that the window did not report gets the commands that end it."""
+    names = [s.site for s in ctx.report.sites if s.site != MIGRATOR_SITES]
+    states: dict[str, maintenance.SiteState] = {}
+    try:
+        with interrupts_held():
+            states = maintenance.read_states(ctx.runner, _backend(ctx).id, names) if names else {}
+    except (ImagekitError, KeyboardInterrupt):
+        pass  # no backend runs (or it cannot be asked): unknown
+    for name in names:
+        state = states.get(name)
+        ctx.report.site(name).maintenance_now = state.word if state else None
+        if state and state.maintenance:
+            _say_still_on(ctx, name)
+
+
+def _say_still_on(ctx: _Context, name: str) -> None:
+    site = ctx.report.site(name)
+    if ctx.window is not None and name in ctx.window.open_sites():
+        return  # the window's own report said it (_report_window)
+    why = f"read back from the site at the end; {_maintenance_since(ctx, name)}"
+    step = maintenance.end_step(_bench_place(ctx), SiteWindow(name, left_on=why))
+    if step in site.next_steps:
+        return
+    site.next_steps.append(step)
+    ctx.report.notes.append(f"{name} is in maintenance mode ({why}); its next steps end it.")
+    ctx.emit(step)
 
 
 def _keep_unmigrated_in_maintenance(ctx: _Context) -> None:
@@ -610,8 +665,9 @@ def _live_and_broken(ctx: _Context) -> None:
     previous = _previous_version(ctx.ws, ctx.opts)
     base = _deploy_argv(ctx.opts, ctx.runner.host)
     again = shlex.join([*base, "--version", previous]) if previous else None
+    _read_back_maintenance(ctx)  # "live" only when the site says so
     for site in ctx.report.sites:
-        in_window = site.maintenance is not None and site.maintenance.state == maintenance.ON
+        in_window = site.maintenance_now == maintenance.ON
         if site.health == "failed" and not in_window:
             site.next_steps.append(maintenance.live_and_broken_step(place, site.site, site.backup, again))
 
@@ -1266,6 +1322,7 @@ def _check_apps(ctx: _Context) -> None:
 
 
 def _finish(ctx: _Context) -> None:
+    _read_back_maintenance(ctx)
     report = ctx.report
     report.finished = _now()
     record = record_dict(report)
