@@ -80,6 +80,7 @@ PATCH_FAILED = "patch-failed"
 MIGRATE_FAILED = "migrate-failed"
 INTERRUPTED = "interrupted"
 DRY_RUN = "dry-run"
+HEALTH_MAINTENANCE = "maintenance"  # a site in maintenance mode answers 503: not checked
 
 RESULT_EXIT_CODES = {
     SUCCEEDED: ExitCode.OK,
@@ -157,7 +158,7 @@ class SiteReport:
     exception_message: str | None = None
     warnings: list[str] = field(default_factory=list)
     migrate_notes: list[str] = field(default_factory=list)
-    health: str | None = None  # ok | failed | None (not checked)
+    health: str | None = None  # ok | failed | maintenance (in it: not checked) | None (not checked)
     backup_files: list[dict[str, Any]] = field(default_factory=list)  # copies: path, size, sha256
     restored: str | None = None  # rollback: ok | failed | skipped (--no-restore)
     maintenance: SiteWindow | None = None  # its maintenance window (None: not in one)
@@ -1100,7 +1101,13 @@ def _check_health(ctx: _Context) -> None:
         ctx.report.notes.append(
             "no frontend service: the health check asked ping only (gunicorn serves no assets)."
         )
+    in_maintenance = maintenance.read_states(ctx.runner, backend.id, [s.site for s in ctx.report.sites])
     for site in ctx.report.sites:
+        state = in_maintenance.get(site.site)
+        if state is not None and state.maintenance:  # it answers 503 by design: not a failure
+            site.health = HEALTH_MAINTENANCE
+            ctx.report.notes.append(f"{site.site} was not checked: it is in maintenance mode (answers 503).")
+            continue
         ctx.emit(f"checking {site.site} ({url})")
         site.health = "failed"
         site.health = health.check_site(ctx.runner, backend.id, url, site.site, asset)
