@@ -179,7 +179,9 @@ def rolled_back_versions(records: Iterable[DeployRecord], project: str | None = 
     return left
 
 
-def maintenance_since(records: Iterable[DeployRecord], project: str, host: str, site: str) -> DeployRecord | None:
+def maintenance_since(
+    records: Iterable[DeployRecord], project: str, host: str, site: str
+) -> DeployRecord | None:
     """The deploy (or rollback) of ``project`` on ``host`` that left ``site`` in maintenance,
     as the records say: the newest one that ended with the site on, not counting those that
     found it on already and left it so; None when the last record of the site ended it (or

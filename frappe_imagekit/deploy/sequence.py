@@ -992,9 +992,22 @@ def _backup(ctx: _Context, running: Sequence[Container]) -> None:
             )
         ctx.report.site(site).backup = _site_path(match["path"])
         _keep_backup(ctx, backend, site, done.stdout)
-    removed = backups.prune(ctx.runner, f"{ctx.paths.root}/backups", ctx.opts.keep_backups)
-    if removed:
-        ctx.report.notes.append(f"removed the backups of older deploys: {', '.join(removed)}")
+    _prune_backups(ctx)
+
+
+def _prune_backups(ctx: _Context) -> None:
+    """Only the last --keep-backups deploys' backups stay, but never a failed deploy's nor the
+    newest copy of a version's data (deploy/backups.py ``plan_prune``), as the records say."""
+    records = read_records(item for _, item in iter_deploy_records(ctx.ws) if isinstance(item, dict))
+    facts = {
+        r.deploy_id: backups.DeployFacts(r.result != SUCCEEDED, r.previous_version)
+        for r in records
+        if r.deploy_id and r.kind == DEPLOY and (r.project, r.host) == (ctx.opts.project, ctx.runner.host)
+    }
+    current = _stamp(ctx.report.started)
+    facts[current] = backups.DeployFacts(False, ctx.report.previous_version)
+    pruned = backups.prune(ctx.runner, f"{ctx.paths.root}/backups", ctx.opts.keep_backups, facts, current)
+    ctx.report.notes.extend(backups.describe(pruned, ctx.opts.keep_backups))
 
 
 def _keep_backup(ctx: _Context, backend: Container, site: str, output: str) -> None:

@@ -70,9 +70,10 @@ def test_the_real_state_is_reported_after_no_maintenance_rollback_and_migrate_on
     rolled = invoke(*rollback_args(project, "--yes", "--no-maintenance"))
     assert rolled.exit_code == 0, rolled.output
     assert "a.local\tok\tmaintenance\tON" in rolled.output and "b.local\tok\tok\toff" in rolled.output
-    assert f"note: a.local is in maintenance mode (read back from the site at the end; since deploy {failed_id}" in (
-        rolled.output
+    said = (
+        f"note: a.local is in maintenance mode (read back from the site at the end; since deploy {failed_id}"
     )
+    assert said in rolled.output
     assert "exec backend bench --site a.local set-maintenance-mode off" in rolled.output
     assert [s["maintenance_now"] for s in project.records()[-1]["sites"]] == ["on", "off"]
 
