@@ -136,7 +136,9 @@ class DeployOptions:
 @dataclass
 class SiteReport:
     site: str
-    status: str = "pending"  # ok | failed | pending (not migrated)
+    status: str = "pending"  # ok | failed | interrupted | pending (not migrated)
+    patches_run: list[str] = field(default_factory=list)  # interrupted: the patches that completed
+    interrupted_in: str | None = None  # interrupted: the patch it was running (not recorded as run)
     failed_patch: str | None = None
     backup: str | None = None
     failure: str | None = None
@@ -1160,11 +1162,17 @@ def _migrate_all(ctx: _Context) -> None:
 
 
 def _migrate(ctx: _Context, backend: Container, site: str) -> None:
+    seen: list[str] = []  # the output so far: what an interrupted migrate had done
+
+    def line(text: str) -> None:
+        seen.append(text)
+        ctx.emit(text)
+
     try:
-        done = ctx.runner.run(maintenance.migrate_argv(backend.id, site), on_stdout=ctx.emit)
+        done = ctx.runner.run(maintenance.migrate_argv(backend.id, site), on_stdout=line)
     except KeyboardInterrupt:  # the migrate in the backend would go on unseen: stop it, say so
         note = maintenance.stop_interrupted_migrate(ctx.runner, backend.id, site)
-        ctx.report.site(site).migrate_notes.append(note)
+        _interrupted_site(ctx.report.site(site), "\n".join(seen), note)
         ctx.report.notes.append(note)
         ctx.emit(note)
         raise
@@ -1181,6 +1189,17 @@ def _migrate(ctx: _Context, backend: Container, site: str) -> None:
     if result.result == mp.IMPORT_FAILED and not stopped:
         _find_patch_line(ctx, backend, site, result)
     _fill_site(ctx, ctx.report.site(site), result, stopped)
+
+
+def _interrupted_site(site: SiteReport, output: str, note: str) -> None:
+    """The record of a migrate interrupted on ``site``: the patches that completed (a
+    ``Success`` after their ``Executing`` line: committed) and the one it was in."""
+    seen = parse_migrate_output(output, sites=[site.site])
+    result = seen[-1] if seen else SiteResult(site=site.site)
+    site.status = INTERRUPTED
+    site.patches_run = list(result.patches_run)
+    site.interrupted_in = mp.running_patch(output, site.site)
+    site.migrate_notes.append(note)
 
 
 def _running(ctx: _Context, container: Container) -> bool:

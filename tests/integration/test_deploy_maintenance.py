@@ -7,6 +7,10 @@ the report says each site's real state whatever the options (issue 19 item 12)."
 from __future__ import annotations
 
 import json
+import signal
+import subprocess
+import sys
+from pathlib import Path
 
 from tests.integration.test_rollback import (
     deploy_v1_then_failing_v2,
@@ -20,6 +24,7 @@ from tests.support.benchimage.fixtures import (  # noqa: F401 - fixtures
     project,
 )
 
+ROOT = Path(__file__).resolve().parents[2]
 FAILING_PATCH = "myapp.patches.v1_0.fix_invoices #2024-05-01"
 
 
@@ -89,3 +94,24 @@ def test_the_real_state_is_reported_after_no_maintenance_rollback_and_migrate_on
     text = invoke(*project.cli_args("--version", "v1", "--migrate-only", "--no-maintenance",
                                     "--env-file", str(env_file)))  # fmt: skip
     assert "a.local\tok\tmaintenance\tON" in text.output and "b.local\tok\tok\toff" in text.output
+
+
+def test_an_interrupted_migrate_is_recorded_with_the_patches_that_ran(project: Project):
+    """Issue 18 item 9: the record of an interrupted migrate says which patches completed (they
+    are committed) and which one it was in, instead of `pending` (real run: lab run 08)."""
+    project.site_file("a.local", "slow_patch").write_text("erpnext.patches.v15_0.set_default_currency 30\n")
+    argv = [sys.executable, "-m", "frappe_imagekit", *project.cli_args("--version", "v1")]
+    proc = subprocess.Popen(argv, stderr=subprocess.PIPE, stdout=subprocess.PIPE, cwd=ROOT)
+    assert proc.stderr is not None
+    for raw in proc.stderr:
+        if b"slow patch 1" in raw:
+            break
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+
+    site_a = next(s for s in project.records()[-1]["sites"] if s["site"] == "a.local")
+    assert site_a["status"] == "interrupted"
+    assert site_a["patches_run"] == ["frappe.patches.v15_0.remove_old_field"]
+    assert site_a["interrupted_in"] == "erpnext.patches.v15_0.set_default_currency"
+    assert project.site_file("a.local", "migrate_aborted").is_file()  # stopped in the backend

@@ -11,8 +11,10 @@ from pathlib import Path
 import pytest
 
 from frappe_imagekit.deploy.maintenance import SiteState, parse_states, read_states_argv, window
+from frappe_imagekit.deploy.migrate_parse import parse_migrate_output, running_patch
 from frappe_imagekit.deploy.record import DeployRecord, describe_since, maintenance_since
 from frappe_imagekit.errors import DeployError
+from tests.support.benchimage.transcripts import reference_dir
 from tests.unit.test_deploy_maintenance import _Bench
 
 
@@ -112,3 +114,25 @@ def test_since_which_deploy_a_site_is_in_maintenance():
     read_back.sites[0].extra["maintenance_now"] = "on"  # --no-maintenance: no window, read back on
     assert maintenance_since([*records, ended, read_back], "erp", "local", "a.local") is read_back
     assert describe_since(None) == "no deploy in deploys/ left it so"
+
+
+def test_an_interrupted_real_migrate_names_the_patches_that_ran_and_the_one_it_was_in():
+    """The output deploy saw of the real migrate SIGTERM stopped in lab run 08 (frappe 15.55.1):
+    two patches committed (in s1.lab's Patch Log afterwards), slow_reindex not."""
+    folder = reference_dir()
+    assert folder is not None
+    run = (
+        folder.parent
+        / "real-lab-2026-12-07"
+        / "deploy-runs"
+        / "08-deploy-v1.3.0-sigterm-during-slow-patch.txt"
+    )
+    text = run.read_text().split("# 12:17:40 sending SIGTERM")[0]
+    seen = text.split("migrating s1.lab\n", 1)[1]  # what the migrate printed (deploy's own lines before)
+    (result,) = parse_migrate_output(seen, sites=["s1.lab"])
+    assert result.patches_run == [
+        "de_macrs.patches.v1_2.create_audit_table",
+        "de_macrs.patches.v1_2.recompute_basis",
+    ]
+    assert running_patch(seen, "s1.lab") == "de_macrs.patches.v1_3.slow_reindex"
+    assert running_patch(seen.split("Executing de_macrs.patches.v1_3")[0], "s1.lab") is None  # between two
