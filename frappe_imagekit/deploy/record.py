@@ -47,6 +47,16 @@ class BackupCopy:
     def is_database(self) -> bool:
         return self.name.endswith(("-database.sql.gz", "-database.sql"))
 
+    @property
+    def is_private_files(self) -> bool:
+        """bench backup --with-files: ``<stamp>-<site>-private-files.tar`` (31-backup-with-files)."""
+        return self.name.endswith("-private-files.tar")
+
+    @property
+    def is_public_files(self) -> bool:
+        """bench backup --with-files: ``<stamp>-<site>-files.tar`` (31-backup-with-files)."""
+        return self.name.endswith("-files.tar") and not self.is_private_files
+
 
 @dataclass
 class SiteEntry:
@@ -61,6 +71,11 @@ class SiteEntry:
 
     def database_copy(self) -> BackupCopy | None:
         return next((f for f in self.backup_files if f.is_database), None)
+
+    def files_copies(self) -> tuple[BackupCopy | None, BackupCopy | None]:
+        """The public and private files archives the deploy took (``--backup-files``), if any."""
+        public = next((f for f in self.backup_files if f.is_public_files), None)
+        return public, next((f for f in self.backup_files if f.is_private_files), None)
 
     def to_dict(self) -> dict[str, Any]:
         data = {**self.extra, "site": self.site}
