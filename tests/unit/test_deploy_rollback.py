@@ -18,6 +18,7 @@ from frappe_imagekit.workspace import Workspace
 from tests.support.cli import invoke
 
 STATE = "/srv/state"
+LAB = Path(__file__).resolve().parents[1] / "fixtures" / "frappe-v15-lab"  # transcripts from a real bench
 SHA = "cd" * 32
 
 
@@ -234,6 +235,17 @@ def test_the_files_archives_the_deploy_took_are_restored_with_the_database(tmp_p
     assert argv[-5:] == [
         "/tmp/db.sql.gz", "--with-public-files", "/tmp/pub.tar", "--with-private-files", "/tmp/priv.tar",
     ]  # fmt: skip
+    real = json.loads((LAB / "54-restore-existing-with-files.json").read_text())  # real bench took these
+    words = real["command"].split()
+    assert argv[-6:] == [
+        "restore",
+        "/tmp/db.sql.gz",
+        *words[-4:-3],
+        "/tmp/pub.tar",
+        *words[-2:-1],
+        "/tmp/priv.tar",
+    ]
+    assert words[3:5] == ["restore", words[4]] and real["exit_code"] == 0
     data["sites"][0]["backup_files"][-1]["path"] = "/etc/shadow-private-files.tar"
     with pytest.raises(NotFoundError, match="is not a backup file in"):
         rollback.site_restores(DeployRecord.from_dict(data), RollbackOptions("erp"), f"{STATE}/projects/erp")
