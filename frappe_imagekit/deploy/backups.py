@@ -11,9 +11,10 @@ holds is the one that ran when it was taken (the deploy record's ``previous_vers
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
+from frappe_imagekit.deploy.record import DEPLOY, DeployRecord
 from frappe_imagekit.errors import DeployError
 from frappe_imagekit.runner import Runner
 
@@ -21,6 +22,7 @@ from frappe_imagekit.runner import Runner
 _FILE_LINE = re.compile(r"^(?:Config|Database|Public|Private)\s*:\s+(?P<path>\S+)", re.MULTILINE)
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,200}")
 _DEPLOY_ID = re.compile(r"\d{8}T\d{6}Z")
+SUCCEEDED = "succeeded"  # a deploy record's result (deploy/sequence.py)
 
 # $1 folder, $2 container, $3 path in it, $4 file name: copy, check, hash; print size and sha256.
 _COPY = r"""
@@ -81,6 +83,16 @@ class Pruned:
     removed: list[str] = field(default_factory=list)  # deploy ids whose folders went
     data_of: dict[str, str] = field(default_factory=dict)  # of those removed, when known
     kept: dict[str, str] = field(default_factory=dict)  # deploy id beyond --keep-backups -> why it stays
+
+
+def deploy_facts(records: Iterable[DeployRecord]) -> dict[str, DeployFacts]:
+    """Each deploy's facts by deploy id (rollbacks take no backups); a later record of the same
+    id wins."""
+    return {
+        r.deploy_id: DeployFacts(r.result != SUCCEEDED, r.previous_version)
+        for r in records
+        if r.deploy_id and r.kind == DEPLOY
+    }
 
 
 def plan_prune(

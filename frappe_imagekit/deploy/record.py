@@ -9,6 +9,7 @@ ssh or a path on the target; anything else is kept as written in ``extra``. Sche
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -176,6 +177,18 @@ def read_records(items: Iterable[object]) -> list[DeployRecord]:
             continue
     records.sort(key=lambda r: str(r.finished or r.started or ""))
     return records
+
+
+def audit_records(text: str) -> list[DeployRecord]:
+    """The usable records of an ``audit.log`` (the target's state folder: one JSON record a
+    line, written by every deploy of the project from any workspace), oldest first."""
+    items = []
+    for line in text.splitlines():
+        try:
+            items.append(json.loads(line))
+        except (ValueError, RecursionError):
+            continue
+    return read_records(items)
 
 
 def rolled_back_versions(records: Iterable[DeployRecord], project: str | None = None) -> dict[str, str]:

@@ -50,6 +50,7 @@ from frappe_imagekit.deploy.migrator import MigratorRun
 from frappe_imagekit.deploy.record import (
     DEPLOY,
     DeployRecord,
+    audit_records,
     describe_since,
     maintenance_since,
     read_records,
@@ -999,13 +1000,13 @@ def _backup(ctx: _Context, running: Sequence[Container]) -> None:
 
 def _prune_backups(ctx: _Context) -> None:
     """Only the last --keep-backups deploys' backups stay, but never a failed deploy's nor the
-    newest copy of a version's data (deploy/backups.py ``plan_prune``), as the records say."""
-    records = read_records(item for _, item in iter_deploy_records(ctx.ws) if isinstance(item, dict))
-    facts = {
-        r.deploy_id: backups.DeployFacts(r.result != SUCCEEDED, r.previous_version)
-        for r in records
-        if r.deploy_id and r.kind == DEPLOY and (r.project, r.host) == (ctx.opts.project, ctx.runner.host)
-    }
+    newest copy of a version's data (deploy/backups.py ``plan_prune``), as the records say: the
+    target's audit log (every workspace's deploys of it), then this workspace's ``deploys/``."""
+    audit = audit_records(ctx.runner.read_file(ctx.paths.audit_log) or "")
+    local = read_records(item for _, item in iter_deploy_records(ctx.ws) if isinstance(item, dict))
+    project, host = ctx.opts.project, ctx.runner.host
+    facts = backups.deploy_facts([*(r for r in audit if r.project == project),
+                                  *(r for r in local if (r.project, r.host) == (project, host))])  # fmt: skip
     current = _stamp(ctx.report.started)
     facts[current] = backups.DeployFacts(False, ctx.report.previous_version)
     pruned = backups.prune(ctx.runner, f"{ctx.paths.root}/backups", ctx.opts.keep_backups, facts, current)

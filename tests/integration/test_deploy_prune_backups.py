@@ -33,3 +33,20 @@ def test_the_newest_backup_of_each_versions_data_survives_keep_backups(project: 
     assert [r["previous_version"] for r in project.records()] == [None, "v1", "v2"]
     assert f"kept beyond --keep-backups 1: {first_id} (the newest copy of v1's data)" in last.notes
     assert last.site("a.local").backup_files[0]["path"].startswith(f"{root}/{last_id}/a.local/")
+
+    # a failed deploy's backups stay, even when its record is not in this workspace (made from
+    # another one): the target's audit log says it failed
+    project.site_file("a.local", "fail_patch").write_text("myapp.patches.v1_0.fix_invoices #2024-05-01\n")
+    time.sleep(1)
+    failed = deploy(LocalRunner(), workspace(project), options(project, "v1", keep_backups=1))
+    assert failed.result == "patch-failed"
+    project.site_file("a.local", "fail_patch").unlink()
+    failed_record = sorted((project.ws / "deploys").glob("*.json"))[-1]
+    failed_record.unlink()
+    failed_id = failed_record.name.split("-", 1)[0]
+    assert f"removed the backups of older deploys: {last_id} (data of v2)" in failed.notes  # a newer v2 copy
+    after = run("v1", keep_backups=1)
+    after_id = sorted(p.name for p in root.iterdir())[-1]
+    assert sorted(p.name for p in root.iterdir()) == [failed_id, after_id]  # v1's data: a newer copy
+    assert f"removed the backups of older deploys: {first_id} (data of v1)" in after.notes
+    assert f"kept beyond --keep-backups 1: {failed_id} (a failed deploy's)" in after.notes

@@ -4,7 +4,10 @@ in tests/integration/test_deploy_prune_backups.py)."""
 
 from __future__ import annotations
 
-from frappe_imagekit.deploy.backups import DeployFacts, Pruned, describe, plan_prune, prune
+import json
+
+from frappe_imagekit.deploy.backups import DeployFacts, Pruned, deploy_facts, describe, plan_prune, prune
+from frappe_imagekit.deploy.record import audit_records
 from frappe_imagekit.process import Completed
 
 A, B, C, D, E = (f"20261207T12{n:02d}00Z" for n in range(5))
@@ -65,3 +68,18 @@ def test_prune_removes_only_what_was_planned_and_ignores_other_names():
     plan = prune(folder, "/s/backups", 1, {A: DeployFacts(True, "v1")}, current=C)  # type: ignore[arg-type]
     assert plan.removed == [B]
     assert folder.calls[-1] == ["rm", "-rf", "--", f"/s/backups/{B}"]
+
+
+def test_the_facts_come_from_deploy_records_and_the_targets_audit_log():
+    lines = [
+        {"schema_version": 2, "version": "v2", "project": "erp", "started": "2026-12-07T12:00:00+00:00",
+         "result": "patch-failed", "previous_version": "v1", "kind": "deploy"},
+        {"schema_version": 2, "version": "v1", "project": "erp", "started": "2026-12-07T12:01:00+00:00",
+         "result": "succeeded", "kind": "rollback"},
+        {"schema_version": 2, "version": "v3", "project": "erp", "started": "2026-12-07T12:02:00+00:00",
+         "result": "succeeded", "previous_version": "v1"},
+    ]  # fmt: skip
+    text = "\n".join(json.dumps(line) for line in lines) + "\nnot json\n" + "[" * 100_000 + "\n{}\n"
+    records = audit_records(text)
+    assert [r.version for r in records] == ["v2", "v1", "v3"]  # the broken lines left out
+    assert deploy_facts(records) == {A: DeployFacts(True, "v1"), C: DeployFacts(False, "v1")}
