@@ -602,9 +602,12 @@ def _found_states(ctx: _Context, window: maintenance.Window, backend: Container,
 
 
 def _maintenance_since(ctx: _Context, site: str) -> str:
-    """Since which deploy ``site`` is in maintenance, from the deploy records."""
-    records = read_records(item for _, item in iter_deploy_records(ctx.ws) if isinstance(item, dict))
-    return describe_since(maintenance_since(records, ctx.opts.project, ctx.runner.host, site))
+    """Since which deploy ``site`` is in maintenance, from the deploy records (``deploys/`` and
+    the target's audit log, which has the deploys of other workspaces too)."""
+    local = read_records(item for _, item in iter_deploy_records(ctx.ws) if isinstance(item, dict))
+    audit = audit_records(ctx.runner.read_file(ctx.paths.audit_log) or "")
+    here = [replace(r, host=ctx.runner.host) for r in audit if r.project == ctx.opts.project]
+    return describe_since(maintenance_since([*local, *here], ctx.opts.project, ctx.runner.host, site))
 
 
 def _read_back_maintenance(ctx: _Context) -> None:
