@@ -692,6 +692,8 @@ def interrupted_restore_note(site: str, how: str, container_id: str) -> str:
         said = f"imagekit waited for it to end in the backend: it failed (exit {how}); restore it again"
     elif how == "none":
         said = "it had not started in the backend"
+    elif how == "unknown":
+        said = "it ended in the backend without an exit status (killed?): restore it again"
     else:
         said = (
             f"imagekit stopped waiting for it ({how}): it may still run in the backend, look with "

@@ -275,6 +275,8 @@ class _Waits:
         (_Waits("0\n"), "0", f"{WAITED}: it finished, the site holds the backup's data"),
         (_Waits("1\n"), "1", f"{WAITED}: it failed (exit 1); restore it again"),
         (_Waits("none\n"), "none", "it had not started in the backend"),
+        (_Waits("unknown\n"), "unknown", "it ended in the backend without an exit status (killed?): "
+         "restore it again"),
         (_Waits(interrupt=True), "waiting stopped", "imagekit stopped waiting for it (waiting stopped): it "
          "may still run in the backend, look with `docker top c0ffee` before anything else"),
     ],
