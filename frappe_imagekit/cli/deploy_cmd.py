@@ -324,13 +324,14 @@ def _render_next_steps(report: DeployReport) -> None:
 
 
 def _maintenance_cell(site: SiteReport) -> str:
-    """``off after 12.3s``, ``ON`` (left in maintenance), or ``-`` (no window)."""
-    window = site.maintenance
-    if window is None:
-        return "-"
-    if window.state == "on":
+    """The site's real maintenance state, read back at the end: ``ON``, ``off after 12.3s`` (the
+    window ended), ``off``; without a read-back, the window's: ``ON``, ``off after ..``, ``-``."""
+    window, now = site.maintenance, site.maintenance_now
+    if now == "on" or (now is None and window is not None and window.state == "on"):
         return "ON"
-    return f"off after {window.seconds:.1f}s"
+    if window is not None and window.state == "off":
+        return f"off after {window.seconds:.1f}s"
+    return "off" if now == "off" else "-"
 
 
 def _render_plan(report: DeployReport) -> None:

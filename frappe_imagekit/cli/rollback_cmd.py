@@ -165,12 +165,16 @@ def render_plan(plan: Any, say: Any) -> None:
         output.warn(f"warning: {warning}")
 
 
+_MAINTENANCE = {"on": "ON", "off": "off"}  # read back from the site at the end
+
+
 def render_report(report: Any) -> None:
-    rows = [[s.site, s.restored or "-", s.health or "-"] for s in report.sites]
+    rows = [[s.site, s.restored or "-", s.health or "-", _MAINTENANCE.get(s.maintenance_now, "-")]
+            for s in report.sites]  # fmt: skip
     output.print_table(
         f"Rollback of {report.project} on {report.host} from {report.rolled_back_from} to "
         f"{report.version}: {report.result}",
-        ["site", "restored", "answers"],
+        ["site", "restored", "answers", "maintenance"],
         rows,
     )
     for note in report.notes:

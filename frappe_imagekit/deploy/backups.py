@@ -2,14 +2,19 @@
 volume are copied out of the backend container into the target's state folder
 (``backups/<deploy id>/<site>/``, mode 0600), checked whole (``gzip -t``; ``tar -tf`` for the files
 archives of ``--with-files``), hashed (sha256), and
-only the last N deploys' backups are kept. A ``down -v`` or a broken volume no longer takes them.
+only the last N deploys' backups are kept, except that a failed deploy's backups are never pruned
+and the newest copy of each version's data always stays (``plan_prune``): the version a backup
+holds is the one that ran when it was taken (the deploy record's ``previous_version``). A
+``down -v`` or a broken volume no longer takes them.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 
+from frappe_imagekit.deploy.record import DEPLOY, DeployRecord
 from frappe_imagekit.errors import DeployError
 from frappe_imagekit.runner import Runner
 
@@ -17,6 +22,7 @@ from frappe_imagekit.runner import Runner
 _FILE_LINE = re.compile(r"^(?:Config|Database|Public|Private)[ \t]*:[ \t]+(?P<path>\S+)", re.MULTILINE)
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,200}")
 _DEPLOY_ID = re.compile(r"\d{8}T\d{6}Z")
+SUCCEEDED = "succeeded"  # a deploy record's result (deploy/sequence.py)
 
 # $1 folder, $2 container, $3 path in it, $4 file name: copy, check, hash; print size and sha256.
 _COPY = r"""
@@ -64,11 +70,85 @@ def copy_off(runner: Runner, container_id: str, paths: list[str], folder: str) -
     return copied
 
 
-def prune(runner: Runner, root: str, keep: int) -> list[str]:
-    """Remove all but the newest ``keep`` deploys' backup folders under ``root``; return them."""
+@dataclass(frozen=True)
+class DeployFacts:
+    """What the records say of the deploy that took a backup folder."""
+
+    failed: bool  # it did not succeed: its backups are the way back, never pruned
+    data_of: str | None = None  # the version that ran when they were taken (whose data they hold)
+
+
+@dataclass
+class Pruned:
+    removed: list[str] = field(default_factory=list)  # deploy ids whose folders went
+    data_of: dict[str, str] = field(default_factory=dict)  # of those removed, when known
+    kept: dict[str, str] = field(default_factory=dict)  # deploy id beyond --keep-backups -> why it stays
+
+
+def deploy_facts(records: Iterable[DeployRecord]) -> dict[str, DeployFacts]:
+    """Each deploy's facts by deploy id (rollbacks take no backups); a later record of the same
+    id wins."""
+    return {
+        r.deploy_id: DeployFacts(r.result != SUCCEEDED, r.previous_version)
+        for r in records
+        if r.deploy_id and r.kind == DEPLOY
+    }
+
+
+def plan_prune(
+    ids: Sequence[str], keep: int, facts: Mapping[str, DeployFacts], current: str | None
+) -> Pruned:
+    """Which deploys' backup folders go: all but the newest ``keep``, except the backups of a
+    failed deploy, the newest copy of each version's data and ``current`` (the deploy taking
+    them now). A folder no record describes goes by the count alone."""
+    ordered = sorted(set(ids))
+    newest_of = {f.data_of: i for i in ordered if (f := facts.get(i)) and f.data_of}
+    plan = Pruned()
+    for deploy_id in ordered[: max(len(ordered) - keep, 0)]:
+        why = _why_kept(deploy_id, facts.get(deploy_id), newest_of, current)
+        if why:
+            plan.kept[deploy_id] = why
+            continue
+        plan.removed.append(deploy_id)
+        known = facts.get(deploy_id)
+        if known and known.data_of:
+            plan.data_of[deploy_id] = known.data_of
+    return plan
+
+
+def _why_kept(
+    deploy_id: str, known: DeployFacts | None, newest_of: Mapping[str, str], current: str | None
+) -> str:
+    if deploy_id == current:
+        return "this deploy's"
+    if known is None:
+        return ""
+    if known.failed:
+        return "a failed deploy's"
+    if known.data_of and newest_of.get(known.data_of) == deploy_id:
+        return f"the newest copy of {known.data_of}'s data"
+    return ""
+
+
+def prune(runner: Runner, root: str, keep: int, facts: Mapping[str, DeployFacts] | None = None,
+          current: str | None = None) -> Pruned:  # fmt: skip
+    """Remove the backup folders under ``root`` that ``plan_prune`` lets go; return the plan."""
     listed = runner.run(["ls", "-1", root], timeout=60)
-    ids = sorted(n for n in listed.stdout.split() if _DEPLOY_ID.fullmatch(n))
-    old = ids[: max(len(ids) - keep, 0)]
-    if old:
-        runner.run(["rm", "-rf", "--", *(f"{root}/{n}" for n in old)], timeout=600)
-    return old
+    ids = [n for n in listed.stdout.split() if _DEPLOY_ID.fullmatch(n)]
+    plan = plan_prune(ids, keep, facts or {}, current)
+    if plan.removed:
+        runner.run(["rm", "-rf", "--", *(f"{root}/{n}" for n in plan.removed)], timeout=600)
+    return plan
+
+
+def describe(plan: Pruned, keep: int) -> list[str]:
+    """The notes a deploy prints about the pruning: which deploys' backups went (with the
+    version whose data they held) and which stayed beyond ``--keep-backups`` and why."""
+    notes = []
+    if plan.removed:
+        went = [f"{i} (data of {plan.data_of[i]})" if i in plan.data_of else i for i in plan.removed]
+        notes.append(f"removed the backups of older deploys: {', '.join(went)}")
+    if plan.kept:
+        kept = ", ".join(f"{i} ({why})" for i, why in plan.kept.items())
+        notes.append(f"kept beyond --keep-backups {keep}: {kept}")
+    return notes

@@ -15,6 +15,12 @@ broken). On an exception it ends the window only while ``stack_changed()`` has n
 maintenance and records why (``SiteWindow.left_on``). Every command runs in the bench container
 through ``docker exec``; argv are built by the pure functions below.
 
+What a site was in before the window opened is read from the site (``read_states``: the two
+keys of its ``site_config.json``, over ``common_site_config.json``, as frappe merges them) and
+given to ``Window.found``: a site found in maintenance (an earlier deploy left it broken) is left
+as found when the block stops before the stack changed, never switched off by a deploy that did
+not open its window. A paused scheduler found outside maintenance stays paused.
+
 A migrate deploy started in the backend would go on after deploy was interrupted (killing the
 local ``docker exec`` does not stop it): ``migrate_argv`` records its pid in the container and
 ``stop_migrate`` sends it SIGINT (frappe unwinds: click prints ``Aborted!``), then SIGKILL.
@@ -123,6 +129,72 @@ def stop_interrupted_migrate(runner: Runner, container_id: str, site: str) -> st
     return f"deploy was interrupted during the migrate of {site}: {said}."
 
 
+# ---------------------------------------------------------------- the state a site is in
+
+# $@ the sites: one line each, "SITE MAINTENANCE_MODE PAUSE_SCHEDULER", from the files frappe reads
+# (the site's site_config.json over common_site_config.json); only these two keys leave the
+# container: site_config.json also holds the database password and the encryption key.
+_READ = r"""
+value() { sed -n "s/.*\"$1\": *\([A-Za-z0-9]*\).*/\1/p" "$2" 2>/dev/null | tail -n 1; }
+for site; do
+    [ -f "sites/$site/site_config.json" ] || { echo "$site missing missing"; continue; }
+    m=$(value maintenance_mode "sites/$site/site_config.json")
+    [ -n "$m" ] || m=$(value maintenance_mode sites/common_site_config.json)
+    p=$(value pause_scheduler "sites/$site/site_config.json")
+    [ -n "$p" ] || p=$(value pause_scheduler sites/common_site_config.json)
+    echo "$site ${m:-0} ${p:-0}"
+done
+"""
+_TRUE = ("1", "true", "True")  # frappe: cint(conf.maintenance_mode), cint(conf.pause_scheduler)
+_FALSE = ("0", "false", "False", "null", "None")
+
+
+@dataclass(frozen=True)
+class SiteState:
+    """What a site's configuration says, read back from the site."""
+
+    maintenance: bool  # maintenance_mode set: every request answers 503
+    scheduler_paused: bool
+
+    @property
+    def word(self) -> str:
+        return ON if self.maintenance else OFF
+
+
+def read_states_argv(container_id: str, sites: Sequence[str]) -> list[str]:
+    return ["docker", "exec", container_id, "sh", "-c", _READ, "read", *sites]
+
+
+def parse_states(stdout: str, sites: Sequence[str]) -> dict[str, SiteState]:
+    """The states ``_READ`` printed for ``sites`` (anything else, or a value that is not one of
+    frappe's, is left out: that site's state is unknown)."""
+    states: dict[str, SiteState] = {}
+    for line in stdout.splitlines():
+        fields = line.split()
+        if len(fields) != 3 or fields[0] not in sites or fields[0] in states:
+            continue
+        mode, paused = (_flag(value) for value in fields[1:])
+        if mode is not None and paused is not None:
+            states[fields[0]] = SiteState(mode, paused)
+    return states
+
+
+def _flag(value: str) -> bool | None:
+    return True if value in _TRUE else False if value in _FALSE else None
+
+
+def read_states(runner: Runner, container_id: str, sites: Sequence[str]) -> dict[str, SiteState]:
+    """Each site's maintenance state as the site's configuration has it now ({} when the
+    container cannot be asked; a site missing from the answer is unknown)."""
+    if not sites:
+        return {}
+    try:
+        done = runner.run(read_states_argv(container_id, sites), timeout=60)
+    except ImagekitError:
+        return {}
+    return parse_states(done.stdout, sites) if done.returncode == 0 else {}
+
+
 # ---------------------------------------------------------------- the window
 
 
@@ -137,6 +209,7 @@ class SiteWindow:
     seconds: float | None = None  # how long the site was in maintenance (None while it is)
     pending_jobs: bool = False  # ready-for-migration said NOT READY as the window opened
     left_on: str | None = None  # why the window was left open
+    found: str | None = None  # on | off: the site's maintenance mode before the window opened
 
 
 class Window:
@@ -153,6 +226,22 @@ class Window:
         self.warnings: list[str] = []
         self._since: dict[str, float] = {}
         self._kept: set[str] = set()
+        self._found: dict[str, SiteState] = {}
+        self._found_why: dict[str, str] = {}
+
+    def found(self, states: dict[str, SiteState], why: dict[str, str] | None = None) -> None:
+        """What the sites were in before the window opens (``read_states``); ``why`` says, per
+        site found in maintenance, since when (the deploy that left it on)."""
+        self._found.update(states)
+        self._found_why.update(why or {})
+
+    def found_on(self) -> list[str]:
+        """The sites that were in maintenance before this window opened them."""
+        return [name for name, state in self._found.items() if state.maintenance]
+
+    def found_reason(self, name: str) -> str:
+        since = self._found_why.get(name)
+        return f"it was in maintenance before this deploy{f' ({since})' if since else ''}: left as found"
 
     def open_sites(self) -> list[str]:
         return [name for name, site in self.sites.items() if site.state == ON]
@@ -202,6 +291,8 @@ class Window:
     def _open_site(self, container_id: str, name: str) -> SiteWindow:
         self.emit(f"maintenance mode on for {name}")
         site = self.sites[name] = SiteWindow(name, opened=_now())  # before the command: it may half-work
+        if name in self._found:
+            site.found = self._found[name].word
         self._since[name] = time.monotonic()
         refused = "nothing was stopped: fix that, or pass --no-maintenance"
         self._bench(container_id, maintenance_argv(name, True), f"put {name} in maintenance mode", refused)
@@ -221,6 +312,9 @@ class Window:
         site = self.sites[name]
         site.state, site.closed, site.left_on = OFF, _now(), None
         site.seconds = round(time.monotonic() - self._since[name], 3)
+        found = self._found.get(name)
+        if found and found.scheduler_paused and not found.maintenance:
+            return  # paused by someone else, outside maintenance: left as found
         self._bench(container_id, scheduler_argv(name, False), f"resume the scheduler of {name} (it is live)")
 
     def _bench(self, container_id: str, argv: list[str], what: str, fix: str = "") -> None:
@@ -268,11 +362,17 @@ def _after_failure(win: Window, backend: Callable[[], str], exc: BaseException) 
     if win.changed:
         win.keep(win.open_sites(), f"{why}, after the stack was changed")
         return
+    for name in win.found_on():  # not this deploy's window to end: as found
+        win.keep([name], win.found_reason(name))
+    closing = [name for name in win.open_sites() if name not in win.kept()]
+    if not closing:
+        return
     try:
         with interrupts_held():  # nothing changed yet: the old version serves again
-            win.close(backend())
+            win.close(backend(), closing)
     except (ImagekitError, KeyboardInterrupt) as failed:
-        win.keep(win.open_sites(), f"{why}; ending the window failed too ({failed})")
+        still = [name for name in closing if name in win.open_sites()]
+        win.keep(still, f"{why}; ending the window failed too ({failed})")
 
 
 # ---------------------------------------------------------------- next steps
@@ -286,21 +386,6 @@ def end_step(place: BenchPlace, site: SiteWindow) -> str:
         "it by hand:",
         place.bench(*maintenance_argv(site.site, False)[1:]),  # bench(...) names bench itself
         place.bench(*scheduler_argv(site.site, False)[1:]),
-    )
-
-
-def live_and_broken_step(place: BenchPlace, site: str, backup: str | None, previous: str | None) -> str:
-    """The next step of a site that failed its health check after the window ended."""
-    commands = [place.bench(*maintenance_argv(site, True)[1:])]
-    if backup:
-        commands.append(place.bench("--site", site, "restore", backup))
-    if previous:
-        commands.append(previous)
-    then = "restore the backup taken before migrate, then deploy the previous version"
-    return step(
-        f"{site} is live (maintenance mode is off) and failed its health check: users meet the "
-        f"error. Put it back in maintenance while you look, and to go back {then}:",
-        *commands,
     )
 
 

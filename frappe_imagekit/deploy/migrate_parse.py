@@ -605,3 +605,12 @@ def _excerpt(tb: Traceback, alter: str | None) -> list[str]:
     if tb.exception:
         lines.extend(tb.exception.split("\n"))
     return lines
+
+
+def running_patch(text: str, site: str) -> str | None:
+    """The patch an unfinished run of ``site`` was in (an interrupted migrate): its last
+    ``Executing`` line with no ``Success`` after it; None when it was between patches."""
+    plain, _ = _split_tracebacks(clean_lines(text))
+    scan = _Scan(migrating=True)
+    _scan_lines(SiteResult(site=site), plain, scan)
+    return scan.pending

@@ -9,6 +9,7 @@ ssh or a path on the target; anything else is kept as written in ``extra``. Sche
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -47,6 +48,16 @@ class BackupCopy:
     def is_database(self) -> bool:
         return self.name.endswith(("-database.sql.gz", "-database.sql"))
 
+    @property
+    def is_private_files(self) -> bool:
+        """bench backup --with-files: ``<stamp>-<site>-private-files.tar`` (31-backup-with-files)."""
+        return self.name.endswith("-private-files.tar")
+
+    @property
+    def is_public_files(self) -> bool:
+        """bench backup --with-files: ``<stamp>-<site>-files.tar`` (31-backup-with-files)."""
+        return self.name.endswith("-files.tar") and not self.is_private_files
+
 
 @dataclass
 class SiteEntry:
@@ -61,6 +72,11 @@ class SiteEntry:
 
     def database_copy(self) -> BackupCopy | None:
         return next((f for f in self.backup_files if f.is_database), None)
+
+    def files_copies(self) -> tuple[BackupCopy | None, BackupCopy | None]:
+        """The public and private files archives the deploy took (``--backup-files``), if any."""
+        public = next((f for f in self.backup_files if f.is_public_files), None)
+        return public, next((f for f in self.backup_files if f.is_private_files), None)
 
     def to_dict(self) -> dict[str, Any]:
         data = {**self.extra, "site": self.site}
@@ -163,6 +179,18 @@ def read_records(items: Iterable[object]) -> list[DeployRecord]:
     return records
 
 
+def audit_records(text: str) -> list[DeployRecord]:
+    """The usable records of an ``audit.log`` (the target's state folder: one JSON record a
+    line, written by every deploy of the project from any workspace), oldest first."""
+    items = []
+    for line in text.splitlines():
+        try:
+            items.append(json.loads(line))
+        except (ValueError, RecursionError):
+            continue
+    return read_records(items)
+
+
 def rolled_back_versions(records: Iterable[DeployRecord], project: str | None = None) -> dict[str, str]:
     """version -> where, for each version a rollback left (it got as far as ``down``) that was
     not deployed again since (of ``project``, or any project when None). ``deploy`` without
@@ -177,6 +205,47 @@ def rolled_back_versions(records: Iterable[DeployRecord], project: str | None = 
         elif record.kind == DEPLOY and record.served:
             left.pop(record.version, None)
     return left
+
+
+def maintenance_since(
+    records: Iterable[DeployRecord], project: str, host: str, site: str
+) -> DeployRecord | None:
+    """The deploy (or rollback) of ``project`` on ``host`` that left ``site`` in maintenance,
+    as the records say: the newest one that ended with the site on, not counting those that
+    found it on already and left it so; None when the last record of the site ended it (or
+    none says)."""
+    since: DeployRecord | None = None
+    for record in sorted(records, key=lambda r: str(r.started or "")):
+        entry = record.site(site) if (record.project, record.host or "local") == (project, host) else None
+        state = _maintenance_end(entry) if entry else None
+        if state == "off":
+            since = None
+        elif state == "on" and (since is None or _maintenance_found(entry) != "on"):
+            since = record
+    return since
+
+
+def describe_since(record: DeployRecord | None) -> str:
+    """``since deploy 20261207T121639Z of v1.3.0, interrupted`` (for the report)."""
+    if record is None:
+        return "no deploy in deploys/ left it so"
+    return f"since {record.kind} {record.deploy_id} of {record.version}, {record.result or 'unknown result'}"
+
+
+def _maintenance_end(entry: SiteEntry) -> str | None:
+    """on | off: how the record left the site (read back at its end, else its window's state)."""
+    now = entry.extra.get("maintenance_now")
+    if now in ("on", "off"):
+        return str(now)
+    window = entry.extra.get("maintenance")
+    state = window.get("state") if isinstance(window, dict) else None
+    return str(state) if state in ("on", "off") else None
+
+
+def _maintenance_found(entry: SiteEntry | None) -> str | None:
+    window = entry.extra.get("maintenance") if entry else None
+    found = window.get("found") if isinstance(window, dict) else None
+    return str(found) if found in ("on", "off") else None
 
 
 # -- checks ----------------------------------------------------------------------------------

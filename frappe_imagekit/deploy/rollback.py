@@ -74,6 +74,8 @@ EventSink = Callable[[str], None]
 # own user (frappe, uid 1000, in frappe_docker's image) with umask 022, so bench can read it.
 _PUT = 'docker exec -i "$2" sh -c \'umask 022 && cat > "$1"\' sh "$3" < "$1"'
 _RESTORED = "has been restored"
+RESTORE_PID = "/tmp/.imagekit-restore.pid"
+RESTORE_STATUS = "/tmp/.imagekit-restore.status"
 
 
 @dataclass
@@ -107,6 +109,12 @@ class RollbackOptions:
 class SiteRestore:
     site: str
     backup: BackupCopy | None  # the database copy in the state folder; None: not restored
+    public_files: BackupCopy | None = None  # the files archives, when the deploy took them
+    private_files: BackupCopy | None = None
+
+    @property
+    def copies(self) -> list[BackupCopy]:
+        return [c for c in (self.backup, self.public_files, self.private_files) if c is not None]
 
 
 @dataclass
@@ -182,7 +190,7 @@ def plan_rollback(runner: Runner, ws: Workspace, opts: RollbackOptions) -> Rollb
     plan = RollbackPlan(
         opts=opts, host=runner.host, undo=undo, to_version=to_version,
         image=_image_name(ws, to_version, undo),
-        sites=_site_restores(undo, opts, state_paths(runner, opts.project, opts.state_dir).root),
+        sites=site_restores(undo, opts, state_paths(runner, opts.project, opts.state_dir).root),
         image_on_target=False, down_files={},
     )  # fmt: skip
     _check_target(runner, ws, plan)
@@ -265,7 +273,7 @@ def _image_name(ws: Workspace, version: str, undo: DeployRecord) -> str:
     raise NotFoundError(f"no build of {version} in builds/ and no image in the deploy record; pass --to.")
 
 
-def _site_restores(undo: DeployRecord, opts: RollbackOptions, state_root: str) -> list[SiteRestore]:
+def site_restores(undo: DeployRecord, opts: RollbackOptions, state_root: str) -> list[SiteRestore]:
     names = [s.site for s in undo.sites]
     for site in opts.sites or []:
         if site not in names:
@@ -274,7 +282,7 @@ def _site_restores(undo: DeployRecord, opts: RollbackOptions, state_root: str) -
                 f"(it had {', '.join(names) or 'no site'})."
             )
     chosen = [s for s in undo.sites if opts.sites is None or s.site in opts.sites]
-    restores = [SiteRestore(s.site, None if opts.no_restore else _database_copy(undo, s.site, state_root))
+    restores = [SiteRestore(s.site, None) if opts.no_restore else _site_restore(undo, s.site, state_root)
                 for s in chosen]  # fmt: skip
     missing = [r.site for r in restores if r.backup is None and not opts.no_restore]
     if missing:
@@ -285,14 +293,19 @@ def _site_restores(undo: DeployRecord, opts: RollbackOptions, state_root: str) -
     return restores
 
 
-def _database_copy(undo: DeployRecord, site: str, state_root: str) -> BackupCopy | None:
+def _site_restore(undo: DeployRecord, site: str, state_root: str) -> SiteRestore:
+    """The site's database copy and, when the deploy took them, its files archives."""
     entry = undo.site(site)
-    copy = entry.database_copy() if entry else None
-    if copy is None:
-        return None
+    database = entry.database_copy() if entry else None
+    if entry is None or database is None:
+        return SiteRestore(site, None)
+    public, private = entry.files_copies()
     folder = f"{state_root}/backups/{undo.deploy_id}/{site}"
-    validate.backup_copy(copy.path, folder, f"the backup of {site} in deploy {undo.deploy_id}", NotFoundError)
-    return copy
+    for copy in (database, public, private):
+        if copy is not None:
+            what = f"the backup of {site} in deploy {undo.deploy_id}"
+            validate.backup_copy(copy.path, folder, what, NotFoundError)
+    return SiteRestore(site, database, public, private)
 
 
 # ---------------------------------------------------------------- the target
@@ -318,8 +331,8 @@ def _check_target(runner: Runner, ws: Workspace, plan: RollbackPlan) -> None:
         _require_sendable(runner, plan)
     _check_config(ctx)
     for site in plan.sites:
-        if site.backup:
-            _check_copy(runner, site)
+        for copy in site.copies if site.backup else []:
+            _check_copy(runner, site.site, copy)
     if any(s.backup for s in plan.sites):
         _db_password(ctx, plan)
     plan.ctx = ctx
@@ -360,19 +373,18 @@ def _require_sendable(runner: Runner, plan: RollbackPlan) -> None:
         raise NotFoundError(f"image {ref} is neither on {runner.host} nor here: {rebuild}.")
 
 
-def _check_copy(runner: Runner, site: SiteRestore) -> None:
+def _check_copy(runner: Runner, site: str, copy: BackupCopy) -> None:
     """The backup copy is on the target and whole (its sha256 is the recorded one)."""
-    assert site.backup is not None
-    done = runner.run(["sha256sum", "--", site.backup.path], timeout=600)
+    done = runner.run(["sha256sum", "--", copy.path], timeout=600)
     digest = done.stdout.split()[0] if done.returncode == 0 and done.stdout.split() else None
     if digest is None:
         raise NotFoundError(
-            f"the backup of {site.site} ({site.backup.path}) is not on {runner.host} any more; "
+            f"the backup of {site} ({copy.path}) is not on {runner.host} any more; "
             "restore it by hand, or pass --no-restore to roll back the image only."
         )
-    if digest != site.backup.sha256:
+    if digest != copy.sha256:
         raise DeployError(
-            f"the backup of {site.site} ({site.backup.path}) on {runner.host} is not the file the deploy "
+            f"the backup of {site} ({copy.path}) on {runner.host} is not the file the deploy "
             "copied (its sha256 differs); nothing was stopped: check that file."
         )
 
@@ -408,8 +420,16 @@ def _describe(plan: RollbackPlan) -> None:
             f"{site.site}: every change to its database since {undo.started} (when its backup was taken), "
             f"{_age(undo.started)}, including what {undo.version} did to it"
         )
-    if restored:
+    with_files = [s.site for s in restored if s.public_files or s.private_files]
+    if with_files:
+        plan.lost.append(
+            f"files: the archives of {', '.join(with_files)} are unpacked over their files folders "
+            "(the files in them come back as they were; files uploaded since then stay)"
+        )
+    if restored and not with_files:
         plan.lost.append("files uploaded since then stay (the backups hold the database only)")
+    elif len(with_files) < len(restored):
+        plan.lost.append("files uploaded since then stay (the backups of the others hold the database only)")
     for site in plan.sites:
         if site.backup is None:
             plan.warnings.append(
@@ -445,7 +465,14 @@ def _steps(plan: RollbackPlan, restored: Sequence[SiteRestore]) -> list[str]:
     steps.append(f"start {opts.backend_service} on {plan.image_ref} (and the services it depends on)")
     for site in restored:
         assert site.backup is not None
-        steps.append(f"restore {site.site} from {site.backup.path} ({site.backup.size} bytes): bench restore")
+        archives = (
+            " and its files archives (--with-public-files/--with-private-files)"
+            if len(site.copies) > 1
+            else ""
+        )
+        steps.append(
+            f"restore {site.site} from {site.backup.path} ({site.backup.size} bytes){archives}: bench restore"
+        )
     steps.append(f"start every service on {plan.image_ref}; no migrate (the databases match its code)")
     if opts.maintenance:
         steps.append(f"maintenance mode off and scheduler resumed for {names} (left on if a step fails)")
@@ -561,29 +588,39 @@ def _up_env(ctx: _Context, plan: RollbackPlan) -> dict[str, str]:
     return env
 
 
-def restore_argv(container_id: str, site: str, path: str) -> list[str]:
-    """``bench --site S restore FILE`` in the container; the password goes to its stdin."""
-    return ["docker", "exec", "-i", container_id, "bench", "--site", site, "restore", path]
+def restore_argv(
+    container_id: str, site: str, path: str, public_files: str | None = None, private_files: str | None = None
+) -> list[str]:
+    """``bench --site S restore FILE [--with-public-files P] [--with-private-files Q]`` in the
+    container (54-restore-existing-with-files); the password goes to its stdin. Its shell
+    records its pid and, when bench ends, bench's exit status (``RESTORE_PID``/``_STATUS``),
+    so that an interrupted rollback can wait for it in the backend (``wait_restore``)."""
+    files = [*(["--with-public-files", public_files] if public_files else []),
+             *(["--with-private-files", private_files] if private_files else [])]  # fmt: skip
+    script = (
+        f'rm -f {RESTORE_STATUS}; echo $$ > {RESTORE_PID}; "$@"; s=$?; echo $s > {RESTORE_STATUS}; exit $s'
+    )
+    return ["docker", "exec", "-i", container_id, "sh", "-c", script, "sh",
+            "bench", "--site", site, "restore", path, *files]  # fmt: skip
 
 
 def _restore(ctx: _Context, plan: RollbackPlan, site: SiteRestore, password: str) -> None:
     assert site.backup is not None
     runner, backend = ctx.runner, _backend(ctx)
-    inside = f"/tmp/imagekit-restore-{plan.undo.deploy_id}-{site.backup.name}"
     entry = ctx.report.site(site.site)
     entry.restored = "failed"
-    put = runner.run(["sh", "-c", _PUT, "put", site.backup.path, backend.id, inside], timeout=3600)
-    check = runner.run(["docker", "exec", backend.id, "sha256sum", inside], timeout=600)
-    if put.returncode != 0 or check.stdout.split()[:1] != [site.backup.sha256]:
-        raise DeployError(
-            f"the backup of {site.site} could not be put into {backend.name} ({_last_line(put)}); "
-            "the project runs the backend only: check the disk there and roll back again."
-        )
+    inside = {copy.name: f"/tmp/imagekit-restore-{plan.undo.deploy_id}-{copy.name}" for copy in site.copies}
     try:
-        done = runner.run(restore_argv(backend.id, site.site, inside), input_bytes=f"{password}\n".encode(),
-                          timeout=3600)  # fmt: skip
+        for copy in site.copies:
+            _put(ctx, backend, site.site, copy, inside[copy.name])
+        argv = restore_argv(
+            backend.id, site.site, inside[site.backup.name],
+            public_files=inside[site.public_files.name] if site.public_files else None,
+            private_files=inside[site.private_files.name] if site.private_files else None,
+        )  # fmt: skip
+        done = _run_restore(ctx, backend, site.site, argv, password)
     finally:
-        runner.run(["docker", "exec", backend.id, "rm", "-f", inside], timeout=60)
+        runner.run(["docker", "exec", backend.id, "rm", "-f", *inside.values()], timeout=60)
     if done.returncode != 0 or _RESTORED not in done.stdout:
         last = _last_words(done.stdout, password) or _last_words(done.stderr, password)
         raise DeployError(
@@ -593,6 +630,80 @@ def _restore(ctx: _Context, plan: RollbackPlan, site: SiteRestore, password: str
         )
     entry.restored = "ok"
     entry.backup = site.backup.path
+
+
+def _put(ctx: _Context, backend: Any, site: str, copy: BackupCopy, inside: str) -> None:
+    """Stream one backup copy into the backend container, checked by its sha256."""
+    put = ctx.runner.run(["sh", "-c", _PUT, "put", copy.path, backend.id, inside], timeout=3600)
+    check = ctx.runner.run(["docker", "exec", backend.id, "sha256sum", inside], timeout=600)
+    if put.returncode != 0 or check.stdout.split()[:1] != [copy.sha256]:
+        raise DeployError(
+            f"the backup of {site} could not be put into {backend.name} ({_last_line(put)}); "
+            "the project runs the backend only: check the disk there and roll back again."
+        )
+
+
+def _run_restore(ctx: _Context, backend: Any, site: str, argv: list[str], password: str) -> Any:
+    """Run bench restore; on Ctrl-C or SIGTERM wait for the restore in the backend (stopping it
+    half-way would leave the site's database half loaded), say so, and go on interrupting."""
+    try:
+        return ctx.runner.run(argv, input_bytes=f"{password}\n".encode(), timeout=3600)
+    except KeyboardInterrupt:
+        ctx.emit(
+            f"interrupted: waiting for the restore of {site} to end in the backend (stopping it half-way "
+            "would leave its database half restored); interrupt again to stop waiting."
+        )
+        how = wait_restore(ctx.runner, backend.id)
+        note = interrupted_restore_note(site, how, backend.id)
+        entry = ctx.report.site(site)
+        entry.restored = "ok" if how == "0" else "failed" if how.isdigit() else "unknown"
+        if how == "0":
+            _done(ctx, f"restored {site}")
+        ctx.report.notes.append(note)
+        ctx.emit(note)
+        raise
+
+
+# $1 pid file, $2 status file: wait while the restore named there runs; print its exit status
+_WAIT = r"""
+pid=$(cat "$1" 2>/dev/null) || { echo none; exit 0; }
+while grep -q restore "/proc/$pid/cmdline" 2>/dev/null; do sleep 0.2; done
+cat "$2" 2>/dev/null || echo unknown
+"""
+
+
+def wait_restore_argv(container_id: str) -> list[str]:
+    return ["docker", "exec", container_id, "sh", "-c", _WAIT, "wait", RESTORE_PID, RESTORE_STATUS]
+
+
+def wait_restore(runner: Runner, container_id: str) -> str:
+    """Wait for the restore started in the container to end; return bench's exit status
+    (``0``...), ``none`` (no restore recorded), ``unknown`` (ended without one), or
+    ``waiting stopped`` (interrupted again, or the container could not be asked)."""
+    try:
+        done = runner.run(wait_restore_argv(container_id), timeout=3600)
+    except (ImagekitError, KeyboardInterrupt):
+        return "waiting stopped"
+    word = done.stdout.split()[-1:] if done.returncode == 0 else []
+    return word[0] if word and (word[0].isdigit() or word[0] in ("none", "unknown")) else "waiting stopped"
+
+
+def interrupted_restore_note(site: str, how: str, container_id: str) -> str:
+    """The sentence for the report of a rollback interrupted during the restore of ``site``."""
+    if how == "0":
+        said = "imagekit waited for it to end in the backend: it finished, the site holds the backup's data"
+    elif how.isdigit():
+        said = f"imagekit waited for it to end in the backend: it failed (exit {how}); restore it again"
+    elif how == "none":
+        said = "it had not started in the backend"
+    elif how == "unknown":
+        said = "it ended in the backend without an exit status (killed?): restore it again"
+    else:
+        said = (
+            f"imagekit stopped waiting for it ({how}): it may still run in the backend, look with "
+            f"`docker top {container_id[:12]}` before anything else"
+        )
+    return f"rollback was interrupted during the restore of {site}: {said}."
 
 
 def _last_words(text: str, password: str) -> str:

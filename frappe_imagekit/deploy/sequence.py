@@ -54,7 +54,15 @@ from frappe_imagekit.deploy.migrate_parse import SiteResult, parse_migrate_outpu
 from frappe_imagekit.deploy.migrate_report import BenchPlace, StepContext, pending_patch_line, ssh_prefix
 from frappe_imagekit.deploy.migrate_report import next_steps as migrate_next_steps
 from frappe_imagekit.deploy.migrator import MigratorRun
-from frappe_imagekit.deploy.record import DEPLOY, DeployRecord, rolled_back_versions
+from frappe_imagekit.deploy.record import (
+    DEPLOY,
+    DeployRecord,
+    audit_records,
+    describe_since,
+    maintenance_since,
+    read_records,
+    rolled_back_versions,
+)
 from frappe_imagekit.deploy.record import SCHEMA_VERSION as RECORD_SCHEMA
 from frappe_imagekit.errors import (
     DeployError,
@@ -64,7 +72,7 @@ from frappe_imagekit.errors import (
     NotFoundError,
     UsageError,
 )
-from frappe_imagekit.interrupts import sigterm_as_interrupt
+from frappe_imagekit.interrupts import interrupts_held, sigterm_as_interrupt
 from frappe_imagekit.manifest import iter_deploy_records, list_manifests
 from frappe_imagekit.process import Completed
 from frappe_imagekit.runner import LocalRunner, Runner, json_object, local_stdout_stream
@@ -80,6 +88,7 @@ PATCH_FAILED = "patch-failed"
 MIGRATE_FAILED = "migrate-failed"
 INTERRUPTED = "interrupted"
 DRY_RUN = "dry-run"
+HEALTH_MAINTENANCE = "maintenance"  # a site in maintenance mode answers 503: not checked
 
 RESULT_EXIT_CODES = {
     SUCCEEDED: ExitCode.OK,
@@ -144,7 +153,9 @@ class DeployOptions:
 @dataclass
 class SiteReport:
     site: str
-    status: str = "pending"  # ok | failed | pending (not migrated)
+    status: str = "pending"  # ok | failed | interrupted | pending (not migrated)
+    patches_run: list[str] = field(default_factory=list)  # interrupted: the patches that completed
+    interrupted_in: str | None = None  # interrupted: the patch it was running (not recorded as run)
     failed_patch: str | None = None
     backup: str | None = None
     failure: str | None = None
@@ -166,10 +177,11 @@ class SiteReport:
     exception_message: str | None = None
     warnings: list[str] = field(default_factory=list)
     migrate_notes: list[str] = field(default_factory=list)
-    health: str | None = None  # ok | failed | None (not checked)
+    health: str | None = None  # ok | failed | maintenance (in it: not checked) | None (not checked)
     backup_files: list[dict[str, Any]] = field(default_factory=list)  # copies: path, size, sha256
     restored: str | None = None  # rollback: ok | failed | skipped (--no-restore)
     maintenance: SiteWindow | None = None  # its maintenance window (None: not in one)
+    maintenance_now: str | None = None  # on | off: read back from the site at the end (None: unknown)
 
 
 @dataclass
@@ -600,8 +612,58 @@ def _open_window(ctx: _Context, running: Sequence[Container] | None = None) -> N
         sites = [] if _no_site_yet(ctx) else _sites(ctx, backend)
     except DeployError:
         return
+    _found_states(ctx, window, backend, sites)
     for site in window.open(backend.id, sites):
         ctx.report.site(site.site).maintenance = site
+
+
+def _found_states(ctx: _Context, window: maintenance.Window, backend: Container, sites: list[str]) -> None:
+    """What the sites are in before the window opens, read from them: one already in
+    maintenance (an earlier deploy left it) is left as found if this one stops early."""
+    states = maintenance.read_states(ctx.runner, backend.id, sites)
+    why = {name: _maintenance_since(ctx, name) for name, state in states.items() if state.maintenance}
+    window.found(states, why)
+    for name, since in why.items():
+        ctx.emit(f"{name} is in maintenance mode already ({since})")
+
+
+def _maintenance_since(ctx: _Context, site: str) -> str:
+    """Since which deploy ``site`` is in maintenance, from the deploy records (``deploys/`` and
+    the target's audit log, which has the deploys of other workspaces too)."""
+    local = read_records(item for _, item in iter_deploy_records(ctx.ws) if isinstance(item, dict))
+    audit = audit_records(ctx.runner.read_file(ctx.paths.audit_log) or "")
+    here = [replace(r, host=ctx.runner.host) for r in audit if r.project == ctx.opts.project]
+    return describe_since(maintenance_since([*local, *here], ctx.opts.project, ctx.runner.host, site))
+
+
+def _read_back_maintenance(ctx: _Context) -> None:
+    """Each site's real maintenance state at the end (whatever the options), read from the
+    site; one in maintenance that the window did not report gets the commands that end it."""
+    names = [s.site for s in ctx.report.sites if s.site != MIGRATOR_SITES]
+    states: dict[str, maintenance.SiteState] = {}
+    try:
+        with interrupts_held():
+            states = maintenance.read_states(ctx.runner, _backend(ctx).id, names) if names else {}
+    except (ImagekitError, KeyboardInterrupt):
+        pass  # no backend runs (or it cannot be asked): unknown
+    for name in names:
+        state = states.get(name)
+        ctx.report.site(name).maintenance_now = state.word if state else None
+        if state and state.maintenance:
+            _say_still_on(ctx, name)
+
+
+def _say_still_on(ctx: _Context, name: str) -> None:
+    site = ctx.report.site(name)
+    if ctx.window is not None and name in ctx.window.open_sites():
+        return  # the window's own report said it (_report_window)
+    why = f"read back from the site at the end; {_maintenance_since(ctx, name)}"
+    step = maintenance.end_step(_bench_place(ctx), SiteWindow(name, left_on=why))
+    if step in site.next_steps:
+        return
+    site.next_steps.append(step)
+    ctx.report.notes.append(f"{name} is in maintenance mode ({why}); its next steps end it.")
+    ctx.emit(step)
 
 
 def _keep_unmigrated_in_maintenance(ctx: _Context) -> None:
@@ -636,8 +698,9 @@ def _live_and_broken(ctx: _Context) -> None:
     place, call = _bench_place(ctx), _imagekit_call(ctx)
     services = ctx.config.services if ctx.config else {c.service: c for c in _project(ctx)}
     service = "frontend" if health.base_url(services) == health.FRONTEND_URL else ctx.opts.backend_service
+    _read_back_maintenance(ctx)  # "live" only when the site says so
     for site in ctx.report.sites:
-        in_window = site.maintenance is not None and site.maintenance.state == maintenance.ON
+        in_window = site.maintenance_now == maintenance.ON
         if site.health == "failed" and not in_window:
             site.next_steps += [
                 nextsteps.health_failed_step(place, call, site.site, service, ctx.opts.version),
@@ -1084,9 +1147,22 @@ def _backup(ctx: _Context, running: Sequence[Container]) -> None:
             )
         ctx.report.site(site).backup = _site_path(match["path"])
         _keep_backup(ctx, backend, site, done.stdout)
-    removed = backups.prune(ctx.runner, f"{ctx.paths.root}/backups", ctx.opts.keep_backups)
-    if removed:
-        ctx.report.notes.append(f"removed the backups of older deploys: {', '.join(removed)}")
+    _prune_backups(ctx)
+
+
+def _prune_backups(ctx: _Context) -> None:
+    """Only the last --keep-backups deploys' backups stay, but never a failed deploy's nor the
+    newest copy of a version's data (deploy/backups.py ``plan_prune``), as the records say: the
+    target's audit log (every workspace's deploys of it), then this workspace's ``deploys/``."""
+    audit = audit_records(ctx.runner.read_file(ctx.paths.audit_log) or "")
+    local = read_records(item for _, item in iter_deploy_records(ctx.ws) if isinstance(item, dict))
+    project, host = ctx.opts.project, ctx.runner.host
+    facts = backups.deploy_facts([*(r for r in audit if r.project == project),
+                                  *(r for r in local if (r.project, r.host) == (project, host))])  # fmt: skip
+    current = _stamp(ctx.report.started)
+    facts[current] = backups.DeployFacts(False, ctx.report.previous_version)
+    pruned = backups.prune(ctx.runner, f"{ctx.paths.root}/backups", ctx.opts.keep_backups, facts, current)
+    ctx.report.notes.extend(backups.describe(pruned, ctx.opts.keep_backups))
 
 
 def _keep_backup(ctx: _Context, backend: Container, site: str, output: str) -> None:
@@ -1219,7 +1295,13 @@ def _check_health(ctx: _Context) -> None:
         ctx.report.notes.append(
             "no frontend service: the health check asked ping only (gunicorn serves no assets)."
         )
+    in_maintenance = maintenance.read_states(ctx.runner, backend.id, [s.site for s in ctx.report.sites])
     for site in ctx.report.sites:
+        state = in_maintenance.get(site.site)
+        if state is not None and state.maintenance:  # it answers 503 by design: not a failure
+            site.health = HEALTH_MAINTENANCE
+            ctx.report.notes.append(f"{site.site} was not checked: it is in maintenance mode (answers 503).")
+            continue
         ctx.emit(f"checking {site.site} ({url})")
         site.health = "failed"
         site.health = health.check_site(ctx.runner, backend.id, url, site.site, asset)
@@ -1259,11 +1341,17 @@ def _migrate_all(ctx: _Context) -> None:
 
 
 def _migrate(ctx: _Context, backend: Container, site: str) -> None:
+    seen: list[str] = []  # the output so far: what an interrupted migrate had done
+
+    def line(text: str) -> None:
+        seen.append(text)
+        ctx.emit(text)
+
     try:
-        done = ctx.runner.run(maintenance.migrate_argv(backend.id, site), on_stdout=ctx.emit)
+        done = ctx.runner.run(maintenance.migrate_argv(backend.id, site), on_stdout=line)
     except KeyboardInterrupt:  # the migrate in the backend would go on unseen: stop it, say so
         note = maintenance.stop_interrupted_migrate(ctx.runner, backend.id, site)
-        ctx.report.site(site).migrate_notes.append(note)
+        _interrupted_site(ctx.report.site(site), "\n".join(seen), note)
         ctx.report.notes.append(note)
         ctx.emit(note)
         raise
@@ -1280,6 +1368,17 @@ def _migrate(ctx: _Context, backend: Container, site: str) -> None:
     if result.result == mp.IMPORT_FAILED and not stopped:
         _find_patch_line(ctx, backend, site, result)
     _fill_site(ctx, ctx.report.site(site), result, stopped)
+
+
+def _interrupted_site(site: SiteReport, output: str, note: str) -> None:
+    """The record of a migrate interrupted on ``site``: the patches that completed (a
+    ``Success`` after their ``Executing`` line: committed) and the one it was in."""
+    seen = parse_migrate_output(output, sites=[site.site])
+    result = seen[-1] if seen else SiteResult(site=site.site)
+    site.status = INTERRUPTED
+    site.patches_run = list(result.patches_run)
+    site.interrupted_in = mp.running_patch(output, site.site)
+    site.migrate_notes.append(note)
 
 
 def _running(ctx: _Context, container: Container) -> bool:
@@ -1387,6 +1486,7 @@ def _check_apps(ctx: _Context) -> None:
 
 
 def _finish(ctx: _Context) -> None:
+    _read_back_maintenance(ctx)
     report = ctx.report
     report.finished = _now()
     record = record_dict(report)

@@ -78,8 +78,9 @@ def deploy_v1_then_failing_v2(project: Project, env_file: Path, *extra: str) -> 
     write_rows(project, "a.local", "tabSales Invoice", "INV-0003")  # after the backup: lost
 
 
-def interrupt_when(args: list[str], line: bytes) -> tuple[int, bytes]:
-    """Run a real `imagekit` process, send SIGINT once it printed ``line`` on stderr."""
+def interrupt_when(args: list[str], line: bytes, started: Path | None = None) -> tuple[int, bytes]:
+    """Run a real `imagekit` process, send SIGINT once it printed ``line`` on stderr (and the
+    file ``started`` exists: the fake's restore writes it once it has read the password)."""
     root = Path(__file__).resolve().parents[2]
     proc = subprocess.Popen([sys.executable, "-m", "frappe_imagekit", *args], cwd=root,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
@@ -87,6 +88,9 @@ def interrupt_when(args: list[str], line: bytes) -> tuple[int, bytes]:
     for raw in proc.stderr:
         if line in raw:
             break
+    deadline = time.monotonic() + 30
+    while started is not None and not started.exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
     time.sleep(1)  # into bench restore
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=60)
@@ -130,17 +134,30 @@ def test_rollback_restores_data_and_schema_and_runs_the_old_image(project: Proje
 
     env_file.write_text(f"DB_PASSWORD={CANARY}\n")  # the env file of the last up is the kept copy
     (project.state / "projects" / project.name / "env").write_text(f"DB_PASSWORD={CANARY}\n")
-    # Ctrl-C while a.local is restored: recorded as interrupted, with how far it got, lock released
-    project.site_file("a.local", "slow_restore").write_text("30\n")
-    code, _err = interrupt_when(rollback_args(project, "--yes"), b"restoring a.local")
+    # Ctrl-C while a.local is restored: the restore in the backend is waited for (not left running
+    # unseen, issue 19 item 6) and said; recorded as interrupted, with how far it got, lock released
+    project.site_file("a.local", "slow_restore").write_text("4\n")
+    started = project.site_file("a.local", ".root_password_sha256")
+    started.unlink(missing_ok=True)
+    code, err = interrupt_when(rollback_args(project, "--yes"), b"restoring a.local", started)
     project.site_file("a.local", "slow_restore").unlink()
-    assert code == ExitCode.INTERRUPTED
+    assert code == ExitCode.INTERRUPTED, err
+    waited = (
+        "rollback was interrupted during the restore of a.local: imagekit waited for it to end in the "
+        "backend: it finished, the site holds the backup's data."
+    )
+    assert waited.encode() in err
     stopped = project.records()[-1]
     assert (stopped["kind"], stopped["result"], stopped["progress"]) == (
         "rollback",
         "interrupted",
-        ["locked", "down"],
+        ["locked", "down", "restored a.local"],
     )
+    assert waited in stopped["notes"] and stopped["sites"][0]["restored"] == "ok"
+    assert tables(project, "a.local") == {"tabSales Invoice": ["INV-0001", "INV-0002"]}  # whole
+    backend = project.services()["backend"]["Id"]
+    top = subprocess.run(["docker", "top", backend, "-o", "pid,args"], capture_output=True, text=True)
+    assert "restore" not in top.stdout, top.stdout
     assert "run `imagekit rollback" in stopped["next_step"]
     assert not project.lock_dir.exists()
     done = invoke(*rollback_args(project, "--yes", "--json"))
@@ -213,3 +230,28 @@ def test_rollback_over_ssh(project: Project, sshd: SSHServer):
         "rollback", f"root@127.0.0.1:{sshd.port}", "succeeded",
     )  # fmt: skip
     assert CANARY not in done.output and CANARY not in project.audit_log.read_text()
+
+
+def test_rollback_restores_the_files_archives_the_deploy_took(project: Project):
+    """Issue 18 item 1: a deploy with --backup-files took the public and private files archives;
+    rollback passes both to bench restore (--with-public-files/--with-private-files, as real
+    bench takes them: tests/fixtures/frappe-v15-lab/54-restore-existing-with-files.txt)."""
+    env_file = prepare(project)
+    deploy_v1_then_failing_v2(project, env_file, "--backup-files")
+    names = [Path(f["path"]).name for f in project.records()[-1]["sites"][0]["backup_files"]]
+    public, private = (n for n in names if n.endswith(".tar"))
+
+    dry = invoke(*rollback_args(project, "--dry-run"))
+    assert "and its files archives (--with-public-files/--with-private-files): bench restore" in dry.output
+    done = invoke(*rollback_args(project, "--yes"))
+    assert done.exit_code == 0, done.output
+    given = project.site_file("a.local", "restore_files_args").read_text().splitlines()
+    deploy_id = project.records()[-2]["started"].replace("-", "").replace(":", "")[:15] + "Z"
+    assert given == [
+        f"--with-public-files /tmp/imagekit-restore-{deploy_id}-{public}",
+        f"--with-private-files /tmp/imagekit-restore-{deploy_id}-{private}",
+    ]
+    assert tables(project, "a.local") == {"tabSales Invoice": ["INV-0001", "INV-0002"]}
+    backend = project.services()["backend"]["Id"]
+    left = subprocess.run(["docker", "exec", backend, "sh", "-c", "ls /tmp"], capture_output=True, text=True)
+    assert "imagekit-restore-" not in left.stdout  # the copies put in were removed

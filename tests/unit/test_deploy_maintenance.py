@@ -14,7 +14,6 @@ from frappe_imagekit.deploy.maintenance import (
     MIGRATE_PID,
     Window,
     end_step,
-    live_and_broken_step,
     maintenance_argv,
     migrate_argv,
     ready_argv,
@@ -201,7 +200,7 @@ def test_an_interrupted_migrate_is_stopped_and_said(stdout: str, said: str):
     assert bench.calls[0][:3] == ("docker", "exec", "c0ffee")
 
 
-def test_end_step_and_live_and_broken_step_name_pasteable_commands():
+def test_end_step_names_pasteable_commands():
     place = BenchPlace(project="erp", compose=("docker", "compose"), compose_files=("/srv/compose.yaml",),
                        ssh=("ssh", "-t", "deploy@erp.example.com"))  # fmt: skip
     site = maintenance.SiteWindow("a.local", left_on="its migrate failed")
@@ -211,15 +210,6 @@ def test_end_step_and_live_and_broken_step_name_pasteable_commands():
     assert step_commands(text) == [
         shlex.join(["ssh", "-t", "deploy@erp.example.com", f"{base} set-maintenance-mode off"]),
         shlex.join(["ssh", "-t", "deploy@erp.example.com", f"{base} scheduler resume"]),
-    ]
-    here = BenchPlace(project="erp", compose_files=("/srv/compose.yaml",))
-    backup = "sites/a.local/private/backups/x.sql.gz"
-    broken = live_and_broken_step(here, "a.local", backup, "imagekit deploy --version v1")
-    assert broken.startswith("a.local is live (maintenance mode is off) and failed its health check")
-    assert step_commands(broken) == [
-        f"{base} set-maintenance-mode on",
-        f"{base} restore sites/a.local/private/backups/x.sql.gz",
-        "imagekit deploy --version v1",
     ]
 
 

@@ -173,5 +173,11 @@ def test_the_table_has_health_and_maintenance_columns_and_the_record_keeps_the_w
     ]
     windows = [site["maintenance"] for site in record_dict(report)["sites"]]
     assert windows[1] == {"site": "b.local", "state": "on", "opened": "t0", "closed": None, "seconds": None,
-                          "pending_jobs": False, "left_on": "its migrate failed"}  # fmt: skip
+                          "pending_jobs": False, "left_on": "its migrate failed", "found": None}  # fmt: skip
     assert windows[2] is None
+
+    # read back from the sites at the end (issue 19 item 12): the real state wins
+    ok.maintenance_now, report.sites[2].maintenance_now = "on", "off"
+    render_report(report)
+    rows = capsys.readouterr().out.splitlines()[2:5]
+    assert [row.split("\t")[3] for row in rows] == ["ON", "ON", "off"]

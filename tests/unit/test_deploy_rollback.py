@@ -18,6 +18,7 @@ from frappe_imagekit.workspace import Workspace
 from tests.support.cli import invoke
 
 STATE = "/srv/state"
+LAB = Path(__file__).resolve().parents[1] / "fixtures" / "frappe-v15-lab"  # transcripts from a real bench
 SHA = "cd" * 32
 
 
@@ -70,7 +71,7 @@ def test_a_site_without_a_backup_from_that_deploy_is_refused_unless_no_restore(t
     assert f"no backup from deploy {deploy_id} for a.local, b.local" in caught.value.message
     assert "--no-restore" in caught.value.message
     undo = DeployRecord.from_dict(json.loads((tmp_path / "deploys" / f"{deploy_id}-erp.json").read_text()))
-    restores = rollback._site_restores(undo, RollbackOptions("erp", no_restore=True), f"{STATE}/projects/erp")
+    restores = rollback.site_restores(undo, RollbackOptions("erp", no_restore=True), f"{STATE}/projects/erp")
     assert [(r.site, r.backup) for r in restores] == [("a.local", None), ("b.local", None)]
 
 
@@ -128,8 +129,9 @@ def test_options_are_checked_first(tmp_path: Path, options: dict[str, Any], mess
 
 def test_the_password_never_reaches_argv_and_next_steps_can_be_pasted():
     argv = rollback.restore_argv("c0ffee", "a.local", "/tmp/imagekit-restore-x.sql.gz")
-    assert argv == ["docker", "exec", "-i", "c0ffee", "bench", "--site", "a.local", "restore",
-                    "/tmp/imagekit-restore-x.sql.gz"]  # fmt: skip
+    assert argv[:6] == ["docker", "exec", "-i", "c0ffee", "sh", "-c"]
+    assert argv[7:] == ["sh", "bench", "--site", "a.local", "restore", "/tmp/imagekit-restore-x.sql.gz"]
+    assert f"echo $$ > {rollback.RESTORE_PID}" in argv[6] and f"> {rollback.RESTORE_STATUS}" in argv[6]
     undo = DeployRecord(version="v2", project="erp", started="2026-12-01T16:55:00+00:00")
     made = rollback.RollbackPlan(RollbackOptions("erp", state_dir="/s t"), "deploy@erp:2222", undo, "v1",
                                  "de/erp", [], True, {})  # fmt: skip
@@ -207,3 +209,97 @@ def test_an_old_image_that_is_nowhere_is_rebuilt_first():
         "image de/erp:v1 is not on this machine: run `imagekit rebuild v1` first (it rebuilds the image "
         "from its manifest), then roll back again."
     )
+
+
+def test_the_files_archives_the_deploy_took_are_restored_with_the_database(tmp_path: Path):
+    """Issue 18 item 1: a deploy with --backup-files copied both archives (31-backup-with-files);
+    rollback checks them, names them in its steps and passes them to bench restore."""
+    deploy_id = write_record(tmp_path, "v1", "2026-12-01T10:00:00+00:00")
+    folder = f"{STATE}/projects/erp/backups/{deploy_id}/a.local"
+    record = tmp_path / "deploys" / f"{deploy_id}-erp.json"
+    data = json.loads(record.read_text())
+    data["sites"][0]["backup_files"] += [
+        {"path": f"{folder}/20261201_1655-a_local-files.tar", "size": 10240, "sha256": SHA},
+        {"path": f"{folder}/20261201_1655-a_local-private-files.tar", "size": 10240, "sha256": SHA},
+    ]
+    record.write_text(json.dumps(data))
+    restores = rollback.site_restores(
+        DeployRecord.from_dict(data), RollbackOptions("erp"), f"{STATE}/projects/erp"
+    )
+    a, b = restores
+    assert a.public_files and a.public_files.name == "20261201_1655-a_local-files.tar"
+    assert a.private_files and a.private_files.name == "20261201_1655-a_local-private-files.tar"
+    assert [c.name for c in a.copies][1:] == [a.public_files.name, a.private_files.name]
+    assert (b.public_files, b.private_files, len(b.copies)) == (None, None, 1)
+    argv = rollback.restore_argv("c0ffee", "a.local", "/tmp/db.sql.gz", "/tmp/pub.tar", "/tmp/priv.tar")
+    assert argv[-5:] == [
+        "/tmp/db.sql.gz", "--with-public-files", "/tmp/pub.tar", "--with-private-files", "/tmp/priv.tar",
+    ]  # fmt: skip
+    real = json.loads((LAB / "54-restore-existing-with-files.json").read_text())  # real bench took these
+    words = real["command"].split()
+    assert argv[-6:] == [
+        "restore",
+        "/tmp/db.sql.gz",
+        *words[-4:-3],
+        "/tmp/pub.tar",
+        *words[-2:-1],
+        "/tmp/priv.tar",
+    ]
+    assert words[3:5] == ["restore", words[4]] and real["exit_code"] == 0
+    data["sites"][0]["backup_files"][-1]["path"] = "/etc/shadow-private-files.tar"
+    with pytest.raises(NotFoundError, match="is not a backup file in"):
+        rollback.site_restores(DeployRecord.from_dict(data), RollbackOptions("erp"), f"{STATE}/projects/erp")
+
+
+WAITED = "imagekit waited for it to end in the backend"
+
+
+class _Waits:
+    host = "local"
+
+    def __init__(self, stdout: str = "", interrupt: bool = False) -> None:
+        self.stdout, self.interrupt, self.calls = stdout, interrupt, []  # type: ignore[var-annotated]
+
+    def run(self, argv: list[str], **_kwargs: Any) -> Any:
+        from frappe_imagekit.process import Completed
+
+        self.calls.append(argv)
+        if self.interrupt:
+            raise KeyboardInterrupt
+        return Completed(tuple(argv), 0, self.stdout, "")
+
+
+@pytest.mark.parametrize(
+    ("runner", "how", "said"),
+    [
+        (_Waits("0\n"), "0", f"{WAITED}: it finished, the site holds the backup's data"),
+        (_Waits("1\n"), "1", f"{WAITED}: it failed (exit 1); restore it again"),
+        (_Waits("none\n"), "none", "it had not started in the backend"),
+        (_Waits("unknown\n"), "unknown", "it ended in the backend without an exit status (killed?): "
+         "restore it again"),
+        (_Waits(interrupt=True), "waiting stopped", "imagekit stopped waiting for it (waiting stopped): it "
+         "may still run in the backend, look with `docker top c0ffee` before anything else"),
+    ],
+)  # fmt: skip
+def test_an_interrupted_restore_is_waited_for_in_the_backend_and_said(runner: _Waits, how: str, said: str):
+    """Issue 19 item 6: Ctrl-C during bench restore; the restore is waited for, not left unseen."""
+    assert rollback.wait_restore(runner, "c0ffee") == how  # type: ignore[arg-type]
+    assert runner.calls[0][:5] == ["docker", "exec", "c0ffee", "sh", "-c"]
+    assert runner.calls[0][6:] == ["wait", rollback.RESTORE_PID, rollback.RESTORE_STATUS]
+    note = rollback.interrupted_restore_note("a.local", how, "c0ffee")
+    assert note == f"rollback was interrupted during the restore of a.local: {said}."
+
+
+def test_the_wait_script_returns_the_status_the_restore_left(tmp_path: Path):
+    import subprocess
+
+    script = rollback.wait_restore_argv("c0ffee")[5]
+    status = tmp_path / "status"
+    status.write_text("0\n")
+    done = subprocess.run(["sh", "-c", script, "wait", str(tmp_path / "no-pid"), str(status)],
+                          capture_output=True, text=True, timeout=30)  # fmt: skip
+    assert done.stdout.split() == ["none"]
+    (tmp_path / "pid").write_text("999999999\n")  # no such process: ended
+    done = subprocess.run(["sh", "-c", script, "wait", str(tmp_path / "pid"), str(status)],
+                          capture_output=True, text=True, timeout=30)  # fmt: skip
+    assert done.stdout.split() == ["0"]
