@@ -278,7 +278,8 @@ def env_values(choices: Choices, frappe: Pin, project: str) -> dict[str, str]:
 COMPOSE_YAML = """\
 # The Frappe services in frappe_docker's shape (compose.yaml + overrides/), written by imagekit init.
 # Every Frappe service runs ${CUSTOM_IMAGE}:${CUSTOM_TAG}: imagekit deploy sets both (and
-# PULL_POLICY=never) to the build it deploys. No $$host default: compose v1 would leave it literal.
+# PULL_POLICY=never) to the build it deploys. The site header has no escaped nginx-variable default
+# (compose v1 leaves those literal): empty, the image's nginx entrypoint uses the Host header.
 x-frappe-image: &frappe_image
   image: ${CUSTOM_IMAGE}:${CUSTOM_TAG}
   pull_policy: ${PULL_POLICY:-never}
