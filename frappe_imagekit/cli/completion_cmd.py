@@ -63,7 +63,7 @@ def install_path(shell: str, home: Path, environ: dict[str, str] | None = None) 
 
 
 def _show(shell: str | None = SHELL_ARGUMENT) -> None:
-    """Print the completion script (e.g. `eval "$(imagekit completion show bash)"`)."""
+    """Print the completion script; try it with: eval "$(imagekit completion show bash)"."""
     output.out(script(chosen_shell(shell)).rstrip("\n"))
 
 
@@ -88,5 +88,16 @@ def _read(path: Path) -> str:
         return ""
 
 
+def register_shells() -> None:
+    """Teach typer's completion the three shells. The app is made with ``add_completion=False``
+    (no --install-completion option, and nothing of it loaded by --help), so typer does not do
+    this itself; it is needed only when a shell asks for completions."""
+    from typer.completion import completion_init  # only while completing
+
+    completion_init()
+
+
 completion_app.command("show")(handle_errors(_show))
 completion_app.command("install")(handle_errors(_install))
+if os.environ.get(COMPLETE_VAR):  # a shell's TAB: imagekit runs only to list completions
+    register_shells()
