@@ -174,8 +174,8 @@ def failure_message(site: str, output: str) -> str:
     else:
         hint = "see bench's output above"
     return (
-        f"bench new-site {site} failed ({last[:300]}); {hint}. bench may leave sites/{site} half-made: "
-        f"remove it with bench drop-site {site} --no-backup in the backend before trying again."
+        f"bench new-site {site} failed ({last[:300]}); {hint}. A failed new-site can leave {site} "
+        "half-made (its folder and database): drop that site with bench's drop-site before trying again."
     )
 
 
