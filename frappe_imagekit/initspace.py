@@ -432,7 +432,7 @@ services:
 def targets_toml(project: str) -> str:
     compose = ", ".join(f'"{name}"' for name in COMPOSE_FILES)
     return (
-        "# Named deploy targets (README, \"Named targets\"); run imagekit in this folder.\n"
+        '# Named deploy targets (README, "Named targets"); run imagekit in this folder.\n'
         f"[targets.{TARGET}]\n"
         f'project = "{project}"\n'
         f"compose = [{compose}]\n"
@@ -502,7 +502,15 @@ def plan(choices: Choices, pins: Sequence[Pin]) -> Plan:
 
 def plan_names() -> tuple[str, ...]:
     """Every file init writes (what it checks before asking any remote)."""
-    return ("de-example.env", ".env", "apps.json", *COMPOSE_FILES, "imagekit.toml", ".gitignore", ".dockerignore")
+    return (
+        "de-example.env",
+        ".env",
+        "apps.json",
+        *COMPOSE_FILES,
+        "imagekit.toml",
+        ".gitignore",
+        ".dockerignore",
+    )
 
 
 def existing(folder: Path, names: Sequence[str]) -> list[str]:

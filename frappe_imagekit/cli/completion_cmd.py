@@ -34,9 +34,12 @@ SHELL_ARGUMENT = typer.Argument(None, help="bash, zsh or fish (default: the shel
 
 def script(shell: str) -> str:
     """The completion script for ``shell`` (typer's, for the program ``imagekit``)."""
-    from typer.completion import get_completion_script  # typer's completion code: only here
+    from typer import completion  # typer's completion code: only here
 
-    return get_completion_script(prog_name=PROG, complete_var=COMPLETE_VAR, shell=shell) + "\n"
+    text: str = completion.get_completion_script(  # type: ignore[attr-defined] # re-exported by typer
+        prog_name=PROG, complete_var=COMPLETE_VAR, shell=shell
+    )
+    return text + "\n"
 
 
 def chosen_shell(shell: str | None, environ: dict[str, str] | None = None) -> str:
@@ -92,9 +95,9 @@ def register_shells() -> None:
     """Teach typer's completion the three shells. The app is made with ``add_completion=False``
     (no --install-completion option, and nothing of it loaded by --help), so typer does not do
     this itself; it is needed only when a shell asks for completions."""
-    from typer.completion import completion_init  # only while completing
+    from typer import completion  # only while completing
 
-    completion_init()
+    completion.completion_init()  # type: ignore[attr-defined] # re-exported by typer
 
 
 completion_app.command("show")(handle_errors(_show))

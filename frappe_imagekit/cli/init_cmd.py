@@ -12,19 +12,22 @@ from frappe_imagekit.cli import output
 from frappe_imagekit.cli.main import command
 from frappe_imagekit.errors import UsageError
 
+FOLDER_ARGUMENT = typer.Argument(Path("."), help="Folder of the new workspace (default: here).")
+APPS_HELP = "Apps of the image, comma-separated (erpnext,hrms)."
+
 
 @command("init")
 def init_command(
-    folder: Path = typer.Argument(Path("."), help="Folder of the new workspace (default: here)."),
+    folder: Path = FOLDER_ARGUMENT,
     frappe: int = typer.Option(15, "--frappe", help="Frappe major: 15 or 16."),
-    apps: str = typer.Option(
-        ",".join(initspace.DEFAULT_APPS), "--apps", help="Apps of the image, comma-separated (erpnext,hrms)."
-    ),
+    apps: str = typer.Option(",".join(initspace.DEFAULT_APPS), "--apps", help=APPS_HELP),
     site: str = typer.Option(initspace.DEFAULT_SITE, "--site", help="Name of the first site."),
     offline: bool = typer.Option(
         False, "--offline", help="Write the branch version-N instead of asking the remotes for releases."
     ),
-    force: bool = typer.Option(False, "--force", help="Overwrite files that exist (a new .env: new passwords)."),
+    force: bool = typer.Option(
+        False, "--force", help="Overwrite files that exist (a new .env: new passwords)."
+    ),
 ) -> None:
     """Write a workspace: .env, apps.json, a compose stack and the target `local`."""
     choices = initspace.Choices(
@@ -67,4 +70,6 @@ def _report(
     for line in initspace.next_commands(choices.folder, Path.cwd(), choices.site):
         output.out(f"  {line}")
     port = initspace.DEFAULT_PORT
-    output.out(f"then open http://{choices.site}:{port} (user Administrator, password ADMIN_PASSWORD in .env)")
+    output.out(
+        f"then open http://{choices.site}:{port} (user Administrator, password ADMIN_PASSWORD in .env)"
+    )

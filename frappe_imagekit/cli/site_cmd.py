@@ -24,14 +24,16 @@ site_app = typer.Typer(
 app.add_typer(site_app, name="site")
 
 
+WORKSPACE_OPTION = workspace_option("Folder with imagekit.toml and builds/.")
+ENV_FILE_HELP = "Env file with DB_PASSWORD and ADMIN_PASSWORD (default: the target's)."
+
+
 def _new(
     site: str = typer.Argument(..., help="Name of the new site, e.g. erp.localhost."),
     target: str = typer.Argument("local", help="A target of imagekit.toml (default: local)."),
-    env_file: str | None = typer.Option(
-        None, "--env-file", help="Env file with DB_PASSWORD and ADMIN_PASSWORD (default: the target's)."
-    ),
+    env_file: str | None = typer.Option(None, "--env-file", help=ENV_FILE_HELP),
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
-    workspace: Path = workspace_option("Folder with imagekit.toml and builds/."),
+    workspace: Path = WORKSPACE_OPTION,
 ) -> None:
     """bench new-site with every app of the running image; passwords on stdin; then a health check."""
     ws = Workspace.at(workspace)
@@ -50,7 +52,10 @@ def _new(
     )
     secrets = sitenew.passwords(runner.read_file(env_path), env_path)
     request = sitenew.SiteRequest(
-        site=site, project=chosen.project, env_file=env_path, backend_service=chosen.backend_service or "backend"
+        site=site,
+        project=chosen.project,
+        env_file=env_path,
+        backend_service=chosen.backend_service or "backend",
     )
     emit = output.err if as_json else output.out
     with output.redacting(Redactor((secrets.root, secrets.admin))):
@@ -60,7 +65,8 @@ def _new(
             return
         for note in result.notes:
             output.warn(note)
-        output.out(f"site {result.site} is ready: apps frappe, {', '.join(result.apps) or '(none)'}; health {result.health}.")
+        apps = ", ".join(["frappe", *result.apps])
+        output.out(f"site {result.site} is ready: apps {apps}; health {result.health}.")
         output.out("log in as Administrator with ADMIN_PASSWORD of the env file.")
 
 

@@ -12,7 +12,7 @@ Afterwards the site must answer (deploy/health.py), as after a deploy.
 
 from __future__ import annotations
 
-import json
+import dataclasses
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -64,7 +64,18 @@ class Passwords:
 def new_site_argv(container_id: str, site: str, apps: Sequence[str]) -> list[str]:
     """``docker exec -i`` of ``bench new-site`` (no password in it: they come on stdin)."""
     site = validate.site_name(site, "the site name", UsageError)
-    argv = ["docker", "exec", "-i", "-e", "PYTHONUNBUFFERED=1", container_id, "bench", "new-site", site, SCOPE]
+    argv = [
+        "docker",
+        "exec",
+        "-i",
+        "-e",
+        "PYTHONUNBUFFERED=1",
+        container_id,
+        "bench",
+        "new-site",
+        site,
+        SCOPE,
+    ]
     for app in apps:
         argv += ["--install-app", validate.app_name(app, "an app of the image", ConfigError)]
     return argv
@@ -165,10 +176,15 @@ def _progress(line: str, emit: Callable[[str], None]) -> None:
 def failure_message(site: str, output: str) -> str:
     """One sentence from bench's failing output (the last line that says something)."""
     lines = [ln.split("\r")[-1].strip() for ln in output.splitlines()]
-    lines = [ln for ln in lines if ln and not ln.startswith(("Warning:", "MySQL root", "Set Admin", "Re-enter"))]
+    lines = [
+        ln for ln in lines if ln and not ln.startswith(("Warning:", "MySQL root", "Set Admin", "Re-enter"))
+    ]
     last = lines[-1] if lines else "no output"
     if "Access denied" in output:
-        hint = f"the database refused the root password: {ROOT_VAR} in the env file must be the db's root password"
+        hint = (
+            f"the database refused the root password: {ROOT_VAR} in the env file must be "
+            "the db's root password"
+        )
     elif "already exists" in last:
         hint = "pick another site name"
     else:
@@ -192,4 +208,4 @@ def _health_target(
 
 
 def result_dict(result: SiteResult) -> dict[str, Any]:
-    return json.loads(json.dumps(result.__dict__))
+    return dataclasses.asdict(result)

@@ -252,7 +252,8 @@ def test_fresh_stack_has_no_site_yet_then_create_site_is_waited_for(project: Pro
         project.compose.read_text()
         + "  create-site:\n    image: ${CUSTOM_IMAGE}:${CUSTOM_TAG}\n    network_mode: none\n"
         + "    volumes:\n      - ./sites:/home/frappe/frappe-bench/sites\n"
-        + '    command: ["sh", "-c", "sleep 2; bench new-site c.local --db-root-password r --admin-password a"]\n'
+        + '    command: ["sh", "-c", "sleep 2; bench new-site c.local --db-root-password r'
+        + ' --admin-password a"]\n'
     )
     env_file = project.folder / "stack.env"
     env_file.write_text(f"COMPOSE_FILE=compose.yaml\nCOMPOSE_PROJECT_NAME={project.name}\n")

@@ -122,7 +122,8 @@ def test_sandbox_of_v1_beside_v2(stack: Stack) -> None:
     stack.deploy("v1")
     bench_sh(
         stack.name,
-        "bench new-site a.local --db-root-password r --admin-password a >/dev/null && mkdir -p sites/a.local/db"
+        "bench new-site a.local --db-root-password r --admin-password a >/dev/null"
+        " && mkdir -p sites/a.local/db"
         " && echo invoice-1 > sites/a.local/db/tabSales_Invoice",
     )
     stack.deploy("v2")  # takes the backup of a.local (invoice-1 only)

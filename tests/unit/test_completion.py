@@ -80,7 +80,12 @@ def test_install_writes_where_the_shell_loads_it_and_edits_no_rc_file(
 @pytest.mark.skipif(not IMAGEKIT.exists(), reason="the imagekit console script is not installed")
 def test_the_bash_script_completes_commands():
     """What bash runs on TAB (the script's own call) lists the matching commands and subcommands."""
-    env = {**os.environ, "_IMAGEKIT_COMPLETE": "complete_bash", "COMP_WORDS": "imagekit si", "COMP_CWORD": "1"}
+    env = {
+        **os.environ,
+        "_IMAGEKIT_COMPLETE": "complete_bash",
+        "COMP_WORDS": "imagekit si",
+        "COMP_CWORD": "1",
+    }
     done = subprocess.run([str(IMAGEKIT)], env=env, capture_output=True, text=True, timeout=60)
     assert done.stdout.split() == ["site"], done.stderr
     env.update(COMP_WORDS="imagekit site ", COMP_CWORD="2")

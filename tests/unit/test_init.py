@@ -105,9 +105,10 @@ def test_init_refuses_bad_apps_before_writing(tmp_path: Path, apps: str, message
 
 
 def test_init_refuses_unknown_major_and_bad_site(tmp_path: Path):
-    assert "--frappe 14 is not a Frappe major imagekit knows: use 15 or 16" in invoke(
-        "init", str(tmp_path), "--offline", "--frappe", "14"
-    ).stderr
+    assert (
+        "--frappe 14 is not a Frappe major imagekit knows: use 15 or 16"
+        in invoke("init", str(tmp_path), "--offline", "--frappe", "14").stderr
+    )
     bad = invoke("init", str(tmp_path), "--offline", "--site", "-x")
     assert bad.exit_code == ExitCode.USAGE and "--site" in bad.stderr
     assert list(tmp_path.iterdir()) == []

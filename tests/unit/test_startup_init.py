@@ -24,8 +24,6 @@ print("HEAVY=" + ",".join(heavy), file=sys.stderr)
     [["--help"], ["init", "--help"], ["site", "new", "--help"], ["completion", "show", "--help"]],
 )
 def test_help_of_new_commands_imports_no_heavy_library(argv: list[str]):
-    result = subprocess.run(
-        [sys.executable, "-c", PROBE, *argv], capture_output=True, text=True, timeout=60
-    )
+    result = subprocess.run([sys.executable, "-c", PROBE, *argv], capture_output=True, text=True, timeout=60)
     assert "Usage" in result.stdout
     assert "HEAVY=\n" in result.stderr, result.stderr
