@@ -490,7 +490,7 @@ def plan(choices: Choices, pins: Sequence[Pin]) -> Plan:
     if choices.offline:
         result.notes.append(
             f"--offline: apps.json and FRAPPE_BRANCH name the branch version-{choices.major}, not a "
-            "release; run imagekit lock (or init again online) to pin releases."
+            "release: a branch moves; write release tags there before a production build."
         )
     elif branches:
         result.notes.append(

@@ -142,6 +142,15 @@ def test_init_names_offline_when_a_remote_is_missing(tmp_path: Path, monkeypatch
     assert not (tmp_path / "ws").exists()
 
 
+@pytest.mark.parametrize("base", ["ssh://git@host/frappe", "http://mirror.example/frappe", "-uhttps://x"])
+def test_a_git_base_that_breaks_the_url_rules_is_refused(tmp_path: Path, monkeypatch, base: str):
+    monkeypatch.setenv(initspace.GIT_BASE_ENV, base)
+    result = invoke("init", str(tmp_path / "ws"))
+    assert result.exit_code == ExitCode.USAGE, result.output
+    assert initspace.GIT_BASE_ENV in result.stderr
+    assert not (tmp_path / "ws").exists()
+
+
 def test_newest_release_ignores_other_majors_and_pre_releases():
     refs = {f"refs/tags/{t}": "x" for t in ("v15.9.9", "v15.10.1", "v16.1.0", "v15.11.0-beta.1")}
     refs["refs/heads/version-15"] = "y"
