@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 
 from frappe_imagekit.deploy import sitenew
-from frappe_imagekit.errors import ConfigError, NotFoundError, UsageError
+from frappe_imagekit.errors import ConfigError, ExitCode, NotFoundError, UsageError
 from frappe_imagekit.workspace import Workspace
+from tests.support.cli import invoke
 
 ROOT = "Root-CANARY-0123456789abcdef"
 ADMIN = "Admin-CANARY-0123456789abcdef"
@@ -91,3 +92,26 @@ def test_failure_message_from_the_real_wrong_password_transcript():
     assert message.startswith("bench new-site sc.lab failed (pymysql.err.OperationalError: (1045")
     assert "DB_PASSWORD in the env file must be the db's root password" in message
     assert "can leave sc.lab half-made (its folder and database): drop that site" in message
+
+
+def test_cli_unknown_target_and_target_without_env_file(tmp_path: Path):
+    (tmp_path / "imagekit.toml").write_text('[targets.prod]\nproject = "erp"\ncompose = ["compose.yaml"]\n')
+    unknown = invoke("site", "new", "erp.localhost", "-w", str(tmp_path))
+    assert unknown.exit_code == ExitCode.NOT_FOUND, unknown.output
+    assert "there is no target 'local'" in unknown.stderr
+    bare = invoke("site", "new", "erp.localhost", "prod", "-w", str(tmp_path))
+    assert bare.exit_code == ExitCode.USAGE, bare.output
+    assert "target prod names no env_file: pass --env-file" in bare.stderr
+
+
+def test_cli_env_file_without_admin_password_stops_before_docker(tmp_path: Path):
+    env_file = tmp_path / "stack.env"
+    env_file.write_text(f"DB_PASSWORD={ROOT}\n")
+    (tmp_path / "imagekit.toml").write_text(
+        f'[targets.local]\nproject = "erp"\ncompose = ["compose.yaml"]\nenv_file = "{env_file}"\n'
+        'docker_host = "unix:///nonexistent/docker.sock"\n'
+    )
+    result = invoke("site", "new", "erp.localhost", "-w", str(tmp_path))
+    assert result.exit_code == ExitCode.VALIDATION, result.output
+    assert f"{env_file} has no ADMIN_PASSWORD: set it there" in result.stderr
+    assert ROOT not in result.output
