@@ -190,3 +190,10 @@ def test_compose_layout_has_frappe_docker_shape_and_no_dollar_host():
     assert services["frontend"]["ports"] == ["127.0.0.1:${HTTP_PUBLISH_PORT:-8080}:8080"]
     assert "DB_PASSWORD" not in json.dumps(services["db"]["healthcheck"])  # no password in argv
     assert ".env" in files[".dockerignore"].splitlines() and ".env" in files[".gitignore"].splitlines()
+
+
+def test_next_commands_cd_only_when_the_workspace_is_elsewhere(tmp_path: Path):
+    here = initspace.next_commands(tmp_path, tmp_path, "a.localhost")
+    assert here == ["imagekit build && imagekit deploy local", "imagekit site new a.localhost local"]
+    there = initspace.next_commands(Path("my erp"), tmp_path, "a.localhost")
+    assert there[0] == "cd 'my erp'"
