@@ -127,3 +127,27 @@ def test_first_site_on_the_fake_bench_is_made_and_answers(stack):  # type: ignor
     again = invoke("site", "new", "c.local", "local", "-w", str(ws))
     assert again.exit_code == ExitCode.USAGE, again.output
     assert f"site c.local already exists in project {name}: pick another name." in again.stderr
+
+
+def test_init_renders_with_compose_v2(tmp_path: Path, debian13_image: str):
+    """Compose v2 (2.26, the Debian 13 test host's image; `config` needs no daemon) renders the
+    same layout: every service, the frontend on 127.0.0.1 only, no literal $host."""
+    folder = tmp_path / "erp"
+    assert invoke("init", str(folder), "--offline").exit_code == 0
+    rendered = subprocess.run(
+        ["docker", "run", "--rm", "-v", f"{folder}:/w:ro", "-w", "/w", "-e", "CUSTOM_IMAGE=local/erp",
+         "-e", "CUSTOM_TAG=v1.0.0", "--entrypoint", "docker", debian13_image, "compose", "config"],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert rendered.returncode == 0, rendered.stderr
+    assert "level=warning" not in rendered.stderr, rendered.stderr
+    config = yaml.safe_load(rendered.stdout)
+    assert config["name"] == "erp"
+    assert set(config["services"]) == SERVICES
+    assert "$host" not in rendered.stdout
+    (port,) = config["services"]["frontend"]["ports"]
+    assert (port["host_ip"], str(port["published"]), port["target"]) == ("127.0.0.1", "8080", 8080)
+    assert config["services"]["backend"]["image"] == "local/erp:v1.0.0"
+    assert config["services"]["backend"]["depends_on"]["configurator"]["condition"] == (
+        "service_completed_successfully"
+    )
