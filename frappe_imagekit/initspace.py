@@ -10,8 +10,10 @@ and appends the keys of the stack.
 The compose layout has frappe_docker's shape (``compose.yaml`` plus ``overrides/`` for MariaDB,
 Redis and the published port), every Frappe service on ``${CUSTOM_IMAGE}:${CUSTOM_TAG}``, the
 frontend published on 127.0.0.1 only, and no ``$$host`` default (compose v1 leaves it literal and
-nginx fails, FACTS.md): an empty FRAPPE_SITE_NAME_HEADER makes the image's nginx entrypoint use
-``$host`` itself.
+nginx fails, FACTS.md): FRAPPE_SITE_NAME_HEADER comes from .env, single-quoted (``'$host'``), which
+compose v1 and v2 both pass on literally. Left empty, the image's nginx entrypoint does not fill
+it in (imagekit's Containerfile expands its ``$host`` default as a shell variable): nginx then
+fails on ``server_name ;`` -- seen on the lab's real image.
 """
 
 from __future__ import annotations
@@ -225,8 +227,10 @@ ADMIN_PASSWORD={placeholder}
 # @pattern [1-9][0-9]{{1,4}}
 HTTP_PUBLISH_PORT={port}
 
-# The one site nginx serves whatever the Host header says; empty: the site named by the Host header.
-FRAPPE_SITE_NAME_HEADER=
+# Which site nginx serves: '$host' (single quotes: compose v1 and v2 keep it literal) serves the
+# site the Host header names; a site name serves that one site whatever the Host header says.
+# @required
+FRAPPE_SITE_NAME_HEADER='$host'
 """
 
 
@@ -278,8 +282,8 @@ def env_values(choices: Choices, frappe: Pin, project: str) -> dict[str, str]:
 COMPOSE_YAML = """\
 # The Frappe services in frappe_docker's shape (compose.yaml + overrides/), written by imagekit init.
 # Every Frappe service runs ${CUSTOM_IMAGE}:${CUSTOM_TAG}: imagekit deploy sets both (and
-# PULL_POLICY=never) to the build it deploys. The site header has no escaped nginx-variable default
-# (compose v1 leaves those literal): empty, the image's nginx entrypoint uses the Host header.
+# PULL_POLICY=never) to the build it deploys. FRAPPE_SITE_NAME_HEADER has no default here (compose
+# v1 leaves an escaped nginx-variable default literal): .env sets it.
 x-frappe-image: &frappe_image
   image: ${CUSTOM_IMAGE}:${CUSTOM_TAG}
   pull_policy: ${PULL_POLICY:-never}
@@ -320,7 +324,7 @@ services:
     environment:
       BACKEND: backend:8000
       SOCKETIO: websocket:9000
-      FRAPPE_SITE_NAME_HEADER: ${FRAPPE_SITE_NAME_HEADER:-}
+      FRAPPE_SITE_NAME_HEADER: ${FRAPPE_SITE_NAME_HEADER:?set FRAPPE_SITE_NAME_HEADER in .env}
       UPSTREAM_REAL_IP_ADDRESS: ${UPSTREAM_REAL_IP_ADDRESS:-127.0.0.1}
       UPSTREAM_REAL_IP_HEADER: ${UPSTREAM_REAL_IP_HEADER:-X-Forwarded-For}
       UPSTREAM_REAL_IP_RECURSIVE: ${UPSTREAM_REAL_IP_RECURSIVE:-off}

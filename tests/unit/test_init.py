@@ -40,6 +40,7 @@ def test_init_offline_writes_the_workspace_and_check_passes(tmp_path: Path):
     assert (env["PYTHON_VERSION"], env["NODE_VERSION"]) == ("3.11.6", "20.19.2")
     assert len(env["DB_PASSWORD"]) >= 32 and len(env["ADMIN_PASSWORD"]) >= 32
     assert env["DB_PASSWORD"] != env["ADMIN_PASSWORD"]
+    assert env["FRAPPE_SITE_NAME_HEADER"] == "$host"  # nginx's variable, quoted in .env
     for secret in (env["DB_PASSWORD"], env["ADMIN_PASSWORD"]):  # never printed
         assert secret not in result.output
     apps = json.loads((folder / "apps.json").read_text())
