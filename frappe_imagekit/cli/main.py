@@ -104,11 +104,14 @@ def _load_commands() -> None:
     from frappe_imagekit.cli import (  # noqa: F401
         build_cmd,
         check_cmd,
+        completion_cmd,
         deploy_cmd,
         history_cmd,
+        init_cmd,
         migrate_cmd,
         rollback_cmd,
         sandbox_cmd,
+        site_cmd,
         targets_cmd,
     )
 

@@ -1,0 +1,211 @@
+"""The first site of a stack: ``bench new-site`` with every app of the running image.
+
+Runs in the project's running backend (``docker exec -i``), as frappe_docker documents it
+(``--mariadb-user-host-login-scope=%``: the database user logs in from the other containers).
+The passwords go to bench on stdin, never argv, in the order of the real prompts
+(tests/fixtures/frappe-v15-lab/48-new-site-s2): ``MySQL root password: `` first, then, after
+frappe's doctypes are installed, ``Set Administrator password: `` and ``Re-enter Administrator
+password: `` -- the admin password twice, or click meets EOF and aborts (49-...-once-aborted).
+The apps are those of the image's build record (``builds/VERSION.json``), frappe excluded.
+Afterwards the site must answer (deploy/health.py), as after a deploy.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from frappe_imagekit import validate
+from frappe_imagekit.deploy import compose, composeconfig, health
+from frappe_imagekit.deploy.compose import Container
+from frappe_imagekit.envfile import parse_env_text
+from frappe_imagekit.errors import ConfigError, DeployError, NotFoundError, UsageError
+from frappe_imagekit.manifest import find_manifest, read_manifest
+from frappe_imagekit.runner import Runner
+from frappe_imagekit.workspace import Workspace
+
+ROOT_VAR = "DB_PASSWORD"  # frappe_docker's: the db service's MYSQL_ROOT_PASSWORD
+ADMIN_VAR = "ADMIN_PASSWORD"
+SCOPE = "--mariadb-user-host-login-scope=%"
+NEW_SITE_TIMEOUT = 3600.0  # erpnext's install takes minutes on a small machine
+_SITE_EXISTS = 'test -f "sites/$1/site_config.json"'
+
+
+@dataclass(frozen=True)
+class SiteRequest:
+    site: str
+    project: str
+    env_file: str | None
+    backend_service: str = "backend"
+
+
+@dataclass
+class SiteResult:
+    site: str
+    apps: list[str]
+    version: str
+    health: str = "not checked"
+    url: str = ""
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Passwords:
+    root: str
+    admin: str
+
+    def stdin(self) -> bytes:
+        """What bench reads, in the order it asks (transcript 48): root, admin, admin again."""
+        return f"{self.root}\n{self.admin}\n{self.admin}\n".encode()
+
+
+def new_site_argv(container_id: str, site: str, apps: Sequence[str]) -> list[str]:
+    """``docker exec -i`` of ``bench new-site`` (no password in it: they come on stdin)."""
+    site = validate.site_name(site, "the site name", UsageError)
+    argv = [
+        "docker",
+        "exec",
+        "-i",
+        "-e",
+        "PYTHONUNBUFFERED=1",
+        container_id,
+        "bench",
+        "new-site",
+        site,
+        SCOPE,
+    ]
+    for app in apps:
+        argv += ["--install-app", validate.app_name(app, "an app of the image", ConfigError)]
+    return argv
+
+
+def passwords(env_text: str | None, env_file: str) -> Passwords:
+    """DB_PASSWORD and ADMIN_PASSWORD of the env file (one line each, so stdin can carry them)."""
+    if env_text is None:
+        raise NotFoundError(f"env file {env_file} cannot be read: site new takes {ROOT_VAR} from it.")
+    values = parse_env_text(env_text, env_file).values
+    found = []
+    for key in (ROOT_VAR, ADMIN_VAR):
+        value = values.get(key, "")
+        if not value:
+            raise ConfigError(
+                f"{env_file} has no {key}: set it there (the {_role(key)} password bench new-site asks for)."
+            )
+        if "\n" in value or "\r" in value:
+            raise ConfigError(f"{key} in {env_file} spans lines: a password bench reads is one line.")
+        found.append(value)
+    return Passwords(root=found[0], admin=found[1])
+
+
+def _role(key: str) -> str:
+    return "database root" if key == ROOT_VAR else "Administrator"
+
+
+def image_apps(ws: Workspace, image: str) -> tuple[str, list[str]]:
+    """(version, apps) of the running image, from its build record in builds/ (frappe excluded)."""
+    _, version = composeconfig.split_image(image)
+    if version.startswith("@"):
+        raise NotFoundError(f"the backend runs {image}, which has no tag: deploy a build of imagekit first.")
+    data = read_manifest(find_manifest(ws, version))
+    apps = []
+    for entry in data.get("apps") or []:
+        name = validate.app_name(entry.get("name"), f"builds/{version}.json app", ConfigError)
+        if name != "frappe" and name not in apps:
+            apps.append(name)
+    return version, apps
+
+
+def running_backend(runner: Runner, project: str, service: str) -> tuple[Container, list[Container]]:
+    containers = compose.service_containers(compose.project_containers(runner, project))
+    for container in containers:
+        if container.service == service and container.state == "running":
+            return container, containers
+    raise DeployError(
+        f"no running {service} container in project {project}: start the stack first "
+        "(imagekit deploy TARGET), then create the site."
+    )
+
+
+def backend_image(runner: Runner, container: Container) -> str:
+    done = runner.run(["docker", "inspect", "-f", "{{.Config.Image}}", container.id], timeout=60)
+    if done.returncode != 0:
+        raise DeployError(f"cannot inspect the backend container on {runner.host}: {done.stderr.strip()}")
+    return validate.not_an_option(done.stdout.strip(), "the backend's image", DeployError)
+
+
+def create_site(
+    runner: Runner,
+    ws: Workspace,
+    request: SiteRequest,
+    secrets: Passwords,
+    emit: Callable[[str], None],
+) -> SiteResult:
+    """Make the site in the running stack, then check it answers."""
+    site = validate.site_name(request.site, "the site name", UsageError)
+    backend, containers = running_backend(runner, request.project, request.backend_service)
+    version, apps = image_apps(ws, backend_image(runner, backend))
+    exists = ["docker", "exec", backend.id, "sh", "-c", _SITE_EXISTS, "sh", site]
+    if runner.run(exists, timeout=60).returncode == 0:
+        raise UsageError(f"site {site} already exists in project {request.project}: pick another name.")
+    emit(f"creating {site} with {', '.join(['frappe', *apps])} ({version}); this takes minutes")
+    done = runner.run(
+        new_site_argv(backend.id, site, apps),
+        input_bytes=secrets.stdin(),
+        timeout=NEW_SITE_TIMEOUT,
+        on_stdout=lambda line: _progress(line, emit),
+        on_stderr=lambda line: _progress(line, emit),
+    )
+    if done.returncode != 0:
+        raise DeployError(failure_message(site, done.stdout + "\n" + done.stderr))
+    result = SiteResult(site=site, apps=apps, version=version)
+    result.url, asset = _health_target(runner, backend, containers, result)
+    emit(f"checking {site} ({result.url})")
+    result.health = health.check_site(runner, backend.id, result.url, site, asset)
+    return result
+
+
+def _progress(line: str, emit: Callable[[str], None]) -> None:
+    """bench's lines, progress bars collapsed to their last state (they redraw with \\r)."""
+    shown = line.rstrip("\n").split("\r")[-1].rstrip()
+    if shown and "Password input may be echoed" not in shown:
+        emit(shown)
+
+
+def failure_message(site: str, output: str) -> str:
+    """One sentence from bench's failing output (the last line that says something)."""
+    lines = [ln.split("\r")[-1].strip() for ln in output.splitlines()]
+    lines = [
+        ln for ln in lines if ln and not ln.startswith(("Warning:", "MySQL root", "Set Admin", "Re-enter"))
+    ]
+    last = lines[-1] if lines else "no output"
+    if "Access denied" in output:
+        hint = (
+            f"the database refused the root password: {ROOT_VAR} in the env file must be "
+            "the db's root password"
+        )
+    elif "already exists" in last:
+        hint = "pick another site name"
+    else:
+        hint = "see bench's output above"
+    return (
+        f"bench new-site {site} failed ({last[:300]}); {hint}. A failed new-site can leave {site} "
+        "half-made (its folder and database): drop that site with bench's drop-site before trying again."
+    )
+
+
+def _health_target(
+    runner: Runner, backend: Container, containers: Sequence[Container], result: SiteResult
+) -> tuple[str, str | None]:
+    services: Mapping[str, Any] = {c.service: c for c in containers}
+    url = health.base_url(services)
+    if url != health.FRONTEND_URL:
+        result.notes.append("no frontend service: the check asked ping only (gunicorn serves no assets).")
+        return url, None
+    cat = runner.run(["docker", "exec", backend.id, "cat", health.ASSETS_MANIFEST], timeout=30)
+    return url, health.first_asset(cat.stdout if cat.returncode == 0 else None)
+
+
+def result_dict(result: SiteResult) -> dict[str, Any]:
+    return dataclasses.asdict(result)
