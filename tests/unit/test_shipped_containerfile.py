@@ -4,6 +4,7 @@ nginx entrypoint, bench init's flags) read back from their text."""
 from __future__ import annotations
 
 import json
+import subprocess
 from dataclasses import replace
 from pathlib import Path
 
@@ -43,6 +44,19 @@ def test_the_nginx_entrypoint_execs_nginx_so_it_is_pid_1_and_stops_on_sigterm(te
     assert script[0] == "#!/bin/bash"
     assert script[-1] == 'exec nginx -g "daemon off;"'
     assert [line for line in script if "nginx -g" in line] == [script[-1]]
+
+
+@pytest.mark.parametrize("header", [None, "", "erp.localhost"], ids=["unset", "empty", "a site"])
+def test_the_nginx_entrypoint_defaults_the_site_header_to_nginx_host(header: str | None) -> None:
+    """An unset or empty FRAPPE_SITE_NAME_HEADER must become nginx's literal ``$host`` (as
+    frappe_docker's entrypoint does): a shell default of ``$host`` expanded the unset shell
+    variable to nothing, and nginx crash-looped on ``server_name ;`` (a real v15 stack, 2026-12-07)."""
+    script = printed_script(_shipped(), ENTRYPOINT).splitlines()
+    line = next(x for x in script if x.startswith("export FRAPPE_SITE_NAME_HEADER="))
+    env = {"PATH": "/usr/bin:/bin"} | ({} if header is None else {"FRAPPE_SITE_NAME_HEADER": header})
+    done = subprocess.run(["bash", "-c", f'{line}; printf %s "$FRAPPE_SITE_NAME_HEADER"'],
+                          env=env, capture_output=True, text=True, check=True)  # fmt: skip
+    assert done.stdout == (header or "$host")
 
 
 @pytest.mark.parametrize("text", [_shipped, _generated], ids=["shipped", "generated"])
