@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from frappe_imagekit import bounded, validate
+from frappe_imagekit.build.records import TierRecord
 from frappe_imagekit.deploy.record import DeployRecord
 from frappe_imagekit.errors import ImagekitError, NotFoundError, UsageError
 from frappe_imagekit.redact import Redactor
@@ -113,7 +114,7 @@ class Manifest:
     workspace: dict[str, Any] = field(default_factory=dict)
     leak_scan: dict[str, Any] = field(default_factory=dict)
     log_file: str | None = None
-    base_tier: dict[str, Any] | None = None
+    base_tier: TierRecord | None = None
     drift: list[dict[str, Any]] | None = None  # a rebuild's drift check; absent for a build
     extra: dict[str, Any] = field(default_factory=dict)  # fields this imagekit does not know
 

@@ -16,7 +16,8 @@ import typer
 from frappe_imagekit.appname import repo_name
 from frappe_imagekit.appsjson import public_url
 from frappe_imagekit.appslock import lock_workspace
-from frappe_imagekit.build import BuildOptions, build_seconds, execute_build, guard_tag, plan_build
+from frappe_imagekit.build.execute import build_seconds, execute_build, guard_tag
+from frappe_imagekit.build.plan import BuildOptions, plan_build
 from frappe_imagekit.cli import output
 from frappe_imagekit.cli.main import command, workspace_option
 from frappe_imagekit.errors import DockerError

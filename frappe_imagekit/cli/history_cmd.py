@@ -10,7 +10,15 @@ from typing import Any
 import typer
 
 from frappe_imagekit import history as core
-from frappe_imagekit.build import build_seconds
+from frappe_imagekit.build.execute import build_seconds
+from frappe_imagekit.build.rebuild import (
+    DriftReport,
+    RebuildOptions,
+    RebuildPlan,
+    RebuildResult,
+    execute_rebuild,
+    plan_rebuild,
+)
 from frappe_imagekit.cli import output
 from frappe_imagekit.cli.build_cmd import (
     CONTEXT_OPTION,
@@ -24,14 +32,6 @@ from frappe_imagekit.cli.build_cmd import (
 from frappe_imagekit.cli.main import command, workspace_option
 from frappe_imagekit.errors import ExitCode, ImagekitError
 from frappe_imagekit.history import Diff, HistoryListing, HistoryRow, PinChange, pin_label, short_id
-from frappe_imagekit.rebuild import (
-    DriftReport,
-    RebuildOptions,
-    RebuildPlan,
-    RebuildResult,
-    execute_rebuild,
-    plan_rebuild,
-)
 from frappe_imagekit.workspace import Workspace
 
 WORKSPACE_OPTION = workspace_option()
