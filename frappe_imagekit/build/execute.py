@@ -333,8 +333,8 @@ def _manifest(ws: Workspace, plan: BuildPlan, run: _Run, *, status: str, error: 
         },  # fmt: skip
         build_args=dict(plan.build_args),
         labels=plan.labels,
-        frappe=dict(plan.frappe),
-        apps=[dict(app) for app in plan.apps],
+        frappe=plan.frappe.copy(),
+        apps=[app.copy() for app in plan.apps],
         apps_json_sha256=hashlib.sha256(plan.apps_json_text.encode()).hexdigest(),
         fingerprint=plan.fingerprint,
         workspace={"git_commit": commit, "dirty": dirty},

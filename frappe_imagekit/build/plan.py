@@ -13,7 +13,7 @@ import hashlib
 import json
 import re
 import threading
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -26,6 +26,7 @@ from frappe_imagekit.build.cacerts import CaCerts
 from frappe_imagekit.build.containerfile import Containerfile, default_containerfile, parse_containerfile
 from frappe_imagekit.build.exact import OWN_CONTAINERFILE_NOTE, Exact, is_imagekit_containerfile
 from frappe_imagekit.build.exact import prepare as prepare_exact
+from frappe_imagekit.build.records import PinRecord
 from frappe_imagekit.check import Secrets, run_check
 from frappe_imagekit.errors import ConfigError
 from frappe_imagekit.gitremote import workspace_commit
@@ -71,8 +72,8 @@ class BuildPlan:
     containerfile: Containerfile
     context: Path
     build_args: dict[str, str]  # non-secret, CACHE_BUST included when declared
-    frappe: dict[str, Any]
-    apps: list[dict[str, Any]]  # name, url (token-free), ref, ref_kind, sha
+    frappe: PinRecord
+    apps: list[PinRecord]  # name, url (token-free), ref, ref_kind, sha
     apps_json_text: str  # as written: placeholders, no token
     secrets: Secrets  # SECRET
     cli: dockercli.DockerCli
@@ -269,7 +270,7 @@ class BuildPlan:
 # ---------------------------------------------------------------- pure helpers
 
 
-def fingerprint(frappe_sha: str, apps: list[dict[str, Any]]) -> str:
+def fingerprint(frappe_sha: str, apps: Sequence[Mapping[str, Any]]) -> str:
     """CACHE_BUST: a hash of the resolved SHAs of frappe and every app (order-independent)."""
     lines = [f"frappe={frappe_sha}"] + sorted(f"{app['name']}={app['sha']}" for app in apps)
     return hashlib.sha256("\n".join(lines).encode()).hexdigest()[:16]
@@ -290,7 +291,7 @@ def select_build_args(
     return args
 
 
-def apps_label(frappe: dict[str, Any], apps: list[dict[str, Any]]) -> str:
+def apps_label(frappe: PinRecord, apps: Sequence[PinRecord]) -> str:
     """Compact JSON for the ``io.imagekit.apps`` label: name, ref and sha of frappe and each app."""
     entries = [{"name": a["name"], "ref": a["ref"], "sha": a["sha"]} for a in [frappe, *apps]]
     return json.dumps(entries, separators=(",", ":"))
@@ -305,8 +306,8 @@ def make_labels(
     title: str,
     description: str,
     base_name: str,
-    frappe: dict[str, Any],
-    apps: list[dict[str, Any]],
+    frappe: PinRecord,
+    apps: Sequence[PinRecord],
     fingerprint_value: str,
 ) -> dict[str, str]:
     """Every OCI key set explicitly (base-image labels are inherited otherwise), plus ours."""
@@ -406,7 +407,7 @@ def plan_build(ws: Workspace, options: BuildOptions) -> BuildPlan:
 
 
 def _use_lock(
-    ws: Workspace, containerfile: Containerfile, frappe: dict[str, Any], apps: list[dict[str, Any]],
+    ws: Workspace, containerfile: Containerfile, frappe: PinRecord, apps: list[PinRecord],
     options: BuildOptions, tags: set[str],
 ) -> Any:  # fmt: skip
     """apps.lock.json's commits where it matches apps.json (imagekit's Containerfile only);
@@ -444,8 +445,8 @@ class Sources:
 
     env: Mapping[str, str]  # the .env values the build reads (SECRET: tokens may be among them)
     containerfile: Containerfile
-    frappe: dict[str, Any]
-    apps: list[dict[str, Any]]
+    frappe: PinRecord
+    apps: list[PinRecord]
     apps_json_text: str  # as written: placeholders, no token
     secrets: Secrets  # SECRET: the injected apps.json and the redactor
 
@@ -471,7 +472,7 @@ def assemble_plan(
     version, image_name = _required(env, "DE_SITE_VERSION"), _required(env, "IMAGE_NAME")
     redactor.add(injected.text, whole_document=True)
     redactor.add(injected.base64)
-    fp = fingerprint(frappe["sha"], apps)
+    fp = fingerprint(str(frappe["sha"]), apps)
     build_args = select_build_args(containerfile.declared_args, env, fp)
     build_args |= exact.build_args if exact is not None else {}
     if ca_certs is not None and containerfile.declares(cacerts.SHA_ARG):
@@ -569,7 +570,7 @@ def _required(env: dict[str, str], key: str) -> str:
     return value
 
 
-def _description(frappe: dict[str, Any], apps: list[dict[str, Any]]) -> str:
+def _description(frappe: PinRecord, apps: Sequence[PinRecord]) -> str:
     names = ", ".join(f"{a['name']} {a['ref']}" for a in apps) or "no apps"
     return f"Frappe {frappe['ref']} with {names}"
 

@@ -1,7 +1,7 @@
 """The build side's on-disk shapes, typed (what a manifest and apps.lock.json hold).
 
 Plain ``TypedDict`` records, importable without the rest of the build wing: readers take these,
-not ``dict[str, Any]``; the key order of each is the order the files have always had.
+not untyped dicts; the key order of each is the order the files have always had.
 """
 
 from __future__ import annotations
@@ -17,3 +17,23 @@ class TierRecord(TypedDict):
     built: bool | None
     containerfile: str
     build_args: dict[str, str]
+
+
+class PinRecord(TypedDict):
+    """Frappe or an app as a manifest records it (``frappe``, ``apps[]``): the URL token-free
+    (a ``${VAR}@`` placeholder kept), ``sha`` None until the ref is resolved."""
+
+    name: str
+    url: str
+    ref: str
+    ref_kind: str | None
+    sha: str | None
+
+
+class LockEntry(TypedDict):
+    """One entry of apps.lock.json (``frappe``, ``apps[]``), every value checked on read."""
+
+    name: str
+    url: str
+    ref: str
+    sha: str
