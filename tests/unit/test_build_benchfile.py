@@ -1,4 +1,4 @@
-"""benchfile (the generated Containerfile, pure) and exactbuild's pure parts, plus the plan of an
+"""benchfile (the generated Containerfile, pure) and build/exact.py's pure parts, plus the plan of an
 exact build: text compared as text, hostile names, URLs, refs and SHAs refused."""
 
 from __future__ import annotations
@@ -169,7 +169,7 @@ def test_git_secret_refuses_urls_that_could_break_out(url: str) -> None:
         benchfile.git_secret({"app": url})
 
 
-# ---------------------------------------------------------------- exactbuild, pure parts
+# ---------------------------------------------------------------- build/exact.py, pure parts
 
 
 def test_imagekit_containerfile_is_the_shipped_one_or_a_generated_one() -> None:

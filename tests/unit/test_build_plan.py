@@ -1,4 +1,4 @@
-"""build.py pure parts: fingerprint, build args, labels, the plan's argv and child environment."""
+"""build/plan.py pure parts: fingerprint, build args, labels, the plan's argv and child environment."""
 
 from __future__ import annotations
 
