@@ -1,7 +1,8 @@
 """Exact builds: imagekit's generated Containerfile, its secret, and the commit read-back.
 
 ``prepare`` turns imagekit's own Containerfile into the generated one (``benchfile``) for a plan's
-frappe and apps; a user's own Containerfile is left alone and gets a note instead. After the
+frappe and apps, with the tiers it builds on (``tiers.plan_tiers``; ``execute`` builds them); a
+user's own Containerfile is left alone and gets a note instead. After the
 build ``verify_commits`` reads ``.imagekit/commits/*`` from the image and fails the build when
 any app is at another commit than planned. ``missing_commits`` is rebuild's check that every
 recorded commit still exists on its remote.
