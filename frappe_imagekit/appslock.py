@@ -17,21 +17,21 @@ from pathlib import Path
 from typing import Any
 
 from frappe_imagekit import bounded, validate
+from frappe_imagekit.build.records import LockEntry, PinRecord
 from frappe_imagekit.check import run_check
 from frappe_imagekit.errors import ConfigError, DriftError
 from frappe_imagekit.workspace import Workspace, write_text_atomic
 
 LOCK_NAME = "apps.lock.json"
 SCHEMA_VERSION = 1
-_KEYS = ("name", "url", "ref", "sha")
 
 
 @dataclass
 class LockUse:
     """What the build takes from the lock; ``frappe``/``apps`` are the pins to build."""
 
-    frappe: dict[str, Any]
-    apps: list[dict[str, Any]]
+    frappe: PinRecord
+    apps: list[PinRecord]
     changed: list[str] = field(default_factory=list)  # re-resolved: changed, added or removed
     note: str | None = None
 
@@ -40,7 +40,7 @@ def lock_path(ws: Workspace) -> Path:
     return ws.root / LOCK_NAME
 
 
-def lock_text(frappe: Mapping[str, Any], apps: Sequence[Mapping[str, Any]]) -> str:
+def lock_text(frappe: PinRecord, apps: Sequence[PinRecord]) -> str:
     """The lock file for these pins (stable: sorted keys, apps in apps.json order)."""
     data = {
         "schema_version": SCHEMA_VERSION,
@@ -50,17 +50,17 @@ def lock_text(frappe: Mapping[str, Any], apps: Sequence[Mapping[str, Any]]) -> s
     return json.dumps(data, indent=2) + "\n"
 
 
-def _entry(pin: Mapping[str, Any]) -> dict[str, str]:
-    return {key: str(pin.get(key) or "") for key in _KEYS}
+def _entry(pin: PinRecord) -> LockEntry:
+    return {"name": pin["name"], "url": pin["url"], "ref": pin["ref"] or "", "sha": pin["sha"] or ""}
 
 
-def write_lock(ws: Workspace, frappe: Mapping[str, Any], apps: Sequence[Mapping[str, Any]]) -> Path:
+def write_lock(ws: Workspace, frappe: PinRecord, apps: Sequence[PinRecord]) -> Path:
     path = lock_path(ws)
     write_text_atomic(path, lock_text(frappe, apps))
     return path
 
 
-def read_lock(path: Path) -> dict[str, dict[str, str]] | None:
+def read_lock(path: Path) -> dict[str, LockEntry] | None:
     """``{name: entry}`` of frappe and every app, or None when there is no lock file."""
     try:
         text = bounded.read_text(path)
@@ -85,7 +85,7 @@ def read_lock(path: Path) -> dict[str, dict[str, str]] | None:
         ) from None
 
 
-def _checked(entry: Mapping[str, Any]) -> dict[str, str]:
+def _checked(entry: Mapping[str, Any]) -> LockEntry:
     name = str(entry["name"])
     if name != "frappe":
         validate.app_name(name, "an app name in apps.lock.json")
@@ -98,9 +98,9 @@ def _checked(entry: Mapping[str, Any]) -> dict[str, str]:
 
 
 def apply_lock(
-    lock: Mapping[str, Mapping[str, str]],
-    frappe: Mapping[str, Any],
-    apps: Sequence[Mapping[str, Any]],
+    lock: Mapping[str, LockEntry],
+    frappe: PinRecord,
+    apps: Sequence[PinRecord],
     tags: Collection[str] = (),
 ) -> LockUse:
     """Locked commits for the pins that still match; the names of those that do not.
@@ -110,7 +110,7 @@ def apply_lock(
     lock entry naming another commit is refused (``DriftError``). A branch entry's commit is a
     pin by design: it stays whatever the branch does.
     """
-    pins = [dict(frappe), *(dict(a) for a in apps)]
+    pins = [frappe.copy(), *(a.copy() for a in apps)]
     changed = []
     for pin in pins:
         locked = lock.get(pin["name"])
@@ -136,8 +136,8 @@ def tag_mismatch(name: str, tag: str, locked: str, remote: str) -> DriftError:
 
 def use_lock(
     ws: Workspace,
-    frappe: dict[str, Any],
-    apps: list[dict[str, Any]],
+    frappe: PinRecord,
+    apps: list[PinRecord],
     *,
     exact: bool,
     frozen: bool,

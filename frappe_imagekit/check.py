@@ -7,10 +7,11 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 from urllib.parse import urlsplit
 
-from frappe_imagekit import appsjson, downloads, envfile, manifest, pins, validate, versions
+from frappe_imagekit import appsjson, envfile, manifest, pins, validate, versions
 from frappe_imagekit.appsjson import AppEntry, InjectedApps
-from frappe_imagekit.containerfile import default_containerfile, parse_containerfile
-from frappe_imagekit.downloads import Download
+from frappe_imagekit.build import downloads
+from frappe_imagekit.build.containerfile import default_containerfile, parse_containerfile
+from frappe_imagekit.build.downloads import Download
 from frappe_imagekit.envfile import Finding, KeySpec, ParsedEnv
 from frappe_imagekit.errors import ConfigError
 from frappe_imagekit.pins import Pin

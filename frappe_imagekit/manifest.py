@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from frappe_imagekit import bounded, validate
+from frappe_imagekit.build.records import PinRecord, TierRecord
 from frappe_imagekit.deploy.record import DeployRecord
 from frappe_imagekit.errors import ImagekitError, NotFoundError, UsageError
 from frappe_imagekit.redact import Redactor
@@ -106,14 +107,14 @@ class Manifest:
     containerfile: dict[str, Any] = field(default_factory=dict)
     build_args: dict[str, str] = field(default_factory=dict)
     labels: dict[str, str] = field(default_factory=dict)
-    frappe: dict[str, Any] | None = None
-    apps: list[dict[str, Any]] = field(default_factory=list)
+    frappe: PinRecord | None = None
+    apps: list[PinRecord] = field(default_factory=list)
     apps_json_sha256: str | None = None
     fingerprint: str | None = None
     workspace: dict[str, Any] = field(default_factory=dict)
     leak_scan: dict[str, Any] = field(default_factory=dict)
     log_file: str | None = None
-    base_tier: dict[str, Any] | None = None
+    base_tier: TierRecord | None = None
     drift: list[dict[str, Any]] | None = None  # a rebuild's drift check; absent for a build
     extra: dict[str, Any] = field(default_factory=dict)  # fields this imagekit does not know
 

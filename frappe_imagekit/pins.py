@@ -22,6 +22,7 @@ from packaging.version import InvalidVersion, Version
 from frappe_imagekit import gitremote
 from frappe_imagekit.appname import app_name_from, repo_name
 from frappe_imagekit.appsjson import REQUIRED_APPS, manifest_url, public_url, token_vars
+from frappe_imagekit.build.records import PinRecord
 from frappe_imagekit.envfile import Finding
 from frappe_imagekit.errors import ConfigError, GitError
 from frappe_imagekit.redact import Redactor
@@ -165,7 +166,7 @@ class Pin:
         """``v15.17.0@abc1234`` (ref and short SHA)."""
         return f"{self.ref or '?'}@{self.sha[:7] if self.sha else '-'}"
 
-    def record(self) -> dict[str, Any]:
+    def record(self) -> PinRecord:
         """The pin as manifests and apps.lock.json record it: a ``${VAR}@`` placeholder kept in
         the URL (it names the token a rebuild needs), any other user part dropped."""
         return {

@@ -13,10 +13,10 @@ from typing import Any
 
 import typer
 
+from frappe_imagekit import build as build_pkg  # its modules load on first use, not for --help
 from frappe_imagekit.appname import repo_name
 from frappe_imagekit.appsjson import public_url
 from frappe_imagekit.appslock import lock_workspace
-from frappe_imagekit.build import BuildOptions, build_seconds, execute_build, guard_tag, plan_build
 from frappe_imagekit.cli import output
 from frappe_imagekit.cli.main import command, workspace_option
 from frappe_imagekit.errors import DockerError
@@ -81,7 +81,7 @@ def build(
 ) -> None:
     """Check the workspace, build the image with BuildKit, scan it for secrets, record it."""
     ws = Workspace.at(workspace)
-    options = BuildOptions(
+    options = build_pkg.plan.BuildOptions(
         containerfile=containerfile,
         context=context,
         docker=docker,
@@ -94,20 +94,21 @@ def build(
         strict=strict,
         frozen=frozen,
     )
-    plan = plan_build(ws, options)
+    plan = build_pkg.plan.plan_build(ws, options)
     with output.redacting(plan.redactor):
         for note in plan.notes:
             output.err(f"note: {note}")
         for warning in plan.warnings:
             output.warn(warning)
-        guard_tag(ws, plan)  # refuse a taken version before anything else is printed or built
+        # refuse a taken version before anything else is printed or built
+        build_pkg.execute.guard_tag(ws, plan)
         if dry_run:
             render_plan(plan.to_dict(), as_json)
             return
         if not as_json:
             output.out(f"Building {plan.ref} ({plan.apps_json_mode} mode, {plan.cli.builder})")
         with progress_sink(progress.value, plan.redactor) as sink:
-            data = execute_build(ws, plan, on_line=sink)
+            data = build_pkg.execute.execute_build(ws, plan, on_line=sink)
         if as_json:
             output.print_json(data)
         else:
@@ -148,7 +149,7 @@ def render_plan(plan: dict[str, Any], as_json: bool) -> None:
 
 def render_result(data: dict[str, Any]) -> None:
     image = data["image"]
-    output.out(f"Built {image['ref']} ({image['id']}) in {build_seconds(data):.1f} s")
+    output.out(f"Built {image['ref']} ({image['id']}) in {build_pkg.execute.build_seconds(data):.1f} s")
     if image.get("replaced"):
         output.out(f"The image it replaced is kept as {image['replaced']}")
     scan = data["leak_scan"]

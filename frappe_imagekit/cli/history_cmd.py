@@ -9,8 +9,8 @@ from typing import Any
 
 import typer
 
+from frappe_imagekit import build as build_pkg  # its modules load on first use, not for --help
 from frappe_imagekit import history as core
-from frappe_imagekit.build import build_seconds
 from frappe_imagekit.cli import output
 from frappe_imagekit.cli.build_cmd import (
     CONTEXT_OPTION,
@@ -24,14 +24,6 @@ from frappe_imagekit.cli.build_cmd import (
 from frappe_imagekit.cli.main import command, workspace_option
 from frappe_imagekit.errors import ExitCode, ImagekitError
 from frappe_imagekit.history import Diff, HistoryListing, HistoryRow, PinChange, pin_label, short_id
-from frappe_imagekit.rebuild import (
-    DriftReport,
-    RebuildOptions,
-    RebuildPlan,
-    RebuildResult,
-    execute_rebuild,
-    plan_rebuild,
-)
 from frappe_imagekit.workspace import Workspace
 
 WORKSPACE_OPTION = workspace_option()
@@ -314,7 +306,7 @@ def rebuild(
 ) -> None:
     """Rebuild a past version from its manifest: same Containerfile, args, apps and commits."""
     ws = Workspace.at(workspace)
-    options = RebuildOptions(
+    options = build_pkg.rebuild.RebuildOptions(
         allow_drift=allow_drift,
         force=force,
         tag=tag,
@@ -325,7 +317,7 @@ def rebuild(
         leak_scan=not no_leak_scan,
         trust_containerfile=trust_containerfile,
     )
-    plan = plan_rebuild(ws, version, options)
+    plan = build_pkg.rebuild.plan_rebuild(ws, version, options)
     with output.redacting(plan.build.redactor):
         render_drift(plan.drift)
         render_trusted(plan)
@@ -338,14 +330,14 @@ def rebuild(
         if not as_json:
             output.out(f"Rebuilding {version} as {plan.ref} ({plan.build.cli.builder})")
         with progress_sink(progress.value, plan.build.redactor) as sink:
-            result = execute_rebuild(ws, plan, on_line=sink)
+            result = build_pkg.rebuild.execute_rebuild(ws, plan, on_line=sink)
         if as_json:
             output.print_json(result.to_dict())
         else:
             render_rebuild(result, version)
 
 
-def render_trusted(plan: RebuildPlan) -> None:
+def render_trusted(plan: build_pkg.rebuild.RebuildPlan) -> None:
     """What --trust-containerfile let through, and the whole text that will run."""
     if plan.trusted is None:
         return
@@ -354,7 +346,7 @@ def render_trusted(plan: RebuildPlan) -> None:
     output.err(plan.build.containerfile.text.rstrip("\n"))
 
 
-def render_drift(drift: DriftReport) -> None:
+def render_drift(drift: build_pkg.rebuild.DriftReport) -> None:
     for pin in drift.pins:
         if pin.status == "tag":
             output.err(f"note: {pin.message}")
@@ -362,10 +354,10 @@ def render_drift(drift: DriftReport) -> None:
             output.warn(f"{pin.message} (--allow-drift: building the current commit)")
 
 
-def render_rebuild(result: RebuildResult, version: str) -> None:
+def render_rebuild(result: build_pkg.rebuild.RebuildResult, version: str) -> None:
     data = result.manifest
     image = data["image"]
-    output.out(f"Rebuilt {image['ref']} ({image['id']}) in {build_seconds(data):.1f} s")
+    output.out(f"Rebuilt {image['ref']} ({image['id']}) in {build_pkg.execute.build_seconds(data):.1f} s")
     if image.get("replaced"):
         output.out(f"The image it replaced is kept as {image['replaced']}")
     scan = data.get("leak_scan") or {}

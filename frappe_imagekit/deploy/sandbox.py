@@ -343,7 +343,7 @@ def _ensure_image(run: _Start) -> None:
 
 
 def _rebuild(run: _Start) -> None:
-    from frappe_imagekit import rebuild
+    from frappe_imagekit.build import rebuild
 
     plan = rebuild.plan_rebuild(run.ws, run.opts.version, rebuild.RebuildOptions())
     rebuild.execute_rebuild(run.ws, plan, on_line=run.emit)

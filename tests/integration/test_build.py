@@ -26,7 +26,7 @@ import pytest
 
 from frappe_imagekit import dockercli, process
 from frappe_imagekit.appsjson import inject
-from frappe_imagekit.build import fingerprint
+from frappe_imagekit.build.plan import fingerprint
 from tests.support import dockerd
 from tests.support.cli import invoke
 from tests.support.githttp import Remote, git, make_remote

@@ -26,8 +26,9 @@ from pathlib import Path
 
 import pytest
 
-from frappe_imagekit import benchfile
-from frappe_imagekit.build import BuildOptions, execute_build, plan_build
+from frappe_imagekit.build import benchfile
+from frappe_imagekit.build.execute import execute_build
+from frappe_imagekit.build.plan import BuildOptions, plan_build
 from frappe_imagekit.errors import DockerError, ExitCode
 from frappe_imagekit.workspace import Workspace
 from tests.integration.test_build import ProcWatch, _cached_steps, _step

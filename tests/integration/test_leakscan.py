@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from frappe_imagekit import dockerapi, process
-from frappe_imagekit.containerfile import default_containerfile
+from frappe_imagekit.build.containerfile import default_containerfile
 from frappe_imagekit.errors import DockerError
 from frappe_imagekit.leakscan import scan_image
 from frappe_imagekit.redact import Redactor

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from frappe_imagekit.containerfile import default_containerfile
+from frappe_imagekit.build.containerfile import default_containerfile
 from tests.support import dockerd
 from tests.support.printfscript import printed_script
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import shlex
 
-from frappe_imagekit.containerfile import parse_containerfile
+from frappe_imagekit.build.containerfile import parse_containerfile
 
 
 def printed_script(containerfile_text: str, path: str) -> str:

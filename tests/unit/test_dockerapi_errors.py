@@ -49,7 +49,7 @@ def test_daemon_address_order(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_importing_the_module_does_not_import_docker() -> None:
     code = (
         "import sys, frappe_imagekit.dockerapi, frappe_imagekit.leakscan, "
-        "frappe_imagekit.containerfile; print('docker' in sys.modules)"
+        "frappe_imagekit.build.containerfile; print('docker' in sys.modules)"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "False"

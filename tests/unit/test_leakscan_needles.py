@@ -52,7 +52,7 @@ def test_mask_and_search_text(needles: Needles) -> None:
 
 
 def test_base64_added_as_a_secret_is_still_labelled_base64() -> None:
-    """build.py adds the base64 of apps.json as a secret of its own (for the build-arg mode)."""
+    """build/plan.py adds the base64 of apps.json as a secret of its own (for the build-arg mode)."""
     b64_doc = base64.b64encode(APPS.encode()).decode()
     redactor = make_redactor()
     redactor.add(b64_doc)

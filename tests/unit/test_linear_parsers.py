@@ -18,7 +18,8 @@ from contextlib import contextmanager
 
 import pytest
 
-from frappe_imagekit import containerfile, envfile
+from frappe_imagekit import envfile
+from frappe_imagekit.build import containerfile
 from frappe_imagekit.cli import output
 from frappe_imagekit.deploy import backuplist, backups, composeconfig, migrate_report, verify
 from frappe_imagekit.deploy.record import DeployRecord

@@ -17,9 +17,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from frappe_imagekit import appslock, exactbuild, gitremote
+from frappe_imagekit import appslock, gitremote
 from frappe_imagekit.appsjson import repo_identity
-from frappe_imagekit.build import load_containerfile
+from frappe_imagekit.build import exact as exactbuild
+from frappe_imagekit.build.plan import load_containerfile
 from frappe_imagekit.check import run_check
 from frappe_imagekit.errors import ConfigError
 from frappe_imagekit.workspace import Workspace

@@ -10,18 +10,20 @@ from pathlib import Path
 
 import pytest
 
-from frappe_imagekit import benchfile, build, downloads
 from frappe_imagekit.appsjson import inject
+from frappe_imagekit.build import benchfile, downloads
+from frappe_imagekit.build import plan as build
+from frappe_imagekit.build.containerfile import default_containerfile, parse_containerfile
+from frappe_imagekit.build.execute import build_seconds
 from frappe_imagekit.check import Secrets
 from frappe_imagekit.cli.build_cmd import render_result
-from frappe_imagekit.containerfile import default_containerfile, parse_containerfile
 from frappe_imagekit.errors import ConfigError
 from frappe_imagekit.redact import Redactor
 from frappe_imagekit.workspace import Workspace
+from tests.support.buildplan import APPS, APPS_JSON, CANARY, CLI, ENV, FIXTURES, FRAPPE
 from tests.support.cli import invoke
 from tests.support.printfscript import printed_script
 from tests.support.workspace import make_workspace
-from tests.unit.test_build import APPS, APPS_JSON, CANARY, CLI, ENV, FIXTURES, FRAPPE
 
 ENTRYPOINT = "/usr/local/bin/nginx-entrypoint.sh"
 
@@ -86,8 +88,8 @@ def test_an_exact_build_with_ca_certs_gives_no_false_not_installed_warning(tmp_p
     assert plan.exact is not None and plan.ca_certs is not None
     assert not [w for w in plan.warnings if "CA_CERTS_FILE" in w], plan.warnings
     # the tier that installs them gets the secret and the certificates' hash
-    assert "--mount=type=secret,id=ca_certs" in plan.exact.base.text
-    assert plan.exact.base.build_args["CA_CERTS_SHA256"] == plan.ca_certs.sha256
+    assert "--mount=type=secret,id=ca_certs" in plan.exact.tiers[0].text
+    assert plan.exact.tiers[0].build_args["CA_CERTS_SHA256"] == plan.ca_certs.sha256
     # a user's Containerfile without the mount still hears about it
     own = _plan_with_ca_certs(tmp_path, FIXTURES / "secret.Containerfile")
     (warning,) = [w for w in own.warnings if "CA_CERTS_FILE" in w]
@@ -107,7 +109,7 @@ def test_built_in_counts_the_build_and_the_leak_scan_is_timed_apart(capsys) -> N
     lines = capsys.readouterr().out.splitlines()
     assert lines[0] == "Built lab/ikf:v1.1.0 (sha256:ab) in 30.0 s"
     assert lines[1] == "Leak scan: clean (33.0 s)"
-    assert build.build_seconds({"duration_seconds": 5.0, "leak_scan": {"status": "skipped"}}) == 5.0
+    assert build_seconds({"duration_seconds": 5.0, "leak_scan": {"status": "skipped"}}) == 5.0
 
 
 # ---------------------------------------------------------------- mirrors (issue 18 item 8)
@@ -230,14 +232,14 @@ def test_an_exact_plan_passes_the_mirrors_to_the_tier_and_the_bench_steps(tmp_pa
                             [dict(a) for a in APPS], json.dumps(APPS_JSON), secrets)  # fmt: skip
     plan = build.assemble_plan(Workspace.at(tmp_path), build.BuildOptions(), sources, CLI)
     assert plan.exact is not None
-    assert {k: plan.exact.base.build_args[k] for k in MIRRORED} == MIRRORED  # the tier downloads
+    assert {k: plan.exact.tiers[0].build_args[k] for k in MIRRORED} == MIRRORED  # the tier downloads
     assert plan.build_args["PIP_INDEX_URL"] == MIRRORED["PIP_INDEX_URL"]  # the bench steps install
     assert plan.build_args["NPM_REGISTRY"] == MIRRORED["NPM_REGISTRY"]
     assert "NODE_SOURCE" not in plan.build_args  # not declared by the generated bench file
     default = build.assemble_plan(
         Workspace.at(tmp_path), build.BuildOptions(), replace(sources, env=ENV), CLI
     )
-    assert default.exact is not None and default.exact.base.key != plan.exact.base.key
+    assert default.exact is not None and default.exact.tiers[0].key != plan.exact.tiers[0].key
     bad = replace(sources, env={**env, "PIP_INDEX_URL": "https://u:p@127.0.0.1/simple"})
     with pytest.raises(ConfigError, match="PIP_INDEX_URL holds a credential"):
         build.assemble_plan(Workspace.at(tmp_path), build.BuildOptions(), bad, CLI)

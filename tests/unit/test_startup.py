@@ -1,4 +1,4 @@
-"""`imagekit --help` stays fast: it must not import docker, paramiko or git."""
+"""`imagekit --help` stays fast: it must not import docker, paramiko or git, nor the build wing."""
 
 import subprocess
 import sys
@@ -13,10 +13,34 @@ except SystemExit:
     pass
 heavy = sorted({m.split(".")[0] for m in sys.modules} & {"docker", "paramiko", "git", "jsonschema"})
 print("HEAVY=" + ",".join(heavy), file=sys.stderr)
+wing = sorted(m for m in sys.modules if m.startswith(("frappe_imagekit.build.", "frappe_imagekit.leakscan")))
+print("WING=" + ",".join(wing), file=sys.stderr)
 """
+# What `imagekit check` parses (check.py) and the manifest's typed records: small, no I/O.
+HELP_MAY_LOAD = {"frappe_imagekit.build.containerfile", "frappe_imagekit.build.downloads",
+                 "frappe_imagekit.build.records"}  # fmt: skip
 
 
 def test_help_imports_no_heavy_library():
     result = subprocess.run([sys.executable, "-c", PROBE], capture_output=True, text=True, timeout=60)
     assert "Usage" in result.stdout
     assert "HEAVY=\n" in result.stderr, result.stderr
+
+
+def test_help_does_not_load_the_build_wing():
+    """plan, execute, exact, tiers, rebuild, benchfile, cacerts and the leak scanner load when
+    `imagekit build` or `history rebuild` runs (build/__init__.py loads them on first use)."""
+    result = subprocess.run([sys.executable, "-c", PROBE], capture_output=True, text=True, timeout=60)
+    line = next(line for line in result.stderr.splitlines() if line.startswith("WING="))
+    loaded = set(filter(None, line.removeprefix("WING=").split(",")))
+    assert loaded <= HELP_MAY_LOAD, sorted(loaded - HELP_MAY_LOAD)
+
+
+def test_the_build_package_loads_its_modules_on_first_use():
+    plan = "frappe_imagekit.build.plan"
+    code = (
+        f"import sys; from frappe_imagekit import build; loaded = {plan!r} in sys.modules; "
+        f"build.plan.BuildOptions; print(loaded, {plan!r} in sys.modules)"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.split() == ["False", "True"]

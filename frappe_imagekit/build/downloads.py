@@ -23,7 +23,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from frappe_imagekit import validate
-from frappe_imagekit.containerfile import Containerfile
+from frappe_imagekit.build.containerfile import Containerfile
 from frappe_imagekit.errors import ConfigError
 
 MIRROR_ARGS = ("PYTHON_IMAGE", "NODE_SOURCE", "WKHTMLTOPDF_SOURCE", "PIP_INDEX_URL", "NPM_REGISTRY")

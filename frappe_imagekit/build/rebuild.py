@@ -3,7 +3,7 @@
 Drift check first: every recorded ref (frappe and each app) is resolved again with the tokens of
 the current ``.env``. A ref that now points to another commit would build another image: when a
 tag still points to the recorded commit it is used instead (and said so); any remaining drift is
-refused unless ``allow_drift``. The build itself goes through ``build.execute_build`` with the
+refused unless ``allow_drift``. The build itself goes through ``execute.execute_build`` with the
 stored Containerfile, the recorded build args and apps; its manifest
 (``builds/<version>.rebuild-<UTC>.json``, ``kind: rebuild``, ``rebuild_of``) never replaces the
 original, and is compared with it.
@@ -20,12 +20,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from frappe_imagekit import benchfile, build, dockerapi, dockercli, downloads, exactbuild, gitremote, validate
+from frappe_imagekit import dockerapi, dockercli, gitremote, validate
 from frappe_imagekit import manifest as manifests
 from frappe_imagekit.appsjson import AppEntry, inject
-from frappe_imagekit.build import BuildPlan
+from frappe_imagekit.build import benchfile, downloads, exact, execute, tiers
+from frappe_imagekit.build import plan as buildplan
+from frappe_imagekit.build.containerfile import Containerfile, default_containerfile, parse_containerfile
+from frappe_imagekit.build.plan import BuildPlan
 from frappe_imagekit.check import Secrets, git_timeout
-from frappe_imagekit.containerfile import Containerfile, default_containerfile, parse_containerfile
 from frappe_imagekit.envfile import parse_example_text, read_text
 from frappe_imagekit.errors import (
     ConfigError,
@@ -64,9 +66,9 @@ class RebuildOptions:
     timeout: float | None = None
     trust_containerfile: bool = False  # build a stored Containerfile nothing vouches for
 
-    def build_options(self) -> build.BuildOptions:
+    def build_options(self) -> buildplan.BuildOptions:
         """The options build takes (``--force`` is build's: the replaced image keeps a spare tag)."""
-        return build.BuildOptions(
+        return buildplan.BuildOptions(
             context=self.context,
             docker=self.docker,
             no_cache=self.no_cache,
@@ -338,26 +340,28 @@ def _build_plan(
     recorded_args = _recorded_args(original)
     _refuse_undeclared(recorded_args, containerfile, "its Containerfile")
     plan_env = {
-        **{k: v for k, v in recorded_args.items() if k != build.CACHE_BUST},
+        **{k: v for k, v in recorded_args.items() if k != buildplan.CACHE_BUST},
         "FRAPPE_BRANCH": frappe["ref"],
         "DE_SITE_VERSION": version,
         "IMAGE_NAME": _image_name(original),
         "BUILD_NETWORK": env.get("BUILD_NETWORK", ""),
     }
-    source = (original.get("labels") or {}).get(build.LABEL_PREFIX + "source")
+    source = (original.get("labels") or {}).get(buildplan.LABEL_PREFIX + "source")
     if source:
         plan_env["IMAGE_SOURCE"] = source
     entries = [AppEntry(i, p.name, p.url, p.use_ref, None).to_dict() for i, p in enumerate(drift.pins[1:])]
     secrets = Secrets(injected=inject(entries, env), redactor=_redactor(ws, env, drift))
     text = json.dumps(entries, indent=2) + "\n"
-    sources = build.Sources(plan_env, containerfile, frappe, apps, text, secrets)
-    plan = build.assemble_plan(ws, options.build_options(), sources, dockercli.find_docker(options.docker))
+    sources = buildplan.Sources(plan_env, containerfile, frappe, apps, text, secrets)
+    plan = buildplan.assemble_plan(
+        ws, options.build_options(), sources, dockercli.find_docker(options.docker)
+    )
     # CACHE_BUST follows the SHAs that will be built (equal to the recorded one when nothing drifted).
-    args = {k: v for k, v in recorded_args.items() if k != build.CACHE_BUST}
+    args = {k: v for k, v in recorded_args.items() if k != buildplan.CACHE_BUST}
     if "FRAPPE_BRANCH" in args:
         args["FRAPPE_BRANCH"] = frappe["ref"]
-    if build.CACHE_BUST in recorded_args or build.CACHE_BUST in plan.build_args:
-        args[build.CACHE_BUST] = plan.fingerprint
+    if buildplan.CACHE_BUST in recorded_args or buildplan.CACHE_BUST in plan.build_args:
+        args[buildplan.CACHE_BUST] = plan.fingerprint
     variant = replace(
         plan,
         kind="rebuild",
@@ -366,7 +370,18 @@ def _build_plan(
         build_args=args | (plan.exact.build_args if plan.exact is not None else {}),
         drift=[p.to_dict() for p in drift.pins],
     )
-    return exactbuild.use_recorded_base(variant, original)
+    return _use_recorded_tiers(variant, original)
+
+
+def _use_recorded_tiers(plan: BuildPlan, original: Mapping[str, Any]) -> BuildPlan:
+    """A rebuild uses the tiers the original build recorded (their text and args, their tags)."""
+    if plan.exact is None:
+        return plan
+    recorded = tiers.from_manifest(original)
+    if recorded is None:
+        return plan
+    args = plan.build_args | {benchfile.BASE_ARG: tiers.top(recorded).ref}
+    return replace(plan, exact=replace(plan.exact, tiers=recorded), build_args=args)
 
 
 def _recorded_args(original: Mapping[str, Any]) -> dict[str, str]:
@@ -446,7 +461,7 @@ def _guard_target(plan: RebuildPlan, options: RebuildOptions) -> str | None:
 
 
 def _replaced_tag(plan: RebuildPlan, image_id: str) -> str:
-    return build.replaced_tag(plan.build.tag, image_id)
+    return execute.replaced_tag(plan.build.tag, image_id)
 
 
 # -- the stored Containerfile: repository content, run with the tokens ------------------------
@@ -512,7 +527,7 @@ def _check_tier(original: Mapping[str, Any], template: benchfile.Template, manif
         raise _not_ours(manifest_name, "base_tier.build_args", "it is not an object")
     args = {validate.env_name(k): str(v) for k, v in recorded.items()}
     _refuse_undeclared(args, parse_containerfile(text, None), "its system tier's Containerfile")
-    key = exactbuild.tier_key(text, args)
+    key = tiers.tier_key(text, args)
     if record.get("key") != key or record.get("ref") != f"{_image_name(original)}:base-{key}":
         detail = f"its key and tag are not base-{key}, made from its text and args"
         raise _not_ours(manifest_name, "base_tier", detail)
@@ -623,7 +638,7 @@ def execute_rebuild(
     ws: Workspace, plan: RebuildPlan, on_line: Callable[[str], None] | None = None
 ) -> RebuildResult:
     """Build, scan and record the rebuild; return its manifest compared with the original."""
-    data = build.execute_build(ws, plan.build, on_line=on_line)
+    data = execute.execute_build(ws, plan.build, on_line=on_line)
     comparison = compare_with_original(plan.original, data)
     return RebuildResult(data, f"{plan.rebuild_id}.json", comparison, plan.drift)
 
@@ -640,7 +655,7 @@ def exact_drift(pins: list[PinDrift], env: Mapping[str, str], timeout: float) ->
     """Moved branches and tags do not matter to an exact rebuild; a lost commit does (exit 11)."""
     for pin in pins:
         pin.current_sha, pin.use_ref, pin.status = pin.recorded_sha, pin.ref, SAME
-    error = exactbuild.missing_commits([p.pin for p in pins], env, timeout)
+    error = exact.missing_commits([p.pin for p in pins], env, timeout)
     if error is not None:
         raise error
     return DriftReport(pins)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from frappe_imagekit.containerfile import (
+from frappe_imagekit.build.containerfile import (
     AppsJsonMode,
     default_containerfile,
     parse_containerfile,

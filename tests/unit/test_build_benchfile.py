@@ -1,4 +1,4 @@
-"""benchfile (the generated Containerfile, pure) and exactbuild's pure parts, plus the plan of an
+"""benchfile (the generated Containerfile, pure) and build/exact.py's pure parts, plus the plan of an
 exact build: text compared as text, hostile names, URLs, refs and SHAs refused."""
 
 from __future__ import annotations
@@ -9,15 +9,19 @@ from pathlib import Path
 
 import pytest
 
-from frappe_imagekit import benchfile, build, exactbuild, process
+from frappe_imagekit import process
 from frappe_imagekit.appsjson import inject
-from frappe_imagekit.build import BuildOptions
+from frappe_imagekit.build import benchfile, tiers
+from frappe_imagekit.build import exact as exactbuild
+from frappe_imagekit.build import plan as build
+from frappe_imagekit.build.containerfile import default_containerfile, parse_containerfile
+from frappe_imagekit.build.plan import BuildOptions
 from frappe_imagekit.check import Secrets
-from frappe_imagekit.containerfile import default_containerfile, parse_containerfile
 from frappe_imagekit.errors import ConfigError
 from frappe_imagekit.redact import Redactor
 from frappe_imagekit.workspace import Workspace
-from tests.unit.test_build import APPS, APPS_JSON, CANARY, CLI, ENV, FRAPPE, _plan
+from tests.support.buildplan import APPS, APPS_JSON, CANARY, CLI, ENV, FRAPPE
+from tests.support.buildplan import make_plan as _plan
 
 STEPS = Path(__file__).resolve().parents[1] / "fixtures" / "benchfile" / "erpnext-de_macrs.steps"
 
@@ -72,19 +76,6 @@ def test_generated_files_keep_the_upstream_contract() -> None:
     assert "gunicorn-start.sh" in final[-1].value and "imagekit-entrypoint.sh" in final[-2].value
     assert 'pip install --quiet "${SETUPTOOLS_SPEC}"' in cf.text
     assert "--mount=type=cache,target=/home/frappe/.cache/uv,uid=1000,gid=1000" in cf.text
-
-
-def test_the_tier_key_follows_its_text_and_versions_not_the_apps() -> None:
-    env = {"IMAGE_NAME": "acme/erp", "PYTHON_VERSION": "3.11.6", "NODE_VERSION": "20.19.2"}
-    first = exactbuild.base_tier(_template(), env)
-    assert first.ref == f"acme/erp:base-{first.key}" and len(first.key) == 16
-    assert first.build_args == {"PYTHON_VERSION": "3.11.6", "NODE_VERSION": "20.19.2"}
-    assert exactbuild.base_tier(_template(), {**env, "DE_SITE_VERSION": "v9"}).key == first.key
-    assert exactbuild.base_tier(_template(), {**env, "NODE_VERSION": "24.12.0"}).key != first.key
-    other = benchfile.Template(_template().base.replace("curl git", "curl git htop"), "", "")
-    assert exactbuild.base_tier(other, env).key != first.key
-    with pytest.raises(ConfigError):
-        exactbuild.base_tier(_template(), {**env, "IMAGE_NAME": "Bad Name"})
 
 
 def test_each_app_step_is_keyed_by_its_own_commit_arg_declared_just_before_it() -> None:
@@ -178,7 +169,7 @@ def test_git_secret_refuses_urls_that_could_break_out(url: str) -> None:
         benchfile.git_secret({"app": url})
 
 
-# ---------------------------------------------------------------- exactbuild, pure parts
+# ---------------------------------------------------------------- build/exact.py, pure parts
 
 
 def test_imagekit_containerfile_is_the_shipped_one_or_a_generated_one() -> None:
@@ -221,7 +212,8 @@ def test_exact_plan_generates_the_file_passes_commits_and_the_secret_by_env(tmp_
     assert CANARY not in " ".join(argv)
     assert argv[argv.index("--secret") + 1] == "id=imagekit_git,env=IMAGEKIT_GIT_SECRET"
     assert argv[argv.index("--network") + 1] == "host"
-    assert plan.build_args["IMAGEKIT_BASE"] == plan.exact.base.ref == plan.to_dict()["base_tier"]
+    assert plan.build_args["IMAGEKIT_BASE"] == tiers.top(plan.exact.tiers).ref == plan.to_dict()["base_tier"]
+    assert [tier.name for tier in plan.exact.tiers] == ["system"]
     assert "--build-arg" in argv and "IMAGEKIT_SHA_DE_MACRS=" + "c" * 40 in argv
     assert "CACHE_BUST" not in plan.build_args and "FRAPPE_PATH" not in plan.build_args
     env = plan.secret_env()

@@ -1,57 +1,22 @@
-"""build.py pure parts: fingerprint, build args, labels, the plan's argv and child environment."""
+"""build/plan.py pure parts: fingerprint, build args, labels, the plan's argv and child environment."""
 
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 
 import pytest
 
-from frappe_imagekit import build
 from frappe_imagekit.appsjson import InjectedApps, inject
-from frappe_imagekit.build import BuildOptions, BuildPlan
+from frappe_imagekit.build import plan as build
+from frappe_imagekit.build.containerfile import parse_containerfile
+from frappe_imagekit.build.execute import replaced_tag
+from frappe_imagekit.build.plan import BuildOptions
 from frappe_imagekit.check import Secrets
-from frappe_imagekit.containerfile import parse_containerfile
-from frappe_imagekit.dockercli import BUILDKIT, DockerCli
 from frappe_imagekit.errors import ConfigError, ExitCode
-from frappe_imagekit.redact import Redactor
 from frappe_imagekit.workspace import Workspace
-from tests.support.workspace import DEFAULT_APPS, DEFAULT_ENV
-
-FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "build"
-CANARY = "ghp_unitCANARY0123456789abcdef"
-FRAPPE = {"name": "frappe", "url": "https://github.com/frappe/frappe", "ref": "version-15",
-          "ref_kind": "release-line", "sha": "a" * 40}  # fmt: skip
-APPS = [
-    {"name": "erpnext", "url": "https://github.com/frappe/erpnext", "ref": "v15.17.0",
-     "ref_kind": "release-tag", "sha": "b" * 40},
-    {"name": "de_macrs", "url": "https://github.com/desiredeffect/de_macrs.git", "ref": "v0.0.4",
-     "ref_kind": "release-tag", "sha": "c" * 40},
-]  # fmt: skip
-ENV = {**DEFAULT_ENV, "DE_SITE_VERSION": "v1.1.5", "DE_MACRS_PAT": CANARY}
-APPS_JSON = DEFAULT_APPS
-CLI = DockerCli("/usr/bin/docker", "20.10.24+dfsg1", BUILDKIT)
-
-
-def _containerfile(name: str):
-    path = FIXTURES / name
-    return parse_containerfile(path.read_text(), path)
-
-
-def _plan(tmp_path: Path, containerfile: str = "secret.Containerfile", **options) -> BuildPlan:
-    injected = inject(APPS_JSON, ENV)
-    secrets = Secrets(injected=injected, redactor=Redactor([CANARY]))
-    sources = build.Sources(
-        ENV,
-        _containerfile(containerfile),
-        dict(FRAPPE),
-        [dict(a) for a in APPS],
-        json.dumps(APPS_JSON),
-        secrets,
-    )
-    return build.assemble_plan(Workspace.at(tmp_path), BuildOptions(**options), sources, CLI)
-
+from tests.support.buildplan import APPS, APPS_JSON, CANARY, CLI, ENV, FRAPPE
+from tests.support.buildplan import make_plan as _plan
 
 # ---------------------------------------------------------------- fingerprint
 
@@ -117,7 +82,7 @@ def test_base_name_follows_stage_names_and_arg_defaults() -> None:
 
 def test_next_version_and_replaced_tag() -> None:
     assert build.next_version("v1.1.5", {"v1.1.5", "v1.1.6"}) == "v1.1.7"
-    assert build.replaced_tag("v1.1.5", "sha256:0123456789abcdef0123") == ("v1.1.5-replaced-0123456789ab")
+    assert replaced_tag("v1.1.5", "sha256:0123456789abcdef0123") == ("v1.1.5-replaced-0123456789ab")
 
 
 # ---------------------------------------------------------------- the plan
@@ -197,16 +162,6 @@ def test_options_reach_the_argv(tmp_path: Path) -> None:
     assert argv[-3:] == ["--no-cache", "--pull", str((tmp_path / "ctx").resolve())]
 
 
-def test_failure_line_picks_the_buildkit_error() -> None:
-    log = [
-        "#6 [2/2] RUN false",
-        "#6 ERROR: executor failed running [/bin/sh -c false]: exit code: 1",
-        "------",
-        "error: failed to solve: executor failed running [/bin/sh -c false]: exit code: 1",
-    ]
-    assert build._failure_line(log).startswith("error: failed to solve")
-
-
 @pytest.mark.parametrize(
     ("dockerignore", "warned"),
     [(None, True), ("builds\n", True), (".env\n", False), ("/.env\n", False), ("*\n", False)],
@@ -253,82 +208,3 @@ def test_the_build_command_names_no_tag(tmp_path: Path) -> None:
     plan = _plan(tmp_path)
     assert "--tag" not in plan.command() and "--iidfile" in plan.command()
     assert plan.to_dict()["image"] == plan.ref  # the tag it gets after a clean scan
-
-
-class _FakeTags:
-    """Records what build asks the daemon to tag and untag (the real daemon is in integration)."""
-
-    def __init__(self, current: dict[str, str]) -> None:
-        self.current = current  # ref -> image id
-        self.calls: list[tuple] = []
-
-    def tag_image(self, image: str, repo: str, tag: str) -> None:
-        self.calls.append(("tag", image, f"{repo}:{tag}"))
-        self.current[f"{repo}:{tag}"] = self.current.get(image, image)
-
-    def remove_tag(self, ref: str) -> None:
-        self.calls.append(("rmi", ref))
-        self.current.pop(ref, None)
-
-    def inspect_image(self, ref: str):  # type: ignore[no-untyped-def]
-        return {"Id": self.current[ref]} if ref in self.current else None
-
-
-@pytest.mark.parametrize("old_id", [None, "sha256:old"])
-def test_a_failure_after_tagging_gives_the_version_back(tmp_path: Path, monkeypatch, old_id) -> None:
-    from frappe_imagekit import dockerapi
-
-    plan = _plan(tmp_path, force=True)
-    fake = _FakeTags({plan.ref: old_id} if old_id else {})
-    for name in ("tag_image", "remove_tag", "inspect_image"):
-        monkeypatch.setattr(dockerapi, name, getattr(fake, name))
-    run = build._Run(build.datetime.now(build.UTC), 0.0, old_id=old_id, image_id="sha256:new")
-    if old_id:
-        run.replaced = build._keep_old_image(plan, old_id)
-    build._tag_scanned(plan, run)
-    assert fake.current[plan.ref] == "sha256:new"
-    build._restore_on_failure(plan, run)  # e.g. SIGTERM while the manifest was written
-    assert fake.current.get(plan.ref) == old_id
-    assert [ref for ref in fake.current if "-replaced-" in ref] == []
-    assert run.tagged is False and run.replaced is None
-
-
-def test_interrupts_held_delivers_a_signal_after_the_block() -> None:
-    import os
-    import signal
-
-    from frappe_imagekit.interrupts import interrupts_held, sigterm_as_interrupt
-
-    finished = False
-    with pytest.raises(KeyboardInterrupt), sigterm_as_interrupt():
-        with interrupts_held():
-            os.kill(os.getpid(), signal.SIGTERM)
-            time.sleep(0.05)
-            finished = True  # the cleanup was not cut short
-        time.sleep(1)  # the interrupt arrives here, after the block
-    assert finished
-
-
-@pytest.mark.parametrize("old_id", [None, "sha256:old"])
-def test_keeping_replaced_gives_the_tag_back_on_any_failure(tmp_path: Path, monkeypatch, old_id) -> None:
-    """The one "replaced image" rule of build and rebuild: a spare tag while building, and the
-    version tag back where it was (spare dropped) when anything fails, Ctrl-C included."""
-    from frappe_imagekit import dockerapi
-
-    plan = _plan(tmp_path, force=True)
-    fake = _FakeTags({plan.ref: old_id} if old_id else {})
-    for name in ("tag_image", "remove_tag", "inspect_image"):
-        monkeypatch.setattr(dockerapi, name, getattr(fake, name))
-    run = build._Run(build.datetime.now(build.UTC), 0.0, old_id=old_id, image_id="sha256:new")
-    with pytest.raises(KeyboardInterrupt), build.keeping_replaced(plan, run):
-        spare = [ref for ref in fake.current if "-replaced-" in ref]
-        assert spare == ([f"{plan.image_name}:{build.replaced_tag(plan.tag, old_id)}"] if old_id else [])
-        build._tag_scanned(plan, run)
-        raise KeyboardInterrupt
-    assert fake.current.get(plan.ref) == old_id
-    assert [ref for ref in fake.current if "-replaced-" in ref] == []
-    run = build._Run(build.datetime.now(build.UTC), 0.0, old_id=old_id, image_id="sha256:new")
-    with build.keeping_replaced(plan, run):
-        build._tag_scanned(plan, run)
-    assert fake.current[plan.ref] == "sha256:new"
-    assert run.replaced == (build.replaced_tag(plan.tag, old_id) if old_id else None)

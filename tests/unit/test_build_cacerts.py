@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from frappe_imagekit import cacerts
+from frappe_imagekit.build import cacerts
 from frappe_imagekit.errors import ConfigError, ExitCode
 
 PEM = "-----BEGIN CERTIFICATE-----\nMIIBca\n-----END CERTIFICATE-----\n"
@@ -45,8 +45,12 @@ def test_refused_files_are_one_config_error(tmp_path: Path, content: str | None,
 
 
 def test_a_containerfile_without_the_mount_gets_a_warning(tmp_path: Path) -> None:
-    from frappe_imagekit.build import _ca_certs_warning
-    from frappe_imagekit.containerfile import default_containerfile, parse_containerfile, read_containerfile
+    from frappe_imagekit.build.containerfile import (
+        default_containerfile,
+        parse_containerfile,
+        read_containerfile,
+    )
+    from frappe_imagekit.build.plan import _ca_certs_warning
 
     (tmp_path / "ca.pem").write_text(PEM)
     certs = cacerts.load(tmp_path, {"CA_CERTS_FILE": "ca.pem"})

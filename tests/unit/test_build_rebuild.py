@@ -14,8 +14,9 @@ from pathlib import Path
 import pytest
 from test_history_data import CONTAINERFILE, make_manifest, write
 
-from frappe_imagekit import benchfile, dockerapi, exactbuild, rebuild
-from frappe_imagekit.containerfile import default_containerfile
+from frappe_imagekit import dockerapi
+from frappe_imagekit.build import benchfile, rebuild, tiers
+from frappe_imagekit.build.containerfile import default_containerfile
 from frappe_imagekit.errors import ConfigError, DriftError, ExitCode, GitError, NotFoundError, TagExistsError
 from frappe_imagekit.workspace import Workspace
 from tests.support.cli import invoke
@@ -437,7 +438,7 @@ def _make_exact(manifest: dict) -> None:
     text = benchfile.render([a["name"] for a in manifest["apps"]], shipped)
     manifest["containerfile"] = {"path": None, "sha256": hashlib.sha256(text.encode()).hexdigest(),
                                  "content": text, "apps_json_mode": "exact"}  # fmt: skip
-    tier = exactbuild.base_tier(shipped, {"IMAGE_NAME": IMAGE, "PYTHON_VERSION": "3.11.6"})
+    tier = tiers.system_tier(shipped, {"IMAGE_NAME": IMAGE, "PYTHON_VERSION": "3.11.6"})
     manifest["base_tier"] = {**tier.to_dict(), "built": True}
     manifest["build_args"] = {"IMAGEKIT_BASE": tier.ref}
 

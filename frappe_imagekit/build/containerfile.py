@@ -135,8 +135,9 @@ def read_containerfile(path: Path) -> Containerfile:
 
 
 def default_containerfile() -> Path:
-    """The production Containerfile shipped inside the package (see containerfiles/README.md)."""
-    return Path(__file__).resolve().parent / "containerfiles" / "Containerfile"
+    """The production Containerfile shipped inside the package, in ``frappe_imagekit/containerfiles/``
+    (package data, see pyproject.toml; containerfiles/README.md)."""
+    return Path(__file__).resolve().parent.parent / "containerfiles" / "Containerfile"
 
 
 # --- lines -> instructions -------------------------------------------------------------
