@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import functools
+import importlib
 import os
+import sys
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 
@@ -98,26 +100,121 @@ def _report_bug(exc: BaseException) -> None:
         output.err("".join(traceback.format_exception(exc)).rstrip())
 
 
+# Every command: the module under frappe_imagekit.cli that registers it, and the first paragraph
+# of its help (what `imagekit --help` lists), in the order `imagekit --help` lists them.
+# `imagekit NAME ...` imports NAME's module alone; `imagekit --help` imports none and lists
+# these (tests/unit/test_cli_lazy.py checks the table against the modules).
+COMMANDS: dict[str, tuple[str, str]] = {
+    "build": (
+        "build_cmd",
+        "Check the workspace, build the image with BuildKit, scan it for secrets, record it.",
+    ),
+    "lock": (
+        "build_cmd",
+        "Resolve frappe and every app again and write apps.lock.json next to apps.json.",
+    ),
+    "prune": (
+        "build_cmd",
+        "Remove IMAGE_NAME's images that no build, deploy or system tier in use needs.",
+    ),
+    "check": (
+        "check_cmd",
+        "Validate .env and apps.json and resolve every ref, before anything is built.",
+    ),
+    "migrate-report": (
+        "migrate_cmd",
+        "Report a saved migrate transcript: per site the result, the failed patch, the exception,\n"
+        "the app frames, warnings and next steps. Exit 0 all ok, 9 a failed patch, 10 otherwise.",
+    ),
+    "deploy": (
+        "deploy_cmd",
+        "Deploy an image: backup, recreate the services whose image or configuration changed, migrate.",
+    ),
+    "unlock": (
+        "deploy_cmd",
+        "Clear a deploy lock left behind by a deploy that is gone.",
+    ),
+    "history": (
+        "history_cmd",
+        "The build log: every build newest first, one build in full, or the diff of two.",
+    ),
+    "rebuild": (
+        "history_cmd",
+        "Rebuild a past version from its manifest: same Containerfile, args, apps and commits.",
+    ),
+    "init": (
+        "init_cmd",
+        "Write a workspace: .env, apps.json, a compose stack and the target `local`.",
+    ),
+    "rollback": (
+        "rollback_cmd",
+        "Undo a deploy: restore each site's backup from it and run the version before (no migrate).",
+    ),
+    "backups": (
+        "sandbox_cmd",
+        "List the backups deploys kept in the target's state folder, with their short names.",
+    ),
+    "sandbox": (
+        "sandbox_cmd",
+        "Start VERSION with a backup as a separate compose project beside production (--list, --down).",
+    ),
+    "targets": (
+        "targets_cmd",
+        "List the named deploy targets of imagekit.toml (`imagekit deploy NAME` uses one).",
+    ),
+    "completion": (
+        "completion_cmd",
+        "Shell completion for imagekit (bash, zsh, fish); nothing is installed unless asked.",
+    ),
+    "site": (
+        "site_cmd",
+        "Sites of a deployed stack.",
+    ),
+}
+COMPLETE_VAR = "_IMAGEKIT_COMPLETE"  # set when a shell asks for completions (completion_cmd.py)
+_ROOT_FLAGS = {"-v", "--verbose"}  # the root callback's options that take no value
+
+
 def _load_commands() -> None:
-    # Each module registers its commands with @command on import; they import `command` from
-    # this module, so importing them here at the top would be a cycle.
-    from frappe_imagekit.cli import (  # noqa: F401
-        build_cmd,
-        check_cmd,
-        completion_cmd,
-        deploy_cmd,
-        history_cmd,
-        init_cmd,
-        migrate_cmd,
-        rollback_cmd,
-        sandbox_cmd,
-        site_cmd,
-        targets_cmd,
-    )
+    """Register every command (tests, completion): each module registers its own on import."""
+    for module in dict.fromkeys(module for module, _ in COMMANDS.values()):
+        importlib.import_module(f"frappe_imagekit.cli.{module}")
+
+
+def requested_command(argv: list[str]) -> str | None:
+    """The command ``argv`` (without the program name) names, past the root options; None when
+    it names none (``--help``, ``--version``, nothing)."""
+    for arg in argv:
+        if arg not in _ROOT_FLAGS:
+            return None if arg.startswith("-") else arg
+    return None
+
+
+def _list_commands() -> None:
+    """Stand-ins that carry each command's name and help, for the listing of ``imagekit --help``
+    (or of an unknown command's error): none of the command modules is imported."""
+    for name, (_, help_text) in COMMANDS.items():
+        app.command(name, help=help_text, add_help_option=False)(_not_loaded)
+
+
+def _not_loaded() -> None:
+    raise AssertionError("a listed command ran without its module: main() loads it first")  # pragma: no cover
+
+
+def load_for(argv: list[str], environ: Mapping[str, str]) -> None:
+    """Register what ``imagekit ARGV`` needs: the one module of the command it names, every
+    module when a shell asks for completions, else the stand-ins for the listing."""
+    name = requested_command(argv)
+    if environ.get(COMPLETE_VAR):
+        _load_commands()
+    elif name in COMMANDS:
+        importlib.import_module(f"frappe_imagekit.cli.{COMMANDS[name][0]}")
+    else:
+        _list_commands()
 
 
 def main() -> None:
     """Console-script entry point."""
-    _load_commands()
+    load_for(sys.argv[1:], os.environ)
     with sigterm_as_interrupt():
         app()
