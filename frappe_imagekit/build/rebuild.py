@@ -589,10 +589,14 @@ class Comparison:
     same_containerfile: bool
     same_args: bool
     diff: Diff
+    # why the stored Containerfile ran only under --trust-containerfile: then "same" compares
+    # with that unverified text, and the rebuild is no proof of the version (never identical)
+    trusted: str | None = None
 
     @property
     def identical(self) -> bool:
-        return self.same_apps and self.same_shas and self.same_containerfile and self.same_args
+        same = self.same_apps and self.same_shas and self.same_containerfile and self.same_args
+        return same and self.trusted is None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -601,11 +605,14 @@ class Comparison:
             "same_shas": self.same_shas,
             "same_containerfile": self.same_containerfile,
             "same_args": self.same_args,
+            "trusted_containerfile": self.trusted,
             "diff": self.diff.to_dict(),
         }
 
 
-def compare_with_original(original: Mapping[str, Any], rebuilt: Mapping[str, Any]) -> Comparison:
+def compare_with_original(
+    original: Mapping[str, Any], rebuilt: Mapping[str, Any], trusted: str | None = None
+) -> Comparison:
     diff = compare_manifests(original, rebuilt)
     old_args = dict(original.get("build_args") or {})
     new_args = dict(rebuilt.get("build_args") or {})
@@ -615,6 +622,7 @@ def compare_with_original(original: Mapping[str, Any], rebuilt: Mapping[str, Any
         same_containerfile=diff.containerfile_changed is False,
         same_args=old_args == new_args,
         diff=diff,
+        trusted=trusted,
     )
 
 
@@ -639,7 +647,7 @@ def execute_rebuild(
 ) -> RebuildResult:
     """Build, scan and record the rebuild; return its manifest compared with the original."""
     data = execute.execute_build(ws, plan.build, on_line=on_line)
-    comparison = compare_with_original(plan.original, data)
+    comparison = compare_with_original(plan.original, data, plan.trusted)
     return RebuildResult(data, f"{plan.rebuild_id}.json", comparison, plan.drift)
 
 

@@ -371,8 +371,14 @@ def render_rebuild(result: build_pkg.rebuild.RebuildResult, version: str) -> Non
         ("Containerfile", cmp.same_containerfile),
         ("build args", cmp.same_args),
     ):
-        output.out(f"  {label:<14} {'same' if same else 'DIFFERENT'}")
+        trusted = label == "Containerfile" and cmp.trusted is not None
+        output.out(f"  {label:<14} {'TRUSTED, unverified' if trusted else 'same' if same else 'DIFFERENT'}")
     for change in cmp.diff.changes:
         output.out(f"  ~ {change.name}: {_change_text(change)}")
-    if cmp.identical:
+    if cmp.trusted is not None:
+        output.out(
+            "The rebuild ran the manifest's stored Containerfile under --trust-containerfile, which "
+            f"imagekit could not vouch for: it is not a verified rebuild of {version}."
+        )
+    elif cmp.identical:
         output.out(f"The rebuild matches {version}.")

@@ -410,6 +410,9 @@ def test_rebuild_refuses_a_crafted_stored_containerfile_and_trust_builds_it(exac
                      "-w", str(exact.root), "--progress", "plain")  # fmt: skip
     assert trusted.exit_code == 0, trusted.stderr
     assert "warning: --trust-containerfile: building the stored text anyway" in trusted.stderr
+    assert "Containerfile  TRUSTED, unverified" in trusted.stdout
+    assert "it is not a verified rebuild of v1.0.0" in trusted.stdout
+    assert "The rebuild matches" not in trusted.stdout
     assert steal in trusted.stderr  # the whole text was shown before it ran
     # what the trust let through: bravo's credentials, in the image under rot13
     stolen = dockerd.docker(exact.docker, "run", "--rm", ref, "cat", f"{benchfile.BENCH}/.rot").stdout

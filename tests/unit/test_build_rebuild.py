@@ -337,6 +337,11 @@ def test_compare_with_original() -> None:
         True,
     )
     assert not cmp.identical
+    # under --trust-containerfile "same" compares with an unverified text: never a match
+    # (a real v15 lab rebuild of an edited stored text printed "The rebuild matches", 2026-12-07)
+    trusted = rebuild.compare_with_original(original, same, "the stored text is not imagekit's")
+    assert trusted.same_containerfile and not trusted.identical
+    assert trusted.to_dict()["trusted_containerfile"] == "the stored text is not imagekit's"
 
 
 # -- issue 8: a manifest cannot choose where a token goes, nor inject into git ------------------
