@@ -30,6 +30,7 @@ CASES = {  # transcript: (more setup, the lines on stdin)
     "49-new-site-admin-password-once-aborted": ("rm -rf sites/s1.lab", "root\nadmin\n"),
     "50-restore-missing-site": ("", "root\n"),
     "51-new-site-source-sql": ("", "root\nadmin\nadmin\n"),
+    "51e-new-site-source-sql-install-app": ("", "root\nadmin\nadmin\n"),
     "52-new-site-source-sql-existing": ("mkdir -p sites/sb.lab", "root\nadmin\nadmin\n"),
     "53-new-site-wrong-root-password": ("echo root > sites/.db_root_password", "wrongroot\nadmin\nadmin\n"),
     "54-restore-existing-with-files": ("", "root\n"),
