@@ -13,6 +13,7 @@ Afterwards the site must answer (deploy/health.py), as after a deploy.
 from __future__ import annotations
 
 import dataclasses
+import shlex
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -160,10 +161,12 @@ def failure_message(site: str, output: str, container: str, host: str = "local")
     else:
         fix = "fix what bench's output above names"
     where = "" if host == "local" else f" on {host}"
+    container = shlex.quote(container)  # docker's name for it, pasted into a shell
     return (
         f"bench new-site {site} failed ({last}), which can leave {site} half-made (its folder and "
-        f"database): {fix}, then drop it{where} with `docker exec -it {container} bench drop-site {site} "
-        f"--no-backup` (it asks for the database root password, {ROOT_VAR}) and create it again."
+        f"database): {fix}, then drop it{where} with `docker exec -i {container} bench drop-site {site} "
+        f"--no-backup` (it asks for the database root password, {ROOT_VAR} of the env file, on its input) "
+        "and create it again."
     )
 
 

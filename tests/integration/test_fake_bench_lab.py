@@ -33,6 +33,7 @@ CASES = {  # transcript: (more setup, the lines on stdin)
     "51e-new-site-source-sql-install-app": ("", "root\nadmin\nadmin\n"),
     "52-new-site-source-sql-existing": ("mkdir -p sites/sb.lab", "root\nadmin\nadmin\n"),
     "53-new-site-wrong-root-password": ("echo root > sites/.db_root_password", "wrongroot\nadmin\nadmin\n"),
+    "53c-drop-site-half-made": ("mkdir -p sites/sc.lab && touch sites/sc.lab/site_config.json", "root\n"),
     "54-restore-existing-with-files": ("", "root\n"),
     "55-restore-existing-stdin-password": ("", "root\n"),
     "55b-restore-existing-wrong-password": ("echo root > sites/.db_root_password", "wrongroot\n"),

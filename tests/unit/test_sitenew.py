@@ -92,7 +92,7 @@ def test_failure_message_from_the_real_wrong_password_transcript():
     assert message.startswith("bench new-site sc.lab failed (pymysql.err.OperationalError: (1045")
     assert "set DB_PASSWORD in the env file to the database's root password" in message
     # 53c: drop-site of the half-made site asks for the root password
-    drop = "drop it with `docker exec -it erp-backend-1 bench drop-site sc.lab --no-backup` (it asks for"
+    drop = "drop it with `docker exec -i erp-backend-1 bench drop-site sc.lab --no-backup` (it asks for"
     assert drop in message
     assert "Dropping site database and user" in (LAB / "53c-drop-site-half-made.txt").read_text()
     assert message.count(". ") == 0 and message.endswith(".")  # one sentence
