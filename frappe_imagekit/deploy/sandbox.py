@@ -373,7 +373,7 @@ def _up(run: _Start, config: composeconfig.RenderedConfig) -> None:
     name, file = run.report.name, run.report.compose_file
     run.emit(f"starting sandbox {name} ({run.opts.image_ref})")
     # the env file gives back the secrets the written file keeps as ${VAR} (unset_secrets)
-    argv = compose.compose_argv(run.cli, name, [file], "up", "-d", env_file=run.opts.env_file)
+    argv = compose.compose_argv(run.cli, name, [file], "up", "-d", env_file=_env_path(run))
     done = run.runner.run(argv, timeout=run.opts.up_timeout + 60)
     if done.returncode != 0:
         raise DeployError(
@@ -566,13 +566,23 @@ def _root_password(run: _Start) -> str:
     return benchsite.env_password(text, run.opts.env_file, run.opts.db_password_var)
 
 
+def _env_path(run: _Start) -> str | None:
+    """The env file compose read: --env-file, else the ``.env`` beside the first compose file
+    (compose's default) when there is one."""
+    if run.opts.env_file:
+        return run.opts.env_file
+    first = run.opts.compose_files[0] if run.opts.compose_files else ""
+    beside = (first.rsplit("/", 1)[0] if "/" in first else ".") + "/.env"
+    return beside if run.runner.read_file(beside) is not None else None
+
+
 def _secrets(run: _Start) -> dict[str, str]:
     """The env file's secret-bearing values (the sandbox's compose file keeps them as ${VAR})."""
-    text = run.runner.read_file(run.opts.env_file) if run.opts.env_file else None
-    if not text or not run.opts.env_file:
+    path = _env_path(run)
+    text = run.runner.read_file(path) if path else None
+    if not text or not path:
         return {}
-    values = parse_env_text(text, run.opts.env_file).values
-    return sandboxconfig.env_secrets(values, (run.opts.db_password_var,))
+    return sandboxconfig.env_secrets(parse_env_text(text, path).values, (run.opts.db_password_var,))
 
 
 def _backend(run: _Start) -> str:

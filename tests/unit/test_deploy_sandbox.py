@@ -202,3 +202,15 @@ def test_the_backups_encryption_key_goes_into_the_new_sites_config_through_stdin
         "db_type": "mariadb",
         "encryption_key": key,
     }
+
+
+def test_the_secrets_come_from_the_env_file_compose_read(tmp_path: Path) -> None:
+    (tmp_path / "compose.yaml").write_text("services: {}\n")
+    (tmp_path / ".env").write_text("DB_PASSWORD=from-dot-env\nSITE=erp\n")
+    run = start_of(ImageRunner(set()), tmp_path)
+    run.runner = LocalRunner()  # reads the files
+    run.opts = replace(OPTIONS, compose_files=(str(tmp_path / "compose.yaml"),))
+    assert sandbox._secrets(run) == {"DB_PASSWORD": "from-dot-env"}  # compose's default .env
+    (tmp_path / "erp.env").write_text("DB_PASSWORD=given\nAPI_TOKEN=t\n")
+    run.opts = replace(run.opts, env_file=str(tmp_path / "erp.env"))
+    assert sandbox._secrets(run) == {"DB_PASSWORD": "given", "API_TOKEN": "t"}
