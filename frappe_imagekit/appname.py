@@ -25,8 +25,7 @@ from dataclasses import dataclass
 from frappe_imagekit import validate
 from frappe_imagekit.errors import ConfigError
 
-# The files bench reads, in its order; the folder Frappe imports must hold hooks.py.
-APP_FILES = ("pyproject.toml", "setup.cfg", "setup.py")
+# The folder Frappe imports must hold hooks.py (the files bench reads: gitremote.APP_FILES).
 HOOKS = "hooks.py"
 # bench's own fallback pattern for setup.py (get_app_name): the first match, greedy to the last quote.
 _SETUP_PY_NAME = re.compile(r"name\s*=\s*['\"](.*)['\"]")
@@ -89,7 +88,7 @@ def _setup_cfg_name(text: str) -> str | None:
 
 def app_name_from(files: Mapping[str, str], hooks_folders: Sequence[str], url: str, ref: str) -> NameSource:
     """The checked name of the app at ``url``/``ref``, whose top-level ``files`` (of
-    ``APP_FILES``) and package folders holding ``hooks.py`` were read; ``ConfigError`` else."""
+    ``gitremote.APP_FILES``) and package folders holding ``hooks.py`` were read; ``ConfigError`` else."""
     where = f"{repo_name(url) or 'the repository'} at {ref}"
     try:
         source = declared_name(files)

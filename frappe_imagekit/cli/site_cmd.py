@@ -6,6 +6,7 @@ from pathlib import Path
 
 import typer
 
+from frappe_imagekit import validate
 from frappe_imagekit.cli import output
 from frappe_imagekit.cli.main import app, handle_errors, workspace_option
 from frappe_imagekit.deploy import sitenew
@@ -36,6 +37,7 @@ def _new(
     workspace: Path = WORKSPACE_OPTION,
 ) -> None:
     """bench new-site with every app of the running image; passwords on stdin; then a health check."""
+    site = validate.site_name(site, "the site name", UsageError)  # before any SSH connection
     ws = Workspace.at(workspace)
     chosen = get_target(ws.root, target)
     env_path = env_file or chosen.env_file

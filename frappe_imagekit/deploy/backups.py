@@ -14,7 +14,7 @@ import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from frappe_imagekit.deploy.record import DEPLOY, DeployRecord
+from frappe_imagekit.deploy.record import DEPLOY, SUCCEEDED, DeployRecord
 from frappe_imagekit.errors import DeployError
 from frappe_imagekit.runner import Runner
 
@@ -22,7 +22,6 @@ from frappe_imagekit.runner import Runner
 _FILE_LINE = re.compile(r"^(?:Config|Database|Public|Private)[ \t]*:[ \t]+(?P<path>\S+)", re.MULTILINE)
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,200}")
 _DEPLOY_ID = re.compile(r"\d{8}T\d{6}Z")
-SUCCEEDED = "succeeded"  # a deploy record's result (deploy/sequence.py)
 
 # $1 folder, $2 container, $3 path in it, $4 file name: copy, check, hash; print size and sha256.
 _COPY = r"""

@@ -21,9 +21,10 @@ from frappe_imagekit.errors import ConfigError, ImagekitError
 SCHEMA_VERSION = 2
 DEPLOY = "deploy"
 ROLLBACK = "rollback"
+SUCCEEDED = "succeeded"  # a record's result when everything went through
 KINDS = (DEPLOY, ROLLBACK)
 # a schema 1 record with one of these results had its version up and serving (migrate runs after up)
-SERVED_RESULTS = ("succeeded", "patch-failed", "migrate-failed")
+SERVED_RESULTS = (SUCCEEDED, "patch-failed", "migrate-failed")
 
 _TOP_TEXT = ("host", "user", "started", "finished", "result", "error", "next_step")
 _SITE_TEXT = ("status", "failure", "failed_patch", "backup", "restored")

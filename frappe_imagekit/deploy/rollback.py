@@ -27,17 +27,16 @@ import shlex
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from io import StringIO
 from pathlib import Path
 from typing import Any
 
 from frappe_imagekit import validate
-from frappe_imagekit.deploy import compose, lock, verify
-from frappe_imagekit.deploy.record import DEPLOY, ROLLBACK, BackupCopy, DeployRecord
+from frappe_imagekit.deploy import benchsite, compose, lock, verify
+from frappe_imagekit.deploy.benchsite import RESTORE_PID, RESTORE_STATUS, restore_argv
+from frappe_imagekit.deploy.record import DEPLOY, ROLLBACK, SUCCEEDED, BackupCopy, DeployRecord
 from frappe_imagekit.deploy.sequence import (
     FAILED,
     INTERRUPTED,
-    SUCCEEDED,
     DeployFailed,
     DeployOptions,
     DeployReport,
@@ -74,8 +73,6 @@ EventSink = Callable[[str], None]
 # own user (frappe, uid 1000, in frappe_docker's image) with umask 022, so bench can read it.
 _PUT = 'docker exec -i "$2" sh -c \'umask 022 && cat > "$1"\' sh "$3" < "$1"'
 _RESTORED = "has been restored"
-RESTORE_PID = "/tmp/.imagekit-restore.pid"
-RESTORE_STATUS = "/tmp/.imagekit-restore.status"
 
 
 @dataclass
@@ -392,11 +389,9 @@ def _check_copy(runner: Runner, site: str, copy: BackupCopy) -> None:
 def _db_password(ctx: _Context, plan: RollbackPlan) -> str:
     """The database root password for ``bench restore``, from the named variable of the env
     file of the last up (on the target); the value is never printed, logged or recorded."""
-    from dotenv import dotenv_values
-
     var, env_file = plan.opts.db_password_var, plan.down_files.get("env_file")
     text = ctx.runner.read_file(env_file) if env_file else None
-    value = dotenv_values(stream=StringIO(text)).get(var) if text else None
+    value = benchsite.env_password(text, env_file, var) if text and env_file else None
     if not value:
         where = (
             f"the env file of the last up ({env_file})" if env_file else "no env file (the last up had none)"
@@ -588,22 +583,6 @@ def _up_env(ctx: _Context, plan: RollbackPlan) -> dict[str, str]:
     return env
 
 
-def restore_argv(
-    container_id: str, site: str, path: str, public_files: str | None = None, private_files: str | None = None
-) -> list[str]:
-    """``bench --site S restore FILE [--with-public-files P] [--with-private-files Q]`` in the
-    container (54-restore-existing-with-files); the password goes to its stdin. Its shell
-    records its pid and, when bench ends, bench's exit status (``RESTORE_PID``/``_STATUS``),
-    so that an interrupted rollback can wait for it in the backend (``wait_restore``)."""
-    files = [*(["--with-public-files", public_files] if public_files else []),
-             *(["--with-private-files", private_files] if private_files else [])]  # fmt: skip
-    script = (
-        f'rm -f {RESTORE_STATUS}; echo $$ > {RESTORE_PID}; "$@"; s=$?; echo $s > {RESTORE_STATUS}; exit $s'
-    )
-    return ["docker", "exec", "-i", container_id, "sh", "-c", script, "sh",
-            "bench", "--site", site, "restore", path, *files]  # fmt: skip
-
-
 def _restore(ctx: _Context, plan: RollbackPlan, site: SiteRestore, password: str) -> None:
     assert site.backup is not None
     runner, backend = ctx.runner, _backend(ctx)
@@ -622,7 +601,7 @@ def _restore(ctx: _Context, plan: RollbackPlan, site: SiteRestore, password: str
     finally:
         runner.run(["docker", "exec", backend.id, "rm", "-f", *inside.values()], timeout=60)
     if done.returncode != 0 or _RESTORED not in done.stdout:
-        last = _last_words(done.stdout, password) or _last_words(done.stderr, password)
+        last = benchsite.last_words((done.stdout, done.stderr), (password,))
         raise DeployError(
             f"bench restore of {site.site} failed ({last or done.returncode}); the project "
             f"runs the backend only: fix it (is {plan.opts.db_password_var} the database root password?) "
@@ -704,12 +683,6 @@ def interrupted_restore_note(site: str, how: str, container_id: str) -> str:
             f"`docker top {container_id[:12]}` before anything else"
         )
     return f"rollback was interrupted during the restore of {site}: {said}."
-
-
-def _last_words(text: str, password: str) -> str:
-    """The last line bench printed, with the password masked should it ever appear."""
-    lines = [line.strip() for line in text.splitlines() if line.strip()]
-    return lines[-1].replace(password, "***") if lines and password else (lines[-1] if lines else "")
 
 
 def _record_up(ctx: _Context, plan: RollbackPlan) -> None:

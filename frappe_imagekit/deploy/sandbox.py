@@ -20,15 +20,15 @@ import shlex
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
-from io import StringIO
 from typing import Any
 
 from frappe_imagekit import validate
-from frappe_imagekit.deploy import backuplist, compose, composeconfig, sandboxconfig, verify
+from frappe_imagekit.deploy import backuplist, benchsite, compose, composeconfig, sandboxconfig, verify
 from frappe_imagekit.deploy.backuplist import Backup
 from frappe_imagekit.deploy.compose import ComposeCLI
 from frappe_imagekit.deploy.sandboxconfig import SandboxLabels
 from frappe_imagekit.deploy.sequence import DeployOptions, resolve_layout, state_paths
+from frappe_imagekit.envfile import parse_env_text
 from frappe_imagekit.errors import ConfigError, DeployError, ImagekitError, NotFoundError, UsageError
 from frappe_imagekit.runner import LocalRunner, Runner, local_stdout_stream
 from frappe_imagekit.workspace import Workspace
@@ -184,8 +184,8 @@ def start(
     run = _Start(runner, ws, opts, report, on_event or (lambda _line: None), cli, backup)
     data = _checked_config(run)
     _ensure_image(run)
-    runner.write_file(report.compose_file, _dump(sandboxconfig.sandbox_config(
-        data, _labels(report), opts.port, opts.backend_service)))  # fmt: skip
+    written = sandboxconfig.sandbox_config(data, _labels(report), opts.port, opts.backend_service)
+    runner.write_file(report.compose_file, _dump(sandboxconfig.unset_secrets(written, _secrets(run))))
     try:
         _up(run, composeconfig.parse_config(json.dumps(data)))
         _restore(run)
@@ -372,7 +372,8 @@ def _present(runner: Runner, ref: str) -> bool:
 def _up(run: _Start, config: composeconfig.RenderedConfig) -> None:
     name, file = run.report.name, run.report.compose_file
     run.emit(f"starting sandbox {name} ({run.opts.image_ref})")
-    argv = compose.compose_argv(run.cli, name, [file], "up", "-d")
+    # the env file gives back the secrets the written file keeps as ${VAR} (unset_secrets)
+    argv = compose.compose_argv(run.cli, name, [file], "up", "-d", env_file=_env_path(run))
     done = run.runner.run(argv, timeout=run.opts.up_timeout + 60)
     if done.returncode != 0:
         raise DeployError(
@@ -387,7 +388,8 @@ def _restore(run: _Start) -> None:
     archives) into the backend, ``bench new-site S --source-sql DUMP`` (frappe v15's ``restore``
     needs an existing site: ``Site S does not exist!`` on a fresh stack, real-lab 07b), the
     backup's ``encryption_key`` into the new site's ``site_config.json``, then the files archives
-    through ``bench restore --with-*-files`` when the backup has them."""
+    unpacked into the site's folder as frappe's ``extract_files`` does (no second import of the
+    database by ``bench restore``, whose downgrade confirm would eat the password line: 65)."""
     backend = _backend(run)
     found = backup_files(run.runner, run.backup)
     inside = {
@@ -399,18 +401,18 @@ def _restore(run: _Start) -> None:
         _check_hash(run, backend, inside["database"])
     root = _root_password(run)
     run.emit(f"creating {run.report.site} from {run.report.backup} (bench new-site --source-sql)")
-    stdin = new_site_stdin(root, new_admin_password())
-    done = run.runner.run(new_site_argv(backend, run.report.site, inside["database"]), input_bytes=stdin,
+    argv = benchsite.new_site_argv(backend, run.report.site, source_sql=inside["database"])
+    done = run.runner.run(argv, input_bytes=benchsite.new_site_stdin(root, new_admin_password()),
                           timeout=3600, on_stdout=run.emit)  # fmt: skip
     if done.returncode != 0:
-        raise DeployError(
-            restore_failure("bench new-site --source-sql", bench_last(done), run.opts.db_password_var)
-        )
+        last = benchsite.last_words((done.stderr, done.stdout), (root,)) or f"exit status {done.returncode}"
+        raise DeployError(restore_failure("bench new-site --source-sql", last, run.opts.db_password_var))
     key = encryption_key(run.runner.read_file(found["config"])) if "config" in found else None
     if key:
         _set_config_value(run, backend, "encryption_key", key)
-    if "public" in inside or "private" in inside:
-        _restore_files(run, backend, inside, root)
+    for kind in ("public", "private"):
+        if kind in inside:
+            _unpack_files(run, backend, inside[kind], kind)
 
 
 def backup_files(runner: Runner, backup: Backup) -> dict[str, str]:
@@ -440,21 +442,6 @@ def backup_files(runner: Runner, backup: Backup) -> dict[str, str]:
 
 
 CONFIG_SUFFIX = "-site_config_backup.json"
-
-
-def new_site_argv(container: str, site: str, dump: str) -> list[str]:
-    """``docker exec -i C bench new-site S --source-sql DUMP --mariadb-user-host-login-scope=%``:
-    the database root password and the Administrator password come on stdin for new-site's
-    prompts, never in argv; ``%`` lets the site's database user log in from the other
-    containers (frappe_docker makes its sites so)."""
-    return ["docker", "exec", "-i", container, "bench", "new-site", site, "--source-sql", dump,
-            "--mariadb-user-host-login-scope=%"]  # fmt: skip
-
-
-def new_site_stdin(root_password: str, admin_password: str) -> bytes:
-    """new-site's answers, in the order it asks: the root password, then the Administrator
-    password twice (set, re-enter)."""
-    return f"{root_password}\n{admin_password}\n{admin_password}\n".encode()
 
 
 def new_admin_password() -> str:
@@ -515,29 +502,38 @@ def _set_config_value(run: _Start, container: str, key: str, value: str) -> None
     run.emit(f"{key} of the backup's site config set in {run.report.site}")
 
 
-def _restore_files(run: _Start, backend: str, inside: Mapping[str, str], root: str) -> None:
-    run.emit(f"restoring the files of {run.report.backup} into {run.report.site}")
-    argv = restore_argv(backend, run.report.site, inside["database"], inside.get("public"),
-                        inside.get("private"), stdin=True)  # fmt: skip
-    done = run.runner.run(argv, input_bytes=f"{root}\n".encode(), timeout=3600, on_stdout=run.emit)
+# $1 the site's folder (relative to the bench), $2 the archive: frappe's extract_files
+# (frappe/installer.py: `tar xf ARCHIVE --strip 2` in the site's folder;
+# tests/fixtures/frappe-v15-lab/63-restore-other-site-dump-with-files)
+_UNPACK = r"""
+cd "$1" && exec tar -xf "$2" --strip-components 2
+"""
+
+
+def _unpack_files(run: _Start, container: str, archive: str, folder: str) -> None:
+    """Unpack a files archive of the backup into the sandbox site's ``folder`` (public or
+    private), its members checked first (``benchsite.archive_problem``)."""
+    names = run.runner.run(["docker", "exec", container, "tar", "-tf", archive], timeout=600)
+    listing = run.runner.run(["docker", "exec", container, "tar", "-tvf", archive], timeout=600)
+    types = [line[:1] for line in listing.stdout.splitlines()]
+    problem = (
+        f"tar cannot read it ({_last(names)})"
+        if names.returncode != 0 or listing.returncode != 0
+        else benchsite.archive_problem(names.stdout.splitlines(), types, folder)
+    )
+    if problem:
+        raise DeployError(
+            f"the {folder} files archive of {run.report.backup} cannot go into the sandbox: {problem}; "
+            "the sandbox was removed: pick a backup whose archives frappe wrote (imagekit backups)."
+        )
+    run.emit(f"unpacking the {folder} files of {run.report.backup} into {run.report.site}")
+    argv = ["docker", "exec", container, "sh", "-c", _UNPACK, "unpack", f"sites/{run.report.site}", archive]
+    done = run.runner.run(argv, timeout=3600)
     if done.returncode != 0:
         raise DeployError(
-            restore_failure("bench restore --with-files", bench_last(done), run.opts.db_password_var)
+            f"unpacking the {folder} files into the sandbox failed ({_last(done)}); the sandbox was "
+            "removed: check the disk space on the target."
         )
-
-
-def restore_argv(
-    container: str, site: str, dump: str, public: str | None, private: str | None, stdin: bool
-) -> list[str]:
-    """``docker exec [-i] C bench --site S restore DUMP [--with-*-files F]`` (the root password,
-    when there is one, comes on stdin for bench's prompt, never in argv)."""
-    argv = ["docker", "exec", *(["-i"] if stdin else []), container,
-            "bench", "--site", site, "restore", dump, "--db-root-username", "root"]  # fmt: skip
-    if public:
-        argv += ["--with-public-files", public]
-    if private:
-        argv += ["--with-private-files", private]
-    return argv
 
 
 # $1 container, $2 path in it, $3 file on the target: copied as the container's user (readable by it)
@@ -566,11 +562,27 @@ def _root_password(run: _Start) -> str:
     or an empty answer when there is none."""
     if not run.opts.env_file:
         return ""
-    from dotenv import dotenv_values
-
     text = run.runner.read_file(run.opts.env_file) or ""
-    value = dotenv_values(stream=StringIO(text)).get(run.opts.db_password_var)
-    return value if isinstance(value, str) and "\n" not in value else ""
+    return benchsite.env_password(text, run.opts.env_file, run.opts.db_password_var)
+
+
+def _env_path(run: _Start) -> str | None:
+    """The env file compose read: --env-file, else the ``.env`` beside the first compose file
+    (compose's default) when there is one."""
+    if run.opts.env_file:
+        return run.opts.env_file
+    first = run.opts.compose_files[0] if run.opts.compose_files else ""
+    beside = (first.rsplit("/", 1)[0] if "/" in first else ".") + "/.env"
+    return beside if run.runner.read_file(beside) is not None else None
+
+
+def _secrets(run: _Start) -> dict[str, str]:
+    """The env file's secret-bearing values (the sandbox's compose file keeps them as ${VAR})."""
+    path = _env_path(run)
+    text = run.runner.read_file(path) if path else None
+    if not text or not path:
+        return {}
+    return sandboxconfig.env_secrets(parse_env_text(text, path).values, (run.opts.db_password_var,))
 
 
 def _backend(run: _Start) -> str:
@@ -685,21 +697,6 @@ def _valid_project(name: str) -> bool:
     except ImagekitError:
         return False
     return True
-
-
-_PROMPTS = ("Warning: Password input may be echoed.", "MySQL root password:", "Set Administrator password:",
-            "Re-enter Administrator password:")  # fmt: skip
-
-
-def bench_last(done: Any) -> str:
-    """The line that says why bench failed: the last of stderr (a traceback's exception), else of
-    stdout (restore's ``(1045, "Access denied ...")``), never getpass's prompts (stderr)."""
-    for text in (done.stderr, done.stdout):
-        lines = [line.strip() for line in (text or "").splitlines()]
-        lines = [line for line in lines if line and not line.startswith(_PROMPTS)]
-        if lines:
-            return lines[-1][:300]
-    return f"exit status {done.returncode}"
 
 
 def _last(done: Any) -> str:

@@ -379,3 +379,34 @@ def read_labels(labels: Mapping[str, object]) -> SandboxLabels | None:
     if not all(isinstance(v, str) and v.isprintable() and len(v) <= 300 for v in values.values()):
         return None
     return SandboxLabels(of=validate.project_name(of, "a sandbox label"), **values)  # type: ignore[arg-type]
+
+
+# an env file's variables whose values are kept out of the sandbox's compose file
+_SECRET_NAME = re.compile(r"PASSW|SECRET|TOKEN|KEY|CREDENTIAL", re.IGNORECASE)
+
+
+def env_secrets(values: Mapping[str, str], also: Iterable[str] = ()) -> dict[str, str]:
+    """The env file's secret-bearing variables (a name with PASSWORD, SECRET, TOKEN, KEY or
+    CREDENTIAL, and those of ``also``) that have a value."""
+    wanted = set(also)
+    return {k: v for k, v in values.items() if v and (k in wanted or _SECRET_NAME.search(k))}
+
+
+def unset_secrets(data: Any, secrets: Mapping[str, str]) -> Any:
+    """``data`` (a rendered compose config) with each secret's value, wherever it appears in a
+    string, put back as the ``${VAR}`` reference it came from: compose interpolates it again
+    from the env file at ``up``, and the file written keeps no secret. compose printed ``$`` as
+    ``$$``, so the value is looked for in that form first."""
+    order = sorted(secrets.items(), key=lambda item: -len(item[1]))
+    if isinstance(data, str):
+        for name, value in order:
+            data = data.replace(value.replace("$", "$$"), "${" + name + "}")
+            if "$" not in value:
+                continue
+            data = data.replace(value, "${" + name + "}")
+        return data
+    if isinstance(data, Mapping):
+        return {key: unset_secrets(item, secrets) for key, item in data.items()}
+    if isinstance(data, list):
+        return [unset_secrets(item, secrets) for item in data]
+    return data

@@ -56,6 +56,7 @@ from frappe_imagekit.deploy.migrate_report import next_steps as migrate_next_ste
 from frappe_imagekit.deploy.migrator import MigratorRun
 from frappe_imagekit.deploy.record import (
     DEPLOY,
+    SUCCEEDED,
     DeployRecord,
     audit_records,
     describe_since,
@@ -82,7 +83,6 @@ from frappe_imagekit.workspace import Workspace, write_json_atomic
 SCHEMA_VERSION = RECORD_SCHEMA
 EventSink = Callable[[str], None]
 
-SUCCEEDED = "succeeded"
 FAILED = "failed"
 PATCH_FAILED = "patch-failed"
 MIGRATE_FAILED = "migrate-failed"

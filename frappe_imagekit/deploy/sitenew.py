@@ -13,14 +13,14 @@ Afterwards the site must answer (deploy/health.py), as after a deploy.
 from __future__ import annotations
 
 import dataclasses
+import shlex
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from frappe_imagekit import validate
-from frappe_imagekit.deploy import compose, composeconfig, health
+from frappe_imagekit.deploy import benchsite, compose, composeconfig, health
 from frappe_imagekit.deploy.compose import Container
-from frappe_imagekit.envfile import parse_env_text
 from frappe_imagekit.errors import ConfigError, DeployError, NotFoundError, UsageError
 from frappe_imagekit.manifest import find_manifest, read_manifest
 from frappe_imagekit.runner import Runner
@@ -28,7 +28,6 @@ from frappe_imagekit.workspace import Workspace
 
 ROOT_VAR = "DB_PASSWORD"  # frappe_docker's: the db service's MYSQL_ROOT_PASSWORD
 ADMIN_VAR = "ADMIN_PASSWORD"
-SCOPE = "--mariadb-user-host-login-scope=%"
 NEW_SITE_TIMEOUT = 3600.0  # erpnext's install takes minutes on a small machine
 _SITE_EXISTS = 'test -f "sites/$1/site_config.json"'
 
@@ -58,43 +57,20 @@ class Passwords:
 
     def stdin(self) -> bytes:
         """What bench reads, in the order it asks (transcript 48): root, admin, admin again."""
-        return f"{self.root}\n{self.admin}\n{self.admin}\n".encode()
-
-
-def new_site_argv(container_id: str, site: str, apps: Sequence[str]) -> list[str]:
-    """``docker exec -i`` of ``bench new-site`` (no password in it: they come on stdin)."""
-    site = validate.site_name(site, "the site name", UsageError)
-    argv = [
-        "docker",
-        "exec",
-        "-i",
-        "-e",
-        "PYTHONUNBUFFERED=1",
-        container_id,
-        "bench",
-        "new-site",
-        site,
-        SCOPE,
-    ]
-    for app in apps:
-        argv += ["--install-app", validate.app_name(app, "an app of the image", ConfigError)]
-    return argv
+        return benchsite.new_site_stdin(self.root, self.admin)
 
 
 def passwords(env_text: str | None, env_file: str) -> Passwords:
     """DB_PASSWORD and ADMIN_PASSWORD of the env file (one line each, so stdin can carry them)."""
     if env_text is None:
         raise NotFoundError(f"env file {env_file} cannot be read: site new takes {ROOT_VAR} from it.")
-    values = parse_env_text(env_text, env_file).values
     found = []
     for key in (ROOT_VAR, ADMIN_VAR):
-        value = values.get(key, "")
+        value = benchsite.env_password(env_text, env_file, key)
         if not value:
             raise ConfigError(
                 f"{env_file} has no {key}: set it there (the {_role(key)} password bench new-site asks for)."
             )
-        if "\n" in value or "\r" in value:
-            raise ConfigError(f"{key} in {env_file} spans lines: a password bench reads is one line.")
         found.append(value)
     return Passwords(root=found[0], admin=found[1])
 
@@ -151,14 +127,14 @@ def create_site(
         raise UsageError(f"site {site} already exists in project {request.project}: pick another name.")
     emit(f"creating {site} with {', '.join(['frappe', *apps])} ({version}); this takes minutes")
     done = runner.run(
-        new_site_argv(backend.id, site, apps),
+        benchsite.new_site_argv(backend.id, site, apps=apps),
         input_bytes=secrets.stdin(),
         timeout=NEW_SITE_TIMEOUT,
         on_stdout=lambda line: _progress(line, emit),
         on_stderr=lambda line: _progress(line, emit),
     )
     if done.returncode != 0:
-        raise DeployError(failure_message(site, done.stdout + "\n" + done.stderr))
+        raise DeployError(failure_message(site, done.stdout + "\n" + done.stderr, backend.name, runner.host))
     result = SiteResult(site=site, apps=apps, version=version)
     result.url, asset = _health_target(runner, backend, containers, result)
     emit(f"checking {site} ({result.url})")
@@ -173,25 +149,24 @@ def _progress(line: str, emit: Callable[[str], None]) -> None:
         emit(shown)
 
 
-def failure_message(site: str, output: str) -> str:
-    """One sentence from bench's failing output (the last line that says something)."""
-    lines = [ln.split("\r")[-1].strip() for ln in output.splitlines()]
-    lines = [
-        ln for ln in lines if ln and not ln.startswith(("Warning:", "MySQL root", "Set Admin", "Re-enter"))
-    ]
-    last = lines[-1] if lines else "no output"
+def failure_message(site: str, output: str, container: str, host: str = "local") -> str:
+    """One sentence: what bench said (its last line), what to do, and -- when new-site may have
+    left the site half-made (its folder, perhaps its database: 53, 53b) -- the ``drop-site``
+    command to paste first, which asks for the root password (53c)."""
+    last = benchsite.last_words([output]) or "no output"
+    if "already exists" in last:
+        return f"bench new-site {site} failed ({last}): a site of that name is there; pick another name."
     if "Access denied" in output:
-        hint = (
-            f"the database refused the root password: {ROOT_VAR} in the env file must be "
-            "the db's root password"
-        )
-    elif "already exists" in last:
-        hint = "pick another site name"
+        fix = f"set {ROOT_VAR} in the env file to the database's root password"
     else:
-        hint = "see bench's output above"
+        fix = "fix what bench's output above names"
+    where = "" if host == "local" else f" on {host}"
+    container = shlex.quote(container)  # docker's name for it, pasted into a shell
     return (
-        f"bench new-site {site} failed ({last[:300]}); {hint}. A failed new-site can leave {site} "
-        "half-made (its folder and database): drop that site with bench's drop-site before trying again."
+        f"bench new-site {site} failed ({last}), which can leave {site} half-made (its folder and "
+        f"database): {fix}, then drop it{where} with `docker exec -i {container} bench drop-site {site} "
+        f"--no-backup` (it asks for the database root password, {ROOT_VAR} of the env file, on its input) "
+        "and create it again."
     )
 
 

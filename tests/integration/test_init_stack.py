@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Callable
@@ -127,6 +128,25 @@ def test_first_site_on_the_fake_bench_is_made_and_answers(stack):  # type: ignor
     again = invoke("site", "new", "c.local", "local", "-w", str(ws))
     assert again.exit_code == ExitCode.USAGE, again.output
     assert f"site c.local already exists in project {name}: pick another name." in again.stderr
+
+    # a wrong root password leaves d.local half-made (53); the drop-site command printed, pasted with
+    # the root password on its input, removes it (53c), and the site can be made again
+    (folder / "sites" / ".db_root_password").write_text("another-root\n")
+    failed = invoke("site", "new", "d.local", "local", "-w", str(ws))
+    assert failed.exit_code == ExitCode.DEPLOY_FAILED, failed.output
+    assert (
+        "set DB_PASSWORD in the env file to the database's root password, then drop it with `"
+        in failed.stderr
+    )
+    assert ROOT not in failed.output and (folder / "sites" / "d.local").is_dir()
+    (command,) = re.findall(r"`(docker exec -i \S+ bench drop-site d\.local --no-backup)`", failed.stderr)
+    pasted = subprocess.run(
+        ["sh", "-c", command], input=ROOT + "\n", capture_output=True, text=True, timeout=60
+    )
+    assert pasted.returncode == 0, pasted.stdout + pasted.stderr
+    assert "Moving site to archive" in pasted.stdout and not (folder / "sites" / "d.local").exists()
+    (folder / "sites" / ".db_root_password").write_text(ROOT + "\n")
+    assert invoke("site", "new", "d.local", "local", "-w", str(ws)).exit_code == 0
 
 
 def test_init_renders_with_compose_v2(tmp_path: Path, debian13_image: str):

@@ -46,6 +46,8 @@ services:
     image: ${{CUSTOM_IMAGE}}:${{CUSTOM_TAG}}
     stop_grace_period: 1s
     command: ["sh", "-c", '{sleep}']
+    environment: {{MYSQL_ROOT_PASSWORD: "${{DB_PASSWORD}}"}}  # frappe_docker's mariadb override
+    healthcheck: {{test: "echo --password=${{DB_PASSWORD}}", interval: 1s}}
     volumes: ["db-data:/var/lib/mysql"]
 volumes:
   sites:
@@ -81,6 +83,20 @@ def proxy_routes(container: str) -> list[str]:
     (found,) = json.loads(docker("inspect", container).stdout)
     env = [e.partition("=")[0] for e in found["Config"]["Env"] if e.startswith(("VIRTUAL_", "LETSENCRYPT_"))]
     return sorted(env + [k for k in found["Config"]["Labels"] if k.startswith("traefik.")])
+
+
+def holding(folder: Path, secret: str) -> list[str]:
+    """The files under ``folder`` that contain ``secret``."""
+    return [str(f) for f in folder.rglob("*") if f.is_file() and secret.encode() in f.read_bytes()]
+
+
+def container_env(project: str, service: str) -> dict[str, str]:
+    (found,) = docker(
+        "ps", "-q", "--filter", f"label=com.docker.compose.project={project}",
+        "--filter", f"label=com.docker.compose.service={service}",
+    ).stdout.split()  # fmt: skip
+    (data,) = json.loads(docker("inspect", found).stdout)
+    return dict(e.partition("=")[::2] for e in data["Config"]["Env"])
 
 
 def bench_sh(project: str, script: str) -> str:
@@ -195,6 +211,12 @@ def test_sandbox_of_v1_beside_v2(stack: Stack, monkeypatch: pytest.MonkeyPatch) 
     assert proxy_routes(backend_id(stack.name)) == [
         "LETSENCRYPT_HOST", "VIRTUAL_HOST", "traefik.enable", "traefik.http.routers.erp.rule"]  # fmt: skip
     assert CANARY not in started.stdout + started.stderr  # type: ignore[attr-defined]
+    # the sandbox's compose file keeps the root password as ${DB_PASSWORD}; compose reads the env file at up.
+    # The one file of the state folder holding it is deploy's 0600 copy of the env file (README: state folder)
+    env_copy = [str(stack.state / "projects" / stack.name / "env")]
+    assert holding(stack.state, CANARY) == env_copy
+    assert "${DB_PASSWORD}" in (stack.state / "sandboxes" / sandbox / "compose.yaml").read_text()
+    assert container_env(sandbox, "db")["MYSQL_ROOT_PASSWORD"] == CANARY
     assert ping(stack.port) == ping(port) == '{"message":"pong"}\n'  # both answer
     assert bench_sh(sandbox, f"cat sites/{sandbox}/db/tabSales_Invoice") == "invoice-1\n"  # the backup's data
     assert bench_sh(stack.name, "cat sites/a.local/db/tabSales_Invoice") == "invoice-1\ninvoice-2\n"
@@ -213,6 +235,8 @@ def test_sandbox_of_v1_beside_v2(stack: Stack, monkeypatch: pytest.MonkeyPatch) 
     assert bench_sh(
         sandbox, f"cat sites/{sandbox}/public/files/logo.txt sites/{sandbox}/private/files/p.txt"
     ) == ("logo\npayslip\n")
+    # unpacked as frappe's extract_files does, without a second import by `bench restore`
+    assert bench_sh(sandbox, f"test -e sites/{sandbox}/restore_files_args || echo none") == "none\n"
     assert sorted(labelled("volume", sandbox)) == [f"{sandbox}_db-data", f"{sandbox}_sites"]
 
     shown = invoke("sandbox", "--list", "--json", "--state-dir", str(stack.state))
@@ -229,6 +253,7 @@ def test_sandbox_of_v1_beside_v2(stack: Stack, monkeypatch: pytest.MonkeyPatch) 
         "ps": [], "volume": [], "network": []
     }  # fmt: skip
     assert not (stack.state / "sandboxes" / sandbox).exists()
+    assert holding(stack.state, CANARY) == env_copy
     assert stack.resources() == production  # production's containers, volumes and networks untouched
     assert ping(stack.port) == '{"message":"pong"}\n'
     assert invoke("sandbox", "--down", sandbox).exit_code == 12

@@ -38,27 +38,7 @@ def test_bad_options_are_usage_errors(change: dict[str, Any], message: str) -> N
         sandbox.check_options(replace(OPTIONS, **change))
 
 
-def test_restore_argv_has_no_password_and_names_the_files() -> None:
-    argv = sandbox.restore_argv("c1", "erp-sandbox-v1", "/tmp/imagekit-restore/d.sql.gz",
-                                "/tmp/imagekit-restore/f.tar", None, stdin=True)  # fmt: skip
-    assert argv == [
-        "docker", "exec", "-i", "c1", "bench", "--site", "erp-sandbox-v1", "restore",
-        "/tmp/imagekit-restore/d.sql.gz", "--db-root-username", "root",
-        "--with-public-files", "/tmp/imagekit-restore/f.tar",
-    ]  # fmt: skip
-    assert "-i" not in sandbox.restore_argv("c1", "s", "/d.sql", None, None, stdin=False)
-
-
-def test_new_site_argv_has_no_password_and_the_user_scope_frappe_docker_needs() -> None:
-    argv = sandbox.new_site_argv("c1", "erp-sandbox-v1", "/tmp/imagekit-restore/d.sql.gz")
-    assert argv == [
-        "docker", "exec", "-i", "c1", "bench", "new-site", "erp-sandbox-v1",
-        "--source-sql", "/tmp/imagekit-restore/d.sql.gz", "--mariadb-user-host-login-scope=%",
-    ]  # fmt: skip
-
-
-def test_new_site_answers_root_then_administrator_twice() -> None:
-    assert sandbox.new_site_stdin("r00t", "adm") == b"r00t\nadm\nadm\n"
+def test_the_administrator_password_is_new_each_time() -> None:
     first, second = sandbox.new_admin_password(), sandbox.new_admin_password()
     assert first != second and len(first) >= 24
 
@@ -167,22 +147,6 @@ def test_a_present_image_is_used_as_it_is(tmp_path: Path, monkeypatch: pytest.Mo
     assert not run.report.image_rebuilt and run.report.notes == []
 
 
-@pytest.mark.parametrize(
-    ("stdout", "stderr", "last"),
-    [
-        ("Site s already exists\n", "", "Site s already exists"),
-        ('(1045, "Access denied")\n', "Warning: Password input may be echoed.\nMySQL root password: \n",
-         '(1045, "Access denied")'),
-        ("Warning: MariaDB version\n", "MySQL root password: \nTraceback (most recent call last):\n  File x\n"
-         'pymysql.err.OperationalError: (1045, "Access denied")\n',
-         'pymysql.err.OperationalError: (1045, "Access denied")'),
-        ("", "Warning: Password input may be echoed.\nSet Administrator password: \n", "exit status 1"),
-    ],
-)  # fmt: skip
-def test_the_failure_line_is_never_a_password_prompt(stdout: str, stderr: str, last: str) -> None:
-    assert sandbox.bench_last(Completed(("bench",), 1, stdout, stderr)) == last
-
-
 class ListingRunner(LocalRunner):
     """Lists one id of each kind for the filters it is given; records every argv."""
 
@@ -238,3 +202,15 @@ def test_the_backups_encryption_key_goes_into_the_new_sites_config_through_stdin
         "db_type": "mariadb",
         "encryption_key": key,
     }
+
+
+def test_the_secrets_come_from_the_env_file_compose_read(tmp_path: Path) -> None:
+    (tmp_path / "compose.yaml").write_text("services: {}\n")
+    (tmp_path / ".env").write_text("DB_PASSWORD=from-dot-env\nSITE=erp\n")
+    run = start_of(ImageRunner(set()), tmp_path)
+    run.runner = LocalRunner()  # reads the files
+    run.opts = replace(OPTIONS, compose_files=(str(tmp_path / "compose.yaml"),))
+    assert sandbox._secrets(run) == {"DB_PASSWORD": "from-dot-env"}  # compose's default .env
+    (tmp_path / "erp.env").write_text("DB_PASSWORD=given\nAPI_TOKEN=t\n")
+    run.opts = replace(run.opts, env_file=str(tmp_path / "erp.env"))
+    assert sandbox._secrets(run) == {"DB_PASSWORD": "given", "API_TOKEN": "t"}

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from frappe_imagekit.deploy import sitenew
+from frappe_imagekit.deploy import benchsite, sitenew
 from frappe_imagekit.errors import ConfigError, ExitCode, NotFoundError, UsageError
 from frappe_imagekit.workspace import Workspace
 from tests.support.cli import invoke
@@ -18,7 +18,7 @@ LAB = Path(__file__).resolve().parents[1] / "fixtures" / "frappe-v15-lab"
 
 
 def test_argv_is_frappe_dockers_new_site_without_any_password():
-    argv = sitenew.new_site_argv("abc123", "erp.localhost", ["erpnext", "hrms"])
+    argv = benchsite.new_site_argv("abc123", "erp.localhost", apps=["erpnext", "hrms"])
     assert argv == [
         "docker", "exec", "-i", "-e", "PYTHONUNBUFFERED=1", "abc123", "bench", "new-site", "erp.localhost",
         "--mariadb-user-host-login-scope=%", "--install-app", "erpnext", "--install-app", "hrms",
@@ -28,9 +28,9 @@ def test_argv_is_frappe_dockers_new_site_without_any_password():
 
 def test_argv_refuses_an_option_as_site_or_app():
     with pytest.raises(UsageError, match="not a valid site name"):
-        sitenew.new_site_argv("abc", "--force", [])
+        benchsite.new_site_argv("abc", "--force")
     with pytest.raises(ConfigError, match="not a Python package name"):
-        sitenew.new_site_argv("abc", "a.local", ["--admin-password=x"])
+        benchsite.new_site_argv("abc", "a.local", apps=["--admin-password=x"])
 
 
 def test_stdin_answers_the_real_prompts_in_order():
@@ -88,10 +88,32 @@ def test_apps_come_from_the_build_record_of_the_running_tag(tmp_path: Path):
 
 def test_failure_message_from_the_real_wrong_password_transcript():
     text = (LAB / "53-new-site-wrong-root-password.txt").read_text()
-    message = sitenew.failure_message("sc.lab", text)
+    message = sitenew.failure_message("sc.lab", text, "erp-backend-1")
     assert message.startswith("bench new-site sc.lab failed (pymysql.err.OperationalError: (1045")
-    assert "DB_PASSWORD in the env file must be the db's root password" in message
-    assert "can leave sc.lab half-made (its folder and database): drop that site" in message
+    assert "set DB_PASSWORD in the env file to the database's root password" in message
+    # 53c: drop-site of the half-made site asks for the root password
+    drop = "drop it with `docker exec -i erp-backend-1 bench drop-site sc.lab --no-backup` (it asks for"
+    assert drop in message
+    assert "Dropping site database and user" in (LAB / "53c-drop-site-half-made.txt").read_text()
+    assert message.count(". ") == 0 and message.endswith(".")  # one sentence
+    taken = sitenew.failure_message("sb.lab", (LAB / "52-new-site-source-sql-existing.txt").read_text(), "c")
+    assert taken == (
+        "bench new-site sb.lab failed (Site sb.lab already exists): a site of that name is there; "
+        "pick another name."
+    )
+
+
+def test_cli_refuses_a_bad_site_name_before_connecting(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    from frappe_imagekit.cli import site_cmd
+
+    opened: list[object] = []
+    monkeypatch.setattr(site_cmd, "open_runner", lambda *a, **k: opened.append(a) or pytest.fail("connected"))
+    (tmp_path / "imagekit.toml").write_text(
+        '[targets.prod]\nproject = "erp"\ncompose = ["compose.yaml"]\nenv_file = "/srv/erp.env"\n'
+    )
+    result = invoke("site", "new", "a_b.local", "prod", "-w", str(tmp_path))
+    assert result.exit_code == ExitCode.USAGE, result.output
+    assert "not a valid site name" in result.stderr and opened == []
 
 
 def test_cli_unknown_target_and_target_without_env_file(tmp_path: Path):
