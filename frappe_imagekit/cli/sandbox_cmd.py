@@ -230,3 +230,8 @@ def _size(size: int) -> str:
             return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
         value /= 1024
     return f"{value:.1f} GB"
+
+
+# public names for `imagekit rehearse` (cli/rehearse_cmd.py): the same target options, the same runner
+with_target = _with_target
+target_runner = _runner

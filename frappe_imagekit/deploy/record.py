@@ -21,7 +21,8 @@ from frappe_imagekit.errors import ConfigError, ImagekitError
 SCHEMA_VERSION = 2
 DEPLOY = "deploy"
 ROLLBACK = "rollback"
-KINDS = (DEPLOY, ROLLBACK)
+REHEARSAL = "rehearsal"  # imagekit rehearse (deploy/rehearse.py): nothing served
+KINDS = (DEPLOY, ROLLBACK, REHEARSAL)
 # a schema 1 record with one of these results had its version up and serving (migrate runs after up)
 SERVED_RESULTS = ("succeeded", "patch-failed", "migrate-failed")
 
