@@ -11,7 +11,11 @@ sandbox's site just before its migrate: "v2's patch fails on this data".
 from __future__ import annotations
 
 import json
+import signal
+import subprocess
+import sys
 import threading
+import time
 import urllib.error
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -155,3 +159,32 @@ def test_a_passing_rehearsal_then_deploy_rehearse(stack: Stack) -> None:
                       "--no-health-check")  # fmt: skip
     assert deployed.exit_code == 0, deployed.stdout + deployed.stderr
     assert backend_id(stack.name) not in before["ids"]  # deployed for real this time
+
+
+def test_sigterm_during_a_rehearsal_leaves_no_sandbox(stack: Stack) -> None:
+    two_sites(stack)
+    before = production(stack)
+    argv = [sys.executable, "-m", "frappe_imagekit", "rehearse", "v2", *stack.where(),
+            "--port", str(free_port()), "--up-timeout", "30", "--keep"]  # fmt: skip
+    proc = subprocess.Popen(
+        argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=Path(__file__).parents[2]
+    )
+    assert proc.stderr is not None
+    deadline = time.monotonic() + 120
+    for raw in proc.stderr:  # the sandbox is up with a.local; b.local is being restored into it
+        if b"creating b.local from" in raw or time.monotonic() > deadline:
+            break
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err.decode()
+    assert b"removing the rehearsal's sandbox" in err or b"removing the unfinished sandbox" in err
+    sandbox = f"{stack.name}-rehearsal-v2"
+    assert {kind: labelled(kind, sandbox) for kind in ("ps", "volume", "network")} == {
+        "ps": [],
+        "volume": [],
+        "network": [],
+    }  # fmt: skip  (--keep keeps nothing an interrupt left)
+    assert not (stack.state / "sandboxes" / sandbox).exists()
+    (path,) = (stack.ws / "deploys").glob("*-rehearsal.json")
+    assert json.loads(path.read_text())["result"] == "interrupted"
+    assert production(stack) == before
