@@ -30,6 +30,7 @@ from frappe_imagekit.cli.sandbox_cmd import (
 )
 from frappe_imagekit.deploy.rehearse import RehearsalFailed, RehearsalReport, RehearseOptions, rehearse
 from frappe_imagekit.deploy.sandbox import SandboxOptions, check_options
+from frappe_imagekit.deploy.sandboxconfig import DEFAULT_PORT
 from frappe_imagekit.deploy.sequence import choose_image
 from frappe_imagekit.errors import ImagekitError, UsageError
 from frappe_imagekit.workspace import Workspace
@@ -40,7 +41,7 @@ def rehearse_command(
     version: str = typer.Argument(..., help="The version (image tag) to rehearse."),
     target: str | None = TARGET_ARGUMENT,
     keep: bool = typer.Option(False, "--keep", help="Leave the sandbox up to look at the result."),
-    port: int = typer.Option(8081, "--port", help="Port published on 127.0.0.1 for the sandbox."),
+    port: int = typer.Option(DEFAULT_PORT, "--port", help="Port published on 127.0.0.1 for the sandbox."),
     backup_files: bool = typer.Option(False, "--backup-files", help="Back up and restore the files too."),
     no_health_check: bool = typer.Option(False, "--no-health-check", help="Skip the sandbox's health check."),
     project: str = PROJECT_OPTION,
@@ -103,6 +104,7 @@ def _again_argv(version: str, target: str | None, given: dict[str, Any], ws: Wor
         argv += ["--project", given["project"]]
         argv += [item for path in given["compose_file"] or () for item in ("--compose", path)]
     argv += [item for pair in repeated_options(target, given, where=True) for item in pair]
+    argv += ["--port", str(given["port"])] if given["port"] != DEFAULT_PORT else []
     return argv + (["-w", str(ws.root)] if ws.root != Path.cwd().resolve() else [])
 
 

@@ -11,6 +11,7 @@ sandbox's site just before its migrate: "v2's patch fails on this data".
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -121,6 +122,7 @@ def test_a_failing_patch_is_found_while_production_serves(
     assert "production was not touched" in done.stdout
     assert "imagekit rollback" not in done.stdout and "imagekit deploy" not in done.stdout
     assert f"imagekit rehearse v2 --project {stack.name} --compose {stack.compose}" in done.stdout
+    assert "--port" in done.stdout  # the sandbox's port, as given
     assert "no maintenance mode" in done.stderr and CANARY not in done.stdout + done.stderr
     sandbox = f"{stack.name}-rehearsal-v2"
     assert {kind: labelled(kind, sandbox) for kind in ("ps", "volume", "network")} == {
@@ -140,6 +142,14 @@ def test_a_failing_patch_is_found_while_production_serves(
     assert refused.exit_code == 2, refused.stdout + refused.stderr
     assert "the last rehearsal of v2" in refused.stderr and "--force" in refused.stderr
     assert production(stack)["ids"] == before["ids"]
+
+    (again,) = [
+        line.strip() for line in done.stdout.splitlines() if line.strip().startswith("imagekit rehearse")
+    ]
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    pasted = subprocess.run(again, shell=True, env=env, capture_output=True, text=True, timeout=300)
+    assert pasted.returncode == 0, pasted.stdout + pasted.stderr  # pasted as printed: rehearses v2 again
+    assert "rehearsal of v2 on" in pasted.stdout and ": succeeded" in pasted.stdout
 
 
 def test_a_passing_rehearsal_then_deploy_rehearse(stack: Stack) -> None:
