@@ -14,7 +14,7 @@ from typing import Any
 from frappe_imagekit import gitremote, validate
 from frappe_imagekit.appsjson import parse_apps_text, public_url, repo_identity, token_vars
 from frappe_imagekit.deploy.place import Places
-from frappe_imagekit.deploy.record import ROLLBACK, DeployRecord, read_records
+from frappe_imagekit.deploy.record import REHEARSAL, ROLLBACK, DeployRecord, read_records
 from frappe_imagekit.envfile import parse_env_text, read_text
 from frappe_imagekit.errors import ImagekitError
 from frappe_imagekit.manifest import (
@@ -249,7 +249,9 @@ def _join_deploys(rows: list[HistoryRow], records: list[dict[str, Any]]) -> None
     by_version: dict[str, list[dict[str, Any]]] = {}
     for key, record in pairs:
         migrate_only = is_migrate_only(record)
-        if not (record.served or migrate_only):
+        if not (
+            record.served or migrate_only or record.kind == REHEARSAL
+        ):  # rehearsals: shown, never current
             continue
         if record.served:
             current[names[key]] = record.version
@@ -269,7 +271,7 @@ def _join_deploys(rows: list[HistoryRow], records: list[dict[str, Any]]) -> None
 def is_migrate_only(record: DeployRecord) -> bool:
     """A deploy that succeeded without bringing containers up: ``--migrate-only`` (it migrated
     the version already running, e.g. to complete an interrupted deploy)."""
-    return record.kind != ROLLBACK and not record.served and record.result == "succeeded"
+    return record.kind not in (ROLLBACK, REHEARSAL) and not record.served and record.result == "succeeded"
 
 
 # -- show ----------------------------------------------------------------------------------

@@ -78,6 +78,9 @@ def deploy_command(
         "--force",
         help="Proceed although the containers were started by other files or services would be removed.",
     ),
+    rehearse: bool = typer.Option(
+        False, "--rehearse", help="Deploy only a version whose last rehearsal passed (imagekit rehearse)."
+    ),
     full_down: bool = typer.Option(
         False,
         "--full-down",
@@ -145,6 +148,7 @@ def deploy_command(
         migrate_only=migrate_only,
         dry_run=dry_run,
         force=force,
+        rehearsed=rehearse,
         full_down=full_down,
         lock_wait=lock_wait,
         image_var=image_var,

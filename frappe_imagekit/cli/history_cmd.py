@@ -125,6 +125,8 @@ def _place(where: str, runs: list[dict[str, Any]]) -> str:
 
 def _outcome(deploy: dict[str, Any]) -> str:
     """What happened to one run of a version, when it was more than a successful deploy."""
+    if deploy.get("kind") == "rehearsal":  # imagekit rehearse: tried in a sandbox, never served
+        return f"rehearsal {deploy.get('result') or '?'}"
     parts = ["migrate-only"] if deploy.get("migrate_only") else []
     if deploy.get("kind") == "rollback":
         parts.append(f"rollback from {deploy.get('rolled_back_from') or '?'}")

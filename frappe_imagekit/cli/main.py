@@ -158,6 +158,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "sandbox_cmd",
         "Start VERSION with a backup as a separate compose project beside production (--list, --down).",
     ),
+    "rehearse": (
+        "rehearse_cmd",
+        "Rehearse a deploy: back up every site (production keeps serving), migrate VERSION in a sandbox.",
+    ),
     "targets": (
         "targets_cmd",
         "List the named deploy targets of imagekit.toml (`imagekit deploy NAME` uses one).",

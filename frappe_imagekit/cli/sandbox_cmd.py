@@ -9,7 +9,7 @@ from typing import Any
 import typer
 
 from frappe_imagekit import validate
-from frappe_imagekit.cli import output
+from frappe_imagekit.cli import backupverify, output
 from frappe_imagekit.cli.deploy_cmd import (
     COMPOSE_OPTION,
     DOCKER_HOST_OPTION,
@@ -47,10 +47,18 @@ def backups_command(
     ssh_config: Path | None = SSH_CONFIG_OPTION,
     as_json: bool = JSON_OPTION,
     workspace: Path = WORKSPACE_OPTION,
+    verify: str | None = typer.Option(
+        None, "--verify", metavar="NAME|latest", help="Restore it in a throw-away sandbox and check it."
+    ),
+    verify_all: bool = typer.Option(False, "--all", help="With --verify: every kept backup."),
+    compose_file: list[str] | None = COMPOSE_OPTION,
+    env_file: str | None = typer.Option(None, "--env-file", help="Production's env file (target)."),
+    port: int = typer.Option(8081, "--port", help="--verify: port of the throw-away sandbox (127.0.0.1)."),
 ) -> None:
     """List the backups deploys kept in the target's state folder, with their short names."""
 
     ws = Workspace.at(workspace)
+    backupverify.refuse_mixed(verify, verify_all)
     given = _with_target(ws.root, target, locals())
     if not given["project"]:
         raise UsageError("no project: pass a TARGET of imagekit.toml or --project NAME.")
@@ -59,6 +67,9 @@ def backups_command(
     try:
         root = state_paths(runner, given["project"], given["state_dir"]).root
         listing = list_backups(runner, ws, root, given["project"])
+        if verify is not None or verify_all:  # --verify NAME|latest, --all (cli/backupverify.py)
+            backupverify.run(runner, ws, given, listing, root, as_json)
+            return
     finally:
         runner.close()
     if as_json:
@@ -230,3 +241,8 @@ def _size(size: int) -> str:
             return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
         value /= 1024
     return f"{value:.1f} GB"
+
+
+# public names for `imagekit rehearse` (cli/rehearse_cmd.py): the same target options, the same runner
+with_target = _with_target
+target_runner = _runner

@@ -22,7 +22,8 @@ SCHEMA_VERSION = 2
 DEPLOY = "deploy"
 ROLLBACK = "rollback"
 SUCCEEDED = "succeeded"  # a record's result when everything went through
-KINDS = (DEPLOY, ROLLBACK)
+REHEARSAL = "rehearsal"  # imagekit rehearse (deploy/rehearse.py): nothing served
+KINDS = (DEPLOY, ROLLBACK, REHEARSAL)
 # a schema 1 record with one of these results had its version up and serving (migrate runs after up)
 SERVED_RESULTS = (SUCCEEDED, "patch-failed", "migrate-failed")
 

@@ -702,3 +702,23 @@ def _valid_project(name: str) -> bool:
 def _last(done: Any) -> str:
     lines = (done.stderr or done.stdout or "").strip().splitlines()
     return lines[-1] if lines else f"exit status {done.returncode}"
+
+
+def add_site(
+    runner: Runner,
+    ws: Workspace,
+    started: SandboxReport,
+    opts: SandboxOptions,
+    on_event: EventSink | None = None,
+) -> None:
+    """Restore ``opts.backup`` into one more site ``opts.site`` of the running sandbox ``started``
+    (``imagekit rehearse``: one sandbox with every site). A public wrapper of ``_restore``; the
+    caller removes the sandbox when it raises."""
+    opts = check_options(opts)
+    backup = resolve_backup(runner, ws, opts)
+    report = replace(started, site=opts.site or started.site, backup=opts.backup, database=backup.database)
+    _restore(
+        _Start(
+            runner, ws, opts, report, on_event or (lambda _line: None), compose.detect_compose(runner), backup
+        )
+    )

@@ -44,6 +44,7 @@ from frappe_imagekit.deploy import (
     nextsteps,
     place,
     plan,
+    rehearsal_gate,
     verify,
 )
 from frappe_imagekit.deploy import migrate_parse as mp
@@ -144,6 +145,7 @@ class DeployOptions:
     # services whose image or configuration changed are recreated (README "What deploy stops")
     full_down: bool = False
     settle: float = compose.SETTLE  # seconds each service must run unrestarted after up
+    rehearsed: bool = False  # deploy --rehearse: only a version whose last rehearsal passed
 
     @property
     def image_ref(self) -> str:
@@ -423,6 +425,9 @@ def deploy(
     Options that cannot be used raise ``UsageError`` before anything runs (nothing recorded).
     """
     opts = check_options(_with_layout(runner, opts))
+    rehearsal_gate.check_last_rehearsal(
+        ws, opts.project, opts.version, force=opts.force, required=opts.rehearsed
+    )
     report = DeployReport(
         version=opts.version,
         image=opts.image_ref,

@@ -1,0 +1,138 @@
+"""``imagekit backups --verify``: a kept backup proven restorable.
+
+For each backup: its files checked on the target (the dump a whole gzip file, ``gzip -t``; its
+sha256 the one its deploy recorded; rows of frappe's core tables in it, ``INSERT INTO `tabUser```
+as mysqldump writes them; each files archive readable, ``tar -tf``), then restored into a
+throw-away sandbox (deploy/sandbox.py) on the version whose data it holds, the restored site asked
+for ping there, and the sandbox removed. Each result is appended to
+``<state>/projects/<project>/backup-checks.jsonl`` on the target. A failure names the file.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, replace
+from datetime import UTC, datetime
+from typing import Any
+
+from frappe_imagekit import validate
+from frappe_imagekit.deploy import compose, health, sandbox
+from frappe_imagekit.deploy.backuplist import Backup
+from frappe_imagekit.deploy.sandbox import SandboxOptions
+from frappe_imagekit.errors import DeployError, ImagekitError, UsageError
+from frappe_imagekit.runner import Runner
+from frappe_imagekit.workspace import Workspace
+
+EventSink = Callable[[str], None]
+CORE_TABLES = ("tabUser", "tabDocType")  # every frappe site has rows in these
+OK, FAILED = "ok", "failed"
+
+# $1 the dump; each further argument a table: prints "TABLE COUNT" per table (INSERT lines)
+_COUNT_ROWS = r"""
+dump=$1; shift
+case "$dump" in *.gz) reader="gzip -dc" ;; *) reader="cat" ;; esac
+for table in "$@"; do
+    printf '%s %s\n' "$table" "$($reader "$dump" | grep -c "^INSERT INTO \`$table\`")"
+done
+"""
+
+
+@dataclass
+class BackupCheck:
+    name: str
+    site: str
+    version: str | None  # the version it was restored on (whose data it holds)
+    result: str = FAILED
+    problem: str | None = None  # the sentence naming the file
+    file: str | None = None
+    checks: list[str] = field(default_factory=list)  # what passed
+    started: str = ""
+    seconds: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def verify(
+    runner: Runner, ws: Workspace, backup: Backup, base: SandboxOptions, log: str, emit: EventSink
+) -> BackupCheck:
+    """Check ``backup`` (its files, then a restore in a throw-away sandbox); append the result to
+    ``log`` on the target and return it."""
+    check = BackupCheck(backup.name, backup.site, backup.data_of or backup.version,
+                        started=datetime.now(UTC).isoformat(timespec="seconds"))  # fmt: skip
+    began = time.monotonic()
+    try:
+        file_problems(runner, backup, check)
+        if check.problem is None:
+            _restore_and_ask(runner, ws, backup, base, check, emit)
+    finally:
+        check.seconds = round(time.monotonic() - began, 3)
+        runner.append_file(log, (json.dumps(check.to_dict(), separators=(",", ":")) + "\n").encode())
+    return check
+
+
+def file_problems(runner: Runner, backup: Backup, check: BackupCheck) -> None:
+    """The files of ``backup`` on the target: set ``check.problem`` and ``check.file`` at the first
+    that is not whole, else note each check that passed."""
+    dump = backup.database
+    if dump.endswith(".gz") and runner.run(["gzip", "-t", dump], timeout=3600).returncode != 0:
+        return _fail(check, dump, f"the database dump {dump} is truncated or not a gzip file")
+    check.checks.append("database dump is whole (gzip -t)")
+    if backup.sha256:
+        done = runner.run(["sha256sum", dump], timeout=3600)
+        if done.stdout.split()[:1] != [backup.sha256]:
+            return _fail(check, dump, f"{dump} is not the file its deploy recorded (sha256 differs)")
+        check.checks.append("sha256 as recorded")
+    counted = runner.run(["sh", "-c", _COUNT_ROWS, "count", dump, *CORE_TABLES], timeout=3600)
+    rows = dict(line.split(" ", 1) for line in counted.stdout.splitlines() if " " in line)
+    empty = [t for t in CORE_TABLES if not rows.get(t, "0").strip().isdigit() or int(rows[t]) == 0]
+    if empty:
+        return _fail(check, dump, f"the database dump {dump} has no rows of {', '.join(empty)}")
+    check.checks.append(f"rows in {', '.join(CORE_TABLES)}")
+    for archive in (backup.public_files, backup.private_files):
+        if archive and runner.run(["tar", "-tf", archive], timeout=3600).returncode != 0:
+            return _fail(check, archive, f"the files archive {archive} is corrupt (tar cannot list it)")
+        if archive:
+            check.checks.append(f"{archive.rsplit('/', 1)[-1]} readable (tar -tf)")
+    return None
+
+
+def _fail(check: BackupCheck, path: str, problem: str) -> None:
+    check.problem, check.file = problem, path
+
+
+def _restore_and_ask(
+    runner: Runner, ws: Workspace, backup: Backup, base: SandboxOptions, check: BackupCheck, emit: EventSink
+) -> None:
+    if check.version is None:
+        check.problem = f"the version whose data {backup.name} holds is unknown (no deploy record of it)"
+        return
+    name = verify_name(base.project, check.version)
+    opts = replace(base, version=check.version, backup=backup.name, name=name, site=backup.site)
+    try:
+        started = sandbox.start(runner, ws, opts, on_event=emit)
+    except ImagekitError as exc:
+        check.problem, check.file = f"{backup.name} could not be restored: {exc.message}", backup.database
+        return
+    try:
+        backend = next(c.id for c in compose.project_containers(runner, started.name)
+                       if c.service == base.backend_service and c.state == "running")  # fmt: skip
+        services = {c.service: c for c in compose.project_containers(runner, started.name)}
+        health.check_site(runner, backend, health.base_url(services), backup.site, None)
+        check.checks.append(f"restored on {check.version}: {backup.site} answers ping")
+        check.result = OK
+    except (DeployError, StopIteration) as exc:
+        check.problem = (
+            f"{backup.name} restored, but the site does not answer: {getattr(exc, 'message', exc)}"
+        )
+    finally:
+        emit(f"removing the throw-away sandbox {started.name}")
+        sandbox.down(runner, started.name, base.state_dir)
+
+
+def verify_name(project: str, version: str) -> str:
+    raw = re.sub(r"[^a-z0-9_-]", "-", f"{project}-verify-{version}".lower())[:63].strip("-_")
+    return validate.project_name(raw, "the verify sandbox's name", UsageError)

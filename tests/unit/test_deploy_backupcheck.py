@@ -1,0 +1,71 @@
+"""deploy/backupcheck.py's file checks and cli/backupverify.py's choice, without Docker."""
+
+from __future__ import annotations
+
+import gzip
+import tarfile
+from pathlib import Path
+
+import pytest
+
+from frappe_imagekit.cli.backupverify import chosen, refuse_mixed
+from frappe_imagekit.deploy.backupcheck import BackupCheck, file_problems, verify_name
+from frappe_imagekit.deploy.backuplist import Backup, BackupListing
+from frappe_imagekit.errors import ImagekitError
+from frappe_imagekit.runner import LocalRunner
+
+DUMP = b"CREATE TABLE `tabUser` (`name` varchar(140));\nINSERT INTO `tabUser` VALUES ('Administrator');\n"
+
+
+def backup(tmp_path: Path, dump: bytes, with_files: bool = True) -> Backup:
+    path = tmp_path / "20261207_101500-a_local-database.sql.gz"
+    path.write_bytes(gzip.compress(dump + DUMP.replace(b"tabUser", b"tabDocType")))
+    public = None
+    if with_files:
+        public = tmp_path / "20261207_101500-a_local-files.tar"
+        with tarfile.open(public, "w") as tar:
+            tar.add(path, arcname="./a.local/public/files/x")
+    return Backup(name="a.local@20261207T101500Z", site="a.local", deploy_id="20261207T101500Z", version="v2",
+                  when="", database=str(path), public_files=str(public) if public else None)  # fmt: skip
+
+
+def check_of(item: Backup) -> BackupCheck:
+    check = BackupCheck(item.name, item.site, "v1")
+    file_problems(LocalRunner(), item, check)
+    return check
+
+
+def test_a_whole_backup_passes_every_file_check(tmp_path: Path) -> None:
+    check = check_of(backup(tmp_path, DUMP))
+    assert check.problem is None
+    assert check.checks == ["database dump is whole (gzip -t)", "rows in tabUser, tabDocType",
+                            "20261207_101500-a_local-files.tar readable (tar -tf)"]  # fmt: skip
+
+
+def test_a_truncated_dump_an_empty_core_table_and_a_corrupt_archive_name_the_file(tmp_path: Path) -> None:
+    item = backup(tmp_path, DUMP)
+    Path(item.database).write_bytes(Path(item.database).read_bytes()[:12])
+    check = check_of(item)
+    assert check.problem == f"the database dump {item.database} is truncated or not a gzip file"
+    assert check.file == item.database
+    empty = check_of(backup(tmp_path, b"CREATE TABLE `tabUser` (`name` varchar(140));\n"))
+    assert empty.problem is not None and empty.problem.endswith("has no rows of tabUser")
+    item = backup(tmp_path, DUMP)
+    assert item.public_files is not None
+    Path(item.public_files).write_bytes(b"garbage" * 100)
+    assert check_of(item).problem == f"the files archive {item.public_files} is corrupt (tar cannot list it)"
+
+
+def test_latest_is_every_site_of_the_newest_deploy() -> None:
+    def b(site: str, deploy_id: str) -> Backup:
+        return Backup(f"{site}@{deploy_id}", site, deploy_id, "v2", "", "/x.sql.gz")
+
+    listing = BackupListing(
+        [b("a", "20261207T101500Z"), b("b", "20261207T101500Z"), b("a", "20261206T101500Z")]
+    )
+    assert [x.name for x in chosen(listing, "latest", False)] == ["a@20261207T101500Z", "b@20261207T101500Z"]
+    assert len(chosen(listing, None, True)) == 3
+    assert [x.name for x in chosen(listing, "a@20261206T101500Z", False)] == ["a@20261206T101500Z"]
+    with pytest.raises(ImagekitError, match="not both"):
+        refuse_mixed("latest", True)
+    assert verify_name("erp", "v15.1") == "erp-verify-v15-1"
