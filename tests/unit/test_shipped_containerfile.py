@@ -48,6 +48,19 @@ def test_the_nginx_entrypoint_execs_nginx_so_it_is_pid_1_and_stops_on_sigterm(te
     assert [line for line in script if "nginx -g" in line] == [script[-1]]
 
 
+def test_nginx_answers_503_with_retry_after_while_the_backend_is_unreachable() -> None:
+    """During a deploy the backend is recreated (and an nginx started before it keeps the old
+    address until it is recreated too): a real v15 stack answered 502 for 14 s there
+    (2026-12-07). The template turns nginx's own 502/504 into a 503 with Retry-After."""
+    template = printed_script(_shipped(), "/templates/nginx/frappe.conf.template").splitlines()
+    assert "  error_page 502 504 =503 @unavailable;" in template
+    unavailable = next(line for line in template if line.startswith("  location @unavailable {"))
+    assert "return 503 " in unavailable and "add_header Retry-After 5 always;" in unavailable
+    assert unavailable.endswith('retry in a few seconds.\\n"; }')
+    # the proxied locations define no error_page of their own, so the server's applies to them
+    assert [line for line in template if "error_page" in line] == ["  error_page 502 504 =503 @unavailable;"]
+
+
 @pytest.mark.parametrize("header", [None, "", "erp.localhost"], ids=["unset", "empty", "a site"])
 def test_the_nginx_entrypoint_defaults_the_site_header_to_nginx_host(header: str | None) -> None:
     """An unset or empty FRAPPE_SITE_NAME_HEADER must become nginx's literal ``$host`` (as
