@@ -927,7 +927,8 @@ def _down_files(ctx: _Context, running: Sequence[Container]) -> dict[str, Any]:
     labels = sorted({composeconfig.resolve_config_files(c.config_files, c.working_dir)
                      for c in running if c.config_files})  # fmt: skip
     if recorded:
-        if labels and labels != [recorded["config_files"]] and not ctx.opts.force:
+        others = [label for label in labels if not _same_files(ctx, label, recorded)]
+        if others and not ctx.opts.force:
             raise DeployError(
                 f"the running containers of {ctx.opts.project} were started with "
                 f"{' and '.join(labels)}, not with {recorded['config_files']} (the last up by "
@@ -947,6 +948,18 @@ def _down_files(ctx: _Context, running: Sequence[Container]) -> dict[str, Any]:
     files = labels[0].split(",") if labels else ctx.compose_files
     return {"files": files, "project_dir": None, "env_file": ctx.opts.env_file, "env": {}, "kept": [],
             "config_files": ",".join(files)}  # fmt: skip
+
+
+def _same_files(ctx: _Context, label: str, recorded: dict[str, Any]) -> bool:
+    """Whether containers labelled with ``label`` (their compose files) were started with the
+    files of the last up: the same paths, or files of other paths with the same contents in the
+    same order. A rollback starts the image's services with the state folder's copies of the
+    files while MariaDB and Redis keep the labels of the originals (a real v15 stack refused every
+    deploy after a rollback until --force, 2026-12-07)."""
+    if label == recorded["config_files"]:
+        return True
+    wanted = [item["sha256"] for item in _recorded_files(ctx, recorded)]
+    return [_sha256_on_target(ctx.runner, path) for path in label.split(",")] == wanted
 
 
 def _note_changed_files(ctx: _Context, files: dict[str, Any], full: bool) -> None:

@@ -215,3 +215,12 @@ def test_every_printed_step_works_pasted_on_a_three_file_target(
     assert state(project, "backend") == (f"{project.repo}:v1", "running")
     assert not table.exists() and maintenance_mode(project, "a.local") == 0
     assert project.records()[-1]["rollback_of"] == stamp(deploy_id)
+    # 4. the next deploy after a rollback: db and redis-cache keep the labels of the target's
+    # files, the image's services those of the state folder's copies the rollback ran with (the
+    # same contents): not "started with other files" (a real v15 stack refused it, 2026-12-07)
+    labels = {c["Config"]["Labels"]["com.docker.compose.project.config_files"]
+              for c in project.services().values()}  # fmt: skip
+    assert len(labels) == 2, labels
+    again = deploy(project, "--version", "v1")
+    assert again.exit_code == 0, again.output
+    assert "were started with" not in again.output
