@@ -101,6 +101,7 @@ class DeployRecord:
     kind: str = DEPLOY
     previous_version: str | None = None  # what ran before (what a rollback goes back to)
     served: bool = False  # the version's containers came up and ran its image
+    stack_changed: bool = False  # it began replacing containers (down or up): something to undo
     rolled_back_from: str | None = None  # rollback: the version it left
     rollback_of: str | None = None  # rollback: the deploy id it undid
     progress: list[str] = field(default_factory=list)  # rollback: the steps done, in order
@@ -126,7 +127,7 @@ class DeployRecord:
     def to_dict(self) -> dict[str, Any]:
         data: dict[str, Any] = {"schema_version": SCHEMA_VERSION, **self.extra}
         for key in ("version", "project", "image", *_TOP_TEXT, "kind", "previous_version", "served",
-                    "rolled_back_from", "rollback_of", "progress"):  # fmt: skip
+                    "stack_changed", "rolled_back_from", "rollback_of", "progress"):  # fmt: skip
             data[key] = getattr(self, key)
         data["sites"] = [s.to_dict() for s in self.sites]
         data["failed_patches"] = [s.failed_patch for s in self.sites if s.failed_patch]
@@ -157,6 +158,7 @@ class DeployRecord:
             setattr(record, key, _text(data.get(key), key))
         record.host = record.host or "local"
         record.served = _served(data, record.result)
+        record.stack_changed = _stack_changed(data, record)
         sites = _list(data.get("sites"), "sites")
         record.sites = [_site(item, f"sites[{i}]") for i, item in enumerate(sites)]
         return record
@@ -252,7 +254,7 @@ def _maintenance_found(entry: SiteEntry | None) -> str | None:
 
 _KNOWN_TOP = frozenset(
     {"schema_version", "version", "project", "image", *_TOP_TEXT, "kind", "previous_version", "served",
-     "rolled_back_from", "rollback_of", "progress", "sites", "failed_patches", "backups"}
+     "stack_changed", "rolled_back_from", "rollback_of", "progress", "sites", "failed_patches", "backups"}
 )  # fmt: skip
 _KNOWN_SITE = frozenset({"site", *_SITE_TEXT, "backup_files"})
 
@@ -316,6 +318,19 @@ def _served(data: Mapping[str, Any], result: str | None) -> bool:
     if not isinstance(value, bool):
         raise ValueError("served must be true or false")
     return value
+
+
+def _stack_changed(data: Mapping[str, Any], record: DeployRecord) -> bool:
+    """Whether the deploy began replacing containers. Records before the field: it served, or
+    it timed a ``down`` or an ``up`` (a failed ``up`` or crash-loop wait replaced them too)."""
+    value = data.get("stack_changed")
+    if value is None:
+        timings = data.get("timings")
+        timed = isinstance(timings, dict) and ("down" in timings or "up" in timings)
+        return record.served or (record.kind == DEPLOY and timed)
+    if not isinstance(value, bool):
+        raise ValueError("stack_changed must be true or false")
+    return value or record.served
 
 
 def _site(value: object, what: str) -> SiteEntry:

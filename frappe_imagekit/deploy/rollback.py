@@ -225,7 +225,7 @@ def _deploy_to_undo(records: Sequence[DeployRecord], opts: RollbackOptions, host
                 f"{chosen.rolled_back_from} again with imagekit deploy --version."
             )
         return chosen
-    changed = [r for r in records if r.served or (r.kind == DEPLOY and "down" in _timings(r))]
+    changed = [r for r in records if r.served or (r.kind == DEPLOY and r.stack_changed)]
     if not changed:
         raise NotFoundError(
             f"no deploy of {opts.project} on {host} that changed anything is recorded in deploys/; "
@@ -238,11 +238,6 @@ def _deploy_to_undo(records: Sequence[DeployRecord], opts: RollbackOptions, host
             f"{last.rolled_back_from} to {last.version}); pass --deploy ID to undo an older deploy."
         )
     return last
-
-
-def _timings(record: DeployRecord) -> dict[str, Any]:
-    timings = record.extra.get("timings")
-    return timings if isinstance(timings, dict) else {}
 
 
 def _to_version(records: Sequence[DeployRecord], undo: DeployRecord, opts: RollbackOptions) -> str:

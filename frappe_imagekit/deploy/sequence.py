@@ -210,6 +210,7 @@ class DeployReport:
     kind: str = DEPLOY  # or record.ROLLBACK
     previous_version: str | None = None  # the version that ran before (from last-up.json)
     served: bool = False  # the version's containers came up running its image
+    stack_changed: bool = False  # replacing the containers began (down, or up --remove-orphans)
     rolled_back_from: str | None = None  # rollback: the version it left
     rollback_of: str | None = None  # rollback: the deploy id it undid
     progress: list[str] = field(default_factory=list)  # rollback: the steps done
@@ -569,6 +570,7 @@ def _replace_containers(ctx: _Context) -> None:
     if ctx.opts.backup and running:
         _timed(ctx, "backup", lambda c: _backup(c, running))
     _window(ctx).stack_changed()  # from down on, a failure leaves the sites in maintenance
+    ctx.report.stack_changed = True  # rollback's default target, even if up or its wait fails
     _note_changed_files(ctx, down_files, full)
     if full:
         ctx.emit(f"stopping project {ctx.opts.project}")

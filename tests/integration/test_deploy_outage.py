@@ -171,3 +171,9 @@ def test_a_crash_looping_service_fails_the_deploy_before_migrate(project: Projec
     record = project.records()[-1]
     assert record["result"] == "failed" and "crash loop" in record["error"]
     assert [s["maintenance"]["state"] for s in record["sites"]] == ["on", "on"]
+    # its containers were replaced though it never served: the default rollback undoes THIS deploy
+    assert (record["served"], record["stack_changed"]) == (False, True)
+    dry = cli("rollback", "--project", project.name, "--state-dir", str(project.state),
+              "-w", str(project.ws), "--dry-run", "--no-restore")  # fmt: skip
+    assert dry.exit_code == 0, dry.output
+    assert "of v2 (failed" in dry.output and "go back to" in dry.output and ":v1" in dry.output
