@@ -243,6 +243,19 @@ class Window:
         since = self._found_why.get(name)
         return f"it was in maintenance before this deploy{f' ({since})' if since else ''}: left as found"
 
+    def found_running(self) -> list[str]:
+        """Sites found in maintenance whose scheduler ran, that this window paused."""
+        found = self._found
+        return [name for name in self.found_on() if not found[name].scheduler_paused and name in self.sites]
+
+    def resume_found(self, container_id: str, sites: Sequence[str]) -> None:
+        """Leaving ``sites`` as found: resume the scheduler this window paused (it ran)."""
+        for name in sites:
+            what = f"resume the scheduler of {name} (as found)"
+            self._bench(container_id, scheduler_argv(name, False), what)
+            site = self.sites[name]
+            site.left_on = f"{site.left_on or 'left as found'}, its scheduler running as found"
+
     def open_sites(self) -> list[str]:
         return [name for name, site in self.sites.items() if site.state == ON]
 
@@ -365,10 +378,12 @@ def _after_failure(win: Window, backend: Callable[[], str], exc: BaseException) 
     for name in win.found_on():  # not this deploy's window to end: as found
         win.keep([name], win.found_reason(name))
     closing = [name for name in win.open_sites() if name not in win.kept()]
-    if not closing:
+    resuming = win.found_running()
+    if not closing and not resuming:
         return
     try:
         with interrupts_held():  # nothing changed yet: the old version serves again
+            win.resume_found(backend(), resuming)
             win.close(backend(), closing)
     except (ImagekitError, KeyboardInterrupt) as failed:
         still = [name for name in closing if name in win.open_sites()]

@@ -78,6 +78,20 @@ def test_a_site_found_in_maintenance_is_left_as_found_when_the_deploy_stops_earl
     ]
 
 
+def test_a_site_found_in_maintenance_with_its_scheduler_running_gets_it_back_when_the_deploy_stops_early():
+    bench = _Bench()
+    found = {"a.local": SiteState(True, False), "b.local": SiteState(True, True)}
+    with pytest.raises(DeployError), window(bench, lambda: "c1") as win:  # type: ignore[arg-type]
+        win.found(found)
+        win.open("c1", ["a.local", "b.local"])
+        raise DeployError("backup of a.local failed")
+    assert (win.sites["a.local"].state, win.sites["b.local"].state) == ("on", "on")  # as found
+    assert bench.bench()[-1] == "bench --site a.local scheduler resume @c1"  # it ran before the deploy
+    assert "bench --site b.local scheduler resume @c1" not in bench.bench()  # it was paused: stays so
+    assert not any("set-maintenance-mode off" in call for call in bench.bench())
+    assert "scheduler running as found" in str(win.sites["a.local"].left_on)
+
+
 def test_a_deploy_that_migrated_a_site_found_in_maintenance_ends_it_but_not_a_pause_it_did_not_make():
     bench = _Bench()
     found = {"a.local": SiteState(True, True), "b.local": SiteState(False, True)}
