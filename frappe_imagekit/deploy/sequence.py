@@ -557,7 +557,7 @@ def _dry_run_sites(ctx: _Context, running: Sequence[Container]) -> list[str]:
         backend = _backend(ctx, running)
     except DeployError:
         return []
-    return sorted(_exec(ctx, backend, ["sh", "-c", _LIST_SITES], timeout=60).stdout.split())
+    return _listed_sites(ctx, _exec(ctx, backend, ["sh", "-c", _LIST_SITES], timeout=60).stdout)
 
 
 def _replace_containers(ctx: _Context) -> None:
@@ -611,9 +611,9 @@ def _open_window(ctx: _Context, running: Sequence[Container] | None = None) -> N
         return
     try:
         backend = _backend(ctx, running)
-        sites = [] if _no_site_yet(ctx) else _sites(ctx, backend)
     except DeployError:
         return
+    sites = [] if _no_site_yet(ctx) else _sites(ctx, backend)
     _found_states(ctx, window, backend, sites)
     for site in window.open(backend.id, sites):
         ctx.report.site(site.site).maintenance = site
@@ -852,10 +852,12 @@ def _check_image_apps(ctx: _Context) -> None:
     ctx.report.image_id = verify.image_id(runner, opts.image_ref)
     try:
         backend = _backend(ctx)
-        sites = _sites(ctx, backend)
     except DeployError:
+        backend = None
+    if backend is None or _no_site_yet(ctx):
         ctx.report.notes.append("no running backend or no site yet: the apps of the sites were not checked.")
         return
+    sites = _sites(ctx, backend)
     installed = verify.site_apps(runner, backend.id, sites)
     in_image = verify.manifest_apps(ctx.ws, opts.version, ctx.report.image_id)
     if in_image is None:
@@ -1119,13 +1121,20 @@ def _sites(ctx: _Context, backend: Container) -> list[str]:
     if ctx.opts.sites:
         return list(ctx.opts.sites)
     done = _exec(ctx, backend, ["sh", "-c", _LIST_SITES], timeout=60)
-    sites = sorted(done.stdout.split())
+    sites = _listed_sites(ctx, done.stdout)
     if not sites:
         raise DeployError(
             f"no site found in {ctx.opts.backend_service} (sites/*/site_config.json); "
             "pass --sites site1,site2."
         )
     return sites
+
+
+def _listed_sites(ctx: _Context, stdout: str) -> list[str]:
+    """The site folders the backend listed (one a line), each a valid site name before it
+    reaches bench or a path: a folder named otherwise stops the deploy, naming it."""
+    what = f"the folder in sites/ of {ctx.opts.backend_service} (remove it, or pass --sites)"
+    return sorted(validate.site_name(line, what, DeployError) for line in stdout.splitlines() if line)
 
 
 def _backup(ctx: _Context, running: Sequence[Container]) -> None:
