@@ -114,9 +114,10 @@ _STOPPED = {
 }
 
 
-def stop_interrupted_migrate(runner: Runner, container_id: str, site: str) -> str:
+def stop_interrupted_migrate(runner: Runner, container_id: str, site: str, top: str | None = None) -> str:
     """On Ctrl-C or SIGTERM during migrate: stop the migrate in the backend (a second interrupt
-    meanwhile is held); return the sentence for the report."""
+    meanwhile is held); return the sentence for the report. ``top``: the printed ``docker top``
+    line, as it runs where the stack is (``BenchPlace.on_host``: ssh, DOCKER_HOST)."""
     how = "unknown"
     try:
         with interrupts_held():
@@ -124,7 +125,8 @@ def stop_interrupted_migrate(runner: Runner, container_id: str, site: str) -> st
     except KeyboardInterrupt:
         pass  # the deploy is being interrupted already
     said = _STOPPED.get(how) or (
-        f"imagekit could not tell whether it still runs ({how}): look with `docker top {container_id[:12]}`"
+        f"imagekit could not tell whether it still runs ({how}): look with "
+        f"`{top or shlex.join(['docker', 'top', container_id[:12]])}`"
     )
     return f"deploy was interrupted during the migrate of {site}: {said}."
 

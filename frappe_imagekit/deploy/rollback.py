@@ -59,6 +59,7 @@ from frappe_imagekit.deploy.sequence import (
     _send_image,
     _sha256_on_target,
     _window,
+    bench_place,
     state_paths,
 )
 from frappe_imagekit.deploy.sequence import check_options as check_deploy_options
@@ -649,7 +650,9 @@ def _run_restore(ctx: _Context, backend: Any, site: str, argv: list[str], passwo
             "would leave its database half restored); interrupt again to stop waiting."
         )
         how = wait_restore(ctx.runner, backend.id)
-        note = interrupted_restore_note(site, how, backend.id)
+        note = interrupted_restore_note(
+            site, how, bench_place(ctx).on_host(["docker", "top", backend.id[:12]])
+        )
         entry = ctx.report.site(site)
         entry.restored = "ok" if how == "0" else "failed" if how.isdigit() else "unknown"
         if how == "0":
@@ -683,8 +686,9 @@ def wait_restore(runner: Runner, container_id: str) -> str:
     return word[0] if word and (word[0].isdigit() or word[0] in ("none", "unknown")) else "waiting stopped"
 
 
-def interrupted_restore_note(site: str, how: str, container_id: str) -> str:
-    """The sentence for the report of a rollback interrupted during the restore of ``site``."""
+def interrupted_restore_note(site: str, how: str, top: str) -> str:
+    """The sentence for the report of a rollback interrupted during the restore of ``site``;
+    ``top``: the ``docker top`` line as it runs where the stack is (``BenchPlace.on_host``)."""
     if how == "0":
         said = "imagekit waited for it to end in the backend: it finished, the site holds the backup's data"
     elif how.isdigit():
@@ -696,7 +700,7 @@ def interrupted_restore_note(site: str, how: str, container_id: str) -> str:
     else:
         said = (
             f"imagekit stopped waiting for it ({how}): it may still run in the backend, look with "
-            f"`docker top {container_id[:12]}` before anything else"
+            f"`{top}` before anything else"
         )
     return f"rollback was interrupted during the restore of {site}: {said}."
 

@@ -660,7 +660,7 @@ def _say_still_on(ctx: _Context, name: str) -> None:
     if ctx.window is not None and name in ctx.window.open_sites():
         return  # the window's own report said it (_report_window)
     why = f"read back from the site at the end; {_maintenance_since(ctx, name)}"
-    step = maintenance.end_step(_bench_place(ctx), SiteWindow(name, left_on=why))
+    step = maintenance.end_step(bench_place(ctx), SiteWindow(name, left_on=why))
     if step in site.next_steps:
         return
     site.next_steps.append(step)
@@ -684,7 +684,7 @@ def _report_window(ctx: _Context) -> None:
         return
     ctx.report.timings.update(ctx.window.timings)
     ctx.report.notes.extend(ctx.window.warnings)
-    place = _bench_place(ctx)
+    place = bench_place(ctx)
     for name in ctx.window.open_sites():
         window = ctx.window.sites[name]
         step = maintenance.end_step(place, window)
@@ -697,7 +697,7 @@ def _report_window(ctx: _Context) -> None:
 def _live_and_broken(ctx: _Context) -> None:
     """A site that failed its health check after its window ended: its migrate succeeded, so the
     fault is a service; say so, with how to fix it, and the way back (nextsteps.py)."""
-    place, call = _bench_place(ctx), _imagekit_call(ctx)
+    place, call = bench_place(ctx), _imagekit_call(ctx)
     services = ctx.config.services if ctx.config else {c.service: c for c in _project(ctx)}
     service = "frontend" if health.base_url(services) == health.FRONTEND_URL else ctx.opts.backend_service
     _read_back_maintenance(ctx)  # "live" only when the site says so
@@ -711,7 +711,7 @@ def _live_and_broken(ctx: _Context) -> None:
             ]
 
 
-def _bench_place(ctx: _Context) -> BenchPlace:
+def bench_place(ctx: _Context) -> BenchPlace:
     """Where printed compose commands run: every -f of the deploy, its env file, the daemon."""
     runner, opts = ctx.runner, ctx.opts
     env = [("DOCKER_HOST", host) for host in [getattr(runner, "base_env", {}).get("DOCKER_HOST")] if host]
@@ -1361,7 +1361,8 @@ def _migrate(ctx: _Context, backend: Container, site: str) -> None:
     try:
         done = ctx.runner.run(maintenance.migrate_argv(backend.id, site), on_stdout=line)
     except KeyboardInterrupt:  # the migrate in the backend would go on unseen: stop it, say so
-        note = maintenance.stop_interrupted_migrate(ctx.runner, backend.id, site)
+        top = bench_place(ctx).on_host(["docker", "top", backend.id[:12]])
+        note = maintenance.stop_interrupted_migrate(ctx.runner, backend.id, site, top)
         _interrupted_site(ctx.report.site(site), "\n".join(seen), note)
         ctx.report.notes.append(note)
         ctx.emit(note)
@@ -1439,7 +1440,7 @@ def _fill_site(ctx: _Context, site: SiteReport, result: SiteResult, stopped: boo
     site.migrate_notes = list(result.notes)
     if site.status == "failed":
         call = _imagekit_call(ctx)
-        site.next_steps = next_steps(site, _bench_place(ctx), call, ctx.opts.version,
+        site.next_steps = next_steps(site, bench_place(ctx), call, ctx.opts.version,
                                      go_back=_go_back_step(ctx, call), container_stopped=stopped)  # fmt: skip
 
 
