@@ -130,6 +130,16 @@ def test_since_which_deploy_a_site_is_in_maintenance():
     assert describe_since(None) == "no deploy in deploys/ left it so"
 
 
+def test_since_which_deploy_is_keyed_by_the_daemon_a_local_and_an_ssh_target_share():
+    daemon = "ABCD:EFGH:IJKL:MNOP:QRST:UVWX:YZ23:4567:ABCD:EFGH:IJKL:MNOP"
+    over_ssh = _record("2026-12-07T12:09:35+00:00", "on", "off", host="root@127.0.0.1:2322", daemon_id=daemon)
+    elsewhere = _record(
+        "2026-12-07T12:20:00+00:00", "off", host="ops@other:22", daemon_id="OTHER:" + "A" * 20
+    )
+    assert maintenance_since([over_ssh, elsewhere], "erp", "local", "a.local", daemon) is over_ssh
+    assert maintenance_since([over_ssh, elsewhere], "erp", "local", "a.local") is None  # not known here
+
+
 def test_an_interrupted_real_migrate_names_the_patches_that_ran_and_the_one_it_was_in():
     """The output deploy saw of the real migrate SIGTERM stopped in lab run 08 (frappe 15.55.1):
     two patches committed (in s1.lab's Patch Log afterwards), slow_reindex not."""
