@@ -76,7 +76,8 @@ def deploy_command(
     force: bool = typer.Option(
         False,
         "--force",
-        help="Proceed although the containers were started by other files or services would be removed.",
+        help="Proceed although the containers were started by other files, and remove the running "
+        "services the compose files no longer have (named before anything stops).",
     ),
     full_down: bool = typer.Option(
         False,

@@ -57,9 +57,9 @@ from frappe_imagekit.deploy.migrator import MigratorRun
 from frappe_imagekit.deploy.record import (
     DEPLOY,
     DeployRecord,
-    audit_records,
     describe_since,
     maintenance_since,
+    place_records,
     read_records,
     rolled_back_versions,
 )
@@ -632,10 +632,19 @@ def _found_states(ctx: _Context, window: maintenance.Window, backend: Container,
 def _maintenance_since(ctx: _Context, site: str) -> str:
     """Since which deploy ``site`` is in maintenance, from the deploy records (``deploys/`` and
     the target's audit log, which has the deploys of other workspaces too)."""
+    records = _place_records(ctx)
+    return describe_since(
+        maintenance_since(records, ctx.opts.project, ctx.runner.host, site, ctx.report.daemon_id)
+    )
+
+
+def _place_records(ctx: _Context) -> list[DeployRecord]:
+    """The records of this project at this place (``record.at_place``, keyed by the daemon's
+    ID): this workspace's ``deploys/`` and the target's audit log (every workspace's deploys
+    of it: they ran here, whatever host name they used)."""
     local = read_records(item for _, item in iter_deploy_records(ctx.ws) if isinstance(item, dict))
-    audit = audit_records(ctx.runner.read_file(ctx.paths.audit_log) or "")
-    here = [replace(r, host=ctx.runner.host) for r in audit if r.project == ctx.opts.project]
-    return describe_since(maintenance_since([*local, *here], ctx.opts.project, ctx.runner.host, site))
+    audit = ctx.runner.read_file(ctx.paths.audit_log) or ""
+    return place_records(local, audit, ctx.opts.project, ctx.runner.host, lambda: ctx.report.daemon_id)
 
 
 def _read_back_maintenance(ctx: _Context) -> None:
@@ -986,7 +995,13 @@ def _check_services_kept(ctx: _Context) -> None:
     if not gone:
         return
     if ctx.opts.force:
-        ctx.report.notes.append(f"--force: the deploy removes {', '.join(gone)} (not in the compose files).")
+        said = (
+            f"--force: the deploy removes {', '.join(gone)} (not in the compose files "
+            f"{', '.join(ctx.compose_files)}): up --remove-orphans stops and deletes "
+            f"{'its container' if len(gone) == 1 else 'their containers'} (named volumes stay)."
+        )
+        ctx.emit(said)  # said before anything stops, not only in the report at the end
+        ctx.report.notes.append(said)
         return
     recorded = _last_up(ctx)
     labels = sorted({composeconfig.resolve_config_files(c.config_files, c.working_dir)
@@ -1165,11 +1180,7 @@ def _prune_backups(ctx: _Context) -> None:
     """Only the last --keep-backups deploys' backups stay, but never a failed deploy's nor the
     newest copy of a version's data (deploy/backups.py ``plan_prune``), as the records say: the
     target's audit log (every workspace's deploys of it), then this workspace's ``deploys/``."""
-    audit = audit_records(ctx.runner.read_file(ctx.paths.audit_log) or "")
-    local = read_records(item for _, item in iter_deploy_records(ctx.ws) if isinstance(item, dict))
-    project, host = ctx.opts.project, ctx.runner.host
-    facts = backups.deploy_facts([*(r for r in audit if r.project == project),
-                                  *(r for r in local if (r.project, r.host) == (project, host))])  # fmt: skip
+    facts = backups.deploy_facts(_place_records(ctx))
     current = _stamp(ctx.report.started)
     facts[current] = backups.DeployFacts(False, ctx.report.previous_version)
     pruned = backups.prune(ctx.runner, f"{ctx.paths.root}/backups", ctx.opts.keep_backups, facts, current)
