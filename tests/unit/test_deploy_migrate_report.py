@@ -177,7 +177,9 @@ def test_from_a_transcript_the_way_back_says_restore_asks_for_the_root_password(
     text = " ".join(steps[-1].split("\n")[0].split())
     assert "reads it from standard input; typed there (exec -T, no terminal) the password is echoed" in text
     assert "Put the backup's path in the sites volume for BACKUP and your env file for ENV_FILE:" in text
-    assert step_commands(steps[-1]) == ["sed -n 's/^DB_PASSWORD=//p' ENV_FILE | bench --site s1.lab restore BACKUP"]
+    assert step_commands(steps[-1]) == [
+        "sed -n 's/^DB_PASSWORD=//p' ENV_FILE | bench --site s1.lab restore BACKUP"
+    ]
     place = BenchPlace(project="erp", compose=("docker-compose",), compose_files=("c.yaml", "db.yaml"),
                        env_file="/srv/erp.env", ssh=("ssh", "-p", "2222", "deploy@erp.example.com"))  # fmt: skip
     (remote,) = step_commands(next_steps(site, StepContext(place=place))[-1])
