@@ -58,7 +58,7 @@ def test_a_deploy_that_stops_at_its_backup_leaves_a_site_found_in_maintenance_on
     assert f"a.local is still in maintenance mode (it was in maintenance before this deploy ({since})" in (
         stopped.output
     )
-    assert "exec backend bench --site a.local set-maintenance-mode off" in stopped.output
+    assert "exec -T backend bench --site a.local set-maintenance-mode off" in stopped.output
     site_a, site_b = project.records()[-1]["sites"]
     assert (site_a["maintenance"]["state"], site_a["maintenance"]["found"], site_a["maintenance_now"]) == (
         "on", "on", "on",
@@ -79,7 +79,7 @@ def test_the_real_state_is_reported_after_no_maintenance_rollback_and_migrate_on
         f"note: a.local is in maintenance mode (read back from the site at the end; since deploy {failed_id}"
     )
     assert said in rolled.output
-    assert "exec backend bench --site a.local set-maintenance-mode off" in rolled.output
+    assert "exec -T backend bench --site a.local set-maintenance-mode off" in rolled.output
     assert [s["maintenance_now"] for s in project.records()[-1]["sites"]] == ["on", "off"]
 
     again = invoke(*project.cli_args("--version", "v1", "--migrate-only", "--no-maintenance",
