@@ -76,7 +76,8 @@ def deploy_command(
     force: bool = typer.Option(
         False,
         "--force",
-        help="Proceed although the containers were started by other files or services would be removed.",
+        help="Proceed although the containers were started by other files, and remove the running "
+        "services the compose files no longer have (named before anything stops).",
     ),
     rehearse: bool = typer.Option(
         False, "--rehearse", help="Deploy only a version whose last rehearsal passed (imagekit rehearse)."

@@ -10,24 +10,22 @@ check is left out and counted, never used.
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
-from frappe_imagekit import bounded, validate
-from frappe_imagekit.deploy import place
-from frappe_imagekit.deploy.place import Places, daemon_id
+from frappe_imagekit import validate
+from frappe_imagekit.deploy import backups, place
+from frappe_imagekit.deploy.record import DEPLOY, DeployRecord, place_records, read_records
 from frappe_imagekit.errors import ImagekitError, NotFoundError, UsageError
+from frappe_imagekit.manifest import iter_deploy_records
 from frappe_imagekit.runner import Runner
 from frappe_imagekit.workspace import Workspace
 
 _DEPLOY_ID = re.compile(r"\d{8}T\d{6}Z")
 _FILE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,200}")
-_SHA256 = re.compile(r"[0-9a-f]{64}")
 _SHORT = re.compile(r"(?P<site>[^@\s]+)@(?P<id>\d{8}T\d{6}Z|latest)")
 # every file of every backup folder, with its size: "<bytes> <path>" a line
 _LIST = r'for f in "$1"/*/*/*; do [ -f "$f" ] && printf "%s %s\n" "$(wc -c < "$f")" "$f"; done; true'
@@ -71,16 +69,17 @@ class DeployInfo:
     when: str
     sha256: Mapping[str, str]  # file name -> sha256, per site: "site/name"
     succeeded: bool = False
-    previous: str | None = None  # the version of the last successful deploy before this one
+    previous: str | None = None  # the version whose data its backups hold (backups.data_of)
 
 
 def list_backups(runner: Runner, ws: Workspace, state_root: str, project: str) -> BackupListing:
     """Every backup in ``<state_root>/backups`` (the project's state folder), newest first."""
     root = f"{state_root.rstrip('/')}/backups"
+    audit = runner.read_file(f"{state_root.rstrip('/')}/audit.log") or ""
     done = runner.run(["sh", "-c", _LIST, "list", root], timeout=120)
     listing = BackupListing()
     files = parse_listing(done.stdout, root, listing.skipped)
-    records = deploy_records(ws, project, runner.host, lambda: place.daemon_of(runner))
+    records = deploy_records(ws, project, runner.host, lambda: place.daemon_of(runner), audit)
     listing.backups = group(files, records, listing.skipped, root)
     return listing
 
@@ -172,61 +171,38 @@ def deploy_id(started: str) -> str:
 
 
 def deploy_records(
-    ws: Workspace, project: str, host: str = "local", daemon: Callable[[], str | None] = lambda: None
+    ws: Workspace,
+    project: str,
+    host: str = "local",
+    daemon: Callable[[], str | None] = lambda: None,
+    audit: str = "",
 ) -> dict[str, DeployInfo]:
-    """Deploy id -> version, time and backup hashes, from the project's records in ``deploys/``
-    of this place (``host``, or the daemon ``daemon()`` names: another host's deploys of the same
-    project name hold other data). Records are repository content: one or a field that fails a
-    check is left out."""
-    folder = ws.deploys_dir
-    paths = sorted(folder.glob(f"*-{project}.json")) if folder.is_dir() else []
-    read = [i for i in map(lambda p: _record_info(p, project), paths) if i]
-    places = Places((project, where, daemon_id) for _, _, where, daemon_id in read)
-    asked = daemon() if any(d for *_, d in read) else None
-    here = places.key(project, host, asked)
-    mine = [(deploy, info) for deploy, info, where, d in read if places.key(project, where, d) == here]
+    """Deploy id -> version, time, backup hashes and the version whose data the backups hold,
+    from the project's records of this place (``record.place_records``: ``deploys/`` and the
+    target's ``audit`` log, keyed by the daemon ``daemon()`` names; another host's deploys of the
+    same project name hold other data). "Data of" is ``backups.data_of``, the pruner's rule.
+    Records are repository content, read by ``DeployRecord``: one that fails a check is left out."""
+    local = read_records(item for _, item in iter_deploy_records(ws) if isinstance(item, dict))
+    mine = place_records(local, audit, project, host, daemon)
+    held = backups.data_of(mine)
     found: dict[str, DeployInfo] = {}
-    previous = None
-    for deploy, info in sorted(mine, key=lambda item: item[1].when):
-        found[deploy] = replace(info, previous=previous)
-        previous = info.version if info.succeeded else previous
+    for record in sorted(mine, key=lambda r: str(r.started)):
+        deploy = record.deploy_id
+        if deploy is not None and record.kind == DEPLOY:
+            hashes = _hashes(record) | (dict(found[deploy].sha256) if deploy in found else {})
+            info = DeployInfo(record.version, str(record.started), hashes, record.result == "succeeded")
+            found[deploy] = replace(info, previous=held.get(deploy))
     return found
 
 
-def _record_info(path: Path, project: str) -> tuple[str, DeployInfo, str, str | None] | None:
-    """What ``imagekit backups`` needs of one deploy record (the record as written on main:
-    ``version``, ``project``, ``host``, ``daemon_id``, ``started``,
-    ``sites[].backup_files[].path/sha256``)."""
-    try:
-        record = json.loads(bounded.json_text(path))
-        if not isinstance(record, dict) or record.get("project") != project:
-            return None
-        version = validate.image_tag(record.get("version"))
-        started = str(record.get("started"))
-        succeeded = record.get("result") == "succeeded"
-        host = record.get("host") or "local"
-        if not isinstance(host, str):
-            return None
-        info = DeployInfo(version, started, _hashes(record.get("sites")), succeeded)
-        return deploy_id(started), info, host, daemon_id(record.get("daemon_id"))
-    except (OSError, ValueError, TypeError, RecursionError, ImagekitError):
-        return None
-
-
-def _hashes(sites: object) -> dict[str, str]:
-    """ "site/file name" -> sha256 of each backup copy a record lists, where the site name, the
-    file name and the hash each pass their check (others are left out)."""
-    found = {}
-    for site in sites if isinstance(sites, list) else []:
-        name = site.get("site") if isinstance(site, dict) else None
-        files = site.get("backup_files") if isinstance(site, dict) and _site_ok(name) else None
-        for item in files if isinstance(files, list) else []:
-            if not isinstance(item, dict) or not _SHA256.fullmatch(str(item.get("sha256"))):
-                continue
-            file = str(item.get("path")).rsplit("/", 1)[-1]
-            if _FILE.fullmatch(file):
-                found[f"{name}/{file}"] = str(item["sha256"])
-    return found
+def _hashes(record: DeployRecord) -> dict[str, str]:
+    """ "site/file name" -> sha256 of each backup copy the record lists (names imagekit writes)."""
+    return {
+        f"{site.site}/{copy.name}": copy.sha256
+        for site in record.sites
+        for copy in site.backup_files
+        if _FILE.fullmatch(copy.name)
+    }
 
 
 # ---------------------------------------------------------------- short names

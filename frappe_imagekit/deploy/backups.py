@@ -84,12 +84,31 @@ class Pruned:
     kept: dict[str, str] = field(default_factory=dict)  # deploy id beyond --keep-backups -> why it stays
 
 
+def data_of(records: Iterable[DeployRecord]) -> dict[str, str]:
+    """Deploy id -> the version whose data its backups hold, for the records of ONE place
+    (``record.at_place``: this workspace's ``deploys/`` and the target's audit log): the
+    record's ``previous_version`` (what last-up.json said ran), else, for records before that
+    field, the version of the last deploy or rollback before it that succeeded. The one rule
+    that ``imagekit backups`` and the pruner both use."""
+    found: dict[str, str] = {}
+    ran = None
+    for record in sorted(records, key=lambda r: str(r.started or "")):
+        version = record.previous_version or ran
+        if record.kind == DEPLOY and record.deploy_id and version:
+            found[record.deploy_id] = version
+        if record.result == SUCCEEDED:
+            ran = record.version
+    return found
+
+
 def deploy_facts(records: Iterable[DeployRecord]) -> dict[str, DeployFacts]:
-    """Each deploy's facts by deploy id (rollbacks take no backups); a later record of the same
-    id wins."""
+    """Each deploy's facts by deploy id, from the records of one place (rollbacks take no
+    backups); a later record of the same id wins."""
+    listed = list(records)
+    held = data_of(listed)
     return {
-        r.deploy_id: DeployFacts(r.result != SUCCEEDED, r.previous_version)
-        for r in records
+        r.deploy_id: DeployFacts(r.result != SUCCEEDED, held.get(r.deploy_id))
+        for r in listed
         if r.deploy_id and r.kind == DEPLOY
     }
 

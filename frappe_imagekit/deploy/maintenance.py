@@ -114,9 +114,10 @@ _STOPPED = {
 }
 
 
-def stop_interrupted_migrate(runner: Runner, container_id: str, site: str) -> str:
+def stop_interrupted_migrate(runner: Runner, container_id: str, site: str, top: str | None = None) -> str:
     """On Ctrl-C or SIGTERM during migrate: stop the migrate in the backend (a second interrupt
-    meanwhile is held); return the sentence for the report."""
+    meanwhile is held); return the sentence for the report. ``top``: the printed ``docker top``
+    line, as it runs where the stack is (``BenchPlace.on_host``: ssh, DOCKER_HOST)."""
     how = "unknown"
     try:
         with interrupts_held():
@@ -124,7 +125,8 @@ def stop_interrupted_migrate(runner: Runner, container_id: str, site: str) -> st
     except KeyboardInterrupt:
         pass  # the deploy is being interrupted already
     said = _STOPPED.get(how) or (
-        f"imagekit could not tell whether it still runs ({how}): look with `docker top {container_id[:12]}`"
+        f"imagekit could not tell whether it still runs ({how}): look with "
+        f"`{top or shlex.join(['docker', 'top', container_id[:12]])}`"
     )
     return f"deploy was interrupted during the migrate of {site}: {said}."
 
@@ -242,6 +244,19 @@ class Window:
     def found_reason(self, name: str) -> str:
         since = self._found_why.get(name)
         return f"it was in maintenance before this deploy{f' ({since})' if since else ''}: left as found"
+
+    def found_running(self) -> list[str]:
+        """Sites found in maintenance whose scheduler ran, that this window paused."""
+        found = self._found
+        return [name for name in self.found_on() if not found[name].scheduler_paused and name in self.sites]
+
+    def resume_found(self, container_id: str, sites: Sequence[str]) -> None:
+        """Leaving ``sites`` as found: resume the scheduler this window paused (it ran)."""
+        for name in sites:
+            what = f"resume the scheduler of {name} (as found)"
+            self._bench(container_id, scheduler_argv(name, False), what)
+            site = self.sites[name]
+            site.left_on = f"{site.left_on or 'left as found'}, its scheduler running as found"
 
     def open_sites(self) -> list[str]:
         return [name for name, site in self.sites.items() if site.state == ON]
@@ -365,10 +380,12 @@ def _after_failure(win: Window, backend: Callable[[], str], exc: BaseException) 
     for name in win.found_on():  # not this deploy's window to end: as found
         win.keep([name], win.found_reason(name))
     closing = [name for name in win.open_sites() if name not in win.kept()]
-    if not closing:
+    resuming = win.found_running()
+    if not closing and not resuming:
         return
     try:
         with interrupts_held():  # nothing changed yet: the old version serves again
+            win.resume_found(backend(), resuming)
             win.close(backend(), closing)
     except (ImagekitError, KeyboardInterrupt) as failed:
         still = [name for name in closing if name in win.open_sites()]

@@ -75,6 +75,17 @@ class BenchPlace:
             return shlex.join(argv)
         return self.on_host(self.compose_argv("exec", "-T", self.service, *argv))
 
+    def bench_fed(self, feed: Sequence[str], *args: str) -> str:
+        """A shell line piping what ``feed`` prints into ``bench ARGS`` (its stdin), in the bench
+        container (``exec -T`` keeps stdin), run where the stack is: the secret ``feed`` reads
+        from a file never reaches argv."""
+        if self.project is None:
+            return f"{shlex.join(feed)} | {shlex.join(['bench', *args])}"
+        env = [f"{name}={value}" for name, value in self.env]
+        argv = self.compose_argv("exec", "-T", self.service, "bench", *args)
+        line = f"{shlex.join(feed)} | {shlex.join(['env', *env, *argv] if env else argv)}"
+        return shlex.join([*self.ssh, line]) if self.ssh else line
+
     def up(self, service: str) -> str:
         """A shell line starting ``service`` (and what it depends on) with the last up's variables."""
         return self.on_host(self.compose_argv("up", "-d", service), self.up_env)
@@ -117,6 +128,9 @@ class FailedSite(Protocol):
 
     @property
     def result(self) -> str | None: ...
+
+
+ROOT_PASSWORD_VAR = "DB_PASSWORD"  # frappe_docker's env file: MariaDB's root password
 
 
 @dataclass(frozen=True)
@@ -289,11 +303,16 @@ def _go_back(name: str, ctx: StepContext) -> str:
     a transcript, the manual one (bench restore asks for the MariaDB root password)."""
     if ctx.go_back:
         return ctx.go_back
-    command = ctx.place.bench("--site", name, "restore")
+    env_file = ctx.place.env_file or "ENV_FILE"
+    feed = ["sed", "-n", f"s/^{ROOT_PASSWORD_VAR}=//p", env_file]
     return step(
-        "or go back (frappe has no reverse migrations): restore the backup you took before migrating "
-        f"(give its path to `{command}`; it asks for the MariaDB root password), then run the image "
-        "that ran before it"
+        "or go back (frappe has no reverse migrations): restore the backup you took before migrating, "
+        "then run the image that ran before it. bench restore asks for the MariaDB root password and "
+        "reads it from standard input; typed there (exec -T, no terminal) the password is echoed on "
+        f"the screen, so feed it from the env file ({ROOT_PASSWORD_VAR}, frappe_docker's, unquoted) "
+        "as below, never as an option. Put the backup's path in the sites volume for BACKUP"
+        f"{'' if ctx.place.env_file else ' and your env file for ENV_FILE'}:",
+        ctx.place.bench_fed(feed, "--site", name, "restore", "BACKUP"),
     )
 
 

@@ -158,9 +158,11 @@ def health_failed_step(place: BenchPlace, call: ImagekitCall, site: str, service
 
 
 def redeploy_step(call: ImagekitCall, version: str) -> str:
-    """After a fix outside the image: deploy the same version again (its migrate has nothing to do)."""
+    """After a fix outside the image: deploy the same version again with ``--full-down`` (its
+    migrate has nothing to do); without it compose recreates only what changed."""
     return step(
-        f"or, if the fix needs every service recreated, deploy {version} again (nothing is left to "
-        "migrate); end the maintenance as above if the site is still in it:",
-        call.deploy("--version", version),
+        f"or, if the fix needs every service recreated, deploy {version} again with --full-down (it "
+        "stops and recreates every service, MariaDB and Redis too; nothing is left to migrate); end "
+        "the maintenance as above if the site is still in it:",
+        call.deploy("--version", version, "--full-down"),
     )

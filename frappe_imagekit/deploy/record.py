@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
 from frappe_imagekit import validate
+from frappe_imagekit.deploy.place import Places, daemon_id
 from frappe_imagekit.errors import ConfigError, ImagekitError
 
 SCHEMA_VERSION = 2
@@ -103,6 +104,7 @@ class DeployRecord:
     kind: str = DEPLOY
     previous_version: str | None = None  # what ran before (what a rollback goes back to)
     served: bool = False  # the version's containers came up and ran its image
+    stack_changed: bool = False  # it began replacing containers (down or up): something to undo
     rolled_back_from: str | None = None  # rollback: the version it left
     rollback_of: str | None = None  # rollback: the deploy id it undid
     progress: list[str] = field(default_factory=list)  # rollback: the steps done, in order
@@ -122,13 +124,18 @@ class DeployRecord:
     def where(self) -> str:
         return f"{self.project}@{self.host or 'local'}"
 
+    @property
+    def daemon(self) -> str | None:
+        """The target daemon's ID the record names (``daemon_id``), when it has that shape."""
+        return daemon_id(self.extra.get("daemon_id"))
+
     def site(self, name: str) -> SiteEntry | None:
         return next((s for s in self.sites if s.site == name), None)
 
     def to_dict(self) -> dict[str, Any]:
         data: dict[str, Any] = {"schema_version": SCHEMA_VERSION, **self.extra}
         for key in ("version", "project", "image", *_TOP_TEXT, "kind", "previous_version", "served",
-                    "rolled_back_from", "rollback_of", "progress"):  # fmt: skip
+                    "stack_changed", "rolled_back_from", "rollback_of", "progress"):  # fmt: skip
             data[key] = getattr(self, key)
         data["sites"] = [s.to_dict() for s in self.sites]
         data["failed_patches"] = [s.failed_patch for s in self.sites if s.failed_patch]
@@ -159,6 +166,7 @@ class DeployRecord:
             setattr(record, key, _text(data.get(key), key))
         record.host = record.host or "local"
         record.served = _served(data, record.result)
+        record.stack_changed = _stack_changed(data, record)
         sites = _list(data.get("sites"), "sites")
         record.sites = [_site(item, f"sites[{i}]") for i, item in enumerate(sites)]
         return record
@@ -209,16 +217,45 @@ def rolled_back_versions(records: Iterable[DeployRecord], project: str | None = 
     return left
 
 
+def at_place(
+    records: Iterable[DeployRecord], project: str, host: str, daemon: str | None = None
+) -> list[DeployRecord]:
+    """The records of ``project`` at the place ``host`` is (deploy/place.py ``Places``: a local
+    and an SSH target on the same daemon, ``daemon`` or the ID a record of ``host`` names, are
+    one place)."""
+    listed = [r for r in records if r.project == project]
+    places = Places((r.project, r.host or "local", r.daemon) for r in listed)
+    here = places.key(project, host, daemon)
+    return [r for r in listed if places.key(r.project, r.host, r.daemon) == here]
+
+
+def place_records(
+    local: Iterable[DeployRecord],
+    audit: str,
+    project: str,
+    host: str,
+    daemon: Callable[[], str | None] = lambda: None,
+) -> list[DeployRecord]:
+    """The records of ``project`` at the place of ``host``: those of ``local`` (this workspace's
+    ``deploys/``) that ``at_place`` keeps, and every one of the target's ``audit`` log (its
+    text: each workspace's deploys of this target, whatever host name they used). ``daemon()``
+    (the target's daemon ID) is asked only when a record names one."""
+    here = [replace(r, host=host) for r in audit_records(audit) if r.project == project]
+    listed = [*(r for r in local if r.project == project), *here]
+    asked = daemon() if any(r.daemon for r in listed) else None
+    return at_place(listed, project, host, asked)
+
+
 def maintenance_since(
-    records: Iterable[DeployRecord], project: str, host: str, site: str
+    records: Iterable[DeployRecord], project: str, host: str, site: str, daemon: str | None = None
 ) -> DeployRecord | None:
-    """The deploy (or rollback) of ``project`` on ``host`` that left ``site`` in maintenance,
-    as the records say: the newest one that ended with the site on, not counting those that
-    found it on already and left it so; None when the last record of the site ended it (or
-    none says)."""
+    """The deploy (or rollback) of ``project`` at the place of ``host`` (``at_place``) that left
+    ``site`` in maintenance, as the records say: the newest one that ended with the site on, not
+    counting those that found it on already and left it so; None when the last record of the
+    site ended it (or none says)."""
     since: DeployRecord | None = None
-    for record in sorted(records, key=lambda r: str(r.started or "")):
-        entry = record.site(site) if (record.project, record.host or "local") == (project, host) else None
+    for record in sorted(at_place(records, project, host, daemon), key=lambda r: str(r.started or "")):
+        entry = record.site(site)
         state = _maintenance_end(entry) if entry else None
         if state == "off":
             since = None
@@ -254,7 +291,7 @@ def _maintenance_found(entry: SiteEntry | None) -> str | None:
 
 _KNOWN_TOP = frozenset(
     {"schema_version", "version", "project", "image", *_TOP_TEXT, "kind", "previous_version", "served",
-     "rolled_back_from", "rollback_of", "progress", "sites", "failed_patches", "backups"}
+     "stack_changed", "rolled_back_from", "rollback_of", "progress", "sites", "failed_patches", "backups"}
 )  # fmt: skip
 _KNOWN_SITE = frozenset({"site", *_SITE_TEXT, "backup_files"})
 
@@ -318,6 +355,19 @@ def _served(data: Mapping[str, Any], result: str | None) -> bool:
     if not isinstance(value, bool):
         raise ValueError("served must be true or false")
     return value
+
+
+def _stack_changed(data: Mapping[str, Any], record: DeployRecord) -> bool:
+    """Whether the deploy began replacing containers. Records before the field: it served, or
+    it timed a ``down`` or an ``up`` (a failed ``up`` or crash-loop wait replaced them too)."""
+    value = data.get("stack_changed")
+    if value is None:
+        timings = data.get("timings")
+        timed = isinstance(timings, dict) and ("down" in timings or "up" in timings)
+        return record.served or (record.kind == DEPLOY and timed)
+    if not isinstance(value, bool):
+        raise ValueError("stack_changed must be true or false")
+    return value or record.served
 
 
 def _site(value: object, what: str) -> SiteEntry:

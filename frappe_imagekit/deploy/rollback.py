@@ -58,6 +58,7 @@ from frappe_imagekit.deploy.sequence import (
     _send_image,
     _sha256_on_target,
     _window,
+    bench_place,
     state_paths,
 )
 from frappe_imagekit.deploy.sequence import check_options as check_deploy_options
@@ -222,7 +223,7 @@ def _deploy_to_undo(records: Sequence[DeployRecord], opts: RollbackOptions, host
                 f"{chosen.rolled_back_from} again with imagekit deploy --version."
             )
         return chosen
-    changed = [r for r in records if r.served or (r.kind == DEPLOY and "down" in _timings(r))]
+    changed = [r for r in records if r.served or (r.kind == DEPLOY and r.stack_changed)]
     if not changed:
         raise NotFoundError(
             f"no deploy of {opts.project} on {host} that changed anything is recorded in deploys/; "
@@ -235,11 +236,6 @@ def _deploy_to_undo(records: Sequence[DeployRecord], opts: RollbackOptions, host
             f"{last.rolled_back_from} to {last.version}); pass --deploy ID to undo an older deploy."
         )
     return last
-
-
-def _timings(record: DeployRecord) -> dict[str, Any]:
-    timings = record.extra.get("timings")
-    return timings if isinstance(timings, dict) else {}
 
 
 def _to_version(records: Sequence[DeployRecord], undo: DeployRecord, opts: RollbackOptions) -> str:
@@ -633,7 +629,9 @@ def _run_restore(ctx: _Context, backend: Any, site: str, argv: list[str], passwo
             "would leave its database half restored); interrupt again to stop waiting."
         )
         how = wait_restore(ctx.runner, backend.id)
-        note = interrupted_restore_note(site, how, backend.id)
+        note = interrupted_restore_note(
+            site, how, bench_place(ctx).on_host(["docker", "top", backend.id[:12]])
+        )
         entry = ctx.report.site(site)
         entry.restored = "ok" if how == "0" else "failed" if how.isdigit() else "unknown"
         if how == "0":
@@ -667,8 +665,9 @@ def wait_restore(runner: Runner, container_id: str) -> str:
     return word[0] if word and (word[0].isdigit() or word[0] in ("none", "unknown")) else "waiting stopped"
 
 
-def interrupted_restore_note(site: str, how: str, container_id: str) -> str:
-    """The sentence for the report of a rollback interrupted during the restore of ``site``."""
+def interrupted_restore_note(site: str, how: str, top: str) -> str:
+    """The sentence for the report of a rollback interrupted during the restore of ``site``;
+    ``top``: the ``docker top`` line as it runs where the stack is (``BenchPlace.on_host``)."""
     if how == "0":
         said = "imagekit waited for it to end in the backend: it finished, the site holds the backup's data"
     elif how.isdigit():
@@ -680,7 +679,7 @@ def interrupted_restore_note(site: str, how: str, container_id: str) -> str:
     else:
         said = (
             f"imagekit stopped waiting for it ({how}): it may still run in the backend, look with "
-            f"`docker top {container_id[:12]}` before anything else"
+            f"`{top}` before anything else"
         )
     return f"rollback was interrupted during the restore of {site}: {said}."
 

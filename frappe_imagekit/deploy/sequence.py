@@ -59,9 +59,9 @@ from frappe_imagekit.deploy.record import (
     DEPLOY,
     SUCCEEDED,
     DeployRecord,
-    audit_records,
     describe_since,
     maintenance_since,
+    place_records,
     read_records,
     rolled_back_versions,
 )
@@ -212,6 +212,7 @@ class DeployReport:
     kind: str = DEPLOY  # or record.ROLLBACK
     previous_version: str | None = None  # the version that ran before (from last-up.json)
     served: bool = False  # the version's containers came up running its image
+    stack_changed: bool = False  # replacing the containers began (down, or up --remove-orphans)
     rolled_back_from: str | None = None  # rollback: the version it left
     rollback_of: str | None = None  # rollback: the deploy id it undid
     progress: list[str] = field(default_factory=list)  # rollback: the steps done
@@ -561,7 +562,7 @@ def _dry_run_sites(ctx: _Context, running: Sequence[Container]) -> list[str]:
         backend = _backend(ctx, running)
     except DeployError:
         return []
-    return sorted(_exec(ctx, backend, ["sh", "-c", _LIST_SITES], timeout=60).stdout.split())
+    return _listed_sites(ctx, _exec(ctx, backend, ["sh", "-c", _LIST_SITES], timeout=60).stdout)
 
 
 def _replace_containers(ctx: _Context) -> None:
@@ -574,6 +575,7 @@ def _replace_containers(ctx: _Context) -> None:
     if ctx.opts.backup and running:
         _timed(ctx, "backup", lambda c: _backup(c, running))
     _window(ctx).stack_changed()  # from down on, a failure leaves the sites in maintenance
+    ctx.report.stack_changed = True  # rollback's default target, even if up or its wait fails
     _note_changed_files(ctx, down_files, full)
     if full:
         ctx.emit(f"stopping project {ctx.opts.project}")
@@ -614,9 +616,9 @@ def _open_window(ctx: _Context, running: Sequence[Container] | None = None) -> N
         return
     try:
         backend = _backend(ctx, running)
-        sites = [] if _no_site_yet(ctx) else _sites(ctx, backend)
     except DeployError:
         return
+    sites = [] if _no_site_yet(ctx) else _sites(ctx, backend)
     _found_states(ctx, window, backend, sites)
     for site in window.open(backend.id, sites):
         ctx.report.site(site.site).maintenance = site
@@ -635,10 +637,19 @@ def _found_states(ctx: _Context, window: maintenance.Window, backend: Container,
 def _maintenance_since(ctx: _Context, site: str) -> str:
     """Since which deploy ``site`` is in maintenance, from the deploy records (``deploys/`` and
     the target's audit log, which has the deploys of other workspaces too)."""
+    records = _place_records(ctx)
+    return describe_since(
+        maintenance_since(records, ctx.opts.project, ctx.runner.host, site, ctx.report.daemon_id)
+    )
+
+
+def _place_records(ctx: _Context) -> list[DeployRecord]:
+    """The records of this project at this place (``record.at_place``, keyed by the daemon's
+    ID): this workspace's ``deploys/`` and the target's audit log (every workspace's deploys
+    of it: they ran here, whatever host name they used)."""
     local = read_records(item for _, item in iter_deploy_records(ctx.ws) if isinstance(item, dict))
-    audit = audit_records(ctx.runner.read_file(ctx.paths.audit_log) or "")
-    here = [replace(r, host=ctx.runner.host) for r in audit if r.project == ctx.opts.project]
-    return describe_since(maintenance_since([*local, *here], ctx.opts.project, ctx.runner.host, site))
+    audit = ctx.runner.read_file(ctx.paths.audit_log) or ""
+    return place_records(local, audit, ctx.opts.project, ctx.runner.host, lambda: ctx.report.daemon_id)
 
 
 def _read_back_maintenance(ctx: _Context) -> None:
@@ -663,7 +674,7 @@ def _say_still_on(ctx: _Context, name: str) -> None:
     if ctx.window is not None and name in ctx.window.open_sites():
         return  # the window's own report said it (_report_window)
     why = f"read back from the site at the end; {_maintenance_since(ctx, name)}"
-    step = maintenance.end_step(_bench_place(ctx), SiteWindow(name, left_on=why))
+    step = maintenance.end_step(bench_place(ctx), SiteWindow(name, left_on=why))
     if step in site.next_steps:
         return
     site.next_steps.append(step)
@@ -687,7 +698,7 @@ def _report_window(ctx: _Context) -> None:
         return
     ctx.report.timings.update(ctx.window.timings)
     ctx.report.notes.extend(ctx.window.warnings)
-    place = _bench_place(ctx)
+    place = bench_place(ctx)
     for name in ctx.window.open_sites():
         window = ctx.window.sites[name]
         step = maintenance.end_step(place, window)
@@ -700,7 +711,7 @@ def _report_window(ctx: _Context) -> None:
 def _live_and_broken(ctx: _Context) -> None:
     """A site that failed its health check after its window ended: its migrate succeeded, so the
     fault is a service; say so, with how to fix it, and the way back (nextsteps.py)."""
-    place, call = _bench_place(ctx), _imagekit_call(ctx)
+    place, call = bench_place(ctx), _imagekit_call(ctx)
     services = ctx.config.services if ctx.config else {c.service: c for c in _project(ctx)}
     service = "frontend" if health.base_url(services) == health.FRONTEND_URL else ctx.opts.backend_service
     _read_back_maintenance(ctx)  # "live" only when the site says so
@@ -714,7 +725,7 @@ def _live_and_broken(ctx: _Context) -> None:
             ]
 
 
-def _bench_place(ctx: _Context) -> BenchPlace:
+def bench_place(ctx: _Context) -> BenchPlace:
     """Where printed compose commands run: every -f of the deploy, its env file, the daemon."""
     runner, opts = ctx.runner, ctx.opts
     env = [("DOCKER_HOST", host) for host in [getattr(runner, "base_env", {}).get("DOCKER_HOST")] if host]
@@ -855,10 +866,12 @@ def _check_image_apps(ctx: _Context) -> None:
     ctx.report.image_id = verify.image_id(runner, opts.image_ref)
     try:
         backend = _backend(ctx)
-        sites = _sites(ctx, backend)
     except DeployError:
+        backend = None
+    if backend is None or _no_site_yet(ctx):
         ctx.report.notes.append("no running backend or no site yet: the apps of the sites were not checked.")
         return
+    sites = _sites(ctx, backend)
     installed = verify.site_apps(runner, backend.id, sites)
     in_image = verify.manifest_apps(ctx.ws, opts.version, ctx.report.image_id)
     if in_image is None:
@@ -1000,7 +1013,13 @@ def _check_services_kept(ctx: _Context) -> None:
     if not gone:
         return
     if ctx.opts.force:
-        ctx.report.notes.append(f"--force: the deploy removes {', '.join(gone)} (not in the compose files).")
+        said = (
+            f"--force: the deploy removes {', '.join(gone)} (not in the compose files "
+            f"{', '.join(ctx.compose_files)}): up --remove-orphans stops and deletes "
+            f"{'its container' if len(gone) == 1 else 'their containers'} (named volumes stay)."
+        )
+        ctx.emit(said)  # said before anything stops, not only in the report at the end
+        ctx.report.notes.append(said)
         return
     recorded = _last_up(ctx)
     labels = sorted({composeconfig.resolve_config_files(c.config_files, c.working_dir)
@@ -1135,13 +1154,20 @@ def _sites(ctx: _Context, backend: Container) -> list[str]:
     if ctx.opts.sites:
         return list(ctx.opts.sites)
     done = _exec(ctx, backend, ["sh", "-c", _LIST_SITES], timeout=60)
-    sites = sorted(done.stdout.split())
+    sites = _listed_sites(ctx, done.stdout)
     if not sites:
         raise DeployError(
             f"no site found in {ctx.opts.backend_service} (sites/*/site_config.json); "
             "pass --sites site1,site2."
         )
     return sites
+
+
+def _listed_sites(ctx: _Context, stdout: str) -> list[str]:
+    """The site folders the backend listed (one a line), each a valid site name before it
+    reaches bench or a path: a folder named otherwise stops the deploy, naming it."""
+    what = f"the folder in sites/ of {ctx.opts.backend_service} (remove it, or pass --sites)"
+    return sorted(validate.site_name(line, what, DeployError) for line in stdout.splitlines() if line)
 
 
 def _backup(ctx: _Context, running: Sequence[Container]) -> None:
@@ -1172,11 +1198,7 @@ def _prune_backups(ctx: _Context) -> None:
     """Only the last --keep-backups deploys' backups stay, but never a failed deploy's nor the
     newest copy of a version's data (deploy/backups.py ``plan_prune``), as the records say: the
     target's audit log (every workspace's deploys of it), then this workspace's ``deploys/``."""
-    audit = audit_records(ctx.runner.read_file(ctx.paths.audit_log) or "")
-    local = read_records(item for _, item in iter_deploy_records(ctx.ws) if isinstance(item, dict))
-    project, host = ctx.opts.project, ctx.runner.host
-    facts = backups.deploy_facts([*(r for r in audit if r.project == project),
-                                  *(r for r in local if (r.project, r.host) == (project, host))])  # fmt: skip
+    facts = backups.deploy_facts(_place_records(ctx))
     current = _stamp(ctx.report.started)
     facts[current] = backups.DeployFacts(False, ctx.report.previous_version)
     pruned = backups.prune(ctx.runner, f"{ctx.paths.root}/backups", ctx.opts.keep_backups, facts, current)
@@ -1368,7 +1390,8 @@ def _migrate(ctx: _Context, backend: Container, site: str) -> None:
     try:
         done = ctx.runner.run(maintenance.migrate_argv(backend.id, site), on_stdout=line)
     except KeyboardInterrupt:  # the migrate in the backend would go on unseen: stop it, say so
-        note = maintenance.stop_interrupted_migrate(ctx.runner, backend.id, site)
+        top = bench_place(ctx).on_host(["docker", "top", backend.id[:12]])
+        note = maintenance.stop_interrupted_migrate(ctx.runner, backend.id, site, top)
         _interrupted_site(ctx.report.site(site), "\n".join(seen), note)
         ctx.report.notes.append(note)
         ctx.emit(note)
@@ -1446,7 +1469,7 @@ def _fill_site(ctx: _Context, site: SiteReport, result: SiteResult, stopped: boo
     site.migrate_notes = list(result.notes)
     if site.status == "failed":
         call = _imagekit_call(ctx)
-        site.next_steps = next_steps(site, _bench_place(ctx), call, ctx.opts.version,
+        site.next_steps = next_steps(site, bench_place(ctx), call, ctx.opts.version,
                                      go_back=_go_back_step(ctx, call), container_stopped=stopped)  # fmt: skip
 
 

@@ -58,7 +58,7 @@ def test_a_deploy_that_stops_at_its_backup_leaves_a_site_found_in_maintenance_on
     assert f"a.local is still in maintenance mode (it was in maintenance before this deploy ({since})" in (
         stopped.output
     )
-    assert "exec backend bench --site a.local set-maintenance-mode off" in stopped.output
+    assert "exec -T backend bench --site a.local set-maintenance-mode off" in stopped.output
     site_a, site_b = project.records()[-1]["sites"]
     assert (site_a["maintenance"]["state"], site_a["maintenance"]["found"], site_a["maintenance_now"]) == (
         "on", "on", "on",
@@ -79,7 +79,7 @@ def test_the_real_state_is_reported_after_no_maintenance_rollback_and_migrate_on
         f"note: a.local is in maintenance mode (read back from the site at the end; since deploy {failed_id}"
     )
     assert said in rolled.output
-    assert "exec backend bench --site a.local set-maintenance-mode off" in rolled.output
+    assert "exec -T backend bench --site a.local set-maintenance-mode off" in rolled.output
     assert [s["maintenance_now"] for s in project.records()[-1]["sites"]] == ["on", "off"]
 
     again = invoke(*project.cli_args("--version", "v1", "--migrate-only", "--no-maintenance",
@@ -115,3 +115,20 @@ def test_an_interrupted_migrate_is_recorded_with_the_patches_that_ran(project: P
     assert site_a["patches_run"] == ["frappe.patches.v15_0.remove_old_field"]
     assert site_a["interrupted_in"] == "erpnext.patches.v15_0.set_default_currency"
     assert project.site_file("a.local", "migrate_aborted").is_file()  # stopped in the backend
+
+
+def test_a_hostile_folder_in_sites_stops_the_deploy_before_bench_or_docker_sees_it(project: Project):
+    """Site names listed from the backend are checked where they are read (issue 19): a folder
+    named like an option never reaches `bench --site`, nor the maintenance read script."""
+    assert invoke(*project.cli_args("--version", "v1")).exit_code == 0
+    hostile = project.sites_dir / "--help"
+    hostile.mkdir()
+    (hostile / "site_config.json").write_text("{}")
+
+    result = invoke(*project.cli_args("--version", "v2", "--no-maintenance"))  # no window to check it
+
+    assert result.exit_code == 13, result.output
+    said = "the folder in sites/ of backend (remove it, or pass --sites) '--help' is not a valid site name"
+    assert said in result.output and "backing up" not in result.output
+    assert project.services()["backend"]["Config"]["Image"] == f"{project.repo}:v1"  # nothing changed
+    assert not any(s["site"] == "--help" for s in project.records()[-1]["sites"])

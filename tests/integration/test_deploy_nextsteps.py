@@ -186,9 +186,12 @@ def test_every_printed_step_works_pasted_on_a_three_file_target(
     assert "nc -ll -p 8000" in " ".join(backend["Config"]["Cmd"])
     run_ok(one(commands, r"--site a.local set-maintenance-mode off$"), here)
     assert maintenance_mode(project, "a.local") == 0
-    redeploy = one(commands, r"^imagekit deploy .*--version v1$")
-    assert redeploy == f"imagekit deploy stack -w {project.ws} --version v1"
+    redeploy = one(commands, r"^imagekit deploy .*--version v1 --full-down$")
+    assert redeploy == f"imagekit deploy stack -w {project.ws} --version v1 --full-down"
+    before = {name: c["Id"] for name, c in project.services().items()}
     run_ok(redeploy, here)
+    after = {name: c["Id"] for name, c in project.services().items()}
+    assert not {name for name in before if after.get(name) == before[name]}  # every service recreated
     record = project.records()[-1]
     assert (record["result"], [s["health"] for s in record["sites"]]) == ("succeeded", ["ok", "ok"])
 

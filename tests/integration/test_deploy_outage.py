@@ -94,11 +94,15 @@ def test_files_that_drop_running_services_are_refused_before_anything_stops(
     assert started(project) == before
     assert [r["result"] for r in project.records()] == ["succeeded", "failed"]
 
-    forced = deploy_files(project, stack[:1], "v2", force=True, health_check=False)
+    lines: list[str] = []
+    forced = deploy_files(project, stack[:1], "v2", lines.append, force=True, health_check=False)
     assert forced.result == "succeeded"
-    assert (
-        "--force: the deploy removes db, redis-cache, redis-queue (not in the compose files)." in forced.notes
+    said = (
+        f"--force: the deploy removes db, redis-cache, redis-queue (not in the compose files {stack[0]}): "
+        "up --remove-orphans stops and deletes their containers (named volumes stay)."
     )
+    assert said in forced.notes
+    assert said in lines and lines.index(said) < lines.index(f"starting {project.repo}:v2")  # before
     assert set(project.services()) == {"configurator", "backend", "queue"}
 
 
@@ -171,3 +175,9 @@ def test_a_crash_looping_service_fails_the_deploy_before_migrate(project: Projec
     record = project.records()[-1]
     assert record["result"] == "failed" and "crash loop" in record["error"]
     assert [s["maintenance"]["state"] for s in record["sites"]] == ["on", "on"]
+    # its containers were replaced though it never served: the default rollback undoes THIS deploy
+    assert (record["served"], record["stack_changed"]) == (False, True)
+    dry = cli("rollback", "--project", project.name, "--state-dir", str(project.state),
+              "-w", str(project.ws), "--dry-run", "--no-restore")  # fmt: skip
+    assert dry.exit_code == 0, dry.output
+    assert "of v2 (failed" in dry.output and "go back to" in dry.output and ":v1" in dry.output

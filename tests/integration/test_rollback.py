@@ -6,6 +6,8 @@ its "database" (sites/<site>/db/, one file per table) is dumped by `bench backup
 from __future__ import annotations
 
 import json
+import os
+import shlex
 import signal
 import subprocess
 import sys
@@ -15,6 +17,8 @@ from pathlib import Path
 from typer.testing import CliRunner
 
 from frappe_imagekit.cli.main import _load_commands, app
+from frappe_imagekit.deploy.migrate_parse import SiteResult
+from frappe_imagekit.deploy.migrate_report import BenchPlace, StepContext, next_steps, step_commands
 from frappe_imagekit.errors import ExitCode
 from tests.support.benchimage.fixtures import (  # noqa: F401 - fixtures
     Project,
@@ -255,3 +259,28 @@ def test_rollback_restores_the_files_archives_the_deploy_took(project: Project):
     backend = project.services()["backend"]["Id"]
     left = subprocess.run(["docker", "exec", backend, "sh", "-c", "ls /tmp"], capture_output=True, text=True)
     assert "imagekit-restore-" not in left.stdout  # the copies put in were removed
+
+
+def test_the_printed_manual_restore_feeds_the_root_password_from_the_env_file(project: Project):
+    """migrate-report's way back from a transcript: `bench restore` reads the root password from
+    stdin (frappe-v15-lab/55-restore-existing-stdin-password.txt); the printed line pipes it from
+    the env file, so it is neither typed (echoed without a terminal) nor in argv. Pasted here."""
+    env_file = prepare(project)
+    deploy_v1_then_failing_v2(project, env_file)
+    backup = next(s["backup"] for s in project.records()[-1]["sites"] if s["site"] == "a.local")
+    place = BenchPlace(project=project.name, compose=("docker-compose",),
+                       compose_files=(str(project.compose),), env_file=str(env_file))  # fmt: skip
+    failed = SiteResult(
+        "a.local", "failed", "patch-failed", failed_patch=FAILING_PATCH, exception="KeyError: '5'"
+    )
+    (line,) = step_commands(next_steps(failed, StepContext(place=place))[-1])
+    assert CANARY not in line and line.endswith(" restore BACKUP")
+
+    done = subprocess.run(["sh", "-c", line.replace("BACKUP", shlex.quote(backup))], capture_output=True,
+                          text=True, timeout=120, env={**os.environ, "CUSTOM_IMAGE": project.repo,
+                                                       "CUSTOM_TAG": "v2"})  # fmt: skip
+
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "Site a.local has been restored" in done.stdout and CANARY not in done.stdout + done.stderr
+    assert NEW_TABLE not in tables(project, "a.local")  # the backup's schema and data are back
+    assert tables(project, "a.local")["tabSales Invoice"] == ["INV-0001", "INV-0002"]

@@ -10,6 +10,8 @@ from typing import Any
 import pytest
 
 from frappe_imagekit.deploy import backuplist
+from frappe_imagekit.deploy.backups import data_of, deploy_facts
+from frappe_imagekit.deploy.record import DeployRecord, place_records, read_records
 from frappe_imagekit.errors import NotFoundError, UsageError
 from frappe_imagekit.process import Completed
 from frappe_imagekit.workspace import Workspace
@@ -29,6 +31,9 @@ class ListingRunner:
     def run(self, argv: Sequence[str], **_: Any) -> Completed:
         self.argv.append(argv)
         return Completed(tuple(argv), 0, self.stdout, "")
+
+    def read_file(self, path: str) -> str | None:
+        return getattr(self, "audit", None) if path == f"{ROOT}/audit.log" else None
 
 
 def record(ws: Path, started: str, version: str, result: str = "succeeded", **extra: Any) -> None:
@@ -55,6 +60,7 @@ def test_backups_are_listed_newest_first_with_versions_from_the_records(tmp_path
                 "backup_files": [
                     {
                         "path": f"{ROOT}/backups/20261201T110000Z/a.local/1-a_local-database.sql.gz",
+                        "size": 40,
                         "sha256": SHA,
                     }
                 ],
@@ -222,3 +228,45 @@ def test_backups_text_shows_the_version_whose_data_each_backup_holds(tmp_path: P
     header, row = result.stdout.splitlines()[1:3]
     assert header.split("\t")[:4] == ["name", "site", "deploy", "data of"]
     assert row.split("\t")[:4] == ["a.local@20261201T120000Z", "a.local", "v2", "v1"]
+
+
+# -- one "data of" for `imagekit backups` and the pruner (backups.data_of), the audit log in both --
+
+
+def test_backups_and_the_pruner_say_the_same_data_of_from_previous_version_and_the_audit_log(
+    tmp_path: Path,
+) -> None:
+    """v1 here; v2 deployed from another workspace (in the target's audit log only); v3 here,
+    whose record says v2 ran before it. Before: `backups` said v3's backup held v1's data (the
+    last success in deploys/), the pruner v2."""
+    record(tmp_path, "2026-12-01T10:00:00+00:00", "v1")
+    record(tmp_path, "2026-12-01T12:00:00+00:00", "v3", previous_version="v2", schema_version=2)
+    other = {"schema_version": 2, "project": "erp", "version": "v2", "started": "2026-12-01T11:00:00+00:00",
+             "result": "succeeded", "previous_version": "v1", "host": "ops@erp.example:22"}  # fmt: skip
+    runner = ListingRunner(listing(
+        f"40 {ROOT}/backups/20261201T110000Z/a.local/1-a_local-database.sql.gz",
+        f"40 {ROOT}/backups/20261201T120000Z/a.local/2-a_local-database.sql.gz",
+    ))  # fmt: skip
+    runner.audit = json.dumps(other) + "\n"  # type: ignore[attr-defined]
+    found = backuplist.list_backups(runner, Workspace.at(tmp_path), ROOT, "erp")  # type: ignore[arg-type]
+    ids = {b.deploy_id for b in found.backups}
+    assert [(b.deploy_id, b.version, b.data_of) for b in found.backups] == [
+        ("20261201T120000Z", "v3", "v2"), ("20261201T110000Z", "v2", "v1")]  # fmt: skip
+    local = read_records(json.loads(p.read_text()) for p in sorted((tmp_path / "deploys").iterdir()))
+    pruned = deploy_facts(place_records(local, runner.audit, "erp", "local"))  # type: ignore[attr-defined]
+    assert {i: f.data_of for i, f in pruned.items() if i in ids} == {
+        b.deploy_id: b.data_of for b in found.backups
+    }
+
+
+def test_data_of_takes_previous_version_first_else_the_last_success_before():
+    def rec(started: str, version: str, result: str = "succeeded", **more: object) -> DeployRecord:
+        started = f"2026-12-01T{started}:00+00:00"
+        data = {"schema_version": 2, "project": "erp", "version": version, "started": started}
+        return DeployRecord.from_dict({**data, "result": result, **more})
+
+    records = [rec("10:00", "v1"), rec("11:00", "v2", "patch-failed"),
+               rec("12:00", "v1", kind="rollback"), rec("13:00", "v3"),
+               rec("14:00", "v4", previous_version="v9")]  # fmt: skip
+    assert data_of(reversed(records)) == {
+        "20261201T110000Z": "v1", "20261201T130000Z": "v1", "20261201T140000Z": "v9"}  # fmt: skip

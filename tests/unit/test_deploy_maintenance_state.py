@@ -78,6 +78,20 @@ def test_a_site_found_in_maintenance_is_left_as_found_when_the_deploy_stops_earl
     ]
 
 
+def test_a_site_found_in_maintenance_with_its_scheduler_running_gets_it_back_when_the_deploy_stops_early():
+    bench = _Bench()
+    found = {"a.local": SiteState(True, False), "b.local": SiteState(True, True)}
+    with pytest.raises(DeployError), window(bench, lambda: "c1") as win:  # type: ignore[arg-type]
+        win.found(found)
+        win.open("c1", ["a.local", "b.local"])
+        raise DeployError("backup of a.local failed")
+    assert (win.sites["a.local"].state, win.sites["b.local"].state) == ("on", "on")  # as found
+    assert bench.bench()[-1] == "bench --site a.local scheduler resume @c1"  # it ran before the deploy
+    assert "bench --site b.local scheduler resume @c1" not in bench.bench()  # it was paused: stays so
+    assert not any("set-maintenance-mode off" in call for call in bench.bench())
+    assert "scheduler running as found" in str(win.sites["a.local"].left_on)
+
+
 def test_a_deploy_that_migrated_a_site_found_in_maintenance_ends_it_but_not_a_pause_it_did_not_make():
     bench = _Bench()
     found = {"a.local": SiteState(True, True), "b.local": SiteState(False, True)}
@@ -114,6 +128,16 @@ def test_since_which_deploy_a_site_is_in_maintenance():
     read_back.sites[0].extra["maintenance_now"] = "on"  # --no-maintenance: no window, read back on
     assert maintenance_since([*records, ended, read_back], "erp", "local", "a.local") is read_back
     assert describe_since(None) == "no deploy in deploys/ left it so"
+
+
+def test_since_which_deploy_is_keyed_by_the_daemon_a_local_and_an_ssh_target_share():
+    daemon = "ABCD:EFGH:IJKL:MNOP:QRST:UVWX:YZ23:4567:ABCD:EFGH:IJKL:MNOP"
+    over_ssh = _record("2026-12-07T12:09:35+00:00", "on", "off", host="root@127.0.0.1:2322", daemon_id=daemon)
+    elsewhere = _record(
+        "2026-12-07T12:20:00+00:00", "off", host="ops@other:22", daemon_id="OTHER:" + "A" * 20
+    )
+    assert maintenance_since([over_ssh, elsewhere], "erp", "local", "a.local", daemon) is over_ssh
+    assert maintenance_since([over_ssh, elsewhere], "erp", "local", "a.local") is None  # not known here
 
 
 def test_an_interrupted_real_migrate_names_the_patches_that_ran_and_the_one_it_was_in():

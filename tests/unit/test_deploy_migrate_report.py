@@ -174,8 +174,19 @@ def test_from_a_transcript_the_way_back_says_restore_asks_for_the_root_password(
                       exception="KeyError: '5'", exception_type="KeyError")  # fmt: skip
     steps = next_steps(site, StepContext())
     assert steps[-1].startswith("or go back (frappe has no reverse migrations): restore the backup you took")
-    assert "`bench --site s1.lab restore`; it asks for the MariaDB root password" in steps[-1]
-    assert step_commands(steps[-1]) == []  # a path only the user knows: nothing to paste
+    text = " ".join(steps[-1].split("\n")[0].split())
+    assert "reads it from standard input; typed there (exec -T, no terminal) the password is echoed" in text
+    assert "Put the backup's path in the sites volume for BACKUP and your env file for ENV_FILE:" in text
+    assert step_commands(steps[-1]) == [
+        "sed -n 's/^DB_PASSWORD=//p' ENV_FILE | bench --site s1.lab restore BACKUP"
+    ]
+    place = BenchPlace(project="erp", compose=("docker-compose",), compose_files=("c.yaml", "db.yaml"),
+                       env_file="/srv/erp.env", ssh=("ssh", "-p", "2222", "deploy@erp.example.com"))  # fmt: skip
+    (remote,) = step_commands(next_steps(site, StepContext(place=place))[-1])
+    assert remote == (
+        "ssh -p 2222 deploy@erp.example.com 'sed -n '\"'\"'s/^DB_PASSWORD=//p'\"'\"' /srv/erp.env | docker-compose "
+        "-p erp -f c.yaml -f db.yaml --env-file /srv/erp.env exec -T backend bench --site s1.lab restore BACKUP'"
+    )
 
 
 def test_services_down_starts_the_service_on_the_compose_host():

@@ -106,7 +106,9 @@ def test_a_failed_health_check_after_a_good_migrate_advises_fixing_the_service_n
         f"env CUSTOM_IMAGE=de/erp CUSTOM_TAG=v1.3.0 PULL_POLICY=never {COMPOSE} up -d frontend",
         f"{COMPOSE} exec -T backend bench --site s1.lab set-maintenance-mode off",
     ]
-    assert step_commands(redeploy_step(call, "v1.3.0")) == ["imagekit deploy lab --version v1.3.0"]
+    again = redeploy_step(call, "v1.3.0")
+    assert step_commands(again) == ["imagekit deploy lab --version v1.3.0 --full-down"]
+    assert "again with --full-down (it stops and recreates every service" in " ".join(again.split())
 
 
 def test_a_docker_host_is_set_on_every_compose_line_and_ssh_needs_no_terminal():

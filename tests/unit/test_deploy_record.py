@@ -39,6 +39,17 @@ def test_served_is_inferred_from_the_result_of_old_records(result: str, served: 
     assert DeployRecord.from_dict({**OLD, "result": result}).served is served
 
 
+@pytest.mark.parametrize(("timings", "changed"), [({"down": 1.5}, True), ({"up": 9.0}, True),
+                                                  ({"preflight": 0.2, "backup": 3.0}, False)])  # fmt: skip
+def test_stack_changed_of_records_before_the_field_comes_from_down_or_up(timings: dict, changed: bool):
+    """A deploy that failed in up or its crash-loop wait never served but replaced the containers."""
+    record = DeployRecord.from_dict({**OLD, "result": "failed", "timings": timings})
+    assert (record.served, record.stack_changed) == (False, changed)
+    assert DeployRecord.from_dict({**OLD, "result": "failed", "stack_changed": True}).stack_changed is True
+    with pytest.raises(ValueError, match="stack_changed must be true or false"):
+        DeployRecord.from_dict({**OLD, "stack_changed": "yes"})
+
+
 def test_written_as_schema_2_and_read_back_the_same():
     data = DeployRecord.from_dict(OLD).to_dict()
     assert data["schema_version"] == SCHEMA_VERSION == 2

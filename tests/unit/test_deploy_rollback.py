@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from frappe_imagekit.deploy import rollback
+from frappe_imagekit.deploy.migrate_report import BenchPlace, ssh_prefix
 from frappe_imagekit.deploy.record import DeployRecord
 from frappe_imagekit.deploy.rollback import RollbackOptions, plan_rollback
 from frappe_imagekit.deploy.sequence import choose_image
@@ -286,8 +287,21 @@ def test_an_interrupted_restore_is_waited_for_in_the_backend_and_said(runner: _W
     assert rollback.wait_restore(runner, "c0ffee") == how  # type: ignore[arg-type]
     assert runner.calls[0][:5] == ["docker", "exec", "c0ffee", "sh", "-c"]
     assert runner.calls[0][6:] == ["wait", rollback.RESTORE_PID, rollback.RESTORE_STATUS]
-    note = rollback.interrupted_restore_note("a.local", how, "c0ffee")
+    note = rollback.interrupted_restore_note("a.local", how, "docker top c0ffee")
     assert note == f"rollback was interrupted during the restore of a.local: {said}."
+
+
+def test_the_printed_docker_top_of_a_remote_target_runs_there():
+    """The `docker top` line of an interrupted restore, built like every printed command."""
+    remote = BenchPlace(project="erp", ssh=ssh_prefix("deploy@erp.example.com:2222"))
+    daemon = BenchPlace(project="erp", env=(("DOCKER_HOST", "tcp://10.0.0.5:2376"),))
+    for place, line in [(remote, "ssh -p 2222 deploy@erp.example.com 'docker top c0ffee'"),
+                        (daemon, "env DOCKER_HOST=tcp://10.0.0.5:2376 docker top c0ffee")]:  # fmt: skip
+        top = place.on_host(["docker", "top", "c0ffee"])
+        assert top == line
+        assert f"look with `{line}` before" in rollback.interrupted_restore_note(
+            "a.local", "waiting stopped", top
+        )
 
 
 def test_the_wait_script_returns_the_status_the_restore_left(tmp_path: Path):
