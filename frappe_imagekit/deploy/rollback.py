@@ -451,7 +451,9 @@ def _steps(plan: RollbackPlan, restored: Sequence[SiteRestore]) -> list[str]:
     if opts.maintenance:
         steps.append(f"maintenance mode on and scheduler paused for {names} (bench, in the running backend)")
     steps.append(
-        f"stop the project (compose down with the files of the last up: {', '.join(files['files'])})"
+        "stop and remove the containers of the image's services; MariaDB, Redis and any other "
+        f"service keep running (compose down with the files of the last up, {', '.join(files['files'])}, "
+        "only when no service of the project runs the image)"
     )
     steps.append(f"start {opts.backend_service} on {plan.image_ref} (and the services it depends on)")
     for site in restored:

@@ -212,7 +212,10 @@ def test_every_printed_step_works_pasted_on_a_three_file_target(
     )
     dry = one(commands, r"^imagekit rollback .*--dry-run$")
     assert dry.startswith("imagekit rollback stack -w ") and "--deploy " in dry
-    assert "go back to " + f"{project.repo}:v1" in run_ok(dry, here)
+    dry_out = run_ok(dry, here)
+    assert "go back to " + f"{project.repo}:v1" in dry_out
+    # the plan says what the rollback does: db and redis-cache keep running (lab: it said "down")
+    assert "MariaDB, Redis and any other service keep running" in " ".join(dry_out.split())
     assert state(project, "backend")[0] == f"{project.repo}:v2"  # the dry run changed nothing
     run_ok(one(commands, r"^imagekit rollback .*--yes$"), here)
     assert state(project, "backend") == (f"{project.repo}:v1", "running")
