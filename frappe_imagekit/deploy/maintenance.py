@@ -399,8 +399,8 @@ def end_step(place: BenchPlace, site: SiteWindow) -> str:
     """The next step of a site left in maintenance: the commands that end the window."""
     return step(
         f"{site.site} is still in maintenance mode ({site.left_on or 'left on'}): it answers 503 "
-        "while its services run, and its scheduler is paused. A deploy that migrates it ends that; once the site works, end "
-        "it by hand:",
+        "while its services run, and its scheduler is paused. A deploy that migrates it ends that; "
+        "once the site works, end it by hand:",
         place.bench(*maintenance_argv(site.site, False)[1:]),  # bench(...) names bench itself
         place.bench(*scheduler_argv(site.site, False)[1:]),
     )

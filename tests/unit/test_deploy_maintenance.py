@@ -206,7 +206,9 @@ def test_end_step_names_pasteable_commands():
     site = maintenance.SiteWindow("a.local", left_on="its migrate failed")
     base = "docker compose -p erp -f /srv/compose.yaml exec -T backend bench --site a.local"
     text = end_step(place, site)
-    assert text.startswith("a.local is still in maintenance mode (its migrate failed): it answers 503 while its services run")
+    assert text.startswith(
+        "a.local is still in maintenance mode (its migrate failed): it answers 503 while its services run"
+    )
     assert step_commands(text) == [
         shlex.join(["ssh", "-t", "deploy@erp.example.com", f"{base} set-maintenance-mode off"]),
         shlex.join(["ssh", "-t", "deploy@erp.example.com", f"{base} scheduler resume"]),
