@@ -50,7 +50,9 @@ def backups_command(
     verify: str | None = typer.Option(
         None, "--verify", metavar="NAME|latest", help="Restore it in a throw-away sandbox and check it."
     ),
-    verify_all: bool = typer.Option(False, "--all", help="Verify every kept backup (instead of --verify NAME)."),
+    verify_all: bool = typer.Option(
+        False, "--all", help="Verify every kept backup (instead of --verify NAME)."
+    ),
     compose_file: list[str] | None = COMPOSE_OPTION,
     env_file: str | None = typer.Option(None, "--env-file", help="Production's env file (target)."),
     port: int = typer.Option(8081, "--port", help="--verify: port of the throw-away sandbox (127.0.0.1)."),
