@@ -109,6 +109,8 @@ def execute_build(
                     plan.exact.tiers, plan.tier_request(), lambda line: _log_line(plan, run, on_line, line)
                 )
             run.image_id = _docker_build(plan, run, on_line, on_start)
+            if plan.leak_scan:  # built, not scanned yet: what a record says if interrupted from here
+                run.leak_scan = {"status": "unfinished", "findings": []}
             if plan.exact is not None:
                 planned = exact.planned_commits(plan.frappe, plan.apps)
                 exact.verify_commits(run.image_id, plan.ref, planned)

@@ -35,6 +35,9 @@ def _wait_for_scan(watch: ProcWatch, proc: subprocess.Popen, timeout: float = 18
     while time.monotonic() < deadline and proc.poll() is None:
         seen = set(watch.docker_builds)
         if seen and not any(Path(f"/proc/{pid}").exists() for pid in seen):
+            # imagekit reads the image id back, then scans 300 MB for seconds: land in the scan,
+            # not in the moment between the docker process's exit and the scan's start
+            time.sleep(0.5)
             return
         time.sleep(0.02)
     raise AssertionError(f"the docker build never finished (imagekit exit {proc.poll()})")
