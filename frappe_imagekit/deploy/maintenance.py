@@ -33,10 +33,10 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
 
 from frappe_imagekit import validate
 from frappe_imagekit.deploy.migrate_report import BenchPlace, step
+from frappe_imagekit.deploy.record import now as now_iso
 from frappe_imagekit.errors import DeployError, ImagekitError
 from frappe_imagekit.interrupts import interrupts_held
 from frappe_imagekit.runner import Runner
@@ -305,7 +305,7 @@ class Window:
 
     def _open_site(self, container_id: str, name: str) -> SiteWindow:
         self.emit(f"maintenance mode on for {name}")
-        site = self.sites[name] = SiteWindow(name, opened=_now())  # before the command: it may half-work
+        site = self.sites[name] = SiteWindow(name, opened=now_iso())  # before the command: it may half-work
         if name in self._found:
             site.found = self._found[name].word
         self._since[name] = time.monotonic()
@@ -325,7 +325,7 @@ class Window:
         self.emit(f"maintenance mode off for {name}")
         self._bench(container_id, maintenance_argv(name, False), f"end the maintenance mode of {name}")
         site = self.sites[name]
-        site.state, site.closed, site.left_on = OFF, _now(), None
+        site.state, site.closed, site.left_on = OFF, now_iso(), None
         site.seconds = round(time.monotonic() - self._since[name], 3)
         found = self._found.get(name)
         if found and found.scheduler_paused and not found.maintenance:
@@ -404,7 +404,3 @@ def end_step(place: BenchPlace, site: SiteWindow) -> str:
         place.bench(*maintenance_argv(site.site, False)[1:]),  # bench(...) names bench itself
         place.bench(*scheduler_argv(site.site, False)[1:]),
     )
-
-
-def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds")

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from frappe_imagekit import validate
@@ -170,6 +170,11 @@ class DeployRecord:
         sites = _list(data.get("sites"), "sites")
         record.sites = [_site(item, f"sites[{i}]") for i, item in enumerate(sites)]
         return record
+
+
+def now() -> str:
+    """The time now as a record writes it: ``2026-12-01T16:55:00+00:00`` (UTC, seconds)."""
+    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 def stamp(iso: str) -> str:

@@ -22,14 +22,14 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
-from datetime import UTC, datetime
 from typing import Any
 
 from frappe_imagekit import validate
 from frappe_imagekit.deploy import backups, compose, health, maintenance, sandbox
 from frappe_imagekit.deploy import migrate_parse as mp
 from frappe_imagekit.deploy.migrate_report import BenchPlace, StepContext, exit_code_for, next_steps, step
-from frappe_imagekit.deploy.record import REHEARSAL, DeployRecord
+from frappe_imagekit.deploy.record import REHEARSAL, DeployRecord, stamp
+from frappe_imagekit.deploy.record import now as now_iso
 from frappe_imagekit.deploy.rehearsal_gate import PASSED, check_last_rehearsal, last_rehearsal
 from frappe_imagekit.deploy.sandbox import SandboxOptions
 from frappe_imagekit.deploy.sequence import state_paths
@@ -113,7 +113,7 @@ def rehearse(
     sbx = sandbox.with_layout(runner, sandbox.check_options(replace(opts.sandbox, backup="rehearsal.sql.gz")))
     name = sbx.name or rehearsal_name(sbx.project, sbx.version)
     report = RehearsalReport(version=sbx.version, image=sbx.image_ref, project=sbx.project, host=runner.host,
-                             user=getpass.getuser(), started=_now(), sandbox=name)  # fmt: skip
+                             user=getpass.getuser(), started=now_iso(), sandbox=name)  # fmt: skip
     emit = on_event or (lambda _line: None)
     try:
         with sigterm_as_interrupt():
@@ -195,7 +195,7 @@ def take_backups(
     sites = sorted(
         runner.run(maintenance.exec_argv(backend, ["sh", "-c", _LIST_SITES]), timeout=60).stdout.split()
     )
-    folder = f"{state_paths(runner, sbx.project, sbx.state_dir).root}/rehearsals/{_stamp(report.started)}"
+    folder = f"{state_paths(runner, sbx.project, sbx.state_dir).root}/rehearsals/{stamp(report.started)}"
     taken = {}
     for site in sites:
         site = validate.site_name(site, "a site of production's backend", DeployError)
@@ -312,9 +312,9 @@ def _check_health(runner: Runner, backend: str, report: RehearsalReport, emit: E
 
 
 def _finish(ws: Workspace, report: RehearsalReport) -> None:
-    report.finished = _now()
+    report.finished = now_iso()
     record = DeployRecord.from_dict(report.to_dict()).to_dict()
-    path = ws.deploys_dir / f"{_stamp(report.started)}-{report.project}-rehearsal.json"
+    path = ws.deploys_dir / f"{stamp(report.started)}-{report.project}-rehearsal.json"
     write_json_atomic(path, record)
     report.record = str(path)
 
@@ -328,14 +328,6 @@ def _timed(report: RehearsalReport, name: str, step_fn: Callable[[], Any]) -> An
         return step_fn()
     finally:
         report.timings[name] = round(time.monotonic() - started, 3)
-
-
-def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds")
-
-
-def _stamp(iso: str) -> str:
-    return datetime.fromisoformat(iso).strftime("%Y%m%dT%H%M%SZ")
 
 
 def _last(done: Any) -> str:

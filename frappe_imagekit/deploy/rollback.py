@@ -34,6 +34,7 @@ from frappe_imagekit import validate
 from frappe_imagekit.deploy import benchsite, compose, lock, verify
 from frappe_imagekit.deploy.benchsite import RESTORE_PID, RESTORE_STATUS, restore_argv
 from frappe_imagekit.deploy.record import DEPLOY, ROLLBACK, SUCCEEDED, BackupCopy, DeployRecord
+from frappe_imagekit.deploy.record import now as now_iso
 from frappe_imagekit.deploy.sequence import (
     FAILED,
     INTERRUPTED,
@@ -52,7 +53,6 @@ from frappe_imagekit.deploy.sequence import (
     _last_line,
     _last_up,
     _maintenance_window,
-    _now,
     _open_window,
     _project,
     _send_image,
@@ -346,7 +346,7 @@ def _context(runner: Runner, ws: Workspace, plan: RollbackPlan) -> _Context:
     )  # fmt: skip
     report = DeployReport(
         version=plan.to_version, image=plan.image_ref, project=opts.project, host=runner.host,
-        user=getpass.getuser(), started=_now(), kind=ROLLBACK, previous_version=plan.undo.version,
+        user=getpass.getuser(), started=now_iso(), kind=ROLLBACK, previous_version=plan.undo.version,
         rolled_back_from=plan.undo.version, rollback_of=plan.undo.deploy_id,
     )  # fmt: skip
     for site in plan.sites:
@@ -497,7 +497,7 @@ def rollback(runner: Runner, plan: RollbackPlan, on_event: EventSink | None = No
     if ctx is None or ctx.runner is not runner:
         raise ImagekitError("rollback() needs a plan made by plan_rollback on the same runner.")
     ctx.emit = on_event or (lambda _line: None)
-    ctx.report.started = _now()
+    ctx.report.started = now_iso()
     try:
         with sigterm_as_interrupt():
             _run(ctx, plan)
@@ -701,7 +701,7 @@ def _record_up(ctx: _Context, plan: RollbackPlan) -> None:
         "env_file": plan.down_files["env_file"],
         "env": _up_env(ctx, plan),
         "version": plan.to_version,
-        "when": _now(),
+        "when": now_iso(),
     }
     ctx.runner.write_file(ctx.paths.last_up, json.dumps(record, indent=2).encode())
 

@@ -28,7 +28,6 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -64,8 +63,10 @@ from frappe_imagekit.deploy.record import (
     place_records,
     read_records,
     rolled_back_versions,
+    stamp,
 )
 from frappe_imagekit.deploy.record import SCHEMA_VERSION as RECORD_SCHEMA
+from frappe_imagekit.deploy.record import now as now_iso
 from frappe_imagekit.errors import (
     DeployError,
     ExitCode,
@@ -435,7 +436,7 @@ def deploy(
         project=opts.project,
         host=runner.host,
         user=getpass.getuser(),
-        started=_now(),
+        started=now_iso(),
     )
     ctx = _Context(runner, ws, opts, report, state_paths(runner, opts.project, opts.state_dir),
                    on_event or (lambda _line: None))  # fmt: skip
@@ -796,7 +797,7 @@ def _go_back_step(ctx: _Context, call: nextsteps.ImagekitCall) -> str:
     sites = ctx.report.sites
     return nextsteps.go_back_step(
         call,
-        deploy_id=_stamp(ctx.report.started),
+        deploy_id=stamp(ctx.report.started),
         version=ctx.opts.version,
         replaced=ctx.report.served,
         backed_up=bool(sites) and all(s.backup for s in sites),
@@ -1126,7 +1127,7 @@ def _keep_copy(ctx: _Context, env: dict[str, str]) -> None:
         "env_file": ctx.opts.env_file,
         "env": env,
         "version": ctx.opts.version,
-        "when": _now(),
+        "when": now_iso(),
     }
     runner.write_file(paths.last_up, json.dumps(record, indent=2).encode())
 
@@ -1199,7 +1200,7 @@ def _prune_backups(ctx: _Context) -> None:
     newest copy of a version's data (deploy/backups.py ``plan_prune``), as the records say: the
     target's audit log (every workspace's deploys of it), then this workspace's ``deploys/``."""
     facts = backups.deploy_facts(_place_records(ctx))
-    current = _stamp(ctx.report.started)
+    current = stamp(ctx.report.started)
     facts[current] = backups.DeployFacts(False, ctx.report.previous_version)
     pruned = backups.prune(ctx.runner, f"{ctx.paths.root}/backups", ctx.opts.keep_backups, facts, current)
     ctx.report.notes.extend(backups.describe(pruned, ctx.opts.keep_backups))
@@ -1208,7 +1209,7 @@ def _prune_backups(ctx: _Context) -> None:
 def _keep_backup(ctx: _Context, backend: Container, site: str, output: str) -> None:
     """Copy the site's backup off the volume into the state folder, checked and hashed."""
     site = validate.site_name(site, "a site of the backend", DeployError)
-    folder = f"{ctx.paths.root}/backups/{_stamp(ctx.report.started)}/{site}"
+    folder = f"{ctx.paths.root}/backups/{stamp(ctx.report.started)}/{site}"
     files = backups.copy_off(ctx.runner, backend.id, backups.files_in_output(output), folder)
     ctx.report.site(site).backup_files = [asdict(f) for f in files]
 
@@ -1529,9 +1530,9 @@ def _check_apps(ctx: _Context) -> None:
 def _finish(ctx: _Context) -> None:
     _read_back_maintenance(ctx)
     report = ctx.report
-    report.finished = _now()
+    report.finished = now_iso()
     record = record_dict(report)
-    path = ctx.ws.deploys_dir / f"{_stamp(report.started)}-{report.project}.json"
+    path = ctx.ws.deploys_dir / f"{stamp(report.started)}-{report.project}.json"
     write_json_atomic(path, record)
     report.record = str(path)
     line = json.dumps(record, separators=(",", ":")) + "\n"
@@ -1562,14 +1563,6 @@ def _timed(ctx: _Context, name: str, step: Callable[[_Context], None]) -> None:
 
 def _where(runner: Runner) -> str:
     return "this machine" if runner.host == "local" else runner.host
-
-
-def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds")
-
-
-def _stamp(iso: str) -> str:
-    return datetime.fromisoformat(iso).strftime("%Y%m%dT%H%M%SZ")
 
 
 def _last_line(done: Any) -> str:
