@@ -335,7 +335,7 @@ def validate_env(env: ParsedEnv, specs: dict[str, KeySpec]) -> list[Finding]:
 
 
 def _described(spec: KeySpec) -> str:
-    return f" - {spec.description}" if spec.description else ""
+    return f" - {spec.description.rstrip('.')}" if spec.description else ""
 
 
 def _value_issues(spec: KeySpec, value: str) -> list[Finding]:

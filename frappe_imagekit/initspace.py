@@ -174,7 +174,7 @@ def _refs(url: str, lister: Lister) -> Mapping[str, str]:
     try:
         return lister(url)
     except GitError as exc:
-        raise GitError(f"{exc.message} (or run imagekit init --offline to write branch refs).") from None
+        raise GitError(f"{exc.message.rstrip('.')}, or run imagekit init --offline to write branch refs.") from None
 
 
 # ---------------------------------------------------------------- de-example.env and .env
@@ -231,6 +231,16 @@ HTTP_PUBLISH_PORT={port}
 # site the Host header names; a site name serves that one site whatever the Host header says.
 # @required
 FRAPPE_SITE_NAME_HEADER='$host'
+
+# The database and Redis images of the stack (Docker Hub's by default): name a mirror or a local
+# image where Docker Hub cannot be reached. Pulled by `docker compose pull`, not built by imagekit.
+# @required
+# @pattern [a-z0-9][a-z0-9._/:@-]*
+MARIADB_IMAGE=mariadb:10.11
+
+# @required
+# @pattern [a-z0-9][a-z0-9._/:@-]*
+REDIS_IMAGE=redis:6.2-alpine
 """
 
 
@@ -379,7 +389,7 @@ services:
       - db
 
   db:
-    image: mariadb:10.11
+    image: ${MARIADB_IMAGE:-mariadb:10.11}
     restart: unless-stopped
     healthcheck:
       test: ["CMD-SHELL", "mysqladmin ping -h localhost"]
@@ -411,11 +421,11 @@ services:
       - redis-queue
 
   redis-cache:
-    image: redis:6.2-alpine
+    image: ${REDIS_IMAGE:-redis:6.2-alpine}
     restart: unless-stopped
 
   redis-queue:
-    image: redis:6.2-alpine
+    image: ${REDIS_IMAGE:-redis:6.2-alpine}
     restart: unless-stopped
     volumes:
       - redis-queue-data:/data

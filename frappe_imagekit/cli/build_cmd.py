@@ -52,7 +52,11 @@ _STEP = re.compile(r"^#\d+ \[")
 DOCKER_OPTION = typer.Option(
     None, "--docker", help="docker CLI to build with (default: $IMAGEKIT_DOCKER, then PATH)."
 )
-NO_CACHE_OPTION = typer.Option(False, "--no-cache", help="Build every step again.")
+NO_CACHE_OPTION = typer.Option(
+    False,
+    "--no-cache",
+    help="Build every bench step again (the system tier image is reused: remove it to rebuild it).",
+)
 
 
 @command("build")

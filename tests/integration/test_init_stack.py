@@ -50,6 +50,13 @@ def test_init_renders_with_compose_v1_and_the_dry_run_plans_every_service(
     assert config["services"]["frontend"]["ports"] == ["127.0.0.1:8080:8080/tcp"]
     # nginx gets $host itself (`config` prints a literal $ as $$), not "$$host" nor "" (FACTS.md)
     assert config["services"]["frontend"]["environment"]["FRAPPE_SITE_NAME_HEADER"] == "$$host"
+    # the database and Redis images come from .env (a mirror where Docker Hub is out of reach)
+    assert config["services"]["db"]["image"] == "mariadb:10.11"
+    assert {config["services"][s]["image"] for s in ("redis-cache", "redis-queue")} == {"redis:6.2-alpine"}
+    env_text = (folder / ".env").read_text()
+    (folder / ".env").write_text(
+        env_text.replace("MARIADB_IMAGE=mariadb:10.11", "MARIADB_IMAGE=mirror.local/mariadb:10.11")
+    )
 
     # the printed next steps, pasted from elsewhere: cd, then the deploy line (as a dry run, on
     # the image the workspace names; the fake bench stands in for a build) passes deploy's checks
@@ -75,6 +82,7 @@ def test_init_renders_with_compose_v1_and_the_dry_run_plans_every_service(
         "db", "redis-cache", "redis-queue",
     }  # fmt: skip
     assert report["oneshot_services"] == ["configurator"]
+    assert report["services"]["db"] == "mirror.local/mariadb:10.11"  # .env's MARIADB_IMAGE
 
 
 @pytest.fixture

@@ -23,6 +23,9 @@ DEFAULT_ENV = {
     "WKHTMLTOPDF_SOURCE": "github",
     "PIP_INDEX_URL": "",
     "NPM_REGISTRY": "",
+    # building without internet: empty, as de-example.env ships them
+    "BUILD_NETWORK": "",
+    "CA_CERTS_FILE": "",
 }
 
 DEFAULT_APPS = [

@@ -63,7 +63,7 @@ def test_missing_key_names_key_and_example_line():
 def test_missing_secret_example_line_hides_placeholder():
     issues = validate(GOOD.replace("DE_MACRS_PAT=ghp_real1234567890\n", ""))
     assert "DE_MACRS_PAT=<secret>" in issues[0].message
-    assert "GitHub token." in issues[0].message
+    assert issues[0].message.endswith("- GitHub token: add it to .env.")
 
 
 def test_extra_key_is_schema_drift_warning():

@@ -61,6 +61,35 @@ def test_init_offline_writes_the_workspace_and_check_passes(tmp_path: Path):
     assert "0 error(s), 0 warning(s)." in check.stdout
 
 
+@pytest.mark.parametrize(
+    ("frappe_path", "exit_code"),
+    [
+        ("http://127.0.0.1:18418/frappe", 0),  # a loopback mirror: apps.json's URL rule (real lab)
+        ("file:///srv/git/frappe", 0),
+        ("http://git.example.com/frappe", 1),  # plain http off this machine: refused
+    ],
+)
+def test_init_schema_takes_what_a_workspace_without_internet_sets(
+    tmp_path: Path, frappe_path: str, exit_code: int
+):
+    """The keys a user without internet edits after `init --offline` (real lab, 2026-12-07): a
+    loopback FRAPPE_PATH, BUILD_NETWORK, CA_CERTS_FILE and the stack's MariaDB/Redis images."""
+    folder = tmp_path / "erp"
+    assert invoke("init", str(folder), "--offline").exit_code == 0
+    env = env_of(folder)
+    assert (env["BUILD_NETWORK"], env["CA_CERTS_FILE"]) == ("", "")
+    assert (env["MARIADB_IMAGE"], env["REDIS_IMAGE"]) == ("mariadb:10.11", "redis:6.2-alpine")
+    text = (folder / ".env").read_text()
+    text = text.replace("FRAPPE_PATH=https://github.com/frappe/frappe", f"FRAPPE_PATH={frappe_path}")
+    text = text.replace("BUILD_NETWORK=\n", "BUILD_NETWORK=host\n")
+    (folder / ".env").write_text(text)
+    check = invoke("check", "-w", str(folder), "--offline")
+    assert check.exit_code == exit_code, check.output
+    assert "warning" not in check.stderr
+    if exit_code:
+        assert "FRAPPE_PATH" in check.stderr and "loopback" in check.stderr
+
+
 def test_init_frappe_16_pairs_python_and_node(tmp_path: Path):
     result = invoke("init", str(tmp_path), "--offline", "--frappe", "16")
     assert result.exit_code == 0, result.output
