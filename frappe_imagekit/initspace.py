@@ -174,7 +174,8 @@ def _refs(url: str, lister: Lister) -> Mapping[str, str]:
     try:
         return lister(url)
     except GitError as exc:
-        raise GitError(f"{exc.message.rstrip('.')}, or run imagekit init --offline to write branch refs.") from None
+        offline = "or run imagekit init --offline to write branch refs."
+        raise GitError(f"{exc.message.rstrip('.')}, {offline}") from None
 
 
 # ---------------------------------------------------------------- de-example.env and .env
