@@ -133,6 +133,16 @@ def test_upgrade_plan_16_proposes_refs_files_and_commands_that_work_pasted(remot
     assert commands[1].startswith("imagekit build -w ") and commands[1].endswith(
         "--env-file .env.v16 --apps-file apps.v16.json"
     )
+    planned = subprocess.run(["sh", "-c", commands[1] + " --dry-run --json"], capture_output=True, text=True,
+                             env=_shell_env(), timeout=120)  # fmt: skip
+    assert planned.returncode == 0, planned.stdout + planned.stderr  # the printed build, as a dry run
+    build = json.loads(planned.stdout)
+    assert (build["version"], build["frappe"]["ref"]) == ("v1.2.1", "v16.2.1")
+    assert [(a["name"], a["ref"]) for a in build["apps"]] == [
+        ("erpnext", "v16.1.2"),
+        ("de_macrs", "version-16"),
+    ]
+    assert CANARY_TOKEN not in planned.stdout + planned.stderr
 
 
 def _shell_env() -> dict[str, str]:
