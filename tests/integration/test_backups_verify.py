@@ -39,7 +39,8 @@ def test_verify_a_good_a_truncated_and_a_corrupt_backup(stack: Stack) -> None:
         " && echo logo > sites/a.local/public/files/logo.txt"
         # b.local: a site whose User table has no rows (only the restored database shows it)
         " && bench new-site b.local --admin-password=admin --db-root-password=x >/dev/null"
-        " && mkdir -p sites/b.local/db && : > sites/b.local/db/tabUser && echo User > sites/b.local/db/tabDocType",
+        " && mkdir -p sites/b.local/db && : > sites/b.local/db/tabUser"
+        " && echo User > sites/b.local/db/tabDocType",
     )
     stack.deploy("v2", "--backup-files")  # its backup holds v1's data
     where = ["--project", stack.name, "--compose", str(stack.compose), "--env-file", str(stack.env_file),

@@ -27,7 +27,8 @@ SETUP = (  # what the lab's sites folder held: a dump of s1.lab and its files ar
     f" && tar -cf {DUMPS}-private-files.tar -C sites ./s1.lab/private/files"
 )
 TABLES = (  # s1.lab's database when 71* were captured: 2 users, 264 doctypes, no deleted documents
-    "mkdir -p sites/s1.lab/db && printf '{\"db_name\": \"_5116005a7a161418\"}' > sites/s1.lab/site_config.json"
+    "mkdir -p sites/s1.lab/db"
+    ' && printf \'{"db_name": "_5116005a7a161418"}\' > sites/s1.lab/site_config.json'
     " && seq 2 > sites/s1.lab/db/tabUser && seq 264 > sites/s1.lab/db/tabDocType"
     " && : > 'sites/s1.lab/db/tabDeleted Document'"
 )
