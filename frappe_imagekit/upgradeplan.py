@@ -35,6 +35,8 @@ from frappe_imagekit.errors import ConfigError, ExitCode, GitError, ImagekitErro
 from frappe_imagekit.workspace import Workspace
 
 HOOKS_KEY = "required_apps"
+MAX_SPEC = 100  # characters of a declared version range that are kept (remote content)
+MAX_DECLARED = 20  # declared dependencies and required apps kept per app
 
 
 @dataclass(frozen=True)
@@ -188,7 +190,8 @@ def frappe_dependencies(pyproject: str | None, app: AppPlan) -> dict[str, str]:
         return {}
     if not isinstance(table, dict):
         return {}
-    return {str(k): str(v) for k, v in table.items() if isinstance(v, str) and _is_name(str(k))}
+    found = {str(k): v[:MAX_SPEC] for k, v in table.items() if isinstance(v, str) and _is_name(str(k))}
+    return dict(list(found.items())[:MAX_DECLARED])
 
 
 def required_apps(hooks: str, app: AppPlan) -> list[str]:
@@ -208,7 +211,7 @@ def required_apps(hooks: str, app: AppPlan) -> list[str]:
             except ValueError:
                 return []
             names = [str(v).rstrip("/").rsplit("/", 1)[-1] for v in value if isinstance(v, str)]
-            return [n for n in names if _is_name(n)]
+            return [n for n in names if _is_name(n)][:MAX_DECLARED]
     return []
 
 

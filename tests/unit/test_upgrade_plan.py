@@ -209,6 +209,8 @@ def test_required_apps_are_read_never_run() -> None:
     assert upgradeplan.frappe_dependencies('[tool.bench.frappe-dependencies]\nfrappe = ">=16"\n', app) == {
         "frappe": ">=16"
     }
+    long = '[tool.bench.frappe-dependencies]\nfrappe = ">=16' + "0" * 500 + '"\n"Bad Name" = ">=1"\n'
+    assert upgradeplan.frappe_dependencies(long, app) == {"frappe": ">=16" + "0" * 96}  # remote text, capped
 
 
 def test_upgrade_plan_is_listed_with_its_help() -> None:
