@@ -37,7 +37,7 @@ class LockUse:
 
 
 def lock_path(ws: Workspace) -> Path:
-    return ws.root / LOCK_NAME
+    return ws.lock_file
 
 
 def lock_text(frappe: PinRecord, apps: Sequence[PinRecord]) -> str:

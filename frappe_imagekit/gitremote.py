@@ -439,9 +439,11 @@ class AppFiles:
 
 
 def read_app_files(
-    url: str, env: Mapping[str, str], token_var: str | None, sha: str, ref: str, timeout: float
-) -> AppFiles:
-    """Read ``APP_FILES`` and the ``hooks.py`` folders of commit ``sha`` without a checkout.
+    url: str, env: Mapping[str, str], token_var: str | None, sha: str, ref: str, timeout: float,
+    *, with_hooks: bool = False,
+) -> AppFiles:  # fmt: skip
+    """Read ``APP_FILES`` and the ``hooks.py`` folders of commit ``sha`` without a checkout
+    (``with_hooks``: the text of each ``FOLDER/hooks.py`` too, in ``files``).
 
     A shallow, blobless fetch of the commit (its trees only; a server that refuses to fetch by
     commit gets ``ref``, checked against ``sha``), then the few blobs named, by id; a server
@@ -454,9 +456,11 @@ def read_app_files(
     access = RemoteAccess(access.url, {**access.env, "GIT_LITERAL_PATHSPECS": "1"}, access.secrets)
     with tempfile.TemporaryDirectory(prefix="imagekit-name-") as tmp:
         try:
-            return _read_commit(access, f"{tmp}/blobless", sha, ref, timeout, token_var, blobless=True)
+            return _read_commit(access, f"{tmp}/blobless", sha, ref, timeout, token_var, blobless=True,
+                                with_hooks=with_hooks)  # fmt: skip
         except _BlobsRefused:
-            return _read_commit(access, f"{tmp}/whole", sha, ref, timeout, token_var, blobless=False)
+            return _read_commit(access, f"{tmp}/whole", sha, ref, timeout, token_var, blobless=False,
+                                with_hooks=with_hooks)  # fmt: skip
 
 
 class _BlobsRefused(Exception):
@@ -465,7 +469,7 @@ class _BlobsRefused(Exception):
 
 def _read_commit(
     access: RemoteAccess, repo: str, sha: str, ref: str, timeout: float, token_var: str | None, *,
-    blobless: bool,
+    blobless: bool, with_hooks: bool = False,
 ) -> AppFiles:  # fmt: skip
     _init(access, repo, timeout, token_var, promisor=blobless)
     _fetch_commit(access, repo, sha, ref, timeout, token_var, blobless=blobless)
@@ -474,6 +478,8 @@ def _read_commit(
     wanted = [f"{folder}/hooks.py" for folder in folders]
     hooks = _tree_entries(access, repo, sha, wanted, timeout, token_var) if wanted else []
     blobs = {path: oid for kind, oid, path in root if kind == "blob" and path in APP_FILES}
+    if with_hooks:
+        blobs.update({path: oid for kind, oid, path in hooks if kind == "blob"})
     files = _read_blobs(access, repo, blobs, timeout, token_var, blobless=blobless)
     return AppFiles(files, tuple(path.split("/", 1)[0] for kind, _, path in hooks if kind == "blob"))
 

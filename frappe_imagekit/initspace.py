@@ -137,13 +137,21 @@ def newest_release(refs: Mapping[str, str], major: int) -> str | None:
     return f"v{major}.{minor}.{patch}"
 
 
-def pin_from_refs(name: str, url: str, refs: Mapping[str, str], major: int) -> Pin:
+def release_ref(refs: Mapping[str, str], major: int) -> tuple[str, str] | None:
+    """``(ref, kind)`` of ``major`` on a remote: its newest ``vMAJOR.x.y`` tag (``"tag"``), else
+    its ``version-MAJOR`` branch (``"branch"``); None when it has neither (init, upgrade-plan)."""
     tag = newest_release(refs, major)
     if tag:
-        return Pin(name, url, tag, "tag")
+        return tag, "tag"
     branch = f"version-{major}"
-    if f"refs/heads/{branch}" in refs:
-        return Pin(name, url, branch, "branch")
+    return (branch, "branch") if f"refs/heads/{branch}" in refs else None
+
+
+def pin_from_refs(name: str, url: str, refs: Mapping[str, str], major: int) -> Pin:
+    found = release_ref(refs, major)
+    if found:
+        return Pin(name, url, *found)
+    branch = f"version-{major}"
     raise UsageError(
         f"{url} has neither a v{major}.x.y release tag nor a {branch} branch: {name} has no release "
         f"for Frappe {major}; leave it out of --apps or pick another --frappe."

@@ -18,7 +18,7 @@ from frappe_imagekit.appname import repo_name
 from frappe_imagekit.appsjson import public_url
 from frappe_imagekit.appslock import lock_workspace
 from frappe_imagekit.cli import output
-from frappe_imagekit.cli.main import command, workspace_option
+from frappe_imagekit.cli.main import command, files_options, workspace_option
 from frappe_imagekit.errors import DockerError
 from frappe_imagekit.history import workspace_env
 from frappe_imagekit.prune import execute_prune, failure_message, plan_prune
@@ -26,6 +26,7 @@ from frappe_imagekit.redact import Redactor
 from frappe_imagekit.workspace import Workspace
 
 WORKSPACE_OPTION = workspace_option()
+ENV_FILE_OPTION, APPS_FILE_OPTION = files_options()
 CONTAINERFILE_OPTION = typer.Option(
     None,
     "--containerfile",
@@ -82,9 +83,11 @@ def build(
     frozen: bool = typer.Option(
         False, "--frozen", help="Build the commits of apps.lock.json; refuse a missing or stale lock (CI)."
     ),
+    env_file: str | None = ENV_FILE_OPTION,
+    apps_file: str | None = APPS_FILE_OPTION,
 ) -> None:
     """Check the workspace, build the image with BuildKit, scan it for secrets, record it."""
-    ws = Workspace.at(workspace)
+    ws = Workspace.at(workspace, env_file=env_file, apps_file=apps_file)
     options = build_pkg.plan.BuildOptions(
         containerfile=containerfile,
         context=context,
@@ -192,9 +195,11 @@ def progress_sink(progress: str, redactor: Redactor) -> Iterator[Callable[[str],
 def lock(
     workspace: Path = WORKSPACE_OPTION,
     as_json: bool = typer.Option(False, "--json", help="Print the lock as JSON."),
+    env_file: str | None = ENV_FILE_OPTION,
+    apps_file: str | None = APPS_FILE_OPTION,
 ) -> None:
     """Resolve frappe and every app again and write apps.lock.json next to apps.json."""
-    path, data = lock_workspace(Workspace.at(workspace))
+    path, data = lock_workspace(Workspace.at(workspace, env_file=env_file, apps_file=apps_file))
     if as_json:
         output.print_json(data)
         return

@@ -8,10 +8,11 @@ import typer
 
 from frappe_imagekit.check import CheckReport, build_downloads, pin_dict, run_check
 from frappe_imagekit.cli import output
-from frappe_imagekit.cli.main import command, workspace_option
+from frappe_imagekit.cli.main import command, files_options, workspace_option
 from frappe_imagekit.workspace import Workspace
 
 WORKSPACE_OPTION = workspace_option()
+ENV_FILE_OPTION, APPS_FILE_OPTION = files_options()
 
 
 @command("check")
@@ -20,9 +21,12 @@ def check(
     offline: bool = typer.Option(False, "--offline", help="Skip the git remote checks."),
     strict: bool = typer.Option(False, "--strict", help="Moving branches are errors, not warnings."),
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
+    env_file: str | None = ENV_FILE_OPTION,
+    apps_file: str | None = APPS_FILE_OPTION,
 ) -> None:
     """Validate .env and apps.json and resolve every ref, before anything is built."""
-    report = run_check(Workspace.at(workspace), offline=offline, strict=strict)
+    ws = Workspace.at(workspace, env_file=env_file, apps_file=apps_file)
+    report = run_check(ws, offline=offline, strict=strict)
     with output.redacting(report.config.secrets.redactor):
         if as_json:
             output.print_json(report.to_dict())

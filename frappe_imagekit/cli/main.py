@@ -42,6 +42,14 @@ def workspace_option(help: str = WORKSPACE_HELP) -> Any:  # noqa: A002 - typer's
     return typer.Option(Path("."), "--workspace", "-w", help=help)
 
 
+def files_options() -> tuple[Any, Any]:
+    """``--env-file``/``--apps-file``: other files of the workspace in place of .env and apps.json
+    (the ``.env.v16``/``apps.v16.json`` that ``imagekit upgrade-plan`` writes beside them)."""
+    env = typer.Option(None, "--env-file", help="Env file of the workspace instead of .env (e.g. .env.v16).")
+    apps = typer.Option(None, "--apps-file", help="Apps file of the workspace instead of apps.json.")
+    return env, apps
+
+
 def _version(value: bool) -> None:
     if value:
         output.out(f"imagekit {__version__}")
@@ -161,6 +169,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "rehearse": (
         "rehearse_cmd",
         "Rehearse a deploy: back up every site (production keeps serving), migrate VERSION in a sandbox.",
+    ),
+    "upgrade-plan": (
+        "upgrade_cmd",
+        "Plan the move to Frappe MAJOR: refs, missing apps, Python/Node, apps.vN.json and .env.vN.",
     ),
     "targets": (
         "targets_cmd",

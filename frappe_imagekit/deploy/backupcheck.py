@@ -1,10 +1,11 @@
 """``imagekit backups --verify``: a kept backup proven restorable.
 
 For each backup: its files checked on the target (the dump a whole gzip file, ``gzip -t``; its
-sha256 the one its deploy recorded; rows of frappe's core tables in it, ``INSERT INTO `tabUser```
-as mysqldump writes them; each files archive readable, ``tar -tf``), then restored into a
+sha256 the one its deploy recorded; each files archive readable, ``tar -tf``), then restored into a
 throw-away sandbox (deploy/sandbox.py) on the version whose data it holds, the restored site asked
-for ping there, and the sandbox removed. Each result is appended to
+for ping there, the rows of frappe's core tables counted in the restored database (``bench --site S
+execute frappe.db.count --args '["User"]'``, as real frappe 15.55.1 answers it: transcripts
+71-71d in tests/fixtures/frappe-v15-lab/), and the sandbox removed. Each result is appended to
 ``<state>/projects/<project>/backup-checks.jsonl`` on the target. A failure names the file.
 """
 
@@ -13,13 +14,13 @@ from __future__ import annotations
 import json
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
 from frappe_imagekit import validate
-from frappe_imagekit.deploy import compose, health, sandbox
+from frappe_imagekit.deploy import benchsite, compose, health, sandbox
 from frappe_imagekit.deploy.backuplist import Backup
 from frappe_imagekit.deploy.sandbox import SandboxOptions
 from frappe_imagekit.errors import DeployError, ImagekitError, UsageError
@@ -27,17 +28,8 @@ from frappe_imagekit.runner import Runner
 from frappe_imagekit.workspace import Workspace
 
 EventSink = Callable[[str], None]
-CORE_TABLES = ("tabUser", "tabDocType")  # every frappe site has rows in these
+CORE_DOCTYPES = ("User", "DocType")  # every frappe site has rows in their tables (tabUser, tabDocType)
 OK, FAILED = "ok", "failed"
-
-# $1 the dump; each further argument a table: prints "TABLE COUNT" per table (INSERT lines)
-_COUNT_ROWS = r"""
-dump=$1; shift
-case "$dump" in *.gz) reader="gzip -dc" ;; *) reader="cat" ;; esac
-for table in "$@"; do
-    printf '%s %s\n' "$table" "$($reader "$dump" | grep -c "^INSERT INTO \`$table\`")"
-done
-"""
 
 
 @dataclass
@@ -86,12 +78,6 @@ def file_problems(runner: Runner, backup: Backup, check: BackupCheck) -> None:
         if done.stdout.split()[:1] != [backup.sha256]:
             return _fail(check, dump, f"{dump} is not the file its deploy recorded (sha256 differs)")
         check.checks.append("sha256 as recorded")
-    counted = runner.run(["sh", "-c", _COUNT_ROWS, "count", dump, *CORE_TABLES], timeout=3600)
-    rows = dict(line.split(" ", 1) for line in counted.stdout.splitlines() if " " in line)
-    empty = [t for t in CORE_TABLES if not rows.get(t, "0").strip().isdigit() or int(rows[t]) == 0]
-    if empty:
-        return _fail(check, dump, f"the database dump {dump} has no rows of {', '.join(empty)}")
-    check.checks.append(f"rows in {', '.join(CORE_TABLES)}")
     for archive in (backup.public_files, backup.private_files):
         if archive and runner.run(["tar", "-tf", archive], timeout=3600).returncode != 0:
             return _fail(check, archive, f"the files archive {archive} is corrupt (tar cannot list it)")
@@ -123,7 +109,7 @@ def _restore_and_ask(
         services = {c.service: c for c in compose.project_containers(runner, started.name)}
         health.check_site(runner, backend, health.base_url(services), backup.site, None)
         check.checks.append(f"restored on {check.version}: {backup.site} answers ping")
-        check.result = OK
+        _count_core_rows(runner, backend, backup, check)
     except (DeployError, StopIteration) as exc:
         check.problem = (
             f"{backup.name} restored, but the site does not answer: {getattr(exc, 'message', exc)}"
@@ -131,6 +117,56 @@ def _restore_and_ask(
     finally:
         emit(f"removing the throw-away sandbox {started.name}")
         sandbox.down(runner, started.name, base.state_dir)
+
+
+def _count_core_rows(runner: Runner, backend: str, backup: Backup, check: BackupCheck) -> None:
+    counts = {doctype: row_count(runner, backend, backup.site, doctype) for doctype in CORE_DOCTYPES}
+    problem = rows_problem(counts, backup.site, backup.database)
+    if problem:
+        return _fail(check, backup.database, problem)
+    check.checks.append(
+        "restored database has rows in " + ", ".join(f"tab{d} ({n})" for d, n in counts.items())
+    )
+    check.result = OK
+    return None
+
+
+def count_argv(container_id: str, site: str, doctype: str) -> list[str]:
+    """``bench --site S execute frappe.db.count --args '["D"]'`` in the backend (71-db-count-user)."""
+    site = validate.site_name(site, "the backup's site", UsageError)
+    bench = ["bench", "--site", site, "execute", "frappe.db.count", "--args", json.dumps([doctype])]
+    return ["docker", "exec", "-i", "-e", "PYTHONUNBUFFERED=1", container_id, *bench]
+
+
+def parse_count(returncode: int, stdout: str) -> int | None:
+    """The rows bench's ``frappe.db.count`` printed: ``264`` -> 264; exit 0 with nothing printed
+    -> 0 (71d-db-count-empty-table: execute prints only a truthy result); None when bench failed
+    or printed something else (71c-db-count-missing-table: a missing table, exit 1)."""
+    text = stdout.strip()
+    if returncode != 0:
+        return None
+    if not text:
+        return 0
+    last = text.splitlines()[-1].strip()
+    return int(last) if last.isdigit() else None
+
+
+def row_count(runner: Runner, container_id: str, site: str, doctype: str) -> int | str:
+    """The rows of ``doctype``'s table in ``site``, or bench's last words when it could not count."""
+    done = runner.run(count_argv(container_id, site, doctype), timeout=600)
+    rows = parse_count(done.returncode, done.stdout)
+    return rows if rows is not None else (benchsite.last_words([done.stderr, done.stdout]) or "no output")
+
+
+def rows_problem(counts: Mapping[str, int | str], site: str, dump: str) -> str | None:
+    """The sentence naming the dump when a core table of the restored site is missing or empty."""
+    for doctype, rows in counts.items():
+        if isinstance(rows, str):
+            return f"the database restored from {dump} could not be counted (tab{doctype} of {site}: {rows})"
+    empty = [f"tab{d}" for d, n in counts.items() if n == 0]
+    if empty:
+        return f"the database restored from {dump} has no rows in {', '.join(empty)} ({site})"
+    return None
 
 
 def verify_name(project: str, version: str) -> str:

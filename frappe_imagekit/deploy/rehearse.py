@@ -25,7 +25,7 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from frappe_imagekit import validate
-from frappe_imagekit.deploy import backups, compose, health, maintenance, sandbox
+from frappe_imagekit.deploy import backups, compose, health, lock, maintenance, rehearsal_backups, sandbox
 from frappe_imagekit.deploy import migrate_parse as mp
 from frappe_imagekit.deploy.migrate_report import BenchPlace, StepContext, exit_code_for, next_steps, step
 from frappe_imagekit.deploy.record import REHEARSAL, DeployRecord, stamp
@@ -115,19 +115,33 @@ def rehearse(
     report = RehearsalReport(version=sbx.version, image=sbx.image_ref, project=sbx.project, host=runner.host,
                              user=getpass.getuser(), started=now_iso(), sandbox=name)  # fmt: skip
     emit = on_event or (lambda _line: None)
+    paths = state_paths(runner, sbx.project, sbx.state_dir)
+    # production's deploy lock for the whole rehearsal: no deploy starts mid-rehearsal, and no
+    # rehearsal mid-deploy (exit 8 naming the holder, before anything is taken or recorded)
+    details = lock.lock_details(f"{sbx.version} (rehearsal)", runner.host)
+    with lock.held(runner, paths.lock_dir, details, sbx.project):
+        _recorded(runner, ws, replace(opts, sandbox=replace(sbx, name=name)), report, emit, paths.root)
+    return report
+
+
+def _recorded(
+    runner: Runner, ws: Workspace, opts: RehearseOptions, report: RehearsalReport, emit: EventSink, root: str
+) -> None:
+    """Run the rehearsal and record it, however it ends; older rehearsals' backups pruned."""
     try:
         with sigterm_as_interrupt():
-            _run(runner, ws, replace(opts, sandbox=replace(sbx, name=name)), report, emit)
+            _run(runner, ws, opts, report, emit)
     except KeyboardInterrupt:
         report.result, report.error = INTERRUPTED, "interrupted (Ctrl-C or SIGTERM); the sandbox was removed"
         _finish(ws, report)
         raise
     except ImagekitError as exc:
         report.result, report.error = FAILED, exc.message
+        report.notes += rehearsal_backups.prune(runner, ws, root, report.project, stamp(report.started))
         _finish(ws, report)
         raise RehearsalFailed(exc, report) from None
+    report.notes += rehearsal_backups.prune(runner, ws, root, report.project, stamp(report.started))
     _finish(ws, report)
-    return report
 
 
 class RehearsalFailed(ImagekitError):

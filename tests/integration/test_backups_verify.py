@@ -36,23 +36,31 @@ def test_verify_a_good_a_truncated_and_a_corrupt_backup(stack: Stack) -> None:
         " && mkdir -p sites/a.local/db sites/a.local/public/files sites/a.local/private/files"
         " && printf 'Administrator\\nGuest\\n' > sites/a.local/db/tabUser"
         " && echo User > sites/a.local/db/tabDocType"
-        " && echo logo > sites/a.local/public/files/logo.txt",
+        " && echo logo > sites/a.local/public/files/logo.txt"
+        # b.local: a site whose User table has no rows (only the restored database shows it)
+        " && bench new-site b.local --admin-password=admin --db-root-password=x >/dev/null"
+        " && mkdir -p sites/b.local/db && : > sites/b.local/db/tabUser"
+        " && echo User > sites/b.local/db/tabDocType",
     )
     stack.deploy("v2", "--backup-files")  # its backup holds v1's data
     where = ["--project", stack.name, "--compose", str(stack.compose), "--env-file", str(stack.env_file),
              "--state-dir", str(stack.state), "-w", str(stack.ws), "--port", str(free_port())]  # fmt: skip
-    good = invoke("backups", "--verify", "latest", *where)
-    assert good.exit_code == 0, good.stdout + good.stderr
-    assert "a.local@" in good.stdout and ": ok" in good.stdout
-    assert "ok: rows in tabUser, tabDocType" in good.stdout
-    assert "ok: restored on v1: a.local answers ping" in good.stdout
+    latest = invoke("backups", "--verify", "latest", *where)
+    assert latest.exit_code == 12, latest.stdout + latest.stderr
+    listed = json.loads(invoke("backups", *where[:-2], "--json").stdout)
+    backup, empty = sorted(listed["backups"], key=lambda b: b["site"])
+    good = blocks(latest.stdout)[backup["name"]]
+    assert good.startswith(f"{backup['name']}: ok")
+    assert "ok: restored on v1: a.local answers ping" in good
+    # counted in the restored database by bench (2 users, 1 doctype), no longer in the dump's text
+    assert "ok: restored database has rows in tabUser (2), tabDocType (1)" in good
+    assert blocks(latest.stdout)[empty["name"]].startswith(f"{empty['name']}: failed")
+    assert f"the database restored from {empty['database']} has no rows in tabUser (b.local)" in latest.stderr
     sandbox = f"{stack.name}-verify-v1"
     assert {kind: labelled(kind, sandbox) for kind in ("ps", "volume", "network")} == {
         "ps": [], "volume": [], "network": []
     }  # fmt: skip
 
-    listed = json.loads(invoke("backups", *where[:-2], "--json").stdout)
-    (backup,) = listed["backups"]
     dump = Path(backup["database"])
     whole = dump.read_bytes()
     dump.write_bytes(whole[:12])  # cut short, as a dump written to a full disk
@@ -65,7 +73,22 @@ def test_verify_a_good_a_truncated_and_a_corrupt_backup(stack: Stack) -> None:
     archive.write_bytes(b"not a tar archive" * 64)
     corrupt = invoke("backups", "--all", *where)
     assert corrupt.exit_code == 12, corrupt.stdout + corrupt.stderr
-    assert f"the files archive {archive} is corrupt" in corrupt.stderr
+    assert f"failed: the files archive {archive} is corrupt" in blocks(corrupt.stdout)[backup["name"]]
+    assert "2 of 2 backups failed" in corrupt.stderr
     log = (stack.state / "projects" / stack.name / "backup-checks.jsonl").read_text().splitlines()
-    assert [json.loads(line)["result"] for line in log] == ["ok", "failed", "failed"]
+    results = [(json.loads(line)["site"], json.loads(line)["result"]) for line in log]
+    assert sorted(results) == [("a.local", "failed"), ("a.local", "failed"), ("a.local", "ok"),
+                               ("b.local", "failed"), ("b.local", "failed")]  # fmt: skip
     assert invoke("backups", "--verify", "latest", "--all", *where).exit_code == 2
+
+
+def blocks(stdout: str) -> dict[str, str]:
+    """Each backup's lines of the text report (``NAME: result (Ns)`` and its indented lines)."""
+    found: dict[str, str] = {}
+    name = ""
+    for line in stdout.splitlines():
+        if line and not line.startswith(" ") and ": " in line:
+            name = line.split(": ", 1)[0]
+        if name:
+            found[name] = found.get(name, "") + line + "\n"
+    return found

@@ -26,6 +26,12 @@ SETUP = (  # what the lab's sites folder held: a dump of s1.lab and its files ar
     f" && tar -cf {DUMPS}-files.tar -C sites ./s1.lab/public/files"
     f" && tar -cf {DUMPS}-private-files.tar -C sites ./s1.lab/private/files"
 )
+TABLES = (  # s1.lab's database when 71* were captured: 2 users, 264 doctypes, no deleted documents
+    "mkdir -p sites/s1.lab/db"
+    ' && printf \'{"db_name": "_5116005a7a161418"}\' > sites/s1.lab/site_config.json'
+    " && seq 2 > sites/s1.lab/db/tabUser && seq 264 > sites/s1.lab/db/tabDocType"
+    " && : > 'sites/s1.lab/db/tabDeleted Document'"
+)
 CASES = {  # transcript: (more setup, the lines on stdin)
     "49-new-site-admin-password-once-aborted": ("rm -rf sites/s1.lab", "root\nadmin\n"),
     "50-restore-missing-site": ("", "root\n"),
@@ -37,6 +43,10 @@ CASES = {  # transcript: (more setup, the lines on stdin)
     "54-restore-existing-with-files": ("", "root\n"),
     "55-restore-existing-stdin-password": ("", "root\n"),
     "55b-restore-existing-wrong-password": ("echo root > sites/.db_root_password", "wrongroot\n"),
+    "71-db-count-user": (TABLES, ""),
+    "71b-db-count-doctype": (TABLES, ""),
+    "71c-db-count-missing-table": (TABLES, ""),
+    "71d-db-count-empty-table": (TABLES, ""),
 }
 _REDRAWN = re.compile(r"(?:\r?Updating DocTypes for \S+\s*: \[[= ]*\] \d+%)+")
 

@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 
 from frappe_imagekit.deploy import rehearse as rehearse_module
-from frappe_imagekit.runner import Runner
+from frappe_imagekit.runner import Runner, this_host
 from tests.integration.test_sandbox import CANARY, Stack, backend_id, bench_sh, free_port, labelled, ping
 from tests.support.benchimage.fixtures import bench_image, docker, remove_project  # noqa: F401
 from tests.support.cli import invoke
@@ -104,6 +104,7 @@ def test_a_failing_patch_is_found_while_production_serves(
         seen[site] = docker("exec", backend, "cat", f"sites/{site}/db/tabData").stdout  # the backup's rows
         if site == "a.local":
             docker("exec", backend, "sh", "-c", f"echo '{FAILING}' > sites/{site}/fail_patch")
+            seen["deploy"] = deploy_meanwhile(stack)
         return real_migrate(runner, backend, site, emit)
 
     monkeypatch.setattr(rehearse_module, "migrate_site", failing_in_v2)
@@ -116,7 +117,12 @@ def test_a_failing_patch_is_found_while_production_serves(
     for site in ("a.local", "b.local"):  # no maintenance flag ever set on production's sites
         config = json.loads(bench_sh(stack.name, f"cat sites/{site}/site_config.json"))
         assert "maintenance_mode" not in config and "pause_scheduler" not in config
+    # a deploy started mid-rehearsal met production's deploy lock, held by the rehearsal: exit 8
+    code, err = seen.pop("deploy")
+    assert code == 8, err
+    assert f"project {stack.name} on " in err and "deploying v2 (rehearsal)" in err
     assert seen == {"a.local": "invoice-1\n", "b.local": "note-1\n"}  # one sandbox, every site, its data
+    assert not (stack.state / "projects" / stack.name / "lock").exists()  # released at the end
     assert f"a.local: failed in patch {FAILING}" in done.stdout
     assert "b.local: ok" in done.stdout
     assert "production was not touched" in done.stdout
@@ -150,6 +156,29 @@ def test_a_failing_patch_is_found_while_production_serves(
     pasted = subprocess.run(again, shell=True, env=env, capture_output=True, text=True, timeout=300)
     assert pasted.returncode == 0, pasted.stdout + pasted.stderr  # pasted as printed: rehearses v2 again
     assert "rehearsal of v2 on" in pasted.stdout and ": succeeded" in pasted.stdout
+
+
+def deploy_meanwhile(stack: Stack) -> tuple[int, str]:
+    """``imagekit deploy`` of v2 in another process, as a second operator would start it."""
+    argv = [sys.executable, "-m", "frappe_imagekit", "deploy", *stack.where(), "--version", "v2",
+            "--up-timeout", "30", "--no-health-check"]  # fmt: skip
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=120, cwd=Path(__file__).parents[2])
+    return done.returncode, " ".join(done.stderr.split())
+
+
+def test_a_rehearsal_does_not_start_while_a_deploy_holds_the_lock(stack: Stack) -> None:
+    stack.deploy("v1")
+    held = stack.state / "projects" / stack.name / "lock"
+    held.mkdir(mode=0o700)  # a deploy of v3 running in another process of this machine
+    details = {"who": "ops", "when": "2026-12-07T16:00:00+00:00", "host": "local", "version": "v3",
+               "pid": os.getppid(), "hostname": this_host()}  # fmt: skip
+    (held / "details.json").write_text(json.dumps(details))
+    done = rehearse(stack)
+    assert done.exit_code == 8, done.stdout + done.stderr
+    assert "is locked by ops on" in done.stderr and "deploying v3" in done.stderr
+    assert not list((stack.ws / "deploys").glob("*-rehearsal.json"))  # not a failed rehearsal of v2
+    assert not (stack.state / "projects" / stack.name / "rehearsals").exists()  # no backup taken
+    assert json.loads((held / "details.json").read_text()) == details  # the deploy's lock left alone
 
 
 def test_a_passing_rehearsal_then_deploy_rehearse(stack: Stack) -> None:

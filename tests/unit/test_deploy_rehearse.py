@@ -8,10 +8,12 @@ from pathlib import Path
 import pytest
 
 from frappe_imagekit.deploy import migrate_parse as mp
+from frappe_imagekit.deploy import rehearsal_backups
 from frappe_imagekit.deploy.migrate_report import StepContext, step_commands
 from frappe_imagekit.deploy.rehearsal_gate import check_last_rehearsal, last_rehearsal
 from frappe_imagekit.deploy.rehearse import RehearsedSite, fill_site, rehearsal_name
 from frappe_imagekit.errors import ExitCode, ImagekitError
+from frappe_imagekit.runner import LocalRunner
 from frappe_imagekit.workspace import Workspace
 
 
@@ -73,3 +75,29 @@ def test_next_steps_of_a_failed_rehearsal_name_the_rehearsal_not_production() ->
     commands = [c for s in site.next_steps for c in step_commands(s)]
     assert not [c for c in commands if "rollback" in c or "deploy" in c]
     assert site.migrate is not None and site.migrate["failed_patch"] == site.failed_patch
+
+
+def test_rehearsal_backups_are_pruned_like_deploy_backups(tmp_path: Path) -> None:
+    """All but the newest KEEP rehearsals' backup folders go, except a rehearsal that did not pass
+    and the newest of each version rehearsed; the rehearsal running now always stays."""
+    ws, root = tmp_path / "ws", tmp_path / "state" / "projects" / "erp"
+    ws.mkdir()
+    runs = [("08", "succeeded", "v2"), ("09", "failed", "v2"), ("10", "succeeded", "v2"),
+            ("11", "succeeded", "v3"), ("12", "interrupted", "v3"), ("13", "succeeded", "v3"),
+            ("14", "succeeded", "v3")]  # fmt: skip
+    for hour, result, version in runs:
+        record(ws, f"2026-12-07T{hour}:00:00+00:00", result, version=version)
+        (root / "rehearsals" / f"20261207T{hour}0000Z" / "a.local").mkdir(parents=True)
+    (root / "rehearsals" / "20261207T150000Z").mkdir()  # the rehearsal running now (not recorded yet)
+    notes = rehearsal_backups.prune(
+        LocalRunner(), Workspace.at(ws), str(root), "erp", "20261207T150000Z", keep=2
+    )
+    left = sorted(p.name for p in (root / "rehearsals").iterdir())
+    assert left == ["20261207T090000Z", "20261207T100000Z", "20261207T120000Z", "20261207T140000Z",
+                    "20261207T150000Z"]  # fmt: skip
+    assert notes == [
+        "removed the backups of older rehearsals: 20261207T080000Z (of v2), 20261207T110000Z (of v3), "
+        "20261207T130000Z (of v3)",
+        "kept beyond the newest 2 rehearsals: 20261207T090000Z (a failed rehearsal's), "
+        "20261207T100000Z (the newest copy of v2's data), 20261207T120000Z (a failed rehearsal's)",
+    ]
