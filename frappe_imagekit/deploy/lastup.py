@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +16,7 @@ from frappe_imagekit.deploy import (
 )
 from frappe_imagekit.deploy.compose import Container
 from frappe_imagekit.deploy.context import Context, StatePaths
+from frappe_imagekit.deploy.engine import DEFAULT_ENGINE, engine_name
 from frappe_imagekit.deploy.record import now as now_iso
 from frappe_imagekit.errors import (
     DeployError,
@@ -175,6 +176,7 @@ def parse_last_up(text: str) -> dict[str, Any]:
         value = data.get(key)
         if value is not None or key in ("config_files", "sha256"):
             _state_value(value, key)
+    _state_value(data.get("engine"), "engine", engine_name)
     env = data.get("env", {})
     if not isinstance(env, dict):
         raise ValueError("env is not an object")
@@ -184,6 +186,11 @@ def parse_last_up(text: str) -> dict[str, Any]:
             shown = "a variable shaped like a token" if validate.TOKEN_SHAPE.search(name) else name
             raise ValueError(f"env {shown} is not a string")
     return data
+
+
+def last_up_engine(recorded: Mapping[str, Any]) -> str:
+    """The engine the last up ran on (``parse_last_up`` checked it; none recorded: compose)."""
+    return engine_name(recorded.get("engine"))
 
 
 def _state_value(value: object, what: str, check: Callable[..., str] = validate.not_an_option) -> None:
@@ -217,5 +224,6 @@ def keep_copy(ctx: Context, env: dict[str, str]) -> None:
         "env": env,
         "version": ctx.opts.version,
         "when": now_iso(),
+        "engine": ctx.engine.name if ctx.engine else DEFAULT_ENGINE,
     }
     runner.write_file(paths.last_up, json.dumps(record, indent=2).encode())

@@ -139,7 +139,7 @@ def check_options(opts: SandboxOptions) -> SandboxOptions:
 def with_layout(runner: Runner, opts: SandboxOptions) -> SandboxOptions:
     """Production's project and compose files as deploy finds them (options, COMPOSE_*)."""
     files = opts.compose_files
-    deploy = resolve_layout(runner, DeployOptions(
+    deploy = resolve_layout(runner, DeployOptions.of(
         project=opts.project, compose_file=files[0] if files else "", compose_overrides=files[1:],
         image=opts.image, version=opts.version, env_file=opts.env_file, state_dir=opts.state_dir,
     ))  # fmt: skip
