@@ -32,7 +32,7 @@ from typing import Any
 
 from frappe_imagekit import validate
 from frappe_imagekit.deploy import benchsite, compose, lock, verify
-from frappe_imagekit.deploy.benchsite import RESTORE_PID, RESTORE_STATUS, restore_argv
+from frappe_imagekit.deploy.benchsite import restore_argv
 from frappe_imagekit.deploy.context import (
     FAILED,
     INTERRUPTED,
@@ -50,6 +50,7 @@ from frappe_imagekit.deploy.engine import open_engine
 from frappe_imagekit.deploy.lastup import files_for_down, last_up_engine, read_last_up, sha256_on_target
 from frappe_imagekit.deploy.record import DEPLOY, ROLLBACK, SUCCEEDED, BackupCopy, DeployRecord
 from frappe_imagekit.deploy.record import now as now_iso
+from frappe_imagekit.deploy.restorewait import interrupted_restore_note, wait_restore
 from frappe_imagekit.deploy.send import image_present, last_line
 from frappe_imagekit.deploy.sequence import check_options as check_deploy_options
 from frappe_imagekit.deploy.sitewindow import bench_place, maintenance_window, open_window, the_window
@@ -693,49 +694,6 @@ def _run_restore(ctx: Context, backend: Any, site: str, argv: list[str], passwor
         ctx.report.notes.append(note)
         ctx.emit(note)
         raise
-
-
-# $1 pid file, $2 status file: wait while the restore named there runs; print its exit status
-_WAIT = r"""
-pid=$(cat "$1" 2>/dev/null) || { echo none; exit 0; }
-while grep -q restore "/proc/$pid/cmdline" 2>/dev/null; do sleep 0.2; done
-cat "$2" 2>/dev/null || echo unknown
-"""
-
-
-def wait_restore_argv(container_id: str) -> list[str]:
-    return ["docker", "exec", container_id, "sh", "-c", _WAIT, "wait", RESTORE_PID, RESTORE_STATUS]
-
-
-def wait_restore(runner: Runner, container_id: str) -> str:
-    """Wait for the restore started in the container to end; return bench's exit status
-    (``0``...), ``none`` (no restore recorded), ``unknown`` (ended without one), or
-    ``waiting stopped`` (interrupted again, or the container could not be asked)."""
-    try:
-        done = runner.run(wait_restore_argv(container_id), timeout=3600)
-    except (ImagekitError, KeyboardInterrupt):
-        return "waiting stopped"
-    word = done.stdout.split()[-1:] if done.returncode == 0 else []
-    return word[0] if word and (word[0].isdigit() or word[0] in ("none", "unknown")) else "waiting stopped"
-
-
-def interrupted_restore_note(site: str, how: str, top: str) -> str:
-    """The sentence for the report of a rollback interrupted during the restore of ``site``;
-    ``top``: the ``docker top`` line as it runs where the stack is (``BenchPlace.on_host``)."""
-    if how == "0":
-        said = "imagekit waited for it to end in the backend: it finished, the site holds the backup's data"
-    elif how.isdigit():
-        said = f"imagekit waited for it to end in the backend: it failed (exit {how}); restore it again"
-    elif how == "none":
-        said = "it had not started in the backend"
-    elif how == "unknown":
-        said = "it ended in the backend without an exit status (killed?): restore it again"
-    else:
-        said = (
-            f"imagekit stopped waiting for it ({how}): it may still run in the backend, look with "
-            f"`{top}` before anything else"
-        )
-    return f"rollback was interrupted during the restore of {site}: {said}."
 
 
 def _record_up(ctx: Context, plan: RollbackPlan) -> None:

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from frappe_imagekit.deploy import rollback
+from frappe_imagekit.deploy import benchsite, restorewait, rollback
 from frappe_imagekit.deploy.migrate_report import BenchPlace, ssh_prefix
 from frappe_imagekit.deploy.record import DeployRecord
 from frappe_imagekit.deploy.rollback import RollbackOptions, plan_rollback
@@ -133,7 +133,7 @@ def test_the_password_never_reaches_argv_and_next_steps_can_be_pasted():
     argv = rollback.restore_argv("c0ffee", "a.local", "/tmp/imagekit-restore-x.sql.gz")
     assert argv[:6] == ["docker", "exec", "-i", "c0ffee", "sh", "-c"]
     assert argv[7:] == ["sh", "bench", "--site", "a.local", "restore", "/tmp/imagekit-restore-x.sql.gz"]
-    assert f"echo $$ > {rollback.RESTORE_PID}" in argv[6] and f"> {rollback.RESTORE_STATUS}" in argv[6]
+    assert f"echo $$ > {benchsite.RESTORE_PID}" in argv[6] and f"> {benchsite.RESTORE_STATUS}" in argv[6]
     undo = DeployRecord(version="v2", project="erp", started="2026-12-01T16:55:00+00:00")
     made = rollback.RollbackPlan(RollbackOptions.of("erp", state_dir="/s t"), "deploy@erp:2222", undo, "v1",
                                  "de/erp", [], True, {})  # fmt: skip
@@ -288,7 +288,7 @@ def test_an_interrupted_restore_is_waited_for_in_the_backend_and_said(runner: _W
     """Issue 19 item 6: Ctrl-C during bench restore; the restore is waited for, not left unseen."""
     assert rollback.wait_restore(runner, "c0ffee") == how  # type: ignore[arg-type]
     assert runner.calls[0][:5] == ["docker", "exec", "c0ffee", "sh", "-c"]
-    assert runner.calls[0][6:] == ["wait", rollback.RESTORE_PID, rollback.RESTORE_STATUS]
+    assert runner.calls[0][6:] == ["wait", benchsite.RESTORE_PID, benchsite.RESTORE_STATUS]
     note = rollback.interrupted_restore_note("a.local", how, "docker top c0ffee")
     assert note == f"rollback was interrupted during the restore of a.local: {said}."
 
@@ -309,7 +309,7 @@ def test_the_printed_docker_top_of_a_remote_target_runs_there():
 def test_the_wait_script_returns_the_status_the_restore_left(tmp_path: Path):
     import subprocess
 
-    script = rollback.wait_restore_argv("c0ffee")[5]
+    script = restorewait.wait_restore_argv("c0ffee")[5]
     status = tmp_path / "status"
     status.write_text("0\n")
     done = subprocess.run(["sh", "-c", script, "wait", str(tmp_path / "no-pid"), str(status)],
