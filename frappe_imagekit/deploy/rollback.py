@@ -22,7 +22,6 @@ bench's stdin: never argv (``docker exec`` argv is visible in /proc), never a fi
 from __future__ import annotations
 
 import getpass
-import json
 import shlex
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, fields, replace
@@ -47,7 +46,16 @@ from frappe_imagekit.deploy.context import (
     state_paths,
 )
 from frappe_imagekit.deploy.engine import open_engine
-from frappe_imagekit.deploy.lastup import files_for_down, last_up_engine, read_last_up, sha256_on_target
+from frappe_imagekit.deploy.lastup import (
+    DownFiles,
+    KeptFile,
+    LastUp,
+    files_for_down,
+    last_up_engine,
+    read_last_up,
+    sha256_on_target,
+    write_last_up,
+)
 from frappe_imagekit.deploy.record import DEPLOY, ROLLBACK, SUCCEEDED, BackupCopy, DeployRecord
 from frappe_imagekit.deploy.record import now as now_iso
 from frappe_imagekit.deploy.restorewait import interrupted_restore_note, wait_restore
@@ -177,7 +185,7 @@ class RollbackPlan:
     image: str  # repository
     sites: list[SiteRestore]
     image_on_target: bool
-    down_files: dict[str, Any]  # files, project_dir, env_file, env: those of the last up
+    down_files: DownFiles  # files, project_dir, env_file, env: those of the last up
     lost: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     steps: list[str] = field(default_factory=list)
@@ -240,7 +248,7 @@ def plan_rollback(runner: Runner, ws: Workspace, opts: RollbackOptions) -> Rollb
         opts=opts, host=runner.host, undo=undo, to_version=to_version,
         image=_image_name(ws, to_version, undo),
         sites=site_restores(undo, opts, state_paths(runner, opts.project, opts.state_dir).root),
-        image_on_target=False, down_files={},
+        image_on_target=False, down_files=DownFiles([], None, None, {}, [], ""),
     )  # fmt: skip
     _check_target(runner, ws, plan)
     _describe(plan)
@@ -368,9 +376,9 @@ def _check_target(runner: Runner, ws: Workspace, plan: RollbackPlan) -> None:
     ctx.report.engine = ctx.engine.name
     running = project_services(ctx)
     plan.down_files = files_for_down(ctx, running)
-    ctx.compose_files = list(plan.down_files["files"])
+    ctx.compose_files = list(plan.down_files.files)
     ctx.compose_file = ctx.compose_files[0]
-    ctx.opts.where = replace(ctx.opts.where, env_file=plan.down_files["env_file"])
+    ctx.opts.where = replace(ctx.opts.where, env_file=plan.down_files.env_file)
     plan.image_on_target = image_present(runner, plan.image_ref)
     if not plan.image_on_target:
         _require_sendable(runner, plan)
@@ -443,7 +451,7 @@ def _check_copy(runner: Runner, site: str, copy: BackupCopy) -> None:
 def _db_password(ctx: Context, plan: RollbackPlan) -> str:
     """The database root password for ``bench restore``, from the named variable of the env
     file of the last up (on the target); the value is never printed, logged or recorded."""
-    var, env_file = plan.opts.db_password_var, plan.down_files.get("env_file")
+    var, env_file = plan.opts.db_password_var, plan.down_files.env_file
     text = ctx.runner.read_file(env_file) if env_file else None
     value = benchsite.env_password(text, env_file, var) if text and env_file else None
     if not value:
@@ -510,7 +518,7 @@ def _steps(plan: RollbackPlan, restored: Sequence[SiteRestore]) -> list[str]:
         steps.append(f"maintenance mode on and scheduler paused for {names} (bench, in the running backend)")
     steps.append(
         "stop and remove the containers of the image's services; MariaDB, Redis and any other "
-        f"service keep running (compose down with the files of the last up, {', '.join(files['files'])}, "
+        f"service keep running (compose down with the files of the last up, {', '.join(files.files)}, "
         "only when no service of the project runs the image)"
     )
     steps.append(f"start {opts.backend_service} on {plan.image_ref} (and the services it depends on)")
@@ -629,7 +637,7 @@ def _up(ctx: Context, plan: RollbackPlan, services: Sequence[str]) -> None:
 
 
 def _up_env(ctx: Context, plan: RollbackPlan) -> dict[str, str]:
-    env = dict(plan.down_files.get("env") or {})
+    env = dict(plan.down_files.env)
     env.update({ctx.opts.image_var: plan.image, ctx.opts.tag_var: plan.to_version, "PULL_POLICY": "never"})
     return env
 
@@ -700,21 +708,21 @@ def _record_up(ctx: Context, plan: RollbackPlan) -> None:
     """last-up.json describes this up: the kept copies it used (so the containers' config_files
     label matches for the next down) and the old version (the next deploy's previous one)."""
     files = [
-        {"path": path, "sha256": sha256_on_target(ctx.runner, path) or "", "copy": path}
-        for path in plan.down_files["files"]
+        KeptFile(path=path, sha256=sha256_on_target(ctx.runner, path) or "", copy=path)
+        for path in plan.down_files.files
     ]
-    record = {
+    record = LastUp({
         "config_files": ",".join(item["path"] for item in files),
         "sha256": files[0]["sha256"],
         "files": files,
-        "project_dir": plan.down_files["project_dir"],
-        "env_file": plan.down_files["env_file"],
+        "project_dir": plan.down_files.project_dir,
+        "env_file": plan.down_files.env_file,
         "env": _up_env(ctx, plan),
         "version": plan.to_version,
         "when": now_iso(),
         "engine": engine_of(ctx).name,
-    }
-    ctx.runner.write_file(ctx.paths.last_up, json.dumps(record, indent=2).encode())
+    })  # fmt: skip
+    write_last_up(ctx.runner, ctx.paths.last_up, record)
 
 
 def _done(ctx: Context, step: str) -> None:

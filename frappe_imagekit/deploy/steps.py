@@ -42,6 +42,7 @@ from frappe_imagekit.deploy.context import (
 )
 from frappe_imagekit.deploy.engine import Stack, open_engine, rendered
 from frappe_imagekit.deploy.lastup import (
+    DownFiles,
     check_services_kept,
     files_for_down,
     keep_copy,
@@ -237,7 +238,7 @@ def _site_path(path: str) -> str:
     return path if path.startswith("/") else "sites/" + path.removeprefix("./")
 
 
-def down(ctx: Context, files: dict[str, Any], anything: bool) -> None:
+def down(ctx: Context, files: DownFiles, anything: bool) -> None:
     """Stop and remove the containers of the image's services before they start again on
     another image (rollback): MariaDB and Redis keep running (README "What deploy stops");
     everything (compose down) with --full-down."""
@@ -265,13 +266,13 @@ def kill_first(ctx: Context) -> None:
         )
 
 
-def compose_down(ctx: Context, files: dict[str, Any], anything: bool) -> None:
+def compose_down(ctx: Context, files: DownFiles, anything: bool) -> None:
     if not anything and not all_containers(ctx):
         return
     kill_first(ctx)
     engine = engine_of(ctx)
     argv = engine.down_argv(down_stack(ctx, files), stop_timeout=ctx.opts.stop_timeout)
-    done = ctx.runner.run(argv, env=files["env"] or None, timeout=ctx.opts.down_timeout + 30)
+    done = ctx.runner.run(argv, env=files.env or None, timeout=ctx.opts.down_timeout + 30)
     if done.returncode != 0:
         raise DeployError(
             f"compose down failed ({last_line(done)}); run `{shlex.join(argv)}` by hand to see why."
@@ -303,9 +304,9 @@ def up_stack(ctx: Context) -> Stack:
     return Stack(ctx.opts.project, tuple(ctx.compose_files), env_file=ctx.opts.env_file)
 
 
-def down_stack(ctx: Context, files: dict[str, Any]) -> Stack:
+def down_stack(ctx: Context, files: DownFiles) -> Stack:
     """The stack ``down`` stops: the files (kept copies) of the last up (lastup.files_for_down)."""
-    return Stack(ctx.opts.project, tuple(files["files"]), files["project_dir"], files["env_file"])
+    return files.stack(ctx.opts.project)
 
 
 def check_health(ctx: Context) -> None:

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from frappe_imagekit.deploy import benchsite, restorewait, rollback
+from frappe_imagekit.deploy.lastup import DownFiles
 from frappe_imagekit.deploy.migrate_report import BenchPlace, ssh_prefix
 from frappe_imagekit.deploy.record import DeployRecord
 from frappe_imagekit.deploy.rollback import RollbackOptions, plan_rollback
@@ -185,7 +186,7 @@ def test_what_will_be_lost_and_the_warnings_are_said_before_anything():
     ]
     opts = RollbackOptions.of("erp", sites=["a.local", "b.local"], to_version="v0")
     made = rollback.RollbackPlan(
-        opts, "local", undo, "v0", "de/erp", restores, False, {"files": ["/s/c.yaml"]}
+        opts, "local", undo, "v0", "de/erp", restores, False, DownFiles(["/s/c.yaml"], None, None, {}, [], "")
     )
     rollback._describe(made)
     assert made.lost[0].startswith("a.local: every change to its database since 2026-12-01T16:55:00+00:00")
