@@ -190,7 +190,7 @@ def test_any_deploy_options_pass_or_are_a_usage_error(
 ):
     from frappe_imagekit.deploy.sequence import DeployOptions, check_options
 
-    opts = DeployOptions(project=project, compose_file="/srv/c.yaml", image="de/erp", version="v1",
+    opts = DeployOptions.of(project=project, compose_file="/srv/c.yaml", image="de/erp", version="v1",
                          image_var=image_var, backend_service=service, sites=sites,
                          env_file=env_file, lock_wait=lock_wait)  # fmt: skip
     try:
@@ -200,3 +200,8 @@ def test_any_deploy_options_pass_or_are_a_usage_error(
         return
     assert project == project.lower() and not project.startswith(("-", ".")) and "/" not in project
     assert "=" not in image_var and lock_wait >= 0
+
+
+def test_a_lock_pid_beyond_any_process_is_not_alive() -> None:
+    """A lock file naming pid 2**31 (hypothesis found it: os.kill raised OverflowError) is stale."""
+    assert lock.pid_alive(2**31) is False
