@@ -46,7 +46,8 @@ class StepName:
 
 def step_names(containerfile: Containerfile) -> dict[tuple[str, int, int], StepName]:
     """``(stage, i, n)`` -> the step's name, as BuildKit numbers the steps of ``containerfile``
-    (stage: the ``AS`` name, or "" for a stage without one)."""
+    (stage: the ``AS`` name; "" for a stage without one, and for the stage of a one-stage file,
+    whose name BuildKit does not show: ``#4 [1/3] FROM``)."""
     names: dict[tuple[str, int, int], StepName] = {}
     seen_stages: set[str] = set()
     for stage in containerfile.stages:
@@ -54,7 +55,7 @@ def step_names(containerfile: Containerfile) -> dict[tuple[str, int, int], StepN
         if stage.base.lower() not in seen_stages and stage.base.lower() != "scratch":
             counted.append(("FROM", None))
         counted += [(i.keyword, i) for i in containerfile.stage_instructions(stage) if i.keyword in _NUMBERED]
-        label = stage.name or ""
+        label = (stage.name or "") if len(containerfile.stages) > 1 else ""  # one stage: no name shown
         for index, (keyword, ins) in enumerate(counted, start=1):
             names[(label, index, len(counted))] = _name(label, index, len(counted), keyword, ins)
         if stage.name:

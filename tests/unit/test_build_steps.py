@@ -145,3 +145,9 @@ def test_the_tier_and_the_image_build_share_stage_names_but_not_numbers() -> Non
     told = _tell("#4 [base 1/1] FROM x\n#4 DONE 0.0s\n#9 [builder 4/6] RUN y\n#9 CACHED\n", tier, image)
     assert told[0] == "progress: step base 1/1 started: base image"
     assert told[-1] == "progress: install payments cached"
+
+
+def test_a_one_stage_file_is_numbered_without_its_name() -> None:
+    # BuildKit of docker 20.10 on tests/fixtures/build/secret.Containerfile: `#4 [1/3] FROM ...`
+    names = steps.step_names(parse_containerfile("FROM x AS base\nARG A\nRUN a\nUSER u\nRUN b\n"))
+    assert list(names) == [("", 1, 3), ("", 2, 3), ("", 3, 3)]

@@ -133,7 +133,8 @@ try:
     main()
 except SystemExit:
     pass
-print("LIVE=" + ",".join(sorted(m for m in sys.modules if m in ("rich.live", "rich.progress"))), file=sys.stderr)
+live = sorted(m for m in sys.modules if m in ("rich.live", "rich.progress"))
+print("LIVE=" + ",".join(live), file=sys.stderr)
 """
 
 
