@@ -16,9 +16,10 @@ only when a live reporter is made, never for ``--help``.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
@@ -46,6 +47,27 @@ class Reporter(Protocol):
     def finish(self, task: str, *, outcome: str = DONE, seconds: float | None = None) -> None:
         """``task`` ended: ``done``, ``cached``, ``failed`` or a short word; ``seconds`` when the
         work measured them itself (BuildKit's DONE 4.9s), else the time since ``start``."""
+
+
+@dataclass
+class Outcome:
+    """How the task of a ``task`` block ended, if not ``done`` (the block may set it)."""
+
+    outcome: str = DONE
+
+
+@contextlib.contextmanager
+def task(reporter: Reporter, name: str, *, total: int | None = None, detail: str = "") -> Iterator[Outcome]:
+    """``name`` as one task of ``reporter`` for the block: started, then finished with the
+    block's ``Outcome`` (``done`` unless it set another), or ``failed`` if it raises (Ctrl-C too)."""
+    ended = Outcome()
+    reporter.start(name, total=total, detail=detail)
+    try:
+        yield ended
+    except BaseException:
+        reporter.finish(name, outcome=FAILED)
+        raise
+    reporter.finish(name, outcome=ended.outcome)
 
 
 def human_bytes(count: float) -> str:

@@ -120,7 +120,7 @@ def execute_build(
                 planned = exact.planned_commits(plan.frappe, plan.apps)
                 exact.verify_commits(run.image_id, plan.ref, planned)
             run.digest = dockercli.read_metadata_digest(plan.metadata_file)
-            with _task(reporter, "leak scan", skipped=not plan.leak_scan):
+            with progress.task(reporter, "leak scan") if plan.leak_scan else contextlib.nullcontext():
                 run.leak_scan = _leak_scan(plan, run)
             _tag_scanned(plan, run)
             record = _manifest(ws, plan, run, status="succeeded", error=None)
@@ -156,35 +156,18 @@ def _ensure_tiers(
     plan: BuildPlan, run: _Run, on_line: Callable[[str], None] | None, reporter: Reporter
 ) -> None:
     assert plan.exact is not None
-    with _task(reporter, "system tier") as outcome:
+    with progress.task(reporter, "system tier") as ended:
         tiers.ensure_tiers(
             plan.exact.tiers, plan.tier_request(), lambda line: _log_line(plan, run, on_line, line)
         )
         if not any(tier.built for tier in plan.exact.tiers):
-            outcome[0] = "reused"
+            ended.outcome = "reused"
 
 
 def _built_files(plan: BuildPlan) -> list[Containerfile]:
     """The Containerfiles this build runs: the tiers' (exact mode), then the image's."""
     tier_files = [parse_containerfile(t.text) for t in plan.exact.tiers] if plan.exact is not None else []
     return [*tier_files, plan.containerfile]
-
-
-@contextlib.contextmanager
-def _task(reporter: Reporter, name: str, *, skipped: bool = False) -> Iterator[list[str]]:
-    """``name`` as one task of ``reporter``: failed if it raises (Ctrl-C included); the block
-    may set another outcome in the list it gets."""
-    outcome = [progress.DONE]
-    if skipped:
-        yield outcome
-        return
-    reporter.start(name)
-    try:
-        yield outcome
-    except BaseException:
-        reporter.finish(name, outcome=progress.FAILED)
-        raise
-    reporter.finish(name, outcome=outcome[0])
 
 
 def _log_line(plan: BuildPlan, run: _Run, on_line: Callable[[str], None] | None, line: str) -> None:

@@ -10,6 +10,7 @@ import sys
 import pytest
 from rich.console import Console
 
+from frappe_imagekit import progress
 from frappe_imagekit.progress import CACHED, FAILED, SILENT, LiveReporter, PlainReporter, human_bytes
 
 CANARY = "ghp_progressCANARY0123456789"
@@ -143,3 +144,18 @@ def test_help_does_not_load_the_live_display(argv: list[str]) -> None:
     done = subprocess.run([sys.executable, "-c", PROBE, *argv], capture_output=True, text=True, timeout=60)
     assert "Usage" in done.stdout
     assert "LIVE=\n" in done.stderr, done.stderr
+
+
+def test_a_task_block_finishes_done_or_its_own_outcome_or_failed_when_it_raises() -> None:
+    reporter, lines, _ = plain()
+    with progress.task(reporter, "backup a.local"):
+        pass
+    with progress.task(reporter, "system tier") as ended:
+        ended.outcome = "reused"
+    with pytest.raises(KeyboardInterrupt), progress.task(reporter, "restore a.local"):
+        raise KeyboardInterrupt
+    assert [line for line in lines if "started" not in line] == [
+        "progress: backup a.local done in 0.0 s",
+        "progress: system tier reused (0.0 s)",
+        "progress: restore a.local failed after 0.0 s",
+    ]
