@@ -33,35 +33,24 @@ from typing import Any
 from frappe_imagekit import validate
 from frappe_imagekit.deploy import benchsite, compose, lock, verify
 from frappe_imagekit.deploy.benchsite import RESTORE_PID, RESTORE_STATUS, restore_argv
-from frappe_imagekit.deploy.record import DEPLOY, ROLLBACK, SUCCEEDED, BackupCopy, DeployRecord
-from frappe_imagekit.deploy.record import now as now_iso
-from frappe_imagekit.deploy.sequence import (
+from frappe_imagekit.deploy.context import (
     FAILED,
     INTERRUPTED,
+    Context,
     DeployFailed,
     DeployOptions,
     DeployReport,
-    _backend,
-    _check_config,
-    _check_health,
-    _check_running_image,
-    _Context,
-    _down,
-    _down_files,
-    _finish,
-    _image_present,
-    _last_line,
-    _last_up,
-    _maintenance_window,
-    _open_window,
-    _project,
-    _send_image,
-    _sha256_on_target,
-    _window,
-    bench_place,
+    find_backend,
+    project_services,
     state_paths,
 )
+from frappe_imagekit.deploy.lastup import files_for_down, read_last_up, sha256_on_target
+from frappe_imagekit.deploy.record import DEPLOY, ROLLBACK, SUCCEEDED, BackupCopy, DeployRecord
+from frappe_imagekit.deploy.record import now as now_iso
+from frappe_imagekit.deploy.send import image_present, last_line
 from frappe_imagekit.deploy.sequence import check_options as check_deploy_options
+from frappe_imagekit.deploy.sitewindow import bench_place, maintenance_window, open_window, the_window
+from frappe_imagekit.deploy.steps import check_config, check_health, check_image, down, finish, send_image
 from frappe_imagekit.errors import DeployError, ImagekitError, NotFoundError, UsageError
 from frappe_imagekit.interrupts import sigterm_as_interrupt
 from frappe_imagekit.manifest import iter_deploy_records, list_manifests
@@ -130,7 +119,7 @@ class RollbackPlan:
     lost: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     steps: list[str] = field(default_factory=list)
-    ctx: _Context | None = field(default=None, repr=False)
+    ctx: Context | None = field(default=None, repr=False)
 
     @property
     def image_ref(self) -> str:
@@ -307,22 +296,22 @@ def _site_restore(undo: DeployRecord, site: str, state_root: str) -> SiteRestore
 def _check_target(runner: Runner, ws: Workspace, plan: RollbackPlan) -> None:
     """Compose, docker, the files of the last up, the image, the backups and the password."""
     ctx = _context(runner, ws, plan)
-    recorded = _last_up(ctx)
+    recorded = read_last_up(ctx)
     if recorded is None:
         raise NotFoundError(
             f"no usable last-up.json in {ctx.paths.root} on {runner.host}: imagekit does not know the "
             "compose files this stack runs with; bring it back by hand (bench restore, then up)."
         )
     ctx.cli = compose.detect_compose(runner)
-    running = _project(ctx)
-    plan.down_files = _down_files(ctx, running)
+    running = project_services(ctx)
+    plan.down_files = files_for_down(ctx, running)
     ctx.compose_files = list(plan.down_files["files"])
     ctx.compose_file = ctx.compose_files[0]
     ctx.opts.env_file = plan.down_files["env_file"]
-    plan.image_on_target = _image_present(runner, plan.image_ref)
+    plan.image_on_target = image_present(runner, plan.image_ref)
     if not plan.image_on_target:
         _require_sendable(runner, plan)
-    _check_config(ctx)
+    check_config(ctx)
     for site in plan.sites:
         for copy in site.copies if site.backup else []:
             _check_copy(runner, site.site, copy)
@@ -331,7 +320,7 @@ def _check_target(runner: Runner, ws: Workspace, plan: RollbackPlan) -> None:
     plan.ctx = ctx
 
 
-def _context(runner: Runner, ws: Workspace, plan: RollbackPlan) -> _Context:
+def _context(runner: Runner, ws: Workspace, plan: RollbackPlan) -> Context:
     opts = plan.opts
     deploy_opts = check_deploy_options(
         DeployOptions(
@@ -352,7 +341,7 @@ def _context(runner: Runner, ws: Workspace, plan: RollbackPlan) -> _Context:
     for site in plan.sites:
         report.site(site.site).restored = "pending" if site.backup else "skipped"
     paths = state_paths(runner, opts.project, opts.state_dir)
-    return _Context(runner, ws, deploy_opts, report, paths, lambda _line: None)
+    return Context(runner, ws, deploy_opts, report, paths, lambda _line: None)
 
 
 def _require_sendable(runner: Runner, plan: RollbackPlan) -> None:
@@ -362,7 +351,7 @@ def _require_sendable(runner: Runner, plan: RollbackPlan) -> None:
         raise NotFoundError(f"image {ref} is not on this machine: {rebuild}, then roll back again.")
     if not plan.opts.send_image:
         raise NotFoundError(f"image {ref} is not on {runner.host}: load it there, or {rebuild}.")
-    if not _image_present(LocalRunner(plan.opts.source_docker_host), ref):
+    if not image_present(LocalRunner(plan.opts.source_docker_host), ref):
         raise NotFoundError(f"image {ref} is neither on {runner.host} nor here: {rebuild}.")
 
 
@@ -382,7 +371,7 @@ def _check_copy(runner: Runner, site: str, copy: BackupCopy) -> None:
         )
 
 
-def _db_password(ctx: _Context, plan: RollbackPlan) -> str:
+def _db_password(ctx: Context, plan: RollbackPlan) -> str:
     """The database root password for ``bench restore``, from the named variable of the env
     file of the last up (on the target); the value is never printed, logged or recorded."""
     var, env_file = plan.opts.db_password_var, plan.down_files.get("env_file")
@@ -508,40 +497,40 @@ def rollback(runner: Runner, plan: RollbackPlan, on_event: EventSink | None = No
         _stopped(ctx, plan, FAILED, exc.message)
         raise DeployFailed(exc, ctx.report) from None
     ctx.report.result = SUCCEEDED
-    _finish(ctx)
+    finish(ctx)
     return ctx.report
 
 
-def _run(ctx: _Context, plan: RollbackPlan) -> None:
+def _run(ctx: Context, plan: RollbackPlan) -> None:
     details = lock.lock_details(plan.to_version, ctx.runner.host)
     with lock.held(ctx.runner, ctx.paths.lock_dir, details, ctx.opts.project, ctx.opts.lock_wait):
         _done(ctx, "locked")
         if not plan.image_on_target:
-            _send_image(ctx)
+            send_image(ctx)
             _done(ctx, "image sent")
         ctx.report.image_id = verify.image_id(ctx.runner, plan.image_ref)
-        with _maintenance_window(ctx):  # ended once every service is up on the old image
-            _open_window(ctx, compose.service_containers(_project(ctx)))
-            _window(ctx).stack_changed()  # from down on, a failure leaves the sites in maintenance
+        with maintenance_window(ctx):  # ended once every service is up on the old image
+            open_window(ctx, compose.service_containers(project_services(ctx)))
+            the_window(ctx).stack_changed()  # from down on, a failure leaves the sites in maintenance
             ctx.emit(f"stopping project {ctx.opts.project}")
-            _down(ctx, plan.down_files, True)
+            down(ctx, plan.down_files, True)
             _done(ctx, "down")
             restore_and_start(ctx, plan)
-            _check_running_image(ctx)
+            check_image(ctx)
             ctx.report.served = True
             _done(ctx, "image checked")
         if ctx.opts.health_check:
-            _check_health(ctx)
+            check_health(ctx)
             _done(ctx, "sites answer")
 
 
-def restore_and_start(ctx: _Context, plan: RollbackPlan) -> None:
+def restore_and_start(ctx: Context, plan: RollbackPlan) -> None:
     """The part in which the sites are down: the backend on the old image, each site's
     database restored, then every service; inside the maintenance window (``_run``)."""
     ctx.emit(f"starting {ctx.opts.backend_service} on {plan.image_ref}")
     _up(ctx, plan, [ctx.opts.backend_service])
     _wait(ctx)
-    _open_window(ctx)  # no backend ran before down: the window opens in the new one
+    open_window(ctx)  # no backend ran before down: the window opens in the new one
     password = _db_password(ctx, plan) if any(s.backup for s in plan.sites) else ""
     for site in plan.sites:
         if site.backup is not None:
@@ -554,13 +543,13 @@ def restore_and_start(ctx: _Context, plan: RollbackPlan) -> None:
     _done(ctx, "up")
 
 
-def _wait(ctx: _Context) -> None:
+def _wait(ctx: Context) -> None:
     """Services running, one-shot services (from the rendered config, as deploy) exited 0."""
     oneshot = ctx.report.oneshot_services or ctx.opts.oneshot_services
     compose.wait_services(ctx.runner, ctx.opts.project, oneshot, ctx.opts.up_timeout)
 
 
-def _up(ctx: _Context, plan: RollbackPlan, services: Sequence[str]) -> None:
+def _up(ctx: Context, plan: RollbackPlan, services: Sequence[str]) -> None:
     assert ctx.cli is not None
     files = plan.down_files
     argv = compose.compose_argv(
@@ -571,19 +560,19 @@ def _up(ctx: _Context, plan: RollbackPlan, services: Sequence[str]) -> None:
     _record_up(ctx, plan)  # even a failed up may have started containers with these files
     if done.returncode != 0:
         raise DeployError(
-            f"compose up failed: {_last_line(done)}; the project is down: fix it and roll back again."
+            f"compose up failed: {last_line(done)}; the project is down: fix it and roll back again."
         )
 
 
-def _up_env(ctx: _Context, plan: RollbackPlan) -> dict[str, str]:
+def _up_env(ctx: Context, plan: RollbackPlan) -> dict[str, str]:
     env = dict(plan.down_files.get("env") or {})
     env.update({ctx.opts.image_var: plan.image, ctx.opts.tag_var: plan.to_version, "PULL_POLICY": "never"})
     return env
 
 
-def _restore(ctx: _Context, plan: RollbackPlan, site: SiteRestore, password: str) -> None:
+def _restore(ctx: Context, plan: RollbackPlan, site: SiteRestore, password: str) -> None:
     assert site.backup is not None
-    runner, backend = ctx.runner, _backend(ctx)
+    runner, backend = ctx.runner, find_backend(ctx)
     entry = ctx.report.site(site.site)
     entry.restored = "failed"
     inside = {copy.name: f"/tmp/imagekit-restore-{plan.undo.deploy_id}-{copy.name}" for copy in site.copies}
@@ -609,18 +598,18 @@ def _restore(ctx: _Context, plan: RollbackPlan, site: SiteRestore, password: str
     entry.backup = site.backup.path
 
 
-def _put(ctx: _Context, backend: Any, site: str, copy: BackupCopy, inside: str) -> None:
+def _put(ctx: Context, backend: Any, site: str, copy: BackupCopy, inside: str) -> None:
     """Stream one backup copy into the backend container, checked by its sha256."""
     put = ctx.runner.run(["sh", "-c", _PUT, "put", copy.path, backend.id, inside], timeout=3600)
     check = ctx.runner.run(["docker", "exec", backend.id, "sha256sum", inside], timeout=600)
     if put.returncode != 0 or check.stdout.split()[:1] != [copy.sha256]:
         raise DeployError(
-            f"the backup of {site} could not be put into {backend.name} ({_last_line(put)}); "
+            f"the backup of {site} could not be put into {backend.name} ({last_line(put)}); "
             "the project runs the backend only: check the disk there and roll back again."
         )
 
 
-def _run_restore(ctx: _Context, backend: Any, site: str, argv: list[str], password: str) -> Any:
+def _run_restore(ctx: Context, backend: Any, site: str, argv: list[str], password: str) -> Any:
     """Run bench restore; on Ctrl-C or SIGTERM wait for the restore in the backend (stopping it
     half-way would leave the site's database half loaded), say so, and go on interrupting."""
     try:
@@ -686,11 +675,11 @@ def interrupted_restore_note(site: str, how: str, top: str) -> str:
     return f"rollback was interrupted during the restore of {site}: {said}."
 
 
-def _record_up(ctx: _Context, plan: RollbackPlan) -> None:
+def _record_up(ctx: Context, plan: RollbackPlan) -> None:
     """last-up.json describes this up: the kept copies it used (so the containers' config_files
     label matches for the next down) and the old version (the next deploy's previous one)."""
     files = [
-        {"path": path, "sha256": _sha256_on_target(ctx.runner, path) or "", "copy": path}
+        {"path": path, "sha256": sha256_on_target(ctx.runner, path) or "", "copy": path}
         for path in plan.down_files["files"]
     ]
     record = {
@@ -706,14 +695,14 @@ def _record_up(ctx: _Context, plan: RollbackPlan) -> None:
     ctx.runner.write_file(ctx.paths.last_up, json.dumps(record, indent=2).encode())
 
 
-def _done(ctx: _Context, step: str) -> None:
+def _done(ctx: Context, step: str) -> None:
     ctx.report.progress.append(step)
 
 
-def _stopped(ctx: _Context, plan: RollbackPlan, result: str, error: str) -> None:
+def _stopped(ctx: Context, plan: RollbackPlan, result: str, error: str) -> None:
     ctx.report.result, ctx.report.error = result, error
     ctx.report.next_step = next_step(plan, ctx.report.progress)
-    _finish(ctx)
+    finish(ctx)
 
 
 def next_step(plan: RollbackPlan, progress: Sequence[str]) -> str:

@@ -1,0 +1,333 @@
+"""What a deploy carries from step to step: its options, its report, the paths of its state
+folder on the target, and the ``Context`` every step takes (deploy/steps.py)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from frappe_imagekit import validate
+from frappe_imagekit.deploy import (
+    compose,
+    maintenance,
+)
+from frappe_imagekit.deploy.compose import ComposeCLI, Container
+from frappe_imagekit.deploy.composeconfig import RenderedConfig
+from frappe_imagekit.deploy.engine import DEFAULT_ENGINE
+from frappe_imagekit.deploy.maintenance import SiteWindow
+from frappe_imagekit.deploy.migrator import MigratorRun
+from frappe_imagekit.deploy.record import (
+    DEPLOY,
+    SUCCEEDED,
+)
+from frappe_imagekit.deploy.record import SCHEMA_VERSION as RECORD_SCHEMA
+from frappe_imagekit.errors import (
+    DeployError,
+    ExitCode,
+    ImagekitError,
+    UsageError,
+)
+from frappe_imagekit.process import Completed
+from frappe_imagekit.runner import Runner
+from frappe_imagekit.workspace import Workspace
+
+SCHEMA_VERSION = RECORD_SCHEMA
+
+
+EventSink = Callable[[str], None]
+
+
+FAILED = "failed"
+
+
+PATCH_FAILED = "patch-failed"
+
+
+MIGRATE_FAILED = "migrate-failed"
+
+
+INTERRUPTED = "interrupted"
+
+
+DRY_RUN = "dry-run"
+
+
+HEALTH_MAINTENANCE = "maintenance"  # a site in maintenance mode answers 503: not checked
+
+
+RESULT_EXIT_CODES = {
+    SUCCEEDED: ExitCode.OK,
+    DRY_RUN: ExitCode.OK,
+    PATCH_FAILED: ExitCode.PATCH_FAILED,
+    MIGRATE_FAILED: ExitCode.MIGRATE_FAILED,
+    FAILED: ExitCode.DEPLOY_FAILED,
+    INTERRUPTED: ExitCode.INTERRUPTED,
+}
+
+
+LIST_SITES = 'for f in sites/*/site_config.json; do [ -f "$f" ] && basename "$(dirname "$f")"; done'
+
+
+@dataclass
+class DeployOptions:
+    project: str
+    compose_file: str  # a path on the target
+    image: str  # repository, e.g. desiredeffect/erpnext-custom
+    version: str  # the tag
+    sites: list[str] | None = None  # None: every site of the bench
+    env_file: str | None = None  # a path on the target
+    backup: bool = True
+    migrate_only: bool = False
+    dry_run: bool = False
+    force: bool = False
+    lock_wait: float = 0
+    image_var: str = "CUSTOM_IMAGE"
+    tag_var: str = "CUSTOM_TAG"
+    backend_service: str = "backend"
+    oneshot_services: tuple[str, ...] = ("configurator",)
+    state_dir: str | None = None  # default: $XDG_STATE_HOME/imagekit on the target
+    down_timeout: float = 60
+    up_timeout: float = 120
+    stop_timeout: int = 10
+    # services killed (SIGKILL) before down: their PID 1 ignores SIGTERM and they hold no state
+    kill_first: tuple[str, ...] = ("websocket", "scheduler")
+    send_image: bool = True  # remote target without the image: docker save | docker load
+    source_docker_host: str | None = None  # the daemon the image is sent from
+    compose_overrides: tuple[str, ...] = ()  # more -f files after compose_file (frappe_docker overrides/)
+    health_check: bool = True  # ping and one asset per site after migrate
+    keep_backups: int = 5  # deploys whose backups stay in the state folder
+    maintenance: bool = True  # sites in maintenance (scheduler paused) from the backup to after migrate
+    backup_files: bool = False  # bench backup --with-files: the public and private files archives too
+    # printed next steps: the named target the deploy was started from (`imagekit deploy TARGET`),
+    # and the command line's options they repeat (SSH options; with a target, what overrode it)
+    target: str | None = None
+    repeat: tuple[tuple[str, str], ...] = ()
+    ssh_flags: tuple[str, ...] = ()  # ssh's own options for printed `ssh HOST '...'` lines (-i KEY ...)
+    # compose down before up (everything stops, MariaDB and Redis too); without it only the
+    # services whose image or configuration changed are recreated (README "What deploy stops")
+    full_down: bool = False
+    settle: float = compose.SETTLE  # seconds each service must run unrestarted after up
+    rehearsed: bool = False  # deploy --rehearse: only a version whose last rehearsal passed
+
+    @property
+    def image_ref(self) -> str:
+        return f"{self.image}:{self.version}"
+
+
+@dataclass
+class SiteReport:
+    site: str
+    status: str = "pending"  # ok | failed | interrupted | pending (not migrated)
+    patches_run: list[str] = field(default_factory=list)  # interrupted: the patches that completed
+    interrupted_in: str | None = None  # interrupted: the patch it was running (not recorded as run)
+    failed_patch: str | None = None
+    backup: str | None = None
+    failure: str | None = None
+    failed_module: str | None = None
+    doctype: str | None = None
+    exception: str | None = None
+    traceback: list[str] = field(default_factory=list)
+    next_steps: list[str] = field(default_factory=list)
+    apps_not_installed: list[str] = field(default_factory=list)
+    # the migrate report (migrate_parse.SiteResult; docs/DESIGN.md "Migrate report")
+    result: str | None = None  # ok | patch-failed | import-failed | ... (None: not migrated)
+    failed_file: str | None = None
+    section: str | None = None
+    doctype_file: str | None = None
+    services: list[str] = field(default_factory=list)
+    lock_path: str | None = None
+    step: str | None = None
+    exception_type: str | None = None
+    exception_message: str | None = None
+    warnings: list[str] = field(default_factory=list)
+    migrate_notes: list[str] = field(default_factory=list)
+    health: str | None = None  # ok | failed | maintenance (in it: not checked) | None (not checked)
+    backup_files: list[dict[str, Any]] = field(default_factory=list)  # copies: path, size, sha256
+    restored: str | None = None  # rollback: ok | failed | skipped (--no-restore)
+    maintenance: SiteWindow | None = None  # its maintenance window (None: not in one)
+    maintenance_now: str | None = None  # on | off: read back from the site at the end (None: unknown)
+
+
+@dataclass
+class DeployReport:
+    version: str
+    image: str
+    project: str
+    host: str
+    user: str
+    started: str
+    finished: str | None = None
+    result: str = FAILED
+    sites: list[SiteReport] = field(default_factory=list)
+    error: str | None = None
+    compose: str | None = None  # e.g. "docker-compose 1.29.2"
+    notes: list[str] = field(default_factory=list)
+    image_sent: bool = False
+    timings: dict[str, float] = field(default_factory=dict)
+    record: str | None = None
+    image_id: str | None = None  # of IMAGE:VERSION on the target, checked after up
+    image_services: list[str] = field(default_factory=list)  # services the config gives the image
+    oneshot_services: list[str] = field(default_factory=list)  # waited for to exit 0
+    migrator: str | None = None  # the service that migrates on start (frappe_docker's migrator)
+    services: dict[str, str] = field(default_factory=dict)  # every service -> its rendered image
+    steps: list[str] = field(default_factory=list)  # --dry-run: what the deploy would do
+    kind: str = DEPLOY  # or record.ROLLBACK
+    previous_version: str | None = None  # the version that ran before (from last-up.json)
+    served: bool = False  # the version's containers came up running its image
+    stack_changed: bool = False  # replacing the containers began (down, or up --remove-orphans)
+    rolled_back_from: str | None = None  # rollback: the version it left
+    rollback_of: str | None = None  # rollback: the deploy id it undid
+    progress: list[str] = field(default_factory=list)  # rollback: the steps done
+    next_step: str | None = None  # rollback: what to do when it stopped before the end
+    daemon_id: str | None = None  # the target daemon's ID (docker info): one place, local or SSH
+    engine: str = DEFAULT_ENGINE  # what ran the stack (deploy/engine.py), recorded
+
+    @property
+    def exit_code(self) -> ExitCode:
+        return RESULT_EXIT_CODES.get(self.result, ExitCode.DEPLOY_FAILED)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"schema_version": SCHEMA_VERSION, **asdict(self)}
+
+    def site(self, name: str) -> SiteReport:
+        for site in self.sites:
+            if site.site == name:
+                return site
+        self.sites.append(SiteReport(name))
+        return self.sites[-1]
+
+
+class DeployFailed(ImagekitError):
+    """The deploy stopped; ``report`` says how far it got (it was recorded)."""
+
+    def __init__(self, error: ImagekitError, report: DeployReport) -> None:
+        super().__init__(error.message, error.exit_code)
+        self.report = report
+
+
+@dataclass(frozen=True)
+class StatePaths:
+    root: str  # .../imagekit/projects/<project>
+
+    @property
+    def lock_dir(self) -> str:
+        return f"{self.root}/lock"
+
+    @property
+    def compose_copy(self) -> str:
+        return f"{self.root}/compose.yaml"
+
+    @property
+    def env_copy(self) -> str:
+        return f"{self.root}/env"
+
+    @property
+    def last_up(self) -> str:
+        return f"{self.root}/last-up.json"
+
+    @property
+    def audit_log(self) -> str:
+        return f"{self.root}/audit.log"
+
+
+def state_paths(runner: Runner, project: str, state_dir: str | None = None) -> StatePaths:
+    """The project's state folder; ``project`` is checked first since it names a folder."""
+    validate.project_name(project, "--project", UsageError)
+    base = state_dir or f"{runner.state_home()}/imagekit"
+    return StatePaths(f"{base.rstrip('/')}/projects/{project}")
+
+
+@dataclass
+class Context:
+    runner: Runner
+    ws: Workspace
+    opts: DeployOptions
+    report: DeployReport
+    paths: StatePaths
+    emit: EventSink
+    cli: ComposeCLI | None = None
+    compose_file: str = ""  # absolute, on the target
+    compose_files: list[str] = field(default_factory=list)  # every -f, absolute; [0] is compose_file
+    config: RenderedConfig | None = None  # as `up` will see it (compose config)
+    migrator_run: MigratorRun | None = None  # frappe_docker's migrator, followed after up
+    window: maintenance.Window | None = None  # the sites in maintenance (deploy/maintenance.py)
+
+
+def absolute(runner: Runner, path: str) -> str:
+    if path.startswith("/"):
+        return path
+    done = runner.run(["sh", "-c", 'cd "$(dirname "$1")" && echo "$(pwd)/$(basename "$1")"', "sh", path])
+    return done.stdout.strip() or path
+
+
+def find_backend(ctx: Context, containers: Sequence[Container] | None = None) -> Container:
+    if containers is None:
+        containers = compose.project_containers(ctx.runner, ctx.opts.project)
+    for container in compose.service_containers(containers):
+        if container.service == ctx.opts.backend_service and container.state == "running":
+            return container
+    raise DeployError(
+        f"no running {ctx.opts.backend_service} container in project {ctx.opts.project}; "
+        "start the project (imagekit deploy without --migrate-only) or pass --backend-service."
+    )
+
+
+def exec_in(ctx: Context, container: Container, argv: Sequence[str], **kwargs: Any) -> Completed:
+    return ctx.runner.run(["docker", "exec", container.id, *argv], **kwargs)
+
+
+def site_names(ctx: Context, backend: Container) -> list[str]:
+    if ctx.opts.sites:
+        return list(ctx.opts.sites)
+    done = exec_in(ctx, backend, ["sh", "-c", LIST_SITES], timeout=60)
+    sites = listed_sites(ctx, done.stdout)
+    if not sites:
+        raise DeployError(
+            f"no site found in {ctx.opts.backend_service} (sites/*/site_config.json); "
+            "pass --sites site1,site2."
+        )
+    return sites
+
+
+def listed_sites(ctx: Context, stdout: str) -> list[str]:
+    """The site folders the backend listed (one a line), each a valid site name before it
+    reaches bench or a path: a folder named otherwise stops the deploy, naming it."""
+    what = f"the folder in sites/ of {ctx.opts.backend_service} (remove it, or pass --sites)"
+    return sorted(validate.site_name(line, what, DeployError) for line in stdout.splitlines() if line)
+
+
+MIGRATOR_SITES = "all"  # frappe_docker's migrator runs `bench --site all migrate`
+
+
+def project_services(ctx: Context) -> list[Container]:
+    return compose.service_containers(compose.project_containers(ctx.runner, ctx.opts.project))
+
+
+def no_site_yet(ctx: Context) -> bool:
+    """A fresh stack: the backend runs and has no site (and --sites names none)."""
+    if ctx.opts.sites:
+        return False
+    try:
+        backend = find_backend(ctx)
+    except DeployError:
+        return False
+    return not exec_in(ctx, backend, ["sh", "-c", LIST_SITES], timeout=60).stdout.split()
+
+
+def up_env(opts: DeployOptions) -> dict[str, str]:
+    """The variables `up` (and `config` before it) runs with: the image to deploy."""
+    return {opts.image_var: opts.image, opts.tag_var: opts.version, "PULL_POLICY": "never"}
+
+
+def timed(ctx: Context, name: str, step: Callable[[Context], None]) -> None:
+    started = time.monotonic()
+    try:
+        step(ctx)
+    finally:
+        ctx.report.timings[name] = round(time.monotonic() - started, 3)
+
+
+def where_named(runner: Runner) -> str:
+    return "this machine" if runner.host == "local" else runner.host
