@@ -12,6 +12,7 @@ from frappe_imagekit import validate
 from frappe_imagekit.cli import output
 from frappe_imagekit.cli.main import command, workspace_option
 from frappe_imagekit.cli.migrate_cmd import render_site
+from frappe_imagekit.cli.progress_view import PROGRESS_OPTION, Progress, reporting
 from frappe_imagekit.deploy.sequence import (
     DeployFailed,
     DeployOptions,
@@ -125,6 +126,7 @@ def deploy_command(
     docker_host: str | None = DOCKER_HOST_OPTION,
     state_dir: str | None = STATE_DIR_OPTION,
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
+    progress: Progress = PROGRESS_OPTION,
     workspace: Path = WORKSPACE_OPTION,
 ) -> None:
     """Deploy an image: backup, recreate the services whose image or configuration changed, migrate."""
@@ -176,7 +178,8 @@ def deploy_command(
         docker_host=docker_host,
     )
     try:
-        report = deploy(runner, ws, options, on_event=output.err)
+        with reporting(progress.value) as reporter:
+            report = deploy(runner, ws, options, on_event=output.err, reporter=reporter)
     except DeployFailed as exc:
         if as_json:
             output.print_json(exc.report.to_dict())

@@ -24,6 +24,7 @@ from frappe_imagekit.cli.deploy_cmd import (
     repeated_options,
 )
 from frappe_imagekit.cli.main import command
+from frappe_imagekit.cli.progress_view import PROGRESS_OPTION, Progress, reporting
 from frappe_imagekit.deploy.rollback import RollbackOptions, check_options, plan_rollback, rollback
 from frappe_imagekit.deploy.sequence import DeployFailed, open_runner
 from frappe_imagekit.errors import ExitCode, UsageError
@@ -74,6 +75,7 @@ def rollback_command(
     docker_host: str | None = DOCKER_HOST_OPTION,
     state_dir: str | None = STATE_DIR_OPTION,
     as_json: bool = typer.Option(False, "--json", help="Print the plan (--dry-run) or the report as JSON."),
+    progress: Progress = PROGRESS_OPTION,
     workspace: Path = WORKSPACE_OPTION,
 ) -> None:
     """Undo a deploy: restore each site's backup from it and run the version before (no migrate)."""
@@ -102,7 +104,7 @@ def rollback_command(
     )  # fmt: skip
     if not (yes or dry_run or sys.stdin.isatty()):
         raise UsageError(NO_TERMINAL)
-    _run(ws, opts, given, yes=yes, dry_run=dry_run, as_json=as_json)
+    _run(ws, opts, given, yes=yes, dry_run=dry_run, as_json=as_json, progress=progress.value)
 
 
 def _repeated(
@@ -118,7 +120,9 @@ def _repeated(
     return tuple(pairs)
 
 
-def _run(ws: Any, opts: Any, given: dict[str, Any], *, yes: bool, dry_run: bool, as_json: bool) -> None:
+def _run(
+    ws: Any, opts: Any, given: dict[str, Any], *, yes: bool, dry_run: bool, as_json: bool, progress: str
+) -> None:
     runner = open_runner(
         given["host"], known_hosts=_str(given["known_hosts"]), identity_file=_str(given["identity"]),
         ssh_config=_str(given["ssh_config"]), docker_host=given["docker_host"],
@@ -133,7 +137,8 @@ def _run(ws: Any, opts: Any, given: dict[str, Any], *, yes: bool, dry_run: bool,
         if not yes and not typer.confirm(f"Roll back {opts.project} on {plan.host} to {plan.to_version}?"):
             output.err("rollback cancelled: nothing was changed.")
             raise typer.Exit(int(ExitCode.INTERRUPTED))
-        report = rollback(runner, plan, on_event=output.err)
+        with reporting(progress) as reporter:
+            report = rollback(runner, plan, on_event=output.err, reporter=reporter)
     except DeployFailed as exc:
         if as_json:
             output.print_json(exc.report.to_dict())
