@@ -46,8 +46,9 @@ class StepName:
 
 def step_names(containerfile: Containerfile) -> dict[tuple[str, int, int], StepName]:
     """``(stage, i, n)`` -> the step's name, as BuildKit numbers the steps of ``containerfile``
-    (stage: the ``AS`` name; "" for a stage without one, and for the stage of a one-stage file,
-    whose name BuildKit does not show: ``#4 [1/3] FROM``)."""
+    (stage: the ``AS`` name; "" for a stage without one. The one stage of a one-stage file is
+    under both: dockerd 20.10's BuildKit shows no name, ``#4 [1/3] FROM``; buildx 0.13's does,
+    ``#4 [base 1/3] FROM`` (tests/integration/test_build_docker26.py); its tasks are named without.)"""
     names: dict[tuple[str, int, int], StepName] = {}
     seen_stages: set[str] = set()
     for stage in containerfile.stages:
@@ -55,9 +56,11 @@ def step_names(containerfile: Containerfile) -> dict[tuple[str, int, int], StepN
         if stage.base.lower() not in seen_stages and stage.base.lower() != "scratch":
             counted.append(("FROM", None))
         counted += [(i.keyword, i) for i in containerfile.stage_instructions(stage) if i.keyword in _NUMBERED]
-        label = (stage.name or "") if len(containerfile.stages) > 1 else ""  # one stage: no name shown
+        label = (stage.name or "") if len(containerfile.stages) > 1 else ""
         for index, (keyword, ins) in enumerate(counted, start=1):
             names[(label, index, len(counted))] = _name(label, index, len(counted), keyword, ins)
+            if stage.name and not label:  # one named stage: shown with its name by newer BuildKit
+                names[(stage.name, index, len(counted))] = names[(label, index, len(counted))]
         if stage.name:
             seen_stages.add(stage.name.lower())
         seen_stages.add(str(stage.index))

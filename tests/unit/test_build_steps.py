@@ -147,7 +147,16 @@ def test_the_tier_and_the_image_build_share_stage_names_but_not_numbers() -> Non
     assert told[-1] == "progress: install payments cached"
 
 
-def test_a_one_stage_file_is_numbered_without_its_name() -> None:
-    # BuildKit of docker 20.10 on tests/fixtures/build/secret.Containerfile: `#4 [1/3] FROM ...`
+def test_a_one_stage_file_is_numbered_with_and_without_its_name() -> None:
+    # tests/fixtures/build/secret.Containerfile: BuildKit of docker 20.10 shows `#4 [1/3] FROM ...`,
+    # buildx 0.13's `#4 [base 1/3] FROM ...` (tests/integration/test_build_docker26.py)
     names = steps.step_names(parse_containerfile("FROM x AS base\nARG A\nRUN a\nUSER u\nRUN b\n"))
-    assert list(names) == [("", 1, 3), ("", 2, 3), ("", 3, 3)]
+    assert sorted(names) == [
+        ("", 1, 3),
+        ("", 2, 3),
+        ("", 3, 3),
+        ("base", 1, 3),
+        ("base", 2, 3),
+        ("base", 3, 3),
+    ]
+    assert {names[("", 3, 3)].task, names[("base", 3, 3)].task} == {"step 3/3"}
