@@ -9,7 +9,16 @@ from typing import Any
 import typer
 
 from frappe_imagekit.cli import output
-from frappe_imagekit.cli.deploy_cmd import (
+from frappe_imagekit.cli.main import command
+from frappe_imagekit.cli.sandbox_cmd import (
+    PROJECT_OPTION,
+    TARGET_ARGUMENT,
+    down_where_argv,
+    target_runner,
+    where_of,
+    with_target,
+)
+from frappe_imagekit.cli.targetopts import (
     COMPOSE_OPTION,
     DOCKER_HOST_OPTION,
     HOST_OPTION,
@@ -18,15 +27,8 @@ from frappe_imagekit.cli.deploy_cmd import (
     SSH_CONFIG_OPTION,
     STATE_DIR_OPTION,
     WORKSPACE_OPTION,
+    build_target,
     repeated_options,
-)
-from frappe_imagekit.cli.main import command
-from frappe_imagekit.cli.sandbox_cmd import (
-    PROJECT_OPTION,
-    TARGET_ARGUMENT,
-    down_where_argv,
-    target_runner,
-    with_target,
 )
 from frappe_imagekit.deploy.rehearse import RehearsalFailed, RehearsalReport, RehearseOptions, rehearse
 from frappe_imagekit.deploy.sandbox import SandboxOptions, check_options
@@ -72,13 +74,9 @@ def rehearse_command(
     down = down_where_argv(target, locals(), ws)
     given = with_target(ws.root, target, locals())
     image, tag = choose_image(ws, version)
-    sbx = SandboxOptions(
-        version=tag, backup="rehearsal.sql.gz", image=image, project=given["project"],
-        compose_files=tuple(given["compose_file"] or ()), env_file=given["env_file"], port=port,
-        state_dir=given["state_dir"], backend_service=given["backend_service"] or "backend",
-        db_password_var=db_password_var,
-        up_timeout=120 if given["up_timeout"] is None else given["up_timeout"],
-    )  # fmt: skip
+    where = build_target(where_of(given))
+    sbx = SandboxOptions(version=tag, backup="rehearsal.sql.gz", image=image, where=where, port=port,
+                         db_password_var=db_password_var)  # fmt: skip
     check_options(sbx)  # before anything connects
     opts = RehearseOptions(sbx, keep=keep, health_check=not no_health_check, backup_files=backup_files,
                            again=shlex.join(again))  # fmt: skip

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from frappe_imagekit import progress, validate
@@ -13,9 +13,9 @@ from frappe_imagekit.deploy import (
     compose,
     maintenance,
 )
-from frappe_imagekit.deploy.compose import ComposeCLI, Container
+from frappe_imagekit.deploy.compose import Container
 from frappe_imagekit.deploy.composeconfig import RenderedConfig
-from frappe_imagekit.deploy.engine import DEFAULT_ENGINE
+from frappe_imagekit.deploy.engine import DEFAULT_ENGINE, Engine, running_service
 from frappe_imagekit.deploy.maintenance import SiteWindow
 from frappe_imagekit.deploy.migrator import MigratorRun
 from frappe_imagekit.deploy.record import (
@@ -23,6 +23,8 @@ from frappe_imagekit.deploy.record import (
     SUCCEEDED,
 )
 from frappe_imagekit.deploy.record import SCHEMA_VERSION as RECORD_SCHEMA
+from frappe_imagekit.deploy.send import ImageTransfer
+from frappe_imagekit.deploy.target import Connection, Target
 from frappe_imagekit.errors import (
     DeployError,
     ExitCode,
@@ -72,48 +74,128 @@ LIST_SITES = 'for f in sites/*/site_config.json; do [ -f "$f" ] && basename "$(d
 
 @dataclass
 class DeployOptions:
-    project: str
-    compose_file: str  # a path on the target
+    """What to deploy (``image``:``version``) where (``where``: the one ``Target`` value,
+    deploy/target.py) and how; the target's fields read through (``opts.project`` ...)."""
+
+    where: Target
     image: str  # repository, e.g. desiredeffect/erpnext-custom
     version: str  # the tag
     sites: list[str] | None = None  # None: every site of the bench
-    env_file: str | None = None  # a path on the target
     backup: bool = True
     migrate_only: bool = False
     dry_run: bool = False
     force: bool = False
     lock_wait: float = 0
-    image_var: str = "CUSTOM_IMAGE"
-    tag_var: str = "CUSTOM_TAG"
-    backend_service: str = "backend"
-    oneshot_services: tuple[str, ...] = ("configurator",)
-    state_dir: str | None = None  # default: $XDG_STATE_HOME/imagekit on the target
-    down_timeout: float = 60
-    up_timeout: float = 120
-    stop_timeout: int = 10
-    # services killed (SIGKILL) before down: their PID 1 ignores SIGTERM and they hold no state
-    kill_first: tuple[str, ...] = ("websocket", "scheduler")
-    send_image: bool = True  # remote target without the image: docker save | docker load
-    source_docker_host: str | None = None  # the daemon the image is sent from
-    compose_overrides: tuple[str, ...] = ()  # more -f files after compose_file (frappe_docker overrides/)
     health_check: bool = True  # ping and one asset per site after migrate
     keep_backups: int = 5  # deploys whose backups stay in the state folder
     maintenance: bool = True  # sites in maintenance (scheduler paused) from the backup to after migrate
     backup_files: bool = False  # bench backup --with-files: the public and private files archives too
-    # printed next steps: the named target the deploy was started from (`imagekit deploy TARGET`),
-    # and the command line's options they repeat (SSH options; with a target, what overrode it)
-    target: str | None = None
-    repeat: tuple[tuple[str, str], ...] = ()
-    ssh_flags: tuple[str, ...] = ()  # ssh's own options for printed `ssh HOST '...'` lines (-i KEY ...)
     # compose down before up (everything stops, MariaDB and Redis too); without it only the
     # services whose image or configuration changed are recreated (README "What deploy stops")
     full_down: bool = False
     settle: float = compose.SETTLE  # seconds each service must run unrestarted after up
     rehearsed: bool = False  # deploy --rehearse: only a version whose last rehearsal passed
 
+    @classmethod
+    def of(cls, project: str, compose_file: str, image: str, version: str, **flat: Any) -> DeployOptions:
+        """From the flat names of the target's fields (``compose_file`` + ``compose_overrides``,
+        ``state_dir``, ``image_var`` ...) and the deploy's own."""
+        own = {k: flat.pop(k) for k in list(flat) if k in _OWN}
+        return cls(flat_target(project, compose_file, **flat), image, version, **own)
+
     @property
     def image_ref(self) -> str:
         return f"{self.image}:{self.version}"
+
+    @property
+    def project(self) -> str:
+        return self.where.project
+
+    @property
+    def compose_file(self) -> str:  # a path on the target
+        return self.where.compose_files[0] if self.where.compose_files else ""
+
+    @property
+    def compose_overrides(self) -> tuple[str, ...]:  # more -f files (frappe_docker overrides/)
+        return self.where.compose_files[1:]
+
+    @property
+    def env_file(self) -> str | None:
+        return self.where.env_file
+
+    @property
+    def state_dir(self) -> str | None:
+        return self.where.state_dir
+
+    @property
+    def image_var(self) -> str:
+        return self.where.image_var
+
+    @property
+    def tag_var(self) -> str:
+        return self.where.tag_var
+
+    @property
+    def backend_service(self) -> str:
+        return self.where.backend_service
+
+    @property
+    def oneshot_services(self) -> tuple[str, ...]:
+        return self.where.oneshot_services
+
+    @property
+    def kill_first(self) -> tuple[str, ...]:
+        return self.where.kill_first
+
+    @property
+    def up_timeout(self) -> float:
+        return self.where.up_timeout
+
+    @property
+    def down_timeout(self) -> float:
+        return self.where.down_timeout
+
+    @property
+    def stop_timeout(self) -> int:
+        return self.where.stop_timeout
+
+    @property
+    def send_image(self) -> bool:  # remote target without the image: send it (deploy/send.py)
+        return self.where.transfer.allowed
+
+    @property
+    def source_docker_host(self) -> str | None:  # the daemon the image is sent from
+        return self.where.transfer.source_docker_host
+
+    @property
+    def target(self) -> str | None:  # the named target it was started from (printed next steps)
+        return self.where.name
+
+    @property
+    def repeat(self) -> tuple[tuple[str, str], ...]:
+        return self.where.repeat
+
+    @property
+    def ssh_flags(self) -> tuple[str, ...]:
+        return self.where.connection.ssh_flags
+
+    @property
+    def engine(self) -> str:
+        return self.where.engine
+
+
+_OWN = frozenset(f.name for f in fields(DeployOptions)) - {"where", "image", "version"}
+
+
+def flat_target(project: str, compose_file: str = "", **flat: Any) -> Target:
+    """A ``Target`` from the flat option names deploy, rollback and sandbox had before it."""
+    overrides = tuple(flat.pop("compose_overrides", ()))
+    files = (compose_file, *overrides) if compose_file or overrides else ()
+    connection = Connection(ssh_flags=tuple(flat.pop("ssh_flags", ())))
+    transfer = ImageTransfer(flat.pop("source_docker_host", None), allowed=flat.pop("send_image", True))
+    name = flat.pop("target", None)
+    return Target(project=project, compose_files=files, connection=connection, transfer=transfer,
+                  name=name, **flat)  # fmt: skip
 
 
 @dataclass
@@ -247,7 +329,7 @@ class Context:
     report: DeployReport
     paths: StatePaths
     emit: EventSink
-    cli: ComposeCLI | None = None
+    engine: Engine | None = None  # chosen in preflight (deploy) or from last-up.json (rollback)
     compose_file: str = ""  # absolute, on the target
     compose_files: list[str] = field(default_factory=list)  # every -f, absolute; [0] is compose_file
     config: RenderedConfig | None = None  # as `up` will see it (compose config)
@@ -263,12 +345,24 @@ def absolute(runner: Runner, path: str) -> str:
     return done.stdout.strip() or path
 
 
+def engine_of(ctx: Context) -> Engine:
+    if ctx.engine is None:
+        raise DeployError("no engine chosen yet (preflight did not run); this is a bug in imagekit.")
+    return ctx.engine
+
+
+def all_containers(ctx: Context) -> list[Container]:
+    """Every container of the project (one-offs too), through the engine once it is chosen."""
+    if ctx.engine is None:  # before preflight (a record written on the way out): by label
+        return compose.project_containers(ctx.runner, ctx.opts.project)
+    return ctx.engine.containers(ctx.opts.project)
+
+
 def find_backend(ctx: Context, containers: Sequence[Container] | None = None) -> Container:
-    if containers is None:
-        containers = compose.project_containers(ctx.runner, ctx.opts.project)
-    for container in compose.service_containers(containers):
-        if container.service == ctx.opts.backend_service and container.state == "running":
-            return container
+    found = all_containers(ctx) if containers is None else containers
+    backend = running_service(compose.service_containers(found), ctx.opts.backend_service)
+    if backend is not None:
+        return backend
     raise DeployError(
         f"no running {ctx.opts.backend_service} container in project {ctx.opts.project}; "
         "start the project (imagekit deploy without --migrate-only) or pass --backend-service."
@@ -276,7 +370,12 @@ def find_backend(ctx: Context, containers: Sequence[Container] | None = None) ->
 
 
 def exec_in(ctx: Context, container: Container, argv: Sequence[str], **kwargs: Any) -> Completed:
-    return ctx.runner.run(["docker", "exec", container.id, *argv], **kwargs)
+    argv = (
+        engine_of(ctx).exec_argv(container.id, argv)
+        if ctx.engine
+        else ["docker", "exec", container.id, *argv]
+    )
+    return ctx.runner.run(argv, **kwargs)
 
 
 def site_names(ctx: Context, backend: Container) -> list[str]:
@@ -303,7 +402,7 @@ MIGRATOR_SITES = "all"  # frappe_docker's migrator runs `bench --site all migrat
 
 
 def project_services(ctx: Context) -> list[Container]:
-    return compose.service_containers(compose.project_containers(ctx.runner, ctx.opts.project))
+    return compose.service_containers(all_containers(ctx))
 
 
 def no_site_yet(ctx: Context) -> bool:

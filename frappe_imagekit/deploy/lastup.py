@@ -6,8 +6,9 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TypedDict, cast
 
 from frappe_imagekit import validate
 from frappe_imagekit.deploy import (
@@ -16,6 +17,7 @@ from frappe_imagekit.deploy import (
 )
 from frappe_imagekit.deploy.compose import Container
 from frappe_imagekit.deploy.context import Context, StatePaths
+from frappe_imagekit.deploy.engine import DEFAULT_ENGINE, Stack, engine_name
 from frappe_imagekit.deploy.record import now as now_iso
 from frappe_imagekit.errors import (
     DeployError,
@@ -24,7 +26,46 @@ from frappe_imagekit.errors import (
 from frappe_imagekit.runner import Runner, json_object
 
 
-def files_for_down(ctx: Context, running: Sequence[Container]) -> dict[str, Any]:
+class KeptFile(TypedDict):
+    """A compose file of the last up: its path, hash and the copy kept in the state folder."""
+
+    path: str
+    sha256: str
+    copy: str
+
+
+class LastUp(TypedDict, total=False):
+    """``last-up.json`` as ``parse_last_up`` accepts it (``files`` entries are checked by
+    ``recorded_files``; a record from before several files has none)."""
+
+    config_files: str  # the files' paths joined by commas, as compose's config_files label
+    sha256: str  # of the first file
+    files: list[KeptFile]
+    project_dir: str | None
+    env_file: str | None
+    env: dict[str, str]  # the variables the up ran with (the image variables)
+    version: str
+    when: str
+    engine: str  # deploy/engine.py; missing: compose
+
+
+@dataclass(frozen=True)
+class DownFiles:
+    """What ``down`` (and a rollback's up) uses: the kept copies of the last up's files, its
+    project folder, env file and variables; without a last up, the containers' label."""
+
+    files: list[str]
+    project_dir: str | None
+    env_file: str | None
+    env: dict[str, str]
+    kept: list[KeptFile]
+    config_files: str
+
+    def stack(self, project: str) -> Stack:
+        return Stack(project, tuple(self.files), self.project_dir, self.env_file)
+
+
+def files_for_down(ctx: Context, running: Sequence[Container]) -> DownFiles:
     """Which compose file (and env) ``down`` must use: the copy from the last ``up``."""
     recorded = read_last_up(ctx)
     labels = sorted({composeconfig.resolve_config_files(c.config_files, c.working_dir)
@@ -39,9 +80,8 @@ def files_for_down(ctx: Context, running: Sequence[Container]) -> dict[str, Any]
             )
         kept = recorded_files(ctx, recorded)
         env_file = ctx.paths.env_copy if recorded.get("env_file") else None
-        return {"files": [item["copy"] for item in kept], "project_dir": recorded["project_dir"],
-                "env_file": env_file, "env": recorded.get("env", {}), "kept": kept,
-                "config_files": recorded["config_files"]}  # fmt: skip
+        return DownFiles([item["copy"] for item in kept], recorded.get("project_dir"), env_file,
+                         recorded.get("env", {}), kept, recorded["config_files"])  # fmt: skip
     if labels and labels != [",".join(ctx.compose_files)] and not ctx.opts.force:
         raise DeployError(
             f"the running containers of {ctx.opts.project} were started with {' and '.join(labels)}"
@@ -49,11 +89,10 @@ def files_for_down(ctx: Context, running: Sequence[Container]) -> dict[str, Any]
             "--force to use the config_files label."
         )
     files = labels[0].split(",") if labels else ctx.compose_files
-    return {"files": files, "project_dir": None, "env_file": ctx.opts.env_file, "env": {}, "kept": [],
-            "config_files": ",".join(files)}  # fmt: skip
+    return DownFiles(files, None, ctx.opts.env_file, {}, [], ",".join(files))
 
 
-def _same_files(ctx: Context, label: str, recorded: dict[str, Any]) -> bool:
+def _same_files(ctx: Context, label: str, recorded: LastUp) -> bool:
     """Whether containers labelled with ``label`` (their compose files) were started with the
     files of the last up: the same paths, or files of other paths with the same contents in the
     same order. A rollback starts the image's services with the state folder's copies of the
@@ -65,8 +104,8 @@ def _same_files(ctx: Context, label: str, recorded: dict[str, Any]) -> bool:
     return [sha256_on_target(ctx.runner, path) for path in label.split(",")] == wanted
 
 
-def note_changed_files(ctx: Context, files: dict[str, Any], full: bool) -> None:
-    for item in files["kept"]:
+def note_changed_files(ctx: Context, files: DownFiles, full: bool) -> None:
+    for item in files.kept:
         if sha256_on_target(ctx.runner, item["path"]) != item["sha256"]:
             how = (
                 f"down used the copy from that up ({item['copy']})"
@@ -124,15 +163,15 @@ def check_services_kept(ctx: Context) -> None:
     )
 
 
-def recorded_files(ctx: Context, recorded: dict[str, Any]) -> list[dict[str, str]]:
+def recorded_files(ctx: Context, recorded: LastUp) -> list[KeptFile]:
     """The files of the last up with their hash and copy (records before several files: one)."""
-    items = recorded.get("files")
+    items: object = recorded.get("files")
     if not isinstance(items, list) or not all(isinstance(i, dict) for i in items) or not items:
         items = [{"path": recorded.get("config_files"), "sha256": recorded.get("sha256")}]
     what = f"a compose file in {ctx.paths.last_up}"
     return [
-        {"path": validate.not_an_option(item.get("path"), what, DeployError),
-         "sha256": str(item.get("sha256")), "copy": copy_path(ctx.paths, index)}
+        KeptFile(path=validate.not_an_option(item.get("path"), what, DeployError),
+                 sha256=str(item.get("sha256")), copy=copy_path(ctx.paths, index))
         for index, item in enumerate(items)
     ]  # fmt: skip
 
@@ -142,7 +181,7 @@ def copy_path(paths: StatePaths, index: int) -> str:
     return paths.compose_copy if index == 0 else f"{paths.root}/compose.{index}.yaml"
 
 
-def read_last_up(ctx: Context) -> dict[str, Any] | None:
+def read_last_up(ctx: Context) -> LastUp | None:
     """The record of the last ``up``; one that cannot be used is treated as missing, with a note."""
     text = ctx.runner.read_file(ctx.paths.last_up)
     if text is None:
@@ -161,13 +200,13 @@ def last_up_version(ctx: Context) -> str | None:
     """The version the last ``up`` started (what runs now), when last-up.json names a valid one."""
     text = ctx.runner.read_file(ctx.paths.last_up)
     try:
-        data = parse_last_up(text) if text is not None else {}
+        data = parse_last_up(text) if text is not None else LastUp()
         return validate.image_tag(data.get("version"), "the version in last-up.json")
     except (ValueError, ImagekitError):
         return None
 
 
-def parse_last_up(text: str) -> dict[str, Any]:
+def parse_last_up(text: str) -> LastUp:
     """``last-up.json`` (a file on the target: any content) checked field by field; raises
     ``ValueError`` naming the first field that cannot be used."""
     data = json_object(text)
@@ -175,6 +214,7 @@ def parse_last_up(text: str) -> dict[str, Any]:
         value = data.get(key)
         if value is not None or key in ("config_files", "sha256"):
             _state_value(value, key)
+    _state_value(data.get("engine"), "engine", engine_name)
     env = data.get("env", {})
     if not isinstance(env, dict):
         raise ValueError("env is not an object")
@@ -183,7 +223,12 @@ def parse_last_up(text: str) -> dict[str, Any]:
         if not isinstance(value, str) or "\x00" in value:
             shown = "a variable shaped like a token" if validate.TOKEN_SHAPE.search(name) else name
             raise ValueError(f"env {shown} is not a string")
-    return data
+    return cast(LastUp, data)  # the fields deploy reads are checked above
+
+
+def last_up_engine(recorded: LastUp) -> str:
+    """The engine the last up ran on (``parse_last_up`` checked it; none recorded: compose)."""
+    return engine_name(recorded.get("engine"))
 
 
 def _state_value(value: object, what: str, check: Callable[..., str] = validate.not_an_option) -> None:
@@ -200,15 +245,15 @@ def sha256_on_target(runner: Runner, path: str) -> str | None:
 
 def keep_copy(ctx: Context, env: dict[str, str]) -> None:
     runner, paths = ctx.runner, ctx.paths
-    files = []
+    files: list[KeptFile] = []
     for index, path in enumerate(ctx.compose_files):
         text = runner.read_file(path) or ""
         copy = copy_path(paths, index)
         runner.write_file(copy, text.encode())
-        files.append({"path": path, "sha256": hashlib.sha256(text.encode()).hexdigest(), "copy": copy})
+        files.append(KeptFile(path=path, sha256=hashlib.sha256(text.encode()).hexdigest(), copy=copy))
     if ctx.opts.env_file:
         runner.write_file(paths.env_copy, (runner.read_file(ctx.opts.env_file) or "").encode())
-    record = {
+    record = LastUp({
         "config_files": ",".join(ctx.compose_files),
         "sha256": files[0]["sha256"],
         "files": files,
@@ -217,5 +262,11 @@ def keep_copy(ctx: Context, env: dict[str, str]) -> None:
         "env": env,
         "version": ctx.opts.version,
         "when": now_iso(),
-    }
-    runner.write_file(paths.last_up, json.dumps(record, indent=2).encode())
+        "engine": ctx.engine.name if ctx.engine else DEFAULT_ENGINE,
+    })  # fmt: skip
+    write_last_up(runner, paths.last_up, record)
+
+
+def write_last_up(runner: Runner, path: str, record: LastUp) -> None:
+    """The one writer of ``last-up.json`` (deploy's up, rollback's up)."""
+    runner.write_file(path, json.dumps(record, indent=2).encode())

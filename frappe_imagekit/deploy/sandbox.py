@@ -18,16 +18,19 @@ import re
 import secrets
 import shlex
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from datetime import UTC, datetime
 from typing import Any
 
 from frappe_imagekit import validate
 from frappe_imagekit.deploy import backuplist, benchsite, compose, composeconfig, sandboxconfig, send, verify
 from frappe_imagekit.deploy.backuplist import Backup
-from frappe_imagekit.deploy.compose import ComposeCLI
+from frappe_imagekit.deploy.engine import DEFAULT_ENGINE, Engine, Stack, open_engine
+from frappe_imagekit.deploy.lastup import last_up_engine, parse_last_up
 from frappe_imagekit.deploy.sandboxconfig import SandboxLabels
+from frappe_imagekit.deploy.send import ImageTransfer
 from frappe_imagekit.deploy.sequence import DeployOptions, resolve_layout, state_paths
+from frappe_imagekit.deploy.target import Target
 from frappe_imagekit.envfile import parse_env_text
 from frappe_imagekit.errors import ConfigError, DeployError, ImagekitError, NotFoundError, UsageError
 from frappe_imagekit.runner import LocalRunner, Runner
@@ -39,27 +42,72 @@ RESTORE_DIR = "/tmp/imagekit-restore"  # in the sandbox's backend container (gon
 
 @dataclass
 class SandboxOptions:
+    """Which version with which backup beside production; ``where`` is production (the one
+    ``Target`` value, deploy/target.py: project, compose files, env file, state folder, image
+    variables, backend service ...; its fields read through)."""
+
     version: str
     backup: str  # a file on the target, or a name from `imagekit backups` (site@deploy-id)
     image: str  # the repository (from the build's manifest or IMAGE_NAME)
-    project: str = ""  # production's (default: COMPOSE_PROJECT_NAME)
-    compose_files: tuple[str, ...] = ()  # production's (default: COMPOSE_FILE)
-    env_file: str | None = None
+    where: Target = field(default_factory=Target)  # production's (project default: COMPOSE_PROJECT_NAME)
     site: str | None = None  # default: the sandbox's name
     port: int = sandboxconfig.DEFAULT_PORT
     name: str | None = None  # default: <project>-sandbox-<version>
-    state_dir: str | None = None
-    image_var: str = "CUSTOM_IMAGE"
-    tag_var: str = "CUSTOM_TAG"
-    backend_service: str = "backend"
-    oneshot_services: tuple[str, ...] = ("configurator",)
-    up_timeout: float = 120
     db_password_var: str = "DB_PASSWORD"  # the env file's variable with the database root password
-    source_docker_host: str | None = None
+
+    @classmethod
+    def of(cls, version: str, backup: str, image: str, **flat: Any) -> SandboxOptions:
+        """From the flat names of the target's fields (``project``, ``compose_files`` ...) and its own."""
+        own = {k: flat.pop(k) for k in list(flat) if k in _OWN}
+        transfer = ImageTransfer(flat.pop("source_docker_host", None))
+        return cls(version, backup, image, Target(transfer=transfer, **flat), **own)
 
     @property
     def image_ref(self) -> str:
         return f"{self.image}:{self.version}"
+
+    @property
+    def project(self) -> str:
+        return self.where.project
+
+    @property
+    def compose_files(self) -> tuple[str, ...]:
+        return self.where.compose_files
+
+    @property
+    def env_file(self) -> str | None:
+        return self.where.env_file
+
+    @property
+    def state_dir(self) -> str | None:
+        return self.where.state_dir
+
+    @property
+    def image_var(self) -> str:
+        return self.where.image_var
+
+    @property
+    def tag_var(self) -> str:
+        return self.where.tag_var
+
+    @property
+    def backend_service(self) -> str:
+        return self.where.backend_service
+
+    @property
+    def oneshot_services(self) -> tuple[str, ...]:
+        return self.where.oneshot_services
+
+    @property
+    def up_timeout(self) -> float:
+        return self.where.up_timeout
+
+    @property
+    def source_docker_host(self) -> str | None:
+        return self.where.transfer.source_docker_host
+
+
+_OWN = frozenset(f.name for f in fields(SandboxOptions)) - {"where", "version", "backup", "image"}
 
 
 @dataclass
@@ -139,12 +187,22 @@ def check_options(opts: SandboxOptions) -> SandboxOptions:
 def with_layout(runner: Runner, opts: SandboxOptions) -> SandboxOptions:
     """Production's project and compose files as deploy finds them (options, COMPOSE_*)."""
     files = opts.compose_files
-    deploy = resolve_layout(runner, DeployOptions(
+    deploy = resolve_layout(runner, DeployOptions.of(
         project=opts.project, compose_file=files[0] if files else "", compose_overrides=files[1:],
         image=opts.image, version=opts.version, env_file=opts.env_file, state_dir=opts.state_dir,
     ))  # fmt: skip
-    return replace(opts, project=deploy.project,
-                   compose_files=(deploy.compose_file, *deploy.compose_overrides))  # fmt: skip
+    files = (deploy.compose_file, *deploy.compose_overrides)
+    return replace(opts, where=replace(opts.where, project=deploy.project, compose_files=files))
+
+
+def production_engine(runner: Runner, opts: SandboxOptions) -> Engine:
+    """The engine production's last up ran on (last-up.json; none or unreadable: compose)."""
+    text = runner.read_file(state_paths(runner, opts.project, opts.state_dir).last_up)
+    try:
+        name = last_up_engine(parse_last_up(text)) if text is not None else DEFAULT_ENGINE
+    except (ValueError, ImagekitError):
+        name = DEFAULT_ENGINE
+    return open_engine(name, runner)
 
 
 def sandbox_root(runner: Runner, state_dir: str | None) -> str:
@@ -161,7 +219,7 @@ class _Start:
     opts: SandboxOptions
     report: SandboxReport
     emit: EventSink
-    cli: ComposeCLI
+    engine: Engine  # production's (the one its last up ran on)
     backup: Backup
 
 
@@ -173,7 +231,7 @@ def start(
     name = opts.name or sandboxconfig.sandbox_name(opts.project, opts.version)
     site = opts.site or sandboxconfig.site_for(name)
     _refuse_name(name, opts.project)
-    cli = compose.detect_compose(runner)
+    engine = production_engine(runner, opts)
     backup = resolve_backup(runner, ws, opts)
     report = SandboxReport(
         name=name, project=opts.project, version=opts.version, image=opts.image_ref, site=site,
@@ -181,7 +239,7 @@ def start(
         created=datetime.now(UTC).isoformat(timespec="seconds"), host=runner.host,
         compose_file=f"{sandbox_root(runner, opts.state_dir)}/{name}/compose.yaml",
     )  # fmt: skip
-    run = _Start(runner, ws, opts, report, on_event or (lambda _line: None), cli, backup)
+    run = _Start(runner, ws, opts, report, on_event or (lambda _line: None), engine, backup)
     data = _checked_config(run)
     _ensure_image(run)
     written = sandboxconfig.sandbox_config(data, _labels(report), opts.port, opts.backend_service)
@@ -224,10 +282,8 @@ def _checked_config(run: _Start) -> dict[str, Any]:
     opts, report = run.opts, run.report
     _refuse_busy_port(run.runner, opts.port)
     env = {opts.image_var: opts.image, opts.tag_var: opts.version, "PULL_POLICY": "never"}
-    data = composeconfig.render_data(
-        run.runner, run.cli, report.name, opts.compose_files, env, opts.env_file,
-        untouched="nothing was started",
-    )  # fmt: skip
+    stack = Stack(report.name, tuple(opts.compose_files), env_file=opts.env_file)
+    data = run.engine.render(stack, env, untouched="nothing was started")
     _refuse_existing(run.runner, report.name, data)
     found = sandboxconfig.problems(data, report.name, opts.project)
     if found:
@@ -367,14 +423,14 @@ def _up(run: _Start, config: composeconfig.RenderedConfig) -> None:
     name, file = run.report.name, run.report.compose_file
     run.emit(f"starting sandbox {name} ({run.opts.image_ref})")
     # the env file gives back the secrets the written file keeps as ${VAR} (unset_secrets)
-    argv = compose.compose_argv(run.cli, name, [file], "up", "-d", env_file=_env_path(run))
+    argv = run.engine.up_argv(Stack(name, (file,), env_file=_env_path(run)), orphans=False)
     done = run.runner.run(argv, timeout=run.opts.up_timeout + 60)
     if done.returncode != 0:
         raise DeployError(
             f"compose up of the sandbox failed: {_last(done)}; fix it and start the sandbox again."
         )
     oneshot = composeconfig.oneshot_services(config, run.opts.oneshot_services)
-    compose.wait_services(run.runner, name, oneshot, run.opts.up_timeout)
+    run.engine.wait(name, oneshot, run.opts.up_timeout)
 
 
 def _restore(run: _Start) -> None:
@@ -580,9 +636,9 @@ def _secrets(run: _Start) -> dict[str, str]:
 
 
 def _backend(run: _Start) -> str:
-    for container in compose.project_containers(run.runner, run.report.name):
-        if container.service == run.opts.backend_service and container.state == "running":
-            return container.id
+    backend = run.engine.backend(run.report.name, run.opts.backend_service)
+    if backend is not None:
+        return backend.id
     raise DeployError(
         f"no running {run.opts.backend_service} container in the sandbox {run.report.name}; "
         "pass --backend-service naming the service that runs bench."
@@ -711,8 +767,5 @@ def add_site(
     opts = check_options(opts)
     backup = resolve_backup(runner, ws, opts)
     report = replace(started, site=opts.site or started.site, backup=opts.backup, database=backup.database)
-    _restore(
-        _Start(
-            runner, ws, opts, report, on_event or (lambda _line: None), compose.detect_compose(runner), backup
-        )
-    )
+    engine = production_engine(runner, opts)
+    _restore(_Start(runner, ws, opts, report, on_event or (lambda _line: None), engine, backup))

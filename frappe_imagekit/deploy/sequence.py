@@ -27,7 +27,6 @@ from typing import Any
 
 from frappe_imagekit import progress, validate
 from frappe_imagekit.deploy import (
-    compose,
     composeconfig,
     lock,
     plan,
@@ -50,10 +49,12 @@ from frappe_imagekit.deploy.context import (
     SiteReport,
     StatePaths,
     absolute,
+    engine_of,
     exec_in,
     find_backend,
     listed_sites,
     no_site_yet,
+    project_services,
     state_paths,
     timed,
     up_env,
@@ -74,7 +75,15 @@ from frappe_imagekit.deploy.sitewindow import (
     open_window,
     the_window,
 )
-from frappe_imagekit.deploy.steps import check_health, finish, preflight, record_dict, replace_services
+from frappe_imagekit.deploy.steps import (
+    check_health,
+    down_stack,
+    finish,
+    preflight,
+    record_dict,
+    replace_services,
+    up_stack,
+)
 from frappe_imagekit.errors import (
     DeployError,
     ImagekitError,
@@ -278,12 +287,8 @@ def _with_layout(runner: Runner, opts: DeployOptions) -> DeployOptions:
         raise UsageError("no project name: pass --project NAME or set COMPOSE_PROJECT_NAME.")
     chosen = [opts.compose_file, *opts.compose_overrides] if opts.compose_file else files
     chosen = [validate.not_an_option(f, "a compose file", UsageError) for f in chosen]
-    return replace(
-        opts,
-        project=opts.project or validate.project_name(project, "COMPOSE_PROJECT_NAME", UsageError),
-        compose_file=chosen[0],
-        compose_overrides=tuple(chosen[1:]),
-    )
+    project = opts.project or validate.project_name(project, "COMPOSE_PROJECT_NAME", UsageError)
+    return replace(opts, where=replace(opts.where, project=project, compose_files=tuple(chosen)))
 
 
 def _run(ctx: Context) -> None:
@@ -323,21 +328,17 @@ def _run(ctx: Context) -> None:
 
 def _plan_dry_run(ctx: Context) -> None:
     """List the sites (as pending) and every step the deploy would take."""
-    assert ctx.cli is not None
-    opts, cli = ctx.opts, ctx.cli
-    running = compose.service_containers(compose.project_containers(ctx.runner, opts.project))
+    opts, engine = ctx.opts, engine_of(ctx)
+    running = project_services(ctx)
     sites = _dry_run_sites(ctx, running)
     for site in sites:
         ctx.report.site(site)
     down = None
     if running and not opts.migrate_only:
         files = files_for_down(ctx, running)  # refuses containers of other files, as the deploy would
-        down_args = compose.down_args(cli, opts.stop_timeout)
-        where = {"project_dir": files["project_dir"], "env_file": files["env_file"]}
         if needs_full_down(ctx, running):
-            down = compose.compose_argv(cli, opts.project, files["files"], *down_args, **where)
-    up_args = compose.up_args(cli, opts.stop_timeout)
-    up = compose.compose_argv(cli, opts.project, ctx.compose_files, *up_args, env_file=opts.env_file)
+            down = engine.down_argv(down_stack(ctx, files), stop_timeout=opts.stop_timeout)
+    up = engine.up_argv(up_stack(ctx), stop_timeout=opts.stop_timeout)
     facts = plan.PlanFacts(
         project=opts.project, image_ref=opts.image_ref, lock_dir=ctx.paths.lock_dir, sites=sites,
         running=bool(running), backup=opts.backup, down_argv=down, up_argv=up, up_env=up_env(opts),

@@ -184,7 +184,7 @@ def bench_place(ctx: Context) -> BenchPlace:
     env = [("DOCKER_HOST", host) for host in [getattr(runner, "base_env", {}).get("DOCKER_HOST")] if host]
     return BenchPlace(
         project=opts.project,
-        compose=tuple(ctx.cli.base) if ctx.cli else ("docker", "compose"),
+        compose=ctx.engine.command_base() if ctx.engine else ("docker", "compose"),
         compose_files=tuple(ctx.compose_files) or (opts.compose_file, *opts.compose_overrides),
         env_file=_printed_path(runner, opts.env_file),
         service=opts.backend_service,
@@ -225,7 +225,7 @@ def imagekit_call(ctx: Context) -> nextsteps.ImagekitCall:
         options.append(("-w", str(ctx.ws.root)))
     if opts.sites:
         options.append(("--sites", ",".join(opts.sites)))
-    defaults = DeployOptions("", "", "", "")
+    defaults = DeployOptions.of("", "", "", "")
     for option, name in _REPEATED_OPTIONS:
         if getattr(opts, name) != getattr(defaults, name):
             options.append((option, str(getattr(opts, name))))

@@ -29,6 +29,8 @@ from frappe_imagekit.deploy.context import (
     DeployOptions,
     DeployReport,
     absolute,
+    all_containers,
+    engine_of,
     exec_in,
     find_backend,
     no_site_yet,
@@ -38,7 +40,9 @@ from frappe_imagekit.deploy.context import (
     up_env,
     where_named,
 )
+from frappe_imagekit.deploy.engine import Stack, open_engine, rendered
 from frappe_imagekit.deploy.lastup import (
+    DownFiles,
     check_services_kept,
     files_for_down,
     keep_copy,
@@ -66,7 +70,7 @@ _BACKUP_LINE = re.compile(r"^Database:\s+(?P<path>\S+)", re.MULTILINE)
 
 
 def replace_services(ctx: Context) -> None:
-    running = compose.service_containers(compose.project_containers(ctx.runner, ctx.opts.project))
+    running = project_services(ctx)
     down_files = files_for_down(ctx, running)
     full = bool(running) and needs_full_down(ctx, running)
     if running:
@@ -90,13 +94,10 @@ def replace_services(ctx: Context) -> None:
 
 def preflight(ctx: Context) -> None:
     runner, opts = ctx.runner, ctx.opts
-    ctx.cli = compose.detect_compose(runner)
-    ctx.report.compose = f"{' '.join(ctx.cli.base)} {ctx.cli.version}"
-    if not ctx.cli.is_v2:
-        ctx.report.notes.append(
-            f"compose v1 ({ctx.report.compose}) is unmaintained upstream; it works, but install the "
-            "compose v2 plugin (`docker compose`) on the target."
-        )
+    ctx.engine = open_engine(opts.engine, runner)
+    ctx.report.engine = ctx.engine.name
+    ctx.report.compose = ctx.engine.describe()
+    ctx.report.notes.extend(ctx.engine.notes())
     docker = runner.run(["docker", "version", "--format", "{{.Server.Version}}"], timeout=30)
     if docker.returncode != 0:
         raise DeployError(
@@ -126,9 +127,8 @@ def preflight(ctx: Context) -> None:
 
 def check_config(ctx: Context) -> None:
     """Render the config `up` will use; refuse it unless services get IMAGE:VERSION."""
-    assert ctx.cli is not None
     opts, files = ctx.opts, ctx.compose_files
-    ctx.config = composeconfig.render(ctx.runner, ctx.cli, opts.project, files, up_env(opts), opts.env_file)
+    ctx.config = rendered(engine_of(ctx).render(up_stack(ctx), up_env(opts)))
     images = composeconfig.image_plan(ctx.config, opts.image, opts.version)
     contents = {path: ctx.runner.read_file(path) or "" for path in files}
     lines = composeconfig.image_lines(contents, images.pinned.values())
@@ -243,7 +243,7 @@ def _site_path(path: str) -> str:
     return path if path.startswith("/") else "sites/" + path.removeprefix("./")
 
 
-def down(ctx: Context, files: dict[str, Any], anything: bool) -> None:
+def down(ctx: Context, files: DownFiles, anything: bool) -> None:
     """Stop and remove the containers of the image's services before they start again on
     another image (rollback): MariaDB and Redis keep running (README "What deploy stops");
     everything (compose down) with --full-down."""
@@ -251,7 +251,7 @@ def down(ctx: Context, files: dict[str, Any], anything: bool) -> None:
         compose_down(ctx, files, anything)
         return
     kill_first(ctx)
-    removed = compose.remove_services(ctx.runner, ctx.opts.project, ctx.report.image_services,
+    removed = engine_of(ctx).remove(ctx.opts.project, ctx.report.image_services,
                                       ctx.opts.stop_timeout)  # fmt: skip
     if removed:
         ctx.emit(f"stopped {', '.join(removed)}; {_kept_running(ctx)} keep running")
@@ -263,7 +263,7 @@ def _kept_running(ctx: Context) -> str:
 
 
 def kill_first(ctx: Context) -> None:
-    killed = compose.kill_services(ctx.runner, ctx.opts.project, ctx.opts.kill_first)
+    killed = engine_of(ctx).kill(ctx.opts.project, ctx.opts.kill_first)
     if killed:
         ctx.report.notes.append(
             f"killed {', '.join(killed)} at once before they were replaced: they ignore SIGTERM and hold "
@@ -271,35 +271,24 @@ def kill_first(ctx: Context) -> None:
         )
 
 
-def compose_down(ctx: Context, files: dict[str, Any], anything: bool) -> None:
-    if not anything and not compose.project_containers(ctx.runner, ctx.opts.project):
+def compose_down(ctx: Context, files: DownFiles, anything: bool) -> None:
+    if not anything and not all_containers(ctx):
         return
-    assert ctx.cli is not None
     kill_first(ctx)
-    argv = compose.compose_argv(
-        ctx.cli,
-        ctx.opts.project,
-        files["files"],
-        *compose.down_args(ctx.cli, ctx.opts.stop_timeout),
-        project_dir=files["project_dir"],
-        env_file=files["env_file"],
-    )
-    done = ctx.runner.run(argv, env=files["env"] or None, timeout=ctx.opts.down_timeout + 30)
+    engine = engine_of(ctx)
+    argv = engine.down_argv(down_stack(ctx, files), stop_timeout=ctx.opts.stop_timeout)
+    done = ctx.runner.run(argv, env=files.env or None, timeout=ctx.opts.down_timeout + 30)
     if done.returncode != 0:
         raise DeployError(
             f"compose down failed ({last_line(done)}); run `{shlex.join(argv)}` by hand to see why."
         )
-    compose.wait_gone(ctx.runner, ctx.opts.project, ctx.opts.down_timeout)
+    engine.wait_gone(ctx.opts.project, ctx.opts.down_timeout)
 
 
 def _up(ctx: Context) -> None:
-    assert ctx.cli is not None
-    opts = ctx.opts
+    opts, engine = ctx.opts, engine_of(ctx)
     env = up_env(opts)
-    argv = compose.compose_argv(
-        ctx.cli, opts.project, ctx.compose_files, *compose.up_args(ctx.cli, opts.stop_timeout),
-        env_file=opts.env_file,
-    )  # fmt: skip
+    argv = engine.up_argv(up_stack(ctx), stop_timeout=opts.stop_timeout)
     before = compose.restart_counts(project_services(ctx))
     done = ctx.runner.run(argv, env=env, timeout=opts.up_timeout + 60)
     keep_copy(ctx, env)  # even a failed up may have started containers with this file
@@ -312,9 +301,17 @@ def _up(ctx: Context) -> None:
         if ctx.migrator_run and ctx.migrator_run.failed:
             return  # reported as a migrate failure; the other services are up
     oneshot = ctx.report.oneshot_services or opts.oneshot_services
-    compose.wait_services(
-        ctx.runner, opts.project, oneshot, opts.up_timeout, settle=opts.settle, before=before
-    )
+    engine.wait(opts.project, oneshot, opts.up_timeout, settle=opts.settle, before=before)
+
+
+def up_stack(ctx: Context) -> Stack:
+    """The stack this deploy starts: its compose files and env file."""
+    return Stack(ctx.opts.project, tuple(ctx.compose_files), env_file=ctx.opts.env_file)
+
+
+def down_stack(ctx: Context, files: DownFiles) -> Stack:
+    """The stack ``down`` stops: the files (kept copies) of the last up (lastup.files_for_down)."""
+    return files.stack(ctx.opts.project)
 
 
 def check_health(ctx: Context) -> None:

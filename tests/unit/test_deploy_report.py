@@ -136,7 +136,7 @@ def test_migrator_output_naming_no_site_is_reported_for_all_sites(tmp_path: Path
     from frappe_imagekit.deploy.migrator import MigratorRun
     from frappe_imagekit.runner import LocalRunner
 
-    opts = DeployOptions(project="erp", compose_file="compose.yaml", image="de/erp", version="v2")
+    opts = DeployOptions.of(project="erp", compose_file="compose.yaml", image="de/erp", version="v2")
     report = DeployReport(version="v2", image="de/erp:v2", project="erp", host="local", user="me",
                           started="2026-12-01T00:00:00+00:00")  # fmt: skip
     runner = LocalRunner()

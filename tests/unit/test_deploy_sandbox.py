@@ -12,12 +12,14 @@ import pytest
 from frappe_imagekit.deploy import sandbox
 from frappe_imagekit.deploy.backuplist import Backup
 from frappe_imagekit.deploy.compose import ComposeCLI
+from frappe_imagekit.deploy.engine import ComposeEngine
 from frappe_imagekit.errors import UsageError
 from frappe_imagekit.process import Completed
 from frappe_imagekit.runner import LocalRunner
 from frappe_imagekit.workspace import Workspace
 
-OPTIONS = sandbox.SandboxOptions(version="v1", backup="a.local@20261201T110000Z", image="org/erp")
+BASE: dict[str, Any] = {"version": "v1", "backup": "a.local@20261201T110000Z", "image": "org/erp"}
+OPTIONS = sandbox.SandboxOptions(**BASE)
 
 
 @pytest.mark.parametrize(
@@ -35,7 +37,7 @@ OPTIONS = sandbox.SandboxOptions(version="v1", backup="a.local@20261201T110000Z"
 )
 def test_bad_options_are_usage_errors(change: dict[str, Any], message: str) -> None:
     with pytest.raises(UsageError, match=message):
-        sandbox.check_options(replace(OPTIONS, **change))
+        sandbox.check_options(sandbox.SandboxOptions.of(**{**BASE, **change}))
 
 
 def test_the_administrator_password_is_new_each_time() -> None:
@@ -125,8 +127,9 @@ def start_of(runner: ImageRunner, tmp_path: Path) -> sandbox._Start:
         "erp-sandbox-v1", "erp", "v1", "org/erp:v1", "s", "b", "d", "u", "c", "local", "f"
     )
     backup = Backup("b", "s", "", None, "", "/d.sql.gz")
+    engine = ComposeEngine(runner, ComposeCLI(("docker-compose",), "1.29.2"))
     return sandbox._Start(runner, Workspace.at(tmp_path), OPTIONS, report, lambda _l: None,
-                          ComposeCLI(("docker-compose",), "1.29.2"), backup)  # fmt: skip
+                          engine, backup)  # fmt: skip
 
 
 def test_a_missing_image_is_rebuilt_and_said(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -209,8 +212,8 @@ def test_the_secrets_come_from_the_env_file_compose_read(tmp_path: Path) -> None
     (tmp_path / ".env").write_text("DB_PASSWORD=from-dot-env\nSITE=erp\n")
     run = start_of(ImageRunner(set()), tmp_path)
     run.runner = LocalRunner()  # reads the files
-    run.opts = replace(OPTIONS, compose_files=(str(tmp_path / "compose.yaml"),))
+    run.opts = sandbox.SandboxOptions.of(**BASE, compose_files=(str(tmp_path / "compose.yaml"),))
     assert sandbox._secrets(run) == {"DB_PASSWORD": "from-dot-env"}  # compose's default .env
     (tmp_path / "erp.env").write_text("DB_PASSWORD=given\nAPI_TOKEN=t\n")
-    run.opts = replace(run.opts, env_file=str(tmp_path / "erp.env"))
+    run.opts = replace(run.opts, where=replace(run.opts.where, env_file=str(tmp_path / "erp.env")))
     assert sandbox._secrets(run) == {"DB_PASSWORD": "given", "API_TOKEN": "t"}
