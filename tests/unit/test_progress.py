@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import io
 import re
 import subprocess
@@ -159,3 +160,19 @@ def test_a_task_block_finishes_done_or_its_own_outcome_or_failed_when_it_raises(
         "progress: system tier reused (0.0 s)",
         "progress: restore a.local failed after 0.0 s",
     ]
+
+
+def test_the_cli_reporter_masks_the_token_in_every_form_and_names_survive(capsys) -> None:
+    from frappe_imagekit.cli.progress_view import reporting
+    from frappe_imagekit.redact import Redactor
+
+    redactor = Redactor([CANARY])
+    encoded = base64.b64encode(CANARY.encode()).decode()
+    with reporting("plain", redactor) as reporter:  # captured: not a terminal
+        reporter.start("install bravo", detail=f"DE_MACRS_PAT={CANARY} {encoded}")
+        reporter.finish("install bravo", outcome=FAILED)
+    with reporting("none", redactor) as reporter:
+        reporter.start("install charlie")
+    err = capsys.readouterr().err
+    assert err.splitlines()[0] == "progress: install bravo started: DE_MACRS_PAT=*** ***"
+    assert "charlie" not in err and CANARY not in err and encoded not in err
