@@ -17,14 +17,16 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from frappe_imagekit import dockerapi, dockercli, leakscan, manifest
-from frappe_imagekit.build import exact, tiers
+from frappe_imagekit import dockerapi, dockercli, leakscan, manifest, progress
+from frappe_imagekit.build import exact, steps, tiers
+from frappe_imagekit.build.containerfile import Containerfile, parse_containerfile
 from frappe_imagekit.build.plan import BuildPlan, next_version
 from frappe_imagekit.errors import DockerError, ImagekitError, LeakError, TagExistsError
 from frappe_imagekit.gitremote import workspace_commit
 from frappe_imagekit.interrupts import interrupts_held
 from frappe_imagekit.leakscan import cache as scancache
 from frappe_imagekit.manifest import ImageRecord, Manifest
+from frappe_imagekit.progress import Reporter
 from frappe_imagekit.redact import Redactor
 from frappe_imagekit.workspace import Workspace, write_text_atomic
 
@@ -89,6 +91,7 @@ class _Run:
     tagged: bool = False  # the new image holds the version tag (after a clean scan)
     digest: str | None = None  # containerimage.digest from buildx --metadata-file
     leak_scan: dict[str, Any] = field(default_factory=lambda: {"status": "skipped"})
+    tracker: steps.StepTracker | None = None  # reads the build steps for the reporter
 
 
 def execute_build(
@@ -96,18 +99,20 @@ def execute_build(
     plan: BuildPlan,
     on_line: Callable[[str], None] | None = None,
     on_start: Callable[[Any], None] | None = None,
+    reporter: Reporter = progress.SILENT,
 ) -> dict[str, Any]:
     """Guard, build, scan, tag, record. Returns the manifest written; on failure (an interrupt
-    included) writes a failed one, and the version tag stays where it was before the build."""
+    included) writes a failed one, and the version tag stays where it was before the build.
+    ``on_line`` gets every (redacted) BuildKit line; ``reporter`` the steps (which app, cached
+    or not, how long), the system tier and the leak scan."""
     run = _Run(datetime.now(UTC), time.monotonic())
     run.old_id = guard_tag(ws, plan)
+    run.tracker = steps.StepTracker.of(_built_files(plan), reporter)
     try:
         _prepare_files(ws, plan)
         with keeping_replaced(plan, run):
             if plan.exact is not None:
-                tiers.ensure_tiers(
-                    plan.exact.tiers, plan.tier_request(), lambda line: _log_line(plan, run, on_line, line)
-                )
+                _ensure_tiers(plan, run, on_line, reporter)
             run.image_id = _docker_build(plan, run, on_line, on_start)
             if plan.leak_scan:  # built, not scanned yet: what a record says if interrupted from here
                 run.leak_scan = {"status": "unfinished", "findings": []}
@@ -115,7 +120,8 @@ def execute_build(
                 planned = exact.planned_commits(plan.frappe, plan.apps)
                 exact.verify_commits(run.image_id, plan.ref, planned)
             run.digest = dockercli.read_metadata_digest(plan.metadata_file)
-            run.leak_scan = _leak_scan(plan, run)
+            with progress.task(reporter, "leak scan") if plan.leak_scan else contextlib.nullcontext():
+                run.leak_scan = _leak_scan(plan, run)
             _tag_scanned(plan, run)
             record = _manifest(ws, plan, run, status="succeeded", error=None)
             _retire_previous(ws, plan, run)
@@ -146,11 +152,33 @@ def keeping_replaced(plan: BuildPlan, run: _Run) -> Iterator[None]:
         raise
 
 
+def _ensure_tiers(
+    plan: BuildPlan, run: _Run, on_line: Callable[[str], None] | None, reporter: Reporter
+) -> None:
+    assert plan.exact is not None
+    with progress.task(reporter, "system tier") as ended:
+        tiers.ensure_tiers(
+            plan.exact.tiers, plan.tier_request(), lambda line: _log_line(plan, run, on_line, line)
+        )
+        if not any(tier.built for tier in plan.exact.tiers):
+            ended.outcome = "reused"
+
+
+def _built_files(plan: BuildPlan) -> list[Containerfile]:
+    """The Containerfiles this build runs: the tiers' (exact mode), then the image's."""
+    tier_files = [parse_containerfile(t.text) for t in plan.exact.tiers] if plan.exact is not None else []
+    return [*tier_files, plan.containerfile]
+
+
 def _log_line(plan: BuildPlan, run: _Run, on_line: Callable[[str], None] | None, line: str) -> None:
+    """Every BuildKit line: redacted, then kept for the log, told to ``on_line``, and read for
+    the step it names."""
     safe = plan.redactor.redact(line)
     run.log.append(safe)
     if on_line is not None:
         on_line(safe)
+    if run.tracker is not None:
+        run.tracker.feed(safe)
 
 
 def _prepare_files(ws: Workspace, plan: BuildPlan) -> None:
@@ -180,13 +208,9 @@ def _docker_build(
     on_line: Callable[[str], None] | None,
     on_start: Callable[[Any], None] | None,
 ) -> str:
-    def sink(line: str) -> None:
-        safe = plan.redactor.redact(line)
-        run.log.append(safe)
-        if on_line is not None:
-            on_line(safe)
-
-    code = dockercli.run_build(plan.command(), plan.secret_env(), sink, on_start)
+    code = dockercli.run_build(
+        plan.command(), plan.secret_env(), lambda line: _log_line(plan, run, on_line, line), on_start
+    )
     if code != 0:
         raise DockerError(
             f"docker build of {plan.ref} failed (exit {code}) at: {_failure_line(run.log)} - "

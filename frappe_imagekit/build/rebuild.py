@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from frappe_imagekit import dockerapi, dockercli, gitremote, validate
+from frappe_imagekit import dockerapi, dockercli, gitremote, progress, validate
 from frappe_imagekit import manifest as manifests
 from frappe_imagekit.appsjson import AppEntry, inject
 from frappe_imagekit.build import benchfile, downloads, exact, execute, tiers
@@ -46,6 +46,7 @@ from frappe_imagekit.history import (
     workspace_env,
 )
 from frappe_imagekit.pins import Pin, RefKind, classify_ref, resolve_pins
+from frappe_imagekit.progress import Reporter
 from frappe_imagekit.redact import Redactor
 from frappe_imagekit.workspace import Workspace
 
@@ -643,10 +644,13 @@ class RebuildResult:
 
 
 def execute_rebuild(
-    ws: Workspace, plan: RebuildPlan, on_line: Callable[[str], None] | None = None
+    ws: Workspace,
+    plan: RebuildPlan,
+    on_line: Callable[[str], None] | None = None,
+    reporter: Reporter = progress.SILENT,
 ) -> RebuildResult:
     """Build, scan and record the rebuild; return its manifest compared with the original."""
-    data = execute.execute_build(ws, plan.build, on_line=on_line)
+    data = execute.execute_build(ws, plan.build, on_line=on_line, reporter=reporter)
     comparison = compare_with_original(plan.original, data, plan.trusted)
     return RebuildResult(data, f"{plan.rebuild_id}.json", comparison, plan.drift)
 

@@ -2,12 +2,7 @@
 
 from __future__ import annotations
 
-import re
 import shlex
-import sys
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -19,10 +14,10 @@ from frappe_imagekit.appsjson import public_url
 from frappe_imagekit.appslock import lock_workspace
 from frappe_imagekit.cli import output
 from frappe_imagekit.cli.main import command, files_options, workspace_option
+from frappe_imagekit.cli.progress_view import PROGRESS_OPTION, Progress, reporting
 from frappe_imagekit.errors import DockerError
 from frappe_imagekit.history import workspace_env
 from frappe_imagekit.prune import execute_prune, failure_message, plan_prune
-from frappe_imagekit.redact import Redactor
 from frappe_imagekit.workspace import Workspace
 
 WORKSPACE_OPTION = workspace_option()
@@ -34,20 +29,6 @@ CONTAINERFILE_OPTION = typer.Option(
     help="Containerfile to build (default: CONTAINERFILE in .env, else imagekit's own).",
 )
 CONTEXT_OPTION = typer.Option(None, "--context", help="Build context folder (default: the workspace).")
-
-
-class Progress(StrEnum):
-    AUTO = "auto"
-    PLAIN = "plain"
-    TTY = "tty"
-
-
-PROGRESS_OPTION = typer.Option(
-    Progress.AUTO,
-    "--progress",
-    help="auto, plain (BuildKit's own lines) or tty (compact display).",
-)
-_STEP = re.compile(r"^#\d+ \[")
 
 
 DOCKER_OPTION = typer.Option(
@@ -114,8 +95,8 @@ def build(
             return
         if not as_json:
             output.out(f"Building {plan.ref} ({plan.apps_json_mode} mode, {plan.cli.builder})")
-        with progress_sink(progress.value, plan.redactor) as sink:
-            data = build_pkg.execute.execute_build(ws, plan, on_line=sink)
+        with reporting(progress.value, plan.redactor) as reporter:
+            data = build_pkg.execute.execute_build(ws, plan, reporter=reporter)
         if as_json:
             output.print_json(data)
         else:
@@ -165,30 +146,6 @@ def render_result(data: dict[str, Any]) -> None:
     else:
         output.out(f"Leak scan: {scan['status']} ({scan.get('seconds', 0):.1f} s)")
     output.out(f"Manifest: builds/{data['version']}.json, log: builds/{data['log_file']}")
-
-
-@contextmanager
-def progress_sink(progress: str, redactor: Redactor) -> Iterator[Callable[[str], None]]:
-    """Plain BuildKit lines on stderr, or a one-line live display on a terminal. The lines come
-    from docker's reader threads, so the sink masks them with ``redactor`` itself."""
-    if progress == "plain" or (progress == "auto" and not sys.stderr.isatty()):
-        yield lambda line: output.err(redactor.redact(line))
-        return
-    from rich.console import Console
-    from rich.text import Text
-
-    console = Console(stderr=True, highlight=False)
-    with console.status("starting the build") as status:
-
-        def show(line: str) -> None:
-            line = redactor.redact(line)
-            if _STEP.match(line):
-                # Text: a build line is not rich markup ("[link=...]")
-                status.update(Text(output.safe(line, colours=False)[: max(20, console.width - 4)]))
-            elif "ERROR" in line or line.startswith("error"):
-                console.print(Text(output.safe(line, colours=False)))
-
-        yield show
 
 
 @command("lock")

@@ -11,6 +11,7 @@ from frappe_imagekit import validate
 from frappe_imagekit.cli import output
 from frappe_imagekit.cli.main import command
 from frappe_imagekit.cli.migrate_cmd import render_site
+from frappe_imagekit.cli.progress_view import PROGRESS_OPTION, Progress, reporting
 from frappe_imagekit.cli.targetopts import (
     COMPOSE_OPTION,
     DOCKER_HOST_OPTION,
@@ -118,6 +119,7 @@ def deploy_command(
     docker_host: str | None = DOCKER_HOST_OPTION,
     state_dir: str | None = STATE_DIR_OPTION,
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
+    progress: Progress = PROGRESS_OPTION,
     workspace: Path = WORKSPACE_OPTION,
 ) -> None:
     """Deploy an image: backup, recreate the services whose image or configuration changed, migrate."""
@@ -141,7 +143,8 @@ def deploy_command(
     check_options(options)  # every option checked before anything connects or stops
     runner = open_target_runner(stack)
     try:
-        report = deploy(runner, ws, options, on_event=output.err)
+        with reporting(progress.value) as reporter:
+            report = deploy(runner, ws, options, on_event=output.err, reporter=reporter)
     except DeployFailed as exc:
         if as_json:
             output.print_json(exc.report.to_dict())

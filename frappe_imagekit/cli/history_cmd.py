@@ -12,16 +12,9 @@ import typer
 from frappe_imagekit import build as build_pkg  # its modules load on first use, not for --help
 from frappe_imagekit import history as core
 from frappe_imagekit.cli import output
-from frappe_imagekit.cli.build_cmd import (
-    CONTEXT_OPTION,
-    DOCKER_OPTION,
-    NO_CACHE_OPTION,
-    PROGRESS_OPTION,
-    Progress,
-    progress_sink,
-    render_plan,
-)
+from frappe_imagekit.cli.build_cmd import CONTEXT_OPTION, DOCKER_OPTION, NO_CACHE_OPTION, render_plan
 from frappe_imagekit.cli.main import command, workspace_option
+from frappe_imagekit.cli.progress_view import PROGRESS_OPTION, Progress, reporting
 from frappe_imagekit.errors import ExitCode, ImagekitError
 from frappe_imagekit.history import Diff, HistoryListing, HistoryRow, PinChange, pin_label, short_id
 from frappe_imagekit.workspace import Workspace
@@ -331,8 +324,8 @@ def rebuild(
             return
         if not as_json:
             output.out(f"Rebuilding {version} as {plan.ref} ({plan.build.cli.builder})")
-        with progress_sink(progress.value, plan.build.redactor) as sink:
-            result = build_pkg.rebuild.execute_rebuild(ws, plan, on_line=sink)
+        with reporting(progress.value, plan.build.redactor) as reporter:
+            result = build_pkg.rebuild.execute_rebuild(ws, plan, reporter=reporter)
         if as_json:
             output.print_json(result.to_dict())
         else:

@@ -10,6 +10,7 @@ import typer
 
 from frappe_imagekit.cli import output
 from frappe_imagekit.cli.main import command
+from frappe_imagekit.cli.progress_view import PROGRESS_OPTION, Progress, reporting
 from frappe_imagekit.cli.sandbox_cmd import (
     PROJECT_OPTION,
     TARGET_ARGUMENT,
@@ -61,6 +62,7 @@ def rehearse_command(
     identity: Path | None = IDENTITY_OPTION,
     ssh_config: Path | None = SSH_CONFIG_OPTION,
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+    progress: Progress = PROGRESS_OPTION,
     workspace: Path = WORKSPACE_OPTION,
 ) -> None:
     """Rehearse a deploy: back up every site (production keeps serving), migrate VERSION in a sandbox.
@@ -82,7 +84,8 @@ def rehearse_command(
                            again=shlex.join(again))  # fmt: skip
     runner = target_runner(given)
     try:
-        report = rehearse(runner, ws, opts, on_event=output.err)
+        with reporting(progress.value) as reporter:
+            report = rehearse(runner, ws, opts, on_event=output.err, reporter=reporter)
     except RehearsalFailed as failed:
         _render(failed.report, as_json, down)
         raise ImagekitError(failed.message, failed.exit_code) from None

@@ -11,6 +11,7 @@ import typer
 
 from frappe_imagekit.cli import output
 from frappe_imagekit.cli.main import command
+from frappe_imagekit.cli.progress_view import PROGRESS_OPTION, Progress, reporting
 from frappe_imagekit.cli.targetopts import (
     DOCKER_HOST_OPTION,
     HOST_OPTION,
@@ -77,6 +78,7 @@ def rollback_command(
     docker_host: str | None = DOCKER_HOST_OPTION,
     state_dir: str | None = STATE_DIR_OPTION,
     as_json: bool = typer.Option(False, "--json", help="Print the plan (--dry-run) or the report as JSON."),
+    progress: Progress = PROGRESS_OPTION,
     workspace: Path = WORKSPACE_OPTION,
 ) -> None:
     """Undo a deploy: restore each site's backup from it and run the version before (no migrate)."""
@@ -100,7 +102,7 @@ def rollback_command(
     )  # fmt: skip
     if not (yes or dry_run or sys.stdin.isatty()):
         raise UsageError(NO_TERMINAL)
-    _run(ws, opts, yes=yes, dry_run=dry_run, as_json=as_json)
+    _run(ws, opts, yes=yes, dry_run=dry_run, as_json=as_json, progress=progress.value)
 
 
 def _repeated(
@@ -116,7 +118,9 @@ def _repeated(
     return tuple(pairs)
 
 
-def _run(ws: Workspace, opts: RollbackOptions, *, yes: bool, dry_run: bool, as_json: bool) -> None:
+def _run(
+    ws: Workspace, opts: RollbackOptions, *, yes: bool, dry_run: bool, as_json: bool, progress: str
+) -> None:
     runner = open_target_runner(opts.where)
     try:
         plan = plan_rollback(runner, ws, opts)
@@ -128,7 +132,8 @@ def _run(ws: Workspace, opts: RollbackOptions, *, yes: bool, dry_run: bool, as_j
         if not yes and not typer.confirm(f"Roll back {opts.project} on {plan.host} to {plan.to_version}?"):
             output.err("rollback cancelled: nothing was changed.")
             raise typer.Exit(int(ExitCode.INTERRUPTED))
-        report = rollback(runner, plan, on_event=output.err)
+        with reporting(progress) as reporter:
+            report = rollback(runner, plan, on_event=output.err, reporter=reporter)
     except DeployFailed as exc:
         if as_json:
             output.print_json(exc.report.to_dict())

@@ -8,7 +8,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
-from frappe_imagekit import validate
+from frappe_imagekit import progress, validate
 from frappe_imagekit.deploy import (
     compose,
     maintenance,
@@ -335,6 +335,7 @@ class Context:
     config: RenderedConfig | None = None  # as `up` will see it (compose config)
     migrator_run: MigratorRun | None = None  # frappe_docker's migrator, followed after up
     window: maintenance.Window | None = None  # the sites in maintenance (deploy/maintenance.py)
+    reporter: progress.Reporter = progress.SILENT  # backups, restores, migrates (issue 24 item 4)
 
 
 def absolute(runner: Runner, path: str) -> str:

@@ -223,6 +223,19 @@ def clean_lines(text: str) -> list[str]:
     return lines
 
 
+def progress_detail(line: str) -> str | None:
+    """What one line of ``bench migrate`` says it is doing, for a progress display: ``patch
+    PATCH`` for an ``Executing`` line, ``Updating DocTypes for APP`` for its progress bar (its
+    redraws, tests/fixtures/frappe-v15-lab/67-migrate-v1.2.0-patch-keyerror.txt, say no more);
+    None for any other line."""
+    (text,) = clean_lines(line)[:1] or [""]
+    if match := _EXECUTING.match(text):
+        return f"patch {match['patch']}"
+    if _UPDATING_DOCTYPES.match(text) or text.startswith("Updating Dashboard for "):
+        return " ".join(text.partition(":")[0].split())
+    return None
+
+
 def parse_migrate_output(
     text: str, *, sites: Sequence[str] = (), exit_code: int | None = None
 ) -> list[SiteResult]:

@@ -7,7 +7,7 @@ import re
 import shlex
 from dataclasses import replace
 
-from frappe_imagekit import validate
+from frappe_imagekit import progress, validate
 from frappe_imagekit.deploy import (
     maintenance,
     migrator,
@@ -74,7 +74,9 @@ def migrate_all(ctx: Context) -> None:
         raise MigrateError(f"services down: {exc.message}") from None
     for site in site_names(ctx, backend):
         ctx.emit(f"migrating {site}")
-        _migrate(ctx, backend, site)
+        with progress.task(ctx.reporter, f"migrate {site}") as ended:
+            _migrate(ctx, backend, site)
+            ended.outcome = progress.DONE if ctx.report.site(site).status == "ok" else progress.FAILED
 
 
 def _migrate(ctx: Context, backend: Container, site: str) -> None:
@@ -83,6 +85,8 @@ def _migrate(ctx: Context, backend: Container, site: str) -> None:
     def line(text: str) -> None:
         seen.append(text)
         ctx.emit(text)
+        if (detail := mp.progress_detail(text)) is not None:
+            ctx.reporter.advance(f"migrate {site}", detail=detail)
 
     try:
         done = ctx.runner.run(maintenance.migrate_argv(backend.id, site), on_stdout=line)

@@ -24,7 +24,7 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
-from frappe_imagekit import validate
+from frappe_imagekit import progress, validate
 from frappe_imagekit.deploy import backups, compose, health, lock, maintenance, rehearsal_backups, sandbox
 from frappe_imagekit.deploy import migrate_parse as mp
 from frappe_imagekit.deploy.migrate_report import BenchPlace, StepContext, exit_code_for, next_steps, step
@@ -107,9 +107,14 @@ class RehearsalReport:
 
 
 def rehearse(
-    runner: Runner, ws: Workspace, opts: RehearseOptions, on_event: EventSink | None = None
+    runner: Runner,
+    ws: Workspace,
+    opts: RehearseOptions,
+    on_event: EventSink | None = None,
+    reporter: progress.Reporter = progress.SILENT,
 ) -> RehearsalReport:
-    """Rehearse the deploy of ``opts.sandbox.version``; return the report (also recorded)."""
+    """Rehearse the deploy of ``opts.sandbox.version``; return the report (also recorded).
+    ``reporter`` is told each site's backup and migrate."""
     sbx = sandbox.with_layout(runner, sandbox.check_options(replace(opts.sandbox, backup="rehearsal.sql.gz")))
     name = sbx.name or rehearsal_name(sbx.project, sbx.version)
     report = RehearsalReport(version=sbx.version, image=sbx.image_ref, project=sbx.project, host=runner.host,
@@ -120,17 +125,25 @@ def rehearse(
     # rehearsal mid-deploy (exit 8 naming the holder, before anything is taken or recorded)
     details = lock.lock_details(f"{sbx.version} (rehearsal)", runner.host)
     with lock.held(runner, paths.lock_dir, details, sbx.project):
-        _recorded(runner, ws, replace(opts, sandbox=replace(sbx, name=name)), report, emit, paths.root)
+        _recorded(
+            runner, ws, replace(opts, sandbox=replace(sbx, name=name)), report, emit, paths.root, reporter
+        )
     return report
 
 
 def _recorded(
-    runner: Runner, ws: Workspace, opts: RehearseOptions, report: RehearsalReport, emit: EventSink, root: str
+    runner: Runner,
+    ws: Workspace,
+    opts: RehearseOptions,
+    report: RehearsalReport,
+    emit: EventSink,
+    root: str,
+    reporter: progress.Reporter,
 ) -> None:
     """Run the rehearsal and record it, however it ends; older rehearsals' backups pruned."""
     try:
         with sigterm_as_interrupt():
-            _run(runner, ws, opts, report, emit)
+            _run(runner, ws, opts, report, emit, reporter)
     except KeyboardInterrupt:
         report.result, report.error = INTERRUPTED, "interrupted (Ctrl-C or SIGTERM); the sandbox was removed"
         _finish(ws, report)
@@ -159,17 +172,24 @@ def rehearsal_name(project: str, version: str) -> str:
 
 
 def _run(
-    runner: Runner, ws: Workspace, opts: RehearseOptions, report: RehearsalReport, emit: EventSink
+    runner: Runner,
+    ws: Workspace,
+    opts: RehearseOptions,
+    report: RehearsalReport,
+    emit: EventSink,
+    reporter: progress.Reporter,
 ) -> None:
     sbx = opts.sandbox
     started = time.monotonic()
-    taken = _timed(report, "backup", lambda: take_backups(runner, sbx, report, opts.backup_files, emit))
+    taken = _timed(
+        report, "backup", lambda: take_backups(runner, sbx, report, opts.backup_files, emit, reporter)
+    )
     if not taken:
         raise DeployError(f"no site found in production's {sbx.backend_service}: nothing to rehearse.")
     with _sandbox_removed(runner, sbx, report, opts.keep, emit):
         _timed(report, "sandbox", lambda: _start_sandbox(runner, ws, sbx, report, taken, emit))
         backend = _sandbox_backend(runner, report.sandbox, sbx.backend_service)
-        _timed(report, "migrate", lambda: _migrate_all(runner, backend, report, opts, emit))
+        _timed(report, "migrate", lambda: _migrate_all(runner, backend, report, opts, emit, reporter))
         if opts.health_check and all(s.status == "ok" for s in report.sites):
             _timed(report, "health", lambda: _check_health(runner, backend, report, emit))
     report.timings["total"] = round(time.monotonic() - started, 3)
@@ -200,7 +220,12 @@ def _sandbox_removed(
 
 
 def take_backups(
-    runner: Runner, sbx: SandboxOptions, report: RehearsalReport, with_files: bool, emit: EventSink
+    runner: Runner,
+    sbx: SandboxOptions,
+    report: RehearsalReport,
+    with_files: bool,
+    emit: EventSink,
+    reporter: progress.Reporter = progress.SILENT,
 ) -> dict[str, str]:
     """``bench --site S backup`` of every site in production's running backend, with no
     maintenance mode (production keeps serving), each copied off the volume into the state
@@ -214,17 +239,25 @@ def take_backups(
     for site in sites:
         site = validate.site_name(site, "a site of production's backend", DeployError)
         emit(f"backing up {site} (production keeps serving: no maintenance mode)")
-        argv = ["bench", "--site", site, "backup", *(["--with-files"] if with_files else [])]
-        done = runner.run(maintenance.exec_argv(backend, argv), timeout=3600)
-        if done.returncode != 0 or not _BACKUP_LINE.search(done.stdout):
-            raise DeployError(
-                f"backup of {site} failed ({_last(done)}); nothing was started: fix it and rehearse again."
-            )
-        files = backups.copy_off(runner, backend, backups.files_in_output(done.stdout), f"{folder}/{site}")
+        with progress.task(reporter, f"backup {site}"):
+            files = _backup_site(runner, backend, site, with_files, f"{folder}/{site}")
         dump = next(f.path for f in files if f.path.endswith((".sql.gz", ".sql")))
         report.sites.append(RehearsedSite(site, backup=dump, backup_files=[asdict(f) for f in files]))
         taken[site] = dump
     return taken
+
+
+def _backup_site(
+    runner: Runner, backend: str, site: str, with_files: bool, folder: str
+) -> list[backups.BackupFile]:
+    """``bench backup`` of ``site`` in production's backend, copied off into ``folder``."""
+    argv = ["bench", "--site", site, "backup", *(["--with-files"] if with_files else [])]
+    done = runner.run(maintenance.exec_argv(backend, argv), timeout=3600)
+    if done.returncode != 0 or not _BACKUP_LINE.search(done.stdout):
+        raise DeployError(
+            f"backup of {site} failed ({_last(done)}); nothing was started: fix it and rehearse again."
+        )
+    return backups.copy_off(runner, backend, backups.files_in_output(done.stdout), folder)
 
 
 def _production_backend(runner: Runner, sbx: SandboxOptions) -> str:
@@ -264,12 +297,31 @@ def _sandbox_backend(runner: Runner, name: str, service: str) -> str:
 
 
 def _migrate_all(
-    runner: Runner, backend: str, report: RehearsalReport, opts: RehearseOptions, emit: EventSink
+    runner: Runner,
+    backend: str,
+    report: RehearsalReport,
+    opts: RehearseOptions,
+    emit: EventSink,
+    reporter: progress.Reporter,
 ) -> None:
     for site in report.sites:
         emit(f"migrating {site.site} in the sandbox")
-        result = migrate_site(runner, backend, site.site, emit)
-        fill_site(site, result, _step_context(report, opts))
+        task = f"migrate {site.site}"
+        with progress.task(reporter, task) as ended:
+            result = migrate_site(runner, backend, site.site, _telling(emit, reporter, task))
+            fill_site(site, result, _step_context(report, opts))
+            ended.outcome = progress.DONE if site.status == "ok" else progress.FAILED
+
+
+def _telling(emit: EventSink, reporter: progress.Reporter, task: str) -> EventSink:
+    """``emit``, and the patch or DocTypes update each migrate line names, to ``reporter``."""
+
+    def line(text: str) -> None:
+        emit(text)
+        if (detail := mp.progress_detail(text)) is not None:
+            reporter.advance(task, detail=detail)
+
+    return line
 
 
 def migrate_site(runner: Runner, backend: str, site: str, emit: EventSink) -> mp.SiteResult:

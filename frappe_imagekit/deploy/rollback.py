@@ -29,7 +29,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from frappe_imagekit import validate
+from frappe_imagekit import progress, validate
 from frappe_imagekit.deploy import benchsite, compose, lock, verify
 from frappe_imagekit.deploy.benchsite import restore_argv
 from frappe_imagekit.deploy.context import (
@@ -553,8 +553,14 @@ def _age(started: str | None) -> str:
 # ---------------------------------------------------------------- run
 
 
-def rollback(runner: Runner, plan: RollbackPlan, on_event: EventSink | None = None) -> DeployReport:
+def rollback(
+    runner: Runner,
+    plan: RollbackPlan,
+    on_event: EventSink | None = None,
+    reporter: progress.Reporter = progress.SILENT,
+) -> DeployReport:
     """Run the plan; return the report (recorded locally and on the target on every exit).
+    ``reporter`` is told each site's restore.
 
     Failures raise ``DeployFailed`` carrying the report; Ctrl-C/SIGTERM is recorded as
     interrupted and re-raised. ``report.progress`` says how far it got, ``next_step`` what then.
@@ -563,6 +569,7 @@ def rollback(runner: Runner, plan: RollbackPlan, on_event: EventSink | None = No
     if ctx is None or ctx.runner is not runner:
         raise ImagekitError("rollback() needs a plan made by plan_rollback on the same runner.")
     ctx.emit = on_event or (lambda _line: None)
+    ctx.reporter = reporter
     ctx.report.started = now_iso()
     try:
         with sigterm_as_interrupt():
@@ -612,7 +619,8 @@ def restore_and_start(ctx: Context, plan: RollbackPlan) -> None:
     for site in plan.sites:
         if site.backup is not None:
             ctx.emit(f"restoring {site.site} from {site.backup.name}")
-            _restore(ctx, plan, site, password)
+            with progress.task(ctx.reporter, f"restore {site.site}"):
+                _restore(ctx, plan, site, password)
             _done(ctx, f"restored {site.site}")
     ctx.emit(f"starting every service on {plan.image_ref}")
     _up(ctx, plan, [])

@@ -25,7 +25,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from frappe_imagekit import validate
+from frappe_imagekit import progress, validate
 from frappe_imagekit.deploy import (
     composeconfig,
     lock,
@@ -220,8 +220,10 @@ def deploy(
     ws: Workspace,
     opts: DeployOptions,
     on_event: EventSink | None = None,
+    reporter: progress.Reporter = progress.SILENT,
 ) -> DeployReport:
     """Run the deploy sequence; return the report (also recorded locally and on the target).
+    ``reporter`` is told each backup and migrate (per site).
 
     Failures before migrate raise ``DeployFailed`` (an ImagekitError carrying the report);
     migrate failures are returned in the report (``result`` patch-failed / migrate-failed).
@@ -240,7 +242,7 @@ def deploy(
         started=now_iso(),
     )
     ctx = Context(runner, ws, opts, report, state_paths(runner, opts.project, opts.state_dir),
-                   on_event or (lambda _line: None))  # fmt: skip
+                   on_event or (lambda _line: None), reporter=reporter)  # fmt: skip
     try:
         with sigterm_as_interrupt():
             _run(ctx)

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from dataclasses import asdict
 from typing import Any
 
-from frappe_imagekit import validate
+from frappe_imagekit import progress, validate
 from frappe_imagekit.deploy import (
     backups,
     compose,
@@ -201,17 +201,22 @@ def backup_sites(ctx: Context, running: Sequence[Container]) -> None:
         return
     for site in site_names(ctx, backend):
         ctx.emit(f"backing up {site}")
-        argv = ["bench", "--site", site, "backup", *(["--with-files"] if ctx.opts.backup_files else [])]
-        done = exec_in(ctx, backend, argv, timeout=3600)
-        match = _BACKUP_LINE.search(done.stdout)
-        if done.returncode != 0 or not match:
-            raise DeployError(
-                f"backup of {site} failed ({last_line(done)}); nothing was stopped: fix it, "
-                "or deploy with --no-backup."
-            )
-        ctx.report.site(site).backup = _site_path(match["path"])
-        _keep_backup(ctx, backend, site, done.stdout)
+        with progress.task(ctx.reporter, f"backup {site}"):
+            _backup_site(ctx, backend, site)
     prune_backups(ctx)
+
+
+def _backup_site(ctx: Context, backend: Container, site: str) -> None:
+    argv = ["bench", "--site", site, "backup", *(["--with-files"] if ctx.opts.backup_files else [])]
+    done = exec_in(ctx, backend, argv, timeout=3600)
+    match = _BACKUP_LINE.search(done.stdout)
+    if done.returncode != 0 or not match:
+        raise DeployError(
+            f"backup of {site} failed ({last_line(done)}); nothing was stopped: fix it, "
+            "or deploy with --no-backup."
+        )
+    ctx.report.site(site).backup = _site_path(match["path"])
+    _keep_backup(ctx, backend, site, done.stdout)
 
 
 def prune_backups(ctx: Context) -> None:

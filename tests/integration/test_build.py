@@ -238,7 +238,14 @@ def test_secret_build_reaches_apps_json_and_the_token_is_nowhere(bws: BuildWorks
     }  # fmt: skip
     log = (bws.root / "builds" / "v1.0.0.log").read_text()
     assert "bench init" in log and "writing image" in log
-    assert "#" in done.stderr and "Built " + ref in done.stdout
+    assert "Built " + ref in done.stdout
+    # progress (issue 24 item 4): plain lines on stderr, the steps named from the Containerfile
+    # (a one-stage file: BuildKit shows no stage name, `#4 [1/3] FROM ...`)
+    assert "progress: step 1/3 started: base image" in done.stderr
+    assert 'progress: step 3/3 started: RUN echo "bench init ' + bws.nonce in done.stderr
+    assert re.search(r"^progress: step 3/3 done in [2-9]\.\d s$", done.stderr, re.M)  # sleep 2
+    assert re.search(r"^progress: leak scan done in \d+\.\d s$", done.stderr, re.M)
+    assert "#" not in done.stderr  # BuildKit's own lines are in builds/v1.0.0.log only
     _assert_no_canary(bws, done.stdout, done.stderr)
 
 

@@ -12,6 +12,7 @@ named in the manifest, ``--metadata-file``'s digest), cache mounts, and docker c
 from __future__ import annotations
 
 import json
+import re
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -87,6 +88,9 @@ def test_secret_build_with_buildx_records_the_digest_and_docker_26(bws: BuildWor
     assert "bench init" in log and "naming to" not in log  # tagged by imagekit after the scan
     assert not list((bws.root / "builds").glob(".*"))  # iidfile and metadata file are removed
     assert not _on_outer_daemon(ref)  # built on the Debian 13 daemon only
+    # progress (issue 24 item 4): buildx 0.13's BuildKit numbers the steps as dockerd 20.10's does
+    assert 'progress: step 3/3 started: RUN echo "bench init ' + bws.nonce in done.stderr, done.stderr
+    assert re.search(r"^progress: step 3/3 done in [2-9]\.\d s$", done.stderr, re.M)  # sleep 2
     _assert_no_canary(bws, done.stdout, done.stderr)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import threading
@@ -128,6 +129,12 @@ def test_failing_patch_names_the_line_exit_code_and_backup(project: Project):
     assert site_config(project, "a.local")["pause_scheduler"] is True
     assert (site_config(project, "b.local")["maintenance_mode"], site_b["maintenance"]["state"]) == (0, "off")
     assert "a.local\tfailed\t-\tON\tpatch" in result.output  # the table's health and maintenance columns
+    # progress (issue 24 item 4), plain lines without a terminal: each backup, each migrate, its patch
+    for site in ("a.local", "b.local"):
+        assert re.search(rf"^progress: backup {site} done in \d+\.\d s$", result.stderr, re.M)
+    assert f"progress: migrate a.local: patch {FAILING_PATCH}\n" in result.stderr
+    assert re.search(r"^progress: migrate a.local failed after \d+\.\d s$", result.stderr, re.M)
+    assert re.search(r"^progress: migrate b.local done in \d+\.\d s$", result.stderr, re.M)
     base = f"docker-compose -p {project.name} -f {project.compose} exec -T backend bench --site a.local"
     (end,) = [step for step in site_a["next_steps"] if "still in maintenance mode" in step]
     assert "(its migrate failed)" in end
@@ -145,8 +152,10 @@ def test_failing_patch_names_the_line_exit_code_and_backup(project: Project):
     # fixed: --migrate-only migrates the running backend without down/up
     project.site_file("a.local", "fail_patch").unlink()
     backend_before = project.services()["backend"]["Id"]
-    again = cli(*project.cli_args("--version", "v2", "--migrate-only", "--json"))
+    again = cli(*project.cli_args("--version", "v2", "--migrate-only", "--json", "--progress", "none"))
     assert again.exit_code == 0, again.output
+    assert json.loads(again.stdout)["result"] == "succeeded"
+    assert "progress:" not in again.stderr and "migrating a.local" in again.stderr
     assert project.services()["backend"]["Id"] == backend_before
     assert project.records()[-1]["result"] == "succeeded"
 

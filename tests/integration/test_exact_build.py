@@ -217,6 +217,13 @@ def test_rebuild_fetches_the_recorded_commits_and_names_a_lost_one(exact: Exact)
     assert tier == {**original["base_tier"], "built": True}  # the recorded tier, built again
     shown = invoke("history", "v1.0.0", "-w", str(exact.root))
     assert "system tier" in shown.stdout and tier["ref"] in shown.stdout
+    # progress (issue 24 item 4): which app each step installs, cached or not, and how long
+    for name in ("frappe", *APPS):
+        assert f"progress: install {name} started: builder " in built.stderr
+        assert re.search(rf"^progress: install {name} done in \d+\.\d s$", built.stderr, re.M), name
+        assert f"progress: install {name} cached" in rebuilt.stderr  # the same commits: BuildKit's cache
+    assert re.search(r"^progress: system tier done in \d+\.\d s$", built.stderr, re.M)
+    assert re.search(r"^progress: leak scan done in \d+\.\d s$", rebuilt.stderr, re.M)
     exact.assert_no_canary(built.stdout, built.stderr, rebuilt.stdout, rebuilt.stderr)
 
     # history rewritten: charlie's recorded commit is gone from its remote
@@ -283,9 +290,10 @@ def test_lock_pins_the_build_and_frozen_refuses_a_stale_lock(exact: Exact) -> No
     assert lock["apps"][1]["sha"] == exact.remotes["bravo"].branches["develop"]
     # bravo's branch moves on: the build takes the locked commit, not the new one
     exact.remotes["bravo"].commit("not locked", branch="develop")
-    built = invoke("build", "-w", str(exact.root), "--frozen", "--progress", "plain")
+    built = invoke("build", "-w", str(exact.root), "--frozen", "--progress", "none")
     assert built.exit_code == 0, built.stderr
     assert "apps.lock.json: every commit taken from the lock" in built.stderr
+    assert "progress:" not in built.stderr and "Built " in built.stdout
     assert exact.commits(f"{exact.image}:v1.0.0") == {
         e["name"]: e["sha"] for e in [lock["frappe"], *lock["apps"]]
     }
@@ -336,9 +344,11 @@ def test_a_hyphenated_repository_builds_as_its_package_and_lock_round_trips_froz
         "ref": "v1.0.0",
         "sha": remote.tags["v1.0.0"],  # the annotated tag's commit, not the tag object
     }
-    built = invoke("build", "-w", str(exact.root), "--frozen", "--progress", "plain")
+    built = invoke("build", "-w", str(exact.root), "--frozen", "--json")  # not a terminal: plain lines
     assert built.exit_code == 0, built.stderr
     assert "apps.lock.json: every commit taken from the lock" in built.stderr
+    assert "progress: install my_app started: builder " in built.stderr
+    assert json.loads(built.stdout) == json.loads((exact.root / "builds" / "v1.0.0.json").read_text())
     ref = f"{exact.image}:v1.0.0"
     assert exact.commits(ref) == {e["name"]: e["sha"] for e in [lock["frappe"], *lock["apps"]]}
     apps_txt = dockerd.docker(exact.docker, "run", "--rm", ref, "cat", "sites/apps.txt").stdout

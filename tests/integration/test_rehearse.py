@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -191,6 +192,9 @@ def test_a_passing_rehearsal_then_deploy_rehearse(stack: Stack) -> None:
     assert done.exit_code == 0, done.stdout + done.stderr
     assert "rehearsal of v2 on" in done.stdout and ": succeeded" in done.stdout
     assert "a.local: ok, health ok" in done.stdout and "b.local: ok, health ok" in done.stdout
+    for site in ("a.local", "b.local"):  # progress (issue 24 item 4), plain lines: no terminal here
+        assert re.search(rf"^progress: backup {site} done in \d+\.\d s$", done.stderr, re.M), done.stderr
+        assert re.search(rf"^progress: migrate {site} done in \d+\.\d s$", done.stderr, re.M), done.stderr
     assert production(stack) == before
     (path,) = (stack.ws / "deploys").glob("*-rehearsal.json")
     assert json.loads(path.read_text())["result"] == "succeeded"

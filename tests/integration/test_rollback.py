@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shlex
 import signal
 import subprocess
@@ -166,8 +167,11 @@ def test_rollback_restores_data_and_schema_and_runs_the_old_image(project: Proje
     assert not project.lock_dir.exists()
     done = invoke(*rollback_args(project, "--yes", "--json"))
     assert done.exit_code == 0, done.output
-    report = json.loads(done.stdout)
+    report = json.loads(done.stdout)  # stdout is the JSON alone; progress went to stderr
     assert report["result"] == "succeeded" and report["kind"] == "rollback"
+    for site in ("a.local", "b.local"):  # progress (issue 24 item 4): each site's restore
+        assert f"progress: restore {site} started" in done.stderr
+        assert re.search(rf"^progress: restore {site} done in \d+\.\d s$", done.stderr, re.M), done.stderr
     assert (report["version"], report["rolled_back_from"]) == ("v1", "v2")
     assert [(s["site"], s["restored"], s["health"]) for s in report["sites"]] == [
         ("a.local", "ok", "ok"),

@@ -184,7 +184,7 @@ def test_cli_rejects_an_unknown_progress_mode() -> None:
 
     result = invoke("build", "--progress", "fancy")
     assert result.exit_code == 2
-    assert "'fancy' is not one of 'auto', 'plain', 'tty'" in result.stderr
+    assert "'fancy' is not one of 'auto', 'plain', 'none', 'tty'" in result.stderr
 
 
 def test_cli_refuses_to_build_a_workspace_with_check_errors(tmp_path: Path) -> None:

@@ -3,9 +3,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
-from frappe_imagekit.deploy.migrate_parse import clean_lines, parse_migrate_output
+from frappe_imagekit.deploy.migrate_parse import clean_lines, parse_migrate_output, progress_detail
 
 HAPPY = """Migrating a.local
 Executing erpnext.patches.v15_0.set_default_currency in a.local (_1a2b3c)
@@ -324,3 +326,15 @@ def test_no_migrating_line_uses_the_given_site():
 def test_empty_successful_output():
     (result,) = parse_migrate_output("", sites=["s1"], exit_code=0)
     assert (result.site, result.status) == ("s1", "ok")
+
+
+def test_progress_detail_names_the_patch_and_the_doctypes_being_updated() -> None:
+    fixture = Path(__file__).resolve().parents[1] / "fixtures" / "frappe-v15-lab"
+    text = (fixture / "67-migrate-v1.2.0-patch-keyerror.txt").read_bytes().decode()  # \r kept
+    details = [progress_detail(line) for line in text.split("\n")]  # the runner's lines end at \n
+    assert [d for d in details if d] == [
+        "Updating DocTypes for frappe",
+        "Updating DocTypes for lab_app",
+        "patch lab_app.patches.v1_2.recompute_cost",
+    ]
+    assert progress_detail("Migrating sb.lab") is None

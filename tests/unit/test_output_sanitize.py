@@ -97,7 +97,7 @@ def test_history_prints_no_raw_escape_from_a_record(tmp_path: Path) -> None:
 
 
 def test_deploy_live_output_goes_through_the_sanitizer(tmp_path: Path, monkeypatch) -> None:
-    def fake_deploy(runner, ws, options, on_event) -> DeployReport:
+    def fake_deploy(runner, ws, options, on_event, reporter) -> DeployReport:
         on_event(f"Executing app.patches.x in a.local (_db) {HOSTILE}")  # a migrate line, live
         return DeployReport(project=options.project, version=options.version, host="local")
 
