@@ -36,18 +36,26 @@ def shared_libraries(binary: str) -> list[str]:
 
 
 def git_rootfs(target: Path) -> None:
-    """Copy real git and everything it loads into ``target`` at the same absolute paths."""
+    """Copy real git and everything it loads into ``target`` at the same absolute paths, and
+    the Debian tools of ``debian_tools``."""
     shutil.copytree("/usr/lib/git-core", target / "usr/lib/git-core", symlinks=True,
                     ignore=shutil.ignore_patterns("mergetools"))  # fmt: skip
     (target / "usr/bin").mkdir(parents=True, exist_ok=True)
     (target / "usr/share/git-core/templates").mkdir(parents=True, exist_ok=True)
     shutil.copy2("/usr/bin/git", target / "usr/bin/git")
+    debian_tools(target, GIT_BINARIES)
+
+
+def debian_tools(target: Path, more: tuple[str, ...] = ()) -> None:
+    """Dash at /usr/bin/dash, GNU ``GNU_TOOLS`` in /usr/local/bin, and every library they and
+    ``more`` load, at their absolute paths under ``target`` (/bin/sh is linked by the caller)."""
     tools = [shutil.which(name) or f"/usr/bin/{name}" for name in GNU_TOOLS]
     (target / "usr/local/bin").mkdir(parents=True, exist_ok=True)
+    (target / "usr/bin").mkdir(parents=True, exist_ok=True)
     for tool in tools:
         shutil.copy2(tool, target / "usr/local/bin" / Path(tool).name)
     shutil.copy2(SHELL, target / SHELL.lstrip("/"))
-    for lib in {lib for binary in [*GIT_BINARIES, *tools, SHELL] for lib in shared_libraries(binary)}:
+    for lib in {lib for binary in [*more, *tools, SHELL] for lib in shared_libraries(binary)}:
         dest = target / lib.lstrip("/")
         dest.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(Path(lib).resolve(), dest)
