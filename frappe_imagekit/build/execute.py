@@ -253,9 +253,10 @@ def scan_built_image(ref: str, redactor: Redactor) -> dict[str, Any]:
         needles = leakscan.Needles.from_forms(forms)
         found = leakscan.scan_metadata(attrs, dockerapi.image_history(ref), needles)
         return _scan_summary(found, redactor, started, layers_from_cache=len(layers))
-    result = leakscan.scan_image(ref, redactor, known, scancache.known_sizes())
+    hints = leakscan.LayerHints(scancache.known_members(), scancache.known_sizes())
+    result = leakscan.scan_image(ref, redactor, known, hints)
     if result.clean:
-        scancache.remember_clean(forms, layers, result.layer_sizes)
+        scancache.remember_clean(forms, layers, result.hints.sizes, result.hints.members)
     return _scan_summary(result.findings, redactor, started, layers_from_cache=result.layers_skipped)
 
 

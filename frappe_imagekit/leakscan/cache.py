@@ -85,6 +85,14 @@ def known_sizes() -> dict[str, int]:
     return {str(k): v for k, v in sizes.items() if isinstance(v, int) and not isinstance(v, bool)}
 
 
+def known_members() -> dict[str, str]:
+    """The name of a layer's member in a classic ``docker save`` stream -> its diff_id."""
+    members = _read().get("members") if enabled() else None
+    if not isinstance(members, dict):
+        return {}
+    return {str(k): v for k, v in members.items() if isinstance(v, str)}
+
+
 def known_clean(forms: Iterable[str]) -> set[str]:
     """diff_ids already scanned clean for exactly these secret forms."""
     if not enabled():
@@ -93,10 +101,13 @@ def known_clean(forms: Iterable[str]) -> set[str]:
 
 
 def remember_clean(
-    forms: Iterable[str], layers: Iterable[str], sizes: Mapping[str, int] | None = None
+    forms: Iterable[str],
+    layers: Iterable[str],
+    sizes: Mapping[str, int] | None = None,
+    members: Mapping[str, str] | None = None,
 ) -> None:
-    """Record ``layers`` (diff_ids) as scanned clean for these secret forms, and ``sizes``
-    (diff_id -> size of its tar) beside them."""
+    """Record ``layers`` (diff_ids) as scanned clean for these secret forms, and beside them
+    ``sizes`` (diff_id -> size of its tar) and ``members`` (member name -> diff_id)."""
     if not enabled():
         return
     key = secrets_key(forms)
@@ -104,11 +115,14 @@ def remember_clean(
     merged = list(dict.fromkeys([*entries.pop(key, []), *layers]))[-_MAX_LAYERS:]
     entries[key] = merged  # most recent last
     kept = dict(list(entries.items())[-_MAX_KEYS:])
-    known = known_sizes()
-    for diff_id in sizes or {}:
-        known.pop(diff_id, None)
-    all_sizes = dict(list({**known, **dict(sizes or {})}.items())[-_MAX_LAYERS:])
+    data = {"version": 1, "entries": kept, "sizes": _newest(known_sizes(), sizes or {}),
+            "members": _newest(known_members(), members or {})}  # fmt: skip
     with contextlib.suppress(OSError):  # a cache that cannot be written only costs time
-        write_text_atomic(
-            cache_dir() / _FILE, json.dumps({"version": 1, "entries": kept, "sizes": all_sizes})
-        )
+        write_text_atomic(cache_dir() / _FILE, json.dumps(data))
+
+
+def _newest(old: Mapping[str, object], new: Mapping[str, object]) -> dict[str, object]:
+    """``old`` updated by ``new``, the updated keys last, at most _MAX_LAYERS of them."""
+    merged = {k: v for k, v in old.items() if k not in new}
+    merged.update(new)
+    return dict(list(merged.items())[-_MAX_LAYERS:])

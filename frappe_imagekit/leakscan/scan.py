@@ -54,6 +54,17 @@ class Finding:
         return asdict(self)
 
 
+@dataclass(frozen=True)
+class LayerHints:
+    """How to tell which layer a member of the classic ``docker save`` stream is before reading
+    it (it is named by a synthetic v1 id, and the layers come in the order of those ids): the
+    name it had in an earlier scan (the id is made of the layer chain, so a layer keeps its name
+    while the layers under it stay the same), else the size of its tar."""
+
+    members: Mapping[str, str] = field(default_factory=dict)  # member name -> diff_id
+    sizes: Mapping[str, int] = field(default_factory=dict)  # diff_id -> size of its tar
+
+
 @dataclass
 class ScanResult:
     findings: list[Finding]
@@ -62,7 +73,7 @@ class ScanResult:
     layers: int = 0
     more_findings: int = 0  # hits beyond MAX_FINDINGS, counted but not listed
     layers_skipped: int = 0  # layers known clean: read off the stream, not searched
-    layer_sizes: dict[str, int] = field(default_factory=dict)  # diff_id -> size of its tar
+    hints: LayerHints = field(default_factory=LayerHints)  # of this image's layers, for the next scan
 
     @property
     def clean(self) -> bool:
@@ -139,13 +150,11 @@ class _LayerHits:
 
 @dataclass(frozen=True)
 class KnownClean:
-    """The image's layers (RootFS.Layers) already scanned clean, and the size of each known
-    layer's tar (``cache``): a member of the classic ``docker save`` stream is named by a
-    synthetic id, and the layers come in the order of those ids, so its size says which it may be."""
+    """The image's layers (RootFS.Layers), those already scanned clean, and the hints."""
 
     diff_ids: tuple[str, ...]
     clean: frozenset[str]
-    sizes: Mapping[str, int]
+    hints: LayerHints = field(default_factory=LayerHints)
 
     def may_pass(self, member: str, size: int) -> bool:
         """True when the layer member ``member`` of ``size`` bytes is a layer known clean."""
@@ -153,9 +162,12 @@ class KnownClean:
             named = "sha256:" + member.rsplit("/", 1)[-1]
             if named in self.diff_ids:
                 return named in self.clean
+        remembered = self.hints.members.get(member)
+        if remembered in self.diff_ids:
+            return remembered in self.clean
         if size < PASS_OVER_MIN:  # small layers often share a size; searching them costs nothing
             return False
-        return any(d in self.clean and self.sizes.get(d) == size for d in self.diff_ids)
+        return any(d in self.clean and self.hints.sizes.get(d) == size for d in self.diff_ids)
 
 
 @dataclass
@@ -174,11 +186,11 @@ class _SaveScan:
 
 
 def scan_image(
-    ref: str, redactor: Redactor, clean: Iterable[str] = (), sizes: Mapping[str, int] | None = None
+    ref: str, redactor: Redactor, clean: Iterable[str] = (), hints: LayerHints | None = None
 ) -> ScanResult:
     """Scan image ``ref`` for every form ``redactor`` knows; the result says where each is.
-    Layers whose diff_id is in ``clean`` (scanned clean before for these forms; ``sizes``: the
-    size of their tars) are not searched."""
+    Layers whose diff_id is in ``clean`` (scanned clean before for these forms; ``hints``: how
+    to tell them in the stream) are not searched."""
     started = time.perf_counter()
     needles = Needles.from_forms(redactor.forms)
     attrs = dockerapi.inspect_image(ref)
@@ -188,10 +200,14 @@ def scan_image(
     if not needles.atoms:
         return ScanResult(findings, time.perf_counter() - started, 0)
     layers = tuple(str(d) for d in ((attrs.get("RootFS") or {}).get("Layers") or []))
-    known = KnownClean(layers, frozenset(clean), dict(sizes or {})) if clean else None
+    known = KnownClean(layers, frozenset(clean), hints or LayerHints()) if clean else None
     state = _scan_stream(ref, needles, known)
     if state.passed and not passed_layers_confirmed(state):
-        state = _scan_stream(ref, needles, None)  # the stream was not what inspect said
+        # a layer passed over was another one (two of the same size): again, now by exact names
+        exact = KnownClean(layers, frozenset(clean), LayerHints(members=dict(_stream_layers(state) or [])))
+        state = _scan_stream(ref, needles, exact)
+        if state.passed and not passed_layers_confirmed(state):
+            state = _scan_stream(ref, needles, None)  # the stream was not what inspect said
     findings += _layer_findings(state, bool(findings))
     total = len(findings) + state.hit_count - sum(len(lh.hits) for lh in state.layers)
     shown = findings[:MAX_FINDINGS]
@@ -202,7 +218,7 @@ def scan_image(
         layers=state.layer_count,
         more_findings=max(0, total - len(shown)),
         layers_skipped=len(state.passed),
-        layer_sizes=layer_sizes(state),
+        hints=layer_hints(state),
     )
 
 
@@ -231,10 +247,11 @@ def passed_layers_confirmed(state: _SaveScan) -> bool:
     return all(diff_id in clean for member, diff_id in placed if member in state.passed)
 
 
-def layer_sizes(state: _SaveScan) -> dict[str, int]:
-    """diff_id -> the size of its tar in the stream (what ``KnownClean.sizes`` is made of)."""
+def layer_hints(state: _SaveScan) -> LayerHints:
+    """Each layer's member name and tar size in this stream (for ``KnownClean`` next time)."""
     placed = _stream_layers(state) or []
-    return {d: state.member_sizes[m] for m, d in placed if m in state.member_sizes}
+    sizes = {d: state.member_sizes[m] for m, d in placed if m in state.member_sizes}
+    return LayerHints(members=dict(placed), sizes=sizes)
 
 
 def _final_gate(finding: Finding, redactor: Redactor) -> Finding:

@@ -17,6 +17,7 @@ from frappe_imagekit.leakscan import scan
 from frappe_imagekit.leakscan.needles import Needles, _b64
 from frappe_imagekit.leakscan.scan import (
     MAX_FINDINGS,
+    LayerHints,
     ScanResult,
     scan_image,
     scan_metadata,
@@ -271,32 +272,42 @@ def test_layers_known_clean_are_read_but_not_searched(fake_daemon, small_layers_
     fake_daemon["attrs"]["RootFS"] = {"Layers": diff_ids}
     everything = scan_image("img:1", redactor())
     assert everything.layers_skipped == 0 and len(everything.findings) == 3
-    sizes = everything.layer_sizes
-    assert sizes == {diff_ids[0]: len(layer_one()), diff_ids[1]: len(layer_two())}
-    result = scan_image("img:1", redactor(), {diff_ids[0]}, sizes)
+    hints = everything.hints
+    assert hints.sizes == {diff_ids[0]: len(layer_one()), diff_ids[1]: len(layer_two())}
+    assert hints.members == {"l1/layer.tar": diff_ids[0], "blobs/sha256/l2": diff_ids[1]}
+    result = scan_image("img:1", redactor(), {diff_ids[0]}, LayerHints(sizes=hints.sizes))
     assert result.layers_skipped == 1 and result.layers == 2
     assert result.bytes_scanned == len(fake_daemon["saved"])
     assert [f.location.split(" ", 2)[:2] for f in result.findings] == [["layer", "2/2"]]
     assert_redacted(result)
-    # without the sizes a classic member (named by a synthetic id) cannot be told: all searched
+    # without hints a classic member (named by a synthetic id) cannot be told: all searched
     assert scan_image("img:1", redactor(), {diff_ids[0]}).layers_skipped == 0
+
+
+def test_a_member_name_seen_before_is_passed_over_whatever_its_size(fake_daemon) -> None:
+    diff_ids = _diff_ids(fake_daemon["saved"])
+    fake_daemon["attrs"]["RootFS"] = {"Layers": diff_ids}
+    hints = LayerHints(members={"l1/layer.tar": diff_ids[0]})
+    result = scan_image("img:1", redactor(), {diff_ids[0]}, hints)
+    assert result.layers_skipped == 1 and len(result.findings) == 1
 
 
 def test_a_layer_passed_over_that_the_manifest_contradicts_is_scanned_again(
     fake_daemon, small_layers_pass
 ) -> None:
     """Another known clean layer has the size of layer one's tar: layer one is passed over,
-    the saved config then says it was not that layer, and the whole image is scanned again."""
+    the saved config then says it was not that layer, and the image is scanned again, passing
+    over only what the first stream's manifest named clean (nothing here)."""
     diff_ids = _diff_ids(fake_daemon["saved"])
     other = "sha256:" + "0" * 64
     fake_daemon["attrs"]["RootFS"] = {"Layers": [other, *diff_ids]}
-    result = scan_image("img:1", redactor(), {other}, {other: len(layer_one())})
+    result = scan_image("img:1", redactor(), {other}, LayerHints(sizes={other: len(layer_one())}))
     assert result.layers_skipped == 0 and len(result.findings) == 3
 
 
 def test_small_layers_are_always_searched(fake_daemon) -> None:
     diff_ids = _diff_ids(fake_daemon["saved"])
     fake_daemon["attrs"]["RootFS"] = {"Layers": diff_ids}
-    sizes = {diff_ids[0]: len(layer_one())}
+    hints = LayerHints(sizes={diff_ids[0]: len(layer_one())})
     assert len(layer_one()) < scan.PASS_OVER_MIN
-    assert scan_image("img:1", redactor(), {diff_ids[0]}, sizes).layers_skipped == 0
+    assert scan_image("img:1", redactor(), {diff_ids[0]}, hints).layers_skipped == 0
