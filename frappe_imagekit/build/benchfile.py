@@ -16,6 +16,10 @@ build args, the URLs in the BuildKit secret ``imagekit_git`` (``git_secret``), w
 credentials become an ``Authorization`` header in the git child's environment, never a URL in
 argv. Each step records the commit it installed in ``.imagekit/commits/<app>`` and deletes the
 app's ``.git`` in the same RUN; imagekit reads those files back after the build.
+
+Each step is its own stage and lists what it changed and removed in the bench; the final stage
+makes one layer per repository from those lists (``layers``), so the final image's layers follow
+the apps.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from typing import Any
 from urllib.parse import unquote, urlsplit, urlunsplit
 
 from frappe_imagekit import validate
+from frappe_imagekit.build import layers
 from frappe_imagekit.errors import ConfigError
 
 MARK = "# imagekit: bench Containerfile generated from the build plan"
@@ -40,6 +45,7 @@ SOURCES = "/tmp/imagekit-src"
 BENCH = "/home/frappe/frappe-bench"
 COMMITS_DIR = f"{BENCH}/.imagekit/commits"
 HELPER = "/usr/local/bin/imagekit-git"
+LAYERS = "/tmp/imagekit-layers"  # in each step stage: the lists of what the step changed
 _BUILDER = "FROM base AS builder"
 _BUILDER_USER = "\nUSER frappe\n"
 _BACKEND = "\nFROM base AS backend"
@@ -68,8 +74,11 @@ _HELPER_SCRIPT = (
     "#!/bin/sh",
     "# imagekit-git fetch NAME SHA REF: a checkout of NAME at exactly SHA in " + SOURCES + "/NAME",
     "# imagekit-git seal NAME: record the commit bench installed, delete its .git and the logs",
+    "# imagekit-git mark NAME, layer NAME: around NAME's step, list what it changed and removed",
+    "# imagekit-git apply NAME ROOT: in the final stage, NAME's layer from its step mounted at ROOT",
     "set -eu",
-    f"secret={SECRET_TARGET} src={SOURCES} bench={BENCH}",
+    "export LC_ALL=C",
+    f"secret={SECRET_TARGET} src={SOURCES} bench={BENCH} layers={LAYERS}",
     'field() { sed -n "s|^$1\\.$2=||p" "$secret"; }',
     'fail() { echo "imagekit: $*" >&2; exit 1; }',
     'case "$1" in',
@@ -98,7 +107,37 @@ _HELPER_SCRIPT = (
     '  rm -rf "apps/$name/.git" "${src:?}"',
     "  find logs -type f -exec rm -f {} +",
     "  ;;",
-    '*) echo "imagekit-git: fetch or seal" >&2; exit 2 ;;',
+    "mark)",
+    '  name=$2 && mkdir -p "$layers" && : > "$layers/$name.before" && touch "$layers/$name.mark"',
+    "  sleep 0.05",
+    '  if [ -d "$bench" ]; then',
+    '    cd "$bench" && find . -printf "%y %p\\0" | sort -z > "$layers/$name.before"',
+    "  fi",
+    "  ;;",
+    "layer)",
+    '  name=$2 && cd "$bench"',
+    '  find . -cnewer "$layers/$name.mark" -print0 > "$layers/$name.changed"',
+    '  find . -printf "%y %p\\0" | sort -z | comm -z -23 "$layers/$name.before" - | sed -z "s/^. //" \\',
+    '    > "$layers/$name.deleted"',
+    '  rm -f "$layers/$name.before" "$layers/$name.mark"',
+    '  changed=$(tr -cd "\\000" < "$layers/$name.changed" | wc -c)',
+    '  removed=$(tr -cd "\\000" < "$layers/$name.deleted" | wc -c)',
+    '  echo "imagekit: the layer of $name: $changed entries changed, $removed removed"',
+    "  ;;",
+    "apply)",
+    '  name=$2 root=$3 && mkdir -p "$bench" && cd "$bench"',
+    '  [ -f "$root$layers/$name.changed" ] && [ -f "$root$layers/$name.deleted" ] \\',
+    '    || fail "the step of $name left no layer lists in $layers"',
+    '  sed -z -e "s,^\\./sites/assets\\$,./assets," -e "s,^\\./sites/assets/,./assets/," \\',
+    '    "$root$layers/$name.deleted" | xargs -0 -r rm -rf --',
+    '  failed=/tmp/imagekit-apply-failed && rm -f "$failed"',
+    '  changed="$root$layers/$name.changed"',
+    '  { tar -C "$root$bench" --null --no-recursion -T "$changed" -cf - || : > "$failed"; } \\',
+    '    | tar --transform "s,^\\./sites/assets\\$,./assets,S" \\',
+    '      --transform "s,^\\./sites/assets/,./assets/,S" -xpf -',
+    '  [ ! -e "$failed" ] || fail "the layer of $name could not be read from its step"',
+    "  ;;",
+    '*) echo "imagekit-git: fetch, seal, mark, layer or apply" >&2; exit 2 ;;',
     "esac",
 )
 
@@ -108,6 +147,8 @@ _HEADER = """\
 # and final stages, cache mounts; its base stage is the system tier below) with the bench built in one
 # step per repository: frappe, then each app in apps.json order, each keyed by its commit
 # (ARG IMAGEKIT_SHA_<APP>), so a bumped app re-runs its own step and the ones after it only.
+# Each step is its own stage (bench-<name>) and lists what it changed in the bench; the final
+# stage has one layer per repository made from those lists (a bump changes its app's layers).
 # Every repository is fetched at exactly its planned commit; URLs and credentials come only
 # from the BuildKit secret imagekit_git. imagekit builds it with
 #   DOCKER_BUILDKIT=1 docker build --secret id=imagekit_git,env=IMAGEKIT_GIT_SECRET
@@ -181,8 +222,8 @@ def render(app_names: Sequence[str], template: Template) -> str:
         raise ConfigError("apps.json lists an app twice (or frappe itself): list each app once.")
     parts = [MARK + "\n" + _HEADER + _BASE_FROM, template.builder, _helper_step(), "USER frappe\n"]
     parts.append(_frappe_step())
-    parts += [_app_step(name) for name in names]
-    parts += [_assets_step(), template.tail]
+    parts += [_app_step(name, parent) for parent, name in zip(["frappe", *names], names, strict=False)]
+    parts.append(layers.final_stage(["frappe", *names], template.tail, HELPER))
     return "\n".join(parts)
 
 
@@ -220,14 +261,16 @@ def _frappe_step() -> str:
     body = [
         *_INDEXES,
         f"{HELPER} fetch frappe {sha} {ref}",
+        f"{HELPER} mark frappe",
         f"bench init --frappe-path={SOURCES}/frappe --frappe-branch={ref} --no-procfile --no-backups "
         f"--skip-redis-config-generation {BENCH}",
         f"cd {BENCH}",
         'if [ -n "${SETUPTOOLS_SPEC}" ]; then env/bin/python -m pip install --quiet "${SETUPTOOLS_SPEC}"; fi',
         'echo "{}" > sites/common_site_config.json',
         f"{HELPER} seal frappe",
+        f"{HELPER} layer frappe",
     ]
-    head = (
+    head = layers.step_stage("frappe", "builder") + (
         "# frappe at its planned commit. A new frappe commit re-runs this step and every app's.\n"
         "# frappe-bench 5.31 seeds the venv with setuptools 84 (no pkg_resources): pinned below.\n"
         "# No --verbose: yarn's verbose lines overflow BuildKit's 2 MiB step log (the end is lost).\n"
@@ -236,26 +279,21 @@ def _frappe_step() -> str:
     return head + _run([sha_arg("frappe"), ref_arg("frappe")], body)
 
 
-def _app_step(name: str) -> str:
+def _app_step(name: str, parent: str) -> str:
     quoted = shlex.quote(name)
     sha, ref = f'"${{{sha_arg(name)}}}"', f'"${{{ref_arg(name)}}}"'
     body = [
         *_INDEXES,
         f"{HELPER} fetch {quoted} {sha} {ref}",
         f"cd {BENCH}",
+        f"{HELPER} mark {quoted}",
         f"bench get-app --skip-assets --branch {ref} {SOURCES}/{quoted}",
         f"bench build --app {quoted}",
         f"{HELPER} seal {quoted}",
+        f"{HELPER} layer {quoted}",
     ]
-    return f"# {name} at its planned commit.\n" + _run([sha_arg(name), ref_arg(name)], body)
-
-
-def _assets_step() -> str:
-    return (
-        "# The built assets move out of sites/ into the image (the entrypoint links them back).\n"
-        f"RUN cd {BENCH} \\\n"
-        "    && rm -rf assets && if [ -d sites/assets ]; then mv sites/assets assets; else mkdir assets; fi\n"
-    )
+    head = layers.step_stage(name, layers.stage_name(parent))
+    return head + f"# {name} at its planned commit.\n" + _run([sha_arg(name), ref_arg(name)], body)
 
 
 # ---------------------------------------------------------------- build args and the secret

@@ -265,20 +265,23 @@ def scan_built_image(ref: str, redactor: Redactor) -> dict[str, Any]:
     """Leak-scan ``ref``; layers already scanned clean for these secrets are not read again.
 
     History, Config.Env and labels are always scanned. When every layer's diff_id (a hash of
-    its content) is known clean for exactly this secret set, ``docker save`` is skipped.
+    its content) is known clean for exactly this secret set, ``docker save`` is skipped;
+    otherwise the layers known clean are passed over and only the others are searched.
     """
     started = time.perf_counter()
     attrs = dockerapi.inspect_image(ref)
     layers = list(((attrs or {}).get("RootFS") or {}).get("Layers") or [])
     forms = redactor.forms
-    if attrs is not None and layers and set(layers) <= scancache.known_clean(forms):
+    known = scancache.known_clean(forms)
+    if attrs is not None and layers and set(layers) <= known:
         needles = leakscan.Needles.from_forms(forms)
         found = leakscan.scan_metadata(attrs, dockerapi.image_history(ref), needles)
         return _scan_summary(found, redactor, started, layers_from_cache=len(layers))
-    result = leakscan.scan_image(ref, redactor)
+    hints = leakscan.LayerHints(scancache.known_members(), scancache.known_sizes())
+    result = leakscan.scan_image(ref, redactor, known, hints)
     if result.clean:
-        scancache.remember_clean(forms, layers)
-    return _scan_summary(result.findings, redactor, started, layers_from_cache=0)
+        scancache.remember_clean(forms, layers, result.hints.sizes, result.hints.members)
+    return _scan_summary(result.findings, redactor, started, layers_from_cache=result.layers_skipped)
 
 
 def _scan_summary(

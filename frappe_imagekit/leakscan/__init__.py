@@ -13,6 +13,6 @@ holds a match, without Python work per byte of content.
 """
 
 from frappe_imagekit.leakscan.needles import Needles
-from frappe_imagekit.leakscan.scan import Finding, ScanResult, scan_image, scan_metadata
+from frappe_imagekit.leakscan.scan import Finding, LayerHints, ScanResult, scan_image, scan_metadata
 
-__all__ = ["Finding", "Needles", "ScanResult", "scan_image", "scan_metadata"]
+__all__ = ["Finding", "LayerHints", "Needles", "ScanResult", "scan_image", "scan_metadata"]

@@ -4,6 +4,8 @@ A layer's diff_id is the sha256 of its uncompressed content: a layer scanned cle
 secrets is clean for that set forever, on any daemon. Entries are keyed by an HMAC of the secret
 forms under a random per-user key kept beside the cache (user cache folder, mode 0600), so the
 cache file names no secret, and a changed token (or any other secret) starts from an empty set.
+Beside them, the size of each layer's tar (not secret): the classic ``docker save`` stream
+names a layer by a synthetic id, so its size is what tells the scan which layer it may be.
 Set ``IMAGEKIT_NO_SCAN_CACHE=1`` to always scan every layer.
 """
 
@@ -15,7 +17,7 @@ import hmac
 import json
 import os
 import secrets
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 from frappe_imagekit.workspace import write_text_atomic
@@ -62,13 +64,33 @@ def secrets_key(forms: Iterable[str]) -> str:
     return hmac.new(_key(), material, hashlib.sha256).hexdigest()
 
 
-def _load() -> dict[str, list[str]]:
+def _read() -> dict[str, object]:
     try:
         data = json.loads((cache_dir() / _FILE).read_text())
     except (OSError, ValueError):
         return {}
-    entries = data.get("entries") if isinstance(data, dict) else None
+    return data if isinstance(data, dict) else {}
+
+
+def _load() -> dict[str, list[str]]:
+    entries = _read().get("entries")
     return entries if isinstance(entries, dict) else {}
+
+
+def known_sizes() -> dict[str, int]:
+    """diff_id -> the size of its tar in ``docker save``, for the layers scanned before."""
+    sizes = _read().get("sizes") if enabled() else None
+    if not isinstance(sizes, dict):
+        return {}
+    return {str(k): v for k, v in sizes.items() if isinstance(v, int) and not isinstance(v, bool)}
+
+
+def known_members() -> dict[str, str]:
+    """The name of a layer's member in a classic ``docker save`` stream -> its diff_id."""
+    members = _read().get("members") if enabled() else None
+    if not isinstance(members, dict):
+        return {}
+    return {str(k): v for k, v in members.items() if isinstance(v, str)}
 
 
 def known_clean(forms: Iterable[str]) -> set[str]:
@@ -78,8 +100,14 @@ def known_clean(forms: Iterable[str]) -> set[str]:
     return set(_load().get(secrets_key(forms), []))
 
 
-def remember_clean(forms: Iterable[str], layers: Iterable[str]) -> None:
-    """Record ``layers`` (diff_ids) as scanned clean for these secret forms."""
+def remember_clean(
+    forms: Iterable[str],
+    layers: Iterable[str],
+    sizes: Mapping[str, int] | None = None,
+    members: Mapping[str, str] | None = None,
+) -> None:
+    """Record ``layers`` (diff_ids) as scanned clean for these secret forms, and beside them
+    ``sizes`` (diff_id -> size of its tar) and ``members`` (member name -> diff_id)."""
     if not enabled():
         return
     key = secrets_key(forms)
@@ -87,5 +115,14 @@ def remember_clean(forms: Iterable[str], layers: Iterable[str]) -> None:
     merged = list(dict.fromkeys([*entries.pop(key, []), *layers]))[-_MAX_LAYERS:]
     entries[key] = merged  # most recent last
     kept = dict(list(entries.items())[-_MAX_KEYS:])
+    data = {"version": 1, "entries": kept, "sizes": _newest(known_sizes(), sizes or {}),
+            "members": _newest(known_members(), members or {})}  # fmt: skip
     with contextlib.suppress(OSError):  # a cache that cannot be written only costs time
-        write_text_atomic(cache_dir() / _FILE, json.dumps({"version": 1, "entries": kept}))
+        write_text_atomic(cache_dir() / _FILE, json.dumps(data))
+
+
+def _newest(old: Mapping[str, object], new: Mapping[str, object]) -> dict[str, object]:
+    """``old`` updated by ``new``, the updated keys last, at most _MAX_LAYERS of them."""
+    merged = {k: v for k, v in old.items() if k not in new}
+    merged.update(new)
+    return dict(list(merged.items())[-_MAX_LAYERS:])

@@ -4,6 +4,13 @@ Where: the history ``created_by`` lines, ``Config.Env``, ``Config.Labels`` (and 
 image config), and every byte of every layer, streamed from the daemon (``docker save``) and
 never unpacked to disk. Each layer is scanned on its own, so a file written in one layer and
 deleted in the next is still found. Every finding passes the redactor on its way out.
+
+Layers already scanned clean for the same secrets (``cache``) are passed over: ``docker save``
+still sends them (the daemon has no way to send one layer), but their bytes are only counted,
+never searched. Which layer a member of the stream is comes from its name (``blobs/sha256/<id>``
+of Docker 25+) or its place (the classic layout writes the layers in order); the manifest at
+the end of the stream confirms every layer passed over, and when it does not, the image is
+scanned again in full.
 """
 
 from __future__ import annotations
@@ -27,6 +34,7 @@ from frappe_imagekit.leakscan.tar import Pull, TarIndex, iter_tar
 from frappe_imagekit.redact import MASK, Redactor
 
 PREFETCH_CHUNKS = 8  # up to 32 MB read ahead while the previous chunks are scanned
+PASS_OVER_MIN = 1 << 20  # a layer tar smaller than this is searched even when known clean
 MAX_FINDINGS = 50  # a token copied into a thousand files needs the first few places, not all
 _MAX_JSON = 16 * 1024 * 1024  # an image config is a few KB; never hold a big blob in memory
 _GZIP = b"\x1f\x8b"
@@ -46,6 +54,17 @@ class Finding:
         return asdict(self)
 
 
+@dataclass(frozen=True)
+class LayerHints:
+    """How to tell which layer a member of the classic ``docker save`` stream is before reading
+    it (it is named by a synthetic v1 id, and the layers come in the order of those ids): the
+    name it had in an earlier scan (the id is made of the layer chain, so a layer keeps its name
+    while the layers under it stay the same), else the size of its tar."""
+
+    members: Mapping[str, str] = field(default_factory=dict)  # member name -> diff_id
+    sizes: Mapping[str, int] = field(default_factory=dict)  # diff_id -> size of its tar
+
+
 @dataclass
 class ScanResult:
     findings: list[Finding]
@@ -53,6 +72,8 @@ class ScanResult:
     bytes_scanned: int
     layers: int = 0
     more_findings: int = 0  # hits beyond MAX_FINDINGS, counted but not listed
+    layers_skipped: int = 0  # layers known clean: read off the stream, not searched
+    hints: LayerHints = field(default_factory=LayerHints)  # of this image's layers, for the next scan
 
     @property
     def clean(self) -> bool:
@@ -127,9 +148,34 @@ class _LayerHits:
     hits: list[tuple[Hit, str, bool]] = field(default_factory=list)  # hit, path, in name
 
 
+@dataclass(frozen=True)
+class KnownClean:
+    """The image's layers (RootFS.Layers), those already scanned clean, and the hints."""
+
+    diff_ids: tuple[str, ...]
+    clean: frozenset[str]
+    hints: LayerHints = field(default_factory=LayerHints)
+
+    def may_pass(self, member: str, size: int) -> bool:
+        """True when the layer member ``member`` of ``size`` bytes is a layer known clean."""
+        if member.startswith("blobs/sha256/"):  # Docker 25+: named by its digest
+            named = "sha256:" + member.rsplit("/", 1)[-1]
+            if named in self.diff_ids:
+                return named in self.clean
+        remembered = self.hints.members.get(member)
+        if remembered in self.diff_ids:
+            return remembered in self.clean
+        if size < PASS_OVER_MIN:  # small layers often share a size; searching them costs nothing
+            return False
+        return any(d in self.clean and self.hints.sizes.get(d) == size for d in self.diff_ids)
+
+
 @dataclass
 class _SaveScan:
     needles: Needles
+    known: KnownClean | None = None
+    passed: list[str] = field(default_factory=list)  # layer members read and not searched
+    member_sizes: dict[str, int] = field(default_factory=dict)
     layers: list[_LayerHits] = field(default_factory=list)
     flat: list[tuple[str, Hit]] = field(default_factory=list)  # non-layer members
     manifest: list[dict[str, Any]] = field(default_factory=list)
@@ -139,8 +185,12 @@ class _SaveScan:
     hit_count: int = 0
 
 
-def scan_image(ref: str, redactor: Redactor) -> ScanResult:
-    """Scan image ``ref`` for every form ``redactor`` knows; the result says where each is."""
+def scan_image(
+    ref: str, redactor: Redactor, clean: Iterable[str] = (), hints: LayerHints | None = None
+) -> ScanResult:
+    """Scan image ``ref`` for every form ``redactor`` knows; the result says where each is.
+    Layers whose diff_id is in ``clean`` (scanned clean before for these forms; ``hints``: how
+    to tell them in the stream) are not searched."""
     started = time.perf_counter()
     needles = Needles.from_forms(redactor.forms)
     attrs = dockerapi.inspect_image(ref)
@@ -149,8 +199,15 @@ def scan_image(ref: str, redactor: Redactor) -> ScanResult:
     findings = scan_metadata(attrs, dockerapi.image_history(ref), needles)
     if not needles.atoms:
         return ScanResult(findings, time.perf_counter() - started, 0)
-    with prefetch(dockerapi.save_stream(ref)) as chunks:
-        state = scan_saved_image(chunks, needles)
+    layers = tuple(str(d) for d in ((attrs.get("RootFS") or {}).get("Layers") or []))
+    known = KnownClean(layers, frozenset(clean), hints or LayerHints()) if clean else None
+    state = _scan_stream(ref, needles, known)
+    if state.passed and not passed_layers_confirmed(state):
+        # a layer passed over was another one (two of the same size): again, now by exact names
+        exact = KnownClean(layers, frozenset(clean), LayerHints(members=dict(_stream_layers(state) or [])))
+        state = _scan_stream(ref, needles, exact)
+        if state.passed and not passed_layers_confirmed(state):
+            state = _scan_stream(ref, needles, None)  # the stream was not what inspect said
     findings += _layer_findings(state, bool(findings))
     total = len(findings) + state.hit_count - sum(len(lh.hits) for lh in state.layers)
     shown = findings[:MAX_FINDINGS]
@@ -160,7 +217,41 @@ def scan_image(ref: str, redactor: Redactor) -> ScanResult:
         bytes_scanned=state.bytes_scanned,
         layers=state.layer_count,
         more_findings=max(0, total - len(shown)),
+        layers_skipped=len(state.passed),
+        hints=layer_hints(state),
     )
+
+
+def _scan_stream(ref: str, needles: Needles, known: KnownClean | None) -> _SaveScan:
+    with prefetch(dockerapi.save_stream(ref)) as chunks:
+        return scan_saved_image(chunks, needles, known)
+
+
+def _stream_layers(state: _SaveScan) -> list[tuple[str, str]] | None:
+    """(member, diff_id) of every layer, from the stream's own manifest and config."""
+    if not state.manifest:
+        return None
+    entry = state.manifest[0]
+    members = [str(m) for m in entry.get("Layers") or []]
+    config = state.configs.get(str(entry.get("Config", "")), {})
+    diff_ids = [str(d) for d in (config.get("rootfs") or {}).get("diff_ids") or []]
+    return list(zip(members, diff_ids, strict=True)) if len(diff_ids) == len(members) else None
+
+
+def passed_layers_confirmed(state: _SaveScan) -> bool:
+    """Every layer passed over is, by the stream's own manifest and config, a clean one."""
+    placed = _stream_layers(state)
+    if placed is None or state.known is None:
+        return False
+    clean = state.known.clean
+    return all(diff_id in clean for member, diff_id in placed if member in state.passed)
+
+
+def layer_hints(state: _SaveScan) -> LayerHints:
+    """Each layer's member name and tar size in this stream (for ``KnownClean`` next time)."""
+    placed = _stream_layers(state) or []
+    sizes = {d: state.member_sizes[m] for m, d in placed if m in state.member_sizes}
+    return LayerHints(members=dict(placed), sizes=sizes)
 
 
 def _final_gate(finding: Finding, redactor: Redactor) -> Finding:
@@ -256,19 +347,20 @@ def _text_excerpt(text: str, needles: Needles, context: int = 60) -> str:
     return head + printable(masked[start:end].encode()) + tail
 
 
-def scan_saved_image(chunks: Iterator[bytes], needles: Needles) -> _SaveScan:
-    """Scan a ``docker save`` stream: every member, layer tars (plain or gzip) as layers."""
-    state = _SaveScan(needles)
+def scan_saved_image(chunks: Iterator[bytes], needles: Needles, known: KnownClean | None = None) -> _SaveScan:
+    """Scan a ``docker save`` stream: every member, layer tars (plain or gzip) as layers (those
+    ``known`` clean are read and not searched)."""
+    state = _SaveScan(needles, known)
     pull = Pull(iter(chunks))
-    for name, is_file, body in iter_tar(pull):
+    for name, is_file, size, body in iter_tar(pull):
         if is_file:
-            _scan_member(state, name, body)
+            _scan_member(state, name, size, body)
     pull.drain()
     state.bytes_scanned = pull.total
     return state
 
 
-def _scan_member(state: _SaveScan, name: str, body: Iterator[bytes]) -> None:
+def _scan_member(state: _SaveScan, name: str, size: int, body: Iterator[bytes]) -> None:
     first = b""
     for piece in body:  # enough bytes to tell a tar (magic at 257) from gzip or JSON
         first = first + piece if first else piece
@@ -280,12 +372,27 @@ def _scan_member(state: _SaveScan, name: str, body: Iterator[bytes]) -> None:
             f"layer {name} of the saved image is zstd-compressed, which imagekit cannot scan: "
             "export the image uncompressed (classic image store) and retry"
         )
-    if kind == "gzip":
+    if kind in ("gzip", "tar"):
+        state.member_sizes[name] = size
+    if kind in ("gzip", "tar") and _pass_over(state, name, size):
+        for _piece in body:  # read off the stream, never searched
+            pass
+    elif kind == "gzip":
         _scan_layer(state, name, _gunzip(first, body))
     elif kind == "tar":
         _scan_layer(state, name, _prepend(first, body))
     else:
         _scan_flat(state, name, _prepend(first, body))
+
+
+def _pass_over(state: _SaveScan, name: str, size: int) -> bool:
+    """True (and counted) when this layer member is one already scanned clean."""
+    if state.known is None or not state.known.may_pass(name, size):
+        return False
+    state.passed.append(name)
+    state.layers.append(_LayerHits(name))
+    state.layer_count += 1
+    return True
 
 
 def _content_kind(head: bytes) -> str:

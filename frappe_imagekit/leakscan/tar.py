@@ -195,8 +195,8 @@ class Pull:
             yield piece
 
 
-def iter_tar(pull: Pull) -> Iterator[tuple[str, bool, Iterator[bytes]]]:
-    """(name, is a regular file, content pieces) for each member of a streamed tar.
+def iter_tar(pull: Pull) -> Iterator[tuple[str, bool, int, Iterator[bytes]]]:
+    """(name, is a regular file, size, content pieces) for each member of a streamed tar.
 
     Our own walker rather than ``tarfile``'s stream mode: tarfile copies every byte three
     times on the way (join, slice, BufferedReader), which cost a third of the scan's CPU.
@@ -221,7 +221,7 @@ def iter_tar(pull: Pull) -> Iterator[tuple[str, bool, Iterator[bytes]]]:
         name = long_name or _header_name(header)
         long_name = None
         body = pull.pieces(size)
-        yield name, typeflag in (b"0", b"\0", b"7"), body
+        yield name, typeflag in (b"0", b"\0", b"7"), size, body
         for _ in body:  # whatever the consumer left unread
             pass
         pull.exact(padding)

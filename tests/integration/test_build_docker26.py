@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from frappe_imagekit import process
+from frappe_imagekit.build import benchfile, layers
 from tests.integration.test_build import (
     ROOT,
     BuildWorkspace,
@@ -35,7 +36,9 @@ from tests.integration.test_build import (
     test_tag_guard_refuses_and_force_keeps_the_old_image,
 )
 from tests.support import dockerd
+from tests.support.baseimage import IMAGE as BUSYBOX
 from tests.support.cli import invoke
+from tests.support.exactbench import changed_layers, debian_tools, image_layers
 
 pytestmark = pytest.mark.integration
 
@@ -187,3 +190,61 @@ def test_a_missing_context_fails_before_anything_is_built(bws: BuildWorkspace) -
     assert "docker context ik-nowhere (DOCKER_CONTEXT=ik-nowhere) does not exist" in result.stderr
     assert "Traceback" not in result.stderr
     assert not (bws.root / "builds").exists()
+
+
+# ---------------------------------------------------------------- the layered final stage
+
+
+def test_the_layered_final_stage_builds_with_buildx_0_13_and_a_bump_changes_one_layer(
+    docker26: str, tmp_path: Path, unique_name
+) -> None:
+    """The generated file's step stages, their layer lists and the final stage's one layer per
+    repository (``RUN --mount=type=bind,from=bench-<app>``), through the built-in frontend of
+    buildx 0.13: a change in the last step changes the last layer only, and the bench comes out
+    as the steps left it (a file removed, the assets moved out of sites/)."""
+    context = tmp_path / "context"
+    debian_tools(context / "rootfs")
+    (context / "imagekit-git").write_text(benchfile.helper_script())
+    bench = benchfile.BENCH
+    frappe = (
+        f"mkdir -p {bench}/apps/frappe {bench}/sites/assets && echo one > {bench}/apps/frappe/f "
+        f"&& ln -s {bench}/apps/frappe {bench}/sites/assets/frappe"
+    )
+    shop = f'cd {bench} && mkdir -p apps/shop && echo "$SHOP" > apps/shop/v && rm apps/frappe/f'
+    tail = f"FROM base AS backend\n\n{layers.COPY_LINE}\nWORKDIR {bench}\n"
+    text = (
+        f"FROM {BUSYBOX} AS base\nCOPY rootfs/ /\n"
+        f'RUN ["/bin/busybox", "ln", "-sf", "/usr/bin/dash", "/bin/sh"]\n\n'
+        f"FROM base AS builder\nCOPY imagekit-git {benchfile.HELPER}\n\n"
+        f"{layers.step_stage('frappe', 'builder')}"
+        f"RUN sh {benchfile.HELPER} mark frappe && {frappe} && sh {benchfile.HELPER} layer frappe\n\n"
+        f"{layers.step_stage('shop', layers.stage_name('frappe'))}ARG SHOP\n"
+        f"RUN sh {benchfile.HELPER} mark shop && {shop} && sh {benchfile.HELPER} layer shop\n\n"
+        + layers.final_stage(["frappe", "shop"], tail, benchfile.HELPER)
+    )
+    (context / "Containerfile").write_text(text)
+    image = f"imagekit-test/{unique_name('layers26')}"
+    found = {}
+    try:
+        for version in ("1", "2"):
+            tag = f"{image}:v{version}"
+            argv = [docker26, "buildx", "build", "--load", "--build-arg", f"SHOP={version}",
+                    "-t", tag, "-f", str(context / "Containerfile"), str(context)]  # fmt: skip
+            done = process.run(argv, timeout=300)
+            assert done.returncode == 0, done.stderr[-3000:]
+            found[version] = image_layers(docker26, tag, tmp_path)
+        changed = changed_layers(found["1"], found["2"])
+        assert len(changed) == 1 and "imagekit-git apply shop " in changed[0].made_by
+        root = bench.lstrip("/")
+        inside = sorted(p.removeprefix(root) for p in changed[0].paths if p.startswith(root))
+        assert inside == ["", "/apps", "/apps/frappe", "/apps/frappe/.wh.f", "/apps/shop", "/apps/shop/v"]
+        # outside the bench: the folders' own entries (BuildKit's mounts for /etc/hosts, the mount point)
+        assert {p for p in changed[0].paths if not p.startswith(root)} <= {
+            "etc", "home", "home/frappe", "tmp", "tmp/imagekit-step"
+        }  # fmt: skip
+        script = "cat apps/shop/v; test ! -e apps/frappe/f; test ! -e sites/assets; readlink assets/frappe"
+        shown = dockerd.docker(docker26, "run", "--rm", f"{image}:v2", "sh", "-c", script).stdout
+        assert shown.split() == ["2", f"{bench}/apps/frappe"]
+    finally:
+        for version in ("1", "2"):
+            dockerd.docker(docker26, "rmi", "-f", f"{image}:v{version}", check=False, timeout=120)

@@ -34,7 +34,7 @@ from frappe_imagekit.workspace import Workspace
 from tests.integration.test_build import ProcWatch, _cached_steps, _step
 from tests.support import dockerd
 from tests.support.cli import invoke
-from tests.support.exactbench import build_fake_base
+from tests.support.exactbench import build_fake_base, changed_layers, image_layers
 from tests.support.githttp import GitHTTPServer, Remote, git, make_remote
 from tests.support.workspace import REPO_ROOT, make_workspace
 
@@ -134,6 +134,36 @@ def exact(tmp_path: Path, fake_base: str, docker_daemon: str, unique_name, monke
                 dockerd.docker(docker_daemon, "rmi", "-f", ref, check=False, timeout=120)
 
 
+# What a step of charlie may change besides its own folders (tests/fixtures/containerfiles/
+# fake-toolchain/bin/bench: get-app appends to sites/apps.txt, build --app links its assets and
+# writes its assets json; the helper records the commit), and the folders those live in.
+_CHARLIE_SHARED = {
+    "sites/apps.txt",
+    "assets/charlie",
+    "assets/assets-charlie.json",
+    ".imagekit/commits/charlie",
+}
+_CHARLIE_DIRS = {"", "apps", "env", "env/installed", "sites", "assets", ".imagekit", ".imagekit/commits"}
+
+
+def _outside_charlie(paths: tuple[str, ...]) -> list[str]:
+    """The paths of a layer that are neither charlie's nor the small shared files."""
+    bench = benchfile.BENCH.lstrip("/")
+    outside = []
+    for path in paths:
+        rel = path.removeprefix(bench).lstrip("/") if path.startswith(bench) else None
+        if rel is None:
+            # parents, the mount point, and /etc's entry (BuildKit's RUN mounts hosts and resolv.conf)
+            if path not in {"home", "home/frappe", "tmp", "tmp/imagekit-step", "etc"}:
+                outside.append(path)
+        elif not (
+            rel.startswith(("apps/charlie", "env/installed/charlie"))
+            or rel in _CHARLIE_SHARED | _CHARLIE_DIRS
+        ):
+            outside.append(path)
+    return outside
+
+
 def _ran(steps: dict[str, bool]) -> dict[str, bool]:
     """Which bench steps re-ran (True) or came from the cache (False)."""
     names = ["frappe", *APPS]
@@ -181,6 +211,22 @@ def test_exact_commits_one_step_per_app_and_the_token_nowhere(exact: Exact) -> N
     assert _ran(steps) == {"frappe": False, "alpha": False, "bravo": False, "charlie": True}
     assert second["base_tier"] == {**tier, "built": False}  # the same tier, reused
     assert exact.commits(f"{exact.image}:v1.0.1") == {**planned, "charlie": moved}
+    # the final image's layers follow the apps: the bump changed one layer, holding charlie's
+    # files and the shared small ones only (was: one layer with the whole bench)
+    saves = exact.root.parent
+    old_layers = image_layers(exact.docker, ref, saves)
+    new_layers = image_layers(exact.docker, f"{exact.image}:v1.0.1", saves)
+    changed = changed_layers(old_layers, new_layers)
+    assert len(changed) == 1 and "imagekit-git apply charlie " in changed[0].made_by
+    assert _outside_charlie(changed[0].paths) == []
+    # the leak scan passed over the layers scanned clean in v1.0.0 (told by their names in the
+    # save stream; the top one's name holds the image config, so it may be searched): not charlie's
+    unchanged = len(new_layers) - len(changed)
+    assert unchanged - 1 <= second["leak_scan"]["layers_from_cache"] <= unchanged
+    layout = "test ! -e sites/assets && readlink assets/charlie && cat assets/assets-charlie.json"
+    shown = dockerd.docker(exact.docker, "run", "--rm", "--entrypoint", "sh", ref, "-c", layout).stdout
+    assert shown.split() == [f"{benchfile.BENCH}/apps/charlie/charlie/public", '{"charlie.bundle.js":',
+                             '"/assets/charlie/dist/charlie.bundle.js"}']  # fmt: skip
 
     # bump of a middle app: bravo and the app after it run again, nothing before
     bravo = exact.remotes["bravo"].commit("bravo fix", branch="develop")

@@ -11,7 +11,7 @@ import pytest
 
 from frappe_imagekit import process
 from frappe_imagekit.appsjson import inject
-from frappe_imagekit.build import benchfile, tiers
+from frappe_imagekit.build import benchfile, layers, tiers
 from frappe_imagekit.build import exact as exactbuild
 from frappe_imagekit.build import plan as build
 from frappe_imagekit.build.containerfile import default_containerfile, parse_containerfile
@@ -46,11 +46,15 @@ def test_generated_files_are_the_production_file_cut_into_a_tier_and_the_bench_s
     assert static.endswith(template.tail)
     # the tier is the base stage as written; the bench file starts FROM the tier's image
     assert tier == benchfile.TIER_MARK + "\n" + tier.split("\n", 1)[1] and tier.endswith(template.base)
-    assert text.startswith(benchfile.MARK + "\n") and text.endswith(template.tail)
+    final = layers.final_stage(["frappe", "erpnext", "de_macrs"], template.tail, benchfile.HELPER)
+    assert text.startswith(benchfile.MARK + "\n") and text.endswith(final)
     assert "ARG IMAGEKIT_BASE\nFROM ${IMAGEKIT_BASE} AS base\n\n" + template.builder in text
     # the steps between the builder's compilers and the final stage, exactly (reviewed text)
-    steps = text[text.index(template.builder) + len(template.builder) : -len(template.tail)]
+    steps = text[text.index(template.builder) + len(template.builder) : -len(final)]
     assert steps == STEPS.read_text()
+    # the final stage is the production file's, its one bench COPY made one layer per repository
+    head, _, rest = template.tail.partition(layers.COPY_LINE)
+    assert final.startswith(head) and final.endswith(rest) and layers.COPY_LINE not in final
 
 
 def test_generated_files_keep_the_upstream_contract() -> None:
@@ -66,13 +70,31 @@ def test_generated_files_keep_the_upstream_contract() -> None:
     assert [(s.name, s.base) for s in cf.stages] == [
         ("base", "${IMAGEKIT_BASE}"),
         ("builder", "base"),
+        ("bench-frappe", "builder"),
+        ("bench-erpnext", "bench-frappe"),
+        ("bench-hrms", "bench-erpnext"),
         ("backend", "base"),
     ]
     assert {m.id for m in cf.secret_mounts} == {"imagekit_git"}
     assert "apps_json" not in cf.text and "bench init --apps_path" not in cf.text
     assert "SETUPTOOLS_SPEC" in cf.declared_args and "PYTHON_VERSION" not in cf.declared_args
     final = cf.stage_instructions(cf.stages[-1])
-    assert [i.keyword for i in final] == ["FROM", "USER", "COPY", "WORKDIR", "VOLUME", "ENTRYPOINT", "CMD"]
+    assert [i.keyword for i in final] == [
+        "FROM",
+        "USER",
+        "RUN",
+        "RUN",
+        "RUN",
+        "WORKDIR",
+        "VOLUME",
+        "ENTRYPOINT",
+        "CMD",
+    ]
+    # one layer per repository, in order, each from its own step's stage
+    assert [(i.flags["mount"], i.command.split()[2:4]) for i in final if i.keyword == "RUN"] == [
+        ([f"type=bind,from=bench-{name},source=/,target={layers.STEP_ROOT}"], ["apply", name])
+        for name in ("frappe", "erpnext", "hrms")
+    ]
     assert "gunicorn-start.sh" in final[-1].value and "imagekit-entrypoint.sh" in final[-2].value
     assert 'pip install --quiet "${SETUPTOOLS_SPEC}"' in cf.text
     assert "--mount=type=cache,target=/home/frappe/.cache/uv,uid=1000,gid=1000" in cf.text
@@ -80,7 +102,7 @@ def test_generated_files_keep_the_upstream_contract() -> None:
 
 def test_each_app_step_is_keyed_by_its_own_commit_arg_declared_just_before_it() -> None:
     cf = parse_containerfile(_render("erpnext", "hrms", "de_macrs"), None)
-    builder = cf.stage_instructions(cf.stages[1])
+    builder = [i for stage in cf.stages[1:-1] for i in cf.stage_instructions(stage) if i.keyword != "FROM"]
     order = [(i.keyword, i.value.split("=")[0] if i.keyword == "ARG" else i.command[:60]) for i in builder]
     runs = [n for n, (kw, _v) in enumerate(order) if kw == "RUN"]
     for name in ("frappe", "erpnext", "hrms", "de_macrs"):
@@ -89,6 +111,10 @@ def test_each_app_step_is_keyed_by_its_own_commit_arg_declared_just_before_it() 
         assert f"imagekit-git fetch {name} " in builder[step].command
         assert f'"${{IMAGEKIT_SHA_{name.upper()}}}"' in builder[step].command
         assert f"imagekit-git seal {name}" in builder[step].command  # .git gone in the same RUN
+        # the step lists what it changed: marked before bench touches the bench, listed last
+        command = builder[step].command
+        assert command.index(f"imagekit-git mark {name}") < command.index("bench ", command.index("mark"))
+        assert command.endswith(f"imagekit-git layer {name}")
         # nothing between the ARG and its step but the ref ARG: earlier steps do not see it
         assert [kw for kw, _v in order[arg + 1 : step]] == ["ARG"]
     steps = [builder[n].command for n in runs]

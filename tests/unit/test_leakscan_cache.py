@@ -49,3 +49,13 @@ def test_a_corrupt_cache_is_ignored_and_replaced() -> None:
     assert scancache.known_clean(FORMS) == set()
     scancache.remember_clean(FORMS, LAYERS[:1])
     assert scancache.known_clean(FORMS) == {LAYERS[0]}
+
+
+def test_layer_sizes_and_member_names_are_kept_beside_the_clean_sets_and_updated() -> None:
+    scancache.remember_clean(FORMS, LAYERS, {LAYERS[0]: 2048, LAYERS[1]: 4096}, {"a/layer.tar": LAYERS[0]})
+    scancache.remember_clean(
+        {"another-secret-value"}, LAYERS[:1], {LAYERS[0]: 1024}, {"b/layer.tar": LAYERS[1]}
+    )
+    assert scancache.known_sizes() == {LAYERS[1]: 4096, LAYERS[0]: 1024}
+    assert scancache.known_members() == {"a/layer.tar": LAYERS[0], "b/layer.tar": LAYERS[1]}
+    assert scancache.known_clean(FORMS) == set(LAYERS)  # the sets are untouched by the hints

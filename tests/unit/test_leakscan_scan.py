@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import io
 import json
 import tarfile
 from urllib.parse import quote
@@ -16,6 +17,7 @@ from frappe_imagekit.leakscan import scan
 from frappe_imagekit.leakscan.needles import Needles, _b64
 from frappe_imagekit.leakscan.scan import (
     MAX_FINDINGS,
+    LayerHints,
     ScanResult,
     scan_image,
     scan_metadata,
@@ -245,3 +247,67 @@ def test_oci_layout_of_newer_daemons(fake_daemon) -> None:
         f"layer 1/1 ({config['rootfs']['diff_ids'][0][:19]}) /opt/frappe/apps.json"
     ]
     assert "(layer made by: COPY apps.json /opt/frappe/ # buildkit)" in result.findings[0].detail
+
+
+# ---------------------------------------------------------------- layers known clean
+
+
+def _diff_ids(saved: bytes) -> list[str]:
+    with tarfile.open(fileobj=io.BytesIO(saved)) as tar:
+        member = tar.extractfile("cfg.json")
+        assert member is not None
+        return list(json.load(member)["rootfs"]["diff_ids"])
+
+
+@pytest.fixture
+def small_layers_pass(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(scan, "PASS_OVER_MIN", 0)  # the layers here are a few KB
+
+
+def test_layers_known_clean_are_read_but_not_searched(fake_daemon, small_layers_pass) -> None:
+    """Layer one holds the token; known clean (with the size of its tar, as the cache records
+    it from the scan before), the scan passes over it (the daemon still sends it) and searches
+    layer two only."""
+    diff_ids = _diff_ids(fake_daemon["saved"])
+    fake_daemon["attrs"]["RootFS"] = {"Layers": diff_ids}
+    everything = scan_image("img:1", redactor())
+    assert everything.layers_skipped == 0 and len(everything.findings) == 3
+    hints = everything.hints
+    assert hints.sizes == {diff_ids[0]: len(layer_one()), diff_ids[1]: len(layer_two())}
+    assert hints.members == {"l1/layer.tar": diff_ids[0], "blobs/sha256/l2": diff_ids[1]}
+    result = scan_image("img:1", redactor(), {diff_ids[0]}, LayerHints(sizes=hints.sizes))
+    assert result.layers_skipped == 1 and result.layers == 2
+    assert result.bytes_scanned == len(fake_daemon["saved"])
+    assert [f.location.split(" ", 2)[:2] for f in result.findings] == [["layer", "2/2"]]
+    assert_redacted(result)
+    # without hints a classic member (named by a synthetic id) cannot be told: all searched
+    assert scan_image("img:1", redactor(), {diff_ids[0]}).layers_skipped == 0
+
+
+def test_a_member_name_seen_before_is_passed_over_whatever_its_size(fake_daemon) -> None:
+    diff_ids = _diff_ids(fake_daemon["saved"])
+    fake_daemon["attrs"]["RootFS"] = {"Layers": diff_ids}
+    hints = LayerHints(members={"l1/layer.tar": diff_ids[0]})
+    result = scan_image("img:1", redactor(), {diff_ids[0]}, hints)
+    assert result.layers_skipped == 1 and len(result.findings) == 1
+
+
+def test_a_layer_passed_over_that_the_manifest_contradicts_is_scanned_again(
+    fake_daemon, small_layers_pass
+) -> None:
+    """Another known clean layer has the size of layer one's tar: layer one is passed over,
+    the saved config then says it was not that layer, and the image is scanned again, passing
+    over only what the first stream's manifest named clean (nothing here)."""
+    diff_ids = _diff_ids(fake_daemon["saved"])
+    other = "sha256:" + "0" * 64
+    fake_daemon["attrs"]["RootFS"] = {"Layers": [other, *diff_ids]}
+    result = scan_image("img:1", redactor(), {other}, LayerHints(sizes={other: len(layer_one())}))
+    assert result.layers_skipped == 0 and len(result.findings) == 3
+
+
+def test_small_layers_are_always_searched(fake_daemon) -> None:
+    diff_ids = _diff_ids(fake_daemon["saved"])
+    fake_daemon["attrs"]["RootFS"] = {"Layers": diff_ids}
+    hints = LayerHints(sizes={diff_ids[0]: len(layer_one())})
+    assert len(layer_one()) < scan.PASS_OVER_MIN
+    assert scan_image("img:1", redactor(), {diff_ids[0]}, hints).layers_skipped == 0
