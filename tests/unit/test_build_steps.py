@@ -3,12 +3,19 @@ of a real build told to a reporter."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from frappe_imagekit.build import benchfile, steps
 from frappe_imagekit.build.containerfile import default_containerfile, parse_containerfile
 from frappe_imagekit.progress import PlainReporter
 
 TEMPLATE = benchfile.split_template(default_containerfile().read_text())
 APPS = ["payments", "de_macrs"]
+# The bench Containerfile of the layout the real builds A1/A2 below ran (rendered for APPS by main
+# a9b4c80, before the final image's layers followed the apps): their step numbers are read back
+# against it.
+FIXTURES = Path(__file__).parent.parent / "fixtures" / "containerfiles"
+RENDERED_A = (FIXTURES / "rendered-a9b4c80-payments-de_macrs.Containerfile").read_text()
 
 # The step lines of the real cold build of v1.0.0 (frappe, payments, de_macrs on Frappe 15.55.1,
 # docker 20.10's BuildKit): /work/shared/reference/real-lab-2026-12-07/deploy-runs/
@@ -72,10 +79,15 @@ def test_the_generated_file_names_each_bench_step_by_its_app() -> None:
     names = steps.step_names(parse_containerfile(benchfile.render(APPS, TEMPLATE)))
     bench = {key: name.task for key, name in names.items() if name.task.startswith("install ")}
     # the helper step names imagekit-git in its text but installs nothing
-    assert bench == {("builder", 3, 6): "install frappe", ("builder", 4, 6): "install payments",
-                     ("builder", 5, 6): "install de_macrs"}  # fmt: skip
+    # one stage per bench step (the final image's layers follow the apps)
+    assert bench == {("bench-frappe", 1, 1): "install frappe", ("bench-payments", 1, 1): "install payments",
+                     ("bench-de_macrs", 1, 1): "install de_macrs"}  # fmt: skip
     assert names[("base", 1, 1)].keyword == "FROM"  # FROM an image is numbered
-    assert names[("backend", 1, 2)].keyword == "COPY"  # FROM an earlier stage is not
+    assert names[("backend", 4, 4)].keyword == "WORKDIR"  # FROM an earlier stage is not
+    old = steps.step_names(parse_containerfile(RENDERED_A))
+    assert {k: n.task for k, n in old.items() if n.task.startswith("install ")} == {
+        ("builder", 3, 6): "install frappe", ("builder", 4, 6): "install payments",
+        ("builder", 5, 6): "install de_macrs"}  # fmt: skip
 
 
 def test_the_shipped_file_has_one_step_for_frappe_and_every_app() -> None:
@@ -84,7 +96,7 @@ def test_the_shipped_file_has_one_step_for_frappe_and_every_app() -> None:
 
 
 def test_a_real_cold_build_is_told_step_by_step_with_buildkits_times() -> None:
-    told = _tell(A1_MAIN, benchfile.render(APPS, TEMPLATE))
+    told = _tell(A1_MAIN, RENDERED_A)
     assert told == [
         "progress: step base 1/1 started: base image",
         "progress: step base 1/1 done in 0.0 s",
@@ -111,7 +123,7 @@ def test_a_real_cold_build_is_told_step_by_step_with_buildkits_times() -> None:
 
 
 def test_an_app_bump_says_which_steps_came_from_the_cache() -> None:
-    told = _tell(A2_MAIN, benchfile.render(APPS, TEMPLATE))
+    told = _tell(A2_MAIN, RENDERED_A)
     assert [line for line in told if "install" in line] == [
         "progress: install frappe started: builder 3/6",
         "progress: install frappe cached",
@@ -132,7 +144,7 @@ def test_a_failed_step_a_foreign_title_and_a_second_build() -> None:
         "#5 [builder 4/6] RUN --mount=type=secret,id=imagekit_git\n"
         '#5 ERROR: process "/bin/sh -c ..." did not complete successfully: exit code: 1\n'
     )
-    assert _tell(text, benchfile.render(APPS, TEMPLATE)) == [
+    assert _tell(text, RENDERED_A) == [
         "progress: step builder 3/6 started: COPY",
         "progress: step builder 3/6 failed after 0.0 s",
         "progress: install payments started: builder 4/6",
@@ -142,9 +154,14 @@ def test_a_failed_step_a_foreign_title_and_a_second_build() -> None:
 
 def test_the_tier_and_the_image_build_share_stage_names_but_not_numbers() -> None:
     tier, image = benchfile.render_tier(TEMPLATE), benchfile.render(APPS, TEMPLATE)
-    told = _tell("#4 [base 1/1] FROM x\n#4 DONE 0.0s\n#9 [builder 4/6] RUN y\n#9 CACHED\n", tier, image)
+    told = _tell(
+        "#4 [base 1/1] FROM x\n#4 DONE 0.0s\n#9 [bench-payments 1/1] RUN y\n#9 CACHED\n", tier, image
+    )
     assert told[0] == "progress: step base 1/1 started: base image"
-    assert told[-1] == "progress: install payments cached"
+    assert told[-2:] == [
+        "progress: install payments started: bench-payments 1/1",
+        "progress: install payments cached",
+    ]
 
 
 def test_a_one_stage_file_is_numbered_with_and_without_its_name() -> None:
