@@ -9,11 +9,13 @@ keeps its own name).
 from __future__ import annotations
 
 import re
+import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from frappe_imagekit import validate
+from frappe_imagekit import process, validate
 from frappe_imagekit.errors import DeployError, NotFoundError
+from frappe_imagekit.process import Completed
 from frappe_imagekit.runner import LocalRunner
 from frappe_imagekit.transfer.registry import Registry
 
@@ -78,15 +80,8 @@ def push(
         raise DeployError(
             f"`docker tag {ref} {target}` failed ({last_line(tagged.stderr)}); check docker here."
         )
-    count = PushCount()
-
-    def line(text: str) -> None:
-        count.feed(text)
-        if on_line:
-            on_line(text)
-
     try:
-        done = docker.run(["docker", "push", target], on_stdout=line, on_stderr=line)
+        done, count = _run_push(docker, registry, target, on_line)
         if done.returncode != 0:
             raise DeployError(push_failure(registry, ref, done.stdout + done.stderr))
         digest = count.digest or _repo_digest(docker, target)
@@ -98,6 +93,31 @@ def push(
         count.pushed,
         count.existing,
     )
+
+
+def _run_push(
+    docker: LocalRunner, registry: Registry, target: str, on_line: LineSink | None
+) -> tuple[Completed, PushCount]:
+    """``docker push``, stopped at its first retry when the registry's disk is full (docker would
+    retry each layer five times, a minute in all, for nothing)."""
+    count = PushCount()
+    started: list[subprocess.Popen[bytes]] = []
+
+    def line(text: str) -> None:
+        count.feed(text)
+        if "Retrying in" in text and _FULL in registry.log_tail(50) and started:
+            started[0].kill()
+        if on_line:
+            on_line(text)
+
+    done = process.run(
+        ["docker", "push", target],
+        env=docker.base_env,
+        on_stdout=line,
+        on_stderr=line,
+        on_start=started.append,
+    )
+    return done, count
 
 
 def push_failure(registry: Registry, ref: str, output: str) -> str:

@@ -58,6 +58,7 @@ class Sent:
     layers_present: int = 0
     seconds: float = 0.0
     notes: list[str] = field(default_factory=list)
+    pulled_from: str | None = None  # 127.0.0.1:PORT/NAME@DIGEST on the server (the tunnel's end)
 
 
 def transfer_method(value: str, what: str = "--transfer") -> str:
@@ -121,8 +122,11 @@ def _via_registry(runner: SSHRunner, opts: SendOptions, emit: EventSink) -> Sent
             emit(note)
         fetched, present = _pull(runner, tunnel, opts, digest, progress, emit)
         progress.done()
-        _tag_checked(runner, f"{tunnel.remote_address}/{opts.image}@{digest}", opts.ref, image_id)
-        return Sent(REGISTRY, image_id, digest, tunnel.sent, fetched, present, notes=notes)
+        source = f"{tunnel.remote_address}/{opts.image}@{digest}"
+        _tag_checked(runner, source, opts.ref, image_id)
+        return Sent(
+            REGISTRY, image_id, digest, tunnel.sent, fetched, present, notes=notes, pulled_from=source
+        )
 
 
 def _pushed_digest(
