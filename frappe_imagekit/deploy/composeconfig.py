@@ -140,6 +140,11 @@ def _json_or_yaml(text: str) -> Any:
             raise DeployError(f"compose config printed something that is not YAML ({exc}).") from None
 
 
+def parsed(data: dict[str, Any]) -> RenderedConfig:
+    """The services of ``render_data``'s output (``engine.rendered``)."""
+    return _parsed(data)
+
+
 def _parsed(data: dict[str, Any]) -> RenderedConfig:
     parsed = [_service(name, body) for name, body in data["services"].items()]
     return RenderedConfig({s.name: s for s in parsed})

@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from frappe_imagekit import validate
+from frappe_imagekit.deploy.engine import DEFAULT_ENGINE, engine_name
 from frappe_imagekit.deploy.place import Places, daemon_id
 from frappe_imagekit.errors import ConfigError, ImagekitError
 
@@ -109,6 +110,7 @@ class DeployRecord:
     rollback_of: str | None = None  # rollback: the deploy id it undid
     progress: list[str] = field(default_factory=list)  # rollback: the steps done, in order
     next_step: str | None = None  # set when it stopped before the end
+    engine: str = DEFAULT_ENGINE  # what ran the stack (deploy/engine.py); older records: compose
     sites: list[SiteEntry] = field(default_factory=list)
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -135,7 +137,7 @@ class DeployRecord:
     def to_dict(self) -> dict[str, Any]:
         data: dict[str, Any] = {"schema_version": SCHEMA_VERSION, **self.extra}
         for key in ("version", "project", "image", *_TOP_TEXT, "kind", "previous_version", "served",
-                    "stack_changed", "rolled_back_from", "rollback_of", "progress"):  # fmt: skip
+                    "stack_changed", "rolled_back_from", "rollback_of", "progress", "engine"):  # fmt: skip
             data[key] = getattr(self, key)
         data["sites"] = [s.to_dict() for s in self.sites]
         data["failed_patches"] = [s.failed_patch for s in self.sites if s.failed_patch]
@@ -160,6 +162,7 @@ class DeployRecord:
             rolled_back_from=_optional(validate.image_tag, data.get("rolled_back_from"), "rolled_back_from"),
             rollback_of=_optional(validate.deploy_id, data.get("rollback_of"), "rollback_of"),
             progress=_strings(data.get("progress") or [], "progress"),
+            engine=_checked(engine_name, data.get("engine"), "engine"),
             extra=_extra(data, _KNOWN_TOP),
         )
         for key in _TOP_TEXT:
@@ -296,7 +299,8 @@ def _maintenance_found(entry: SiteEntry | None) -> str | None:
 
 _KNOWN_TOP = frozenset(
     {"schema_version", "version", "project", "image", *_TOP_TEXT, "kind", "previous_version", "served",
-     "stack_changed", "rolled_back_from", "rollback_of", "progress", "sites", "failed_patches", "backups"}
+     "stack_changed", "rolled_back_from", "rollback_of", "progress", "sites", "failed_patches", "backups",
+     "engine"}
 )  # fmt: skip
 _KNOWN_SITE = frozenset({"site", *_SITE_TEXT, "backup_files"})
 

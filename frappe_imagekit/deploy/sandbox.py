@@ -23,14 +23,14 @@ from datetime import UTC, datetime
 from typing import Any
 
 from frappe_imagekit import validate
-from frappe_imagekit.deploy import backuplist, benchsite, compose, composeconfig, sandboxconfig, verify
+from frappe_imagekit.deploy import backuplist, benchsite, compose, composeconfig, sandboxconfig, send, verify
 from frappe_imagekit.deploy.backuplist import Backup
 from frappe_imagekit.deploy.compose import ComposeCLI
 from frappe_imagekit.deploy.sandboxconfig import SandboxLabels
 from frappe_imagekit.deploy.sequence import DeployOptions, resolve_layout, state_paths
 from frappe_imagekit.envfile import parse_env_text
 from frappe_imagekit.errors import ConfigError, DeployError, ImagekitError, NotFoundError, UsageError
-from frappe_imagekit.runner import LocalRunner, Runner, local_stdout_stream
+from frappe_imagekit.runner import LocalRunner, Runner
 from frappe_imagekit.workspace import Workspace
 
 EventSink = Callable[[str], None]
@@ -351,13 +351,7 @@ def _rebuild(run: _Start) -> None:
 
 def _send(run: _Start) -> None:
     ref, runner = run.opts.image_ref, run.runner
-    run.emit(f"sending {ref} to {runner.host} (docker save | docker load)")
-    with local_stdout_stream(["docker", "save", ref], run.opts.source_docker_host) as data:
-        loaded = runner.run_stdin_stream(["docker", "load"], data)
-    if loaded.returncode != 0 or not _present(runner, ref):
-        raise DeployError(
-            f"docker load of {ref} on {runner.host} failed; check the disk space and docker there."
-        )
+    send.send_image(runner, ref, send.ImageTransfer(run.opts.source_docker_host), run.emit, progress=False)
     run.report.image_sent = True
     run.report.notes.append(f"{ref} was sent to {runner.host}.")
 

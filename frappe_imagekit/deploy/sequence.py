@@ -44,11 +44,13 @@ from frappe_imagekit.deploy import (
     place,
     plan,
     rehearsal_gate,
+    send,
     verify,
 )
 from frappe_imagekit.deploy import migrate_parse as mp
 from frappe_imagekit.deploy.compose import ComposeCLI, Container
 from frappe_imagekit.deploy.composeconfig import RenderedConfig
+from frappe_imagekit.deploy.engine import DEFAULT_ENGINE
 from frappe_imagekit.deploy.maintenance import SiteWindow
 from frappe_imagekit.deploy.migrate_parse import SiteResult, parse_migrate_output
 from frappe_imagekit.deploy.migrate_report import BenchPlace, StepContext, pending_patch_line, ssh_prefix
@@ -78,7 +80,7 @@ from frappe_imagekit.errors import (
 from frappe_imagekit.interrupts import interrupts_held, sigterm_as_interrupt
 from frappe_imagekit.manifest import iter_deploy_records, list_manifests
 from frappe_imagekit.process import Completed
-from frappe_imagekit.runner import LocalRunner, Runner, json_object, local_stdout_stream
+from frappe_imagekit.runner import LocalRunner, Runner, json_object
 from frappe_imagekit.ssh import SSHRunner
 from frappe_imagekit.workspace import Workspace, write_json_atomic
 
@@ -219,6 +221,7 @@ class DeployReport:
     progress: list[str] = field(default_factory=list)  # rollback: the steps done
     next_step: str | None = None  # rollback: what to do when it stopped before the end
     daemon_id: str | None = None  # the target daemon's ID (docker info): one place, local or SSH
+    engine: str = DEFAULT_ENGINE  # what ran the stack (deploy/engine.py), recorded
 
     @property
     def exit_code(self) -> ExitCode:
@@ -912,24 +915,13 @@ def _send_image(ctx: _Context) -> None:
     if opts.dry_run:
         ctx.report.notes.append(f"{opts.image_ref} is not on {runner.host}: it would be sent.")
         return
-    ctx.emit(f"sending {opts.image_ref} to {runner.host} (docker save | docker load)")
-    last = [0.0]
-
-    def progress(sent: int) -> None:
-        if time.monotonic() - last[0] > 1:
-            last[0] = time.monotonic()
-            ctx.emit(f"  sent {sent / 1e6:.1f} MB")
-
-    started = time.monotonic()
-    with local_stdout_stream(["docker", "save", opts.image_ref], opts.source_docker_host) as data:
-        loaded = runner.run_stdin_stream(["docker", "load"], data, on_chunk=progress)
-    if loaded.returncode != 0 or not _image_present(runner, opts.image_ref):
-        raise DeployError(
-            f"docker load of {opts.image_ref} on {runner.host} failed ({_last_line(loaded)}); "
-            "check the disk space and docker there."
-        )
+    sent = send.send_image(runner, opts.image_ref, _transfer(opts), ctx.emit)
     ctx.report.image_sent = True
-    ctx.report.timings["send_image"] = round(time.monotonic() - started, 3)
+    ctx.report.timings["send_image"] = sent.seconds
+
+
+def _transfer(opts: DeployOptions) -> send.ImageTransfer:
+    return send.ImageTransfer(opts.source_docker_host, allowed=opts.send_image)
 
 
 # ---------------------------------------------------------------- compose files
