@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import os
+from contextlib import closing
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import typer
 
 from frappe_imagekit import validate
-from frappe_imagekit.cli import output
+from frappe_imagekit.cli import output, swarm_deploy
 from frappe_imagekit.cli.main import command, workspace_option
 from frappe_imagekit.cli.migrate_cmd import render_site
 from frappe_imagekit.deploy.sequence import (
@@ -125,6 +126,9 @@ def deploy_command(
     docker_host: str | None = DOCKER_HOST_OPTION,
     state_dir: str | None = STATE_DIR_OPTION,
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
+    engine: str | None = typer.Option(
+        None, "--engine", help="compose (default) or swarm (a target's engine)."
+    ),
     workspace: Path = WORKSPACE_OPTION,
 ) -> None:
     """Deploy an image: backup, recreate the services whose image or configuration changed, migrate."""
@@ -134,7 +138,7 @@ def deploy_command(
         given = _from_target(ws.root, target, locals())
         project, compose_file, host, env_file, sites = (given[k] for k in _TARGET_WHERE)
         docker_host, state_dir, known_hosts, identity, ssh_config = (given[k] for k in _TARGET_SSH)
-        backend_service, up_timeout = given["backend_service"], given["up_timeout"]
+        backend_service, up_timeout, engine = given["backend_service"], given["up_timeout"], given["engine"]
     _check_connection_options(host, docker_host, version)
     image, tag = choose_image(ws, version, project or None)
     options = DeployOptions(
@@ -175,6 +179,9 @@ def deploy_command(
         ssh_config=_str(ssh_config),
         docker_host=docker_host,
     )
+    if swarm_deploy.engine_name(engine) == swarm_deploy.SWARM:
+        with closing(runner):
+            return swarm_deploy.run(runner, options, as_json)
     try:
         report = deploy(runner, ws, options, on_event=output.err)
     except DeployFailed as exc:
@@ -242,7 +249,7 @@ def _from_target(root: Path, name: str, given: dict[str, Any]) -> dict[str, Any]
     target = get_target(root, name)
     check_identity(target, given["project"] or None, given["compose_file"] or None)
     filled = dict(given, project=target.project, compose_file=list(target.compose))
-    for key in ("host", "env_file", "backend_service", "up_timeout", *_TARGET_SSH):
+    for key in ("host", "env_file", "backend_service", "up_timeout", "engine", *_TARGET_SSH):
         if filled[key] is None:
             filled[key] = getattr(target, key)
     if filled["sites"] is None and target.sites is not None:

@@ -11,6 +11,7 @@ its digest: the swarm's daemon pulls it by that digest, as a node of a real swar
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import time
 from dataclasses import dataclass
@@ -18,7 +19,7 @@ from pathlib import Path
 
 from frappe_imagekit import process
 from tests.support.dockerhost import DockerHost
-from tests.support.registry import LocalRegistry
+from tests.support.registry import LocalRegistry, free_port
 
 DOCKER = "/usr/bin/docker"  # the main daemon's CLI for builds and pushes (BuildKit-less builds)
 
@@ -33,7 +34,9 @@ class SwarmLab:
     def start(cls, folder: Path) -> SwarmLab:
         host = DockerHost.start()
         try:
-            done = host.docker("swarm", "init", "--advertise-addr", "127.0.0.1")
+            port = free_port()  # 2377 may be another swarm's on this machine
+            done = host.docker("swarm", "init", "--advertise-addr", f"127.0.0.1:{port}",
+                               "--listen-addr", f"127.0.0.1:{port}")  # fmt: skip
             if done.returncode != 0:
                 raise RuntimeError(f"docker swarm init failed: {done.stderr}")
             node = host.docker("info", "--format", "{{.Swarm.NodeID}}").stdout.strip()
@@ -65,8 +68,14 @@ class SwarmLab:
         pushed = process.run([DOCKER, "push", ref], timeout=300)
         if pushed.returncode != 0:
             raise RuntimeError(f"pushing {ref} failed: {pushed.stderr}")
-        inspect = process.run([DOCKER, "image", "inspect", "--format", "{{json .RepoDigests}}", ref], timeout=60)
-        digest = [d for d in inspect.stdout.strip()[1:-1].replace('"', "").split(",") if d.startswith(self.repo(name))]
+        inspect = process.run(
+            [DOCKER, "image", "inspect", "--format", "{{json .RepoDigests}}", ref], timeout=60
+        )
+        digest = [
+            d
+            for d in inspect.stdout.strip()[1:-1].replace('"', "").split(",")
+            if d.startswith(self.repo(name))
+        ]
         return digest[0].split("@", 1)[1]
 
     def services(self, stack: str) -> dict[str, str]:
@@ -93,13 +102,24 @@ class SwarmLab:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             left = self.docker("ps", "-aq", "--filter", f"label=com.docker.stack.namespace={stack}").stdout
-            nets = self.docker("network", "ls", "-q", "--filter", f"label=com.docker.stack.namespace={stack}").stdout
+            nets = self.docker(
+                "network", "ls", "-q", "--filter", f"label=com.docker.stack.namespace={stack}"
+            ).stdout
             if not left.strip() and not nets.strip():
                 return
             time.sleep(0.5)
 
     def stop(self) -> None:
+        """Leave the swarm first (its overlay sandboxes are network namespaces mounted under the
+        daemon's exec root; one left mounted keeps a vxlan device, and the next swarm on this
+        machine then fails with "error creating vxlan interface: file exists"), then stop."""
         try:
             self.registry.stop()
+            self.docker("swarm", "leave", "--force")
         finally:
             self.host.stop()
+            for line in Path("/proc/mounts").read_text().splitlines():
+                mount = line.split(" ")[1]
+                if mount.startswith(f"{self.host.folder}/"):
+                    subprocess.run(["umount", mount], capture_output=True)
+            shutil.rmtree(self.host.folder, ignore_errors=True)

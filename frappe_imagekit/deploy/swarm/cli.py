@@ -44,7 +44,12 @@ class TaskRow:
 
 
 def swarm_state_argv() -> list[str]:
-    return [DOCKER, "info", "--format", "{{.Swarm.LocalNodeState}} {{.Swarm.ControlAvailable}} {{.Swarm.NodeID}}"]
+    return [
+        DOCKER,
+        "info",
+        "--format",
+        "{{.Swarm.LocalNodeState}} {{.Swarm.ControlAvailable}} {{.Swarm.NodeID}}",
+    ]
 
 
 def node_ls_argv() -> list[str]:
@@ -53,7 +58,15 @@ def node_ls_argv() -> list[str]:
 
 def stack_deploy_argv(file: str, stack: str, registry_auth: bool = False) -> list[str]:
     auth = ["--with-registry-auth"] if registry_auth else []
-    return [DOCKER, "stack", "deploy", *auth, "-c", file, validate.project_name(stack, "the stack name", DeployError)]
+    return [
+        DOCKER,
+        "stack",
+        "deploy",
+        *auth,
+        "-c",
+        file,
+        validate.project_name(stack, "the stack name", DeployError),
+    ]
 
 
 def service_ls_argv(stack: str) -> list[str]:
@@ -120,7 +133,9 @@ def _rows(text: str) -> list[dict[str, object]]:
 
 def parse_services(text: str) -> list[ServiceRow]:
     return [
-        ServiceRow(str(r.get("ID", "")), _name(r.get("Name")), str(r.get("Image", "")), str(r.get("Replicas", "")))
+        ServiceRow(
+            str(r.get("ID", "")), _name(r.get("Name")), str(r.get("Image", "")), str(r.get("Replicas", ""))
+        )
         for r in _rows(text)
     ]
 
@@ -128,8 +143,12 @@ def parse_services(text: str) -> list[ServiceRow]:
 def parse_tasks(text: str) -> list[TaskRow]:
     return [
         TaskRow(
-            str(r.get("ID", "")), str(r.get("Name", "")), str(r.get("Image", "")),
-            str(r.get("DesiredState", "")), str(r.get("CurrentState", "")), str(r.get("Error", "")).strip('"'),
+            str(r.get("ID", "")),
+            str(r.get("Name", "")),
+            str(r.get("Image", "")),
+            str(r.get("DesiredState", "")),
+            str(r.get("CurrentState", "")),
+            str(r.get("Error", "")).strip('"'),
         )  # fmt: skip
         for r in _rows(text)
     ]
@@ -162,5 +181,8 @@ def network_create_argv(stack: str, name: str) -> list[str]:
 
 def ensure_networks(runner: Runner, stack: str, networks: Sequence[str]) -> None:
     for name in networks:
-        if name.startswith(f"{stack}_") and runner.run([DOCKER, "network", "inspect", name], timeout=60).returncode:
+        if (
+            name.startswith(f"{stack}_")
+            and runner.run([DOCKER, "network", "inspect", name], timeout=60).returncode
+        ):
             check(runner, network_create_argv(stack, name), f"creating the network {name}")

@@ -35,7 +35,9 @@ from frappe_imagekit.runner import Runner
 Emit = Callable[[str], None]
 # $1 backend service, $2 port, then the sites: a marker line and the answer of each
 _PING = """b=$1; p=$2; shift 2
-for s in "$@"; do echo "== imagekit: $s"; wget -q -O - --header "Host: $s" "http://$b:$p/api/method/ping"; echo; done
+for s in "$@"; do
+  echo "== imagekit: $s"; wget -q -O - --header "Host: $s" "http://$b:$p/api/method/ping"; echo
+done
 """
 
 
@@ -99,29 +101,35 @@ class _Run:
     config: dict[str, Any] = field(default_factory=dict)  # what compose config printed
 
 
-def resolve_pin(runner: Runner, opts: SwarmOptions) -> stack.Pin:
-    """``IMAGE@sha256:...``: the digest given, or the registry digest of ``IMAGE:VERSION`` here."""
+def resolve_pin(runners: Sequence[Runner], opts: SwarmOptions) -> stack.Pin:
+    """``IMAGE@sha256:...``: the digest given, or the registry digest of ``IMAGE:VERSION`` known
+    to the first daemon of ``runners`` that pushed or pulled it (the build machine's first)."""
     if opts.digest:
         return stack.pin(opts.image, opts.digest)
     ref = f"{opts.image}:{opts.version}"
-    done = runner.run([cli.DOCKER, "image", "inspect", "--format", "{{json .RepoDigests}}", ref], timeout=60)
-    digests = json.loads(done.stdout) if done.returncode == 0 and done.stdout.strip().startswith("[") else []
-    for entry in digests or []:
-        repo, _, digest = str(entry).partition("@")
-        if repo == opts.image:
-            return stack.pin(repo, digest)
+    for runner in runners:
+        done = runner.run(
+            [cli.DOCKER, "image", "inspect", "--format", "{{json .RepoDigests}}", ref], timeout=60
+        )
+        text = done.stdout.strip() if done.returncode == 0 else ""
+        for entry in json.loads(text) if text.startswith("[") else []:
+            repo, _, digest = str(entry).partition("@")
+            if repo == opts.image:
+                return stack.pin(repo, digest)
     raise NotFoundError(
         f"{ref} has no digest from a registry, so the swarm's nodes could run other builds under "
         f"its tag: push it first (`docker push {ref}`), or pass its digest; nothing was changed."
     )
 
 
-def deploy(runner: Runner, opts: SwarmOptions, emit: Emit) -> SwarmReport:
+def deploy(runner: Runner, opts: SwarmOptions, emit: Emit, pinned: stack.Pin | None = None) -> SwarmReport:
+    """Deploy ``opts`` on the swarm ``runner`` talks to. Checks raise before anything changes;
+    after that every failure is in the report (error, exit code, each site's state)."""
     validate.project_name(opts.stack, "the stack name", DeployError)
     run = _Run(runner, opts, emit, SwarmReport(opts.stack, opts.version))
     paths = state_paths(runner, opts.stack, opts.state_dir)
     swarm = cli.swarm_here(runner)
-    pinned = resolve_pin(runner, opts)
+    pinned = pinned or resolve_pin([runner], opts)
     run.report.ref = pinned.ref
     _render(run, pinned, swarm)
     details = lock.lock_details(opts.version, opts.stack)
@@ -150,7 +158,9 @@ def _render(run: _Run, pinned: stack.Pin, swarm: cli.Swarm) -> None:
     run.stackfile = stack.render_stack(data, f"{opts.image}:{opts.version}", pinned, oneshot)
     stack.refuse_local_sites(run.stackfile, swarm.nodes)
     run.report.notes += list(run.stackfile.notes)
-    backend = opts.backend_service if opts.backend_service in run.stackfile.pinned else run.stackfile.pinned[0]
+    backend = (
+        opts.backend_service if opts.backend_service in run.stackfile.pinned else run.stackfile.pinned[0]
+    )
     body = run.stackfile.data["services"][backend]
     volumes, networks = run.stackfile.data.get("volumes", {}), run.stackfile.data.get("networks", {})
     run.place = window.Place(
@@ -209,8 +219,11 @@ def _configure(run: _Run) -> None:
         run.emit(f"Running {name} as a job on {run.report.ref}")
         job = run_job(run.runner, run.place.job(name, run.report.ref, _oneshot_argv(run, name)), timeout=600)
         if job.exit_code != 0:
-            raise DeployError(f"the one-shot service {name} failed as a job (exit {job.exit_code}); the stack "
-                              "was not changed.", ExitCode.DEPLOY_FAILED)  # fmt: skip
+            raise DeployError(
+                f"the one-shot service {name} failed as a job (exit {job.exit_code}); the stack "
+                "was not changed.",
+                ExitCode.DEPLOY_FAILED,
+            )
 
 
 def _oneshot_argv(run: _Run, name: str) -> list[str]:
@@ -238,7 +251,9 @@ def _roll_out(run: _Run) -> None:
     run.runner.write_file(path, run.stackfile.text().encode())
     try:
         run.emit(f"docker stack deploy {name} ({len(want.services)} services, {run.report.ref})")
-        cli.check(run.runner, cli.stack_deploy_argv(path, name, run.opts.registry_auth), "docker stack deploy")
+        cli.check(
+            run.runner, cli.stack_deploy_argv(path, name, run.opts.registry_auth), "docker stack deploy"
+        )
     finally:
         run.runner.run(["rm", "-f", path], timeout=60)
     rollout.wait_rollout(run.runner, want, before, run.opts.up_timeout)
@@ -266,12 +281,16 @@ def _migrate(run: _Run, outcome: SiteOutcome) -> None:
 
 
 def judge(job: JobRun, site: str) -> SiteResult:
-    """The site's migrate result from the job's output; a job that printed no ``Migrating SITE``
-    did not show a migrate, whatever its task state says."""
-    (result, *_) = parse_migrate_output(job.output, sites=[site], exit_code=job.exit_code)
+    """The site's migrate result from the job's output alone: a traceback fails the site even
+    when the task completed (a wrapper shell, like the chart's and castlecraft's, exits 0 after a
+    failed migrate); a non-zero exit fails it even without one; and a job that printed no
+    ``Migrating SITE`` did not show a migrate, whatever its task state says."""
+    (result, *_) = parse_migrate_output(job.output, sites=[site], exit_code=None)
+    if result.status == OK and job.exit_code != 0:
+        (result, *_) = parse_migrate_output(job.output, sites=[site], exit_code=job.exit_code or 1)
     if result.status == OK and f"Migrating {site}" not in job.output:
-        return SiteResult(site, status=FAILED, result=ERROR,
-                          exception=f"the migrate job ended {job.state} without printing `Migrating {site}`")  # fmt: skip
+        said = f"the migrate job ended {job.state} without printing `Migrating {site}`"
+        return SiteResult(site, status=FAILED, result=ERROR, exception=said)
     return result
 
 

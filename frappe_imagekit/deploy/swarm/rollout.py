@@ -33,7 +33,9 @@ def task_ids(runner: Runner, want: Want) -> set[str]:
     return {t.id for t in cli.tasks(runner, sorted(known & set(want.services)))}
 
 
-def problem(want: Want, rows: Sequence[cli.ServiceRow], tasks: Sequence[cli.TaskRow], before: set[str]) -> str | None:
+def problem(
+    want: Want, rows: Sequence[cli.ServiceRow], tasks: Sequence[cli.TaskRow], before: set[str]
+) -> str | None:
     """The first failed task of this rollout, as ``service: error``; None when none failed."""
     for task in tasks:
         if task.id not in before and task.state in FAILED:

@@ -65,7 +65,9 @@ class StackFile:
         return json.dumps(self.data, indent=1, sort_keys=True) + "\n"
 
 
-def render_stack(config: Mapping[str, Any], image: str, pinned: Pin, oneshot: Iterable[str] = ()) -> StackFile:
+def render_stack(
+    config: Mapping[str, Any], image: str, pinned: Pin, oneshot: Iterable[str] = ()
+) -> StackFile:
     """The stack of ``config`` with every service running ``image`` (``IMAGE:VERSION``) pinned."""
     left_out = tuple(sorted(set(oneshot)))
     services: dict[str, Any] = {}

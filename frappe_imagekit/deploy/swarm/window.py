@@ -44,7 +44,9 @@ class Place:
     networks: tuple[str, ...]
     node_id: str
 
-    def job(self, kind: str, image: str, argv: Sequence[str], *, extra: Sequence[str] = (), here: bool = False) -> JobSpec:
+    def job(
+        self, kind: str, image: str, argv: Sequence[str], *, extra: Sequence[str] = (), here: bool = False
+    ) -> JobSpec:
         node = self.node_id if here else None
         return JobSpec(self.stack, kind, image, tuple(argv), (*self.mounts, *extra), self.networks, node)
 
@@ -72,7 +74,9 @@ def per_site(output: str, sites: Sequence[str]) -> dict[str, str]:
     return {site: "\n".join(lines) for site, lines in found.items()}
 
 
-def open_window(runner: Runner, place: Place, image: str, sites: Sequence[str], backup: bool) -> dict[str, list[str]]:
+def open_window(
+    runner: Runner, place: Place, image: str, sites: Sequence[str], backup: bool
+) -> dict[str, list[str]]:
     """Maintenance on, scheduler paused, and (``backup``) a backup of each site; return each
     site's backup files (paths in the bench folder). Raises naming the site that failed."""
     steps: list[list[str]] = [["set-maintenance-mode", "on"], ["scheduler", "pause"]]
@@ -104,12 +108,15 @@ def copy_off(runner: Runner, place: Place, image: str, paths: Sequence[str], fol
     if not all(_NAME.fullmatch(n) for n in names) or not paths:
         raise DeployError("bench printed a backup file name imagekit will not copy.")
     runner.run(["mkdir", "-p", "-m", "700", folder], timeout=60)
-    mount = f"type=bind,source={validate.not_an_option(folder, 'the backup folder', DeployError)},target={COPY_TARGET}"
+    source = validate.not_an_option(folder, "the backup folder", DeployError)
+    mount = f"type=bind,source={source},target={COPY_TARGET}"
     argv = ["sh", "-c", 'set -e; for f in "$@"; do cp "$f" ' + COPY_TARGET + "/; done", "copy", *paths]
     spec = place.job("copy", image, argv, extra=[mount], here=True)
     run = run_job(runner, replace(spec, user="0:0"), timeout=3600)
     if run.exit_code != 0:
-        raise DeployError(f"the backups could not be copied to {folder} (job {run.state}); nothing was changed.")
+        raise DeployError(
+            f"the backups could not be copied to {folder} (job {run.state}); nothing was changed."
+        )
     done = runner.run(["sh", "-c", _HASH, "hash", folder, *names], timeout=3600)
     rows = [line.split() for line in done.stdout.splitlines() if len(line.split()) == 3]
     if done.returncode != 0 or len(rows) != len(names):

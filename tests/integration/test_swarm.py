@@ -1,0 +1,153 @@
+"""`imagekit deploy --engine swarm` on a single-node swarm of a second dockerd 20.10 (issue 21).
+
+One swarm and one registry for the module (tests/support/swarm.py); the images are the fake
+bench with a label per version, pushed to the registry, so each version has its own digest and
+the swarm's daemon pulls it by digest. The fake project is frappe_docker-shaped (configurator,
+backend, queue; sites bind-mounted from tmp_path, so the tests read site_config.json directly).
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from frappe_imagekit.cli.main import _load_commands, app
+from frappe_imagekit.errors import ExitCode
+from tests.support.benchimage import build_fake_bench, write_project
+from tests.support.machinelock import machine_lock
+from tests.support.swarm import SwarmLab
+from tests.support.workspace import make_workspace
+
+pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("swarm")]
+
+SITES = ("a.local", "b.local")
+FAILING = "myapp.patches.v1_0.fix_invoices #2024-05-01"  # a line of the fake bench's patches.txt
+
+
+@dataclass
+class Lab:
+    swarm: SwarmLab
+    digests: dict[str, str]
+    repo: str
+
+
+@dataclass
+class Stack:
+    name: str
+    folder: Path
+    ws: Path
+    state: Path
+
+    def site_config(self, site: str) -> dict:
+        return json.loads((self.folder / "sites" / site / "site_config.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
+    base = build_fake_bench("/usr/bin/docker")
+    with machine_lock("swarm"):  # swarms of one machine share the gossip port 7946: one at a time
+        swarm = SwarmLab.start(tmp_path_factory.mktemp("swarm"))
+        try:
+            digests = {v: swarm.push(base, "fb", v) for v in ("v1", "v2", "v3")}
+            yield Lab(swarm, digests, swarm.repo("fb"))
+        finally:
+            swarm.stop()
+
+
+def deploy(lab: Lab, stack: Stack, version: str, *extra: str):  # type: ignore[no-untyped-def]
+    _load_commands()
+    compose = str(stack.folder / "compose.yaml")
+    args = ["deploy", "--engine", "swarm", "--project", stack.name, "--compose", compose,
+            "--version", version, "--docker-host", lab.swarm.url, "--state-dir", str(stack.state),
+            "--workspace", str(stack.ws), "--json", *extra]  # fmt: skip
+    result = CliRunner().invoke(app, args, catch_exceptions=False)
+    return result, json.loads(result.stdout) if result.stdout.strip().startswith("{") else None
+
+
+def make_stack(lab: Lab, tmp: Path, name: str) -> Stack:
+    folder = tmp / "stack"
+    write_project(folder, SITES)
+    ws = make_workspace(tmp / "ws", env={"IMAGE_NAME": lab.repo})
+    return Stack(name, folder, ws, tmp / "state")
+
+
+@pytest.fixture(scope="module")
+def on_v2(lab: Lab, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Stack, dict, dict]]:
+    """One stack deployed with v1, then v2: the reports of both."""
+    stack = make_stack(lab, tmp_path_factory.mktemp("ikswa"), "ikswa")
+    try:
+        first, first_report = deploy(lab, stack, "v1")
+        assert first.exit_code == 0, first.output
+        second, second_report = deploy(lab, stack, "v2")
+        assert second.exit_code == 0, second.output
+        yield stack, first_report, second_report
+    finally:
+        lab.swarm.remove_stack(stack.name)
+
+
+def test_v1_then_v2_every_task_runs_v2s_digest(lab: Lab, on_v2: tuple[Stack, dict, dict]):
+    stack, first, second = on_v2
+    v2 = f"{lab.repo}@{lab.digests['v2']}"
+    assert second["ref"] == v2
+    assert second["previous_image"] == f"{lab.repo}@{lab.digests['v1']}"
+    assert lab.swarm.services(stack.name) == {f"{stack.name}_backend": v2, f"{stack.name}_queue": v2}
+    assert lab.swarm.task_images(stack.name) == {f"{stack.name}_backend": {v2}, f"{stack.name}_queue": {v2}}
+    assert [(s["site"], s["result"], s["maintenance"]) for s in second["sites"]] == [
+        ("a.local", "ok", "off"), ("b.local", "ok", "off")
+    ]  # fmt: skip
+    for site in SITES:  # migrate ran inside the window; the window is closed now
+        saw = json.loads((stack.folder / "sites" / site / "migrate_saw_config").read_text())
+        assert (saw["maintenance_mode"], saw["pause_scheduler"]) == (1, True)
+        config = stack.site_config(site)
+        assert (config["maintenance_mode"], config["pause_scheduler"]) == (0, False)
+    assert lab.swarm.leftover_jobs() == []
+
+
+def test_the_backups_are_copied_off_the_volume_and_hashed(on_v2: tuple[Stack, dict, dict]):
+    stack, first, second = on_v2
+    assert first["backups"] == []  # nothing ran before v1: no window, no backup
+    dumps = [b for b in second["backups"] if b["path"].endswith("-database.sql.gz")]
+    assert sorted(b["site"] for b in dumps) == list(SITES)
+    for backup in dumps:
+        copy = Path(backup["path"])
+        assert copy.is_relative_to(stack.state) and copy.stat().st_mode & 0o777 == 0o600
+        digest = subprocess.run(["sha256sum", str(copy)], capture_output=True, text=True).stdout.split()[0]
+        assert (backup["size"], backup["sha256"]) == (copy.stat().st_size, digest)
+
+
+def test_a_failing_patch_exits_9_and_leaves_the_site_in_maintenance(
+    lab: Lab, on_v2: tuple[Stack, dict, dict]
+):
+    stack, _, _ = on_v2
+    (stack.folder / "sites" / "a.local" / "fail_patch").write_text(FAILING + "\n")
+    try:
+        result, report = deploy(lab, stack, "v3")
+    finally:
+        (stack.folder / "sites" / "a.local" / "fail_patch").unlink()
+
+    assert result.exit_code == ExitCode.PATCH_FAILED == 9, result.output
+    site_a, site_b = report["sites"]
+    assert (site_a["result"], site_a["failed_patch"], site_a["maintenance"]) == (
+        "patch-failed",
+        FAILING,
+        "on",
+    )
+    assert (site_b["result"], site_b["maintenance"]) == ("not-migrated", "on")
+    assert stack.site_config("a.local")["maintenance_mode"] == 1
+    assert stack.site_config("b.local")["maintenance_mode"] == 1
+    log = Path(site_a["output_file"]).read_text()
+    assert "Executing " + FAILING in log and "Traceback" in log
+    # the printed way out works pasted: the release job takes a.local out of maintenance
+    release = site_a["next_steps"][1].split("release it: ", 1)[1]
+    pasted = subprocess.run(["sh", "-c", release], capture_output=True, text=True, timeout=120,
+                            env={"DOCKER_HOST": lab.swarm.url, "PATH": "/usr/bin:/bin"})  # fmt: skip
+    assert pasted.returncode == 0, pasted.stderr
+    assert stack.site_config("a.local")["maintenance_mode"] == 0
+    assert shlex.split(release)[0] == "docker" and lab.swarm.leftover_jobs() == []
