@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import json
 import shlex
+import signal
 import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -150,4 +153,54 @@ def test_a_failing_patch_exits_9_and_leaves_the_site_in_maintenance(
                             env={"DOCKER_HOST": lab.swarm.url, "PATH": "/usr/bin:/bin"})  # fmt: skip
     assert pasted.returncode == 0, pasted.stderr
     assert stack.site_config("a.local")["maintenance_mode"] == 0
-    assert shlex.split(release)[0] == "docker" and lab.swarm.leftover_jobs() == []
+    assert shlex.split(release)[0] == "docker" and lab.swarm.job_services() == []
+
+
+def test_sigterm_during_the_migrate_job_stops_the_job_and_says_so(lab: Lab, on_v2: tuple[Stack, dict, dict]):
+    stack, _, _ = on_v2
+    slow = stack.folder / "sites" / "a.local" / "slow_migrate"
+    slow.write_text("60\n")
+    compose = str(stack.folder / "compose.yaml")
+    argv = [sys.executable, "-m", "frappe_imagekit", "deploy", "--engine", "swarm", "--project", stack.name,
+            "--compose", compose, "--version", "v1", "--docker-host", lab.swarm.url,
+            "--state-dir", str(stack.state), "--workspace", str(stack.ws), "--json",
+            "--no-backup"]  # fmt: skip
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        job = wait_for_job(lab, f"{stack.name}_ik-migrate-", proc)
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=90)
+    finally:
+        slow.unlink()
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == ExitCode.INTERRUPTED == 130, err
+    report = json.loads(out)
+    site_a, site_b = report["sites"]
+    assert (site_a["result"], site_a["exception"]) == (
+        "interrupted",
+        "the migrate job was stopped: its task stopped",
+    )
+    assert report["error"] == f"interrupted; the migrate job {job} was removed: its task stopped"
+    assert site_b["result"] == "not-migrated"
+    assert lab.swarm.job_services() == []
+    assert (
+        lab.swarm.docker("ps", "-aq", "--filter", f"label=com.docker.swarm.service.name={job}").stdout == ""
+    )
+    assert stack.site_config("a.local")["maintenance_mode"] == 1  # left in maintenance, and said so
+    # the job's bench got SIGINT through tini and unwound as frappe does (fake bench: migrate_aborted)
+    assert (stack.folder / "sites" / "a.local" / "migrate_aborted").exists()
+    assert "a.local stays in maintenance: the deploy was stopped." in site_a["next_steps"]
+
+
+def wait_for_job(lab: Lab, prefix: str, proc: subprocess.Popen, timeout: float = 120) -> str:
+    """The name of the job service starting with ``prefix`` once its task runs."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, proc.communicate()
+        for name in lab.swarm.job_services():
+            state = lab.swarm.docker("service", "ps", "--format", "{{.CurrentState}}", name).stdout
+            if name.startswith(prefix) and state.startswith("Running"):
+                return name
+        time.sleep(0.5)
+    raise AssertionError(f"no job {prefix}* ran within {timeout}s")

@@ -93,9 +93,15 @@ class SwarmLab:
             found[service] = {line.split(" ")[0] for line in done.stdout.splitlines() if " Running" in line}
         return found
 
-    def leftover_jobs(self) -> list[str]:
+    def job_services(self) -> list[str]:
         done = self.docker("service", "ls", "--filter", "label=io.imagekit.job", "--format", "{{.Name}}")
         return done.stdout.split()
+
+    def leftover_jobs(self) -> list[str]:
+        """imagekit's job services, and containers of jobs (Docker 20.10 keeps a removed job's
+        tasks: moby/moby#42789; imagekit removes them)."""
+        names = self.docker("ps", "-a", "--format", "{{.Names}}").stdout.split()
+        return self.job_services() + [n for n in names if "_ik-" in n]
 
     def remove_stack(self, stack: str, timeout: float = 60) -> None:
         self.docker("stack", "rm", stack)

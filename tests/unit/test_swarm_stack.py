@@ -124,7 +124,8 @@ def test_a_job_gets_the_services_volumes_and_networks_under_the_stacks_names():
                         ("erp_default",), node_id="n1")  # fmt: skip
     assert jobs.create_argv(spec, "erp_ik-migrate-abc") == [
         "docker", "service", "create", "--detach", "--name", "erp_ik-migrate-abc", "--mode", "replicated-job",
-        "--restart-condition", "none", "--label", "io.imagekit.job=erp", "--mount", mounts[0],
+        "--restart-condition", "none", "--label", "io.imagekit.job=erp",
+        "--init", "--stop-signal", "SIGINT", "--stop-grace-period", "20s", "--mount", mounts[0],
         "--network", "erp_default", "--constraint", "node.id==n1",
         PIN.ref, "bench", "--site", "a.local", "migrate",
     ]  # fmt: skip

@@ -28,7 +28,7 @@ from frappe_imagekit.deploy.migrate_parse import ERROR, FAILED, OK, SiteResult, 
 from frappe_imagekit.deploy.migrate_report import exit_code_for
 from frappe_imagekit.deploy.sequence import state_paths
 from frappe_imagekit.deploy.swarm import cli, rollout, stack, window
-from frappe_imagekit.deploy.swarm.jobs import JobRun, create_argv, run_job
+from frappe_imagekit.deploy.swarm.jobs import JobRun, JobStopped, create_argv, run_job
 from frappe_imagekit.errors import DeployError, ExitCode, ImagekitError, NotFoundError
 from frappe_imagekit.runner import Runner
 
@@ -99,6 +99,7 @@ class _Run:
     stackfile: stack.StackFile | None = None
     folder: str = ""
     config: dict[str, Any] = field(default_factory=dict)  # what compose config printed
+    migrating: str = ""  # the site whose migrate job runs
 
 
 def resolve_pin(runners: Sequence[Runner], opts: SwarmOptions) -> stack.Pin:
@@ -139,9 +140,9 @@ def deploy(runner: Runner, opts: SwarmOptions, emit: Emit, pinned: stack.Pin | N
         _sequence(run)
     except ImagekitError as exc:
         run.report.error, run.report.exit_code = exc.message, int(exc.exit_code)
-    except KeyboardInterrupt:
-        run.report.error, run.report.exit_code = "interrupted", int(ExitCode.INTERRUPTED)
-        _interrupted(run)
+    except KeyboardInterrupt as exc:
+        run.report.exit_code = int(ExitCode.INTERRUPTED)
+        _interrupted(run, exc if isinstance(exc, JobStopped) else None)
     finally:
         lock.release(runner, paths.lock_dir, details)
     return run.report
@@ -270,6 +271,7 @@ def _migrate_all(run: _Run) -> None:
 def _migrate(run: _Run, outcome: SiteOutcome) -> None:
     assert run.place
     run.emit(f"Migrating {outcome.site} (job on {run.report.ref})")
+    run.migrating = outcome.site
     spec = run.place.job("migrate", run.report.ref, ["bench", "--site", outcome.site, "migrate"])
     job = run_job(run.runner, spec, timeout=run.opts.migrate_timeout)
     outcome.output_file = _keep_output(run, outcome.site, job)
@@ -344,11 +346,27 @@ def _ping(run: _Run) -> None:
                           f"({job.output.strip()[-200:] or job.state}).", ExitCode.DEPLOY_FAILED)  # fmt: skip
 
 
-def _interrupted(run: _Run) -> None:
+def _interrupted(run: _Run, stopped: JobStopped | None) -> None:
+    """Say what the interrupt stopped: the job that ran (removed; its task stopped or not) and
+    which sites stay in maintenance."""
+    task = "" if stopped is None else _task_said(stopped)
+    run.report.error = "interrupted" + (
+        f"; the {stopped.kind} job {stopped.name} was removed: {task}" if stopped else ""
+    )
     for outcome in run.report.sites:
-        if outcome.result == "not-migrated" and outcome.maintenance == "on":
+        if outcome.result != "not-migrated":
+            continue
+        if stopped is not None and stopped.kind == "migrate" and outcome.site == run.migrating:
+            outcome.result, outcome.exception = "interrupted", f"the migrate job was stopped: {task}"
+        if outcome.maintenance == "on":
             outcome.next_steps.append(f"{outcome.site} stays in maintenance: the deploy was stopped.")
-    run.emit("Stopped: the running job was removed (its task stopped); sites left in maintenance stay so.")
+    run.emit(f"Stopped: {run.report.error}.")
+
+
+def _task_said(stopped: JobStopped) -> str:
+    if stopped.stopped:
+        return "its task stopped"
+    return "its task may still be stopping on another node (see `docker ps` there)"
 
 
 def summary(report: SwarmReport) -> list[str]:

@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from frappe_imagekit import validate
+from frappe_imagekit.deploy.maintenance import STOP_GRACE
 from frappe_imagekit.deploy.swarm import cli
 from frappe_imagekit.errors import DeployError, ExitCode
 from frappe_imagekit.runner import Runner
@@ -51,6 +52,9 @@ class JobRun:
 def create_argv(spec: JobSpec, name: str) -> list[str]:
     argv = [cli.DOCKER, "service", "create", "--detach", "--name", name, "--mode", "replicated-job"]
     argv += ["--restart-condition", "none", "--label", f"{cli.JOB_LABEL}={spec.stack}"]
+    # tini as PID 1 passes the stop signal on; SIGINT lets frappe unwind as on compose's stop
+    # (deploy/maintenance.py: click prints "Aborted!"), SIGKILL after STOP_GRACE seconds
+    argv += ["--init", "--stop-signal", "SIGINT", "--stop-grace-period", f"{STOP_GRACE}s"]
     for mount in spec.mounts:
         argv += ["--mount", mount]
     for network in spec.networks:
@@ -62,15 +66,68 @@ def create_argv(spec: JobSpec, name: str) -> list[str]:
     return [*argv, validate.not_an_option(spec.image, "the job image", DeployError), *spec.argv]
 
 
+class JobStopped(KeyboardInterrupt):
+    """imagekit was interrupted while a job ran; the job was removed. ``stopped``: its task's
+    container is gone from this node (False: it may still be stopping, e.g. on another node)."""
+
+    def __init__(self, name: str, kind: str, stopped: bool) -> None:
+        super().__init__(name)
+        self.name, self.kind, self.stopped = name, kind, stopped
+
+
 def run_job(runner: Runner, spec: JobSpec, timeout: float, poll: float = 0.5) -> JobRun:
-    """Run the job to its end and read its output; remove it whatever happens."""
+    """Run the job to its end and read its output; remove it whatever happens. An interrupt
+    (Ctrl-C, SIGTERM) removes it, waits for its task to stop, and raises ``JobStopped``."""
     name = spec.name(secrets.token_hex(3))
     cli.check(runner, create_argv(spec, name), f"starting the {spec.kind} job")
     try:
         task = _wait_ended(runner, name, timeout, poll)
         return JobRun(name, task.state, _exit_code(runner, task.id), read_output(runner, name), task.error)
+    except KeyboardInterrupt:
+        raise JobStopped(name, spec.kind, stop_job(runner, name)) from None
     finally:
-        runner.run(cli.service_rm_argv([name]), timeout=60)
+        remove_job(runner, name)
+
+
+def remove_job(runner: Runner, name: str) -> None:
+    """Remove the job service and its ended containers on this node (Docker 20.10 keeps a
+    removed job's tasks: moby/moby#42789)."""
+    runner.run(cli.service_rm_argv([name]), timeout=60)
+    ended = _local_containers(runner, name, every=True)
+    if ended:
+        runner.run([cli.DOCKER, "rm", "--force", *ended], timeout=60)
+
+
+def _local_containers(runner: Runner, name: str, every: bool = False) -> list[str]:
+    argv = [
+        cli.DOCKER,
+        "ps",
+        *(["-a"] if every else []),
+        "-q",
+        "--filter",
+        f"label=com.docker.swarm.service.name={name}",
+    ]
+    done = runner.run(argv, timeout=60)
+    return done.stdout.split() if done.returncode == 0 else []
+
+
+def stop_job(runner: Runner, name: str, grace: float = STOP_GRACE) -> bool:
+    """Stop the job's task and remove the job; True when no container of it runs here after.
+
+    ``docker service rm`` of a ``replicated-job`` leaves its running task alone on Docker 20.10
+    (moby/moby#44312, fixed in 24), so the task's container on this node gets SIGINT (frappe
+    unwinds, as on compose's stop) and SIGKILL after ``grace`` seconds; then the job is removed."""
+    ids = _local_containers(runner, name)
+    for cid in ids:
+        runner.run([cli.DOCKER, "kill", "--signal", "SIGINT", cid], timeout=60)
+    deadline = time.monotonic() + grace
+    while ids and _local_containers(runner, name) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    for cid in _local_containers(runner, name):
+        runner.run([cli.DOCKER, "kill", cid], timeout=60)
+    stopped = bool(ids) and not _local_containers(runner, name)
+    remove_job(runner, name)
+    return stopped
 
 
 def _wait_ended(runner: Runner, name: str, timeout: float, poll: float) -> cli.TaskRow:
