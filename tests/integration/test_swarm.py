@@ -204,3 +204,19 @@ def wait_for_job(lab: Lab, prefix: str, proc: subprocess.Popen, timeout: float =
                 return name
         time.sleep(0.5)
     raise AssertionError(f"no job {prefix}* ran within {timeout}s")
+
+
+def test_two_nodes_refuse_a_local_sites_folder_before_anything_changes(lab: Lab, tmp_path: Path):
+    stack = make_stack(lab, tmp_path, "ikswb")  # sites bind-mounted: a folder of one node
+    worker = lab.swarm.join_worker()
+    try:
+        result, _ = deploy(lab, stack, "v1")
+    finally:
+        lab.swarm.drop_worker(worker)
+    assert result.exit_code == ExitCode.DEPLOY_FAILED == 13, result.output
+    assert "the swarm has 2 nodes but backend's sites folder is" in result.output
+    assert (
+        "Put it on shared storage (an NFS volume" in result.output and "nothing was changed" in result.output
+    )
+    assert lab.swarm.services("ikswb") == {} and lab.swarm.job_services() == []
+    assert not (stack.state / "projects" / "ikswb" / "lock").exists()

@@ -29,6 +29,7 @@ class SwarmLab:
     host: DockerHost
     registry: LocalRegistry
     node_id: str
+    manager_addr: str  # 127.0.0.1:PORT, where workers join
 
     @classmethod
     def start(cls, folder: Path) -> SwarmLab:
@@ -44,7 +45,7 @@ class SwarmLab:
         except BaseException:
             host.stop()
             raise
-        return cls(host, registry, node)
+        return cls(host, registry, node, f"127.0.0.1:{port}")
 
     @property
     def url(self) -> str:
@@ -92,6 +93,26 @@ class SwarmLab:
                                "--format", "{{.Image}} {{.CurrentState}}", service)  # fmt: skip
             found[service] = {line.split(" ")[0] for line in done.stdout.splitlines() if " Running" in line}
         return found
+
+    def join_worker(self) -> DockerHost:
+        """A third dockerd joined as a worker over loopback (TESTENV.md: a second Docker host).
+        Enough for `docker node ls` to count two nodes; its overlay traffic cannot work here (the
+        gossip port 7946 is the manager's), so nothing may be scheduled on it."""
+        worker = DockerHost.start()
+        token = self.docker("swarm", "join-token", "-q", "worker").stdout.strip()
+        port = free_port()
+        done = worker.docker("swarm", "join", "--token", token, "--listen-addr", f"127.0.0.1:{port}",
+                             "--advertise-addr", f"127.0.0.1:{port}", self.manager_addr)  # fmt: skip
+        if done.returncode != 0:
+            worker.stop()
+            raise RuntimeError(f"docker swarm join failed: {done.stderr}")
+        return worker
+
+    def drop_worker(self, worker: DockerHost) -> None:
+        node = worker.docker("info", "--format", "{{.Swarm.NodeID}}").stdout.strip()
+        worker.docker("swarm", "leave", "--force")
+        worker.stop()
+        self.docker("node", "rm", "--force", node)
 
     def job_services(self) -> list[str]:
         done = self.docker("service", "ls", "--filter", "label=io.imagekit.job", "--format", "{{.Name}}")
