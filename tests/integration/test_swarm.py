@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import shlex
+import shutil
 import signal
 import subprocess
 import sys
@@ -19,11 +20,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
-from frappe_imagekit.cli.main import _load_commands, app
+from frappe_imagekit.deploy import composeconfig
+from frappe_imagekit.deploy.compose import detect_compose
+from frappe_imagekit.deploy.swarm import stack as swarmstack
 from frappe_imagekit.errors import ExitCode
+from frappe_imagekit.runner import LocalRunner
 from tests.support.benchimage import build_fake_bench, write_project
+from tests.support.cli import invoke
 from tests.support.machinelock import machine_lock
 from tests.support.swarm import SwarmLab
 from tests.support.workspace import make_workspace
@@ -65,12 +69,11 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
 
 
 def deploy(lab: Lab, stack: Stack, version: str, *extra: str):  # type: ignore[no-untyped-def]
-    _load_commands()
     compose = str(stack.folder / "compose.yaml")
     args = ["deploy", "--engine", "swarm", "--project", stack.name, "--compose", compose,
             "--version", version, "--docker-host", lab.swarm.url, "--state-dir", str(stack.state),
             "--workspace", str(stack.ws), "--json", *extra]  # fmt: skip
-    result = CliRunner().invoke(app, args, catch_exceptions=False)
+    result = invoke(*args)
     return result, json.loads(result.stdout) if result.stdout.strip().startswith("{") else None
 
 
@@ -220,3 +223,31 @@ def test_two_nodes_refuse_a_local_sites_folder_before_anything_changes(lab: Lab,
     )
     assert lab.swarm.services("ikswb") == {} and lab.swarm.job_services() == []
     assert not (stack.state / "projects" / "ikswb" / "lock").exists()
+
+
+def test_dockers_own_stack_loader_takes_the_rendered_file_and_refuses_the_raw_one(tmp_path: Path):
+    """`docker stack config` (CLI 23+, the loader of `stack deploy` on Docker 26) on the fake
+    project as compose renders it: the raw configuration is refused, the stack file is taken."""
+    cli = shutil.which("docker") or "docker"
+    folder = tmp_path / "p"
+    write_project(folder, SITES)
+    (folder / "compose.yaml").write_text((folder / "compose.yaml").read_text() + "    pull_policy: never\n")
+    runner = LocalRunner()
+    env = {"CUSTOM_IMAGE": "127.0.0.1:5000/fb", "CUSTOM_TAG": "v1"}
+    data = composeconfig.render_data(
+        runner, detect_compose(runner), "iksc", [str(folder / "compose.yaml")], env
+    )
+    pin = swarmstack.pin("127.0.0.1:5000/fb", "sha256:" + "0" * 64)
+    rendered = swarmstack.render_stack(data, "127.0.0.1:5000/fb:v1", pin, oneshot=["configurator"])
+    (tmp_path / "raw.json").write_text(json.dumps(data))
+    (tmp_path / "stack.json").write_text(rendered.text())
+    raw = subprocess.run(
+        [cli, "stack", "config", "-c", str(tmp_path / "raw.json")], capture_output=True, text=True
+    )
+    assert raw.returncode != 0 and "is not allowed" in raw.stderr, raw.stderr
+    done = subprocess.run(
+        [cli, "stack", "config", "-c", str(tmp_path / "stack.json")], capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.count(f"image: {pin.ref}") == 2  # backend and queue, pinned
+    assert "configurator" not in done.stdout and "pull_policy" not in done.stdout
