@@ -8,6 +8,7 @@ backend, queue; sites bind-mounted from tmp_path, so the tests read site_config.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shlex
 import shutil
@@ -23,14 +24,16 @@ import pytest
 
 from frappe_imagekit.deploy import composeconfig
 from frappe_imagekit.deploy.compose import detect_compose
+from frappe_imagekit.deploy.swarm import rollback as swarm_rollback
 from frappe_imagekit.deploy.swarm import stack as swarmstack
+from frappe_imagekit.deploy.swarm.deploy import SwarmOptions
 from frappe_imagekit.errors import ExitCode
 from frappe_imagekit.runner import LocalRunner
 from tests.support.benchimage import build_fake_bench, write_project
 from tests.support.cli import invoke
 from tests.support.machinelock import machine_lock
 from tests.support.swarm import SwarmLab
-from tests.support.workspace import make_workspace
+from tests.support.workspace import CANARY, make_workspace
 
 pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("swarm")]
 
@@ -126,6 +129,39 @@ def test_the_backups_are_copied_off_the_volume_and_hashed(on_v2: tuple[Stack, di
         assert copy.is_relative_to(stack.state) and copy.stat().st_mode & 0o777 == 0o600
         digest = subprocess.run(["sha256sum", str(copy)], capture_output=True, text=True).stdout.split()[0]
         assert (backup["size"], backup["sha256"]) == (copy.stat().st_size, digest)
+
+
+def test_rollback_restores_each_sites_backup_on_v1s_digest(lab: Lab, on_v2: tuple[Stack, dict, dict]):
+    stack, _, second = on_v2
+    table = stack.folder / "sites" / "a.local" / "db" / "tabNote"  # the fake bench's database
+    table.parent.mkdir(exist_ok=True)
+    table.write_text("written under v2\n")  # after v2's backup: the rollback must drop it
+    (stack.folder / "sites" / ".db_root_password").write_text(CANARY)
+    env_file = stack.folder / "erp.env"
+    env_file.write_text(f"DB_PASSWORD={CANARY}\n")
+    said: list[str] = []
+    opts = SwarmOptions(stack=stack.name, files=(str(stack.folder / "compose.yaml"),), image=lab.repo,
+                        version="v2", env_file=str(env_file), state_dir=str(stack.state))  # fmt: skip
+    try:
+        report = swarm_rollback.rollback(LocalRunner(docker_host=lab.swarm.url), opts, said.append)
+    finally:
+        (stack.folder / "sites" / ".db_root_password").unlink()
+    v1 = f"{lab.repo}@{lab.digests['v1']}"
+    assert (report.exit_code, report.error, report.ref, report.version) == (0, None, v1, "v1"), report.error
+    assert lab.swarm.task_images(stack.name) == {f"{stack.name}_backend": {v1}, f"{stack.name}_queue": {v1}}
+    assert not table.exists()  # the database is the backup's again
+    assert [s for s in said if s.startswith("Restoring")] == [
+        f"Restoring {b['site']} from {b['volume_path']} (job on {v1})"
+        for b in second["backups"] if b["path"].endswith("-database.sql.gz")
+    ]  # fmt: skip
+    digest = hashlib.sha256(CANARY.encode()).hexdigest()  # what bench read on stdin
+    assert (stack.folder / "sites" / "a.local" / ".root_password_sha256").read_text().strip() == digest
+    assert all(stack.site_config(s)["maintenance_mode"] == 0 for s in SITES)
+    assert lab.swarm.docker("secret", "ls", "-q").stdout == "" and lab.swarm.leftover_jobs() == []
+    records = "".join(p.read_text() for p in (stack.state / "projects" / stack.name).rglob("*.json"))
+    assert (
+        CANARY not in records + "".join(said) and lab.swarm.docker("service", "ls").stdout.count("_ik-") == 0
+    )
 
 
 def test_a_failing_patch_exits_9_and_leaves_the_site_in_maintenance(

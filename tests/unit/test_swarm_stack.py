@@ -8,6 +8,7 @@ import json
 import pytest
 
 from frappe_imagekit.deploy.swarm import cli, jobs, rollout, stack
+from frappe_imagekit.deploy.swarm import rollback as swarm_rollback
 from frappe_imagekit.deploy.swarm.deploy import judge
 from frappe_imagekit.errors import ConfigError, DeployError
 from frappe_imagekit.targets import load_targets
@@ -193,3 +194,36 @@ def test_a_target_names_its_engine(tmp_path):
     )
     with pytest.raises(ConfigError, match="engine must be one of compose, swarm"):
         load_targets(tmp_path)
+
+
+def swarm_record(**changes: object) -> dict:
+    volume_path = "sites/a.local/private/backups/x-database.sql.gz"
+    backup = {"site": "a.local", "path": "/state/backups/x-database.sql.gz", "size": 10,
+              "sha256": "ab" * 32, "volume_path": volume_path}  # fmt: skip
+    data = {"version": "v2", "previous_version": "v1", "previous_image": PIN.ref, "backups": [backup]}
+    for key, value in changes.items():
+        if key.startswith("backup_"):
+            backup[key.removeprefix("backup_")] = value
+        else:
+            data[key] = value
+    return data
+
+
+def test_a_swarm_record_is_checked_before_rollback_uses_it():
+    last = swarm_rollback.parse_last(swarm_record())
+    assert (last.previous, last.previous_version, last.version) == (PIN, "v1", "v2")
+    assert [(b.site, b.volume_path, b.sha256) for b in last.backups] == [
+        ("a.local", "sites/a.local/private/backups/x-database.sql.gz", "ab" * 32)
+    ]
+    with pytest.raises(ValueError, match="no previous image by digest"):
+        swarm_rollback.parse_last(swarm_record(previous_image="registry.example/erp:v1"))
+    for change in (
+        {"backup_volume_path": "sites/b.local/private/backups/x-database.sql.gz"},  # another site's
+        {"backup_volume_path": "sites/a.local/private/backups/../../../etc/x.sql.gz"},
+        {"backup_site": "a.local; rm -rf /"},
+        {"backup_sha256": "not-hex"},
+        {"previous_version": "v1 --force"},
+        {"previous_image": "registry.example/erp@sha256:short"},
+    ):
+        with pytest.raises((ValueError, DeployError)):
+            swarm_rollback.parse_last(swarm_record(**change))

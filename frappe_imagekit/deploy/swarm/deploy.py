@@ -33,6 +33,7 @@ from frappe_imagekit.errors import DeployError, ExitCode, ImagekitError, NotFoun
 from frappe_imagekit.runner import Runner
 
 Emit = Callable[[str], None]
+RECORDS = "swarm-deploys"  # in the project's state folder: one JSON report per deploy
 # $1 backend service, $2 port, then the sites: a marker line and the answer of each
 _PING = """b=$1; p=$2; shift 2
 for s in "$@"; do
@@ -79,6 +80,9 @@ class SwarmReport:
     ref: str = ""
     engine: str = "swarm"
     previous_image: str | None = None
+    previous_version: str | None = (
+        None  # the version the previous record deployed, when it ran previous_image
+    )
     sites: list[SiteOutcome] = field(default_factory=list)
     backups: list[dict[str, Any]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
@@ -90,7 +94,7 @@ class SwarmReport:
 
 
 @dataclass
-class _Run:
+class Run:
     runner: Runner
     opts: SwarmOptions
     emit: Emit
@@ -100,6 +104,8 @@ class _Run:
     folder: str = ""
     config: dict[str, Any] = field(default_factory=dict)  # what compose config printed
     migrating: str = ""  # the site whose migrate job runs
+    root: str = ""  # the project's state folder
+    before: Callable[[Run], None] | None = None  # rollback's restores, in the window, before the rollout
 
 
 def resolve_pin(runners: Sequence[Runner], opts: SwarmOptions) -> stack.Pin:
@@ -123,11 +129,17 @@ def resolve_pin(runners: Sequence[Runner], opts: SwarmOptions) -> stack.Pin:
     )
 
 
-def deploy(runner: Runner, opts: SwarmOptions, emit: Emit, pinned: stack.Pin | None = None) -> SwarmReport:
+def deploy(
+    runner: Runner,
+    opts: SwarmOptions,
+    emit: Emit,
+    pinned: stack.Pin | None = None,
+    before: Callable[[Run], None] | None = None,
+) -> SwarmReport:
     """Deploy ``opts`` on the swarm ``runner`` talks to. Checks raise before anything changes;
     after that every failure is in the report (error, exit code, each site's state)."""
     validate.project_name(opts.stack, "the stack name", DeployError)
-    run = _Run(runner, opts, emit, SwarmReport(opts.stack, opts.version))
+    run = Run(runner, opts, emit, SwarmReport(opts.stack, opts.version), before=before)
     paths = state_paths(runner, opts.stack, opts.state_dir)
     swarm = cli.swarm_here(runner)
     pinned = pinned or resolve_pin([runner], opts)
@@ -136,8 +148,13 @@ def deploy(runner: Runner, opts: SwarmOptions, emit: Emit, pinned: stack.Pin | N
     details = lock.lock_details(opts.version, opts.stack)
     lock.acquire(runner, paths.lock_dir, details, opts.stack)
     try:
-        run.folder = f"{paths.root}/backups/{record.stamp(record.now())}-{secrets.token_hex(2)}"
-        _sequence(run)
+        deploy_id = record.stamp(record.now())
+        run.folder = f"{paths.root}/backups/{deploy_id}-{secrets.token_hex(2)}"
+        run.root = paths.root
+        try:
+            _sequence(run)
+        finally:
+            _write_record(run, paths.root, deploy_id)
     except ImagekitError as exc:
         run.report.error, run.report.exit_code = exc.message, int(exc.exit_code)
     except KeyboardInterrupt as exc:
@@ -148,7 +165,7 @@ def deploy(runner: Runner, opts: SwarmOptions, emit: Emit, pinned: stack.Pin | N
     return run.report
 
 
-def _render(run: _Run, pinned: stack.Pin, swarm: cli.Swarm) -> None:
+def _render(run: Run, pinned: stack.Pin, swarm: cli.Swarm) -> None:
     opts = run.opts
     data = composeconfig.render_data(
         run.runner, detect_compose(run.runner), opts.stack, opts.files, image_env(opts), opts.env_file
@@ -172,21 +189,44 @@ def _render(run: _Run, pinned: stack.Pin, swarm: cli.Swarm) -> None:
     )
 
 
-def _sequence(run: _Run) -> None:
+def _sequence(run: Run) -> None:
     assert run.place and run.stackfile
     running = {r.name: r for r in cli.stack_services(run.runner, run.opts.stack)}
     old = running.get(f"{run.opts.stack}_{run.opts.backend_service}")
     run.report.previous_image = old.image if old else None
+    if old:
+        run.report.previous_version = _previous_version(run.runner, run.root, old.image)
     sites = list(run.opts.sites or list_sites(run.runner, run.place, run.report.ref))
     run.report.sites = [SiteOutcome(s) for s in sites]
     if old and sites:
         _window(run, old.image, sites)
+    if run.before:
+        run.before(run)
     cli.ensure_networks(run.runner, run.opts.stack, run.place.networks)
     _configure(run)
     _roll_out(run)
     _migrate_all(run)
     _release(run)
     _ping(run)
+
+
+def _previous_version(runner: Runner, root: str, image: str) -> str | None:
+    """The version of the newest record that deployed ``image`` to the end (exit 0)."""
+    done = runner.run(["ls", "-1", f"{root}/{RECORDS}"], timeout=60)
+    for name in sorted((n for n in done.stdout.split() if n.endswith(".json")), reverse=True):
+        try:
+            data = json.loads(runner.read_file(f"{root}/{RECORDS}/{name}") or "")
+            if data.get("exit_code") == 0 and data.get("ref") == image:
+                return validate.image_tag(data.get("version"), "a recorded version", DeployError)
+        except (ValueError, AttributeError, DeployError):
+            continue
+    return None
+
+
+def _write_record(run: Run, root: str, deploy_id: str) -> None:
+    path = f"{root}/{RECORDS}/{validate.deploy_id(deploy_id, 'the deploy id', DeployError)}.json"
+    run.runner.run(["mkdir", "-p", "-m", "700", f"{root}/{RECORDS}"], timeout=60)
+    run.runner.write_file(path, (json.dumps(run.report.to_dict(), indent=1) + "\n").encode())
 
 
 def list_sites(runner: Runner, place: window.Place, image: str) -> list[str]:
@@ -197,7 +237,7 @@ def list_sites(runner: Runner, place: window.Place, image: str) -> list[str]:
     return sorted(validate.site_name(s, "a site in the sites folder", DeployError) for s in found)
 
 
-def _window(run: _Run, image: str, sites: list[str]) -> None:
+def _window(run: Run, image: str, sites: list[str]) -> None:
     assert run.place
     run.emit(f"Maintenance on and backups of {', '.join(sites)} (job on {image})")
     files = window.open_window(run.runner, run.place, image, sites, run.opts.backup)
@@ -206,11 +246,13 @@ def _window(run: _Run, image: str, sites: list[str]) -> None:
     paths = [path for site in sites for path in files[site]]
     copies = window.copy_off(run.runner, run.place, image, paths, run.folder) if paths else []
     owner = {path.rsplit("/", 1)[-1]: site for site in sites for path in files[site]}
+    where = {path.rsplit("/", 1)[-1]: path for site in sites for path in files[site]}
     for copy in copies:
-        run.report.backups.append({"site": owner[copy.path.rsplit("/", 1)[-1]], **asdict(copy)})
+        name = copy.path.rsplit("/", 1)[-1]
+        run.report.backups.append({"site": owner[name], "volume_path": where[name], **asdict(copy)})
 
 
-def _configure(run: _Run) -> None:
+def _configure(run: Run) -> None:
     """One-shot services (the configurator) as jobs on the new image; migrators are imagekit's."""
     assert run.place and run.stackfile
     config = run.stackfile.left_out
@@ -227,7 +269,7 @@ def _configure(run: _Run) -> None:
             )
 
 
-def _oneshot_argv(run: _Run, name: str) -> list[str]:
+def _oneshot_argv(run: Run, name: str) -> list[str]:
     body = run.config["services"][name]
     words = [*_words(body.get("entrypoint")), *_words(body.get("command"))]
     return words or ["true"]
@@ -239,7 +281,7 @@ def _words(value: object) -> list[str]:
     return [str(v) for v in value] if isinstance(value, list) else []
 
 
-def _roll_out(run: _Run) -> None:
+def _roll_out(run: Run) -> None:
     assert run.stackfile
     name = run.opts.stack
     want = rollout.Want(name, {
@@ -260,7 +302,7 @@ def _roll_out(run: _Run) -> None:
     rollout.wait_rollout(run.runner, want, before, run.opts.up_timeout)
 
 
-def _migrate_all(run: _Run) -> None:
+def _migrate_all(run: Run) -> None:
     for outcome in run.report.sites:
         _migrate(run, outcome)
         if outcome.result != OK:
@@ -268,7 +310,7 @@ def _migrate_all(run: _Run) -> None:
             return
 
 
-def _migrate(run: _Run, outcome: SiteOutcome) -> None:
+def _migrate(run: Run, outcome: SiteOutcome) -> None:
     assert run.place
     run.emit(f"Migrating {outcome.site} (job on {run.report.ref})")
     run.migrating = outcome.site
@@ -296,14 +338,14 @@ def judge(job: JobRun, site: str) -> SiteResult:
     return result
 
 
-def _keep_output(run: _Run, site: str, job: JobRun) -> str:
+def _keep_output(run: Run, site: str, job: JobRun) -> str:
     path = f"{run.folder}/migrate-{site}.log"
     run.runner.run(["mkdir", "-p", "-m", "700", run.folder], timeout=60)
     run.runner.write_file(path, job.output.encode())
     return path
 
 
-def next_steps(run: _Run, outcome: SiteOutcome) -> list[str]:
+def next_steps(run: Run, outcome: SiteOutcome) -> list[str]:
     """Steps that work pasted where imagekit ran docker: read the output, release the site."""
     assert run.place
     release = run.place.job("manual", run.report.ref, window.bench_script(
@@ -317,7 +359,7 @@ def next_steps(run: _Run, outcome: SiteOutcome) -> list[str]:
     ]
 
 
-def _release(run: _Run) -> None:
+def _release(run: Run) -> None:
     assert run.place
     done = [o for o in run.report.sites if o.result == OK and o.maintenance != "off"]
     for outcome in run.report.sites:
@@ -330,7 +372,7 @@ def _release(run: _Run) -> None:
         outcome.maintenance = "off" if ok else "unknown"
 
 
-def _ping(run: _Run) -> None:
+def _ping(run: Run) -> None:
     """Every site answers ``/api/method/ping`` through the backend service, from one job."""
     assert run.place
     sites = [o.site for o in run.report.sites]
@@ -346,7 +388,7 @@ def _ping(run: _Run) -> None:
                           f"({job.output.strip()[-200:] or job.state}).", ExitCode.DEPLOY_FAILED)  # fmt: skip
 
 
-def _interrupted(run: _Run, stopped: JobStopped | None) -> None:
+def _interrupted(run: Run, stopped: JobStopped | None) -> None:
     """Say what the interrupt stopped: the job that ran (removed; its task stopped or not) and
     which sites stay in maintenance."""
     task = "" if stopped is None else _task_said(stopped)

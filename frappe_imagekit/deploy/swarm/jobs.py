@@ -35,6 +35,7 @@ class JobSpec:
     networks: tuple[str, ...] = ()
     node_id: str | None = None  # run on this node (where imagekit's files are)
     user: str | None = None  # the image's user unless given (copying into a root-owned folder)
+    secrets: tuple[str, ...] = ()  # --secret values (source=NAME,target=FILE,mode=0400)
 
     def name(self, token: str) -> str:
         return f"{self.stack}_ik-{self.kind}-{token}"[:63]
@@ -61,6 +62,8 @@ def create_argv(spec: JobSpec, name: str) -> list[str]:
         argv += ["--network", validate.not_an_option(network, "a network name", DeployError)]
     if spec.user:
         argv += ["--user", spec.user]
+    for secret in spec.secrets:
+        argv += ["--secret", secret]
     if spec.node_id:
         argv += ["--constraint", f"node.id=={spec.node_id}"]
     return [*argv, validate.not_an_option(spec.image, "the job image", DeployError), *spec.argv]
