@@ -250,7 +250,7 @@ def _from_target(root: Path, name: str, given: dict[str, Any]) -> dict[str, Any]
     check_identity(target, given["project"] or None, given["compose_file"] or None)
     filled = dict(given, project=target.project, compose_file=list(target.compose))
     for key in ("host", "env_file", "backend_service", "up_timeout", "engine", *_TARGET_SSH):
-        if filled[key] is None:
+        if filled.get(key) is None:
             filled[key] = getattr(target, key)
     if filled["sites"] is None and target.sites is not None:
         filled["sites"] = ",".join(target.sites)

@@ -8,7 +8,7 @@ from typing import Any
 
 import typer
 
-from frappe_imagekit.cli import output
+from frappe_imagekit.cli import output, swarm_deploy
 from frappe_imagekit.cli.deploy_cmd import (
     DOCKER_HOST_OPTION,
     HOST_OPTION,
@@ -87,6 +87,10 @@ def rollback_command(
     repeat = _repeated(target, given, workspace, db_password_var)  # before the target fills them in
     if target is not None:
         given = _from_target(ws.root, target, given)
+        if swarm_deploy.engine_name(given.get("engine")) == swarm_deploy.SWARM:
+            return swarm_deploy.run_rollback(
+                given, db_password_var, yes=yes, dry_run=dry_run, as_json=as_json
+            )
     if not given["project"]:
         raise UsageError("no project: pass --project NAME or a TARGET of imagekit.toml.")
     _check_connection_options(given["host"], given["docker_host"], None)

@@ -24,9 +24,7 @@ import pytest
 
 from frappe_imagekit.deploy import composeconfig
 from frappe_imagekit.deploy.compose import detect_compose
-from frappe_imagekit.deploy.swarm import rollback as swarm_rollback
 from frappe_imagekit.deploy.swarm import stack as swarmstack
-from frappe_imagekit.deploy.swarm.deploy import SwarmOptions
 from frappe_imagekit.errors import ExitCode
 from frappe_imagekit.runner import LocalRunner
 from tests.support.benchimage import build_fake_bench, write_project
@@ -139,15 +137,21 @@ def test_rollback_restores_each_sites_backup_on_v1s_digest(lab: Lab, on_v2: tupl
     (stack.folder / "sites" / ".db_root_password").write_text(CANARY)
     env_file = stack.folder / "erp.env"
     env_file.write_text(f"DB_PASSWORD={CANARY}\n")
-    said: list[str] = []
-    opts = SwarmOptions(stack=stack.name, files=(str(stack.folder / "compose.yaml"),), image=lab.repo,
-                        version="v2", env_file=str(env_file), state_dir=str(stack.state))  # fmt: skip
+    (stack.ws / "imagekit.toml").write_text(
+        f'[targets.prod]\nproject = "{stack.name}"\ncompose = ["{stack.folder / "compose.yaml"}"]\n'
+        f'engine = "swarm"\ndocker_host = "{lab.swarm.url}"\nstate_dir = "{stack.state}"\n'
+        f'env_file = "{env_file}"\n'
+    )
     try:
-        report = swarm_rollback.rollback(LocalRunner(docker_host=lab.swarm.url), opts, said.append)
+        result = invoke("rollback", "prod", "--yes", "--json", "-w", str(stack.ws))
     finally:
         (stack.folder / "sites" / ".db_root_password").unlink()
+        (stack.ws / "imagekit.toml").unlink()
+    report = json.loads(result.stdout)
+    said = result.stderr.splitlines()
     v1 = f"{lab.repo}@{lab.digests['v1']}"
-    assert (report.exit_code, report.error, report.ref, report.version) == (0, None, v1, "v1"), report.error
+    assert result.exit_code == 0, result.output
+    assert (report["error"], report["ref"], report["version"]) == (None, v1, "v1")
     assert lab.swarm.task_images(stack.name) == {f"{stack.name}_backend": {v1}, f"{stack.name}_queue": {v1}}
     assert not table.exists()  # the database is the backup's again
     assert [s for s in said if s.startswith("Restoring")] == [
