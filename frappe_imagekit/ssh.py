@@ -314,6 +314,13 @@ class SSHRunner(TargetFiles):
             channel.close()
         return Completed(tuple(argv), _status(status), result.get("out", ""), result.get("err", ""))
 
+    def transport(self) -> paramiko.Transport:
+        """The live SSH transport (for a port forward); ``RemoteError`` when the connection is gone."""
+        transport = self._client.get_transport()
+        if transport is None or not transport.is_active():
+            raise RemoteError(f"the SSH connection to {self.target} was lost; run again.")
+        return transport
+
     def state_home(self) -> str:
         if self._state_home is None:
             result = self.run(["sh", "-c", 'echo "${XDG_STATE_HOME:-$HOME/.local/state}"'])

@@ -50,6 +50,7 @@ class Target:
     ssh_config: str | None = None
     backend_service: str | None = None
     up_timeout: float | None = None
+    engine: str | None = None  # compose (None) or swarm
     description: str = ""
 
     def to_dict(self) -> dict[str, Any]:
@@ -145,6 +146,7 @@ def _target(name: object, value: object) -> Target:
         "sites": _sites(value.get("sites"), where),
         "up_timeout": _seconds(value.get("up_timeout"), where),
         "description": _optional_text(value.get("description"), f"{where} description") or "",
+        "engine": _engine(value.get("engine"), where),
     }
     for key in (*_PATHS, "host", "backend_service"):
         settings[key] = _optional_text(value.get(key), f"{where} {key}")
@@ -172,6 +174,15 @@ def _sites(value: object, where: str) -> tuple[str, ...] | None:
     if not isinstance(value, list) or not value:
         raise ConfigError(f'{where} sites must be "all" or a list of site names.')
     return tuple(validate.site_name(s, f"{where} sites") for s in value)
+
+
+ENGINES = ("compose", "swarm")
+
+
+def _engine(value: object, where: str) -> str | None:
+    if value is None or value in ENGINES:
+        return None if value is None else str(value)
+    raise ConfigError(f"{where} engine must be one of {', '.join(ENGINES)}.")
 
 
 def _seconds(value: object, where: str) -> float | None:

@@ -422,3 +422,14 @@ def index_url(value: object, what: str, error: ErrorType = ConfigError) -> str:
             "backslashes: fix it in .env."
         )
     return text
+
+
+_IMAGE_DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
+
+
+def image_digest(value: object, what: str = "the image digest", error: ErrorType = ConfigError) -> str:
+    """A registry digest, ``sha256:`` and 64 lower-case hex characters (docker push, records)."""
+    text = _text(value, what, error)
+    if not _IMAGE_DIGEST.fullmatch(text):
+        raise error(f"{what} is not an image digest (sha256: and 64 hex characters): fix it.")
+    return text

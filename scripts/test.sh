@@ -23,7 +23,7 @@ cd "$ROOT"
 # docker-compose is v1. Debian 13 (trixie) and later: docker.io 26 has no `docker` command
 # (docker-cli has it), CLI 23+ builds with BuildKit only through docker-buildx, and
 # docker-compose is v2. debootstrap makes the Debian 13 test host (tests/support/debian13.py).
-COMMON_PACKAGES=(docker.io docker-compose openssh-server busybox-static git debootstrap iproute2)
+COMMON_PACKAGES=(docker.io docker-compose openssh-server busybox-static git debootstrap iproute2 docker-registry)
 BUILDX_PACKAGES=(docker-cli docker-buildx)
 OS_RELEASE="${IMAGEKIT_OS_RELEASE:-/etc/os-release}"
 APT_PACKAGES=()                    # set by main from apt_packages

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from contextlib import closing
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import typer
 
 from frappe_imagekit import validate
-from frappe_imagekit.cli import output
+from frappe_imagekit.cli import output, swarm_deploy
 from frappe_imagekit.cli.main import command
 from frappe_imagekit.cli.migrate_cmd import render_site
 from frappe_imagekit.cli.progress_view import PROGRESS_OPTION, Progress, reporting
@@ -120,6 +121,9 @@ def deploy_command(
     state_dir: str | None = STATE_DIR_OPTION,
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
     progress: Progress = PROGRESS_OPTION,
+    engine: str | None = typer.Option(
+        None, "--engine", help="compose (default) or swarm (a target's engine)."
+    ),
     workspace: Path = WORKSPACE_OPTION,
 ) -> None:
     """Deploy an image: backup, recreate the services whose image or configuration changed, migrate."""
@@ -127,7 +131,7 @@ def deploy_command(
     given = Where(project=project, compose_file=compose_file, host=host, env_file=env_file, sites=sites,
                   backend_service=backend_service, up_timeout=up_timeout, docker_host=docker_host,
                   state_dir=state_dir, known_hosts=known_hosts, identity=identity,
-                  ssh_config=ssh_config)  # fmt: skip
+                  ssh_config=ssh_config, engine=engine)  # fmt: skip
     repeat = repeated_options(target, given)  # before the target fills them in
     where = from_target(ws.root, target, given)
     check_connection_options(where.host, where.docker_host, version)
@@ -142,6 +146,9 @@ def deploy_command(
     )  # fmt: skip
     check_options(options)  # every option checked before anything connects or stops
     runner = open_target_runner(stack)
+    if swarm_deploy.engine_name(where.engine) == swarm_deploy.SWARM:
+        with closing(runner):
+            return swarm_deploy.run(runner, options, as_json)
     try:
         with reporting(progress.value) as reporter:
             report = deploy(runner, ws, options, on_event=output.err, reporter=reporter)

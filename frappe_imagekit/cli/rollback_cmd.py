@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import sys
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
 import typer
 
-from frappe_imagekit.cli import output
+from frappe_imagekit.cli import output, swarm_deploy
 from frappe_imagekit.cli.main import command
 from frappe_imagekit.cli.progress_view import PROGRESS_OPTION, Progress, reporting
 from frappe_imagekit.cli.targetopts import (
@@ -89,6 +89,10 @@ def rollback_command(
                   known_hosts=known_hosts, identity=identity, ssh_config=ssh_config)  # fmt: skip
     repeat = _repeated(target, given, workspace, db_password_var)  # before the target fills them in
     where = from_target(ws.root, target, given)
+    if swarm_deploy.engine_name(where.engine) == swarm_deploy.SWARM:
+        return swarm_deploy.run_rollback(
+            asdict(where), db_password_var, yes=yes, dry_run=dry_run, as_json=as_json
+        )
     if not where.project:
         raise UsageError("no project: pass --project NAME or a TARGET of imagekit.toml.")
     check_connection_options(where.host, where.docker_host, None)

@@ -61,11 +61,12 @@ class Where:
     known_hosts: Path | str | None = None
     identity: Path | str | None = None
     ssh_config: Path | str | None = None
+    engine: str | None = None  # --engine, else the target's (compose when neither says)
 
 
 WHERE_KEYS = tuple(f.name for f in fields(Where))
 _FROM_TARGET = ("host", "env_file", "backend_service", "up_timeout", "docker_host", "state_dir",
-                "known_hosts", "identity", "ssh_config")  # fmt: skip
+                "known_hosts", "identity", "ssh_config", "engine")  # fmt: skip
 
 
 def from_target(root: Path, name: str | None, where: Where) -> Where:

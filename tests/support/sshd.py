@@ -50,7 +50,8 @@ class SSHServer:
         return f"root@{HOST}:{self.port}"
 
     @classmethod
-    def start(cls, folder: Path) -> SSHServer:
+    def start(cls, folder: Path, extra_config: str = "") -> SSHServer:
+        """``extra_config``: more sshd_config lines (e.g. ``AllowTcpForwarding no``)."""
         folder.mkdir(parents=True, exist_ok=True)
         os.makedirs("/run/sshd", exist_ok=True)
         host_key, client_key, other_key = (
@@ -67,7 +68,7 @@ class SSHServer:
             f"Port {port}\nListenAddress {HOST}\nHostKey {host_key}\n"
             f"AuthorizedKeysFile {folder / 'authorized_keys'}\nPidFile {folder / 'sshd.pid'}\n"
             "UsePAM no\nStrictModes no\nPasswordAuthentication no\nPermitRootLogin yes\n"
-            "PubkeyAuthentication yes\nLogLevel ERROR\n"
+            "PubkeyAuthentication yes\nLogLevel ERROR\n" + extra_config
         )
         known, wrong = folder / "known_hosts", folder / "wrong_known_hosts"
         known.write_text(f"[{HOST}]:{port} {_type_and_key(host_pub)}\n")

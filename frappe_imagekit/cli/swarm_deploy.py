@@ -1,0 +1,94 @@
+"""``imagekit deploy --engine swarm`` (or a target with ``engine = "swarm"``): the deploy options
+turned into the swarm sequence's, its report printed. Not a command of its own: deploy_cmd calls
+``run`` when the engine is swarm."""
+
+from __future__ import annotations
+
+from contextlib import closing
+from typing import Any
+
+import typer
+
+from frappe_imagekit.cli import output
+from frappe_imagekit.deploy.sequence import DeployOptions, open_runner
+from frappe_imagekit.deploy.swarm import deploy as swarm
+from frappe_imagekit.deploy.swarm import rollback as swarm_rollback
+from frappe_imagekit.errors import UsageError
+from frappe_imagekit.interrupts import sigterm_as_interrupt
+from frappe_imagekit.runner import LocalRunner, Runner
+from frappe_imagekit.targets import ENGINES
+
+SWARM = "swarm"
+_SSH = (("known_hosts", "known_hosts"), ("identity_file", "identity"), ("ssh_config", "ssh_config"))
+_UNSUPPORTED = (("migrate_only", "--migrate-only"), ("dry_run", "--dry-run"), ("full_down", "--full-down"))
+
+
+def engine_name(value: str | None) -> str:
+    """``compose`` (the default) or ``swarm``; anything else is refused naming both."""
+    if value is None or value in ENGINES:
+        return value or ENGINES[0]
+    raise UsageError(f"--engine {value[:40]!r} is not one imagekit knows: use compose or swarm.")
+
+
+def swarm_options(opts: DeployOptions) -> swarm.SwarmOptions:
+    """The swarm options of a deploy; an option the swarm sequence does not have is refused."""
+    for field, flag in _UNSUPPORTED:
+        if getattr(opts, field):
+            raise UsageError(f"{flag} is not built for the swarm engine yet: deploy without it.")
+    return swarm.SwarmOptions(
+        stack=opts.project,
+        files=(opts.compose_file, *opts.compose_overrides),
+        image=opts.image,
+        version=opts.version,
+        env_file=opts.env_file,
+        sites=tuple(opts.sites) if opts.sites else None,
+        backup=opts.backup,
+        backend_service=opts.backend_service,
+        up_timeout=opts.up_timeout,
+        state_dir=opts.state_dir,
+        image_var=opts.image_var,
+        tag_var=opts.tag_var,
+    )
+
+
+def run(runner: Runner, opts: DeployOptions, as_json: bool) -> None:
+    """Deploy on the swarm ``runner`` talks to; print the report; exit with its code."""
+    options = swarm_options(opts)
+    pinned = swarm.resolve_pin([LocalRunner(), runner], options)
+    with sigterm_as_interrupt():
+        report = swarm.deploy(runner, options, output.err, pinned)
+    _print(report, as_json)
+
+
+def run_rollback(
+    given: dict[str, Any], db_password_var: str, *, yes: bool, dry_run: bool, as_json: bool
+) -> None:
+    """``imagekit rollback TARGET`` of a swarm target: the last swarm deploy undone."""
+    if dry_run:
+        raise UsageError("--dry-run is not built for the swarm engine yet: roll back without it.")
+    if not yes:
+        raise UsageError("a swarm rollback restores every site's database: pass --yes to do it.")
+    options = swarm.SwarmOptions(
+        stack=given["project"],
+        files=tuple(given["compose_file"]),
+        image="",  # the record's previous image
+        version="",
+        env_file=given["env_file"],
+        backend_service=given["backend_service"] or "backend",
+        state_dir=given["state_dir"],
+    )
+    ssh = {key: str(given[name]) if given.get(name) else None for key, name in _SSH}
+    runner = open_runner(given["host"], docker_host=given["docker_host"], **ssh)
+    with closing(runner), sigterm_as_interrupt():
+        report = swarm_rollback.rollback(runner, options, output.err, db_password_var)
+    _print(report, as_json)
+
+
+def _print(report: swarm.SwarmReport, as_json: bool) -> None:
+    if as_json:
+        output.print_json(report.to_dict())
+    else:
+        for line in swarm.summary(report):
+            output.out(line)
+    if report.exit_code:
+        raise typer.Exit(report.exit_code)

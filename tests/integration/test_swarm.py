@@ -1,0 +1,293 @@
+"""`imagekit deploy --engine swarm` on a single-node swarm of a second dockerd 20.10 (issue 21).
+
+One swarm and one registry for the module (tests/support/swarm.py); the images are the fake
+bench with a label per version, pushed to the registry, so each version has its own digest and
+the swarm's daemon pulls it by digest. The fake project is frappe_docker-shaped (configurator,
+backend, queue; sites bind-mounted from tmp_path, so the tests read site_config.json directly).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shlex
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from frappe_imagekit.deploy import composeconfig
+from frappe_imagekit.deploy.compose import detect_compose
+from frappe_imagekit.deploy.swarm import stack as swarmstack
+from frappe_imagekit.errors import ExitCode
+from frappe_imagekit.runner import LocalRunner
+from tests.support.benchimage import build_fake_bench, write_project
+from tests.support.cli import invoke
+from tests.support.machinelock import machine_lock
+from tests.support.swarm import SwarmLab
+from tests.support.workspace import CANARY, make_workspace
+
+pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("swarm")]
+
+SITES = ("a.local", "b.local")
+FAILING = "myapp.patches.v1_0.fix_invoices #2024-05-01"  # a line of the fake bench's patches.txt
+
+
+@dataclass
+class Lab:
+    swarm: SwarmLab
+    digests: dict[str, str]
+    repo: str
+
+
+@dataclass
+class Stack:
+    name: str
+    folder: Path
+    ws: Path
+    state: Path
+
+    def site_config(self, site: str) -> dict:
+        return json.loads((self.folder / "sites" / site / "site_config.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
+    base = build_fake_bench("/usr/bin/docker")
+    with machine_lock("swarm"):  # swarms of one machine share the gossip port 7946: one at a time
+        swarm = SwarmLab.start(tmp_path_factory.mktemp("swarm"))
+        try:
+            digests = {v: swarm.push(base, "fb", v) for v in ("v1", "v2", "v3")}
+            yield Lab(swarm, digests, swarm.repo("fb"))
+        finally:
+            swarm.stop()
+
+
+def deploy(lab: Lab, stack: Stack, version: str, *extra: str):  # type: ignore[no-untyped-def]
+    compose = str(stack.folder / "compose.yaml")
+    args = ["deploy", "--engine", "swarm", "--project", stack.name, "--compose", compose,
+            "--version", version, "--docker-host", lab.swarm.url, "--state-dir", str(stack.state),
+            "--workspace", str(stack.ws), "--json", *extra]  # fmt: skip
+    result = invoke(*args)
+    return result, json.loads(result.stdout) if result.stdout.strip().startswith("{") else None
+
+
+def make_stack(lab: Lab, tmp: Path, name: str) -> Stack:
+    folder = tmp / "stack"
+    write_project(folder, SITES)
+    ws = make_workspace(tmp / "ws", env={"IMAGE_NAME": lab.repo})
+    return Stack(name, folder, ws, tmp / "state")
+
+
+@pytest.fixture(scope="module")
+def on_v2(lab: Lab, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Stack, dict, dict]]:
+    """One stack deployed with v1, then v2: the reports of both."""
+    stack = make_stack(lab, tmp_path_factory.mktemp("ikswa"), "ikswa")
+    try:
+        first, first_report = deploy(lab, stack, "v1")
+        assert first.exit_code == 0, first.output
+        second, second_report = deploy(lab, stack, "v2")
+        assert second.exit_code == 0, second.output
+        yield stack, first_report, second_report
+    finally:
+        lab.swarm.remove_stack(stack.name)
+
+
+def test_v1_then_v2_every_task_runs_v2s_digest(lab: Lab, on_v2: tuple[Stack, dict, dict]):
+    stack, first, second = on_v2
+    v2 = f"{lab.repo}@{lab.digests['v2']}"
+    assert second["ref"] == v2
+    assert second["previous_image"] == f"{lab.repo}@{lab.digests['v1']}"
+    assert lab.swarm.services(stack.name) == {f"{stack.name}_backend": v2, f"{stack.name}_queue": v2}
+    assert lab.swarm.task_images(stack.name) == {f"{stack.name}_backend": {v2}, f"{stack.name}_queue": {v2}}
+    assert [(s["site"], s["result"], s["maintenance"]) for s in second["sites"]] == [
+        ("a.local", "ok", "off"), ("b.local", "ok", "off")
+    ]  # fmt: skip
+    for site in SITES:  # migrate ran inside the window; the window is closed now
+        saw = json.loads((stack.folder / "sites" / site / "migrate_saw_config").read_text())
+        assert (saw["maintenance_mode"], saw["pause_scheduler"]) == (1, True)
+        config = stack.site_config(site)
+        assert (config["maintenance_mode"], config["pause_scheduler"]) == (0, False)
+    assert lab.swarm.leftover_jobs() == []
+
+
+def test_the_backups_are_copied_off_the_volume_and_hashed(on_v2: tuple[Stack, dict, dict]):
+    stack, first, second = on_v2
+    assert first["backups"] == []  # nothing ran before v1: no window, no backup
+    dumps = [b for b in second["backups"] if b["path"].endswith("-database.sql.gz")]
+    assert sorted(b["site"] for b in dumps) == list(SITES)
+    for backup in dumps:
+        copy = Path(backup["path"])
+        assert copy.is_relative_to(stack.state) and copy.stat().st_mode & 0o777 == 0o600
+        digest = subprocess.run(["sha256sum", str(copy)], capture_output=True, text=True).stdout.split()[0]
+        assert (backup["size"], backup["sha256"]) == (copy.stat().st_size, digest)
+
+
+def test_rollback_restores_each_sites_backup_on_v1s_digest(lab: Lab, on_v2: tuple[Stack, dict, dict]):
+    stack, _, second = on_v2
+    table = stack.folder / "sites" / "a.local" / "db" / "tabNote"  # the fake bench's database
+    table.parent.mkdir(exist_ok=True)
+    table.write_text("written under v2\n")  # after v2's backup: the rollback must drop it
+    (stack.folder / "sites" / ".db_root_password").write_text(CANARY)
+    env_file = stack.folder / "erp.env"
+    env_file.write_text(f"DB_PASSWORD={CANARY}\n")
+    (stack.ws / "imagekit.toml").write_text(
+        f'[targets.prod]\nproject = "{stack.name}"\ncompose = ["{stack.folder / "compose.yaml"}"]\n'
+        f'engine = "swarm"\ndocker_host = "{lab.swarm.url}"\nstate_dir = "{stack.state}"\n'
+        f'env_file = "{env_file}"\n'
+    )
+    try:
+        result = invoke("rollback", "prod", "--yes", "--json", "-w", str(stack.ws))
+    finally:
+        (stack.folder / "sites" / ".db_root_password").unlink()
+        (stack.ws / "imagekit.toml").unlink()
+    report = json.loads(result.stdout)
+    said = result.stderr.splitlines()
+    v1 = f"{lab.repo}@{lab.digests['v1']}"
+    assert result.exit_code == 0, result.output
+    assert (report["error"], report["ref"], report["version"]) == (None, v1, "v1")
+    assert lab.swarm.task_images(stack.name) == {f"{stack.name}_backend": {v1}, f"{stack.name}_queue": {v1}}
+    assert not table.exists()  # the database is the backup's again
+    assert [s for s in said if s.startswith("Restoring")] == [
+        f"Restoring {b['site']} from {b['volume_path']} (job on {v1})"
+        for b in second["backups"] if b["path"].endswith("-database.sql.gz")
+    ]  # fmt: skip
+    digest = hashlib.sha256(CANARY.encode()).hexdigest()  # what bench read on stdin
+    assert (stack.folder / "sites" / "a.local" / ".root_password_sha256").read_text().strip() == digest
+    assert all(stack.site_config(s)["maintenance_mode"] == 0 for s in SITES)
+    assert lab.swarm.docker("secret", "ls", "-q").stdout == "" and lab.swarm.leftover_jobs() == []
+    records = "".join(p.read_text() for p in (stack.state / "projects" / stack.name).rglob("*.json"))
+    assert (
+        CANARY not in records + "".join(said) and lab.swarm.docker("service", "ls").stdout.count("_ik-") == 0
+    )
+
+
+def test_a_failing_patch_exits_9_and_leaves_the_site_in_maintenance(
+    lab: Lab, on_v2: tuple[Stack, dict, dict]
+):
+    stack, _, _ = on_v2
+    (stack.folder / "sites" / "a.local" / "fail_patch").write_text(FAILING + "\n")
+    try:
+        result, report = deploy(lab, stack, "v3")
+    finally:
+        (stack.folder / "sites" / "a.local" / "fail_patch").unlink()
+
+    assert result.exit_code == ExitCode.PATCH_FAILED == 9, result.output
+    site_a, site_b = report["sites"]
+    assert (site_a["result"], site_a["failed_patch"], site_a["maintenance"]) == (
+        "patch-failed",
+        FAILING,
+        "on",
+    )
+    assert (site_b["result"], site_b["maintenance"]) == ("not-migrated", "on")
+    assert stack.site_config("a.local")["maintenance_mode"] == 1
+    assert stack.site_config("b.local")["maintenance_mode"] == 1
+    log = Path(site_a["output_file"]).read_text()
+    assert "Executing " + FAILING in log and "Traceback" in log
+    # the printed way out works pasted: the release job takes a.local out of maintenance
+    release = site_a["next_steps"][1].split("release it: ", 1)[1]
+    pasted = subprocess.run(["sh", "-c", release], capture_output=True, text=True, timeout=120,
+                            env={"DOCKER_HOST": lab.swarm.url, "PATH": "/usr/bin:/bin"})  # fmt: skip
+    assert pasted.returncode == 0, pasted.stderr
+    assert stack.site_config("a.local")["maintenance_mode"] == 0
+    assert shlex.split(release)[0] == "docker" and lab.swarm.job_services() == []
+
+
+def test_sigterm_during_the_migrate_job_stops_the_job_and_says_so(lab: Lab, on_v2: tuple[Stack, dict, dict]):
+    stack, _, _ = on_v2
+    slow = stack.folder / "sites" / "a.local" / "slow_migrate"
+    slow.write_text("60\n")
+    compose = str(stack.folder / "compose.yaml")
+    argv = [sys.executable, "-m", "frappe_imagekit", "deploy", "--engine", "swarm", "--project", stack.name,
+            "--compose", compose, "--version", "v1", "--docker-host", lab.swarm.url,
+            "--state-dir", str(stack.state), "--workspace", str(stack.ws), "--json",
+            "--no-backup"]  # fmt: skip
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        job = wait_for_job(lab, f"{stack.name}_ik-migrate-", proc)
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=90)
+    finally:
+        slow.unlink()
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == ExitCode.INTERRUPTED == 130, err
+    report = json.loads(out)
+    site_a, site_b = report["sites"]
+    assert (site_a["result"], site_a["exception"]) == (
+        "interrupted",
+        "the migrate job was stopped: its task stopped",
+    )
+    assert report["error"] == f"interrupted; the migrate job {job} was removed: its task stopped"
+    assert site_b["result"] == "not-migrated"
+    assert lab.swarm.job_services() == []
+    assert (
+        lab.swarm.docker("ps", "-aq", "--filter", f"label=com.docker.swarm.service.name={job}").stdout == ""
+    )
+    assert stack.site_config("a.local")["maintenance_mode"] == 1  # left in maintenance, and said so
+    # the job's bench got SIGINT through tini and unwound as frappe does (fake bench: migrate_aborted)
+    assert (stack.folder / "sites" / "a.local" / "migrate_aborted").exists()
+    assert "a.local stays in maintenance: the deploy was stopped." in site_a["next_steps"]
+
+
+def wait_for_job(lab: Lab, prefix: str, proc: subprocess.Popen, timeout: float = 120) -> str:
+    """The name of the job service starting with ``prefix`` once its task runs."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, proc.communicate()
+        for name in lab.swarm.job_services():
+            state = lab.swarm.docker("service", "ps", "--format", "{{.CurrentState}}", name).stdout
+            if name.startswith(prefix) and state.startswith("Running"):
+                return name
+        time.sleep(0.5)
+    raise AssertionError(f"no job {prefix}* ran within {timeout}s")
+
+
+def test_two_nodes_refuse_a_local_sites_folder_before_anything_changes(lab: Lab, tmp_path: Path):
+    stack = make_stack(lab, tmp_path, "ikswb")  # sites bind-mounted: a folder of one node
+    worker = lab.swarm.join_worker()
+    try:
+        result, _ = deploy(lab, stack, "v1")
+    finally:
+        lab.swarm.drop_worker(worker)
+    assert result.exit_code == ExitCode.DEPLOY_FAILED == 13, result.output
+    assert "the swarm has 2 nodes but backend's sites folder is" in result.output
+    assert (
+        "Put it on shared storage (an NFS volume" in result.output and "nothing was changed" in result.output
+    )
+    assert lab.swarm.services("ikswb") == {} and lab.swarm.job_services() == []
+    assert not (stack.state / "projects" / "ikswb" / "lock").exists()
+
+
+def test_dockers_own_stack_loader_takes_the_rendered_file_and_refuses_the_raw_one(tmp_path: Path):
+    """`docker stack config` (CLI 23+, the loader of `stack deploy` on Docker 26) on the fake
+    project as compose renders it: the raw configuration is refused, the stack file is taken."""
+    cli = shutil.which("docker") or "docker"
+    folder = tmp_path / "p"
+    write_project(folder, SITES)
+    (folder / "compose.yaml").write_text((folder / "compose.yaml").read_text() + "    pull_policy: never\n")
+    runner = LocalRunner()
+    env = {"CUSTOM_IMAGE": "127.0.0.1:5000/fb", "CUSTOM_TAG": "v1"}
+    data = composeconfig.render_data(
+        runner, detect_compose(runner), "iksc", [str(folder / "compose.yaml")], env
+    )
+    pin = swarmstack.pin("127.0.0.1:5000/fb", "sha256:" + "0" * 64)
+    rendered = swarmstack.render_stack(data, "127.0.0.1:5000/fb:v1", pin, oneshot=["configurator"])
+    (tmp_path / "raw.json").write_text(json.dumps(data))
+    (tmp_path / "stack.json").write_text(rendered.text())
+    raw = subprocess.run(
+        [cli, "stack", "config", "-c", str(tmp_path / "raw.json")], capture_output=True, text=True
+    )
+    assert raw.returncode != 0 and "is not allowed" in raw.stderr, raw.stderr
+    done = subprocess.run(
+        [cli, "stack", "config", "-c", str(tmp_path / "stack.json")], capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.count(f"image: {pin.ref}") == 2  # backend and queue, pinned
+    assert "configurator" not in done.stdout and "pull_policy" not in done.stdout
