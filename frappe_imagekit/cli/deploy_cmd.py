@@ -12,6 +12,7 @@ from frappe_imagekit import validate
 from frappe_imagekit.cli import output
 from frappe_imagekit.cli.main import command, workspace_option
 from frappe_imagekit.cli.migrate_cmd import render_site
+from frappe_imagekit.deploy.send import AUTO, transfer_method
 from frappe_imagekit.deploy.sequence import (
     DeployFailed,
     DeployOptions,
@@ -39,6 +40,14 @@ IDENTITY_OPTION = typer.Option(None, "--identity", "-i", help="SSH private key f
 SSH_CONFIG_OPTION = typer.Option(None, "--ssh-config", help="ssh config file (default ~/.ssh/config).")
 DOCKER_HOST_OPTION = typer.Option(
     None, "--docker-host", help="DOCKER_HOST for the commands on the target (e.g. unix:///...)."
+)
+TRANSFER_OPTION = typer.Option(
+    None,
+    "--transfer",
+    metavar="auto|registry|save",
+    help="How an image the SSH target lacks gets there: registry (a local registry and an SSH "
+    "tunnel: only missing layers, pulled by digest), save (docker save | docker load) or auto "
+    "(default: registry when docker-registry is installed here).",
 )
 COMPOSE_OPTION = typer.Option(
     None,
@@ -123,6 +132,7 @@ def deploy_command(
     identity: Path | None = IDENTITY_OPTION,
     ssh_config: Path | None = SSH_CONFIG_OPTION,
     docker_host: str | None = DOCKER_HOST_OPTION,
+    transfer: str | None = TRANSFER_OPTION,
     state_dir: str | None = STATE_DIR_OPTION,
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
     workspace: Path = WORKSPACE_OPTION,
@@ -166,6 +176,7 @@ def deploy_command(
         target=target,
         repeat=repeat,
         ssh_flags=ssh_flags(known_hosts, identity, ssh_config),
+        transfer=transfer_method(transfer or AUTO),
     )
     check_options(options)  # every option checked before anything connects or stops
     runner = open_runner(
@@ -253,7 +264,8 @@ def _from_target(root: Path, name: str, given: dict[str, Any]) -> dict[str, Any]
 # options a printed imagekit command repeats as given: with a target, what overrode the target's
 _REPEATED_WITH_TARGET = (("--host", "host"), ("--env-file", "env_file"), ("--state-dir", "state_dir"))
 _REPEATED_SSH = (("--known-hosts", "known_hosts"), ("--identity", "identity"),
-                 ("--ssh-config", "ssh_config"), ("--docker-host", "docker_host"))  # fmt: skip
+                 ("--ssh-config", "ssh_config"), ("--docker-host", "docker_host"),
+                 ("--transfer", "transfer"))  # fmt: skip
 
 
 def repeated_options(

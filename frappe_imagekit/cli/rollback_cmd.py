@@ -16,6 +16,7 @@ from frappe_imagekit.cli.deploy_cmd import (
     KNOWN_HOSTS_OPTION,
     SSH_CONFIG_OPTION,
     STATE_DIR_OPTION,
+    TRANSFER_OPTION,
     WORKSPACE_OPTION,
     _check_connection_options,
     _from_target,
@@ -25,6 +26,7 @@ from frappe_imagekit.cli.deploy_cmd import (
 )
 from frappe_imagekit.cli.main import command
 from frappe_imagekit.deploy.rollback import RollbackOptions, check_options, plan_rollback, rollback
+from frappe_imagekit.deploy.send import AUTO, transfer_method
 from frappe_imagekit.deploy.sequence import DeployFailed, open_runner
 from frappe_imagekit.errors import ExitCode, UsageError
 from frappe_imagekit.workspace import Workspace
@@ -72,6 +74,7 @@ def rollback_command(
     identity: Path | None = IDENTITY_OPTION,
     ssh_config: Path | None = SSH_CONFIG_OPTION,
     docker_host: str | None = DOCKER_HOST_OPTION,
+    transfer: str | None = TRANSFER_OPTION,
     state_dir: str | None = STATE_DIR_OPTION,
     as_json: bool = typer.Option(False, "--json", help="Print the plan (--dry-run) or the report as JSON."),
     workspace: Path = WORKSPACE_OPTION,
@@ -83,6 +86,7 @@ def rollback_command(
         "project": project, "compose_file": None, "host": host, "env_file": None, "sites": sites,
         "backend_service": backend_service, "up_timeout": up_timeout, "docker_host": docker_host,
         "state_dir": state_dir, "known_hosts": known_hosts, "identity": identity, "ssh_config": ssh_config,
+        "transfer": transfer,
     }  # fmt: skip
     repeat = _repeated(target, given, workspace, db_password_var)  # before the target fills them in
     if target is not None:
@@ -97,7 +101,7 @@ def rollback_command(
             backend_service=given["backend_service"] or "backend", lock_wait=lock_wait,
             up_timeout=120 if given["up_timeout"] is None else given["up_timeout"],
             health_check=not no_health_check, force=force, maintenance=not no_maintenance,
-            target=target, repeat=repeat,
+            target=target, repeat=repeat, transfer=transfer_method(given.get("transfer") or AUTO),
         )
     )  # fmt: skip
     if not (yes or dry_run or sys.stdin.isatty()):

@@ -18,12 +18,14 @@ from frappe_imagekit.cli.deploy_cmd import (
     KNOWN_HOSTS_OPTION,
     SSH_CONFIG_OPTION,
     STATE_DIR_OPTION,
+    TRANSFER_OPTION,
     WORKSPACE_OPTION,
     repeated_options,
 )
 from frappe_imagekit.cli.main import command
 from frappe_imagekit.deploy.backuplist import list_backups
 from frappe_imagekit.deploy.sandbox import SandboxOptions, check_options, down, list_sandboxes, start
+from frappe_imagekit.deploy.send import AUTO, transfer_method
 from frappe_imagekit.deploy.sequence import choose_image, open_runner, state_paths
 from frappe_imagekit.errors import UsageError
 from frappe_imagekit.targets import check_identity, get_target
@@ -41,6 +43,7 @@ def backups_command(
     project: str = PROJECT_OPTION,
     host: str | None = HOST_OPTION,
     docker_host: str | None = DOCKER_HOST_OPTION,
+    transfer: str | None = TRANSFER_OPTION,
     state_dir: str | None = STATE_DIR_OPTION,
     known_hosts: Path | None = KNOWN_HOSTS_OPTION,
     identity: Path | None = IDENTITY_OPTION,
@@ -153,6 +156,7 @@ def _start(ws: Any, given: dict[str, Any], as_json: bool, down_where: list[str])
         site=given["site"], port=given["port"], name=given["name"], state_dir=given["state_dir"],
         backend_service=given["backend_service"] or "backend", db_password_var=given["db_password_var"],
         up_timeout=120 if given["up_timeout"] is None else given["up_timeout"],
+        transfer=transfer_method(given.get("transfer") or AUTO),
     )  # fmt: skip
     check_options(options)  # before anything connects
     runner = _runner(given)

@@ -31,9 +31,16 @@ from pathlib import Path
 from typing import Any
 
 from frappe_imagekit import validate
-from frappe_imagekit.deploy import benchsite, compose, lock, verify
+from frappe_imagekit.deploy import benchsite, compose, lock, send, verify
 from frappe_imagekit.deploy.benchsite import RESTORE_PID, RESTORE_STATUS, restore_argv
-from frappe_imagekit.deploy.record import DEPLOY, ROLLBACK, SUCCEEDED, BackupCopy, DeployRecord
+from frappe_imagekit.deploy.record import (
+    DEPLOY,
+    ROLLBACK,
+    SUCCEEDED,
+    BackupCopy,
+    DeployRecord,
+    recorded_digest,
+)
 from frappe_imagekit.deploy.record import now as now_iso
 from frappe_imagekit.deploy.sequence import (
     FAILED,
@@ -93,6 +100,7 @@ class RollbackOptions:
     health_check: bool = True
     send_image: bool = True
     source_docker_host: str | None = None
+    transfer: str = send.AUTO  # how the image gets there when the target lacks it (deploy/send.py)
     image_var: str = "CUSTOM_IMAGE"
     tag_var: str = "CUSTOM_TAG"
     force: bool = False  # down although the running containers were started by other files
@@ -130,6 +138,7 @@ class RollbackPlan:
     lost: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     steps: list[str] = field(default_factory=list)
+    image_digest: str | None = None  # the registry digest a deploy of to_version recorded: pulled by it
     ctx: _Context | None = field(default=None, repr=False)
 
     @property
@@ -189,7 +198,7 @@ def plan_rollback(runner: Runner, ws: Workspace, opts: RollbackOptions) -> Rollb
         opts=opts, host=runner.host, undo=undo, to_version=to_version,
         image=_image_name(ws, to_version, undo),
         sites=site_restores(undo, opts, state_paths(runner, opts.project, opts.state_dir).root),
-        image_on_target=False, down_files={},
+        image_on_target=False, down_files={}, image_digest=recorded_digest(records, to_version),
     )  # fmt: skip
     _check_target(runner, ws, plan)
     _describe(plan)
@@ -341,7 +350,8 @@ def _context(runner: Runner, ws: Workspace, plan: RollbackPlan) -> _Context:
             kill_first=opts.kill_first, lock_wait=opts.lock_wait, up_timeout=opts.up_timeout,
             health_check=opts.health_check, send_image=opts.send_image,
             source_docker_host=opts.source_docker_host, image_var=opts.image_var, tag_var=opts.tag_var,
-            force=opts.force, maintenance=opts.maintenance,
+            force=opts.force, maintenance=opts.maintenance, transfer=opts.transfer,
+            image_digest=plan.image_digest,
         )
     )  # fmt: skip
     report = DeployReport(

@@ -26,10 +26,12 @@ from frappe_imagekit import validate
 from frappe_imagekit.deploy import backuplist, benchsite, compose, composeconfig, sandboxconfig, send, verify
 from frappe_imagekit.deploy.backuplist import Backup
 from frappe_imagekit.deploy.compose import ComposeCLI
+from frappe_imagekit.deploy.record import read_records, recorded_digest
 from frappe_imagekit.deploy.sandboxconfig import SandboxLabels
 from frappe_imagekit.deploy.sequence import DeployOptions, resolve_layout, state_paths
 from frappe_imagekit.envfile import parse_env_text
 from frappe_imagekit.errors import ConfigError, DeployError, ImagekitError, NotFoundError, UsageError
+from frappe_imagekit.manifest import iter_deploy_records
 from frappe_imagekit.runner import LocalRunner, Runner
 from frappe_imagekit.workspace import Workspace
 
@@ -56,6 +58,7 @@ class SandboxOptions:
     up_timeout: float = 120
     db_password_var: str = "DB_PASSWORD"  # the env file's variable with the database root password
     source_docker_host: str | None = None
+    transfer: str = send.AUTO  # how the image gets there when the target lacks it (deploy/send.py)
 
     @property
     def image_ref(self) -> str:
@@ -351,7 +354,11 @@ def _rebuild(run: _Start) -> None:
 
 def _send(run: _Start) -> None:
     ref, runner = run.opts.image_ref, run.runner
-    send.send_image(runner, ref, send.ImageTransfer(run.opts.source_docker_host), run.emit, progress=False)
+    transfer = send.ImageTransfer(run.opts.source_docker_host, method=run.opts.transfer)
+    digest = recorded_digest(
+        read_records(item for _path, item in iter_deploy_records(run.ws)), run.opts.version
+    )
+    send.send_image(runner, ref, transfer, run.emit, progress=False, digest=digest)
     run.report.image_sent = True
     run.report.notes.append(f"{ref} was sent to {runner.host}.")
 

@@ -1,8 +1,11 @@
 """The image onto the target: the one ``send_image`` step that deploy, rollback and sandbox call.
 
-Today it streams ``docker save`` (on this machine, or the daemon of ``--docker-host``) into
-``docker load`` on the target; ``ImageTransfer.method`` is where another way plugs in (a
-registry through the SSH tunnel), chosen once in the ``Target``.
+``ImageTransfer.method`` chooses how: ``registry`` pushes it to a registry on this machine and
+the target pulls it by digest through an SSH remote forward (frappe_imagekit/transfer/: only the
+layers the target lacks cross SSH); ``stream`` (``--transfer save``) streams ``docker save`` into
+``docker load`` on the target; ``auto`` (the default) is ``registry`` for an SSH target when
+Debian's ``docker-registry`` is installed here and the image is on a daemon of this machine,
+else ``stream``.
 """
 
 from __future__ import annotations
@@ -11,12 +14,18 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from frappe_imagekit.errors import DeployError
-from frappe_imagekit.process import Completed
+from frappe_imagekit.errors import DeployError, UsageError
+from frappe_imagekit.process import Completed, which
 from frappe_imagekit.runner import LocalRunner, Runner, local_stdout_stream
+from frappe_imagekit.ssh import SSHRunner
+from frappe_imagekit.transfer import registry as local_registry
+from frappe_imagekit.transfer import send as registry_send
 
 EventSink = Callable[[str], None]
 STREAM = "stream"  # docker save | docker load
+REGISTRY = registry_send.REGISTRY  # push here, pull by digest there through the SSH tunnel
+AUTO = "auto"
+TRANSFERS = {AUTO: AUTO, "registry": REGISTRY, "save": STREAM}  # --transfer value -> method
 
 
 @dataclass(frozen=True)
@@ -33,6 +42,7 @@ class SentImage:
     ref: str
     seconds: float
     method: str = STREAM
+    digest: str | None = None  # the registry digest it was pulled by (registry only)
 
 
 def image_present(runner: Runner, ref: str) -> bool:
@@ -45,10 +55,19 @@ def source_has(transfer: ImageTransfer, ref: str) -> bool:
 
 
 def send_image(
-    runner: Runner, ref: str, transfer: ImageTransfer, emit: EventSink, *, progress: bool = True
+    runner: Runner,
+    ref: str,
+    transfer: ImageTransfer,
+    emit: EventSink,
+    *,
+    progress: bool = True,
+    digest: str | None = None,
 ) -> SentImage:
     """Send ``ref`` to the target of ``runner`` and check it arrived; ``DeployError`` naming
-    docker's last words when it did not. The caller checks first that it may (``transfer``)."""
+    docker's last words when it did not. The caller checks first that it may (``transfer``).
+    ``digest``: the version's recorded digest, pulled by when the local registry still has it."""
+    if chosen_method(runner, transfer) == REGISTRY:
+        return _through_registry(runner, ref, transfer, emit, digest=digest, progress=progress)
     emit(f"sending {ref} to {runner.host} (docker save | docker load)")
     started = time.monotonic()
     on_chunk = _progress(emit) if progress else None
@@ -60,6 +79,36 @@ def send_image(
             "check the disk space and docker there."
         )
     return SentImage(ref, round(time.monotonic() - started, 3), transfer.method)
+
+
+def transfer_method(value: str, what: str = "--transfer") -> str:
+    """``auto``, ``registry`` or ``save`` (a ``UsageError`` otherwise) -> the method name."""
+    if value not in TRANSFERS:
+        raise UsageError(f"{what} is {value[:40]!r}: use auto, registry or save.")
+    return TRANSFERS[value]
+
+
+def chosen_method(runner: Runner, transfer: ImageTransfer) -> str:
+    """What ``auto`` means for this target (see the module docstring)."""
+    if transfer.method != AUTO:
+        return transfer.method
+    here = transfer.source_docker_host is None or transfer.source_docker_host.startswith("unix://")
+    usable = isinstance(runner, SSHRunner) and here and which(local_registry.BINARY) is not None
+    return REGISTRY if usable else STREAM
+
+
+def _through_registry(
+    runner: Runner, ref: str, transfer: ImageTransfer, emit: EventSink, *, digest: str | None, progress: bool
+) -> SentImage:
+    if not isinstance(runner, SSHRunner):
+        raise DeployError(f"--transfer registry needs an SSH target (--host); {ref} is for this machine.")
+    name, _, version = ref.rpartition(":")
+    emit(f"sending {ref} to {runner.host} (local registry and SSH tunnel: only the layers it lacks)")
+    options = registry_send.SendOptions(
+        name, version, REGISTRY, transfer.source_docker_host, digest=digest, progress=progress
+    )
+    sent = registry_send.send_image(runner, options, emit)
+    return SentImage(ref, sent.seconds, REGISTRY if sent.method == REGISTRY else STREAM, sent.digest)
 
 
 def _progress(emit: EventSink) -> Callable[[int], None]:

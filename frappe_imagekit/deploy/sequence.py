@@ -134,6 +134,8 @@ class DeployOptions:
     kill_first: tuple[str, ...] = ("websocket", "scheduler")
     send_image: bool = True  # remote target without the image: docker save | docker load
     source_docker_host: str | None = None  # the daemon the image is sent from
+    transfer: str = send.AUTO  # how: auto, registry (tunnel, by digest) or stream (save | load)
+    image_digest: str | None = None  # the version's recorded registry digest: pulled by it
     compose_overrides: tuple[str, ...] = ()  # more -f files after compose_file (frappe_docker overrides/)
     health_check: bool = True  # ping and one asset per site after migrate
     keep_backups: int = 5  # deploys whose backups stay in the state folder
@@ -204,6 +206,7 @@ class DeployReport:
     compose: str | None = None  # e.g. "docker-compose 1.29.2"
     notes: list[str] = field(default_factory=list)
     image_sent: bool = False
+    image_digest: str | None = None  # the registry digest the target pulled (--transfer registry)
     timings: dict[str, float] = field(default_factory=dict)
     record: str | None = None
     image_id: str | None = None  # of IMAGE:VERSION on the target, checked after up
@@ -279,6 +282,10 @@ def _check_names(opts: DeployOptions) -> None:
         validate.service_name(service, "a --kill-first service", UsageError)
     if opts.sites is not None and not opts.sites:
         raise UsageError("--sites names no site: pass all, or site1,site2.")
+    if opts.transfer not in send.TRANSFERS.values():
+        raise UsageError(f"--transfer is {opts.transfer[:40]!r}: use auto, registry or save.")
+    if opts.image_digest is not None:
+        validate.image_digest(opts.image_digest, "the recorded image digest", UsageError)
     for site in opts.sites or []:
         validate.site_name(site, "a --sites entry", UsageError)
 
@@ -915,13 +922,14 @@ def _send_image(ctx: _Context) -> None:
     if opts.dry_run:
         ctx.report.notes.append(f"{opts.image_ref} is not on {runner.host}: it would be sent.")
         return
-    sent = send.send_image(runner, opts.image_ref, _transfer(opts), ctx.emit)
+    sent = send.send_image(runner, opts.image_ref, _transfer(opts), ctx.emit, digest=opts.image_digest)
     ctx.report.image_sent = True
+    ctx.report.image_digest = sent.digest
     ctx.report.timings["send_image"] = sent.seconds
 
 
 def _transfer(opts: DeployOptions) -> send.ImageTransfer:
-    return send.ImageTransfer(opts.source_docker_host, allowed=opts.send_image)
+    return send.ImageTransfer(opts.source_docker_host, method=opts.transfer, allowed=opts.send_image)
 
 
 # ---------------------------------------------------------------- compose files

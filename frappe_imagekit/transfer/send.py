@@ -42,6 +42,7 @@ class SendOptions:
     registry_dir: Path | None = None  # default: registry.storage_folder()
     digest: str | None = None  # pull by this digest when the registry still holds it
     bar: bool = False  # draw a progress bar on stderr (a terminal)
+    progress: bool = True  # False: no running progress lines, only the final one
 
     @property
     def ref(self) -> str:
@@ -94,7 +95,7 @@ def save_load(runner: Runner, opts: SendOptions, emit: EventSink) -> Sent:
     local = LocalRunner(opts.source_docker_host)
     image_id = pushing.local_id(local, opts.ref)
     emit(f"sending {opts.ref} to {runner.host} (docker save | docker load)")
-    progress = Progress(emit, "docker save | docker load", bar=opts.bar)
+    progress = Progress(emit, "docker save | docker load", bar=opts.bar, every=_every(opts))
     with local_stdout_stream(["docker", "save", opts.ref], opts.source_docker_host) as data:
         loaded = runner.run_stdin_stream(["docker", "load"], data, on_chunk=progress.bytes)
     progress.done()
@@ -108,10 +109,14 @@ def save_load(runner: Runner, opts: SendOptions, emit: EventSink) -> Sent:
     return Sent(SAVE, image_id, None, progress.sent)
 
 
+def _every(opts: SendOptions) -> float:
+    return 2.0 if opts.progress else float("inf")
+
+
 def _via_registry(runner: SSHRunner, opts: SendOptions, emit: EventSink) -> Sent:
     local = LocalRunner(opts.source_docker_host)
     image_id = pushing.local_id(local, opts.ref)
-    progress = Progress(emit, "registry tunnel", bar=opts.bar)
+    progress = Progress(emit, "registry tunnel", bar=opts.bar, every=_every(opts))
     with (
         registries.running(opts.registry_dir) as registry,
         remote_forward(runner.transport(), registry.port, progress.bytes) as tunnel,

@@ -8,6 +8,7 @@ caller's event sink at most every ``every`` seconds, plus one final line from ``
 
 from __future__ import annotations
 
+import math
 import sys
 import threading
 import time
@@ -50,7 +51,7 @@ class Progress:
     def layer(self) -> None:
         with self._lock:
             self.layers += 1
-            self._maybe_show(force=not self.bar)
+            self._maybe_show(force=not self.bar and math.isfinite(self.every))
 
     def line(self) -> str:
         total = f" of at most {megabytes(self.total)}" if self.total else ""
