@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import re
 import signal
 from collections.abc import Iterator
 from pathlib import Path
@@ -105,7 +106,13 @@ def test_image_missing_on_second_host_is_sent_then_deployed(
         remove_project(project.name, second_host.url)
     assert report.result == "succeeded", report
     assert report.image_sent is True
-    assert any(f"sending {ref}" in e for e in events)
+    # issue 20: the default for an SSH target is the registry tunnel, and the record holds the digest
+    assert (
+        f"sending {ref} to {runner.host} (local registry and SSH tunnel: only the layers it lacks)" in events
+    )
+    assert report.image_digest is not None and re.fullmatch(r"sha256:[0-9a-f]{64}", report.image_digest)
+    recorded = json.loads(Path(report.record or "").read_text())
+    assert recorded["image_digest"] == report.image_digest
     assert second_host.docker("image", "inspect", ref).returncode == 0
     # the transfer happened in preflight, before the lock/down/up window
     assert list(report.timings)[:2] == ["send_image", "preflight"]
