@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NoReturn
 
 from frappe_imagekit import validate
 from frappe_imagekit.errors import DeployError, UsageError
@@ -31,6 +32,17 @@ REGISTRY, SAVE = "registry", "save"
 METHODS = (REGISTRY, SAVE)
 _PULLED = re.compile(r"^[0-9a-f]{12}: Pull complete\s*$")
 _PRESENT = re.compile(r"^[0-9a-f]{12}: Already exists\s*$")
+# on the server: how many registry digests each image of the repository $1 has (one a line)
+_DIGEST_COUNTS = (
+    'for id in $(docker image ls --quiet --no-trunc "$1"); do '
+    "docker image inspect --format '{{len .RepoDigests}}' \"$id\"; done"
+)
+# on the server: the id of $1; only when it is $3, tag $1 as $2 and print the id of $2
+_TAG_IF_SAME = (
+    'id=$(docker image inspect --format \'{{.Id}}\' "$1") || exit 1; echo "$id"; '
+    '[ "$id" = "$3" ] || exit 3; docker tag "$1" "$2" || exit 1; '
+    "docker image inspect --format '{{.Id}}' \"$2\""
+)
 
 
 @dataclass(frozen=True)
@@ -128,7 +140,7 @@ def _via_registry(runner: SSHRunner, opts: SendOptions, emit: EventSink) -> Sent
         fetched, present = _pull(runner, tunnel, opts, digest, progress, emit)
         progress.done()
         source = f"{tunnel.remote_address}/{opts.image}@{digest}"
-        _tag_checked(runner, source, opts.ref, image_id)
+        tag_checked(runner, source, opts.ref, image_id)
         return Sent(
             REGISTRY, image_id, digest, tunnel.sent, fetched, present, notes=notes, pulled_from=source
         )
@@ -153,13 +165,9 @@ def _pushed_digest(
 def _loaded_only_note(runner: SSHRunner, opts: SendOptions) -> list[str]:
     """A server whose copies of IMAGE all came from ``docker load`` has no registry digests for
     their layers, so this first pull fetches every layer once: say so."""
-    ids = runner.run(
-        ["docker", "image", "ls", "--quiet", "--no-trunc", opts.image], timeout=60
-    ).stdout.split()
-    if not ids:
-        return []
-    done = runner.run(["docker", "image", "inspect", "--format", "{{len .RepoDigests}}", *ids], timeout=60)
-    if any(count.strip() not in ("", "0") for count in done.stdout.splitlines()):
+    done = runner.run(["sh", "-c", _DIGEST_COUNTS, "sh", opts.image], timeout=60)
+    counts = done.stdout.split()
+    if not counts or any(count != "0" for count in counts):
         return []
     return [
         f"{runner.host} has {opts.image} only from docker load (no registry digests): this first pull "
@@ -189,26 +197,30 @@ def _pull(
     return progress.layers, present[0]
 
 
-def _tag_checked(runner: Runner, source: str, ref: str, image_id: str) -> None:
-    """Refuse a pulled image whose id is not the local one; else tag it ``IMAGE:VERSION``."""
-    require_id(runner, source, image_id, pulled=True)
-    tagged = runner.run(["docker", "tag", source, ref], timeout=60)
-    if tagged.returncode != 0:
-        raise DeployError(
-            f"docker tag {source} {ref} on {runner.host} failed ({pushing.last_line(tagged.stderr)})."
-        )
-    require_id(runner, ref, image_id)
+def tag_checked(runner: Runner, source: str, ref: str, image_id: str) -> None:
+    """Refuse a pulled image whose id is not the local one; else tag it ``IMAGE:VERSION`` (one
+    round trip: the id is compared on the server before the tag, and read back after it)."""
+    done = runner.run(["sh", "-c", _TAG_IF_SAME, "sh", source, ref, image_id], timeout=60)
+    found = done.stdout.split()
+    if not found or found[0] != image_id:
+        _refuse(runner, source, found[0] if found else "", image_id, "pulled")
+    if done.returncode != 0 or found != [image_id, image_id]:
+        why = pushing.last_line(done.stderr)
+        raise DeployError(f"docker tag {source} {ref} on {runner.host} failed ({why}); nothing was stopped.")
 
 
 def require_id(runner: Runner, ref: str, image_id: str, pulled: bool = False) -> None:
     done = runner.run(["docker", "image", "inspect", "--format", "{{.Id}}", ref], timeout=60)
     found = done.stdout.strip()
     if done.returncode != 0 or found != image_id:
-        how = "pulled" if pulled else "sent"
-        raise DeployError(
-            f"the image {how} to {runner.host} as {ref} has id {found[:80] or 'none'}, not this machine's "
-            f"{image_id}: refusing to deploy it; nothing was stopped."
-        )
+        _refuse(runner, ref, found, image_id, "pulled" if pulled else "sent")
+
+
+def _refuse(runner: Runner, ref: str, found: str, image_id: str, how: str) -> NoReturn:
+    raise DeployError(
+        f"the image {how} to {runner.host} as {ref} has id {found[:80] or 'none'}, not this machine's "
+        f"{image_id}: refusing to deploy it; nothing was stopped."
+    )
 
 
 __all__ = ["METHODS", "REGISTRY", "SAVE", "SendOptions", "Sent", "megabytes", "send_image", "transfer_method"]

@@ -18,7 +18,7 @@ from frappe_imagekit.errors import DeployError, UsageError
 from frappe_imagekit.process import Completed
 from frappe_imagekit.transfer import registry as registries
 from frappe_imagekit.transfer.push import PushCount, push_failure
-from frappe_imagekit.transfer.send import SendOptions, require_id, send_image, transfer_method
+from frappe_imagekit.transfer.send import SendOptions, require_id, send_image, tag_checked, transfer_method
 from frappe_imagekit.transfer.show import Progress
 
 FIXTURES = Path(__file__).parents[1] / "fixtures" / "transfer"
@@ -101,10 +101,12 @@ class FakeServer:
 
     def __init__(self, image_id: str, code: int = 0) -> None:
         self.image_id, self.code = image_id, code
+        self.argv: tuple[str, ...] = ()
 
     def run(
         self, argv: Sequence[str], *, env: Mapping[str, str] | None = None, **kwargs: object
     ) -> Completed:
+        self.argv = tuple(argv)
         return Completed(tuple(argv), self.code, self.image_id + "\n", "")
 
 
@@ -116,6 +118,14 @@ def test_a_pulled_image_with_another_id_is_refused():
         f"the image pulled to root@127.0.0.1:22 as 127.0.0.1:5000/x@{DIGEST} has id sha256:{'b' * 64}, not "
         f"this machine's {ID}: refusing to deploy it; nothing was stopped."
     )
+
+
+def test_a_pulled_image_with_another_id_is_never_tagged():
+    server = FakeServer("sha256:" + "b" * 64, code=3)  # the server-side check exits 3 before the tag
+    source = "127.0.0.1:5000/x@" + DIGEST
+    with pytest.raises(DeployError, match="refusing to deploy it; nothing was stopped"):
+        tag_checked(server, source, "x:v1", ID)  # type: ignore[arg-type]
+    assert server.argv[:2] == ("sh", "-c") and server.argv[-3:] == (source, "x:v1", ID)
 
 
 def test_the_same_id_passes():
