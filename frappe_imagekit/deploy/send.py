@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 from frappe_imagekit.errors import DeployError, UsageError
 from frappe_imagekit.process import Completed, which
+from frappe_imagekit.progress import SILENT, Reporter
 from frappe_imagekit.runner import LocalRunner, Runner, local_stdout_stream
 from frappe_imagekit.ssh import SSHRunner
 from frappe_imagekit.transfer import registry as local_registry
@@ -62,12 +63,15 @@ def send_image(
     *,
     progress: bool = True,
     digest: str | None = None,
+    reporter: Reporter = SILENT,
 ) -> SentImage:
     """Send ``ref`` to the target of ``runner`` and check it arrived; ``DeployError`` naming
     docker's last words when it did not. The caller checks first that it may (``transfer``).
     ``digest``: the version's recorded digest, pulled by when the local registry still has it."""
     if chosen_method(runner, transfer) == REGISTRY:
-        return _through_registry(runner, ref, transfer, emit, digest=digest, progress=progress)
+        return _through_registry(
+            runner, ref, transfer, emit, digest=digest, progress=progress, reporter=reporter
+        )
     emit(f"sending {ref} to {runner.host} (docker save | docker load)")
     started = time.monotonic()
     on_chunk = _progress(emit) if progress else None
@@ -98,7 +102,14 @@ def chosen_method(runner: Runner, transfer: ImageTransfer) -> str:
 
 
 def _through_registry(
-    runner: Runner, ref: str, transfer: ImageTransfer, emit: EventSink, *, digest: str | None, progress: bool
+    runner: Runner,
+    ref: str,
+    transfer: ImageTransfer,
+    emit: EventSink,
+    *,
+    digest: str | None,
+    progress: bool,
+    reporter: Reporter,
 ) -> SentImage:
     if not isinstance(runner, SSHRunner):
         raise DeployError(f"--transfer registry needs an SSH target (--host); {ref} is for this machine.")
@@ -107,7 +118,7 @@ def _through_registry(
     options = registry_send.SendOptions(
         name, version, REGISTRY, transfer.source_docker_host, digest=digest, progress=progress
     )
-    sent = registry_send.send_image(runner, options, emit)
+    sent = registry_send.send_image(runner, options, emit, reporter)
     return SentImage(ref, sent.seconds, REGISTRY if sent.method == REGISTRY else STREAM, sent.digest)
 
 

@@ -20,11 +20,12 @@ from typing import NoReturn
 
 from frappe_imagekit import validate
 from frappe_imagekit.errors import DeployError, UsageError
+from frappe_imagekit.progress import FAILED, SILENT, Reporter
 from frappe_imagekit.runner import LocalRunner, Runner, local_stdout_stream
 from frappe_imagekit.ssh import SSHRunner
 from frappe_imagekit.transfer import push as pushing
 from frappe_imagekit.transfer import registry as registries
-from frappe_imagekit.transfer.show import Progress, megabytes
+from frappe_imagekit.transfer.show import TASK, Progress, megabytes
 from frappe_imagekit.transfer.tunnel import ForwardRefused, Tunnel, remote_forward
 
 EventSink = Callable[[str], None]
@@ -80,34 +81,48 @@ def transfer_method(value: str, what: str = "--transfer") -> str:
     return value
 
 
-def send_image(runner: Runner, opts: SendOptions, emit: EventSink) -> Sent:
-    """Send ``opts.ref`` to ``runner``'s host and return what was sent (see the module docstring)."""
+def send_image(runner: Runner, opts: SendOptions, emit: EventSink, reporter: Reporter = SILENT) -> Sent:
+    """Send ``opts.ref`` to ``runner``'s host and return what was sent (see the module docstring);
+    ``reporter`` gets the task ``send image`` (bytes sent, layers fetched)."""
     transfer_method(opts.method)
+    reporter.start(TASK)
+    try:
+        sent = _send(runner, opts, emit, reporter)
+    except BaseException:
+        reporter.finish(TASK, outcome=FAILED)
+        raise
+    reporter.finish(TASK, seconds=sent.seconds)
+    return sent
+
+
+def _send(runner: Runner, opts: SendOptions, emit: EventSink, reporter: Reporter) -> Sent:
     started = time.monotonic()
     if opts.method == REGISTRY and isinstance(runner, SSHRunner):
         try:
-            sent = _via_registry(runner, opts, emit)
+            sent = _via_registry(runner, opts, emit, reporter)
         except ForwardRefused:
             emit(
                 f"{runner.host} refused the SSH remote forward (AllowTcpForwarding no?): sending "
                 f"{opts.ref} with docker save | docker load instead."
             )
-            sent = save_load(runner, opts, emit)
+            sent = save_load(runner, opts, emit, reporter)
             sent.notes.append(
                 f"{runner.host} refused the SSH remote forward: the image went by docker save | docker load."
             )
     else:
-        sent = save_load(runner, opts, emit)
+        sent = save_load(runner, opts, emit, reporter)
     sent.seconds = round(time.monotonic() - started, 3)
     return sent
 
 
-def save_load(runner: Runner, opts: SendOptions, emit: EventSink) -> Sent:
+def save_load(runner: Runner, opts: SendOptions, emit: EventSink, reporter: Reporter = SILENT) -> Sent:
     """``docker save`` here into ``docker load`` there; the loaded id must be the local id."""
     local = LocalRunner(opts.source_docker_host)
     image_id = pushing.local_id(local, opts.ref)
     emit(f"sending {opts.ref} to {runner.host} (docker save | docker load)")
-    progress = Progress(emit, "docker save | docker load", bar=opts.bar, every=_every(opts))
+    progress = Progress(
+        emit, "docker save | docker load", bar=opts.bar, every=_every(opts), reporter=reporter
+    )
     with local_stdout_stream(["docker", "save", opts.ref], opts.source_docker_host) as data:
         loaded = runner.run_stdin_stream(["docker", "load"], data, on_chunk=progress.bytes)
     progress.done()
@@ -125,10 +140,10 @@ def _every(opts: SendOptions) -> float:
     return 2.0 if opts.progress else float("inf")
 
 
-def _via_registry(runner: SSHRunner, opts: SendOptions, emit: EventSink) -> Sent:
+def _via_registry(runner: SSHRunner, opts: SendOptions, emit: EventSink, reporter: Reporter) -> Sent:
     local = LocalRunner(opts.source_docker_host)
     image_id = pushing.local_id(local, opts.ref)
-    progress = Progress(emit, "registry tunnel", bar=opts.bar, every=_every(opts))
+    progress = Progress(emit, "registry tunnel", bar=opts.bar, every=_every(opts), reporter=reporter)
     with (
         registries.running(opts.registry_dir) as registry,
         remote_forward(runner.transport(), registry.port, progress.bytes) as tunnel,

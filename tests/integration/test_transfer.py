@@ -23,6 +23,7 @@ from frappe_imagekit.errors import DeployError
 from frappe_imagekit.ssh import SSHRunner
 from frappe_imagekit.transfer import registry as registries
 from frappe_imagekit.transfer.send import REGISTRY, SAVE, SendOptions, send_image
+from tests.support.debian13 import Debian13Host
 from tests.support.dockerhost import DockerHost
 from tests.support.sshd import SSHServer
 
@@ -241,3 +242,24 @@ def test_full_registry_storage_is_one_sentence_before_anything_is_sent(
     )
     assert second_host.docker("image", "inspect", f"{name}:v1").returncode != 0
     assert not listening(int((small_disk / "port").read_text()))
+
+
+def test_docker_26_pulls_from_the_loopback_registry_without_a_daemon_setting(
+    debian13_host: Debian13Host, versions: Callable[..., str], tmp_path: Path
+):
+    """The Debian 13 host (Docker 26.1, its own network namespace): its daemon pulls from the
+    tunnel's 127.0.0.1:PORT with no insecure-registries entry in its daemon.json."""
+    assert debian13_host.docker_in("info", "--format", "{{.ServerVersion}}").stdout.startswith("26.")
+    name = versions("v1", "v2")
+    runner = SSHRunner(debian13_host.spec, known_hosts=debian13_host.known_hosts,
+                       identity_file=debian13_host.client_key)  # fmt: skip
+    try:
+        first = send_image(runner, SendOptions(name, "v1", registry_dir=tmp_path / "r"), lambda _l: None)
+        bump = send_image(runner, SendOptions(name, "v2", registry_dir=tmp_path / "r"), lambda _l: None)
+    finally:
+        runner.close()
+    assert (first.method, bump.method) == (REGISTRY, REGISTRY)
+    assert (bump.layers_fetched, bump.layers_present) == (1, 2)
+    for version, sent in (("v1", first), ("v2", bump)):
+        shown = debian13_host.docker_in("image", "inspect", "--format", "{{.Id}}", f"{name}:{version}")
+        assert shown.stdout.strip() == sent.image_id == local_id(f"{name}:{version}")

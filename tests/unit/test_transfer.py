@@ -176,3 +176,23 @@ def test_the_recorded_port_is_reused_only_when_it_is_a_free_number(tmp_path: Pat
     assert registries.choose_port(tmp_path) == port
     (tmp_path / "port").write_text("22; rm -rf /\n")
     assert registries.choose_port(tmp_path) != 22
+
+
+def test_progress_goes_to_the_shared_reporter_as_the_send_image_task():
+    from frappe_imagekit.progress import PlainReporter
+
+    written: list[str] = []
+    now = [0.0]
+    reporter = PlainReporter(written.append, clock=lambda: now[0])
+    reporter.start("send image")
+    progress = Progress(lambda _line: None, "registry tunnel", reporter=reporter)
+    now[0] = 2.0
+    progress.bytes(12_300_000)
+    progress.layer()
+    reporter.finish("send image")
+    assert written == [
+        "progress: send image started",
+        "progress: send image: 12.3 MB",
+        "progress: send image: 1 layer(s) fetched",
+        "progress: send image done in 2.0 s (12.3 MB)",
+    ]
