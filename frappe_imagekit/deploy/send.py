@@ -10,6 +10,7 @@ else ``stream``.
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -96,7 +97,8 @@ def chosen_method(runner: Runner, transfer: ImageTransfer) -> str:
     """What ``auto`` means for this target (see the module docstring)."""
     if transfer.method != AUTO:
         return transfer.method
-    here = transfer.source_docker_host is None or transfer.source_docker_host.startswith("unix://")
+    source = transfer.source_docker_host or os.environ.get("DOCKER_HOST") or "unix://"
+    here = source.startswith("unix://")  # a daemon elsewhere would push to its own 127.0.0.1
     usable = isinstance(runner, SSHRunner) and here and which(local_registry.BINARY) is not None
     return REGISTRY if usable else STREAM
 

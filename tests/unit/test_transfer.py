@@ -196,3 +196,25 @@ def test_progress_goes_to_the_shared_reporter_as_the_send_image_task():
         "progress: send image: 1 layer(s) fetched",
         "progress: send image done in 2.0 s (12.3 MB)",
     ]
+
+
+def test_auto_is_the_registry_only_for_ssh_targets_with_the_image_on_a_daemon_here(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+):
+    from frappe_imagekit.deploy import send
+    from frappe_imagekit.runner import LocalRunner
+    from frappe_imagekit.ssh import SSHRunner
+
+    ssh = SSHRunner.__new__(SSHRunner)  # never connected: only its type is asked
+    monkeypatch.delenv("DOCKER_HOST", raising=False)
+    assert send.chosen_method(ssh, send.ImageTransfer(method=send.AUTO)) == send.REGISTRY
+    assert send.chosen_method(LocalRunner(), send.ImageTransfer(method=send.AUTO)) == send.STREAM
+    remote = send.ImageTransfer("tcp://10.0.0.5:2375", method=send.AUTO)
+    assert send.chosen_method(ssh, remote) == send.STREAM
+    monkeypatch.setenv("DOCKER_HOST", "ssh://builder")
+    assert send.chosen_method(ssh, send.ImageTransfer(method=send.AUTO)) == send.STREAM
+    monkeypatch.delenv("DOCKER_HOST")
+    assert send.chosen_method(ssh, send.ImageTransfer(method=send.STREAM)) == send.STREAM
+    monkeypatch.setenv("PATH", str(tmp_path))  # no docker-registry here
+    assert send.chosen_method(ssh, send.ImageTransfer(method=send.AUTO)) == send.STREAM
+    assert send.transfer_method("save") == send.STREAM and send.transfer_method("registry") == send.REGISTRY
