@@ -8,7 +8,11 @@ changes. Each way deploys v1, then v2, to a fresh second Docker daemon (Docker 2
 tests/support/dockerhost.py) through a real sshd on 127.0.0.1 with a counting TCP proxy in front
 of it: every byte of the SSH connection (both ways) is counted.
 
-    python -m benchmarks.transfer.run [BASE_MB] [APP_MB]
+    python -m benchmarks.transfer.run [BASE_MB] [APP_MB] [--debian13]
+
+With ``--debian13`` the server is the Debian 13 test host instead (Docker 26.1 in a container
+with its own network namespace and sshd, tests/support/debian13.py), the proxy in front of its
+published SSH port; a fresh host (and volume) per way.
 
 Printed: bytes through SSH and wall time of each send (v1 is the first full transfer, reported
 apart), and the ratios registry / save for the bump v2. Goals (issue 20): bytes <= 0.10, time <=
@@ -18,6 +22,7 @@ daemon, sshd) is removed at the end.
 
 from __future__ import annotations
 
+import contextlib
 import secrets
 import shutil
 import socket
@@ -32,6 +37,7 @@ from pathlib import Path
 
 from frappe_imagekit.ssh import SSHRunner
 from frappe_imagekit.transfer.send import REGISTRY, SAVE, SendOptions, Sent, send_image
+from tests.support import debian13
 from tests.support.baseimage import ensure_busybox_image
 from tests.support.dockerhost import DockerHost
 from tests.support.sshd import SSHServer
@@ -76,7 +82,9 @@ def dockerfile(base_mb: int, app_mb: int) -> str:
 
 def base_script(base_mb: int) -> str:
     kb = base_mb * 1024
-    return BASE.format(bin_files=kb * 2 // 5 // 4096, text_files=kb * 2 // 5 // 256, repeat_files=kb // 5 // 1024)
+    return BASE.format(
+        bin_files=kb * 2 // 5 // 4096, text_files=kb * 2 // 5 // 256, repeat_files=kb // 5 // 1024
+    )
 
 
 def build(folder: Path, name: str, base_mb: int, app_mb: int) -> None:
@@ -86,11 +94,22 @@ def build(folder: Path, name: str, base_mb: int, app_mb: int) -> None:
     (folder / "app.sh").write_text(APP)
     for tag, last in (("v1", "v1"), ("v2", "v2")):
         started = time.monotonic()
-        argv = ["docker", "build", "-q", "--build-arg", f"APP{APPS}={last}", "-t", f"{name}:{tag}", str(folder)]
+        argv = [
+            "docker",
+            "build",
+            "-q",
+            "--build-arg",
+            f"APP{APPS}={last}",
+            "-t",
+            f"{name}:{tag}",
+            str(folder),
+        ]
         subprocess.run(argv, check=True, capture_output=True)
         size = subprocess.run(["docker", "image", "inspect", "--format", "{{.Size}}", f"{name}:{tag}"],
                               check=True, capture_output=True, text=True).stdout.strip()  # fmt: skip
-        print(f"built {name}:{tag}: {int(size) / 1e6:.0f} MB in {time.monotonic() - started:.0f} s", flush=True)
+        print(
+            f"built {name}:{tag}: {int(size) / 1e6:.0f} MB in {time.monotonic() - started:.0f} s", flush=True
+        )
 
 
 class CountingProxy:
@@ -121,13 +140,11 @@ class CountingProxy:
                 with self._lock:
                     self.count += len(data)
         except OSError:
-            pass
+            pass  # the other side closed: end of this connection
         finally:
             for sock in (source, sink):
-                try:
+                with contextlib.suppress(OSError):
                     sock.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
 
     def close(self) -> None:
         self._server.close()
@@ -154,8 +171,12 @@ def send_one(runner: SSHRunner, proxy: CountingProxy, way: str, name: str, versi
     sent = send_image(runner, SendOptions(name, version, way, registry_dir=store, progress=False), step)
     seconds = time.monotonic() - started
     measured = Measured(way, version, proxy.count - before, seconds, sent)
-    extra = f", {sent.layers_fetched} layer(s) fetched, {sent.layers_present} present" if way == REGISTRY else ""
-    print(f"{way:8} {version}: {measured.bytes / 1e6:9.1f} MB through SSH, {seconds:6.1f} s{extra}", flush=True)
+    extra = (
+        f", {sent.layers_fetched} layer(s) fetched, {sent.layers_present} present" if way == REGISTRY else ""
+    )
+    print(
+        f"{way:8} {version}: {measured.bytes / 1e6:9.1f} MB through SSH, {seconds:6.1f} s{extra}", flush=True
+    )
     print("\n".join(steps), flush=True)
     return measured
 
@@ -173,7 +194,28 @@ def one_way(way: str, name: str, work: Path, known: Callable[[int], Path], sshd:
         host.stop()
 
 
+def one_way_debian13(way: str, name: str, work: Path) -> list[Measured]:
+    image, _timings = debian13.ensure_image("docker")
+    host = debian13.Debian13Host.start(
+        "docker", image, f"ik-bench-d13-{secrets.token_hex(3)}", work / f"d13-{way}"
+    )
+    proxy = CountingProxy(host.port)
+    key = host.known_hosts.read_text().split()
+    known = work / f"known_hosts_d13_{way}"
+    known.write_text(f"[127.0.0.1]:{proxy.port} {key[1]} {key[2]}\n")
+    runner = SSHRunner(f"root@127.0.0.1:{proxy.port}", known_hosts=known, identity_file=host.client_key)
+    try:
+        print(f"server: Docker {host.versions()['server']} (Debian 13 host)", flush=True)
+        return [send_one(runner, proxy, way, name, v, work / "registry") for v in ("v1", "v2")]
+    finally:
+        runner.close()
+        proxy.close()
+        host.stop()
+
+
 def main(argv: list[str]) -> int:
+    on_debian13 = "--debian13" in argv
+    argv = [arg for arg in argv if arg != "--debian13"]
     base_mb = int(argv[0]) if argv else 1500
     app_mb = int(argv[1]) if len(argv) > 1 else 40
     ensure_busybox_image("docker")
@@ -189,7 +231,10 @@ def main(argv: list[str]) -> int:
 
     try:
         build(work / "image", name, base_mb, app_mb)
-        results = {way: one_way(way, name, work, known, sshd) for way in (REGISTRY, SAVE)}
+        if on_debian13:
+            results = {way: one_way_debian13(way, name, work) for way in (REGISTRY, SAVE)}
+        else:
+            results = {way: one_way(way, name, work, known, sshd) for way in (REGISTRY, SAVE)}
     finally:
         sshd.stop()
         subprocess.run(["docker", "image", "rm", f"{name}:v1", f"{name}:v2"], capture_output=True)
