@@ -2,17 +2,34 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import typer
 
 from frappe_imagekit import validate
 from frappe_imagekit.cli import output
-from frappe_imagekit.cli.main import command, workspace_option
+from frappe_imagekit.cli.main import command
 from frappe_imagekit.cli.migrate_cmd import render_site
-from frappe_imagekit.deploy.send import AUTO, transfer_method
+from frappe_imagekit.cli.targetopts import (
+    COMPOSE_OPTION,
+    DOCKER_HOST_OPTION,
+    HOST_OPTION,
+    IDENTITY_OPTION,
+    KNOWN_HOSTS_OPTION,
+    SSH_CONFIG_OPTION,
+    STATE_DIR_OPTION,
+    TRANSFER_OPTION,
+    WORKSPACE_OPTION,
+    Where,
+    build_target,
+    check_connection_options,
+    from_target,
+    open_target_runner,
+    parse_sites,
+    path_str,
+    repeated_options,
+)
 from frappe_imagekit.deploy.sequence import (
     DeployFailed,
     DeployOptions,
@@ -25,42 +42,10 @@ from frappe_imagekit.deploy.sequence import (
     unlock,
 )
 from frappe_imagekit.errors import UsageError
-from frappe_imagekit.targets import check_identity, get_target
 from frappe_imagekit.workspace import Workspace
 
 if TYPE_CHECKING:
     from frappe_imagekit.deploy.sequence import DeployReport, SiteReport
-
-WORKSPACE_OPTION = workspace_option("Folder with .env, builds/ and deploys/.")
-HOST_OPTION = typer.Option(None, "--host", help="user@server[:port]; run over SSH (default: this machine).")
-KNOWN_HOSTS_OPTION = typer.Option(
-    None, "--known-hosts", help="known_hosts file (default: the system and user files)."
-)
-IDENTITY_OPTION = typer.Option(None, "--identity", "-i", help="SSH private key file.")
-SSH_CONFIG_OPTION = typer.Option(None, "--ssh-config", help="ssh config file (default ~/.ssh/config).")
-DOCKER_HOST_OPTION = typer.Option(
-    None, "--docker-host", help="DOCKER_HOST for the commands on the target (e.g. unix:///...)."
-)
-TRANSFER_OPTION = typer.Option(
-    None,
-    "--transfer",
-    metavar="auto|registry|save",
-    help="How an image the SSH target lacks gets there: registry (a local registry and an SSH "
-    "tunnel: only missing layers, pulled by digest), save (docker save | docker load) or auto "
-    "(default: registry when docker-registry is installed here).",
-)
-COMPOSE_OPTION = typer.Option(
-    None,
-    "--compose",
-    "-f",
-    metavar="FILE",
-    help="Compose file on the target; repeat for overrides (default: COMPOSE_FILE).",
-)
-STATE_DIR_OPTION = typer.Option(
-    None,
-    "--state-dir",
-    help="imagekit state folder on the target (default ~/.local/state/imagekit).",
-)
 
 
 @command("deploy")
@@ -139,53 +124,24 @@ def deploy_command(
 ) -> None:
     """Deploy an image: backup, recreate the services whose image or configuration changed, migrate."""
     ws = Workspace.at(workspace)
-    repeat = repeated_options(target, locals())  # before the target fills them in
-    if target is not None:
-        given = _from_target(ws.root, target, locals())
-        project, compose_file, host, env_file, sites = (given[k] for k in _TARGET_WHERE)
-        docker_host, state_dir, known_hosts, identity, ssh_config = (given[k] for k in _TARGET_SSH)
-        backend_service, up_timeout = given["backend_service"], given["up_timeout"]
-    _check_connection_options(host, docker_host, version)
-    image, tag = choose_image(ws, version, project or None)
+    given = Where(project=project, compose_file=compose_file, host=host, env_file=env_file, sites=sites,
+                  backend_service=backend_service, up_timeout=up_timeout, docker_host=docker_host,
+                  state_dir=state_dir, known_hosts=known_hosts, identity=identity,
+                  ssh_config=ssh_config, transfer=transfer)  # fmt: skip
+    repeat = repeated_options(target, given)  # before the target fills them in
+    where = from_target(ws.root, target, given)
+    check_connection_options(where.host, where.docker_host, version)
+    image, tag = choose_image(ws, version, where.project or None)
+    stack = build_target(where, name=target, repeat=repeat, image_var=image_var, tag_var=tag_var,
+                         oneshot=_names(oneshot), kill_first=_names(kill_first))  # fmt: skip
     options = DeployOptions(
-        project=project,
-        compose_file=compose_file[0] if compose_file else "",
-        compose_overrides=tuple((compose_file or [])[1:]),
-        image=image,
-        version=tag,
-        sites=_sites(sites),
-        env_file=env_file,
-        backup=not no_backup,
-        migrate_only=migrate_only,
-        dry_run=dry_run,
-        force=force,
-        rehearsed=rehearse,
-        full_down=full_down,
-        lock_wait=lock_wait,
-        image_var=image_var,
-        tag_var=tag_var,
-        backend_service=backend_service or "backend",
-        oneshot_services=tuple(s.strip() for s in oneshot.split(",") if s.strip()),
-        kill_first=tuple(s.strip() for s in kill_first.split(",") if s.strip()),
-        state_dir=state_dir,
-        up_timeout=120 if up_timeout is None else up_timeout,
-        health_check=not no_health_check,
-        keep_backups=keep_backups,
-        maintenance=not no_maintenance,
-        backup_files=backup_files,
-        target=target,
-        repeat=repeat,
-        ssh_flags=ssh_flags(known_hosts, identity, ssh_config),
-        transfer=transfer_method(transfer or AUTO),
-    )
+        stack, image, tag, sites=parse_sites(where.sites), backup=not no_backup,
+        migrate_only=migrate_only, dry_run=dry_run, force=force, rehearsed=rehearse, full_down=full_down,
+        lock_wait=lock_wait, health_check=not no_health_check, keep_backups=keep_backups,
+        maintenance=not no_maintenance, backup_files=backup_files,
+    )  # fmt: skip
     check_options(options)  # every option checked before anything connects or stops
-    runner = open_runner(
-        host,
-        known_hosts=_str(known_hosts),
-        identity_file=_str(identity),
-        ssh_config=_str(ssh_config),
-        docker_host=docker_host,
-    )
+    runner = open_target_runner(stack)
     try:
         report = deploy(runner, ws, options, on_event=output.err)
     except DeployFailed as exc:
@@ -215,12 +171,12 @@ def unlock_command(
 ) -> None:
     """Clear a deploy lock left behind by a deploy that is gone."""
     validate.project_name(project, "--project", UsageError)
-    _check_connection_options(host, None, None)
+    check_connection_options(host, None, None)
     runner = open_runner(
         host,
-        known_hosts=_str(known_hosts),
-        identity_file=_str(identity),
-        ssh_config=_str(ssh_config),
+        known_hosts=path_str(known_hosts),
+        identity_file=path_str(identity),
+        ssh_config=path_str(ssh_config),
     )
     try:
         holder = unlock(runner, project, state_dir)
@@ -233,78 +189,9 @@ def unlock_command(
         output.out(f"removed the deploy lock of {project} on {runner.host}, held by {who}.")
 
 
-def _check_connection_options(host: str | None, docker_host: str | None, version: str | None) -> None:
-    """Usage errors (exit 2) for --host, --docker-host and --version before anything runs."""
-    if host is not None:
-        validate.host_spec(host, "--host", UsageError)
-    if docker_host is not None:
-        validate.not_an_option(docker_host, "--docker-host", UsageError)
-    if version is not None:
-        validate.image_tag(version, "--version", UsageError)
-
-
-_TARGET_WHERE = ("project", "compose_file", "host", "env_file", "sites")
-_TARGET_SSH = ("docker_host", "state_dir", "known_hosts", "identity", "ssh_config")
-
-
-def _from_target(root: Path, name: str, given: dict[str, Any]) -> dict[str, Any]:
-    """The command line's deploy options, with the named target's values where it gave none;
-    a --project or --compose that differs from the target's is refused."""
-    target = get_target(root, name)
-    check_identity(target, given["project"] or None, given["compose_file"] or None)
-    filled = dict(given, project=target.project, compose_file=list(target.compose))
-    for key in ("host", "env_file", "backend_service", "up_timeout", *_TARGET_SSH):
-        if filled[key] is None:
-            filled[key] = getattr(target, key)
-    if filled["sites"] is None and target.sites is not None:
-        filled["sites"] = ",".join(target.sites)
-    return filled
-
-
-# options a printed imagekit command repeats as given: with a target, what overrode the target's
-_REPEATED_WITH_TARGET = (("--host", "host"), ("--env-file", "env_file"), ("--state-dir", "state_dir"))
-_REPEATED_SSH = (("--known-hosts", "known_hosts"), ("--identity", "identity"),
-                 ("--ssh-config", "ssh_config"), ("--docker-host", "docker_host"),
-                 ("--transfer", "transfer"))  # fmt: skip
-
-
-def repeated_options(
-    target: str | None, given: dict[str, Any], *, where: bool | None = None
-) -> tuple[tuple[str, str], ...]:
-    """The command line's options that printed ``imagekit deploy|rollback`` commands repeat:
-    the SSH options (their files, on this machine, made absolute), and with a target (or
-    ``where``) --host, --env-file and --state-dir as given (paths on the target)."""
-    where = target is not None if where is None else where
-    wanted = (*(_REPEATED_WITH_TARGET if where else ()), *_REPEATED_SSH)
-    pairs = []
-    for option, key in wanted:
-        value = given.get(key)
-        if value is None:
-            continue
-        pairs.append((option, os.path.abspath(value) if isinstance(value, Path) else str(value)))
-    return tuple(pairs)
-
-
-def ssh_flags(known_hosts: Path | None, identity: Path | None, ssh_config: Path | None) -> tuple[str, ...]:
-    """The deploy's SSH files as OpenSSH's options, for the printed ``ssh HOST '...'`` lines."""
-    flags: list[str] = []
-    if ssh_config:
-        flags += ["-F", os.path.abspath(os.path.expanduser(ssh_config))]
-    if identity:
-        flags += ["-i", os.path.abspath(os.path.expanduser(identity))]
-    if known_hosts:
-        flags += ["-o", f"UserKnownHostsFile={os.path.abspath(os.path.expanduser(known_hosts))}"]
-    return tuple(flags)
-
-
-def _sites(sites: str | None) -> list[str] | None:
-    if sites is None or sites.strip() == "all":
-        return None
-    return [s.strip() for s in sites.split(",") if s.strip()]
-
-
-def _str(path: Path | None) -> str | None:
-    return str(path) if path else None
+def _names(listed: str) -> tuple[str, ...]:
+    """``--oneshot a,b`` and ``--kill-first a,b``: the service names, blanks dropped."""
+    return tuple(s.strip() for s in listed.split(",") if s.strip())
 
 
 def render_report(report: DeployReport) -> None:

@@ -9,7 +9,15 @@ from typing import Any
 import typer
 
 from frappe_imagekit.cli import output
-from frappe_imagekit.cli.deploy_cmd import (
+from frappe_imagekit.cli.main import command
+from frappe_imagekit.cli.sandbox_cmd import (
+    PROJECT_OPTION,
+    TARGET_ARGUMENT,
+    down_where_argv,
+    target_runner,
+    with_target,
+)
+from frappe_imagekit.cli.targetopts import (
     COMPOSE_OPTION,
     DOCKER_HOST_OPTION,
     HOST_OPTION,
@@ -19,14 +27,6 @@ from frappe_imagekit.cli.deploy_cmd import (
     STATE_DIR_OPTION,
     WORKSPACE_OPTION,
     repeated_options,
-)
-from frappe_imagekit.cli.main import command
-from frappe_imagekit.cli.sandbox_cmd import (
-    PROJECT_OPTION,
-    TARGET_ARGUMENT,
-    down_where_argv,
-    target_runner,
-    with_target,
 )
 from frappe_imagekit.deploy.rehearse import RehearsalFailed, RehearsalReport, RehearseOptions, rehearse
 from frappe_imagekit.deploy.sandbox import SandboxOptions, check_options

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import typer
 
 from frappe_imagekit.cli import output
-from frappe_imagekit.cli.deploy_cmd import (
+from frappe_imagekit.cli.main import command
+from frappe_imagekit.cli.targetopts import (
     DOCKER_HOST_OPTION,
     HOST_OPTION,
     IDENTITY_OPTION,
@@ -18,16 +20,16 @@ from frappe_imagekit.cli.deploy_cmd import (
     STATE_DIR_OPTION,
     TRANSFER_OPTION,
     WORKSPACE_OPTION,
-    _check_connection_options,
-    _from_target,
-    _sites,
-    _str,
+    Where,
+    build_target,
+    check_connection_options,
+    from_target,
+    open_target_runner,
+    parse_sites,
     repeated_options,
 )
-from frappe_imagekit.cli.main import command
 from frappe_imagekit.deploy.rollback import RollbackOptions, check_options, plan_rollback, rollback
-from frappe_imagekit.deploy.send import AUTO, transfer_method
-from frappe_imagekit.deploy.sequence import DeployFailed, open_runner
+from frappe_imagekit.deploy.sequence import DeployFailed
 from frappe_imagekit.errors import ExitCode, UsageError
 from frappe_imagekit.workspace import Workspace
 
@@ -82,35 +84,30 @@ def rollback_command(
     """Undo a deploy: restore each site's backup from it and run the version before (no migrate)."""
 
     ws = Workspace.at(workspace)
-    given: dict[str, Any] = {
-        "project": project, "compose_file": None, "host": host, "env_file": None, "sites": sites,
-        "backend_service": backend_service, "up_timeout": up_timeout, "docker_host": docker_host,
-        "state_dir": state_dir, "known_hosts": known_hosts, "identity": identity, "ssh_config": ssh_config,
-        "transfer": transfer,
-    }  # fmt: skip
+    given = Where(project=project, host=host, sites=sites, backend_service=backend_service,
+                  up_timeout=up_timeout, docker_host=docker_host, state_dir=state_dir,
+                  known_hosts=known_hosts, identity=identity, ssh_config=ssh_config,
+                  transfer=transfer)  # fmt: skip
     repeat = _repeated(target, given, workspace, db_password_var)  # before the target fills them in
-    if target is not None:
-        given = _from_target(ws.root, target, given)
-    if not given["project"]:
+    where = from_target(ws.root, target, given)
+    if not where.project:
         raise UsageError("no project: pass --project NAME or a TARGET of imagekit.toml.")
-    _check_connection_options(given["host"], given["docker_host"], None)
+    check_connection_options(where.host, where.docker_host, None)
+    stack = replace(build_target(where, name=target, repeat=repeat), compose_files=(), env_file=None)
     opts = check_options(
         RollbackOptions(
-            project=given["project"], to_version=to, deploy=deploy_record, sites=_sites(given["sites"]),
-            no_restore=no_restore, db_password_var=db_password_var, state_dir=given["state_dir"],
-            backend_service=given["backend_service"] or "backend", lock_wait=lock_wait,
-            up_timeout=120 if given["up_timeout"] is None else given["up_timeout"],
+            where=stack, to_version=to, deploy=deploy_record, sites=parse_sites(where.sites),
+            no_restore=no_restore, db_password_var=db_password_var, lock_wait=lock_wait,
             health_check=not no_health_check, force=force, maintenance=not no_maintenance,
-            target=target, repeat=repeat, transfer=transfer_method(given.get("transfer") or AUTO),
         )
     )  # fmt: skip
     if not (yes or dry_run or sys.stdin.isatty()):
         raise UsageError(NO_TERMINAL)
-    _run(ws, opts, given, yes=yes, dry_run=dry_run, as_json=as_json)
+    _run(ws, opts, yes=yes, dry_run=dry_run, as_json=as_json)
 
 
 def _repeated(
-    target: str | None, given: dict[str, Any], workspace: Path, db_password_var: str
+    target: str | None, given: Where, workspace: Path, db_password_var: str
 ) -> tuple[tuple[str, str], ...]:
     """What a printed ``imagekit rollback`` repeats of this command line (deploy_cmd's, and
     ``-w`` and ``--db-password-var`` when they are not the defaults)."""
@@ -122,11 +119,8 @@ def _repeated(
     return tuple(pairs)
 
 
-def _run(ws: Any, opts: Any, given: dict[str, Any], *, yes: bool, dry_run: bool, as_json: bool) -> None:
-    runner = open_runner(
-        given["host"], known_hosts=_str(given["known_hosts"]), identity_file=_str(given["identity"]),
-        ssh_config=_str(given["ssh_config"]), docker_host=given["docker_host"],
-    )  # fmt: skip
+def _run(ws: Workspace, opts: RollbackOptions, *, yes: bool, dry_run: bool, as_json: bool) -> None:
+    runner = open_target_runner(opts.where)
     try:
         plan = plan_rollback(runner, ws, opts)
         render_plan(plan, output.err if as_json else output.out)

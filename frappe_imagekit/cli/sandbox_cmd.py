@@ -10,7 +10,8 @@ import typer
 
 from frappe_imagekit import validate
 from frappe_imagekit.cli import backupverify, output
-from frappe_imagekit.cli.deploy_cmd import (
+from frappe_imagekit.cli.main import command
+from frappe_imagekit.cli.targetopts import (
     COMPOSE_OPTION,
     DOCKER_HOST_OPTION,
     HOST_OPTION,
@@ -22,7 +23,6 @@ from frappe_imagekit.cli.deploy_cmd import (
     WORKSPACE_OPTION,
     repeated_options,
 )
-from frappe_imagekit.cli.main import command
 from frappe_imagekit.deploy.backuplist import list_backups
 from frappe_imagekit.deploy.sandbox import SandboxOptions, check_options, down, list_sandboxes, start
 from frappe_imagekit.deploy.send import AUTO, transfer_method

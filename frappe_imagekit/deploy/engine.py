@@ -60,6 +60,10 @@ class Engine(Protocol):
         """Warnings about this engine for the report (compose v1 is unmaintained ...)."""
         ...
 
+    def command_base(self) -> tuple[str, ...]:
+        """The words printed commands for this stack start with (``docker compose``)."""
+        ...
+
     def config_argv(self, stack: Stack) -> list[str]: ...
 
     def render(self, stack: Stack, env: Mapping[str, str], *, untouched: str = ...) -> dict[str, Any]:
@@ -140,6 +144,9 @@ class ComposeEngine:
             f"compose v1 ({self.describe()}) is unmaintained upstream; it works, but install the "
             "compose v2 plugin (`docker compose`) on the target."
         ]
+
+    def command_base(self) -> tuple[str, ...]:
+        return tuple(self.cli.base)
 
     def argv(self, stack: Stack, *args: str) -> list[str]:
         """``<compose> -p P [--project-directory D] -f F... [--env-file E] ARGS``."""

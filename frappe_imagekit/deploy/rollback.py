@@ -22,17 +22,40 @@ bench's stdin: never argv (``docker exec`` argv is visible in /proc), never a fi
 from __future__ import annotations
 
 import getpass
-import json
 import shlex
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from frappe_imagekit import validate
-from frappe_imagekit.deploy import benchsite, compose, lock, send, verify
-from frappe_imagekit.deploy.benchsite import RESTORE_PID, RESTORE_STATUS, restore_argv
+from frappe_imagekit.deploy import benchsite, compose, lock, verify
+from frappe_imagekit.deploy.benchsite import restore_argv
+from frappe_imagekit.deploy.context import (
+    FAILED,
+    INTERRUPTED,
+    Context,
+    DeployFailed,
+    DeployOptions,
+    DeployReport,
+    engine_of,
+    find_backend,
+    flat_target,
+    project_services,
+    state_paths,
+)
+from frappe_imagekit.deploy.engine import open_engine
+from frappe_imagekit.deploy.lastup import (
+    DownFiles,
+    KeptFile,
+    LastUp,
+    files_for_down,
+    last_up_engine,
+    read_last_up,
+    sha256_on_target,
+    write_last_up,
+)
 from frappe_imagekit.deploy.record import (
     DEPLOY,
     ROLLBACK,
@@ -42,33 +65,20 @@ from frappe_imagekit.deploy.record import (
     recorded_digest,
 )
 from frappe_imagekit.deploy.record import now as now_iso
-from frappe_imagekit.deploy.sequence import (
-    FAILED,
-    INTERRUPTED,
-    DeployFailed,
-    DeployOptions,
-    DeployReport,
-    _backend,
-    _check_config,
-    _check_health,
-    _check_running_image,
-    _Context,
-    _down,
-    _down_files,
-    _finish,
-    _image_present,
-    _last_line,
-    _last_up,
-    _maintenance_window,
-    _open_window,
-    _project,
-    _send_image,
-    _sha256_on_target,
-    _window,
-    bench_place,
-    state_paths,
-)
+from frappe_imagekit.deploy.restorewait import interrupted_restore_note, wait_restore
+from frappe_imagekit.deploy.send import image_present, last_line
 from frappe_imagekit.deploy.sequence import check_options as check_deploy_options
+from frappe_imagekit.deploy.sitewindow import bench_place, maintenance_window, open_window, the_window
+from frappe_imagekit.deploy.steps import (
+    check_config,
+    check_health,
+    check_image,
+    down,
+    down_stack,
+    finish,
+    send_image,
+)
+from frappe_imagekit.deploy.target import Connection, Target
 from frappe_imagekit.errors import DeployError, ImagekitError, NotFoundError, UsageError
 from frappe_imagekit.interrupts import sigterm_as_interrupt
 from frappe_imagekit.manifest import iter_deploy_records, list_manifests
@@ -85,30 +95,78 @@ _RESTORED = "has been restored"
 
 @dataclass
 class RollbackOptions:
-    project: str
+    """Which deploy to undo and how, on ``where`` (the one ``Target`` value, deploy/target.py:
+    project, state folder, connection, backend service ...; its fields read through). The
+    printed `imagekit rollback` again names ``where.name`` (the named target) and repeats
+    ``where.repeat`` (-w, SSH options, --db-password-var; with a target, what overrode it)."""
+
+    where: Target
     to_version: str | None = None  # default: the version that ran before the deploy undone
     deploy: str | None = None  # deploy id (20261201T165500Z) or record file; default: the last
     sites: list[str] | None = None  # None: every site of that deploy
     no_restore: bool = False  # image only; the databases stay as they are
     db_password_var: str = "DB_PASSWORD"  # in the env file of the last up
-    state_dir: str | None = None
-    backend_service: str = "backend"
-    oneshot_services: tuple[str, ...] = ("configurator",)
-    kill_first: tuple[str, ...] = ("websocket", "scheduler")
     lock_wait: float = 0
-    up_timeout: float = 120
     health_check: bool = True
-    send_image: bool = True
-    source_docker_host: str | None = None
-    transfer: str = send.AUTO  # how the image gets there when the target lacks it (deploy/send.py)
-    image_var: str = "CUSTOM_IMAGE"
-    tag_var: str = "CUSTOM_TAG"
     force: bool = False  # down although the running containers were started by other files
     maintenance: bool = True  # the sites in maintenance from before down until every service is up
-    # the printed `imagekit rollback` again: the named target it was started from, and the command
-    # line's options it repeats (-w, SSH options, --db-password-var; with a target, what overrode it)
-    target: str | None = None
-    repeat: tuple[tuple[str, str], ...] = ()
+
+    @classmethod
+    def of(cls, project: str, **flat: Any) -> RollbackOptions:
+        """From the flat names of the target's fields (``state_dir``, ``target`` ...) and its own."""
+        own = {k: flat.pop(k) for k in list(flat) if k in _OWN}
+        return cls(flat_target(project, **flat), **own)
+
+    @property
+    def project(self) -> str:
+        return self.where.project
+
+    @property
+    def state_dir(self) -> str | None:
+        return self.where.state_dir
+
+    @property
+    def backend_service(self) -> str:
+        return self.where.backend_service
+
+    @property
+    def oneshot_services(self) -> tuple[str, ...]:
+        return self.where.oneshot_services
+
+    @property
+    def kill_first(self) -> tuple[str, ...]:
+        return self.where.kill_first
+
+    @property
+    def up_timeout(self) -> float:
+        return self.where.up_timeout
+
+    @property
+    def image_var(self) -> str:
+        return self.where.image_var
+
+    @property
+    def tag_var(self) -> str:
+        return self.where.tag_var
+
+    @property
+    def repeat(self) -> tuple[tuple[str, str], ...]:
+        return self.where.repeat
+
+    @property
+    def target(self) -> str | None:
+        return self.where.name
+
+    @property
+    def send_image(self) -> bool:
+        return self.where.transfer.allowed
+
+    @property
+    def source_docker_host(self) -> str | None:
+        return self.where.transfer.source_docker_host
+
+
+_OWN = frozenset(f.name for f in fields(RollbackOptions)) - {"where"}
 
 
 @dataclass(frozen=True)
@@ -134,12 +192,12 @@ class RollbackPlan:
     image: str  # repository
     sites: list[SiteRestore]
     image_on_target: bool
-    down_files: dict[str, Any]  # files, project_dir, env_file, env: those of the last up
+    down_files: DownFiles  # files, project_dir, env_file, env: those of the last up
     lost: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     steps: list[str] = field(default_factory=list)
     image_digest: str | None = None  # the registry digest a deploy of to_version recorded: pulled by it
-    ctx: _Context | None = field(default=None, repr=False)
+    ctx: Context | None = field(default=None, repr=False)
 
     @property
     def image_ref(self) -> str:
@@ -198,7 +256,8 @@ def plan_rollback(runner: Runner, ws: Workspace, opts: RollbackOptions) -> Rollb
         opts=opts, host=runner.host, undo=undo, to_version=to_version,
         image=_image_name(ws, to_version, undo),
         sites=site_restores(undo, opts, state_paths(runner, opts.project, opts.state_dir).root),
-        image_on_target=False, down_files={}, image_digest=recorded_digest(records, to_version),
+        image_on_target=False, down_files=DownFiles([], None, None, {}, [], ""),
+        image_digest=recorded_digest(records, to_version),
     )  # fmt: skip
     _check_target(runner, ws, plan)
     _describe(plan)
@@ -316,22 +375,23 @@ def _site_restore(undo: DeployRecord, site: str, state_root: str) -> SiteRestore
 def _check_target(runner: Runner, ws: Workspace, plan: RollbackPlan) -> None:
     """Compose, docker, the files of the last up, the image, the backups and the password."""
     ctx = _context(runner, ws, plan)
-    recorded = _last_up(ctx)
+    recorded = read_last_up(ctx)
     if recorded is None:
         raise NotFoundError(
             f"no usable last-up.json in {ctx.paths.root} on {runner.host}: imagekit does not know the "
             "compose files this stack runs with; bring it back by hand (bench restore, then up)."
         )
-    ctx.cli = compose.detect_compose(runner)
-    running = _project(ctx)
-    plan.down_files = _down_files(ctx, running)
-    ctx.compose_files = list(plan.down_files["files"])
+    ctx.engine = open_engine(last_up_engine(recorded), runner)  # the engine that deployed
+    ctx.report.engine = ctx.engine.name
+    running = project_services(ctx)
+    plan.down_files = files_for_down(ctx, running)
+    ctx.compose_files = list(plan.down_files.files)
     ctx.compose_file = ctx.compose_files[0]
-    ctx.opts.env_file = plan.down_files["env_file"]
-    plan.image_on_target = _image_present(runner, plan.image_ref)
+    ctx.opts.where = replace(ctx.opts.where, env_file=plan.down_files.env_file)
+    plan.image_on_target = image_present(runner, plan.image_ref)
     if not plan.image_on_target:
         _require_sendable(runner, plan)
-    _check_config(ctx)
+    check_config(ctx)
     for site in plan.sites:
         for copy in site.copies if site.backup else []:
             _check_copy(runner, site.site, copy)
@@ -340,20 +400,26 @@ def _check_target(runner: Runner, ws: Workspace, plan: RollbackPlan) -> None:
     plan.ctx = ctx
 
 
-def _context(runner: Runner, ws: Workspace, plan: RollbackPlan) -> _Context:
+def _context(runner: Runner, ws: Workspace, plan: RollbackPlan) -> Context:
     opts = plan.opts
+    # the deploy's options on the same target: no compose files (those of the last up are read),
+    # no env file, and none of the named target's printed-command options (as before Target)
+    where = replace(
+        opts.where, compose_files=(), env_file=None, name=None, repeat=(), connection=Connection()
+    )
     deploy_opts = check_deploy_options(
         DeployOptions(
-            project=opts.project, compose_file="", image=plan.image, version=plan.to_version,
-            sites=[s.site for s in plan.sites] or None, state_dir=opts.state_dir,
-            backend_service=opts.backend_service, oneshot_services=opts.oneshot_services,
-            kill_first=opts.kill_first, lock_wait=opts.lock_wait, up_timeout=opts.up_timeout,
-            health_check=opts.health_check, send_image=opts.send_image,
-            source_docker_host=opts.source_docker_host, image_var=opts.image_var, tag_var=opts.tag_var,
-            force=opts.force, maintenance=opts.maintenance, transfer=opts.transfer,
+            where,
+            plan.image,
+            plan.to_version,
+            sites=[s.site for s in plan.sites] or None,
+            lock_wait=opts.lock_wait,
+            health_check=opts.health_check,
+            force=opts.force,
+            maintenance=opts.maintenance,
             image_digest=plan.image_digest,
         )
-    )  # fmt: skip
+    )
     report = DeployReport(
         version=plan.to_version, image=plan.image_ref, project=opts.project, host=runner.host,
         user=getpass.getuser(), started=now_iso(), kind=ROLLBACK, previous_version=plan.undo.version,
@@ -362,7 +428,7 @@ def _context(runner: Runner, ws: Workspace, plan: RollbackPlan) -> _Context:
     for site in plan.sites:
         report.site(site.site).restored = "pending" if site.backup else "skipped"
     paths = state_paths(runner, opts.project, opts.state_dir)
-    return _Context(runner, ws, deploy_opts, report, paths, lambda _line: None)
+    return Context(runner, ws, deploy_opts, report, paths, lambda _line: None)
 
 
 def _require_sendable(runner: Runner, plan: RollbackPlan) -> None:
@@ -372,7 +438,7 @@ def _require_sendable(runner: Runner, plan: RollbackPlan) -> None:
         raise NotFoundError(f"image {ref} is not on this machine: {rebuild}, then roll back again.")
     if not plan.opts.send_image:
         raise NotFoundError(f"image {ref} is not on {runner.host}: load it there, or {rebuild}.")
-    if not _image_present(LocalRunner(plan.opts.source_docker_host), ref):
+    if not image_present(LocalRunner(plan.opts.source_docker_host), ref):
         raise NotFoundError(f"image {ref} is neither on {runner.host} nor here: {rebuild}.")
 
 
@@ -392,10 +458,10 @@ def _check_copy(runner: Runner, site: str, copy: BackupCopy) -> None:
         )
 
 
-def _db_password(ctx: _Context, plan: RollbackPlan) -> str:
+def _db_password(ctx: Context, plan: RollbackPlan) -> str:
     """The database root password for ``bench restore``, from the named variable of the env
     file of the last up (on the target); the value is never printed, logged or recorded."""
-    var, env_file = plan.opts.db_password_var, plan.down_files.get("env_file")
+    var, env_file = plan.opts.db_password_var, plan.down_files.env_file
     text = ctx.runner.read_file(env_file) if env_file else None
     value = benchsite.env_password(text, env_file, var) if text and env_file else None
     if not value:
@@ -462,7 +528,7 @@ def _steps(plan: RollbackPlan, restored: Sequence[SiteRestore]) -> list[str]:
         steps.append(f"maintenance mode on and scheduler paused for {names} (bench, in the running backend)")
     steps.append(
         "stop and remove the containers of the image's services; MariaDB, Redis and any other "
-        f"service keep running (compose down with the files of the last up, {', '.join(files['files'])}, "
+        f"service keep running (compose down with the files of the last up, {', '.join(files.files)}, "
         "only when no service of the project runs the image)"
     )
     steps.append(f"start {opts.backend_service} on {plan.image_ref} (and the services it depends on)")
@@ -518,40 +584,40 @@ def rollback(runner: Runner, plan: RollbackPlan, on_event: EventSink | None = No
         _stopped(ctx, plan, FAILED, exc.message)
         raise DeployFailed(exc, ctx.report) from None
     ctx.report.result = SUCCEEDED
-    _finish(ctx)
+    finish(ctx)
     return ctx.report
 
 
-def _run(ctx: _Context, plan: RollbackPlan) -> None:
+def _run(ctx: Context, plan: RollbackPlan) -> None:
     details = lock.lock_details(plan.to_version, ctx.runner.host)
     with lock.held(ctx.runner, ctx.paths.lock_dir, details, ctx.opts.project, ctx.opts.lock_wait):
         _done(ctx, "locked")
         if not plan.image_on_target:
-            _send_image(ctx)
+            send_image(ctx)
             _done(ctx, "image sent")
         ctx.report.image_id = verify.image_id(ctx.runner, plan.image_ref)
-        with _maintenance_window(ctx):  # ended once every service is up on the old image
-            _open_window(ctx, compose.service_containers(_project(ctx)))
-            _window(ctx).stack_changed()  # from down on, a failure leaves the sites in maintenance
+        with maintenance_window(ctx):  # ended once every service is up on the old image
+            open_window(ctx, compose.service_containers(project_services(ctx)))
+            the_window(ctx).stack_changed()  # from down on, a failure leaves the sites in maintenance
             ctx.emit(f"stopping project {ctx.opts.project}")
-            _down(ctx, plan.down_files, True)
+            down(ctx, plan.down_files, True)
             _done(ctx, "down")
             restore_and_start(ctx, plan)
-            _check_running_image(ctx)
+            check_image(ctx)
             ctx.report.served = True
             _done(ctx, "image checked")
         if ctx.opts.health_check:
-            _check_health(ctx)
+            check_health(ctx)
             _done(ctx, "sites answer")
 
 
-def restore_and_start(ctx: _Context, plan: RollbackPlan) -> None:
+def restore_and_start(ctx: Context, plan: RollbackPlan) -> None:
     """The part in which the sites are down: the backend on the old image, each site's
     database restored, then every service; inside the maintenance window (``_run``)."""
     ctx.emit(f"starting {ctx.opts.backend_service} on {plan.image_ref}")
     _up(ctx, plan, [ctx.opts.backend_service])
     _wait(ctx)
-    _open_window(ctx)  # no backend ran before down: the window opens in the new one
+    open_window(ctx)  # no backend ran before down: the window opens in the new one
     password = _db_password(ctx, plan) if any(s.backup for s in plan.sites) else ""
     for site in plan.sites:
         if site.backup is not None:
@@ -564,36 +630,31 @@ def restore_and_start(ctx: _Context, plan: RollbackPlan) -> None:
     _done(ctx, "up")
 
 
-def _wait(ctx: _Context) -> None:
+def _wait(ctx: Context) -> None:
     """Services running, one-shot services (from the rendered config, as deploy) exited 0."""
     oneshot = ctx.report.oneshot_services or ctx.opts.oneshot_services
-    compose.wait_services(ctx.runner, ctx.opts.project, oneshot, ctx.opts.up_timeout)
+    engine_of(ctx).wait(ctx.opts.project, oneshot, ctx.opts.up_timeout)
 
 
-def _up(ctx: _Context, plan: RollbackPlan, services: Sequence[str]) -> None:
-    assert ctx.cli is not None
-    files = plan.down_files
-    argv = compose.compose_argv(
-        ctx.cli, ctx.opts.project, files["files"], "up", "-d", "--remove-orphans", *services,
-        project_dir=files["project_dir"], env_file=files["env_file"],
-    )  # fmt: skip
+def _up(ctx: Context, plan: RollbackPlan, services: Sequence[str]) -> None:
+    argv = engine_of(ctx).up_argv(down_stack(ctx, plan.down_files), services)
     done = ctx.runner.run(argv, env=_up_env(ctx, plan), timeout=ctx.opts.up_timeout + 60)
     _record_up(ctx, plan)  # even a failed up may have started containers with these files
     if done.returncode != 0:
         raise DeployError(
-            f"compose up failed: {_last_line(done)}; the project is down: fix it and roll back again."
+            f"compose up failed: {last_line(done)}; the project is down: fix it and roll back again."
         )
 
 
-def _up_env(ctx: _Context, plan: RollbackPlan) -> dict[str, str]:
-    env = dict(plan.down_files.get("env") or {})
+def _up_env(ctx: Context, plan: RollbackPlan) -> dict[str, str]:
+    env = dict(plan.down_files.env)
     env.update({ctx.opts.image_var: plan.image, ctx.opts.tag_var: plan.to_version, "PULL_POLICY": "never"})
     return env
 
 
-def _restore(ctx: _Context, plan: RollbackPlan, site: SiteRestore, password: str) -> None:
+def _restore(ctx: Context, plan: RollbackPlan, site: SiteRestore, password: str) -> None:
     assert site.backup is not None
-    runner, backend = ctx.runner, _backend(ctx)
+    runner, backend = ctx.runner, find_backend(ctx)
     entry = ctx.report.site(site.site)
     entry.restored = "failed"
     inside = {copy.name: f"/tmp/imagekit-restore-{plan.undo.deploy_id}-{copy.name}" for copy in site.copies}
@@ -619,18 +680,18 @@ def _restore(ctx: _Context, plan: RollbackPlan, site: SiteRestore, password: str
     entry.backup = site.backup.path
 
 
-def _put(ctx: _Context, backend: Any, site: str, copy: BackupCopy, inside: str) -> None:
+def _put(ctx: Context, backend: Any, site: str, copy: BackupCopy, inside: str) -> None:
     """Stream one backup copy into the backend container, checked by its sha256."""
     put = ctx.runner.run(["sh", "-c", _PUT, "put", copy.path, backend.id, inside], timeout=3600)
     check = ctx.runner.run(["docker", "exec", backend.id, "sha256sum", inside], timeout=600)
     if put.returncode != 0 or check.stdout.split()[:1] != [copy.sha256]:
         raise DeployError(
-            f"the backup of {site} could not be put into {backend.name} ({_last_line(put)}); "
+            f"the backup of {site} could not be put into {backend.name} ({last_line(put)}); "
             "the project runs the backend only: check the disk there and roll back again."
         )
 
 
-def _run_restore(ctx: _Context, backend: Any, site: str, argv: list[str], password: str) -> Any:
+def _run_restore(ctx: Context, backend: Any, site: str, argv: list[str], password: str) -> Any:
     """Run bench restore; on Ctrl-C or SIGTERM wait for the restore in the backend (stopping it
     half-way would leave the site's database half loaded), say so, and go on interrupting."""
     try:
@@ -653,77 +714,35 @@ def _run_restore(ctx: _Context, backend: Any, site: str, argv: list[str], passwo
         raise
 
 
-# $1 pid file, $2 status file: wait while the restore named there runs; print its exit status
-_WAIT = r"""
-pid=$(cat "$1" 2>/dev/null) || { echo none; exit 0; }
-while grep -q restore "/proc/$pid/cmdline" 2>/dev/null; do sleep 0.2; done
-cat "$2" 2>/dev/null || echo unknown
-"""
-
-
-def wait_restore_argv(container_id: str) -> list[str]:
-    return ["docker", "exec", container_id, "sh", "-c", _WAIT, "wait", RESTORE_PID, RESTORE_STATUS]
-
-
-def wait_restore(runner: Runner, container_id: str) -> str:
-    """Wait for the restore started in the container to end; return bench's exit status
-    (``0``...), ``none`` (no restore recorded), ``unknown`` (ended without one), or
-    ``waiting stopped`` (interrupted again, or the container could not be asked)."""
-    try:
-        done = runner.run(wait_restore_argv(container_id), timeout=3600)
-    except (ImagekitError, KeyboardInterrupt):
-        return "waiting stopped"
-    word = done.stdout.split()[-1:] if done.returncode == 0 else []
-    return word[0] if word and (word[0].isdigit() or word[0] in ("none", "unknown")) else "waiting stopped"
-
-
-def interrupted_restore_note(site: str, how: str, top: str) -> str:
-    """The sentence for the report of a rollback interrupted during the restore of ``site``;
-    ``top``: the ``docker top`` line as it runs where the stack is (``BenchPlace.on_host``)."""
-    if how == "0":
-        said = "imagekit waited for it to end in the backend: it finished, the site holds the backup's data"
-    elif how.isdigit():
-        said = f"imagekit waited for it to end in the backend: it failed (exit {how}); restore it again"
-    elif how == "none":
-        said = "it had not started in the backend"
-    elif how == "unknown":
-        said = "it ended in the backend without an exit status (killed?): restore it again"
-    else:
-        said = (
-            f"imagekit stopped waiting for it ({how}): it may still run in the backend, look with "
-            f"`{top}` before anything else"
-        )
-    return f"rollback was interrupted during the restore of {site}: {said}."
-
-
-def _record_up(ctx: _Context, plan: RollbackPlan) -> None:
+def _record_up(ctx: Context, plan: RollbackPlan) -> None:
     """last-up.json describes this up: the kept copies it used (so the containers' config_files
     label matches for the next down) and the old version (the next deploy's previous one)."""
     files = [
-        {"path": path, "sha256": _sha256_on_target(ctx.runner, path) or "", "copy": path}
-        for path in plan.down_files["files"]
+        KeptFile(path=path, sha256=sha256_on_target(ctx.runner, path) or "", copy=path)
+        for path in plan.down_files.files
     ]
-    record = {
+    record = LastUp({
         "config_files": ",".join(item["path"] for item in files),
         "sha256": files[0]["sha256"],
         "files": files,
-        "project_dir": plan.down_files["project_dir"],
-        "env_file": plan.down_files["env_file"],
+        "project_dir": plan.down_files.project_dir,
+        "env_file": plan.down_files.env_file,
         "env": _up_env(ctx, plan),
         "version": plan.to_version,
         "when": now_iso(),
-    }
-    ctx.runner.write_file(ctx.paths.last_up, json.dumps(record, indent=2).encode())
+        "engine": engine_of(ctx).name,
+    })  # fmt: skip
+    write_last_up(ctx.runner, ctx.paths.last_up, record)
 
 
-def _done(ctx: _Context, step: str) -> None:
+def _done(ctx: Context, step: str) -> None:
     ctx.report.progress.append(step)
 
 
-def _stopped(ctx: _Context, plan: RollbackPlan, result: str, error: str) -> None:
+def _stopped(ctx: Context, plan: RollbackPlan, result: str, error: str) -> None:
     ctx.report.result, ctx.report.error = result, error
     ctx.report.next_step = next_step(plan, ctx.report.progress)
-    _finish(ctx)
+    finish(ctx)
 
 
 def next_step(plan: RollbackPlan, progress: Sequence[str]) -> str:

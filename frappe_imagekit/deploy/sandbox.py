@@ -25,7 +25,8 @@ from typing import Any
 from frappe_imagekit import validate
 from frappe_imagekit.deploy import backuplist, benchsite, compose, composeconfig, sandboxconfig, send, verify
 from frappe_imagekit.deploy.backuplist import Backup
-from frappe_imagekit.deploy.compose import ComposeCLI
+from frappe_imagekit.deploy.engine import DEFAULT_ENGINE, Engine, Stack, open_engine
+from frappe_imagekit.deploy.lastup import last_up_engine, parse_last_up
 from frappe_imagekit.deploy.record import read_records, recorded_digest
 from frappe_imagekit.deploy.sandboxconfig import SandboxLabels
 from frappe_imagekit.deploy.sequence import DeployOptions, resolve_layout, state_paths
@@ -142,12 +143,22 @@ def check_options(opts: SandboxOptions) -> SandboxOptions:
 def with_layout(runner: Runner, opts: SandboxOptions) -> SandboxOptions:
     """Production's project and compose files as deploy finds them (options, COMPOSE_*)."""
     files = opts.compose_files
-    deploy = resolve_layout(runner, DeployOptions(
+    deploy = resolve_layout(runner, DeployOptions.of(
         project=opts.project, compose_file=files[0] if files else "", compose_overrides=files[1:],
         image=opts.image, version=opts.version, env_file=opts.env_file, state_dir=opts.state_dir,
     ))  # fmt: skip
     return replace(opts, project=deploy.project,
                    compose_files=(deploy.compose_file, *deploy.compose_overrides))  # fmt: skip
+
+
+def production_engine(runner: Runner, opts: SandboxOptions) -> Engine:
+    """The engine production's last up ran on (last-up.json; none or unreadable: compose)."""
+    text = runner.read_file(state_paths(runner, opts.project, opts.state_dir).last_up)
+    try:
+        name = last_up_engine(parse_last_up(text)) if text is not None else DEFAULT_ENGINE
+    except (ValueError, ImagekitError):
+        name = DEFAULT_ENGINE
+    return open_engine(name, runner)
 
 
 def sandbox_root(runner: Runner, state_dir: str | None) -> str:
@@ -164,7 +175,7 @@ class _Start:
     opts: SandboxOptions
     report: SandboxReport
     emit: EventSink
-    cli: ComposeCLI
+    engine: Engine  # production's (the one its last up ran on)
     backup: Backup
 
 
@@ -176,7 +187,7 @@ def start(
     name = opts.name or sandboxconfig.sandbox_name(opts.project, opts.version)
     site = opts.site or sandboxconfig.site_for(name)
     _refuse_name(name, opts.project)
-    cli = compose.detect_compose(runner)
+    engine = production_engine(runner, opts)
     backup = resolve_backup(runner, ws, opts)
     report = SandboxReport(
         name=name, project=opts.project, version=opts.version, image=opts.image_ref, site=site,
@@ -184,7 +195,7 @@ def start(
         created=datetime.now(UTC).isoformat(timespec="seconds"), host=runner.host,
         compose_file=f"{sandbox_root(runner, opts.state_dir)}/{name}/compose.yaml",
     )  # fmt: skip
-    run = _Start(runner, ws, opts, report, on_event or (lambda _line: None), cli, backup)
+    run = _Start(runner, ws, opts, report, on_event or (lambda _line: None), engine, backup)
     data = _checked_config(run)
     _ensure_image(run)
     written = sandboxconfig.sandbox_config(data, _labels(report), opts.port, opts.backend_service)
@@ -227,10 +238,8 @@ def _checked_config(run: _Start) -> dict[str, Any]:
     opts, report = run.opts, run.report
     _refuse_busy_port(run.runner, opts.port)
     env = {opts.image_var: opts.image, opts.tag_var: opts.version, "PULL_POLICY": "never"}
-    data = composeconfig.render_data(
-        run.runner, run.cli, report.name, opts.compose_files, env, opts.env_file,
-        untouched="nothing was started",
-    )  # fmt: skip
+    stack = Stack(report.name, tuple(opts.compose_files), env_file=opts.env_file)
+    data = run.engine.render(stack, env, untouched="nothing was started")
     _refuse_existing(run.runner, report.name, data)
     found = sandboxconfig.problems(data, report.name, opts.project)
     if found:
@@ -374,14 +383,14 @@ def _up(run: _Start, config: composeconfig.RenderedConfig) -> None:
     name, file = run.report.name, run.report.compose_file
     run.emit(f"starting sandbox {name} ({run.opts.image_ref})")
     # the env file gives back the secrets the written file keeps as ${VAR} (unset_secrets)
-    argv = compose.compose_argv(run.cli, name, [file], "up", "-d", env_file=_env_path(run))
+    argv = run.engine.up_argv(Stack(name, (file,), env_file=_env_path(run)), orphans=False)
     done = run.runner.run(argv, timeout=run.opts.up_timeout + 60)
     if done.returncode != 0:
         raise DeployError(
             f"compose up of the sandbox failed: {_last(done)}; fix it and start the sandbox again."
         )
     oneshot = composeconfig.oneshot_services(config, run.opts.oneshot_services)
-    compose.wait_services(run.runner, name, oneshot, run.opts.up_timeout)
+    run.engine.wait(name, oneshot, run.opts.up_timeout)
 
 
 def _restore(run: _Start) -> None:
@@ -587,9 +596,9 @@ def _secrets(run: _Start) -> dict[str, str]:
 
 
 def _backend(run: _Start) -> str:
-    for container in compose.project_containers(run.runner, run.report.name):
-        if container.service == run.opts.backend_service and container.state == "running":
-            return container.id
+    backend = run.engine.backend(run.report.name, run.opts.backend_service)
+    if backend is not None:
+        return backend.id
     raise DeployError(
         f"no running {run.opts.backend_service} container in the sandbox {run.report.name}; "
         "pass --backend-service naming the service that runs bench."
@@ -718,8 +727,5 @@ def add_site(
     opts = check_options(opts)
     backup = resolve_backup(runner, ws, opts)
     report = replace(started, site=opts.site or started.site, backup=opts.backup, database=backup.database)
-    _restore(
-        _Start(
-            runner, ws, opts, report, on_event or (lambda _line: None), compose.detect_compose(runner), backup
-        )
-    )
+    engine = production_engine(runner, opts)
+    _restore(_Start(runner, ws, opts, report, on_event or (lambda _line: None), engine, backup))

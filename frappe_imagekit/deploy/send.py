@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from frappe_imagekit.errors import DeployError, UsageError
 from frappe_imagekit.process import Completed, which
 from frappe_imagekit.progress import SILENT, Reporter
-from frappe_imagekit.runner import LocalRunner, Runner, local_stdout_stream
+from frappe_imagekit.runner import LocalRunner, Runner
 from frappe_imagekit.ssh import SSHRunner
 from frappe_imagekit.transfer import registry as local_registry
 from frappe_imagekit.transfer import send as registry_send
@@ -35,7 +35,7 @@ class ImageTransfer:
     """How an image the target lacks gets there."""
 
     source_docker_host: str | None = None  # the daemon here it is sent from (None: this machine's)
-    method: str = STREAM
+    method: str = AUTO
     allowed: bool = True  # False: never send (deploy --no-send-image): the target must have it
 
 
@@ -73,17 +73,13 @@ def send_image(
         return _through_registry(
             runner, ref, transfer, emit, digest=digest, progress=progress, reporter=reporter
         )
-    emit(f"sending {ref} to {runner.host} (docker save | docker load)")
     started = time.monotonic()
-    on_chunk = _progress(emit) if progress else None
-    with local_stdout_stream(["docker", "save", ref], transfer.source_docker_host) as data:
-        loaded = runner.run_stdin_stream(["docker", "load"], data, on_chunk=on_chunk)
-    if loaded.returncode != 0 or not image_present(runner, ref):
-        raise DeployError(
-            f"docker load of {ref} on {runner.host} failed ({last_line(loaded)}); "
-            "check the disk space and docker there."
-        )
-    return SentImage(ref, round(time.monotonic() - started, 3), transfer.method)
+    name, _, version = ref.rpartition(":")
+    options = registry_send.SendOptions(
+        name, version, registry_send.SAVE, transfer.source_docker_host, progress=progress
+    )
+    registry_send.save_load(runner, options, emit, reporter)  # the one docker save | docker load
+    return SentImage(ref, round(time.monotonic() - started, 3), STREAM)
 
 
 def transfer_method(value: str, what: str = "--transfer") -> str:
@@ -122,17 +118,6 @@ def _through_registry(
     )
     sent = registry_send.send_image(runner, options, emit, reporter)
     return SentImage(ref, sent.seconds, REGISTRY if sent.method == REGISTRY else STREAM, sent.digest)
-
-
-def _progress(emit: EventSink) -> Callable[[int], None]:
-    last = [0.0]
-
-    def progress(sent: int) -> None:
-        if time.monotonic() - last[0] > 1:
-            last[0] = time.monotonic()
-            emit(f"  sent {sent / 1e6:.1f} MB")
-
-    return progress
 
 
 def last_line(done: Completed) -> str:

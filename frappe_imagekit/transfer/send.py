@@ -121,7 +121,12 @@ def save_load(runner: Runner, opts: SendOptions, emit: EventSink, reporter: Repo
     image_id = pushing.local_id(local, opts.ref)
     emit(f"sending {opts.ref} to {runner.host} (docker save | docker load)")
     progress = Progress(
-        emit, "docker save | docker load", bar=opts.bar, every=_every(opts), reporter=reporter
+        emit,
+        "docker save | docker load",
+        bar=opts.bar,
+        every=_every(opts),
+        reporter=reporter,
+        counts_layers=False,
     )
     with local_stdout_stream(["docker", "save", opts.ref], opts.source_docker_host) as data:
         loaded = runner.run_stdin_stream(["docker", "load"], data, on_chunk=progress.bytes)

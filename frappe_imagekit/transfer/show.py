@@ -39,7 +39,9 @@ class Progress:
         stream: TextIO | None = None,
         clock: Callable[[], float] = time.monotonic,
         reporter: Reporter = SILENT,
+        counts_layers: bool = True,
     ) -> None:
+        self.counts_layers = counts_layers
         self.emit, self.what, self.bar, self.every = emit, what, bar, every
         self.reporter = reporter
         self.stream = stream or sys.stderr
@@ -64,7 +66,8 @@ class Progress:
 
     def line(self) -> str:
         total = f" of at most {megabytes(self.total)}" if self.total else ""
-        return f"  {self.what}: {megabytes(self.sent)}{total} sent, {self.layers} layer(s) fetched"
+        layers = f", {self.layers} layer(s) fetched" if self.counts_layers else ""
+        return f"  {self.what}: {megabytes(self.sent)}{total} sent{layers}"
 
     def _maybe_show(self, force: bool = False) -> None:
         now = self.clock()

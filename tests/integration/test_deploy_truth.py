@@ -222,7 +222,8 @@ def test_frappe_docker_layout_three_files_migrator_and_v1_relative_labels(
     # a failing patch in the migrator: reported from its logs, the migrator stopped, not looping
     project.site_file("b.local", "fail_patch").write_text(FAILING_PATCH + "\n")
     (project.folder / files[1]).write_text(MARIADB.format(busybox=busybox_image, sleep=SLEEP_FOREVER) + "\n")
-    opts = replace(options(project, "v1"), compose_file=absolute[0], compose_overrides=tuple(absolute[1:]))
+    base = options(project, "v1")
+    opts = replace(base, where=replace(base.where, compose_files=tuple(absolute)))
     failed = deploy(LocalRunner(), workspace(project), opts)
 
     assert failed.result == "patch-failed" and failed.exit_code == ExitCode.PATCH_FAILED

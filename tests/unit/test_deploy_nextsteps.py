@@ -6,8 +6,8 @@ from __future__ import annotations
 import shlex
 from pathlib import Path
 
-from frappe_imagekit.cli.deploy_cmd import repeated_options, ssh_flags
 from frappe_imagekit.cli.sandbox_cmd import down_where_argv
+from frappe_imagekit.cli.targetopts import repeated_options, ssh_flags
 from frappe_imagekit.deploy.migrate_report import BenchPlace, ssh_prefix, step_commands
 from frappe_imagekit.deploy.nextsteps import go_back_step, health_failed_step, imagekit_call, redeploy_step
 from frappe_imagekit.deploy.record import DeployRecord
@@ -125,7 +125,7 @@ def test_a_docker_host_is_set_on_every_compose_line_and_ssh_needs_no_terminal():
 
 def test_a_stopped_rollback_prints_itself_again_by_target_with_the_options_it_was_given():
     undo = DeployRecord(version="v2", project="erp", started="2026-12-01T16:55:00+00:00")
-    options = RollbackOptions("erp", state_dir="/s", target="prod",
+    options = RollbackOptions.of("erp", state_dir="/s", target="prod",
                               repeat=(("-w", "/ws"), ("--db-password-var", "MARIADB_ROOT")))  # fmt: skip
     made = RollbackPlan(options, "deploy@erp:2222", undo, "v1", "de/erp", [], True, {})
     assert again_argv(made) == [

@@ -20,7 +20,7 @@ from tests.support.cli import invoke
 
 def _options(**changes) -> DeployOptions:
     base = {"project": "erp", "compose_file": "/srv/compose.yaml", "image": "de/erp", "version": "v1"}
-    return DeployOptions(**{**base, **changes})
+    return DeployOptions.of(**{**base, **changes})
 
 
 BAD_OPTIONS = [

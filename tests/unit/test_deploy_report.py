@@ -131,20 +131,21 @@ def test_help_does_not_import_paramiko_or_docker():
 
 def test_migrator_output_naming_no_site_is_reported_for_all_sites(tmp_path: Path, capsys):
     from frappe_imagekit.cli.deploy_cmd import render_report
+    from frappe_imagekit.deploy.context import Context, state_paths
+    from frappe_imagekit.deploy.migratesteps import report_migrator
     from frappe_imagekit.deploy.migrator import MigratorRun
-    from frappe_imagekit.deploy.sequence import _Context, _report_migrator, state_paths
     from frappe_imagekit.runner import LocalRunner
 
-    opts = DeployOptions(project="erp", compose_file="compose.yaml", image="de/erp", version="v2")
+    opts = DeployOptions.of(project="erp", compose_file="compose.yaml", image="de/erp", version="v2")
     report = DeployReport(version="v2", image="de/erp:v2", project="erp", host="local", user="me",
                           started="2026-12-01T00:00:00+00:00")  # fmt: skip
     runner = LocalRunner()
-    ctx = _Context(runner, Workspace.at(tmp_path), opts, report, state_paths(runner, "erp", str(tmp_path)),
+    ctx = Context(runner, Workspace.at(tmp_path), opts, report, state_paths(runner, "erp", str(tmp_path)),
                    emit=lambda _: None)  # fmt: skip
     run = MigratorRun(service="migrator", container="erp-migrator-1", exit_code=127, restarts=0,
                       output="OCI runtime exec failed: exec: \"bench\": executable file not found\n",
                       stopped=False)  # fmt: skip
-    _report_migrator(ctx, run)
+    report_migrator(ctx, run)
     assert [(s.site, s.status) for s in report.sites] == [("all", "failed")]
     render_report(report)
     assert "all" in capsys.readouterr().out

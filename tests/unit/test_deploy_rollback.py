@@ -9,7 +9,8 @@ from typing import Any
 
 import pytest
 
-from frappe_imagekit.deploy import rollback
+from frappe_imagekit.deploy import benchsite, restorewait, rollback
+from frappe_imagekit.deploy.lastup import DownFiles
 from frappe_imagekit.deploy.migrate_report import BenchPlace, ssh_prefix
 from frappe_imagekit.deploy.record import DeployRecord
 from frappe_imagekit.deploy.rollback import RollbackOptions, plan_rollback
@@ -59,7 +60,7 @@ def write_record(ws: Path, version: str, started: str, *, backups: bool = True, 
 
 
 def plan(ws: Path, **options: Any) -> Any:
-    return plan_rollback(NoTarget(), Workspace.at(ws), RollbackOptions("erp", state_dir=STATE, **options))  # type: ignore[arg-type]
+    return plan_rollback(NoTarget(), Workspace.at(ws), RollbackOptions.of("erp", state_dir=STATE, **options))  # type: ignore[arg-type]
 
 
 def test_a_site_without_a_backup_from_that_deploy_is_refused_unless_no_restore(tmp_path: Path):
@@ -72,7 +73,8 @@ def test_a_site_without_a_backup_from_that_deploy_is_refused_unless_no_restore(t
     assert f"no backup from deploy {deploy_id} for a.local, b.local" in caught.value.message
     assert "--no-restore" in caught.value.message
     undo = DeployRecord.from_dict(json.loads((tmp_path / "deploys" / f"{deploy_id}-erp.json").read_text()))
-    restores = rollback.site_restores(undo, RollbackOptions("erp", no_restore=True), f"{STATE}/projects/erp")
+    no_restore = RollbackOptions.of("erp", no_restore=True)
+    restores = rollback.site_restores(undo, no_restore, f"{STATE}/projects/erp")
     assert [(r.site, r.backup) for r in restores] == [("a.local", None), ("b.local", None)]
 
 
@@ -90,17 +92,17 @@ def test_what_to_undo_and_what_to_go_back_to(tmp_path: Path):
     write_record(tmp_path, "v1", "2026-12-01T10:00:00+00:00")
     write_record(tmp_path, "v2", "2026-12-01T16:55:00+00:00")  # no previous_version: an older record
     records = rollback._records(Workspace.at(tmp_path), "erp", "local")
-    undo = rollback._deploy_to_undo(records, RollbackOptions("erp"), "local")
+    undo = rollback._deploy_to_undo(records, RollbackOptions.of("erp"), "local")
     assert undo.version == "v2"
-    assert rollback._to_version(records, undo, RollbackOptions("erp")) == "v1"  # the one that ran before
-    assert rollback._to_version(records, undo, RollbackOptions("erp", to_version="v0")) == "v0"
+    assert rollback._to_version(records, undo, RollbackOptions.of("erp")) == "v1"  # the one that ran before
+    assert rollback._to_version(records, undo, RollbackOptions.of("erp", to_version="v0")) == "v0"
     with pytest.raises(UsageError, match="is the version of the deploy being undone"):
-        rollback._to_version(records, undo, RollbackOptions("erp", to_version="v2"))
+        rollback._to_version(records, undo, RollbackOptions.of("erp", to_version="v2"))
     with pytest.raises(NotFoundError, match="no deploy 20261130T000000Z of erp on local"):
-        rollback._deploy_to_undo(records, RollbackOptions("erp", deploy="20261130T000000Z"), "local")
+        rollback._deploy_to_undo(records, RollbackOptions.of("erp", deploy="20261130T000000Z"), "local")
     with pytest.raises(NotFoundError, match="no deploy of erp on other"):
         rollback._deploy_to_undo(rollback._records(Workspace.at(tmp_path), "erp", "other"),
-                                 RollbackOptions("erp"), "other")  # fmt: skip
+                                 RollbackOptions.of("erp"), "other")  # fmt: skip
 
 
 def test_a_finished_rollback_is_not_undone_again_by_default(tmp_path: Path):
@@ -132,9 +134,9 @@ def test_the_password_never_reaches_argv_and_next_steps_can_be_pasted():
     argv = rollback.restore_argv("c0ffee", "a.local", "/tmp/imagekit-restore-x.sql.gz")
     assert argv[:6] == ["docker", "exec", "-i", "c0ffee", "sh", "-c"]
     assert argv[7:] == ["sh", "bench", "--site", "a.local", "restore", "/tmp/imagekit-restore-x.sql.gz"]
-    assert f"echo $$ > {rollback.RESTORE_PID}" in argv[6] and f"> {rollback.RESTORE_STATUS}" in argv[6]
+    assert f"echo $$ > {benchsite.RESTORE_PID}" in argv[6] and f"> {benchsite.RESTORE_STATUS}" in argv[6]
     undo = DeployRecord(version="v2", project="erp", started="2026-12-01T16:55:00+00:00")
-    made = rollback.RollbackPlan(RollbackOptions("erp", state_dir="/s t"), "deploy@erp:2222", undo, "v1",
+    made = rollback.RollbackPlan(RollbackOptions.of("erp", state_dir="/s t"), "deploy@erp:2222", undo, "v1",
                                  "de/erp", [], True, {})  # fmt: skip
     assert rollback.next_step(made, []).startswith("nothing was stopped")
     step = rollback.next_step(made, ["locked", "down"])
@@ -182,9 +184,9 @@ def test_what_will_be_lost_and_the_warnings_are_said_before_anything():
         rollback.SiteRestore("a.local", undo.sites[0].database_copy()),
         rollback.SiteRestore("b.local", None),
     ]
-    opts = RollbackOptions("erp", sites=["a.local", "b.local"], to_version="v0")
+    opts = RollbackOptions.of("erp", sites=["a.local", "b.local"], to_version="v0")
     made = rollback.RollbackPlan(
-        opts, "local", undo, "v0", "de/erp", restores, False, {"files": ["/s/c.yaml"]}
+        opts, "local", undo, "v0", "de/erp", restores, False, DownFiles(["/s/c.yaml"], None, None, {}, [], "")
     )
     rollback._describe(made)
     assert made.lost[0].startswith("a.local: every change to its database since 2026-12-01T16:55:00+00:00")
@@ -203,7 +205,7 @@ def test_an_old_image_that_is_nowhere_is_rebuilt_first():
     from frappe_imagekit.runner import LocalRunner
 
     undo = DeployRecord(version="v2", project="erp", started="2026-12-01T16:55:00+00:00")
-    made = rollback.RollbackPlan(RollbackOptions("erp"), "local", undo, "v1", "de/erp", [], False, {})
+    made = rollback.RollbackPlan(RollbackOptions.of("erp"), "local", undo, "v1", "de/erp", [], False, {})
     with pytest.raises(NotFoundError) as caught:
         rollback._require_sendable(LocalRunner(), made)
     assert caught.value.message == (
@@ -225,7 +227,7 @@ def test_the_files_archives_the_deploy_took_are_restored_with_the_database(tmp_p
     ]
     record.write_text(json.dumps(data))
     restores = rollback.site_restores(
-        DeployRecord.from_dict(data), RollbackOptions("erp"), f"{STATE}/projects/erp"
+        DeployRecord.from_dict(data), RollbackOptions.of("erp"), f"{STATE}/projects/erp"
     )
     a, b = restores
     assert a.public_files and a.public_files.name == "20261201_1655-a_local-files.tar"
@@ -249,7 +251,8 @@ def test_the_files_archives_the_deploy_took_are_restored_with_the_database(tmp_p
     assert words[3:5] == ["restore", words[4]] and real["exit_code"] == 0
     data["sites"][0]["backup_files"][-1]["path"] = "/etc/shadow-private-files.tar"
     with pytest.raises(NotFoundError, match="is not a backup file in"):
-        rollback.site_restores(DeployRecord.from_dict(data), RollbackOptions("erp"), f"{STATE}/projects/erp")
+        opts = RollbackOptions.of("erp")
+        rollback.site_restores(DeployRecord.from_dict(data), opts, f"{STATE}/projects/erp")
 
 
 WAITED = "imagekit waited for it to end in the backend"
@@ -286,7 +289,7 @@ def test_an_interrupted_restore_is_waited_for_in_the_backend_and_said(runner: _W
     """Issue 19 item 6: Ctrl-C during bench restore; the restore is waited for, not left unseen."""
     assert rollback.wait_restore(runner, "c0ffee") == how  # type: ignore[arg-type]
     assert runner.calls[0][:5] == ["docker", "exec", "c0ffee", "sh", "-c"]
-    assert runner.calls[0][6:] == ["wait", rollback.RESTORE_PID, rollback.RESTORE_STATUS]
+    assert runner.calls[0][6:] == ["wait", benchsite.RESTORE_PID, benchsite.RESTORE_STATUS]
     note = rollback.interrupted_restore_note("a.local", how, "docker top c0ffee")
     assert note == f"rollback was interrupted during the restore of a.local: {said}."
 
@@ -307,7 +310,7 @@ def test_the_printed_docker_top_of_a_remote_target_runs_there():
 def test_the_wait_script_returns_the_status_the_restore_left(tmp_path: Path):
     import subprocess
 
-    script = rollback.wait_restore_argv("c0ffee")[5]
+    script = restorewait.wait_restore_argv("c0ffee")[5]
     status = tmp_path / "status"
     status.write_text("0\n")
     done = subprocess.run(["sh", "-c", script, "wait", str(tmp_path / "no-pid"), str(status)],

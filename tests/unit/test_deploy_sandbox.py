@@ -12,6 +12,7 @@ import pytest
 from frappe_imagekit.deploy import sandbox
 from frappe_imagekit.deploy.backuplist import Backup
 from frappe_imagekit.deploy.compose import ComposeCLI
+from frappe_imagekit.deploy.engine import ComposeEngine
 from frappe_imagekit.errors import UsageError
 from frappe_imagekit.process import Completed
 from frappe_imagekit.runner import LocalRunner
@@ -125,8 +126,9 @@ def start_of(runner: ImageRunner, tmp_path: Path) -> sandbox._Start:
         "erp-sandbox-v1", "erp", "v1", "org/erp:v1", "s", "b", "d", "u", "c", "local", "f"
     )
     backup = Backup("b", "s", "", None, "", "/d.sql.gz")
+    engine = ComposeEngine(runner, ComposeCLI(("docker-compose",), "1.29.2"))
     return sandbox._Start(runner, Workspace.at(tmp_path), OPTIONS, report, lambda _l: None,
-                          ComposeCLI(("docker-compose",), "1.29.2"), backup)  # fmt: skip
+                          engine, backup)  # fmt: skip
 
 
 def test_a_missing_image_is_rebuilt_and_said(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

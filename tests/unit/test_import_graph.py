@@ -1,5 +1,5 @@
 """The package's import graph, read with ast: no circle but the CLI's registration, and no
-module of ``frappe_imagekit/build/`` importing another module's private names."""
+module of ``frappe_imagekit/`` importing another module's private names."""
 
 from __future__ import annotations
 
@@ -108,3 +108,25 @@ def test_no_build_module_imports_another_modules_private_names() -> None:
         if imported.startswith("_") and target != name
     ]
     assert private == []
+
+
+def _private_imports() -> list[str]:
+    return [
+        f"{name} imports {imported} from {target}"
+        for name, path in _modules().items()
+        for target, imported in _imports(name, path)
+        if imported.startswith("_") and not imported.startswith("__") and target != name
+    ]
+
+
+def test_no_module_imports_another_modules_private_names() -> None:
+    assert _private_imports() == []
+
+
+def test_the_private_import_check_sees_one(tmp_path: Path) -> None:
+    """A made-up module importing ``_x`` from another is seen (the check can fail)."""
+    source = "from frappe_imagekit.deploy.steps import _made_up\nfrom frappe_imagekit.deploy import _y\n"
+    path = tmp_path / "made.py"
+    path.write_text(source)
+    found = [imported for _, imported in _imports("frappe_imagekit.made", path)]
+    assert found == ["_made_up", "_y"]

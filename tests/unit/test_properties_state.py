@@ -190,7 +190,7 @@ def test_any_deploy_options_pass_or_are_a_usage_error(
 ):
     from frappe_imagekit.deploy.sequence import DeployOptions, check_options
 
-    opts = DeployOptions(project=project, compose_file="/srv/c.yaml", image="de/erp", version="v1",
+    opts = DeployOptions.of(project=project, compose_file="/srv/c.yaml", image="de/erp", version="v1",
                          image_var=image_var, backend_service=service, sites=sites,
                          env_file=env_file, lock_wait=lock_wait)  # fmt: skip
     try:

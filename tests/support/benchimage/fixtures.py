@@ -132,7 +132,7 @@ def project(tmp_path: Path, unique_name: Callable[[str], str], bench_image: str)
 def options(project: Project, version: str = "v1", **kwargs):  # type: ignore[no-untyped-def]
     from frappe_imagekit.deploy.sequence import DeployOptions
 
-    return DeployOptions(
+    return DeployOptions.of(
         project=project.name,
         compose_file=str(project.compose),
         image=project.repo,
