@@ -45,6 +45,7 @@ class SentImage:
     seconds: float
     method: str = STREAM
     digest: str | None = None  # the registry digest it was pulled by (registry only)
+    notes: tuple[str, ...] = ()  # for the report: a refused forward, a first pull after docker load
 
 
 def image_present(runner: Runner, ref: str) -> bool:
@@ -117,7 +118,8 @@ def _through_registry(
         name, version, REGISTRY, transfer.source_docker_host, digest=digest, progress=progress
     )
     sent = registry_send.send_image(runner, options, emit, reporter)
-    return SentImage(ref, sent.seconds, REGISTRY if sent.method == REGISTRY else STREAM, sent.digest)
+    method = REGISTRY if sent.method == REGISTRY else STREAM
+    return SentImage(ref, sent.seconds, method, sent.digest, tuple(sent.notes))
 
 
 def last_line(done: Completed) -> str:

@@ -183,6 +183,7 @@ def send_image(ctx: Context) -> None:
     sent = send.send_image(runner, opts.image_ref, opts.where.transfer, ctx.emit, digest=opts.image_digest)
     ctx.report.image_sent = True
     ctx.report.image_digest = sent.digest
+    ctx.report.notes.extend(sent.notes)
     ctx.report.timings["send_image"] = sent.seconds
 
 

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from frappe_imagekit.deploy import send as deploy_send
 from frappe_imagekit.errors import DeployError
 from frappe_imagekit.ssh import SSHRunner
 from frappe_imagekit.transfer import registry as registries
@@ -153,25 +154,25 @@ def test_registry_sends_only_the_changed_layer_and_pulls_by_digest(
 def test_a_refused_forward_falls_back_to_save_and_says_so(
     tmp_path: Path, second_host: DockerHost, versions: Callable[..., str]
 ):
+    """Through deploy's one send_image step (deploy/send.py), as deploy, rollback and sandbox call it."""
     name = versions("v1")
     server = SSHServer.start(tmp_path / "sshd", "AllowTcpForwarding no\n")
     events: list[str] = []
     runner = runner_for(server, second_host)
     try:
-        sent = send_image(runner, SendOptions(name, "v1", registry_dir=tmp_path / "registry"), events.append)
+        sent = deploy_send.send_image(runner, f"{name}:v1", deploy_send.ImageTransfer(), events.append)
     finally:
         runner.close()
         server.stop()
-    assert sent.method == SAVE and sent.digest is None
+    refused = f"{runner.host} refused the SSH remote forward: the image went by docker save | docker load."
+    assert (sent.method, sent.digest, sent.notes) == (deploy_send.STREAM, None, (refused,))
     assert (
         f"{runner.host} refused the SSH remote forward (AllowTcpForwarding no?): sending {name}:v1 with "
         "docker save | docker load instead." in events
     )
-    assert (
-        second_host.docker("image", "inspect", "--format", "{{.Id}}", f"{name}:v1").stdout.strip()
-        == sent.image_id
-    )
-    assert not listening(int((tmp_path / "registry" / "port").read_text()))
+    shown = second_host.docker("image", "inspect", "--format", "{{.Id}}", f"{name}:v1").stdout.strip()
+    assert shown == local_id(f"{name}:v1")
+    assert not listening(int((registries.storage_folder() / "port").read_text()))
 
 
 def test_registry_port_in_use_is_one_sentence(tmp_path: Path):
