@@ -35,7 +35,7 @@ def run(
     for backup in chosen(listing, given["verify"], given["verify_all"]):
         version = backup.data_of or backup.version or "unknown"
         image, tag = choose_image(ws, version) if version != "unknown" else ("unknown/unknown", "unknown")
-        base = SandboxOptions(
+        base = SandboxOptions.of(
             version=tag, backup=backup.name, image=image, project=given["project"],
             compose_files=tuple(given.get("compose_file") or ()), env_file=given.get("env_file"),
             port=given["port"], state_dir=given["state_dir"],

@@ -15,6 +15,7 @@ from frappe_imagekit.cli.sandbox_cmd import (
     TARGET_ARGUMENT,
     down_where_argv,
     target_runner,
+    where_of,
     with_target,
 )
 from frappe_imagekit.cli.targetopts import (
@@ -26,6 +27,7 @@ from frappe_imagekit.cli.targetopts import (
     SSH_CONFIG_OPTION,
     STATE_DIR_OPTION,
     WORKSPACE_OPTION,
+    build_target,
     repeated_options,
 )
 from frappe_imagekit.deploy.rehearse import RehearsalFailed, RehearsalReport, RehearseOptions, rehearse
@@ -72,13 +74,9 @@ def rehearse_command(
     down = down_where_argv(target, locals(), ws)
     given = with_target(ws.root, target, locals())
     image, tag = choose_image(ws, version)
-    sbx = SandboxOptions(
-        version=tag, backup="rehearsal.sql.gz", image=image, project=given["project"],
-        compose_files=tuple(given["compose_file"] or ()), env_file=given["env_file"], port=port,
-        state_dir=given["state_dir"], backend_service=given["backend_service"] or "backend",
-        db_password_var=db_password_var,
-        up_timeout=120 if given["up_timeout"] is None else given["up_timeout"],
-    )  # fmt: skip
+    where = build_target(where_of(given))
+    sbx = SandboxOptions(version=tag, backup="rehearsal.sql.gz", image=image, where=where, port=port,
+                         db_password_var=db_password_var)  # fmt: skip
     check_options(sbx)  # before anything connects
     opts = RehearseOptions(sbx, keep=keep, health_check=not no_health_check, backup_files=backup_files,
                            again=shlex.join(again))  # fmt: skip

@@ -20,15 +20,19 @@ from frappe_imagekit.cli.targetopts import (
     SSH_CONFIG_OPTION,
     STATE_DIR_OPTION,
     TRANSFER_OPTION,
+    WHERE_KEYS,
     WORKSPACE_OPTION,
+    Where,
+    build_target,
+    from_target,
+    open_target_runner,
     repeated_options,
 )
 from frappe_imagekit.deploy.backuplist import list_backups
 from frappe_imagekit.deploy.sandbox import SandboxOptions, check_options, down, list_sandboxes, start
-from frappe_imagekit.deploy.send import AUTO, transfer_method
-from frappe_imagekit.deploy.sequence import choose_image, open_runner, state_paths
+from frappe_imagekit.deploy.sequence import choose_image, state_paths
 from frappe_imagekit.errors import UsageError
-from frappe_imagekit.targets import check_identity, get_target
+from frappe_imagekit.runner import Runner
 from frappe_imagekit.workspace import Workspace
 
 TARGET_ARGUMENT = typer.Argument(None, help="A named target of imagekit.toml (see `imagekit targets`).")
@@ -43,7 +47,6 @@ def backups_command(
     project: str = PROJECT_OPTION,
     host: str | None = HOST_OPTION,
     docker_host: str | None = DOCKER_HOST_OPTION,
-    transfer: str | None = TRANSFER_OPTION,
     state_dir: str | None = STATE_DIR_OPTION,
     known_hosts: Path | None = KNOWN_HOSTS_OPTION,
     identity: Path | None = IDENTITY_OPTION,
@@ -116,6 +119,7 @@ def sandbox_command(
     up_timeout: float | None = typer.Option(None, "--up-timeout", help="Seconds for services to start."),
     host: str | None = HOST_OPTION,
     docker_host: str | None = DOCKER_HOST_OPTION,
+    transfer: str | None = TRANSFER_OPTION,
     state_dir: str | None = STATE_DIR_OPTION,
     known_hosts: Path | None = KNOWN_HOSTS_OPTION,
     identity: Path | None = IDENTITY_OPTION,
@@ -151,12 +155,8 @@ def _start(ws: Any, given: dict[str, Any], as_json: bool, down_where: list[str])
 
     image, tag = choose_image(ws, given["version"])
     options = SandboxOptions(
-        version=tag, backup=given["backup"], image=image, project=given["project"],
-        compose_files=tuple(given["compose_file"] or ()), env_file=given["env_file"],
-        site=given["site"], port=given["port"], name=given["name"], state_dir=given["state_dir"],
-        backend_service=given["backend_service"] or "backend", db_password_var=given["db_password_var"],
-        up_timeout=120 if given["up_timeout"] is None else given["up_timeout"],
-        transfer=transfer_method(given.get("transfer") or AUTO),
+        version=tag, backup=given["backup"], image=image, where=build_target(where_of(given)),
+        site=given["site"], port=given["port"], name=given["name"], db_password_var=given["db_password_var"],
     )  # fmt: skip
     check_options(options)  # before anything connects
     runner = _runner(given)
@@ -207,37 +207,17 @@ def _render_list(host: str, sandboxes: list[dict[str, Any]]) -> None:
 
 def _with_target(root: Path, name: str | None, given: dict[str, Any]) -> dict[str, Any]:
     """The options, with the named target's values where the command line gave none."""
-    given = dict(given)
-    if name is None:
-        return given
-
-    target = get_target(root, name)
-    compose_files = given.get("compose_file")
-    check_identity(target, given["project"] or None, compose_files or None)
-    given.update(project=target.project, compose_file=list(target.compose))
-    for key in (*_CONNECTION, "env_file", "backend_service", "up_timeout"):
-        if key in given and given[key] is None:
-            given[key] = getattr(target, key)
-    return given
+    where = from_target(root, name, where_of(given))
+    return {**given, **{key: getattr(where, key) for key in WHERE_KEYS if key in given}}
 
 
-def _runner(given: dict[str, Any]) -> Any:
-
-    if given["host"] is not None:
-        validate.host_spec(given["host"], "--host", UsageError)
-    if given["docker_host"] is not None:
-        validate.not_an_option(given["docker_host"], "--docker-host", UsageError)
-    return open_runner(
-        given["host"],
-        known_hosts=_str(given["known_hosts"]),
-        identity_file=_str(given["identity"]),
-        ssh_config=_str(given["ssh_config"]),
-        docker_host=given["docker_host"],
-    )
+def where_of(given: dict[str, Any]) -> Where:
+    """The command line's target options among ``given`` (a command's parameters)."""
+    return Where(**{key: given[key] for key in WHERE_KEYS if key in given})
 
 
-def _str(path: object) -> str | None:
-    return str(path) if path else None
+def _runner(given: dict[str, Any]) -> Runner:
+    return open_target_runner(build_target(where_of(given)))
 
 
 def _size(size: int) -> str:

@@ -90,7 +90,7 @@ def parse_details(text: str | None) -> dict[str, Any] | None:
 def pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
-    except ProcessLookupError:
+    except (ProcessLookupError, OverflowError):  # OverflowError: no process can have that pid
         return False
     except PermissionError:
         return True

@@ -18,7 +18,7 @@ import re
 import secrets
 import shlex
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -29,7 +29,9 @@ from frappe_imagekit.deploy.engine import DEFAULT_ENGINE, Engine, Stack, open_en
 from frappe_imagekit.deploy.lastup import last_up_engine, parse_last_up
 from frappe_imagekit.deploy.record import read_records, recorded_digest
 from frappe_imagekit.deploy.sandboxconfig import SandboxLabels
+from frappe_imagekit.deploy.send import ImageTransfer
 from frappe_imagekit.deploy.sequence import DeployOptions, resolve_layout, state_paths
+from frappe_imagekit.deploy.target import Target
 from frappe_imagekit.envfile import parse_env_text
 from frappe_imagekit.errors import ConfigError, DeployError, ImagekitError, NotFoundError, UsageError
 from frappe_imagekit.manifest import iter_deploy_records
@@ -42,28 +44,72 @@ RESTORE_DIR = "/tmp/imagekit-restore"  # in the sandbox's backend container (gon
 
 @dataclass
 class SandboxOptions:
+    """Which version with which backup beside production; ``where`` is production (the one
+    ``Target`` value, deploy/target.py: project, compose files, env file, state folder, image
+    variables, backend service ...; its fields read through)."""
+
     version: str
     backup: str  # a file on the target, or a name from `imagekit backups` (site@deploy-id)
     image: str  # the repository (from the build's manifest or IMAGE_NAME)
-    project: str = ""  # production's (default: COMPOSE_PROJECT_NAME)
-    compose_files: tuple[str, ...] = ()  # production's (default: COMPOSE_FILE)
-    env_file: str | None = None
+    where: Target = field(default_factory=Target)  # production's (project default: COMPOSE_PROJECT_NAME)
     site: str | None = None  # default: the sandbox's name
     port: int = sandboxconfig.DEFAULT_PORT
     name: str | None = None  # default: <project>-sandbox-<version>
-    state_dir: str | None = None
-    image_var: str = "CUSTOM_IMAGE"
-    tag_var: str = "CUSTOM_TAG"
-    backend_service: str = "backend"
-    oneshot_services: tuple[str, ...] = ("configurator",)
-    up_timeout: float = 120
     db_password_var: str = "DB_PASSWORD"  # the env file's variable with the database root password
-    source_docker_host: str | None = None
-    transfer: str = send.AUTO  # how the image gets there when the target lacks it (deploy/send.py)
+
+    @classmethod
+    def of(cls, version: str, backup: str, image: str, **flat: Any) -> SandboxOptions:
+        """From the flat names of the target's fields (``project``, ``compose_files`` ...) and its own."""
+        own = {k: flat.pop(k) for k in list(flat) if k in _OWN}
+        transfer = ImageTransfer(flat.pop("source_docker_host", None))
+        return cls(version, backup, image, Target(transfer=transfer, **flat), **own)
 
     @property
     def image_ref(self) -> str:
         return f"{self.image}:{self.version}"
+
+    @property
+    def project(self) -> str:
+        return self.where.project
+
+    @property
+    def compose_files(self) -> tuple[str, ...]:
+        return self.where.compose_files
+
+    @property
+    def env_file(self) -> str | None:
+        return self.where.env_file
+
+    @property
+    def state_dir(self) -> str | None:
+        return self.where.state_dir
+
+    @property
+    def image_var(self) -> str:
+        return self.where.image_var
+
+    @property
+    def tag_var(self) -> str:
+        return self.where.tag_var
+
+    @property
+    def backend_service(self) -> str:
+        return self.where.backend_service
+
+    @property
+    def oneshot_services(self) -> tuple[str, ...]:
+        return self.where.oneshot_services
+
+    @property
+    def up_timeout(self) -> float:
+        return self.where.up_timeout
+
+    @property
+    def source_docker_host(self) -> str | None:
+        return self.where.transfer.source_docker_host
+
+
+_OWN = frozenset(f.name for f in fields(SandboxOptions)) - {"where", "version", "backup", "image"}
 
 
 @dataclass
@@ -147,8 +193,8 @@ def with_layout(runner: Runner, opts: SandboxOptions) -> SandboxOptions:
         project=opts.project, compose_file=files[0] if files else "", compose_overrides=files[1:],
         image=opts.image, version=opts.version, env_file=opts.env_file, state_dir=opts.state_dir,
     ))  # fmt: skip
-    return replace(opts, project=deploy.project,
-                   compose_files=(deploy.compose_file, *deploy.compose_overrides))  # fmt: skip
+    files = (deploy.compose_file, *deploy.compose_overrides)
+    return replace(opts, where=replace(opts.where, project=deploy.project, compose_files=files))
 
 
 def production_engine(runner: Runner, opts: SandboxOptions) -> Engine:
@@ -363,7 +409,7 @@ def _rebuild(run: _Start) -> None:
 
 def _send(run: _Start) -> None:
     ref, runner = run.opts.image_ref, run.runner
-    transfer = send.ImageTransfer(run.opts.source_docker_host, method=run.opts.transfer)
+    transfer = run.opts.where.transfer  # --transfer (deploy/send.py; default auto)
     digest = recorded_digest(
         read_records(item for _path, item in iter_deploy_records(run.ws)), run.opts.version
     )

@@ -18,7 +18,8 @@ from frappe_imagekit.process import Completed
 from frappe_imagekit.runner import LocalRunner
 from frappe_imagekit.workspace import Workspace
 
-OPTIONS = sandbox.SandboxOptions(version="v1", backup="a.local@20261201T110000Z", image="org/erp")
+BASE: dict[str, Any] = {"version": "v1", "backup": "a.local@20261201T110000Z", "image": "org/erp"}
+OPTIONS = sandbox.SandboxOptions(**BASE)
 
 
 @pytest.mark.parametrize(
@@ -36,7 +37,7 @@ OPTIONS = sandbox.SandboxOptions(version="v1", backup="a.local@20261201T110000Z"
 )
 def test_bad_options_are_usage_errors(change: dict[str, Any], message: str) -> None:
     with pytest.raises(UsageError, match=message):
-        sandbox.check_options(replace(OPTIONS, **change))
+        sandbox.check_options(sandbox.SandboxOptions.of(**{**BASE, **change}))
 
 
 def test_the_administrator_password_is_new_each_time() -> None:
@@ -211,8 +212,8 @@ def test_the_secrets_come_from_the_env_file_compose_read(tmp_path: Path) -> None
     (tmp_path / ".env").write_text("DB_PASSWORD=from-dot-env\nSITE=erp\n")
     run = start_of(ImageRunner(set()), tmp_path)
     run.runner = LocalRunner()  # reads the files
-    run.opts = replace(OPTIONS, compose_files=(str(tmp_path / "compose.yaml"),))
+    run.opts = sandbox.SandboxOptions.of(**BASE, compose_files=(str(tmp_path / "compose.yaml"),))
     assert sandbox._secrets(run) == {"DB_PASSWORD": "from-dot-env"}  # compose's default .env
     (tmp_path / "erp.env").write_text("DB_PASSWORD=given\nAPI_TOKEN=t\n")
-    run.opts = replace(run.opts, env_file=str(tmp_path / "erp.env"))
+    run.opts = replace(run.opts, where=replace(run.opts.where, env_file=str(tmp_path / "erp.env")))
     assert sandbox._secrets(run) == {"DB_PASSWORD": "given", "API_TOKEN": "t"}

@@ -200,3 +200,8 @@ def test_any_deploy_options_pass_or_are_a_usage_error(
         return
     assert project == project.lower() and not project.startswith(("-", ".")) and "/" not in project
     assert "=" not in image_var and lock_wait >= 0
+
+
+def test_a_lock_pid_beyond_any_process_is_not_alive() -> None:
+    """A lock file naming pid 2**31 (hypothesis found it: os.kill raised OverflowError) is stale."""
+    assert lock.pid_alive(2**31) is False
