@@ -259,7 +259,7 @@ def _join_deploys(rows: list[HistoryRow], records: list[dict[str, Any]]) -> None
             {"where": names[key], "target": record.where, "finished": record.finished, "image": record.image,
              "result": record.result, "kind": record.kind, "migrate_only": migrate_only,
              "rolled_back_to": undone.get((key, record.deploy_id)) if record.deploy_id else None,
-             "rolled_back_from": record.rolled_back_from}
+             "rolled_back_from": record.rolled_back_from, "digest": record.image_digest}
         )  # fmt: skip
     for row in rows:
         if row.kind == "rebuild" or row.status != "succeeded":

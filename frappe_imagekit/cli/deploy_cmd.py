@@ -21,6 +21,7 @@ from frappe_imagekit.cli.targetopts import (
     KNOWN_HOSTS_OPTION,
     SSH_CONFIG_OPTION,
     STATE_DIR_OPTION,
+    TRANSFER_OPTION,
     WORKSPACE_OPTION,
     Where,
     build_target,
@@ -118,6 +119,7 @@ def deploy_command(
     identity: Path | None = IDENTITY_OPTION,
     ssh_config: Path | None = SSH_CONFIG_OPTION,
     docker_host: str | None = DOCKER_HOST_OPTION,
+    transfer: str | None = TRANSFER_OPTION,
     state_dir: str | None = STATE_DIR_OPTION,
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
     progress: Progress = PROGRESS_OPTION,
@@ -131,7 +133,8 @@ def deploy_command(
     given = Where(project=project, compose_file=compose_file, host=host, env_file=env_file, sites=sites,
                   backend_service=backend_service, up_timeout=up_timeout, docker_host=docker_host,
                   state_dir=state_dir, known_hosts=known_hosts, identity=identity,
-                  ssh_config=ssh_config, engine=engine)  # fmt: skip
+                  ssh_config=ssh_config, engine=engine,
+                  transfer=transfer)  # fmt: skip
     repeat = repeated_options(target, given)  # before the target fills them in
     where = from_target(ws.root, target, given)
     check_connection_options(where.host, where.docker_host, version)

@@ -137,7 +137,8 @@ def _run_where(deploy: dict[str, Any]) -> str:
 
 
 def _deploy_line(deploy: dict[str, Any]) -> str:
-    return " ".join(filter(None, [deploy.get("finished"), _outcome(deploy)]))
+    digest = f"pulled by {deploy['digest']}" if deploy.get("digest") else None
+    return " ".join(filter(None, [deploy.get("finished"), _outcome(deploy), digest]))
 
 
 def render_show(shown: dict[str, Any]) -> None:

@@ -19,6 +19,7 @@ from frappe_imagekit.cli.targetopts import (
     KNOWN_HOSTS_OPTION,
     SSH_CONFIG_OPTION,
     STATE_DIR_OPTION,
+    TRANSFER_OPTION,
     WORKSPACE_OPTION,
     Where,
     build_target,
@@ -76,6 +77,7 @@ def rollback_command(
     identity: Path | None = IDENTITY_OPTION,
     ssh_config: Path | None = SSH_CONFIG_OPTION,
     docker_host: str | None = DOCKER_HOST_OPTION,
+    transfer: str | None = TRANSFER_OPTION,
     state_dir: str | None = STATE_DIR_OPTION,
     as_json: bool = typer.Option(False, "--json", help="Print the plan (--dry-run) or the report as JSON."),
     progress: Progress = PROGRESS_OPTION,
@@ -86,7 +88,8 @@ def rollback_command(
     ws = Workspace.at(workspace)
     given = Where(project=project, host=host, sites=sites, backend_service=backend_service,
                   up_timeout=up_timeout, docker_host=docker_host, state_dir=state_dir,
-                  known_hosts=known_hosts, identity=identity, ssh_config=ssh_config)  # fmt: skip
+                  known_hosts=known_hosts, identity=identity, ssh_config=ssh_config,
+                  transfer=transfer)  # fmt: skip
     repeat = _repeated(target, given, workspace, db_password_var)  # before the target fills them in
     where = from_target(ws.root, target, given)
     if swarm_deploy.engine_name(where.engine) == swarm_deploy.SWARM:

@@ -13,7 +13,7 @@ import typer
 
 from frappe_imagekit import validate
 from frappe_imagekit.cli.main import workspace_option
-from frappe_imagekit.deploy.send import ImageTransfer
+from frappe_imagekit.deploy.send import AUTO, ImageTransfer, transfer_method
 from frappe_imagekit.deploy.sequence import open_runner
 from frappe_imagekit.deploy.target import Connection, Target
 from frappe_imagekit.errors import UsageError
@@ -29,6 +29,14 @@ IDENTITY_OPTION = typer.Option(None, "--identity", "-i", help="SSH private key f
 SSH_CONFIG_OPTION = typer.Option(None, "--ssh-config", help="ssh config file (default ~/.ssh/config).")
 DOCKER_HOST_OPTION = typer.Option(
     None, "--docker-host", help="DOCKER_HOST for the commands on the target (e.g. unix:///...)."
+)
+TRANSFER_OPTION = typer.Option(
+    None,
+    "--transfer",
+    metavar="auto|registry|save",
+    help="How an image the SSH target lacks gets there: registry (a local registry and an SSH "
+    "tunnel: only missing layers, pulled by digest), save (docker save | docker load) or auto "
+    "(default: registry when docker-registry is installed here).",
 )
 COMPOSE_OPTION = typer.Option(
     None,
@@ -62,6 +70,7 @@ class Where:
     identity: Path | str | None = None
     ssh_config: Path | str | None = None
     engine: str | None = None  # --engine, else the target's (compose when neither says)
+    transfer: str | None = None  # --transfer auto|registry|save (None: auto)
 
 
 WHERE_KEYS = tuple(f.name for f in fields(Where))
@@ -123,7 +132,7 @@ def build_target(
         env_file=where.env_file,
         state_dir=where.state_dir,
         connection=connection(where),
-        transfer=ImageTransfer(),
+        transfer=ImageTransfer(method=transfer_method(where.transfer or AUTO)),
         backend_service=where.backend_service or "backend",
         image_var=image_var,
         tag_var=tag_var,
@@ -151,7 +160,8 @@ def open_target_runner(target: Target) -> Runner:
 # options a printed imagekit command repeats as given: with a target, what overrode the target's
 _REPEATED_WITH_TARGET = (("--host", "host"), ("--env-file", "env_file"), ("--state-dir", "state_dir"))
 _REPEATED_SSH = (("--known-hosts", "known_hosts"), ("--identity", "identity"),
-                 ("--ssh-config", "ssh_config"), ("--docker-host", "docker_host"))  # fmt: skip
+                 ("--ssh-config", "ssh_config"), ("--docker-host", "docker_host"),
+                 ("--transfer", "transfer"))  # fmt: skip
 
 
 def repeated_options(

@@ -23,7 +23,7 @@ from frappe_imagekit.deploy.record import (
     SUCCEEDED,
 )
 from frappe_imagekit.deploy.record import SCHEMA_VERSION as RECORD_SCHEMA
-from frappe_imagekit.deploy.send import ImageTransfer
+from frappe_imagekit.deploy.send import AUTO, ImageTransfer
 from frappe_imagekit.deploy.target import Connection, Target
 from frappe_imagekit.errors import (
     DeployError,
@@ -95,6 +95,7 @@ class DeployOptions:
     full_down: bool = False
     settle: float = compose.SETTLE  # seconds each service must run unrestarted after up
     rehearsed: bool = False  # deploy --rehearse: only a version whose last rehearsal passed
+    image_digest: str | None = None  # the version's recorded registry digest: pulled by it
 
     @classmethod
     def of(cls, project: str, compose_file: str, image: str, version: str, **flat: Any) -> DeployOptions:
@@ -192,7 +193,11 @@ def flat_target(project: str, compose_file: str = "", **flat: Any) -> Target:
     overrides = tuple(flat.pop("compose_overrides", ()))
     files = (compose_file, *overrides) if compose_file or overrides else ()
     connection = Connection(ssh_flags=tuple(flat.pop("ssh_flags", ())))
-    transfer = ImageTransfer(flat.pop("source_docker_host", None), allowed=flat.pop("send_image", True))
+    transfer = ImageTransfer(
+        flat.pop("source_docker_host", None),
+        method=flat.pop("transfer", AUTO),
+        allowed=flat.pop("send_image", True),
+    )
     name = flat.pop("target", None)
     return Target(project=project, compose_files=files, connection=connection, transfer=transfer,
                   name=name, **flat)  # fmt: skip
@@ -247,6 +252,7 @@ class DeployReport:
     compose: str | None = None  # e.g. "docker-compose 1.29.2"
     notes: list[str] = field(default_factory=list)
     image_sent: bool = False
+    image_digest: str | None = None  # the registry digest the target pulled (--transfer registry)
     timings: dict[str, float] = field(default_factory=dict)
     record: str | None = None
     image_id: str | None = None  # of IMAGE:VERSION on the target, checked after up

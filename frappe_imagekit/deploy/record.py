@@ -111,6 +111,7 @@ class DeployRecord:
     progress: list[str] = field(default_factory=list)  # rollback: the steps done, in order
     next_step: str | None = None  # set when it stopped before the end
     engine: str = DEFAULT_ENGINE  # what ran the stack (deploy/engine.py); older records: compose
+    image_digest: str | None = None  # the registry digest the target pulled the image by
     sites: list[SiteEntry] = field(default_factory=list)
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -137,7 +138,8 @@ class DeployRecord:
     def to_dict(self) -> dict[str, Any]:
         data: dict[str, Any] = {"schema_version": SCHEMA_VERSION, **self.extra}
         for key in ("version", "project", "image", *_TOP_TEXT, "kind", "previous_version", "served",
-                    "stack_changed", "rolled_back_from", "rollback_of", "progress", "engine"):  # fmt: skip
+                    "stack_changed", "rolled_back_from", "rollback_of", "progress", "engine",
+                    "image_digest"):  # fmt: skip
             data[key] = getattr(self, key)
         data["sites"] = [s.to_dict() for s in self.sites]
         data["failed_patches"] = [s.failed_patch for s in self.sites if s.failed_patch]
@@ -163,6 +165,7 @@ class DeployRecord:
             rollback_of=_optional(validate.deploy_id, data.get("rollback_of"), "rollback_of"),
             progress=_strings(data.get("progress") or [], "progress"),
             engine=_checked(engine_name, data.get("engine"), "engine"),
+            image_digest=_optional(validate.image_digest, data.get("image_digest"), "image_digest"),
             extra=_extra(data, _KNOWN_TOP),
         )
         for key in _TOP_TEXT:
@@ -195,6 +198,13 @@ def read_records(items: Iterable[object]) -> list[DeployRecord]:
             continue
     records.sort(key=lambda r: str(r.finished or r.started or ""))
     return records
+
+
+def recorded_digest(records: Iterable[DeployRecord], version: str) -> str | None:
+    """The registry digest the latest record of ``version`` holds (checked when it was read):
+    rollback and sandbox pull that version by it."""
+    found = [r.image_digest for r in records if r.version == version and r.image_digest]
+    return found[-1] if found else None
 
 
 def audit_records(text: str) -> list[DeployRecord]:
@@ -300,7 +310,7 @@ def _maintenance_found(entry: SiteEntry | None) -> str | None:
 _KNOWN_TOP = frozenset(
     {"schema_version", "version", "project", "image", *_TOP_TEXT, "kind", "previous_version", "served",
      "stack_changed", "rolled_back_from", "rollback_of", "progress", "sites", "failed_patches", "backups",
-     "engine"}
+     "engine", "image_digest"}
 )  # fmt: skip
 _KNOWN_SITE = frozenset({"site", *_SITE_TEXT, "backup_files"})
 

@@ -56,7 +56,14 @@ from frappe_imagekit.deploy.lastup import (
     sha256_on_target,
     write_last_up,
 )
-from frappe_imagekit.deploy.record import DEPLOY, ROLLBACK, SUCCEEDED, BackupCopy, DeployRecord
+from frappe_imagekit.deploy.record import (
+    DEPLOY,
+    ROLLBACK,
+    SUCCEEDED,
+    BackupCopy,
+    DeployRecord,
+    recorded_digest,
+)
 from frappe_imagekit.deploy.record import now as now_iso
 from frappe_imagekit.deploy.restorewait import interrupted_restore_note, wait_restore
 from frappe_imagekit.deploy.send import image_present, last_line
@@ -189,6 +196,7 @@ class RollbackPlan:
     lost: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     steps: list[str] = field(default_factory=list)
+    image_digest: str | None = None  # the registry digest a deploy of to_version recorded: pulled by it
     ctx: Context | None = field(default=None, repr=False)
 
     @property
@@ -249,6 +257,7 @@ def plan_rollback(runner: Runner, ws: Workspace, opts: RollbackOptions) -> Rollb
         image=_image_name(ws, to_version, undo),
         sites=site_restores(undo, opts, state_paths(runner, opts.project, opts.state_dir).root),
         image_on_target=False, down_files=DownFiles([], None, None, {}, [], ""),
+        image_digest=recorded_digest(records, to_version),
     )  # fmt: skip
     _check_target(runner, ws, plan)
     _describe(plan)
@@ -408,6 +417,7 @@ def _context(runner: Runner, ws: Workspace, plan: RollbackPlan) -> Context:
             health_check=opts.health_check,
             force=opts.force,
             maintenance=opts.maintenance,
+            image_digest=plan.image_digest,
         )
     )
     report = DeployReport(

@@ -1,22 +1,33 @@
 """The image onto the target: the one ``send_image`` step that deploy, rollback and sandbox call.
 
-Today it streams ``docker save`` (on this machine, or the daemon of ``--docker-host``) into
-``docker load`` on the target; ``ImageTransfer.method`` is where another way plugs in (a
-registry through the SSH tunnel), chosen once in the ``Target``.
+``ImageTransfer.method`` chooses how: ``registry`` pushes it to a registry on this machine and
+the target pulls it by digest through an SSH remote forward (frappe_imagekit/transfer/: only the
+layers the target lacks cross SSH); ``stream`` (``--transfer save``) streams ``docker save`` into
+``docker load`` on the target; ``auto`` (the default) is ``registry`` for an SSH target when
+Debian's ``docker-registry`` is installed here and the image is on a daemon of this machine,
+else ``stream``.
 """
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from frappe_imagekit.errors import DeployError
-from frappe_imagekit.process import Completed
-from frappe_imagekit.runner import LocalRunner, Runner, local_stdout_stream
+from frappe_imagekit.errors import DeployError, UsageError
+from frappe_imagekit.process import Completed, which
+from frappe_imagekit.progress import SILENT, Reporter
+from frappe_imagekit.runner import LocalRunner, Runner
+from frappe_imagekit.ssh import SSHRunner
+from frappe_imagekit.transfer import registry as local_registry
+from frappe_imagekit.transfer import send as registry_send
 
 EventSink = Callable[[str], None]
 STREAM = "stream"  # docker save | docker load
+REGISTRY = registry_send.REGISTRY  # push here, pull by digest there through the SSH tunnel
+AUTO = "auto"
+TRANSFERS = {AUTO: AUTO, "registry": REGISTRY, "save": STREAM}  # --transfer value -> method
 
 
 @dataclass(frozen=True)
@@ -24,7 +35,7 @@ class ImageTransfer:
     """How an image the target lacks gets there."""
 
     source_docker_host: str | None = None  # the daemon here it is sent from (None: this machine's)
-    method: str = STREAM
+    method: str = AUTO
     allowed: bool = True  # False: never send (deploy --no-send-image): the target must have it
 
 
@@ -33,6 +44,8 @@ class SentImage:
     ref: str
     seconds: float
     method: str = STREAM
+    digest: str | None = None  # the registry digest it was pulled by (registry only)
+    notes: tuple[str, ...] = ()  # for the report: a refused forward, a first pull after docker load
 
 
 def image_present(runner: Runner, ref: str) -> bool:
@@ -45,32 +58,68 @@ def source_has(transfer: ImageTransfer, ref: str) -> bool:
 
 
 def send_image(
-    runner: Runner, ref: str, transfer: ImageTransfer, emit: EventSink, *, progress: bool = True
+    runner: Runner,
+    ref: str,
+    transfer: ImageTransfer,
+    emit: EventSink,
+    *,
+    progress: bool = True,
+    digest: str | None = None,
+    reporter: Reporter = SILENT,
 ) -> SentImage:
     """Send ``ref`` to the target of ``runner`` and check it arrived; ``DeployError`` naming
-    docker's last words when it did not. The caller checks first that it may (``transfer``)."""
-    emit(f"sending {ref} to {runner.host} (docker save | docker load)")
-    started = time.monotonic()
-    on_chunk = _progress(emit) if progress else None
-    with local_stdout_stream(["docker", "save", ref], transfer.source_docker_host) as data:
-        loaded = runner.run_stdin_stream(["docker", "load"], data, on_chunk=on_chunk)
-    if loaded.returncode != 0 or not image_present(runner, ref):
-        raise DeployError(
-            f"docker load of {ref} on {runner.host} failed ({last_line(loaded)}); "
-            "check the disk space and docker there."
+    docker's last words when it did not. The caller checks first that it may (``transfer``).
+    ``digest``: the version's recorded digest, pulled by when the local registry still has it."""
+    if chosen_method(runner, transfer) == REGISTRY:
+        return _through_registry(
+            runner, ref, transfer, emit, digest=digest, progress=progress, reporter=reporter
         )
-    return SentImage(ref, round(time.monotonic() - started, 3), transfer.method)
+    started = time.monotonic()
+    name, _, version = ref.rpartition(":")
+    options = registry_send.SendOptions(
+        name, version, registry_send.SAVE, transfer.source_docker_host, progress=progress
+    )
+    registry_send.save_load(runner, options, emit, reporter)  # the one docker save | docker load
+    return SentImage(ref, round(time.monotonic() - started, 3), STREAM)
 
 
-def _progress(emit: EventSink) -> Callable[[int], None]:
-    last = [0.0]
+def transfer_method(value: str, what: str = "--transfer") -> str:
+    """``auto``, ``registry`` or ``save`` (a ``UsageError`` otherwise) -> the method name."""
+    if value not in TRANSFERS:
+        raise UsageError(f"{what} is {value[:40]!r}: use auto, registry or save.")
+    return TRANSFERS[value]
 
-    def progress(sent: int) -> None:
-        if time.monotonic() - last[0] > 1:
-            last[0] = time.monotonic()
-            emit(f"  sent {sent / 1e6:.1f} MB")
 
-    return progress
+def chosen_method(runner: Runner, transfer: ImageTransfer) -> str:
+    """What ``auto`` means for this target (see the module docstring)."""
+    if transfer.method != AUTO:
+        return transfer.method
+    source = transfer.source_docker_host or os.environ.get("DOCKER_HOST") or "unix://"
+    here = source.startswith("unix://")  # a daemon elsewhere would push to its own 127.0.0.1
+    usable = isinstance(runner, SSHRunner) and here and which(local_registry.BINARY) is not None
+    return REGISTRY if usable else STREAM
+
+
+def _through_registry(
+    runner: Runner,
+    ref: str,
+    transfer: ImageTransfer,
+    emit: EventSink,
+    *,
+    digest: str | None,
+    progress: bool,
+    reporter: Reporter,
+) -> SentImage:
+    if not isinstance(runner, SSHRunner):
+        raise DeployError(f"--transfer registry needs an SSH target (--host); {ref} is for this machine.")
+    name, _, version = ref.rpartition(":")
+    emit(f"sending {ref} to {runner.host} (local registry and SSH tunnel: only the layers it lacks)")
+    options = registry_send.SendOptions(
+        name, version, REGISTRY, transfer.source_docker_host, digest=digest, progress=progress
+    )
+    sent = registry_send.send_image(runner, options, emit, reporter)
+    method = REGISTRY if sent.method == REGISTRY else STREAM
+    return SentImage(ref, sent.seconds, method, sent.digest, tuple(sent.notes))
 
 
 def last_line(done: Completed) -> str:

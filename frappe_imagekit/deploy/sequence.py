@@ -31,6 +31,7 @@ from frappe_imagekit.deploy import (
     lock,
     plan,
     rehearsal_gate,
+    send,
 )
 from frappe_imagekit.deploy.compose import Container
 from frappe_imagekit.deploy.context import (
@@ -134,6 +135,10 @@ def _check_names(opts: DeployOptions) -> None:
         validate.service_name(service, "a --kill-first service", UsageError)
     if opts.sites is not None and not opts.sites:
         raise UsageError("--sites names no site: pass all, or site1,site2.")
+    if opts.where.transfer.method not in send.TRANSFERS.values():
+        raise UsageError(f"--transfer is {opts.where.transfer.method[:40]!r}: use auto, registry or save.")
+    if opts.image_digest is not None:
+        validate.image_digest(opts.image_digest, "the recorded image digest", UsageError)
     for site in opts.sites or []:
         validate.site_name(site, "a --sites entry", UsageError)
 

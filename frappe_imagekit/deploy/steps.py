@@ -26,7 +26,6 @@ from frappe_imagekit.deploy.compose import Container
 from frappe_imagekit.deploy.context import (
     HEALTH_MAINTENANCE,
     Context,
-    DeployOptions,
     DeployReport,
     absolute,
     all_containers,
@@ -181,13 +180,13 @@ def send_image(ctx: Context) -> None:
     if opts.dry_run:
         ctx.report.notes.append(f"{opts.image_ref} is not on {runner.host}: it would be sent.")
         return
-    sent = send.send_image(runner, opts.image_ref, _transfer(opts), ctx.emit)
+    sent = send.send_image(
+        runner, opts.image_ref, opts.where.transfer, ctx.emit, digest=opts.image_digest, reporter=ctx.reporter
+    )
     ctx.report.image_sent = True
+    ctx.report.image_digest = sent.digest
+    ctx.report.notes.extend(sent.notes)
     ctx.report.timings["send_image"] = sent.seconds
-
-
-def _transfer(opts: DeployOptions) -> send.ImageTransfer:
-    return send.ImageTransfer(opts.source_docker_host, allowed=opts.send_image)
 
 
 def backup_sites(ctx: Context, running: Sequence[Container]) -> None:

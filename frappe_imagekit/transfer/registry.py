@@ -53,7 +53,10 @@ def storage_folder() -> Path:
 
 
 def port_free(port: int) -> bool:
+    """Whether the registry could listen on ``port`` (Go sets SO_REUSEADDR: a port whose last
+    connections are in TIME_WAIT, the registry's own from the deploy before, is free to it)."""
     with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((HOST, port))
         except OSError:

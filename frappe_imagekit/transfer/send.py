@@ -16,14 +16,16 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NoReturn
 
 from frappe_imagekit import validate
 from frappe_imagekit.errors import DeployError, UsageError
+from frappe_imagekit.progress import FAILED, SILENT, Reporter
 from frappe_imagekit.runner import LocalRunner, Runner, local_stdout_stream
 from frappe_imagekit.ssh import SSHRunner
 from frappe_imagekit.transfer import push as pushing
 from frappe_imagekit.transfer import registry as registries
-from frappe_imagekit.transfer.show import Progress, megabytes
+from frappe_imagekit.transfer.show import TASK, Progress, megabytes
 from frappe_imagekit.transfer.tunnel import ForwardRefused, Tunnel, remote_forward
 
 EventSink = Callable[[str], None]
@@ -31,6 +33,17 @@ REGISTRY, SAVE = "registry", "save"
 METHODS = (REGISTRY, SAVE)
 _PULLED = re.compile(r"^[0-9a-f]{12}: Pull complete\s*$")
 _PRESENT = re.compile(r"^[0-9a-f]{12}: Already exists\s*$")
+# on the server: how many registry digests each image of the repository $1 has (one a line)
+_DIGEST_COUNTS = (
+    'for id in $(docker image ls --quiet --no-trunc "$1"); do '
+    "docker image inspect --format '{{len .RepoDigests}}' \"$id\"; done"
+)
+# on the server: the id of $1; only when it is $3, tag $1 as $2 and print the id of $2
+_TAG_IF_SAME = (
+    'id=$(docker image inspect --format \'{{.Id}}\' "$1") || exit 1; echo "$id"; '
+    '[ "$id" = "$3" ] || exit 3; docker tag "$1" "$2" || exit 1; '
+    "docker image inspect --format '{{.Id}}' \"$2\""
+)
 
 
 @dataclass(frozen=True)
@@ -42,6 +55,7 @@ class SendOptions:
     registry_dir: Path | None = None  # default: registry.storage_folder()
     digest: str | None = None  # pull by this digest when the registry still holds it
     bar: bool = False  # draw a progress bar on stderr (a terminal)
+    progress: bool = True  # False: no running progress lines, only the final one
 
     @property
     def ref(self) -> str:
@@ -67,34 +81,53 @@ def transfer_method(value: str, what: str = "--transfer") -> str:
     return value
 
 
-def send_image(runner: Runner, opts: SendOptions, emit: EventSink) -> Sent:
-    """Send ``opts.ref`` to ``runner``'s host and return what was sent (see the module docstring)."""
+def send_image(runner: Runner, opts: SendOptions, emit: EventSink, reporter: Reporter = SILENT) -> Sent:
+    """Send ``opts.ref`` to ``runner``'s host and return what was sent (see the module docstring);
+    ``reporter`` gets the task ``send image`` (bytes sent, layers fetched)."""
     transfer_method(opts.method)
+    reporter.start(TASK)
+    try:
+        sent = _send(runner, opts, emit, reporter)
+    except BaseException:
+        reporter.finish(TASK, outcome=FAILED)
+        raise
+    reporter.finish(TASK, seconds=sent.seconds)
+    return sent
+
+
+def _send(runner: Runner, opts: SendOptions, emit: EventSink, reporter: Reporter) -> Sent:
     started = time.monotonic()
     if opts.method == REGISTRY and isinstance(runner, SSHRunner):
         try:
-            sent = _via_registry(runner, opts, emit)
+            sent = _via_registry(runner, opts, emit, reporter)
         except ForwardRefused:
             emit(
                 f"{runner.host} refused the SSH remote forward (AllowTcpForwarding no?): sending "
                 f"{opts.ref} with docker save | docker load instead."
             )
-            sent = save_load(runner, opts, emit)
+            sent = save_load(runner, opts, emit, reporter)
             sent.notes.append(
                 f"{runner.host} refused the SSH remote forward: the image went by docker save | docker load."
             )
     else:
-        sent = save_load(runner, opts, emit)
+        sent = save_load(runner, opts, emit, reporter)
     sent.seconds = round(time.monotonic() - started, 3)
     return sent
 
 
-def save_load(runner: Runner, opts: SendOptions, emit: EventSink) -> Sent:
+def save_load(runner: Runner, opts: SendOptions, emit: EventSink, reporter: Reporter = SILENT) -> Sent:
     """``docker save`` here into ``docker load`` there; the loaded id must be the local id."""
     local = LocalRunner(opts.source_docker_host)
     image_id = pushing.local_id(local, opts.ref)
     emit(f"sending {opts.ref} to {runner.host} (docker save | docker load)")
-    progress = Progress(emit, "docker save | docker load", bar=opts.bar)
+    progress = Progress(
+        emit,
+        "docker save | docker load",
+        bar=opts.bar,
+        every=_every(opts),
+        reporter=reporter,
+        counts_layers=False,
+    )
     with local_stdout_stream(["docker", "save", opts.ref], opts.source_docker_host) as data:
         loaded = runner.run_stdin_stream(["docker", "load"], data, on_chunk=progress.bytes)
     progress.done()
@@ -108,10 +141,14 @@ def save_load(runner: Runner, opts: SendOptions, emit: EventSink) -> Sent:
     return Sent(SAVE, image_id, None, progress.sent)
 
 
-def _via_registry(runner: SSHRunner, opts: SendOptions, emit: EventSink) -> Sent:
+def _every(opts: SendOptions) -> float:
+    return 2.0 if opts.progress else float("inf")
+
+
+def _via_registry(runner: SSHRunner, opts: SendOptions, emit: EventSink, reporter: Reporter) -> Sent:
     local = LocalRunner(opts.source_docker_host)
     image_id = pushing.local_id(local, opts.ref)
-    progress = Progress(emit, "registry tunnel", bar=opts.bar)
+    progress = Progress(emit, "registry tunnel", bar=opts.bar, every=_every(opts), reporter=reporter)
     with (
         registries.running(opts.registry_dir) as registry,
         remote_forward(runner.transport(), registry.port, progress.bytes) as tunnel,
@@ -123,7 +160,7 @@ def _via_registry(runner: SSHRunner, opts: SendOptions, emit: EventSink) -> Sent
         fetched, present = _pull(runner, tunnel, opts, digest, progress, emit)
         progress.done()
         source = f"{tunnel.remote_address}/{opts.image}@{digest}"
-        _tag_checked(runner, source, opts.ref, image_id)
+        tag_checked(runner, source, opts.ref, image_id)
         return Sent(
             REGISTRY, image_id, digest, tunnel.sent, fetched, present, notes=notes, pulled_from=source
         )
@@ -148,13 +185,9 @@ def _pushed_digest(
 def _loaded_only_note(runner: SSHRunner, opts: SendOptions) -> list[str]:
     """A server whose copies of IMAGE all came from ``docker load`` has no registry digests for
     their layers, so this first pull fetches every layer once: say so."""
-    ids = runner.run(
-        ["docker", "image", "ls", "--quiet", "--no-trunc", opts.image], timeout=60
-    ).stdout.split()
-    if not ids:
-        return []
-    done = runner.run(["docker", "image", "inspect", "--format", "{{len .RepoDigests}}", *ids], timeout=60)
-    if any(count.strip() not in ("", "0") for count in done.stdout.splitlines()):
+    done = runner.run(["sh", "-c", _DIGEST_COUNTS, "sh", opts.image], timeout=60)
+    counts = done.stdout.split()
+    if not counts or any(count != "0" for count in counts):
         return []
     return [
         f"{runner.host} has {opts.image} only from docker load (no registry digests): this first pull "
@@ -184,26 +217,30 @@ def _pull(
     return progress.layers, present[0]
 
 
-def _tag_checked(runner: Runner, source: str, ref: str, image_id: str) -> None:
-    """Refuse a pulled image whose id is not the local one; else tag it ``IMAGE:VERSION``."""
-    require_id(runner, source, image_id, pulled=True)
-    tagged = runner.run(["docker", "tag", source, ref], timeout=60)
-    if tagged.returncode != 0:
-        raise DeployError(
-            f"docker tag {source} {ref} on {runner.host} failed ({pushing.last_line(tagged.stderr)})."
-        )
-    require_id(runner, ref, image_id)
+def tag_checked(runner: Runner, source: str, ref: str, image_id: str) -> None:
+    """Refuse a pulled image whose id is not the local one; else tag it ``IMAGE:VERSION`` (one
+    round trip: the id is compared on the server before the tag, and read back after it)."""
+    done = runner.run(["sh", "-c", _TAG_IF_SAME, "sh", source, ref, image_id], timeout=60)
+    found = done.stdout.split()
+    if not found or found[0] != image_id:
+        _refuse(runner, source, found[0] if found else "", image_id, "pulled")
+    if done.returncode != 0 or found != [image_id, image_id]:
+        why = pushing.last_line(done.stderr)
+        raise DeployError(f"docker tag {source} {ref} on {runner.host} failed ({why}); nothing was stopped.")
 
 
 def require_id(runner: Runner, ref: str, image_id: str, pulled: bool = False) -> None:
     done = runner.run(["docker", "image", "inspect", "--format", "{{.Id}}", ref], timeout=60)
     found = done.stdout.strip()
     if done.returncode != 0 or found != image_id:
-        how = "pulled" if pulled else "sent"
-        raise DeployError(
-            f"the image {how} to {runner.host} as {ref} has id {found[:80] or 'none'}, not this machine's "
-            f"{image_id}: refusing to deploy it; nothing was stopped."
-        )
+        _refuse(runner, ref, found, image_id, "pulled" if pulled else "sent")
+
+
+def _refuse(runner: Runner, ref: str, found: str, image_id: str, how: str) -> NoReturn:
+    raise DeployError(
+        f"the image {how} to {runner.host} as {ref} has id {found[:80] or 'none'}, not this machine's "
+        f"{image_id}: refusing to deploy it; nothing was stopped."
+    )
 
 
 __all__ = ["METHODS", "REGISTRY", "SAVE", "SendOptions", "Sent", "megabytes", "send_image", "transfer_method"]

@@ -1,21 +1,27 @@
 """Transfer progress: bytes and layers sent, as plain lines (a bar when the sink is a terminal).
 
-A minimal printer kept local to the transfer package until a shared progress module exists:
-``Progress.bytes(n)`` and ``Progress.layer()`` are called as data moves; lines go to the
-caller's event sink at most every ``every`` seconds, plus one final line from ``done()``. With
-``bar=True`` (stderr is a terminal) it redraws one line with ``\\r`` instead.
+``Progress.bytes(n)`` and ``Progress.layer()`` are called as data moves. They go to the shared
+``progress.Reporter`` the caller passes (task ``send image``: bytes as ``done``, the layers as
+its detail; the CLI's live view draws the bar on a terminal, its plain reporter writes lines),
+and to the caller's event sink as plain lines at most every ``every`` seconds plus one final
+line from ``done()``. ``bar=True`` redraws one line with ``\\r`` on ``stream`` itself, for a
+caller without a live reporter.
 """
 
 from __future__ import annotations
 
+import math
 import sys
 import threading
 import time
 from collections.abc import Callable
 from typing import TextIO
 
+from frappe_imagekit.progress import SILENT, Reporter
+
 EventSink = Callable[[str], None]
 WIDTH = 30
+TASK = "send image"  # the progress.Reporter task name
 
 
 def megabytes(size: int) -> str:
@@ -32,8 +38,12 @@ class Progress:
         every: float = 2.0,
         stream: TextIO | None = None,
         clock: Callable[[], float] = time.monotonic,
+        reporter: Reporter = SILENT,
+        counts_layers: bool = True,
     ) -> None:
+        self.counts_layers = counts_layers
         self.emit, self.what, self.bar, self.every = emit, what, bar, every
+        self.reporter = reporter
         self.stream = stream or sys.stderr
         self.clock = clock
         self.sent = 0
@@ -46,15 +56,18 @@ class Progress:
         with self._lock:
             self.sent = sent
             self._maybe_show()
+        self.reporter.advance(TASK, done=sent)
 
     def layer(self) -> None:
         with self._lock:
             self.layers += 1
-            self._maybe_show(force=not self.bar)
+            self._maybe_show(force=not self.bar and math.isfinite(self.every))
+        self.reporter.advance(TASK, detail=f"{self.layers} layer(s) fetched")
 
     def line(self) -> str:
         total = f" of at most {megabytes(self.total)}" if self.total else ""
-        return f"  {self.what}: {megabytes(self.sent)}{total} sent, {self.layers} layer(s) fetched"
+        layers = f", {self.layers} layer(s) fetched" if self.counts_layers else ""
+        return f"  {self.what}: {megabytes(self.sent)}{total} sent{layers}"
 
     def _maybe_show(self, force: bool = False) -> None:
         now = self.clock()

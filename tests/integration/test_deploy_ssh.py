@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import re
 import signal
 from collections.abc import Iterator
 from pathlib import Path
@@ -105,7 +106,13 @@ def test_image_missing_on_second_host_is_sent_then_deployed(
         remove_project(project.name, second_host.url)
     assert report.result == "succeeded", report
     assert report.image_sent is True
-    assert any(f"sending {ref}" in e for e in events)
+    # issue 20: the default for an SSH target is the registry tunnel, and the record holds the digest
+    assert (
+        f"sending {ref} to {runner.host} (local registry and SSH tunnel: only the layers it lacks)" in events
+    )
+    assert report.image_digest is not None and re.fullmatch(r"sha256:[0-9a-f]{64}", report.image_digest)
+    recorded = json.loads(Path(report.record or "").read_text())
+    assert recorded["image_digest"] == report.image_digest
     assert second_host.docker("image", "inspect", ref).returncode == 0
     # the transfer happened in preflight, before the lock/down/up window
     assert list(report.timings)[:2] == ["send_image", "preflight"]
@@ -121,3 +128,34 @@ def test_ctrl_c_during_remote_migrate_releases_the_remote_lock(project: Project,
     audit = [json.loads(line) for line in project.audit_log.read_text().splitlines()]
     assert audit[-1]["result"] == "interrupted"
     assert project.records()[-1]["host"] == f"root@127.0.0.1:{sshd.port}"
+
+
+def test_rollback_to_a_second_host_pulls_the_version_by_its_recorded_digest(
+    project: Project, sshd: SSHServer, second_host: DockerHost
+):
+    """Issue 20 item 3: deploy v1 and v2 through the registry tunnel (each record holds its
+    digest), drop v1 from the server, roll back: v1 comes back by the digest v1's deploy
+    recorded, still in the local registry (no push)."""
+    from tests.integration.test_rollback import prepare, rollback_args
+
+    env_file = prepare(project)
+    ssh = [*ssh_args(sshd), "--docker-host", second_host.url]
+    try:
+        for version in ("v1", "v2"):
+            done = CliRunner().invoke(
+                app, project.cli_args("--version", version, "--env-file", str(env_file), *ssh)
+            )
+            assert done.exit_code == 0, done.output
+        digest = project.records()[0]["image_digest"]
+        assert second_host.docker("image", "rm", f"{project.repo}:v1").returncode == 0
+        rolled = CliRunner().invoke(app, rollback_args(project, "--yes", *ssh))
+    finally:
+        remove_project(project.name, second_host.url)
+    assert rolled.exit_code == 0, rolled.output
+    assert re.fullmatch(r"sha256:[0-9a-f]{64}", digest)
+    assert f"{project.repo}:v1 is in the local registry as {digest}: pulling by that digest" in rolled.output
+    assert "pushing " not in rolled.output
+    last = project.records()[-1]
+    assert (last["kind"], last["version"], last["image_digest"]) == ("rollback", "v1", digest)
+    shown = second_host.docker("image", "inspect", "--format", "{{.Id}}", f"{project.repo}:v1").stdout.strip()
+    assert shown.startswith("sha256:")

@@ -196,8 +196,16 @@ OS_RELEASES = {
     "ubuntu": 'NAME="Ubuntu"\nID=ubuntu\nID_LIKE=debian\nVERSION_ID="24.04"\nVERSION_CODENAME=noble\n',
     "fedora": 'NAME="Fedora Linux"\nID=fedora\nVERSION_ID=41\n',
 }
-COMMON = ["docker.io", "docker-compose", "openssh-server", "busybox-static", "git", "debootstrap", "iproute2",
-          "docker-registry"]
+COMMON = [
+    "docker.io",
+    "docker-compose",
+    "openssh-server",
+    "busybox-static",
+    "git",
+    "debootstrap",
+    "iproute2",
+    "docker-registry",
+]
 
 
 @pytest.mark.parametrize(

@@ -19,10 +19,12 @@ from pathlib import Path
 
 import pytest
 
+from frappe_imagekit.deploy import send as deploy_send
 from frappe_imagekit.errors import DeployError
 from frappe_imagekit.ssh import SSHRunner
 from frappe_imagekit.transfer import registry as registries
 from frappe_imagekit.transfer.send import REGISTRY, SAVE, SendOptions, send_image
+from tests.support.debian13 import Debian13Host
 from tests.support.dockerhost import DockerHost
 from tests.support.sshd import SSHServer
 
@@ -152,25 +154,25 @@ def test_registry_sends_only_the_changed_layer_and_pulls_by_digest(
 def test_a_refused_forward_falls_back_to_save_and_says_so(
     tmp_path: Path, second_host: DockerHost, versions: Callable[..., str]
 ):
+    """Through deploy's one send_image step (deploy/send.py), as deploy, rollback and sandbox call it."""
     name = versions("v1")
     server = SSHServer.start(tmp_path / "sshd", "AllowTcpForwarding no\n")
     events: list[str] = []
     runner = runner_for(server, second_host)
     try:
-        sent = send_image(runner, SendOptions(name, "v1", registry_dir=tmp_path / "registry"), events.append)
+        sent = deploy_send.send_image(runner, f"{name}:v1", deploy_send.ImageTransfer(), events.append)
     finally:
         runner.close()
         server.stop()
-    assert sent.method == SAVE and sent.digest is None
+    refused = f"{runner.host} refused the SSH remote forward: the image went by docker save | docker load."
+    assert (sent.method, sent.digest, sent.notes) == (deploy_send.STREAM, None, (refused,))
     assert (
         f"{runner.host} refused the SSH remote forward (AllowTcpForwarding no?): sending {name}:v1 with "
         "docker save | docker load instead." in events
     )
-    assert (
-        second_host.docker("image", "inspect", "--format", "{{.Id}}", f"{name}:v1").stdout.strip()
-        == sent.image_id
-    )
-    assert not listening(int((tmp_path / "registry" / "port").read_text()))
+    shown = second_host.docker("image", "inspect", "--format", "{{.Id}}", f"{name}:v1").stdout.strip()
+    assert shown == local_id(f"{name}:v1")
+    assert not listening(int((registries.storage_folder() / "port").read_text()))
 
 
 def test_registry_port_in_use_is_one_sentence(tmp_path: Path):
@@ -241,3 +243,24 @@ def test_full_registry_storage_is_one_sentence_before_anything_is_sent(
     )
     assert second_host.docker("image", "inspect", f"{name}:v1").returncode != 0
     assert not listening(int((small_disk / "port").read_text()))
+
+
+def test_docker_26_pulls_from_the_loopback_registry_without_a_daemon_setting(
+    debian13_host: Debian13Host, versions: Callable[..., str], tmp_path: Path
+):
+    """The Debian 13 host (Docker 26.1, its own network namespace): its daemon pulls from the
+    tunnel's 127.0.0.1:PORT with no insecure-registries entry in its daemon.json."""
+    assert debian13_host.docker_in("info", "--format", "{{.ServerVersion}}").stdout.startswith("26.")
+    name = versions("v1", "v2")
+    runner = SSHRunner(debian13_host.spec, known_hosts=debian13_host.known_hosts,
+                       identity_file=debian13_host.client_key)  # fmt: skip
+    try:
+        first = send_image(runner, SendOptions(name, "v1", registry_dir=tmp_path / "r"), lambda _l: None)
+        bump = send_image(runner, SendOptions(name, "v2", registry_dir=tmp_path / "r"), lambda _l: None)
+    finally:
+        runner.close()
+    assert (first.method, bump.method) == (REGISTRY, REGISTRY)
+    assert (bump.layers_fetched, bump.layers_present) == (1, 2)
+    for version, sent in (("v1", first), ("v2", bump)):
+        shown = debian13_host.docker_in("image", "inspect", "--format", "{{.Id}}", f"{name}:{version}")
+        assert shown.stdout.strip() == sent.image_id == local_id(f"{name}:{version}")

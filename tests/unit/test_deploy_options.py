@@ -104,6 +104,7 @@ CLI_CASES = [
     (["--host", "root@" + "a" * 64 + ".example"], "labels of at most 63 characters"),
     (["--docker-host", "-H"], "--docker-host '-H' cannot start with '-'"),
     (["--version", "../../x"], "--version '../../x' is not a valid image tag"),
+    (["--transfer", "rsync"], "--transfer is 'rsync': use auto, registry or save."),
 ]
 
 

@@ -128,3 +128,21 @@ def test_history_shows_a_version_that_failed_in_migrate_but_ran_and_its_rollback
         ("deploy", "succeeded", None), ("rollback", "succeeded", "v2"),
     ]  # fmt: skip
     assert [(d["result"], d["rolled_back_to"]) for d in rows[1].deploys] == [("patch-failed", "v1")]
+
+
+# -- issue 20 item 3: the record holds the registry digest -----------------------------------------
+
+DIGEST = "sha256:d5bf716684bc731c3bce353b3e3e7ade1bf66ad6fbf4f87ec218199b4e686358"
+
+
+def test_the_image_digest_survives_a_round_trip_and_is_checked():
+    from frappe_imagekit.deploy.record import recorded_digest
+
+    record = DeployRecord(version="v1", project="erp", image_digest=DIGEST)
+    again = DeployRecord.from_dict(record.to_dict())
+    assert again.image_digest == DIGEST and "image_digest" not in again.extra
+    older = DeployRecord(version="v1", project="erp", image_digest="sha256:" + "0" * 64)
+    assert recorded_digest([older, again, DeployRecord(version="v2", project="erp")], "v1") == DIGEST
+    assert recorded_digest([again], "v2") is None
+    with pytest.raises(ValueError, match="image_digest"):
+        DeployRecord.from_dict({**record.to_dict(), "image_digest": DIGEST + " --all"})

@@ -189,3 +189,20 @@ def test_a_daemon_id_of_the_wrong_shape_is_not_used(runner: CliRunner, tmp_path:
     listed = runner.invoke(cli_app, ["history", "-w", str(tmp_path)])
     cell = "labik@local (migrate-only), labik@root@127.0.0.1:2322"
     assert listed.stdout.splitlines()[2].split("\t")[6] == cell
+
+
+# -- issue 20 item 3: deploy by digest -----------------------------------------------------------
+
+DIGEST = "sha256:d5bf716684bc731c3bce353b3e3e7ade1bf66ad6fbf4f87ec218199b4e686358"
+
+
+def test_history_shows_the_digest_a_deploy_was_pulled_by(runner: CliRunner, tmp_path: Path) -> None:
+    write(tmp_path / "builds", make_manifest("v1.3.0", "2026-12-07T12:05:06+00:00"))
+    record = make_deploy("v1.3.0", "2026-12-07T12:21:37+00:00", project="labik", host="root@127.0.0.1:2322")
+    record.update(schema_version=2, served=True, kind="deploy", image_digest=DIGEST)
+    write_deploy(tmp_path / "deploys", record)
+    shown = runner.invoke(cli_app, ["history", "v1.3.0", "-w", str(tmp_path)])
+    assert shown.exit_code == 0, shown.output
+    assert f"2026-12-07T12:21:37+00:00 pulled by {DIGEST}" in " ".join(shown.stdout.split())
+    listed = runner.invoke(cli_app, ["history", "--json", "-w", str(tmp_path)])
+    assert [d["digest"] for d in json.loads(listed.stdout)["builds"][0]["deploys"]] == [DIGEST]

@@ -18,7 +18,7 @@ from frappe_imagekit.errors import DeployError, UsageError
 from frappe_imagekit.process import Completed
 from frappe_imagekit.transfer import registry as registries
 from frappe_imagekit.transfer.push import PushCount, push_failure
-from frappe_imagekit.transfer.send import SendOptions, require_id, send_image, transfer_method
+from frappe_imagekit.transfer.send import SendOptions, require_id, send_image, tag_checked, transfer_method
 from frappe_imagekit.transfer.show import Progress
 
 FIXTURES = Path(__file__).parents[1] / "fixtures" / "transfer"
@@ -101,10 +101,12 @@ class FakeServer:
 
     def __init__(self, image_id: str, code: int = 0) -> None:
         self.image_id, self.code = image_id, code
+        self.argv: tuple[str, ...] = ()
 
     def run(
         self, argv: Sequence[str], *, env: Mapping[str, str] | None = None, **kwargs: object
     ) -> Completed:
+        self.argv = tuple(argv)
         return Completed(tuple(argv), self.code, self.image_id + "\n", "")
 
 
@@ -116,6 +118,14 @@ def test_a_pulled_image_with_another_id_is_refused():
         f"the image pulled to root@127.0.0.1:22 as 127.0.0.1:5000/x@{DIGEST} has id sha256:{'b' * 64}, not "
         f"this machine's {ID}: refusing to deploy it; nothing was stopped."
     )
+
+
+def test_a_pulled_image_with_another_id_is_never_tagged():
+    server = FakeServer("sha256:" + "b" * 64, code=3)  # the server-side check exits 3 before the tag
+    source = "127.0.0.1:5000/x@" + DIGEST
+    with pytest.raises(DeployError, match="refusing to deploy it; nothing was stopped"):
+        tag_checked(server, source, "x:v1", ID)  # type: ignore[arg-type]
+    assert server.argv[:2] == ("sh", "-c") and server.argv[-3:] == (source, "x:v1", ID)
 
 
 def test_the_same_id_passes():
@@ -166,3 +176,45 @@ def test_the_recorded_port_is_reused_only_when_it_is_a_free_number(tmp_path: Pat
     assert registries.choose_port(tmp_path) == port
     (tmp_path / "port").write_text("22; rm -rf /\n")
     assert registries.choose_port(tmp_path) != 22
+
+
+def test_progress_goes_to_the_shared_reporter_as_the_send_image_task():
+    from frappe_imagekit.progress import PlainReporter
+
+    written: list[str] = []
+    now = [0.0]
+    reporter = PlainReporter(written.append, clock=lambda: now[0])
+    reporter.start("send image")
+    progress = Progress(lambda _line: None, "registry tunnel", reporter=reporter)
+    now[0] = 2.0
+    progress.bytes(12_300_000)
+    progress.layer()
+    reporter.finish("send image")
+    assert written == [
+        "progress: send image started",
+        "progress: send image: 12.3 MB",
+        "progress: send image: 1 layer(s) fetched",
+        "progress: send image done in 2.0 s (12.3 MB)",
+    ]
+
+
+def test_auto_is_the_registry_only_for_ssh_targets_with_the_image_on_a_daemon_here(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+):
+    from frappe_imagekit.deploy import send
+    from frappe_imagekit.runner import LocalRunner
+    from frappe_imagekit.ssh import SSHRunner
+
+    ssh = SSHRunner.__new__(SSHRunner)  # never connected: only its type is asked
+    monkeypatch.delenv("DOCKER_HOST", raising=False)
+    assert send.chosen_method(ssh, send.ImageTransfer(method=send.AUTO)) == send.REGISTRY
+    assert send.chosen_method(LocalRunner(), send.ImageTransfer(method=send.AUTO)) == send.STREAM
+    remote = send.ImageTransfer("tcp://10.0.0.5:2375", method=send.AUTO)
+    assert send.chosen_method(ssh, remote) == send.STREAM
+    monkeypatch.setenv("DOCKER_HOST", "ssh://builder")
+    assert send.chosen_method(ssh, send.ImageTransfer(method=send.AUTO)) == send.STREAM
+    monkeypatch.delenv("DOCKER_HOST")
+    assert send.chosen_method(ssh, send.ImageTransfer(method=send.STREAM)) == send.STREAM
+    monkeypatch.setenv("PATH", str(tmp_path))  # no docker-registry here
+    assert send.chosen_method(ssh, send.ImageTransfer(method=send.AUTO)) == send.STREAM
+    assert send.transfer_method("save") == send.STREAM and send.transfer_method("registry") == send.REGISTRY
