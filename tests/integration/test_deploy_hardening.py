@@ -9,9 +9,7 @@ import stat
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
-from frappe_imagekit.cli.main import _load_commands, app
 from frappe_imagekit.deploy.sequence import deploy
 from frappe_imagekit.errors import ExitCode
 from frappe_imagekit.runner import LocalRunner
@@ -22,15 +20,10 @@ from tests.support.benchimage.fixtures import (  # noqa: F401 - fixtures
     project,
     workspace,
 )
+from tests.support.cli import cli
 
 pytestmark = pytest.mark.integration
 CANARY = "ghp_" + "c4n4ry" * 6
-
-_load_commands()
-
-
-def cli(*args: str):  # type: ignore[no-untyped-def]
-    return CliRunner().invoke(app, list(args))
 
 
 def _running(project: Project) -> dict[str, str]:
