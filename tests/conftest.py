@@ -42,6 +42,7 @@ _CI_PREFIX = "integration tests must run in CI (CI=true), but "
 SHARED_FIXTURE_GROUPS = {
     "debian13_host": "debian13",  # a 616 MB container with its own dockerd: one per run
     "fake_base": "exact-build",  # test_exact_build.py's fake python base, built per module
+    "deployed_v1": "deployed-v1",  # a deployed fake stack per module, shared by read-only tests
 }
 _GITCONFIG = "[user]\n\tname = imagekit tests\n\temail = tests@example.invalid\n"
 # Integration modules whose tests take 25-95 s each on the 2-core CI machine (the slowest of
