@@ -14,8 +14,10 @@ integration test that skips is reported as a failure: integration tests must run
 Parallel runs (pytest-xdist, ``-n N --dist loadgroup``, as scripts/test.sh runs the suite): a
 test that uses one of the expensive shared fixtures in ``SHARED_FIXTURE_GROUPS`` is marked
 ``xdist_group`` automatically, so all its users run on one worker and the fixture is made once
-per run (one Debian 13 host, one fake python base). Images that every worker needs are made under
-a machine-wide lock (tests/support/machinelock.py); everything else a test makes has a unique name.
+per run (one Debian 13 host, one fake python base); pytest 9.2 loses these marks (pyproject.toml
+pins below it). The slowest integration modules (``SLOW_FIRST``) are handed out first. Images
+that every worker needs are made under a machine-wide lock (tests/support/machinelock.py);
+everything else a test makes has a unique name.
 """
 
 from __future__ import annotations
@@ -40,8 +42,24 @@ _CI_PREFIX = "integration tests must run in CI (CI=true), but "
 SHARED_FIXTURE_GROUPS = {
     "debian13_host": "debian13",  # a 616 MB container with its own dockerd: one per run
     "fake_base": "exact-build",  # test_exact_build.py's fake python base, built per module
+    "deployed_v1": "deployed-v1",  # a deployed fake stack per module, shared by read-only tests
 }
 _GITCONFIG = "[user]\n\tname = imagekit tests\n\temail = tests@example.invalid\n"
+# Integration modules whose tests take 25-95 s each on the 2-core CI machine (the slowest of
+# `--durations=25`, December): they run first, whole modules in this order, so that the short
+# tests fill the end of a parallel run instead of one worker finishing a long test alone.
+SLOW_FIRST = (
+    "test_deploy_nextsteps.py",
+    "test_rollback.py",
+    "test_deploy_prune_backups.py",
+    "test_deploy_truth.py",
+    "test_deploy_outage.py",
+    "test_deploy_ssh.py",
+    "test_sandbox.py",
+    "test_deploy_maintenance.py",
+    "test_rehearse.py",
+    "test_backups_verify.py",
+)
 
 
 def in_ci() -> bool:
@@ -150,9 +168,22 @@ def xdist_group(item: pytest.Item) -> str | None:
     return next((group for fixture, group in SHARED_FIXTURE_GROUPS.items() if fixture in names), None)
 
 
-# tryfirst: pytest-xdist reads the xdist_group marks in its own modifyitems hook.
+def run_order(item: pytest.Item) -> tuple[int, int]:
+    """SLOW_FIRST modules first (in its order), then the other integration tests, then the rest;
+    a stable sort keeps each module's tests together and in their own order."""
+    path = Path(str(item.path))
+    if INTEGRATION_DIR not in path.parents:
+        return (2, 0)
+    if path.name in SLOW_FIRST:
+        return (0, SLOW_FIRST.index(path.name))
+    return (1, 0)
+
+
+# tryfirst: pytest-xdist reads the xdist_group marks in its own modifyitems hook, and hands the
+# tests out in this order (groups first: --dist loadgroup puts the largest units first).
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    items.sort(key=run_order)
     for item in items:
         if INTEGRATION_DIR in Path(str(item.path)).parents:
             item.add_marker(pytest.mark.integration)

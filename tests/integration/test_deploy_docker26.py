@@ -18,9 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
-from frappe_imagekit.cli.main import _load_commands, app
 from frappe_imagekit.deploy import compose
 from frappe_imagekit.deploy.sequence import DeployFailed, deploy
 from frappe_imagekit.errors import ExitCode
@@ -35,11 +33,10 @@ from tests.support.benchimage.fixtures import (  # noqa: F401 - fixtures
     remove_project,
     workspace,
 )
+from tests.support.cli import cli
 from tests.support.debian13 import Debian13Host
 
 pytestmark = pytest.mark.integration
-
-_load_commands()
 
 
 @pytest.fixture
@@ -53,10 +50,6 @@ def target(debian13_host: Debian13Host, debian13_socket: Path, project: Project)
 
 def ssh_args(host: Debian13Host) -> list[str]:
     return ["--host", host.spec, "--known-hosts", str(host.known_hosts), "--identity", str(host.client_key)]
-
-
-def cli(*args: str):  # type: ignore[no-untyped-def]
-    return CliRunner().invoke(app, list(args))
 
 
 def runner(host: Debian13Host) -> SSHRunner:

@@ -9,28 +9,22 @@ import stat
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
-from frappe_imagekit.cli.main import _load_commands, app
 from frappe_imagekit.deploy.sequence import deploy
 from frappe_imagekit.errors import ExitCode
 from frappe_imagekit.runner import LocalRunner
 from tests.support.benchimage.fixtures import (  # noqa: F401 - fixtures
     Project,
     bench_image,
+    deployed_v1,
     options,
     project,
     workspace,
 )
+from tests.support.cli import cli
 
 pytestmark = pytest.mark.integration
 CANARY = "ghp_" + "c4n4ry" * 6
-
-_load_commands()
-
-
-def cli(*args: str):  # type: ignore[no-untyped-def]
-    return CliRunner().invoke(app, list(args))
 
 
 def _running(project: Project) -> dict[str, str]:
@@ -59,31 +53,31 @@ def running(project: Project) -> Project:
         (["--env-file", "--x"], "--env-file '--x' cannot start with '-'"),
     ],
 )
-def test_a_bad_option_stops_nothing_and_records_nothing(running: Project, extra: list[str], message: str):
-    before, records = _running(running), len(running.records())
-    result = cli(*running.cli_args("--version", "v2", *extra))
+def test_a_bad_option_stops_nothing_and_records_nothing(deployed_v1: Project, extra: list[str], message: str):
+    before, records = _running(deployed_v1), len(deployed_v1.records())
+    result = cli(*deployed_v1.cli_args("--version", "v2", *extra))
     assert result.exit_code == ExitCode.USAGE, result.output
     assert message in result.output and "Traceback" not in result.output
-    assert _running(running) == before  # the same containers, still running
-    assert len(running.records()) == records
+    assert _running(deployed_v1) == before  # the same containers, still running
+    assert len(deployed_v1.records()) == records
 
 
-def test_a_project_name_that_is_a_path_writes_nothing_outside(running: Project, tmp_path: Path):
-    escape = "../../../" + running.name + "-escaped"
+def test_a_project_name_that_is_a_path_writes_nothing_outside(deployed_v1: Project, tmp_path: Path):
+    escape = "../../../" + deployed_v1.name + "-escaped"
     before = sorted(p.name for p in tmp_path.parent.iterdir())
-    result = cli(*running.cli_args("--version", "v2", "--project", escape))
+    result = cli(*deployed_v1.cli_args("--version", "v2", "--project", escape))
     assert result.exit_code == ExitCode.USAGE
     assert "is not a compose project name" in result.output
     assert sorted(p.name for p in tmp_path.parent.iterdir()) == before
-    assert not list(running.state.rglob("*escaped*")) and len(running.records()) == 1
+    assert not list(deployed_v1.state.rglob("*escaped*")) and len(deployed_v1.records()) == 1
 
 
-def test_a_name_compose_would_change_is_refused(running: Project):
-    before = _running(running)
-    result = cli(*running.cli_args("--version", "v2", "--project", running.name.upper()))
+def test_a_name_compose_would_change_is_refused(deployed_v1: Project):
+    before = _running(deployed_v1)
+    result = cli(*deployed_v1.cli_args("--version", "v2", "--project", deployed_v1.name.upper()))
     assert result.exit_code == ExitCode.USAGE
-    assert f"(compose would use {running.name!r})" in result.output
-    assert _running(running) == before and len(running.records()) == 1
+    assert f"(compose would use {deployed_v1.name!r})" in result.output
+    assert _running(deployed_v1) == before and len(deployed_v1.records()) == 1
 
 
 def test_state_folder_and_the_env_copy_are_private(project: Project):

@@ -8,9 +8,6 @@ import json
 import shlex
 import subprocess
 
-from typer.testing import CliRunner
-
-from frappe_imagekit.cli.main import _load_commands, app
 from frappe_imagekit.deploy.migrate_report import step_commands
 from frappe_imagekit.deploy.sequence import deploy
 from frappe_imagekit.errors import ExitCode
@@ -23,8 +20,7 @@ from tests.support.benchimage.fixtures import (  # noqa: F401 - fixtures
     workspace,
 )
 from tests.support.benchimage.transcripts import load
-
-_load_commands()
+from tests.support.cli import cli
 
 
 def replay(project: Project, site: str, name: str) -> dict:
@@ -34,10 +30,6 @@ def replay(project: Project, site: str, name: str) -> dict:
     project.site_file(site, "replay.txt").write_bytes(text)
     project.site_file(site, "replay_exit").write_text(f"{transcript.exit_code}\n")
     return transcript.truth
-
-
-def cli(*args: str):  # type: ignore[no-untyped-def]
-    return CliRunner().invoke(app, list(args))
 
 
 def paste(line: str) -> subprocess.CompletedProcess:

@@ -14,9 +14,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-from typer.testing import CliRunner
-
-from frappe_imagekit.cli.main import _load_commands, app
 from frappe_imagekit.deploy.record import stamp
 from frappe_imagekit.errors import ExitCode
 from tests.support.benchimage import SERVE_BACKEND, SLEEP_FOREVER
@@ -26,8 +23,7 @@ from tests.support.benchimage.fixtures import (  # noqa: F401 - fixtures
     project,
 )
 from tests.support.benchimage.transcripts import load
-
-_load_commands()
+from tests.support.cli import cli
 
 ROOT_PASSWORD = "Root-Pw-Canary-51d2"
 FAILING_PATCH = "myapp.patches.v1_0.fix_invoices #2024-05-01"
@@ -54,10 +50,6 @@ services:
 """
 # the command lines of the printed next steps (indented under their sentence)
 COMMAND = re.compile(r"^ {4,}((?:imagekit|docker-compose|env|ssh) .*)$", re.MULTILINE)
-
-
-def cli(*args: str):  # type: ignore[no-untyped-def]
-    return CliRunner().invoke(app, list(args))
 
 
 def make_stack(project: Project, busybox: str) -> Path:

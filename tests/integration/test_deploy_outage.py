@@ -10,9 +10,7 @@ from collections.abc import Iterator
 from dataclasses import replace
 
 import pytest
-from typer.testing import CliRunner
 
-from frappe_imagekit.cli.main import _load_commands, app
 from frappe_imagekit.deploy.sequence import deploy
 from frappe_imagekit.errors import ExitCode
 from frappe_imagekit.runner import LocalRunner
@@ -25,13 +23,9 @@ from tests.support.benchimage.fixtures import (  # noqa: F401 - fixtures
     project,
     workspace,
 )
+from tests.support.cli import cli
 
-_load_commands()
 OTHERS = ("db", "redis-cache", "redis-queue")
-
-
-def cli(*args: str):  # type: ignore[no-untyped-def]
-    return CliRunner().invoke(app, list(args))
 
 
 @pytest.fixture

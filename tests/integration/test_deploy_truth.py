@@ -12,10 +12,8 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
 from frappe_imagekit import process
-from frappe_imagekit.cli.main import _load_commands, app
 from frappe_imagekit.deploy.migrate_report import step_commands
 from frappe_imagekit.deploy.sequence import DeployFailed, deploy
 from frappe_imagekit.errors import ExitCode
@@ -29,15 +27,10 @@ from tests.support.benchimage.fixtures import (  # noqa: F401 - fixtures
     project,
     workspace,
 )
+from tests.support.cli import cli
 
 CONFIG_FILES = "com.docker.compose.project.config_files"
 FAILING_PATCH = "myapp.patches.v1_0.fix_invoices #2024-05-01"
-
-_load_commands()
-
-
-def cli(*args: str):  # type: ignore[no-untyped-def]
-    return CliRunner().invoke(app, list(args))
 
 
 def run_deploy(project: Project, version: str = "v1", on_event=None, **kwargs):  # type: ignore[no-untyped-def]

@@ -15,9 +15,6 @@ import sys
 import time
 from pathlib import Path
 
-from typer.testing import CliRunner
-
-from frappe_imagekit.cli.main import _load_commands, app
 from frappe_imagekit.deploy.migrate_parse import SiteResult
 from frappe_imagekit.deploy.migrate_report import BenchPlace, StepContext, next_steps, step_commands
 from frappe_imagekit.errors import ExitCode
@@ -26,17 +23,12 @@ from tests.support.benchimage.fixtures import (  # noqa: F401 - fixtures
     bench_image,
     project,
 )
+from tests.support.cli import cli as invoke
 from tests.support.sshd import SSHServer
-
-_load_commands()
 
 CANARY = "Root-Pw-Canary-7f3a9c"
 FAILING_PATCH = "myapp.patches.v1_0.fix_invoices #2024-05-01"
 NEW_TABLE = "tabInvoice Recompute Log"
-
-
-def invoke(*args: str):  # type: ignore[no-untyped-def]
-    return CliRunner().invoke(app, list(args))
 
 
 def prepare(project: Project, password: str = CANARY) -> Path:

@@ -7,8 +7,10 @@ state folder; everything it started (containers, tags) is removed after the test
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import secrets
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -112,26 +114,70 @@ def bench_image(busybox_image: str, docker_daemon: str) -> str:
     return build_fake_bench(docker_daemon)
 
 
-@pytest.fixture
-def project(tmp_path: Path, unique_name: Callable[[str], str], bench_image: str) -> Iterator[Project]:
-    name = unique_name("deploy")
-    folder = tmp_path / "srv"
+PRIVATE_HOME = (
+    ("HOME", "home"),
+    ("XDG_STATE_HOME", "state-home"),
+    ("XDG_CONFIG_HOME", "config"),
+    ("XDG_CACHE_HOME", "cache"),
+    ("DOCKER_CONFIG", "docker"),
+)
+
+
+@contextlib.contextmanager
+def new_project(tmp: Path, name: str, bench_image: str) -> Iterator[Project]:
+    """The project in ``tmp`` (srv/, ws/, state/) with tags v1 and v2 of the fake bench; its
+    containers and tags are removed afterwards."""
+    folder = tmp / "srv"
     compose = write_project(folder)
     repo = f"{name}/bench"
     for tag in ("v1", "v2"):
         docker("tag", bench_image, f"{repo}:{tag}")
-    ws = tmp_path / "ws"
+    ws = tmp / "ws"
     ws.mkdir()
     (ws / ".env").write_text(f"IMAGE_NAME={repo}\n")
-    proj = Project(name, folder, compose, repo, ws, tmp_path / "state")
-    yield proj
-    remove_project(name)
-    docker("rmi", f"{repo}:v1", f"{repo}:v2", check=False)
+    try:
+        yield Project(name, folder, compose, repo, ws, tmp / "state")
+    finally:
+        remove_project(name)
+        docker("rmi", f"{repo}:v1", f"{repo}:v2", check=False)
+
+
+@pytest.fixture
+def project(tmp_path: Path, unique_name: Callable[[str], str], bench_image: str) -> Iterator[Project]:
+    with new_project(tmp_path, unique_name("deploy"), bench_image) as proj:
+        yield proj
+
+
+@pytest.fixture(scope="module")
+def deployed_v1(tmp_path_factory: pytest.TempPathFactory, bench_image: str) -> Iterator[Project]:
+    """One project per test module with v1 deployed (in-process, as ``options`` gives), for the
+    tests that only read it: refusals that must stop and record nothing. Made once per module
+    instead of once per test; tests/conftest.py keeps its users on one xdist worker. A test that
+    changes the stack (deploys, locks, edits its files) takes ``project`` instead."""
+    from frappe_imagekit.deploy.sequence import deploy
+    from frappe_imagekit.runner import LocalRunner
+
+    tmp = tmp_path_factory.mktemp("deployed")
+    with new_project(tmp, f"ik-deploy-{secrets.token_hex(4)}", bench_image) as proj:
+        with pytest.MonkeyPatch.context() as env:  # no test's isolated_home runs yet: a private one
+            for var, sub in PRIVATE_HOME:
+                (tmp / sub).mkdir()
+                env.setenv(var, str(tmp / sub))
+            report = deploy(LocalRunner(), workspace(proj), options(proj, "v1"))
+        assert report.result == "succeeded", report.error
+        yield proj
+
+
+# The fake bench's services start in milliseconds and none of them restarts unless a test makes
+# it crash-loop (those tests run the CLI, with the product's 3 s): one second of settle
+# (DeployOptions.settle, docs/DESIGN.md) still sees a restart, and saves 2 s per deploy.
+SETTLE = 1.0
 
 
 def options(project: Project, version: str = "v1", **kwargs):  # type: ignore[no-untyped-def]
     from frappe_imagekit.deploy.sequence import DeployOptions
 
+    kwargs.setdefault("settle", SETTLE)
     return DeployOptions.of(
         project=project.name,
         compose_file=str(project.compose),
@@ -149,4 +195,4 @@ def workspace(project: Project):  # type: ignore[no-untyped-def]
     return Workspace.at(project.ws)
 
 
-__all__ = ["bench_image", "project", "Project", "options", "workspace", "os"]
+__all__ = ["bench_image", "deployed_v1", "project", "Project", "options", "workspace", "os"]
