@@ -93,6 +93,9 @@ def rollback_command(
     repeat = _repeated(target, given, workspace, db_password_var)  # before the target fills them in
     where = from_target(ws.root, target, given)
     if swarm_deploy.engine_name(where.engine) == swarm_deploy.SWARM:
+        if to is not None or deploy_record is not None:
+            unbuilt = "--to and --deploy are not built for the swarm engine yet"
+            raise UsageError(f"{unbuilt}: roll back without them (the newest swarm deploy is undone).")
         return swarm_deploy.run_rollback(
             asdict(where), db_password_var, yes=yes, dry_run=dry_run, as_json=as_json
         )

@@ -5,6 +5,8 @@
   then the Administrator password twice; 51-new-site-source-sql: with a dump only the root
   password is read).
 - ``restore_argv``: ``bench --site S restore`` (54-restore-existing-with-files), password on stdin.
+- ``redrawn``: what a terminal shows of one line of bench's output (its progress bars redraw
+  with ``\r``: tests/fixtures/frappe-v15-lab/72-migrate-progress-bars-redrawn).
 - ``last_words``: the line that says why bench failed, without getpass's prompts, progress bars
   redrawn, or any secret (masked ``***``).
 - ``env_password``: one password of an env file, one line (stdin carries it), or ``ConfigError``.
@@ -63,12 +65,19 @@ def restore_argv(
             "bench", "--site", site, "restore", path, *files]  # fmt: skip
 
 
+def redrawn(line: str) -> str:
+    """One line of bench's output as a terminal shows it: the last state of a progress bar that
+    bench redraws with ``\r`` (``Updating DocTypes for frappe : [====] 100%``), trailing blanks
+    dropped; a line without ``\r`` as it is."""
+    return line.rstrip("\n").split("\r")[-1].rstrip()
+
+
 def last_words(texts: Iterable[str | None], secrets: Sequence[str] = ()) -> str:
     """The last line that says something of the first of ``texts`` that has one (progress bars
     collapsed to their last state, getpass's prompts left out), at most 300 characters, every
     secret masked ``***``; "" when none has one."""
     for text in texts:
-        lines = [line.split("\r")[-1].strip() for line in (text or "").splitlines()]
+        lines = [redrawn(line).strip() for line in (text or "").split("\n")]
         lines = [line for line in lines if line and not line.startswith(PROMPTS)]
         if lines:
             return mask(lines[-1], secrets)[:300]

@@ -9,6 +9,7 @@ from dataclasses import replace
 
 from frappe_imagekit import progress, validate
 from frappe_imagekit.deploy import (
+    benchsite,
     maintenance,
     migrator,
     nextsteps,
@@ -84,7 +85,7 @@ def _migrate(ctx: Context, backend: Container, site: str) -> None:
 
     def line(text: str) -> None:
         seen.append(text)
-        ctx.emit(text)
+        ctx.emit(benchsite.redrawn(text))  # a progress bar's last state, not every redraw
         if (detail := mp.progress_detail(text)) is not None:
             ctx.reporter.advance(f"migrate {site}", detail=detail)
 

@@ -25,7 +25,16 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from frappe_imagekit import progress, validate
-from frappe_imagekit.deploy import backups, compose, health, lock, maintenance, rehearsal_backups, sandbox
+from frappe_imagekit.deploy import (
+    backups,
+    benchsite,
+    compose,
+    health,
+    lock,
+    maintenance,
+    rehearsal_backups,
+    sandbox,
+)
 from frappe_imagekit.deploy import migrate_parse as mp
 from frappe_imagekit.deploy.migrate_report import BenchPlace, StepContext, exit_code_for, next_steps, step
 from frappe_imagekit.deploy.record import REHEARSAL, DeployRecord, stamp
@@ -317,7 +326,7 @@ def _telling(emit: EventSink, reporter: progress.Reporter, task: str) -> EventSi
     """``emit``, and the patch or DocTypes update each migrate line names, to ``reporter``."""
 
     def line(text: str) -> None:
-        emit(text)
+        emit(benchsite.redrawn(text))  # a progress bar's last state, not every redraw
         if (detail := mp.progress_detail(text)) is not None:
             reporter.advance(task, detail=detail)
 

@@ -310,7 +310,7 @@ def _run(ctx: Context) -> None:
             if ctx.migrator_run is not None:
                 report_migrator(ctx, ctx.migrator_run)
             elif no_site_yet(ctx):
-                ctx.report.notes.append("no site yet: nothing to migrate (create one with bench new-site).")
+                ctx.report.notes.append(no_site_note(ctx.opts.where.name))
             else:
                 open_window(ctx)
                 the_window(ctx).stack_changed()  # an interrupted migrate leaves the sites in maintenance
@@ -392,3 +392,13 @@ def unlock(runner: Runner, project: str, state_dir: str | None = None) -> dict[s
     if runner.run(["test", "-d", paths.lock_dir]).returncode != 0:
         return None
     return lock.remove(runner, paths.lock_dir) or {}
+
+
+def no_site_note(target: str | None) -> str:
+    """What a deploy of a stack without sites says: the command that makes the first one."""
+    how = (
+        f"imagekit site new SITE {target}"
+        if target
+        else "imagekit site new SITE TARGET (a target of imagekit.toml)"
+    )
+    return f"no site yet: nothing to migrate; create the first one with {how}."

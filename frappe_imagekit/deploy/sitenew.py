@@ -144,7 +144,7 @@ def create_site(
 
 def _progress(line: str, emit: Callable[[str], None]) -> None:
     """bench's lines, progress bars collapsed to their last state (they redraw with \\r)."""
-    shown = line.rstrip("\n").split("\r")[-1].rstrip()
+    shown = benchsite.redrawn(line)
     if shown and "Password input may be echoed" not in shown:
         emit(shown)
 

@@ -118,7 +118,10 @@ def test_first_site_on_the_fake_bench_is_made_and_answers(stack):  # type: ignor
     name, folder, ws = stack
     up = invoke("deploy", "local", "-w", str(ws))
     assert up.exit_code == 0, up.output
-    assert "no site yet" in up.output
+    assert (
+        "no site yet: nothing to migrate; create the first one with imagekit site new SITE local."
+        in up.output
+    )
 
     result = invoke("site", "new", "c.local", "local", "-w", str(ws))
 

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from frappe_imagekit.deploy import benchsite, sandboxconfig
 from frappe_imagekit.errors import ConfigError, UsageError
+
+LAB = Path(__file__).parent.parent / "fixtures" / "frappe-v15-lab"
 
 
 def test_new_site_argv_has_no_password_and_the_user_scope_frappe_docker_needs() -> None:
@@ -92,3 +96,20 @@ def test_the_sandbox_file_keeps_secrets_as_references() -> None:
         "environment": {"MYSQL_ROOT_PASSWORD": "${DB_PASSWORD}", "SITE": "erp"},
         "healthcheck": {"test": ["CMD", "mysqladmin", "--password=${DB_PASSWORD}"], "retries": 3},
     }}}  # fmt: skip
+
+
+def test_redrawn_shows_a_progress_bar_as_a_terminal_does() -> None:
+    # real bench (72-migrate-progress-bars-redrawn): each redraw starts with \r, one line per bar
+    real = (LAB / "72-migrate-progress-bars-redrawn.txt").read_bytes().decode()
+    lines = real.split("\n")
+    assert len(lines[1]) > 10_000  # every redraw of frappe's bar on one line
+    shown = [benchsite.redrawn(line) for line in lines]
+    assert shown[:3] == [
+        "Migrating s1.lab",
+        "Updating DocTypes for frappe        : [========================================] 100%",
+        "Updating DocTypes for lab_app       : [========================================] 100%",
+    ]
+    assert benchsite.redrawn("Executing lab_app.patches.v1_1.set_location in s1.lab\n") == (
+        "Executing lab_app.patches.v1_1.set_location in s1.lab"
+    )
+    assert benchsite.redrawn("") == ""

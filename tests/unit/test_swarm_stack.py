@@ -10,9 +10,10 @@ import pytest
 from frappe_imagekit.deploy.swarm import cli, jobs, rollout, stack
 from frappe_imagekit.deploy.swarm import rollback as swarm_rollback
 from frappe_imagekit.deploy.swarm.deploy import judge
-from frappe_imagekit.errors import ConfigError, DeployError
+from frappe_imagekit.errors import ConfigError, DeployError, ExitCode
 from frappe_imagekit.targets import load_targets
 from tests.support.benchimage.transcripts import load
+from tests.support.cli import invoke
 
 DIGEST = "sha256:" + "ab" * 32
 PIN = stack.Pin("registry.example/erp", DIGEST)
@@ -194,6 +195,16 @@ def test_a_target_names_its_engine(tmp_path):
     )
     with pytest.raises(ConfigError, match="engine must be one of compose, swarm"):
         load_targets(tmp_path)
+
+
+@pytest.mark.parametrize("option", [["--to", "v1"], ["--deploy", "20261207T120000Z"]])
+def test_a_swarm_rollback_refuses_what_it_does_not_build_before_connecting(tmp_path, option):
+    (tmp_path / "imagekit.toml").write_text(
+        '[targets.prod]\nproject = "erp"\ncompose = "compose.yaml"\nengine = "swarm"\n'
+    )
+    result = invoke("rollback", "prod", *option, "--yes", "-w", str(tmp_path))
+    assert result.exit_code == ExitCode.USAGE, result.output
+    assert "--to and --deploy are not built for the swarm engine yet: roll back without them" in result.stderr
 
 
 def swarm_record(**changes: object) -> dict:
