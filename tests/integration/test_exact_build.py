@@ -265,7 +265,7 @@ def test_rebuild_fetches_the_recorded_commits_and_names_a_lost_one(exact: Exact)
     assert "system tier" in shown.stdout and tier["ref"] in shown.stdout
     # progress (issue 24 item 4): which app each step installs, cached or not, and how long
     for name in ("frappe", *APPS):
-        assert f"progress: install {name} started: builder " in built.stderr
+        assert f"progress: install {name} started: bench-{name} 1/1" in built.stderr  # its own stage
         assert re.search(rf"^progress: install {name} done in \d+\.\d s$", built.stderr, re.M), name
         assert f"progress: install {name} cached" in rebuilt.stderr  # the same commits: BuildKit's cache
     assert re.search(r"^progress: system tier done in \d+\.\d s$", built.stderr, re.M)
@@ -393,7 +393,7 @@ def test_a_hyphenated_repository_builds_as_its_package_and_lock_round_trips_froz
     built = invoke("build", "-w", str(exact.root), "--frozen", "--json")  # not a terminal: plain lines
     assert built.exit_code == 0, built.stderr
     assert "apps.lock.json: every commit taken from the lock" in built.stderr
-    assert "progress: install my_app started: builder " in built.stderr
+    assert "progress: install my_app started: bench-my_app 1/1" in built.stderr
     assert json.loads(built.stdout) == json.loads((exact.root / "builds" / "v1.0.0.json").read_text())
     ref = f"{exact.image}:v1.0.0"
     assert exact.commits(ref) == {e["name"]: e["sha"] for e in [lock["frappe"], *lock["apps"]]}
