@@ -42,9 +42,8 @@ def stack(project: Project, busybox_image: str) -> Iterator[list[str]]:
 
 
 def deploy_files(project: Project, files: list[str], version: str, on_event=None, **kwargs):  # type: ignore[no-untyped-def]
-    opts = replace(
-        options(project, version, **kwargs), compose_file=files[0], compose_overrides=tuple(files[1:])
-    )
+    base = options(project, version, **kwargs)
+    opts = replace(base, where=replace(base.where, compose_files=tuple(files)))
     return deploy(LocalRunner(), workspace(project), opts, on_event)
 
 
