@@ -70,13 +70,16 @@ class Redactor:
 
     def __init__(self, secrets: Iterable[str] = ()) -> None:
         self._forms: set[str] = set()
+        self._values: set[str] = set()  # forms of secret values, not of whole documents
         self._wrapped: set[str] = set()  # base64 forms: also masked when cut by a line break
         self._pattern: re.Pattern[str] | None = None
         for secret in secrets:
             self.add(secret)
 
-    def add(self, secret: str, *, whole_document: bool = False) -> None:
-        """Learn a secret. ``whole_document`` also masks its exact base64 (e.g. apps.json)."""
+    def add(self, secret: str, *, whole_document: bool = False, document: bool = False) -> None:
+        """Learn a secret. ``whole_document`` also masks its exact base64 (e.g. apps.json);
+        ``document`` (implied by ``whole_document``): a text that holds secret values (the
+        injected apps.json, its base64) rather than one, left out of ``value_forms``."""
         if not secret or len(secret) < _MIN_SECRET_LEN:
             return
         forms = {secret} if whole_document else secret_forms(secret)
@@ -84,12 +87,23 @@ class Redactor:
             forms.add(base64.b64encode(secret.encode()).decode())
         self._wrapped |= {f for f in _base64_forms(secret, forms) if len(f) >= _MIN_WRAPPED}
         self._forms |= forms
+        if not (document or whole_document):
+            self._values |= forms
         ordered = sorted(self._forms, key=len, reverse=True)
         self._pattern = re.compile("|".join(re.escape(f) for f in ordered))
 
     @property
     def forms(self) -> frozenset[str]:
         return frozenset(self._forms)
+
+    @property
+    def value_forms(self) -> frozenset[str]:
+        """The forms of the secret values alone: what the leak-scan cache is keyed on, so that a
+        new apps.json (a bumped ref) with the same tokens keeps the layers known clean (every
+        layer that is read is still searched for every form). A layer's content never changes:
+        one read clean cannot hold the new apps.json raw (it would hold its tokens raw), and an
+        encoded copy could only come from a build with the new file, and every build is scanned."""
+        return frozenset(self._values)
 
     def redact(self, text: str) -> str:
         if self._pattern is None or not text:

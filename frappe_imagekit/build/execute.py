@@ -271,8 +271,8 @@ def scan_built_image(ref: str, redactor: Redactor) -> dict[str, Any]:
     started = time.perf_counter()
     attrs = dockerapi.inspect_image(ref)
     layers = list(((attrs or {}).get("RootFS") or {}).get("Layers") or [])
-    forms = redactor.forms
-    known = scancache.known_clean(forms)
+    forms, key = redactor.forms, redactor.value_forms  # a bumped ref in apps.json keeps the key
+    known = scancache.known_clean(key)
     if attrs is not None and layers and set(layers) <= known:
         needles = leakscan.Needles.from_forms(forms)
         found = leakscan.scan_metadata(attrs, dockerapi.image_history(ref), needles)
@@ -280,7 +280,7 @@ def scan_built_image(ref: str, redactor: Redactor) -> dict[str, Any]:
     hints = leakscan.LayerHints(scancache.known_members(), scancache.known_sizes())
     result = leakscan.scan_image(ref, redactor, known, hints)
     if result.clean:
-        scancache.remember_clean(forms, layers, result.hints.sizes, result.hints.members)
+        scancache.remember_clean(key, layers, result.hints.sizes, result.hints.members)
     return _scan_summary(result.findings, redactor, started, layers_from_cache=result.layers_skipped)
 
 

@@ -471,7 +471,7 @@ def assemble_plan(
     containerfile, exact = _containerfile_and_exact(sources, env)
     version, image_name = _required(env, "DE_SITE_VERSION"), _required(env, "IMAGE_NAME")
     redactor.add(injected.text, whole_document=True)
-    redactor.add(injected.base64)
+    redactor.add(injected.base64, document=True)
     fp = fingerprint(str(frappe["sha"]), apps)
     build_args = select_build_args(containerfile.declared_args, env, fp)
     build_args |= exact.build_args if exact is not None else {}

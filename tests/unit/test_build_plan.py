@@ -15,6 +15,7 @@ from frappe_imagekit.build.plan import BuildOptions
 from frappe_imagekit.check import Secrets
 from frappe_imagekit.errors import ConfigError, ExitCode
 from frappe_imagekit.workspace import Workspace
+from tests.support import buildplan
 from tests.support.buildplan import APPS, APPS_JSON, CANARY, CLI, ENV, FRAPPE
 from tests.support.buildplan import make_plan as _plan
 
@@ -133,6 +134,26 @@ def test_plan_redactor_masks_the_injected_document_and_its_base64(tmp_path: Path
     injected: InjectedApps = plan.injected
     line = f"#6 RUN echo {injected.base64} && echo {injected.text}"
     assert plan.redactor.redact(line) == "#6 RUN echo *** && echo ***"
+
+
+def test_the_scan_cache_key_is_the_tokens_not_the_apps_json_a_bump_rewrites(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A release-tag bump rewrites apps.json; the leak-scan cache stays keyed on the same tokens
+    (real lab, 2026-12-07: every tag bump re-read the whole 1.9 GB image), while every layer that
+    is read is still searched for the document too."""
+    first = _plan(tmp_path / "a")
+    bumped = [dict(app, branch="v0.0.5") if "de_macrs" in app["url"] else app for app in APPS_JSON]
+    monkeypatch.setattr(buildplan, "APPS_JSON", bumped)
+    second = _plan(tmp_path / "b")
+    assert first.injected.text != second.injected.text
+    assert first.redactor.value_forms == second.redactor.value_forms
+    assert CANARY in first.redactor.value_forms
+    assert (
+        first.injected.text in first.redactor.forms and first.injected.text not in first.redactor.value_forms
+    )
+    assert first.injected.base64 not in first.redactor.value_forms
+    assert first.redactor.forms != second.redactor.forms  # the search still looks for each document
 
 
 def test_containerfile_that_never_reads_apps_json_is_refused(tmp_path: Path) -> None:
