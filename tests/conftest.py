@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import signal
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -33,6 +34,13 @@ from hypothesis import settings as hypothesis_settings
 from tests.support import baseimage, dockerd
 
 ROOT = Path(__file__).resolve().parents[1]
+
+# The Ctrl-C tests send SIGINT to an imagekit process as a terminal does. A run started in the
+# background by a shell without job control (`cmd &`, nohup) inherits SIGINT ignored, and so would
+# every imagekit it starts (an ignored signal stays ignored across exec): give it back its default
+# here, in the pytest process and each xdist worker, so that their children start with it.
+if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 INTEGRATION_DIR = ROOT / "tests" / "integration"
 _CI_FAILURES: list[str] = []
