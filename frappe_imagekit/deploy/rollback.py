@@ -78,7 +78,7 @@ from frappe_imagekit.deploy.steps import (
     finish,
     send_image,
 )
-from frappe_imagekit.deploy.target import Connection, Target
+from frappe_imagekit.deploy.target import Connection, OnTarget, Target
 from frappe_imagekit.errors import DeployError, ImagekitError, NotFoundError, UsageError
 from frappe_imagekit.interrupts import sigterm_as_interrupt
 from frappe_imagekit.manifest import iter_deploy_records, list_manifests
@@ -94,7 +94,7 @@ _RESTORED = "has been restored"
 
 
 @dataclass
-class RollbackOptions:
+class RollbackOptions(OnTarget):
     """Which deploy to undo and how, on ``where`` (the one ``Target`` value, deploy/target.py:
     project, state folder, connection, backend service ...; its fields read through). The
     printed `imagekit rollback` again names ``where.name`` (the named target) and repeats
@@ -116,54 +116,6 @@ class RollbackOptions:
         """From the flat names of the target's fields (``state_dir``, ``target`` ...) and its own."""
         own = {k: flat.pop(k) for k in list(flat) if k in _OWN}
         return cls(flat_target(project, **flat), **own)
-
-    @property
-    def project(self) -> str:
-        return self.where.project
-
-    @property
-    def state_dir(self) -> str | None:
-        return self.where.state_dir
-
-    @property
-    def backend_service(self) -> str:
-        return self.where.backend_service
-
-    @property
-    def oneshot_services(self) -> tuple[str, ...]:
-        return self.where.oneshot_services
-
-    @property
-    def kill_first(self) -> tuple[str, ...]:
-        return self.where.kill_first
-
-    @property
-    def up_timeout(self) -> float:
-        return self.where.up_timeout
-
-    @property
-    def image_var(self) -> str:
-        return self.where.image_var
-
-    @property
-    def tag_var(self) -> str:
-        return self.where.tag_var
-
-    @property
-    def repeat(self) -> tuple[tuple[str, str], ...]:
-        return self.where.repeat
-
-    @property
-    def target(self) -> str | None:
-        return self.where.name
-
-    @property
-    def send_image(self) -> bool:
-        return self.where.transfer.allowed
-
-    @property
-    def source_docker_host(self) -> str | None:
-        return self.where.transfer.source_docker_host
 
 
 _OWN = frozenset(f.name for f in fields(RollbackOptions)) - {"where"}

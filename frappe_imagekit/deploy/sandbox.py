@@ -31,7 +31,7 @@ from frappe_imagekit.deploy.record import read_records, recorded_digest
 from frappe_imagekit.deploy.sandboxconfig import SandboxLabels
 from frappe_imagekit.deploy.send import ImageTransfer
 from frappe_imagekit.deploy.sequence import DeployOptions, resolve_layout, state_paths
-from frappe_imagekit.deploy.target import Target
+from frappe_imagekit.deploy.target import OnTarget, Target
 from frappe_imagekit.envfile import parse_env_text
 from frappe_imagekit.errors import ConfigError, DeployError, ImagekitError, NotFoundError, UsageError
 from frappe_imagekit.manifest import iter_deploy_records
@@ -43,7 +43,7 @@ RESTORE_DIR = "/tmp/imagekit-restore"  # in the sandbox's backend container (gon
 
 
 @dataclass
-class SandboxOptions:
+class SandboxOptions(OnTarget):
     """Which version with which backup beside production; ``where`` is production (the one
     ``Target`` value, deploy/target.py: project, compose files, env file, state folder, image
     variables, backend service ...; its fields read through)."""
@@ -67,46 +67,6 @@ class SandboxOptions:
     @property
     def image_ref(self) -> str:
         return f"{self.image}:{self.version}"
-
-    @property
-    def project(self) -> str:
-        return self.where.project
-
-    @property
-    def compose_files(self) -> tuple[str, ...]:
-        return self.where.compose_files
-
-    @property
-    def env_file(self) -> str | None:
-        return self.where.env_file
-
-    @property
-    def state_dir(self) -> str | None:
-        return self.where.state_dir
-
-    @property
-    def image_var(self) -> str:
-        return self.where.image_var
-
-    @property
-    def tag_var(self) -> str:
-        return self.where.tag_var
-
-    @property
-    def backend_service(self) -> str:
-        return self.where.backend_service
-
-    @property
-    def oneshot_services(self) -> tuple[str, ...]:
-        return self.where.oneshot_services
-
-    @property
-    def up_timeout(self) -> float:
-        return self.where.up_timeout
-
-    @property
-    def source_docker_host(self) -> str | None:
-        return self.where.transfer.source_docker_host
 
 
 _OWN = frozenset(f.name for f in fields(SandboxOptions)) - {"where", "version", "backup", "image"}

@@ -55,3 +55,90 @@ class Target:
     def image_env(self, image: str, version: str) -> dict[str, str]:
         """The variables the engine renders and starts with: the image to run, never pulled."""
         return {self.image_var: image, self.tag_var: version, "PULL_POLICY": "never"}
+
+
+class OnTarget:
+    """The ``Target``'s fields read through ``where``, for the options that hold one (deploy,
+    rollback, sandbox): ``opts.project``, ``opts.state_dir`` ... as before the Target."""
+
+    where: Target
+
+    @property
+    def project(self) -> str:
+        return self.where.project
+
+    @property
+    def compose_files(self) -> tuple[str, ...]:
+        return self.where.compose_files
+
+    @property
+    def compose_file(self) -> str:  # a path on the target
+        return self.where.compose_files[0] if self.where.compose_files else ""
+
+    @property
+    def compose_overrides(self) -> tuple[str, ...]:  # more -f files (frappe_docker overrides/)
+        return self.where.compose_files[1:]
+
+    @property
+    def env_file(self) -> str | None:
+        return self.where.env_file
+
+    @property
+    def state_dir(self) -> str | None:
+        return self.where.state_dir
+
+    @property
+    def image_var(self) -> str:
+        return self.where.image_var
+
+    @property
+    def tag_var(self) -> str:
+        return self.where.tag_var
+
+    @property
+    def backend_service(self) -> str:
+        return self.where.backend_service
+
+    @property
+    def oneshot_services(self) -> tuple[str, ...]:
+        return self.where.oneshot_services
+
+    @property
+    def kill_first(self) -> tuple[str, ...]:
+        return self.where.kill_first
+
+    @property
+    def up_timeout(self) -> float:
+        return self.where.up_timeout
+
+    @property
+    def down_timeout(self) -> float:
+        return self.where.down_timeout
+
+    @property
+    def stop_timeout(self) -> int:
+        return self.where.stop_timeout
+
+    @property
+    def send_image(self) -> bool:  # remote target without the image: send it (deploy/send.py)
+        return self.where.transfer.allowed
+
+    @property
+    def source_docker_host(self) -> str | None:  # the daemon the image is sent from
+        return self.where.transfer.source_docker_host
+
+    @property
+    def target(self) -> str | None:  # the named target it was started from (printed next steps)
+        return self.where.name
+
+    @property
+    def repeat(self) -> tuple[tuple[str, str], ...]:
+        return self.where.repeat
+
+    @property
+    def ssh_flags(self) -> tuple[str, ...]:
+        return self.where.connection.ssh_flags
+
+    @property
+    def engine(self) -> str:
+        return self.where.engine
