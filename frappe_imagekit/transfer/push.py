@@ -105,7 +105,7 @@ def _run_push(
 
     def line(text: str) -> None:
         count.feed(text)
-        if "Retrying in" in text and _FULL in registry.log_tail(50) and started:
+        if "Retrying in" in text and registry.said(_FULL) and started:
             started[0].kill()
         if on_line:
             on_line(text)
@@ -121,9 +121,10 @@ def _run_push(
 
 
 def push_failure(registry: Registry, ref: str, output: str) -> str:
-    """One sentence for a failed push: storage full, the registry gone, or docker's last line."""
-    log = registry.log_tail(50)
-    if _FULL in log or _FULL in output:
+    """One sentence for a failed push: storage full, the registry gone, or docker's last line.
+    Full is what the registry or docker said, or, when the registry answered only HTTP 500,
+    a storage disk with almost nothing free."""
+    if registry.said(_FULL) or _FULL in output or registry.storage_nearly_full():
         return (
             f"the local registry's storage {registry.storage} is full (no space left on device) while "
             f"pushing {ref}: free space there or set IMAGEKIT_REGISTRY_DIR to a bigger disk; nothing "

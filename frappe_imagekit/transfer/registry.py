@@ -4,6 +4,9 @@ Its storage folder is kept between deploys, so a push sends only the layers it l
 ``$IMAGEKIT_REGISTRY_DIR``, else ``$XDG_DATA_HOME/imagekit/registry`` (``~/.local/share/...``).
 The folder holds ``config.yml``, ``storage/``, ``registry.log`` and ``port`` (the last port used;
 reused when free, so the registry's name, and with it Docker's push cache, stays the same).
+The registry's output is read through a pipe and kept in memory as well as copied to
+``registry.log``: when the storage disk is full the log file on it cannot take the very line
+that says so (seen in CI: the push failed with a bare HTTP 500 and an empty log).
 The process runs only while a command sends an image: ``stop()`` ends it by its pid on every
 exit (the caller uses ``running_registry``, a context manager), and the kernel ends it too if
 imagekit itself is killed (``PR_SET_PDEATHSIG``).
@@ -17,19 +20,24 @@ import shutil
 import signal
 import socket
 import subprocess
+import threading
 import time
 import urllib.error
 import urllib.request
+from collections import deque
 from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO
 
 from frappe_imagekit.errors import DeployError
 
 BINARY = "docker-registry"
 HOST = "127.0.0.1"
 PR_SET_PDEATHSIG = 1
+KEPT_LINES = 5000  # of the registry's output, in memory (a push of a 15 GB image logs a few hundred)
+FULL_BELOW = 16 * 1024 * 1024  # free bytes on the storage disk under which a failed push is "disk full"
 CONFIG = """version: 0.1
 log:
   level: warn
@@ -91,6 +99,8 @@ class Registry:
     folder: Path
     port: int
     proc: subprocess.Popen[bytes]
+    output: deque[str] = field(default_factory=lambda: deque(maxlen=KEPT_LINES))
+    reader: threading.Thread | None = None
 
     @property
     def address(self) -> str:
@@ -100,12 +110,29 @@ class Registry:
     def storage(self) -> Path:
         return self.folder / "storage"
 
-    def log_tail(self, lines: int = 20) -> str:
+    def log_lines(self) -> list[str]:
+        """Everything the registry printed (kept in memory; the log file when nothing was read)."""
+        if self.reader is not None and not self.alive():
+            self.reader.join(timeout=2)  # the last lines of a registry that just exited
+        if self.output:
+            return list(self.output)
         try:
-            text = (self.folder / "registry.log").read_text(errors="replace")
+            return (self.folder / "registry.log").read_text(errors="replace").splitlines()
         except OSError:
-            return ""
-        return "\n".join(text.splitlines()[-lines:])
+            return []
+
+    def log_tail(self, lines: int = 20) -> str:
+        return "\n".join(self.log_lines()[-lines:])
+
+    def said(self, text: str) -> bool:
+        return any(text in line for line in self.log_lines())
+
+    def storage_nearly_full(self) -> bool:
+        """Whether the disk under the storage has less than ``FULL_BELOW`` bytes free."""
+        try:
+            return shutil.disk_usage(self.storage).free < FULL_BELOW
+        except OSError:
+            return False
 
     def alive(self) -> bool:
         return self.proc.poll() is None
@@ -149,13 +176,18 @@ def start(folder: Path | None = None, port: int | None = None, timeout: float = 
     port = port or choose_port(folder)
     config = folder / "config.yml"
     config.write_text(CONFIG.format(root=folder / "storage", host=HOST, port=port))
-    with open(folder / "registry.log", "wb") as log:
-        proc = subprocess.Popen(  # noqa: S603 - fixed argv
-            [binary, "serve", str(config)],
-            stdin=subprocess.DEVNULL, stdout=log, stderr=log,
-            start_new_session=True, preexec_fn=_die_with_parent,  # noqa: PLW1509 - prctl only
-        )  # fmt: skip
+    log = open(folder / "registry.log", "wb", buffering=0)  # noqa: SIM115 - closed by the reader at the end of output
+    proc = subprocess.Popen(  # noqa: S603 - fixed argv
+        [binary, "serve", str(config)],
+        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        start_new_session=True, preexec_fn=_die_with_parent,  # noqa: PLW1509 - prctl only
+    )  # fmt: skip
     registry = Registry(folder, port, proc)
+    assert proc.stdout is not None
+    registry.reader = threading.Thread(
+        target=keep_output, args=(proc.stdout, log, registry.output), daemon=True
+    )
+    registry.reader.start()
     try:
         _wait_ready(registry, timeout)
         (folder / "port").write_text(f"{port}\n")
@@ -163,6 +195,20 @@ def start(folder: Path | None = None, port: int | None = None, timeout: float = 
         registry.stop()
         raise
     return registry
+
+
+def keep_output(stream: IO[bytes], log: IO[bytes], kept: deque[str]) -> None:
+    """Copy the registry's output to memory and to its log file (a write that fails, a full
+    disk, loses only the file's copy)."""
+    try:
+        for raw in iter(stream.readline, b""):
+            kept.append(raw.decode(errors="replace").rstrip("\n"))
+            with suppress(OSError):
+                log.write(raw)
+    finally:
+        stream.close()
+        with suppress(OSError):
+            log.close()
 
 
 def _wait_ready(registry: Registry, timeout: float) -> None:

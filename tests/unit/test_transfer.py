@@ -7,7 +7,9 @@ from this machine's daemon pushing to Debian's docker-registry and a second daem
 from __future__ import annotations
 
 import io
+import shutil
 import subprocess
+from collections import deque
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -151,6 +153,41 @@ def test_push_failure_names_a_full_disk(tmp_path: Path):
         f"the local registry's storage {tmp_path / 'storage'} is full (no space left on device) while "
         "pushing x:v1: free space there or set IMAGEKIT_REGISTRY_DIR to a bigger disk; nothing was stopped."
     )
+
+
+def test_push_failure_reads_a_full_disk_from_the_output_kept_in_memory(tmp_path: Path):
+    """The log file sits on the full disk and may lack the line; the copy in memory has it (CI, stop 26)."""
+    registry = dead_registry(tmp_path, "")
+    registry.output.append('level=error msg="filesystem: write /x/data: no space left on device"')
+    message = push_failure(registry, "x:v1", "received unexpected HTTP status: 500 Internal Server Error")
+    assert message.startswith(f"the local registry's storage {tmp_path / 'storage'} is full (no space left")
+
+
+def test_push_failure_with_a_bare_500_and_no_free_space_is_a_full_disk(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    registry = dead_registry(tmp_path, "")
+    (tmp_path / "storage").mkdir()
+    usage = shutil.disk_usage(tmp_path)
+    monkeypatch.setattr(registries.shutil, "disk_usage", lambda _p: usage._replace(free=4096))
+    message = push_failure(registry, "x:v1", "received unexpected HTTP status: 500 Internal Server Error")
+    assert message.startswith(f"the local registry's storage {tmp_path / 'storage'} is full (no space left")
+    monkeypatch.setattr(
+        registries.shutil, "disk_usage", lambda _p: usage._replace(free=registries.FULL_BELOW)
+    )
+    message = push_failure(registry, "x:v1", "received unexpected HTTP status: 500 Internal Server Error")
+    assert message.startswith("the local registry stopped while x:v1 was pushed")
+
+
+class FullFile(io.BytesIO):
+    def write(self, data: bytes) -> int:  # type: ignore[override]
+        raise OSError(28, "No space left on device")
+
+
+def test_the_output_is_kept_when_the_log_file_cannot_be_written():
+    kept: deque[str] = deque(maxlen=10)
+    registries.keep_output(io.BytesIO(b"one\ntwo: no space left on device\n"), FullFile(), kept)
+    assert list(kept) == ["one", "two: no space left on device"]
 
 
 def test_push_failure_names_a_registry_that_stopped(tmp_path: Path):
