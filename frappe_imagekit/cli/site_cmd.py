@@ -69,6 +69,7 @@ def _new(
             output.warn(note)
         apps = ", ".join(["frappe", *result.apps])
         output.out(f"site {result.site} is ready: apps {apps}; health {result.health}.")
+        output.out(sitenew.open_line(result.site, result.published, runner.host))
         output.out("log in as Administrator with ADMIN_PASSWORD of the env file.")
 
 

@@ -7,12 +7,14 @@ The passwords go to bench on stdin, never argv, in the order of the real prompts
 frappe's doctypes are installed, ``Set Administrator password: `` and ``Re-enter Administrator
 password: `` -- the admin password twice, or click meets EOF and aborts (49-...-once-aborted).
 The apps are those of the image's build record (``builds/VERSION.json``), frappe excluded.
-Afterwards the site must answer (deploy/health.py), as after a deploy.
+Afterwards the site must answer (deploy/health.py), as after a deploy, and the address the
+frontend is published on (``docker port``) gives the URL to open.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import shlex
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -47,6 +49,7 @@ class SiteResult:
     version: str
     health: str = "not checked"
     url: str = ""
+    published: str | None = None  # "127.0.0.1:8080": the frontend's address on the host
     notes: list[str] = field(default_factory=list)
 
 
@@ -139,7 +142,57 @@ def create_site(
     result.url, asset = _health_target(runner, backend, containers, result)
     emit(f"checking {site} ({result.url})")
     result.health = health.check_site(runner, backend.id, result.url, site, asset)
+    result.published = published_address(runner, containers)
     return result
+
+
+FRONTEND_SERVICE = "frontend"  # frappe_docker's nginx, listening on 8080 in its container
+FRONTEND_PORT = "8080/tcp"
+
+
+def published_address(runner: Runner, containers: Sequence[Container]) -> str | None:
+    """Where the frontend's 8080 is published on the host (``docker port``), or None."""
+    for container in containers:
+        if container.service == FRONTEND_SERVICE and container.state == "running":
+            done = runner.run(["docker", "port", container.id, FRONTEND_PORT], timeout=30)
+            return first_address(done.stdout) if done.returncode == 0 else None
+    return None
+
+
+def first_address(text: str) -> str | None:
+    """The first IPv4 ``ADDRESS:PORT`` of ``docker port``'s output (an IPv6 one if that is all);
+    0.0.0.0 is every address of the host, 127.0.0.1 among them."""
+    found: list[tuple[str, int]] = []
+    for line in text.splitlines():
+        host, _, port = line.strip().rpartition(":")
+        try:
+            address = ipaddress.ip_address(host.strip("[]"))
+        except ValueError:
+            continue
+        if port.isdigit() and 0 < int(port) < 65536:
+            found.append((str(address), int(port)))
+    found.sort(key=lambda pair: ":" in pair[0])  # IPv4 first
+    if not found:
+        return None
+    host, port = found[0]
+    host = "127.0.0.1" if host == "0.0.0.0" else f"[{host}]" if ":" in host else host  # noqa: S104
+    return f"{host}:{port}"
+
+
+def open_line(site: str, published: str | None, host: str = "local") -> str:
+    """What to open once the site is made: its URL on the published port, or why there is none."""
+    if published is None:
+        return "no frontend port is published: publish the frontend's 8080 to reach the site from a browser."
+    port = published.rpartition(":")[2]
+    url = f"http://{site}:{port}/"
+    if host != "local":
+        return f"the frontend is published on {published} of {host}: open {url} there or through a tunnel."
+    if site == "localhost" or site.endswith(".localhost"):
+        return f"open {url} (the frontend is published on {published})."
+    return (
+        f"open {url} (the frontend is published on {published}); {site} must resolve to this machine: "
+        f"a line `127.0.0.1 {site}` in /etc/hosts does it."
+    )
 
 
 def _progress(line: str, emit: Callable[[str], None]) -> None:

@@ -9,6 +9,7 @@ import os
 import re
 import subprocess
 import sys
+import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
@@ -85,12 +86,34 @@ def test_init_renders_with_compose_v1_and_the_dry_run_plans_every_service(
     assert report["services"]["db"] == "mirror.local/mariadb:10.11"  # .env's MARIADB_IMAGE
 
 
+# frappe_docker's frontend publishes nginx's 8080; here busybox httpd answers ping, on a port
+# docker picks on 127.0.0.1 (`docker port` tells it), the backend beside it on the project's network
+FRONTEND = """\
+  frontend:
+    image: {busybox}
+    init: true
+    stop_grace_period: 1s
+    command: ["httpd", "-f", "-p", "8080", "-h", "/srv/www"]
+    ports:
+      - "127.0.0.1::8080"
+    volumes:
+      - ./www:/srv/www
+"""
+
+
 @pytest.fixture
-def stack(tmp_path: Path, unique_name: Callable[[str], str], bench_image: str):  # type: ignore[no-untyped-def]
+def stack(  # type: ignore[no-untyped-def]
+    tmp_path: Path, unique_name: Callable[[str], str], bench_image: str, busybox_image: str
+):
     """A frappe_docker-shaped fake stack with no site yet, and a workspace whose target runs it."""
     name = unique_name("sitenew")
     folder = tmp_path / "srv"
     compose = write_project(folder, sites=())
+    backend = "  backend:\n    image: ${CUSTOM_IMAGE}:${CUSTOM_TAG}\n"
+    text = compose.read_text().replace(backend + '    network_mode: "none"\n', backend)
+    compose.write_text(text + FRONTEND.format(busybox=busybox_image))
+    (folder / "www" / "api" / "method").mkdir(parents=True)
+    (folder / "www" / "api" / "method" / "ping").write_text('{"message":"pong"}\n')
     (folder / "sites").mkdir(exist_ok=True)
     (folder / "sites" / ".db_root_password").write_text(ROOT + "\n")
     repo = f"{name}/bench"
@@ -128,6 +151,14 @@ def test_first_site_on_the_fake_bench_is_made_and_answers(stack):  # type: ignor
     assert result.exit_code == 0, result.output
     assert "creating c.local with frappe, erpnext, hrms (v1)" in result.stdout
     assert "site c.local is ready: apps frappe, erpnext, hrms; health ok." in result.stdout
+    # the printed URL, opened: c.local resolves to this machine as the line says (Host header here)
+    (url, published) = re.findall(
+        r"open (http://c\.local:\d+/) \(the frontend is published on (\S+)\)", result.stdout
+    )[0]
+    assert published.startswith("127.0.0.1:") and url == f"http://c.local:{published.split(':')[1]}/"
+    request = urllib.request.Request(f"http://{published}/api/method/ping", headers={"Host": "c.local"})
+    with urllib.request.urlopen(request, timeout=10) as answer:  # noqa: S310 - loopback
+        assert (answer.status, answer.read()) == (200, b'{"message":"pong"}\n')
     assert ROOT not in result.output and ADMIN not in result.output
     site = folder / "sites" / "c.local"
     assert (site / "apps.txt").read_text().split() == ["frappe", "erpnext", "hrms"]

@@ -137,3 +137,37 @@ def test_cli_env_file_without_admin_password_stops_before_docker(tmp_path: Path)
     assert result.exit_code == ExitCode.VALIDATION, result.output
     assert f"{env_file} has no ADMIN_PASSWORD: set it there" in result.stderr
     assert ROOT not in result.output
+
+
+@pytest.mark.parametrize(
+    ("text", "address"),
+    [
+        ("127.0.0.1:8080\n", "127.0.0.1:8080"),
+        ("0.0.0.0:49153\n[::]:49153\n", "127.0.0.1:49153"),  # docker 20.10 on every address
+        ("[::1]:8080\n", "[::1]:8080"),
+        ("[::1]:8080\n10.0.0.5:8081\n", "10.0.0.5:8081"),  # IPv4 first
+        ("", None),
+        ("Error: No public port '8080/tcp' published for x\n", None),
+        ("127.0.0.1:99999\nexample.com:80\n$(reboot):80\n", None),  # not an address: not shown
+    ],
+)
+def test_the_published_address_is_read_from_docker_port(text: str, address: str | None):
+    assert sitenew.first_address(text) == address
+
+
+def test_the_open_line_names_the_url_and_what_a_browser_needs():
+    assert sitenew.open_line("erp.localhost", "127.0.0.1:8080") == (
+        "open http://erp.localhost:8080/ (the frontend is published on 127.0.0.1:8080)."
+    )
+    assert sitenew.open_line("erp.example.com", "127.0.0.1:8080") == (
+        "open http://erp.example.com:8080/ (the frontend is published on 127.0.0.1:8080); "
+        "erp.example.com must resolve to this machine: a line `127.0.0.1 erp.example.com` in /etc/hosts "
+        "does it."
+    )
+    assert sitenew.open_line("erp.localhost", "127.0.0.1:8080", "deploy@srv:22") == (
+        "the frontend is published on 127.0.0.1:8080 of deploy@srv:22: open http://erp.localhost:8080/ "
+        "there or through a tunnel."
+    )
+    assert sitenew.open_line("erp.localhost", None) == (
+        "no frontend port is published: publish the frontend's 8080 to reach the site from a browser."
+    )
