@@ -174,9 +174,9 @@ def first_address(text: str) -> str | None:
     found.sort(key=lambda pair: ":" in pair[0])  # IPv4 first
     if not found:
         return None
-    host, port = found[0]
-    host = "127.0.0.1" if host == "0.0.0.0" else f"[{host}]" if ":" in host else host  # noqa: S104
-    return f"{host}:{port}"
+    address, number = found[0]
+    shown = "127.0.0.1" if address == "0.0.0.0" else f"[{address}]" if ":" in address else address  # noqa: S104
+    return f"{shown}:{number}"
 
 
 def open_line(site: str, published: str | None, host: str = "local") -> str:
