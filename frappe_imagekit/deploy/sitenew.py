@@ -166,11 +166,11 @@ def first_address(text: str) -> str | None:
     for line in text.splitlines():
         host, _, port = line.strip().rpartition(":")
         try:
-            address = ipaddress.ip_address(host.strip("[]"))
+            parsed = ipaddress.ip_address(host.strip("[]"))
         except ValueError:
             continue
         if port.isdigit() and 0 < int(port) < 65536:
-            found.append((str(address), int(port)))
+            found.append((str(parsed), int(port)))
     found.sort(key=lambda pair: ":" in pair[0])  # IPv4 first
     if not found:
         return None
