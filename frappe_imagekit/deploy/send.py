@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from frappe_imagekit import validate
 from frappe_imagekit.errors import DeployError, UsageError
 from frappe_imagekit.process import Completed, which
 from frappe_imagekit.progress import SILENT, Reporter
@@ -50,6 +51,17 @@ class SentImage:
 
 def image_present(runner: Runner, ref: str) -> bool:
     return runner.run(["docker", "image", "inspect", ref], timeout=60).returncode == 0
+
+
+def missing_images(runner: Runner, refs: Sequence[str]) -> list[str]:
+    """Those of ``refs`` the daemon does not have (one ``docker image inspect`` for all)."""
+    if not refs:
+        return []
+    checked = [validate.not_an_option(ref, "a service's image", DeployError) for ref in refs]
+    done = runner.run(["docker", "image", "inspect", "--format", "{{.Id}}", "--", *checked], timeout=60)
+    if done.returncode == 0:
+        return []
+    return [ref for ref in refs if f"No such image: {ref}" in done.stderr]
 
 
 def source_has(transfer: ImageTransfer, ref: str) -> bool:

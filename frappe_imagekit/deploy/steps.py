@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import re
 import shlex
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict
 from typing import Any
 
@@ -55,14 +55,14 @@ from frappe_imagekit.deploy.record import (
     stamp,
 )
 from frappe_imagekit.deploy.record import now as now_iso
-from frappe_imagekit.deploy.send import image_present, last_line
+from frappe_imagekit.deploy.send import image_present, last_line, missing_images
 from frappe_imagekit.deploy.sitewindow import open_window, read_back_maintenance, records_here, the_window
 from frappe_imagekit.errors import (
     DeployError,
     ImagekitError,
     NotFoundError,
 )
-from frappe_imagekit.runner import LocalRunner
+from frappe_imagekit.runner import LocalRunner, Runner
 from frappe_imagekit.workspace import write_json_atomic
 
 _BACKUP_LINE = re.compile(r"^Database:\s+(?P<path>\S+)", re.MULTILINE)
@@ -136,6 +136,22 @@ def check_config(ctx: Context) -> None:
     ctx.report.services = {name: svc.image for name, svc in sorted(ctx.config.services.items())}
     ctx.report.oneshot_services = composeconfig.oneshot_services(ctx.config, opts.oneshot_services)
     ctx.report.migrator = next(iter(composeconfig.migrator_services(ctx.config)), None)
+    ctx.report.notes.extend(missing_image_notes(ctx.runner, images.others))
+
+
+def missing_image_notes(runner: Runner, others: Mapping[str, str]) -> list[str]:
+    """A note per image of the other services (MariaDB, Redis...) the daemon lacks: `up` pulls
+    it, which fails on a machine that cannot reach its registry (real lab, issue 24)."""
+    by_image: dict[str, list[str]] = {}
+    for service, image in sorted(others.items()):
+        if image:
+            by_image.setdefault(image, []).append(service)
+    missing = missing_images(runner, sorted(by_image))
+    return [
+        f"{', '.join(by_image[image])} use {image}, which is not on {where_named(runner)}: up pulls it "
+        "from its registry, which must be reachable from there (or load the image there first)."
+        for image in missing
+    ]
 
 
 def check_image_apps(ctx: Context) -> None:

@@ -84,6 +84,11 @@ def test_init_renders_with_compose_v1_and_the_dry_run_plans_every_service(
     }  # fmt: skip
     assert report["oneshot_services"] == ["configurator"]
     assert report["services"]["db"] == "mirror.local/mariadb:10.11"  # .env's MARIADB_IMAGE
+    # an image the daemon lacks is named before anything runs: up would pull it (real lab, issue 24)
+    assert (
+        "db use mirror.local/mariadb:10.11, which is not on this machine: up pulls it from its registry, "
+        "which must be reachable from there (or load the image there first)."
+    ) in report["notes"]
 
 
 # frappe_docker's frontend publishes nginx's 8080; here busybox httpd answers ping, on a port
