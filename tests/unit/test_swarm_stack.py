@@ -211,7 +211,9 @@ def swarm_record(**changes: object) -> dict:
     volume_path = "sites/a.local/private/backups/x-database.sql.gz"
     backup = {"site": "a.local", "path": "/state/backups/x-database.sql.gz", "size": 10,
               "sha256": "ab" * 32, "volume_path": volume_path}  # fmt: skip
-    data = {"version": "v2", "previous_version": "v1", "previous_image": PIN.ref, "backups": [backup]}
+    data = {"engine": "swarm", "stack": "erp", "version": "v2", "ref": f"{PIN.repo}@sha256:{'cd' * 32}",
+            "exit_code": 0, "previous_version": "v1", "previous_image": PIN.ref,
+            "backups": [backup]}  # fmt: skip
     for key, value in changes.items():
         if key.startswith("backup_"):
             backup[key.removeprefix("backup_")] = value
@@ -226,8 +228,10 @@ def test_a_swarm_record_is_checked_before_rollback_uses_it():
     assert [(b.site, b.volume_path, b.sha256) for b in last.backups] == [
         ("a.local", "sites/a.local/private/backups/x-database.sql.gz", "ab" * 32)
     ]
-    with pytest.raises(ValueError, match="no previous image by digest"):
+    with pytest.raises(ValueError, match="previous_image is not IMAGE@sha256:DIGEST"):
         swarm_rollback.parse_last(swarm_record(previous_image="registry.example/erp:v1"))
+    with pytest.raises(DeployError, match="names no previous image by digest"):
+        swarm_rollback.parse_last(swarm_record(previous_image=None))
     for change in (
         {"backup_volume_path": "sites/b.local/private/backups/x-database.sql.gz"},  # another site's
         {"backup_volume_path": "sites/a.local/private/backups/../../../etc/x.sql.gz"},
