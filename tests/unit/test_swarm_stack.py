@@ -4,12 +4,13 @@ the merge of a job's two log streams, the rollout's judgement and the migrate ju
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import pytest
 
 from frappe_imagekit.deploy.swarm import cli, jobs, rollout, stack
 from frappe_imagekit.deploy.swarm import rollback as swarm_rollback
-from frappe_imagekit.deploy.swarm.deploy import judge
+from frappe_imagekit.deploy.swarm.deploy import SwarmOptions, judge, registry_auth
 from frappe_imagekit.errors import ConfigError, DeployError, ExitCode
 from frappe_imagekit.targets import load_targets
 from tests.support.benchimage.transcripts import load
@@ -127,6 +128,7 @@ def test_a_job_gets_the_services_volumes_and_networks_under_the_stacks_names():
     assert jobs.create_argv(spec, "erp_ik-migrate-abc") == [
         "docker", "service", "create", "--detach", "--name", "erp_ik-migrate-abc", "--mode", "replicated-job",
         "--restart-condition", "none", "--label", "io.imagekit.job=erp",
+        "--with-registry-auth",  # registry.example: the user's registry
         "--init", "--stop-signal", "SIGINT", "--stop-grace-period", "20s", "--mount", mounts[0],
         "--network", "erp_default", "--constraint", "node.id==n1",
         PIN.ref, "bench", "--site", "a.local", "migrate",
@@ -242,3 +244,27 @@ def test_a_swarm_record_is_checked_before_rollback_uses_it():
     ):
         with pytest.raises((ValueError, DeployError)):
             swarm_rollback.parse_last(swarm_record(**change))
+
+
+@pytest.mark.parametrize(
+    ("image", "auth"),
+    [
+        ("127.0.0.1:5000/fb@" + DIGEST, False),  # imagekit's own registry (transfer/registry.py)
+        ("localhost:5000/fb@" + DIGEST, False),
+        ("[::1]:5000/fb@" + DIGEST, False),
+        ("registry.example/erp@" + DIGEST, True),  # the user's registry
+        ("registry.example:5443/team/erp@" + DIGEST, True),
+        ("127.0.0.1.registry.example/erp@" + DIGEST, True),  # a host name, not the loopback address
+        ("erp@" + DIGEST, True),  # Docker Hub: the repository may be private
+        ("team/erp@" + DIGEST, True),
+    ],
+)
+def test_the_users_registry_gets_with_registry_auth_and_imagekits_loopback_one_does_not(image, auth):
+    opts = SwarmOptions("erp", ("compose.yaml",), image.split("@")[0], "v2")
+    argv = cli.stack_deploy_argv("/state/x.stack.json", "erp", registry_auth(opts, image))
+    assert argv == ["docker", "stack", "deploy", *(["--with-registry-auth"] * auth), "-c",
+                    "/state/x.stack.json", "erp"]  # fmt: skip
+    job = jobs.create_argv(jobs.JobSpec("erp", "migrate", image, ("bench", "migrate")), "erp_ik-migrate-1")
+    assert job.count("--with-registry-auth") == auth and job[-3:] == [image, "bench", "migrate"]
+    forced = cli.stack_deploy_argv("/s", "erp", registry_auth(replace(opts, registry_auth=True), image))
+    assert "--with-registry-auth" in forced

@@ -51,7 +51,7 @@ class SwarmOptions:
     digest: str | None = None  # None: the repo digest the daemon here knows for IMAGE:VERSION
     env_file: str | None = None
     sites: tuple[str, ...] | None = None
-    registry_auth: bool = False
+    registry_auth: bool = False  # --with-registry-auth even for a loopback registry
     backup: bool = True
     backend_service: str = "backend"
     backend_port: int = 8000
@@ -302,12 +302,19 @@ def _roll_out(run: Run) -> None:
     try:
         run.emit(f"docker stack deploy {name} ({len(want.services)} services, {run.report.ref})")
         cli.check(
-            run.runner, cli.stack_deploy_argv(path, name, run.opts.registry_auth), "docker stack deploy"
+            run.runner,
+            cli.stack_deploy_argv(path, name, registry_auth(run.opts, run.report.ref)),
+            "docker stack deploy",
         )
         run.report.rolled_out = True
     finally:
         run.runner.run(["rm", "-f", path], timeout=60)
     rollout.wait_rollout(run.runner, want, before, run.opts.up_timeout)
+
+
+def registry_auth(opts: SwarmOptions, ref: str) -> bool:
+    """``--with-registry-auth`` for a user's registry (not imagekit's on loopback), or when asked."""
+    return opts.registry_auth or cli.needs_registry_auth(ref)
 
 
 def _migrate_all(run: Run) -> None:
