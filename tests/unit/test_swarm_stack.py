@@ -74,6 +74,15 @@ def test_every_frappe_service_is_pinned_and_what_stacks_refuse_is_dropped_and_na
     assert json.loads(rendered.text()) == rendered.data
 
 
+def test_a_null_compose_v2_prints_is_left_out_of_the_stack():
+    """Compose v2 2.26 prints `"entrypoint": null` for a service without one; Docker 26's stack
+    loader refuses it: "services.backend.entrypoint must be a string" (the Debian 13 host)."""
+    data = config()
+    data["services"]["backend"].update(entrypoint=None, command=["sh", "-c", "serve"])
+    backend = stack.render_stack(data, IMAGE, PIN).data["services"]["backend"]
+    assert "entrypoint" not in backend and backend["command"] == ["sh", "-c", "serve"]
+
+
 def test_a_stack_without_the_image_and_a_digest_that_is_no_digest_are_refused():
     with pytest.raises(DeployError, match="no service of the compose files runs registry.example/erp:v3"):
         stack.render_stack(config(), "registry.example/erp:v3", PIN)
