@@ -6,7 +6,7 @@ Core functions return data; ``cli/history_cmd.py`` renders it. A manifest that c
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -15,6 +15,7 @@ from frappe_imagekit import gitremote, validate
 from frappe_imagekit.appsjson import parse_apps_text, public_url, repo_identity, token_vars
 from frappe_imagekit.deploy.place import Places
 from frappe_imagekit.deploy.record import REHEARSAL, ROLLBACK, DeployRecord, read_records
+from frappe_imagekit.deploy.swarm import records as swarm_records
 from frappe_imagekit.envfile import parse_env_text, read_text
 from frappe_imagekit.errors import ImagekitError
 from frappe_imagekit.manifest import (
@@ -160,7 +161,9 @@ def list_builds(ws: Workspace, limit: int | None = None) -> HistoryListing:
         else:
             rows.append(row_from_manifest(manifest, path))
     records, broken_deploys = _deploys_and_broken(ws)
-    _join_deploys(rows, records)
+    swarm, broken_swarm = swarm_records.read_workspace(ws.deploys_dir)
+    _join_deploys(rows, records, [r.as_deploy_record() for r in swarm])
+    broken_deploys += broken_swarm
     top = _nest_rebuilds(rows)
     top.sort(key=_newest_first_key, reverse=True)
     total = len(top)
@@ -233,13 +236,15 @@ def placement(record: Mapping[str, Any]) -> str:
     return f"{record.get('project')}@{record.get('host') or 'local'}"
 
 
-def _join_deploys(rows: list[HistoryRow], records: list[dict[str, Any]]) -> None:
+def _join_deploys(
+    rows: list[HistoryRow], records: list[dict[str, Any]], swarm: Sequence[DeployRecord] = ()
+) -> None:
     """Fill ``deploys`` (every time a version ran on a target: deploys that came up, a failed
     migrate included, rollbacks, and ``--migrate-only`` deploys that succeeded; with the result
     and what it was rolled back to) and ``deployed_to`` (still running there). A target is a
     place (``deploy.place``): a local and an SSH target on one daemon are one, named as its
-    newest record names it."""
-    typed = read_records(records)
+    newest record names it. ``swarm``: the swarm deploys (``engine`` "swarm"), read as such."""
+    typed = sorted([*read_records(records), *swarm], key=lambda r: str(r.finished or r.started or ""))
     places = Places((r.project, r.host or "local", r.extra.get("daemon_id")) for r in typed)
     keys = [places.key(r.project, r.host, r.extra.get("daemon_id")) for r in typed]
     names = {key: record.where for key, record in zip(keys, typed, strict=True)}  # the newest wins
@@ -259,7 +264,8 @@ def _join_deploys(rows: list[HistoryRow], records: list[dict[str, Any]]) -> None
             {"where": names[key], "target": record.where, "finished": record.finished, "image": record.image,
              "result": record.result, "kind": record.kind, "migrate_only": migrate_only,
              "rolled_back_to": undone.get((key, record.deploy_id)) if record.deploy_id else None,
-             "rolled_back_from": record.rolled_back_from, "digest": record.image_digest}
+             "rolled_back_from": record.rolled_back_from, "digest": record.image_digest,
+             "engine": record.engine}
         )  # fmt: skip
     for row in rows:
         if row.kind == "rebuild" or row.status != "succeeded":

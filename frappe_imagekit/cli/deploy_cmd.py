@@ -151,7 +151,7 @@ def deploy_command(
     runner = open_target_runner(stack)
     if swarm_deploy.engine_name(where.engine) == swarm_deploy.SWARM:
         with closing(runner):
-            return swarm_deploy.run(runner, options, as_json)
+            return swarm_deploy.run(runner, options, as_json, ws)
     try:
         with reporting(progress.value) as reporter:
             report = deploy(runner, ws, options, on_event=output.err, reporter=reporter)

@@ -49,7 +49,7 @@ def history(
         for broken in listing.broken:
             output.warn(f"skipped {broken.path.name}: {broken.reason}")
         for broken in listing.broken_deploys:
-            output.warn(f"skipped deploys/{broken.path.name}: {broken.reason}")
+            output.warn(f"skipped deploys/{broken.path.relative_to(ws.deploys_dir)}: {broken.reason}")
         if as_json:  # compact: a long history is mostly read by scripts, and 4x faster to encode
             output.out(json.dumps(listing.to_dict(), separators=(",", ":")))
         else:
@@ -120,7 +120,8 @@ def _outcome(deploy: dict[str, Any]) -> str:
     """What happened to one run of a version, when it was more than a successful deploy."""
     if deploy.get("kind") == "rehearsal":  # imagekit rehearse: tried in a sandbox, never served
         return f"rehearsal {deploy.get('result') or '?'}"
-    parts = ["migrate-only"] if deploy.get("migrate_only") else []
+    parts = [deploy["engine"]] if deploy.get("engine") not in (None, "compose") else []  # swarm
+    parts += ["migrate-only"] if deploy.get("migrate_only") else []
     if deploy.get("kind") == "rollback":
         parts.append(f"rollback from {deploy.get('rolled_back_from') or '?'}")
     if deploy.get("result") not in (None, "succeeded"):

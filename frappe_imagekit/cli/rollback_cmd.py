@@ -97,7 +97,7 @@ def rollback_command(
             unbuilt = "--to and --deploy are not built for the swarm engine yet"
             raise UsageError(f"{unbuilt}: roll back without them (the newest swarm deploy is undone).")
         return swarm_deploy.run_rollback(
-            asdict(where), db_password_var, yes=yes, dry_run=dry_run, as_json=as_json
+            asdict(where), db_password_var, yes=yes, dry_run=dry_run, as_json=as_json, ws=ws
         )
     if not where.project:
         raise UsageError("no project: pass --project NAME or a TARGET of imagekit.toml.")

@@ -9,7 +9,7 @@ from typing import Any
 import typer
 
 from frappe_imagekit import validate
-from frappe_imagekit.cli import backupverify, output
+from frappe_imagekit.cli import backupverify, output, swarm_deploy
 from frappe_imagekit.cli.main import command
 from frappe_imagekit.cli.targetopts import (
     COMPOSE_OPTION,
@@ -133,6 +133,7 @@ def sandbox_command(
     if (list_them or down_name is not None) and target is None:
         version, target = None, version  # `sandbox --list TARGET`: the one argument is the target
     down_where = down_where_argv(target, locals(), ws)  # before the target fills them in
+    refuse_swarm(ws.root, target, locals())
     given = _with_target(ws.root, target, locals())
     if list_them or down_name is not None:
         if backup is not None or (list_them and down_name is not None):
@@ -142,6 +143,15 @@ def sandbox_command(
     if version is None or backup is None:
         raise UsageError("pass VERSION and --backup NAME|FILE (or --list, or --down NAME).")
     _start(ws, given, as_json, down_where)
+
+
+def refuse_swarm(root: Path, target: str | None, given: dict[str, Any]) -> None:
+    """A target whose engine is swarm is refused before anything connects (issue 21 item 6)."""
+    if swarm_deploy.engine_name(from_target(root, target, where_of(given)).engine) == swarm_deploy.SWARM:
+        raise UsageError(
+            "sandbox on a swarm target is not built yet: it would start the old version as a "
+            "compose project outside the swarm, so nothing was started; use a compose target."
+        )
 
 
 def down_where_argv(target: str | None, given: dict[str, Any], ws: Workspace) -> list[str]:

@@ -12,11 +12,13 @@ import typer
 from frappe_imagekit.cli import output
 from frappe_imagekit.deploy.sequence import DeployOptions, open_runner
 from frappe_imagekit.deploy.swarm import deploy as swarm
+from frappe_imagekit.deploy.swarm import records
 from frappe_imagekit.deploy.swarm import rollback as swarm_rollback
 from frappe_imagekit.errors import UsageError
 from frappe_imagekit.interrupts import sigterm_as_interrupt
 from frappe_imagekit.runner import LocalRunner, Runner
 from frappe_imagekit.targets import ENGINES
+from frappe_imagekit.workspace import Workspace
 
 SWARM = "swarm"
 _SSH = (("known_hosts", "known_hosts"), ("identity_file", "identity"), ("ssh_config", "ssh_config"))
@@ -51,17 +53,18 @@ def swarm_options(opts: DeployOptions) -> swarm.SwarmOptions:
     )
 
 
-def run(runner: Runner, opts: DeployOptions, as_json: bool) -> None:
+def run(runner: Runner, opts: DeployOptions, as_json: bool, ws: Workspace) -> None:
     """Deploy on the swarm ``runner`` talks to; print the report; exit with its code."""
     options = swarm_options(opts)
     pinned = swarm.resolve_pin([LocalRunner(), runner], options)
     with sigterm_as_interrupt():
         report = swarm.deploy(runner, options, output.err, pinned)
+    _keep(ws, report)
     _print(report, as_json)
 
 
 def run_rollback(
-    given: dict[str, Any], db_password_var: str, *, yes: bool, dry_run: bool, as_json: bool
+    given: dict[str, Any], db_password_var: str, *, yes: bool, dry_run: bool, as_json: bool, ws: Workspace
 ) -> None:
     """``imagekit rollback TARGET`` of a swarm target: the last swarm deploy undone."""
     if dry_run:
@@ -81,7 +84,14 @@ def run_rollback(
     runner = open_runner(given["host"], docker_host=given["docker_host"], **ssh)
     with closing(runner), sigterm_as_interrupt():
         report = swarm_rollback.rollback(runner, options, output.err, db_password_var)
+    _keep(ws, report)
     _print(report, as_json)
+
+
+def _keep(ws: Workspace, report: swarm.SwarmReport) -> None:
+    """The record's copy in the workspace (``deploys/swarm/``), which ``imagekit history`` reads."""
+    if report.deploy_id is not None:
+        records.write_workspace(ws.deploys_dir, report.deploy_id, report.stack, report.to_dict())
 
 
 def _print(report: swarm.SwarmReport, as_json: bool) -> None:

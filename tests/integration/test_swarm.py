@@ -32,6 +32,7 @@ from tests.support.cli import invoke
 from tests.support.machinelock import machine_lock
 from tests.support.swarm import SwarmLab
 from tests.support.workspace import CANARY, make_workspace
+from tests.unit.test_history_data import make_manifest, write
 
 pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("swarm")]
 
@@ -82,7 +83,16 @@ def make_stack(lab: Lab, tmp: Path, name: str) -> Stack:
     folder = tmp / "stack"
     write_project(folder, SITES)
     ws = make_workspace(tmp / "ws", env={"IMAGE_NAME": lab.repo})
+    for n, version in enumerate(("v1", "v2", "v3")):  # the builds `imagekit history` joins deploys to
+        write(ws / "builds", make_manifest(version, f"2026-12-0{n + 1}T10:00:00+00:00", image_name=lab.repo))
     return Stack(name, folder, ws, tmp / "state")
+
+
+def deployed_cells(stack: Stack) -> dict[str, str]:
+    """`imagekit history`'s "deployed" cell of each build."""
+    listed = invoke("history", "-w", str(stack.ws))
+    assert listed.exit_code == 0 and "skipped" not in listed.stderr, listed.output
+    return {line.split("\t")[0]: line.split("\t")[6] for line in listed.stdout.splitlines()[2:]}
 
 
 @pytest.fixture(scope="module")
@@ -115,6 +125,13 @@ def test_v1_then_v2_every_task_runs_v2s_digest(lab: Lab, on_v2: tuple[Stack, dic
         config = stack.site_config(site)
         assert (config["maintenance_mode"], config["pause_scheduler"]) == (0, False)
     assert lab.swarm.leftover_jobs() == []
+    # history names the engine: the workspace's copies of the two records, as the state folder's
+    assert deployed_cells(stack) == {"v3": "-", "v2": f"{stack.name}@local (swarm)",
+                                     "v1": f"was {stack.name}@local (swarm)"}  # fmt: skip
+    state = sorted((stack.state / "projects" / stack.name / "swarm-deploys").glob("*.json"))
+    copies = sorted((stack.ws / "deploys" / "swarm").glob("*.json"))
+    assert [json.loads(p.read_text()) for p in copies] == [json.loads(p.read_text()) for p in state]
+    assert [p.name for p in copies] == [f"{r['deploy_id']}-{stack.name}.json" for r in (first, second)]
 
 
 def test_the_backups_are_copied_off_the_volume_and_hashed(on_v2: tuple[Stack, dict, dict]):
@@ -166,6 +183,13 @@ def test_rollback_restores_each_sites_backup_on_v1s_digest(lab: Lab, on_v2: tupl
     assert (
         CANARY not in records + "".join(said) and lab.swarm.docker("service", "ls").stdout.count("_ik-") == 0
     )
+    assert (report["kind"], report["rollback_of"]) == ("rollback", second["deploy_id"])
+    assert deployed_cells(stack) == {"v3": "-", "v2": f"was {stack.name}@local (swarm, rolled back to v1)",
+                                     "v1": f"{stack.name}@local (swarm, rollback from v2)"}  # fmt: skip
+    shown = invoke("history", "v1", "--json", "-w", str(stack.ws))
+    assert [(d["engine"], d["kind"], d["digest"]) for d in json.loads(shown.stdout)["deploys"]] == [
+        ("swarm", "deploy", lab.digests["v1"]), ("swarm", "rollback", lab.digests["v1"])
+    ]  # fmt: skip
 
 
 def test_a_failing_patch_exits_9_and_leaves_the_site_in_maintenance(

@@ -60,24 +60,7 @@ class SwarmLab:
     def push(self, base: str, name: str, version: str) -> str:
         """Build ``REGISTRY/name:version`` FROM ``base`` (a label makes each version its own
         image), push it and return its registry digest."""
-        ref = f"{self.repo(name)}:{version}"
-        dockerfile = f"FROM {base}\nLABEL io.imagekit.test.version={version}\n".encode()
-        built = process.run([DOCKER, "build", "-q", "-t", ref, "-"], input_bytes=dockerfile,
-                            env={"DOCKER_BUILDKIT": "0"}, timeout=300)  # fmt: skip
-        if built.returncode != 0:
-            raise RuntimeError(f"building {ref} failed: {built.stderr}")
-        pushed = process.run([DOCKER, "push", ref], timeout=300)
-        if pushed.returncode != 0:
-            raise RuntimeError(f"pushing {ref} failed: {pushed.stderr}")
-        inspect = process.run(
-            [DOCKER, "image", "inspect", "--format", "{{json .RepoDigests}}", ref], timeout=60
-        )
-        digest = [
-            d
-            for d in inspect.stdout.strip()[1:-1].replace('"', "").split(",")
-            if d.startswith(self.repo(name))
-        ]
-        return digest[0].split("@", 1)[1]
+        return push_version(self.repo(name), base, version)
 
     def services(self, stack: str) -> dict[str, str]:
         """service name -> its spec image."""
@@ -150,3 +133,22 @@ class SwarmLab:
                 if mount.startswith(f"{self.host.folder}/"):
                     subprocess.run(["umount", mount], capture_output=True)
             shutil.rmtree(self.host.folder, ignore_errors=True)
+
+
+def push_version(repo: str, base: str, version: str) -> str:
+    """Build ``repo:version`` FROM ``base`` on the main daemon (a label makes each version its
+    own image), push it and return its registry digest."""
+    ref = f"{repo}:{version}"
+    dockerfile = f"FROM {base}\nLABEL io.imagekit.test.version={version}\n".encode()
+    built = process.run([DOCKER, "build", "-q", "-t", ref, "-"], input_bytes=dockerfile,
+                        env={"DOCKER_BUILDKIT": "0"}, timeout=300)  # fmt: skip
+    if built.returncode != 0:
+        raise RuntimeError(f"building {ref} failed: {built.stderr}")
+    pushed = process.run([DOCKER, "push", ref], timeout=300)
+    if pushed.returncode != 0:
+        raise RuntimeError(f"pushing {ref} failed: {pushed.stderr}")
+    inspect = process.run([DOCKER, "image", "inspect", "--format", "{{json .RepoDigests}}", ref], timeout=60)
+    digests = [
+        d for d in inspect.stdout.strip()[1:-1].replace('"', "").split(",") if d.startswith(repo + "@")
+    ]
+    return digests[0].split("@", 1)[1]

@@ -4,12 +4,13 @@ the merge of a job's two log streams, the rollout's judgement and the migrate ju
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import pytest
 
 from frappe_imagekit.deploy.swarm import cli, jobs, rollout, stack
 from frappe_imagekit.deploy.swarm import rollback as swarm_rollback
-from frappe_imagekit.deploy.swarm.deploy import judge
+from frappe_imagekit.deploy.swarm.deploy import SwarmOptions, judge, registry_auth
 from frappe_imagekit.errors import ConfigError, DeployError, ExitCode
 from frappe_imagekit.targets import load_targets
 from tests.support.benchimage.transcripts import load
@@ -73,6 +74,15 @@ def test_every_frappe_service_is_pinned_and_what_stacks_refuse_is_dropped_and_na
     assert json.loads(rendered.text()) == rendered.data
 
 
+def test_a_null_compose_v2_prints_is_left_out_of_the_stack():
+    """Compose v2 2.26 prints `"entrypoint": null` for a service without one; Docker 26's stack
+    loader refuses it: "services.backend.entrypoint must be a string" (the Debian 13 host)."""
+    data = config()
+    data["services"]["backend"].update(entrypoint=None, command=["sh", "-c", "serve"])
+    backend = stack.render_stack(data, IMAGE, PIN).data["services"]["backend"]
+    assert "entrypoint" not in backend and backend["command"] == ["sh", "-c", "serve"]
+
+
 def test_a_stack_without_the_image_and_a_digest_that_is_no_digest_are_refused():
     with pytest.raises(DeployError, match="no service of the compose files runs registry.example/erp:v3"):
         stack.render_stack(config(), "registry.example/erp:v3", PIN)
@@ -127,6 +137,7 @@ def test_a_job_gets_the_services_volumes_and_networks_under_the_stacks_names():
     assert jobs.create_argv(spec, "erp_ik-migrate-abc") == [
         "docker", "service", "create", "--detach", "--name", "erp_ik-migrate-abc", "--mode", "replicated-job",
         "--restart-condition", "none", "--label", "io.imagekit.job=erp",
+        "--with-registry-auth",  # registry.example: the user's registry
         "--init", "--stop-signal", "SIGINT", "--stop-grace-period", "20s", "--mount", mounts[0],
         "--network", "erp_default", "--constraint", "node.id==n1",
         PIN.ref, "bench", "--site", "a.local", "migrate",
@@ -211,7 +222,9 @@ def swarm_record(**changes: object) -> dict:
     volume_path = "sites/a.local/private/backups/x-database.sql.gz"
     backup = {"site": "a.local", "path": "/state/backups/x-database.sql.gz", "size": 10,
               "sha256": "ab" * 32, "volume_path": volume_path}  # fmt: skip
-    data = {"version": "v2", "previous_version": "v1", "previous_image": PIN.ref, "backups": [backup]}
+    data = {"engine": "swarm", "stack": "erp", "version": "v2", "ref": f"{PIN.repo}@sha256:{'cd' * 32}",
+            "exit_code": 0, "previous_version": "v1", "previous_image": PIN.ref,
+            "backups": [backup]}  # fmt: skip
     for key, value in changes.items():
         if key.startswith("backup_"):
             backup[key.removeprefix("backup_")] = value
@@ -226,8 +239,10 @@ def test_a_swarm_record_is_checked_before_rollback_uses_it():
     assert [(b.site, b.volume_path, b.sha256) for b in last.backups] == [
         ("a.local", "sites/a.local/private/backups/x-database.sql.gz", "ab" * 32)
     ]
-    with pytest.raises(ValueError, match="no previous image by digest"):
+    with pytest.raises(ValueError, match="previous_image is not IMAGE@sha256:DIGEST"):
         swarm_rollback.parse_last(swarm_record(previous_image="registry.example/erp:v1"))
+    with pytest.raises(DeployError, match="names no previous image by digest"):
+        swarm_rollback.parse_last(swarm_record(previous_image=None))
     for change in (
         {"backup_volume_path": "sites/b.local/private/backups/x-database.sql.gz"},  # another site's
         {"backup_volume_path": "sites/a.local/private/backups/../../../etc/x.sql.gz"},
@@ -238,3 +253,27 @@ def test_a_swarm_record_is_checked_before_rollback_uses_it():
     ):
         with pytest.raises((ValueError, DeployError)):
             swarm_rollback.parse_last(swarm_record(**change))
+
+
+@pytest.mark.parametrize(
+    ("image", "auth"),
+    [
+        ("127.0.0.1:5000/fb@" + DIGEST, False),  # imagekit's own registry (transfer/registry.py)
+        ("localhost:5000/fb@" + DIGEST, False),
+        ("[::1]:5000/fb@" + DIGEST, False),
+        ("registry.example/erp@" + DIGEST, True),  # the user's registry
+        ("registry.example:5443/team/erp@" + DIGEST, True),
+        ("127.0.0.1.registry.example/erp@" + DIGEST, True),  # a host name, not the loopback address
+        ("erp@" + DIGEST, True),  # Docker Hub: the repository may be private
+        ("team/erp@" + DIGEST, True),
+    ],
+)
+def test_the_users_registry_gets_with_registry_auth_and_imagekits_loopback_one_does_not(image, auth):
+    opts = SwarmOptions("erp", ("compose.yaml",), image.split("@")[0], "v2")
+    argv = cli.stack_deploy_argv("/state/x.stack.json", "erp", registry_auth(opts, image))
+    assert argv == ["docker", "stack", "deploy", *(["--with-registry-auth"] * auth), "-c",
+                    "/state/x.stack.json", "erp"]  # fmt: skip
+    job = jobs.create_argv(jobs.JobSpec("erp", "migrate", image, ("bench", "migrate")), "erp_ik-migrate-1")
+    assert job.count("--with-registry-auth") == auth and job[-3:] == [image, "bench", "migrate"]
+    forced = cli.stack_deploy_argv("/s", "erp", registry_auth(replace(opts, registry_auth=True), image))
+    assert "--with-registry-auth" in forced

@@ -6,6 +6,7 @@ with ``--format '{{json .}}'`` into a small dataclass, its names checked before 
 
 from __future__ import annotations
 
+import ipaddress
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -56,7 +57,25 @@ def node_ls_argv() -> list[str]:
     return [DOCKER, "node", "ls", "--format", "{{.ID}}"]
 
 
+def needs_registry_auth(image: str) -> bool:
+    """Whether the nodes need the client's registry login to pull ``image``: any registry but
+    one on a loopback address (imagekit's own, transfer/registry.py, which has no login); Docker
+    Hub (no registry host in the name) too, since the repository may be private."""
+    first, slash, _ = image.partition("/")
+    if not slash or not ("." in first or ":" in first or first == "localhost"):
+        return True  # Docker Hub
+    host = first.rsplit(":", 1)[0] if not first.endswith("]") else first
+    if host == "localhost":
+        return False
+    try:
+        return not ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return True
+
+
 def stack_deploy_argv(file: str, stack: str, registry_auth: bool = False) -> list[str]:
+    """``docker stack deploy``; ``registry_auth``: ``--with-registry-auth`` (the client's login
+    for the image's registry goes to the swarm's agents, read from its config, never in argv)."""
     auth = ["--with-registry-auth"] if registry_auth else []
     return [
         DOCKER,

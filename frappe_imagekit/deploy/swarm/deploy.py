@@ -27,13 +27,13 @@ from frappe_imagekit.deploy.compose import detect_compose
 from frappe_imagekit.deploy.migrate_parse import ERROR, FAILED, OK, SiteResult, parse_migrate_output
 from frappe_imagekit.deploy.migrate_report import exit_code_for
 from frappe_imagekit.deploy.sequence import state_paths
-from frappe_imagekit.deploy.swarm import cli, rollout, stack, window
+from frappe_imagekit.deploy.swarm import cli, records, rollout, stack, window
 from frappe_imagekit.deploy.swarm.jobs import JobRun, JobStopped, create_argv, run_job
 from frappe_imagekit.errors import DeployError, ExitCode, ImagekitError, NotFoundError
 from frappe_imagekit.runner import Runner
 
 Emit = Callable[[str], None]
-RECORDS = "swarm-deploys"  # in the project's state folder: one JSON report per deploy
+RECORDS = records.RECORDS  # in the project's state folder: one JSON report per deploy
 # $1 backend service, $2 port, then the sites: a marker line and the answer of each
 _PING = """b=$1; p=$2; shift 2
 for s in "$@"; do
@@ -51,7 +51,7 @@ class SwarmOptions:
     digest: str | None = None  # None: the repo digest the daemon here knows for IMAGE:VERSION
     env_file: str | None = None
     sites: tuple[str, ...] | None = None
-    registry_auth: bool = False
+    registry_auth: bool = False  # --with-registry-auth even for a loopback registry
     backup: bool = True
     backend_service: str = "backend"
     backend_port: int = 8000
@@ -78,7 +78,14 @@ class SwarmReport:
     stack: str
     version: str
     ref: str = ""
-    engine: str = "swarm"
+    engine: str = records.ENGINE
+    kind: str = record.DEPLOY  # or rollback
+    deploy_id: str | None = None  # the UTC start stamp: names the record and the backups folder
+    host: str = "local"
+    started: str | None = None
+    finished: str | None = None
+    rolled_out: bool = False  # `docker stack deploy` of this version ran: the stack changed
+    rollback_of: str | None = None  # rollback: the deploy id it undid
     previous_image: str | None = None
     previous_version: str | None = (
         None  # the version the previous record deployed, when it ran previous_image
@@ -135,11 +142,14 @@ def deploy(
     emit: Emit,
     pinned: stack.Pin | None = None,
     before: Callable[[Run], None] | None = None,
+    rollback_of: str | None = None,
 ) -> SwarmReport:
     """Deploy ``opts`` on the swarm ``runner`` talks to. Checks raise before anything changes;
     after that every failure is in the report (error, exit code, each site's state)."""
     validate.project_name(opts.stack, "the stack name", DeployError)
-    run = Run(runner, opts, emit, SwarmReport(opts.stack, opts.version), before=before)
+    run = Run(runner, opts, emit, SwarmReport(opts.stack, opts.version, host=runner.host), before=before)
+    if rollback_of:
+        run.report.kind, run.report.rollback_of = record.ROLLBACK, rollback_of
     paths = state_paths(runner, opts.stack, opts.state_dir)
     swarm = cli.swarm_here(runner)
     pinned = pinned or resolve_pin([runner], opts)
@@ -148,7 +158,8 @@ def deploy(
     details = lock.lock_details(opts.version, opts.stack)
     lock.acquire(runner, paths.lock_dir, details, opts.stack)
     try:
-        deploy_id = record.stamp(record.now())
+        run.report.started = record.now()
+        deploy_id = run.report.deploy_id = record.stamp(run.report.started)
         run.folder = f"{paths.root}/backups/{deploy_id}-{secrets.token_hex(2)}"
         run.root = paths.root
         try:
@@ -211,21 +222,17 @@ def _sequence(run: Run) -> None:
 
 
 def _previous_version(runner: Runner, root: str, image: str) -> str | None:
-    """The version of the newest record that deployed ``image`` to the end (exit 0)."""
-    done = runner.run(["ls", "-1", f"{root}/{RECORDS}"], timeout=60)
-    for name in sorted((n for n in done.stdout.split() if n.endswith(".json")), reverse=True):
-        try:
-            data = json.loads(runner.read_file(f"{root}/{RECORDS}/{name}") or "")
-            if data.get("exit_code") == 0 and data.get("ref") == image:
-                return validate.image_tag(data.get("version"), "a recorded version", DeployError)
-        except (ValueError, AttributeError, DeployError):
-            continue
-    return None
+    """The version of the newest usable record that deployed ``image`` to the end (exit 0)."""
+    found = [r for _, r in records.read_state(runner, root) if isinstance(r, records.SwarmRecord)]
+    return next(
+        (r.version for r in reversed(found) if r.exit_code == 0 and r.pin and r.pin.ref == image), None
+    )
 
 
 def _write_record(run: Run, root: str, deploy_id: str) -> None:
     path = f"{root}/{RECORDS}/{validate.deploy_id(deploy_id, 'the deploy id', DeployError)}.json"
     run.runner.run(["mkdir", "-p", "-m", "700", f"{root}/{RECORDS}"], timeout=60)
+    run.report.finished = record.now()
     run.runner.write_file(path, (json.dumps(run.report.to_dict(), indent=1) + "\n").encode())
 
 
@@ -295,11 +302,19 @@ def _roll_out(run: Run) -> None:
     try:
         run.emit(f"docker stack deploy {name} ({len(want.services)} services, {run.report.ref})")
         cli.check(
-            run.runner, cli.stack_deploy_argv(path, name, run.opts.registry_auth), "docker stack deploy"
+            run.runner,
+            cli.stack_deploy_argv(path, name, registry_auth(run.opts, run.report.ref)),
+            "docker stack deploy",
         )
+        run.report.rolled_out = True
     finally:
         run.runner.run(["rm", "-f", path], timeout=60)
     rollout.wait_rollout(run.runner, want, before, run.opts.up_timeout)
+
+
+def registry_auth(opts: SwarmOptions, ref: str) -> bool:
+    """``--with-registry-auth`` for a user's registry (not imagekit's on loopback), or when asked."""
+    return opts.registry_auth or cli.needs_registry_auth(ref)
 
 
 def _migrate_all(run: Run) -> None:

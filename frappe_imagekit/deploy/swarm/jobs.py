@@ -53,6 +53,7 @@ class JobRun:
 def create_argv(spec: JobSpec, name: str) -> list[str]:
     argv = [cli.DOCKER, "service", "create", "--detach", "--name", name, "--mode", "replicated-job"]
     argv += ["--restart-condition", "none", "--label", f"{cli.JOB_LABEL}={spec.stack}"]
+    argv += ["--with-registry-auth"] if cli.needs_registry_auth(spec.image) else []
     # tini as PID 1 passes the stop signal on; SIGINT lets frappe unwind as on compose's stop
     # (deploy/maintenance.py: click prints "Aborted!"), SIGKILL after STOP_GRACE seconds
     argv += ["--init", "--stop-signal", "SIGINT", "--stop-grace-period", f"{STOP_GRACE}s"]

@@ -11,20 +11,19 @@ is removed at the end.
 
 from __future__ import annotations
 
-import json
 import secrets
 from dataclasses import dataclass, replace
 
-from frappe_imagekit import bounded, validate
 from frappe_imagekit.deploy.benchsite import env_password
 from frappe_imagekit.deploy.sequence import state_paths
-from frappe_imagekit.deploy.swarm import cli, deploy, stack
+from frappe_imagekit.deploy.swarm import cli, deploy, records, stack
 from frappe_imagekit.deploy.swarm.jobs import run_job
+from frappe_imagekit.deploy.swarm.records import SiteBackup
 from frappe_imagekit.errors import DeployError, ExitCode, NotFoundError
 from frappe_imagekit.runner import Runner
 
 SECRET_TARGET = "imagekit-db-root-password"
-RECORDS = deploy.RECORDS
+RECORDS = records.RECORDS
 # $1 the dump in the sites volume, $2 the site: its sha256 first, then the restore (password on stdin)
 _RESTORE = (
     'set -e; echo "sha256 $(sha256sum "$1" | cut -d" " -f1)"; '
@@ -33,62 +32,33 @@ _RESTORE = (
 
 
 @dataclass(frozen=True)
-class SiteBackup:
-    site: str
-    volume_path: str  # sites/SITE/private/backups/NAME-database.sql.gz
-    sha256: str
-
-
-@dataclass(frozen=True)
 class LastDeploy:
     version: str
     previous: stack.Pin
     previous_version: str
     backups: tuple[SiteBackup, ...]
+    deploy_id: str | None = None
 
 
 def read_last(runner: Runner, root: str) -> LastDeploy:
     """The newest swarm deploy record of the state folder, checked."""
-    done = runner.run(["ls", "-1", f"{root}/{RECORDS}"], timeout=60)
-    names = sorted(n for n in done.stdout.split() if n.endswith(".json"))
-    if not names:
-        raise NotFoundError(
-            f"no swarm deploy is recorded in {root}/{RECORDS}: there is nothing to roll back."
-        )
-    text = runner.read_file(f"{root}/{RECORDS}/{names[-1]}") or ""
-    try:
-        return parse_last(json.loads(bounded.check_json(text)))
-    except (ValueError, KeyError, TypeError) as exc:
-        raise DeployError(f"the swarm deploy record {names[-1]} cannot be used ({exc}).") from None
+    return last_deploy(records.newest(runner, root))
 
 
 def parse_last(data: object) -> LastDeploy:
     """The fields rollback needs from a record; ValueError naming the first that cannot be used."""
-    if not isinstance(data, dict):
-        raise ValueError("not a record")
-    image = str(data.get("previous_image") or "")
-    if "@" not in image or not data.get("previous_version"):
-        raise ValueError(
-            "it names no previous image by digest: the stack ran nothing imagekit deployed before"
+    return last_deploy(records.parse_record(data))
+
+
+def last_deploy(record: records.SwarmRecord) -> LastDeploy:
+    if record.previous is None or record.previous_version is None:
+        raise DeployError(
+            "the newest swarm deploy record names no previous image by digest: the stack ran "
+            "nothing imagekit deployed before, so there is nothing to roll back to."
         )
-    repo, _, digest = image.partition("@")
-    backups = tuple(
-        _backup(b) for b in data.get("backups") or [] if str(b.get("path", "")).endswith(".sql.gz")
-    )
     return LastDeploy(
-        validate.image_tag(data.get("version"), "version", DeployError),
-        stack.pin(repo, digest),
-        validate.image_tag(data.get("previous_version"), "previous_version", DeployError),
-        backups,
+        record.version, record.previous, record.previous_version, record.backups, record.deploy_id
     )
-
-
-def _backup(entry: dict[str, object]) -> SiteBackup:
-    site = validate.site_name(entry.get("site"), "a backup's site", DeployError)
-    path = validate.not_an_option(entry.get("volume_path"), "a backup's path", DeployError)
-    if not path.startswith(f"sites/{site}/private/backups/") or ".." in path:
-        raise ValueError("a backup path outside the site's backups folder")
-    return SiteBackup(site, path, validate.sha256_hex(entry.get("sha256"), "a backup's sha256", DeployError))
 
 
 def rollback(
@@ -110,7 +80,12 @@ def rollback(
         )
     try:
         return deploy.deploy(
-            runner, old, emit, last.previous, before=lambda run: _restore_all(run, last, secret)
+            runner,
+            old,
+            emit,
+            last.previous,
+            before=lambda run: _restore_all(run, last, secret),
+            rollback_of=last.deploy_id,
         )
     finally:
         runner.run([cli.DOCKER, "secret", "rm", secret], timeout=60)

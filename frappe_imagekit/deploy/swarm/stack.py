@@ -91,7 +91,9 @@ def render_stack(
 
 def stack_service(name: str, body: Mapping[str, Any], ref: str | None) -> tuple[dict[str, Any], list[str]]:
     """One service as a stack takes it, and the notes on what changed."""
-    kept = {k: v for k, v in body.items() if k in KEPT_KEYS}
+    # a null is "not set": Compose v2 (2.26) prints `"entrypoint": null` for a service without
+    # one, and Docker 26's stack loader refuses it ("services.backend.entrypoint must be a string")
+    kept = {k: v for k, v in body.items() if k in KEPT_KEYS and v is not None}
     dropped = sorted(k for k in body if k not in KEPT_KEYS and k != "restart")
     notes = [f"{name}: {', '.join(dropped)} dropped (stacks do not take them)"] if dropped else []
     if ref:
