@@ -203,16 +203,7 @@ def read_manifest(path: Path) -> dict[str, Any]:
 
 
 def _read_json(path: Path) -> Any:
-    try:
-        return json.loads(bounded.json_text(path))  # size and nesting bounded (ValueError)
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"not valid JSON (line {exc.lineno}): corrupt or half-written") from None
-    except UnicodeDecodeError:
-        raise ValueError("not UTF-8 text: corrupt or not a manifest") from None
-    except RecursionError:
-        raise ValueError("nested too deeply to be a manifest") from None
-    except OSError as exc:
-        raise ValueError(f"unreadable: {exc.strerror}") from None
+    return bounded.read_json(path, "a manifest")
 
 
 # -- shape and values ----------------------------------------------------------------------
@@ -384,16 +375,16 @@ def check_manifest(data: dict[str, Any]) -> dict[str, Any]:
 # -- deploy records ------------------------------------------------------------------------
 
 
-def load_deploy_record(path: Path) -> dict[str, Any]:
+def load_deploy_record(path: Path) -> DeployRecord:
     """Read one ``deploys/*.json``; raise ``ValueError`` naming why it cannot be used.
 
     Deploy records are repository content like manifests, checked field by field by
-    ``deploy.record.DeployRecord.from_dict``; the record is returned upgraded to its schema.
+    ``deploy.record.DeployRecord.read``; the record is returned upgraded to its schema.
     """
-    return DeployRecord.from_dict(_read_json(path)).to_dict()
+    return DeployRecord.read(path)
 
 
-def iter_deploy_records(ws: Workspace) -> Iterator[tuple[Path, dict[str, Any] | BrokenManifest]]:
+def iter_deploy_records(ws: Workspace) -> Iterator[tuple[Path, DeployRecord | BrokenManifest]]:
     """Each ``deploys/*.json`` in name order: its record, or why it cannot be read."""
     if not ws.deploys_dir.is_dir():
         return
@@ -402,6 +393,33 @@ def iter_deploy_records(ws: Workspace) -> Iterator[tuple[Path, dict[str, Any] | 
             yield path, load_deploy_record(path)
         except ValueError as exc:
             yield path, BrokenManifest(path, str(exc))
+
+
+@dataclass(frozen=True)
+class DeployRecords:
+    """The records of ``deploys/``: the usable ones oldest first, and those that are not."""
+
+    records: list[DeployRecord]
+    broken: list[BrokenManifest]
+
+    def broken_of(self, project: str) -> list[BrokenManifest]:
+        """The broken records whose file name says they are of ``project`` (a deploy's or a
+        rollback's, ``<deploy id>-<project>.json``), in name order."""
+        return [b for b in self.broken if b.path.name.partition("-")[2] == f"{project}.json"]
+
+
+def read_deploys(ws: Workspace) -> DeployRecords:
+    """Every ``deploys/*.json`` read through ``DeployRecord``: the one reader of the folder for
+    history, rollback, sandbox, backups, prune, rehearse and deploy's preflight."""
+    records: list[DeployRecord] = []
+    broken: list[BrokenManifest] = []
+    for _path, item in iter_deploy_records(ws):
+        if isinstance(item, BrokenManifest):
+            broken.append(item)
+        else:
+            records.append(item)
+    records.sort(key=lambda r: str(r.finished or r.started or ""))
+    return DeployRecords(records, broken)
 
 
 def iter_manifests(ws: Workspace) -> Iterator[tuple[Path, dict[str, Any] | BrokenManifest]]:
