@@ -20,7 +20,6 @@ from frappe_imagekit.cli.targetopts import (
     SSH_CONFIG_OPTION,
     STATE_DIR_OPTION,
     TRANSFER_OPTION,
-    WHERE_KEYS,
     WORKSPACE_OPTION,
     Where,
     build_target,
@@ -31,14 +30,13 @@ from frappe_imagekit.cli.targetopts import (
 from frappe_imagekit.deploy.backuplist import list_backups
 from frappe_imagekit.deploy.sandbox import SandboxOptions, check_options, down, list_sandboxes, start
 from frappe_imagekit.deploy.sequence import choose_image, state_paths
+from frappe_imagekit.deploy.target import Target
 from frappe_imagekit.errors import UsageError
-from frappe_imagekit.runner import Runner
 from frappe_imagekit.workspace import Workspace
 
 TARGET_ARGUMENT = typer.Argument(None, help="A named target of imagekit.toml (see `imagekit targets`).")
 PROJECT_OPTION = typer.Option("", "--project", "-p", help="Production's compose project.")
 JSON_OPTION = typer.Option(False, "--json", help="Print JSON.")
-_CONNECTION = ("host", "docker_host", "state_dir", "known_hosts", "identity", "ssh_config")
 
 
 @command("backups")
@@ -67,16 +65,21 @@ def backups_command(
 
     ws = Workspace.at(workspace)
     backupverify.refuse_mixed(verify, verify_all)
-    given = _with_target(ws.root, target, locals())
-    if not given["project"]:
+    given = Where(project=project, compose_file=compose_file, host=host, env_file=env_file,
+                  docker_host=docker_host, state_dir=state_dir, known_hosts=known_hosts, identity=identity,
+                  ssh_config=ssh_config)  # fmt: skip
+    where = from_target(ws.root, target, given)
+    if not where.project:
         raise UsageError("no project: pass a TARGET of imagekit.toml or --project NAME.")
-    validate.project_name(given["project"], "--project", UsageError)
-    runner = _runner(given)
+    validate.project_name(where.project, "--project", UsageError)
+    stack = build_target(where)
+    runner = open_target_runner(stack)
     try:
-        root = state_paths(runner, given["project"], given["state_dir"]).root
-        listing = list_backups(runner, ws, root, given["project"])
+        root = state_paths(runner, where.project, where.state_dir).root
+        listing = list_backups(runner, ws, root, where.project)
         if verify is not None or verify_all:  # --verify NAME|latest, --all (cli/backupverify.py)
-            backupverify.run(runner, ws, given, listing, root, as_json)
+            picked = backupverify.chosen(listing, verify, verify_all)
+            backupverify.run(runner, ws, stack, picked, f"{root}/backup-checks.jsonl", as_json, port=port)
             return
     finally:
         runner.close()
@@ -87,7 +90,7 @@ def backups_command(
     rows = [[b.name, b.site, b.version or "?", b.data_of or "?", b.deploy_id, b.when, _size(b.size),
              b.database] for b in listing.backups]  # fmt: skip
     output.print_table(
-        f"Backups of {given['project']} on {runner.host}",
+        f"Backups of {where.project} on {runner.host}",
         ["name", "site", "deploy", "data of", "deploy id", "when", "size", "database"],
         rows,
     )
@@ -132,34 +135,35 @@ def sandbox_command(
     ws = Workspace.at(workspace)
     if (list_them or down_name is not None) and target is None:
         version, target = None, version  # `sandbox --list TARGET`: the one argument is the target
-    down_where = down_where_argv(target, locals(), ws)  # before the target fills them in
-    given = _with_target(ws.root, target, locals())
+    given = Where(project=project, compose_file=compose_file, host=host, env_file=env_file,
+                  backend_service=backend_service, up_timeout=up_timeout, docker_host=docker_host,
+                  state_dir=state_dir, known_hosts=known_hosts, identity=identity, ssh_config=ssh_config,
+                  transfer=transfer)  # fmt: skip
+    down_where = down_where_argv(target, given, ws)  # before the target fills them in
+    stack = build_target(from_target(ws.root, target, given))
     if list_them or down_name is not None:
         if backup is not None or (list_them and down_name is not None):
             raise UsageError("--list and --down NAME take no --backup, and not each other.")
-        _list_or_down(given, down_name, as_json)
+        _list_or_down(stack, down_name, as_json)
         return
     if version is None or backup is None:
         raise UsageError("pass VERSION and --backup NAME|FILE (or --list, or --down NAME).")
-    _start(ws, given, as_json, down_where)
+    image, tag = choose_image(ws, version)
+    options = SandboxOptions(version=tag, backup=backup, image=image, where=stack, site=site, port=port,
+                             name=name, db_password_var=db_password_var)  # fmt: skip
+    _start(ws, options, as_json, down_where)
 
 
-def down_where_argv(target: str | None, given: dict[str, Any], ws: Workspace) -> list[str]:
+def down_where_argv(target: str | None, given: Where, ws: Workspace) -> list[str]:
     """``imagekit sandbox [TARGET] ...`` naming the same place: what ``--down NAME`` is printed with."""
     argv = ["imagekit", "sandbox", *([target] if target else [])]
     argv += [item for pair in repeated_options(target, given, where=True) for item in pair]
     return argv + (["-w", str(ws.root)] if ws.root != Path.cwd().resolve() else [])
 
 
-def _start(ws: Any, given: dict[str, Any], as_json: bool, down_where: list[str]) -> None:
-
-    image, tag = choose_image(ws, given["version"])
-    options = SandboxOptions(
-        version=tag, backup=given["backup"], image=image, where=build_target(where_of(given)),
-        site=given["site"], port=given["port"], name=given["name"], db_password_var=given["db_password_var"],
-    )  # fmt: skip
+def _start(ws: Workspace, options: SandboxOptions, as_json: bool, down_where: list[str]) -> None:
     check_options(options)  # before anything connects
-    runner = _runner(given)
+    runner = open_target_runner(options.where)
     try:
         report = start(runner, ws, options, on_event=output.err)
     finally:
@@ -176,14 +180,13 @@ def _start(ws: Any, given: dict[str, Any], as_json: bool, down_where: list[str])
     )
 
 
-def _list_or_down(given: dict[str, Any], down_name: str | None, as_json: bool) -> None:
-
+def _list_or_down(stack: Target, down_name: str | None, as_json: bool) -> None:
     if down_name is not None:
         validate.project_name(down_name, "--down", UsageError)
-    runner = _runner(given)
+    runner = open_target_runner(stack)
     try:
         if down_name is not None:
-            removed = down(runner, down_name, given["state_dir"])
+            removed = down(runner, down_name, stack.state_dir)
             result: Any = removed.to_dict()
         else:
             result = [s.to_dict() for s in list_sandboxes(runner)]
@@ -205,21 +208,6 @@ def _render_list(host: str, sandboxes: list[dict[str, Any]]) -> None:
     output.print_table(f"Sandboxes on {host}", columns, rows)
 
 
-def _with_target(root: Path, name: str | None, given: dict[str, Any]) -> dict[str, Any]:
-    """The options, with the named target's values where the command line gave none."""
-    where = from_target(root, name, where_of(given))
-    return {**given, **{key: getattr(where, key) for key in WHERE_KEYS if key in given}}
-
-
-def where_of(given: dict[str, Any]) -> Where:
-    """The command line's target options among ``given`` (a command's parameters)."""
-    return Where(**{key: given[key] for key in WHERE_KEYS if key in given})
-
-
-def _runner(given: dict[str, Any]) -> Runner:
-    return open_target_runner(build_target(where_of(given)))
-
-
 def _size(size: int) -> str:
     value = float(size)
     for unit in ("B", "KB", "MB"):
@@ -227,8 +215,3 @@ def _size(size: int) -> str:
             return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
         value /= 1024
     return f"{value:.1f} GB"
-
-
-# public names for `imagekit rehearse` (cli/rehearse_cmd.py): the same target options, the same runner
-with_target = _with_target
-target_runner = _runner
