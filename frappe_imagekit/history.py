@@ -23,6 +23,7 @@ from frappe_imagekit.manifest import (
     iter_manifests,
     read_deploys,
     read_manifest,
+    readable,
     version_sort_key,
 )
 from frappe_imagekit.pins import Pin
@@ -167,13 +168,8 @@ class Diff:
 
 def list_builds(ws: Workspace, limit: int | None = None) -> HistoryListing:
     """Every build, newest first, rebuilds nested under their original, deploys joined."""
-    rows: list[HistoryRow] = []
-    broken: list[BrokenManifest] = []
-    for path, manifest in iter_manifests(ws):
-        if isinstance(manifest, BrokenManifest):
-            broken.append(manifest)
-        else:
-            rows.append(row_from_manifest(manifest, path))
+    manifests, broken = readable(iter_manifests(ws))
+    rows = [row_from_manifest(manifest, path) for path, manifest in manifests]
     deploys = read_deploys(ws)
     _join_deploys(rows, deploys.records)
     top = _nest_rebuilds(rows)

@@ -9,24 +9,8 @@ from typing import Any
 import typer
 
 from frappe_imagekit import validate
-from frappe_imagekit.cli import backupverify, output
+from frappe_imagekit.cli import backupverify, output, targetopts
 from frappe_imagekit.cli.main import command
-from frappe_imagekit.cli.targetopts import (
-    COMPOSE_OPTION,
-    DOCKER_HOST_OPTION,
-    HOST_OPTION,
-    IDENTITY_OPTION,
-    KNOWN_HOSTS_OPTION,
-    SSH_CONFIG_OPTION,
-    STATE_DIR_OPTION,
-    TRANSFER_OPTION,
-    WORKSPACE_OPTION,
-    Where,
-    build_target,
-    from_target,
-    open_target_runner,
-    repeated_options,
-)
 from frappe_imagekit.deploy.backuplist import list_backups
 from frappe_imagekit.deploy.sandbox import SandboxOptions, check_options, down, list_sandboxes, start
 from frappe_imagekit.deploy.sequence import choose_image, state_paths
@@ -43,21 +27,21 @@ JSON_OPTION = typer.Option(False, "--json", help="Print JSON.")
 def backups_command(
     target: str | None = TARGET_ARGUMENT,
     project: str = PROJECT_OPTION,
-    host: str | None = HOST_OPTION,
-    docker_host: str | None = DOCKER_HOST_OPTION,
-    state_dir: str | None = STATE_DIR_OPTION,
-    known_hosts: Path | None = KNOWN_HOSTS_OPTION,
-    identity: Path | None = IDENTITY_OPTION,
-    ssh_config: Path | None = SSH_CONFIG_OPTION,
+    host: str | None = targetopts.HOST_OPTION,
+    docker_host: str | None = targetopts.DOCKER_HOST_OPTION,
+    state_dir: str | None = targetopts.STATE_DIR_OPTION,
+    known_hosts: Path | None = targetopts.KNOWN_HOSTS_OPTION,
+    identity: Path | None = targetopts.IDENTITY_OPTION,
+    ssh_config: Path | None = targetopts.SSH_CONFIG_OPTION,
     as_json: bool = JSON_OPTION,
-    workspace: Path = WORKSPACE_OPTION,
+    workspace: Path = targetopts.WORKSPACE_OPTION,
     verify: str | None = typer.Option(
         None, "--verify", metavar="NAME|latest", help="Restore it in a throw-away sandbox and check it."
     ),
     verify_all: bool = typer.Option(
         False, "--all", help="Verify every kept backup (instead of --verify NAME)."
     ),
-    compose_file: list[str] | None = COMPOSE_OPTION,
+    compose_file: list[str] | None = targetopts.COMPOSE_OPTION,
     env_file: str | None = typer.Option(None, "--env-file", help="Production's env file (target)."),
     port: int = typer.Option(8081, "--port", help="--verify: port of the throw-away sandbox (127.0.0.1)."),
 ) -> None:
@@ -65,15 +49,16 @@ def backups_command(
 
     ws = Workspace.at(workspace)
     backupverify.refuse_mixed(verify, verify_all)
-    given = Where(project=project, compose_file=compose_file, host=host, env_file=env_file,
-                  docker_host=docker_host, state_dir=state_dir, known_hosts=known_hosts, identity=identity,
-                  ssh_config=ssh_config)  # fmt: skip
-    where = from_target(ws.root, target, given)
+    given = targetopts.Where(
+        project=project, compose_file=compose_file, host=host, env_file=env_file, docker_host=docker_host,
+        state_dir=state_dir, known_hosts=known_hosts, identity=identity, ssh_config=ssh_config
+    )  # fmt: skip
+    where = targetopts.from_target(ws.root, target, given)
     if not where.project:
         raise UsageError("no project: pass a TARGET of imagekit.toml or --project NAME.")
     validate.project_name(where.project, "--project", UsageError)
-    stack = build_target(where)
-    runner = open_target_runner(stack)
+    stack = targetopts.build_target(where)
+    runner = targetopts.open_target_runner(stack)
     try:
         root = state_paths(runner, where.project, where.state_dir).root
         listing = list_backups(runner, ws, root, where.project)
@@ -113,34 +98,36 @@ def sandbox_command(
         None, "--down", metavar="NAME", help="Remove a sandbox and its volumes."
     ),
     project: str = PROJECT_OPTION,
-    compose_file: list[str] | None = COMPOSE_OPTION,
+    compose_file: list[str] | None = targetopts.COMPOSE_OPTION,
     env_file: str | None = typer.Option(None, "--env-file", help="Production's env file (target)."),
     db_password_var: str = typer.Option(
         "DB_PASSWORD", "--db-password-var", help="Env file variable with the database root password."
     ),
     backend_service: str | None = typer.Option(None, "--backend-service", help="Service that runs bench."),
     up_timeout: float | None = typer.Option(None, "--up-timeout", help="Seconds for services to start."),
-    host: str | None = HOST_OPTION,
-    docker_host: str | None = DOCKER_HOST_OPTION,
-    transfer: str | None = TRANSFER_OPTION,
-    state_dir: str | None = STATE_DIR_OPTION,
-    known_hosts: Path | None = KNOWN_HOSTS_OPTION,
-    identity: Path | None = IDENTITY_OPTION,
-    ssh_config: Path | None = SSH_CONFIG_OPTION,
+    host: str | None = targetopts.HOST_OPTION,
+    docker_host: str | None = targetopts.DOCKER_HOST_OPTION,
+    transfer: str | None = targetopts.TRANSFER_OPTION,
+    state_dir: str | None = targetopts.STATE_DIR_OPTION,
+    known_hosts: Path | None = targetopts.KNOWN_HOSTS_OPTION,
+    identity: Path | None = targetopts.IDENTITY_OPTION,
+    ssh_config: Path | None = targetopts.SSH_CONFIG_OPTION,
     as_json: bool = JSON_OPTION,
-    workspace: Path = WORKSPACE_OPTION,
+    workspace: Path = targetopts.WORKSPACE_OPTION,
 ) -> None:
     """Start VERSION with a backup as a separate compose project beside production (--list, --down)."""
 
     ws = Workspace.at(workspace)
     if (list_them or down_name is not None) and target is None:
         version, target = None, version  # `sandbox --list TARGET`: the one argument is the target
-    given = Where(project=project, compose_file=compose_file, host=host, env_file=env_file,
-                  backend_service=backend_service, up_timeout=up_timeout, docker_host=docker_host,
-                  state_dir=state_dir, known_hosts=known_hosts, identity=identity, ssh_config=ssh_config,
-                  transfer=transfer)  # fmt: skip
+    given = targetopts.Where(
+        project=project, compose_file=compose_file, host=host, env_file=env_file,
+        backend_service=backend_service, up_timeout=up_timeout, docker_host=docker_host,
+        state_dir=state_dir, known_hosts=known_hosts, identity=identity, ssh_config=ssh_config,
+        transfer=transfer
+    )  # fmt: skip
     down_where = down_where_argv(target, given, ws)  # before the target fills them in
-    stack = build_target(from_target(ws.root, target, given))
+    stack = targetopts.build_target(targetopts.from_target(ws.root, target, given))
     if list_them or down_name is not None:
         if backup is not None or (list_them and down_name is not None):
             raise UsageError("--list and --down NAME take no --backup, and not each other.")
@@ -154,16 +141,16 @@ def sandbox_command(
     _start(ws, options, as_json, down_where)
 
 
-def down_where_argv(target: str | None, given: Where, ws: Workspace) -> list[str]:
+def down_where_argv(target: str | None, given: targetopts.Where, ws: Workspace) -> list[str]:
     """``imagekit sandbox [TARGET] ...`` naming the same place: what ``--down NAME`` is printed with."""
     argv = ["imagekit", "sandbox", *([target] if target else [])]
-    argv += [item for pair in repeated_options(target, given, where=True) for item in pair]
+    argv += [item for pair in targetopts.repeated_options(target, given, where=True) for item in pair]
     return argv + (["-w", str(ws.root)] if ws.root != Path.cwd().resolve() else [])
 
 
 def _start(ws: Workspace, options: SandboxOptions, as_json: bool, down_where: list[str]) -> None:
     check_options(options)  # before anything connects
-    runner = open_target_runner(options.where)
+    runner = targetopts.open_target_runner(options.where)
     try:
         report = start(runner, ws, options, on_event=output.err)
     finally:
@@ -183,7 +170,7 @@ def _start(ws: Workspace, options: SandboxOptions, as_json: bool, down_where: li
 def _list_or_down(stack: Target, down_name: str | None, as_json: bool) -> None:
     if down_name is not None:
         validate.project_name(down_name, "--down", UsageError)
-    runner = open_target_runner(stack)
+    runner = targetopts.open_target_runner(stack)
     try:
         if down_name is not None:
             removed = down(runner, down_name, stack.state_dir)

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from test_deploy_rollback import NoTarget  # the refusals here come before the target is asked
 
 from frappe_imagekit import prune
 from frappe_imagekit.deploy import backuplist, lock, rehearsal_gate, sequence
@@ -161,15 +162,3 @@ def test_lock_details_are_typed_and_a_broken_file_names_no_holder() -> None:
     for text in ("[]", '{"pid": "1"}', "{", '{"who": 5}'):
         assert lock.parse_details(text) is None
         assert "no usable details" in lock.held_message("erp", lock.parse_details(text), "local")
-
-
-class NoTarget:
-    """A runner that must not be used: every refusal here comes before the target is asked."""
-
-    host = "local"
-
-    def run(self, *args: Any, **kwargs: Any) -> Any:
-        raise AssertionError(f"the target was asked: {args}")
-
-    def state_home(self) -> str:
-        raise AssertionError("the target was asked for its state folder")
