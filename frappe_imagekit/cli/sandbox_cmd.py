@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import shlex
 from pathlib import Path
-from typing import Any
 
 import typer
 
@@ -12,7 +11,15 @@ from frappe_imagekit import validate
 from frappe_imagekit.cli import backupverify, output, targetopts
 from frappe_imagekit.cli.main import command
 from frappe_imagekit.deploy.backuplist import list_backups
-from frappe_imagekit.deploy.sandbox import SandboxOptions, check_options, down, list_sandboxes, start
+from frappe_imagekit.deploy.sandbox import (
+    DownReport,
+    Sandbox,
+    SandboxOptions,
+    check_options,
+    down,
+    list_sandboxes,
+    start,
+)
 from frappe_imagekit.deploy.sequence import choose_image, state_paths
 from frappe_imagekit.deploy.target import Target
 from frappe_imagekit.errors import UsageError
@@ -173,24 +180,28 @@ def _list_or_down(stack: Target, down_name: str | None, as_json: bool) -> None:
     runner = targetopts.open_target_runner(stack)
     try:
         if down_name is not None:
-            removed = down(runner, down_name, stack.state_dir)
-            result: Any = removed.to_dict()
-        else:
-            result = [s.to_dict() for s in list_sandboxes(runner)]
+            _render_down(down(runner, down_name, stack.state_dir), as_json)
+            return
+        sandboxes = list_sandboxes(runner)
     finally:
         runner.close()
     if as_json:
-        output.print_json(result)
-    elif down_name is not None:
-        output.out(f"removed sandbox {down_name}: {len(removed.containers)} containers, "
-                   f"{len(removed.volumes)} volumes, {len(removed.networks)} networks")  # fmt: skip
+        output.print_json([s.to_dict() for s in sandboxes])
     else:
-        _render_list(runner.host, result)
+        _render_list(runner.host, sandboxes)
 
 
-def _render_list(host: str, sandboxes: list[dict[str, Any]]) -> None:
-    rows = [[s["name"], s["version"], s["backup"], s["created"], s["url"],
-             f"{s['running']}/{s['containers']}", s["of"]] for s in sandboxes]  # fmt: skip
+def _render_down(removed: DownReport, as_json: bool) -> None:
+    if as_json:
+        output.print_json(removed.to_dict())
+    else:
+        output.out(f"removed sandbox {removed.name}: {len(removed.containers)} containers, "
+                   f"{len(removed.volumes)} volumes, {len(removed.networks)} networks")  # fmt: skip
+
+
+def _render_list(host: str, sandboxes: list[Sandbox]) -> None:
+    rows = [[s.name, s.version, s.backup, s.created, s.url, f"{s.running}/{s.containers}", s.of]
+            for s in sandboxes]  # fmt: skip
     columns = ["name", "version", "backup", "since", "url", "running", "beside"]
     output.print_table(f"Sandboxes on {host}", columns, rows)
 
