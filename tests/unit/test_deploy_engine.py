@@ -171,3 +171,20 @@ def test_the_flat_option_names_still_build_the_same_target() -> None:
     assert (opts.send_image, opts.source_docker_host) == (False, "unix:///d")
     assert (opts.ssh_flags, opts.target, opts.backup) == (("-i", "/k"), "prod", False)
     assert DeployOptions.of("", "", "", "").compose_file == ""
+
+
+def test_the_stacks_containers_are_listed_through_the_engine() -> None:
+    """Issue 23 item 1: a stack's containers are listed by the engine that runs it
+    (``Engine.containers``/``services``/``backend``), not by compose's label in each module. On
+    f848349 rehearse (4 places), backupcheck (2), verify.running_images, the migrator's wait and
+    deploy's kept-services check listed them themselves. Left: context.all_containers before
+    preflight chose the engine (a record written on the way out) and sitenew (`imagekit site new`
+    has no state folder to read the engine from)."""
+    listing = sorted(
+        str(path.relative_to(PACKAGE))
+        for path in PACKAGE.rglob("*.py")
+        for node in ast.walk(ast.parse(path.read_text()))
+        if isinstance(node, ast.Attribute) and node.attr == "project_containers"
+        and isinstance(node.value, ast.Name) and node.value.id == "compose"
+    )  # fmt: skip
+    assert listing == ["deploy/context.py", "deploy/engine.py", "deploy/sitenew.py"]
