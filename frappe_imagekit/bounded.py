@@ -6,6 +6,7 @@ RecursionError, exit 70). Both checks are one linear pass; ``ValueError`` says w
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -37,6 +38,21 @@ def read_text(path: Path, limit: int = MAX_BYTES) -> str:
 def json_text(path: Path, limit: int = MAX_BYTES) -> str:
     """``read_text`` of a JSON document whose nesting is checked (``check_json``)."""
     return check_json(read_text(path, limit))
+
+
+def read_json(path: Path, what: str) -> object:
+    """The JSON document in ``path`` (size and nesting bounded); ``ValueError`` names why it
+    cannot be read, ``what`` naming the kind of document (``a manifest``, ``a deploy record``)."""
+    try:
+        return json.loads(json_text(path))
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"not valid JSON (line {exc.lineno}): corrupt or half-written") from None
+    except UnicodeDecodeError:
+        raise ValueError(f"not UTF-8 text: corrupt or not {what}") from None
+    except RecursionError:
+        raise ValueError(f"nested too deeply to be {what}") from None
+    except OSError as exc:
+        raise ValueError(f"unreadable: {exc.strerror}") from None
 
 
 def check_json(text: str, depth: int = MAX_DEPTH) -> str:

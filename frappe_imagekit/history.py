@@ -6,24 +6,25 @@ Core functions return data; ``cli/history_cmd.py`` renders it. A manifest that c
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 from frappe_imagekit import gitremote, validate
 from frappe_imagekit.appsjson import parse_apps_text, public_url, repo_identity, token_vars
 from frappe_imagekit.deploy.place import Places
-from frappe_imagekit.deploy.record import REHEARSAL, ROLLBACK, DeployRecord, read_records
+from frappe_imagekit.deploy.record import REHEARSAL, ROLLBACK, DeployRecord
 from frappe_imagekit.deploy.swarm import records as swarm_records
 from frappe_imagekit.envfile import parse_env_text, read_text
 from frappe_imagekit.errors import ImagekitError
 from frappe_imagekit.manifest import (
     BrokenManifest,
     find_manifest,
-    iter_deploy_records,
     iter_manifests,
+    read_deploys,
     read_manifest,
+    readable,
     version_sort_key,
 )
 from frappe_imagekit.pins import Pin
@@ -33,6 +34,22 @@ from frappe_imagekit.workspace import Workspace
 TOOLCHAIN_ARGS = ("PYTHON_VERSION", "NODE_VERSION", "FRAPPE_PATH", "FRAPPE_BRANCH")
 # Derived from the SHAs: it changes whenever a SHA does, so it adds nothing to a diff.
 _DERIVED_ARGS = frozenset({"CACHE_BUST"})
+
+
+class DeployRun(TypedDict):
+    """One time a version ran on a target, as history shows it (and prints it with ``--json``)."""
+
+    where: str  # the place (deploy/place.py), named as its newest record names it
+    target: str  # project@host as this record names it
+    finished: str | None
+    image: str | None
+    result: str | None
+    kind: str  # deploy | rollback | rehearsal
+    migrate_only: bool
+    rolled_back_to: str | None  # the version a later rollback of this deploy went back to
+    rolled_back_from: str | None  # a rollback: the version it left
+    digest: str | None  # the registry digest the target pulled the image by
+    engine: str  # compose | swarm
 
 
 @dataclass
@@ -51,7 +68,7 @@ class HistoryRow:
     rebuild_of: str | None = None
     error: str | None = None
     deployed_to: list[str] = field(default_factory=list)  # project@host running it now
-    deploys: list[dict[str, Any]] = field(default_factory=list)  # every successful deploy
+    deploys: list[DeployRun] = field(default_factory=list)  # every successful deploy
     rebuilds: list[HistoryRow] = field(default_factory=list)
 
     @property
@@ -153,23 +170,21 @@ class Diff:
 
 def list_builds(ws: Workspace, limit: int | None = None) -> HistoryListing:
     """Every build, newest first, rebuilds nested under their original, deploys joined."""
-    rows: list[HistoryRow] = []
-    broken: list[BrokenManifest] = []
-    for path, manifest in iter_manifests(ws):
-        if isinstance(manifest, BrokenManifest):
-            broken.append(manifest)
-        else:
-            rows.append(row_from_manifest(manifest, path))
-    records, broken_deploys = _deploys_and_broken(ws)
+    manifests, broken = readable(iter_manifests(ws))
+    rows = [row_from_manifest(manifest, path) for path, manifest in manifests]
+    deploys = read_deploys(ws)
     swarm, broken_swarm = swarm_records.read_workspace(ws.deploys_dir)
-    _join_deploys(rows, records, [r.as_deploy_record() for r in swarm])
-    broken_deploys += broken_swarm
+    records = [*deploys.records, *(r.as_deploy_record() for r in swarm)]
+    records.sort(key=lambda r: str(r.finished or r.started or ""))  # oldest first, both engines
+    _join_deploys(rows, records)
     top = _nest_rebuilds(rows)
     top.sort(key=_newest_first_key, reverse=True)
     total = len(top)
     if limit is not None and limit >= 0:
         top = top[:limit]
-    return HistoryListing(rows=top, broken=broken, total=total, broken_deploys=broken_deploys)
+    return HistoryListing(
+        rows=top, broken=broken, total=total, broken_deploys=[*deploys.broken, *broken_swarm]
+    )
 
 
 def row_from_manifest(manifest: Mapping[str, Any], path: Path) -> HistoryRow:
@@ -215,63 +230,49 @@ def _newest_first_key(row: HistoryRow) -> tuple[str, Any, str]:
 # -- deploy records ------------------------------------------------------------------------
 
 
-def load_deploys(ws: Workspace) -> list[dict[str, Any]]:
+def load_deploys(ws: Workspace) -> list[DeployRecord]:
     """Readable deploy records (``deploys/*.json``), oldest first; unreadable ones are left out."""
-    return _deploys_and_broken(ws)[0]
+    return read_deploys(ws).records
 
 
-def _deploys_and_broken(ws: Workspace) -> tuple[list[dict[str, Any]], list[BrokenManifest]]:
-    records: list[dict[str, Any]] = []
-    broken: list[BrokenManifest] = []
-    for _path, item in iter_deploy_records(ws):
-        if isinstance(item, BrokenManifest):
-            broken.append(item)
-        else:
-            records.append(item)
-    records.sort(key=lambda d: str(d.get("finished") or d.get("started") or ""))
-    return records, broken
-
-
-def placement(record: Mapping[str, Any]) -> str:
-    return f"{record.get('project')}@{record.get('host') or 'local'}"
-
-
-def _join_deploys(
-    rows: list[HistoryRow], records: list[dict[str, Any]], swarm: Sequence[DeployRecord] = ()
-) -> None:
+def _join_deploys(rows: list[HistoryRow], records: list[DeployRecord]) -> None:
     """Fill ``deploys`` (every time a version ran on a target: deploys that came up, a failed
     migrate included, rollbacks, and ``--migrate-only`` deploys that succeeded; with the result
     and what it was rolled back to) and ``deployed_to`` (still running there). A target is a
     place (``deploy.place``): a local and an SSH target on one daemon are one, named as its
-    newest record names it. ``swarm``: the swarm deploys (``engine`` "swarm"), read as such."""
-    typed = sorted([*read_records(records), *swarm], key=lambda r: str(r.finished or r.started or ""))
-    places = Places((r.project, r.host or "local", r.extra.get("daemon_id")) for r in typed)
-    keys = [places.key(r.project, r.host, r.extra.get("daemon_id")) for r in typed]
-    names = {key: record.where for key, record in zip(keys, typed, strict=True)}  # the newest wins
-    pairs = list(zip(keys, typed, strict=True))
-    undone = {(key, r.rollback_of): r.version for key, r in pairs if r.kind == ROLLBACK and r.rollback_of}
-    current: dict[str, str] = {}  # place -> version of the latest one that ran
-    by_version: dict[str, list[dict[str, Any]]] = {}
-    for key, record in pairs:
-        migrate_only = is_migrate_only(record)
-        if not (
-            record.served or migrate_only or record.kind == REHEARSAL
-        ):  # rehearsals: shown, never current
-            continue
-        if record.served:
-            current[names[key]] = record.version
-        by_version.setdefault(record.version, []).append(
-            {"where": names[key], "target": record.where, "finished": record.finished, "image": record.image,
-             "result": record.result, "kind": record.kind, "migrate_only": migrate_only,
-             "rolled_back_to": undone.get((key, record.deploy_id)) if record.deploy_id else None,
-             "rolled_back_from": record.rolled_back_from, "digest": record.image_digest,
-             "engine": record.engine}
-        )  # fmt: skip
+    newest record names it."""
+    current, by_version = deploy_runs(records)
     for row in rows:
         if row.kind == "rebuild" or row.status != "succeeded":
             continue
         row.deploys = by_version.get(row.version, [])
         row.deployed_to = sorted(w for w, v in current.items() if v == row.version)
+
+
+def deploy_runs(records: list[DeployRecord]) -> tuple[dict[str, str], dict[str, list[DeployRun]]]:
+    """(place -> the version that ran there last, version -> its runs) of ``records`` (oldest
+    first): what ``_join_deploys`` puts on the rows."""
+    places = Places((r.project, r.host or "local", r.daemon) for r in records)
+    keys = [places.key(r.project, r.host, r.daemon) for r in records]
+    names = {key: record.where for key, record in zip(keys, records, strict=True)}  # the newest wins
+    pairs = list(zip(keys, records, strict=True))
+    undone = {(key, r.rollback_of): r.version for key, r in pairs if r.kind == ROLLBACK and r.rollback_of}
+    current: dict[str, str] = {}  # place -> version of the latest one that ran
+    by_version: dict[str, list[DeployRun]] = {}
+    for key, record in pairs:
+        migrate_only = is_migrate_only(record)
+        if not (record.served or migrate_only or record.kind == REHEARSAL):
+            continue  # rehearsals: shown, never current
+        if record.served:
+            current[names[key]] = record.version
+        by_version.setdefault(record.version, []).append(
+            DeployRun(where=names[key], target=record.where, finished=record.finished, image=record.image,
+                      result=record.result, kind=record.kind, migrate_only=migrate_only,
+                      rolled_back_to=undone.get((key, record.deploy_id)) if record.deploy_id else None,
+                      rolled_back_from=record.rolled_back_from, digest=record.image_digest,
+                      engine=record.engine)
+        )  # fmt: skip
+    return current, by_version
 
 
 def is_migrate_only(record: DeployRecord) -> bool:

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import difflib
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from frappe_imagekit import bounded, validate
 from frappe_imagekit.build.records import PinRecord, TierRecord
@@ -21,6 +21,7 @@ from frappe_imagekit.redact import Redactor
 from frappe_imagekit.workspace import Workspace, write_json_atomic
 
 SCHEMA_VERSION = 1
+T = TypeVar("T")
 # Extra records of a version: builds/<version>.<kind>-<UTC>.json (failed build attempts,
 # rebuilds, and the record a --force build moved aside). They never name a version of their own.
 _ATTEMPT_KINDS = ("failed", "rebuild", "replaced")
@@ -203,16 +204,7 @@ def read_manifest(path: Path) -> dict[str, Any]:
 
 
 def _read_json(path: Path) -> Any:
-    try:
-        return json.loads(bounded.json_text(path))  # size and nesting bounded (ValueError)
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"not valid JSON (line {exc.lineno}): corrupt or half-written") from None
-    except UnicodeDecodeError:
-        raise ValueError("not UTF-8 text: corrupt or not a manifest") from None
-    except RecursionError:
-        raise ValueError("nested too deeply to be a manifest") from None
-    except OSError as exc:
-        raise ValueError(f"unreadable: {exc.strerror}") from None
+    return bounded.read_json(path, "a manifest")
 
 
 # -- shape and values ----------------------------------------------------------------------
@@ -384,47 +376,75 @@ def check_manifest(data: dict[str, Any]) -> dict[str, Any]:
 # -- deploy records ------------------------------------------------------------------------
 
 
-def load_deploy_record(path: Path) -> dict[str, Any]:
+def load_deploy_record(path: Path) -> DeployRecord:
     """Read one ``deploys/*.json``; raise ``ValueError`` naming why it cannot be used.
 
     Deploy records are repository content like manifests, checked field by field by
-    ``deploy.record.DeployRecord.from_dict``; the record is returned upgraded to its schema.
+    ``deploy.record.DeployRecord.read``; the record is returned upgraded to its schema.
     """
-    return DeployRecord.from_dict(_read_json(path)).to_dict()
+    return DeployRecord.read(path)
 
 
-def iter_deploy_records(ws: Workspace) -> Iterator[tuple[Path, dict[str, Any] | BrokenManifest]]:
+def iter_deploy_records(ws: Workspace) -> Iterator[tuple[Path, DeployRecord | BrokenManifest]]:
     """Each ``deploys/*.json`` in name order: its record, or why it cannot be read."""
-    if not ws.deploys_dir.is_dir():
-        return
-    for path in sorted(ws.deploys_dir.glob("*.json")):
+    return _each_json(ws.deploys_dir, load_deploy_record)
+
+
+def _each_json(folder: Path, read: Callable[[Path], T]) -> Iterator[tuple[Path, T | BrokenManifest]]:
+    """Each ``folder/*.json`` in name order: what ``read`` makes of it, or why it cannot (its
+    ``ValueError``)."""
+    for path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
         try:
-            yield path, load_deploy_record(path)
+            yield path, read(path)
         except ValueError as exc:
             yield path, BrokenManifest(path, str(exc))
+
+
+def readable(
+    items: Iterable[tuple[Path, T | BrokenManifest]],
+) -> tuple[list[tuple[Path, T]], list[BrokenManifest]]:
+    """``items`` (``iter_manifests``, ``iter_deploy_records``) split: the read ones with their
+    file, and those that could not be read."""
+    good: list[tuple[Path, T]] = []
+    broken: list[BrokenManifest] = []
+    for path, item in items:
+        if isinstance(item, BrokenManifest):
+            broken.append(item)
+        else:
+            good.append((path, item))
+    return good, broken
+
+
+@dataclass(frozen=True)
+class DeployRecords:
+    """The records of ``deploys/``: the usable ones oldest first, and those that are not."""
+
+    records: list[DeployRecord]
+    broken: list[BrokenManifest]
+
+    def broken_of(self, project: str) -> list[BrokenManifest]:
+        """The broken records whose file name says they are of ``project`` (a deploy's or a
+        rollback's, ``<deploy id>-<project>.json``), in name order."""
+        return [b for b in self.broken if b.path.name.partition("-")[2] == f"{project}.json"]
+
+
+def read_deploys(ws: Workspace) -> DeployRecords:
+    """Every ``deploys/*.json`` read through ``DeployRecord``: the one reader of the folder for
+    history, rollback, sandbox, backups, prune, rehearse and deploy's preflight."""
+    good, broken = readable(iter_deploy_records(ws))
+    records = sorted((record for _path, record in good), key=lambda r: str(r.finished or r.started or ""))
+    return DeployRecords(records, broken)
 
 
 def iter_manifests(ws: Workspace) -> Iterator[tuple[Path, dict[str, Any] | BrokenManifest]]:
     """Each ``builds/*.json`` in name order: its manifest, or why it cannot be read."""
-    if not ws.builds_dir.is_dir():
-        return
-    for path in sorted(ws.builds_dir.glob("*.json")):
-        try:
-            yield path, load_manifest(path)
-        except ValueError as exc:
-            yield path, BrokenManifest(path, str(exc))
+    return _each_json(ws.builds_dir, load_manifest)
 
 
 def list_manifests(ws: Workspace) -> tuple[list[dict[str, Any]], list[BrokenManifest]]:
     """Every readable manifest (any status) and the ones that could not be read."""
-    good: list[dict[str, Any]] = []
-    broken: list[BrokenManifest] = []
-    for _path, item in iter_manifests(ws):
-        if isinstance(item, BrokenManifest):
-            broken.append(item)
-        else:
-            good.append(item)
-    return good, broken
+    good, broken = readable(iter_manifests(ws))
+    return [manifest for _path, manifest in good], broken
 
 
 def version_sort_key(version: str) -> tuple[int, Any]:

@@ -12,13 +12,12 @@ half-way. A manifest or deploy record that cannot be read stops the prune before
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from frappe_imagekit import bounded, dockerapi, dockercli, process, validate
+from frappe_imagekit import dockerapi, dockercli, process, validate
 from frappe_imagekit import manifest as manifests
 from frappe_imagekit.errors import ConfigError, DockerError
 from frappe_imagekit.workspace import Workspace
@@ -93,17 +92,14 @@ def needed(ws: Workspace, keep_deploys: int) -> dict[str, str]:
 def _deployed(ws: Workspace, keep: int) -> dict[str, str]:
     """The image of each of the last ``keep`` deploy records of every project."""
     by_project: dict[str, list[tuple[str, str]]] = {}
-    folder = ws.deploys_dir
-    for path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
-        try:
-            record = json.loads(bounded.json_text(path))
-            project, image = str(record["project"]), str(record["image"])
-        except (OSError, ValueError, KeyError, TypeError):
+    for path, record in manifests.iter_deploy_records(ws):
+        if isinstance(record, manifests.BrokenManifest):
             raise ConfigError(
-                f"deploys/{path.name} cannot be read and could name an image: fix or move it, then "
-                "prune again."
-            ) from None
-        by_project.setdefault(project, []).append((path.name, image))
+                f"deploys/{path.name} cannot be read ({record.reason}) and could name an image: fix "
+                "or move it, then prune again."
+            )
+        if record.image:
+            by_project.setdefault(record.project, []).append((path.name, record.image))
     result: dict[str, str] = {}
     for project, records in by_project.items():
         for name, image in sorted(records, reverse=True)[:keep]:

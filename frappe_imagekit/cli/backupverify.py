@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from frappe_imagekit.cli import output
 from frappe_imagekit.deploy.backupcheck import BackupCheck, verify
 from frappe_imagekit.deploy.backuplist import Backup, BackupListing, find
 from frappe_imagekit.deploy.sandbox import SandboxOptions, check_options
 from frappe_imagekit.deploy.sequence import choose_image
+from frappe_imagekit.deploy.target import Target
 from frappe_imagekit.errors import ExitCode, ImagekitError, NotFoundError, UsageError
 from frappe_imagekit.runner import Runner
 from frappe_imagekit.workspace import Workspace
@@ -28,21 +27,19 @@ def chosen(listing: BackupListing, name: str | None, every: bool) -> list[Backup
 
 
 def run(
-    runner: Runner, ws: Workspace, given: dict[str, Any], listing: BackupListing, root: str, as_json: bool
+    runner: Runner, ws: Workspace, stack: Target, picked: list[Backup], log: str, as_json: bool, *, port: int
 ) -> None:
-    """Verify the chosen backups one after the other; exit 12 naming the file when one fails."""
+    """Verify the ``picked`` backups one after the other in a sandbox beside ``stack`` (the
+    target as ``imagekit sandbox`` builds it), each result appended to ``log`` on the target;
+    exit 12 naming the file when one fails."""
     checks: list[BackupCheck] = []
-    for backup in chosen(listing, given["verify"], given["verify_all"]):
+    for backup in picked:
         version = backup.data_of or backup.version or "unknown"
         image, tag = choose_image(ws, version) if version != "unknown" else ("unknown/unknown", "unknown")
-        base = SandboxOptions.of(
-            version=tag, backup=backup.name, image=image, project=given["project"],
-            compose_files=tuple(given.get("compose_file") or ()), env_file=given.get("env_file"),
-            port=given["port"], state_dir=given["state_dir"],
-        )  # fmt: skip
+        base = SandboxOptions(version=tag, backup=backup.name, image=image, where=stack, port=port)
         check_options(base)
         output.err(f"verifying {backup.name} (its data is of {version})")
-        checks.append(verify(runner, ws, backup, base, f"{root}/backup-checks.jsonl", output.err))
+        checks.append(verify(runner, ws, backup, base, log, output.err))
     _render(checks, as_json)
     failed = [c for c in checks if c.result != "ok"]
     if failed:

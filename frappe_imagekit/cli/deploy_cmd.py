@@ -9,29 +9,10 @@ from typing import TYPE_CHECKING
 import typer
 
 from frappe_imagekit import validate
-from frappe_imagekit.cli import output, swarm_deploy
+from frappe_imagekit.cli import output, swarm_deploy, targetopts
 from frappe_imagekit.cli.main import command
 from frappe_imagekit.cli.migrate_cmd import render_site
 from frappe_imagekit.cli.progress_view import PROGRESS_OPTION, Progress, reporting
-from frappe_imagekit.cli.targetopts import (
-    COMPOSE_OPTION,
-    DOCKER_HOST_OPTION,
-    HOST_OPTION,
-    IDENTITY_OPTION,
-    KNOWN_HOSTS_OPTION,
-    SSH_CONFIG_OPTION,
-    STATE_DIR_OPTION,
-    TRANSFER_OPTION,
-    WORKSPACE_OPTION,
-    Where,
-    build_target,
-    check_connection_options,
-    from_target,
-    open_target_runner,
-    parse_sites,
-    path_str,
-    repeated_options,
-)
 from frappe_imagekit.deploy.sequence import (
     DeployFailed,
     DeployOptions,
@@ -58,8 +39,8 @@ def deploy_command(
     project: str = typer.Option(
         "", "--project", "-p", help="Compose project (default: COMPOSE_PROJECT_NAME)"
     ),
-    compose_file: list[str] | None = COMPOSE_OPTION,
-    host: str | None = HOST_OPTION,
+    compose_file: list[str] | None = targetopts.COMPOSE_OPTION,
+    host: str | None = targetopts.HOST_OPTION,
     version: str | None = typer.Option(
         None, "--version", help="Tag to deploy (default: the newest successful build)."
     ),
@@ -115,40 +96,41 @@ def deploy_command(
     backup_files: bool = typer.Option(
         False, "--backup-files", help="Back up the public and private files too (bench backup --with-files)."
     ),
-    known_hosts: Path | None = KNOWN_HOSTS_OPTION,
-    identity: Path | None = IDENTITY_OPTION,
-    ssh_config: Path | None = SSH_CONFIG_OPTION,
-    docker_host: str | None = DOCKER_HOST_OPTION,
-    transfer: str | None = TRANSFER_OPTION,
-    state_dir: str | None = STATE_DIR_OPTION,
+    known_hosts: Path | None = targetopts.KNOWN_HOSTS_OPTION,
+    identity: Path | None = targetopts.IDENTITY_OPTION,
+    ssh_config: Path | None = targetopts.SSH_CONFIG_OPTION,
+    docker_host: str | None = targetopts.DOCKER_HOST_OPTION,
+    transfer: str | None = targetopts.TRANSFER_OPTION,
+    state_dir: str | None = targetopts.STATE_DIR_OPTION,
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
     progress: Progress = PROGRESS_OPTION,
     engine: str | None = typer.Option(
         None, "--engine", help="compose (default) or swarm (a target's engine)."
     ),
-    workspace: Path = WORKSPACE_OPTION,
+    workspace: Path = targetopts.WORKSPACE_OPTION,
 ) -> None:
     """Deploy an image: backup, recreate the services whose image or configuration changed, migrate."""
     ws = Workspace.at(workspace)
-    given = Where(project=project, compose_file=compose_file, host=host, env_file=env_file, sites=sites,
-                  backend_service=backend_service, up_timeout=up_timeout, docker_host=docker_host,
-                  state_dir=state_dir, known_hosts=known_hosts, identity=identity,
-                  ssh_config=ssh_config, engine=engine,
-                  transfer=transfer)  # fmt: skip
-    repeat = repeated_options(target, given)  # before the target fills them in
-    where = from_target(ws.root, target, given)
-    check_connection_options(where.host, where.docker_host, version)
+    given = targetopts.Where(
+        project=project, compose_file=compose_file, host=host, env_file=env_file, sites=sites,
+        backend_service=backend_service, up_timeout=up_timeout, docker_host=docker_host,
+        state_dir=state_dir, known_hosts=known_hosts, identity=identity, ssh_config=ssh_config,
+        engine=engine, transfer=transfer
+    )  # fmt: skip
+    repeat = targetopts.repeated_options(target, given)  # before the target fills them in
+    where = targetopts.from_target(ws.root, target, given)
+    targetopts.check_connection_options(where.host, where.docker_host, version)
     image, tag = choose_image(ws, version, where.project or None)
-    stack = build_target(where, name=target, repeat=repeat, image_var=image_var, tag_var=tag_var,
+    stack = targetopts.build_target(where, name=target, repeat=repeat, image_var=image_var, tag_var=tag_var,
                          oneshot=_names(oneshot), kill_first=_names(kill_first))  # fmt: skip
     options = DeployOptions(
-        stack, image, tag, sites=parse_sites(where.sites), backup=not no_backup,
+        stack, image, tag, sites=targetopts.parse_sites(where.sites), backup=not no_backup,
         migrate_only=migrate_only, dry_run=dry_run, force=force, rehearsed=rehearse, full_down=full_down,
         lock_wait=lock_wait, health_check=not no_health_check, keep_backups=keep_backups,
         maintenance=not no_maintenance, backup_files=backup_files,
     )  # fmt: skip
     check_options(options)  # every option checked before anything connects or stops
-    runner = open_target_runner(stack)
+    runner = targetopts.open_target_runner(stack)
     if swarm_deploy.engine_name(where.engine) == swarm_deploy.SWARM:
         with closing(runner):
             return swarm_deploy.run(runner, options, as_json, ws)
@@ -174,20 +156,20 @@ def deploy_command(
 @command("unlock")
 def unlock_command(
     project: str = typer.Option(..., "--project", "-p", help="Compose project name."),
-    host: str | None = HOST_OPTION,
-    known_hosts: Path | None = KNOWN_HOSTS_OPTION,
-    identity: Path | None = IDENTITY_OPTION,
-    ssh_config: Path | None = SSH_CONFIG_OPTION,
-    state_dir: str | None = STATE_DIR_OPTION,
+    host: str | None = targetopts.HOST_OPTION,
+    known_hosts: Path | None = targetopts.KNOWN_HOSTS_OPTION,
+    identity: Path | None = targetopts.IDENTITY_OPTION,
+    ssh_config: Path | None = targetopts.SSH_CONFIG_OPTION,
+    state_dir: str | None = targetopts.STATE_DIR_OPTION,
 ) -> None:
     """Clear a deploy lock left behind by a deploy that is gone."""
     validate.project_name(project, "--project", UsageError)
-    check_connection_options(host, None, None)
+    targetopts.check_connection_options(host, None, None)
     runner = open_runner(
         host,
-        known_hosts=path_str(known_hosts),
-        identity_file=path_str(identity),
-        ssh_config=path_str(ssh_config),
+        known_hosts=targetopts.path_str(known_hosts),
+        identity_file=targetopts.path_str(identity),
+        ssh_config=targetopts.path_str(ssh_config),
     )
     try:
         holder = unlock(runner, project, state_dir)

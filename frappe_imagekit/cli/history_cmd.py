@@ -16,7 +16,15 @@ from frappe_imagekit.cli.build_cmd import CONTEXT_OPTION, DOCKER_OPTION, NO_CACH
 from frappe_imagekit.cli.main import command, workspace_option
 from frappe_imagekit.cli.progress_view import PROGRESS_OPTION, Progress, reporting
 from frappe_imagekit.errors import ExitCode, ImagekitError
-from frappe_imagekit.history import Diff, HistoryListing, HistoryRow, PinChange, pin_label, short_id
+from frappe_imagekit.history import (
+    DeployRun,
+    Diff,
+    HistoryListing,
+    HistoryRow,
+    PinChange,
+    pin_label,
+    short_id,
+)
 from frappe_imagekit.workspace import Workspace
 
 WORKSPACE_OPTION = workspace_option()
@@ -98,11 +106,11 @@ def _listing_cells(
     ]
 
 
-def _places(running: list[str], deploys: list[dict[str, Any]]) -> str:
+def _places(running: list[str], deploys: list[DeployRun]) -> str:
     """The places running the version (else the places it ran on, after "was"), each followed
     by what happened there since its last successful run (a failure the version recovered from
     at that place is not shown)."""
-    runs: dict[str, list[dict[str, Any]]] = {}
+    runs: dict[str, list[DeployRun]] = {}
     for deploy in deploys:
         runs.setdefault(deploy["where"], []).append(deploy)
     if running:
@@ -110,36 +118,36 @@ def _places(running: list[str], deploys: list[dict[str, Any]]) -> str:
     return "was " + ", ".join(_place(where, runs[where]) for where in sorted(runs)) if runs else ""
 
 
-def _place(where: str, runs: list[dict[str, Any]]) -> str:
-    last_ok = max((i for i, d in enumerate(runs) if d.get("result") == "succeeded"), default=0)
+def _place(where: str, runs: list[DeployRun]) -> str:
+    last_ok = max((i for i, d in enumerate(runs) if d["result"] == "succeeded"), default=0)
     outcomes = list(dict.fromkeys(o for o in map(_outcome, runs[last_ok:]) if o))
     return f"{where} ({'; '.join(outcomes)})" if outcomes else where
 
 
-def _outcome(deploy: dict[str, Any]) -> str:
+def _outcome(deploy: DeployRun) -> str:
     """What happened to one run of a version, when it was more than a successful deploy."""
-    if deploy.get("kind") == "rehearsal":  # imagekit rehearse: tried in a sandbox, never served
-        return f"rehearsal {deploy.get('result') or '?'}"
-    parts = [deploy["engine"]] if deploy.get("engine") not in (None, "compose") else []  # swarm
-    parts += ["migrate-only"] if deploy.get("migrate_only") else []
-    if deploy.get("kind") == "rollback":
-        parts.append(f"rollback from {deploy.get('rolled_back_from') or '?'}")
-    if deploy.get("result") not in (None, "succeeded"):
+    if deploy["kind"] == "rehearsal":  # imagekit rehearse: tried in a sandbox, never served
+        return f"rehearsal {deploy['result'] or '?'}"
+    parts = [deploy["engine"]] if deploy["engine"] != "compose" else []  # swarm
+    parts += ["migrate-only"] if deploy["migrate_only"] else []
+    if deploy["kind"] == "rollback":
+        parts.append(f"rollback from {deploy['rolled_back_from'] or '?'}")
+    if deploy["result"] not in (None, "succeeded"):
         parts.append(str(deploy["result"]))
-    if deploy.get("rolled_back_to"):
+    if deploy["rolled_back_to"]:
         parts.append(f"rolled back to {deploy['rolled_back_to']}")
     return ", ".join(parts)
 
 
-def _run_where(deploy: dict[str, Any]) -> str:
+def _run_where(deploy: DeployRun) -> str:
     """The place, and the target named when it reached that place another way (SSH)."""
-    target = deploy.get("target")
-    return f"{deploy['where']} (as {target})" if target and target != deploy["where"] else deploy["where"]
+    target, where = deploy["target"], deploy["where"]
+    return f"{where} (as {target})" if target and target != where else where
 
 
-def _deploy_line(deploy: dict[str, Any]) -> str:
-    digest = f"pulled by {deploy['digest']}" if deploy.get("digest") else None
-    return " ".join(filter(None, [deploy.get("finished"), _outcome(deploy), digest]))
+def _deploy_line(deploy: DeployRun) -> str:
+    digest = f"pulled by {deploy['digest']}" if deploy["digest"] else None
+    return " ".join(filter(None, [deploy["finished"], _outcome(deploy), digest]))
 
 
 def render_show(shown: dict[str, Any]) -> None:

@@ -4,33 +4,13 @@ from __future__ import annotations
 
 import shlex
 from pathlib import Path
-from typing import Any
 
 import typer
 
-from frappe_imagekit.cli import output
+from frappe_imagekit.cli import output, swarm_deploy, targetopts
 from frappe_imagekit.cli.main import command
 from frappe_imagekit.cli.progress_view import PROGRESS_OPTION, Progress, reporting
-from frappe_imagekit.cli.sandbox_cmd import (
-    PROJECT_OPTION,
-    TARGET_ARGUMENT,
-    down_where_argv,
-    target_runner,
-    where_of,
-    with_target,
-)
-from frappe_imagekit.cli.targetopts import (
-    COMPOSE_OPTION,
-    DOCKER_HOST_OPTION,
-    HOST_OPTION,
-    IDENTITY_OPTION,
-    KNOWN_HOSTS_OPTION,
-    SSH_CONFIG_OPTION,
-    STATE_DIR_OPTION,
-    WORKSPACE_OPTION,
-    build_target,
-    repeated_options,
-)
+from frappe_imagekit.cli.sandbox_cmd import PROJECT_OPTION, TARGET_ARGUMENT, down_where_argv
 from frappe_imagekit.deploy.rehearse import RehearsalFailed, RehearsalReport, RehearseOptions, rehearse
 from frappe_imagekit.deploy.sandbox import SandboxOptions, check_options
 from frappe_imagekit.deploy.sandboxconfig import DEFAULT_PORT
@@ -48,22 +28,22 @@ def rehearse_command(
     backup_files: bool = typer.Option(False, "--backup-files", help="Back up and restore the files too."),
     no_health_check: bool = typer.Option(False, "--no-health-check", help="Skip the sandbox's health check."),
     project: str = PROJECT_OPTION,
-    compose_file: list[str] | None = COMPOSE_OPTION,
+    compose_file: list[str] | None = targetopts.COMPOSE_OPTION,
     env_file: str | None = typer.Option(None, "--env-file", help="Production's env file (target)."),
     db_password_var: str = typer.Option(
         "DB_PASSWORD", "--db-password-var", help="Env file variable with the database root password."
     ),
     backend_service: str | None = typer.Option(None, "--backend-service", help="Service that runs bench."),
     up_timeout: float | None = typer.Option(None, "--up-timeout", help="Seconds for services to start."),
-    host: str | None = HOST_OPTION,
-    docker_host: str | None = DOCKER_HOST_OPTION,
-    state_dir: str | None = STATE_DIR_OPTION,
-    known_hosts: Path | None = KNOWN_HOSTS_OPTION,
-    identity: Path | None = IDENTITY_OPTION,
-    ssh_config: Path | None = SSH_CONFIG_OPTION,
+    host: str | None = targetopts.HOST_OPTION,
+    docker_host: str | None = targetopts.DOCKER_HOST_OPTION,
+    state_dir: str | None = targetopts.STATE_DIR_OPTION,
+    known_hosts: Path | None = targetopts.KNOWN_HOSTS_OPTION,
+    identity: Path | None = targetopts.IDENTITY_OPTION,
+    ssh_config: Path | None = targetopts.SSH_CONFIG_OPTION,
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
     progress: Progress = PROGRESS_OPTION,
-    workspace: Path = WORKSPACE_OPTION,
+    workspace: Path = targetopts.WORKSPACE_OPTION,
 ) -> None:
     """Rehearse a deploy: back up every site (production keeps serving), migrate VERSION in a sandbox.
 
@@ -72,17 +52,23 @@ def rehearse_command(
     """
 
     ws = Workspace.at(workspace)
-    again = _again_argv(version, target, locals(), ws)
-    down = down_where_argv(target, locals(), ws)
-    given = with_target(ws.root, target, locals())
+    given = targetopts.Where(
+        project=project, compose_file=compose_file, host=host, env_file=env_file,
+        backend_service=backend_service, up_timeout=up_timeout, docker_host=docker_host,
+        state_dir=state_dir, known_hosts=known_hosts, identity=identity, ssh_config=ssh_config
+    )  # fmt: skip
+    again = _again_argv(version, target, given, port, ws)
+    down = down_where_argv(target, given, ws)
+    where = targetopts.from_target(ws.root, target, given)
+    swarm_deploy.refuse_swarm(where.engine, "imagekit rehearse")
+    stack = targetopts.build_target(where)
     image, tag = choose_image(ws, version)
-    where = build_target(where_of(given))
-    sbx = SandboxOptions(version=tag, backup="rehearsal.sql.gz", image=image, where=where, port=port,
+    sbx = SandboxOptions(version=tag, backup="rehearsal.sql.gz", image=image, where=stack, port=port,
                          db_password_var=db_password_var)  # fmt: skip
     check_options(sbx)  # before anything connects
     opts = RehearseOptions(sbx, keep=keep, health_check=not no_health_check, backup_files=backup_files,
                            again=shlex.join(again))  # fmt: skip
-    runner = target_runner(given)
+    runner = targetopts.open_target_runner(stack)
     try:
         with reporting(progress.value) as reporter:
             report = rehearse(runner, ws, opts, on_event=output.err, reporter=reporter)
@@ -96,16 +82,18 @@ def rehearse_command(
         raise typer.Exit(int(report.exit_code))
 
 
-def _again_argv(version: str, target: str | None, given: dict[str, Any], ws: Workspace) -> list[str]:
+def _again_argv(
+    version: str, target: str | None, given: targetopts.Where, port: int, ws: Workspace
+) -> list[str]:
     """``imagekit rehearse VERSION ...`` naming the same stack (printed in next steps)."""
     argv = ["imagekit", "rehearse", version, *([target] if target else [])]
     if target is None:
-        if not given["project"]:
+        if not given.project:
             raise UsageError("no project: pass a TARGET of imagekit.toml or --project NAME.")
-        argv += ["--project", given["project"]]
-        argv += [item for path in given["compose_file"] or () for item in ("--compose", path)]
-    argv += [item for pair in repeated_options(target, given, where=True) for item in pair]
-    argv += ["--port", str(given["port"])] if given["port"] != DEFAULT_PORT else []
+        argv += ["--project", given.project]
+        argv += [item for path in given.compose_file or () for item in ("--compose", path)]
+    argv += [item for pair in targetopts.repeated_options(target, given, where=True) for item in pair]
+    argv += ["--port", str(port)] if port != DEFAULT_PORT else []
     return argv + (["-w", str(ws.root)] if ws.root != Path.cwd().resolve() else [])
 
 

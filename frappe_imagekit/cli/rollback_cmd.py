@@ -9,26 +9,9 @@ from typing import Any
 
 import typer
 
-from frappe_imagekit.cli import output, swarm_deploy
+from frappe_imagekit.cli import output, swarm_deploy, targetopts
 from frappe_imagekit.cli.main import command
 from frappe_imagekit.cli.progress_view import PROGRESS_OPTION, Progress, reporting
-from frappe_imagekit.cli.targetopts import (
-    DOCKER_HOST_OPTION,
-    HOST_OPTION,
-    IDENTITY_OPTION,
-    KNOWN_HOSTS_OPTION,
-    SSH_CONFIG_OPTION,
-    STATE_DIR_OPTION,
-    TRANSFER_OPTION,
-    WORKSPACE_OPTION,
-    Where,
-    build_target,
-    check_connection_options,
-    from_target,
-    open_target_runner,
-    parse_sites,
-    repeated_options,
-)
 from frappe_imagekit.deploy.rollback import RollbackOptions, check_options, plan_rollback, rollback
 from frappe_imagekit.deploy.sequence import DeployFailed
 from frappe_imagekit.errors import ExitCode, UsageError
@@ -72,26 +55,27 @@ def rollback_command(
     force: bool = typer.Option(
         False, "--force", help="Stop the containers although they were started by other compose files."
     ),
-    host: str | None = HOST_OPTION,
-    known_hosts: Path | None = KNOWN_HOSTS_OPTION,
-    identity: Path | None = IDENTITY_OPTION,
-    ssh_config: Path | None = SSH_CONFIG_OPTION,
-    docker_host: str | None = DOCKER_HOST_OPTION,
-    transfer: str | None = TRANSFER_OPTION,
-    state_dir: str | None = STATE_DIR_OPTION,
+    host: str | None = targetopts.HOST_OPTION,
+    known_hosts: Path | None = targetopts.KNOWN_HOSTS_OPTION,
+    identity: Path | None = targetopts.IDENTITY_OPTION,
+    ssh_config: Path | None = targetopts.SSH_CONFIG_OPTION,
+    docker_host: str | None = targetopts.DOCKER_HOST_OPTION,
+    transfer: str | None = targetopts.TRANSFER_OPTION,
+    state_dir: str | None = targetopts.STATE_DIR_OPTION,
     as_json: bool = typer.Option(False, "--json", help="Print the plan (--dry-run) or the report as JSON."),
     progress: Progress = PROGRESS_OPTION,
-    workspace: Path = WORKSPACE_OPTION,
+    workspace: Path = targetopts.WORKSPACE_OPTION,
 ) -> None:
     """Undo a deploy: restore each site's backup from it and run the version before (no migrate)."""
 
     ws = Workspace.at(workspace)
-    given = Where(project=project, host=host, sites=sites, backend_service=backend_service,
-                  up_timeout=up_timeout, docker_host=docker_host, state_dir=state_dir,
-                  known_hosts=known_hosts, identity=identity, ssh_config=ssh_config,
-                  transfer=transfer)  # fmt: skip
+    given = targetopts.Where(
+        project=project, host=host, sites=sites, backend_service=backend_service, up_timeout=up_timeout,
+        docker_host=docker_host, state_dir=state_dir, known_hosts=known_hosts, identity=identity,
+        ssh_config=ssh_config, transfer=transfer
+    )  # fmt: skip
     repeat = _repeated(target, given, workspace, db_password_var)  # before the target fills them in
-    where = from_target(ws.root, target, given)
+    where = targetopts.from_target(ws.root, target, given)
     if swarm_deploy.engine_name(where.engine) == swarm_deploy.SWARM:
         if to is not None or deploy_record is not None:
             unbuilt = "--to and --deploy are not built for the swarm engine yet"
@@ -101,11 +85,13 @@ def rollback_command(
         )
     if not where.project:
         raise UsageError("no project: pass --project NAME or a TARGET of imagekit.toml.")
-    check_connection_options(where.host, where.docker_host, None)
-    stack = replace(build_target(where, name=target, repeat=repeat), compose_files=(), env_file=None)
+    targetopts.check_connection_options(where.host, where.docker_host, None)
+    stack = replace(
+        targetopts.build_target(where, name=target, repeat=repeat), compose_files=(), env_file=None
+    )
     opts = check_options(
         RollbackOptions(
-            where=stack, to_version=to, deploy=deploy_record, sites=parse_sites(where.sites),
+            where=stack, to_version=to, deploy=deploy_record, sites=targetopts.parse_sites(where.sites),
             no_restore=no_restore, db_password_var=db_password_var, lock_wait=lock_wait,
             health_check=not no_health_check, force=force, maintenance=not no_maintenance,
         )
@@ -116,11 +102,11 @@ def rollback_command(
 
 
 def _repeated(
-    target: str | None, given: Where, workspace: Path, db_password_var: str
+    target: str | None, given: targetopts.Where, workspace: Path, db_password_var: str
 ) -> tuple[tuple[str, str], ...]:
     """What a printed ``imagekit rollback`` repeats of this command line (deploy_cmd's, and
     ``-w`` and ``--db-password-var`` when they are not the defaults)."""
-    pairs = list(repeated_options(target, given))
+    pairs = list(targetopts.repeated_options(target, given))
     if Path(workspace).resolve() != Path.cwd().resolve():
         pairs.append(("-w", str(Path(workspace).resolve())))
     if db_password_var != "DB_PASSWORD":
@@ -131,7 +117,7 @@ def _repeated(
 def _run(
     ws: Workspace, opts: RollbackOptions, *, yes: bool, dry_run: bool, as_json: bool, progress: str
 ) -> None:
-    runner = open_target_runner(opts.where)
+    runner = targetopts.open_target_runner(opts.where)
     try:
         plan = plan_rollback(runner, ws, opts)
         render_plan(plan, output.err if as_json else output.out)

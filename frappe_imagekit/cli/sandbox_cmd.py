@@ -4,62 +4,51 @@ from __future__ import annotations
 
 import shlex
 from pathlib import Path
-from typing import Any
 
 import typer
 
 from frappe_imagekit import validate
-from frappe_imagekit.cli import backupverify, output, swarm_deploy
+from frappe_imagekit.cli import backupverify, output, swarm_deploy, targetopts
 from frappe_imagekit.cli.main import command
-from frappe_imagekit.cli.targetopts import (
-    COMPOSE_OPTION,
-    DOCKER_HOST_OPTION,
-    HOST_OPTION,
-    IDENTITY_OPTION,
-    KNOWN_HOSTS_OPTION,
-    SSH_CONFIG_OPTION,
-    STATE_DIR_OPTION,
-    TRANSFER_OPTION,
-    WHERE_KEYS,
-    WORKSPACE_OPTION,
-    Where,
-    build_target,
-    from_target,
-    open_target_runner,
-    repeated_options,
-)
 from frappe_imagekit.deploy.backuplist import list_backups
-from frappe_imagekit.deploy.sandbox import SandboxOptions, check_options, down, list_sandboxes, start
+from frappe_imagekit.deploy.sandbox import (
+    DownReport,
+    Sandbox,
+    SandboxOptions,
+    check_options,
+    down,
+    list_sandboxes,
+    start,
+)
 from frappe_imagekit.deploy.sequence import choose_image, state_paths
+from frappe_imagekit.deploy.target import Target
 from frappe_imagekit.errors import UsageError
-from frappe_imagekit.runner import Runner
 from frappe_imagekit.workspace import Workspace
 
 TARGET_ARGUMENT = typer.Argument(None, help="A named target of imagekit.toml (see `imagekit targets`).")
 PROJECT_OPTION = typer.Option("", "--project", "-p", help="Production's compose project.")
 JSON_OPTION = typer.Option(False, "--json", help="Print JSON.")
-_CONNECTION = ("host", "docker_host", "state_dir", "known_hosts", "identity", "ssh_config")
 
 
 @command("backups")
 def backups_command(
     target: str | None = TARGET_ARGUMENT,
     project: str = PROJECT_OPTION,
-    host: str | None = HOST_OPTION,
-    docker_host: str | None = DOCKER_HOST_OPTION,
-    state_dir: str | None = STATE_DIR_OPTION,
-    known_hosts: Path | None = KNOWN_HOSTS_OPTION,
-    identity: Path | None = IDENTITY_OPTION,
-    ssh_config: Path | None = SSH_CONFIG_OPTION,
+    host: str | None = targetopts.HOST_OPTION,
+    docker_host: str | None = targetopts.DOCKER_HOST_OPTION,
+    state_dir: str | None = targetopts.STATE_DIR_OPTION,
+    known_hosts: Path | None = targetopts.KNOWN_HOSTS_OPTION,
+    identity: Path | None = targetopts.IDENTITY_OPTION,
+    ssh_config: Path | None = targetopts.SSH_CONFIG_OPTION,
     as_json: bool = JSON_OPTION,
-    workspace: Path = WORKSPACE_OPTION,
+    workspace: Path = targetopts.WORKSPACE_OPTION,
     verify: str | None = typer.Option(
         None, "--verify", metavar="NAME|latest", help="Restore it in a throw-away sandbox and check it."
     ),
     verify_all: bool = typer.Option(
         False, "--all", help="Verify every kept backup (instead of --verify NAME)."
     ),
-    compose_file: list[str] | None = COMPOSE_OPTION,
+    compose_file: list[str] | None = targetopts.COMPOSE_OPTION,
     env_file: str | None = typer.Option(None, "--env-file", help="Production's env file (target)."),
     port: int = typer.Option(8081, "--port", help="--verify: port of the throw-away sandbox (127.0.0.1)."),
 ) -> None:
@@ -67,16 +56,24 @@ def backups_command(
 
     ws = Workspace.at(workspace)
     backupverify.refuse_mixed(verify, verify_all)
-    given = _with_target(ws.root, target, locals())
-    if not given["project"]:
+    given = targetopts.Where(
+        project=project, compose_file=compose_file, host=host, env_file=env_file, docker_host=docker_host,
+        state_dir=state_dir, known_hosts=known_hosts, identity=identity, ssh_config=ssh_config
+    )  # fmt: skip
+    where = targetopts.from_target(ws.root, target, given)
+    if verify is not None or verify_all:
+        swarm_deploy.refuse_swarm(where.engine, "imagekit backups --verify")
+    if not where.project:
         raise UsageError("no project: pass a TARGET of imagekit.toml or --project NAME.")
-    validate.project_name(given["project"], "--project", UsageError)
-    runner = _runner(given)
+    validate.project_name(where.project, "--project", UsageError)
+    stack = targetopts.build_target(where)
+    runner = targetopts.open_target_runner(stack)
     try:
-        root = state_paths(runner, given["project"], given["state_dir"]).root
-        listing = list_backups(runner, ws, root, given["project"])
+        root = state_paths(runner, where.project, where.state_dir).root
+        listing = list_backups(runner, ws, root, where.project)
         if verify is not None or verify_all:  # --verify NAME|latest, --all (cli/backupverify.py)
-            backupverify.run(runner, ws, given, listing, root, as_json)
+            picked = backupverify.chosen(listing, verify, verify_all)
+            backupverify.run(runner, ws, stack, picked, f"{root}/backup-checks.jsonl", as_json, port=port)
             return
     finally:
         runner.close()
@@ -87,7 +84,7 @@ def backups_command(
     rows = [[b.name, b.site, b.version or "?", b.data_of or "?", b.deploy_id, b.when, _size(b.size),
              b.database] for b in listing.backups]  # fmt: skip
     output.print_table(
-        f"Backups of {given['project']} on {runner.host}",
+        f"Backups of {where.project} on {runner.host}",
         ["name", "site", "deploy", "data of", "deploy id", "when", "size", "database"],
         rows,
     )
@@ -110,66 +107,69 @@ def sandbox_command(
         None, "--down", metavar="NAME", help="Remove a sandbox and its volumes."
     ),
     project: str = PROJECT_OPTION,
-    compose_file: list[str] | None = COMPOSE_OPTION,
+    compose_file: list[str] | None = targetopts.COMPOSE_OPTION,
     env_file: str | None = typer.Option(None, "--env-file", help="Production's env file (target)."),
     db_password_var: str = typer.Option(
         "DB_PASSWORD", "--db-password-var", help="Env file variable with the database root password."
     ),
     backend_service: str | None = typer.Option(None, "--backend-service", help="Service that runs bench."),
     up_timeout: float | None = typer.Option(None, "--up-timeout", help="Seconds for services to start."),
-    host: str | None = HOST_OPTION,
-    docker_host: str | None = DOCKER_HOST_OPTION,
-    transfer: str | None = TRANSFER_OPTION,
-    state_dir: str | None = STATE_DIR_OPTION,
-    known_hosts: Path | None = KNOWN_HOSTS_OPTION,
-    identity: Path | None = IDENTITY_OPTION,
-    ssh_config: Path | None = SSH_CONFIG_OPTION,
+    host: str | None = targetopts.HOST_OPTION,
+    docker_host: str | None = targetopts.DOCKER_HOST_OPTION,
+    transfer: str | None = targetopts.TRANSFER_OPTION,
+    state_dir: str | None = targetopts.STATE_DIR_OPTION,
+    known_hosts: Path | None = targetopts.KNOWN_HOSTS_OPTION,
+    identity: Path | None = targetopts.IDENTITY_OPTION,
+    ssh_config: Path | None = targetopts.SSH_CONFIG_OPTION,
     as_json: bool = JSON_OPTION,
-    workspace: Path = WORKSPACE_OPTION,
+    workspace: Path = targetopts.WORKSPACE_OPTION,
 ) -> None:
     """Start VERSION with a backup as a separate compose project beside production (--list, --down)."""
 
     ws = Workspace.at(workspace)
     if (list_them or down_name is not None) and target is None:
         version, target = None, version  # `sandbox --list TARGET`: the one argument is the target
-    down_where = down_where_argv(target, locals(), ws)  # before the target fills them in
-    refuse_swarm(ws.root, target, locals())
-    given = _with_target(ws.root, target, locals())
+    given = targetopts.Where(
+        project=project, compose_file=compose_file, host=host, env_file=env_file,
+        backend_service=backend_service, up_timeout=up_timeout, docker_host=docker_host,
+        state_dir=state_dir, known_hosts=known_hosts, identity=identity, ssh_config=ssh_config,
+        transfer=transfer
+    )  # fmt: skip
+    down_where = down_where_argv(target, given, ws)  # before the target fills them in
+    refuse_swarm(ws.root, target, given)
+    stack = targetopts.build_target(targetopts.from_target(ws.root, target, given))
     if list_them or down_name is not None:
         if backup is not None or (list_them and down_name is not None):
             raise UsageError("--list and --down NAME take no --backup, and not each other.")
-        _list_or_down(given, down_name, as_json)
+        _list_or_down(stack, down_name, as_json)
         return
     if version is None or backup is None:
         raise UsageError("pass VERSION and --backup NAME|FILE (or --list, or --down NAME).")
-    _start(ws, given, as_json, down_where)
+    image, tag = choose_image(ws, version)
+    options = SandboxOptions(version=tag, backup=backup, image=image, where=stack, site=site, port=port,
+                             name=name, db_password_var=db_password_var)  # fmt: skip
+    _start(ws, options, as_json, down_where)
 
 
-def refuse_swarm(root: Path, target: str | None, given: dict[str, Any]) -> None:
+def refuse_swarm(root: Path, target: str | None, given: targetopts.Where) -> None:
     """A target whose engine is swarm is refused before anything connects (issue 21 item 6)."""
-    if swarm_deploy.engine_name(from_target(root, target, where_of(given)).engine) == swarm_deploy.SWARM:
+    if swarm_deploy.engine_name(targetopts.from_target(root, target, given).engine) == swarm_deploy.SWARM:
         raise UsageError(
             "sandbox on a swarm target is not built yet: it would start the old version as a "
             "compose project outside the swarm, so nothing was started; use a compose target."
         )
 
 
-def down_where_argv(target: str | None, given: dict[str, Any], ws: Workspace) -> list[str]:
+def down_where_argv(target: str | None, given: targetopts.Where, ws: Workspace) -> list[str]:
     """``imagekit sandbox [TARGET] ...`` naming the same place: what ``--down NAME`` is printed with."""
     argv = ["imagekit", "sandbox", *([target] if target else [])]
-    argv += [item for pair in repeated_options(target, given, where=True) for item in pair]
+    argv += [item for pair in targetopts.repeated_options(target, given, where=True) for item in pair]
     return argv + (["-w", str(ws.root)] if ws.root != Path.cwd().resolve() else [])
 
 
-def _start(ws: Any, given: dict[str, Any], as_json: bool, down_where: list[str]) -> None:
-
-    image, tag = choose_image(ws, given["version"])
-    options = SandboxOptions(
-        version=tag, backup=given["backup"], image=image, where=build_target(where_of(given)),
-        site=given["site"], port=given["port"], name=given["name"], db_password_var=given["db_password_var"],
-    )  # fmt: skip
+def _start(ws: Workspace, options: SandboxOptions, as_json: bool, down_where: list[str]) -> None:
     check_options(options)  # before anything connects
-    runner = _runner(given)
+    runner = targetopts.open_target_runner(options.where)
     try:
         report = start(runner, ws, options, on_event=output.err)
     finally:
@@ -186,48 +186,36 @@ def _start(ws: Any, given: dict[str, Any], as_json: bool, down_where: list[str])
     )
 
 
-def _list_or_down(given: dict[str, Any], down_name: str | None, as_json: bool) -> None:
-
+def _list_or_down(stack: Target, down_name: str | None, as_json: bool) -> None:
     if down_name is not None:
         validate.project_name(down_name, "--down", UsageError)
-    runner = _runner(given)
+    runner = targetopts.open_target_runner(stack)
     try:
         if down_name is not None:
-            removed = down(runner, down_name, given["state_dir"])
-            result: Any = removed.to_dict()
-        else:
-            result = [s.to_dict() for s in list_sandboxes(runner)]
+            _render_down(down(runner, down_name, stack.state_dir), as_json)
+            return
+        sandboxes = list_sandboxes(runner)
     finally:
         runner.close()
     if as_json:
-        output.print_json(result)
-    elif down_name is not None:
-        output.out(f"removed sandbox {down_name}: {len(removed.containers)} containers, "
-                   f"{len(removed.volumes)} volumes, {len(removed.networks)} networks")  # fmt: skip
+        output.print_json([s.to_dict() for s in sandboxes])
     else:
-        _render_list(runner.host, result)
+        _render_list(runner.host, sandboxes)
 
 
-def _render_list(host: str, sandboxes: list[dict[str, Any]]) -> None:
-    rows = [[s["name"], s["version"], s["backup"], s["created"], s["url"],
-             f"{s['running']}/{s['containers']}", s["of"]] for s in sandboxes]  # fmt: skip
+def _render_down(removed: DownReport, as_json: bool) -> None:
+    if as_json:
+        output.print_json(removed.to_dict())
+    else:
+        output.out(f"removed sandbox {removed.name}: {len(removed.containers)} containers, "
+                   f"{len(removed.volumes)} volumes, {len(removed.networks)} networks")  # fmt: skip
+
+
+def _render_list(host: str, sandboxes: list[Sandbox]) -> None:
+    rows = [[s.name, s.version, s.backup, s.created, s.url, f"{s.running}/{s.containers}", s.of]
+            for s in sandboxes]  # fmt: skip
     columns = ["name", "version", "backup", "since", "url", "running", "beside"]
     output.print_table(f"Sandboxes on {host}", columns, rows)
-
-
-def _with_target(root: Path, name: str | None, given: dict[str, Any]) -> dict[str, Any]:
-    """The options, with the named target's values where the command line gave none."""
-    where = from_target(root, name, where_of(given))
-    return {**given, **{key: getattr(where, key) for key in WHERE_KEYS if key in given}}
-
-
-def where_of(given: dict[str, Any]) -> Where:
-    """The command line's target options among ``given`` (a command's parameters)."""
-    return Where(**{key: given[key] for key in WHERE_KEYS if key in given})
-
-
-def _runner(given: dict[str, Any]) -> Runner:
-    return open_target_runner(build_target(where_of(given)))
 
 
 def _size(size: int) -> str:
@@ -237,8 +225,3 @@ def _size(size: int) -> str:
             return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
         value /= 1024
     return f"{value:.1f} GB"
-
-
-# public names for `imagekit rehearse` (cli/rehearse_cmd.py): the same target options, the same runner
-with_target = _with_target
-target_runner = _runner

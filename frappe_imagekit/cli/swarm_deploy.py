@@ -32,6 +32,16 @@ def engine_name(value: str | None) -> str:
     raise UsageError(f"--engine {value[:40]!r} is not one imagekit knows: use compose or swarm.")
 
 
+def refuse_swarm(engine: str | None, command: str) -> None:
+    """``command`` (rehearse, backups --verify) runs a compose sandbox: refused on a swarm target,
+    before anything connects."""
+    if engine_name(engine) == SWARM:
+        raise UsageError(
+            f"{command} on a swarm target is not built yet: it would run a compose project outside "
+            "the swarm, so nothing was started; use a compose target."
+        )
+
+
 def swarm_options(opts: DeployOptions) -> swarm.SwarmOptions:
     """The swarm options of a deploy; an option the swarm sequence does not have is refused."""
     for field, flag in _UNSUPPORTED:

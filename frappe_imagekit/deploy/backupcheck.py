@@ -20,8 +20,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 from frappe_imagekit import validate
-from frappe_imagekit.deploy import benchsite, compose, health, sandbox
+from frappe_imagekit.deploy import benchsite, health, sandbox
 from frappe_imagekit.deploy.backuplist import Backup
+from frappe_imagekit.deploy.compose import Container
+from frappe_imagekit.deploy.engine import Engine
 from frappe_imagekit.deploy.sandbox import SandboxOptions
 from frappe_imagekit.errors import DeployError, ImagekitError, UsageError
 from frappe_imagekit.runner import Runner
@@ -104,19 +106,30 @@ def _restore_and_ask(
         check.problem, check.file = f"{backup.name} could not be restored: {exc.message}", backup.database
         return
     try:
-        backend = next(c.id for c in compose.project_containers(runner, started.name)
-                       if c.service == base.backend_service and c.state == "running")  # fmt: skip
-        services = {c.service: c for c in compose.project_containers(runner, started.name)}
-        health.check_site(runner, backend, health.base_url(services), backup.site, None)
+        backend = _sandbox_backend(sandbox.production_engine(runner, base), started.name, base)
+        health.check_site(runner, backend.id, health.base_url(backend.services), backup.site, None)
         check.checks.append(f"restored on {check.version}: {backup.site} answers ping")
-        _count_core_rows(runner, backend, backup, check)
-    except (DeployError, StopIteration) as exc:
-        check.problem = (
-            f"{backup.name} restored, but the site does not answer: {getattr(exc, 'message', exc)}"
-        )
+        _count_core_rows(runner, backend.id, backup, check)
+    except DeployError as exc:
+        check.problem = f"{backup.name} restored, but the site does not answer: {exc.message}"
     finally:
         emit(f"removing the throw-away sandbox {started.name}")
         sandbox.down(runner, started.name, base.state_dir)
+
+
+@dataclass(frozen=True)
+class _Backend:
+    id: str
+    services: dict[str, Container]  # service -> a container of the sandbox (health's base URL)
+
+
+def _sandbox_backend(engine: Engine, name: str, base: SandboxOptions) -> _Backend:
+    """The running backend of the sandbox ``name``, as the engine production runs on lists it."""
+    containers = engine.containers(name)
+    backend = engine.backend(name, base.backend_service, containers)
+    if backend is None:
+        raise DeployError(f"no running {base.backend_service} container in the sandbox {name}")
+    return _Backend(backend.id, {c.service: c for c in containers})
 
 
 def _count_core_rows(runner: Runner, backend: str, backup: Backup, check: BackupCheck) -> None:

@@ -18,9 +18,9 @@ from typing import Any
 
 from frappe_imagekit import validate
 from frappe_imagekit.deploy import backups, place
-from frappe_imagekit.deploy.record import DEPLOY, DeployRecord, place_records, read_records
+from frappe_imagekit.deploy.record import DEPLOY, DeployRecord, place_records
 from frappe_imagekit.errors import ImagekitError, NotFoundError, UsageError
-from frappe_imagekit.manifest import iter_deploy_records
+from frappe_imagekit.manifest import read_deploys
 from frappe_imagekit.runner import Runner
 from frappe_imagekit.workspace import Workspace
 
@@ -182,7 +182,7 @@ def deploy_records(
     target's ``audit`` log, keyed by the daemon ``daemon()`` names; another host's deploys of the
     same project name hold other data). "Data of" is ``backups.data_of``, the pruner's rule.
     Records are repository content, read by ``DeployRecord``: one that fails a check is left out."""
-    local = read_records(item for _, item in iter_deploy_records(ws) if isinstance(item, dict))
+    local = read_deploys(ws).records
     mine = place_records(local, audit, project, host, daemon)
     held = backups.data_of(mine)
     found: dict[str, DeployInfo] = {}

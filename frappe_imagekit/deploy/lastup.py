@@ -12,11 +12,10 @@ from typing import TypedDict, cast
 
 from frappe_imagekit import validate
 from frappe_imagekit.deploy import (
-    compose,
     composeconfig,
 )
 from frappe_imagekit.deploy.compose import Container
-from frappe_imagekit.deploy.context import Context, StatePaths
+from frappe_imagekit.deploy.context import Context, StatePaths, project_services
 from frappe_imagekit.deploy.engine import DEFAULT_ENGINE, Stack, engine_name
 from frappe_imagekit.deploy.record import now as now_iso
 from frappe_imagekit.errors import (
@@ -137,7 +136,7 @@ def check_services_kept(ctx: Context) -> None:
     ``up --remove-orphans`` would remove them (real-lab 14: db, redis-cache and redis-queue gone
     with a file set missing frappe_docker's overrides). ``--force`` removes them."""
     assert ctx.config is not None
-    running = compose.service_containers(compose.project_containers(ctx.runner, ctx.opts.project))
+    running = project_services(ctx)  # through the engine that renders and runs the stack
     gone = sorted({c.service for c in running} - set(ctx.config.services))
     if not gone:
         return

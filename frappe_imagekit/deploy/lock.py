@@ -15,7 +15,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from typing import Any
+from typing import TypedDict, cast
 
 from frappe_imagekit.errors import DeployError, LockHeldError
 from frappe_imagekit.runner import Runner, json_object, this_host
@@ -23,16 +23,28 @@ from frappe_imagekit.runner import Runner, json_object, this_host
 DETAILS = "details.json"
 
 
-def lock_details(version: str, target: str) -> dict[str, Any]:
+class LockDetails(TypedDict, total=False):
+    """``details.json`` in the lock folder. It is a file on the target (any content): read back
+    through ``parse_details``, which keeps only these fields, each of its type."""
+
+    who: str
+    when: str
+    host: str  # the target, as the deploy named it
+    version: str
+    pid: int
+    hostname: str  # the machine imagekit ran on
+
+
+def lock_details(version: str, target: str) -> LockDetails:
     """Who is taking the lock: user, time, target host, version, pid, hostname."""
-    return {
-        "who": getpass.getuser(),
-        "when": datetime.now(UTC).isoformat(timespec="seconds"),
-        "host": target,
-        "version": version,
-        "pid": os.getpid(),
-        "hostname": this_host(),
-    }
+    return LockDetails(
+        who=getpass.getuser(),
+        when=datetime.now(UTC).isoformat(timespec="seconds"),
+        host=target,
+        version=version,
+        pid=os.getpid(),
+        hostname=this_host(),
+    )
 
 
 _DETAIL_TYPES: dict[str, type] = {
@@ -65,12 +77,12 @@ def remove_command(lock_dir: str) -> list[str]:
     return ["rm", "-rf", lock_dir]
 
 
-def read_details(runner: Runner, lock_dir: str) -> dict[str, Any] | None:
+def read_details(runner: Runner, lock_dir: str) -> LockDetails | None:
     """Who holds the lock, or None when there are no usable details."""
     return parse_details(runner.read_file(details_path(lock_dir)))
 
 
-def parse_details(text: str | None) -> dict[str, Any] | None:
+def parse_details(text: str | None) -> LockDetails | None:
     """The lock details in ``text`` (a file on the target: any content): the known fields of
     the right type, at most 200 characters each; None when it is not a JSON object."""
     if not text:
@@ -84,7 +96,7 @@ def parse_details(text: str | None) -> dict[str, Any] | None:
         for key, value in data.items()
         if key in _DETAIL_TYPES and type(value) is _DETAIL_TYPES[key]
     }
-    return kept or None
+    return cast(LockDetails, kept) if kept else None  # each field of its LockDetails type
 
 
 def pid_alive(pid: int) -> bool:
@@ -97,7 +109,7 @@ def pid_alive(pid: int) -> bool:
     return True
 
 
-def is_stale(details: dict[str, Any] | None) -> bool:
+def is_stale(details: LockDetails | None) -> bool:
     """Provably gone: taken on this machine by a process that no longer exists."""
     if not details or details.get("hostname") != this_host():
         return False
@@ -105,7 +117,7 @@ def is_stale(details: dict[str, Any] | None) -> bool:
     return isinstance(pid, int) and pid != os.getpid() and not pid_alive(pid)
 
 
-def try_acquire(runner: Runner, lock_dir: str, details: dict[str, Any]) -> bool:
+def try_acquire(runner: Runner, lock_dir: str, details: LockDetails) -> bool:
     """Take the lock if free; False when somebody holds it."""
     runner.run(parent_command(lock_dir), timeout=30)
     done = runner.run(acquire_command(lock_dir), timeout=30)
@@ -117,7 +129,7 @@ def try_acquire(runner: Runner, lock_dir: str, details: dict[str, Any]) -> bool:
     return True
 
 
-def acquire(runner: Runner, lock_dir: str, details: dict[str, Any], project: str, wait: float = 0) -> None:
+def acquire(runner: Runner, lock_dir: str, details: LockDetails, project: str, wait: float = 0) -> None:
     """Take the lock, waiting up to ``wait`` seconds; raise ``LockHeldError`` naming the holder."""
     deadline = time.monotonic() + wait
     while not try_acquire(runner, lock_dir, details):
@@ -127,7 +139,7 @@ def acquire(runner: Runner, lock_dir: str, details: dict[str, Any], project: str
         time.sleep(min(1.0, max(0.1, deadline - time.monotonic())))
 
 
-def held_message(project: str, holder: dict[str, Any] | None, host: str) -> str:
+def held_message(project: str, holder: LockDetails | None, host: str) -> str:
     unlock = f"`imagekit unlock --project {project}`"
     if holder is None:
         return (
@@ -149,7 +161,7 @@ def held_message(project: str, holder: dict[str, Any] | None, host: str) -> str:
     )
 
 
-def release(runner: Runner, lock_dir: str, details: dict[str, Any]) -> None:
+def release(runner: Runner, lock_dir: str, details: LockDetails) -> None:
     """Remove the lock if it is still ours."""
     holder = read_details(runner, lock_dir)
     if holder is None or (
@@ -158,7 +170,7 @@ def release(runner: Runner, lock_dir: str, details: dict[str, Any]) -> None:
         remove(runner, lock_dir)
 
 
-def remove(runner: Runner, lock_dir: str) -> dict[str, Any] | None:
+def remove(runner: Runner, lock_dir: str) -> LockDetails | None:
     """Clear the lock whoever holds it; return who held it."""
     holder = read_details(runner, lock_dir)
     runner.run(remove_command(lock_dir), timeout=30)
@@ -167,7 +179,7 @@ def remove(runner: Runner, lock_dir: str) -> dict[str, Any] | None:
 
 @contextmanager
 def held(
-    runner: Runner, lock_dir: str, details: dict[str, Any], project: str, wait: float = 0
+    runner: Runner, lock_dir: str, details: LockDetails, project: str, wait: float = 0
 ) -> Iterator[None]:
     """Hold the lock for the block; released on every exit, Ctrl-C included."""
     acquire(runner, lock_dir, details, project, wait)

@@ -22,6 +22,7 @@ from frappe_imagekit.deploy.context import (
     MIGRATOR_SITES,
     Context,
     SiteReport,
+    engine_of,
     exec_in,
     find_backend,
     site_names,
@@ -45,7 +46,7 @@ _CONTAINER_GONE = re.compile(r"No such container|is restarting|Container \S+ is 
 def follow_migrator(ctx: Context) -> None:
     assert ctx.report.migrator is not None
     ctx.emit(f"waiting for the {ctx.report.migrator} service (bench migrate on start)")
-    ctx.migrator_run = migrator.wait_for(ctx.runner, ctx.opts.project, ctx.report.migrator, ctx.emit)
+    ctx.migrator_run = migrator.wait_for(engine_of(ctx), ctx.opts.project, ctx.report.migrator, ctx.emit)
 
 
 def report_migrator(ctx: Context, run: MigratorRun) -> None:

@@ -14,8 +14,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from frappe_imagekit.deploy import compose
 from frappe_imagekit.deploy.compose import Container
+from frappe_imagekit.deploy.engine import Engine
 from frappe_imagekit.errors import DeployError
 from frappe_imagekit.runner import Runner
 
@@ -38,10 +38,12 @@ class MigratorRun:
 
 
 def wait_for(
-    runner: Runner, project: str, service: str, emit: LineSink, timeout: float = WAIT_SECONDS
+    engine: Engine, project: str, service: str, emit: LineSink, timeout: float = WAIT_SECONDS
 ) -> MigratorRun:
-    """Follow the logs of ``service``'s container until it exits; stop it if it failed."""
-    container = _started(runner, project, service, min(timeout, 120))
+    """Follow the logs of ``service``'s container (as ``engine`` lists the project's services)
+    until it exits; stop it if it failed."""
+    runner = engine.runner
+    container = _started(engine, project, service, min(timeout, 120))
     logs = runner.run(["docker", "logs", "-f", container.id], on_stdout=emit, on_stderr=emit, timeout=timeout)
     exit_code, restarts = _exit_state(runner, container)
     stopped = False
@@ -51,10 +53,10 @@ def wait_for(
     return MigratorRun(service, container.name, exit_code, restarts, logs.stdout + logs.stderr, stopped)
 
 
-def _started(runner: Runner, project: str, service: str, timeout: float) -> Container:
+def _started(engine: Engine, project: str, service: str, timeout: float) -> Container:
     deadline = time.monotonic() + timeout
     while True:
-        for container in compose.service_containers(compose.project_containers(runner, project)):
+        for container in engine.services(project):
             if container.service == service and container.state != "created":
                 return container
         if time.monotonic() > deadline:

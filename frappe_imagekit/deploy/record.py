@@ -4,7 +4,7 @@
 every field the code uses is checked (through ``validate``) before it can reach docker, compose,
 ssh or a path on the target; anything else is kept as written in ``extra``. Schema 1 records
 (before rollback) are upgraded on read: ``kind`` "deploy", ``served`` from the result.
-``to_dict`` writes schema 2. docs/DESIGN.md, "Deploy record", has the fields.
+``read`` reads one file. ``to_dict`` writes schema 2. docs/DESIGN.md, "Deploy record", has the fields.
 """
 
 from __future__ import annotations
@@ -13,9 +13,10 @@ import json
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
-from frappe_imagekit import validate
+from frappe_imagekit import bounded, validate
 from frappe_imagekit.deploy.engine import DEFAULT_ENGINE, engine_name
 from frappe_imagekit.deploy.place import Places, daemon_id
 from frappe_imagekit.errors import ConfigError, ImagekitError
@@ -145,6 +146,12 @@ class DeployRecord:
         data["failed_patches"] = [s.failed_patch for s in self.sites if s.failed_patch]
         data["backups"] = [s.backup for s in self.sites if s.backup]
         return data
+
+    @classmethod
+    def read(cls, path: Path) -> DeployRecord:
+        """The record in the file ``path`` (``deploys/*.json``), checked as ``from_dict`` checks
+        it; ``ValueError`` names why it cannot be used (unreadable, not JSON, a field)."""
+        return cls.from_dict(bounded.read_json(path, "a deploy record"))
 
     @classmethod
     def from_dict(cls, data: object) -> DeployRecord:

@@ -10,10 +10,10 @@ from collections.abc import Iterable
 
 from frappe_imagekit.deploy import backups
 from frappe_imagekit.deploy.backups import DeployFacts
-from frappe_imagekit.deploy.record import REHEARSAL, DeployRecord, read_records
+from frappe_imagekit.deploy.record import REHEARSAL, DeployRecord
 from frappe_imagekit.deploy.rehearsal_gate import PASSED
 from frappe_imagekit.errors import ImagekitError
-from frappe_imagekit.manifest import iter_deploy_records
+from frappe_imagekit.manifest import read_deploys
 from frappe_imagekit.runner import Runner
 from frappe_imagekit.workspace import Workspace
 
@@ -37,9 +37,9 @@ def prune(
     """Remove the rehearsal backup folders under ``root`` (the project's state folder) that the
     rules let go (``current``: the rehearsal running now stays); the notes to print. A failure
     to prune is a note, never a failed rehearsal."""
-    items = [item for _, item in iter_deploy_records(ws) if isinstance(item, dict)]
+    records = read_deploys(ws).records
     try:
-        plan = backups.prune(runner, f"{root}/{FOLDER}", keep, facts(read_records(items), project), current)
+        plan = backups.prune(runner, f"{root}/{FOLDER}", keep, facts(records, project), current)
     except ImagekitError as exc:
         return [f"the backups of older rehearsals were not pruned: {exc.message}"]
     notes = []

@@ -6,9 +6,9 @@ deploy sequence can call it without an import cycle.
 
 from __future__ import annotations
 
-from frappe_imagekit.deploy.record import REHEARSAL, DeployRecord, read_records
+from frappe_imagekit.deploy.record import REHEARSAL, DeployRecord
 from frappe_imagekit.errors import UsageError
-from frappe_imagekit.manifest import iter_deploy_records
+from frappe_imagekit.manifest import read_deploys
 from frappe_imagekit.workspace import Workspace
 
 PASSED = "succeeded"  # a rehearsal's result when every site migrated and answered
@@ -16,10 +16,8 @@ PASSED = "succeeded"  # a rehearsal's result when every site migrated and answer
 
 def last_rehearsal(ws: Workspace, project: str, version: str) -> DeployRecord | None:
     """The newest recorded rehearsal of ``version`` on ``project`` (None: never rehearsed)."""
-    items = [item for _, item in iter_deploy_records(ws) if isinstance(item, dict)]
-    found = [
-        r for r in read_records(items) if r.kind == REHEARSAL and (r.project, r.version) == (project, version)
-    ]
+    records = read_deploys(ws).records
+    found = [r for r in records if r.kind == REHEARSAL and (r.project, r.version) == (project, version)]
     return max(found, key=lambda r: r.started or "", default=None)
 
 

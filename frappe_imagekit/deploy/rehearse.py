@@ -28,7 +28,6 @@ from frappe_imagekit import progress, validate
 from frappe_imagekit.deploy import (
     backups,
     benchsite,
-    compose,
     health,
     lock,
     maintenance,
@@ -36,6 +35,7 @@ from frappe_imagekit.deploy import (
     sandbox,
 )
 from frappe_imagekit.deploy import migrate_parse as mp
+from frappe_imagekit.deploy.engine import Engine
 from frappe_imagekit.deploy.migrate_report import BenchPlace, StepContext, exit_code_for, next_steps, step
 from frappe_imagekit.deploy.record import REHEARSAL, DeployRecord, stamp
 from frappe_imagekit.deploy.record import now as now_iso
@@ -190,17 +190,18 @@ def _run(
 ) -> None:
     sbx = opts.sandbox
     started = time.monotonic()
+    engine = sandbox.production_engine(runner, sbx)  # production's, which the sandbox runs on too
     taken = _timed(
-        report, "backup", lambda: take_backups(runner, sbx, report, opts.backup_files, emit, reporter)
+        report, "backup", lambda: take_backups(engine, sbx, report, opts.backup_files, emit, reporter)
     )
     if not taken:
         raise DeployError(f"no site found in production's {sbx.backend_service}: nothing to rehearse.")
     with _sandbox_removed(runner, sbx, report, opts.keep, emit):
         _timed(report, "sandbox", lambda: _start_sandbox(runner, ws, sbx, report, taken, emit))
-        backend = _sandbox_backend(runner, report.sandbox, sbx.backend_service)
+        backend = _sandbox_backend(engine, report.sandbox, sbx.backend_service)
         _timed(report, "migrate", lambda: _migrate_all(runner, backend, report, opts, emit, reporter))
         if opts.health_check and all(s.status == "ok" for s in report.sites):
-            _timed(report, "health", lambda: _check_health(runner, backend, report, emit))
+            _timed(report, "health", lambda: _check_health(engine, backend, report, emit))
     report.timings["total"] = round(time.monotonic() - started, 3)
     failed = [s for s in report.sites if s.status != "ok" or s.health == "failed"]
     report.result = PASSED if not failed else FAILED
@@ -229,7 +230,7 @@ def _sandbox_removed(
 
 
 def take_backups(
-    runner: Runner,
+    engine: Engine,
     sbx: SandboxOptions,
     report: RehearsalReport,
     with_files: bool,
@@ -239,7 +240,8 @@ def take_backups(
     """``bench --site S backup`` of every site in production's running backend, with no
     maintenance mode (production keeps serving), each copied off the volume into the state
     folder and hashed; return site -> the dump's copy."""
-    backend = _production_backend(runner, sbx)
+    runner = engine.runner
+    backend = _production_backend(engine, sbx)
     sites = sorted(
         runner.run(maintenance.exec_argv(backend, ["sh", "-c", _LIST_SITES]), timeout=60).stdout.split()
     )
@@ -269,10 +271,10 @@ def _backup_site(
     return backups.copy_off(runner, backend, backups.files_in_output(done.stdout), folder)
 
 
-def _production_backend(runner: Runner, sbx: SandboxOptions) -> str:
-    for container in compose.service_containers(compose.project_containers(runner, sbx.project)):
-        if container.service == sbx.backend_service and container.state == "running":
-            return container.id
+def _production_backend(engine: Engine, sbx: SandboxOptions) -> str:
+    backend = engine.backend(sbx.project, sbx.backend_service)
+    if backend is not None:
+        return backend.id
     raise DeployError(
         f"no running {sbx.backend_service} container in project {sbx.project}: a rehearsal backs up "
         "the running production; deploy it first, or pass --backend-service."
@@ -295,10 +297,10 @@ def _start_sandbox(
         sandbox.add_site(runner, ws, started, replace(sbx, backup=other, site=site), on_event=emit)
 
 
-def _sandbox_backend(runner: Runner, name: str, service: str) -> str:
-    for container in compose.project_containers(runner, name):
-        if container.service == service and container.state == "running":
-            return container.id
+def _sandbox_backend(engine: Engine, name: str, service: str) -> str:
+    backend = engine.backend(name, service)
+    if backend is not None:
+        return backend.id
     raise DeployError(f"no running {service} container in the rehearsal's sandbox {name}.")
 
 
@@ -370,9 +372,10 @@ def sandbox_compose_file(sbx: SandboxOptions, name: str) -> str:
     return f"{root}/{name}/compose.yaml"
 
 
-def _check_health(runner: Runner, backend: str, report: RehearsalReport, emit: EventSink) -> None:
+def _check_health(engine: Engine, backend: str, report: RehearsalReport, emit: EventSink) -> None:
     """Each migrated site answers ping in the sandbox (from inside its backend)."""
-    services = {c.service: c for c in compose.project_containers(runner, report.sandbox)}
+    runner = engine.runner
+    services = {c.service: c for c in engine.containers(report.sandbox)}
     url = health.base_url(services)
     for site in report.sites:
         emit(f"checking {site.site} in the sandbox ({url})")

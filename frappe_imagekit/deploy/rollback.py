@@ -79,9 +79,9 @@ from frappe_imagekit.deploy.steps import (
     send_image,
 )
 from frappe_imagekit.deploy.target import Connection, OnTarget, Target
-from frappe_imagekit.errors import DeployError, ImagekitError, NotFoundError, UsageError
+from frappe_imagekit.errors import ConfigError, DeployError, ImagekitError, NotFoundError, UsageError
 from frappe_imagekit.interrupts import sigterm_as_interrupt
-from frappe_imagekit.manifest import iter_deploy_records, list_manifests
+from frappe_imagekit.manifest import BrokenManifest, list_manifests, read_deploys
 from frappe_imagekit.runner import LocalRunner, Runner
 from frappe_imagekit.workspace import Workspace
 
@@ -201,8 +201,9 @@ def plan_rollback(runner: Runner, ws: Workspace, opts: RollbackOptions) -> Rollb
     """Find the deploy to undo, the version to go back to and each site's backup, and check
     the target; change nothing. Raises (UsageError, NotFoundError, DeployError) what cannot work."""
     check_options(opts)
-    records = _records(ws, opts.project, runner.host)
-    undo = _deploy_to_undo(records, opts, runner.host)
+    deploys = read_deploys(ws)
+    records = _records(deploys.records, opts.project, runner.host)
+    undo = _checked_undo(records, deploys.broken_of(opts.project), opts, runner.host)
     to_version = _to_version(records, undo, opts)
     plan = RollbackPlan(
         opts=opts, host=runner.host, undo=undo, to_version=to_version,
@@ -216,15 +217,45 @@ def plan_rollback(runner: Runner, ws: Workspace, opts: RollbackOptions) -> Rollb
     return plan
 
 
-def _records(ws: Workspace, project: str, host: str) -> list[DeployRecord]:
+def _records(records: Sequence[DeployRecord], project: str, host: str) -> list[DeployRecord]:
     """The usable deploy records of ``project`` on ``host``, oldest first."""
-    found = []
-    for _path, item in iter_deploy_records(ws):
-        if isinstance(item, dict):
-            record = DeployRecord.from_dict(item)
-            if record.project == project and record.host == host and record.deploy_id:
-                found.append(record)
+    found = [r for r in records if r.project == project and r.host == host and r.deploy_id]
     return sorted(found, key=lambda r: str(r.started))
+
+
+def _checked_undo(
+    records: Sequence[DeployRecord], broken: Sequence[BrokenManifest], opts: RollbackOptions, host: str
+) -> DeployRecord:
+    """``_deploy_to_undo``, refused when a record of the project that cannot be read is the one
+    ``--deploy`` names, or could be a later deploy than the one chosen (hand-edited or corrupt:
+    rollback must not undo another deploy than the last)."""
+    wanted = _deploy_id(opts.deploy) if opts.deploy is not None else None
+    named = [b for b in broken if b.path.name.split("-", 1)[0] == wanted]
+    if named:
+        raise NotFoundError(f"{_unusable(named[0])}: restore it from git (git checkout -- "
+                            f"deploys/{named[0].path.name}), then roll back again.")  # fmt: skip
+    try:
+        undo = _deploy_to_undo(records, opts, host)
+    except NotFoundError:
+        if wanted is None and broken:
+            raise ConfigError(_later(broken[-1], "no usable record of a deploy")) from None
+        raise
+    later = [b for b in broken if wanted is None and b.path.name.split("-", 1)[0] > str(undo.deploy_id)]
+    if later:
+        raise ConfigError(_later(later[-1], f"the last usable one is {undo.deploy_id}"))
+    return undo
+
+
+def _unusable(broken: BrokenManifest) -> str:
+    return f"deploys/{broken.path.name} cannot be used ({broken.reason})"
+
+
+def _later(broken: BrokenManifest, usable: str) -> str:
+    return (
+        f"{_unusable(broken)} and may record the last deploy ({usable}): restore it from git "
+        f"(git checkout -- deploys/{broken.path.name}) or move it away, or pass --deploy ID to "
+        "name the deploy to undo."
+    )
 
 
 def _deploy_to_undo(records: Sequence[DeployRecord], opts: RollbackOptions, host: str) -> DeployRecord:

@@ -27,14 +27,14 @@ from frappe_imagekit.deploy import backuplist, benchsite, compose, composeconfig
 from frappe_imagekit.deploy.backuplist import Backup
 from frappe_imagekit.deploy.engine import DEFAULT_ENGINE, Engine, Stack, open_engine
 from frappe_imagekit.deploy.lastup import last_up_engine, parse_last_up
-from frappe_imagekit.deploy.record import read_records, recorded_digest
+from frappe_imagekit.deploy.record import recorded_digest
 from frappe_imagekit.deploy.sandboxconfig import SandboxLabels
 from frappe_imagekit.deploy.send import ImageTransfer
 from frappe_imagekit.deploy.sequence import DeployOptions, resolve_layout, state_paths
 from frappe_imagekit.deploy.target import OnTarget, Target
 from frappe_imagekit.envfile import parse_env_text
 from frappe_imagekit.errors import ConfigError, DeployError, ImagekitError, NotFoundError, UsageError
-from frappe_imagekit.manifest import iter_deploy_records
+from frappe_imagekit.manifest import read_deploys
 from frappe_imagekit.runner import LocalRunner, Runner
 from frappe_imagekit.workspace import Workspace
 
@@ -370,9 +370,7 @@ def _rebuild(run: _Start) -> None:
 def _send(run: _Start) -> None:
     ref, runner = run.opts.image_ref, run.runner
     transfer = run.opts.where.transfer  # --transfer (deploy/send.py; default auto)
-    digest = recorded_digest(
-        read_records(item for _path, item in iter_deploy_records(run.ws)), run.opts.version
-    )
+    digest = recorded_digest(read_deploys(run.ws).records, run.opts.version)
     send.send_image(runner, ref, transfer, run.emit, progress=False, digest=digest)
     run.report.image_sent = True
     run.report.notes.append(f"{ref} was sent to {runner.host}.")

@@ -64,7 +64,6 @@ from frappe_imagekit.deploy.lastup import files_for_down, needs_full_down, parse
 from frappe_imagekit.deploy.migratesteps import check_apps, migrate_all, next_steps, report_migrator
 from frappe_imagekit.deploy.record import (
     SUCCEEDED,
-    DeployRecord,
     rolled_back_versions,
 )
 from frappe_imagekit.deploy.record import now as now_iso
@@ -92,7 +91,7 @@ from frappe_imagekit.errors import (
     UsageError,
 )
 from frappe_imagekit.interrupts import sigterm_as_interrupt
-from frappe_imagekit.manifest import iter_deploy_records, list_manifests
+from frappe_imagekit.manifest import list_manifests, read_deploys
 from frappe_imagekit.runner import LocalRunner, Runner
 from frappe_imagekit.ssh import SSHRunner
 from frappe_imagekit.workspace import Workspace
@@ -193,8 +192,7 @@ def choose_image(ws: Workspace, version: str | None, project: str | None = None)
 
 def _refuse_rolled_back(ws: Workspace, version: str, project: str | None) -> None:
 
-    records = [item for _, item in iter_deploy_records(ws) if isinstance(item, dict)]
-    where = rolled_back_versions((DeployRecord.from_dict(r) for r in records), project or None).get(version)
+    where = rolled_back_versions(read_deploys(ws).records, project or None).get(version)
     if where:
         raise UsageError(
             f"{version}, the newest build, was rolled back on {where} (imagekit rollback); "
@@ -386,12 +384,12 @@ def open_runner(
     )
 
 
-def unlock(runner: Runner, project: str, state_dir: str | None = None) -> dict[str, Any] | None:
+def unlock(runner: Runner, project: str, state_dir: str | None = None) -> lock.LockDetails | None:
     """Clear the deploy lock of ``project`` on the target; return who held it (None: no lock)."""
     paths = state_paths(runner, project, state_dir)
     if runner.run(["test", "-d", paths.lock_dir]).returncode != 0:
         return None
-    return lock.remove(runner, paths.lock_dir) or {}
+    return lock.remove(runner, paths.lock_dir) or lock.LockDetails()
 
 
 def no_site_note(target: str | None) -> str:

@@ -32,7 +32,6 @@ from frappe_imagekit.deploy.record import (
     describe_since,
     maintenance_since,
     place_records,
-    read_records,
     stamp,
 )
 from frappe_imagekit.errors import (
@@ -40,7 +39,7 @@ from frappe_imagekit.errors import (
     ImagekitError,
 )
 from frappe_imagekit.interrupts import interrupts_held
-from frappe_imagekit.manifest import iter_deploy_records
+from frappe_imagekit.manifest import read_deploys
 from frappe_imagekit.runner import Runner
 
 
@@ -100,7 +99,7 @@ def records_here(ctx: Context) -> list[DeployRecord]:
     """The records of this project at this place (``record.at_place``, keyed by the daemon's
     ID): this workspace's ``deploys/`` and the target's audit log (every workspace's deploys
     of it: they ran here, whatever host name they used)."""
-    local = read_records(item for _, item in iter_deploy_records(ctx.ws) if isinstance(item, dict))
+    local = read_deploys(ctx.ws).records
     audit = ctx.runner.read_file(ctx.paths.audit_log) or ""
     return place_records(local, audit, ctx.opts.project, ctx.runner.host, lambda: ctx.report.daemon_id)
 

@@ -178,7 +178,7 @@ def check_image_apps(ctx: Context) -> None:
 def check_image(ctx: Context) -> None:
     if not ctx.report.image_id:
         return
-    running = verify.running_images(ctx.runner, ctx.opts.project)
+    running = verify.running_images(ctx.runner, engine_of(ctx).services(ctx.opts.project))
     verify.require_running_image(running, ctx.report.image_services, ctx.report.image_id, ctx.opts.image_ref)
 
 

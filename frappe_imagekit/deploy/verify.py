@@ -15,6 +15,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from frappe_imagekit.deploy import compose
+from frappe_imagekit.deploy.compose import Container
 from frappe_imagekit.deploy.composeconfig import ImagePlan
 from frappe_imagekit.errors import DeployError
 from frappe_imagekit.manifest import list_manifests
@@ -130,9 +131,10 @@ def first_json(text: str) -> Any:
 # ---------------------------------------------------------------- after up
 
 
-def running_images(runner: Runner, project: str) -> dict[str, dict[str, str]]:
-    """service -> {container name: image id} for the project's service containers."""
-    ids = [c.id for c in compose.service_containers(compose.project_containers(runner, project))]
+def running_images(runner: Runner, services: Sequence[Container]) -> dict[str, dict[str, str]]:
+    """service -> {container name: image id} for the project's service containers (``services``:
+    what the engine that runs the stack lists, ``Engine.services``)."""
+    ids = [c.id for c in services]
     if not ids:
         return {}
     done = runner.run(["docker", "inspect", *ids], timeout=60)

@@ -7,7 +7,7 @@ import shlex
 from pathlib import Path
 
 from frappe_imagekit.cli.sandbox_cmd import down_where_argv
-from frappe_imagekit.cli.targetopts import repeated_options, ssh_flags
+from frappe_imagekit.cli.targetopts import Where, repeated_options, ssh_flags
 from frappe_imagekit.deploy.migrate_report import BenchPlace, ssh_prefix, step_commands
 from frappe_imagekit.deploy.nextsteps import go_back_step, health_failed_step, imagekit_call, redeploy_step
 from frappe_imagekit.deploy.record import DeployRecord
@@ -136,15 +136,14 @@ def test_a_stopped_rollback_prints_itself_again_by_target_with_the_options_it_wa
 
 def test_the_printed_sandbox_down_names_the_same_place(tmp_path: Path, monkeypatch):  # type: ignore[no-untyped-def]
     monkeypatch.chdir(tmp_path)
-    given = {"host": "root@10.0.0.5:2222", "state_dir": "/srv/state", "known_hosts": Path("kh"),
-             "env_file": None, "identity": None, "ssh_config": None, "docker_host": None}  # fmt: skip
+    given = Where(host="root@10.0.0.5:2222", state_dir="/srv/state", known_hosts=Path("kh"))
     ws = Workspace.at(tmp_path / "ws")
     assert down_where_argv(None, given, ws) == [
         "imagekit", "sandbox", "--host", "root@10.0.0.5:2222", "--state-dir", "/srv/state",
         "--known-hosts", str(tmp_path / "kh"), "-w", str(tmp_path / "ws"),
     ]  # fmt: skip
     here = Workspace.at(tmp_path)
-    assert down_where_argv("lab", dict.fromkeys(given), here) == ["imagekit", "sandbox", "lab"]
+    assert down_where_argv("lab", Where(), here) == ["imagekit", "sandbox", "lab"]
 
 
 def test_the_release_step_builds_and_deploys_in_the_deploys_workspace():

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from frappe_imagekit.deploy.record import SCHEMA_VERSION, DeployRecord, rolled_back_versions
+from frappe_imagekit.deploy.record import SCHEMA_VERSION, DeployRecord, read_records, rolled_back_versions
 
 SHA = "ab" * 32
 FOLDER = "/root/.local/state/imagekit/projects/erp/backups/20261201T165500Z/a.local"
@@ -122,7 +122,7 @@ def test_history_shows_a_version_that_failed_in_migrate_but_ran_and_its_rollback
             "rollback_of": "20261201T165500Z", "started": "2026-12-01T17:10:00+00:00",
             "finished": "2026-12-01T17:11:00+00:00"}  # fmt: skip
     rows = [row("v1"), row("v2")]
-    _join_deploys(rows, [v1, v2, back])
+    _join_deploys(rows, read_records([v1, v2, back]))
     assert rows[0].deployed_to == ["erp@local"] and rows[1].deployed_to == []
     assert [(d["kind"], d["result"], d["rolled_back_from"]) for d in rows[0].deploys] == [
         ("deploy", "succeeded", None), ("rollback", "succeeded", "v2"),

@@ -16,6 +16,7 @@ from frappe_imagekit.deploy.record import DeployRecord
 from frappe_imagekit.deploy.rollback import RollbackOptions, plan_rollback
 from frappe_imagekit.deploy.sequence import choose_image
 from frappe_imagekit.errors import ExitCode, NotFoundError, UsageError
+from frappe_imagekit.manifest import read_deploys
 from frappe_imagekit.workspace import Workspace
 from tests.support.cli import invoke
 
@@ -91,7 +92,7 @@ def test_a_record_pointing_at_another_file_is_refused(tmp_path: Path):
 def test_what_to_undo_and_what_to_go_back_to(tmp_path: Path):
     write_record(tmp_path, "v1", "2026-12-01T10:00:00+00:00")
     write_record(tmp_path, "v2", "2026-12-01T16:55:00+00:00")  # no previous_version: an older record
-    records = rollback._records(Workspace.at(tmp_path), "erp", "local")
+    records = rollback._records(read_deploys(Workspace.at(tmp_path)).records, "erp", "local")
     undo = rollback._deploy_to_undo(records, RollbackOptions.of("erp"), "local")
     assert undo.version == "v2"
     assert rollback._to_version(records, undo, RollbackOptions.of("erp")) == "v1"  # the one that ran before
@@ -101,8 +102,8 @@ def test_what_to_undo_and_what_to_go_back_to(tmp_path: Path):
     with pytest.raises(NotFoundError, match="no deploy 20261130T000000Z of erp on local"):
         rollback._deploy_to_undo(records, RollbackOptions.of("erp", deploy="20261130T000000Z"), "local")
     with pytest.raises(NotFoundError, match="no deploy of erp on other"):
-        rollback._deploy_to_undo(rollback._records(Workspace.at(tmp_path), "erp", "other"),
-                                 RollbackOptions.of("erp"), "other")  # fmt: skip
+        others = rollback._records(read_deploys(Workspace.at(tmp_path)).records, "erp", "other")
+        rollback._deploy_to_undo(others, RollbackOptions.of("erp"), "other")
 
 
 def test_a_finished_rollback_is_not_undone_again_by_default(tmp_path: Path):

@@ -128,8 +128,8 @@ def test_any_imagekit_toml_gives_valid_targets_or_one_config_error(text: str) ->
 
 def _rollback_reads(ws: Workspace) -> list[DeployRecord]:
     """The records as rollback reads them (deploy/rollback.py): each readable one of
-    ``iter_deploy_records``, through ``DeployRecord.from_dict`` again."""
-    return [DeployRecord.from_dict(item) for _, item in iter_deploy_records(ws) if isinstance(item, dict)]
+    ``iter_deploy_records`` (``read_deploys``), a ``DeployRecord``."""
+    return [item for _, item in iter_deploy_records(ws) if isinstance(item, DeployRecord)]
 
 
 def _write_record(data: Any) -> Workspace:
