@@ -133,7 +133,9 @@ def sandbox_command(
     if (list_them or down_name is not None) and target is None:
         version, target = None, version  # `sandbox --list TARGET`: the one argument is the target
     down_where = down_where_argv(target, locals(), ws)  # before the target fills them in
-    refuse_swarm(ws.root, target, locals())
+    if is_swarm(ws.root, target, locals()):  # its own stack beside production (cli/swarm_deploy.py)
+        swarm_deploy.run_sandbox(_with_target(ws.root, target, locals()), down_where, as_json)
+        return
     given = _with_target(ws.root, target, locals())
     if list_them or down_name is not None:
         if backup is not None or (list_them and down_name is not None):
@@ -145,13 +147,9 @@ def sandbox_command(
     _start(ws, given, as_json, down_where)
 
 
-def refuse_swarm(root: Path, target: str | None, given: dict[str, Any]) -> None:
-    """A target whose engine is swarm is refused before anything connects (issue 21 item 6)."""
-    if swarm_deploy.engine_name(from_target(root, target, where_of(given)).engine) == swarm_deploy.SWARM:
-        raise UsageError(
-            "sandbox on a swarm target is not built yet: it would start the old version as a "
-            "compose project outside the swarm, so nothing was started; use a compose target."
-        )
+def is_swarm(root: Path, target: str | None, given: dict[str, Any]) -> bool:
+    """Whether the target's engine is swarm (its sandbox is a stack: cli/swarm_deploy.py)."""
+    return swarm_deploy.engine_name(from_target(root, target, where_of(given)).engine) == swarm_deploy.SWARM
 
 
 def down_where_argv(target: str | None, given: dict[str, Any], ws: Workspace) -> list[str]:

@@ -14,6 +14,7 @@ from frappe_imagekit.deploy.sequence import DeployOptions, open_runner
 from frappe_imagekit.deploy.swarm import deploy as swarm
 from frappe_imagekit.deploy.swarm import records
 from frappe_imagekit.deploy.swarm import rollback as swarm_rollback
+from frappe_imagekit.deploy.swarm import sandbox as swarm_sandbox
 from frappe_imagekit.errors import UsageError
 from frappe_imagekit.interrupts import sigterm_as_interrupt
 from frappe_imagekit.runner import LocalRunner, Runner
@@ -86,6 +87,69 @@ def run_rollback(
         report = swarm_rollback.rollback(runner, options, output.err, db_password_var)
     _keep(ws, report)
     _print(report, as_json)
+
+
+def run_sandbox(given: dict[str, Any], down_where: list[str], as_json: bool) -> None:
+    """``imagekit sandbox`` of a swarm target: start VERSION as its own stack, ``--list``, ``--down``."""
+    for key, flag in (("backup", "--backup"), ("site", "--site")):
+        if given.get(key) is not None:
+            raise UsageError(
+                f"{flag} is not taken on a swarm target: the sandbox restores each site's backup of "
+                "the deploy that replaced VERSION; start it without that option."
+            )
+    production = swarm.SwarmOptions(
+        stack=given["project"], files=tuple(given["compose_file"]), image="", version="",
+        env_file=given["env_file"], backend_service=given["backend_service"] or "backend",
+        state_dir=given["state_dir"],
+    )  # fmt: skip
+    listing, down_name = given.get("list_them"), given.get("down_name")
+    if not listing and down_name is None and not given.get("version"):
+        raise UsageError("pass VERSION (or --list, or --down NAME).")
+    ssh = {key: str(given[name]) if given.get(name) else None for key, name in _SSH}
+    runner = open_runner(given["host"], docker_host=given["docker_host"], **ssh)
+    with closing(runner):
+        if listing or down_name is not None:
+            _list_or_down(runner, down_name, as_json)
+            return
+        password = swarm_rollback.root_password(runner, production, given["db_password_var"])
+        spec = swarm_sandbox.SandboxSpec(
+            production,
+            given["version"],
+            given.get("name"),
+            given["port"],
+            given["db_password_var"],
+            given.get("up_timeout") or 300,
+        )
+        with sigterm_as_interrupt():
+            made = swarm_sandbox.start(runner, spec, password, output.err)
+    if as_json:
+        output.print_json(made.to_dict())
+        return
+    output.out(f"sandbox {made.name}: {made.ref} (stack) with the backups of deploy {made.deploy_id} "
+               f"restored into {', '.join(made.sites)}")  # fmt: skip
+    output.out(
+        f"open {made.url} (the sandbox answers there only, on the swarm manager's loopback; "
+        f"remove it with `{swarm_sandbox.down_line(down_where, made.name)}`)"
+    )
+
+
+def _list_or_down(runner: Runner, down_name: str | None, as_json: bool) -> None:
+    if down_name is not None:
+        removed = swarm_sandbox.down(runner, down_name)
+        if as_json:
+            output.print_json(removed)
+        else:
+            output.out(f"removed sandbox {down_name} (stack, {len(removed['containers'])} containers, "
+                       f"{len(removed['volumes'])} volumes)")  # fmt: skip
+        return
+    found = swarm_sandbox.list_sandboxes(runner)
+    if as_json:
+        output.print_json(found)
+        return
+    rows = [[s["name"], s["version"], s["backup"], s["created"], s["url"], s["of"]] for s in found]
+    output.print_table(
+        f"Swarm sandboxes on {runner.host}", ["name", "version", "deploy", "since", "url", "beside"], rows
+    )
 
 
 def _keep(ws: Workspace, report: swarm.SwarmReport) -> None:
