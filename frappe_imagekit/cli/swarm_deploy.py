@@ -9,6 +9,7 @@ from typing import Any
 
 import typer
 
+from frappe_imagekit import validate
 from frappe_imagekit.cli import output
 from frappe_imagekit.deploy.sequence import DeployOptions, open_runner
 from frappe_imagekit.deploy.swarm import deploy as swarm
@@ -103,23 +104,14 @@ def run_sandbox(given: dict[str, Any], down_where: list[str], as_json: bool) -> 
         state_dir=given["state_dir"],
     )  # fmt: skip
     listing, down_name = given.get("list_them"), given.get("down_name")
-    if not listing and down_name is None and not given.get("version"):
-        raise UsageError("pass VERSION (or --list, or --down NAME).")
+    spec = None if listing or down_name is not None else _sandbox_spec(given, production)
     ssh = {key: str(given[name]) if given.get(name) else None for key, name in _SSH}
     runner = open_runner(given["host"], docker_host=given["docker_host"], **ssh)
     with closing(runner):
-        if listing or down_name is not None:
+        if spec is None:
             _list_or_down(runner, down_name, as_json)
             return
         password = swarm_rollback.root_password(runner, production, given["db_password_var"])
-        spec = swarm_sandbox.SandboxSpec(
-            production,
-            given["version"],
-            given.get("name"),
-            given["port"],
-            given["db_password_var"],
-            given.get("up_timeout") or 300,
-        )
         with sigterm_as_interrupt():
             made = swarm_sandbox.start(runner, spec, password, output.err)
     if as_json:
@@ -131,6 +123,17 @@ def run_sandbox(given: dict[str, Any], down_where: list[str], as_json: bool) -> 
         f"open {made.url} (the sandbox answers there only, on the swarm manager's loopback; "
         f"remove it with `{swarm_sandbox.down_line(down_where, made.name)}`)"
     )
+
+
+def _sandbox_spec(given: dict[str, Any], production: swarm.SwarmOptions) -> swarm_sandbox.SandboxSpec:
+    """The sandbox to start, every value checked before anything connects."""
+    if not given.get("version"):
+        raise UsageError("pass VERSION (or --list, or --down NAME).")
+    validate.env_name(given["db_password_var"], "--db-password-var", UsageError)
+    spec = swarm_sandbox.SandboxSpec(
+        production, given["version"], given.get("name"), given["port"], given.get("up_timeout") or 300
+    )
+    return swarm_sandbox.check(spec)
 
 
 def _list_or_down(runner: Runner, down_name: str | None, as_json: bool) -> None:

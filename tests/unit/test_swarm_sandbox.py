@@ -3,6 +3,7 @@ for it, the one way in (argv), the restore job, and the CLI's refusals before an
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -106,9 +107,31 @@ def test_the_restore_job_reads_productions_volume_read_only_and_restores_on_stdi
         "type=volume,source=erp_sites,target=/ik-production-sites,readonly"
     )
     argv = swarm_sandbox.restore_argv(DUMP)
-    assert argv[:2] == ["sh", "-c"] and argv[3:] == ["restore", DUMP.volume_path, "a.local"]
-    assert 'restore "sites/$2/private/backups/${p##*/}" < /run/secrets/imagekit-db-root-password' in argv[2]
-    assert "set-maintenance-mode off" in argv[2] and argv[2].startswith("set -e;")
+    assert argv[:2] == ["sh", "-c"] and argv[3:] == [
+        "restore",
+        DUMP.volume_path,
+        "a.local",
+        "/ik-production-sites",
+        "/run/secrets/imagekit-db-root-password",
+    ]
+    assert 'restore "sites/$2/private/backups/${p##*/}" < "$4"' in argv[2]
+    assert "set-maintenance-mode off" in argv[2] and argv[2].startswith("set -e\n")
+
+
+def test_the_restore_job_refuses_a_site_config_naming_its_own_db_host(tmp_path: Path):
+    """The script itself, run by sh here: a backup whose site config names a db_host stops
+    before anything is written (the restore would drop a database outside the sandbox)."""
+    backups = tmp_path / "prod" / "a.local" / "private" / "backups"
+    backups.mkdir(parents=True)
+    (backups / "20261207_120000-a_local-database.sql.gz").write_bytes(b"dump")
+    config_file = backups / "20261207_120000-a_local-site_config_backup.json"
+    config_file.write_text('{"db_name": "_x", "db_host": "prod-db.internal"}')
+    argv = swarm_sandbox.restore_argv(DUMP)
+    argv[6:8] = [str(tmp_path / "prod"), "/dev/null"]
+    done = subprocess.run(argv, cwd=tmp_path, capture_output=True, text=True, timeout=30)
+    assert done.returncode == 3, done
+    assert done.stdout.splitlines()[-1] == "the site config names its own db_host: not restored"
+    assert done.stdout.startswith("sha256 ") and not (tmp_path / "sites").exists()
 
 
 @pytest.mark.parametrize(
@@ -119,6 +142,9 @@ def test_the_restore_job_reads_productions_volume_read_only_and_restores_on_stdi
             "--backup is not taken on a swarm target",
         ),
         (["sandbox", "v1", "prod", "--site", "x.local"], "--site is not taken on a swarm target"),
+        (["sandbox", "v1", "prod", "--name", "-rf"], "--name"),
+        (["sandbox", "v1", "prod", "--port", "70000"], "--port must be a port number from 1 to 65535"),
+        (["sandbox", "v1!", "prod"], "VERSION"),
     ],  # fmt: skip
 )
 def test_a_swarm_sandbox_refuses_what_it_does_not_take_before_connecting(

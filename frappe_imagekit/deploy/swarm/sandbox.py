@@ -42,19 +42,20 @@ WEB = "-way-in"  # the way-in container is NAME-way-in
 PRODUCTION_SITES = "/ik-production-sites"  # production's sites volume in a restore job, read-only
 SECRET_TARGET = "imagekit-db-root-password"
 # $1 the dump (sites/SITE/private/backups/NAME-database.sql.gz in production's volume), $2 the site:
-# its sha256 first; the site's folder made from the backup's site config (frappe's restore needs
-# an existing site), the dump copied in, restored (password on stdin), maintenance off
-_RESTORE = (
-    "set -e; p=" + PRODUCTION_SITES + '/${1#sites/}; echo "sha256 $(sha256sum "$p" | cut -d" " -f1)"; '
-    'c="${p%-database.sql.gz}-site_config_backup.json"; [ -f "$c" ] || c=' + PRODUCTION_SITES
-    + '/$2/site_config.json; mkdir -p "sites/$2/private/backups"; cp "$c" "sites/$2/site_config.json"; '
-    '[ -f sites/common_site_config.json ] || [ ! -f ' + PRODUCTION_SITES + "/common_site_config.json ] "
-    "|| cp " + PRODUCTION_SITES + "/common_site_config.json sites/; "
-    '[ ! -f ' + PRODUCTION_SITES + '/$2/apps.txt ] || cp ' + PRODUCTION_SITES + '/$2/apps.txt "sites/$2/"; '
-    'cp "$p" "sites/$2/private/backups/"; '
-    f'bench --site "$2" restore "sites/$2/private/backups/${{p##*/}}" < /run/secrets/{SECRET_TARGET}; '
-    'bench --site "$2" set-maintenance-mode off'
-)  # fmt: skip
+# its sha256 first; the site's folder made from the backup's site config (frappe v15's restore
+# needs an existing site: tests/fixtures/frappe-v15-lab/50-restore-missing-site.txt), refused when
+# that config names its own db_host (the restore would drop a database outside the sandbox); the
+# dump copied in and restored (password on stdin), maintenance off (the backup was taken in it)
+# $3 where production's volume is, $4 the password's file
+_RESTORE = r"""set -e
+p="$3/${1#sites/}"
+echo "sha256 $(sha256sum "$p" | cut -d" " -f1)"
+c="${p%-database.sql.gz}-site_config_backup.json"; [ -f "$c" ] || c="$3/$2/site_config.json"
+if grep -q '"db_host"' "$c"; then echo "the site config names its own db_host: not restored"; exit 3; fi
+mkdir -p "sites/$2/private/backups"; cp "$c" "sites/$2/site_config.json"; cp "$p" "sites/$2/private/backups/"
+bench --site "$2" restore "sites/$2/private/backups/${p##*/}" < "$4"
+bench --site "$2" set-maintenance-mode off
+"""
 
 
 @dataclass(frozen=True)
@@ -63,7 +64,6 @@ class SandboxSpec:
     version: str
     name: str | None = None  # default <stack>-sandbox-<version>
     port: int = sandboxconfig.DEFAULT_PORT
-    db_password_var: str = "DB_PASSWORD"
     up_timeout: float = 300
 
 
@@ -83,6 +83,23 @@ class SwarmSandbox:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def check(spec: SandboxSpec) -> SandboxSpec:
+    """``spec`` when every value can be used, else ``UsageError`` (exit 2) naming the option;
+    before anything connects."""
+    prod = spec.production
+    validate.project_name(prod.stack, "the production stack (--project)", UsageError)
+    validate.image_tag(spec.version, "VERSION", UsageError)
+    if spec.name is not None:
+        validate.project_name(spec.name, "--name", UsageError)
+    if isinstance(spec.port, bool) or not isinstance(spec.port, int) or not 1 <= spec.port <= 65535:
+        raise UsageError(f"--port must be a port number from 1 to 65535, not {spec.port!r}.")
+    validate.service_name(prod.backend_service, "--backend-service", UsageError)
+    for value, what in ((prod.env_file, "--env-file"), (prod.state_dir, "--state-dir")):
+        if value is not None:
+            validate.not_an_option(value, what, UsageError)
+    return spec
 
 
 def choose(found: Sequence[SwarmRecord], stack_name: str, version: str) -> SwarmRecord:
@@ -169,7 +186,8 @@ def env_text(body: Mapping[str, Any]) -> str:
 
 
 def restore_argv(backup: SiteBackup) -> list[str]:
-    return ["sh", "-c", _RESTORE, "restore", backup.volume_path, backup.site]
+    secret = f"/run/secrets/{SECRET_TARGET}"
+    return ["sh", "-c", _RESTORE, "restore", backup.volume_path, backup.site, PRODUCTION_SITES, secret]
 
 
 def production_sites(production: str, stackfile: stack.StackFile, backend: str) -> str:
@@ -185,71 +203,82 @@ def production_sites(production: str, stackfile: stack.StackFile, backend: str) 
 # ---------------------------------------------------------------- start
 
 
-def start(runner: Runner, spec: SandboxSpec, password: str, emit: Emit) -> SwarmSandbox:
-    """Start the sandbox; a failure after the stack deploy removes what was made."""
+@dataclass(frozen=True)
+class _Plan:
+    name: str
+    chosen: SwarmRecord
+    pin: stack.Pin
+    config: dict[str, Any]  # what compose config printed, under the sandbox's name
+    stackfile: stack.StackFile  # the sandbox's (sandbox_stack)
+    backend: str
+    production_sites: str  # the --mount of production's sites volume, read-only
+    folder: str  # <state>/sandboxes: the stack file and the way in's env file, while they are used
+
+    def place(self, node_id: str) -> window.Place:
+        body, data = self.stackfile.data["services"][self.backend], self.stackfile.data
+        mounts = stack.job_mounts(self.name, body, data.get("volumes", {}))
+        networks = stack.job_networks(self.name, body, data.get("networks", {}))
+        return window.Place(self.name, tuple(mounts), tuple(networks), node_id)
+
+
+def plan(runner: Runner, spec: SandboxSpec, created: str) -> _Plan:
+    """What the sandbox will be; every refusal comes here, before anything starts."""
     prod = spec.production
-    swarm = cli.swarm_here(runner)
     root = state_paths(runner, prod.stack, prod.state_dir).root
-    chosen = choose([r for _, r in records.read_state(runner, root) if isinstance(r, SwarmRecord)],
-                    prod.stack, spec.version)  # fmt: skip
+    found = [r for _, r in records.read_state(runner, root) if isinstance(r, SwarmRecord)]
+    chosen = choose(found, prod.stack, spec.version)
     assert chosen.previous is not None
     name = spec.name or sandboxconfig.sandbox_name(prod.stack, spec.version)
     pinned = chosen.previous
     opts = replace(prod, stack=name, image=pinned.repo, version=spec.version, digest=pinned.digest)
-    data = composeconfig.render_data(runner, detect_compose(runner), name, opts.files,
-                                     deploy.image_env(opts), opts.env_file)  # fmt: skip
+    env = deploy.image_env(opts)
+    data = composeconfig.render_data(runner, detect_compose(runner), name, opts.files, env, opts.env_file)
     refuse_shared(data, name, prod.stack)
     oneshot = composeconfig.oneshot_services(composeconfig.parse_config(json.dumps(data)))
     rendered = stack.render_stack(data, f"{pinned.repo}:{spec.version}", pinned, oneshot)
     backend = prod.backend_service if prod.backend_service in rendered.pinned else rendered.pinned[0]
-    prod_sites = production_sites(prod.stack, rendered, backend)
     if cli.stack_services(runner, name):
         raise UsageError(f"a stack named {name} runs already: remove it or give another --name.")
-    made = SwarmSandbox(name, prod.stack, spec.version, pinned.ref, chosen.deploy_id,
-                        [b.site for b in chosen.backups], sandboxconfig.url(spec.port), f"{name}{WEB}",
-                        datetime.now(UTC).isoformat(timespec="seconds"), runner.host)  # fmt: skip
-    labels = sandboxconfig.SandboxLabels(
-        of=prod.stack,
-        version=spec.version,
-        backup=chosen.deploy_id or "",
-        site=",".join(made.sites),
-        url=made.url,
-        created=made.created,
-    )
-    sandbox = sandbox_stack(rendered, labels.as_dict())
+    labels = sandboxconfig.SandboxLabels(of=prod.stack, version=spec.version, backup=chosen.deploy_id or "",
+                                         site=",".join(b.site for b in chosen.backups),
+                                         url=sandboxconfig.url(spec.port), created=created)  # fmt: skip
+    return _Plan(name, chosen, pinned, data, sandbox_stack(rendered, labels.as_dict()), backend,
+                 production_sites(prod.stack, rendered, backend), f"{root}/sandboxes")  # fmt: skip
+
+
+def start(runner: Runner, spec: SandboxSpec, password: str, emit: Emit) -> SwarmSandbox:
+    """Start the sandbox; a failure (or an interrupt) after the checks removes what was made."""
+    swarm = cli.swarm_here(runner)
+    made = plan(runner, spec, datetime.now(UTC).isoformat(timespec="seconds"))
     try:
-        _deploy(runner, sandbox, name, f"{root}/sandboxes", spec.up_timeout, emit)
-        place = window.Place(
-            name,
-            tuple(stack.job_mounts(name, sandbox.data["services"][backend], sandbox.data.get("volumes", {}))),
-            tuple(
-                stack.job_networks(name, sandbox.data["services"][backend], sandbox.data.get("networks", {}))
-            ),
-            swarm.node_id,
-        )
-        for service in sandbox.left_out:
-            _oneshot(runner, place, data, service, pinned.ref, emit)
-        _restore_all(runner, place, chosen, prod_sites, password, emit)
-        _web(runner, sandbox, name, data, backend, spec.port, f"{root}/sandboxes", emit)
+        _deploy(runner, made.stackfile, made.name, made.folder, spec.up_timeout, emit)
+        place = made.place(swarm.node_id)
+        for service in made.stackfile.left_out:
+            _oneshot(runner, place, made.config, service, made.pin.ref, emit)
+        _restore_all(runner, place, made.chosen, made.production_sites, password, emit)
+        _web(runner, made, spec.port, emit)
     except BaseException:
-        emit(f"removing the unfinished sandbox {name}")
-        remove(runner, name)
+        emit(f"removing the unfinished sandbox {made.name}")
+        remove(runner, made.name)
         raise
-    return made
+    sites = [b.site for b in made.chosen.backups]
+    return SwarmSandbox(made.name, spec.production.stack, spec.version, made.pin.ref, made.chosen.deploy_id,
+                        sites, sandboxconfig.url(spec.port), f"{made.name}{WEB}",
+                        made.stackfile.data["services"][made.backend]["labels"][sandboxconfig.STAMP],
+                        runner.host)  # fmt: skip
 
 
 def _deploy(
     runner: Runner, sandbox: stack.StackFile, name: str, folder: str, timeout: float, emit: Emit
 ) -> None:
-    ref = next(iter(sandbox.pinned))
-    want = rollout.Want(name, {f"{name}_{s}": sandbox.data["services"][s]["image"] if s in sandbox.pinned
-                               else "" for s in sandbox.data["services"]})  # fmt: skip
+    services = sandbox.data["services"]
+    image = str(services[sandbox.pinned[0]]["image"])
+    want = rollout.Want(name, {f"{name}_{s}": image if s in sandbox.pinned else "" for s in services})
     runner.run(["mkdir", "-p", "-m", "700", folder], timeout=60)
     path = f"{folder}/{name}.stack.json"
     runner.write_file(path, sandbox.text().encode())
     emit(f"docker stack deploy {name} (sandbox, {len(want.services)} services)")
     try:
-        image = str(sandbox.data["services"][ref]["image"])
         cli.check(
             runner, cli.stack_deploy_argv(path, name, cli.needs_registry_auth(image)), "docker stack deploy"
         )
@@ -302,17 +331,17 @@ def _restore_all(runner: Runner, place: window.Place, chosen: SwarmRecord, prod_
         runner.run([cli.DOCKER, "secret", "rm", secret], timeout=60)
 
 
-def _web(runner: Runner, sandbox: stack.StackFile, name: str, data: Mapping[str, Any], backend: str,
-         port: int, folder: str, emit: Emit) -> None:  # fmt: skip
-    service = sandboxconfig.web_service(data, backend)
-    text = env_text(sandbox.data["services"][service])
-    env_file = f"{folder}/{name}.web.env" if text else None
+def _web(runner: Runner, made: _Plan, port: int, emit: Emit) -> None:
+    service = sandboxconfig.web_service(made.config, made.backend)
+    text = env_text(made.stackfile.data["services"][service])
+    env_file = f"{made.folder}/{made.name}.web.env" if text else None
     if env_file:
         runner.run(["sh", "-c", 'umask 077; : > "$1"', "env", env_file], timeout=60)
         runner.write_file(env_file, text.encode())
     emit(f"starting the way in: {service} on 127.0.0.1:{port}")
     try:
-        cli.check(runner, web_argv(name, sandbox, service, port, env_file), "starting the sandbox's way in")
+        argv = web_argv(made.name, made.stackfile, service, port, env_file)
+        cli.check(runner, argv, "starting the sandbox's way in")
     finally:
         if env_file:
             runner.run(["rm", "-f", env_file], timeout=60)
