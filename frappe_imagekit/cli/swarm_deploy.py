@@ -104,6 +104,8 @@ def run_sandbox(given: dict[str, Any], down_where: list[str], as_json: bool) -> 
         state_dir=given["state_dir"],
     )  # fmt: skip
     listing, down_name = given.get("list_them"), given.get("down_name")
+    if listing and down_name is not None:
+        raise UsageError("--list and --down NAME take no --backup, and not each other.")
     spec = None if listing or down_name is not None else _sandbox_spec(given, production)
     ssh = {key: str(given[name]) if given.get(name) else None for key, name in _SSH}
     runner = open_runner(given["host"], docker_host=given["docker_host"], **ssh)

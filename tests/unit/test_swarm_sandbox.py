@@ -145,6 +145,10 @@ def test_the_restore_job_refuses_a_site_config_naming_its_own_db_host(tmp_path: 
         (["sandbox", "v1", "prod", "--name", "-rf"], "--name"),
         (["sandbox", "v1", "prod", "--port", "70000"], "--port must be a port number from 1 to 65535"),
         (["sandbox", "v1!", "prod"], "VERSION"),
+        (
+            ["sandbox", "--list", "prod", "--down", "x"],
+            "--list and --down NAME take no --backup, and not each other.",
+        ),
     ],  # fmt: skip
 )
 def test_a_swarm_sandbox_refuses_what_it_does_not_take_before_connecting(
