@@ -3,7 +3,8 @@
 Kept: the image of every container on the daemon (running or stopped, by image id: after a
 ``build --force`` a running container's image carries only its ``-replaced-`` tag), every image
 a successful build or rebuild manifest names (by tag or id), the system tier it used, and the
-image of each of the last ``keep_deploys`` deploy records per project. Every other tag of
+image of each of the last ``keep_deploys`` deploy records per project (swarm deploys' per stack,
+from ``deploys/swarm/``). Every other tag of
 IMAGE_NAME goes (old ``-replaced-`` tags included); an image id that a kept tag also carries
 stays. ``plan_prune`` returns data (``--dry-run`` prints it); ``execute_prune`` removes every
 planned tag, and a removal the daemon refuses is reported with the others done, never a stop
@@ -19,6 +20,7 @@ from typing import Any
 
 from frappe_imagekit import dockerapi, dockercli, process, validate
 from frappe_imagekit import manifest as manifests
+from frappe_imagekit.deploy.swarm import records as swarm_records
 from frappe_imagekit.errors import ConfigError, DockerError
 from frappe_imagekit.workspace import Workspace
 
@@ -84,7 +86,7 @@ def needed(ws: Workspace, keep_deploys: int) -> dict[str, str]:
         tier = (item.get("base_tier") or {}).get("ref")
         if tier:
             why.setdefault(str(tier), f"system tier of {label}")
-    for ref, label in _deployed(ws, keep_deploys).items():
+    for ref, label in [*_deployed(ws, keep_deploys).items(), *_swarm_deployed(ws, keep_deploys).items()]:
         why.setdefault(ref, label)
     return why
 
@@ -104,6 +106,29 @@ def _deployed(ws: Workspace, keep: int) -> dict[str, str]:
     for project, records in by_project.items():
         for name, image in sorted(records, reverse=True)[:keep]:
             result.setdefault(image, f"deploy of {project} ({name})")
+    return result
+
+
+def _swarm_deployed(ws: Workspace, keep: int) -> dict[str, str]:
+    """The same rule for swarm deploys (their copies in ``deploys/swarm/``, read by
+    ``deploy/swarm/records.py``): the image of each of the last ``keep`` records of every stack,
+    by its tag ``REPO:VERSION`` and by digest."""
+    found, broken = swarm_records.read_workspace(ws.deploys_dir)
+    if broken:
+        raise ConfigError(
+            f"deploys/{swarm_records.WORKSPACE_FOLDER}/{broken[0].path.name} cannot be read "
+            f"({broken[0].reason}) and could name an image: fix or move it, then prune again."
+        )
+    by_stack: dict[str, list[swarm_records.SwarmRecord]] = {}
+    for record in found:  # oldest first: the files are named ID-STACK.json, ID a time stamp
+        by_stack.setdefault(record.stack, []).append(record)
+    result: dict[str, str] = {}
+    for stack, runs in by_stack.items():
+        for record in reversed(runs[-keep:]):
+            if record.pin is not None:
+                label = f"swarm deploy of {stack} ({record.deploy_id or record.version})"
+                result.setdefault(f"{record.pin.repo}:{record.version}", label)
+                result.setdefault(record.pin.ref, label)
     return result
 
 

@@ -136,8 +136,13 @@ def sandbox_command(
         transfer=transfer
     )  # fmt: skip
     down_where = down_where_argv(target, given, ws)  # before the target fills them in
-    refuse_swarm(ws.root, target, given)
-    stack = targetopts.build_target(targetopts.from_target(ws.root, target, given))
+    where = targetopts.from_target(ws.root, target, given)
+    if swarm_deploy.engine_name(where.engine) == swarm_deploy.SWARM:  # its own stack beside production
+        asked = swarm_deploy.SandboxAsk(where, version, backup, site, name, port, db_password_var,
+                                        list_them, down_name)  # fmt: skip
+        swarm_deploy.run_sandbox(asked, down_where, as_json)
+        return
+    stack = targetopts.build_target(where)
     if list_them or down_name is not None:
         if backup is not None or (list_them and down_name is not None):
             raise UsageError("--list and --down NAME take no --backup, and not each other.")
@@ -149,15 +154,6 @@ def sandbox_command(
     options = SandboxOptions(version=tag, backup=backup, image=image, where=stack, site=site, port=port,
                              name=name, db_password_var=db_password_var)  # fmt: skip
     _start(ws, options, as_json, down_where)
-
-
-def refuse_swarm(root: Path, target: str | None, given: targetopts.Where) -> None:
-    """A target whose engine is swarm is refused before anything connects (issue 21 item 6)."""
-    if swarm_deploy.engine_name(targetopts.from_target(root, target, given).engine) == swarm_deploy.SWARM:
-        raise UsageError(
-            "sandbox on a swarm target is not built yet: it would start the old version as a "
-            "compose project outside the swarm, so nothing was started; use a compose target."
-        )
 
 
 def down_where_argv(target: str | None, given: targetopts.Where, ws: Workspace) -> list[str]:

@@ -5,15 +5,19 @@ turned into the swarm sequence's, its report printed. Not a command of its own: 
 from __future__ import annotations
 
 from contextlib import closing
+from dataclasses import dataclass
 from typing import Any
 
 import typer
 
+from frappe_imagekit import validate
 from frappe_imagekit.cli import output
+from frappe_imagekit.cli.targetopts import Where
 from frappe_imagekit.deploy.sequence import DeployOptions, open_runner
 from frappe_imagekit.deploy.swarm import deploy as swarm
 from frappe_imagekit.deploy.swarm import records
 from frappe_imagekit.deploy.swarm import rollback as swarm_rollback
+from frappe_imagekit.deploy.swarm import sandbox as swarm_sandbox
 from frappe_imagekit.errors import UsageError
 from frappe_imagekit.interrupts import sigterm_as_interrupt
 from frappe_imagekit.runner import LocalRunner, Runner
@@ -96,6 +100,90 @@ def run_rollback(
         report = swarm_rollback.rollback(runner, options, output.err, db_password_var)
     _keep(ws, report)
     _print(report, as_json)
+
+
+@dataclass(frozen=True)
+class SandboxAsk:
+    """``imagekit sandbox`` of a swarm target: the target (filled from imagekit.toml) and the
+    sandbox's own options."""
+
+    where: Where
+    version: str | None
+    backup: str | None
+    site: str | None
+    name: str | None
+    port: int
+    db_password_var: str
+    list_them: bool
+    down_name: str | None
+
+
+def run_sandbox(asked: SandboxAsk, down_where: list[str], as_json: bool) -> None:
+    """``imagekit sandbox`` of a swarm target: start VERSION as its own stack, ``--list``, ``--down``."""
+    for value, flag in ((asked.backup, "--backup"), (asked.site, "--site")):
+        if value is not None:
+            raise UsageError(
+                f"{flag} is not taken on a swarm target: the sandbox restores each site's backup of "
+                "the deploy that replaced VERSION; start it without that option."
+            )
+    where = asked.where
+    production = swarm.SwarmOptions(
+        stack=where.project, files=tuple(where.compose_file or ()), image="", version="",
+        env_file=where.env_file, backend_service=where.backend_service or "backend",
+        state_dir=where.state_dir,
+    )  # fmt: skip
+    if asked.list_them and asked.down_name is not None:
+        raise UsageError("--list and --down NAME take no --backup, and not each other.")
+    listing = asked.list_them or asked.down_name is not None
+    spec = None if listing else _sandbox_spec(asked, production)
+    ssh = {key: str(getattr(where, name)) if getattr(where, name) else None for key, name in _SSH}
+    runner = open_runner(where.host, docker_host=where.docker_host, **ssh)
+    with closing(runner):
+        if spec is None:
+            _list_or_down(runner, asked.down_name, as_json)
+            return
+        password = swarm_rollback.root_password(runner, production, asked.db_password_var)
+        with sigterm_as_interrupt():
+            made = swarm_sandbox.start(runner, spec, password, output.err)
+    if as_json:
+        output.print_json(made.to_dict())
+        return
+    output.out(f"sandbox {made.name}: {made.ref} (stack) with the backups of deploy {made.deploy_id} "
+               f"restored into {', '.join(made.sites)}")  # fmt: skip
+    output.out(
+        f"open {made.url} (the sandbox answers there only, on the swarm manager's loopback; "
+        f"remove it with `{swarm_sandbox.down_line(down_where, made.name)}`)"
+    )
+
+
+def _sandbox_spec(asked: SandboxAsk, production: swarm.SwarmOptions) -> swarm_sandbox.SandboxSpec:
+    """The sandbox to start, every value checked before anything connects."""
+    if not asked.version:
+        raise UsageError("pass VERSION (or --list, or --down NAME).")
+    validate.env_name(asked.db_password_var, "--db-password-var", UsageError)
+    spec = swarm_sandbox.SandboxSpec(
+        production, asked.version, asked.name, asked.port, asked.where.up_timeout or 300
+    )
+    return swarm_sandbox.check(spec)
+
+
+def _list_or_down(runner: Runner, down_name: str | None, as_json: bool) -> None:
+    if down_name is not None:
+        removed = swarm_sandbox.down(runner, down_name)
+        if as_json:
+            output.print_json(removed)
+        else:
+            output.out(f"removed sandbox {down_name} (stack, {len(removed['containers'])} containers, "
+                       f"{len(removed['volumes'])} volumes)")  # fmt: skip
+        return
+    found = swarm_sandbox.list_sandboxes(runner)
+    if as_json:
+        output.print_json(found)
+        return
+    rows = [[s["name"], s["version"], s["backup"], s["created"], s["url"], s["of"]] for s in found]
+    output.print_table(
+        f"Swarm sandboxes on {runner.host}", ["name", "version", "deploy", "since", "url", "beside"], rows
+    )
 
 
 def _keep(ws: Workspace, report: swarm.SwarmReport) -> None:

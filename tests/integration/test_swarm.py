@@ -30,6 +30,7 @@ from frappe_imagekit.runner import LocalRunner
 from tests.support.benchimage import build_fake_bench, write_project
 from tests.support.cli import invoke
 from tests.support.machinelock import machine_lock
+from tests.support.registry import free_port
 from tests.support.swarm import SwarmLab
 from tests.support.workspace import CANARY, make_workspace
 from tests.unit.test_history_data import make_manifest, write
@@ -315,3 +316,85 @@ def test_dockers_own_stack_loader_takes_the_rendered_file_and_refuses_the_raw_on
     assert done.returncode == 0, done.stderr
     assert done.stdout.count(f"image: {pin.ref}") == 2  # backend and queue, pinned
     assert "configurator" not in done.stdout and "pull_policy" not in done.stdout
+
+
+def test_a_sandbox_of_v1_is_its_own_stack_beside_production_and_goes_with_its_volumes(
+    lab: Lab, tmp_path: Path
+):
+    """Issue 21 item 6: production (sites in a named volume) on v1 then v2; the sandbox of v1 runs
+    v1's digest as its own stack with each site restored from v2's backups, answers on 127.0.0.1
+    only through its one container, is listed, and the pasted --down line removes it, its
+    container and its volumes; production's services, tasks and digest stay as they were."""
+    stack = make_stack(lab, tmp_path, "ikswsb")
+    compose = stack.folder / "compose.yaml"
+    compose.write_text(compose.read_text().replace("./sites:", "sites:") + "volumes:\n  sites: {}\n")
+    seed = (
+        "for s in a.local b.local; do mkdir -p sites/$s; printf 'frappe\\nerpnext\\n' > sites/$s/apps.txt; "
+        'echo \'{"db_name": "_x"}\' > sites/$s/site_config.json; done'
+    )  # the sites write_project makes, in the volume
+    volume = f"{stack.name}_sites:/home/frappe/frappe-bench/sites"
+    v1, v2 = (f"{lab.repo}@{lab.digests[v]}" for v in ("v1", "v2"))
+    assert lab.swarm.docker("run", "--rm", "-v", volume, v1, "sh", "-c", seed).returncode == 0
+    env_file = stack.folder / "erp.env"
+    env_file.write_text(f"DB_PASSWORD={CANARY}\n")
+    (stack.ws / "imagekit.toml").write_text(
+        f'[targets.prod]\nproject = "{stack.name}"\ncompose = ["{compose}"]\nengine = "swarm"\n'
+        f'docker_host = "{lab.swarm.url}"\nstate_dir = "{stack.state}"\nenv_file = "{env_file}"\n'
+    )
+    sandbox = f"{stack.name}-sandbox-v1"
+    try:
+        for version in ("v1", "v2"):
+            done, _ = deploy(lab, stack, version)
+            assert done.exit_code == 0, done.output
+        production = (lab.swarm.services(stack.name), _task_ids(lab, stack.name))
+        assert production[0] == {f"{stack.name}_backend": v2, f"{stack.name}_queue": v2}
+        port = free_port()
+        started = invoke("sandbox", "v1", "prod", "--port", str(port), "-w", str(stack.ws))
+        assert started.exit_code == 0, started.output
+        assert lab.swarm.services(sandbox) == {f"{sandbox}_backend": v1, f"{sandbox}_queue": v1}
+        assert (lab.swarm.services(stack.name), _task_ids(lab, stack.name)) == production
+        for site in SITES:  # restored (the site exists, maintenance off) and reached on loopback
+            assert _get(port, site) == '{"message":"pong"}'
+        web = lab.swarm.docker("ps", "--filter", f"name={sandbox}-way-in", "--format", "{{.Ports}}").stdout
+        assert web.strip() == f"127.0.0.1:{port}->8000/tcp"  # the one way in, loopback only
+        ports = lab.swarm.docker(
+            "service", "inspect", "--format", "{{json .Endpoint.Ports}}", f"{sandbox}_backend"
+        )
+        assert ports.stdout.strip() in ("null", "[]")  # the stack itself publishes nothing
+        assert CANARY not in started.stdout + started.stderr
+        assert [n for n in lab.swarm.leftover_jobs() if n.startswith(sandbox)] == []
+        assert lab.swarm.docker("secret", "ls", "-q").stdout == ""
+        listed = invoke("sandbox", "--list", "prod", "--json", "-w", str(stack.ws))
+        assert [(s["name"], s["version"], s["of"]) for s in json.loads(listed.stdout)] == [
+            (sandbox, "v1", stack.name)
+        ]
+        namespace = f"label=com.docker.stack.namespace={sandbox}"
+        volumes = lab.swarm.docker("volume", "ls", "-q", "--filter", namespace).stdout.split()
+        assert volumes == [f"{sandbox}_sites"]  # its own, beside production's
+        refused = invoke("sandbox", "prod", "--down", stack.name, "-w", str(stack.ws))
+        assert refused.exit_code == 2 and "is not a sandbox of imagekit" in refused.stderr
+        line = started.stdout.rsplit("remove it with `", 1)[1].split("`", 1)[0]
+        assert shlex.split(line)[:2] == ["imagekit", "sandbox"]
+        removed = invoke(*shlex.split(line)[1:])
+        assert removed.exit_code == 0, removed.output
+        assert lab.swarm.services(sandbox) == {}
+        assert lab.swarm.docker("volume", "ls", "-q", "--filter", f"name={sandbox}").stdout == ""
+        assert lab.swarm.docker("ps", "-aq", "--filter", f"name={sandbox}").stdout == ""
+        assert (lab.swarm.services(stack.name), _task_ids(lab, stack.name)) == production
+        assert lab.swarm.docker("volume", "inspect", f"{stack.name}_sites").returncode == 0
+    finally:
+        lab.swarm.remove_stack(sandbox)
+        lab.swarm.remove_stack(stack.name)
+        lab.swarm.docker("volume", "rm", f"{stack.name}_sites")
+
+
+def _task_ids(lab: Lab, stack: str) -> set[str]:
+    names = list(lab.swarm.services(stack))
+    return set(lab.swarm.docker("service", "ps", "-q", *names).stdout.split()) if names else set()
+
+
+def _get(port: int, site: str) -> str:
+    done = subprocess.run(["wget", "-q", "-O", "-", "--header", f"Host: {site}",
+                           f"http://127.0.0.1:{port}/api/method/ping"], capture_output=True, text=True,
+                          timeout=30)  # fmt: skip
+    return done.stdout.strip()

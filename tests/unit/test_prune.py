@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from frappe_imagekit import prune
+from frappe_imagekit.deploy.swarm import records
 from frappe_imagekit.errors import ConfigError, DockerError
 from frappe_imagekit.workspace import Workspace
 
@@ -118,3 +119,34 @@ def test_a_refused_removal_is_reported_and_the_others_go_on(monkeypatch) -> None
     assert result["frees_bytes"] == 20  # b stays
     message = prune.failure_message(result["failed"])
     assert message.startswith(f"1 image tag(s) could not be removed ({IMG}:b; ")
+
+
+def _swarm_deploy(ws: Path, stamp: str, stack: str, version: str, **fields: object) -> None:
+    """A swarm deploy's workspace copy, as cli/swarm_deploy.py writes it (deploys/swarm/)."""
+    ref = f"{IMG}@sha256:{version[-1] * 64}"
+    data = {"engine": "swarm", "stack": stack, "version": version, "ref": ref, "exit_code": 0,
+            "deploy_id": stamp, **fields}  # fmt: skip
+    records.write_workspace(ws / "deploys", stamp, stack, data)
+
+
+def test_the_last_swarm_deploys_of_each_stack_are_kept_as_compose_ones_are(tmp_path: Path) -> None:
+    for day, stack, version in [("01", "erp", "v1"), ("02", "erp", "v2"), ("03", "erp", "v3"),
+                                ("01", "shop", "v5")]:  # fmt: skip
+        _swarm_deploy(tmp_path, f"202611{day}T000000Z", stack, version)
+    _swarm_deploy(tmp_path, "20261104T000000Z", "erp", "v4", ref=None, exit_code=2)  # failed before the pin
+    why = prune.needed(Workspace.at(tmp_path), keep_deploys=3)
+    assert why[f"{IMG}:v3"] == why[f"{IMG}@sha256:{'3' * 64}"] == "swarm deploy of erp (20261103T000000Z)"
+    assert why[f"{IMG}:v2"] == "swarm deploy of erp (20261102T000000Z)"
+    assert f"{IMG}:v1" not in why  # the fourth-last record of erp (the newest names no image)
+    assert why[f"{IMG}:v5"] == "swarm deploy of shop (20261101T000000Z)"
+    plan = prune.classify(
+        [{"ref": f"{IMG}:{v}", "id": f"sha256:{v}", "size": 1} for v in ("v1", "v2", "v3", "v5")], why, IMG
+    )
+    assert [i.ref for i in plan.remove] == [f"{IMG}:v1"]
+
+
+def test_an_unreadable_swarm_record_stops_the_prune(tmp_path: Path) -> None:
+    (tmp_path / "deploys" / "swarm").mkdir(parents=True)
+    (tmp_path / "deploys" / "swarm" / "20261101T000000Z-erp.json").write_text('{"engine": "swarm"}')
+    with pytest.raises(ConfigError, match=r"deploys/swarm/20261101T000000Z-erp.json cannot be read \(.*\) "):
+        prune.needed(Workspace.at(tmp_path), keep_deploys=3)

@@ -118,25 +118,3 @@ def test_a_swarm_record_that_cannot_be_used_is_skipped_and_named(tmp_path: Path)
     assert listed.exit_code == 0, listed.output
     assert "skipped deploys/swarm/20261207T200000Z-erp.json: ref is not IMAGE@sha256:DIGEST" in listed.stderr
     assert listed.stdout.splitlines()[2].split("\t")[6] == "-"
-
-
-@pytest.mark.parametrize(
-    "argv",
-    [
-        ["sandbox", "v1", "prod", "--backup", "a.local@20261207T120000Z"],
-        ["sandbox", "--list", "prod"],
-        ["sandbox", "prod", "--down", "erp-sandbox-v1"],
-    ],  # fmt: skip
-)
-def test_sandbox_of_a_swarm_target_is_refused_before_connecting(tmp_path: Path, argv: list[str]):
-    (tmp_path / "imagekit.toml").write_text(
-        '[targets.prod]\nproject = "erp"\ncompose = "compose.yaml"\nengine = "swarm"\n'
-        'host = "ops@192.0.2.1"\n'  # nothing answers there: a connection attempt would fail otherwise
-    )
-    result = CliRunner().invoke(cli_app, [*argv, "-w", str(tmp_path)])
-    assert result.exit_code == 2, result.output
-    assert result.stderr.strip().endswith(
-        "sandbox on a swarm target is not built yet: it would start the old version as a compose "
-        "project outside the swarm, so nothing was started; use a compose target."
-    )
-    assert "Traceback" not in result.output

@@ -277,12 +277,17 @@ def _configure(run: Run) -> None:
 
 
 def _oneshot_argv(run: Run, name: str) -> list[str]:
-    body = run.config["services"][name]
-    words = [*_words(body.get("entrypoint")), *_words(body.get("command"))]
-    return words or ["true"]
+    return oneshot_argv(run.config, name)
 
 
-def _words(value: object) -> list[str]:
+def oneshot_argv(config: Mapping[str, Any], name: str) -> list[str]:
+    """What the one-shot service ``name`` of the compose config runs (entrypoint, command)."""
+    body = config["services"][name]
+    return [*words(body.get("entrypoint")), *words(body.get("command"))] or ["true"]
+
+
+def words(value: object) -> list[str]:
+    """An entrypoint or command (a string is split as a shell would, a list taken as it is)."""
     if isinstance(value, str):
         return shlex.split(value)
     return [str(v) for v in value] if isinstance(value, list) else []

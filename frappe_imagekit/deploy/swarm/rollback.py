@@ -67,7 +67,7 @@ def rollback(
     """Restore each site of the last deploy's backups on the old digest, then deploy that digest."""
     paths = state_paths(runner, opts.stack, opts.state_dir)
     last = read_last(runner, paths.root)
-    password = _password(runner, opts, db_password_var)
+    password = root_password(runner, opts, db_password_var)
     old = replace(opts, version=last.previous_version, digest=last.previous.digest, image=last.previous.repo,
                   sites=tuple(b.site for b in last.backups), backup=False)  # fmt: skip
     secret = f"{opts.stack}_ik-rootpw-{secrets.token_hex(3)}"
@@ -91,7 +91,8 @@ def rollback(
         runner.run([cli.DOCKER, "secret", "rm", secret], timeout=60)
 
 
-def _password(runner: Runner, opts: deploy.SwarmOptions, var: str) -> str:
+def root_password(runner: Runner, opts: deploy.SwarmOptions, var: str) -> str:
+    """The MariaDB root password from the env file (never printed)."""
     if not opts.env_file:
         raise DeployError(f"rollback restores databases: pass the env file that holds {var} (--env-file).",
                           ExitCode.USAGE)  # fmt: skip
