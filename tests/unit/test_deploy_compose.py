@@ -153,11 +153,9 @@ def test_a_service_running_at_every_look_but_restarting_between_is_a_crash_loop(
 
 # ---------------------------------------------------------------- the compose probe, once per process
 
-# `docker compose` fails as docker 20.10's CLI does without the plugin; docker-compose v1 answers
-# `version --short` with its bare version (real: docker-compose 1.29.2 on this machine, "1.29.2").
-FAKE_DOCKER = (
-    '#!/bin/sh\necho run >> "$PROBE_LOG"\necho "docker: \'$1\' is not a docker command." >&2\nexit 1\n'
-)
+# As on this machine: docker 20.10's CLI without the compose plugin answers `docker compose version
+# --short` with "unknown flag: --short" and exit 125; docker-compose 1.29.2 prints "1.29.2".
+FAKE_DOCKER = '#!/bin/sh\necho run >> "$PROBE_LOG"\necho "unknown flag: --short" >&2\nexit 125\n'
 FAKE_COMPOSE_V1 = '#!/bin/sh\necho run >> "$PROBE_LOG"\necho 1.29.2\n'
 
 
