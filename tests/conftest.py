@@ -31,6 +31,7 @@ from pathlib import Path
 import pytest
 from hypothesis import settings as hypothesis_settings
 
+from frappe_imagekit.deploy import compose
 from tests.support import baseimage, dockerd
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -110,6 +111,27 @@ def isolated_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.
     monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
     (home / ".gitconfig").write_text(_GITCONFIG)
     return home
+
+
+# The fake bench's services start in milliseconds and none restarts unless a test makes it crash
+# loop: one second of settle still sees a restart (the restart count is compared, not only the
+# state) and saves 2 s per wait. Imagekit run as a program (pasted commands) keeps the product's 3 s.
+TEST_SETTLE = 1.0
+
+
+@pytest.fixture(autouse=True)
+def short_settle(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """In-process deploys, rollbacks and sandboxes of an integration test (its API calls and
+    CliRunner's) settle TEST_SETTLE s after up (``compose.SETTLE``, their options' default); a
+    test whose service must crash-loop within the product's 3 s takes ``product_settle``."""
+    if "product_settle" not in request.fixturenames and INTEGRATION_DIR in Path(str(request.path)).parents:
+        monkeypatch.setattr(compose, "SETTLE", TEST_SETTLE)
+
+
+@pytest.fixture
+def product_settle() -> float:
+    """The product's settle time for this test's in-process runs (``short_settle`` leaves it)."""
+    return compose.SETTLE
 
 
 @pytest.fixture

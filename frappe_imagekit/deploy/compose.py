@@ -277,6 +277,12 @@ def service_ready(container: Container, oneshot: bool) -> bool:
 SETTLE = 3.0  # seconds a service must run without a restart before the wait accepts it
 
 
+def settle_default() -> float:
+    """``SETTLE``, read when deploy, rollback or sandbox options are made: the default of their
+    ``settle``, which a test lowers for every in-process run of its own (tests/conftest.py)."""
+    return SETTLE
+
+
 def wait_services(
     runner: Runner,
     project: str,
