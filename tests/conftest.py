@@ -54,20 +54,23 @@ SHARED_FIXTURE_GROUPS = {
     "deployed_v1": "deployed-v1",  # a deployed fake stack per module, shared by read-only tests
 }
 _GITCONFIG = "[user]\n\tname = imagekit tests\n\temail = tests@example.invalid\n"
-# Integration modules whose tests take 25-95 s each on the 2-core CI machine (the slowest of
-# `--durations=25`, December): they run first, whole modules in this order, so that the short
-# tests fill the end of a parallel run instead of one worker finishing a long test alone.
+# Integration modules with the slowest tests (each module's slowest 55-150 s in the lead's
+# `--durations=0` run of December 7, 3 workers on the loaded 2-core machine), slowest first: they
+# run first, whole modules in this order, so that the short tests fill the end of a parallel run
+# instead of one worker finishing a long test alone. The xdist groups (SHARED_FIXTURE_GROUPS,
+# test_swarm.py's) start before them anyway: --dist loadgroup hands out the largest units first.
 SLOW_FIRST = (
     "test_deploy_nextsteps.py",
-    "test_rollback.py",
-    "test_deploy_prune_backups.py",
-    "test_deploy_truth.py",
     "test_deploy_outage.py",
-    "test_deploy_ssh.py",
     "test_sandbox.py",
+    "test_deploy_prune_backups.py",
+    "test_backups_verify.py",
+    "test_deploy_truth.py",
+    "test_rollback.py",
+    "test_deploy_ssh.py",
     "test_deploy_maintenance.py",
     "test_rehearse.py",
-    "test_backups_verify.py",
+    "test_deploy.py",
 )
 
 
