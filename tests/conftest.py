@@ -31,6 +31,7 @@ from pathlib import Path
 import pytest
 from hypothesis import settings as hypothesis_settings
 
+from frappe_imagekit.deploy import compose
 from tests.support import baseimage, dockerd
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -53,20 +54,23 @@ SHARED_FIXTURE_GROUPS = {
     "deployed_v1": "deployed-v1",  # a deployed fake stack per module, shared by read-only tests
 }
 _GITCONFIG = "[user]\n\tname = imagekit tests\n\temail = tests@example.invalid\n"
-# Integration modules whose tests take 25-95 s each on the 2-core CI machine (the slowest of
-# `--durations=25`, December): they run first, whole modules in this order, so that the short
-# tests fill the end of a parallel run instead of one worker finishing a long test alone.
+# Integration modules with the slowest tests (each module's slowest 55-150 s in the lead's
+# `--durations=0` run of December 7, 3 workers on the loaded 2-core machine), slowest first: they
+# run first, whole modules in this order, so that the short tests fill the end of a parallel run
+# instead of one worker finishing a long test alone. The xdist groups (SHARED_FIXTURE_GROUPS,
+# test_swarm.py's) start before them anyway: --dist loadgroup hands out the largest units first.
 SLOW_FIRST = (
     "test_deploy_nextsteps.py",
-    "test_rollback.py",
-    "test_deploy_prune_backups.py",
-    "test_deploy_truth.py",
     "test_deploy_outage.py",
-    "test_deploy_ssh.py",
     "test_sandbox.py",
+    "test_deploy_prune_backups.py",
+    "test_backups_verify.py",
+    "test_deploy_truth.py",
+    "test_rollback.py",
+    "test_deploy_ssh.py",
     "test_deploy_maintenance.py",
     "test_rehearse.py",
-    "test_backups_verify.py",
+    "test_deploy.py",
 )
 
 
@@ -110,6 +114,27 @@ def isolated_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.
     monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
     (home / ".gitconfig").write_text(_GITCONFIG)
     return home
+
+
+# The fake bench's services start in milliseconds and none restarts unless a test makes it crash
+# loop: one second of settle still sees a restart (the restart count is compared, not only the
+# state) and saves 2 s per wait. Imagekit run as a program (pasted commands) keeps the product's 3 s.
+TEST_SETTLE = 1.0
+
+
+@pytest.fixture(autouse=True)
+def short_settle(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """In-process deploys, rollbacks and sandboxes of an integration test (its API calls and
+    CliRunner's) settle TEST_SETTLE s after up (``compose.SETTLE``, their options' default); a
+    test whose service must crash-loop within the product's 3 s takes ``product_settle``."""
+    if "product_settle" not in request.fixturenames and INTEGRATION_DIR in Path(str(request.path)).parents:
+        monkeypatch.setattr(compose, "SETTLE", TEST_SETTLE)
+
+
+@pytest.fixture
+def product_settle() -> float:
+    """The product's settle time for this test's in-process runs (``short_settle`` leaves it)."""
+    return compose.SETTLE
 
 
 @pytest.fixture

@@ -7,6 +7,7 @@ Containers are always found through the ``com.docker.compose.project`` label and
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -15,7 +16,7 @@ from typing import Any
 from frappe_imagekit import validate
 from frappe_imagekit.errors import DeployError
 from frappe_imagekit.process import Completed
-from frappe_imagekit.runner import Runner
+from frappe_imagekit.runner import LocalRunner, Runner
 
 PROJECT_LABEL = "com.docker.compose.project"
 SERVICE_LABEL = "com.docker.compose.service"
@@ -74,8 +75,51 @@ class Container:
         )
 
 
+# This process's answers of detect_compose on this machine, by what decides them: docker-compose
+# v1 is a Python program (0.6 s to start at idle, seconds under load), asked once per process.
+_DETECTED: dict[tuple[object, ...], ComposeCLI] = {}
+
+
 def detect_compose(runner: Runner) -> ComposeCLI:
-    """Prefer compose v2 (``docker compose``), accept v1 (``docker-compose``)."""
+    """Prefer compose v2 (``docker compose``), accept v1 (``docker-compose``); on this machine
+    asked once per process for the same PATH, DOCKER_HOST and docker CLI plugins."""
+    key = _probe_key(runner)
+    if key is not None and key in _DETECTED:
+        return _DETECTED[key]
+    found = _probe(runner)
+    if key is not None:
+        _DETECTED[key] = found
+    return found
+
+
+def _probe_key(runner: Runner) -> tuple[object, ...] | None:
+    """What the local answer depends on: the programs on PATH, the daemon, the plugins folder
+    and config.json of the docker CLI. None for any other runner (SSH, a test's double)."""
+    if type(runner) is not LocalRunner:
+        return None
+    env = {**os.environ, **runner.base_env}
+    config = env.get("DOCKER_CONFIG") or os.path.join(os.path.expanduser("~"), ".docker")
+    return (env.get("PATH"), env.get("DOCKER_HOST"), _listing(os.path.join(config, "cli-plugins")),
+            _stamp(os.path.join(config, "config.json")))  # fmt: skip
+
+
+def _listing(folder: str) -> tuple[str, ...]:
+    try:
+        return tuple(sorted(os.listdir(folder)))
+    except OSError:
+        return ()
+
+
+def _stamp(path: str) -> tuple[int, int]:
+    """Size and mtime of ``path`` (never its text: config.json may hold registry credentials)."""
+    try:
+        stat = os.stat(path)
+    except OSError:
+        return (-1, 0)
+    return (stat.st_size, stat.st_mtime_ns)
+
+
+def _probe(runner: Runner) -> ComposeCLI:
     for base in (("docker", "compose"), ("docker-compose",)):
         done = runner.run([*base, "version", "--short"], timeout=30)
         if done.returncode == 0 and done.stdout.strip():
@@ -231,6 +275,12 @@ def service_ready(container: Container, oneshot: bool) -> bool:
 
 
 SETTLE = 3.0  # seconds a service must run without a restart before the wait accepts it
+
+
+def settle_default() -> float:
+    """``SETTLE``, read when deploy, rollback or sandbox options are made: the default of their
+    ``settle``, which a test lowers for every in-process run of its own (tests/conftest.py)."""
+    return SETTLE
 
 
 def wait_services(

@@ -93,7 +93,8 @@ class DeployOptions(OnTarget):
     # compose down before up (everything stops, MariaDB and Redis too); without it only the
     # services whose image or configuration changed are recreated (README "What deploy stops")
     full_down: bool = False
-    settle: float = compose.SETTLE  # seconds each service must run unrestarted after up
+    # seconds each service must run unrestarted after up (compose.SETTLE when the options are made)
+    settle: float = field(default_factory=compose.settle_default)
     rehearsed: bool = False  # deploy --rehearse: only a version whose last rehearsal passed
     image_digest: str | None = None  # the version's recorded registry digest: pulled by it
 

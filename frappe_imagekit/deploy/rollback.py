@@ -110,6 +110,7 @@ class RollbackOptions(OnTarget):
     health_check: bool = True
     force: bool = False  # down although the running containers were started by other files
     maintenance: bool = True  # the sites in maintenance from before down until every service is up
+    settle: float = field(default_factory=compose.settle_default)  # after each up, as deploy's
 
     @classmethod
     def of(cls, project: str, **flat: Any) -> RollbackOptions:
@@ -400,6 +401,7 @@ def _context(runner: Runner, ws: Workspace, plan: RollbackPlan) -> Context:
             health_check=opts.health_check,
             force=opts.force,
             maintenance=opts.maintenance,
+            settle=opts.settle,
             image_digest=plan.image_digest,
         )
     )
@@ -624,7 +626,7 @@ def restore_and_start(ctx: Context, plan: RollbackPlan) -> None:
 def _wait(ctx: Context) -> None:
     """Services running, one-shot services (from the rendered config, as deploy) exited 0."""
     oneshot = ctx.report.oneshot_services or ctx.opts.oneshot_services
-    engine_of(ctx).wait(ctx.opts.project, oneshot, ctx.opts.up_timeout)
+    engine_of(ctx).wait(ctx.opts.project, oneshot, ctx.opts.up_timeout, settle=ctx.opts.settle)
 
 
 def _up(ctx: Context, plan: RollbackPlan, services: Sequence[str]) -> None:

@@ -56,6 +56,7 @@ class SandboxOptions(OnTarget):
     port: int = sandboxconfig.DEFAULT_PORT
     name: str | None = None  # default: <project>-sandbox-<version>
     db_password_var: str = "DB_PASSWORD"  # the env file's variable with the database root password
+    settle: float = field(default_factory=compose.settle_default)  # after up, as deploy's
 
     @classmethod
     def of(cls, version: str, backup: str, image: str, **flat: Any) -> SandboxOptions:
@@ -394,7 +395,7 @@ def _up(run: _Start, config: composeconfig.RenderedConfig) -> None:
             f"compose up of the sandbox failed: {_last(done)}; fix it and start the sandbox again."
         )
     oneshot = composeconfig.oneshot_services(config, run.opts.oneshot_services)
-    run.engine.wait(name, oneshot, run.opts.up_timeout)
+    run.engine.wait(name, oneshot, run.opts.up_timeout, settle=run.opts.settle)
 
 
 def _restore(run: _Start) -> None:

@@ -93,24 +93,27 @@ def test_state_folder_and_the_env_copy_are_private(project: Project):
         assert _mode(folder / name) == 0o600, name
 
 
-@pytest.mark.parametrize(
-    ("content", "reason"),
-    [
-        ("[]", "not a JSON object"),
-        ('{"config_files": 5, "sha256": "x"}', "config_files must be a string"),
-        ('{"config_files": "/x", "sha256": "y", "env": {"A=B": "1"}}', "is not a variable name"),
-        ("{", "not valid JSON"),
-    ],
-)
-def test_a_last_up_of_the_wrong_shape_is_treated_as_missing(running: Project, content: str, reason: str):
+WRONG_SHAPES = [
+    ("[]", "not a JSON object"),
+    ('{"config_files": 5, "sha256": "x"}', "config_files must be a string"),
+    ('{"config_files": "/x", "sha256": "y", "env": {"A=B": "1"}}', "is not a variable name"),
+    ("{", "not valid JSON"),
+]
+
+
+def test_a_last_up_of_the_wrong_shape_is_treated_as_missing(running: Project):
+    """One stack for the four shapes (each was a test with its own v1 deploy): each shape is
+    written over the last up, and a deploy of v2 goes on without it and writes it anew."""
     last_up = running.state / "projects" / running.name / "last-up.json"
-    last_up.write_text(content)
-    report = deploy(LocalRunner(), workspace(running), options(running, "v2"))
-    assert report.result == "succeeded", report.error
-    notes = [n for n in report.notes if "last-up.json cannot be used (" in n and "treated as missing" in n]
-    assert len(notes) == 1 and reason in notes[0]
-    assert running.services()["backend"]["Config"]["Image"] == f"{running.repo}:v2"
-    assert json.loads(last_up.read_text())["version"] == "v2"  # rewritten by this up
+    for content, reason in WRONG_SHAPES:
+        last_up.write_text(content)
+        report = deploy(LocalRunner(), workspace(running), options(running, "v2"))
+        assert report.result == "succeeded", (content, report.error)
+        cannot, missing = "last-up.json cannot be used (", "treated as missing"
+        notes = [n for n in report.notes if cannot in n and missing in n]
+        assert len(notes) == 1 and reason in notes[0], (content, report.notes)
+        assert running.services()["backend"]["Config"]["Image"] == f"{running.repo}:v2"
+        assert json.loads(last_up.read_text())["version"] == "v2"  # rewritten by this up
 
 
 def test_lock_details_of_the_wrong_shape_still_lock(running: Project):

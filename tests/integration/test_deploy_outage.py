@@ -140,7 +140,7 @@ def test_an_image_deploy_keeps_mariadb_and_redis_running(project: Project, stack
     assert all(started(project)[name][0] != after[name][0] for name in OTHERS)
 
 
-def test_a_crash_looping_service_fails_the_deploy_before_migrate(project: Project):
+def test_a_crash_looping_service_fails_the_deploy_before_migrate(project: Project, product_settle: float):
     """Real-lab 01b/19: nginx in a restart loop, `running` at moments, passed the wait. Now its
     restarts are counted: exit 13 naming it with its last log lines, before migrate, the sites
     left in maintenance."""

@@ -25,6 +25,12 @@ def test_runs_argv_quoted_and_returns_status(runner: SSHRunner):
     assert (done.returncode, done.stdout, done.stderr) == (3, "a b; $(rm -rf /)\n", "oops\n")
 
 
+def test_the_test_host_runs_commands_without_the_login_users_bashrc(runner: SSHRunner):
+    """tests/support/sshd.py: bash (root's shell) reads ~/.bashrc for each command sshd runs; root's
+    here runs `pyenv init` (0.15 s a command at idle, seconds under load). The tests' host does not."""
+    assert runner.run(["sh", "-c", 'echo "${PYENV_ROOT:-none}"']).stdout == "none\n"
+
+
 def test_large_interleaved_output_streams_without_deadlock(runner: SSHRunner):
     lines: list[str] = []
     script = (

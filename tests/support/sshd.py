@@ -1,7 +1,7 @@
 """A real OpenSSH server on 127.0.0.1 for the SSH and deploy tests.
 
 ``SSHServer.start(folder)`` writes its own sshd_config (a free port, a host key generated in
-``folder``, our own AuthorizedKeysFile, ``UsePAM no``, ``StrictModes no``), starts
+``folder``, our own AuthorizedKeysFile, ``UsePAM no``, ``StrictModes no``, no ~/.bashrc), starts
 ``/usr/sbin/sshd -f CONFIG -D`` and waits until the port answers. It also writes a client key,
 a ``known_hosts`` that trusts the host key, and a ``wrong_known_hosts`` that holds a different
 key for the same ``[127.0.0.1]:port`` (the "changed key" case). ``stop()`` ends the process it
@@ -19,6 +19,11 @@ from pathlib import Path
 
 SSHD = "/usr/sbin/sshd"
 HOST = "127.0.0.1"
+# Every command sshd runs goes through the user's shell; Debian's bash, root's shell here, then
+# reads ~/.bashrc unless it is a nested shell (SHLVL set). This machine's root ~/.bashrc runs
+# `pyenv init` (0.15 s per command at idle, seconds under load: 180 commands per SSH deploy test),
+# which a target does not have: the tests' host runs each command as a clean host would.
+CLEAN_SHELL = "SetEnv SHLVL=1\n"
 
 
 def free_port() -> int:
@@ -68,7 +73,7 @@ class SSHServer:
             f"Port {port}\nListenAddress {HOST}\nHostKey {host_key}\n"
             f"AuthorizedKeysFile {folder / 'authorized_keys'}\nPidFile {folder / 'sshd.pid'}\n"
             "UsePAM no\nStrictModes no\nPasswordAuthentication no\nPermitRootLogin yes\n"
-            "PubkeyAuthentication yes\nLogLevel ERROR\n" + extra_config
+            "PubkeyAuthentication yes\nLogLevel ERROR\n" + CLEAN_SHELL + extra_config
         )
         known, wrong = folder / "known_hosts", folder / "wrong_known_hosts"
         known.write_text(f"[{HOST}]:{port} {_type_and_key(host_pub)}\n")

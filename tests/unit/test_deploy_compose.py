@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 
+from frappe_imagekit.deploy import compose
 from frappe_imagekit.deploy.compose import (
     ComposeCLI,
     Container,
     compose_argv,
+    detect_compose,
     down_args,
     inspect_command,
     kill_command,
@@ -22,6 +25,7 @@ from frappe_imagekit.deploy.compose import (
 )
 from frappe_imagekit.errors import DeployError
 from frappe_imagekit.process import Completed
+from frappe_imagekit.runner import LocalRunner
 
 V1 = ComposeCLI(("docker-compose",), "1.29.2")
 V2 = ComposeCLI(("docker", "compose"), "2.29.1")
@@ -145,3 +149,64 @@ def test_a_service_running_at_every_look_but_restarting_between_is_a_crash_loop(
         "f1"
     ]  # type: ignore[arg-type]
     assert runner.looks > 2  # looked again during the settle time, not once
+
+
+# ---------------------------------------------------------------- the compose probe, once per process
+
+# As on this machine: docker 20.10's CLI without the compose plugin answers `docker compose version
+# --short` with "unknown flag: --short" and exit 125; docker-compose 1.29.2 prints "1.29.2".
+FAKE_DOCKER = '#!/bin/sh\necho run >> "$PROBE_LOG"\necho "unknown flag: --short" >&2\nexit 125\n'
+FAKE_COMPOSE_V1 = '#!/bin/sh\necho run >> "$PROBE_LOG"\necho 1.29.2\n'
+
+
+@pytest.fixture
+def fake_compose(tmp_path, monkeypatch):
+    """A PATH of a fake docker (no compose plugin) and docker-compose v1 that log each run."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for name, text in (("docker", FAKE_DOCKER), ("docker-compose", FAKE_COMPOSE_V1)):
+        (bin_dir / name).write_text(text)
+        (bin_dir / name).chmod(0o755)
+    log = tmp_path / "probes.log"
+    monkeypatch.setenv("PATH", str(bin_dir))
+    monkeypatch.setenv("PROBE_LOG", str(log))
+    monkeypatch.setattr(compose, "_DETECTED", {})
+    return lambda: len(log.read_text().splitlines()) if log.exists() else 0
+
+
+def test_the_compose_probe_runs_once_per_process_for_the_same_path_and_daemon(fake_compose, monkeypatch):
+    assert detect_compose(LocalRunner()) == V1
+    assert fake_compose() == 2  # `docker compose version`, then `docker-compose version`
+    assert detect_compose(LocalRunner()) == V1
+    assert fake_compose() == 2  # asked again: the answer of this process
+    detect_compose(LocalRunner(docker_host="unix:///tmp/other.sock"))  # another daemon: asked
+    assert fake_compose() == 4
+    monkeypatch.setenv("PATH", os.environ["PATH"] + os.pathsep + "/nonexistent")
+    detect_compose(LocalRunner())  # another PATH: asked
+    assert fake_compose() == 6
+
+
+def test_a_new_docker_cli_plugin_is_probed_again(fake_compose, tmp_path, monkeypatch):
+    monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path / "docker"))
+    detect_compose(LocalRunner())
+    (tmp_path / "docker" / "cli-plugins").mkdir(parents=True)
+    (tmp_path / "docker" / "cli-plugins" / "docker-compose").write_text("")
+    detect_compose(LocalRunner())
+    assert fake_compose() == 4
+
+
+def test_another_runner_is_probed_every_time(fake_compose):
+    class Double(LocalRunner):  # a runner imagekit does not know (an SSH host, a test's double)
+        pass
+
+    detect_compose(Double())
+    detect_compose(Double())
+    assert fake_compose() == 4
+
+
+def test_no_compose_is_not_remembered(fake_compose, tmp_path):
+    (tmp_path / "bin" / "docker-compose").write_text(FAKE_DOCKER)  # fails as docker does
+    for _ in range(2):
+        with pytest.raises(DeployError, match="neither `docker compose` nor `docker-compose` works on local"):
+            detect_compose(LocalRunner())
+    assert fake_compose() == 4  # asked again: a failure is not an answer to keep

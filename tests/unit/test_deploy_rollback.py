@@ -9,12 +9,13 @@ from typing import Any
 
 import pytest
 
-from frappe_imagekit.deploy import benchsite, restorewait, rollback
+from frappe_imagekit.deploy import benchsite, compose, restorewait, rollback
 from frappe_imagekit.deploy.lastup import DownFiles
 from frappe_imagekit.deploy.migrate_report import BenchPlace, ssh_prefix
 from frappe_imagekit.deploy.record import DeployRecord
 from frappe_imagekit.deploy.rollback import RollbackOptions, plan_rollback
-from frappe_imagekit.deploy.sequence import choose_image
+from frappe_imagekit.deploy.sandbox import SandboxOptions
+from frappe_imagekit.deploy.sequence import DeployOptions, choose_image
 from frappe_imagekit.errors import ExitCode, NotFoundError, UsageError
 from frappe_imagekit.manifest import read_deploys
 from frappe_imagekit.workspace import Workspace
@@ -321,3 +322,20 @@ def test_the_wait_script_returns_the_status_the_restore_left(tmp_path: Path):
     done = subprocess.run(["sh", "-c", script, "wait", str(tmp_path / "pid"), str(status)],
                           capture_output=True, text=True, timeout=30)  # fmt: skip
     assert done.stdout.split() == ["0"]
+
+
+def test_rollback_and_sandbox_settle_as_deploy_does(monkeypatch: pytest.MonkeyPatch):
+    """Each long-running service runs `settle` s unrestarted after up (3 s, compose.SETTLE); rollback
+    and sandbox take the same option as deploy, and its default is read when the options are made."""
+
+    def settles(**settle: float) -> list[float]:
+        return [
+            DeployOptions.of("erp", "compose.yaml", "de/erp", "v2", **settle).settle,
+            RollbackOptions.of("erp", **settle).settle,
+            SandboxOptions.of("v2", "a.local@20261201T165500Z", "de/erp", **settle).settle,
+        ]
+
+    assert settles() == [3.0, 3.0, 3.0]
+    assert settles(settle=0.5) == [0.5, 0.5, 0.5]
+    monkeypatch.setattr(compose, "SETTLE", 1.0)  # as tests/conftest.py does for in-process runs
+    assert settles() == [1.0, 1.0, 1.0]

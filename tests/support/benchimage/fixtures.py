@@ -169,8 +169,10 @@ def deployed_v1(tmp_path_factory: pytest.TempPathFactory, bench_image: str) -> I
 
 
 # The fake bench's services start in milliseconds and none of them restarts unless a test makes
-# it crash-loop (those tests run the CLI, with the product's 3 s): one second of settle
-# (DeployOptions.settle, docs/DESIGN.md) still sees a restart, and saves 2 s per deploy.
+# it crash-loop (that test takes `product_settle`, the product's 3 s): one second of settle
+# (DeployOptions.settle, docs/DESIGN.md) still sees a restart, and saves 2 s per deploy. The
+# tests' own in-process runs get it from tests/conftest.py (`short_settle`); `deployed_v1`, made
+# before that fixture, from here.
 SETTLE = 1.0
 
 
