@@ -81,7 +81,7 @@ def run(
     try:
         if input_bytes is not None and proc.stdin:
             _feed(proc.stdin, input_bytes)
-        proc.wait(timeout=timeout)
+        _wait(proc, timeout)
     except BaseException:
         _kill(proc, own_group)
         proc.wait()
@@ -90,6 +90,23 @@ def run(
         for reader in readers:
             reader.join(timeout=5)
     return Completed(tuple(argv), proc.returncode, "".join(out), "".join(err))
+
+
+def _wait(proc: subprocess.Popen[bytes], timeout: float | None) -> None:
+    """``proc.wait(timeout)`` without its polling: with a timeout, Python looks every 0.5 to 50 ms
+    (sleeping between looks), so each command ended up to 50 ms late; a thread waits instead."""
+    if timeout is None:
+        proc.wait()
+        return
+    exited = threading.Event()
+
+    def wait() -> None:
+        proc.wait()
+        exited.set()
+
+    threading.Thread(target=wait, daemon=True).start()
+    if not exited.wait(timeout):
+        raise subprocess.TimeoutExpired(proc.args, timeout)
 
 
 def _kill(proc: subprocess.Popen[bytes], group: bool) -> None:
