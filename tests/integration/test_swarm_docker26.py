@@ -1,5 +1,6 @@
 """`imagekit deploy --engine swarm` over SSH on the Debian 13 host: Docker 26.1's swarm, CLI and
-Compose v2 (issue 21, "on Docker 20.10 and 26").
+Compose v2 (issue 21, "on Docker 20.10 and 26"): v1, v2, a v3 whose patch fails (exit 9, its
+printed release line pasted on the host), then `imagekit rollback` of that deploy back to v2.
 
 The host's own dockerd is made a single-node swarm for this module (``swarm init`` on its
 127.0.0.1, its own network namespace: no clash with test_swarm.py's swarm on this machine) and
@@ -11,6 +12,7 @@ mounted at the same path in the host.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import subprocess
 import time
@@ -19,13 +21,14 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.test_swarm import SITES, Stack, deployed_cells
+from frappe_imagekit.errors import ExitCode
+from tests.integration.test_swarm import FAILING, SITES, Stack, deployed_cells
 from tests.support.benchimage import build_fake_bench, write_project
 from tests.support.cli import invoke
 from tests.support.debian13 import Debian13Host
 from tests.support.registry import LocalRegistry
 from tests.support.swarm import push_version
-from tests.support.workspace import make_workspace
+from tests.support.workspace import CANARY, make_workspace
 from tests.unit.test_history_data import make_manifest, write
 
 pytestmark = pytest.mark.integration
@@ -49,7 +52,7 @@ def forward(host: Debian13Host, port: int) -> subprocess.Popen[bytes]:
 def swarm26(
     debian13_host: Debian13Host, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[dict[str, str]]:
-    """The host as a single-node swarm, a registry both ends reach, v1 and v2 pushed: digests."""
+    """The host as a single-node swarm, a registry both ends reach, v1 to v3 pushed: digests."""
     base = build_fake_bench("/usr/bin/docker")
     registry = LocalRegistry.start(tmp_path_factory.mktemp("registry26"))
     tunnel = forward(debian13_host, int(registry.address.rsplit(":", 1)[1]))
@@ -57,7 +60,7 @@ def swarm26(
     try:
         assert init.returncode == 0, init.stderr
         repo = f"{registry.address}/fb26"
-        yield {"repo": repo, **{v: push_version(repo, base, v) for v in ("v1", "v2")}}
+        yield {"repo": repo, **{v: push_version(repo, base, v) for v in ("v1", "v2", "v3")}}
     finally:
         debian13_host.docker_in("stack", "rm", STACK)
         debian13_host.docker_in("swarm", "leave", "--force")
@@ -72,27 +75,38 @@ def task_images(host: Debian13Host, service: str) -> set[str]:
     return {line.split(" ")[0] for line in done.stdout.splitlines() if " Running" in line}
 
 
-def test_v1_then_v2_on_docker_26s_swarm_every_task_runs_v2s_digest(
+def deploy26(host: Debian13Host, stack: Stack, version: str) -> tuple[int, str, dict]:
+    """``imagekit deploy --engine swarm --json`` over SSH: exit code, output and report."""
+    result = invoke("deploy", "--engine", "swarm", "--project", STACK, "--version", version,
+                    "--compose", str(stack.folder / "compose.yaml"), "--state-dir", str(stack.state),
+                    "--workspace", str(stack.ws), "--json", "--host", host.spec,
+                    "--known-hosts", str(host.known_hosts), "--identity", str(host.client_key))  # fmt: skip
+    return result.exit_code, result.output, json.loads(result.stdout)
+
+
+def job_services(host: Debian13Host) -> str:
+    done = host.docker_in("service", "ls", "--filter", "label=io.imagekit.job", "--format", "{{.Name}}")
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def test_v1_v2_a_failing_patch_and_a_rollback_on_docker_26s_swarm(
     debian13_host: Debian13Host, swarm26: dict[str, str], tmp_path: Path
 ):
     folder = tmp_path / "stack"
     write_project(folder, SITES)
     ws = make_workspace(tmp_path / "ws", env={"IMAGE_NAME": swarm26["repo"]})
-    for n, version in enumerate(("v1", "v2")):
+    for n, version in enumerate(("v1", "v2", "v3")):
         write(
             ws / "builds",
             make_manifest(version, f"2026-12-0{n + 1}T10:00:00+00:00", image_name=swarm26["repo"]),
         )
     stack = Stack(STACK, folder, ws, tmp_path / "state")
-    ssh = ["--host", debian13_host.spec, "--known-hosts", str(debian13_host.known_hosts),
-           "--identity", str(debian13_host.client_key)]  # fmt: skip
     reports = []
     for version in ("v1", "v2"):
-        result = invoke("deploy", "--engine", "swarm", "--project", STACK, "--version", version,
-                        "--compose", str(folder / "compose.yaml"), "--state-dir", str(stack.state),
-                        "--workspace", str(ws), "--json", *ssh)  # fmt: skip
-        assert result.exit_code == 0, result.output
-        reports.append(json.loads(result.stdout))
+        code, said, report = deploy26(debian13_host, stack, version)
+        assert code == 0, said
+        reports.append(report)
     v1, v2 = (f"{swarm26['repo']}@{swarm26[v]}" for v in ("v1", "v2"))
     assert (reports[1]["ref"], reports[1]["previous_image"], reports[1]["previous_version"]) == (v2, v1, "v1")
     assert reports[1]["host"] == debian13_host.spec
@@ -107,9 +121,84 @@ def test_v1_then_v2_on_docker_26s_swarm_every_task_runs_v2s_digest(
         assert (saw["maintenance_mode"], saw["pause_scheduler"]) == (1, True)
         assert stack.site_config(site)["maintenance_mode"] == 0
     assert [b["site"] for b in reports[1]["backups"] if b["path"].endswith("-database.sql.gz")] == list(SITES)
-    jobs = debian13_host.docker_in(
-        "service", "ls", "--filter", "label=io.imagekit.job", "--format", "{{.Name}}"
-    )
-    assert jobs.stdout == "" and jobs.returncode == 0
+    assert job_services(debian13_host) == ""
     where = f"{STACK}@{debian13_host.spec}"
-    assert deployed_cells(stack) == {"v2": f"{where} (swarm)", "v1": f"was {where} (swarm)"}
+    assert deployed_cells(stack) == {"v3": "-", "v2": f"{where} (swarm)", "v1": f"was {where} (swarm)"}
+    failed = fail_v3(debian13_host, stack)
+    v3 = f"{swarm26['repo']}@{swarm26['v3']}"
+    assert (failed["ref"], failed["previous_image"], failed["previous_version"]) == (v3, v2, "v2")
+    assert task_images(debian13_host, f"{STACK}_backend") == {v3}  # the stack ran v3 after all
+    roll_back_to_v2(debian13_host, stack, failed, v2)
+    assert deployed_cells(stack) == {
+        "v3": f"was {where} (swarm, patch-failed, rolled back to v2)",
+        "v2": f"{where} (swarm, rollback from v3)",
+        "v1": f"was {where} (swarm)",
+    }
+
+
+def fail_v3(host: Debian13Host, stack: Stack) -> dict:
+    """v3 with a.local's patch failing (it creates a table before it raises): exit 9, both sites
+    left in maintenance; the printed release line, pasted on the host, releases a.local."""
+    site = stack.folder / "sites" / "a.local"
+    (site / "fail_patch").write_text(FAILING + "\n")
+    (site / "fail_patch_creates").write_text("tabHalfMigrated\n")
+    try:
+        code, said, report = deploy26(host, stack, "v3")
+    finally:
+        (site / "fail_patch").unlink()
+        (site / "fail_patch_creates").unlink()
+    assert code == ExitCode.PATCH_FAILED == 9, said
+    site_a, site_b = report["sites"]
+    assert (site_a["result"], site_a["failed_patch"], site_a["maintenance"]) == (
+        "patch-failed",
+        FAILING,
+        "on",
+    )
+    assert (site_b["result"], site_b["maintenance"]) == ("not-migrated", "on")
+    assert [stack.site_config(s)["maintenance_mode"] for s in SITES] == [1, 1]
+    assert (site / "db" / "tabHalfMigrated").exists()  # the patch's DDL committed: a half-migrated site
+    log = Path(site_a["output_file"]).read_text()
+    assert "Executing " + FAILING in log and "Traceback" in log
+    release = site_a["next_steps"][1].split("release it: ", 1)[1]
+    pasted = host.ssh("sh", "-c", release, timeout=120)  # where it came from: the host's docker 26
+    assert pasted.returncode == 0, pasted.stderr
+    assert [stack.site_config(s)["maintenance_mode"] for s in SITES] == [0, 1]
+    assert job_services(host) == ""
+    return report
+
+
+def roll_back_to_v2(host: Debian13Host, stack: Stack, failed: dict, v2: str) -> None:
+    """`imagekit rollback prod --yes` of a target on the host: each site's backup of v3's window
+    restored by a job on v2's digest (the half-migrated table gone), the stack on v2 again."""
+    (stack.folder / "sites" / ".db_root_password").write_text(CANARY)
+    env_file = stack.folder / "erp.env"
+    env_file.write_text(f"DB_PASSWORD={CANARY}\n")
+    (stack.ws / "imagekit.toml").write_text(
+        f'[targets.prod]\nproject = "{STACK}"\ncompose = ["{stack.folder / "compose.yaml"}"]\n'
+        f'engine = "swarm"\nhost = "{host.spec}"\nknown_hosts = "{host.known_hosts}"\n'
+        f'identity = "{host.client_key}"\nstate_dir = "{stack.state}"\nenv_file = "{env_file}"\n'
+    )
+    try:
+        result = invoke("rollback", "prod", "--yes", "--json", "-w", str(stack.ws))
+    finally:
+        (stack.folder / "sites" / ".db_root_password").unlink()
+    assert result.exit_code == 0, result.output
+    report, said = json.loads(result.stdout), result.stderr.splitlines()
+    assert (report["error"], report["ref"], report["version"]) == (None, v2, "v2")
+    assert (report["kind"], report["rollback_of"]) == ("rollback", failed["deploy_id"])
+    assert (report["previous_image"], report["previous_version"]) == (failed["ref"], "v3")
+    assert {s: task_images(host, f"{STACK}_{s}") for s in ("backend", "queue")} == {
+        "backend": {v2}, "queue": {v2}
+    }  # fmt: skip
+    assert not (stack.folder / "sites" / "a.local" / "db" / "tabHalfMigrated").exists()  # restored
+    assert [s for s in said if s.startswith("Restoring")] == [
+        f"Restoring {b['site']} from {b['volume_path']} (job on {v2})"
+        for b in failed["backups"] if b["path"].endswith("-database.sql.gz")
+    ]  # fmt: skip
+    assert len(failed["backups"]) >= len(SITES)
+    digest = hashlib.sha256(CANARY.encode()).hexdigest()  # what bench read on stdin
+    assert (stack.folder / "sites" / "a.local" / ".root_password_sha256").read_text().strip() == digest
+    assert [stack.site_config(s)["maintenance_mode"] for s in SITES] == [0, 0]
+    assert host.docker_in("secret", "ls", "-q").stdout == "" and job_services(host) == ""
+    records = "".join(p.read_text() for p in (stack.state / "projects" / STACK).rglob("*.json"))
+    assert CANARY not in records + result.output

@@ -118,3 +118,18 @@ def test_a_swarm_record_that_cannot_be_used_is_skipped_and_named(tmp_path: Path)
     assert listed.exit_code == 0, listed.output
     assert "skipped deploys/swarm/20261207T200000Z-erp.json: ref is not IMAGE@sha256:DIGEST" in listed.stderr
     assert listed.stdout.splitlines()[2].split("\t")[6] == "-"
+
+
+def test_the_version_running_is_the_newest_that_rolled_its_image_out_even_a_failed_one():
+    """A rollback of a failed patch (exit 9, v3 rolled out) rolls back from v3; it said
+    "rollback from ?" when only deploys that ended with exit 0 were counted (Debian 13 test)."""
+    V3 = f"{REPO}@sha256:{'3' * 64}"
+    found = [records.parse_record(r) for r in (
+        report("v2", V2, "2026-12-07T20:00:00+00:00"),
+        report("v3", V3, "2026-12-07T20:01:00+00:00", exit_code=9,
+               sites=[SiteOutcome("a.local", "patch-failed", "on"), SiteOutcome("b.local")]),
+        report("v3-rc", V3, "2026-12-07T20:02:00+00:00", exit_code=13, rolled_out=False),
+    )]  # fmt: skip
+    assert records.version_running(found, V3) == "v3"  # not v3-rc: that deploy never rolled out
+    assert records.version_running(found, V2) == "v2"
+    assert records.version_running(found, V1) is None

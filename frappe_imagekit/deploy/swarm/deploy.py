@@ -222,11 +222,9 @@ def _sequence(run: Run) -> None:
 
 
 def _previous_version(runner: Runner, root: str, image: str) -> str | None:
-    """The version of the newest usable record that deployed ``image`` to the end (exit 0)."""
+    """The version of the newest usable record that rolled ``image`` out."""
     found = [r for _, r in records.read_state(runner, root) if isinstance(r, records.SwarmRecord)]
-    return next(
-        (r.version for r in reversed(found) if r.exit_code == 0 and r.pin and r.pin.ref == image), None
-    )
+    return records.version_running(found, image)
 
 
 def _write_record(run: Run, root: str, deploy_id: str) -> None:

@@ -11,7 +11,7 @@ record of the state folder, the next deploy the version the running image was de
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -135,6 +135,13 @@ def newest(runner: Runner, root: str) -> SwarmRecord:
     if isinstance(item, str):
         raise DeployError(f"the swarm deploy record {name} cannot be used ({item}).")
     return item
+
+
+def version_running(found: Sequence[SwarmRecord], image: str) -> str | None:
+    """The version of the newest record (oldest first in ``found``) that rolled ``image`` out:
+    the stack ran it from then on, also when that deploy then failed (a failed patch leaves the
+    stack on the new image, and a rollback of it rolls back from that version)."""
+    return next((r.version for r in reversed(found) if r.rolled_out and r.pin and r.pin.ref == image), None)
 
 
 def read_workspace(deploys_dir: Path) -> tuple[list[SwarmRecord], list[BrokenManifest]]:
