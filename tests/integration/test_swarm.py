@@ -172,6 +172,10 @@ def test_rollback_restores_each_sites_backup_on_v1s_digest(lab: Lab, on_v2: tupl
     assert (report["error"], report["ref"], report["version"]) == (None, v1, "v1")
     assert lab.swarm.task_images(stack.name) == {f"{stack.name}_backend": {v1}, f"{stack.name}_queue": {v1}}
     assert not table.exists()  # the database is the backup's again
+    # a rollback takes no backup, and says so
+    assert [s.split(" (job")[0] for s in said if s.startswith("Maintenance on")] == [
+        "Maintenance on for a.local, b.local"
+    ]
     assert [s for s in said if s.startswith("Restoring")] == [
         f"Restoring {b['site']} from {b['volume_path']} (job on {v1})"
         for b in second["backups"] if b["path"].endswith("-database.sql.gz")

@@ -244,7 +244,8 @@ def list_sites(runner: Runner, place: window.Place, image: str) -> list[str]:
 
 def _window(run: Run, image: str, sites: list[str]) -> None:
     assert run.place
-    run.emit(f"Maintenance on and backups of {', '.join(sites)} (job on {image})")
+    what = "Maintenance on and backups of" if run.opts.backup else "Maintenance on for"
+    run.emit(f"{what} {', '.join(sites)} (job on {image})")
     files = window.open_window(run.runner, run.place, image, sites, run.opts.backup)
     for outcome in run.report.sites:
         outcome.maintenance = "on"
