@@ -18,7 +18,7 @@ from frappe_imagekit.deploy.migrate_report import step_commands
 from frappe_imagekit.deploy.sequence import DeployFailed, deploy
 from frappe_imagekit.errors import ExitCode
 from frappe_imagekit.runner import LocalRunner
-from tests.support.benchimage import SLEEP_FOREVER
+from tests.support.benchimage import SLEEP_FOREVER, frontend_service
 from tests.support.benchimage.fixtures import (  # noqa: F401 - fixtures
     Project,
     bench_image,
@@ -314,15 +314,6 @@ def test_dry_run_lists_sites_services_and_every_step(project: Project):
     assert len(project.records()) == 1  # a dry run records nothing
 
 
-FRONTEND = """\
-  frontend:
-    image: {busybox}
-    init: true
-    stop_grace_period: 1s
-    command: ["httpd", "-f", "-p", "8080", "-h", "/srv/www"]
-    volumes:
-      - ./www:/srv/www
-"""
 ASSET = "/assets/frappe/dist/js/frappe-web.bundle.5TDS2KWX.js"
 
 
@@ -332,7 +323,7 @@ def test_health_check_pings_each_site_and_fetches_an_asset_through_the_frontend(
     # backend and frontend on the project's own network; the probe runs inside the backend
     backend = "  backend:\n    image: ${CUSTOM_IMAGE}:${CUSTOM_TAG}\n"
     text = project.compose.read_text().replace(backend + '    network_mode: "none"\n', backend)
-    project.compose.write_text(text + FRONTEND.format(busybox=busybox_image))
+    project.compose.write_text(text + frontend_service(busybox_image))
     www = project.folder / "www"
     (www / "api" / "method").mkdir(parents=True)
     (www / "api" / "method" / "ping").write_text('{"message":"pong"}\n')

@@ -17,7 +17,7 @@ import pytest
 import yaml
 
 from frappe_imagekit.errors import ExitCode
-from tests.support.benchimage import write_project
+from tests.support.benchimage import frontend_service, write_project
 from tests.support.benchimage.fixtures import bench_image, docker, remove_project  # noqa: F401
 from tests.support.cli import invoke
 
@@ -91,21 +91,6 @@ def test_init_renders_with_compose_v1_and_the_dry_run_plans_every_service(
     ) in report["notes"]
 
 
-# frappe_docker's frontend publishes nginx's 8080; here busybox httpd answers ping, on a port
-# docker picks on 127.0.0.1 (`docker port` tells it), the backend beside it on the project's network
-FRONTEND = """\
-  frontend:
-    image: {busybox}
-    init: true
-    stop_grace_period: 1s
-    command: ["httpd", "-f", "-p", "8080", "-h", "/srv/www"]
-    ports:
-      - "127.0.0.1::8080"
-    volumes:
-      - ./www:/srv/www
-"""
-
-
 @pytest.fixture
 def stack(  # type: ignore[no-untyped-def]
     tmp_path: Path, unique_name: Callable[[str], str], bench_image: str, busybox_image: str
@@ -114,9 +99,11 @@ def stack(  # type: ignore[no-untyped-def]
     name = unique_name("sitenew")
     folder = tmp_path / "srv"
     compose = write_project(folder, sites=())
+    # the frontend published on a port docker picks on 127.0.0.1 (`docker port` tells it), the
+    # backend beside it on the project's network
     backend = "  backend:\n    image: ${CUSTOM_IMAGE}:${CUSTOM_TAG}\n"
     text = compose.read_text().replace(backend + '    network_mode: "none"\n', backend)
-    compose.write_text(text + FRONTEND.format(busybox=busybox_image))
+    compose.write_text(text + frontend_service(busybox_image, publish="127.0.0.1::8080"))
     (folder / "www" / "api" / "method").mkdir(parents=True)
     (folder / "www" / "api" / "method" / "ping").write_text('{"message":"pong"}\n')
     (folder / "sites").mkdir(exist_ok=True)

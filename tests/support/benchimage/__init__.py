@@ -88,6 +88,25 @@ def compose_yaml(
     return "\n".join(parts) + "\n"
 
 
+# frappe_docker's frontend (nginx on 8080) stood in for by busybox httpd serving ./www
+_FRONTEND = """\
+  frontend:
+    image: {busybox}
+    init: true
+    stop_grace_period: 1s
+    command: ["httpd", "-f", "-p", "8080", "-h", "/srv/www"]
+{ports}    volumes:
+      - ./www:/srv/www
+"""
+
+
+def frontend_service(busybox: str, publish: str | None = None) -> str:
+    """The compose text of a ``frontend`` service; ``publish``: its ``ports`` entry for 8080
+    (``"127.0.0.1::8080"`` lets docker pick the host port)."""
+    ports = f'    ports:\n      - "{publish}"\n' if publish else ""
+    return _FRONTEND.format(busybox=busybox, ports=ports)
+
+
 # frappe_docker keeps MariaDB and Redis in overrides/ (compose.mariadb.yaml, compose.redis.yaml):
 # a file set without them drops those services (real-lab-2026-12-07 run 14). The fake MariaDB
 # and Redis accept connections on 3306 and 6379: what the fake backend's web handler asks.
