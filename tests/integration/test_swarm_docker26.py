@@ -14,7 +14,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shlex
+import signal
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,7 +29,7 @@ from tests.integration.test_swarm import FAILING, SITES, Stack, deployed_cells
 from tests.support.benchimage import build_fake_bench, write_project
 from tests.support.cli import invoke
 from tests.support.debian13 import Debian13Host
-from tests.support.registry import LocalRegistry
+from tests.support.registry import LocalRegistry, free_port
 from tests.support.swarm import push_version
 from tests.support.workspace import CANARY, make_workspace
 from tests.unit.test_history_data import make_manifest, write
@@ -75,9 +78,9 @@ def task_images(host: Debian13Host, service: str) -> set[str]:
     return {line.split(" ")[0] for line in done.stdout.splitlines() if " Running" in line}
 
 
-def deploy26(host: Debian13Host, stack: Stack, version: str) -> tuple[int, str, dict]:
+def deploy26(host: Debian13Host, stack: Stack, version: str, project: str = STACK) -> tuple[int, str, dict]:
     """``imagekit deploy --engine swarm --json`` over SSH: exit code, output and report."""
-    result = invoke("deploy", "--engine", "swarm", "--project", STACK, "--version", version,
+    result = invoke("deploy", "--engine", "swarm", "--project", project, "--version", version,
                     "--compose", str(stack.folder / "compose.yaml"), "--state-dir", str(stack.state),
                     "--workspace", str(stack.ws), "--json", "--host", host.spec,
                     "--known-hosts", str(host.known_hosts), "--identity", str(host.client_key))  # fmt: skip
@@ -134,6 +137,7 @@ def test_v1_v2_a_failing_patch_and_a_rollback_on_docker_26s_swarm(
         "v2": f"{where} (swarm, rollback from v3)",
         "v1": f"was {where} (swarm)",
     }
+    stop_v1s_migrate(debian13_host, stack)
 
 
 def fail_v3(host: Debian13Host, stack: Stack) -> dict:
@@ -202,3 +206,158 @@ def roll_back_to_v2(host: Debian13Host, stack: Stack, failed: dict, v2: str) -> 
     assert host.docker_in("secret", "ls", "-q").stdout == "" and job_services(host) == ""
     records = "".join(p.read_text() for p in (stack.state / "projects" / STACK).rglob("*.json"))
     assert CANARY not in records + result.output
+
+
+def stop_v1s_migrate(host: Debian13Host, stack: Stack) -> None:
+    """SIGTERM to `imagekit deploy` while a.local's migrate job runs on the host (v1 over v2, the
+    fake bench's migrate sleeping): exit 130, the job removed and said so, its task gone, a.local
+    left in maintenance, and the job's bench stopped by SIGINT (test_swarm.py's SIGTERM case)."""
+    slow = stack.folder / "sites" / "a.local" / "slow_migrate"
+    slow.write_text("60\n")
+    argv = [sys.executable, "-m", "frappe_imagekit", "deploy", "--engine", "swarm", "--project", STACK,
+            "--compose", str(stack.folder / "compose.yaml"), "--version", "v1", "--host", host.spec,
+            "--known-hosts", str(host.known_hosts), "--identity", str(host.client_key),
+            "--state-dir", str(stack.state), "--workspace", str(stack.ws), "--json",
+            "--no-backup"]  # fmt: skip
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        job = wait_for_job(host, f"{STACK}_ik-migrate-", proc)
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=90)
+    finally:
+        slow.unlink()
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == ExitCode.INTERRUPTED == 130, err
+    report = json.loads(out)
+    site_a, site_b = report["sites"]
+    assert (site_a["result"], site_a["exception"]) == (
+        "interrupted",
+        "the migrate job was stopped: its task stopped",
+    )
+    assert report["error"] == f"interrupted; the migrate job {job} was removed: its task stopped"
+    assert site_b["result"] == "not-migrated"
+    assert job_services(host) == ""
+    assert host.docker_in("ps", "-aq", "--filter", f"label=com.docker.swarm.service.name={job}").stdout == ""
+    assert stack.site_config("a.local")["maintenance_mode"] == 1  # left in maintenance, and said so
+    assert (stack.folder / "sites" / "a.local" / "migrate_aborted").exists()  # SIGINT through tini
+    assert "a.local stays in maintenance: the deploy was stopped." in site_a["next_steps"]
+
+
+def wait_for_job(host: Debian13Host, prefix: str, proc: subprocess.Popen, timeout: float = 120) -> str:
+    """The name of the host's job service starting with ``prefix`` once its task runs."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, proc.communicate()
+        for name in job_services(host).split():
+            state = host.docker_in("service", "ps", "--format", "{{.CurrentState}}", name).stdout
+            if name.startswith(prefix) and state.startswith("Running"):
+                return name
+        time.sleep(0.5)
+    raise AssertionError(f"no job {prefix}* ran within {timeout}s")
+
+
+def test_a_sandbox_of_v1_is_its_own_stack_beside_production_on_docker_26(
+    debian13_host: Debian13Host, swarm26: dict[str, str], tmp_path: Path
+):
+    """test_swarm.py's sandbox case on the host's swarm: production (sites in a named volume) on
+    v1 then v2; the sandbox of v1 runs v1's digest as its own stack with each site restored from
+    v2's backups, answers on the host's 127.0.0.1 only through its one container, is listed, and
+    the pasted --down line removes it, its container and its volumes; production stays as it was."""
+    host, name = debian13_host, "ikswe"
+    folder = tmp_path / "stack"
+    write_project(folder, SITES)
+    ws = make_workspace(tmp_path / "ws", env={"IMAGE_NAME": swarm26["repo"]})
+    for n, version in enumerate(("v1", "v2")):
+        write(
+            ws / "builds",
+            make_manifest(version, f"2026-12-0{n + 1}T10:00:00+00:00", image_name=swarm26["repo"]),
+        )
+    stack = Stack(name, folder, ws, tmp_path / "state")
+    compose = folder / "compose.yaml"
+    compose.write_text(compose.read_text().replace("./sites:", "sites:") + "volumes:\n  sites: {}\n")
+    seed = (
+        "for s in a.local b.local; do mkdir -p sites/$s; printf 'frappe\\nerpnext\\n' > sites/$s/apps.txt; "
+        'echo \'{"db_name": "_x"}\' > sites/$s/site_config.json; done'
+    )  # the sites write_project makes, in the volume
+    v1, v2 = (f"{swarm26['repo']}@{swarm26[v]}" for v in ("v1", "v2"))
+    volume = f"{name}_sites:/home/frappe/frappe-bench/sites"
+    seeded = host.docker_in("run", "--rm", "-v", volume, v1, "sh", "-c", seed)
+    assert seeded.returncode == 0, seeded.stderr
+    env_file = folder / "erp.env"
+    env_file.write_text(f"DB_PASSWORD={CANARY}\n")
+    (ws / "imagekit.toml").write_text(
+        f'[targets.prod]\nproject = "{name}"\ncompose = ["{compose}"]\nengine = "swarm"\n'
+        f'host = "{host.spec}"\nknown_hosts = "{host.known_hosts}"\nidentity = "{host.client_key}"\n'
+        f'state_dir = "{stack.state}"\nenv_file = "{env_file}"\n'
+    )
+    sandbox = f"{name}-sandbox-v1"
+    try:
+        for version in ("v1", "v2"):
+            code, said, _ = deploy26(host, stack, version, project=name)
+            assert code == 0, said
+        production = (services(host, name), task_ids(host, name))
+        assert production[0] == {f"{name}_backend": v2, f"{name}_queue": v2}
+        port = free_port()
+        started = invoke("sandbox", "v1", "prod", "--port", str(port), "-w", str(ws))
+        assert started.exit_code == 0, started.output
+        assert services(host, sandbox) == {f"{sandbox}_backend": v1, f"{sandbox}_queue": v1}
+        assert (services(host, name), task_ids(host, name)) == production
+        for site in SITES:  # restored (the site exists, maintenance off) and reached on loopback
+            got = host.ssh("busybox", "wget", "-q", "-O", "-", "--header", f"Host: {site}",
+                           f"http://127.0.0.1:{port}/api/method/ping", timeout=30)  # fmt: skip
+            assert got.stdout.strip() == '{"message":"pong"}', got.stderr
+        web = host.docker_in("ps", "--filter", f"name={sandbox}-way-in", "--format", "{{.Ports}}").stdout
+        assert web.strip() == f"127.0.0.1:{port}->8000/tcp"  # the one way in, loopback only
+        ports = host.docker_in(
+            "service", "inspect", "--format", "{{json .Endpoint.Ports}}", f"{sandbox}_backend"
+        )
+        assert ports.stdout.strip() in ("null", "[]")  # the stack itself publishes nothing
+        assert CANARY not in started.stdout + started.stderr
+        assert [n for n in job_services(host).split() if n.startswith(sandbox)] == []
+        assert host.docker_in("secret", "ls", "-q").stdout == ""
+        listed = invoke("sandbox", "--list", "prod", "--json", "-w", str(ws))
+        assert [(s["name"], s["version"], s["of"]) for s in json.loads(listed.stdout)] == [
+            (sandbox, "v1", name)
+        ]
+        namespace = f"label=com.docker.stack.namespace={sandbox}"
+        assert host.docker_in("volume", "ls", "-q", "--filter", namespace).stdout.split() == [
+            f"{sandbox}_sites"
+        ]
+        refused = invoke("sandbox", "prod", "--down", name, "-w", str(ws))
+        assert refused.exit_code == 2 and "is not a sandbox of imagekit" in refused.stderr
+        line = started.stdout.rsplit("remove it with `", 1)[1].split("`", 1)[0]
+        assert shlex.split(line)[:2] == ["imagekit", "sandbox"]
+        removed = invoke(*shlex.split(line)[1:])  # pasted: it talks to the host it came from
+        assert removed.exit_code == 0, removed.output
+        assert services(host, sandbox) == {}
+        assert host.docker_in("volume", "ls", "-q", "--filter", f"name={sandbox}").stdout == ""
+        assert host.docker_in("ps", "-aq", "--filter", f"name={sandbox}").stdout == ""
+        assert (services(host, name), task_ids(host, name)) == production
+        assert host.docker_in("volume", "inspect", f"{name}_sites").returncode == 0
+    finally:
+        host.docker_in("rm", "-f", f"{sandbox}-way-in")
+        for gone in (sandbox, name):
+            host.docker_in("stack", "rm", gone)
+        wait_gone(host, f"label=com.docker.stack.namespace={name}")
+        host.docker_in("volume", "rm", f"{name}_sites")
+
+
+def services(host: Debian13Host, stack: str) -> dict[str, str]:
+    """Each service of ``stack`` and the image its spec names."""
+    done = host.docker_in("service", "ls", "--filter", f"label=com.docker.stack.namespace={stack}",
+                          "--format", "{{.Name}} {{.Image}}")  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    return dict(line.split(" ", 1) for line in done.stdout.splitlines())
+
+
+def task_ids(host: Debian13Host, stack: str) -> set[str]:
+    names = list(services(host, stack))
+    return set(host.docker_in("service", "ps", "-q", *names).stdout.split()) if names else set()
+
+
+def wait_gone(host: Debian13Host, label: str, timeout: float = 60) -> None:
+    """Until no container carries ``label`` (a removed stack's tasks stop a moment later)."""
+    deadline = time.monotonic() + timeout
+    while host.docker_in("ps", "-aq", "--filter", label).stdout.strip() and time.monotonic() < deadline:
+        time.sleep(0.5)
