@@ -12,10 +12,8 @@ import hashlib
 import json
 import shlex
 import shutil
-import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,7 +29,7 @@ from tests.support.benchimage import build_fake_bench, write_project
 from tests.support.cli import invoke
 from tests.support.machinelock import machine_lock
 from tests.support.registry import free_port
-from tests.support.swarm import SwarmLab
+from tests.support.swarm import SwarmLab, sigterm_during_migrate
 from tests.support.workspace import CANARY, make_workspace
 from tests.unit.test_history_data import make_manifest, write
 
@@ -230,52 +228,17 @@ def test_a_failing_patch_exits_9_and_leaves_the_site_in_maintenance(
 
 def test_sigterm_during_the_migrate_job_stops_the_job_and_says_so(lab: Lab, on_v2: tuple[Stack, dict, dict]):
     stack, _, _ = on_v2
-    slow = stack.folder / "sites" / "a.local" / "slow_migrate"
-    slow.write_text("60\n")
     compose = str(stack.folder / "compose.yaml")
     argv = [sys.executable, "-m", "frappe_imagekit", "deploy", "--engine", "swarm", "--project", stack.name,
             "--compose", compose, "--version", "v1", "--docker-host", lab.swarm.url,
             "--state-dir", str(stack.state), "--workspace", str(stack.ws), "--json",
             "--no-backup"]  # fmt: skip
-    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        job = wait_for_job(lab, f"{stack.name}_ik-migrate-", proc)
-        proc.send_signal(signal.SIGTERM)
-        out, err = proc.communicate(timeout=90)
-    finally:
-        slow.unlink()
-        if proc.poll() is None:
-            proc.kill()
-    assert proc.returncode == ExitCode.INTERRUPTED == 130, err
-    report = json.loads(out)
-    site_a, site_b = report["sites"]
-    assert (site_a["result"], site_a["exception"]) == (
-        "interrupted",
-        "the migrate job was stopped: its task stopped",
-    )
-    assert report["error"] == f"interrupted; the migrate job {job} was removed: its task stopped"
-    assert site_b["result"] == "not-migrated"
-    assert lab.swarm.job_services() == []
-    assert (
-        lab.swarm.docker("ps", "-aq", "--filter", f"label=com.docker.swarm.service.name={job}").stdout == ""
-    )
+    site = stack.folder / "sites" / "a.local"
+    report, _ = sigterm_during_migrate(lab.swarm.docker, argv, site, f"{stack.name}_ik-migrate-")
     assert stack.site_config("a.local")["maintenance_mode"] == 1  # left in maintenance, and said so
     # the job's bench got SIGINT through tini and unwound as frappe does (fake bench: migrate_aborted)
-    assert (stack.folder / "sites" / "a.local" / "migrate_aborted").exists()
-    assert "a.local stays in maintenance: the deploy was stopped." in site_a["next_steps"]
-
-
-def wait_for_job(lab: Lab, prefix: str, proc: subprocess.Popen, timeout: float = 120) -> str:
-    """The name of the job service starting with ``prefix`` once its task runs."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        assert proc.poll() is None, proc.communicate()
-        for name in lab.swarm.job_services():
-            state = lab.swarm.docker("service", "ps", "--format", "{{.CurrentState}}", name).stdout
-            if name.startswith(prefix) and state.startswith("Running"):
-                return name
-        time.sleep(0.5)
-    raise AssertionError(f"no job {prefix}* ran within {timeout}s")
+    assert (site / "migrate_aborted").exists()
+    assert "a.local stays in maintenance: the deploy was stopped." in report["sites"][0]["next_steps"]
 
 
 def test_two_nodes_refuse_a_local_sites_folder_before_anything_changes(lab: Lab, tmp_path: Path):

@@ -15,7 +15,6 @@ from __future__ import annotations
 import hashlib
 import json
 import shlex
-import signal
 import subprocess
 import sys
 import time
@@ -30,7 +29,7 @@ from tests.support.benchimage import build_fake_bench, write_project
 from tests.support.cli import invoke
 from tests.support.debian13 import Debian13Host
 from tests.support.registry import LocalRegistry, free_port
-from tests.support.swarm import push_version
+from tests.support.swarm import push_version, sigterm_during_migrate
 from tests.support.workspace import CANARY, make_workspace
 from tests.unit.test_history_data import make_manifest, write
 
@@ -212,49 +211,16 @@ def stop_v1s_migrate(host: Debian13Host, stack: Stack) -> None:
     """SIGTERM to `imagekit deploy` while a.local's migrate job runs on the host (v1 over v2, the
     fake bench's migrate sleeping): exit 130, the job removed and said so, its task gone, a.local
     left in maintenance, and the job's bench stopped by SIGINT (test_swarm.py's SIGTERM case)."""
-    slow = stack.folder / "sites" / "a.local" / "slow_migrate"
-    slow.write_text("60\n")
     argv = [sys.executable, "-m", "frappe_imagekit", "deploy", "--engine", "swarm", "--project", STACK,
             "--compose", str(stack.folder / "compose.yaml"), "--version", "v1", "--host", host.spec,
             "--known-hosts", str(host.known_hosts), "--identity", str(host.client_key),
             "--state-dir", str(stack.state), "--workspace", str(stack.ws), "--json",
             "--no-backup"]  # fmt: skip
-    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        job = wait_for_job(host, f"{STACK}_ik-migrate-", proc)
-        proc.send_signal(signal.SIGTERM)
-        out, err = proc.communicate(timeout=90)
-    finally:
-        slow.unlink()
-        if proc.poll() is None:
-            proc.kill()
-    assert proc.returncode == ExitCode.INTERRUPTED == 130, err
-    report = json.loads(out)
-    site_a, site_b = report["sites"]
-    assert (site_a["result"], site_a["exception"]) == (
-        "interrupted",
-        "the migrate job was stopped: its task stopped",
-    )
-    assert report["error"] == f"interrupted; the migrate job {job} was removed: its task stopped"
-    assert site_b["result"] == "not-migrated"
-    assert job_services(host) == ""
-    assert host.docker_in("ps", "-aq", "--filter", f"label=com.docker.swarm.service.name={job}").stdout == ""
+    site = stack.folder / "sites" / "a.local"
+    report, _ = sigterm_during_migrate(host.docker_in, argv, site, f"{STACK}_ik-migrate-")
     assert stack.site_config("a.local")["maintenance_mode"] == 1  # left in maintenance, and said so
-    assert (stack.folder / "sites" / "a.local" / "migrate_aborted").exists()  # SIGINT through tini
-    assert "a.local stays in maintenance: the deploy was stopped." in site_a["next_steps"]
-
-
-def wait_for_job(host: Debian13Host, prefix: str, proc: subprocess.Popen, timeout: float = 120) -> str:
-    """The name of the host's job service starting with ``prefix`` once its task runs."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        assert proc.poll() is None, proc.communicate()
-        for name in job_services(host).split():
-            state = host.docker_in("service", "ps", "--format", "{{.CurrentState}}", name).stdout
-            if name.startswith(prefix) and state.startswith("Running"):
-                return name
-        time.sleep(0.5)
-    raise AssertionError(f"no job {prefix}* ran within {timeout}s")
+    assert (site / "migrate_aborted").exists()  # SIGINT through tini
+    assert "a.local stays in maintenance: the deploy was stopped." in report["sites"][0]["next_steps"]
 
 
 def test_a_sandbox_of_v1_is_its_own_stack_beside_production_on_docker_26(

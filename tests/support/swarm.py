@@ -11,13 +11,18 @@ its digest: the swarm's daemon pulls it by that digest, as a node of a real swar
 
 from __future__ import annotations
 
+import json
 import shutil
+import signal
 import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from frappe_imagekit import process
+from frappe_imagekit.errors import ExitCode
 from tests.support.dockerhost import DockerHost
 from tests.support.registry import LocalRegistry, free_port
 
@@ -152,3 +157,58 @@ def push_version(repo: str, base: str, version: str) -> str:
         d for d in inspect.stdout.strip()[1:-1].replace('"', "").split(",") if d.startswith(repo + "@")
     ]
     return digests[0].split("@", 1)[1]
+
+
+Docker = Callable[..., "subprocess.CompletedProcess[str]"]  # docker ARGS... on the swarm's manager
+
+
+def job_names(docker: Docker) -> list[str]:
+    """imagekit's job services on the swarm ``docker`` talks to."""
+    done = docker("service", "ls", "--filter", "label=io.imagekit.job", "--format", "{{.Name}}")
+    assert done.returncode == 0, done.stderr
+    return done.stdout.split()
+
+
+def wait_for_job(docker: Docker, prefix: str, proc: subprocess.Popen[str], timeout: float = 120) -> str:
+    """The name of the job service starting with ``prefix`` once its task runs."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, proc.communicate()
+        for name in job_names(docker):
+            state = docker("service", "ps", "--format", "{{.CurrentState}}", name).stdout
+            if name.startswith(prefix) and state.startswith("Running"):
+                return name
+        time.sleep(0.5)
+    raise AssertionError(f"no job {prefix}* ran within {timeout}s")
+
+
+def sigterm_during_migrate(
+    docker: Docker, argv: list[str], site: Path, prefix: str
+) -> tuple[dict[str, Any], str]:
+    """Run the deploy ``argv`` (imagekit as a program) with ``site``'s migrate slowed to 60 s
+    (the fake bench's ``slow_migrate``), SIGTERM it once its migrate job ``prefix``* runs, and
+    check what every engine must say: exit 130, the site interrupted, the job named as removed,
+    the other site not migrated. Returns the JSON report and the job's name."""
+    slow = site / "slow_migrate"
+    slow.write_text("60\n")
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        job = wait_for_job(docker, prefix, proc)
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=90)
+    finally:
+        slow.unlink()
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == ExitCode.INTERRUPTED == 130, err
+    report: dict[str, Any] = json.loads(out)
+    site_a, site_b = report["sites"]
+    assert (site_a["result"], site_a["exception"]) == (
+        "interrupted",
+        "the migrate job was stopped: its task stopped",
+    )
+    assert report["error"] == f"interrupted; the migrate job {job} was removed: its task stopped"
+    assert site_b["result"] == "not-migrated"
+    assert job_names(docker) == []
+    assert docker("ps", "-aq", "--filter", f"label=com.docker.swarm.service.name={job}").stdout == ""
+    return report, job
