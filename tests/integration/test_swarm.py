@@ -29,7 +29,7 @@ from tests.support.benchimage import build_fake_bench, write_project
 from tests.support.cli import invoke
 from tests.support.machinelock import machine_lock
 from tests.support.registry import free_port
-from tests.support.swarm import SwarmLab, sigterm_during_migrate
+from tests.support.swarm import SwarmLab, rollback_prod, sigterm_during_migrate
 from tests.support.workspace import CANARY, make_workspace
 from tests.unit.test_history_data import make_manifest, write
 
@@ -150,18 +150,11 @@ def test_rollback_restores_each_sites_backup_on_v1s_digest(lab: Lab, on_v2: tupl
     table = stack.folder / "sites" / "a.local" / "db" / "tabNote"  # the fake bench's database
     table.parent.mkdir(exist_ok=True)
     table.write_text("written under v2\n")  # after v2's backup: the rollback must drop it
-    (stack.folder / "sites" / ".db_root_password").write_text(CANARY)
-    env_file = stack.folder / "erp.env"
-    env_file.write_text(f"DB_PASSWORD={CANARY}\n")
-    (stack.ws / "imagekit.toml").write_text(
-        f'[targets.prod]\nproject = "{stack.name}"\ncompose = ["{stack.folder / "compose.yaml"}"]\n'
-        f'engine = "swarm"\ndocker_host = "{lab.swarm.url}"\nstate_dir = "{stack.state}"\n'
-        f'env_file = "{env_file}"\n'
-    )
     try:
-        result = invoke("rollback", "prod", "--yes", "--json", "-w", str(stack.ws))
+        result = rollback_prod(
+            stack.folder, stack.ws, stack.name, stack.state, f'docker_host = "{lab.swarm.url}"\n'
+        )
     finally:
-        (stack.folder / "sites" / ".db_root_password").unlink()
         (stack.ws / "imagekit.toml").unlink()
     report = json.loads(result.stdout)
     said = result.stderr.splitlines()

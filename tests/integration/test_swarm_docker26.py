@@ -29,7 +29,7 @@ from tests.support.benchimage import build_fake_bench, write_project
 from tests.support.cli import invoke
 from tests.support.debian13 import Debian13Host
 from tests.support.registry import LocalRegistry, free_port
-from tests.support.swarm import push_version, sigterm_during_migrate
+from tests.support.swarm import push_version, rollback_prod, sigterm_during_migrate
 from tests.support.workspace import CANARY, make_workspace
 from tests.unit.test_history_data import make_manifest, write
 
@@ -173,18 +173,8 @@ def fail_v3(host: Debian13Host, stack: Stack) -> dict:
 def roll_back_to_v2(host: Debian13Host, stack: Stack, failed: dict, v2: str) -> None:
     """`imagekit rollback prod --yes` of a target on the host: each site's backup of v3's window
     restored by a job on v2's digest (the half-migrated table gone), the stack on v2 again."""
-    (stack.folder / "sites" / ".db_root_password").write_text(CANARY)
-    env_file = stack.folder / "erp.env"
-    env_file.write_text(f"DB_PASSWORD={CANARY}\n")
-    (stack.ws / "imagekit.toml").write_text(
-        f'[targets.prod]\nproject = "{STACK}"\ncompose = ["{stack.folder / "compose.yaml"}"]\n'
-        f'engine = "swarm"\nhost = "{host.spec}"\nknown_hosts = "{host.known_hosts}"\n'
-        f'identity = "{host.client_key}"\nstate_dir = "{stack.state}"\nenv_file = "{env_file}"\n'
-    )
-    try:
-        result = invoke("rollback", "prod", "--yes", "--json", "-w", str(stack.ws))
-    finally:
-        (stack.folder / "sites" / ".db_root_password").unlink()
+    where = f'host = "{host.spec}"\nknown_hosts = "{host.known_hosts}"\nidentity = "{host.client_key}"\n'
+    result = rollback_prod(stack.folder, stack.ws, STACK, stack.state, where)
     assert result.exit_code == 0, result.output
     report, said = json.loads(result.stdout), result.stderr.splitlines()
     assert (report["error"], report["ref"], report["version"]) == (None, v2, "v2")

@@ -23,8 +23,10 @@ from typing import Any
 
 from frappe_imagekit import process
 from frappe_imagekit.errors import ExitCode
+from tests.support.cli import invoke
 from tests.support.dockerhost import DockerHost
 from tests.support.registry import LocalRegistry, free_port
+from tests.support.workspace import CANARY
 
 DOCKER = "/usr/bin/docker"  # the main daemon's CLI for builds and pushes (BuildKit-less builds)
 
@@ -212,3 +214,20 @@ def sigterm_during_migrate(
     assert job_names(docker) == []
     assert docker("ps", "-aq", "--filter", f"label=com.docker.swarm.service.name={job}").stdout == ""
     return report, job
+
+
+def rollback_prod(folder: Path, ws: Path, project: str, state: Path, where: str) -> Any:
+    """`imagekit rollback prod --yes --json` of a swarm target written to ``ws``'s imagekit.toml
+    (``where``: its ``docker_host = ...`` or ``host = ...`` lines), the database root password the
+    canary: in the sites folder for the fake bench, in the env file for imagekit."""
+    (folder / "sites" / ".db_root_password").write_text(CANARY)
+    env_file = folder / "erp.env"
+    env_file.write_text(f"DB_PASSWORD={CANARY}\n")
+    (ws / "imagekit.toml").write_text(
+        f'[targets.prod]\nproject = "{project}"\ncompose = ["{folder / "compose.yaml"}"]\n'
+        f'engine = "swarm"\n{where}state_dir = "{state}"\nenv_file = "{env_file}"\n'
+    )
+    try:
+        return invoke("rollback", "prod", "--yes", "--json", "-w", str(ws))
+    finally:
+        (folder / "sites" / ".db_root_password").unlink()
