@@ -29,7 +29,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
+from typing import IO, cast
 
 from frappe_imagekit.errors import DeployError
 
@@ -176,17 +176,18 @@ def start(folder: Path | None = None, port: int | None = None, timeout: float = 
     port = port or choose_port(folder)
     config = folder / "config.yml"
     config.write_text(CONFIG.format(root=folder / "storage", host=HOST, port=port))
-    log = open(folder / "registry.log", "wb", buffering=0)  # noqa: SIM115 - closed by the reader at the end of output
-    proc = subprocess.Popen(  # noqa: S603 - fixed argv
+    proc: subprocess.Popen[bytes] = subprocess.Popen(  # noqa: S603 - fixed argv
         [binary, "serve", str(config)],
         stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
         start_new_session=True, preexec_fn=_die_with_parent,  # noqa: PLW1509 - prctl only
     )  # fmt: skip
     registry = Registry(folder, port, proc)
-    assert proc.stdout is not None
-    registry.reader = threading.Thread(
-        target=keep_output, args=(proc.stdout, log, registry.output), daemon=True
-    )
+    try:  # closed by the reader at the end of output; the lines are kept in memory either way
+        log: IO[bytes] = open(folder / "registry.log", "wb", buffering=0)  # noqa: SIM115
+    except OSError:
+        log = open(os.devnull, "wb", buffering=0)  # noqa: SIM115
+    output = cast(IO[bytes], proc.stdout)  # a pipe: stdout=PIPE above
+    registry.reader = threading.Thread(target=keep_output, args=(output, log, registry.output), daemon=True)
     registry.reader.start()
     try:
         _wait_ready(registry, timeout)
