@@ -29,7 +29,7 @@ from tests.support.benchimage import build_fake_bench, write_project
 from tests.support.cli import invoke
 from tests.support.machinelock import machine_lock
 from tests.support.registry import free_port
-from tests.support.swarm import SwarmLab, rollback_prod, sigterm_during_migrate
+from tests.support.swarm import SwarmLab, check_failed_patch, rollback_prod, sigterm_during_migrate
 from tests.support.workspace import CANARY, make_workspace
 from tests.unit.test_history_data import make_manifest, write
 
@@ -199,17 +199,9 @@ def test_a_failing_patch_exits_9_and_leaves_the_site_in_maintenance(
         (stack.folder / "sites" / "a.local" / "fail_patch").unlink()
 
     assert result.exit_code == ExitCode.PATCH_FAILED == 9, result.output
-    site_a, site_b = report["sites"]
-    assert (site_a["result"], site_a["failed_patch"], site_a["maintenance"]) == (
-        "patch-failed",
-        FAILING,
-        "on",
-    )
-    assert (site_b["result"], site_b["maintenance"]) == ("not-migrated", "on")
+    site_a = check_failed_patch(report, FAILING)
     assert stack.site_config("a.local")["maintenance_mode"] == 1
     assert stack.site_config("b.local")["maintenance_mode"] == 1
-    log = Path(site_a["output_file"]).read_text()
-    assert "Executing " + FAILING in log and "Traceback" in log
     # the printed way out works pasted: the release job takes a.local out of maintenance
     release = site_a["next_steps"][1].split("release it: ", 1)[1]
     pasted = subprocess.run(["sh", "-c", release], capture_output=True, text=True, timeout=120,

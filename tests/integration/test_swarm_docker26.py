@@ -29,7 +29,7 @@ from tests.support.benchimage import build_fake_bench, write_project
 from tests.support.cli import invoke
 from tests.support.debian13 import Debian13Host
 from tests.support.registry import LocalRegistry, free_port
-from tests.support.swarm import push_version, rollback_prod, sigterm_during_migrate
+from tests.support.swarm import check_failed_patch, push_version, rollback_prod, sigterm_during_migrate
 from tests.support.workspace import CANARY, make_workspace
 from tests.unit.test_history_data import make_manifest, write
 
@@ -151,17 +151,9 @@ def fail_v3(host: Debian13Host, stack: Stack) -> dict:
         (site / "fail_patch").unlink()
         (site / "fail_patch_creates").unlink()
     assert code == ExitCode.PATCH_FAILED == 9, said
-    site_a, site_b = report["sites"]
-    assert (site_a["result"], site_a["failed_patch"], site_a["maintenance"]) == (
-        "patch-failed",
-        FAILING,
-        "on",
-    )
-    assert (site_b["result"], site_b["maintenance"]) == ("not-migrated", "on")
+    site_a = check_failed_patch(report, FAILING)
     assert [stack.site_config(s)["maintenance_mode"] for s in SITES] == [1, 1]
     assert (site / "db" / "tabHalfMigrated").exists()  # the patch's DDL committed: a half-migrated site
-    log = Path(site_a["output_file"]).read_text()
-    assert "Executing " + FAILING in log and "Traceback" in log
     release = site_a["next_steps"][1].split("release it: ", 1)[1]
     pasted = host.ssh("sh", "-c", release, timeout=120)  # where it came from: the host's docker 26
     assert pasted.returncode == 0, pasted.stderr

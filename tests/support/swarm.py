@@ -231,3 +231,19 @@ def rollback_prod(folder: Path, ws: Path, project: str, state: Path, where: str)
         return invoke("rollback", "prod", "--yes", "--json", "-w", str(ws))
     finally:
         (folder / "sites" / ".db_root_password").unlink()
+
+
+def check_failed_patch(report: dict[str, Any], failing: str) -> dict[str, Any]:
+    """What a deploy whose patch ``failing`` failed on a.local must report on every engine: a.local
+    patch-failed and b.local not migrated, both left in maintenance, the patch and its traceback
+    in a.local's log. Returns a.local's entry."""
+    site_a, site_b = report["sites"]
+    assert (site_a["result"], site_a["failed_patch"], site_a["maintenance"]) == (
+        "patch-failed",
+        failing,
+        "on",
+    )
+    assert (site_b["result"], site_b["maintenance"]) == ("not-migrated", "on")
+    log = Path(site_a["output_file"]).read_text()
+    assert "Executing " + failing in log and "Traceback" in log
+    return dict(site_a)
