@@ -13,6 +13,7 @@ from typing import Any, TypedDict
 
 from frappe_imagekit import gitremote, validate
 from frappe_imagekit.appsjson import parse_apps_text, public_url, repo_identity, token_vars
+from frappe_imagekit.build.records import BuildManifest, ManifestPin
 from frappe_imagekit.deploy.place import Places
 from frappe_imagekit.deploy.record import REHEARSAL, ROLLBACK, DeployRecord
 from frappe_imagekit.deploy.swarm import records as swarm_records
@@ -63,8 +64,8 @@ class HistoryRow:
     file: str
     image_ref: str | None
     image_id: str | None
-    frappe: dict[str, Any] | None
-    apps: list[dict[str, Any]]
+    frappe: ManifestPin | None
+    apps: list[ManifestPin]
     rebuild_of: str | None = None
     error: str | None = None
     deployed_to: list[str] = field(default_factory=list)  # project@host running it now
@@ -129,8 +130,8 @@ class PinChange:
 class Diff:
     old: str
     new: str
-    apps_added: list[dict[str, Any]]
-    apps_removed: list[dict[str, Any]]
+    apps_added: list[ManifestPin]
+    apps_removed: list[ManifestPin]
     changes: list[PinChange]  # frappe first, then apps in the newer build's order
     args_changed: dict[str, tuple[str | None, str | None]]
     containerfile_changed: bool | None  # None: one of the manifests has no sha256
@@ -187,10 +188,10 @@ def list_builds(ws: Workspace, limit: int | None = None) -> HistoryListing:
     )
 
 
-def row_from_manifest(manifest: Mapping[str, Any], path: Path) -> HistoryRow:
+def row_from_manifest(manifest: BuildManifest, path: Path) -> HistoryRow:
     image = manifest.get("image") or {}
     return HistoryRow(
-        version=str(manifest["version"]),
+        version=manifest["version"],
         kind=manifest.get("kind") or "build",
         status=manifest.get("status") or "unknown",
         created=manifest.get("created") or "",
@@ -284,19 +285,27 @@ def is_migrate_only(record: DeployRecord) -> bool:
 # -- show ----------------------------------------------------------------------------------
 
 
-def show_build(ws: Workspace, version: str) -> dict[str, Any]:
+class ShownBuild(TypedDict):
+    """One build as ``imagekit history VERSION`` shows it (and prints it with ``--json``)."""
+
+    file: str
+    manifest: BuildManifest
+    rebuilds: list[dict[str, Any]]  # HistoryRow.to_dict of each
+    deploys: list[DeployRun]
+    deployed_to: list[str]
+
+
+def show_build(ws: Workspace, version: str) -> ShownBuild:
     """The manifest of ``version`` plus its rebuilds and deploys.
 
-    Returns ``{"file", "manifest", "rebuilds": [rows], "deploys": [...], "deployed_to": [...]}``.
     Raises ``NotFoundError`` naming the nearest versions when there is no such build.
     """
     path = find_manifest(ws, version, include_failed=True)
     listing = list_builds(ws)
     row = next((r for r in listing.rows if r.file == path.name), None)
-    manifest = read_manifest(path)
     return {
         "file": path.name,
-        "manifest": manifest,
+        "manifest": read_manifest(path),
         "rebuilds": [r.to_dict() for r in row.rebuilds] if row else [],
         "deploys": row.deploys if row else [],
         "deployed_to": row.deployed_to if row else [],
@@ -334,7 +343,7 @@ def diff_builds(
     return diff
 
 
-def compare_manifests(a: Mapping[str, Any], b: Mapping[str, Any]) -> Diff:
+def compare_manifests(a: BuildManifest, b: BuildManifest) -> Diff:
     """Pure comparison of two manifests (no remote access)."""
     old_apps = {app["name"]: app for app in a.get("apps") or []}
     new_apps = {app["name"]: app for app in b.get("apps") or []}
@@ -349,8 +358,8 @@ def compare_manifests(a: Mapping[str, Any], b: Mapping[str, Any]) -> Diff:
     cf_a = (a.get("containerfile") or {}).get("sha256")
     cf_b = (b.get("containerfile") or {}).get("sha256")
     return Diff(
-        old=str(a.get("version")),
-        new=str(b.get("version")),
+        old=a["version"],
+        new=b["version"],
         apps_added=[app for name, app in new_apps.items() if name not in old_apps],
         apps_removed=[app for name, app in old_apps.items() if name not in new_apps],
         changes=changes,
@@ -361,9 +370,9 @@ def compare_manifests(a: Mapping[str, Any], b: Mapping[str, Any]) -> Diff:
     )
 
 
-def _pin_change(name: str, old: Mapping[str, Any] | None, new: Mapping[str, Any] | None) -> PinChange | None:
-    old = old or {}
-    new = new or {}
+def _pin_change(name: str, old_pin: ManifestPin | None, new_pin: ManifestPin | None) -> PinChange | None:
+    old: ManifestPin | dict[str, None] = old_pin or {}
+    new: ManifestPin | dict[str, None] = new_pin or {}
     if old.get("ref") == new.get("ref") and old.get("sha") == new.get("sha"):
         return None
     return PinChange(name, old.get("ref"), new.get("ref"), old.get("sha"), new.get("sha"))
@@ -375,13 +384,15 @@ def _args_changed(old: Mapping[str, str], new: Mapping[str, str]) -> dict[str, t
     return {k: (old.get(k), new.get(k)) for k in keys if old.get(k) != new.get(k)}
 
 
-def _url_of(name: str, a: Mapping[str, Any], b: Mapping[str, Any]) -> str | None:
+def _url_of(name: str, a: BuildManifest, b: BuildManifest) -> str | None:
     """The newer build's URL for ``name`` (it is the one most likely to still work)."""
     for manifest in (b, a):
-        pins = [manifest.get("frappe") or {}] if name == "frappe" else manifest.get("apps") or []
+        frappe = manifest.get("frappe")
+        pins = ([frappe] if frappe else []) if name == "frappe" else manifest.get("apps") or []
         for pin in pins:
-            if pin.get("name", "frappe") == name and pin.get("url"):
-                return str(pin["url"])
+            url = pin.get("url")
+            if pin.get("name", "frappe") == name and url:
+                return url
     return None
 
 
@@ -448,12 +459,12 @@ def short_sha(sha: str | None) -> str:
     return sha[:7] if sha else "-"
 
 
-def pin_label(pin: Mapping[str, Any] | None) -> str:
+def pin_label(pin: ManifestPin | None) -> str:
     """``v15.17.0@abc1234`` (ref and short SHA)."""
     return Pin.from_record(pin).label if pin else "-"
 
 
-def _pin_summary(pin: Mapping[str, Any]) -> dict[str, Any]:
+def _pin_summary(pin: ManifestPin) -> dict[str, Any]:
     keys = ("name", "url", "ref", "ref_kind", "sha")
     return {k: pin.get(k) for k in keys if k in pin or k in ("name", "ref", "sha")}
 

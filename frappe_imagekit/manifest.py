@@ -8,13 +8,22 @@ from __future__ import annotations
 
 import difflib
 import json
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from frappe_imagekit import bounded, validate
-from frappe_imagekit.build.records import PinRecord, TierRecord
+from frappe_imagekit.build.records import (
+    BuildManifest,
+    DriftItem,
+    LeakScanRecord,
+    ManifestContainerfile,
+    ManifestImage,
+    ManifestWorkspace,
+    PinRecord,
+    TierRecord,
+)
 from frappe_imagekit.deploy.record import DeployRecord
 from frappe_imagekit.errors import ImagekitError, NotFoundError, UsageError
 from frappe_imagekit.redact import Redactor
@@ -37,7 +46,7 @@ def manifest_path(ws: Workspace, version: str) -> Path:
     return ws.builds_dir / f"{version}.json"
 
 
-def write_manifest(ws: Workspace, manifest: dict[str, Any], path: Path, redactor: Redactor) -> Path:
+def write_manifest(ws: Workspace, manifest: Mapping[str, object], path: Path, redactor: Redactor) -> Path:
     """Check and write the manifest object ``manifest`` atomically to ``path`` as it is (a record
     read back and amended, such as the one a ``--force`` build moves aside)."""
     return _write_checked({**manifest, "schema_version": SCHEMA_VERSION}, path, redactor)
@@ -75,7 +84,7 @@ class ImageRecord:
     def ref(self) -> str:
         return f"{self.name}:{self.tag}"
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> ManifestImage:
         return {
             "name": self.name,
             "tag": self.tag,
@@ -100,23 +109,23 @@ class Manifest:
     rebuild_of: str | None = None
     status: str = "succeeded"
     error: str | None = None
-    image: ImageRecord | dict[str, Any] | None = None
+    image: ImageRecord | ManifestImage | None = None
     created: str | None = None
     finished: str | None = None
     duration_seconds: float | None = None
-    tools: dict[str, Any] = field(default_factory=dict)
-    containerfile: dict[str, Any] = field(default_factory=dict)
+    tools: dict[str, str | None] = field(default_factory=dict)
+    containerfile: ManifestContainerfile = field(default_factory=lambda: ManifestContainerfile())
     build_args: dict[str, str] = field(default_factory=dict)
     labels: dict[str, str] = field(default_factory=dict)
     frappe: PinRecord | None = None
     apps: list[PinRecord] = field(default_factory=list)
     apps_json_sha256: str | None = None
     fingerprint: str | None = None
-    workspace: dict[str, Any] = field(default_factory=dict)
-    leak_scan: dict[str, Any] = field(default_factory=dict)
+    workspace: ManifestWorkspace = field(default_factory=lambda: ManifestWorkspace())
+    leak_scan: LeakScanRecord = field(default_factory=lambda: LeakScanRecord())
     log_file: str | None = None
     base_tier: TierRecord | None = None
-    drift: list[dict[str, Any]] | None = None  # a rebuild's drift check; absent for a build
+    drift: list[DriftItem] | None = None  # a rebuild's drift check; absent for a build
     extra: dict[str, Any] = field(default_factory=dict)  # fields this imagekit does not know
 
     def to_dict(self) -> dict[str, Any]:
@@ -135,7 +144,8 @@ class Manifest:
     @classmethod
     def from_dict(cls, data: Any) -> Manifest:
         """A manifest from its JSON object (any supported schema); ``ValueError`` names why not."""
-        checked = check_manifest(upgrade(_schema_checked(data)))
+        checked = upgrade(_schema_checked(data))
+        check_manifest(checked)
         known = {name: checked[name] for name in (*_MANIFEST_KEYS, "drift") if name in checked}
         extra = {k: v for k, v in checked.items() if k not in known and k != "schema_version"}
         return cls(**known, extra=extra)
@@ -147,6 +157,10 @@ class Manifest:
     def write(self, path: Path, redactor: Redactor) -> Path:
         """Check, then write atomically (``_write_checked``)."""
         return _write_checked(self.to_dict(), path, redactor)
+
+    def as_read(self) -> BuildManifest:
+        """The record as ``load_manifest`` reads it back once written."""
+        return check_manifest(self.to_dict())
 
 
 _MANIFEST_KEYS = (
@@ -181,7 +195,7 @@ def _schema_checked(data: Any) -> dict[str, Any]:
     return data
 
 
-def load_manifest(path: Path) -> dict[str, Any]:
+def load_manifest(path: Path) -> BuildManifest:
     """Read one manifest; raise ``ValueError`` naming why it cannot be used.
 
     Manifests are repository content (they arrive through pull requests): every field the code
@@ -191,7 +205,7 @@ def load_manifest(path: Path) -> dict[str, Any]:
     return check_manifest(upgrade(_schema_checked(_read_json(path))))
 
 
-def read_manifest(path: Path) -> dict[str, Any]:
+def read_manifest(path: Path) -> BuildManifest:
     """``load_manifest`` for a manifest that was asked for by name: one that cannot be used is
     a ``NotFoundError`` naming the file and why (listings skip such files instead)."""
     try:
@@ -208,9 +222,11 @@ def _read_json(path: Path) -> Any:
 
 
 # -- shape and values ----------------------------------------------------------------------
+# Each check takes the value and the field's name; it raises ``ValueError`` naming the field.
+Check = Callable[[object, str], None]
 
 
-def _optional(check: Any) -> Any:
+def _optional(check: Check) -> Check:
     def run(value: object, what: str) -> None:
         if value is not None:
             check(value, what)
@@ -228,24 +244,34 @@ def _number(value: object, what: str) -> None:
         raise ValueError(f"{what} must be a number, not {type(value).__name__}")
 
 
+def _whole(value: object, what: str) -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"{what} must be a whole number, not {type(value).__name__}")
+
+
 def _flag(value: object, what: str) -> None:
     if not isinstance(value, bool):
         raise ValueError(f"{what} must be true or false, not {type(value).__name__}")
 
 
-def _object(value: object, what: str) -> dict[str, Any]:
+def _object(value: object, what: str) -> dict[str, object]:
     if not isinstance(value, dict):
         raise ValueError(f"{what} must be an object, not {type(value).__name__}")
     return value
 
 
-def _list(value: object, what: str) -> list[Any]:
+def _list(value: object, what: str) -> list[object]:
     if not isinstance(value, list):
         raise ValueError(f"{what} must be a list, not {type(value).__name__}")
     return value
 
 
-def _validated(validator: Any) -> Any:
+def _items(value: object, what: str) -> list[object]:
+    """A list field that may be absent or null: its items ([] then)."""
+    return [] if value is None else _list(value, what)
+
+
+def _validated(validator: Callable[[object, str], object]) -> Check:
     """A ``validate`` function as a field check: its one sentence becomes the reason."""
 
     def run(value: object, what: str) -> None:
@@ -283,7 +309,7 @@ def _text_map(value: object, what: str) -> None:
         _text(item, f"each value of {what}")
 
 
-def _fields(data: dict[str, Any], what: str, checks: dict[str, Any]) -> None:
+def _fields(data: Mapping[str, object], what: str, checks: Mapping[str, Check]) -> None:
     for key, check in checks.items():
         if key in data:
             check(data[key], f"{what}{key}")
@@ -296,15 +322,25 @@ _IMAGE_FIELDS = {
     "tag": _optional(_version),
     "ref": _optional(_image_ref),
     "id": _optional(_validated(validate.not_an_option)),
+    "digest": _text,
     "replaced": _optional(_image_ref),
 }
 _PIN_FIELDS = {
+    "name": _text,
     "url": _optional(_validated(validate.repo_url)),
     "ref": _validated(validate.git_ref),
     "ref_kind": _text,
     "sha": _optional(_validated(validate.commit_sha)),
 }
 _CONTAINERFILE_FIELDS = {"path": _text, "sha256": _text, "content": _text, "apps_json_mode": _text}
+_TIER_FIELDS = {
+    "ref": _text,
+    "key": _text,
+    "built": _optional(_flag),
+    "containerfile": _text,
+}
+_LEAK_SCAN_FIELDS = {"status": _text, "seconds": _optional(_number), "layers_from_cache": _optional(_whole)}
+_DRIFT_KEYS = ("name", "ref", "use_ref", "status", "recorded_sha", "current_sha", "message")
 _TOP_FIELDS = {
     "version": _version,
     "kind": _text,
@@ -335,14 +371,14 @@ def _pin(value: object, what: str, *, named: bool) -> None:
 def _image(value: object, what: str) -> None:
     image = _object(value, what)
     _fields(image, f"{what}.", _IMAGE_FIELDS)
-    for i, digest in enumerate(_list(image.get("repo_digests") or [], f"{what}.repo_digests")):
+    for i, digest in enumerate(_items(image.get("repo_digests"), f"{what}.repo_digests")):
         _string(digest, f"{what}.repo_digests[{i}]")
 
 
 def _leak_scan(value: object, what: str) -> None:
     scan = _object(value, what)
-    _fields(scan, f"{what}.", {"status": _text, "seconds": _optional(_number)})
-    for i, finding in enumerate(_list(scan.get("findings") or [], f"{what}.findings")):
+    _fields(scan, f"{what}.", _LEAK_SCAN_FIELDS)
+    for i, finding in enumerate(_items(scan.get("findings"), f"{what}.findings")):
         _object(finding, f"{what}.findings[{i}]")
 
 
@@ -352,25 +388,43 @@ def _workspace(value: object, what: str) -> None:
 
 def _drift(value: object, what: str) -> None:
     for i, item in enumerate(_list(value, what)):
-        _fields(_object(item, f"{what}[{i}]"), f"{what}[{i}].", {"name": _text, "message": _text})
+        _fields(_object(item, f"{what}[{i}]"), f"{what}[{i}].", dict.fromkeys(_DRIFT_KEYS, _text))
 
 
-def check_manifest(data: dict[str, Any]) -> dict[str, Any]:
-    """``data`` when every field the code reads has its type and a valid value; else
-    ``ValueError`` naming the first field that does not (never repeating a secret)."""
+def _containerfile(value: object, what: str) -> None:
+    _fields(_object(value, what), f"{what}.", _CONTAINERFILE_FIELDS)
+
+
+def _tier(value: object, what: str) -> None:
+    _fields(_object(value, what), f"{what}.", _TIER_FIELDS)
+
+
+def _apps(value: object, what: str) -> None:
+    for i, app in enumerate(_list(value, what)):
+        _pin(app, f"{what}[{i}]", named=True)
+
+
+_PARTS: dict[str, Check] = {
+    "image": _image,
+    "frappe": lambda value, what: _pin(value, what, named=False),
+    "apps": _apps,
+    "containerfile": _containerfile,
+    "leak_scan": _leak_scan,
+    "workspace": _workspace,
+    "drift": _drift,
+    "base_tier": _tier,
+}
+
+
+def check_manifest(data: Mapping[str, object]) -> BuildManifest:
+    """``data`` as a ``BuildManifest`` when every field has the type that shape says and every
+    value the code passes on is valid; else ``ValueError`` naming the first field that does not
+    (never repeating a secret)."""
     _fields(data, "", _TOP_FIELDS)
-    if data.get("image") is not None:
-        _image(data["image"], "image")
-    if data.get("frappe") is not None:
-        _pin(data["frappe"], "frappe", named=False)
-    for i, app in enumerate(_list(data.get("apps") or [], "apps")):
-        _pin(app, f"apps[{i}]", named=True)
-    if data.get("containerfile") is not None:
-        _fields(_object(data["containerfile"], "containerfile"), "containerfile.", _CONTAINERFILE_FIELDS)
-    for key, check in (("leak_scan", _leak_scan), ("workspace", _workspace), ("drift", _drift)):
+    for key, check in _PARTS.items():
         if data.get(key) is not None:
             check(data[key], key)
-    return data
+    return cast(BuildManifest, data)  # every field checked above
 
 
 # -- deploy records ------------------------------------------------------------------------
@@ -436,12 +490,12 @@ def read_deploys(ws: Workspace) -> DeployRecords:
     return DeployRecords(records, broken)
 
 
-def iter_manifests(ws: Workspace) -> Iterator[tuple[Path, dict[str, Any] | BrokenManifest]]:
+def iter_manifests(ws: Workspace) -> Iterator[tuple[Path, BuildManifest | BrokenManifest]]:
     """Each ``builds/*.json`` in name order: its manifest, or why it cannot be read."""
     return _each_json(ws.builds_dir, load_manifest)
 
 
-def list_manifests(ws: Workspace) -> tuple[list[dict[str, Any]], list[BrokenManifest]]:
+def list_manifests(ws: Workspace) -> tuple[list[BuildManifest], list[BrokenManifest]]:
     """Every readable manifest (any status) and the ones that could not be read."""
     good, broken = readable(iter_manifests(ws))
     return [manifest for _path, manifest in good], broken

@@ -12,7 +12,7 @@ import contextlib
 import hashlib
 import re
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -21,6 +21,7 @@ from frappe_imagekit import dockerapi, dockercli, leakscan, manifest, progress
 from frappe_imagekit.build import exact, steps, tiers
 from frappe_imagekit.build.containerfile import Containerfile, parse_containerfile
 from frappe_imagekit.build.plan import BuildPlan, next_version
+from frappe_imagekit.build.records import BuildManifest, LeakScanRecord
 from frappe_imagekit.errors import DockerError, ImagekitError, LeakError, TagExistsError
 from frappe_imagekit.gitremote import workspace_commit
 from frappe_imagekit.interrupts import interrupts_held
@@ -33,7 +34,7 @@ from frappe_imagekit.workspace import Workspace, write_text_atomic
 _MAX_FREE_VERSION_PROBES = 50
 
 
-def build_seconds(record: Mapping[str, Any]) -> float:
+def build_seconds(record: BuildManifest) -> float:
     """The seconds a recorded build spent outside its leak scan (the scan is timed apart)."""
     total = float(record.get("duration_seconds") or 0.0)
     scan = float((record.get("leak_scan") or {}).get("seconds") or 0.0)
@@ -90,7 +91,7 @@ class _Run:
     image_id: str | None = None
     tagged: bool = False  # the new image holds the version tag (after a clean scan)
     digest: str | None = None  # containerimage.digest from buildx --metadata-file
-    leak_scan: dict[str, Any] = field(default_factory=lambda: {"status": "skipped"})
+    leak_scan: LeakScanRecord = field(default_factory=lambda: LeakScanRecord(status="skipped"))
     tracker: steps.StepTracker | None = None  # reads the build steps for the reporter
 
 
@@ -100,7 +101,7 @@ def execute_build(
     on_line: Callable[[str], None] | None = None,
     on_start: Callable[[Any], None] | None = None,
     reporter: Reporter = progress.SILENT,
-) -> dict[str, Any]:
+) -> BuildManifest:
     """Guard, build, scan, tag, record. Returns the manifest written; on failure (an interrupt
     included) writes a failed one, and the version tag stays where it was before the build.
     ``on_line`` gets every (redacted) BuildKit line; ``reporter`` the steps (which app, cached
@@ -127,7 +128,7 @@ def execute_build(
             _retire_previous(ws, plan, run)
             record.log_file = _write_log(ws, plan, run, f"{plan.record_name}.log")
             record.write(ws.builds_dir / f"{plan.record_name}.json", plan.redactor)
-        return record.to_dict()
+        return record.as_read()
     except BaseException as exc:
         _record_failure(ws, plan, run, exc)
         raise
@@ -235,20 +236,21 @@ def _failure_line(log: list[str]) -> str:
     return tail[-1][:300] if tail else "no output"
 
 
-def _leak_scan(plan: BuildPlan, run: _Run) -> dict[str, Any]:
+def _leak_scan(plan: BuildPlan, run: _Run) -> LeakScanRecord:
     """Scan the untagged image (by id); a leak is a ``LeakError`` and it never gets a tag."""
     if not plan.leak_scan:
         return {"status": "skipped", "findings": [], "seconds": 0.0}
     assert run.image_id is not None
     run.leak_scan = {"status": "unfinished", "findings": []}  # what a failed record says if interrupted
     summary = scan_built_image(run.image_id, plan.redactor)
+    findings = summary.get("findings") or []
     if summary["status"] == "clean":
         return summary
     run.leak_scan = summary
-    first = summary["findings"][0]
+    first = findings[0]
     raise LeakError(
         f"the leak scan found a secret in the image built for {plan.ref} "
-        f"({len(summary['findings'])} finding(s), first in {first.get('where')} "
+        f"({len(findings)} finding(s), first in {first.get('where')} "
         f"{first.get('location')}: {first.get('detail')}); it was not tagged: pass apps.json as "
         "a BuildKit secret and never copy it or its ARG into the final stage."
     )
@@ -261,7 +263,7 @@ def _tag_scanned(plan: BuildPlan, run: _Run) -> None:
     dockerapi.tag_image(run.image_id, plan.image_name, plan.tag)
 
 
-def scan_built_image(ref: str, redactor: Redactor) -> dict[str, Any]:
+def scan_built_image(ref: str, redactor: Redactor) -> LeakScanRecord:
     """Leak-scan ``ref``; layers already scanned clean for these secrets are not read again.
 
     History, Config.Env and labels are always scanned. When every layer's diff_id (a hash of
@@ -286,7 +288,7 @@ def scan_built_image(ref: str, redactor: Redactor) -> dict[str, Any]:
 
 def _scan_summary(
     findings: list[Any], redactor: Redactor, started: float, *, layers_from_cache: int
-) -> dict[str, Any]:
+) -> LeakScanRecord:
     safe = [
         {k: redactor.redact(v) if isinstance(v, str) else v for k, v in _finding_dict(f).items()}
         for f in findings
@@ -299,7 +301,7 @@ def _scan_summary(
     }
 
 
-def _finding_dict(finding: Any) -> dict[str, Any]:
+def _finding_dict(finding: Any) -> dict[str, object]:
     if hasattr(finding, "to_dict"):
         return dict(finding.to_dict())
     keys = ("where", "location", "form", "detail")
@@ -401,7 +403,7 @@ def _retire_previous(ws: Workspace, plan: BuildPlan, run: _Run) -> None:
         data["status"] = "replaced"
         if run.replaced:
             data["image"] = {
-                **data.get("image", {}),
+                **(data.get("image") or {}),
                 "tag": run.replaced,
                 "ref": f"{plan.image_name}:{run.replaced}",
             }

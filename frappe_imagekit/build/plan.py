@@ -26,7 +26,7 @@ from frappe_imagekit.build.cacerts import CaCerts
 from frappe_imagekit.build.containerfile import Containerfile, default_containerfile, parse_containerfile
 from frappe_imagekit.build.exact import OWN_CONTAINERFILE_NOTE, Exact, is_imagekit_containerfile
 from frappe_imagekit.build.exact import prepare as prepare_exact
-from frappe_imagekit.build.records import PinRecord
+from frappe_imagekit.build.records import DriftItem, PinRecord
 from frappe_imagekit.check import Secrets, run_check
 from frappe_imagekit.errors import ConfigError
 from frappe_imagekit.gitremote import workspace_commit
@@ -91,7 +91,7 @@ class BuildPlan:
     ca_certs: CaCerts | None = None  # CA_CERTS_FILE, passed as the ca_certs secret
     daemon: str = ""  # which daemon the CLI builds on and the SDK scans, and why (dockerapi.Daemon)
     record_name: str = ""  # names the manifest and log: the version, or "<version>.rebuild-<UTC>"
-    drift: list[dict[str, Any]] | None = None  # a rebuild's drift check, recorded in its manifest
+    drift: list[DriftItem] | None = None  # a rebuild's drift check, recorded in its manifest
 
     @property
     def injected(self) -> InjectedApps:

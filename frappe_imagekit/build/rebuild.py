@@ -27,6 +27,7 @@ from frappe_imagekit.build import benchfile, downloads, exact, execute, tiers
 from frappe_imagekit.build import plan as buildplan
 from frappe_imagekit.build.containerfile import Containerfile, default_containerfile, parse_containerfile
 from frappe_imagekit.build.plan import BuildPlan
+from frappe_imagekit.build.records import BuildManifest, DriftItem, ManifestPin
 from frappe_imagekit.check import Secrets, git_timeout
 from frappe_imagekit.envfile import parse_example_text, read_text
 from frappe_imagekit.errors import (
@@ -134,7 +135,7 @@ class PinDrift:
         sha = self.current_sha if self.status == DRIFT else self.recorded_sha
         return replace(self.pin, ref=self.use_ref, ref_kind=kind, sha=sha)
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> DriftItem:
         return {
             "name": self.name,
             "ref": self.ref,
@@ -212,7 +213,7 @@ class RebuildPlan:
     """What a rebuild will do. ``build`` holds the injected apps.json: never print it."""
 
     version: str
-    original: dict[str, Any]
+    original: BuildManifest
     original_file: str
     drift: DriftReport
     build: BuildPlan
@@ -239,7 +240,7 @@ class RebuildPlan:
         }
 
 
-def load_original(ws: Workspace, version: str) -> tuple[Path, dict[str, Any]]:
+def load_original(ws: Workspace, version: str) -> tuple[Path, BuildManifest]:
     """The successful build's manifest; ``NotFoundError`` when unknown or unusable for a rebuild."""
     path = manifests.find_manifest(ws, version)
     try:
@@ -254,12 +255,19 @@ def load_original(ws: Workspace, version: str) -> tuple[Path, dict[str, Any]]:
             f"manifest), so {version} cannot be rebuilt from it: build it again with "
             "`imagekit build --containerfile PATH` instead."
         )
-    if not data.get("frappe") or not (data["frappe"].get("sha")):
-        raise NotFoundError(f"{path.name} records no frappe commit, so {version} cannot be rebuilt from it.")
+    recorded_frappe(data, path.name, version)
     return path, data
 
 
-def recorded_pins(original: Mapping[str, Any], ws: Workspace, env: Mapping[str, str]) -> list[PinDrift]:
+def recorded_frappe(data: BuildManifest, file: str, version: str) -> ManifestPin:
+    """The manifest's frappe pin; ``NotFoundError`` when it records no frappe commit."""
+    frappe = data.get("frappe")
+    if not frappe or not frappe.get("sha"):
+        raise NotFoundError(f"{file} records no frappe commit, so {version} cannot be rebuilt from it.")
+    return frappe
+
+
+def recorded_pins(original: BuildManifest, ws: Workspace, env: Mapping[str, str]) -> list[PinDrift]:
     """frappe and each app as recorded, with the ``${VAR}`` URL the current workspace uses.
 
     The manifest is repository content: its URLs, refs and SHAs pass the same validators as
@@ -268,7 +276,8 @@ def recorded_pins(original: Mapping[str, Any], ws: Workspace, env: Mapping[str, 
     """
     known = placeholder_urls(ws, env)
     result = []
-    for record in [original["frappe"], *(original.get("apps") or [])]:
+    frappe = recorded_frappe(original, "its manifest", original["version"])
+    for record in [frappe, *(original.get("apps") or [])]:
         name = str(record.get("name") or "frappe")
         where = f"the manifest's {validate.not_an_option(name, 'an app name')}"
         url = with_placeholders(validate.repo_url(record.get("url"), f"{where} url"), known)
@@ -328,7 +337,7 @@ def _free_rebuild_id(ws: Workspace, version: str) -> str:
 
 def _build_plan(
     ws: Workspace,
-    original: Mapping[str, Any],
+    original: BuildManifest,
     drift: DriftReport,
     env: Mapping[str, str],
     options: RebuildOptions,
@@ -374,7 +383,7 @@ def _build_plan(
     return _use_recorded_tiers(variant, original)
 
 
-def _use_recorded_tiers(plan: BuildPlan, original: Mapping[str, Any]) -> BuildPlan:
+def _use_recorded_tiers(plan: BuildPlan, original: BuildManifest) -> BuildPlan:
     """A rebuild uses the tiers the original build recorded (their text and args, their tags)."""
     if plan.exact is None:
         return plan
@@ -385,7 +394,7 @@ def _use_recorded_tiers(plan: BuildPlan, original: Mapping[str, Any]) -> BuildPl
     return replace(plan, exact=replace(plan.exact, tiers=recorded), build_args=args)
 
 
-def _recorded_args(original: Mapping[str, Any]) -> dict[str, str]:
+def _recorded_args(original: BuildManifest) -> dict[str, str]:
     """The manifest's build args, each a variable name with a string value; FRAPPE_PATH passes
     the URL rules and holds no ``${VAR}`` (build args are public)."""
     args = original.get("build_args") or {}
@@ -425,7 +434,7 @@ def _refuse_undeclared(args: Mapping[str, str], containerfile: Containerfile, wh
         )
 
 
-def _image_name(original: Mapping[str, Any]) -> str:
+def _image_name(original: BuildManifest) -> str:
     image = original.get("image") or {}
     name = image.get("name") or str(image.get("ref") or "").rpartition(":")[0]
     if not name:
@@ -478,7 +487,7 @@ class StoredContainerfile:
 
 
 def stored_containerfile(
-    ws: Workspace, original: Mapping[str, Any], manifest_name: str, env: Mapping[str, str], *, trust: bool
+    ws: Workspace, original: BuildManifest, manifest_name: str, env: Mapping[str, str], *, trust: bool
 ) -> StoredContainerfile:
     """The Containerfile to rebuild with. A manifest is repository content and its Containerfile
     runs with the tokens mounted, so the stored text is built only when something vouches for it:
@@ -497,9 +506,9 @@ def stored_containerfile(
         return StoredContainerfile(parse_containerfile(text, None), refused.message)
 
 
-def _regenerated(original: Mapping[str, Any], manifest_name: str) -> Containerfile:
+def _regenerated(original: BuildManifest, manifest_name: str) -> Containerfile:
     """The stored generated text, once it equals today's generation from the recorded apps."""
-    stored = str(original["containerfile"]["content"])
+    stored = str((original.get("containerfile") or {}).get("content") or "")
     template = benchfile.split_template(default_containerfile().read_text())
     names = [str(app.get("name") or "") for app in original.get("apps") or []]
     try:
@@ -512,7 +521,7 @@ def _regenerated(original: Mapping[str, Any], manifest_name: str) -> Containerfi
     return parse_containerfile(stored, None)
 
 
-def _check_tier(original: Mapping[str, Any], template: benchfile.Template, manifest_name: str) -> None:
+def _check_tier(original: BuildManifest, template: benchfile.Template, manifest_name: str) -> None:
     """The recorded system tier: today's tier text, its key and tag made from that text and args."""
     record = original.get("base_tier")
     if not record:
@@ -552,10 +561,10 @@ def _first_difference(stored: str, expected: str) -> str:
 
 
 def _workspace_file(
-    ws: Workspace, original: Mapping[str, Any], manifest_name: str, env: Mapping[str, str]
+    ws: Workspace, original: BuildManifest, manifest_name: str, env: Mapping[str, str]
 ) -> Containerfile:
     """The workspace's own Containerfile (.env CONTAINERFILE) when it has the recorded sha256."""
-    record = original["containerfile"]
+    record = original.get("containerfile") or {}
     recorded = str(record.get("sha256") or "")
     chosen = (env.get("CONTAINERFILE") or "").strip()
     if not chosen:
@@ -612,7 +621,7 @@ class Comparison:
 
 
 def compare_with_original(
-    original: Mapping[str, Any], rebuilt: Mapping[str, Any], trusted: str | None = None
+    original: BuildManifest, rebuilt: BuildManifest, trusted: str | None = None
 ) -> Comparison:
     diff = compare_manifests(original, rebuilt)
     old_args = dict(original.get("build_args") or {})
@@ -629,7 +638,7 @@ def compare_with_original(
 
 @dataclass
 class RebuildResult:
-    manifest: dict[str, Any]
+    manifest: BuildManifest
     manifest_file: str
     comparison: Comparison
     drift: DriftReport
@@ -658,7 +667,7 @@ def execute_rebuild(
 # -- exact builds ----------------------------------------------------------------------------
 
 
-def is_exact(original: Mapping[str, Any]) -> bool:
+def is_exact(original: BuildManifest) -> bool:
     """Built with imagekit's generated Containerfile: the build fetches the recorded commits."""
     return benchfile.is_generated(str((original.get("containerfile") or {}).get("content") or ""))
 

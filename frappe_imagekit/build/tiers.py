@@ -17,11 +17,11 @@ import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Final
 
 from frappe_imagekit import dockerapi, dockercli, validate
 from frappe_imagekit.build import benchfile, downloads
-from frappe_imagekit.build.records import TierRecord
+from frappe_imagekit.build.records import BuildManifest, ManifestTier, TierRecord
 from frappe_imagekit.errors import ConfigError, DockerError
 from frappe_imagekit.workspace import write_text_atomic
 
@@ -29,7 +29,7 @@ from frappe_imagekit.workspace import write_text_atomic
 TIER_ARGS = ("PYTHON_VERSION", "NODE_VERSION", "CA_CERTS_SHA256", *downloads.MIRROR_ARGS)
 BASE_KEY_LABEL = "io.imagekit.base-key"
 SYSTEM = "system"
-MANIFEST_FIELD = "base_tier"  # where a manifest records the system tier
+MANIFEST_FIELD: Final = "base_tier"  # where a manifest records the system tier
 
 
 @dataclass
@@ -48,10 +48,15 @@ class Tier:
                 "build_args": dict(self.build_args)}  # fmt: skip
 
     @classmethod
-    def from_record(cls, record: Mapping[str, Any]) -> Tier:
+    def from_record(cls, record: ManifestTier | TierRecord) -> Tier:
         """A tier as a manifest recorded it (rebuild uses the recorded one, not today's)."""
         ref = validate.not_an_option(record.get("ref"), "the recorded base tier")
-        args = {validate.env_name(k): str(v) for k, v in dict(record.get("build_args") or {}).items()}
+        recorded = record.get("build_args") or {}
+        if not isinstance(recorded, Mapping):
+            raise ConfigError(
+                "the manifest's base_tier.build_args is not an object: restore the manifest from git."
+            )
+        args = {validate.env_name(k): str(v) for k, v in recorded.items()}
         downloads.check(args, "the manifest's system tier build arg")
         text = str(record.get("containerfile") or "")
         if not text.startswith(benchfile.TIER_MARK):
@@ -108,7 +113,7 @@ def to_manifest(tiers: Sequence[Tier]) -> TierRecord:
     return system(tiers).to_dict()
 
 
-def from_manifest(manifest: Mapping[str, Any]) -> tuple[Tier, ...] | None:
+def from_manifest(manifest: BuildManifest) -> tuple[Tier, ...] | None:
     """The tiers a manifest recorded (None when it records none: not an exact build)."""
     record = manifest.get(MANIFEST_FIELD)
     if not record:

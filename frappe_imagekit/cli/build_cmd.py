@@ -12,6 +12,7 @@ from frappe_imagekit import build as build_pkg  # its modules load on first use,
 from frappe_imagekit.appname import repo_name
 from frappe_imagekit.appsjson import public_url
 from frappe_imagekit.appslock import lock_workspace
+from frappe_imagekit.build.records import BuildManifest
 from frappe_imagekit.cli import output
 from frappe_imagekit.cli.main import command, files_options, workspace_option
 from frappe_imagekit.cli.progress_view import PROGRESS_OPTION, Progress, reporting
@@ -135,17 +136,18 @@ def render_plan(plan: dict[str, Any], as_json: bool) -> None:
         output.out(plan["generated_containerfile"].rstrip("\n"))
 
 
-def render_result(data: dict[str, Any]) -> None:
-    image = data["image"]
-    output.out(f"Built {image['ref']} ({image['id']}) in {build_pkg.execute.build_seconds(data):.1f} s")
+def render_result(data: BuildManifest) -> None:
+    image = data.get("image") or {}
+    seconds = build_pkg.execute.build_seconds(data)
+    output.out(f"Built {image.get('ref')} ({image.get('id')}) in {seconds:.1f} s")
     if image.get("replaced"):
-        output.out(f"The image it replaced is kept as {image['replaced']}")
-    scan = data["leak_scan"]
+        output.out(f"The image it replaced is kept as {image.get('replaced')}")
+    scan = data.get("leak_scan") or {}
     if scan.get("status") == "skipped":
         output.warn("the leak scan was skipped (--no-leak-scan)")
     else:
-        output.out(f"Leak scan: {scan['status']} ({scan.get('seconds', 0):.1f} s)")
-    output.out(f"Manifest: builds/{data['version']}.json, log: builds/{data['log_file']}")
+        output.out(f"Leak scan: {scan.get('status')} ({scan.get('seconds') or 0:.1f} s)")
+    output.out(f"Manifest: builds/{data['version']}.json, log: builds/{data.get('log_file')}")
 
 
 @command("lock")

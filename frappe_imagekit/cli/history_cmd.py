@@ -11,6 +11,7 @@ import typer
 
 from frappe_imagekit import build as build_pkg  # its modules load on first use, not for --help
 from frappe_imagekit import history as core
+from frappe_imagekit.build.records import ManifestPin
 from frappe_imagekit.cli import output
 from frappe_imagekit.cli.build_cmd import CONTEXT_OPTION, DOCKER_OPTION, NO_CACHE_OPTION, render_plan
 from frappe_imagekit.cli.main import command, workspace_option
@@ -22,6 +23,7 @@ from frappe_imagekit.history import (
     HistoryListing,
     HistoryRow,
     PinChange,
+    ShownBuild,
     pin_label,
     short_id,
 )
@@ -64,7 +66,7 @@ def history(
             render_listing(listing, ws)
 
 
-def _emit(data: dict[str, Any], as_json: bool, render: Callable[[], None]) -> None:
+def _emit(data: Mapping[str, object], as_json: bool, render: Callable[[], None]) -> None:
     if as_json:
         output.print_json(data)
     else:
@@ -91,7 +93,7 @@ def render_listing(listing: HistoryListing, ws: Workspace) -> None:
 
 
 def _listing_cells(
-    row: HistoryRow, label: str, joiner: str, pin_label: Callable[[Mapping[str, Any] | None], str]
+    row: HistoryRow, label: str, joiner: str, pin_label: Callable[[ManifestPin | None], str]
 ) -> list[str]:
     apps = joiner.join(f"{app.get('name')} {pin_label(app)}" for app in row.apps) or "-"
     deployed = _places(row.deployed_to, row.deploys)
@@ -150,7 +152,7 @@ def _deploy_line(deploy: DeployRun) -> str:
     return " ".join(filter(None, [deploy["finished"], _outcome(deploy), digest]))
 
 
-def render_show(shown: dict[str, Any]) -> None:
+def render_show(shown: ShownBuild) -> None:
     m = shown["manifest"]
     image = m.get("image") or {}
     title = f"{m['version']}" + (f" (rebuild of {m['rebuild_of']})" if m.get("rebuild_of") else "")
@@ -176,17 +178,8 @@ def render_show(shown: dict[str, Any]) -> None:
             ("digests", ", ".join(image.get("repo_digests") or []) or None),
         ],
     )
-    pins = [("frappe", m.get("frappe") or {})] + [(a.get("name"), a) for a in m.get("apps") or []]
-    rows = [
-        [
-            str(name),
-            str(p.get("ref") or "-"),
-            str(p.get("ref_kind") or "-"),
-            pin_label(p).split("@")[-1],
-            str(p.get("url") or "-"),
-        ]
-        for name, p in pins
-    ]
+    pins = [("frappe", m.get("frappe"))] + [(a.get("name"), a) for a in m.get("apps") or []]
+    rows = [_pin_cells(name, pin) for name, pin in pins]
     output.print_table("Apps", ["app", "ref", "kind", "sha", "url"], rows)
     output.out()
     _section("Build args", sorted((m.get("build_args") or {}).items()))
@@ -230,6 +223,17 @@ def render_show(shown: dict[str, Any]) -> None:
     where = ", ".join(shown["deployed_to"]) or "not running anywhere recorded"
     deploys = [(_run_where(d), _deploy_line(d)) for d in shown["deploys"]]
     _section("Deploys", [("running on", where), *deploys])
+
+
+def _pin_cells(name: str | None, pin: ManifestPin | None) -> list[str]:
+    p: ManifestPin | dict[str, str] = pin or {}
+    cells = (
+        p.get("ref") or "-",
+        p.get("ref_kind") or "-",
+        pin_label(pin).split("@")[-1],
+        p.get("url") or "-",
+    )
+    return [str(name), *map(str, cells)]
 
 
 def _section(title: str, items: Iterable[tuple[Any, Any]]) -> None:
@@ -361,10 +365,11 @@ def render_drift(drift: build_pkg.rebuild.DriftReport) -> None:
 
 def render_rebuild(result: build_pkg.rebuild.RebuildResult, version: str) -> None:
     data = result.manifest
-    image = data["image"]
-    output.out(f"Rebuilt {image['ref']} ({image['id']}) in {build_pkg.execute.build_seconds(data):.1f} s")
+    image = data.get("image") or {}
+    seconds = build_pkg.execute.build_seconds(data)
+    output.out(f"Rebuilt {image.get('ref')} ({image.get('id')}) in {seconds:.1f} s")
     if image.get("replaced"):
-        output.out(f"The image it replaced is kept as {image['replaced']}")
+        output.out(f"The image it replaced is kept as {image.get('replaced')}")
     scan = data.get("leak_scan") or {}
     output.out(f"Leak scan: {scan.get('status')} ({float(scan.get('seconds') or 0):.1f} s)")
     output.out(f"Manifest: builds/{result.manifest_file} (rebuild of {version})")

@@ -23,9 +23,9 @@ import os
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
 
 from frappe_imagekit import progress, validate
+from frappe_imagekit.build.records import BuildManifest
 from frappe_imagekit.deploy import (
     composeconfig,
     lock,
@@ -200,7 +200,7 @@ def _refuse_rolled_back(ws: Workspace, version: str, project: str | None) -> Non
         )
 
 
-def _name_of(manifest: dict[str, Any]) -> str:
+def _name_of(manifest: BuildManifest) -> str:
     image = manifest.get("image") or {}
     ref = str(image.get("ref") or "")
     return image.get("name") or ref.rsplit(":", 1)[0]
