@@ -58,6 +58,8 @@ def test_the_manifest_records_the_system_tier_as_base_tier_and_reads_it_back() -
     assert tiers.from_manifest({"base_tier": None}) is None and tiers.from_manifest({}) is None
     with pytest.raises(ConfigError, match="no base tier Containerfile"):
         tiers.from_manifest({"base_tier": {**record, "containerfile": "FROM attacker\n"}})
+    with pytest.raises(ConfigError, match=r"base_tier.build_args is not an object: restore the manifest"):
+        tiers.from_manifest({"base_tier": {**record, "build_args": ["PYTHON_VERSION"]}})
 
 
 class _FakeDocker:

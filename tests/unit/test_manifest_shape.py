@@ -37,6 +37,21 @@ WRONG_SHAPES = [
     ("leak_scan", {"findings": "none"}, "leak_scan.findings must be a list"),
     ("workspace", {"dirty": "yes"}, "workspace.dirty must be true or false"),
     ("schema_version", True, "no schema_version"),
+    # the typed reader (build/records.py BuildManifest): every field it types is checked
+    ("apps", "", "apps must be a list, not str"),
+    ("frappe", {"name": 5, "ref": "main"}, "frappe.name must be a string, not int"),
+    ("image", {"digest": 5}, "image.digest must be a string, not int"),
+    ("image", {"repo_digests": ""}, "image.repo_digests must be a list, not str"),
+    ("base_tier", "x", "base_tier must be an object, not str"),
+    ("base_tier", {"ref": 5}, "base_tier.ref must be a string, not int"),
+    ("base_tier", {"built": "yes"}, "base_tier.built must be true or false, not str"),
+    ("drift", [{"status": 1}], "drift[0].status must be a string, not int"),
+    ("leak_scan", {"findings": 0}, "leak_scan.findings must be a list, not int"),
+    (
+        "leak_scan",
+        {"layers_from_cache": 1.5},
+        "leak_scan.layers_from_cache must be a whole number, not float",
+    ),
 ]
 
 
@@ -91,6 +106,27 @@ def test_history_diff_of_a_wrong_shape_is_one_sentence(tmp_path: Path) -> None:
     result = invoke("history", "--diff", "v1.0.0", "v1.0.1", "--offline", "-w", str(tmp_path))
     assert result.exit_code == ExitCode.NOT_FOUND
     assert "v1.0.1.json cannot be used (apps[0] must be an object, not int)" in result.stderr
+
+
+def test_history_show_of_a_wrong_base_tier_is_one_sentence(tmp_path: Path) -> None:
+    write(tmp_path / "builds", _bad_manifest("base_tier", ["x"]), "v1.0.1.json")
+    result = invoke("history", "v1.0.1", "-w", str(tmp_path))
+    assert result.exit_code == ExitCode.NOT_FOUND
+    assert "v1.0.1.json cannot be used (base_tier must be an object, not list)" in result.stderr
+    assert "internal error" not in result.stderr
+
+
+def test_the_typed_reader_returns_the_record_as_written_with_unknown_fields(ws: Workspace) -> None:
+    data = make_manifest("v1.0.0", "2026-11-01T10:00:00+00:00")
+    data |= {"base_tier": {"ref": "acme/erp:base-0", "key": "0", "built": None, "containerfile": "FROM x\n",
+                           "build_args": {"PYTHON_VERSION": "3.11"}},
+             "drift": [{"name": "erpnext", "ref": "v15", "use_ref": "v15", "status": "same",
+                        "recorded_sha": None, "current_sha": None, "message": "erpnext: same"}],
+             "leak_scan": {"status": "clean", "findings": [], "seconds": 1.5, "layers_from_cache": 3},
+             "apps": None, "from_a_later_imagekit": {"any": ["shape"]}}  # fmt: skip
+    write(ws.builds_dir, data, "v1.0.0.json")
+    assert manifest.read_manifest(ws.builds_dir / "v1.0.0.json") == data
+    assert manifest.list_manifests(ws) == ([data], [])
 
 
 def test_a_version_that_is_a_path_is_a_usage_error(ws: Workspace, tmp_path: Path) -> None:

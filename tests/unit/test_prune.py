@@ -54,6 +54,16 @@ def test_an_unreadable_record_stops_the_prune(tmp_path: Path) -> None:
         prune.needed(Workspace.at(tmp_path), keep_deploys=3)
 
 
+def test_a_system_tier_that_is_not_an_object_stops_the_prune(tmp_path: Path) -> None:
+    _manifest(tmp_path, "v1.json", "v1", base_tier="acme/erp:base-abc")  # once an AttributeError
+    with pytest.raises(ConfigError) as caught:
+        prune.needed(Workspace.at(tmp_path), keep_deploys=3)
+    assert caught.value.message == (
+        "builds/v1.json cannot be read (base_tier must be an object, not str) and could name an "
+        "image: fix or move it, then prune again."
+    )
+
+
 def test_classify_keeps_what_is_named_by_tag_or_id_and_counts_freed_space_once() -> None:
     images = [
         {"ref": f"{IMG}:v1", "id": "sha256:a", "size": 100},
