@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from frappe_imagekit import bounded, validate
-from frappe_imagekit.build.records import LockEntry, PinRecord
+from frappe_imagekit.build.records import LockEntry, LockFile, PinRecord
 from frappe_imagekit.check import run_check
 from frappe_imagekit.errors import ConfigError, DriftError
 from frappe_imagekit.workspace import Workspace, write_text_atomic
@@ -40,14 +40,14 @@ def lock_path(ws: Workspace) -> Path:
     return ws.lock_file
 
 
+def lock_data(frappe: PinRecord, apps: Sequence[PinRecord]) -> LockFile:
+    """The lock file's content for these pins (apps in apps.json order)."""
+    return {"schema_version": SCHEMA_VERSION, "frappe": _entry(frappe), "apps": [_entry(app) for app in apps]}
+
+
 def lock_text(frappe: PinRecord, apps: Sequence[PinRecord]) -> str:
-    """The lock file for these pins (stable: sorted keys, apps in apps.json order)."""
-    data = {
-        "schema_version": SCHEMA_VERSION,
-        "frappe": _entry(frappe),
-        "apps": [_entry(app) for app in apps],
-    }
-    return json.dumps(data, indent=2) + "\n"
+    """The lock file for these pins (stable: the keys in one order, apps in apps.json order)."""
+    return json.dumps(lock_data(frappe, apps), indent=2) + "\n"
 
 
 def _entry(pin: PinRecord) -> LockEntry:
@@ -175,7 +175,7 @@ def use_lock(
     return use
 
 
-def lock_workspace(ws: Workspace) -> tuple[Path, dict[str, Any]]:
+def lock_workspace(ws: Workspace) -> tuple[Path, LockFile]:
     """Check the workspace (resolving every ref), write the lock; returns its path and content."""
     report = run_check(ws, offline=False, strict=False, check_version_is_new=False)
     if report.has_errors:
@@ -189,5 +189,4 @@ def lock_workspace(ws: Workspace) -> tuple[Path, dict[str, Any]]:
     if report.config.frappe is None or unresolved:
         names = ", ".join(unresolved) or "frappe"
         raise ConfigError(f"cannot lock unresolved refs ({names}): fix them (see `imagekit check`).")
-    path = write_lock(ws, pins[0], pins[1:])
-    return path, json.loads(path.read_text())
+    return write_lock(ws, pins[0], pins[1:]), lock_data(pins[0], pins[1:])

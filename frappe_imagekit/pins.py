@@ -15,14 +15,13 @@ from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
 
 from packaging.version import InvalidVersion, Version
 
 from frappe_imagekit import gitremote
 from frappe_imagekit.appname import app_name_from, repo_name
 from frappe_imagekit.appsjson import REQUIRED_APPS, manifest_url, public_url, token_vars
-from frappe_imagekit.build.records import PinRecord
+from frappe_imagekit.build.records import ManifestPin, PinRecord
 from frappe_imagekit.envfile import Finding
 from frappe_imagekit.errors import ConfigError, GitError
 from frappe_imagekit.redact import Redactor
@@ -140,8 +139,8 @@ class Pin:
         )
 
     @classmethod
-    def from_record(cls, record: Mapping[str, Any]) -> Pin:
-        """A pin as a manifest or lock recorded it (checked by ``manifest.check_manifest``)."""
+    def from_record(cls, record: ManifestPin) -> Pin:
+        """A pin as a manifest recorded it (checked by ``manifest.check_manifest``)."""
         kind = record.get("ref_kind")
         return cls(
             name=str(record.get("name") or "frappe"),

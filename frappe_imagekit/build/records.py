@@ -39,6 +39,14 @@ class LockEntry(TypedDict):
     sha: str
 
 
+class LockFile(TypedDict):
+    """apps.lock.json as imagekit writes it."""
+
+    schema_version: int
+    frappe: LockEntry
+    apps: list[LockEntry]
+
+
 # -- a build manifest as read from disk -------------------------------------------------------
 # What ``manifest.check_manifest`` guarantees of a ``builds/*.json``: each field below has this
 # type when present (``None`` where the check allows it). Older records lack some fields, so the

@@ -12,7 +12,7 @@ from frappe_imagekit import build as build_pkg  # its modules load on first use,
 from frappe_imagekit.appname import repo_name
 from frappe_imagekit.appsjson import public_url
 from frappe_imagekit.appslock import lock_workspace
-from frappe_imagekit.build.records import BuildManifest
+from frappe_imagekit.build.records import BuildManifest, LockEntry, PinRecord
 from frappe_imagekit.cli import output
 from frappe_imagekit.cli.main import command, files_options, workspace_option
 from frappe_imagekit.cli.progress_view import PROGRESS_OPTION, Progress, reporting
@@ -167,7 +167,7 @@ def lock(
     output.out(f"Wrote {path.name}: commit it, and build with --frozen in CI.")
 
 
-def shown_name(pin: dict[str, Any]) -> str:
+def shown_name(pin: PinRecord | LockEntry) -> str:
     """The app's name (its package) and, where it differs, its repository's: ``my_app (my-app)``."""
     repo = repo_name(public_url(str(pin["url"])))
     return pin["name"] if repo in ("", pin["name"]) or pin["name"] == "frappe" else f"{pin['name']} ({repo})"
