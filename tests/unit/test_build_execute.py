@@ -99,3 +99,24 @@ def test_keeping_replaced_gives_the_tag_back_on_any_failure(tmp_path: Path, monk
         execute._tag_scanned(plan, run)
     assert fake.current[plan.ref] == "sha256:new"
     assert run.replaced == (execute.replaced_tag(plan.tag, old_id) if old_id else None)
+
+
+def test_a_force_build_keeps_an_old_record_whose_image_is_null(tmp_path: Path) -> None:
+    """``--force`` moves the old record aside; one with ``"image": null`` (it passes the reader)
+    is moved too, its image the spare tag (it once stopped the build: ``**None``)."""
+    import json
+
+    from frappe_imagekit.workspace import Workspace
+
+    ws = Workspace.at(tmp_path)
+    plan = _plan(tmp_path, force=True)
+    ws.builds_dir.mkdir()
+    old = ws.builds_dir / f"{plan.record_name}.json"
+    old.write_text(
+        json.dumps({"schema_version": 1, "version": plan.tag, "status": "succeeded", "image": None})
+    )
+    run = execute._Run(datetime(2026, 12, 7, 10, 0, tzinfo=UTC), 0.0, replaced="v1.1.5-replaced-0123456789ab")
+    execute._retire_previous(ws, plan, run)
+    kept = json.loads((ws.builds_dir / f"{plan.record_name}.replaced-20261207T100000Z.json").read_text())
+    assert not old.exists() and kept["status"] == "replaced"
+    assert kept["image"] == {"tag": run.replaced, "ref": f"{plan.image_name}:{run.replaced}"}
