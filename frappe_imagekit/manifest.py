@@ -326,7 +326,7 @@ _IMAGE_FIELDS = {
     "replaced": _optional(_image_ref),
 }
 _PIN_FIELDS = {
-    "name": _text,
+    "name": _string,
     "url": _optional(_validated(validate.repo_url)),
     "ref": _validated(validate.git_ref),
     "ref_kind": _text,

@@ -40,6 +40,7 @@ WRONG_SHAPES = [
     # the typed reader (build/records.py BuildManifest): every field it types is checked
     ("apps", "", "apps must be a list, not str"),
     ("frappe", {"name": 5, "ref": "main"}, "frappe.name must be a string, not int"),
+    ("frappe", {"name": None, "ref": "main"}, "frappe.name must be a string, not NoneType"),
     ("image", {"digest": 5}, "image.digest must be a string, not int"),
     ("image", {"repo_digests": ""}, "image.repo_digests must be a list, not str"),
     ("base_tier", "x", "base_tier must be an object, not str"),
