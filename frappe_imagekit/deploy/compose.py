@@ -317,11 +317,23 @@ def wait_services(
             if not containers:
                 raise DeployError(f"no container of project {project} started; check `up` output.")
             raise DeployError(_service_failure(runner, waiting[0], f"not ready after {timeout:.0f}s"))
-        time.sleep(poll)
+        time.sleep(min(_next_look(waiting, oneshot, watch, poll), max(deadline - time.monotonic(), poll)))
 
 
 def _settled(container: Container, oneshot: bool, watch: _RestartWatch) -> bool:
     return service_ready(container, oneshot) and (oneshot or watch.ran_long_enough(container))
+
+
+def _next_look(
+    waiting: Sequence[Container], oneshot: Sequence[str], watch: _RestartWatch, poll: float
+) -> float:
+    """Seconds to the next look: ``poll`` while a container starts; once every container waited
+    for runs and only has to keep running, the settle time it has left (a restart meanwhile still
+    shows at that look, in its restart count or its state, so looking more often finds nothing
+    more: it only costs a ``docker ps`` and a ``docker inspect`` each time)."""
+    if not all(service_ready(c, c.service in oneshot) for c in waiting):
+        return poll
+    return max([poll, *(watch.left(c) for c in waiting)])
 
 
 class _RestartWatch:
@@ -355,6 +367,11 @@ class _RestartWatch:
             return False
         since = self.running_since.setdefault(container.generation, time.monotonic())
         return time.monotonic() - since >= self.settle
+
+    def left(self, container: Container) -> float:
+        """Seconds ``container`` must still run unrestarted (``settle`` if not seen running)."""
+        since = self.running_since.get(container.generation)
+        return self.settle if since is None else max(0.0, self.settle - (time.monotonic() - since))
 
 
 def restart_counts(containers: Sequence[Container]) -> dict[str, int]:
