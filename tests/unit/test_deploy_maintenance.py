@@ -4,14 +4,20 @@ real effects are asserted in tests/integration/test_deploy.py)."""
 
 from __future__ import annotations
 
+import json
 import shlex
+import subprocess
 from collections.abc import Sequence
+from pathlib import Path
 
 import pytest
 
 from frappe_imagekit.deploy import maintenance
 from frappe_imagekit.deploy.maintenance import (
+    CHECKED,
     MIGRATE_PID,
+    STEPS,
+    STEPS_SCRIPT,
     Window,
     end_step,
     maintenance_argv,
@@ -40,6 +46,23 @@ class _Bench:
         self.stdout = stdout
 
     def run(self, argv, **_kwargs):  # type: ignore[no-untyped-def]
+        if argv[3:6] == ["sh", "-c", STEPS_SCRIPT]:
+            return self._steps(argv[:3], argv[7], argv[8:])
+        return self._one(argv)
+
+    def _steps(self, docker_exec: list[str], site: str, steps: list[str]) -> Completed:
+        """A window's steps as the script runs them (marks, exit status, a checked failure stops)."""
+        out = err = ""
+        for step in steps:
+            done = self._one([*docker_exec, *STEPS[step](site)])
+            out += f"\n@@imagekit-window-step {step}\n{done.stdout}"
+            err += f"\n@@imagekit-window-step {step}\n{done.stderr}"
+            err += f"\n@@imagekit-window-step-exit {done.returncode}\n"
+            if done.returncode and step in CHECKED:
+                break
+        return Completed(tuple(docker_exec), 0, out, err)
+
+    def _one(self, argv):  # type: ignore[no-untyped-def]
         self.calls.append(tuple(argv))
         line = " ".join(argv)
         if any(f in line for f in self.failing):
@@ -236,3 +259,96 @@ def test_dry_run_lists_the_window_around_backup_and_migrate():
     without = steps(_facts(maintenance=False))
     assert not any("maintenance" in line for line in without) and without[1] == "bench --site a.local backup"
     assert steps(_facts(maintenance=True, sites=[]))[1] == "maintenance window: none (no site yet)"
+
+
+# ---------------------------------------------------------------- a site's steps in one exec
+
+STUB_BENCH = """#!/bin/sh
+echo "$*" >> "$BENCH_LOG"
+case "$*" in *"scheduler pause"*) echo "Site b.local does not exist!" >&2; exit 1 ;; esac
+case "$*" in *ready-for-migration*) printf 'NOT READY for migration: site has pending jobs'; exit 1 ;; esac
+printf 'done without a line break'
+"""
+
+
+def _run_steps(tmp_path, site: str, steps: Sequence[str]) -> tuple[dict[str, maintenance.StepRun], list[str]]:
+    """The window's script run by sh (not in a container) with a stub bench on PATH."""
+    (tmp_path / "bench").write_text(STUB_BENCH)
+    (tmp_path / "bench").chmod(0o755)
+    log = tmp_path / "bench.log"
+    argv = maintenance.steps_argv("c1", site, steps)
+    assert argv[:6] == ["docker", "exec", "c1", "sh", "-c", STEPS_SCRIPT] and argv[6:8] == ["window", site]
+    env = {"PATH": f"{tmp_path}:/usr/bin:/bin", "BENCH_LOG": str(log)}
+    ran = subprocess.run(argv[3:], capture_output=True, text=True, env=env, check=False)
+    runs = maintenance.parse_steps(Completed(tuple(argv), ran.returncode, ran.stdout, ran.stderr), steps)
+    return runs, log.read_text().splitlines() if log.exists() else []
+
+
+def test_a_sites_steps_run_in_order_each_with_its_own_output_and_exit_status(tmp_path):
+    runs, called = _run_steps(tmp_path, "a.local", ["on", "ready", "off"])
+    assert called == ["--site a.local set-maintenance-mode on", "--site a.local ready-for-migration",
+                      "--site a.local set-maintenance-mode off"]  # fmt: skip
+    assert runs["on"] == maintenance.StepRun("done without a line break", "", 0)
+    # ready-for-migration only warns: the steps went on
+    assert runs["ready"].code == 1 and "NOT READY for migration" in runs["ready"].stdout
+    assert runs["off"].code == 0
+    assert "a.local" not in STEPS_SCRIPT  # the site is an argument, never script text
+
+
+def test_a_checked_step_that_fails_stops_the_steps_after_it_and_says_why(tmp_path):
+    runs, called = _run_steps(tmp_path, "b.local", ["on", "pause", "ready"])
+    assert called == ["--site b.local set-maintenance-mode on", "--site b.local scheduler pause"]
+    assert (runs["pause"].code, runs["pause"].why) == (1, "Site b.local does not exist!")
+    assert (runs["ready"].code, runs["ready"].why) == (None, "it did not run")
+
+
+def test_an_exec_that_ran_no_step_fails_the_first_with_what_docker_said():
+    done = Completed(("docker",), 1, "", "Error: No such container: c1\n")
+    runs = maintenance.parse_steps(done, ["off", "resume"])
+    assert (runs["off"].code, runs["off"].why) == (1, "Error: No such container: c1")
+    assert runs["resume"].code is None
+
+
+LAB = Path(__file__).resolve().parents[1] / "fixtures" / "frappe-v15-lab"
+
+
+class _Recorded:
+    """A runner answering a window's one exec with what real frappe 15.55.1 printed for it."""
+
+    host = "local"
+
+    def __init__(self, name: str) -> None:
+        self.meta = json.loads((LAB / f"{name}.json").read_text())
+        self.stdout = (LAB / f"{name}.txt").read_text()
+
+    def run(self, argv, **_kwargs):  # type: ignore[no-untyped-def]
+        assert argv[3:6] == ["sh", "-c", STEPS_SCRIPT]
+        assert " ".join(argv[7:]) == self.meta["command"].split(" window ", 1)[1]
+        return Completed(tuple(argv), self.meta["exit_code"], self.stdout, self.meta["stderr"])
+
+
+def test_real_frappes_window_output_is_read_step_by_step():
+    # frappe-v15-lab/73: on, pause, ready in one exec of s1.lab's backend
+    win = Window(_Recorded("73-window-steps-on-pause-ready"))  # type: ignore[arg-type]
+    win.open("c1", ["s1.lab"])
+    assert (win.sites["s1.lab"].state, win.sites["s1.lab"].pending_jobs, win.warnings) == ("on", False, [])
+    runs = maintenance.parse_steps(Completed(("x",), 0, _Recorded("73-window-steps-on-pause-ready").stdout,
+                                             _Recorded("73-window-steps-on-pause-ready").meta["stderr"]),
+                                   ["on", "pause", "ready"])  # fmt: skip
+    assert runs["pause"].stdout.strip() == "Scheduler is paused for site s1.lab"
+    assert runs["ready"].stdout.strip().startswith("READY for migration: site s1.lab")
+    # 73b: off and resume
+    win.runner = _Recorded("73b-window-steps-off-resume")  # type: ignore[assignment]
+    win.close("c1")
+    assert win.sites["s1.lab"].state == "off"
+
+
+def test_real_frappes_missing_site_is_the_one_sentence_and_stops_the_steps():
+    # frappe-v15-lab/73c: bench prints the error on stdout, exit 1; pause and ready never ran
+    win = Window(_Recorded("73c-window-steps-missing-site"))  # type: ignore[arg-type]
+    with pytest.raises(DeployError) as info:
+        win.open("c1", ["nosuch.lab"])
+    assert info.value.message == (
+        "could not put nosuch.lab in maintenance mode (Site nosuch.lab does not exist!): nothing was "
+        "stopped: fix that, or pass --no-maintenance."
+    )
