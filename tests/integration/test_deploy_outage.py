@@ -6,6 +6,7 @@ overrides/compose.redis.yaml (redis-cache, redis-queue), as on the real lab stac
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from dataclasses import replace
 
@@ -158,7 +159,10 @@ def test_a_crash_looping_service_fails_the_deploy_before_migrate(project: Projec
     result = cli(*project.cli_args("--version", "v2"))
 
     assert result.exit_code == ExitCode.DEPLOY_FAILED, result.output
-    assert "service frontend (" in result.output and ") restarted 1 time in " in result.output
+    # the restarts counted between the look that saw it running and the one that ends the settle
+    # time (1 or more, as docker's restart backoff and the machine's load allow)
+    counted = re.search(r"service frontend \(\S+\) restarted (\d+) times? in \d+s \(a crash loop", result.output)
+    assert counted and int(counted.group(1)) >= 1, result.output
     assert "(a crash loop: its restart policy starts it again each time it exits" in result.output
     assert "[emerg] invalid variable name in frappe.conf:16" in result.output
     for site in project.sites:

@@ -42,9 +42,17 @@ def containers(project: str, docker_host: str | None = None) -> list[dict]:
 
 
 def remove_project(project: str, docker_host: str | None = None) -> None:
+    """Remove the project's containers, then its networks and volumes (compose labels them): a
+    network left behind holds one of the daemon's ~30 default address pools (Docker 20.10): each
+    run of the suite left two, and after 14 runs on one machine ``up`` found no pool left."""
     ids = [c["Id"] for c in containers(project, docker_host)]
     if ids:
         docker("rm", "-f", *ids, check=False, docker_host=docker_host)
+    label = f"label=com.docker.compose.project={project}"
+    for kind in ("network", "volume"):
+        names = docker(kind, "ls", "-q", "--filter", label, check=False, docker_host=docker_host).stdout.split()
+        if names:
+            docker(kind, "rm", *names, check=False, docker_host=docker_host)
 
 
 @dataclass
