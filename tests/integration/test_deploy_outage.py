@@ -161,7 +161,8 @@ def test_a_crash_looping_service_fails_the_deploy_before_migrate(project: Projec
     assert result.exit_code == ExitCode.DEPLOY_FAILED, result.output
     # the restarts counted between the look that saw it running and the one that ends the settle
     # time (1 or more, as docker's restart backoff and the machine's load allow)
-    counted = re.search(r"service frontend \(\S+\) restarted (\d+) times? in \d+s \(a crash loop", result.output)
+    said = r"service frontend \(\S+\) restarted (\d+) times? in \d+s \(a crash loop"
+    counted = re.search(said, result.output)
     assert counted and int(counted.group(1)) >= 1, result.output
     assert "(a crash loop: its restart policy starts it again each time it exits" in result.output
     assert "[emerg] invalid variable name in frappe.conf:16" in result.output

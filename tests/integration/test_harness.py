@@ -251,14 +251,15 @@ def test_script_without_os_release_still_names_buildx(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("cores", "workers", "options"),
     [
-        ("2", "", "-n 3 --dist loadgroup --durations=25"),  # cores + 1: the tests mostly wait
-        ("1", "", "-n 2 --dist loadgroup --durations=25"),
+        ("2", "", "-n 5 --dist loadgroup --durations=25"),  # 2 x cores + 1: the tests mostly wait
+        ("1", "", "-n 3 --dist loadgroup --durations=25"),
+        ("3", "", "-n 7 --dist loadgroup --durations=25"),
         ("32", "", "-n 8 --dist loadgroup --durations=25"),  # one daemon: at most 8 by default
         ("2", "5", "-n 5 --dist loadgroup --durations=25"),
         ("2", "0", "--durations=25"),  # 0: no pytest-xdist at all
     ],
 )
-def test_script_runs_pytest_with_a_worker_more_than_the_cores(
+def test_script_runs_pytest_with_twice_the_cores_and_one_more_workers(
     tmp_path: Path, cores: str, workers: str, options: str
 ) -> None:
     (tmp_path / "nproc").write_text(f"#!/bin/sh\necho {cores}\n")

@@ -50,7 +50,8 @@ def remove_project(project: str, docker_host: str | None = None) -> None:
         docker("rm", "-f", *ids, check=False, docker_host=docker_host)
     label = f"label=com.docker.compose.project={project}"
     for kind in ("network", "volume"):
-        names = docker(kind, "ls", "-q", "--filter", label, check=False, docker_host=docker_host).stdout.split()
+        listed = docker(kind, "ls", "-q", "--filter", label, check=False, docker_host=docker_host)
+        names = listed.stdout.split()
         if names:
             docker(kind, "rm", *names, check=False, docker_host=docker_host)
 
