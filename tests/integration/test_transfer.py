@@ -28,9 +28,11 @@ from tests.support.debian13 import Debian13Host
 from tests.support.dockerhost import DockerHost
 from tests.support.sshd import SSHServer
 
+# {name} makes each test's layers its own: a build that took another test's cached layer failed
+# ("unknown parent image ID") when that test removed its images in the middle of the build
 DOCKERFILE = (
     "FROM imagekit-test/busybox:1\n"
-    "RUN head -c 3000000 /dev/urandom > /big\n"
+    "RUN head -c 3000000 /dev/urandom > /big && echo {name} > /name\n"
     "ARG APP=v1\n"
     'RUN echo "$APP" > /app\n'
 )
@@ -50,7 +52,7 @@ def versions(
     """``versions("v1")`` builds NAME:v1 here (the app layer says v1) and returns NAME."""
     name = unique_name("transfer")
     (tmp_path / "ctx").mkdir()
-    (tmp_path / "ctx" / "Dockerfile").write_text(DOCKERFILE)
+    (tmp_path / "ctx" / "Dockerfile").write_text(DOCKERFILE.format(name=name))
 
     def build(*tags: str) -> str:
         for tag in tags:
