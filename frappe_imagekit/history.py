@@ -15,7 +15,7 @@ from frappe_imagekit import gitremote, validate
 from frappe_imagekit.appsjson import parse_apps_text, public_url, repo_identity, token_vars
 from frappe_imagekit.build.records import BuildManifest, ManifestPin
 from frappe_imagekit.deploy.place import Places
-from frappe_imagekit.deploy.record import REHEARSAL, ROLLBACK, DeployRecord
+from frappe_imagekit.deploy.record import REHEARSAL, ROLLBACK, DeployRecord, read_deploys
 from frappe_imagekit.deploy.swarm import records as swarm_records
 from frappe_imagekit.envfile import parse_env_text, read_text
 from frappe_imagekit.errors import ImagekitError
@@ -23,7 +23,6 @@ from frappe_imagekit.manifest import (
     BrokenManifest,
     find_manifest,
     iter_manifests,
-    read_deploys,
     read_manifest,
     readable,
     version_sort_key,

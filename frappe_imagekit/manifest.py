@@ -24,7 +24,6 @@ from frappe_imagekit.build.records import (
     PinRecord,
     TierRecord,
 )
-from frappe_imagekit.deploy.record import DeployRecord
 from frappe_imagekit.errors import ImagekitError, NotFoundError, UsageError
 from frappe_imagekit.redact import Redactor
 from frappe_imagekit.workspace import Workspace, write_json_atomic
@@ -427,24 +426,10 @@ def check_manifest(data: Mapping[str, object]) -> BuildManifest:
     return cast(BuildManifest, data)  # every field checked above
 
 
-# -- deploy records ------------------------------------------------------------------------
+# -- reading a folder of records ---------------------------------------------------------
 
 
-def load_deploy_record(path: Path) -> DeployRecord:
-    """Read one ``deploys/*.json``; raise ``ValueError`` naming why it cannot be used.
-
-    Deploy records are repository content like manifests, checked field by field by
-    ``deploy.record.DeployRecord.read``; the record is returned upgraded to its schema.
-    """
-    return DeployRecord.read(path)
-
-
-def iter_deploy_records(ws: Workspace) -> Iterator[tuple[Path, DeployRecord | BrokenManifest]]:
-    """Each ``deploys/*.json`` in name order: its record, or why it cannot be read."""
-    return _each_json(ws.deploys_dir, load_deploy_record)
-
-
-def _each_json(folder: Path, read: Callable[[Path], T]) -> Iterator[tuple[Path, T | BrokenManifest]]:
+def each_json(folder: Path, read: Callable[[Path], T]) -> Iterator[tuple[Path, T | BrokenManifest]]:
     """Each ``folder/*.json`` in name order: what ``read`` makes of it, or why it cannot (its
     ``ValueError``)."""
     for path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
@@ -457,8 +442,8 @@ def _each_json(folder: Path, read: Callable[[Path], T]) -> Iterator[tuple[Path, 
 def readable(
     items: Iterable[tuple[Path, T | BrokenManifest]],
 ) -> tuple[list[tuple[Path, T]], list[BrokenManifest]]:
-    """``items`` (``iter_manifests``, ``iter_deploy_records``) split: the read ones with their
-    file, and those that could not be read."""
+    """``items`` (``iter_manifests``, ``deploy.record.iter_deploy_records``) split: the read
+    ones with their file, and those that could not be read."""
     good: list[tuple[Path, T]] = []
     broken: list[BrokenManifest] = []
     for path, item in items:
@@ -469,30 +454,9 @@ def readable(
     return good, broken
 
 
-@dataclass(frozen=True)
-class DeployRecords:
-    """The records of ``deploys/``: the usable ones oldest first, and those that are not."""
-
-    records: list[DeployRecord]
-    broken: list[BrokenManifest]
-
-    def broken_of(self, project: str) -> list[BrokenManifest]:
-        """The broken records whose file name says they are of ``project`` (a deploy's or a
-        rollback's, ``<deploy id>-<project>.json``), in name order."""
-        return [b for b in self.broken if b.path.name.partition("-")[2] == f"{project}.json"]
-
-
-def read_deploys(ws: Workspace) -> DeployRecords:
-    """Every ``deploys/*.json`` read through ``DeployRecord``: the one reader of the folder for
-    history, rollback, sandbox, backups, prune, rehearse and deploy's preflight."""
-    good, broken = readable(iter_deploy_records(ws))
-    records = sorted((record for _path, record in good), key=lambda r: str(r.finished or r.started or ""))
-    return DeployRecords(records, broken)
-
-
 def iter_manifests(ws: Workspace) -> Iterator[tuple[Path, BuildManifest | BrokenManifest]]:
     """Each ``builds/*.json`` in name order: its manifest, or why it cannot be read."""
-    return _each_json(ws.builds_dir, load_manifest)
+    return each_json(ws.builds_dir, load_manifest)
 
 
 def list_manifests(ws: Workspace) -> tuple[list[BuildManifest], list[BrokenManifest]]:

@@ -20,6 +20,7 @@ from typing import Any
 
 from frappe_imagekit import dockerapi, dockercli, process, validate
 from frappe_imagekit import manifest as manifests
+from frappe_imagekit.deploy.record import iter_deploy_records
 from frappe_imagekit.deploy.swarm import records as swarm_records
 from frappe_imagekit.errors import ConfigError, DockerError
 from frappe_imagekit.workspace import Workspace
@@ -94,7 +95,7 @@ def needed(ws: Workspace, keep_deploys: int) -> dict[str, str]:
 def _deployed(ws: Workspace, keep: int) -> dict[str, str]:
     """The image of each of the last ``keep`` deploy records of every project."""
     by_project: dict[str, list[tuple[str, str]]] = {}
-    for path, record in manifests.iter_deploy_records(ws):
+    for path, record in iter_deploy_records(ws):
         if isinstance(record, manifests.BrokenManifest):
             raise ConfigError(
                 f"deploys/{path.name} cannot be read ({record.reason}) and could name an image: fix "

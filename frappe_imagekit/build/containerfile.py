@@ -15,7 +15,6 @@ secret wins. The parser knows what the build needs and no more: line continuatio
 
 from __future__ import annotations
 
-import hashlib
 import re
 import shlex
 from dataclasses import dataclass, field
@@ -114,6 +113,10 @@ def parse_containerfile(text: str, path: Path | None = None) -> Containerfile:
         mode = AppsJsonMode.BUILD_ARG
     else:
         mode = None
+    # hashlib loads OpenSSL: 3 ms at every start-up of `imagekit check --help` if imported at the
+    # top (benchmarks/startup); check parses the Containerfile only when it runs.
+    import hashlib
+
     return Containerfile(
         path=path,
         text=text,

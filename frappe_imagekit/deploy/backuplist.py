@@ -18,9 +18,8 @@ from typing import Any
 
 from frappe_imagekit import validate
 from frappe_imagekit.deploy import backups, place
-from frappe_imagekit.deploy.record import DEPLOY, DeployRecord, place_records
+from frappe_imagekit.deploy.record import DEPLOY, DeployRecord, place_records, read_deploys
 from frappe_imagekit.errors import ImagekitError, NotFoundError, UsageError
-from frappe_imagekit.manifest import read_deploys
 from frappe_imagekit.runner import Runner
 from frappe_imagekit.workspace import Workspace
 

@@ -10,7 +10,7 @@ ssh or a path on the target; anything else is kept as written in ``extra``. Sche
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -20,6 +20,8 @@ from frappe_imagekit import bounded, validate
 from frappe_imagekit.deploy.engine import DEFAULT_ENGINE, engine_name
 from frappe_imagekit.deploy.place import Places, daemon_id
 from frappe_imagekit.errors import ConfigError, ImagekitError
+from frappe_imagekit.manifest import BrokenManifest, each_json, readable
+from frappe_imagekit.workspace import Workspace
 
 SCHEMA_VERSION = 2
 DEPLOY = "deploy"
@@ -224,6 +226,41 @@ def audit_records(text: str) -> list[DeployRecord]:
         except (ValueError, RecursionError):
             continue
     return read_records(items)
+
+
+def load_deploy_record(path: Path) -> DeployRecord:
+    """Read one ``deploys/*.json``; raise ``ValueError`` naming why it cannot be used.
+
+    Deploy records are repository content like manifests, checked field by field by
+    ``DeployRecord.read``; the record is returned upgraded to its schema.
+    """
+    return DeployRecord.read(path)
+
+
+def iter_deploy_records(ws: Workspace) -> Iterator[tuple[Path, DeployRecord | BrokenManifest]]:
+    """Each ``deploys/*.json`` in name order: its record, or why it cannot be read."""
+    return each_json(ws.deploys_dir, load_deploy_record)
+
+
+@dataclass(frozen=True)
+class DeployRecords:
+    """The records of ``deploys/``: the usable ones oldest first, and those that are not."""
+
+    records: list[DeployRecord]
+    broken: list[BrokenManifest]
+
+    def broken_of(self, project: str) -> list[BrokenManifest]:
+        """The broken records whose file name says they are of ``project`` (a deploy's or a
+        rollback's, ``<deploy id>-<project>.json``), in name order."""
+        return [b for b in self.broken if b.path.name.partition("-")[2] == f"{project}.json"]
+
+
+def read_deploys(ws: Workspace) -> DeployRecords:
+    """Every ``deploys/*.json`` read through ``DeployRecord``: the one reader of the folder for
+    history, rollback, sandbox, backups, prune, rehearse and deploy's preflight."""
+    good, broken = readable(iter_deploy_records(ws))
+    records = sorted((record for _path, record in good), key=lambda r: str(r.finished or r.started or ""))
+    return DeployRecords(records, broken)
 
 
 def rolled_back_versions(records: Iterable[DeployRecord], project: str | None = None) -> dict[str, str]:

@@ -10,10 +10,9 @@ from collections.abc import Iterable
 
 from frappe_imagekit.deploy import backups
 from frappe_imagekit.deploy.backups import DeployFacts
-from frappe_imagekit.deploy.record import REHEARSAL, DeployRecord
+from frappe_imagekit.deploy.record import REHEARSAL, DeployRecord, read_deploys
 from frappe_imagekit.deploy.rehearsal_gate import PASSED
 from frappe_imagekit.errors import ImagekitError
-from frappe_imagekit.manifest import read_deploys
 from frappe_imagekit.runner import Runner
 from frappe_imagekit.workspace import Workspace
 

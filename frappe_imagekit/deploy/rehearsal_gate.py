@@ -6,9 +6,8 @@ deploy sequence can call it without an import cycle.
 
 from __future__ import annotations
 
-from frappe_imagekit.deploy.record import REHEARSAL, DeployRecord
+from frappe_imagekit.deploy.record import REHEARSAL, DeployRecord, read_deploys
 from frappe_imagekit.errors import UsageError
-from frappe_imagekit.manifest import read_deploys
 from frappe_imagekit.workspace import Workspace
 
 PASSED = "succeeded"  # a rehearsal's result when every site migrated and answered

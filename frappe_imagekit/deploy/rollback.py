@@ -62,6 +62,7 @@ from frappe_imagekit.deploy.record import (
     SUCCEEDED,
     BackupCopy,
     DeployRecord,
+    read_deploys,
     recorded_digest,
 )
 from frappe_imagekit.deploy.record import now as now_iso
@@ -81,7 +82,7 @@ from frappe_imagekit.deploy.steps import (
 from frappe_imagekit.deploy.target import Connection, OnTarget, Target
 from frappe_imagekit.errors import ConfigError, DeployError, ImagekitError, NotFoundError, UsageError
 from frappe_imagekit.interrupts import sigterm_as_interrupt
-from frappe_imagekit.manifest import BrokenManifest, list_manifests, read_deploys
+from frappe_imagekit.manifest import BrokenManifest, list_manifests
 from frappe_imagekit.runner import LocalRunner, Runner
 from frappe_imagekit.workspace import Workspace
 

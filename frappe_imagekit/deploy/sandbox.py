@@ -27,14 +27,13 @@ from frappe_imagekit.deploy import backuplist, benchsite, compose, composeconfig
 from frappe_imagekit.deploy.backuplist import Backup
 from frappe_imagekit.deploy.engine import DEFAULT_ENGINE, Engine, Stack, open_engine
 from frappe_imagekit.deploy.lastup import last_up_engine, parse_last_up
-from frappe_imagekit.deploy.record import recorded_digest
+from frappe_imagekit.deploy.record import read_deploys, recorded_digest
 from frappe_imagekit.deploy.sandboxconfig import SandboxLabels
 from frappe_imagekit.deploy.send import ImageTransfer
 from frappe_imagekit.deploy.sequence import DeployOptions, resolve_layout, state_paths
 from frappe_imagekit.deploy.target import OnTarget, Target
 from frappe_imagekit.envfile import parse_env_text
 from frappe_imagekit.errors import ConfigError, DeployError, ImagekitError, NotFoundError, UsageError
-from frappe_imagekit.manifest import read_deploys
 from frappe_imagekit.runner import LocalRunner, Runner
 from frappe_imagekit.workspace import Workspace
 

@@ -64,6 +64,7 @@ from frappe_imagekit.deploy.lastup import files_for_down, needs_full_down, parse
 from frappe_imagekit.deploy.migratesteps import check_apps, migrate_all, next_steps, report_migrator
 from frappe_imagekit.deploy.record import (
     SUCCEEDED,
+    read_deploys,
     rolled_back_versions,
 )
 from frappe_imagekit.deploy.record import now as now_iso
@@ -91,7 +92,7 @@ from frappe_imagekit.errors import (
     UsageError,
 )
 from frappe_imagekit.interrupts import sigterm_as_interrupt
-from frappe_imagekit.manifest import list_manifests, read_deploys
+from frappe_imagekit.manifest import list_manifests
 from frappe_imagekit.runner import LocalRunner, Runner
 from frappe_imagekit.ssh import SSHRunner
 from frappe_imagekit.workspace import Workspace

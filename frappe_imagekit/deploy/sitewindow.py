@@ -32,6 +32,7 @@ from frappe_imagekit.deploy.record import (
     describe_since,
     maintenance_since,
     place_records,
+    read_deploys,
     stamp,
 )
 from frappe_imagekit.errors import (
@@ -39,7 +40,6 @@ from frappe_imagekit.errors import (
     ImagekitError,
 )
 from frappe_imagekit.interrupts import interrupts_held
-from frappe_imagekit.manifest import read_deploys
 from frappe_imagekit.runner import Runner
 
 

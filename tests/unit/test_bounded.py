@@ -12,9 +12,9 @@ from frappe_imagekit import bounded
 from frappe_imagekit.appslock import read_lock
 from frappe_imagekit.deploy import backuplist, lock
 from frappe_imagekit.deploy.composeconfig import parse_config
+from frappe_imagekit.deploy.record import iter_deploy_records
 from frappe_imagekit.errors import ConfigError, DeployError, ExitCode
 from frappe_imagekit.history import load_deploys
-from frappe_imagekit.manifest import iter_deploy_records
 from frappe_imagekit.prune import needed
 from frappe_imagekit.runner import json_object
 from frappe_imagekit.targets import load_targets

@@ -13,10 +13,10 @@ from test_deploy_rollback import NoTarget  # the refusals here come before the t
 
 from frappe_imagekit import prune
 from frappe_imagekit.deploy import backuplist, lock, rehearsal_gate, sequence
-from frappe_imagekit.deploy.record import DeployRecord, recorded_digest
+from frappe_imagekit.deploy.record import DeployRecord, iter_deploy_records, read_deploys, recorded_digest
 from frappe_imagekit.deploy.rollback import RollbackOptions, plan_rollback
 from frappe_imagekit.errors import ConfigError, ExitCode, ImagekitError, NotFoundError
-from frappe_imagekit.manifest import BrokenManifest, iter_deploy_records, read_deploys
+from frappe_imagekit.manifest import BrokenManifest
 from frappe_imagekit.workspace import Workspace
 from tests.support.cli import invoke
 

@@ -12,12 +12,11 @@ import pytest
 from frappe_imagekit.deploy import benchsite, compose, restorewait, rollback
 from frappe_imagekit.deploy.lastup import DownFiles
 from frappe_imagekit.deploy.migrate_report import BenchPlace, ssh_prefix
-from frappe_imagekit.deploy.record import DeployRecord
+from frappe_imagekit.deploy.record import DeployRecord, read_deploys
 from frappe_imagekit.deploy.rollback import RollbackOptions, plan_rollback
 from frappe_imagekit.deploy.sandbox import SandboxOptions
 from frappe_imagekit.deploy.sequence import DeployOptions, choose_image
 from frappe_imagekit.errors import ExitCode, NotFoundError, UsageError
-from frappe_imagekit.manifest import read_deploys
 from frappe_imagekit.workspace import Workspace
 from tests.support.cli import invoke
 

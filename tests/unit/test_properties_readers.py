@@ -17,9 +17,8 @@ from test_properties_state import CANARY, FAST, documents, json_values
 from frappe_imagekit import validate
 from frappe_imagekit.appslock import read_lock
 from frappe_imagekit.deploy import backuplist
-from frappe_imagekit.deploy.record import DeployRecord
+from frappe_imagekit.deploy.record import DeployRecord, iter_deploy_records
 from frappe_imagekit.errors import ImagekitError
-from frappe_imagekit.manifest import iter_deploy_records
 from frappe_imagekit.targets import load_targets
 from frappe_imagekit.workspace import Workspace
 

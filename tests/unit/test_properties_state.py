@@ -17,7 +17,7 @@ from test_history_data import make_deploy, make_manifest
 
 from frappe_imagekit import manifest, ssh
 from frappe_imagekit.deploy import lock
-from frappe_imagekit.deploy.record import DeployRecord
+from frappe_imagekit.deploy.record import DeployRecord, load_deploy_record
 from frappe_imagekit.deploy.sequence import parse_last_up
 from frappe_imagekit.errors import ExitCode, ImagekitError
 from tests.support.cli import invoke
@@ -110,9 +110,7 @@ def test_any_deploy_record_is_joined_or_skipped(data: Any) -> None:
         (builds / "v1.0.0.json").write_text(json.dumps(make_manifest("v1.0.0")))
         (deploys / "20261102T100000Z-erp.json").write_text(json.dumps(data))
         try:
-            assert isinstance(
-                manifest.load_deploy_record(deploys / "20261102T100000Z-erp.json"), DeployRecord
-            )
+            assert isinstance(load_deploy_record(deploys / "20261102T100000Z-erp.json"), DeployRecord)
         except ValueError as exc:
             assert CANARY not in str(exc)
         for args in (["history"], ["history", "v1.0.0", "--json"]):

@@ -44,3 +44,54 @@ def test_the_build_package_loads_its_modules_on_first_use():
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.split() == ["False", "True"]
+
+
+LOADED = """
+import sys
+sys.argv = {argv!r}
+{run}
+print("MODULES=" + ",".join(sorted(sys.modules)), file=sys.stderr)
+"""
+IMAGEKIT = """
+from frappe_imagekit.cli import main
+try:
+    main()
+except SystemExit:
+    pass
+"""
+BARE_TYPER = """
+import typer
+app = typer.Typer(add_completion=False, rich_markup_mode=None)
+@app.callback()
+def root(verbose: bool = typer.Option(False, "--verbose", "-v")) -> None:
+    pass
+@app.command("check")
+def check() -> None:
+    pass
+try:
+    app()
+except SystemExit:
+    pass
+"""
+# What `imagekit check --help` may load beyond a bare typer app's `check --help` (the floor,
+# benchmarks/startup): imagekit's own modules and these small standard ones. A module that is
+# heavy to load (hashlib with OpenSSL, tomllib, configparser, packaging) is imported where it is
+# used, so it does not appear here.
+CHECK_HELP_MAY_ADD = {"json", "json.decoder", "json.encoder", "json.scanner", "_json", "shlex",
+                      "concurrent.futures.thread", "queue", "_queue"}  # fmt: skip
+
+
+def _loaded(argv: list[str], run: str) -> set[str]:
+    code = LOADED.format(argv=argv, run=run)
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert "Usage" in result.stdout, result.stderr
+    line = next(line for line in result.stderr.splitlines() if line.startswith("MODULES="))
+    return set(line.removeprefix("MODULES=").split(","))
+
+
+def test_check_help_loads_typers_floor_and_imagekits_own_modules_only():
+    floor = _loaded(["bare", "check", "--help"], BARE_TYPER)
+    added = _loaded(["imagekit", "check", "--help"], IMAGEKIT) - floor
+    assert {m for m in added if not m.startswith("frappe_imagekit")} <= CHECK_HELP_MAY_ADD, sorted(added)
+    assert "frappe_imagekit.check" in added
+    assert not {m for m in added if m.startswith("frappe_imagekit.deploy")}, sorted(added)
