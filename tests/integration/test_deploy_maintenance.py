@@ -103,12 +103,16 @@ def test_an_interrupted_migrate_is_recorded_with_the_patches_that_ran(project: P
     argv = [sys.executable, "-m", "frappe_imagekit", *project.cli_args("--version", "v1")]
     proc = subprocess.Popen(argv, stderr=subprocess.PIPE, stdout=subprocess.PIPE, cwd=ROOT)
     assert proc.stderr is not None
+    seen = []  # kept for the messages: a deploy that ended before the patch shows why
     for raw in proc.stderr:
+        seen.append(raw)
         if b"slow patch 1" in raw:
             break
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=60)
-    assert proc.returncode == 130, err
+    said = b"".join(seen) + err
+    assert b"slow patch 1" in said, said
+    assert proc.returncode == 130, said
 
     site_a = next(s for s in project.records()[-1]["sites"] if s["site"] == "a.local")
     assert site_a["status"] == "interrupted"
