@@ -301,7 +301,8 @@ def server_version() -> str:
 
 def image_folder_files(ref: str, folder: str, max_bytes: int = 1 << 20) -> dict[str, bytes] | None:
     """The regular files directly in ``folder`` of image ``ref`` (name -> content), read from a
-    created, never started container; None when the folder does not exist."""
+    created, never started container; None when the folder does not exist. The container goes
+    with the anonymous volumes its image's VOLUME lines made (imagekit's Containerfile has two)."""
     import io
     import tarfile
 
@@ -316,7 +317,7 @@ def image_folder_files(ref: str, folder: str, max_bytes: int = 1 << 20) -> dict[
             return None
         data = b"".join(_call(f"docker cp {ref}:{folder}", lambda: list(stream)))
     finally:
-        _call(f"docker rm {container['Id'][:12]}", api.remove_container, container["Id"], force=True)
+        _call(f"docker rm {container['Id'][:12]}", api.remove_container, container["Id"], v=True, force=True)
     files: dict[str, bytes] = {}
     with tarfile.open(fileobj=io.BytesIO(data)) as tar:
         for member in tar.getmembers():

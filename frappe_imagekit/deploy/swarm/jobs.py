@@ -95,11 +95,12 @@ def run_job(runner: Runner, spec: JobSpec, timeout: float, poll: float = 0.5) ->
 
 def remove_job(runner: Runner, name: str) -> None:
     """Remove the job service and its ended containers on this node (Docker 20.10 keeps a
-    removed job's tasks: moby/moby#42789)."""
+    removed job's tasks: moby/moby#42789), with the anonymous volumes the image's VOLUME lines
+    gave them (``--volumes``: named volumes, the stack's sites, are never removed by it)."""
     runner.run(cli.service_rm_argv([name]), timeout=60)
     ended = _local_containers(runner, name, every=True)
     if ended:
-        runner.run([cli.DOCKER, "rm", "--force", *ended], timeout=60)
+        runner.run([cli.DOCKER, "rm", "--force", "--volumes", *ended], timeout=60)
 
 
 def _local_containers(runner: Runner, name: str, every: bool = False) -> list[str]:

@@ -366,12 +366,13 @@ def list_sandboxes(runner: Runner) -> list[dict[str, str]]:
 
 
 def remove(runner: Runner, name: str, timeout: float = 120) -> dict[str, list[str]]:
-    """The way-in container, the stack, then its volumes (once its containers are gone)."""
+    """The way-in container (with its anonymous volumes), the stack, then its volumes (once
+    its containers are gone)."""
     web = runner.run(
         [cli.DOCKER, "ps", "-aq", "--filter", f"label={WEB_LABEL}={name}"], timeout=60
     ).stdout.split()
     if web:
-        runner.run([cli.DOCKER, "rm", "-f", *web], timeout=60)
+        runner.run([cli.DOCKER, "rm", "-f", "-v", *web], timeout=60)
     runner.run([cli.DOCKER, "stack", "rm", name], timeout=120)
     namespace = f"label={cli.NAMESPACE}={name}"
     deadline = time.monotonic() + timeout
