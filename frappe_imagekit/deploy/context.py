@@ -267,6 +267,8 @@ class Context:
     migrator_run: MigratorRun | None = None  # frappe_docker's migrator, followed after up
     window: maintenance.Window | None = None  # the sites in maintenance (deploy/maintenance.py)
     reporter: progress.Reporter = progress.SILENT  # backups, restores, migrates (issue 24 item 4)
+    # what LIST_SITES printed in each backend container, until the stack changes (steps._up)
+    site_folders: dict[str, str] = field(default_factory=dict)
 
 
 def absolute(runner: Runner, path: str) -> str:
@@ -312,14 +314,31 @@ def exec_in(ctx: Context, container: Container, argv: Sequence[str], **kwargs: A
 def site_names(ctx: Context, backend: Container) -> list[str]:
     if ctx.opts.sites:
         return list(ctx.opts.sites)
-    done = exec_in(ctx, backend, ["sh", "-c", LIST_SITES], timeout=60)
-    sites = listed_sites(ctx, done.stdout)
+    sites = listed_sites(ctx, site_folders(ctx, backend))
     if not sites:
         raise DeployError(
             f"no site found in {ctx.opts.backend_service} (sites/*/site_config.json); "
             "pass --sites site1,site2."
         )
     return sites
+
+
+def site_folders(ctx: Context, backend: Container) -> str:
+    """The site folders ``backend`` lists (LIST_SITES' output), read once per container until
+    the stack changes: a deploy asked for them up to eight times (each a `docker exec`, over SSH a
+    round trip), and nothing of imagekit adds a site between an up and the next."""
+    if backend.id not in ctx.site_folders:
+        done = exec_in(ctx, backend, ["sh", "-c", LIST_SITES], timeout=60)
+        if done.returncode != 0:  # not kept: the next step asks again
+            return done.stdout
+        ctx.site_folders[backend.id] = done.stdout
+    return ctx.site_folders[backend.id]
+
+
+def forget_site_folders(ctx: Context) -> None:
+    """After an up: a new backend, or a one-shot service (frappe_docker's create-site) that made a
+    site in the one that stayed."""
+    ctx.site_folders.clear()
 
 
 def listed_sites(ctx: Context, stdout: str) -> list[str]:
@@ -344,7 +363,7 @@ def no_site_yet(ctx: Context) -> bool:
         backend = find_backend(ctx)
     except DeployError:
         return False
-    return not exec_in(ctx, backend, ["sh", "-c", LIST_SITES], timeout=60).stdout.split()
+    return not site_folders(ctx, backend).split()
 
 
 def up_env(opts: DeployOptions) -> dict[str, str]:

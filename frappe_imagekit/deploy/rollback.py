@@ -42,6 +42,7 @@ from frappe_imagekit.deploy.context import (
     engine_of,
     find_backend,
     flat_target,
+    forget_site_folders,
     project_services,
     state_paths,
 )
@@ -634,6 +635,7 @@ def _up(ctx: Context, plan: RollbackPlan, services: Sequence[str]) -> None:
     argv = engine_of(ctx).up_argv(down_stack(ctx, plan.down_files), services)
     done = ctx.runner.run(argv, env=_up_env(ctx, plan), timeout=ctx.opts.up_timeout + 60)
     _record_up(ctx, plan)  # even a failed up may have started containers with these files
+    forget_site_folders(ctx)
     if done.returncode != 0:
         raise DeployError(
             f"compose up failed: {last_line(done)}; the project is down: fix it and roll back again."

@@ -38,7 +38,6 @@ from frappe_imagekit.deploy.context import (
     DRY_RUN,
     FAILED,
     INTERRUPTED,
-    LIST_SITES,
     MIGRATE_FAILED,
     PATCH_FAILED,
     SCHEMA_VERSION,
@@ -51,11 +50,11 @@ from frappe_imagekit.deploy.context import (
     StatePaths,
     absolute,
     engine_of,
-    exec_in,
     find_backend,
     listed_sites,
     no_site_yet,
     project_services,
+    site_folders,
     state_paths,
     timed,
     up_env,
@@ -362,7 +361,7 @@ def _dry_run_sites(ctx: Context, running: Sequence[Container]) -> list[str]:
         backend = find_backend(ctx, running)
     except DeployError:
         return []
-    return listed_sites(ctx, exec_in(ctx, backend, ["sh", "-c", LIST_SITES], timeout=60).stdout)
+    return listed_sites(ctx, site_folders(ctx, backend))
 
 
 def open_runner(

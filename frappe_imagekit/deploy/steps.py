@@ -32,6 +32,7 @@ from frappe_imagekit.deploy.context import (
     engine_of,
     exec_in,
     find_backend,
+    forget_site_folders,
     no_site_yet,
     project_services,
     site_names,
@@ -307,6 +308,7 @@ def _up(ctx: Context) -> None:
     before = compose.restart_counts(project_services(ctx))
     done = ctx.runner.run(argv, env=env, timeout=opts.up_timeout + 60)
     keep_copy(ctx, env)  # even a failed up may have started containers with this file
+    forget_site_folders(ctx)
     if done.returncode != 0:
         raise DeployError(
             f"compose up failed: {last_line(done)}; fix the compose file or the image and deploy again."

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from frappe_imagekit.deploy.context import LIST_SITES
 from frappe_imagekit.deploy.migrate_report import step_commands
 from frappe_imagekit.deploy.sequence import DeployFailed, deploy
 from frappe_imagekit.errors import ExitCode, UsageError
@@ -29,6 +30,18 @@ from tests.support.cli import cli
 CONFIG_FILES = "com.docker.compose.project.config_files"
 FAILING_PATCH = "myapp.patches.v1_0.fix_invoices #2024-05-01"
 ROOT = Path(__file__).resolve().parents[2]
+
+
+class CountingRunner(LocalRunner):
+    """A LocalRunner that keeps the argv of every command it ran."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.ran: list[list[str]] = []
+
+    def run(self, argv, **kwargs):  # type: ignore[no-untyped-def]
+        self.ran.append(list(argv))
+        return super().run(argv, **kwargs)
 
 
 def run_deploy(project: Project, version: str = "v1", **kwargs):  # type: ignore[no-untyped-def]
@@ -54,8 +67,13 @@ def test_happy_path_two_sites_then_upgrade(project: Project):
 
     project.site_file("b.local", "pending_jobs").write_text("")
     told: list[str] = []
-    second = deploy(LocalRunner(), workspace(project), options(project, "v2"), on_event=told.append)
+    runner = CountingRunner()
+    second = deploy(runner, workspace(project), options(project, "v2"), on_event=told.append)
     assert second.result == "succeeded"
+    # the sites were listed once in v1's backend and once in v2's (each a `docker exec`), not
+    # once for every step that needs them (it was eight times)
+    backends = [argv[2] for argv in runner.ran if argv[-1] == LIST_SITES]
+    assert len(backends) == 2 and backends[0] != backends[1], backends
     # bench's progress bar (redrawn with \r: 72-migrate-progress-bars-redrawn) is told as its last
     # state, once per site, not as every redraw run together on one line
     bars = [line for line in told if "Updating DocTypes" in line]

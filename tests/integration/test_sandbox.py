@@ -19,13 +19,14 @@ import pytest
 import yaml
 
 from frappe_imagekit.deploy import sandbox as sandbox_module
+from tests.support.benchimage import SLEEP_FOREVER
 from tests.support.benchimage.fixtures import bench_image, docker, remove_project  # noqa: F401
 from tests.support.cli import invoke
 
 CANARY = "sbx-root-pw-canary-7f3a9c"
 ADMIN_CANARY = "sbx-admin-pw-canary-c41d"
 KEY = "s4ndb0xKeyOfTheBackupAAAAAAAAAAAAAAAAAAAAAA="  # a Fernet key's shape: 43 characters and =
-SLEEP = 'trap "exit 0" TERM; while :; do sleep 1 & wait $$!; done'
+SLEEP = SLEEP_FOREVER
 COMPOSE = """version: "3.7"
 services:
   configurator:

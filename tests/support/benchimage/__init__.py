@@ -23,13 +23,16 @@ from tests.support.machinelock import machine_lock
 
 HERE = Path(__file__).resolve().parent
 REPOSITORY = "imagekit-test/fakebench"
-SLEEP_FOREVER = 'trap "exit 0" TERM; while :; do sleep 1 & wait $$!; done'
+# PID 1 of a service that only has to run: one `sleep` an hour, not one a second (the suite keeps
+# dozens of these running; forking a sleep every second each was a few % of the 2-core machine).
+# `wait` returns on SIGTERM, so the trap still ends it at once.
+SLEEP_FOREVER = 'trap "exit 0" TERM; while :; do sleep 3600 & wait $$!; done'
 # the backend answers on its gunicorn port like frappe: ping, 503 in maintenance (see web)
 SERVE_BACKEND = "nc -ll -p 8000 -e /usr/local/bin/frappe-web & " + SLEEP_FOREVER
 
 # frappe_docker's websocket (`node socketio.js`) and scheduler (`bench schedule`) run as PID 1
 # and ignore SIGTERM: `down` waits out their stop timeout (compose's default 10 s) for them.
-IGNORE_TERM = 'trap "" TERM; while :; do sleep 1; done'
+IGNORE_TERM = 'trap "" TERM; while :; do sleep 3600; done'
 
 _SERVICE = """  {name}:
     image: ${{CUSTOM_IMAGE}}:${{CUSTOM_TAG}}
