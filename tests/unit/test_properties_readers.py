@@ -6,10 +6,13 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from test_properties_state import CANARY, FAST, documents, json_values
@@ -39,8 +42,19 @@ GOOD_RECORD = {
 }  # fmt: skip
 
 
+_PARENT: list[Path] = []  # this module's folder, which holds every example's workspace
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _examples_folder() -> Iterator[None]:
+    """One folder for the module's examples, removed after them (each run left 600 in /tmp)."""
+    _PARENT.append(Path(tempfile.mkdtemp(prefix="ik-prop-")))
+    yield
+    shutil.rmtree(_PARENT.pop())
+
+
 def _workspace() -> Path:
-    return Path(tempfile.mkdtemp(prefix="ik-prop-"))
+    return Path(tempfile.mkdtemp(dir=_PARENT[-1]))
 
 
 # -- the lock file -----------------------------------------------------------------------------
