@@ -355,14 +355,16 @@ def project_services(ctx: Context) -> list[Container]:
     return compose.service_containers(all_containers(ctx))
 
 
-def no_site_yet(ctx: Context) -> bool:
-    """A fresh stack: the backend runs and has no site (and --sites names none)."""
+def no_site_yet(ctx: Context, backend: Container | None = None) -> bool:
+    """A fresh stack: the backend runs and has no site (and --sites names none). ``backend``:
+    the one the caller just found (else it is looked up: a `docker ps` and a `docker inspect`)."""
     if ctx.opts.sites:
         return False
-    try:
-        backend = find_backend(ctx)
-    except DeployError:
-        return False
+    if backend is None:
+        try:
+            backend = find_backend(ctx)
+        except DeployError:
+            return False
     return not site_folders(ctx, backend).split()
 
 

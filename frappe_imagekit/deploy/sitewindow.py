@@ -70,7 +70,7 @@ def open_window(ctx: Context, running: Sequence[Container] | None = None) -> Non
         backend = find_backend(ctx, running)
     except DeployError:
         return
-    sites = [] if no_site_yet(ctx) else site_names(ctx, backend)
+    sites = [] if no_site_yet(ctx, backend) else site_names(ctx, backend)
     _found_states(ctx, window, backend, sites)
     for site in window.open(backend.id, sites):
         ctx.report.site(site.site).maintenance = site

@@ -165,7 +165,7 @@ def check_image_apps(ctx: Context) -> None:
         backend = find_backend(ctx)
     except DeployError:
         backend = None
-    if backend is None or no_site_yet(ctx):
+    if backend is None or no_site_yet(ctx, backend):
         ctx.report.notes.append("no running backend or no site yet: the apps of the sites were not checked.")
         return
     sites = site_names(ctx, backend)
@@ -212,7 +212,7 @@ def backup_sites(ctx: Context, running: Sequence[Container]) -> None:
     except DeployError:
         ctx.report.notes.append("no running backend before the deploy: no backup taken.")
         return
-    if no_site_yet(ctx):
+    if no_site_yet(ctx, backend):
         ctx.report.notes.append("no site yet: no backup taken.")
         return
     for site in site_names(ctx, backend):
