@@ -267,7 +267,7 @@ class Context:
     migrator_run: MigratorRun | None = None  # frappe_docker's migrator, followed after up
     window: maintenance.Window | None = None  # the sites in maintenance (deploy/maintenance.py)
     reporter: progress.Reporter = progress.SILENT  # backups, restores, migrates (issue 24 item 4)
-    # what LIST_SITES printed in each backend container, until the stack changes (steps._up)
+    # what LIST_SITES printed in each backend container, until an up (forget_site_folders)
     site_folders: dict[str, str] = field(default_factory=dict)
 
 
@@ -325,8 +325,8 @@ def site_names(ctx: Context, backend: Container) -> list[str]:
 
 def site_folders(ctx: Context, backend: Container) -> str:
     """The site folders ``backend`` lists (LIST_SITES' output), read once per container until
-    the stack changes: a deploy asked for them up to eight times (each a `docker exec`, over SSH a
-    round trip), and nothing of imagekit adds a site between an up and the next."""
+    the next up: each read is a `docker exec` (over SSH a round trip), and nothing of imagekit
+    adds a site between one up and the next."""
     if backend.id not in ctx.site_folders:
         done = exec_in(ctx, backend, ["sh", "-c", LIST_SITES], timeout=60)
         if done.returncode != 0:  # not kept: the next step asks again

@@ -26,7 +26,6 @@ from tests.support.cli import invoke
 CANARY = "sbx-root-pw-canary-7f3a9c"
 ADMIN_CANARY = "sbx-admin-pw-canary-c41d"
 KEY = "s4ndb0xKeyOfTheBackupAAAAAAAAAAAAAAAAAAAAAA="  # a Fernet key's shape: 43 characters and =
-SLEEP = SLEEP_FOREVER
 COMPOSE = """version: "3.7"
 services:
   configurator:
@@ -113,7 +112,7 @@ class Stack:
         (self.ws / ".env").write_text(f"IMAGE_NAME={self.repo}\n")
         self.compose = tmp_path / "srv" / "compose.yaml"
         self.compose.parent.mkdir()
-        self.compose.write_text(COMPOSE.format(port=self.port, extra="", sleep=SLEEP))
+        self.compose.write_text(COMPOSE.format(port=self.port, extra="", sleep=SLEEP_FOREVER))
         self.env_file = tmp_path / "srv" / "erp.env"
         self.env_file.write_text(f"DB_PASSWORD={CANARY}\n")
         for tag in ("v1", "v2"):
@@ -272,7 +271,7 @@ def test_sandbox_of_v1_beside_v2(stack: Stack, monkeypatch: pytest.MonkeyPatch) 
 
 def test_sandbox_refuses_an_external_volume(stack: Stack, tmp_path: Path) -> None:
     compose = tmp_path / "srv" / "external.yaml"
-    compose.write_text(COMPOSE.format(port=stack.port, extra="\n    external: true", sleep=SLEEP))
+    compose.write_text(COMPOSE.format(port=stack.port, extra="\n    external: true", sleep=SLEEP_FOREVER))
     dump = tmp_path / "srv" / "dump.sql.gz"
     dump.write_bytes(b"")
     done = stack.sandbox("v1", "--backup", str(dump), compose=compose)
