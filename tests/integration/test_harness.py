@@ -383,5 +383,6 @@ def test_debian13_image_tags_are_hashes_of_their_inputs(monkeypatch: pytest.Monk
     assert image.startswith("imagekit-test/debian13:") and rootfs.startswith("imagekit-test/trixie-rootfs:")
     monkeypatch.setattr(debian13, "INIT_SH", debian13.INIT_SH + "# changed\n")
     assert debian13.image_tag() != image and debian13.rootfs_tag() == rootfs
-    monkeypatch.setattr(debian13, "MIRROR", "http://127.0.0.1:9/debian")
+    other = debian13.aptsources.Mirrors("http://127.0.0.1:9/debian", None)
+    monkeypatch.setattr(debian13, "mirrors", lambda: other)
     assert debian13.rootfs_tag() != rootfs

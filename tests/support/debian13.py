@@ -2,7 +2,8 @@
 
 Made without any image registry (TESTENV.md, "A Debian 13 test host"):
 
-1. ``debootstrap --variant=minbase trixie`` from Debian's mirror, imported with ``docker import``
+1. ``debootstrap --variant=minbase trixie`` from the Debian mirror of this machine's own apt
+   sources (:mod:`tests.support.aptsources`), imported with ``docker import``
    as ``imagekit-test/trixie-rootfs:<hash>``;
 2. ``imagekit-test/debian13:<hash>``: a classic ``docker build`` FROM it that installs
    :data:`PACKAGES` and an init script (remount /sys and the cgroups read-write, start dockerd,
@@ -21,6 +22,7 @@ it prints the image name and how long that took.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import json
 import os
@@ -35,11 +37,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tests.support import aptsources
 from tests.support.machinelock import machine_lock
 from tests.support.sshd import keygen
 
 SUITE = "trixie"
-MIRROR = "http://deb.debian.org/debian"
 VARIANT = "minbase"
 ROOTFS_REPO = "imagekit-test/trixie-rootfs"
 IMAGE_REPO = "imagekit-test/debian13"
@@ -62,19 +64,35 @@ RUN_FLAGS = (
     "--security-opt", "systempaths=unconfined",
 )  # fmt: skip
 
-SOURCES = f"""\
+
+@functools.cache
+def mirrors() -> aptsources.Mirrors:
+    """The Debian mirror (and security archive) of this machine's own apt sources."""
+    try:
+        return aptsources.machine_mirrors()
+    except aptsources.MirrorError as exc:
+        raise HostError(str(exc)) from None
+
+
+def sources_text(found: aptsources.Mirrors) -> str:
+    """The host's ``debian.sources``: trixie from the machine's mirrors."""
+    text = f"""\
 Types: deb
-URIs: {MIRROR}
+URIs: {found.debian}
 Suites: {SUITE} {SUITE}-updates
 Components: main
 Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
-
+"""
+    if found.security:
+        text += f"""
 Types: deb
-URIs: http://deb.debian.org/debian-security
+URIs: {found.security}
 Suites: {SUITE}-security
 Components: main
 Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
 """
+    return text
+
 
 DOCKERFILE = f"""\
 FROM {{rootfs}}
@@ -146,12 +164,12 @@ def _digest(*parts: str) -> str:
 
 def rootfs_tag() -> str:
     """The rootfs image, named by a hash of the debootstrap inputs."""
-    return f"{ROOTFS_REPO}:{_digest(SUITE, VARIANT, MIRROR)}"
+    return f"{ROOTFS_REPO}:{_digest(SUITE, VARIANT, mirrors().debian)}"
 
 
 def image_tag() -> str:
     """The host image, named by a hash of everything that goes into it."""
-    return f"{IMAGE_REPO}:{_digest(rootfs_tag(), DOCKERFILE, SOURCES, SSHD_CONFIG, INIT_SH)}"
+    return f"{IMAGE_REPO}:{_digest(rootfs_tag(), DOCKERFILE, sources_text(mirrors()), SSHD_CONFIG, INIT_SH)}"
 
 
 def image_exists(docker: str, ref: str) -> bool:
@@ -187,8 +205,8 @@ def _make_rootfs(docker: str, tag: str) -> None:
     folder = Path(tempfile.mkdtemp(prefix="ik-trixie-", dir="/var/tmp"))
     try:
         _checked(
-            [debootstrap, f"--variant={VARIANT}", SUITE, str(folder / "root"), MIRROR],
-            f"debootstrap {SUITE} from {MIRROR}",
+            [debootstrap, f"--variant={VARIANT}", SUITE, str(folder / "root"), mirrors().debian],
+            f"debootstrap {SUITE} from {mirrors().debian}",
             timeout=900,
         )
         tar = subprocess.Popen(["tar", "-C", str(folder / "root"), "-c", "."], stdout=subprocess.PIPE)
@@ -205,7 +223,7 @@ def _build_image(docker: str, rootfs: str, tag: str) -> None:
     with tempfile.TemporaryDirectory(prefix="ik-debian13-") as context:
         files = {
             "Dockerfile": DOCKERFILE.format(rootfs=rootfs),
-            "debian.sources": SOURCES,
+            "debian.sources": sources_text(mirrors()),
             "sshd_config": SSHD_CONFIG,
             "init.sh": INIT_SH,
         }

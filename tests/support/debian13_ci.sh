@@ -13,6 +13,8 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 DOCKER="${DOCKER:-/usr/bin/docker}"
 ROOTFS="$(cd "$ROOT" && python3 -c 'from tests.support.debian13 import rootfs_tag; print(rootfs_tag())')"
+# The container's apt sources: trixie from this machine's own mirrors (tests/support/aptsources.py).
+SOURCES="$(cd "$ROOT" && python3 -c 'from tests.support import debian13; print(debian13.sources_text(debian13.mirrors()))')"
 NAME="ik-d13ci-$(head -c4 /dev/urandom | od -An -tx1 | tr -d ' \n')"
 VOLUME="$NAME-docker"
 (($# > 0)) || set -- tests/unit -q
@@ -50,13 +52,10 @@ mount -o remount,rw /sys 2>/dev/null || true
 for dir in /sys/fs/cgroup /sys/fs/cgroup/*; do
     grep -q " $dir .*\bro\b" /proc/self/mountinfo && mount -o remount,bind,rw "$dir" 2>/dev/null
 done
-cat >/etc/apt/sources.list <<'SOURCES'
-deb http://deb.debian.org/debian trixie main
-deb http://deb.debian.org/debian trixie-updates main
-deb http://deb.debian.org/debian-security trixie-security main
-SOURCES
+rm -f /etc/apt/sources.list
 true
 EOF
+printf '%s\n' "$SOURCES" | "$DOCKER" exec -i "$NAME" sh -c 'cat >/etc/apt/sources.list.d/debian.sources'
 git -C "$ROOT" ls-files -z | tar -C "$ROOT" --null -T - -c | "$DOCKER" exec -i "$NAME" sh -c 'mkdir -p /src && tar -x -C /src'
 
 started=$SECONDS
