@@ -35,6 +35,7 @@ from frappe_imagekit.deploy import (
     sandbox,
 )
 from frappe_imagekit.deploy import migrate_parse as mp
+from frappe_imagekit.deploy.context import LIST_SITES
 from frappe_imagekit.deploy.engine import Engine
 from frappe_imagekit.deploy.migrate_report import BenchPlace, StepContext, exit_code_for, next_steps, step
 from frappe_imagekit.deploy.record import REHEARSAL, DeployRecord, stamp
@@ -51,8 +52,6 @@ EventSink = Callable[[str], None]
 FAILED, INTERRUPTED = "failed", "interrupted"
 __all__ = ["check_last_rehearsal", "last_rehearsal", "rehearse"]
 _BACKUP_LINE = re.compile(r"^Database:\s+(?P<path>\S+)", re.MULTILINE)
-# the sites of a bench (as deploy lists them: a folder with a site_config.json)
-_LIST_SITES = 'for f in sites/*/site_config.json; do [ -f "$f" ] && basename "$(dirname "$f")"; done'
 
 
 @dataclass
@@ -243,7 +242,7 @@ def take_backups(
     runner = engine.runner
     backend = _production_backend(engine, sbx)
     sites = sorted(
-        runner.run(maintenance.exec_argv(backend, ["sh", "-c", _LIST_SITES]), timeout=60).stdout.split()
+        runner.run(maintenance.exec_argv(backend, ["sh", "-c", LIST_SITES]), timeout=60).stdout.split()
     )
     folder = f"{state_paths(runner, sbx.project, sbx.state_dir).root}/rehearsals/{stamp(report.started)}"
     taken = {}
